@@ -1,0 +1,185 @@
+// The nslb.dev/v1alpha1 object model (DESIGN §1): Octavia's LBaaS v2 objects as Kubernetes-style resources.
+// Field names are camelCase versions of Octavia's. The JSON Schemas in ./schemas.ts are the single source of
+// truth for what is valid; these types mirror them for the compiler.
+
+export const API_VERSION = 'nslb.dev/v1alpha1';
+
+export const KINDS = ['LoadBalancer', 'Listener', 'Pool', 'Member', 'HealthMonitor'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  generation?: number;
+  resourceVersion?: string;
+  uid?: string;
+}
+
+export type ProvisioningStatus = 'ACTIVE' | 'PENDING_CREATE' | 'PENDING_UPDATE' | 'PENDING_DELETE' | 'ERROR';
+export type OperatingStatus = 'ONLINE' | 'OFFLINE' | 'DEGRADED' | 'ERROR' | 'NO_MONITOR' | 'DRAINING';
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface ObjectStatus {
+  provisioningStatus: ProvisioningStatus;
+  operatingStatus: OperatingStatus;
+  observedGeneration?: number;
+  conditions: Condition[];
+  // LoadBalancer only: node facts.
+  vip?: string;
+  netns?: string;
+  port?: string;
+  node?: string;
+}
+
+export interface Vip {
+  address: string;
+  prefixLength?: number;
+  gateway?: string;
+  mac?: string;
+  bridge?: string;
+  vlan?: number;
+  mtu?: number;
+}
+
+export interface LoadBalancerSpec {
+  vip: Vip;
+  adminStateUp?: boolean;
+  description?: string;
+}
+
+export type ListenerProtocol = 'TCP' | 'HTTP' | 'HTTPS' | 'TERMINATED_HTTPS';
+
+export interface ListenerTimeouts {
+  clientData?: number;
+  memberConnect?: number;
+  memberData?: number;
+  tcpInspect?: number;
+}
+
+export interface InsertHeaders {
+  'X-Forwarded-For'?: boolean;
+  'X-Forwarded-Port'?: boolean;
+  'X-Forwarded-Proto'?: boolean;
+}
+
+export interface TlsCertificateRef {
+  certificateFile?: string;
+  keyFile?: string;
+  secretName?: string;
+}
+
+export interface ListenerTls extends TlsCertificateRef {
+  sniCertificates?: TlsCertificateRef[];
+  sniSecretNames?: string[];
+  clientAuthentication?: 'NONE' | 'OPTIONAL' | 'MANDATORY';
+  clientCaFile?: string;
+  clientCrlFile?: string;
+  versions?: string[];
+  ciphers?: string;
+  alpnProtocols?: string[];
+  hsts?: { maxAge?: number; includeSubdomains?: boolean; preload?: boolean };
+}
+
+export interface ListenerSpec {
+  loadBalancer: string;
+  protocol: ListenerProtocol;
+  port: number;
+  defaultPool?: string;
+  connectionLimit?: number;
+  timeouts?: ListenerTimeouts;
+  insertHeaders?: InsertHeaders;
+  allowedCidrs?: string[];
+  tls?: ListenerTls;
+  adminStateUp?: boolean;
+  description?: string;
+}
+
+export type PoolProtocol = 'TCP' | 'HTTP' | 'HTTPS' | 'PROXY' | 'PROXYV2';
+export type LbAlgorithm = 'ROUND_ROBIN' | 'LEAST_CONNECTIONS' | 'SOURCE_IP';
+
+export interface PoolTls {
+  enabled?: boolean;
+  caFile?: string;
+  crlFile?: string;
+  certificateFile?: string;
+  keyFile?: string;
+  secretName?: string;
+  caSecretName?: string;
+  versions?: string[];
+  ciphers?: string;
+  alpnProtocols?: string[];
+}
+
+export interface PoolSpec {
+  loadBalancer: string;
+  protocol: PoolProtocol;
+  lbAlgorithm: LbAlgorithm;
+  sessionPersistence?: { type: 'SOURCE_IP' | 'HTTP_COOKIE' | 'APP_COOKIE'; cookieName?: string };
+  tls?: PoolTls;
+  adminStateUp?: boolean;
+  description?: string;
+}
+
+export interface MemberSpec {
+  pool: string;
+  address: string;
+  port: number;
+  weight?: number;
+  backup?: boolean;
+  monitorAddress?: string;
+  monitorPort?: number;
+  adminStateUp?: boolean;
+  description?: string;
+}
+
+export type HealthMonitorType = 'PING' | 'TCP' | 'HTTP' | 'HTTPS' | 'TLS-HELLO';
+
+export interface HealthMonitorSpec {
+  pool: string;
+  type: HealthMonitorType;
+  delay: number;
+  timeout: number;
+  maxRetries: number;
+  maxRetriesDown?: number;
+  httpMethod?: string;
+  urlPath?: string;
+  expectedCodes?: string;
+  httpVersion?: '1.0' | '1.1';
+  domainName?: string;
+  adminStateUp?: boolean;
+}
+
+export interface SpecByKind {
+  LoadBalancer: LoadBalancerSpec;
+  Listener: ListenerSpec;
+  Pool: PoolSpec;
+  Member: MemberSpec;
+  HealthMonitor: HealthMonitorSpec;
+}
+
+export interface ApiObject<K extends Kind = Kind> {
+  apiVersion: typeof API_VERSION;
+  kind: K;
+  metadata: ObjectMeta & { namespace: string };
+  spec: SpecByKind[K];
+  status?: ObjectStatus;
+}
+
+export type AnyObject = { [K in Kind]: ApiObject<K> }[Kind];
+
+/** `<namespace>/<name>` of the LoadBalancer an object belongs to; the work queue's key. */
+export type LbKey = string;
+
+export function objectId(o: { kind: Kind; metadata: { namespace: string; name: string } }): string {
+  return `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
+}

@@ -1,0 +1,53 @@
+// What observation found on the node, for every load balancer at once (batched reads).
+
+export interface ObservedOvsPort {
+  iface: string;
+  bridge: string;
+  /** external_ids:nslb-lb: the marker. */
+  lb?: string;
+  mac?: string;
+  tag?: number;
+  /** OVS could not open the device (it vanished, e.g. with its netns). */
+  error?: string;
+}
+
+export interface ObservedLink {
+  name: string;
+  up: boolean;
+  mac: string;
+  mtu: number;
+  /** `address/prefix`, global scope only. */
+  addresses: string[];
+}
+
+export interface ObservedNetns {
+  name: string;
+  /** The VIP interface inside it, if present. */
+  link?: ObservedLink;
+  loUp: boolean;
+  defaultGateway?: string;
+}
+
+export interface ObservedHaproxy {
+  /** Master PID from the pidfile, verified in /proc to be haproxy running our config. */
+  pid: number;
+  /** The process lives in the netns of that name (not in a deleted or foreign one). */
+  inNetns: boolean;
+}
+
+export interface ObservedLoadBalancer {
+  netns?: ObservedNetns;
+  port?: ObservedOvsPort;
+  /** The device exists in the host namespace (freshly added, not moved yet). */
+  ifaceInHost: boolean;
+  haproxy?: ObservedHaproxy;
+  /** The config file as it is on disk, or undefined. */
+  config?: string;
+  stateDir: boolean;
+}
+
+export interface ObservedNode {
+  /** Keyed by netns name (`nslb-…`), for every marked thing found. */
+  lbs: Map<string, ObservedLoadBalancer>;
+  bridges: Set<string>;
+}

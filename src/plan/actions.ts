@@ -1,0 +1,68 @@
+// What a reconcile may do to the node: a discriminated union, printable (that is `nslb plan`).
+// Each action is idempotent on its own, so replaying a plan after a crash is safe.
+
+export type Action =
+  | { kind: 'netns.add'; netns: string }
+  | { kind: 'netns.delete'; netns: string }
+  | {
+      kind: 'ovs.addPort';
+      bridge: string;
+      iface: string;
+      lb: string;
+      mac: string;
+      vlan?: number;
+      /** Remove a stale row of the same name first (the device vanished with its netns). */
+      recreate: boolean;
+    }
+  | { kind: 'ovs.deletePort'; iface: string }
+  | { kind: 'link.moveToNetns'; iface: string; netns: string }
+  | {
+      kind: 'link.configure';
+      netns: string;
+      iface: string;
+      mac: string;
+      mtu?: number;
+      /** `address/prefix` */
+      address: string;
+      removeAddresses: string[];
+      gateway?: string;
+    }
+  | { kind: 'haproxy.writeConfig'; netns: string; config: string; reason: string }
+  | { kind: 'haproxy.start'; netns: string; reason: string }
+  | { kind: 'haproxy.reload'; netns: string }
+  | { kind: 'haproxy.stop'; netns: string; pid: number }
+  | { kind: 'stateDir.delete'; netns: string };
+
+export function formatAction(a: Action): string {
+  switch (a.kind) {
+    case 'netns.add':
+      return `netns add ${a.netns}`;
+    case 'netns.delete':
+      return `netns delete ${a.netns}`;
+    case 'ovs.addPort':
+      return `ovs add-port ${a.bridge} ${a.iface} (internal, mac ${a.mac}${a.vlan === undefined ? '' : `, tag ${a.vlan}`}, nslb-lb=${a.lb})${a.recreate ? ' replacing a stale row' : ''}`;
+    case 'ovs.deletePort':
+      return `ovs del-port ${a.iface}`;
+    case 'link.moveToNetns':
+      return `link ${a.iface} → netns ${a.netns}`;
+    case 'link.configure': {
+      const parts = [`mac ${a.mac}`];
+      if (a.mtu !== undefined) parts.push(`mtu ${a.mtu}`);
+      parts.push(`addr ${a.address}`);
+      if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
+      if (a.gateway !== undefined) parts.push(`default via ${a.gateway}`);
+      parts.push('up');
+      return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
+    }
+    case 'haproxy.writeConfig':
+      return `haproxy write ${a.netns}/haproxy.cfg (${a.config.split('\n').length} lines; ${a.reason})`;
+    case 'haproxy.start':
+      return `haproxy start in ${a.netns} (${a.reason})`;
+    case 'haproxy.reload':
+      return `haproxy reload in ${a.netns}`;
+    case 'haproxy.stop':
+      return `haproxy stop in ${a.netns} (pid ${a.pid})`;
+    case 'stateDir.delete':
+      return `state dir delete lb/${a.netns}`;
+  }
+}
