@@ -36,6 +36,8 @@ export interface ObservedHaproxy {
 }
 
 export interface ObservedLoadBalancer {
+  /** The LoadBalancer key found in a marker (OVS external_ids or the state dir's owner file), if any. */
+  lbKey?: string;
   netns?: ObservedNetns;
   port?: ObservedOvsPort;
   /** The device exists in the host namespace (freshly added, not moved yet). */

@@ -1,0 +1,422 @@
+// One JSON Schema per kind: the single source of truth for what a valid object looks like (DESIGN §1).
+// ajv validates files and CLI input with SPEC_SCHEMAS/schemaFor(); the CRDs carry crdSchemaFor() as
+// openAPIV3Schema. That dual use constrains the dialect: every node has a `type`, no `$ref`, no `const`
+// (Kubernetes' JSONSchemaProps has none: single-value `enum` instead), no `uniqueItems`, no exclusive bounds.
+//
+// Safety: any string that can end up in an HAProxy config is pinned down by a pattern or an enum, so that it
+// can never carry whitespace, a newline, `#`, a quote, a backslash or NUL into the rendered file.
+import { API_VERSION, KINDS, type Kind } from './types.js';
+
+/** The subset of JSON Schema (draft-07 / OpenAPI v3 structural) that these schemas use. */
+export interface JsonSchema {
+  type: 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean';
+  description?: string;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  additionalProperties?: boolean | JsonSchema;
+  items?: JsonSchema;
+  minItems?: number;
+  maxItems?: number;
+  enum?: (string | number)[];
+  pattern?: string;
+  format?: string;
+  anyOf?: Omit<JsonSchema, 'type'>[];
+  minLength?: number;
+  maxLength?: number;
+  minimum?: number;
+  maximum?: number;
+  default?: unknown;
+  'x-kubernetes-preserve-unknown-fields'?: boolean;
+}
+
+/** Formats these schemas use; validate.ts registers an implementation for each (no ajv-formats). */
+export const FORMATS = ['ipv4', 'ipv6', 'cidr', 'mac'] as const;
+
+/** x-kubernetes-* annotation keywords these schemas use; ajv in strict mode must be told about them. */
+export const KUBERNETES_KEYWORDS = ['x-kubernetes-preserve-unknown-fields'] as const;
+
+interface NamedPattern {
+  pattern: string;
+  /** Completes "must be …" in a validation message. */
+  description: string;
+}
+
+// Every pattern here must mean the same in ECMAScript (ajv, `u` flag) and in Go RE2 (the Kubernetes API
+// server): so no lookaround and no backreferences.
+const PATH_SEGMENT = String.raw`(\.?[A-Za-z0-9_+@=,:~-][A-Za-z0-9._+@=,:~-]*|\.\.[A-Za-z0-9._+@=,:~-]+|\.)`;
+const HOST_LABEL = '[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?';
+const STATUS_CODE = '[1-5][0-9]{2}';
+
+export const PATTERNS = {
+  dnsLabel: {
+    pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+    description: 'a DNS-1123 label: lowercase letters, digits and "-", starting and ending with a letter or digit',
+  },
+  dnsSubdomain: {
+    pattern: String.raw`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`,
+    description: 'a DNS-1123 subdomain: dot-separated lowercase labels of letters, digits and "-"',
+  },
+  // The format (node:net) decides validity; this keeps zone ids ("fe80::1%eth0") and any odd character out.
+  ipAddress: { pattern: '^[0-9A-Fa-f.:]+$', description: 'an IPv4 or IPv6 address' },
+  cidr: { pattern: '^[0-9A-Fa-f.:]+/[0-9]{1,3}$', description: 'a CIDR such as 10.0.0.0/24 or 2001:db8::/64' },
+  mac: { pattern: '^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$', description: 'a MAC address such as fa:16:3e:00:00:01' },
+  // A bridge's own port is a kernel netdev, hence the netdev character set and the 15-character limit.
+  bridge: {
+    pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$',
+    description: 'an Open vSwitch bridge name: letters, digits, "_", "." and "-"',
+  },
+  filePath: {
+    pattern: `^/?${PATH_SEGMENT}(/${PATH_SEGMENT})*$`,
+    description:
+      'a file path of letters, digits and ._+@=,:~- separated by single "/", without ".." segments, whitespace, quotes, "#" or "\\"',
+  },
+  // RFC 3986 path characters minus the quote, plus "?" so a check can carry a query as Octavia allows.
+  urlPath: {
+    pattern: "^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$",
+    description: 'an absolute URL path: "/" followed by letters, digits and ._~!$&()*+,;=:@%/?-',
+  },
+  expectedCodes: {
+    pattern: `^(${STATUS_CODE}(,${STATUS_CODE})*|${STATUS_CODE}-${STATUS_CODE})$`,
+    description: 'HTTP status codes 100-599 as "200", a list "200,202" or a range "200-204"',
+  },
+  hostname: {
+    pattern: `^${HOST_LABEL}(\\.${HOST_LABEL})*$`,
+    description: 'a host name: dot-separated labels of letters, digits and "-"',
+  },
+  ciphers: {
+    pattern: '^[A-Za-z0-9_:+!@=.-]+$',
+    description: 'an OpenSSL cipher list: letters, digits and _:+!@=.-',
+  },
+  cookieName: { pattern: '^[A-Za-z0-9._-]+$', description: 'a cookie name: letters, digits, ".", "_" and "-"' },
+  // Descriptions never reach HAProxy, but they do reach logs and terminals: one printable line.
+  description: { pattern: '^[^\\x00-\\x1f\\x7f]*$', description: 'a single line without control characters' },
+} as const satisfies Record<string, NamedPattern>;
+
+// ---------------------------------------------------------------------------------------------------------
+// Building blocks.
+
+function patterned(p: NamedPattern, maxLength: number, description: string): JsonSchema {
+  return { type: 'string', description, minLength: 1, maxLength, pattern: p.pattern };
+}
+
+const objectName = (what: string): JsonSchema => patterned(PATTERNS.dnsLabel, 63, what);
+const secretName = (what: string): JsonSchema => patterned(PATTERNS.dnsSubdomain, 253, what);
+const filePath = (what: string): JsonSchema => patterned(PATTERNS.filePath, 4096, what);
+
+function ipAddress(description: string): JsonSchema {
+  return {
+    type: 'string',
+    description,
+    maxLength: 45,
+    pattern: PATTERNS.ipAddress.pattern,
+    anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }],
+  };
+}
+
+function integer(minimum: number, maximum: number, description: string, dflt?: number): JsonSchema {
+  return { type: 'integer', description, minimum, maximum, ...(dflt === undefined ? {} : { default: dflt }) };
+}
+
+function boolean(description: string, dflt?: boolean): JsonSchema {
+  return { type: 'boolean', description, ...(dflt === undefined ? {} : { default: dflt }) };
+}
+
+function stringEnum(values: readonly string[], description: string, dflt?: string): JsonSchema {
+  return { type: 'string', description, enum: [...values], ...(dflt === undefined ? {} : { default: dflt }) };
+}
+
+function object(properties: Record<string, JsonSchema>, required: string[] = [], description?: string): JsonSchema {
+  return {
+    type: 'object',
+    ...(description === undefined ? {} : { description }),
+    properties,
+    ...(required.length > 0 ? { required } : {}),
+    additionalProperties: false,
+  };
+}
+
+function list(items: JsonSchema, description: string, dflt?: unknown[]): JsonSchema {
+  return { type: 'array', description, items, ...(dflt === undefined ? {} : { default: dflt }) };
+}
+
+const stringMap = (description: string): JsonSchema => ({
+  type: 'object',
+  description,
+  additionalProperties: { type: 'string' },
+});
+
+const adminStateUp = boolean('false takes the object out of service without deleting it', true);
+const description = (): JsonSchema => ({
+  type: 'string',
+  description: 'Free text for humans',
+  maxLength: 255,
+  pattern: PATTERNS.description.pattern,
+});
+
+const TLS_VERSIONS = ['SSLv3', 'TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+const ALPN_PROTOCOLS = ['h2', 'http/1.1', 'http/1.0'] as const;
+const tlsVersions = (dflt?: string[]) => list(stringEnum(TLS_VERSIONS, 'TLS protocol version'), 'Allowed TLS versions', dflt);
+const ciphers = (): JsonSchema => patterned(PATTERNS.ciphers, 2048, 'OpenSSL cipher list');
+const alpn = (dflt?: string[]) => list(stringEnum(ALPN_PROTOCOLS, 'ALPN protocol id'), 'ALPN protocols to offer', dflt);
+
+// ---------------------------------------------------------------------------------------------------------
+// Specs, one per kind.
+
+const loadBalancerSpec = object(
+  {
+    vip: object(
+      {
+        address: ipAddress('The virtual IP, IPv4 or IPv6'),
+        prefixLength: integer(0, 128, 'Prefix length of the VIP subnet; 24 for IPv4 and 64 for IPv6 when omitted'),
+        gateway: ipAddress('Default gateway inside the load balancer namespace; same family, inside the VIP prefix'),
+        mac: {
+          type: 'string',
+          description: 'MAC of the VIP port; derived from the object name when omitted',
+          pattern: PATTERNS.mac.pattern,
+          format: 'mac',
+        },
+        bridge: patterned(PATTERNS.bridge, 15, 'Open vSwitch bridge for the VIP port; the agent default when omitted'),
+        vlan: integer(1, 4094, 'OVS access tag of the VIP port'),
+        mtu: integer(68, 65535, 'MTU of the VIP port'),
+      },
+      ['address'],
+      'Where the load balancer listens',
+    ),
+    adminStateUp,
+    description: description(),
+  },
+  ['vip'],
+);
+
+const certificateRef = (what: string): JsonSchema =>
+  object(
+    {
+      certificateFile: filePath('PEM certificate (chain); relative paths are relative to the watched directory'),
+      keyFile: filePath('PEM private key'),
+      secretName: secretName('kubernetes.io/tls Secret in the same namespace (Kubernetes mode)'),
+    },
+    [],
+    what,
+  );
+
+const listenerTls = object(
+  {
+    certificateFile: filePath('PEM certificate (chain); relative paths are relative to the watched directory'),
+    keyFile: filePath('PEM private key'),
+    secretName: secretName('kubernetes.io/tls Secret in the same namespace (Kubernetes mode)'),
+    sniCertificates: list(certificateRef('An SNI certificate'), 'Additional certificates chosen by SNI'),
+    sniSecretNames: list(secretName('kubernetes.io/tls Secret'), 'Additional certificates chosen by SNI (Kubernetes mode)'),
+    clientAuthentication: stringEnum(['NONE', 'OPTIONAL', 'MANDATORY'], 'Client certificate verification'),
+    clientCaFile: filePath('PEM CA bundle to verify client certificates'),
+    clientCrlFile: filePath('PEM CRL for client certificates'),
+    versions: tlsVersions(['TLSv1.2', 'TLSv1.3']),
+    ciphers: ciphers(),
+    alpnProtocols: alpn(['h2', 'http/1.1', 'http/1.0']),
+    hsts: object(
+      {
+        maxAge: integer(0, 2147483647, 'Strict-Transport-Security max-age in seconds'),
+        includeSubdomains: boolean('Add includeSubDomains'),
+        preload: boolean('Add preload'),
+      },
+      [],
+      'HTTP Strict Transport Security',
+    ),
+  },
+  [],
+  'TLS termination (TERMINATED_HTTPS listeners)',
+);
+
+const timeout = (what: string, dflt: number) => integer(0, 86_400_000, `${what} (ms)`, dflt);
+
+const listenerSpec = object(
+  {
+    loadBalancer: objectName('Name of the LoadBalancer in the same namespace'),
+    protocol: stringEnum(['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS'], 'Protocol clients speak to the VIP'),
+    port: integer(1, 65535, 'Port on the VIP'),
+    defaultPool: objectName('Name of the Pool in the same namespace that receives the traffic'),
+    connectionLimit: { type: 'integer', description: 'Maximum concurrent connections; -1 = unlimited', minimum: -1, maximum: 2147483647, default: -1 },
+    timeouts: object(
+      {
+        clientData: timeout('Client inactivity timeout', 50_000),
+        memberConnect: timeout('Member connect timeout', 5_000),
+        memberData: timeout('Member inactivity timeout', 50_000),
+        tcpInspect: timeout('Time to wait for content inspection', 0),
+      },
+      [],
+      'Timeouts in milliseconds',
+    ),
+    insertHeaders: object(
+      {
+        'X-Forwarded-For': boolean('Insert X-Forwarded-For'),
+        'X-Forwarded-Port': boolean('Insert X-Forwarded-Port'),
+        'X-Forwarded-Proto': boolean('Insert X-Forwarded-Proto'),
+      },
+      [],
+      'Headers to insert into requests to members (HTTP listeners)',
+    ),
+    allowedCidrs: list(
+      { type: 'string', maxLength: 49, pattern: PATTERNS.cidr.pattern, format: 'cidr' },
+      'Source CIDRs allowed to connect; empty = everyone',
+    ),
+    tls: listenerTls,
+    adminStateUp,
+    description: description(),
+  },
+  ['loadBalancer', 'protocol', 'port'],
+);
+
+const poolSpec = object(
+  {
+    loadBalancer: objectName('Name of the LoadBalancer in the same namespace'),
+    protocol: stringEnum(['TCP', 'HTTP', 'HTTPS', 'PROXY', 'PROXYV2'], 'Protocol spoken to members'),
+    lbAlgorithm: stringEnum(['ROUND_ROBIN', 'LEAST_CONNECTIONS', 'SOURCE_IP'], 'How members are chosen'),
+    sessionPersistence: object(
+      {
+        type: stringEnum(['SOURCE_IP', 'HTTP_COOKIE', 'APP_COOKIE'], 'How sessions stick to a member'),
+        cookieName: patterned(PATTERNS.cookieName, 255, 'Cookie to follow (APP_COOKIE)'),
+      },
+      ['type'],
+      'Session persistence',
+    ),
+    tls: object(
+      {
+        enabled: boolean('Re-encrypt traffic to members'),
+        caFile: filePath('PEM CA bundle to verify members'),
+        crlFile: filePath('PEM CRL for member certificates'),
+        certificateFile: filePath('PEM client certificate presented to members'),
+        keyFile: filePath('PEM private key of the client certificate'),
+        secretName: secretName('kubernetes.io/tls Secret with the client certificate (Kubernetes mode)'),
+        caSecretName: secretName('Secret with the CA bundle (Kubernetes mode)'),
+        versions: tlsVersions(),
+        ciphers: ciphers(),
+        alpnProtocols: alpn(),
+      },
+      [],
+      'TLS towards members',
+    ),
+    adminStateUp,
+    description: description(),
+  },
+  ['loadBalancer', 'protocol', 'lbAlgorithm'],
+);
+
+const memberSpec = object(
+  {
+    pool: objectName('Name of the Pool in the same namespace'),
+    address: ipAddress('Member IP address'),
+    port: integer(1, 65535, 'Member port'),
+    weight: integer(0, 256, 'Relative share of traffic; 0 = drain', 1),
+    backup: boolean('Only used when every non-backup member is down', false),
+    monitorAddress: ipAddress('Address health checks go to instead of address'),
+    monitorPort: integer(1, 65535, 'Port health checks go to instead of port'),
+    adminStateUp,
+    description: description(),
+  },
+  ['pool', 'address', 'port'],
+);
+
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'OPTIONS', 'PATCH', 'CONNECT'] as const;
+
+const healthMonitorSpec = object(
+  {
+    pool: objectName('Name of the Pool in the same namespace'),
+    type: stringEnum(['PING', 'TCP', 'HTTP', 'HTTPS', 'TLS-HELLO'], 'Kind of check'),
+    delay: integer(1, 86_400, 'Seconds between checks'),
+    timeout: integer(1, 86_400, 'Seconds a check may take; at most delay'),
+    maxRetries: integer(1, 10, 'Successful checks before a member is up'),
+    maxRetriesDown: integer(1, 10, 'Failed checks before a member is down', 3),
+    httpMethod: stringEnum(HTTP_METHODS, 'HTTP method of the check', 'GET'),
+    urlPath: { ...patterned(PATTERNS.urlPath, 1024, 'Path the check requests'), default: '/' },
+    expectedCodes: { ...patterned(PATTERNS.expectedCodes, 255, 'Status codes that mean healthy'), default: '200' },
+    httpVersion: stringEnum(['1.0', '1.1'], 'HTTP version of the check'),
+    domainName: patterned(PATTERNS.hostname, 253, 'Host header of the check (HTTP/1.1)'),
+    adminStateUp,
+  },
+  ['pool', 'type', 'delay', 'timeout', 'maxRetries'],
+);
+
+export const SPEC_SCHEMAS: Readonly<Record<Kind, JsonSchema>> = {
+  LoadBalancer: loadBalancerSpec,
+  Listener: listenerSpec,
+  Pool: poolSpec,
+  Member: memberSpec,
+  HealthMonitor: healthMonitorSpec,
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Whole objects.
+
+const freeFormObject: JsonSchema = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+
+/** What files may carry in metadata; server-populated fields are typed so that `kubectl get -o yaml` output validates. */
+export const METADATA_SCHEMA: JsonSchema = object(
+  {
+    name: objectName('Object name, unique per kind and namespace'),
+    namespace: objectName('Namespace; "default" when omitted'),
+    labels: stringMap('Labels'),
+    annotations: stringMap('Annotations'),
+    generateName: { type: 'string' },
+    generation: { type: 'integer', minimum: 0 },
+    resourceVersion: { type: 'string' },
+    uid: { type: 'string' },
+    creationTimestamp: { type: 'string' },
+    deletionTimestamp: { type: 'string' },
+    deletionGracePeriodSeconds: { type: 'integer', minimum: 0 },
+    finalizers: { type: 'array', items: { type: 'string' } },
+    ownerReferences: { type: 'array', items: freeFormObject },
+    managedFields: { type: 'array', items: freeFormObject },
+    selfLink: { type: 'string' },
+  },
+  ['name'],
+);
+
+function objectSchema(kind: Kind): JsonSchema {
+  return object(
+    {
+      apiVersion: { type: 'string', enum: [API_VERSION] },
+      kind: { type: 'string', enum: [kind] },
+      metadata: METADATA_SCHEMA,
+      spec: SPEC_SCHEMAS[kind],
+      status: { ...freeFormObject, description: 'Written by nslb only' },
+    },
+    ['apiVersion', 'kind', 'metadata', 'spec'],
+  );
+}
+
+const OBJECT_SCHEMAS = new Map<Kind, JsonSchema>(KINDS.map((k) => [k, objectSchema(k)]));
+
+/** The whole-object schema (apiVersion, kind, metadata, spec, status) for one kind. */
+export function schemaFor(kind: Kind): JsonSchema {
+  const schema = OBJECT_SCHEMAS.get(kind);
+  if (schema === undefined) throw new TypeError(`unknown kind "${String(kind)}"`);
+  return schema;
+}
+
+/**
+ * The same schema as Kubernetes wants it in a CRD's openAPIV3Schema. The API server forbids
+ * `additionalProperties` next to `properties` (it prunes unknown fields instead) and allows no constraints
+ * on metadata but name, and it fills apiVersion/kind itself.
+ */
+export function crdSchemaFor(kind: Kind): JsonSchema {
+  const { properties } = schemaFor(kind);
+  const toCrd = (s: JsonSchema): JsonSchema => {
+    const out: JsonSchema = { ...s };
+    if (s.properties !== undefined) {
+      out.properties = Object.fromEntries(Object.entries(s.properties).map(([k, v]) => [k, toCrd(v)]));
+      if (s.additionalProperties === false) delete out.additionalProperties;
+    }
+    if (s.items !== undefined) out.items = toCrd(s.items);
+    return out;
+  };
+  return {
+    type: 'object',
+    properties: {
+      apiVersion: { type: 'string' },
+      kind: { type: 'string' },
+      metadata: { type: 'object' },
+      spec: toCrd(SPEC_SCHEMAS[kind]),
+      status: { ...(properties?.['status'] ?? freeFormObject) },
+    },
+    required: ['spec'],
+  };
+}

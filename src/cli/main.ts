@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// The `nslb` command (DESIGN §3). Thin: parse flags, call one function, exit with its code.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { cleanup } from './cleanup.js';
+import { DEFAULTS, parsePositiveInt } from './options.js';
+import { printPlan } from './plan.js';
+import { runAgent } from './run.js';
+import { showStatus } from './status.js';
+import { validate } from './validate.js';
+
+function positive(flag: string) {
+  const parse = parsePositiveInt(flag);
+  return (v: string): number => {
+    try {
+      return parse(v);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+const stateDirOption = (): Option => new Option('--state-dir <dir>', 'where nslb keeps its state').default(DEFAULTS.stateDir);
+const bridgeOption = (): Option => new Option('--bridge <name>', 'default OVS bridge for VIP ports').default(DEFAULTS.bridge);
+
+const program = new Command('nslb')
+  .description('Declarative load balancers for Linux network nodes: one netns, OVS port and HAProxy per load balancer.')
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description('reconcile load balancers forever (file-watch mode: --watch DIR)')
+  .option('--watch <dir>', 'directory of *.yaml, *.yml, *.json manifests (may be a symlink to a checkout)')
+  .option('--kubernetes', 'Kubernetes mode (not available yet)')
+  .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
+  .addOption(stateDirOption())
+  .addOption(bridgeOption())
+  .option('--node-name <name>', 'this node, as reported in status', DEFAULTS.nodeName)
+  .option('--listen <host:port>', '/healthz, /readyz, /status', DEFAULTS.listen)
+  .option('--resync <seconds>', 'full resync (drift repair) period', positive('--resync'), DEFAULTS.resync)
+  .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
+  .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
+  .option('--log-level <level>', 'trace, debug, info, warn, error', DEFAULTS.logLevel)
+  .action(async (o: Record<string, unknown>) => {
+    await runAgent({
+      ...(typeof o.watch === 'string' ? { watch: o.watch } : {}),
+      ...(o.kubernetes === true ? { kubernetes: true } : {}),
+      stateDir: o.stateDir as string,
+      bridge: o.bridge as string,
+      nodeName: o.nodeName as string,
+      listen: o.listen as string,
+      resync: o.resync as number,
+      concurrency: o.concurrency as number,
+      logLevel: o.logLevel as string,
+      statusInterval: o.statusInterval as number,
+    });
+  });
+
+program
+  .command('validate')
+  .description('validate manifest files and directories offline')
+  .argument('<path...>')
+  .addOption(bridgeOption())
+  .action(async (paths: string[], o: { bridge: string }) => {
+    process.exitCode = await validate(paths, o);
+  });
+
+program
+  .command('plan')
+  .description('print the actions a reconcile would take now; change nothing')
+  .requiredOption('--watch <dir>', 'directory of manifests')
+  .addOption(stateDirOption())
+  .addOption(bridgeOption())
+  .action(async (o: { watch: string; stateDir: string; bridge: string }) => {
+    process.exitCode = await printPlan(o);
+  });
+
+program
+  .command('status')
+  .description('status tree of every load balancer')
+  .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
+  .option('--wait', 'block until every object is ACTIVE (exit 0) or one is ERROR (exit 1)', false)
+  .option('--timeout <seconds>', 'with --wait', positive('--timeout'), 300)
+  .addOption(stateDirOption())
+  .action(async (o: { output: 'table' | 'json' | 'yaml'; wait: boolean; timeout: number; stateDir: string }) => {
+    process.exitCode = await showStatus(o);
+  });
+
+program
+  .command('cleanup')
+  .description("remove everything nslb created on this node (found by nslb's markers only)")
+  .option('--dry-run', 'print what would be removed', false)
+  .addOption(stateDirOption())
+  .addOption(bridgeOption())
+  .action(async (o: { stateDir: string; dryRun: boolean }) => {
+    process.exitCode = await cleanup(o);
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`nslb: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,29 @@
+// Flags shared by every command (DESIGN §3), with the same defaults everywhere.
+import { hostname } from 'node:os';
+
+export const DEFAULTS = {
+  stateDir: '/var/lib/nslb',
+  bridge: 'br-int',
+  listen: '127.0.0.1:9910',
+  resync: 30,
+  concurrency: 4,
+  logLevel: 'info',
+  nodeName: hostname(),
+} as const;
+
+export function parsePositiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer (got ${JSON.stringify(value)})`);
+    return n;
+  };
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(value);
+  const port = Number(m?.[2]);
+  if (m === null || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`--listen must be HOST:PORT (got ${JSON.stringify(value)})`);
+  }
+  return { host: m[1] ?? '', port };
+}

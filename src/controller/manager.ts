@@ -1,0 +1,255 @@
+// The engine (DESIGN §4): snapshots from a source become a desired state; changed load balancers are queued;
+// reconcile(key) observes, plans and applies; status is recomputed and published. A periodic resync re-reads
+// the source, queues every load balancer (drift repair) and every orphan (garbage collection).
+import { createHash, randomUUID } from 'node:crypto';
+import type { AnyObject, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
+import { objectId } from '../api/v1alpha1/types.js';
+import { buildDesired, type DesiredState } from '../desired/build.js';
+import type { DesiredLoadBalancer } from '../desired/model.js';
+import { nodeNames, parseLbKey } from '../desired/names.js';
+import type { Runner } from '../exec/run.js';
+import { lbPaths } from '../drivers/haproxy/haproxy.js';
+import { parseShowStat, queryRuntime } from '../drivers/haproxy/stats.js';
+import { applyAction, ifaceForNetns, observeNode, writeOwner, type NodeContext } from '../drivers/node.js';
+import type { Logger } from '../log/logger.js';
+import { formatAction, type Action } from '../plan/actions.js';
+import { renderHaproxyConfig } from '../plan/haproxy-config.js';
+import { planLoadBalancer } from '../plan/plan.js';
+import type { FileIssue } from '../sources/parse.js';
+import { computeStatuses, type LbOutcome } from '../status/compute.js';
+import { renderStatusFile, type StatusFile } from '../status/status-file.js';
+import { WorkQueue } from './queue.js';
+
+export interface ManagerOptions {
+  run: Runner;
+  stateDir: string;
+  bridge: string;
+  nodeName: string;
+  concurrency: number;
+  logger: Logger;
+  /** Receives the status file whenever it may have changed (the writer drops repeats). */
+  publish: (file: StatusFile) => Promise<void>;
+}
+
+const ORPHAN_PREFIX = 'orphan:';
+
+export function netnsOfKey(key: string): string {
+  if (key.startsWith(ORPHAN_PREFIX)) return key.slice(ORPHAN_PREFIX.length);
+  const { namespace, name } = parseLbKey(key);
+  return nodeNames(namespace, name).netns;
+}
+
+/** Plans one load balancer against the node, changing nothing: the heart of both reconcile and `nslb plan`. */
+export async function planKey(
+  ctx: NodeContext,
+  key: string,
+  desired: DesiredLoadBalancer | undefined,
+): Promise<Action[]> {
+  const netns = desired?.names.netns ?? netnsOfKey(key);
+  const iface = desired?.names.iface ?? ifaceForNetns(netns);
+  const family = desired?.vip.family ?? 4;
+  const observed = await observeNode(ctx, [{ netns, iface, family }], netnsOfKey);
+  const o = observed.lbs.get(netns) ?? { ifaceInHost: false, stateDir: false };
+  const config = desired === undefined ? undefined : renderHaproxyConfig(desired, lbPaths(ctx.stateDir, netns));
+  return planLoadBalancer({
+    netns,
+    iface,
+    ...(desired === undefined ? {} : { desired }),
+    ...(config === undefined ? {} : { config }),
+    observed: o,
+  });
+}
+
+function fingerprint(d: DesiredLoadBalancer | undefined): string {
+  return d === undefined ? '' : createHash('sha256').update(JSON.stringify(d)).digest('hex');
+}
+
+export class Manager {
+  readonly #opts: ManagerOptions;
+  readonly #ctx: NodeContext;
+  readonly #queue: WorkQueue;
+  #objects: AnyObject[] = [];
+  #issues: FileIssue[] = [];
+  #desired: DesiredState = { lbs: new Map(), blocked: new Map(), problems: [], owners: new Map() };
+  readonly #outcomes = new Map<LbKey, LbOutcome>();
+  readonly #fingerprints = new Map<LbKey, string>();
+  readonly #generations = new Map<string, { spec: string; generation: number }>();
+  #statuses = new Map<string, ObjectStatus>();
+  #publishing: Promise<void> = Promise.resolve();
+  #synced = false;
+
+  constructor(opts: ManagerOptions) {
+    this.#opts = opts;
+    this.#ctx = { run: opts.run, stateDir: opts.stateDir };
+    this.#queue = new WorkQueue((key) => this.#reconcile(key), { concurrency: opts.concurrency });
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  get statuses(): ReadonlyMap<string, ObjectStatus> {
+    return this.#statuses;
+  }
+
+  /** A new snapshot of the desired objects: queue every load balancer whose desired model changed. */
+  setSnapshot(objects: AnyObject[], issues: FileIssue[]): void {
+    this.#objects = objects.map((o) => this.#stampGeneration(o));
+    this.#issues = issues;
+    this.#desired = buildDesired(this.#objects, { defaultBridge: this.#opts.bridge });
+    const keys = new Set<LbKey>([...this.#desired.lbs.keys(), ...this.#desired.blocked.keys(), ...this.#fingerprints.keys()]);
+    for (const key of keys) {
+      const fp = this.#desired.blocked.has(key) ? `blocked:${fingerprint(this.#desired.lbs.get(key))}` : fingerprint(this.#desired.lbs.get(key));
+      if (this.#fingerprints.get(key) === fp && this.#outcomes.get(key)?.phase === 'active') continue;
+      this.#fingerprints.set(key, fp);
+      this.#queue.add(key);
+    }
+    for (const p of this.#desired.problems) {
+      this.#opts.logger.warn({ object: `${p.kind}/${p.namespace}/${p.name}`, reason: p.reason }, p.message);
+    }
+    void this.#publish();
+  }
+
+  /** Queue every known load balancer and every orphan found on the node. */
+  async resync(): Promise<void> {
+    const wanted = new Set<string>();
+    for (const key of [...this.#desired.lbs.keys(), ...this.#desired.blocked.keys()]) {
+      wanted.add(netnsOfKey(key));
+      this.#queue.add(key);
+    }
+    const observed = await observeNode(this.#ctx, [], netnsOfKey);
+    for (const [netns, o] of observed.lbs) {
+      if (wanted.has(netns)) continue;
+      // An owner we no longer want, or one we cannot even name: both are ours by marker, both go.
+      const key = o.lbKey !== undefined && netnsOfKey(o.lbKey) === netns ? o.lbKey : `${ORPHAN_PREFIX}${netns}`;
+      this.#queue.add(key);
+    }
+  }
+
+  async idle(): Promise<void> {
+    await this.#queue.idle();
+  }
+
+  async initialSyncDone(): Promise<void> {
+    await this.resync();
+    await this.#queue.idle();
+    this.#synced = true;
+  }
+
+  async stop(): Promise<void> {
+    await this.#queue.stop();
+    await this.#publishing;
+  }
+
+  /** Ask every running HAProxy for `show stat` over its runtime socket (no process spawned). */
+  async pollStats(): Promise<void> {
+    await Promise.all(
+      [...this.#outcomes.values()].map(async (outcome) => {
+        if (outcome.applied === undefined) return;
+        try {
+          const csv = await queryRuntime(lbPaths(this.#opts.stateDir, outcome.netns).socket, 'show stat');
+          outcome.stats = parseShowStat(csv);
+        } catch {
+          delete outcome.stats;
+        }
+      }),
+    );
+    await this.#publish();
+  }
+
+  #stampGeneration(o: AnyObject): AnyObject {
+    if (o.metadata.generation !== undefined) return o;
+    // File mode has no API server to count generations: count spec changes ourselves.
+    const id = objectId(o);
+    const spec = JSON.stringify(o.spec);
+    const prev = this.#generations.get(id);
+    const generation = prev === undefined ? 1 : prev.spec === spec ? prev.generation : prev.generation + 1;
+    this.#generations.set(id, { spec, generation });
+    return { ...o, metadata: { ...o.metadata, generation } } as AnyObject;
+  }
+
+  async #reconcile(key: LbKey): Promise<void> {
+    const log = this.#opts.logger.child({ lb: key, reconcileId: randomUUID().slice(0, 8) });
+    const blocked = this.#desired.blocked.get(key);
+    let desired = this.#desired.lbs.get(key);
+    const previous = this.#outcomes.get(key);
+    if (blocked !== undefined) {
+      // Keep serving what was last applied; without it, touch nothing and let status say why.
+      desired = previous?.applied;
+      if (desired === undefined) {
+        log.warn({ problems: blocked.length }, 'load balancer has invalid objects; nothing applied');
+        return;
+      }
+    }
+    const netns = desired?.names.netns ?? netnsOfKey(key);
+    const started = Date.now();
+    const actions = await planKey(this.#ctx, key, desired);
+    const outcome: LbOutcome = previous ?? {
+      phase: 'pending',
+      appliedGenerations: new Map(),
+      netns,
+      iface: ifaceForNetns(netns),
+    };
+    if (desired !== undefined) this.#outcomes.set(key, outcome);
+    if (actions.length > 0) {
+      outcome.phase = 'pending';
+      await this.#publish();
+      log.info({ actions: actions.map(formatAction) }, 'applying');
+    }
+    try {
+      if (desired !== undefined && !key.startsWith(ORPHAN_PREFIX)) await writeOwner(this.#ctx, netns, key);
+      for (const action of actions) await applyAction(this.#ctx, action);
+    } catch (err) {
+      outcome.phase = 'error';
+      outcome.message = (err as Error).message;
+      log.error({ err }, 'reconcile failed; will retry with backoff');
+      await this.#publish();
+      throw err;
+    }
+    if (desired === undefined) {
+      this.#outcomes.delete(key);
+      this.#fingerprints.delete(key);
+      if (actions.length > 0) log.info({ ms: Date.now() - started }, 'removed');
+    } else {
+      outcome.phase = 'active';
+      delete outcome.message;
+      outcome.applied = desired;
+      if (blocked === undefined) outcome.appliedGenerations = this.#generationsOf(key);
+      if (actions.length > 0) log.info({ ms: Date.now() - started }, 'converged');
+    }
+    await this.pollStats();
+  }
+
+  #generationsOf(key: LbKey): Map<string, number> {
+    const result = new Map<string, number>();
+    for (const o of this.#objects) {
+      const id = objectId(o);
+      if (this.#desired.owners.get(id) === key) result.set(id, o.metadata.generation ?? 1);
+    }
+    return result;
+  }
+
+  async #publish(): Promise<void> {
+    this.#publishing = this.#publishing.then(async () => {
+      this.#statuses = computeStatuses({
+        objects: this.#objects,
+        desired: this.#desired,
+        outcomes: this.#outcomes,
+        previous: this.#statuses,
+        now: new Date().toISOString(),
+        node: this.#opts.nodeName,
+      });
+      const errors = this.#issues.map((i) => ({
+        file: i.file,
+        document: i.document,
+        message: i.path === '' ? i.message : `${i.path}: ${i.message}`,
+      }));
+      try {
+        await this.#opts.publish(renderStatusFile(this.#objects, this.#statuses, errors));
+      } catch (err) {
+        this.#opts.logger.error({ err }, 'cannot publish status');
+      }
+    });
+    await this.#publishing;
+  }
+}

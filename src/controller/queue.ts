@@ -1,0 +1,105 @@
+// A keyed work queue in the manner of client-go's: a key queued while it is waiting is merged; a key queued
+// while it is being processed runs once more afterwards (never twice at once); failures are retried with a
+// per-key exponential backoff, forgotten on success.
+
+export interface QueueOptions {
+  concurrency: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+export type Handler = (key: string) => Promise<void>;
+
+export class WorkQueue {
+  readonly #handler: Handler;
+  readonly #concurrency: number;
+  readonly #baseDelayMs: number;
+  readonly #maxDelayMs: number;
+  readonly #queue: string[] = [];
+  readonly #dirty = new Set<string>();
+  readonly #processing = new Set<string>();
+  readonly #failures = new Map<string, number>();
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #idleWaiters: (() => void)[] = [];
+  #running = 0;
+  #stopped = false;
+
+  constructor(handler: Handler, options: QueueOptions) {
+    this.#handler = handler;
+    this.#concurrency = Math.max(1, options.concurrency);
+    this.#baseDelayMs = options.baseDelayMs ?? 200;
+    this.#maxDelayMs = options.maxDelayMs ?? 60_000;
+  }
+
+  add(key: string): void {
+    if (this.#stopped || this.#dirty.has(key)) return;
+    this.#dirty.add(key);
+    if (!this.#processing.has(key)) this.#queue.push(key);
+    this.#pump();
+  }
+
+  /** Queue after a delay; an earlier pending delay for the key wins. */
+  addAfter(key: string, delayMs: number): void {
+    if (this.#stopped || this.#timers.has(key)) return;
+    const timer = setTimeout(() => {
+      this.#timers.delete(key);
+      this.add(key);
+    }, delayMs);
+    timer.unref();
+    this.#timers.set(key, timer);
+  }
+
+  failures(key: string): number {
+    return this.#failures.get(key) ?? 0;
+  }
+
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** Resolves when nothing is queued, running or waiting on a backoff timer. */
+  async idle(): Promise<void> {
+    if (this.#isIdle()) return;
+    await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    this.#queue.length = 0;
+    this.#dirty.clear();
+    while (this.#running > 0) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  #isIdle(): boolean {
+    return this.#queue.length === 0 && this.#running === 0 && this.#timers.size === 0;
+  }
+
+  #pump(): void {
+    while (!this.#stopped && this.#running < this.#concurrency && this.#queue.length > 0) {
+      const key = this.#queue.shift()!;
+      this.#dirty.delete(key);
+      this.#processing.add(key);
+      this.#running++;
+      void this.#process(key);
+    }
+    if (this.#isIdle()) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  async #process(key: string): Promise<void> {
+    try {
+      await this.#handler(key);
+      this.#failures.delete(key);
+    } catch {
+      const n = (this.#failures.get(key) ?? 0) + 1;
+      this.#failures.set(key, n);
+      this.addAfter(key, Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (n - 1)));
+    } finally {
+      this.#processing.delete(key);
+      this.#running--;
+      if (this.#dirty.has(key)) this.#queue.push(key);
+      this.#pump();
+    }
+  }
+}

@@ -1,0 +1,63 @@
+// Names of what nslb creates on the node (DESIGN §2). They derive from a hash of `<namespace>/<name>` so
+// that they are stable across restarts, fit the kernel's 15-character interface limit, and double as the
+// marker that tells garbage collection "this is ours".
+import { createHash } from 'node:crypto';
+import type { LbKey } from '../api/v1alpha1/types.js';
+import type { NodeNames } from './model.js';
+
+const NETNS_PREFIX = 'nslb-';
+const IFACE_PREFIX = 'nslb';
+const NETNS_HEX = 12;
+const IFACE_HEX = 11;
+
+/**
+ * OpenStack's MAC prefix (locally administered, unicast): VIP ports look like Neutron ports to anyone
+ * reading `ovs-vsctl show`.
+ */
+const MAC_PREFIX = 'fa:16:3e';
+/**
+ * The MAC's last three bytes are hex digits 12–17 (0-based, end exclusive at 18) of the hash: right after
+ * the digits the netns name uses, so MAC and names are independent slices of one digest.
+ */
+const MAC_HEX_START = 12;
+
+function lbHash(namespace: string, name: string): string {
+  return createHash('sha256').update(`${namespace}/${name}`).digest('hex');
+}
+
+export function nodeNames(namespace: string, name: string): NodeNames {
+  const hash = lbHash(namespace, name);
+  return { netns: NETNS_PREFIX + hash.slice(0, NETNS_HEX), iface: IFACE_PREFIX + hash.slice(0, IFACE_HEX) };
+}
+
+export function derivedMac(namespace: string, name: string): string {
+  const hex = lbHash(namespace, name).slice(MAC_HEX_START, MAC_HEX_START + 6);
+  return `${MAC_PREFIX}:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
+}
+
+export function lbKey(namespace: string, name: string): LbKey {
+  return `${namespace}/${name}`;
+}
+
+/** The inverse of lbKey; throws on anything lbKey cannot have produced. */
+export function parseLbKey(key: LbKey): { namespace: string; name: string } {
+  const parts = key.split('/');
+  const [namespace, name] = parts;
+  if (parts.length !== 2 || namespace === undefined || name === undefined || namespace === '' || name === '') {
+    throw new TypeError(`not a load balancer key (<namespace>/<name>): ${JSON.stringify(key)}`);
+  }
+  return { namespace, name };
+}
+
+const NETNS_NAME = new RegExp(`^${NETNS_PREFIX}[0-9a-f]{${NETNS_HEX}}$`);
+const IFACE_NAME = new RegExp(`^${IFACE_PREFIX}[0-9a-f]{${IFACE_HEX}}$`);
+
+/** Whether a network namespace name has the shape nslb gives its own (the GC marker for netns). */
+export function isNslbNetnsName(s: string): boolean {
+  return NETNS_NAME.test(s);
+}
+
+/** Whether an interface name has the shape nslb gives its VIP ports. */
+export function isNslbIfaceName(s: string): boolean {
+  return IFACE_NAME.test(s);
+}

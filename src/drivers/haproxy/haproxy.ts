@@ -1,0 +1,164 @@
+// HAProxy in master-worker mode, one per load balancer, started inside its netns. Files live under
+// <state-dir>/lb/<netns>/. A new config is checked with `haproxy -c` before an atomic rename, so a config
+// that fails the check never replaces a good one; a reload (SIGUSR2 to the master) passes the listening
+// sockets to the new worker (`expose-fd listeners`) and old workers finish their connections.
+import { chmod, mkdir, open, readFile, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Runner } from '../../exec/run.js';
+import type { ObservedHaproxy } from '../observed.js';
+import { netnsInode } from '../netns/netns.js';
+
+export const HAPROXY_BIN = process.env.NSLB_HAPROXY ?? 'haproxy';
+
+export interface LbPaths {
+  dir: string;
+  config: string;
+  pidfile: string;
+  socket: string;
+  stateFile: string;
+}
+
+export function lbPaths(stateDir: string, netns: string): LbPaths {
+  const dir = join(stateDir, 'lb', netns);
+  return {
+    dir,
+    config: join(dir, 'haproxy.cfg'),
+    pidfile: join(dir, 'haproxy.pid'),
+    socket: join(dir, 'haproxy.sock'),
+    stateFile: join(dir, 'server-state'),
+  };
+}
+
+async function readPid(pidfile: string): Promise<number | undefined> {
+  try {
+    // In master-worker mode the pidfile holds the master's PID.
+    const pid = Number.parseInt((await readFile(pidfile, 'utf8')).trim().split('\n')[0] ?? '', 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The PID is a live haproxy running this config file (not a recycled PID or someone else's HAProxy). */
+export async function isOurHaproxy(pid: number, configPath: string): Promise<boolean> {
+  try {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    const status = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const state = status.slice(status.lastIndexOf(')') + 2, status.lastIndexOf(')') + 3);
+    return state !== 'Z' && argv.some((a) => a.endsWith('haproxy')) && argv.includes(configPath);
+  } catch {
+    return false;
+  }
+}
+
+async function processNetnsInode(pid: number): Promise<number | undefined> {
+  try {
+    await readlink(`/proc/${pid}/ns/net`);
+    return (await stat(`/proc/${pid}/ns/net`)).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads only /proc and the state dir: no process is spawned. */
+export async function observeHaproxy(paths: LbPaths, netns: string): Promise<ObservedHaproxy | undefined> {
+  const pid = await readPid(paths.pidfile);
+  if (pid === undefined || !(await isOurHaproxy(pid, paths.config))) return undefined;
+  const [mine, want] = await Promise.all([processNetnsInode(pid), netnsInode(netns)]);
+  return { pid, inNetns: mine !== undefined && mine === want };
+}
+
+export async function readConfig(paths: LbPaths): Promise<string | undefined> {
+  try {
+    return await readFile(paths.config, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+export async function ensureStateDir(paths: LbPaths): Promise<void> {
+  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  await chmod(paths.dir, 0o700);
+}
+
+async function writeFileDurably(path: string, content: string, mode: number): Promise<void> {
+  const handle = await open(path, 'w', mode);
+  try {
+    await handle.chmod(mode);
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Write the config next to the live one, check it with the real parser, then rename over the live one.
+ * A config that fails the check is removed and the error thrown: the running HAProxy keeps the old one.
+ */
+export async function writeCheckedConfig(run: Runner, paths: LbPaths, config: string): Promise<void> {
+  await ensureStateDir(paths);
+  const next = `${paths.config}.next`;
+  await writeFileDurably(next, config, 0o600);
+  try {
+    await run([HAPROXY_BIN, '-c', '-q', '-f', next]);
+  } catch (err) {
+    await rm(next, { force: true });
+    throw err;
+  }
+  await rename(next, paths.config);
+}
+
+export function argvStart(netns: string, paths: LbPaths): string[] {
+  return ['ip', 'netns', 'exec', netns, HAPROXY_BIN, '-W', '-D', '-f', paths.config, '-p', paths.pidfile];
+}
+
+export async function startHaproxy(run: Runner, netns: string, paths: LbPaths): Promise<number> {
+  await unlink(paths.pidfile).catch(() => undefined);
+  await run(argvStart(netns, paths), { detached: true, timeoutMs: 20_000 });
+  const pid = await readPid(paths.pidfile);
+  if (pid === undefined) throw new Error(`haproxy in ${netns} started but wrote no pidfile ${paths.pidfile}`);
+  await chmod(paths.socket, 0o600).catch(() => undefined);
+  return pid;
+}
+
+/** SIGUSR2 makes the master re-read the config and start a new worker with the inherited sockets. */
+export async function reloadHaproxy(pid: number): Promise<void> {
+  process.kill(pid, 'SIGUSR2');
+}
+
+async function exited(pid: number, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+      const s = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      if (s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3) === 'Z') return true;
+    } catch {
+      return true;
+    }
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Hard stop (SIGTERM to the master stops its workers); SIGKILL if it does not go. */
+export async function stopHaproxy(pid: number, configPath: string): Promise<void> {
+  if (!(await isOurHaproxy(pid, configPath))) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if (await exited(pid, 5_000)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  await exited(pid, 2_000);
+}
+
+export async function deleteStateDir(paths: LbPaths): Promise<void> {
+  await rm(paths.dir, { recursive: true, force: true });
+}

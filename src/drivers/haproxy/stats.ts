@@ -1,0 +1,145 @@
+// Reads HAProxy's runtime API: `show stat` parsed into rows (pure), and the one socket round trip
+// that fetches it. Columns are found by the header's names, not by position, because HAProxy appends
+// new columns between releases.
+import { createConnection } from 'node:net';
+
+export type StatType = 'frontend' | 'backend' | 'server' | 'listener';
+
+export interface StatRow {
+  pxname: string;
+  svname: string;
+  /** As HAProxy prints it: OPEN, FULL, STOP, UP, DOWN, "UP 1/3", "MAINT (via pool.x/y)", "no check", … */
+  status: string;
+  weight?: number;
+  /** The last check's result code (L4OK, L7STS, "* L4CON" while one runs); absent without checks. */
+  checkStatus?: string;
+  type: StatType;
+  /** scur: current sessions. */
+  sessions?: number;
+  /** slim: the configured session limit (a frontend's maxconn). */
+  sessionLimit?: number;
+}
+
+/** The runtime API could not be reached in time, or answered something that is not what was asked. */
+export class RuntimeApiError extends Error {
+  override readonly name = 'RuntimeApiError';
+  readonly socketPath: string | undefined;
+  readonly command: string | undefined;
+  constructor(message: string, options: { socketPath?: string; command?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.socketPath = options.socketPath;
+    this.command = options.command;
+  }
+}
+
+const TYPES: Record<string, StatType> = { '0': 'frontend', '1': 'backend', '2': 'server', '3': 'listener' };
+
+// HAProxy writes a field in double quotes (with "" for a quote) when it contains a comma or a quote,
+// e.g. a check description; everything else is bare.
+function splitCsvLine(line: string): string[] {
+  const fields: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charAt(i);
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (c === '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c === '"') {
+      quoted = true;
+    } else if (c === ',') {
+      fields.push(cur);
+      cur = '';
+    } else {
+      cur += c;
+    }
+  }
+  fields.push(cur);
+  return fields;
+}
+
+function numberAt(fields: string[], i: number): number | undefined {
+  const v = i >= 0 ? fields[i] : undefined;
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+/** Parses the CSV of `show stat`. Throws if the header is missing: the caller asked the wrong thing. */
+export function parseShowStat(csv: string): StatRow[] {
+  const lines = csv.split(/\r?\n/);
+  const headerLine = lines.find((l) => l.startsWith('# '));
+  if (headerLine === undefined) {
+    const first = lines.find((l) => l.trim() !== '') ?? '';
+    throw new RuntimeApiError(`show stat: no "# pxname,..." header in output starting ${JSON.stringify(first.slice(0, 80))}`);
+  }
+  const header = splitCsvLine(headerLine.slice(2));
+  const col = (name: string): number => header.indexOf(name);
+  const iPx = col('pxname');
+  const iSv = col('svname');
+  const iStatus = col('status');
+  const iWeight = col('weight');
+  const iCheck = col('check_status');
+  const iType = col('type');
+  const iScur = col('scur');
+  const iSlim = col('slim');
+  if (iPx < 0 || iSv < 0 || iStatus < 0 || iType < 0) {
+    throw new RuntimeApiError('show stat: header lacks pxname, svname, status or type');
+  }
+
+  const rows: StatRow[] = [];
+  for (const line of lines) {
+    if (line === '' || line.startsWith('#')) continue;
+    const f = splitCsvLine(line);
+    const type = TYPES[f[iType] ?? ''];
+    if (type === undefined) continue;
+    const row: StatRow = { pxname: f[iPx] ?? '', svname: f[iSv] ?? '', status: f[iStatus] ?? '', type };
+    const weight = numberAt(f, iWeight);
+    if (weight !== undefined) row.weight = weight;
+    const check = iCheck >= 0 ? f[iCheck] : undefined;
+    if (check !== undefined && check !== '') row.checkStatus = check;
+    const sessions = numberAt(f, iScur);
+    if (sessions !== undefined) row.sessions = sessions;
+    const limit = numberAt(f, iSlim);
+    if (limit !== undefined) row.sessionLimit = limit;
+    rows.push(row);
+  }
+  return rows;
+}
+
+/**
+ * Sends one command to HAProxy's runtime API (non-interactive: HAProxy answers, then closes) and
+ * returns the whole answer. Rejects on a connection error or when the answer takes longer than timeoutMs.
+ */
+export async function queryRuntime(socketPath: string, command: string, timeoutMs = 2000): Promise<string> {
+  if (/[\r\n;]/.test(command)) {
+    // HAProxy reads a line break or a `;` as the start of another command on this admin-level socket.
+    throw new RuntimeApiError('command contains a line break or a ;', { socketPath, command });
+  }
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const socket = createConnection({ path: socketPath });
+    const finish = (err: RuntimeApiError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err === undefined) resolve(Buffer.concat(chunks).toString('utf8'));
+      else reject(err);
+    };
+    const timer = setTimeout(() => {
+      finish(new RuntimeApiError(`${socketPath}: no complete answer to "${command}" within ${timeoutMs} ms`, { socketPath, command }));
+    }, timeoutMs);
+    socket.on('connect', () => socket.write(`${command}\n`));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('end', () => finish(undefined));
+    socket.on('error', (cause: Error) => {
+      finish(new RuntimeApiError(`${socketPath}: ${cause.message}`, { socketPath, command, cause }));
+    });
+  });
+}

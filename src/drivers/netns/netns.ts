@@ -1,0 +1,134 @@
+// Network namespaces and the VIP link inside them: argv builders, parsers, and thin apply functions.
+import { readdir, stat } from 'node:fs/promises';
+import type { Runner } from '../../exec/run.js';
+import type { ObservedLink, ObservedNetns } from '../observed.js';
+
+export const NETNS_DIR = '/run/netns';
+
+/** Every named netns on the node; a directory read, no process. */
+export async function observeNetnsNames(): Promise<string[]> {
+  try {
+    return (await readdir(NETNS_DIR)).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** The inode of a named netns, to tell whether a process lives in it (or in a deleted one of the same name). */
+export async function netnsInode(netns: string): Promise<number | undefined> {
+  try {
+    return (await stat(`${NETNS_DIR}/${netns}`)).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+interface IpAddrInfo {
+  family: string;
+  local: string;
+  prefixlen: number;
+  scope: string;
+}
+interface IpLink {
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  address: string;
+  addr_info?: IpAddrInfo[];
+}
+interface IpRoute {
+  dst: string;
+  gateway?: string;
+}
+
+/** One `ip -batch` call reads links, addresses and the default route of one family inside the netns. */
+export function argvObserveNetns(netns: string, family: 4 | 6): { argv: string[]; input: string } {
+  return { argv: ['ip', '-n', netns, `-${family}`, '-j', '-batch', '-'], input: 'addr show\nroute show default\n' };
+}
+
+export function parseObserveNetns(netns: string, iface: string, stdout: string): ObservedNetns {
+  const [linksLine = '[]', routesLine = '[]'] = stdout.split('\n').filter((l) => l.trim() !== '');
+  const links = JSON.parse(linksLine) as IpLink[];
+  const routes = JSON.parse(routesLine) as IpRoute[];
+  const lo = links.find((l) => l.ifname === 'lo');
+  const vip = links.find((l) => l.ifname === iface);
+  const result: ObservedNetns = { name: netns, loUp: lo?.flags.includes('UP') ?? false };
+  if (vip !== undefined) result.link = toObservedLink(vip);
+  const gateway = routes.find((r) => r.dst === 'default')?.gateway;
+  if (gateway !== undefined) result.defaultGateway = gateway;
+  return result;
+}
+
+function toObservedLink(l: IpLink): ObservedLink {
+  return {
+    name: l.ifname,
+    up: l.flags.includes('UP'),
+    mac: l.address.toLowerCase(),
+    mtu: l.mtu,
+    addresses: (l.addr_info ?? [])
+      .filter((a) => a.scope === 'global')
+      .map((a) => `${a.local}/${a.prefixlen}`),
+  };
+}
+
+export async function observeNetns(run: Runner, netns: string, iface: string, family: 4 | 6): Promise<ObservedNetns> {
+  const { argv, input } = argvObserveNetns(netns, family);
+  const { stdout } = await run(argv, { input });
+  return parseObserveNetns(netns, iface, stdout);
+}
+
+/** Whether a device of that name is in the host namespace (an OVS internal port not moved yet). */
+export async function hostHasLink(iface: string): Promise<boolean> {
+  try {
+    await stat(`/sys/class/net/${iface}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function ensureNetns(run: Runner, netns: string): Promise<void> {
+  if ((await netnsInode(netns)) !== undefined) return;
+  await run(['ip', 'netns', 'add', netns]);
+}
+
+export async function deleteNetns(run: Runner, netns: string): Promise<void> {
+  if ((await netnsInode(netns)) === undefined) return;
+  await run(['ip', 'netns', 'delete', netns]);
+}
+
+export async function moveLinkToNetns(run: Runner, iface: string, netns: string): Promise<void> {
+  await run(['ip', 'link', 'set', 'dev', iface, 'netns', netns]);
+}
+
+export interface LinkConfig {
+  netns: string;
+  iface: string;
+  mac: string;
+  mtu?: number;
+  address: string;
+  removeAddresses: readonly string[];
+  gateway?: string;
+}
+
+/** The `ip -batch` script that configures the VIP link: every line idempotent (`replace`, `set`). */
+export function renderLinkBatch(c: LinkConfig): string {
+  for (const token of [c.iface, c.mac, c.address, c.gateway ?? '', ...c.removeAddresses, String(c.mtu ?? '')]) {
+    if (/[\s#"'\\]/.test(token)) throw new Error(`unsafe token for ip -batch: ${JSON.stringify(token)}`);
+  }
+  const v6 = c.address.includes(':');
+  const lines = ['link set dev lo up', `link set dev ${c.iface} address ${c.mac}`];
+  if (c.mtu !== undefined) lines.push(`link set dev ${c.iface} mtu ${c.mtu}`);
+  for (const old of c.removeAddresses) lines.push(`address del ${old} dev ${c.iface}`);
+  // nodad: a VIP must answer at once; the planner already refuses duplicate VIPs on one bridge.
+  lines.push(`address replace ${c.address} dev ${c.iface}${v6 ? ' nodad' : ''}`);
+  lines.push(`link set dev ${c.iface} up`);
+  if (c.gateway !== undefined) lines.push(`route replace default via ${c.gateway} dev ${c.iface}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
+  const family = c.address.includes(':') ? '-6' : '-4';
+  await run(['ip', '-n', c.netns, family, '-batch', '-'], { input: renderLinkBatch(c) });
+}

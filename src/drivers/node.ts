@@ -1,0 +1,173 @@
+// The node as the reconciler sees it: batched observation of every marked thing, and the one place that maps
+// an Action onto a driver call. Nothing here decides anything; plan/ does.
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Runner } from '../exec/run.js';
+import type { Action } from '../plan/actions.js';
+import { isNslbNetnsName } from '../desired/names.js';
+import {
+  deleteStateDir,
+  ensureStateDir,
+  lbPaths,
+  observeHaproxy,
+  readConfig,
+  reloadHaproxy,
+  startHaproxy,
+  stopHaproxy,
+  writeCheckedConfig,
+} from './haproxy/haproxy.js';
+import {
+  configureLink,
+  deleteNetns,
+  ensureNetns,
+  hostHasLink,
+  moveLinkToNetns,
+  observeNetns,
+  observeNetnsNames,
+} from './netns/netns.js';
+import { deletePort, ensurePort, observeOvs } from './ovs/ovs.js';
+import type { ObservedLoadBalancer, ObservedNode } from './observed.js';
+
+export interface NodeContext {
+  run: Runner;
+  stateDir: string;
+}
+
+/** What the observer needs to know about a load balancer it is asked to look at closely. */
+export interface ObserveTarget {
+  netns: string;
+  iface: string;
+  family: 4 | 6;
+}
+
+const OWNER_FILE = 'owner';
+
+export function ifaceForNetns(netns: string): string {
+  return `nslb${netns.slice('nslb-'.length, 'nslb-'.length + 11)}`;
+}
+
+async function observeStateDirs(stateDir: string): Promise<string[]> {
+  try {
+    return (await readdir(join(stateDir, 'lb'))).filter(isNslbNetnsName);
+  } catch {
+    return [];
+  }
+}
+
+async function readOwner(stateDir: string, netns: string): Promise<string | undefined> {
+  try {
+    return (await readFile(join(lbPaths(stateDir, netns).dir, OWNER_FILE), 'utf8')).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Observe every nslb-marked netns, OVS port and state dir on the node; look inside the netns of `targets`
+ * (links, addresses, routes). Cost: one ovs-vsctl, plus one `ip -batch` per target whose netns exists.
+ */
+export async function observeNode(
+  ctx: NodeContext,
+  targets: readonly ObserveTarget[],
+  netnsOf: (lbKey: string) => string,
+): Promise<ObservedNode> {
+  const [ovs, netnsNames, stateDirs] = await Promise.all([
+    observeOvs(ctx.run),
+    observeNetnsNames(),
+    observeStateDirs(ctx.stateDir),
+  ]);
+  const lbs = new Map<string, ObservedLoadBalancer>();
+  const entry = (netns: string): ObservedLoadBalancer => {
+    let e = lbs.get(netns);
+    if (e === undefined) {
+      e = { ifaceInHost: false, stateDir: false };
+      lbs.set(netns, e);
+    }
+    return e;
+  };
+  for (const port of ovs.ports) {
+    if (port.lb === undefined) continue;
+    const e = entry(netnsOf(port.lb));
+    e.port = port;
+    e.lbKey = port.lb;
+  }
+  const existingNetns = new Set(netnsNames.filter(isNslbNetnsName));
+  for (const netns of stateDirs) {
+    const e = entry(netns);
+    e.stateDir = true;
+    const owner = e.lbKey ?? (await readOwner(ctx.stateDir, netns));
+    if (owner !== undefined) e.lbKey = owner;
+  }
+  for (const netns of existingNetns) entry(netns).netns = { name: netns, loUp: false };
+  for (const t of targets) entry(t.netns);
+
+  await Promise.all(
+    [...lbs.entries()].map(async ([netns, e]) => {
+      const paths = lbPaths(ctx.stateDir, netns);
+      const haproxy = await observeHaproxy(paths, netns);
+      if (haproxy !== undefined) e.haproxy = haproxy;
+      if (e.stateDir) {
+        const config = await readConfig(paths);
+        if (config !== undefined) e.config = config;
+      }
+      e.ifaceInHost = await hostHasLink(ifaceForNetns(netns));
+    }),
+  );
+  await Promise.all(
+    targets
+      .filter((t) => existingNetns.has(t.netns))
+      .map(async (t) => {
+        entry(t.netns).netns = await observeNetns(ctx.run, t.netns, t.iface, t.family);
+      }),
+  );
+  return { lbs, bridges: ovs.bridges };
+}
+
+export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
+  const paths = 'netns' in a ? lbPaths(ctx.stateDir, a.netns) : undefined;
+  switch (a.kind) {
+    case 'netns.add':
+      return ensureNetns(ctx.run, a.netns);
+    case 'netns.delete':
+      return deleteNetns(ctx.run, a.netns);
+    case 'ovs.addPort': {
+      if (a.recreate) await deletePort(ctx.run, a.iface);
+      const netns = `nslb-${a.iface.slice(4)}`;
+      return ensurePort(ctx.run, {
+        bridge: a.bridge,
+        iface: a.iface,
+        lb: a.lb,
+        mac: a.mac,
+        ifaceId: netns,
+        ...(a.vlan === undefined ? {} : { vlan: a.vlan }),
+      });
+    }
+    case 'ovs.deletePort':
+      return deletePort(ctx.run, a.iface);
+    case 'link.moveToNetns':
+      return moveLinkToNetns(ctx.run, a.iface, a.netns);
+    case 'link.configure':
+      return configureLink(ctx.run, a);
+    case 'haproxy.writeConfig':
+      return writeCheckedConfig(ctx.run, paths!, a.config);
+    case 'haproxy.start':
+      await startHaproxy(ctx.run, a.netns, paths!);
+      return;
+    case 'haproxy.reload': {
+      const observed = await observeHaproxy(paths!, a.netns);
+      if (observed === undefined) throw new Error(`haproxy in ${a.netns} is not running; cannot reload`);
+      return reloadHaproxy(observed.pid);
+    }
+    case 'haproxy.stop':
+      return stopHaproxy(a.pid, paths!.config);
+    case 'stateDir.delete':
+      return deleteStateDir(paths!);
+  }
+}
+
+/** Records which load balancer owns a state dir, so that cleanup and GC can name it after a crash. */
+export async function writeOwner(ctx: NodeContext, netns: string, lbKey: string): Promise<void> {
+  const paths = lbPaths(ctx.stateDir, netns);
+  await ensureStateDir(paths);
+  await writeFile(join(paths.dir, OWNER_FILE), `${lbKey}\n`, { mode: 0o600 });
+}

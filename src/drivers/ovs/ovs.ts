@@ -1,0 +1,125 @@
+// Open vSwitch: one `ovs-vsctl --format=json` call observes every bridge, port and interface; writes are
+// single transactions with --may-exist / --if-exists so that replays are harmless.
+import type { Runner } from '../../exec/run.js';
+import type { ObservedOvsPort } from '../observed.js';
+
+export const LB_MARKER = 'nslb-lb';
+const TIMEOUT = ['--timeout=10'];
+
+export function argvObserveOvs(): string[] {
+  return [
+    'ovs-vsctl', ...TIMEOUT, '--format=json', '--data=json',
+    '--', '--columns=name,ports', 'list', 'Bridge',
+    '--', '--columns=_uuid,name,tag,interfaces', 'list', 'Port',
+    '--', '--columns=_uuid,name,external_ids,error', 'list', 'Interface',
+  ];
+}
+
+type OvsAtom = unknown;
+interface OvsTable {
+  headings: string[];
+  data: OvsAtom[][];
+}
+
+function rows(table: OvsTable): Record<string, OvsAtom>[] {
+  return table.data.map((row) => Object.fromEntries(table.headings.map((h, i) => [h, row[i]])));
+}
+function uuid(atom: OvsAtom): string {
+  return Array.isArray(atom) && atom[0] === 'uuid' ? String(atom[1]) : '';
+}
+function uuidSet(atom: OvsAtom): string[] {
+  if (Array.isArray(atom) && atom[0] === 'set') return (atom[1] as OvsAtom[]).map(uuid);
+  return [uuid(atom)].filter((u) => u !== '');
+}
+function map(atom: OvsAtom): Map<string, string> {
+  if (Array.isArray(atom) && atom[0] === 'map') return new Map(atom[1] as [string, string][]);
+  return new Map();
+}
+function optional<T>(atom: OvsAtom): T | undefined {
+  if (Array.isArray(atom) && atom[0] === 'set') return undefined; // empty optional column
+  return atom as T;
+}
+
+export interface ObservedOvs {
+  bridges: Set<string>;
+  /** Only interfaces that carry nslb's marker. */
+  ports: ObservedOvsPort[];
+}
+
+export function parseObserveOvs(stdout: string): ObservedOvs {
+  const [bridgesT, portsT, ifacesT] = stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as OvsTable);
+  if (bridgesT === undefined || portsT === undefined || ifacesT === undefined) {
+    throw new Error('unexpected ovs-vsctl output: expected three tables');
+  }
+  const bridgeOfPort = new Map<string, string>();
+  const bridges = new Set<string>();
+  for (const b of rows(bridgesT)) {
+    bridges.add(String(b.name));
+    for (const p of uuidSet(b.ports)) bridgeOfPort.set(p, String(b.name));
+  }
+  const portOfIface = new Map<string, { bridge: string; tag?: number }>();
+  for (const p of rows(portsT)) {
+    const tag = optional<number>(p.tag);
+    const bridge = bridgeOfPort.get(uuid(p._uuid)) ?? '';
+    for (const i of uuidSet(p.interfaces)) portOfIface.set(i, tag === undefined ? { bridge } : { bridge, tag });
+  }
+  const ports: ObservedOvsPort[] = [];
+  for (const i of rows(ifacesT)) {
+    const ids = map(i.external_ids);
+    const lb = ids.get(LB_MARKER);
+    if (lb === undefined) continue;
+    const where = portOfIface.get(uuid(i._uuid)) ?? { bridge: '' };
+    const port: ObservedOvsPort = { iface: String(i.name), bridge: where.bridge, lb };
+    if (where.tag !== undefined) port.tag = where.tag;
+    const mac = ids.get('attached-mac');
+    if (mac !== undefined) port.mac = mac;
+    const error = optional<string>(i.error);
+    if (error !== undefined) port.error = error;
+    ports.push(port);
+  }
+  return { bridges, ports };
+}
+
+export async function observeOvs(run: Runner): Promise<ObservedOvs> {
+  const { stdout } = await run(argvObserveOvs());
+  return parseObserveOvs(stdout);
+}
+
+export interface AddPort {
+  bridge: string;
+  iface: string;
+  lb: string;
+  mac: string;
+  vlan?: number;
+  ifaceId: string;
+}
+
+/** One transaction: the internal port, its VLAN tag and every marker of DESIGN §2. */
+export function argvAddPort(p: AddPort): string[] {
+  return [
+    'ovs-vsctl', ...TIMEOUT,
+    '--', '--may-exist', 'add-port', p.bridge, p.iface,
+    // --may-exist ignores column arguments on an existing port, so the tag is set (or cleared) explicitly.
+    ...(p.vlan === undefined ? ['--', 'clear', 'Port', p.iface, 'tag'] : ['--', 'set', 'Port', p.iface, `tag=${p.vlan}`]),
+    '--', 'set', 'Interface', p.iface, 'type=internal',
+    `external_ids:${LB_MARKER}=${p.lb}`,
+    `external_ids:iface-id=${p.ifaceId}`,
+    `external_ids:attached-mac=${p.mac}`,
+    'external_ids:iface-status=active',
+  ];
+}
+
+export function argvDeletePort(iface: string): string[] {
+  return ['ovs-vsctl', ...TIMEOUT, '--if-exists', 'del-port', iface];
+}
+
+export async function ensurePort(run: Runner, p: AddPort): Promise<void> {
+  await run(argvAddPort(p));
+}
+
+export async function deletePort(run: Runner, iface: string): Promise<void> {
+  await run(argvDeletePort(iface));
+}

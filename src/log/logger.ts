@@ -1,0 +1,14 @@
+// One pino root for the process: JSON by default, human-readable when stderr is a TTY.
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+export function createLogger(level: string, pretty = process.stderr.isTTY === true): Logger {
+  if (pretty) {
+    return pino({
+      level,
+      transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, translateTime: 'HH:MM:ss.l' } },
+    });
+  }
+  return pino({ level }, pino.destination(2));
+}

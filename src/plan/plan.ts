@@ -1,0 +1,107 @@
+// plan(desired, observed) → Action[]: pure. Everything that is right is left alone; what is missing, wrong
+// or orphaned gets the smallest idempotent step that converges it. Order matters and is the order returned.
+import type { DesiredLoadBalancer } from '../desired/model.js';
+import type { ObservedLoadBalancer } from '../drivers/observed.js';
+import type { Action } from './actions.js';
+
+export interface PlanInput {
+  netns: string;
+  iface: string;
+  /** Undefined: the load balancer is gone from the desired state; remove what is on the node. */
+  desired?: DesiredLoadBalancer;
+  /** The rendered HAProxy config for `desired`. */
+  config?: string;
+  observed: ObservedLoadBalancer;
+}
+
+export function planLoadBalancer(input: PlanInput): Action[] {
+  return input.desired === undefined
+    ? planDelete(input.netns, input.iface, input.observed)
+    : planEnsure(input.desired, input.config ?? '', input.observed);
+}
+
+function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
+  const actions: Action[] = [];
+  if (o.haproxy !== undefined) actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
+  if (o.port !== undefined || o.ifaceInHost) actions.push({ kind: 'ovs.deletePort', iface });
+  if (o.netns !== undefined) actions.push({ kind: 'netns.delete', netns });
+  if (o.stateDir) actions.push({ kind: 'stateDir.delete', netns });
+  return actions;
+}
+
+function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalancer): Action[] {
+  const { netns, iface } = d.names;
+  const actions: Action[] = [];
+  const netnsMissing = o.netns === undefined;
+  if (netnsMissing) actions.push({ kind: 'netns.add', netns });
+
+  const linkInNetns = !netnsMissing && o.netns?.link !== undefined;
+  const addPort = (recreate: boolean): Action => ({
+    kind: 'ovs.addPort',
+    bridge: d.bridge,
+    iface,
+    lb: d.key,
+    mac: d.vip.mac,
+    ...(d.vip.vlan === undefined ? {} : { vlan: d.vip.vlan }),
+    recreate,
+  });
+
+  let needMove = false;
+  if (o.port === undefined) {
+    // No row. A device of that name in the host is ours from a crash between add-port and the move.
+    actions.push(addPort(false));
+    needMove = !linkInNetns;
+  } else if (o.port.bridge !== d.bridge) {
+    actions.push({ kind: 'ovs.deletePort', iface }, addPort(false));
+    needMove = true;
+  } else if (!linkInNetns && !o.ifaceInHost) {
+    // The row is there but its device is gone (its netns was deleted): only a new port brings it back.
+    actions.push(addPort(true));
+    needMove = true;
+  } else {
+    if (!linkInNetns) needMove = true;
+    if (o.port.lb !== d.key || o.port.mac !== d.vip.mac || o.port.tag !== d.vip.vlan) actions.push(addPort(false));
+  }
+  if (needMove) actions.push({ kind: 'link.moveToNetns', iface, netns });
+
+  const vipCidr = `${d.vip.address}/${d.vip.prefixLength}`;
+  const link = needMove ? undefined : o.netns?.link;
+  const extra = (link?.addresses ?? []).filter((a) => a !== vipCidr);
+  const linkRight =
+    link !== undefined &&
+    o.netns?.loUp === true &&
+    link.up &&
+    link.mac === d.vip.mac &&
+    (d.vip.mtu === undefined || link.mtu === d.vip.mtu) &&
+    link.addresses.includes(vipCidr) &&
+    extra.length === 0 &&
+    (d.vip.gateway === undefined || o.netns?.defaultGateway === d.vip.gateway);
+  if (!linkRight) {
+    actions.push({
+      kind: 'link.configure',
+      netns,
+      iface,
+      mac: d.vip.mac,
+      ...(d.vip.mtu === undefined ? {} : { mtu: d.vip.mtu }),
+      address: vipCidr,
+      removeAddresses: extra,
+      ...(d.vip.gateway === undefined ? {} : { gateway: d.vip.gateway }),
+    });
+  }
+
+  const configChanged = o.config !== config;
+  if (configChanged) {
+    const reason = o.config === undefined ? 'new' : 'changed';
+    actions.push({ kind: 'haproxy.writeConfig', netns, config, reason });
+  }
+  if (o.haproxy === undefined) {
+    actions.push({ kind: 'haproxy.start', netns, reason: 'not running' });
+  } else if (!o.haproxy.inNetns || netnsMissing) {
+    // A HAProxy left in a deleted netns serves nobody and holds nothing we can reach: replace it.
+    actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
+    actions.push({ kind: 'haproxy.start', netns, reason: 'was running outside its netns' });
+  } else if (configChanged) {
+    actions.push({ kind: 'haproxy.reload', netns });
+  }
+  return actions;
+}

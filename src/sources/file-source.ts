@@ -1,0 +1,148 @@
+// File-watch mode's source: a directory of multi-document YAML/JSON, typically a GitOps checkout.
+// Events only say "something changed"; after a short debounce the whole tree is read again into one
+// consistent snapshot, so a `git pull` touching many files is reconciled once, never half-applied.
+// The watched path may be a symlink swapped atomically to a new checkout (git-sync): the link's parent is
+// watched too and the watcher follows the new target. A file that fails to parse or validate keeps its last
+// valid contents in force; only a file that is really gone deletes its objects.
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative } from 'node:path';
+import chokidar, { type FSWatcher } from 'chokidar';
+import type { AnyObject } from '../api/v1alpha1/types.js';
+import { parseDocuments, type FileIssue } from './parse.js';
+import { mergeFiles } from './snapshot.js';
+
+export interface Snapshot {
+  objects: AnyObject[];
+  issues: FileIssue[];
+  /** Files read in this snapshot, relative to the watched path. */
+  files: string[];
+}
+
+const EXTENSIONS = ['.yaml', '.yml', '.json'];
+
+function wanted(name: string): boolean {
+  return EXTENSIONS.some((e) => name.endsWith(e)) && !name.startsWith('.');
+}
+
+/** Every manifest under dir (recursively; hidden files and directories such as .git are skipped). */
+export async function listManifests(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const entry of await readdir(d, { withFileTypes: true })) {
+      if (entry.name.startsWith('.')) continue;
+      const p = join(d, entry.name);
+      if (entry.isDirectory()) await walk(p);
+      else if ((entry.isFile() || entry.isSymbolicLink()) && wanted(entry.name)) out.push(p);
+    }
+  };
+  await walk(dir);
+  return out.map((p) => relative(dir, p)).sort();
+}
+
+/** Reads a directory into a snapshot, keeping the last valid contents of files that are now broken. */
+export class ManifestDirectory {
+  readonly path: string;
+  readonly #lastValid = new Map<string, AnyObject[]>();
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  async read(): Promise<Snapshot> {
+    const root = await realpath(this.path);
+    const files = await listManifests(root);
+    const issues: FileIssue[] = [];
+    const present = new Set(files);
+    for (const file of [...this.#lastValid.keys()]) if (!present.has(file)) this.#lastValid.delete(file);
+    for (const file of files) {
+      let content: string;
+      try {
+        content = await readFile(join(root, file), 'utf8');
+      } catch (err) {
+        issues.push({ file, document: 0, path: '', message: `cannot read: ${(err as Error).message}` });
+        continue;
+      }
+      const parsed = parseDocuments(file, content);
+      if (parsed.issues.length === 0) this.#lastValid.set(file, parsed.objects);
+      else issues.push(...parsed.issues);
+    }
+    const merged = mergeFiles(this.#lastValid);
+    return { objects: merged.objects, issues: [...issues, ...merged.issues], files };
+  }
+}
+
+export interface FileSourceOptions {
+  debounceMs?: number;
+  onSnapshot: (s: Snapshot) => void;
+  onError: (err: Error) => void;
+}
+
+export class FileSource {
+  readonly #dir: ManifestDirectory;
+  readonly #opts: FileSourceOptions;
+  #watcher: FSWatcher | undefined;
+  #linkWatcher: FSWatcher | undefined;
+  #target = '';
+  #timer: NodeJS.Timeout | undefined;
+  #reading: Promise<void> = Promise.resolve();
+
+  constructor(path: string, opts: FileSourceOptions) {
+    this.#dir = new ManifestDirectory(path);
+    this.#opts = opts;
+  }
+
+  async start(): Promise<void> {
+    await this.#watchTarget();
+    // The parent of the watched path, depth 0: sees a symlink swapped to a new checkout.
+    const parent = dirname(this.#dir.path);
+    const name = basename(this.#dir.path);
+    this.#linkWatcher = chokidar.watch(parent, {
+      depth: 0,
+      ignoreInitial: true,
+      followSymlinks: false,
+      ignored: (p: string) => p !== parent && basename(p) !== name,
+    });
+    this.#linkWatcher.on('all', () => this.changed());
+    this.#linkWatcher.on('error', (e) => this.#opts.onError(e as Error));
+    await this.refresh();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await Promise.all([this.#watcher?.close(), this.#linkWatcher?.close()]);
+  }
+
+  /** Something may have changed: read again after the debounce (repeats within it are merged). */
+  changed(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.refresh(), this.#opts.debounceMs ?? 100);
+  }
+
+  /** Read now (also used by the periodic resync, in case an event was missed). */
+  async refresh(): Promise<void> {
+    this.#reading = this.#reading.then(async () => {
+      try {
+        await this.#watchTarget();
+        this.#opts.onSnapshot(await this.#dir.read());
+      } catch (err) {
+        this.#opts.onError(err as Error);
+      }
+    });
+    await this.#reading;
+  }
+
+  async #watchTarget(): Promise<void> {
+    const target = await realpath(this.#dir.path);
+    if (target === this.#target && this.#watcher !== undefined) return;
+    if (!(await stat(target)).isDirectory()) throw new Error(`${this.#dir.path} is not a directory`);
+    await this.#watcher?.close();
+    this.#target = target;
+    this.#watcher = chokidar.watch(target, {
+      ignoreInitial: true,
+      ignored: (p: string) => basename(p).startsWith('.') && p !== target,
+      awaitWriteFinish: false,
+    });
+    this.#watcher.on('all', () => this.changed());
+    this.#watcher.on('error', (e) => this.#opts.onError(e as Error));
+  }
+}

@@ -1,0 +1,142 @@
+// Pure: every object's status from what the engine knows: its own problems, its load balancer's last
+// reconcile, and HAProxy's stats. lastTransitionTime moves only when Ready flips.
+import type {
+  AnyObject,
+  Condition,
+  LbKey,
+  ObjectStatus,
+  OperatingStatus,
+  ProvisioningStatus,
+} from '../api/v1alpha1/types.js';
+import { objectId } from '../api/v1alpha1/types.js';
+import type { DesiredState, ObjectProblem } from '../desired/build.js';
+import type { DesiredLoadBalancer } from '../desired/model.js';
+import type { StatRow } from '../drivers/haproxy/stats.js';
+import { operatingStatuses, type OperatingStatusTree } from './aggregate.js';
+
+export interface LbOutcome {
+  phase: 'pending' | 'active' | 'error';
+  message?: string;
+  /** The model that is on the node now (the last one applied successfully). */
+  applied?: DesiredLoadBalancer;
+  /** Generation of each object (by objectId) as of the last successful apply. */
+  appliedGenerations: Map<string, number>;
+  /** Latest `show stat`; undefined when HAProxy could not be asked. */
+  stats?: StatRow[];
+  netns: string;
+  iface: string;
+}
+
+export interface StatusInput {
+  objects: readonly AnyObject[];
+  desired: DesiredState;
+  outcomes: ReadonlyMap<LbKey, LbOutcome>;
+  previous: ReadonlyMap<string, ObjectStatus>;
+  now: string;
+  node: string;
+}
+
+interface Readiness {
+  provisioning: ProvisioningStatus;
+  ready: boolean;
+  reason: string;
+  message: string;
+}
+
+function readiness(
+  o: AnyObject,
+  own: ObjectProblem[],
+  lb: LbKey | undefined,
+  input: StatusInput,
+): Readiness {
+  if (own.length > 0) {
+    const first = own[0]!;
+    return { provisioning: 'ERROR', ready: false, reason: first.reason, message: own.map((p) => p.message).join('; ') };
+  }
+  if (lb === undefined) return { provisioning: 'ERROR', ready: false, reason: 'InvalidReference', message: 'no load balancer' };
+  const blocked = input.desired.blocked.get(lb);
+  if (blocked !== undefined && o.kind === 'LoadBalancer') {
+    const what = blocked.map((p) => `${p.kind} ${p.name}: ${p.message}`).join('; ');
+    return { provisioning: 'ERROR', ready: false, reason: 'ChildInvalid', message: `not applied, the last valid configuration keeps serving: ${what}` };
+  }
+  const outcome = input.outcomes.get(lb);
+  if (outcome === undefined || outcome.phase === 'pending') {
+    const created = outcome?.applied !== undefined;
+    return { provisioning: created ? 'PENDING_UPDATE' : 'PENDING_CREATE', ready: false, reason: 'Pending', message: 'reconcile in progress' };
+  }
+  if (outcome.phase === 'error') {
+    return { provisioning: 'ERROR', ready: false, reason: 'ApplyFailed', message: outcome.message ?? 'reconcile failed' };
+  }
+  if (blocked !== undefined) {
+    return { provisioning: 'ACTIVE', ready: true, reason: 'Provisioned', message: 'serving the last valid configuration of its load balancer' };
+  }
+  const applied = outcome.appliedGenerations.get(objectId(o));
+  if (applied === undefined) {
+    return { provisioning: 'PENDING_UPDATE', ready: false, reason: 'Pending', message: 'not applied yet' };
+  }
+  return { provisioning: 'ACTIVE', ready: true, reason: 'Provisioned', message: 'applied to the node' };
+}
+
+function operating(o: AnyObject, tree: OperatingStatusTree | undefined): OperatingStatus {
+  if (tree === undefined) return 'OFFLINE';
+  switch (o.kind) {
+    case 'LoadBalancer':
+      return tree.loadBalancer;
+    case 'Listener':
+      return tree.listeners.get(o.metadata.name) ?? 'OFFLINE';
+    case 'Pool':
+      return tree.pools.get(o.metadata.name) ?? 'OFFLINE';
+    case 'Member':
+      return tree.members.get(`${o.spec.pool}/${o.metadata.name}`) ?? 'OFFLINE';
+    case 'HealthMonitor':
+      return tree.healthMonitors.get(o.spec.pool) ?? 'OFFLINE';
+  }
+}
+
+function readyCondition(r: Readiness, previous: ObjectStatus | undefined, generation: number | undefined, now: string): Condition {
+  const status = r.ready ? 'True' : 'False';
+  const before = previous?.conditions.find((c) => c.type === 'Ready');
+  return {
+    type: 'Ready',
+    status,
+    reason: r.reason,
+    message: r.message,
+    lastTransitionTime: before !== undefined && before.status === status ? before.lastTransitionTime : now,
+    ...(generation === undefined ? {} : { observedGeneration: generation }),
+  };
+}
+
+export function computeStatuses(input: StatusInput): Map<string, ObjectStatus> {
+  const problemsById = new Map<string, ObjectProblem[]>();
+  for (const p of input.desired.problems) {
+    const id = `${p.kind}/${p.namespace}/${p.name}`;
+    problemsById.set(id, [...(problemsById.get(id) ?? []), p]);
+  }
+  const trees = new Map<LbKey, OperatingStatusTree>();
+  for (const [key, outcome] of input.outcomes) {
+    if (outcome.applied !== undefined) trees.set(key, operatingStatuses(outcome.applied, outcome.stats));
+  }
+
+  const result = new Map<string, ObjectStatus>();
+  for (const o of input.objects) {
+    const id = objectId(o);
+    const lb = input.desired.owners.get(id);
+    const r = readiness(o, problemsById.get(id) ?? [], lb, input);
+    const outcome = lb === undefined ? undefined : input.outcomes.get(lb);
+    const generation = r.ready ? outcome?.appliedGenerations.get(id) : undefined;
+    const status: ObjectStatus = {
+      provisioningStatus: r.provisioning,
+      operatingStatus: r.provisioning === 'ERROR' && outcome?.applied === undefined ? 'ERROR' : operating(o, lb === undefined ? undefined : trees.get(lb)),
+      ...(generation === undefined ? {} : { observedGeneration: generation }),
+      conditions: [readyCondition(r, input.previous.get(id), generation, input.now)],
+    };
+    if (o.kind === 'LoadBalancer' && outcome !== undefined) {
+      status.vip = o.spec.vip.address;
+      status.netns = outcome.netns;
+      status.port = outcome.iface;
+      status.node = input.node;
+    }
+    result.set(id, status);
+  }
+  return result;
+}

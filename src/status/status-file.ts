@@ -1,0 +1,70 @@
+// <state-dir>/status.json (DESIGN §3): written atomically (temp file + rename), and only when it changed.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AnyObject, ObjectStatus } from '../api/v1alpha1/types.js';
+import { API_VERSION, objectId } from '../api/v1alpha1/types.js';
+
+export interface StatusFileObject {
+  apiVersion: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  /** Not in DESIGN §3's minimum: lets `nslb status` draw the tree without the watched directory. */
+  spec: unknown;
+  status: ObjectStatus;
+}
+
+export interface StatusFileError {
+  file: string;
+  document: number;
+  message: string;
+}
+
+export interface StatusFile {
+  objects: StatusFileObject[];
+  errors: StatusFileError[];
+}
+
+export function statusFilePath(stateDir: string): string {
+  return join(stateDir, 'status.json');
+}
+
+export function renderStatusFile(
+  objects: readonly AnyObject[],
+  statuses: ReadonlyMap<string, ObjectStatus>,
+  errors: readonly StatusFileError[],
+): StatusFile {
+  return {
+    objects: objects.flatMap((o) => {
+      const status = statuses.get(objectId(o));
+      if (status === undefined) return [];
+      return [{ apiVersion: API_VERSION, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name, spec: o.spec, status }];
+    }),
+    errors: [...errors],
+  };
+}
+
+export class StatusFileWriter {
+  readonly #path: string;
+  #last = '';
+
+  constructor(stateDir: string) {
+    this.#path = statusFilePath(stateDir);
+  }
+
+  /** Returns whether the file was written. */
+  async write(file: StatusFile): Promise<boolean> {
+    const text = `${JSON.stringify(file, null, 2)}\n`;
+    if (text === this.#last) return false;
+    await mkdir(join(this.#path, '..'), { recursive: true, mode: 0o700 });
+    const tmp = `${this.#path}.tmp`;
+    await writeFile(tmp, text, { mode: 0o644 });
+    await rename(tmp, this.#path);
+    this.#last = text;
+    return true;
+  }
+}
+
+export async function readStatusFile(stateDir: string): Promise<StatusFile> {
+  return JSON.parse(await readFile(statusFilePath(stateDir), 'utf8')) as StatusFile;
+}

@@ -1,0 +1,75 @@
+// Runs the built `nslb` CLI as a real child process, as an operator would (stop, crash, restart).
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { StatusFile } from '../../src/status/status-file.js';
+
+const execFileP = promisify(execFile);
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
+
+export interface AgentOptions {
+  watch: string;
+  stateDir: string;
+  bridge: string;
+  resync?: number;
+  listen?: string;
+}
+
+export class Agent {
+  readonly child: ChildProcess;
+  readonly logs: string[] = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(opts: AgentOptions) {
+    this.child = spawn(
+      process.execPath,
+      [
+        CLI, 'run', '--watch', opts.watch, '--state-dir', opts.stateDir, '--bridge', opts.bridge,
+        '--resync', String(opts.resync ?? 3), '--status-interval', '300', '--listen', opts.listen ?? '127.0.0.1:0',
+        '--log-level', 'debug',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const collect = (b: Buffer): void => {
+      this.logs.push(...b.toString().split('\n').filter((l) => l !== ''));
+    };
+    this.child.stdout?.on('data', collect);
+    this.child.stderr?.on('data', collect);
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  async stop(): Promise<number | null> {
+    this.child.kill('SIGTERM');
+    return this.exited;
+  }
+
+  async kill(): Promise<void> {
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+export async function readStatus(stateDir: string): Promise<StatusFile | undefined> {
+  try {
+    return JSON.parse(await readFile(join(stateDir, 'status.json'), 'utf8')) as StatusFile;
+  } catch {
+    return undefined;
+  }
+}
+
+export function statusOf(file: StatusFile | undefined, kind: string, name: string) {
+  return file?.objects.find((o) => o.kind === kind && o.name === name)?.status;
+}
+
+/** Runs the CLI to completion; never throws on a non-zero exit. */
+export async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
