@@ -42,19 +42,28 @@ interface IpRoute {
   gateway?: string;
 }
 
-/** One `ip -batch` call reads links, addresses and the default route of one family inside the netns. */
+/**
+ * One `ip -batch` call reads links, addresses and the default route of one family inside the netns.
+ * `link show` is separate because `addr show` under -4/-6 leaves out the MAC.
+ */
 export function argvObserveNetns(netns: string, family: 4 | 6): { argv: string[]; input: string } {
-  return { argv: ['ip', '-n', netns, `-${family}`, '-j', '-batch', '-'], input: 'addr show\nroute show default\n' };
+  return {
+    argv: ['ip', '-n', netns, `-${family}`, '-j', '-batch', '-'],
+    input: 'link show\naddr show\nroute show default\n',
+  };
 }
 
 export function parseObserveNetns(netns: string, iface: string, stdout: string): ObservedNetns {
-  const [linksLine = '[]', routesLine = '[]'] = stdout.split('\n').filter((l) => l.trim() !== '');
+  const [linksLine = '[]', addrsLine = '[]', routesLine = '[]'] = stdout.split('\n').filter((l) => l.trim() !== '');
   const links = JSON.parse(linksLine) as IpLink[];
+  const addrs = JSON.parse(addrsLine) as IpLink[];
   const routes = JSON.parse(routesLine) as IpRoute[];
   const lo = links.find((l) => l.ifname === 'lo');
   const vip = links.find((l) => l.ifname === iface);
   const result: ObservedNetns = { name: netns, loUp: lo?.flags.includes('UP') ?? false };
-  if (vip !== undefined) result.link = toObservedLink(vip);
+  if (vip !== undefined) {
+    result.link = toObservedLink({ ...vip, addr_info: addrs.find((a) => a.ifname === iface)?.addr_info ?? [] });
+  }
   const gateway = routes.find((r) => r.dst === 'default')?.gateway;
   if (gateway !== undefined) result.defaultGateway = gateway;
   return result;
