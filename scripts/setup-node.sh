@@ -125,24 +125,16 @@ ensure_bridge() {
   fi
 }
 
-# npm ci, except that npm ci refuses a lock file lacking an optional dependency the registry does not have
-# (vite's Windows-only napi-windows-process-start-time is absent from the registry mirror this lock was made
-# with, so npm install left it out). npm install tolerates that and leaves the lock unchanged.
 install_dependencies() {
   local log
   log="$(mktemp)"
   say "npm ci"
-  if npm ci --no-audit --no-fund >"$log" 2>&1; then
-    rm -f "$log"
-  elif grep -q 'can only install packages when your package.json and package-lock.json' "$log"; then
-    say "warning: npm ci rejected package-lock.json ($(grep -m1 -o 'Missing: .*' "$log" || echo 'out of sync')); using npm install"
-    rm -f "$log"
-    quietly npm install --no-audit --no-fund
-  else
+  if ! npm ci --no-audit --no-fund >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
-    die "npm ci failed"
+    die "npm ci failed (a lock file out of sync with package.json? run npm install and commit the lock)"
   fi
+  rm -f "$log"
   # npm may rewrite package-lock.json in the same instant; the freshness check above must not see it as newer.
   touch node_modules/.package-lock.json
 }
