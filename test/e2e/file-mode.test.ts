@@ -158,6 +158,12 @@ describe('file-watch mode on a real node', () => {
     const lb = statusOf(await readStatus(stateDir), 'LoadBalancer', 'web');
     expect(lb).toMatchObject({ vip: VIP, netns: NETNS, port: IFACE, observedGeneration: 1 });
     expect(lb?.conditions[0]).toMatchObject({ type: 'Ready', status: 'True' });
+    const wait = await cli(['status', '--wait', '--timeout', '10', '--state-dir', stateDir]);
+    expect(wait.code).toBe(0);
+    expect(wait.stdout).toMatch(/loadbalancer \S+\/web\s+ACTIVE\s+ONLINE/);
+    expect(wait.stdout).toMatch(/\n\s+member web-m1\s+ACTIVE\s+ONLINE\s+\S+:8080/);
+    const json = JSON.parse((await cli(['status', '-o', 'json', '--state-dir', stateDir])).stdout) as { objects: unknown[] };
+    expect(json.objects.length).toBeGreaterThanOrEqual(6);
     // Files with secrets are 0600.
     expect((await stat(join(lbDir, 'haproxy.cfg'))).mode & 0o777).toBe(0o600);
     expect((await stat(join(lbDir, 'haproxy.sock'))).mode & 0o777).toBe(0o600);

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import type { AnyObject } from '../../src/api/v1alpha1/types.js';
+import { buildDesired } from '../../src/desired/build.js';
+import { computeStatuses, type LbOutcome } from '../../src/status/compute.js';
+
+const objects = [
+  { apiVersion: 'nslb.dev/v1alpha1', kind: 'LoadBalancer', metadata: { name: 'web', namespace: 'default', generation: 2 }, spec: { vip: { address: '10.201.0.10' } } },
+  { apiVersion: 'nslb.dev/v1alpha1', kind: 'Member', metadata: { name: 'lost', namespace: 'default', generation: 1 }, spec: { pool: 'nope', address: '10.201.0.11', port: 80 } },
+] as AnyObject[];
+const desired = buildDesired(objects, { defaultBridge: 'br-int' });
+const outcome = (phase: LbOutcome['phase']): Map<string, LbOutcome> =>
+  new Map([['default/web', { phase, netns: 'nslb-x', iface: 'nslbx', appliedGenerations: new Map([['LoadBalancer/default/web', 2]]), ...(phase === 'active' ? { applied: desired.lbs.get('default/web')! } : {}) }]]);
+
+describe('computeStatuses', () => {
+  it('reports ACTIVE with observedGeneration once applied; a dangling reference is ERROR with its reason', () => {
+    const s = computeStatuses({ objects, desired, outcomes: outcome('active'), previous: new Map(), now: 't1', node: 'n1' });
+    expect(s.get('LoadBalancer/default/web')).toMatchObject({ provisioningStatus: 'ACTIVE', observedGeneration: 2, node: 'n1', vip: '10.201.0.10' });
+    expect(s.get('Member/default/lost')).toMatchObject({ provisioningStatus: 'ERROR', operatingStatus: 'ERROR' });
+    expect(s.get('Member/default/lost')?.conditions[0]).toMatchObject({ type: 'Ready', status: 'False', reason: 'InvalidReference' });
+  });
+
+  it('moves lastTransitionTime only when Ready flips', () => {
+    const first = computeStatuses({ objects, desired, outcomes: outcome('pending'), previous: new Map(), now: 't1', node: 'n' });
+    expect(first.get('LoadBalancer/default/web')?.provisioningStatus).toBe('PENDING_CREATE');
+    const same = computeStatuses({ objects, desired, outcomes: outcome('pending'), previous: first, now: 't2', node: 'n' });
+    expect(same.get('LoadBalancer/default/web')?.conditions[0]?.lastTransitionTime).toBe('t1');
+    const flipped = computeStatuses({ objects, desired, outcomes: outcome('active'), previous: same, now: 't3', node: 'n' });
+    expect(flipped.get('LoadBalancer/default/web')?.conditions[0]).toMatchObject({ status: 'True', lastTransitionTime: 't3' });
+    const again = computeStatuses({ objects, desired, outcomes: outcome('active'), previous: flipped, now: 't4', node: 'n' });
+    expect(again.get('LoadBalancer/default/web')?.conditions[0]?.lastTransitionTime).toBe('t3');
+    // The member's problem never changed: its time is still the first one.
+    expect(again.get('Member/default/lost')?.conditions[0]?.lastTransitionTime).toBe('t1');
+  });
+});

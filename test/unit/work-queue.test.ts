@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { WorkQueue } from '../../src/controller/queue.js';
+
+const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('WorkQueue', () => {
+  it('merges repeats of a key that is waiting', async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue(async (k) => { seen.push(k); await tick(); }, { concurrency: 1 });
+    q.add('a'); q.add('b'); q.add('b'); q.add('b');
+    await q.idle();
+    expect(seen).toEqual(['a', 'b']);
+  });
+
+  it('never runs one key twice at once, and runs it again if it was queued while running', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const q = new WorkQueue(async () => {
+      running++; runs++;
+      maxRunning = Math.max(maxRunning, running);
+      await tick(20);
+      running--;
+    }, { concurrency: 4 });
+    q.add('a');
+    await tick();
+    q.add('a'); q.add('a');
+    await q.idle();
+    expect(maxRunning).toBe(1);
+    expect(runs).toBe(2);
+  });
+
+  it('runs different keys concurrently up to the limit', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    const q = new WorkQueue(async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await tick(20);
+      running--;
+    }, { concurrency: 3 });
+    for (const k of ['a', 'b', 'c', 'd', 'e']) q.add(k);
+    await q.idle();
+    expect(maxRunning).toBe(3);
+  });
+
+  it('retries a failing key with per-key exponential backoff, and forgets on success', async () => {
+    const times: number[] = [];
+    const q = new WorkQueue(async () => {
+      times.push(Date.now());
+      if (times.length < 4) throw new Error('not yet');
+    }, { concurrency: 1, baseDelayMs: 20, maxDelayMs: 1000 });
+    q.add('a');
+    await q.idle();
+    expect(times).toHaveLength(4);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    expect(gaps[0]).toBeGreaterThanOrEqual(18);
+    expect(gaps[1]).toBeGreaterThanOrEqual(38);
+    expect(gaps[2]).toBeGreaterThanOrEqual(78);
+    expect(q.failures('a')).toBe(0);
+  });
+});
