@@ -5,6 +5,7 @@ import { Manager } from '../controller/manager.js';
 import { runCommand } from '../exec/run.js';
 import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
+import { describeIssue } from '../sources/parse.js';
 import { StatusFileWriter, type StatusFile } from '../status/status-file.js';
 import { parseListen } from './options.js';
 
@@ -67,9 +68,17 @@ export async function runAgent(flags: RunFlags): Promise<void> {
       await writer.write(file);
     },
   });
+  let logged = new Set<string>();
   const source = new FileSource(flags.watch, {
     onSnapshot: (s) => {
-      for (const issue of s.issues) logger.warn({ file: issue.file, document: issue.document, path: issue.path }, issue.message);
+      // Each broken file is logged once when it breaks, not on every resync's re-read.
+      const now = new Set<string>();
+      for (const issue of s.issues) {
+        const text = describeIssue(issue);
+        if (!logged.has(text)) logger.warn({ file: issue.file, document: issue.document }, text);
+        now.add(text);
+      }
+      logged = now;
       manager.setSnapshot(s.objects, s.issues);
     },
     onError: (err) => logger.error({ err }, 'cannot read the watched directory; keeping the last snapshot'),

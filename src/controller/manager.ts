@@ -77,6 +77,7 @@ export class Manager {
   #statuses = new Map<string, ObjectStatus>();
   #publishing: Promise<void> = Promise.resolve();
   #synced = false;
+  #loggedProblems = new Set<string>();
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -104,9 +105,13 @@ export class Manager {
       this.#fingerprints.set(key, fp);
       this.#queue.add(key);
     }
+    // Logged when they change, not on every resync's re-read.
+    const problems = new Set(this.#desired.problems.map((p) => `${p.kind}/${p.namespace}/${p.name}: ${p.message}`));
     for (const p of this.#desired.problems) {
-      this.#opts.logger.warn({ object: `${p.kind}/${p.namespace}/${p.name}`, reason: p.reason }, p.message);
+      const text = `${p.kind}/${p.namespace}/${p.name}: ${p.message}`;
+      if (!this.#loggedProblems.has(text)) this.#opts.logger.warn({ object: `${p.kind}/${p.namespace}/${p.name}`, reason: p.reason }, p.message);
     }
+    this.#loggedProblems = problems;
     void this.#publish();
   }
 
@@ -143,18 +148,17 @@ export class Manager {
 
   /** Ask every running HAProxy for `show stat` over its runtime socket (no process spawned). */
   async pollStats(): Promise<void> {
-    await Promise.all(
-      [...this.#outcomes.values()].map(async (outcome) => {
-        if (outcome.applied === undefined) return;
-        try {
-          const csv = await queryRuntime(lbPaths(this.#opts.stateDir, outcome.netns).socket, 'show stat');
-          outcome.stats = parseShowStat(csv);
-        } catch {
-          delete outcome.stats;
-        }
-      }),
-    );
+    await Promise.all([...this.#outcomes.values()].map((outcome) => this.#pollOne(outcome)));
     await this.#publish();
+  }
+
+  async #pollOne(outcome: LbOutcome): Promise<void> {
+    if (outcome.applied === undefined) return;
+    try {
+      outcome.stats = parseShowStat(await queryRuntime(lbPaths(this.#opts.stateDir, outcome.netns).socket, 'show stat'));
+    } catch {
+      delete outcome.stats;
+    }
   }
 
   #stampGeneration(o: AnyObject): AnyObject {
@@ -216,8 +220,9 @@ export class Manager {
       outcome.applied = desired;
       if (blocked === undefined) outcome.appliedGenerations = this.#generationsOf(key);
       if (actions.length > 0) log.info({ ms: Date.now() - started }, 'converged');
+      await this.#pollOne(outcome);
     }
-    await this.pollStats();
+    await this.#publish();
   }
 
   #generationsOf(key: LbKey): Map<string, number> {

@@ -4,7 +4,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runner } from '../exec/run.js';
 import type { Action } from '../plan/actions.js';
-import { isNslbNetnsName } from '../desired/names.js';
+import { isNslbNetnsName, nodeNames, parseLbKey } from '../desired/names.js';
 import {
   deleteStateDir,
   ensureStateDir,
@@ -132,13 +132,14 @@ export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
       return deleteNetns(ctx.run, a.netns);
     case 'ovs.addPort': {
       if (a.recreate) await deletePort(ctx.run, a.iface);
-      const netns = `nslb-${a.iface.slice(4)}`;
+      const { namespace, name } = parseLbKey(a.lb);
       return ensurePort(ctx.run, {
         bridge: a.bridge,
         iface: a.iface,
         lb: a.lb,
         mac: a.mac,
-        ifaceId: netns,
+        // No Neutron port here: the netns name is this port's stable, unique identity.
+        ifaceId: nodeNames(namespace, name).netns,
         ...(a.vlan === undefined ? {} : { vlan: a.vlan }),
       });
     }
