@@ -112,6 +112,8 @@ up() {
     ensure_server "$ns" "$addr" "$answer"
   done
   ensure_host "$CLIENT_NS" "$CLIENT_ADDR"
+  # examples/tls-lb.yaml names these files; they are made here so that no key is ever committed.
+  bash "$REPO/scripts/make-demo-certs.sh" "$REPO/examples/certs"
 
   # Prove the plumbing before blaming the load balancer: each member must answer the client directly.
   for entry in "${MEMBERS[@]}"; do
@@ -128,6 +130,14 @@ The agent now reconciles $REPO/examples; load balancer "web" gets VIP $VIP.
 In another terminal:
   sudo ip netns exec $CLIENT_NS curl http://$VIP/          # "member m1" / "member m2", round robin
   sudo node $CLI status --state-dir $STATE_DIR
+
+  # TLS termination with SNI (examples/tls-lb.yaml, VIP 10.200.0.20):
+  sudo ip netns exec $CLIENT_NS curl --cacert $REPO/examples/certs/ca.crt \\
+       --resolve www.example.test:443:10.200.0.20 https://www.example.test/
+  # Layer-7 routing (examples/l7-lb.yaml, VIP 10.200.0.30):
+  sudo ip netns exec $CLIENT_NS curl http://10.200.0.30/api/x                          # member m2
+  sudo ip netns exec $CLIENT_NS curl -i -H 'Host: admin.example.test' http://10.200.0.30/   # 403
+
 Edit $REPO/examples/http-lb.yaml (a member's weight, adminStateUp, a new member) and watch it converge.
 
 Ctrl-C stops the agent; the load balancers keep serving. To remove them:

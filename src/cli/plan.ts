@@ -11,7 +11,7 @@ export async function printPlan(flags: { watch: string; stateDir: string; bridge
   const ctx = { run: runCommand, stateDir: flags.stateDir };
   const snapshot = await new ManifestDirectory(flags.watch).read();
   for (const issue of snapshot.issues) process.stderr.write(`invalid, ignored: ${describeIssue(issue)}\n`);
-  const desired = buildDesired(snapshot.objects, { defaultBridge: flags.bridge });
+  const desired = buildDesired(snapshot.objects, { defaultBridge: flags.bridge, materials: snapshot.materials });
   let changes = 0;
   const wanted = new Set<string>();
   const section = (title: string, lines: string[]): void => {

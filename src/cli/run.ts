@@ -79,7 +79,7 @@ export async function runAgent(flags: RunFlags): Promise<void> {
         now.add(text);
       }
       logged = now;
-      manager.setSnapshot(s.objects, s.issues);
+      manager.setSnapshot(s.objects, s.issues, s.materials);
     },
     onError: (err) => logger.error({ err }, 'cannot read the watched directory; keeping the last snapshot'),
   });

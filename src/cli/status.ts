@@ -40,6 +40,18 @@ function treeRows(file: StatusFile): Row[] {
     const shown = new Set<string>();
     for (const l of byKind('Listener', ns).filter((x) => spec(x).loadBalancer === lb.name)) {
       rows.push({ depth: 1, label: `listener ${l.name}`, o: l, detail: `${String(spec(l).protocol)}:${String(spec(l).port)}` });
+      const policies = byKind('L7Policy', ns)
+        .filter((p) => spec(p).listener === l.name)
+        .sort((a, b) => Number(spec(a).position ?? Infinity) - Number(spec(b).position ?? Infinity) || a.name.localeCompare(b.name));
+      for (const p of policies) {
+        const target = spec(p).redirectPool ?? spec(p).redirectUrl ?? spec(p).redirectPrefix;
+        rows.push({ depth: 2, label: `l7policy ${p.name}`, o: p, detail: `${String(spec(p).action)}${target === undefined ? '' : ` ${String(target)}`}` });
+        for (const r of byKind('L7Rule', ns).filter((x) => spec(x).l7Policy === p.name)) {
+          const key = spec(r).key === undefined ? '' : ` ${String(spec(r).key)}`;
+          const not = spec(r).invert === true ? 'NOT ' : '';
+          rows.push({ depth: 3, label: `l7rule ${r.name}`, o: r, detail: `${not}${String(spec(r).type)}${key} ${String(spec(r).compareType)} ${String(spec(r).value)}` });
+        }
+      }
       const pool = pools.find((p) => p.name === spec(l).defaultPool);
       if (pool !== undefined) {
         poolRows(pool, 2);

@@ -1,12 +1,12 @@
 // `nslb validate PATH…`: offline checks of files and directories; exit 1 with file, document and field.
 import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { AnyObject } from '../api/v1alpha1/types.js';
 import { objectId } from '../api/v1alpha1/types.js';
 import { buildDesired } from '../desired/build.js';
 import { describeIssue, originOf, parseDocuments, type FileIssue } from '../sources/parse.js';
 import { mergeFiles } from '../sources/snapshot.js';
-import { listManifests } from '../sources/file-source.js';
+import { listManifests, readMaterials } from '../sources/file-source.js';
 
 async function expand(path: string): Promise<string[]> {
   const s = await stat(path);
@@ -33,12 +33,16 @@ export async function validate(paths: readonly string[], flags: { bridge: string
   }
   const merged = mergeFiles(files);
   issues.push(...merged.issues);
+  // TLS paths are relative to the directory being validated (the watched directory in `run`).
+  const only = paths.length === 1 ? paths[0]! : undefined;
+  const base = only === undefined ? '.' : (await stat(only).then((s) => s.isDirectory(), () => false)) ? only : dirname(only);
+  const materials = await readMaterials(base, merged.objects);
   const origin = new Map<string, string>();
   for (const o of merged.objects) {
     const where = originOf(o);
     if (where !== undefined) origin.set(objectId(o), `${where.file}: document ${where.document}`);
   }
-  const desired = buildDesired(merged.objects, { defaultBridge: flags.bridge });
+  const desired = buildDesired(merged.objects, { defaultBridge: flags.bridge, materials });
 
   for (const issue of issues) process.stdout.write(`${describeIssue(issue)}\n`);
   for (const p of desired.problems) {

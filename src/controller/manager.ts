@@ -94,10 +94,10 @@ export class Manager {
   }
 
   /** A new snapshot of the desired objects: queue every load balancer whose desired model changed. */
-  setSnapshot(objects: AnyObject[], issues: FileIssue[]): void {
+  setSnapshot(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string> = new Map()): void {
     this.#objects = objects.map((o) => this.#stampGeneration(o));
     this.#issues = issues;
-    this.#desired = buildDesired(this.#objects, { defaultBridge: this.#opts.bridge });
+    this.#desired = buildDesired(this.#objects, { defaultBridge: this.#opts.bridge, materials });
     const keys = new Set<LbKey>([...this.#desired.lbs.keys(), ...this.#desired.blocked.keys(), ...this.#fingerprints.keys()]);
     for (const key of keys) {
       const fp = this.#desired.blocked.has(key) ? `blocked:${fingerprint(this.#desired.lbs.get(key))}` : fingerprint(this.#desired.lbs.get(key));

@@ -39,6 +39,20 @@ export function networkOf(address: ParsedIp, prefixLength: number): string {
   return `${formatIp({ family: address.family, value: (address.value >> shift) << shift })}/${prefixLength}`;
 }
 
+/**
+ * `10.0.0.5/24` → `10.0.0.0/24`: the network a CIDR names, canonically spelled (host bits cleared, as
+ * Octavia stores allowed CIDRs); undefined for anything that is not `address/prefix` in range.
+ */
+export function canonicalCidr(s: string): string | undefined {
+  const slash = s.indexOf('/');
+  if (slash < 0) return undefined;
+  const address = parseIp(s.slice(0, slash));
+  const prefix = s.slice(slash + 1);
+  if (address === undefined || !/^(0|[1-9][0-9]{0,2})$/.test(prefix)) return undefined;
+  const prefixLength = Number(prefix);
+  return prefixLength > bitsOf(address.family) ? undefined : networkOf(address, prefixLength);
+}
+
 function parseV4(s: string): bigint {
   return s.split('.').reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);
 }

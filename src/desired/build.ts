@@ -14,20 +14,26 @@ import {
   type AnyObject,
   type ApiObject,
   type Kind,
+  type L7Action,
   type LbKey,
   type ListenerProtocol,
   type PoolProtocol,
+  type PoolSpec,
 } from '../api/v1alpha1/types.js';
-import { bitsOf, canonicalIp, inPrefix, networkOf, parseIp } from './addresses.js';
+import { bitsOf, canonicalCidr, canonicalIp, inPrefix, networkOf, parseIp } from './addresses.js';
 import type {
   DesiredHealthMonitor,
+  DesiredL7Policy,
+  DesiredL7Rule,
   DesiredListener,
+  DesiredListenerTls,
   DesiredLoadBalancer,
   DesiredMember,
   DesiredPool,
   DesiredVip,
 } from './model.js';
 import { derivedMac, lbKey, nodeNames } from './names.js';
+import { resolveListenerTls } from './tls.js';
 
 export interface ObjectProblem {
   kind: Kind;
@@ -56,6 +62,11 @@ export interface DesiredState {
 export interface BuildOptions {
   /** Bridge for VIP ports that do not name one (the agent's `--bridge`). */
   defaultBridge: string;
+  /**
+   * Contents of the files that TLS fields name, keyed by the path exactly as written in the spec. The source
+   * reads them so that building stays pure; a path missing here is reported as a missing file.
+   */
+  materials?: ReadonlyMap<string, string>;
 }
 
 /** Octavia's listener → pool protocol pairs. */
@@ -65,6 +76,11 @@ export const ALLOWED_POOL_PROTOCOLS: Readonly<Record<ListenerProtocol, readonly 
   TERMINATED_HTTPS: ['HTTP', 'PROXY', 'PROXYV2'],
   HTTPS: ['HTTPS', 'TCP', 'PROXY', 'PROXYV2'],
 };
+
+/** Listener protocols HAProxy runs in `mode http`: the only ones with headers, cookies and L7 policies. */
+const HTTP_LISTENERS: ReadonlySet<ListenerProtocol> = new Set(['HTTP', 'TERMINATED_HTTPS']);
+/** Pool protocols that only ever pair with tcp-mode listeners (see ALLOWED_POOL_PROTOCOLS). */
+const TCP_ONLY_POOLS: ReadonlySet<PoolProtocol> = new Set(['TCP', 'HTTPS']);
 
 export const DEFAULTS = {
   adminStateUp: true,
@@ -77,18 +93,25 @@ export const DEFAULTS = {
   httpMethod: 'GET',
   urlPath: '/',
   expectedCodes: '200',
+  insertHeader: false,
+  redirectHttpCode: 302,
+  invert: false,
 } as const;
 
 export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions): DesiredState {
   const problems = new Problems();
   const ix = indexObjects(objects, problems);
   const owners = resolveOwners(ix, problems);
+  // Resolved while checking, so that assembly does not read and hash the material a second time.
+  const listenerTls = new Map<string, DesiredListenerTls>();
 
   checkLoadBalancers(ix, opts, problems);
-  checkListeners(ix, owners, problems);
+  checkListeners(ix, owners, opts.materials ?? new Map<string, string>(), listenerTls, problems);
   checkPools(ix, problems);
   checkMembers(ix, problems);
   checkHealthMonitors(ix, problems);
+  checkL7Policies(ix, problems);
+  checkL7Rules(ix, problems);
 
   const all = problems.sorted();
   const problemsByOwner = new Map<LbKey, ObjectProblem[]>();
@@ -106,7 +129,7 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   for (const lb of ix.loadBalancers) {
     const key = keyOf(lb);
     const own = problemsByOwner.get(key);
-    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts));
+    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts, listenerTls));
     else blocked.set(key, own);
   }
   return { lbs, blocked, problems: all, owners };
@@ -148,11 +171,22 @@ interface Index {
   pools: ApiObject<'Pool'>[];
   members: ApiObject<'Member'>[];
   healthMonitors: ApiObject<'HealthMonitor'>[];
+  l7Policies: ApiObject<'L7Policy'>[];
+  l7Rules: ApiObject<'L7Rule'>[];
   byId: Map<string, AnyObject>;
 }
 
 function indexObjects(objects: readonly AnyObject[], problems: Problems): Index {
-  const ix: Index = { loadBalancers: [], listeners: [], pools: [], members: [], healthMonitors: [], byId: new Map() };
+  const ix: Index = {
+    loadBalancers: [],
+    listeners: [],
+    pools: [],
+    members: [],
+    healthMonitors: [],
+    l7Policies: [],
+    l7Rules: [],
+    byId: new Map(),
+  };
   for (const o of objects) {
     const id = objectId(o);
     if (ix.byId.has(id)) {
@@ -178,6 +212,12 @@ function indexObjects(objects: readonly AnyObject[], problems: Problems): Index 
         break;
       case 'HealthMonitor':
         ix.healthMonitors.push(o);
+        break;
+      case 'L7Policy':
+        ix.l7Policies.push(o);
+        break;
+      case 'L7Rule':
+        ix.l7Rules.push(o);
         break;
     }
   }
@@ -227,7 +267,50 @@ function resolveOwners(ix: Index, problems: Problems): Map<string, LbKey> {
       owners.set(objectId(o), owner);
     }
   }
+
+  // L7 policies belong to their listener's load balancer, rules to their policy's.
+  for (const o of ix.l7Policies) {
+    const { namespace } = o.metadata;
+    const listener = find(ix, 'Listener', namespace, o.spec.listener);
+    const owner = listener === undefined ? undefined : owners.get(objectId(listener));
+    if (listener === undefined) {
+      problems.add(o, 'InvalidReference', missing('listener', o.spec.listener, namespace), '/spec/listener');
+    } else if (owner === undefined) {
+      problems.add(
+        o,
+        'InvalidReference',
+        `listener "${listener.metadata.name}" belongs to load balancer "${listener.spec.loadBalancer}", which does not exist`,
+        '/spec/listener',
+      );
+    } else {
+      owners.set(objectId(o), owner);
+    }
+  }
+  for (const o of ix.l7Rules) {
+    const { namespace } = o.metadata;
+    const policy = find(ix, 'L7Policy', namespace, o.spec.l7Policy);
+    const owner = policy === undefined ? undefined : owners.get(objectId(policy));
+    if (policy === undefined) {
+      problems.add(o, 'InvalidReference', missing('L7 policy', o.spec.l7Policy, namespace), '/spec/l7Policy');
+    } else if (owner === undefined) {
+      problems.add(
+        o,
+        'InvalidReference',
+        `L7 policy "${policy.metadata.name}" has no load balancer: ${whyNoLoadBalancer(ix, policy)}`,
+        '/spec/l7Policy',
+      );
+    } else {
+      owners.set(objectId(o), owner);
+    }
+  }
   return owners;
+}
+
+function whyNoLoadBalancer(ix: Index, policy: ApiObject<'L7Policy'>): string {
+  const listener = find(ix, 'Listener', policy.metadata.namespace, policy.spec.listener);
+  return listener === undefined
+    ? `listener "${policy.spec.listener}" does not exist`
+    : `listener "${listener.metadata.name}" belongs to load balancer "${listener.spec.loadBalancer}", which does not exist`;
 }
 
 function missing(what: string, name: string, namespace: string): string {
@@ -302,18 +385,40 @@ function isMulticastMac(mac: string): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
 }
 
-function checkListeners(ix: Index, owners: Map<string, LbKey>, problems: Problems): void {
+function checkListeners(
+  ix: Index,
+  owners: Map<string, LbKey>,
+  materials: ReadonlyMap<string, string>,
+  listenerTls: Map<string, DesiredListenerTls>,
+  problems: Problems,
+): void {
   const ports = new Map<string, ApiObject<'Listener'>>();
   for (const l of ix.listeners) {
     const { spec } = l;
-    if (spec.protocol === 'HTTPS' || spec.protocol === 'TERMINATED_HTTPS') {
-      problems.notSupported(l, `protocol ${spec.protocol}`, '/spec/protocol');
+    if (spec.protocol === 'TERMINATED_HTTPS') {
+      const resolved = resolveListenerTls(spec.tls, materials);
+      if (resolved.ok) listenerTls.set(objectId(l), resolved.tls);
+      else for (const p of resolved.problems) problems.add(l, p.reason, p.message, p.path);
+    } else if (spec.tls !== undefined) {
+      problems.add(l, 'InvalidSpec', `is only allowed on TERMINATED_HTTPS listeners (protocol is ${spec.protocol})`, '/spec/tls');
     }
-    if (spec.tls !== undefined) problems.notSupported(l, 'tls', '/spec/tls');
-    if (Object.values(spec.insertHeaders ?? {}).some((on) => on)) problems.notSupported(l, 'insertHeaders', '/spec/insertHeaders');
-    if ((spec.allowedCidrs ?? []).length > 0) problems.notSupported(l, 'allowedCidrs', '/spec/allowedCidrs');
+    // As Octavia: a tcp-mode listener has no HTTP request to put a header into.
+    if (!HTTP_LISTENERS.has(spec.protocol) && Object.values(spec.insertHeaders ?? {}).some((on) => on)) {
+      problems.add(
+        l,
+        'InvalidSpec',
+        `is only allowed on HTTP and TERMINATED_HTTPS listeners (protocol is ${spec.protocol})`,
+        '/spec/insertHeaders',
+      );
+    }
+    (spec.allowedCidrs ?? []).forEach((cidr, i) => {
+      // The schema admits only valid CIDRs, so this is an object that skipped validation.
+      if (canonicalCidr(cidr) === undefined) {
+        problems.add(l, 'InvalidSpec', `must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64 (got "${cidr}")`, `/spec/allowedCidrs/${i}`);
+      }
+    });
 
-    if (spec.defaultPool !== undefined) checkDefaultPool(ix, l, spec.defaultPool, problems);
+    if (spec.defaultPool !== undefined) checkPoolReference(ix, l, l, spec.defaultPool, '/spec/defaultPool', problems);
 
     const owner = owners.get(objectId(l));
     if (owner === undefined) continue;
@@ -332,38 +437,107 @@ function checkListeners(ix: Index, owners: Map<string, LbKey>, problems: Problem
   }
 }
 
-function checkDefaultPool(ix: Index, l: ApiObject<'Listener'>, poolName: string, problems: Problems): void {
+/** A listener's default pool or an L7 policy's redirect pool: same load balancer, compatible protocol. */
+function checkPoolReference(
+  ix: Index,
+  referrer: AnyObject,
+  l: ApiObject<'Listener'>,
+  poolName: string,
+  path: string,
+  problems: Problems,
+): void {
   const { namespace } = l.metadata;
   const pool = find(ix, 'Pool', namespace, poolName);
   if (pool === undefined) {
-    problems.add(l, 'InvalidReference', missing('pool', poolName, namespace), '/spec/defaultPool');
+    problems.add(referrer, 'InvalidReference', missing('pool', poolName, namespace), path);
     return;
   }
   if (pool.spec.loadBalancer !== l.spec.loadBalancer) {
     problems.add(
-      l,
+      referrer,
       'InvalidReference',
       `pool "${poolName}" belongs to load balancer "${pool.spec.loadBalancer}", not "${l.spec.loadBalancer}"`,
-      '/spec/defaultPool',
+      path,
     );
     return;
   }
   const allowed = ALLOWED_POOL_PROTOCOLS[l.spec.protocol];
   if (!allowed.includes(pool.spec.protocol)) {
     problems.add(
-      l,
+      referrer,
       'InvalidSpec',
       `a ${l.spec.protocol} listener cannot use ${pool.spec.protocol} pool "${poolName}" (pool protocol must be one of ${allowed.join(', ')})`,
-      '/spec/defaultPool',
+      path,
     );
   }
 }
 
+/** Pool.tls fields that issue 7 (verifying members, client certificates, TLS policy) brings. */
+const POOL_TLS_LATER = ['caFile', 'crlFile', 'certificateFile', 'keyFile', 'secretName', 'caSecretName', 'versions', 'ciphers', 'alpnProtocols'] as const;
+
 function checkPools(ix: Index, problems: Problems): void {
+  const users = listenersByPool(ix);
   for (const p of ix.pools) {
-    if (p.spec.protocol === 'HTTPS') problems.notSupported(p, 'protocol HTTPS', '/spec/protocol');
-    if (p.spec.tls !== undefined) problems.notSupported(p, 'tls', '/spec/tls');
-    if (p.spec.sessionPersistence !== undefined) problems.notSupported(p, 'sessionPersistence', '/spec/sessionPersistence');
+    const { tls, sessionPersistence } = p.spec;
+    for (const field of POOL_TLS_LATER) {
+      if (tls?.[field] !== undefined) problems.notSupported(p, `tls.${field}`, `/spec/tls/${field}`);
+    }
+    if (sessionPersistence !== undefined) checkSessionPersistence(p, sessionPersistence, users.get(objectId(p)) ?? [], problems);
+  }
+}
+
+/** Pool objectId → the listeners that send traffic to it (as default pool or through an L7 policy), by name. */
+function listenersByPool(ix: Index): Map<string, ApiObject<'Listener'>[]> {
+  const users = new Map<string, Set<ApiObject<'Listener'>>>();
+  const use = (namespace: string, poolName: string, l: ApiObject<'Listener'>) => {
+    const id = `Pool/${namespace}/${poolName}`;
+    const set = users.get(id);
+    if (set === undefined) users.set(id, new Set([l]));
+    else set.add(l);
+  };
+  for (const l of ix.listeners) {
+    if (l.spec.defaultPool !== undefined) use(l.metadata.namespace, l.spec.defaultPool, l);
+  }
+  for (const policy of ix.l7Policies) {
+    const { namespace } = policy.metadata;
+    const l = find(ix, 'Listener', namespace, policy.spec.listener);
+    if (l !== undefined && policy.spec.redirectPool !== undefined) use(namespace, policy.spec.redirectPool, l);
+  }
+  return new Map([...users].map(([id, set]) => [id, [...set].sort(compareNames)]));
+}
+
+function checkSessionPersistence(
+  p: ApiObject<'Pool'>,
+  { type, cookieName }: NonNullable<PoolSpec['sessionPersistence']>,
+  users: ApiObject<'Listener'>[],
+  problems: Problems,
+): void {
+  if (type === 'APP_COOKIE' && cookieName === undefined) {
+    problems.add(p, 'InvalidSpec', 'is required for APP_COOKIE persistence', '/spec/sessionPersistence/cookieName');
+  }
+  if (type !== 'APP_COOKIE' && cookieName !== undefined) {
+    problems.add(p, 'InvalidSpec', `is only allowed with APP_COOKIE persistence (type is ${type})`, '/spec/sessionPersistence/cookieName');
+  }
+  if (type === 'SOURCE_IP') return;
+  // Cookies live in HTTP: a tcp-mode backend would never see one, and the "persistence" would silently
+  // be none at all.
+  if (TCP_ONLY_POOLS.has(p.spec.protocol)) {
+    problems.add(
+      p,
+      'InvalidSpec',
+      `${type} persistence needs HTTP, but a ${p.spec.protocol} pool is only used by TCP and HTTPS listeners`,
+      '/spec/sessionPersistence/type',
+    );
+    return;
+  }
+  for (const l of users) {
+    if (HTTP_LISTENERS.has(l.spec.protocol)) continue;
+    problems.add(
+      p,
+      'InvalidSpec',
+      `${type} persistence needs HTTP, but ${l.spec.protocol} listener "${l.metadata.name}" uses this pool`,
+      '/spec/sessionPersistence/type',
+    );
   }
 }
 
@@ -388,13 +562,10 @@ function checkMembers(ix: Index, problems: Problems): void {
   }
 }
 
-const UNSUPPORTED_MONITORS = new Set(['PING', 'HTTPS', 'TLS-HELLO']);
-
 function checkHealthMonitors(ix: Index, problems: Problems): void {
   const monitored = new Map<string, ApiObject<'HealthMonitor'>>();
   for (const hm of ix.healthMonitors) {
     const { spec } = hm;
-    if (UNSUPPORTED_MONITORS.has(spec.type)) problems.notSupported(hm, `type ${spec.type}`, '/spec/type');
     if (spec.timeout > spec.delay) {
       problems.add(hm, 'InvalidSpec', `must not exceed delay (${spec.delay}) (got ${spec.timeout})`, '/spec/timeout');
     }
@@ -413,6 +584,68 @@ function checkHealthMonitors(ix: Index, problems: Problems): void {
   }
 }
 
+/** The one redirect field each action takes; the others must be absent (as Octavia). */
+const ACTION_FIELD: Readonly<Record<L7Action, 'redirectPool' | 'redirectUrl' | 'redirectPrefix' | undefined>> = {
+  REJECT: undefined,
+  REDIRECT_TO_POOL: 'redirectPool',
+  REDIRECT_TO_URL: 'redirectUrl',
+  REDIRECT_PREFIX: 'redirectPrefix',
+};
+const REDIRECT_FIELDS = ['redirectPool', 'redirectUrl', 'redirectPrefix'] as const;
+const FIELD_ACTION = { redirectPool: 'REDIRECT_TO_POOL', redirectUrl: 'REDIRECT_TO_URL', redirectPrefix: 'REDIRECT_PREFIX' } as const;
+
+function checkL7Policies(ix: Index, problems: Problems): void {
+  for (const policy of ix.l7Policies) {
+    const { spec } = policy;
+    const listener = find(ix, 'Listener', policy.metadata.namespace, spec.listener);
+    if (listener !== undefined && !HTTP_LISTENERS.has(listener.spec.protocol)) {
+      problems.add(
+        policy,
+        'InvalidSpec',
+        `L7 policies need an HTTP or TERMINATED_HTTPS listener (listener "${spec.listener}" is ${listener.spec.protocol})`,
+        '/spec/listener',
+      );
+    }
+
+    const wanted = ACTION_FIELD[spec.action];
+    for (const field of REDIRECT_FIELDS) {
+      if (field === wanted && spec[field] === undefined) {
+        problems.add(policy, 'InvalidSpec', `is required for action ${spec.action}`, `/spec/${field}`);
+      } else if (field !== wanted && spec[field] !== undefined) {
+        problems.add(policy, 'InvalidSpec', `is only allowed with action ${FIELD_ACTION[field]} (action is ${spec.action})`, `/spec/${field}`);
+      }
+    }
+    if (spec.redirectHttpCode !== undefined && spec.action !== 'REDIRECT_TO_URL' && spec.action !== 'REDIRECT_PREFIX') {
+      problems.add(
+        policy,
+        'InvalidSpec',
+        `is only allowed with actions REDIRECT_TO_URL and REDIRECT_PREFIX (action is ${spec.action})`,
+        '/spec/redirectHttpCode',
+      );
+    }
+
+    if (wanted === 'redirectPool' && spec.redirectPool !== undefined && listener !== undefined) {
+      checkPoolReference(ix, policy, listener, spec.redirectPool, '/spec/redirectPool', problems);
+    }
+  }
+}
+
+function checkL7Rules(ix: Index, problems: Problems): void {
+  for (const rule of ix.l7Rules) {
+    const { type, compareType, key } = rule.spec;
+    const keyed = type === 'HEADER' || type === 'COOKIE';
+    if (keyed && key === undefined) {
+      problems.add(rule, 'InvalidSpec', `is required for ${type} rules (the ${type === 'HEADER' ? 'header' : 'cookie'} name)`, '/spec/key');
+    } else if (!keyed && key !== undefined) {
+      problems.add(rule, 'InvalidSpec', `is only allowed on HEADER and COOKIE rules (type is ${type})`, '/spec/key');
+    }
+    // As Octavia: a file type is the end of the path, so only whole-match comparisons make sense.
+    if (type === 'FILE_TYPE' && compareType !== 'EQUAL_TO' && compareType !== 'REGEX') {
+      problems.add(rule, 'InvalidSpec', `must be EQUAL_TO or REGEX for FILE_TYPE rules (got ${compareType})`, '/spec/compareType');
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Assembly, with defaults. Only called for load balancers without problems, so every reference resolves.
 
@@ -421,6 +654,8 @@ interface Tree {
   pools: ApiObject<'Pool'>[];
   members: ApiObject<'Member'>[];
   healthMonitors: ApiObject<'HealthMonitor'>[];
+  l7Policies: ApiObject<'L7Policy'>[];
+  l7Rules: ApiObject<'L7Rule'>[];
 }
 
 /** Each load balancer's children, grouped in one pass (still in name order). */
@@ -431,7 +666,7 @@ function treesByOwner(ix: Index, owners: Map<string, LbKey>): Map<LbKey, Tree> {
     if (owner === undefined) return undefined;
     let tree = trees.get(owner);
     if (tree === undefined) {
-      tree = { listeners: [], pools: [], members: [], healthMonitors: [] };
+      tree = { listeners: [], pools: [], members: [], healthMonitors: [], l7Policies: [], l7Rules: [] };
       trees.set(owner, tree);
     }
     return tree;
@@ -440,12 +675,19 @@ function treesByOwner(ix: Index, owners: Map<string, LbKey>): Map<LbKey, Tree> {
   for (const o of ix.pools) treeOf(o)?.pools.push(o);
   for (const o of ix.members) treeOf(o)?.members.push(o);
   for (const o of ix.healthMonitors) treeOf(o)?.healthMonitors.push(o);
+  for (const o of ix.l7Policies) treeOf(o)?.l7Policies.push(o);
+  for (const o of ix.l7Rules) treeOf(o)?.l7Rules.push(o);
   return trees;
 }
 
-function assemble(lb: ApiObject<'LoadBalancer'>, tree: Tree | undefined, opts: BuildOptions): DesiredLoadBalancer {
+function assemble(
+  lb: ApiObject<'LoadBalancer'>,
+  tree: Tree | undefined,
+  opts: BuildOptions,
+  listenerTls: ReadonlyMap<string, DesiredListenerTls>,
+): DesiredLoadBalancer {
   const { namespace, name } = lb.metadata;
-  const { listeners = [], pools = [], members = [], healthMonitors = [] } = tree ?? {};
+  const { listeners = [], pools = [], members = [], healthMonitors = [], l7Policies = [], l7Rules = [] } = tree ?? {};
   return {
     key: keyOf(lb),
     namespace,
@@ -454,7 +696,16 @@ function assemble(lb: ApiObject<'LoadBalancer'>, tree: Tree | undefined, opts: B
     bridge: lb.spec.vip.bridge ?? opts.defaultBridge,
     vip: desiredVip(lb),
     adminStateUp: lb.spec.adminStateUp ?? DEFAULTS.adminStateUp,
-    listeners: listeners.map(desiredListener),
+    listeners: listeners.map((l) =>
+      desiredListener(
+        l,
+        listenerTls.get(objectId(l)),
+        desiredL7Policies(
+          l7Policies.filter((p) => p.spec.listener === l.metadata.name),
+          l7Rules,
+        ),
+      ),
+    ),
     pools: pools.map((p) =>
       desiredPool(
         p,
@@ -479,8 +730,13 @@ function desiredVip(lb: ApiObject<'LoadBalancer'>): DesiredVip {
   };
 }
 
-function desiredListener(l: ApiObject<'Listener'>): DesiredListener {
+function desiredListener(
+  l: ApiObject<'Listener'>,
+  tls: DesiredListenerTls | undefined,
+  l7Policies: DesiredL7Policy[],
+): DesiredListener {
   const { spec } = l;
+  const headers = spec.insertHeaders ?? {};
   return {
     name: l.metadata.name,
     protocol: spec.protocol,
@@ -489,6 +745,64 @@ function desiredListener(l: ApiObject<'Listener'>): DesiredListener {
     connectionLimit: spec.connectionLimit ?? DEFAULTS.connectionLimit,
     timeouts: { ...DEFAULTS.timeouts, ...spec.timeouts },
     adminStateUp: spec.adminStateUp ?? DEFAULTS.adminStateUp,
+    insertHeaders: {
+      forwardedFor: headers['X-Forwarded-For'] ?? DEFAULTS.insertHeader,
+      forwardedPort: headers['X-Forwarded-Port'] ?? DEFAULTS.insertHeader,
+      forwardedProto: headers['X-Forwarded-Proto'] ?? DEFAULTS.insertHeader,
+    },
+    allowedCidrs: [...new Set((spec.allowedCidrs ?? []).map((c) => canonicalCidr(c) ?? c))],
+    ...(tls === undefined ? {} : { tls }),
+    l7Policies,
+  };
+}
+
+/**
+ * One listener's policies as HAProxy evaluates them: by position (omitted = last), ties by name, numbered
+ * 1..n. Like Octavia, a policy without an enabled rule is not rendered at all (it matches nothing), and
+ * neither is an admin-down one.
+ */
+/** Behind every position the schema admits (at most 2^31 - 1). */
+const LAST = Number.MAX_SAFE_INTEGER;
+
+function desiredL7Policies(policies: ApiObject<'L7Policy'>[], rules: ApiObject<'L7Rule'>[]): DesiredL7Policy[] {
+  return policies
+    .filter((p) => p.spec.adminStateUp ?? DEFAULTS.adminStateUp)
+    .map((p) => ({
+      policy: p,
+      rules: rules.filter((r) => r.spec.l7Policy === p.metadata.name && (r.spec.adminStateUp ?? DEFAULTS.adminStateUp)),
+    }))
+    .filter(({ rules: enabled }) => enabled.length > 0)
+    .sort(
+      (a, b) =>
+        (a.policy.spec.position ?? LAST) - (b.policy.spec.position ?? LAST) ||
+        compareStrings(a.policy.metadata.name, b.policy.metadata.name),
+    )
+    .map(({ policy, rules: enabled }, i) => desiredL7Policy(policy, i + 1, enabled.map(desiredL7Rule)));
+}
+
+function desiredL7Policy(p: ApiObject<'L7Policy'>, position: number, rules: DesiredL7Rule[]): DesiredL7Policy {
+  const { spec } = p;
+  return {
+    name: p.metadata.name,
+    action: spec.action,
+    position,
+    ...(spec.redirectPool === undefined ? {} : { redirectPool: spec.redirectPool }),
+    ...(spec.redirectUrl === undefined ? {} : { redirectUrl: spec.redirectUrl }),
+    ...(spec.redirectPrefix === undefined ? {} : { redirectPrefix: spec.redirectPrefix }),
+    redirectHttpCode: spec.redirectHttpCode ?? DEFAULTS.redirectHttpCode,
+    rules,
+  };
+}
+
+function desiredL7Rule(r: ApiObject<'L7Rule'>): DesiredL7Rule {
+  const { spec } = r;
+  return {
+    name: r.metadata.name,
+    type: spec.type,
+    compareType: spec.compareType,
+    ...(spec.key === undefined ? {} : { key: spec.key }),
+    value: spec.value,
+    invert: spec.invert ?? DEFAULTS.invert,
   };
 }
 
@@ -502,6 +816,8 @@ function desiredPool(
     protocol: p.spec.protocol,
     lbAlgorithm: p.spec.lbAlgorithm,
     adminStateUp: p.spec.adminStateUp ?? DEFAULTS.adminStateUp,
+    ...(p.spec.sessionPersistence === undefined ? {} : { sessionPersistence: { ...p.spec.sessionPersistence } }),
+    tlsToMembers: p.spec.tls?.enabled === true,
     members: members.map(desiredMember),
     ...(monitor === undefined ? {} : { healthMonitor: desiredHealthMonitor(monitor) }),
   };

@@ -3,10 +3,14 @@
 // consumed by the planner and the HAProxy renderer (pure).
 import type {
   HealthMonitorType,
+  L7Action,
+  L7CompareType,
+  L7RuleType,
   LbAlgorithm,
   LbKey,
   ListenerProtocol,
   PoolProtocol,
+  SessionPersistenceType,
 } from '../api/v1alpha1/types.js';
 
 export interface NodeNames {
@@ -53,11 +57,55 @@ export interface DesiredMember {
   monitorPort?: number;
 }
 
+/**
+ * A PEM bundle (certificate chain followed by its private key) that HAProxy reads from the load balancer's
+ * `certs/` directory. The file name is derived from the content's hash, so a rotated certificate is a new
+ * file and a new config line: the config changes exactly when the material does.
+ */
+export interface DesiredCertificate {
+  /** `<sha256-hex-16>.pem`, a plain file name inside `certs/`. */
+  fileName: string;
+  pem: string;
+}
+
+export interface DesiredListenerTls {
+  /** The default certificate (served without SNI or for an unknown name). */
+  certificate: DesiredCertificate;
+  /** Picked by HAProxy from each certificate's names (CN/SAN) when the client sends SNI. */
+  sniCertificates: DesiredCertificate[];
+}
+
+export interface DesiredL7Rule {
+  name: string;
+  type: L7RuleType;
+  compareType: L7CompareType;
+  /** HEADER and COOKIE: the header or cookie name. */
+  key?: string;
+  value: string;
+  invert: boolean;
+}
+
+export interface DesiredL7Policy {
+  name: string;
+  action: L7Action;
+  /** 1-based, resolved: policies are sorted by it, ties broken by name. */
+  position: number;
+  redirectPool?: string;
+  redirectUrl?: string;
+  redirectPrefix?: string;
+  redirectHttpCode: number;
+  /** ANDed; admin-down rules are dropped. A policy without rules matches nothing (as in Octavia). */
+  rules: DesiredL7Rule[];
+}
+
 export interface DesiredPool {
   name: string;
   protocol: PoolProtocol;
   lbAlgorithm: LbAlgorithm;
   adminStateUp: boolean;
+  sessionPersistence?: { type: SessionPersistenceType; cookieName?: string };
+  /** TLS from HAProxy to the members (Pool.tls.enabled); members' certificates are not verified yet. */
+  tlsToMembers: boolean;
   /** Sorted by name, so that the rendered config does not depend on file order. */
   members: DesiredMember[];
   healthMonitor?: DesiredHealthMonitor;
@@ -72,6 +120,13 @@ export interface DesiredListener {
   connectionLimit: number;
   timeouts: { clientData: number; memberConnect: number; memberData: number; tcpInspect: number };
   adminStateUp: boolean;
+  insertHeaders: { forwardedFor: boolean; forwardedPort: boolean; forwardedProto: boolean };
+  /** Canonical CIDRs; empty = everyone. */
+  allowedCidrs: string[];
+  /** TERMINATED_HTTPS only. */
+  tls?: DesiredListenerTls;
+  /** Admin-up policies only, sorted by position. */
+  l7Policies: DesiredL7Policy[];
 }
 
 export interface DesiredLoadBalancer {

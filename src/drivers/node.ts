@@ -9,6 +9,7 @@ import {
   deleteStateDir,
   ensureStateDir,
   lbPaths,
+  observeCertFiles,
   observeHaproxy,
   readConfig,
   reloadHaproxy,
@@ -107,8 +108,9 @@ export async function observeNode(
       const haproxy = await observeHaproxy(paths, netns);
       if (haproxy !== undefined) e.haproxy = haproxy;
       if (e.stateDir) {
-        const config = await readConfig(paths);
+        const [config, certFiles] = await Promise.all([readConfig(paths), observeCertFiles(paths)]);
         if (config !== undefined) e.config = config;
+        if (certFiles.length > 0) e.certFiles = certFiles;
       }
       e.ifaceInHost = await hostHasLink(ifaceForNetns(netns));
     }),
@@ -150,7 +152,7 @@ export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
     case 'link.configure':
       return configureLink(ctx.run, a);
     case 'haproxy.writeConfig':
-      return writeCheckedConfig(ctx.run, paths!, a.config);
+      return writeCheckedConfig(ctx.run, paths!, a.config, a.certificates);
     case 'haproxy.start':
       await startHaproxy(ctx.run, a.netns, paths!);
       return;

@@ -45,6 +45,8 @@ export interface ObservedLoadBalancer {
   haproxy?: ObservedHaproxy;
   /** The config file as it is on disk, or undefined. */
   config?: string;
+  /** Certificate file names in the state dir's certs/ (named by content hash). */
+  certFiles?: string[];
   stateDir: boolean;
 }
 

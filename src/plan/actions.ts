@@ -27,7 +27,14 @@ export type Action =
       removeAddresses: string[];
       gateway?: string;
     }
-  | { kind: 'haproxy.writeConfig'; netns: string; config: string; reason: string }
+  | {
+      kind: 'haproxy.writeConfig';
+      netns: string;
+      config: string;
+      /** Key material: written to files, never printed or logged. */
+      certificates: { fileName: string; pem: string }[];
+      reason: string;
+    }
   | { kind: 'haproxy.start'; netns: string; reason: string }
   | { kind: 'haproxy.reload'; netns: string }
   | { kind: 'haproxy.stop'; netns: string; pid: number }
@@ -55,7 +62,7 @@ export function formatAction(a: Action): string {
       return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
     }
     case 'haproxy.writeConfig':
-      return `haproxy write ${a.netns}/haproxy.cfg (${a.config.split('\n').length} lines; ${a.reason})`;
+      return `haproxy write ${a.netns}/haproxy.cfg (${a.config.split('\n').length} lines${a.certificates.length === 0 ? '' : `, ${a.certificates.length} certificates`}; ${a.reason})`;
     case 'haproxy.start':
       return `haproxy start in ${a.netns} (${a.reason})`;
     case 'haproxy.reload':

@@ -2,8 +2,11 @@
 // The structure follows Octavia's combined-listeners template: one frontend per listener, one backend per
 // pool, servers in name order. Every golden config under test/golden/haproxy/ is checked by the real
 // `haproxy -c`, so a keyword HAProxy 2.6 rejects shows up in the tests, not on a node.
+import { posix } from 'node:path';
 import type {
   DesiredHealthMonitor,
+  DesiredL7Policy,
+  DesiredL7Rule,
   DesiredListener,
   DesiredLoadBalancer,
   DesiredMember,
@@ -18,6 +21,9 @@ export const MAX_GLOBAL_MAXCONN = 1_000_000;
 /** Used for a pool no listener points at: HAProxy still wants explicit timeouts (Octavia's defaults). */
 export const DEFAULT_MEMBER_CONNECT_MS = 5000;
 export const DEFAULT_MEMBER_DATA_MS = 50000;
+
+/** Entries of a persistence stick table (Octavia's default `stick_size`). */
+const STICK_TABLE_SIZE = '10k';
 
 // Names are part of the contract with the runtime API and the status aggregation: they find the
 // frontend and backend rows of `show stat` by these names, and servers by member name.
@@ -34,6 +40,10 @@ export interface HaproxyPaths {
   socket: string;
   /** Where the driver dumps `show servers state` before a reload. */
   stateFile: string;
+  /** The load balancer's `certs/` directory: a certificate is read from `<certsDir>/<fileName>`. */
+  certsDir: string;
+  /** Absolute path of scripts/ping-check.sh, run by HAProxy for PING health monitors. */
+  pingCheckCommand: string;
 }
 
 export class UnsafeConfigValueError extends Error {
@@ -53,6 +63,7 @@ const UNSAFE = /[\s#"'\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
 
 /** Throws unless `s` can be written as one bare HAProxy config word; returns it for inline use. */
 export function assertSafeToken(s: string): string {
+  if (typeof s !== 'string') throw new UnsafeConfigValueError(String(s), 'not a string');
   if (s.length === 0) throw new UnsafeConfigValueError(s, 'empty');
   const m = UNSAFE.exec(s);
   if (m !== null) {
@@ -60,6 +71,27 @@ export function assertSafeToken(s: string): string {
     throw new UnsafeConfigValueError(s, `contains U+${c.toString(16).toUpperCase().padStart(4, '0')}`);
   }
   return s;
+}
+
+function matching(s: string, pattern: RegExp, what: string): string {
+  assertSafeToken(s);
+  if (!pattern.test(s)) throw new UnsafeConfigValueError(s, `not a valid ${what}`);
+  return s;
+}
+
+// What HAProxy accepts as an ACL name. Policy names also go inside `str(...)`, where `,` or `)` would
+// end the argument, and they are outside this set too.
+const ACL_NAME = /^[A-Za-z0-9_.:-]+$/;
+// RFC 9110 token characters, less `%`; `(`, `)` and `,` would end a sample fetch argument.
+const FIELD_NAME = /^[A-Za-z0-9!$&*+.^_`|~-]+$/;
+// A plain file inside certsDir: no directory part, no `..`.
+const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+const CIDR = /^[0-9A-Fa-f.:]+(?:\/[0-9]{1,3})?$/;
+
+/** Table lookup that refuses a key the table does not know, instead of rendering `undefined`. */
+function lookup<K extends string, V>(table: Record<K, V>, key: K, what: string): V {
+  if (!Object.hasOwn(table, key)) throw new UnsafeConfigValueError(String(key), `unknown ${what}`);
+  return table[key];
 }
 
 function int(n: number, what: string): string {
@@ -73,10 +105,45 @@ function hostPart(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
 }
 
+// `http-request redirect` takes a log-format string, where `%` starts an expression; `%%` is a literal
+// percent sign, so a percent-encoded URL reaches the client exactly as written.
+function logFormatLiteral(s: string): string {
+  return assertSafeToken(s).replaceAll('%', '%%');
+}
+
 type Mode = 'http' | 'tcp';
 
+// HTTPS is TLS passthrough: the bytes go through untouched, so it is tcp like TCP.
+const LISTENER_MODE: Record<DesiredListener['protocol'], Mode> = {
+  TCP: 'tcp',
+  HTTP: 'http',
+  HTTPS: 'tcp',
+  TERMINATED_HTTPS: 'http',
+};
+
 function listenerMode(l: DesiredListener): Mode {
-  return l.protocol === 'HTTP' || l.protocol === 'TERMINATED_HTTPS' ? 'http' : 'tcp';
+  return lookup(LISTENER_MODE, l.protocol, 'listener protocol');
+}
+
+// The PROXY header on every connection to a member. An HTTPS pool is plain TCP to HAProxy (the
+// client's TLS passes through); TLS to the members is Pool.tls, not a protocol.
+const SEND_PROXY: Record<DesiredPool['protocol'], string | undefined> = {
+  TCP: undefined,
+  HTTP: undefined,
+  HTTPS: undefined,
+  PROXY: 'send-proxy',
+  PROXYV2: 'send-proxy-v2',
+};
+
+function redirectsTo(policy: DesiredL7Policy, pool: string): boolean {
+  return policy.action === 'REDIRECT_TO_POOL' && policy.redirectPool === pool;
+}
+
+/** Listeners that send traffic to the pool: as their default pool or through an L7 policy. */
+function poolUsers(pool: DesiredPool, listeners: DesiredListener[]): DesiredListener[] {
+  return listeners.filter(
+    (l) => l.defaultPool === pool.name || l.l7Policies.some((p) => redirectsTo(p, pool.name)),
+  );
 }
 
 // A pool's backend is shared by every listener that uses it. HAProxy refuses an http frontend with a
@@ -95,8 +162,12 @@ const BALANCE: Record<DesiredPool['lbAlgorithm'], string> = {
   SOURCE_IP: 'source',
 };
 
+function compareNames(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 function byName<T extends { name: string }>(items: readonly T[]): T[] {
-  return [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return [...items].sort(compareNames);
 }
 
 // connectionLimit -1 means unlimited. HAProxy itself reads a frontend `maxconn 0` as "use the global
@@ -148,8 +219,8 @@ function activeMonitor(pool: DesiredPool): DesiredHealthMonitor | undefined {
   return hm !== undefined && hm.adminStateUp ? hm : undefined;
 }
 
-function renderGlobal(maxconn: number, paths: HaproxyPaths): string[] {
-  return [
+function renderGlobal(maxconn: number, paths: HaproxyPaths, pingChecks: boolean): string[] {
+  const lines = [
     'global',
     // The driver starts HAProxy with -W -D; master-worker here keeps the config valid on its own.
     '    master-worker',
@@ -165,6 +236,12 @@ function renderGlobal(maxconn: number, paths: HaproxyPaths): string[] {
     // No `log`: daemonized (-D) there is no stdout to log to, and per-request logs of every load
     // balancer in the node's syslog are not part of the contract yet. Health is read via `show stat`.
   ];
+  if (pingChecks) {
+    // PING monitors run an external command, which HAProxy only allows with both switches. Forking
+    // is a hardening HAProxy gives up, so only load balancers that have a PING monitor pay for it.
+    lines.push('    external-check', '    insecure-fork-wanted');
+  }
+  return lines;
 }
 
 function renderDefaults(): string[] {
@@ -181,59 +258,268 @@ function renderDefaults(): string[] {
   ];
 }
 
+function certificatePath(paths: HaproxyPaths, fileName: string): string {
+  return posix.join(assertSafeToken(paths.certsDir), matching(fileName, FILE_NAME, 'certificate file name'));
+}
+
+function renderBind(l: DesiredListener, vipHost: string, paths: HaproxyPaths): string {
+  const bind = `    bind ${vipHost}:${int(l.port, 'port')}`;
+  if (l.protocol !== 'TERMINATED_HTTPS') return bind;
+  if (l.tls === undefined) throw new Error(`listener ${l.name}: TERMINATED_HTTPS without a certificate`);
+  // The first crt is the default certificate; for a client's SNI HAProxy picks among all of them by
+  // their CN/SAN names, so the order of the others does not matter, and a repeat adds nothing.
+  const files = [...new Set([l.tls.certificate, ...l.tls.sniCertificates].map((c) => c.fileName))];
+  return `${bind} ssl ${files.map((f) => `crt ${certificatePath(paths, f)}`).join(' ')}`;
+}
+
+// --- L7 policies -------------------------------------------------------------------------------------
+//
+// HAProxy does not evaluate its rules in the order they are written: every `http-request` rule runs
+// before any `use_backend`, so a REJECT at position 2 would beat a REDIRECT_TO_POOL at position 1.
+// First match wins only if the choice is made in one ordered pass: each policy, in position order,
+// claims the request in a transaction variable unless an earlier one has, and each action then fires
+// on its own policy's claim alone.
+
+const L7_VAR = 'txn.nslb_l7';
+
+const RULE_FETCH: Record<DesiredL7Rule['type'], (r: DesiredL7Rule) => string> = {
+  // Host names are case-insensitive and may carry the port (`example.com:8080`); compare the name only.
+  HOST_NAME: () => 'req.hdr(host),field(1,:) -i',
+  PATH: () => 'path',
+  // The extension of the last path segment ("jpg" for /img/a.b.jpg?x); a segment without a dot has
+  // none, so /img/jpg is not of type jpg.
+  FILE_TYPE: () => 'path,field(-1,/),regsub(^[^.]*$,),field(-1,.)',
+  HEADER: (r) => `req.hdr(${matching(ruleKey(r), FIELD_NAME, 'header name')})`,
+  COOKIE: (r) => `req.cook(${matching(ruleKey(r), FIELD_NAME, 'cookie name')})`,
+};
+
+const MATCH: Record<DesiredL7Rule['compareType'], string> = {
+  REGEX: 'reg',
+  STARTS_WITH: 'beg',
+  ENDS_WITH: 'end',
+  CONTAINS: 'sub',
+  EQUAL_TO: 'str',
+};
+
+function ruleKey(r: DesiredL7Rule): string {
+  if (r.key === undefined) throw new Error(`l7 rule ${r.name}: ${r.type} needs a key`);
+  return r.key;
+}
+
+function aclName(policy: DesiredL7Policy, rule: DesiredL7Rule): string {
+  return matching(`${policy.name}.${rule.name}`, ACL_NAME, 'ACL name');
+}
+
+function renderAcl(policy: DesiredL7Policy, rule: DesiredL7Rule): string {
+  const fetch = lookup(RULE_FETCH, rule.type, 'l7 rule type')(rule);
+  const match = lookup(MATCH, rule.compareType, 'l7 compare type');
+  const value = assertSafeToken(rule.value);
+  // A value starting with `-` would be read as another flag.
+  const end = value.startsWith('-') ? ' --' : '';
+  return `    acl ${aclName(policy, rule)} ${fetch} -m ${match}${end} ${value}`;
+}
+
+const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
+
+function redirectCode(p: DesiredL7Policy): string {
+  if (!REDIRECT_CODES.has(p.redirectHttpCode)) {
+    throw new UnsafeConfigValueError(String(p.redirectHttpCode), 'redirectHttpCode must be 301, 302, 303, 307 or 308');
+  }
+  return String(p.redirectHttpCode);
+}
+
+function required(value: string | undefined, policy: DesiredL7Policy, field: string): string {
+  if (value === undefined) throw new Error(`l7 policy ${policy.name}: ${policy.action} needs ${field}`);
+  return value;
+}
+
+interface L7Lines {
+  acls: string[];
+  /** Claim the request for the first matching policy. */
+  claims: string[];
+  /** REJECT and redirects: `http-request` rules. */
+  actions: string[];
+  /** REDIRECT_TO_POOL: `use_backend`, which HAProxy evaluates after every `http-request` rule. */
+  routes: string[];
+}
+
+function renderL7(l: DesiredListener, pools: Map<string, DesiredPool>): L7Lines {
+  const out: L7Lines = { acls: [], claims: [], actions: [], routes: [] };
+  if (l.l7Policies.length === 0) return out;
+  if (listenerMode(l) !== 'http') throw new Error(`listener ${l.name}: L7 policies need an HTTP listener`);
+
+  // The builder sorts them already; sorting again keeps the output independent of input order.
+  const policies = [...l.l7Policies].sort((a, b) => a.position - b.position || compareNames(a, b));
+  for (const p of policies) {
+    const claimed = `{ var(${L7_VAR}) -m str ${matching(p.name, ACL_NAME, 'l7 policy name')} }`;
+    let action: string;
+    switch (p.action) {
+      case 'REJECT':
+        action = `    http-request deny deny_status 403 if ${claimed}`;
+        break;
+      case 'REDIRECT_TO_URL':
+        action = `    http-request redirect code ${redirectCode(p)} location ${logFormatLiteral(required(p.redirectUrl, p, 'redirectUrl'))} if ${claimed}`;
+        break;
+      case 'REDIRECT_PREFIX':
+        action = `    http-request redirect code ${redirectCode(p)} prefix ${logFormatLiteral(required(p.redirectPrefix, p, 'redirectPrefix'))} if ${claimed}`;
+        break;
+      case 'REDIRECT_TO_POOL': {
+        const name = assertSafeToken(required(p.redirectPool, p, 'redirectPool'));
+        const pool = pools.get(name);
+        if (pool === undefined) throw new Error(`l7 policy ${p.name}: redirectPool ${name} is not a pool of this load balancer`);
+        // Octavia leaves such a policy out, so the request goes on to the next one or the default pool.
+        if (!pool.adminStateUp) {
+          out.claims.push(`    # ${p.name}: redirectPool ${name} is admin-down, so the policy is skipped.`);
+          continue;
+        }
+        action = `    use_backend ${backendName(name)} if ${claimed}`;
+        break;
+      }
+      default:
+        throw new UnsafeConfigValueError(String((p as { action: unknown }).action), 'unknown l7 policy action');
+    }
+    if (p.rules.length === 0) {
+      // As Octavia: a policy with no enabled rule matches nothing (disabling the only rule of a REJECT policy
+      // must not start rejecting every request).
+      out.claims.push(`    # ${p.name}: no enabled rules, so the policy matches nothing.`);
+      continue;
+    }
+    const conditions = byName(p.rules).map((r) => {
+      out.acls.push(renderAcl(p, r));
+      return `${r.invert ? '!' : ''}${aclName(p, r)}`;
+    });
+    // The variable test comes first: once a policy has matched, later rules are not evaluated at all.
+    out.claims.push(
+      `    http-request set-var(${L7_VAR}) str(${p.name}) if ${[`!{ var(${L7_VAR}) -m found }`, ...conditions].join(' ')}`,
+    );
+    (p.action === 'REDIRECT_TO_POOL' ? out.routes : out.actions).push(action);
+  }
+  return out;
+}
+
+// --- frontends and backends --------------------------------------------------------------------------
+
 function renderFrontend(
   lb: DesiredLoadBalancer,
   l: DesiredListener,
   vipHost: string,
   pools: Map<string, DesiredPool>,
+  paths: HaproxyPaths,
 ): string[] {
+  const mode = listenerMode(l);
+  // Both are only compared below, and a NaN compares false: checked so that it cannot pass as "none".
+  int(l.connectionLimit, 'connectionLimit');
+  int(l.timeouts.tcpInspect, 'timeouts.tcpInspect');
   const lines = [`frontend ${frontendName(assertSafeToken(l.name))}`];
-  // The model carries no certificate paths yet; serving a TERMINATED_HTTPS port in clear text would be
-  // worse than not serving it, so the frontend stays down and the listener reports ERROR.
-  const tlsMissing = l.protocol === 'TERMINATED_HTTPS';
-  if (tlsMissing) lines.push('    # TLS termination is not rendered yet: listener kept down.');
-  if (!l.adminStateUp || !lb.adminStateUp || tlsMissing) lines.push('    disabled');
-  lines.push(`    bind ${vipHost}:${int(l.port, 'port')}`);
-  lines.push(`    mode ${listenerMode(l)}`);
+  if (!l.adminStateUp || !lb.adminStateUp) lines.push('    disabled');
+  lines.push(renderBind(l, vipHost, paths));
+  lines.push(`    mode ${mode}`);
   // Unlimited: no maxconn line, and HAProxy applies the process-wide maxconn it derived at startup.
   if (hasLimit(l)) lines.push(`    maxconn ${int(l.connectionLimit, 'connectionLimit')}`);
   lines.push(`    timeout client ${int(l.timeouts.clientData, 'timeouts.clientData')}`);
   if (l.timeouts.tcpInspect > 0) {
     lines.push(`    tcp-request inspect-delay ${int(l.timeouts.tcpInspect, 'timeouts.tcpInspect')}`);
   }
+  if (l.allowedCidrs.length > 0) {
+    // At accept time, before any byte is read, so it holds for every protocol; `src` takes IPv4 and
+    // IPv6 networks in one list.
+    const cidrs = l.allowedCidrs.map((c) => matching(c, CIDR, 'CIDR'));
+    lines.push(`    tcp-request connection reject unless { src ${cidrs.join(' ')} }`);
+  }
+
+  // Headers are an HTTP notion: a tcp listener passes the stream through untouched.
+  const headers = mode === 'http' ? l.insertHeaders : { forwardedFor: false, forwardedPort: false, forwardedProto: false };
+  if (headers.forwardedFor) lines.push('    option forwardfor');
+
+  const l7 = renderL7(l, pools);
+  lines.push(...l7.acls, ...l7.claims, ...l7.actions);
+  // Set after the L7 rules ran, so that HEADER rules see what the client sent. set-header replaces a
+  // client's own X-Forwarded-Port/Proto rather than trusting it.
+  if (headers.forwardedPort) lines.push('    http-request set-header X-Forwarded-Port %[dst_port]');
+  if (headers.forwardedProto) {
+    lines.push(`    http-request set-header X-Forwarded-Proto ${l.protocol === 'TERMINATED_HTTPS' ? 'https' : 'http'}`);
+  }
+  lines.push(...l7.routes);
+
   if (l.defaultPool !== undefined) {
-    if (!pools.has(l.defaultPool)) {
-      throw new Error(`listener ${l.name}: defaultPool ${l.defaultPool} is not a pool of this load balancer`);
+    const name = assertSafeToken(l.defaultPool);
+    if (!pools.has(name)) {
+      throw new Error(`listener ${l.name}: defaultPool ${name} is not a pool of this load balancer`);
     }
-    lines.push(`    default_backend ${backendName(assertSafeToken(l.defaultPool))}`);
+    lines.push(`    default_backend ${backendName(name)}`);
   }
   // Without a default pool HAProxy answers 503 (http) or closes the connection (tcp), as Octavia does.
   return lines;
 }
 
-function renderServer(pool: DesiredPool, m: DesiredMember, hm: DesiredHealthMonitor | undefined): string {
+function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mode): string[] {
+  const sp = pool.sessionPersistence;
+  if (sp === undefined) return [];
+  switch (sp.type) {
+    case 'SOURCE_IP':
+      // Keys are client addresses, which are of the VIP's family.
+      return [`    stick-table type ${lb.vip.family === 6 ? 'ipv6' : 'ip'} size ${STICK_TABLE_SIZE}`, '    stick on src'];
+    case 'HTTP_COOKIE':
+    case 'APP_COOKIE':
+      // HAProxy cannot see cookies in a tcp backend (and only warns about `cookie` there).
+      if (mode !== 'http') return [`    # ${sp.type} persistence needs HTTP; this pool serves tcp listeners only.`];
+      if (sp.type === 'HTTP_COOKIE') return ['    cookie SRV insert indirect nocache'];
+      break;
+    default:
+      throw new UnsafeConfigValueError(String((sp as { type: unknown }).type), 'unknown session persistence type');
+  }
+  if (sp.cookieName === undefined) throw new Error(`pool ${pool.name}: APP_COOKIE persistence needs a cookieName`);
+  const cookie = matching(sp.cookieName, FIELD_NAME, 'cookie name');
+  // Learn the member from the cookie the application sets, then route requests that carry it back.
+  return [
+    `    stick-table type string len 64 size ${STICK_TABLE_SIZE}`,
+    `    stick store-response res.cook(${cookie})`,
+    `    stick match req.cook(${cookie})`,
+  ];
+}
+
+interface ServerOptions {
+  hm: DesiredHealthMonitor | undefined;
+  cookie: boolean;
+  sendProxy: string | undefined;
+}
+
+function renderServer(pool: DesiredPool, m: DesiredMember, o: ServerOptions): string {
   const parts = [
     'server',
     assertSafeToken(m.name),
     `${hostPart(m.address)}:${int(m.port, 'member port')}`,
     `weight ${int(m.weight, 'weight')}`,
   ];
-  if (hm !== undefined) {
+  const checkSsl = o.hm?.type === 'HTTPS';
+  if (o.hm !== undefined) {
     parts.push('check');
-    // verify none: members' certificates are not known to us, and Octavia checks HTTPS the same way.
-    if (hm.type === 'HTTPS') parts.push('check-ssl', 'verify', 'none');
-    if (m.monitorAddress !== undefined) parts.push(`addr ${hostPart(m.monitorAddress)}`);
-    if (m.monitorPort !== undefined) parts.push(`port ${int(m.monitorPort, 'monitorPort')}`);
+    // HTTPS checks are TLS even where the traffic is not (a passthrough pool). With tlsToMembers, the
+    // other checks are TLS too (HAProxy's default for an ssl server) unless addr/port send them
+    // elsewhere; TLS-HELLO sends its own hello and must not be wrapped in a second TLS layer.
+    if (checkSsl) parts.push('check-ssl');
+    if (o.hm.type === 'TLS-HELLO' && pool.tlsToMembers) parts.push('no-check-ssl');
+    // HAProxy hands an external check the server's own address, never these (see scripts/ping-check.sh).
+    if (o.hm.type !== 'PING') {
+      if (m.monitorAddress !== undefined) parts.push(`addr ${hostPart(m.monitorAddress)}`);
+      if (m.monitorPort !== undefined) parts.push(`port ${int(m.monitorPort, 'monitorPort')}`);
+    }
   }
+  if (pool.tlsToMembers) parts.push('ssl');
+  // Members' certificates are not known to us yet (Pool.tls.caFile comes later), and Octavia checks
+  // HTTPS monitors the same way. One `verify` covers both the traffic and the checks.
+  if (pool.tlsToMembers || checkSsl) parts.push('verify', 'none');
+  // Pass on the name the client asked the listener for, so name-based members pick the right site.
+  if (pool.tlsToMembers) parts.push('sni', 'ssl_fc_sni');
+  if (o.cookie) parts.push(`cookie ${assertSafeToken(m.name)}`);
   // Checks carry the PROXY header too, unless addr/port send them elsewhere (HAProxy's own rule).
-  if (pool.protocol === 'PROXY') parts.push('send-proxy');
-  if (pool.protocol === 'PROXYV2') parts.push('send-proxy-v2');
+  if (o.sendProxy !== undefined) parts.push(o.sendProxy);
   if (m.backup) parts.push('backup');
   if (!m.adminStateUp) parts.push('disabled');
   return `    ${parts.join(' ')}`;
 }
 
-function renderMonitor(hm: DesiredHealthMonitor): string[] {
+function renderMonitor(hm: DesiredHealthMonitor, paths: HaproxyPaths): string[] {
   const lines: string[] = [];
   switch (hm.type) {
     case 'HTTP':
@@ -258,13 +544,15 @@ function renderMonitor(hm: DesiredHealthMonitor): string[] {
       lines.push('    option ssl-hello-chk');
       break;
     case 'PING':
-      // Octavia pings through an external-check script, which needs fork() allowed in HAProxy and a
-      // helper on the node; a layer-4 connect to the member port is the closest built-in check.
-      lines.push('    # PING is checked as a TCP connect to the member.');
+      // As Octavia: an external command pings the member; its exit status is the check's result.
+      lines.push('    option external-check');
+      lines.push(`    external-check command ${assertSafeToken(paths.pingCheckCommand)}`);
       break;
     case 'TCP':
       // A bare `check` on the servers is a layer-4 connect.
       break;
+    default:
+      throw new UnsafeConfigValueError(String((hm as { type: unknown }).type), 'unknown health monitor type');
   }
   lines.push(`    timeout check ${int(hm.timeout, 'timeout')}s`);
   lines.push(
@@ -273,8 +561,16 @@ function renderMonitor(hm: DesiredHealthMonitor): string[] {
   return lines;
 }
 
-function renderBackend(pool: DesiredPool, listeners: DesiredListener[], maxconn: number): string[] {
-  const users = listeners.filter((l) => l.defaultPool === pool.name);
+function renderBackend(
+  lb: DesiredLoadBalancer,
+  pool: DesiredPool,
+  listeners: DesiredListener[],
+  maxconn: number,
+  paths: HaproxyPaths,
+): string[] {
+  const sendProxy = lookup(SEND_PROXY, pool.protocol, 'pool protocol');
+  const users = poolUsers(pool, listeners);
+  const mode = backendMode(pool, users);
   // One backend serves all its listeners, so timeouts come from one of them: the first by name.
   const owner = users[0];
   const connect = owner?.timeouts.memberConnect ?? DEFAULT_MEMBER_CONNECT_MS;
@@ -284,37 +580,42 @@ function renderBackend(pool: DesiredPool, listeners: DesiredListener[], maxconn:
   const incoming = users.reduce((acc, l) => acc + (hasLimit(l) ? l.connectionLimit : maxconn), 0);
   const fullconn = users.length === 0 ? maxconn : Math.min(incoming, maxconn);
   const hm = activeMonitor(pool);
+  const cookie = mode === 'http' && pool.sessionPersistence?.type === 'HTTP_COOKIE';
 
   const lines = [`backend ${backendName(assertSafeToken(pool.name))}`];
   if (!pool.adminStateUp) lines.push('    disabled');
-  lines.push(`    mode ${backendMode(pool, users)}`);
-  lines.push(`    balance ${BALANCE[pool.lbAlgorithm]}`);
+  lines.push(`    mode ${mode}`);
+  lines.push(`    balance ${lookup(BALANCE, pool.lbAlgorithm, 'lbAlgorithm')}`);
+  lines.push(...renderPersistence(lb, pool, mode));
   lines.push(`    fullconn ${int(fullconn, 'fullconn')}`);
   // All backup members share the load once the primaries are down, not only the first one (Octavia).
   lines.push('    option allbackups');
   lines.push(`    timeout connect ${int(connect, 'timeouts.memberConnect')}`);
   lines.push(`    timeout server ${int(data, 'timeouts.memberData')}`);
-  if (hm !== undefined) lines.push(...renderMonitor(hm));
-  for (const m of byName(pool.members)) lines.push(renderServer(pool, m, hm));
+  if (hm !== undefined) lines.push(...renderMonitor(hm, paths));
+  for (const m of byName(pool.members)) lines.push(renderServer(pool, m, { hm, cookie, sendProxy }));
   return lines;
 }
 
 export function renderHaproxyConfig(lb: DesiredLoadBalancer, paths: HaproxyPaths): string {
   const listeners = byName(lb.listeners);
   const pools = byName(lb.pools);
-  const poolsByName = new Map(pools.map((p) => [p.name, p]));
+  // Names are checked before they are used as keys, so that a hostile pool name is reported as such
+  // rather than as a dangling reference.
+  const poolsByName = new Map(pools.map((p) => [assertSafeToken(p.name), p]));
   const maxconn = globalMaxconn(listeners);
   const vipHost = hostPart(lb.vip.address);
+  const pingChecks = pools.some((p) => activeMonitor(p)?.type === 'PING');
 
   const sections: string[][] = [
     [
       `# Generated by nslb for ${assertSafeToken(lb.namespace)}/${assertSafeToken(lb.name)}. ` +
         'Do not edit: changes are overwritten.',
     ],
-    renderGlobal(maxconn, paths),
+    renderGlobal(maxconn, paths, pingChecks),
     renderDefaults(),
-    ...listeners.map((l) => renderFrontend(lb, l, vipHost, poolsByName)),
-    ...pools.map((p) => renderBackend(p, listeners, maxconn)),
+    ...listeners.map((l) => renderFrontend(lb, l, vipHost, poolsByName, paths)),
+    ...pools.map((p) => renderBackend(lb, p, listeners, maxconn, paths)),
   ];
   return `${sections.map((s) => s.join('\n')).join('\n\n')}\n`;
 }

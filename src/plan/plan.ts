@@ -1,6 +1,6 @@
 // plan(desired, observed) → Action[]: pure. Everything that is right is left alone; what is missing, wrong
 // or orphaned gets the smallest idempotent step that converges it. Order matters and is the order returned.
-import type { DesiredLoadBalancer } from '../desired/model.js';
+import type { DesiredCertificate, DesiredLoadBalancer } from '../desired/model.js';
 import type { ObservedLoadBalancer } from '../drivers/observed.js';
 import type { Action } from './actions.js';
 
@@ -89,10 +89,13 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
     });
   }
 
+  const certificates = desiredCertificates(d);
+  const present = new Set(o.certFiles ?? []);
+  const certMissing = certificates.some((c) => !present.has(c.fileName));
   const configChanged = o.config !== config;
-  if (configChanged) {
-    const reason = o.config === undefined ? 'new' : 'changed';
-    actions.push({ kind: 'haproxy.writeConfig', netns, config, reason });
+  if (configChanged || certMissing) {
+    const reason = o.config === undefined ? 'new' : configChanged ? 'changed' : 'certificate files missing';
+    actions.push({ kind: 'haproxy.writeConfig', netns, config, certificates, reason });
   }
   if (o.haproxy === undefined) {
     actions.push({ kind: 'haproxy.start', netns, reason: 'not running' });
@@ -100,8 +103,18 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
     // A HAProxy left in a deleted netns serves nobody and holds nothing we can reach: replace it.
     actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
     actions.push({ kind: 'haproxy.start', netns, reason: 'was running outside its netns' });
-  } else if (configChanged) {
+  } else if (configChanged || certMissing) {
     actions.push({ kind: 'haproxy.reload', netns });
   }
   return actions;
+}
+
+/** Every certificate the load balancer's listeners name, once each. */
+export function desiredCertificates(d: DesiredLoadBalancer): DesiredCertificate[] {
+  const byName = new Map<string, DesiredCertificate>();
+  for (const l of d.listeners) {
+    if (l.tls === undefined) continue;
+    for (const c of [l.tls.certificate, ...l.tls.sniCertificates]) byName.set(c.fileName, c);
+  }
+  return [...byName.values()].sort((a, b) => (a.fileName < b.fileName ? -1 : 1));
 }

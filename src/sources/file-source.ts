@@ -5,7 +5,7 @@
 // watched too and the watcher follows the new target. A file that fails to parse or validate keeps its last
 // valid contents in force; only a file that is really gone deletes its objects.
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { basename, dirname, join, relative } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { AnyObject } from '../api/v1alpha1/types.js';
 import { parseDocuments, type FileIssue } from './parse.js';
@@ -16,6 +16,33 @@ export interface Snapshot {
   issues: FileIssue[];
   /** Files read in this snapshot, relative to the watched path. */
   files: string[];
+  /**
+   * Contents of the files that objects reference (TLS certificates and keys), keyed by the path exactly as
+   * written in the spec. Key material: never logged.
+   */
+  materials: Map<string, string>;
+}
+
+/** Paths of the TLS files an object names (relative paths are relative to the watched directory). */
+export function referencedFiles(o: AnyObject): string[] {
+  if (o.kind !== 'Listener' || o.spec.tls === undefined) return [];
+  const tls = o.spec.tls;
+  return [tls.certificateFile, tls.keyFile, ...(tls.sniCertificates ?? []).flatMap((c) => [c.certificateFile, c.keyFile])].filter(
+    (p): p is string => p !== undefined,
+  );
+}
+
+/** Reads every referenced file that exists; a missing one is left out and reported by the desired build. */
+export async function readMaterials(root: string, objects: readonly AnyObject[]): Promise<Map<string, string>> {
+  const materials = new Map<string, string>();
+  for (const path of new Set(objects.flatMap(referencedFiles))) {
+    try {
+      materials.set(path, await readFile(isAbsolute(path) ? path : join(root, path), 'utf8'));
+    } catch {
+      // Not found or unreadable: buildDesired names the field and the file.
+    }
+  }
+  return materials;
 }
 
 const EXTENSIONS = ['.yaml', '.yml', '.json'];
@@ -67,7 +94,8 @@ export class ManifestDirectory {
       else issues.push(...parsed.issues);
     }
     const merged = mergeFiles(this.#lastValid);
-    return { objects: merged.objects, issues: [...issues, ...merged.issues], files };
+    const materials = await readMaterials(root, merged.objects);
+    return { objects: merged.objects, issues: [...issues, ...merged.issues], files, materials };
   }
 }
 

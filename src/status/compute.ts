@@ -90,6 +90,10 @@ function operating(o: AnyObject, tree: OperatingStatusTree | undefined): Operati
       return tree.members.get(`${o.spec.pool}/${o.metadata.name}`) ?? 'OFFLINE';
     case 'HealthMonitor':
       return tree.healthMonitors.get(o.spec.pool) ?? 'OFFLINE';
+    case 'L7Policy':
+    case 'L7Rule':
+      // As Octavia: HAProxy keeps no health for a rule, so its state is its admin state.
+      return o.spec.adminStateUp === false ? 'OFFLINE' : 'ONLINE';
   }
 }
 

@@ -1,30 +1,44 @@
 // Golden HAProxy configs: each fixture renders to test/golden/haproxy/<case>.cfg byte for byte
 // (`vitest -u` rewrites them; review the diff), and each rendered config must pass the real `haproxy -c`.
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DesiredLoadBalancer } from '../../src/desired/model.js';
+import type { DesiredCertificate, DesiredLoadBalancer } from '../../src/desired/model.js';
 import {
   assertSafeToken,
   backendName,
   expandExpectedCodes,
   frontendName,
+  type HaproxyPaths,
   renderHaproxyConfig,
   UnsafeConfigValueError,
 } from '../../src/plan/haproxy-config.js';
-import { listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
+import { certificate, l7Policy, l7Rule, listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
 
 const run = promisify(execFile);
 const HAPROXY = '/usr/sbin/haproxy';
 
-// The paths the agent uses on a node (DESIGN §2), so that the goldens read like production configs.
-const paths = {
+const PING_CHECK = fileURLToPath(new URL('../../scripts/ping-check.sh', import.meta.url));
+
+// The paths the agent uses on a node (DESIGN §2), so that the goldens read like production configs and
+// do not depend on where the repository is checked out. `haproxy -c` gets the same config rendered with
+// real certificate files and the real ping-check script instead (see checkPaths).
+const paths: HaproxyPaths = {
   socket: '/var/lib/nslb/lb/nslb-0123456789ab/haproxy.sock',
   stateFile: '/var/lib/nslb/lb/nslb-0123456789ab/server-state',
+  certsDir: '/var/lib/nslb/lb/nslb-0123456789ab/certs',
+  pingCheckCommand: '/usr/lib/node_modules/nslb/scripts/ping-check.sh',
 };
+
+// File names as the builder derives them (16 hex digits of the PEM's hash).
+const CERT_WWW = certificate('1f0e2d3c4b5a6978.pem');
+const CERT_API = certificate('a1b2c3d4e5f60718.pem');
+const CERT_SHOP = certificate('0a1b2c3d4e5f6071.pem');
 
 const cases: Record<string, DesiredLoadBalancer> = {
   'http-round-robin': loadBalancer({
@@ -164,7 +178,12 @@ const cases: Record<string, DesiredLoadBalancer> = {
         ],
         healthMonitor: monitor(),
       }),
-      pool('ssh', { protocol: 'TCP', members: [member('bastion', '::ffff:10.202.0.30', 22)], healthMonitor: monitor({ type: 'TCP' }) }),
+      pool('ssh', {
+        protocol: 'TCP',
+        sessionPersistence: { type: 'SOURCE_IP' },
+        members: [member('bastion', '::ffff:10.202.0.30', 22)],
+        healthMonitor: monitor({ type: 'TCP' }),
+      }),
     ],
   }),
 
@@ -184,11 +203,16 @@ const cases: Record<string, DesiredLoadBalancer> = {
     ],
   }),
 
-  // HTTPS, TLS-HELLO and PING monitors; an HTTP/1.0 monitor with a Host header; TERMINATED_HTTPS kept down.
+  // HTTPS, TLS-HELLO and PING monitors; an HTTP/1.0 monitor with a Host header behind TLS termination.
   'other-monitor-types-and-tls-listener': loadBalancer({
     listeners: [
       listener('passthrough', { protocol: 'HTTPS', port: 443, defaultPool: 'tls-app' }),
-      listener('terminated', { protocol: 'TERMINATED_HTTPS', port: 8443, defaultPool: 'plain' }),
+      listener('terminated', {
+        protocol: 'TERMINATED_HTTPS',
+        port: 8443,
+        defaultPool: 'plain',
+        tls: { certificate: CERT_WWW, sniCertificates: [] },
+      }),
       listener('hello', { protocol: 'TCP', port: 9443, defaultPool: 'tls-hello' }),
       listener('ping', { protocol: 'TCP', port: 7000, defaultPool: 'pinged' }),
     ],
@@ -207,13 +231,306 @@ const cases: Record<string, DesiredLoadBalancer> = {
     ],
   }),
 
+  // The first crt is the default certificate; HAProxy picks the SNI ones by their names.
+  'terminated-https-sni': loadBalancer({
+    listeners: [
+      listener('https', {
+        protocol: 'TERMINATED_HTTPS',
+        port: 443,
+        defaultPool: 'web',
+        tls: { certificate: CERT_WWW, sniCertificates: [CERT_API, CERT_SHOP] },
+      }),
+    ],
+    pools: [pool('web', { members: [member('web-1', '10.202.0.11', 80), member('web-2', '10.202.0.12', 80)] })],
+  }),
+
+  // TLS passthrough: tcp mode, no ssl on the bind, the members terminate TLS themselves.
+  'https-passthrough': loadBalancer({
+    listeners: [listener('tls', { protocol: 'HTTPS', port: 443, defaultPool: 'tls-app', connectionLimit: 1000 })],
+    pools: [
+      pool('tls-app', {
+        protocol: 'HTTPS',
+        lbAlgorithm: 'SOURCE_IP',
+        members: [member('tls-1', '10.202.2.1', 443), member('tls-2', '10.202.2.2', 443)],
+        healthMonitor: monitor({ type: 'TLS-HELLO' }),
+      }),
+    ],
+  }),
+
+  // Re-encryption to the members, with every monitor type: checks follow `ssl` except where noted.
+  'tls-to-members': loadBalancer({
+    listeners: [
+      listener('http-check', { port: 80, defaultPool: 'http-check' }),
+      listener('https-check', { port: 81, defaultPool: 'https-check' }),
+      listener('hello-check', { port: 82, defaultPool: 'hello-check' }),
+      listener('tcp-check', { port: 83, defaultPool: 'tcp-check' }),
+      listener('unchecked', { port: 84, defaultPool: 'unchecked' }),
+    ],
+    pools: [
+      pool('http-check', {
+        tlsToMembers: true,
+        members: [member('a-1', '10.202.3.1', 443), member('a-2', '10.202.3.2', 443, { monitorPort: 8080 })],
+        healthMonitor: monitor({ urlPath: '/healthz' }),
+      }),
+      pool('https-check', {
+        tlsToMembers: true,
+        members: [member('b-1', '10.202.3.11', 443, { monitorPort: 8443 })],
+        healthMonitor: monitor({ type: 'HTTPS' }),
+      }),
+      pool('hello-check', {
+        tlsToMembers: true,
+        members: [member('c-1', '10.202.3.21', 443)],
+        healthMonitor: monitor({ type: 'TLS-HELLO' }),
+      }),
+      pool('tcp-check', { tlsToMembers: true, members: [member('d-1', '10.202.3.31', 443)], healthMonitor: monitor({ type: 'TCP' }) }),
+      pool('unchecked', { tlsToMembers: true, members: [member('e-1', '10.202.3.41', 443)] }),
+    ],
+  }),
+
+  // One pool per persistence type; `tcp-cookie` asks for cookies on a pool only tcp listeners use.
+  'session-persistence': loadBalancer({
+    listeners: [
+      listener('source', { protocol: 'TCP', port: 5000, defaultPool: 'by-source' }),
+      listener('http-cookie', { port: 80, defaultPool: 'by-http-cookie' }),
+      listener('app-cookie', { port: 81, defaultPool: 'by-app-cookie' }),
+      listener('raw', { protocol: 'TCP', port: 82, defaultPool: 'tcp-cookie' }),
+    ],
+    pools: [
+      pool('by-source', {
+        protocol: 'TCP',
+        sessionPersistence: { type: 'SOURCE_IP' },
+        members: [member('s-1', '10.202.4.1', 5000), member('s-2', '10.202.4.2', 5000)],
+      }),
+      pool('by-http-cookie', {
+        sessionPersistence: { type: 'HTTP_COOKIE' },
+        members: [
+          member('h-1', '10.202.4.11', 80),
+          member('h-2', '10.202.4.12', 80, { weight: 0 }),
+          member('h-3', '10.202.4.13', 80, { backup: true }),
+        ],
+        healthMonitor: monitor(),
+      }),
+      pool('by-app-cookie', {
+        sessionPersistence: { type: 'APP_COOKIE', cookieName: 'JSESSIONID' },
+        members: [member('a-1', '10.202.4.21', 80), member('a-2', '10.202.4.22', 80)],
+      }),
+      pool('tcp-cookie', {
+        sessionPersistence: { type: 'HTTP_COOKIE' },
+        members: [member('t-1', '10.202.4.31', 80)],
+      }),
+    ],
+  }),
+
+  // PING runs scripts/ping-check.sh (and turns on fork in global); it cannot honour monitorAddress/Port.
+  'every-monitor-type': loadBalancer({
+    listeners: [
+      listener('ping', { protocol: 'TCP', port: 7000, defaultPool: 'ping' }),
+      listener('tcp', { protocol: 'TCP', port: 7001, defaultPool: 'tcp' }),
+      listener('http', { port: 80, defaultPool: 'http' }),
+      listener('https', { protocol: 'HTTPS', port: 443, defaultPool: 'https' }),
+      listener('tls-hello', { protocol: 'HTTPS', port: 8443, defaultPool: 'tls-hello' }),
+    ],
+    pools: [
+      pool('ping', {
+        protocol: 'TCP',
+        members: [
+          member('p-1', '10.202.5.1', 7000, { monitorAddress: '10.203.5.1', monitorPort: 7777 }),
+          member('p-2', '2001:db8:200::5', 7000),
+        ],
+        healthMonitor: monitor({ type: 'PING', delay: 2, timeout: 1, maxRetries: 1, maxRetriesDown: 1 }),
+      }),
+      pool('tcp', { protocol: 'TCP', members: [member('t-1', '10.202.5.11', 7001)], healthMonitor: monitor({ type: 'TCP' }) }),
+      pool('http', {
+        members: [member('h-1', '10.202.5.21', 80)],
+        healthMonitor: monitor({ httpMethod: 'POST', urlPath: '/check', expectedCodes: '200-204', httpVersion: '1.1', domainName: 'app.example.com' }),
+      }),
+      pool('https', {
+        protocol: 'HTTPS',
+        members: [member('s-1', '10.202.5.31', 443, { monitorPort: 8443 })],
+        healthMonitor: monitor({ type: 'HTTPS', urlPath: '/ready' }),
+      }),
+      pool('tls-hello', { protocol: 'HTTPS', members: [member('l-1', '10.202.5.41', 443)], healthMonitor: monitor({ type: 'TLS-HELLO' }) }),
+    ],
+  }),
+
+  // X-Forwarded-Proto says how the client reached the load balancer: http, or https where TLS ends here.
+  // The tcp listener has headers switched on too, and cannot insert them.
+  'insert-headers': loadBalancer({
+    listeners: [
+      listener('http', {
+        port: 80,
+        defaultPool: 'web',
+        insertHeaders: { forwardedFor: true, forwardedPort: true, forwardedProto: true },
+      }),
+      listener('https', {
+        protocol: 'TERMINATED_HTTPS',
+        port: 443,
+        defaultPool: 'web',
+        insertHeaders: { forwardedFor: true, forwardedPort: true, forwardedProto: true },
+        tls: { certificate: CERT_WWW, sniCertificates: [] },
+      }),
+      listener('port-only', { port: 8080, defaultPool: 'web', insertHeaders: { forwardedFor: false, forwardedPort: true, forwardedProto: false } }),
+      listener('tcp', {
+        protocol: 'TCP',
+        port: 9000,
+        defaultPool: 'web',
+        insertHeaders: { forwardedFor: true, forwardedPort: true, forwardedProto: true },
+      }),
+    ],
+    pools: [pool('web', { members: [member('web-1', '10.202.0.11', 80)] })],
+  }),
+
+  'allowed-cidrs': loadBalancer({
+    listeners: [
+      listener('http', { port: 80, defaultPool: 'web', allowedCidrs: ['10.0.0.0/8', '192.168.1.7/32', '2001:db8::/32', 'fd00::1/128'] }),
+      listener('tcp', { protocol: 'TCP', port: 22, defaultPool: 'ssh', allowedCidrs: ['203.0.113.0/24'] }),
+      listener('open', { port: 8080, defaultPool: 'web' }),
+    ],
+    pools: [
+      pool('web', { members: [member('web-1', '10.202.0.11', 80)] }),
+      pool('ssh', { protocol: 'TCP', members: [member('bastion', '10.202.0.30', 22)] }),
+    ],
+  }),
+
+  // Every action, rule type, compare type and invert. `images` and `api` are reached only through
+  // policies; `api` is also the default pool of a tcp listener and must still be an http backend.
+  // `to-closed` points at an admin-down pool and is left out, as in Octavia; `catch-all` has no rules.
+  'l7-policies': loadBalancer({
+    listeners: [
+      listener('http', {
+        port: 80,
+        defaultPool: 'web',
+        l7Policies: [
+          l7Policy('block-admin', {
+            action: 'REJECT',
+            position: 1,
+            rules: [
+              l7Rule('admin-path', { type: 'PATH', compareType: 'STARTS_WITH', value: '/admin' }),
+              l7Rule('not-office', { type: 'HEADER', key: 'X-Office', compareType: 'EQUAL_TO', value: 'yes', invert: true }),
+            ],
+          }),
+          l7Policy('old-site', {
+            action: 'REDIRECT_TO_URL',
+            position: 2,
+            redirectUrl: 'https://www.example.com/moved?from=old%20site',
+            redirectHttpCode: 301,
+            rules: [l7Rule('old-host', { type: 'HOST_NAME', compareType: 'EQUAL_TO', value: 'old.example.com' })],
+          }),
+          l7Policy('to-https', {
+            action: 'REDIRECT_PREFIX',
+            position: 3,
+            redirectPrefix: 'https://secure.example.com',
+            redirectHttpCode: 308,
+            rules: [l7Rule('secure-host', { type: 'HOST_NAME', compareType: 'ENDS_WITH', value: '.secure.example.com' })],
+          }),
+          l7Policy('images', {
+            action: 'REDIRECT_TO_POOL',
+            position: 4,
+            redirectPool: 'images',
+            rules: [
+              l7Rule('image-file', { type: 'FILE_TYPE', compareType: 'REGEX', value: '^(jpg|png|gif)$' }),
+              l7Rule('no-thumbs', { type: 'PATH', compareType: 'CONTAINS', value: '/thumbs/', invert: true }),
+            ],
+          }),
+          l7Policy('beta-users', {
+            action: 'REDIRECT_TO_POOL',
+            position: 5,
+            redirectPool: 'api',
+            rules: [
+              l7Rule('beta-cookie', { type: 'COOKIE', key: 'beta', compareType: 'EQUAL_TO', value: '1' }),
+              l7Rule('css-file', { type: 'FILE_TYPE', compareType: 'EQUAL_TO', value: 'css', invert: true }),
+              l7Rule('dash-value', { type: 'HEADER', key: 'X-Flags', compareType: 'CONTAINS', value: '-beta' }),
+            ],
+          }),
+          l7Policy('to-closed', {
+            action: 'REDIRECT_TO_POOL',
+            position: 6,
+            redirectPool: 'closed',
+            rules: [l7Rule('closed-path', { type: 'PATH', compareType: 'ENDS_WITH', value: '.php' })],
+          }),
+          l7Policy('catch-all', { action: 'REDIRECT_TO_POOL', position: 7, redirectPool: 'api' }),
+        ],
+      }),
+      listener('raw', { protocol: 'TCP', port: 9000, defaultPool: 'api' }),
+    ],
+    pools: [
+      pool('web', { members: [member('web-1', '10.202.0.11', 80)] }),
+      pool('images', { members: [member('img-1', '10.202.6.1', 80)], healthMonitor: monitor() }),
+      pool('api', { members: [member('api-1', '10.202.6.11', 8080)] }),
+      pool('closed', { adminStateUp: false, members: [member('old-1', '10.202.6.21', 80)] }),
+    ],
+  }),
+
+  // Position decides, not the action: the pool redirect at 1 beats the REJECT at 2 for /api/admin,
+  // which plain HAProxy rules would reject (every http-request rule runs before use_backend). Also on a
+  // TERMINATED_HTTPS listener, and given out of order.
+  'l7-position-order': loadBalancer({
+    listeners: [
+      listener('https', {
+        protocol: 'TERMINATED_HTTPS',
+        port: 443,
+        defaultPool: 'web',
+        tls: { certificate: CERT_API, sniCertificates: [] },
+        l7Policies: [
+          l7Policy('deny-admin', {
+            action: 'REJECT',
+            position: 2,
+            rules: [l7Rule('admin', { type: 'PATH', compareType: 'CONTAINS', value: '/admin' })],
+          }),
+          l7Policy('api-first', {
+            action: 'REDIRECT_TO_POOL',
+            position: 1,
+            redirectPool: 'api',
+            rules: [l7Rule('api-path', { type: 'PATH', compareType: 'STARTS_WITH', value: '/api/' })],
+          }),
+          l7Policy('legacy', {
+            action: 'REDIRECT_PREFIX',
+            position: 3,
+            redirectPrefix: 'https://legacy.example.com',
+            rules: [l7Rule('legacy-cookie', { type: 'COOKIE', key: 'legacy', compareType: 'REGEX', value: '^(1|yes)$' })],
+          }),
+        ],
+      }),
+    ],
+    pools: [
+      pool('web', { members: [member('web-1', '10.202.0.11', 80)] }),
+      pool('api', { members: [member('api-1', '10.202.6.11', 8080)] }),
+    ],
+  }),
+
   empty: loadBalancer(),
 };
 
 let dir: string;
+let checkPaths: HaproxyPaths;
+
+function certificatesOf(lb: DesiredLoadBalancer): DesiredCertificate[] {
+  return lb.listeners.flatMap((l) => (l.tls === undefined ? [] : [l.tls.certificate, ...l.tls.sniCertificates]));
+}
+
+// HAProxy loads every crt while checking, so each fixture certificate must be real PEM material: a
+// throwaway self-signed certificate and its key, under the name the config refers to.
+async function writeTestCertificates(certsDir: string): Promise<void> {
+  await mkdir(certsDir, { recursive: true, mode: 0o700 });
+  const names = new Set(Object.values(cases).flatMap((lb) => certificatesOf(lb).map((c) => c.fileName)));
+  await Promise.all(
+    [...names].map(async (fileName) => {
+      const stem = fileName.replace(/\.pem$/, '');
+      const [key, crt] = [join(dir, `${stem}.key`), join(dir, `${stem}.crt`)];
+      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${stem}.test`, '-days', '1', '-keyout', key, '-out', crt], {
+        timeout: 30_000,
+      });
+      const pem = (await readFile(crt, 'utf8')) + (await readFile(key, 'utf8'));
+      await writeFile(join(certsDir, fileName), pem, { mode: 0o600 });
+    }),
+  );
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'nslb-golden-'));
-});
+  checkPaths = { ...paths, certsDir: join(dir, 'certs'), pingCheckCommand: PING_CHECK };
+  await writeTestCertificates(checkPaths.certsDir);
+}, 60_000);
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
@@ -233,10 +550,9 @@ async function haproxyCheck(config: string, name: string): Promise<{ code: numbe
 describe('renderHaproxyConfig golden files', () => {
   for (const [name, lb] of Object.entries(cases)) {
     it(`${name} matches its golden file and passes haproxy -c`, async () => {
-      const config = renderHaproxyConfig(lb, paths);
-      await expect(config).toMatchFileSnapshot(`./haproxy/${name}.cfg`);
+      await expect(renderHaproxyConfig(lb, paths)).toMatchFileSnapshot(`./haproxy/${name}.cfg`);
 
-      const { code, output } = await haproxyCheck(config, name);
+      const { code, output } = await haproxyCheck(renderHaproxyConfig(lb, checkPaths), name);
       expect(output).toContain('Configuration file is valid');
       expect(code).toBe(0);
       // The state file does not exist before the first reload; that is the only warning allowed.
@@ -293,6 +609,45 @@ describe('renderHaproxyConfig', () => {
     expect(() => renderHaproxyConfig(hm({ domainName: 'a.example.com%[src]' }), paths)).toThrow(UnsafeConfigValueError);
     expect(() => renderHaproxyConfig(hm({ expectedCodes: '200|.*' }), paths)).toThrow(UnsafeConfigValueError);
     expect(() => renderHaproxyConfig(loadBalancer(), { ...paths, socket: '/run/my dir/s.sock' })).toThrow(UnsafeConfigValueError);
+  });
+
+  it('orders L7 policies by position and rules by name, whatever the input order', () => {
+    const ordered = cases['l7-policies']!;
+    const shuffled: DesiredLoadBalancer = {
+      ...ordered,
+      listeners: ordered.listeners.map((l) => ({
+        ...l,
+        l7Policies: [...l.l7Policies].reverse().map((p) => ({ ...p, rules: [...p.rules].reverse() })),
+      })),
+    };
+    expect(renderHaproxyConfig(shuffled, paths)).toBe(renderHaproxyConfig(ordered, paths));
+  });
+
+  it('lists a certificate once when it is also among the SNI certificates', () => {
+    const lb2 = loadBalancer({
+      listeners: [
+        listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, tls: { certificate: CERT_WWW, sniCertificates: [CERT_API, CERT_WWW] } }),
+      ],
+    });
+    expect(renderHaproxyConfig(lb2, paths)).toContain(
+      '    bind 10.201.0.10:443 ssl crt /var/lib/nslb/lb/nslb-0123456789ab/certs/1f0e2d3c4b5a6978.pem crt /var/lib/nslb/lb/nslb-0123456789ab/certs/a1b2c3d4e5f60718.pem\n',
+    );
+  });
+
+  it('refuses what the builder must have rejected: TLS termination without a certificate, L7 on a tcp listener', () => {
+    const noCert = loadBalancer({ listeners: [listener('https', { protocol: 'TERMINATED_HTTPS', port: 443 })] });
+    expect(() => renderHaproxyConfig(noCert, paths)).toThrow(/without a certificate/);
+    const tcpL7 = loadBalancer({ listeners: [listener('tcp', { protocol: 'TCP', l7Policies: [l7Policy('p')] })] });
+    expect(() => renderHaproxyConfig(tcpL7, paths)).toThrow(/L7 policies need an HTTP listener/);
+    const ghost = loadBalancer({
+      listeners: [listener('http', { l7Policies: [l7Policy('p', { action: 'REDIRECT_TO_POOL', redirectPool: 'ghost' })] })],
+    });
+    expect(() => renderHaproxyConfig(ghost, paths)).toThrow(/redirectPool ghost/);
+  });
+
+  it('ships the PING check as an executable HAProxy can run directly', async () => {
+    await expect(access(PING_CHECK, constants.X_OK)).resolves.toBeUndefined();
+    expect((await readFile(PING_CHECK, 'utf8')).startsWith('#!/bin/sh\n')).toBe(true);
   });
 
   it('refuses a default pool that is not part of the load balancer', () => {

@@ -24,6 +24,19 @@ function desired(overrides: Partial<DesiredLoadBalancer> = {}): DesiredLoadBalan
   };
 }
 
+/** A TERMINATED_HTTPS listener with a default and an SNI certificate. */
+function withTls(): DesiredLoadBalancer {
+  const cert = (n: string) => ({ fileName: `${n.repeat(16)}.pem`, pem: `-----BEGIN CERTIFICATE-----\n${n}\n` });
+  return desired({
+    listeners: [{
+      name: 'https', protocol: 'TERMINATED_HTTPS', port: 443, connectionLimit: -1,
+      timeouts: { clientData: 50000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 }, adminStateUp: true,
+      insertHeaders: { forwardedFor: false, forwardedPort: false, forwardedProto: false }, allowedCidrs: [], l7Policies: [],
+      tls: { certificate: cert('a'), sniCertificates: [cert('b')] },
+    }],
+  });
+}
+
 function plan(node: FakeNode, d: DesiredLoadBalancer | undefined, config = 'cfg v1\n'): string[] {
   return planLoadBalancer({
     netns,
@@ -57,6 +70,8 @@ const cases: [string, (n: FakeNode) => void, DesiredLoadBalancer | undefined, st
   ['vlan-set', () => {}, desired({ vip: { address: '10.201.0.10', family: 4, prefixLength: 24, gateway: '10.201.0.1', mac: 'fa:16:3e:01:02:03', vlan: 42 } })],
   ['bridge-changed', () => {}, desired({ bridge: 'br-ex' })],
   ['deleted', () => {}, undefined],
+  ['with-certificates', () => {}, withTls()],
+  ['certificate-file-deleted', (n) => { converge(n, withTls()); n.certFiles.get(netns)?.delete('bbbbbbbbbbbbbbbb.pem'); }, withTls()],
   ['crash-after-add-port', (n) => { n.haproxy.clear(); n.configs.clear(); n.stateDirs.clear(); n.deleteNetnsByHand(netns); n.where.set(iface, 'host'); n.netnsEpoch.set(netns, 9); }, desired()],
 ];
 

@@ -21,6 +21,7 @@ export class FakeNode {
   haproxy = new Map<string, { pid: number; netnsEpoch: number }>();
   netnsEpoch = new Map<string, number>();
   configs = new Map<string, string>();
+  certFiles = new Map<string, Set<string>>();
   stateDirs = new Set<string>();
   nextPid = 1000;
   reloads = 0;
@@ -66,6 +67,7 @@ export class FakeNode {
       case 'haproxy.writeConfig':
         this.stateDirs.add(a.netns);
         this.configs.set(a.netns, a.config);
+        this.certFiles.set(a.netns, new Set(a.certificates.map((c) => c.fileName)));
         return;
       case 'haproxy.start':
         if (!this.configs.has(a.netns)) throw new Error('start without config');
@@ -82,6 +84,7 @@ export class FakeNode {
       case 'stateDir.delete':
         this.stateDirs.delete(a.netns);
         this.configs.delete(a.netns);
+        this.certFiles.delete(a.netns);
         return;
     }
   }
@@ -111,6 +114,8 @@ export class FakeNode {
     if (h !== undefined) o.haproxy = { pid: h.pid, inNetns: this.netns.has(netns) && h.netnsEpoch === this.netnsEpoch.get(netns) };
     const config = this.configs.get(netns);
     if (config !== undefined) o.config = config;
+    const certs = this.certFiles.get(netns);
+    if (certs !== undefined && certs.size > 0) o.certFiles = [...certs].sort();
     return o;
   }
 }

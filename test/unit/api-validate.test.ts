@@ -11,7 +11,7 @@ import {
   type JsonSchema,
   type Kind,
 } from '../../src/api/v1alpha1/index.js';
-import { lb, listener, member, monitor, pool, raw } from './fixtures/objects.js';
+import { l7Policy, l7Rule, lb, listener, member, monitor, pool, raw } from './fixtures/objects.js';
 
 const EVERY_FIELD = readFileSync(new URL('./fixtures/every-field.yaml', import.meta.url), 'utf8');
 
@@ -164,7 +164,7 @@ describe('validateObject messages', () => {
   });
 
   it('names unknown kinds and lists the known ones', () => {
-    const allowed = '(allowed: LoadBalancer, Listener, Pool, Member, HealthMonitor)';
+    const allowed = '(allowed: LoadBalancer, Listener, Pool, Member, HealthMonitor, L7Policy, L7Rule)';
     expect(issuesOf(withValue(lb('web'), '/kind', 'Foo'))).toEqual([`/kind: unknown kind "Foo" ${allowed}`]);
     const noKind = raw(lb('web'));
     delete noKind['kind'];
@@ -209,6 +209,10 @@ describe('numeric limits', () => {
     ['timeouts', listener('l'), '/spec/timeouts/clientData', 86_400_001],
     ['timeouts', listener('l'), '/spec/timeouts/tcpInspect', -1],
     ['hsts', listener('l'), '/spec/tls/hsts/maxAge', -1],
+    ['position', l7Policy('p'), '/spec/position', 0],
+    ['position', l7Policy('p'), '/spec/position', 2147483648],
+    ['redirectHttpCode', l7Policy('p', { action: 'REDIRECT_TO_URL' }), '/spec/redirectHttpCode', 304],
+    ['redirectHttpCode', l7Policy('p', { action: 'REDIRECT_TO_URL' }), '/spec/redirectHttpCode', 200],
   ] as [string, unknown, string, unknown][]);
   it.each(cases.map(([f, doc, path, value]) => [f, path, value, doc] as const))('%s: rejects %s = %s', (_f, path, value, doc) => {
     const issues = issuesOf(withValue(doc, path, value));
@@ -220,77 +224,112 @@ describe('numeric limits', () => {
     expect(issuesOf(lb('web', { vlan: 1, mtu: 65535, prefixLength: 0 }))).toEqual([]);
     expect(issuesOf(member('m', { weight: 0, port: 65535 }))).toEqual([]);
     expect(issuesOf(listener('l', { connectionLimit: -1, timeouts: { clientData: 86_400_000, tcpInspect: 0 } }))).toEqual([]);
+    expect(issuesOf(l7Policy('p', { position: 1 }))).toEqual([]);
+    expect(issuesOf(l7Policy('p', { position: 2147483647 }))).toEqual([]);
+    for (const code of [301, 302, 303, 307, 308] as const) {
+      expect(issuesOf(l7Policy('p', { action: 'REDIRECT_PREFIX', redirectPrefix: 'https://a.example', redirectHttpCode: code }))).toEqual([]);
+    }
+  });
+
+  it('lists the redirect codes', () => {
+    expect(issuesOf(withValue(l7Policy('p'), '/spec/redirectHttpCode', 304))).toEqual([
+      '/spec/redirectHttpCode: must be one of 301, 302, 303, 307, 308 (got 304)',
+    ]);
   });
 });
 
 describe('strings that reach HAProxy', () => {
-  // [field, document, pointer, a valid value]
-  const fields: [string, unknown, string, string][] = [
-    ['metadata.name', lb('web'), '/metadata/name', 'web'],
-    ['metadata.namespace', lb('web'), '/metadata/namespace', 'shop'],
-    ['vip.address', lb('web'), '/spec/vip/address', '192.0.2.10'],
-    ['vip.gateway', lb('web'), '/spec/vip/gateway', '192.0.2.1'],
-    ['vip.mac', lb('web'), '/spec/vip/mac', 'fa:16:3e:00:00:01'],
-    ['vip.bridge', lb('web'), '/spec/vip/bridge', 'br-int'],
-    ['listener.loadBalancer', listener('l'), '/spec/loadBalancer', 'web'],
-    ['listener.defaultPool', listener('l'), '/spec/defaultPool', 'app'],
-    ['listener.allowedCidrs', listener('l'), '/spec/allowedCidrs/0', '10.0.0.0/8'],
-    ['tls.certificateFile', listener('l'), '/spec/tls/certificateFile', 'certs/web.pem'],
-    ['tls.keyFile', listener('l'), '/spec/tls/keyFile', '/etc/nslb/web.key'],
-    ['tls.secretName', listener('l'), '/spec/tls/secretName', 'web-tls'],
-    ['tls.sniCertificates', listener('l'), '/spec/tls/sniCertificates/0/certificateFile', 'certs/a.pem'],
-    ['tls.sniCertificates', listener('l'), '/spec/tls/sniCertificates/0/keyFile', 'certs/a.key'],
-    ['tls.sniSecretNames', listener('l'), '/spec/tls/sniSecretNames/0', 'api-tls'],
-    ['tls.clientCaFile', listener('l'), '/spec/tls/clientCaFile', 'ca.pem'],
-    ['tls.clientCrlFile', listener('l'), '/spec/tls/clientCrlFile', 'ca.crl'],
-    ['tls.versions', listener('l'), '/spec/tls/versions/0', 'TLSv1.3'],
-    ['tls.ciphers', listener('l'), '/spec/tls/ciphers', 'ECDHE-RSA-AES128-GCM-SHA256:!aNULL'],
-    ['tls.alpnProtocols', listener('l'), '/spec/tls/alpnProtocols/0', 'http/1.1'],
-    ['tls.clientAuthentication', listener('l'), '/spec/tls/clientAuthentication', 'MANDATORY'],
-    ['pool.loadBalancer', pool('p'), '/spec/loadBalancer', 'web'],
-    ['pool.cookieName', pool('p', { sessionPersistence: { type: 'APP_COOKIE' } }), '/spec/sessionPersistence/cookieName', 'SESSION'],
-    ['pool.tls.caFile', pool('p'), '/spec/tls/caFile', 'ca.pem'],
-    ['pool.tls.crlFile', pool('p'), '/spec/tls/crlFile', 'ca.crl'],
-    ['pool.tls.certificateFile', pool('p'), '/spec/tls/certificateFile', 'client.pem'],
-    ['pool.tls.keyFile', pool('p'), '/spec/tls/keyFile', 'client.key'],
-    ['pool.tls.secretName', pool('p'), '/spec/tls/secretName', 'client-tls'],
-    ['pool.tls.caSecretName', pool('p'), '/spec/tls/caSecretName', 'ca'],
-    ['pool.tls.ciphers', pool('p'), '/spec/tls/ciphers', 'HIGH'],
-    ['member.pool', member('m'), '/spec/pool', 'app'],
-    ['member.address', member('m'), '/spec/address', '198.51.100.11'],
-    ['member.monitorAddress', member('m'), '/spec/monitorAddress', '2001:db8::1'],
-    ['monitor.pool', monitor('hm'), '/spec/pool', 'app'],
-    ['monitor.httpMethod', monitor('hm'), '/spec/httpMethod', 'GET'],
-    ['monitor.urlPath', monitor('hm'), '/spec/urlPath', '/healthz'],
-    ['monitor.expectedCodes', monitor('hm'), '/spec/expectedCodes', '200'],
-    ['monitor.domainName', monitor('hm'), '/spec/domainName', 'app.example.com'],
-    ['monitor.httpVersion', monitor('hm'), '/spec/httpVersion', '1.1'],
-  ];
-  const bad: [string, string][] = [
-    ['space', ' '],
-    ['tab', '\t'],
-    ['newline', '\n'],
-    ['carriage return', '\r'],
-    ['hash', '#'],
-    ['single quote', "'"],
-    ['double quote', '"'],
-    ['backslash', '\\'],
-    ['NUL', '\0'],
-  ];
+  // Metadata other than name and namespace, and status, are never rendered; descriptions are free text.
+  const NEVER_RENDERED = /^\/(status|metadata\/(?!name$|namespace$)[^/]+)|\/description$/;
 
-  it.each(fields)('%s accepts a valid value', (_f, doc, path, good) => {
-    expect(issuesOf(withValue(doc, path, good))).toEqual([]);
+  /** Every string in a kind's whole-object schema, as JSON pointers with `*` for array items. */
+  const stringFields = (kind: Kind): string[] => {
+    const out: string[] = [];
+    const visit = (s: JsonSchema, path: string) => {
+      if (s.type === 'string' && !NEVER_RENDERED.test(path)) out.push(path);
+      for (const [k, sub] of Object.entries(s.properties ?? {})) visit(sub, `${path}/${k}`);
+      if (s.items !== undefined) visit(s.items, `${path}/*`);
+    };
+    visit(schemaFor(kind), '');
+    return out;
+  };
+
+  /** The concrete pointer and the valid value the every-field example has for a field (`*` = first item that has it). */
+  const sampleOf = (doc: unknown, template: string): { pointer: string; value: string } | undefined => {
+    const walk = (node: unknown, keys: string[], pointer: string): { pointer: string; value: string } | undefined => {
+      const [key, ...rest] = keys;
+      if (key === undefined) return typeof node === 'string' ? { pointer, value: node } : undefined;
+      if (key === '*') {
+        const items = Array.isArray(node) ? node : [];
+        for (const [i, item] of items.entries()) {
+          const found = walk(item, rest, `${pointer}/${i}`);
+          if (found !== undefined) return found;
+        }
+        return undefined;
+      }
+      const next = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined;
+      return walk(next, rest, `${pointer}/${key}`);
+    };
+    return walk(doc, template.split('/').slice(1), '');
+  };
+
+  const docs = new Map((loadAll(EVERY_FIELD) as Record<string, unknown>[]).map((d) => [d['kind'] as Kind, d]));
+  const fields = KINDS.flatMap((kind) => stringFields(kind).map((template) => [kind, template] as const));
+
+  it('finds the fields it must (a smoke test of the walk)', () => {
+    const all = fields.map(([kind, path]) => `${kind}${path}`);
+    for (const f of [
+      'LoadBalancer/metadata/name',
+      'Listener/spec/tls/sniCertificates/*/keyFile',
+      'Listener/spec/allowedCidrs/*',
+      'Pool/spec/sessionPersistence/cookieName',
+      'L7Policy/spec/redirectUrl',
+      'L7Policy/spec/redirectPrefix',
+      'L7Rule/spec/key',
+      'L7Rule/spec/value',
+    ]) {
+      expect(all).toContain(f);
+    }
+    expect(all.filter((f) => f.endsWith('/description') || f.includes('/status') || f.includes('/uid'))).toEqual([]);
   });
 
-  const combos = fields.flatMap(([field, doc, path, good]) =>
-    bad.map(([what, ch]) => [field, what, doc, path, good, ch] as const),
-  );
-  it.each(combos)('%s rejects a %s', (_f, _what, doc, path, good, ch) => {
-    const mid = Math.ceil(good.length / 2);
-    for (const value of [good.slice(0, mid) + ch + good.slice(mid), good + ch]) {
-      const r = validateObject(withValue(doc, path, value));
-      expect(r.ok).toBe(false);
-      if (!r.ok) expect(r.issues.map((i) => i.path)).toContain(path);
+  it('every such field has a sample in the every-field example', () => {
+    expect(fields.filter(([kind, path]) => sampleOf(docs.get(kind), path) === undefined)).toEqual([]);
+  });
+
+  const hostile: [string, (good: string) => string[]][] = [
+    ...(
+      [
+        ['space', ' '],
+        ['tab', '\t'],
+        ['newline', '\n'],
+        ['carriage return', '\r'],
+        ['hash', '#'],
+        ['single quote', "'"],
+        ['double quote', '"'],
+        ['backslash', '\\'],
+        ['NUL', '\0'],
+      ] as const
+    ).map(([what, ch]): [string, (good: string) => string[]] => [
+      what,
+      (good) => {
+        const mid = Math.ceil(good.length / 2);
+        return [good.slice(0, mid) + ch + good.slice(mid), good + ch, ch + good];
+      },
+    ]),
+    ['5000-character string', (good) => [good.repeat(Math.ceil(5000 / good.length)).slice(0, 5000)]],
+  ];
+
+  const combos = fields.flatMap(([kind, template]) => hostile.map(([what, make]) => [`${kind}${template}`, what, kind, template, make] as const));
+  it.each(combos)('%s rejects a %s', (_field, _what, kind, template, make) => {
+    const doc = docs.get(kind);
+    const sample = sampleOf(doc, template);
+    expect(sample).toBeDefined();
+    if (sample === undefined) return;
+    for (const value of make(sample.value)) {
+      const r = validateObject(withValue(doc, sample.pointer, value));
+      expect(r.ok, JSON.stringify(value)).toBe(false);
+      if (!r.ok) expect(r.issues.map((i) => i.path)).toContain(sample.pointer);
     }
   });
 
@@ -344,6 +383,35 @@ describe('field formats', () => {
     expect(rejects(lb('web'), '/spec/vip/mac', ['fa:16:3e:00:00', 'fa-16-3e-00-00-01', 'fa:16:3e:00:00:0g'])).toEqual([]);
   });
 
+  it('HTTP tokens: header and cookie names', () => {
+    const good = ['X-Api-Version', 'JSESSIONID', 'a', "!$&*+.^_`|~-", 'Cookie_1'];
+    const bad = ['', 'X Api', 'a%b', 'a:b', 'a;b', 'a,b', 'a(b)', 'a/b', 'a=b', 'a[b]', 'a{b}', 'a@b', 'a?b', 'ä', '#a', "a'b", 'a\u007f', 'x'.repeat(256)];
+    expect(accepts(l7Rule('r'), '/spec/key', good)).toEqual([]);
+    expect(rejects(l7Rule('r'), '/spec/key', bad)).toEqual([]);
+    const appCookie = pool('p', { sessionPersistence: { type: 'APP_COOKIE' } });
+    expect(accepts(appCookie, '/spec/sessionPersistence/cookieName', good)).toEqual([]);
+    expect(rejects(appCookie, '/spec/sessionPersistence/cookieName', bad)).toEqual([]);
+  });
+
+  it('L7 rule values: printable ASCII without whitespace, quotes, "#" or backslash', () => {
+    const path = '/spec/value';
+    expect(accepts(l7Rule('r'), path, ['/api', '^/api/v[0-9]+$', '[.]jpg$', 'a.example.com', 'x=1&y=%20', '(a|b)*?{2}<>@!~`', 'x'.repeat(255)])).toEqual([]);
+    expect(rejects(l7Rule('r'), path, ['', 'a b', '\\.jpg', 'a#b', '"a"', "'a'", 'a\u007f', 'é', 'a\u00a0b', 'x'.repeat(256)])).toEqual([]);
+  });
+
+  it('the value schema tells regex writers what to do instead of a backslash', () => {
+    expect(SPEC_SCHEMAS.L7Rule.properties?.['value']?.description).toContain('"[.]"');
+  });
+
+  it('redirect URLs and prefixes: absolute http(s), no fragment', () => {
+    for (const path of ['/spec/redirectUrl', '/spec/redirectPrefix']) {
+      const good = ['http://a', 'https://www.example.com', 'https://a.example:8443/x/y?z=1&w=%2F', 'http://[2001:db8::1]/', 'https://u@a.example/~x'];
+      const bad = ['', 'www.example.com', '/path', 'ftp://a.example', 'https://', 'https:///x', 'https://a b', 'https://a#frag', 'https://a/"x"', "https://a/'x'", 'https://a\\b', 'javascript:alert(1)', `https://${'a'.repeat(2041)}`];
+      expect(accepts(l7Policy('p'), path, good)).toEqual([]);
+      expect(rejects(l7Policy('p'), path, bad)).toEqual([]);
+    }
+  });
+
   it('names: DNS-1123 labels of at most 63 characters', () => {
     expect(accepts(lb('web'), '/metadata/name', ['a', 'web-1', '0', 'a'.repeat(63)])).toEqual([]);
     expect(rejects(lb('web'), '/metadata/name', ['Web', '-web', 'web-', 'web.1', 'a'.repeat(64), ''])).toEqual([]);
@@ -387,6 +455,11 @@ describe('the schemas themselves', () => {
       tcpInspect: 0,
     });
     expect(spec('LoadBalancer')['vip']?.properties?.['prefixLength']?.default).toBeUndefined();
+    expect(spec('L7Policy')['redirectHttpCode']?.default).toBe(302);
+    expect(spec('L7Policy')['adminStateUp']?.default).toBe(true);
+    expect(spec('L7Policy')['position']?.default).toBeUndefined();
+    expect(spec('L7Rule')['invert']?.default).toBe(false);
+    expect(spec('L7Rule')['adminStateUp']?.default).toBe(true);
   });
 
   it('crdSchemaFor drops what Kubernetes forbids and keeps the rest', () => {
@@ -401,6 +474,23 @@ describe('the schemas themselves', () => {
     expect(crd.properties?.['spec']?.properties?.['port']).toEqual(SPEC_SCHEMAS.Listener.properties?.['port']);
     // The source schema is untouched.
     expect(schemaFor('Listener').properties?.['spec']?.additionalProperties).toBe(false);
+  });
+
+  it.each([...KINDS])('crdSchemaFor(%s) has the whole spec and no closed objects', (kind) => {
+    const crd = crdSchemaFor(kind);
+    const spec = crd.properties?.['spec'];
+    expect(Object.keys(spec?.properties ?? {})).toEqual(Object.keys(SPEC_SCHEMAS[kind].properties ?? {}));
+    expect(spec?.required).toEqual(SPEC_SCHEMAS[kind].required);
+    expect(JSON.stringify(crd)).not.toContain('"additionalProperties":false');
+  });
+
+  it('the CRD keeps the integer enum of redirect codes', () => {
+    expect(crdSchemaFor('L7Policy').properties?.['spec']?.properties?.['redirectHttpCode']).toEqual({
+      type: 'integer',
+      description: 'Status code of a redirect',
+      enum: [301, 302, 303, 307, 308],
+      default: 302,
+    });
   });
 
   it('is plain JSON (it ends up in CRD YAML)', () => {

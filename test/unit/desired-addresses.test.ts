@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalIp, inPrefix, networkOf, parseIp } from '../../src/desired/addresses.js';
+import { canonicalCidr, canonicalIp, inPrefix, networkOf, parseIp } from '../../src/desired/addresses.js';
 
 describe('canonicalIp', () => {
   it.each([
@@ -39,4 +39,27 @@ describe('prefixes', () => {
     expect(parseIp('10.0.0.256')).toBeUndefined();
     expect(parseIp('fe80::1%eth0')).toBeUndefined();
   });
+});
+
+describe('canonicalCidr', () => {
+  it.each([
+    ['10.0.0.5/24', '10.0.0.0/24'],
+    ['10.0.0.0/8', '10.0.0.0/8'],
+    ['192.0.2.7/32', '192.0.2.7/32'],
+    ['0.0.0.0/0', '0.0.0.0/0'],
+    ['255.255.255.255/0', '0.0.0.0/0'],
+    ['2001:DB8:0::1/48', '2001:db8::/48'],
+    ['2001:db8::1/128', '2001:db8::1/128'],
+    ['::/0', '::/0'],
+    ['::ffff:10.1.2.3/120', '::ffff:10.1.2.0/120'],
+  ])('%s → %s', (input, output) => {
+    expect(canonicalCidr(input)).toBe(output);
+  });
+
+  it.each(['10.0.0.0', '10.0.0.0/33', '2001:db8::/129', '10.0.0.0/08', '10.0.0.0/', 'x/8', '/8', 'fe80::1%eth0/64', '10.0.0.0/8/8'])(
+    'refuses %s',
+    (input) => {
+      expect(canonicalCidr(input)).toBeUndefined();
+    },
+  );
 });

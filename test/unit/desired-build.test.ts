@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { objectId, type AnyObject, type ListenerProtocol, type PoolProtocol } from '../../src/api/v1alpha1/types.js';
-import { buildDesired, type ObjectProblem } from '../../src/desired/build.js';
+import { createHash } from 'node:crypto';
+import { objectId, type AnyObject, type ApiObject, type ListenerProtocol, type PoolProtocol } from '../../src/api/v1alpha1/types.js';
+import { buildDesired, type DesiredState, type ObjectProblem } from '../../src/desired/build.js';
 import { derivedMac, nodeNames } from '../../src/desired/names.js';
-import { lb, listener, member, monitor, pool, webStack } from './fixtures/objects.js';
+import { l7Policy, l7Rule, lb, listener, member, monitor, pool, webStack } from './fixtures/objects.js';
 
 const opts = { defaultBridge: 'br-int' };
 const build = (objects: AnyObject[]) => buildDesired(objects, opts);
@@ -31,6 +32,9 @@ describe('a valid load balancer', () => {
           connectionLimit: -1,
           timeouts: { clientData: 50000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 },
           adminStateUp: true,
+          insertHeaders: { forwardedFor: false, forwardedPort: false, forwardedProto: false },
+          allowedCidrs: [],
+          l7Policies: [],
         },
       ],
       pools: [
@@ -39,6 +43,7 @@ describe('a valid load balancer', () => {
           protocol: 'HTTP',
           lbAlgorithm: 'ROUND_ROBIN',
           adminStateUp: true,
+          tlsToMembers: false,
           members: [
             { name: 'app-1', address: '198.51.100.11', port: 8080, weight: 1, backup: false, adminStateUp: true },
             { name: 'app-2', address: '198.51.100.12', port: 8080, weight: 1, backup: false, adminStateUp: true },
@@ -170,6 +175,12 @@ describe('references', () => {
       member('m2', { pool: 'p2' }),
       monitor('hm2', { pool: 'p2' }),
       member('m3', { pool: 'none' }),
+      l7Policy('p-orphan', { listener: 'x' }),
+      l7Policy('p-none', { listener: 'none' }),
+      l7Rule('r-orphan', { l7Policy: 'p-orphan' }),
+      l7Rule('r-none', { l7Policy: 'none' }),
+      l7Policy('deny'),
+      l7Rule('admin'),
     ];
     const d = build(objects);
     const withProblems = new Set(d.problems.map((p) => `${p.kind}/${p.namespace}/${p.name}`));
@@ -287,31 +298,540 @@ describe('spec rules', () => {
   });
 });
 
-describe('not supported yet', () => {
+describe('not supported yet (issue 7)', () => {
+  const https = (tls: NonNullable<ApiObject<'Listener'>['spec']['tls']>) =>
+    listener('l', { protocol: 'TERMINATED_HTTPS', tls: { certificateFile: 'certs/web.pem', keyFile: 'certs/web.key', ...tls } });
   const cases: [string, AnyObject, string][] = [
-    ['listener HTTPS', listener('l', { protocol: 'HTTPS' }), 'Listener l NotSupported /spec/protocol: protocol HTTPS is not supported yet'],
-    ['listener TERMINATED_HTTPS', listener('l', { protocol: 'TERMINATED_HTTPS' }), 'Listener l NotSupported /spec/protocol: protocol TERMINATED_HTTPS is not supported yet'],
-    ['listener tls', listener('l', { tls: { certificateFile: 'a.pem' } }), 'Listener l NotSupported /spec/tls: tls is not supported yet'],
-    ['listener insertHeaders', listener('l', { insertHeaders: { 'X-Forwarded-For': true } }), 'Listener l NotSupported /spec/insertHeaders: insertHeaders is not supported yet'],
-    ['listener allowedCidrs', listener('l', { allowedCidrs: ['10.0.0.0/8'] }), 'Listener l NotSupported /spec/allowedCidrs: allowedCidrs is not supported yet'],
-    ['pool HTTPS', pool('p', { protocol: 'HTTPS' }), 'Pool p NotSupported /spec/protocol: protocol HTTPS is not supported yet'],
-    ['pool tls', pool('p', { tls: { enabled: true } }), 'Pool p NotSupported /spec/tls: tls is not supported yet'],
-    ['pool sessionPersistence', pool('p', { sessionPersistence: { type: 'SOURCE_IP' } }), 'Pool p NotSupported /spec/sessionPersistence: sessionPersistence is not supported yet'],
-    ['monitor PING', monitor('hm', { type: 'PING' }), 'HealthMonitor hm NotSupported /spec/type: type PING is not supported yet'],
-    ['monitor HTTPS', monitor('hm', { type: 'HTTPS' }), 'HealthMonitor hm NotSupported /spec/type: type HTTPS is not supported yet'],
-    ['monitor TLS-HELLO', monitor('hm', { type: 'TLS-HELLO' }), 'HealthMonitor hm NotSupported /spec/type: type TLS-HELLO is not supported yet'],
+    ['listener tls.secretName', listener('l', { protocol: 'TERMINATED_HTTPS', tls: { secretName: 'web-tls' } }), 'Listener l NotSupported /spec/tls/secretName: tls.secretName is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile'],
+    ['listener SNI secretName', https({ sniCertificates: [{ secretName: 'api-tls' }] }), 'Listener l NotSupported /spec/tls/sniCertificates/0/secretName: tls.sniCertificates[0].secretName is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile'],
+    ['listener sniSecretNames', https({ sniSecretNames: ['api-tls'] }), 'Listener l NotSupported /spec/tls/sniSecretNames: tls.sniSecretNames is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile'],
+    ['listener clientAuthentication', https({ clientAuthentication: 'OPTIONAL' }), 'Listener l NotSupported /spec/tls/clientAuthentication: tls.clientAuthentication OPTIONAL is not supported yet'],
+    ['listener clientCaFile', https({ clientCaFile: 'ca.pem' }), 'Listener l NotSupported /spec/tls/clientCaFile: tls.clientCaFile is not supported yet'],
+    ['listener clientCrlFile', https({ clientCrlFile: 'ca.crl' }), 'Listener l NotSupported /spec/tls/clientCrlFile: tls.clientCrlFile is not supported yet'],
+    ['listener versions', https({ versions: ['TLSv1.3'] }), 'Listener l NotSupported /spec/tls/versions: tls.versions is not supported yet'],
+    ['listener ciphers', https({ ciphers: 'HIGH' }), 'Listener l NotSupported /spec/tls/ciphers: tls.ciphers is not supported yet'],
+    ['listener alpnProtocols', https({ alpnProtocols: ['h2'] }), 'Listener l NotSupported /spec/tls/alpnProtocols: tls.alpnProtocols is not supported yet'],
+    ['listener hsts', https({ hsts: { maxAge: 1 } }), 'Listener l NotSupported /spec/tls/hsts: tls.hsts is not supported yet'],
+    ...(['caFile', 'crlFile', 'certificateFile', 'keyFile', 'secretName', 'caSecretName', 'ciphers'] as const).map(
+      (field): [string, AnyObject, string] => [
+        `pool tls.${field}`,
+        pool('p', { tls: { enabled: true, [field]: field === 'ciphers' ? 'HIGH' : 'x' } }),
+        `Pool p NotSupported /spec/tls/${field}: tls.${field} is not supported yet`,
+      ],
+    ),
+    ['pool tls.versions', pool('p', { tls: { versions: ['TLSv1.3'] } }), 'Pool p NotSupported /spec/tls/versions: tls.versions is not supported yet'],
+    ['pool tls.alpnProtocols', pool('p', { tls: { alpnProtocols: ['h2'] } }), 'Pool p NotSupported /spec/tls/alpnProtocols: tls.alpnProtocols is not supported yet'],
   ];
 
   it.each(cases)('%s', (_what, object, problem) => {
-    const d = build([lb('web'), pool('app'), object]);
+    const d = buildDesired([lb('web'), pool('app'), object], { defaultBridge: 'br-int', materials: WEB_MATERIALS });
     expect(d.problems.map(brief)).toEqual([problem]);
     expect([...d.blocked.keys()]).toEqual(['default/web']);
     expect(d.lbs.size).toBe(0);
   });
 
-  it('harmless empty values are accepted', () => {
-    const l = listener('l', { insertHeaders: { 'X-Forwarded-For': false }, allowedCidrs: [] });
-    expect(problemsOf([lb('web'), l])).toEqual([]);
+  it('clientAuthentication NONE is what there is anyway', () => {
+    const d = buildDesired([lb('web'), https({ clientAuthentication: 'NONE' })], { defaultBridge: 'br-int', materials: WEB_MATERIALS });
+    expect(d.problems).toEqual([]);
+  });
+});
+
+describe('protocols that used to be refused', () => {
+  it('HTTPS listeners (passthrough) and HTTPS pools', () => {
+    const d = build([lb('web'), listener('l', { protocol: 'HTTPS', port: 443, defaultPool: 'app' }), pool('app', { protocol: 'HTTPS' })]);
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners[0]).toMatchObject({ protocol: 'HTTPS' });
+    expect(d.lbs.get('default/web')?.listeners[0]).not.toHaveProperty('tls');
+    expect(d.lbs.get('default/web')?.pools[0]).toMatchObject({ protocol: 'HTTPS', tlsToMembers: false });
+  });
+
+  it.each(['PING', 'TCP', 'HTTP', 'HTTPS', 'TLS-HELLO'] as const)('health monitor %s', (type) => {
+    const d = build([...webStack().slice(0, 5), monitor('hm', { type })]);
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.pools[0]?.healthMonitor?.type).toBe(type);
+  });
+
+  it('HTTP fields on a non-HTTP monitor are ignored, not refused', () => {
+    const d = build([...webStack().slice(0, 5), monitor('hm', { type: 'TCP', urlPath: '/x', httpMethod: 'POST', expectedCodes: '201', httpVersion: '1.1', domainName: 'a.example' })]);
+    expect(d.problems).toEqual([]);
+  });
+
+  it('pool tls.enabled means TLS to the members', () => {
+    const d = build([...webStack(), pool('plain', { tls: { enabled: false } }), pool('secure', { tls: { enabled: true } })]);
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.pools.map((p) => [p.name, p.tlsToMembers])).toEqual([
+      ['app', false],
+      ['plain', false],
+      ['secure', true],
+    ]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// TLS termination.
+
+// Content checks are textual, so fake PEM text is enough; SECRET stands for key material that must never
+// show up in a message.
+const SECRET = 'S3CR3T-KEY-MATERIAL-d41d8cd98f00b204';
+const CERT = '-----BEGIN CERTIFICATE-----\nMIIBwebcert\n-----END CERTIFICATE-----\n';
+const KEY = `-----BEGIN PRIVATE KEY-----\n${SECRET}\n-----END PRIVATE KEY-----\n`;
+const API_CERT = '-----BEGIN CERTIFICATE-----\nMIIBapicert\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIBintermediate\n-----END CERTIFICATE-----\n';
+const API_KEY = `-----BEGIN EC PRIVATE KEY-----\n${SECRET}api\n-----END EC PRIVATE KEY-----\n`;
+const WEB_MATERIALS: ReadonlyMap<string, string> = new Map([
+  ['certs/web.pem', CERT],
+  ['certs/web.key', KEY],
+  ['/etc/nslb/api.pem', API_CERT],
+  ['/etc/nslb/api.key', API_KEY],
+]);
+
+const bundle = (cert: string, key: string) => {
+  const pem = `${cert.trim()}\n${key.trim()}\n`;
+  return { fileName: `${createHash('sha256').update(pem).digest('hex').slice(0, 16)}.pem`, pem };
+};
+
+describe('TERMINATED_HTTPS', () => {
+  const terminated = (tls: ApiObject<'Listener'>['spec']['tls'] | undefined, more: Partial<ApiObject<'Listener'>['spec']> = {}) =>
+    listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, ...(tls === undefined ? {} : { tls }), ...more });
+  const buildTls = (l: AnyObject, materials: ReadonlyMap<string, string> = WEB_MATERIALS) =>
+    buildDesired([lb('web'), l], { defaultBridge: 'br-int', materials });
+
+  it('bundles certificate and key into one PEM named by its hash', () => {
+    const d = buildTls(terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' }));
+    expect(d.problems).toEqual([]);
+    const tls = d.lbs.get('default/web')?.listeners[0]?.tls;
+    expect(tls).toEqual({ certificate: bundle(CERT, KEY), sniCertificates: [] });
+    expect(tls?.certificate.pem).toBe(`${CERT.trim()}\n${KEY.trim()}\n`);
+    expect(tls?.certificate.fileName).toMatch(/^[0-9a-f]{16}\.pem$/);
+  });
+
+  it('SNI certificates in the order given, without duplicates or the default again', () => {
+    const d = buildTls(
+      terminated({
+        certificateFile: 'certs/web.pem',
+        keyFile: 'certs/web.key',
+        sniCertificates: [
+          { certificateFile: '/etc/nslb/api.pem', keyFile: '/etc/nslb/api.key' },
+          { certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' },
+          { certificateFile: '/etc/nslb/api.pem', keyFile: '/etc/nslb/api.key' },
+        ],
+      }),
+    );
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners[0]?.tls?.sniCertificates).toEqual([bundle(API_CERT, API_KEY)]);
+  });
+
+  it('a certificate file that holds the key too may be named twice', () => {
+    const both = `${CERT}${KEY}`;
+    const d = buildTls(terminated({ certificateFile: 'both.pem', keyFile: 'both.pem' }), new Map([['both.pem', both]]));
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners[0]?.tls?.certificate.pem).toBe(`${both.trim()}\n`);
+  });
+
+  it('a rotated certificate is a new file name', () => {
+    const before = buildTls(terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' }));
+    const after = buildTls(
+      terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' }),
+      new Map([...WEB_MATERIALS, ['certs/web.pem', CERT.replace('webcert', 'webcert2')]]),
+    );
+    const name = (d: DesiredState) => d.lbs.get('default/web')?.listeners[0]?.tls?.certificate.fileName;
+    expect(name(after)).not.toBe(name(before));
+  });
+
+  it('requires a certificate and key', () => {
+    expect(buildTls(terminated(undefined)).problems.map(brief)).toEqual([
+      'Listener https InvalidSpec /spec/tls/certificateFile: is required on a TERMINATED_HTTPS listener',
+    ]);
+    expect(buildTls(terminated({})).problems.map(brief)).toEqual([
+      'Listener https InvalidSpec /spec/tls/certificateFile: is required on a TERMINATED_HTTPS listener',
+      'Listener https InvalidSpec /spec/tls/keyFile: is required on a TERMINATED_HTTPS listener',
+    ]);
+    expect(buildTls(terminated({ certificateFile: 'certs/web.pem', sniCertificates: [{ keyFile: 'certs/web.key' }] })).problems.map(brief)).toEqual([
+      'Listener https InvalidSpec /spec/tls/keyFile: is required on a TERMINATED_HTTPS listener',
+      'Listener https InvalidSpec /spec/tls/sniCertificates/0/certificateFile: is required on a TERMINATED_HTTPS listener',
+    ]);
+  });
+
+  it('names the field and the file that is missing', () => {
+    const d = buildTls(
+      terminated({
+        certificateFile: 'certs/nope.pem',
+        keyFile: 'certs/web.key',
+        sniCertificates: [{ certificateFile: '/etc/nslb/api.pem', keyFile: 'gone.key' }],
+      }),
+    );
+    expect(d.problems.map(brief)).toEqual([
+      'Listener https InvalidReference /spec/tls/certificateFile: tls.certificateFile: file "certs/nope.pem" not found',
+      'Listener https InvalidReference /spec/tls/sniCertificates/0/keyFile: tls.sniCertificates[0].keyFile: file "gone.key" not found',
+    ]);
+    expect([...d.blocked.keys()]).toEqual(['default/web']);
+  });
+
+  it('without materials every file is missing', () => {
+    const d = build([lb('web'), terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' })]);
+    expect(d.problems.map((p) => p.reason)).toEqual(['InvalidReference', 'InvalidReference']);
+  });
+
+  it('checks what the files hold', () => {
+    const materials = new Map([
+      ['key-as-cert.pem', KEY],
+      ['cert-as-key.pem', CERT],
+      ['with-key.pem', `${CERT}${KEY}`],
+      ['encrypted.key', `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${SECRET}\n-----END ENCRYPTED PRIVATE KEY-----\n`],
+      ['legacy-encrypted.key', `-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n${SECRET}\n-----END RSA PRIVATE KEY-----\n`],
+      ['rsa.key', `-----BEGIN RSA PRIVATE KEY-----\n${SECRET}\n-----END RSA PRIVATE KEY-----\n`],
+      ['cert.pem', CERT],
+    ]);
+    const problems = (certificateFile: string, keyFile: string) =>
+      buildTls(terminated({ certificateFile, keyFile }), materials).problems.map((p) => `${p.path ?? '-'}: ${p.message}`);
+    expect(problems('key-as-cert.pem', 'cert-as-key.pem')).toEqual([
+      '/spec/tls/certificateFile: tls.certificateFile: file "key-as-cert.pem" holds no PEM certificate (-----BEGIN CERTIFICATE-----)',
+      '/spec/tls/keyFile: tls.keyFile: file "cert-as-key.pem" holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)',
+    ]);
+    expect(problems('cert.pem', 'encrypted.key')).toEqual([
+      '/spec/tls/keyFile: tls.keyFile: file "encrypted.key" holds an encrypted key; encrypted keys are not supported',
+    ]);
+    expect(problems('cert.pem', 'legacy-encrypted.key')).toEqual([
+      '/spec/tls/keyFile: tls.keyFile: file "legacy-encrypted.key" holds an encrypted key; encrypted keys are not supported',
+    ]);
+    expect(problems('with-key.pem', 'rsa.key')).toEqual([
+      '/spec/tls/certificateFile: tls.certificateFile: file "with-key.pem" also holds a private key; name that file in keyFile too, or keep the key out of it',
+    ]);
+    expect(problems('cert.pem', 'rsa.key')).toEqual([]);
+    expect(buildTls(terminated({ certificateFile: 'cert.pem', keyFile: 'rsa.key' }), materials).problems.every((p) => p.reason === 'InvalidSpec')).toBe(true);
+  });
+
+  it('never puts key material into a message', () => {
+    const materials = new Map([
+      ...WEB_MATERIALS,
+      ['key-as-cert.pem', KEY],
+      ['with-key.pem', `${CERT}${KEY}`],
+      ['encrypted.key', `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${SECRET}\n-----END ENCRYPTED PRIVATE KEY-----\n`],
+      ['garbage.key', SECRET],
+    ]);
+    const broken = [
+      terminated({ certificateFile: 'key-as-cert.pem', keyFile: 'garbage.key' }),
+      terminated({ certificateFile: 'with-key.pem', keyFile: 'encrypted.key' }, { port: 444 }),
+      terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key', sniCertificates: [{ certificateFile: 'garbage.key', keyFile: 'key-as-cert.pem' }] }, { port: 445 }),
+    ].map((l, i) => ({ ...l, metadata: { ...l.metadata, name: `l${i}` } }));
+    const d = buildDesired([lb('web'), ...broken], { defaultBridge: 'br-int', materials });
+    expect(d.problems.length).toBeGreaterThanOrEqual(5);
+    expect(JSON.stringify(d.problems)).not.toContain(SECRET);
+    expect(JSON.stringify([...d.blocked])).not.toContain(SECRET);
+  });
+
+  it('tls belongs on TERMINATED_HTTPS listeners only', () => {
+    for (const protocol of ['HTTP', 'HTTPS', 'TCP'] as const) {
+      expect(buildTls(listener('l', { protocol, tls: { certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' } })).problems.map(brief)).toEqual([
+        `Listener l InvalidSpec /spec/tls: is only allowed on TERMINATED_HTTPS listeners (protocol is ${protocol})`,
+      ]);
+    }
+  });
+});
+
+describe('listener options', () => {
+  it('insertHeaders become three booleans', () => {
+    const d = build([lb('web'), listener('a', { insertHeaders: { 'X-Forwarded-For': true, 'X-Forwarded-Proto': false } }), listener('b', { port: 81 })]);
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners.map((l) => l.insertHeaders)).toEqual([
+      { forwardedFor: true, forwardedPort: false, forwardedProto: false },
+      { forwardedFor: false, forwardedPort: false, forwardedProto: false },
+    ]);
+  });
+
+  it('insertHeaders need an HTTP listener (as Octavia)', () => {
+    expect(problemsOf([lb('web'), listener('l', { protocol: 'TCP', insertHeaders: { 'X-Forwarded-Port': true } })])).toEqual([
+      'Listener l InvalidSpec /spec/insertHeaders: is only allowed on HTTP and TERMINATED_HTTPS listeners (protocol is TCP)',
+    ]);
+    expect(problemsOf([lb('web'), listener('l', { protocol: 'HTTPS', insertHeaders: { 'X-Forwarded-For': true } })])).toHaveLength(1);
+    // All false asks for nothing, so there is nothing to refuse.
+    expect(problemsOf([lb('web'), listener('l', { protocol: 'TCP', insertHeaders: { 'X-Forwarded-For': false } })])).toEqual([]);
+  });
+
+  it('allowedCidrs are canonical networks, deduplicated, in order, of either family', () => {
+    const d = build([lb('web'), listener('l', { protocol: 'TCP', allowedCidrs: ['10.0.0.5/24', '2001:DB8:0::1/48', '10.0.0.0/24', '192.0.2.7/32', '0.0.0.0/0', '2001:db8::/48'] })]);
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners[0]?.allowedCidrs).toEqual(['10.0.0.0/24', '2001:db8::/48', '192.0.2.7/32', '0.0.0.0/0']);
+  });
+
+  it('an allowed CIDR that skipped validation is refused, not guessed at', () => {
+    expect(problemsOf([lb('web'), listener('l', { allowedCidrs: ['10.0.0.0/8', '10.0.0.0/33'] })])).toEqual([
+      'Listener l InvalidSpec /spec/allowedCidrs/1: must be a CIDR such as 10.0.0.0/24 or 2001:db8::/64 (got "10.0.0.0/33")',
+    ]);
+  });
+});
+
+describe('session persistence', () => {
+  const stack = (sp: NonNullable<ApiObject<'Pool'>['spec']['sessionPersistence']>, listenerProtocol: ListenerProtocol = 'HTTP', poolProtocol: PoolProtocol = 'HTTP') => [
+    lb('web'),
+    listener('l', { protocol: listenerProtocol, defaultPool: 'app' }),
+    pool('app', { protocol: poolProtocol, sessionPersistence: sp }),
+  ];
+
+  it('is carried over as given', () => {
+    for (const sp of [{ type: 'SOURCE_IP' }, { type: 'HTTP_COOKIE' }, { type: 'APP_COOKIE', cookieName: 'JSESSIONID' }] as const) {
+      const d = build(stack(sp));
+      expect(d.problems).toEqual([]);
+      expect(d.lbs.get('default/web')?.pools[0]?.sessionPersistence).toEqual(sp);
+    }
+    expect(build(webStack()).lbs.get('default/web')?.pools[0]).not.toHaveProperty('sessionPersistence');
+  });
+
+  it('APP_COOKIE needs a cookie name, and only APP_COOKIE takes one (as Octavia)', () => {
+    expect(problemsOf(stack({ type: 'APP_COOKIE' }))).toEqual([
+      'Pool app InvalidSpec /spec/sessionPersistence/cookieName: is required for APP_COOKIE persistence',
+    ]);
+    expect(problemsOf(stack({ type: 'HTTP_COOKIE', cookieName: 'X' }))).toEqual([
+      'Pool app InvalidSpec /spec/sessionPersistence/cookieName: is only allowed with APP_COOKIE persistence (type is HTTP_COOKIE)',
+    ]);
+    expect(problemsOf(stack({ type: 'SOURCE_IP', cookieName: 'X' }, 'TCP', 'TCP'))).toEqual([
+      'Pool app InvalidSpec /spec/sessionPersistence/cookieName: is only allowed with APP_COOKIE persistence (type is SOURCE_IP)',
+    ]);
+  });
+
+  it('cookies need HTTP on every listener that uses the pool', () => {
+    expect(problemsOf(stack({ type: 'HTTP_COOKIE' }, 'TCP', 'HTTP'))).toEqual([
+      'Pool app InvalidSpec /spec/sessionPersistence/type: HTTP_COOKIE persistence needs HTTP, but TCP listener "l" uses this pool',
+    ]);
+    expect(problemsOf(stack({ type: 'APP_COOKIE', cookieName: 'S' }, 'TCP', 'PROXY'))).toEqual([
+      'Pool app InvalidSpec /spec/sessionPersistence/type: APP_COOKIE persistence needs HTTP, but TCP listener "l" uses this pool',
+    ]);
+    // (The listener has no certificate; only the pool is of interest here.)
+    expect(problemsOf(stack({ type: 'HTTP_COOKIE' }, 'TERMINATED_HTTPS', 'PROXYV2')).filter((p) => p.startsWith('Pool'))).toEqual([]);
+  });
+
+  it('cookies never work on a TCP or HTTPS pool, used or not', () => {
+    expect(problemsOf([lb('web'), pool('app', { protocol: 'TCP', sessionPersistence: { type: 'HTTP_COOKIE' } })])).toEqual([
+      'Pool app InvalidSpec /spec/sessionPersistence/type: HTTP_COOKIE persistence needs HTTP, but a TCP pool is only used by TCP and HTTPS listeners',
+    ]);
+    expect(problemsOf(stack({ type: 'SOURCE_IP' }, 'HTTPS', 'HTTPS'))).toEqual([]);
+  });
+
+  it('a pool shared by an HTTP and a TCP listener is fine without cookies', () => {
+    const d = build([
+      lb('web'),
+      listener('http', { defaultPool: 'app' }),
+      listener('tcp', { protocol: 'TCP', port: 81, defaultPool: 'app' }),
+      pool('app', { sessionPersistence: { type: 'SOURCE_IP' } }),
+    ]);
+    expect(d.problems).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// L7.
+
+/** web: HTTP listener "http" → pool app; pool "api" for redirects; policy "deny" with rule "admin". */
+const l7Stack = (): AnyObject[] => [
+  ...webStack(),
+  pool('api'),
+  l7Policy('deny'),
+  l7Rule('admin'),
+];
+
+describe('L7 policies', () => {
+  it('are assembled onto their listener with defaults', () => {
+    const d = build(l7Stack());
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners[0]?.l7Policies).toEqual([
+      {
+        name: 'deny',
+        action: 'REJECT',
+        position: 1,
+        redirectHttpCode: 302,
+        rules: [{ name: 'admin', type: 'PATH', compareType: 'STARTS_WITH', value: '/admin', invert: false }],
+      },
+    ]);
+    expect(d.owners.get('L7Policy/default/deny')).toBe('default/web');
+    expect(d.owners.get('L7Rule/default/admin')).toBe('default/web');
+  });
+
+  it('carry each action\'s target', () => {
+    const d = build([
+      ...l7Stack(),
+      l7Policy('to-api', { action: 'REDIRECT_TO_POOL', redirectPool: 'api' }),
+      l7Policy('to-url', { action: 'REDIRECT_TO_URL', redirectUrl: 'https://www.example.com/moved', redirectHttpCode: 301 }),
+      l7Policy('to-https', { action: 'REDIRECT_PREFIX', redirectPrefix: 'https://www.example.com', redirectHttpCode: 308 }),
+      l7Rule('r1', { l7Policy: 'to-api' }),
+      l7Rule('r2', { l7Policy: 'to-url' }),
+      l7Rule('r3', { l7Policy: 'to-https' }),
+    ]);
+    expect(d.problems).toEqual([]);
+    const policies = d.lbs.get('default/web')?.listeners[0]?.l7Policies ?? [];
+    expect(policies.map(({ rules: _rules, ...p }) => p)).toEqual([
+      { name: 'deny', action: 'REJECT', position: 1, redirectHttpCode: 302 },
+      { name: 'to-api', action: 'REDIRECT_TO_POOL', position: 2, redirectPool: 'api', redirectHttpCode: 302 },
+      { name: 'to-https', action: 'REDIRECT_PREFIX', position: 3, redirectPrefix: 'https://www.example.com', redirectHttpCode: 308 },
+      { name: 'to-url', action: 'REDIRECT_TO_URL', position: 4, redirectUrl: 'https://www.example.com/moved', redirectHttpCode: 301 },
+    ]);
+  });
+
+  it('need an existing listener, whose load balancer owns them', () => {
+    const d = build([...webStack(), l7Policy('p', { listener: 'nope' }), l7Rule('r', { l7Policy: 'p' })]);
+    expect(d.problems.map(brief)).toEqual([
+      'L7Policy p InvalidReference /spec/listener: listener "nope" does not exist in namespace "default"',
+      'L7Rule r InvalidReference /spec/l7Policy: L7 policy "p" has no load balancer: listener "nope" does not exist',
+    ]);
+    expect(d.blocked.size).toBe(0);
+    expect(d.owners.has('L7Policy/default/p')).toBe(false);
+  });
+
+  it('a listener without a load balancer leaves its policies and rules without one', () => {
+    expect(problemsOf([listener('l', { loadBalancer: 'gone' }), l7Policy('p', { listener: 'l' }), l7Rule('r', { l7Policy: 'p' })])).toEqual([
+      'Listener l InvalidReference /spec/loadBalancer: load balancer "gone" does not exist in namespace "default"',
+      'L7Policy p InvalidReference /spec/listener: listener "l" belongs to load balancer "gone", which does not exist',
+      'L7Rule r InvalidReference /spec/l7Policy: L7 policy "p" has no load balancer: listener "l" belongs to load balancer "gone", which does not exist',
+    ]);
+  });
+
+  it('rules need an existing policy', () => {
+    expect(problemsOf([...l7Stack(), l7Rule('r', { l7Policy: 'nope' })])).toEqual([
+      'L7Rule r InvalidReference /spec/l7Policy: L7 policy "nope" does not exist in namespace "default"',
+    ]);
+  });
+
+  it('a problem on a policy or rule blocks its load balancer', () => {
+    const d = build([...l7Stack(), l7Rule('bad', { type: 'HEADER' }), lb('api', { address: '192.0.2.20' })]);
+    expect([...d.blocked.keys()]).toEqual(['default/web']);
+    expect([...d.lbs.keys()]).toEqual(['default/api']);
+  });
+
+  it('only on HTTP and TERMINATED_HTTPS listeners', () => {
+    for (const protocol of ['TCP', 'HTTPS'] as const) {
+      expect(problemsOf([lb('web'), listener('http', { protocol }), l7Policy('deny'), l7Rule('admin')])).toEqual([
+        `L7Policy deny InvalidSpec /spec/listener: L7 policies need an HTTP or TERMINATED_HTTPS listener (listener "http" is ${protocol})`,
+      ]);
+    }
+  });
+
+  it('each action requires its own target and refuses the others', () => {
+    expect(problemsOf([...l7Stack(), l7Policy('p', { action: 'REDIRECT_TO_POOL' })])).toEqual([
+      'L7Policy p InvalidSpec /spec/redirectPool: is required for action REDIRECT_TO_POOL',
+    ]);
+    expect(problemsOf([...l7Stack(), l7Policy('p', { action: 'REDIRECT_TO_URL' })])).toEqual([
+      'L7Policy p InvalidSpec /spec/redirectUrl: is required for action REDIRECT_TO_URL',
+    ]);
+    expect(problemsOf([...l7Stack(), l7Policy('p', { action: 'REDIRECT_PREFIX' })])).toEqual([
+      'L7Policy p InvalidSpec /spec/redirectPrefix: is required for action REDIRECT_PREFIX',
+    ]);
+    expect(problemsOf([...l7Stack(), l7Policy('p', { action: 'REJECT', redirectPool: 'api', redirectUrl: 'http://a', redirectPrefix: 'http://b', redirectHttpCode: 301 })])).toEqual([
+      'L7Policy p InvalidSpec /spec/redirectPool: is only allowed with action REDIRECT_TO_POOL (action is REJECT)',
+      'L7Policy p InvalidSpec /spec/redirectUrl: is only allowed with action REDIRECT_TO_URL (action is REJECT)',
+      'L7Policy p InvalidSpec /spec/redirectPrefix: is only allowed with action REDIRECT_PREFIX (action is REJECT)',
+      'L7Policy p InvalidSpec /spec/redirectHttpCode: is only allowed with actions REDIRECT_TO_URL and REDIRECT_PREFIX (action is REJECT)',
+    ]);
+    expect(problemsOf([...l7Stack(), l7Policy('p', { action: 'REDIRECT_TO_POOL', redirectPool: 'api', redirectHttpCode: 307 })])).toEqual([
+      'L7Policy p InvalidSpec /spec/redirectHttpCode: is only allowed with actions REDIRECT_TO_URL and REDIRECT_PREFIX (action is REDIRECT_TO_POOL)',
+    ]);
+  });
+
+  it('a redirect pool exists, belongs to the same load balancer and fits the listener', () => {
+    const others = [lb('other', { address: '192.0.2.20' }), pool('theirs', { loadBalancer: 'other' }), pool('tcp', { protocol: 'TCP' })];
+    expect(problemsOf([...l7Stack(), ...others, l7Policy('p', { action: 'REDIRECT_TO_POOL', redirectPool: 'nope' })])).toEqual([
+      'L7Policy p InvalidReference /spec/redirectPool: pool "nope" does not exist in namespace "default"',
+    ]);
+    const d = build([...l7Stack(), ...others, l7Policy('p', { action: 'REDIRECT_TO_POOL', redirectPool: 'theirs' })]);
+    expect(d.problems.map(brief)).toEqual([
+      'L7Policy p InvalidReference /spec/redirectPool: pool "theirs" belongs to load balancer "other", not "web"',
+    ]);
+    expect([...d.blocked.keys()]).toEqual(['default/web']);
+    expect([...d.lbs.keys()]).toEqual(['default/other']);
+    expect(problemsOf([...l7Stack(), ...others, l7Policy('p', { action: 'REDIRECT_TO_POOL', redirectPool: 'tcp' })])).toEqual([
+      'L7Policy p InvalidSpec /spec/redirectPool: a HTTP listener cannot use TCP pool "tcp" (pool protocol must be one of HTTP, PROXY, PROXYV2)',
+    ]);
+  });
+
+  it('admin-down policies, and policies without an enabled rule (as Octavia), are left out', () => {
+    const d = build([
+      ...l7Stack(),
+      l7Policy('off', { adminStateUp: false }),
+      l7Rule('off-rule', { l7Policy: 'off' }),
+      l7Policy('empty'),
+      l7Policy('rules-off'),
+      l7Rule('r-off', { l7Policy: 'rules-off', adminStateUp: false }),
+    ]);
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners[0]?.l7Policies.map((p) => [p.name, p.position])).toEqual([['deny', 1]]);
+    // Still owned, so status can report on them.
+    expect(['off', 'empty', 'rules-off'].map((n) => d.owners.get(`L7Policy/default/${n}`))).toEqual(['default/web', 'default/web', 'default/web']);
+  });
+
+  it('go to the listener they name', () => {
+    const d = build([...l7Stack(), listener('other', { port: 81 }), l7Policy('p2', { listener: 'other' }), l7Rule('r2', { l7Policy: 'p2' })]);
+    const web = d.lbs.get('default/web')!;
+    expect(web.listeners.map((l) => [l.name, l.l7Policies.map((p) => p.name)])).toEqual([
+      ['http', ['deny']],
+      ['other', ['p2']],
+    ]);
+  });
+});
+
+describe('L7 policy position', () => {
+  const policies = (...specs: [string, number | undefined][]) =>
+    specs.flatMap(([name, position]) => [
+      l7Policy(name, position === undefined ? {} : { position }),
+      l7Rule(`${name}-rule`, { l7Policy: name }),
+    ]);
+  const order = (objects: AnyObject[]) =>
+    build([...webStack(), ...objects]).lbs.get('default/web')?.listeners[0]?.l7Policies.map((p) => `${p.position}:${p.name}`);
+
+  it('a policy inserted at position 1 goes first', () => {
+    expect(order(policies(['a', undefined], ['b', undefined]))).toEqual(['1:a', '2:b']);
+    expect(order(policies(['a', undefined], ['b', undefined], ['z', 1]))).toEqual(['1:z', '2:a', '3:b']);
+  });
+
+  it('omitted = last; ties by name; renumbered 1..n', () => {
+    expect(order(policies(['last', undefined], ['c', 7], ['b', 7], ['a', 40], ['d', 2]))).toEqual(['1:d', '2:b', '3:c', '4:a', '5:last']);
+  });
+
+  it('admin-down policies leave no gap', () => {
+    const objects = policies(['a', 1], ['b', 2], ['c', 3]).map((o) => (o.kind === 'L7Policy' && o.metadata.name === 'b' ? l7Policy('b', { position: 2, adminStateUp: false }) : o));
+    expect(order(objects)).toEqual(['1:a', '2:c']);
+  });
+
+  it('does not depend on input order', () => {
+    const objects = [...webStack(), ...policies(['x', 3], ['y', undefined], ['w', 3], ['v', 1])];
+    expect(build([...objects].reverse())).toEqual(build(objects));
+  });
+});
+
+describe('L7 rules', () => {
+  it('are sorted by name, keep key and invert, drop admin-down ones', () => {
+    const d = build([
+      ...l7Stack(),
+      l7Rule('b-host', { type: 'HOST_NAME', compareType: 'EQUAL_TO', value: 'www.example.com', invert: true }),
+      l7Rule('a-cookie', { type: 'COOKIE', compareType: 'REGEX', key: 'session', value: '^[a-f0-9]+$' }),
+      l7Rule('c-off', { adminStateUp: false }),
+    ]);
+    expect(d.problems).toEqual([]);
+    expect(d.lbs.get('default/web')?.listeners[0]?.l7Policies[0]?.rules).toEqual([
+      { name: 'a-cookie', type: 'COOKIE', compareType: 'REGEX', key: 'session', value: '^[a-f0-9]+$', invert: false },
+      { name: 'admin', type: 'PATH', compareType: 'STARTS_WITH', value: '/admin', invert: false },
+      { name: 'b-host', type: 'HOST_NAME', compareType: 'EQUAL_TO', value: 'www.example.com', invert: true },
+    ]);
+  });
+
+  it('HEADER and COOKIE need a key; the others refuse one', () => {
+    expect(problemsOf([...l7Stack(), l7Rule('h', { type: 'HEADER' }), l7Rule('k', { type: 'COOKIE' })])).toEqual([
+      'L7Rule h InvalidSpec /spec/key: is required for HEADER rules (the header name)',
+      'L7Rule k InvalidSpec /spec/key: is required for COOKIE rules (the cookie name)',
+    ]);
+    for (const type of ['HOST_NAME', 'PATH', 'FILE_TYPE'] as const) {
+      expect(problemsOf([...l7Stack(), l7Rule('r', { type, compareType: 'EQUAL_TO', key: 'X-A' })])).toEqual([
+        `L7Rule r InvalidSpec /spec/key: is only allowed on HEADER and COOKIE rules (type is ${type})`,
+      ]);
+    }
+    expect(problemsOf([...l7Stack(), l7Rule('r', { type: 'HEADER', key: 'X-Api', compareType: 'CONTAINS', value: 'v2' })])).toEqual([]);
+  });
+
+  it('FILE_TYPE compares with EQUAL_TO or REGEX only (as Octavia)', () => {
+    for (const compareType of ['STARTS_WITH', 'ENDS_WITH', 'CONTAINS'] as const) {
+      expect(problemsOf([...l7Stack(), l7Rule('r', { type: 'FILE_TYPE', compareType, value: 'jpg' })])).toEqual([
+        `L7Rule r InvalidSpec /spec/compareType: must be EQUAL_TO or REGEX for FILE_TYPE rules (got ${compareType})`,
+      ]);
+    }
+    for (const compareType of ['EQUAL_TO', 'REGEX'] as const) {
+      expect(problemsOf([...l7Stack(), l7Rule('r', { type: 'FILE_TYPE', compareType, value: 'jpg' })])).toEqual([]);
+    }
   });
 });
 

@@ -209,7 +209,9 @@ describe.skipIf(!existsSync(HAPROXY))('against a real HAProxy 2.6 on loopback', 
       ],
     });
     const cfg = join(dir, 'haproxy.cfg');
-    await writeFile(cfg, renderHaproxyConfig(lb, { socket, stateFile }));
+    // No TLS listener and no PING monitor here, so neither path is read.
+    const unused = { certsDir: join(dir, 'certs'), pingCheckCommand: '/bin/false' };
+    await writeFile(cfg, renderHaproxyConfig(lb, { socket, stateFile, ...unused }));
     await run(HAPROXY, ['-f', cfg, '-W', '-D', '-p', pidFile], { timeout: 10_000 });
   });
 

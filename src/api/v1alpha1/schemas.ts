@@ -87,7 +87,26 @@ export const PATTERNS = {
     pattern: '^[A-Za-z0-9_:+!@=.-]+$',
     description: 'an OpenSSL cipher list: letters, digits and _:+!@=.-',
   },
-  cookieName: { pattern: '^[A-Za-z0-9._-]+$', description: 'a cookie name: letters, digits, ".", "_" and "-"' },
+  // RFC 7230 tchar (which RFC 6265 cookie names are too) minus "#" and "'", which HAProxy reads as a comment
+  // and a quote even inside a word, and minus "%", which starts an expression wherever HAProxy expects a
+  // log-format string. The rest cannot end a sample-fetch argument ("(", ")" and "," are not tchar).
+  httpToken: {
+    pattern: "^[A-Za-z0-9!$&*+.^_`|~-]+$",
+    description: 'an HTTP token (header or cookie name): letters, digits and !$&*+.^_`|~-',
+  },
+  // L7 rule values are regexes and strings matched as written. Out: whitespace (splits words), "#" (comment),
+  // quotes and backslash (HAProxy's quoting and escaping), so no value can leave its word. "$" stays, being
+  // the regex anchor: HAProxy expands environment variables only inside double quotes, and values are bare.
+  l7Value: {
+    pattern: String.raw`^[\x21\x24-\x26\x28-\x5b\x5d-\x7e]+$`,
+    description: 'printable ASCII without whitespace, quotes, "#" or "\\"',
+  },
+  // "#" would start a comment in haproxy.cfg, so a URL here has no fragment. "%" stays for percent-encoding:
+  // HAProxy reads redirect targets as log-format strings, so the renderer writes it as "%%".
+  redirectUrl: {
+    pattern: String.raw`^https?://[\x21\x24-\x26\x28-\x2e\x30-\x5b\x5d-\x7e][\x21\x24-\x26\x28-\x5b\x5d-\x7e]*$`,
+    description: 'an absolute http:// or https:// URL without whitespace, quotes, "#" or "\\"',
+  },
   // Descriptions never reach HAProxy, but they do reach logs and terminals: one printable line.
   description: { pattern: '^[^\\x00-\\x1f\\x7f]*$', description: 'a single line without control characters' },
 } as const satisfies Record<string, NamedPattern>;
@@ -119,6 +138,10 @@ function integer(minimum: number, maximum: number, description: string, dflt?: n
 
 function boolean(description: string, dflt?: boolean): JsonSchema {
   return { type: 'boolean', description, ...(dflt === undefined ? {} : { default: dflt }) };
+}
+
+function integerEnum(values: readonly number[], description: string, dflt?: number): JsonSchema {
+  return { type: 'integer', description, enum: [...values], ...(dflt === undefined ? {} : { default: dflt }) };
 }
 
 function stringEnum(values: readonly string[], description: string, dflt?: string): JsonSchema {
@@ -273,7 +296,7 @@ const poolSpec = object(
     sessionPersistence: object(
       {
         type: stringEnum(['SOURCE_IP', 'HTTP_COOKIE', 'APP_COOKIE'], 'How sessions stick to a member'),
-        cookieName: patterned(PATTERNS.cookieName, 255, 'Cookie to follow (APP_COOKIE)'),
+        cookieName: patterned(PATTERNS.httpToken, 255, 'Cookie to follow (APP_COOKIE only)'),
       },
       ['type'],
       'Session persistence',
@@ -335,12 +358,49 @@ const healthMonitorSpec = object(
   ['pool', 'type', 'delay', 'timeout', 'maxRetries'],
 );
 
+const redirectTarget = (what: string): JsonSchema => patterned(PATTERNS.redirectUrl, 2048, what);
+
+const l7PolicySpec = object(
+  {
+    listener: objectName('Name of the Listener (HTTP or TERMINATED_HTTPS) in the same namespace'),
+    action: stringEnum(['REJECT', 'REDIRECT_TO_URL', 'REDIRECT_TO_POOL', 'REDIRECT_PREFIX'], 'What a matching request gets'),
+    redirectPool: objectName('REDIRECT_TO_POOL: Pool of the same load balancer'),
+    redirectUrl: redirectTarget('REDIRECT_TO_URL: where to send the client (no "#" fragment)'),
+    redirectPrefix: redirectTarget('REDIRECT_PREFIX: scheme and host put in front of the request path'),
+    redirectHttpCode: integerEnum([301, 302, 303, 307, 308], 'Status code of a redirect', 302),
+    position: integer(1, 2147483647, "Order among the listener's policies, 1 = first; last when omitted"),
+    adminStateUp,
+    description: description(),
+  },
+  ['listener', 'action'],
+);
+
+const l7RuleSpec = object(
+  {
+    l7Policy: objectName('Name of the L7Policy in the same namespace'),
+    type: stringEnum(['HOST_NAME', 'PATH', 'FILE_TYPE', 'HEADER', 'COOKIE'], 'What part of the request is compared'),
+    compareType: stringEnum(['REGEX', 'STARTS_WITH', 'ENDS_WITH', 'CONTAINS', 'EQUAL_TO'], 'How it is compared'),
+    key: patterned(PATTERNS.httpToken, 255, 'HEADER and COOKIE rules: the header or cookie name'),
+    value: patterned(
+      PATTERNS.l7Value,
+      255,
+      'What to compare with. Printable ASCII without whitespace, quotes, "#" or backslash: a regex therefore ' +
+        'cannot escape with "\\"; write "[.]" for a literal dot, "[?]" for a literal question mark',
+    ),
+    invert: boolean('Match when the comparison fails', false),
+    adminStateUp,
+  },
+  ['l7Policy', 'type', 'compareType', 'value'],
+);
+
 export const SPEC_SCHEMAS: Readonly<Record<Kind, JsonSchema>> = {
   LoadBalancer: loadBalancerSpec,
   Listener: listenerSpec,
   Pool: poolSpec,
   Member: memberSpec,
   HealthMonitor: healthMonitorSpec,
+  L7Policy: l7PolicySpec,
+  L7Rule: l7RuleSpec,
 };
 
 // ---------------------------------------------------------------------------------------------------------

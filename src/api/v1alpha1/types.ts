@@ -4,7 +4,7 @@
 
 export const API_VERSION = 'nslb.dev/v1alpha1';
 
-export const KINDS = ['LoadBalancer', 'Listener', 'Pool', 'Member', 'HealthMonitor'] as const;
+export const KINDS = ['LoadBalancer', 'Listener', 'Pool', 'Member', 'HealthMonitor', 'L7Policy', 'L7Rule'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface ObjectMeta {
@@ -120,11 +120,13 @@ export interface PoolTls {
   alpnProtocols?: string[];
 }
 
+export type SessionPersistenceType = 'SOURCE_IP' | 'HTTP_COOKIE' | 'APP_COOKIE';
+
 export interface PoolSpec {
   loadBalancer: string;
   protocol: PoolProtocol;
   lbAlgorithm: LbAlgorithm;
-  sessionPersistence?: { type: 'SOURCE_IP' | 'HTTP_COOKIE' | 'APP_COOKIE'; cookieName?: string };
+  sessionPersistence?: { type: SessionPersistenceType; cookieName?: string };
   tls?: PoolTls;
   adminStateUp?: boolean;
   description?: string;
@@ -159,12 +161,41 @@ export interface HealthMonitorSpec {
   adminStateUp?: boolean;
 }
 
+export type L7Action = 'REJECT' | 'REDIRECT_TO_URL' | 'REDIRECT_TO_POOL' | 'REDIRECT_PREFIX';
+
+export interface L7PolicySpec {
+  listener: string;
+  action: L7Action;
+  redirectPool?: string;
+  redirectUrl?: string;
+  redirectPrefix?: string;
+  redirectHttpCode?: 301 | 302 | 303 | 307 | 308;
+  position?: number;
+  adminStateUp?: boolean;
+  description?: string;
+}
+
+export type L7RuleType = 'HOST_NAME' | 'PATH' | 'FILE_TYPE' | 'HEADER' | 'COOKIE';
+export type L7CompareType = 'REGEX' | 'STARTS_WITH' | 'ENDS_WITH' | 'CONTAINS' | 'EQUAL_TO';
+
+export interface L7RuleSpec {
+  l7Policy: string;
+  type: L7RuleType;
+  compareType: L7CompareType;
+  key?: string;
+  value: string;
+  invert?: boolean;
+  adminStateUp?: boolean;
+}
+
 export interface SpecByKind {
   LoadBalancer: LoadBalancerSpec;
   Listener: ListenerSpec;
   Pool: PoolSpec;
   Member: MemberSpec;
   HealthMonitor: HealthMonitorSpec;
+  L7Policy: L7PolicySpec;
+  L7Rule: L7RuleSpec;
 }
 
 export interface ApiObject<K extends Kind = Kind> {

@@ -2,8 +2,9 @@
 // <state-dir>/lb/<netns>/. A new config is checked with `haproxy -c` before an atomic rename, so a config
 // that fails the check never replaces a good one; a reload (SIGUSR2 to the master) passes the listening
 // sockets to the new worker (`expose-fd listeners`) and old workers finish their connections.
-import { chmod, mkdir, open, readFile, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Runner } from '../../exec/run.js';
 import type { ObservedHaproxy } from '../observed.js';
 import { netnsInode } from '../netns/netns.js';
@@ -16,7 +17,14 @@ export interface LbPaths {
   pidfile: string;
   socket: string;
   stateFile: string;
+  /** TLS material, 0600 files in a 0700 directory, named by content hash. */
+  certsDir: string;
+  /** The external check HAProxy runs for PING health monitors (shipped in the package). */
+  pingCheckCommand: string;
 }
+
+// dist/drivers/haproxy/ and src/drivers/haproxy/ are both three levels below the package root.
+const PING_CHECK = fileURLToPath(new URL('../../../scripts/ping-check.sh', import.meta.url));
 
 export function lbPaths(stateDir: string, netns: string): LbPaths {
   const dir = join(stateDir, 'lb', netns);
@@ -26,6 +34,8 @@ export function lbPaths(stateDir: string, netns: string): LbPaths {
     pidfile: join(dir, 'haproxy.pid'),
     socket: join(dir, 'haproxy.sock'),
     stateFile: join(dir, 'server-state'),
+    certsDir: join(dir, 'certs'),
+    pingCheckCommand: PING_CHECK,
   };
 }
 
@@ -92,12 +102,55 @@ async function writeFileDurably(path: string, content: string, mode: number): Pr
   }
 }
 
+/** Names of the certificate files present (contents are never read back: they are named by their hash). */
+export async function observeCertFiles(paths: LbPaths): Promise<string[]> {
+  try {
+    return (await readdir(paths.certsDir)).filter((f) => f.endsWith('.pem')).sort();
+  } catch {
+    return [];
+  }
+}
+
+export interface CertificateFile {
+  fileName: string;
+  pem: string;
+}
+
+async function writeCertificates(paths: LbPaths, certificates: readonly CertificateFile[]): Promise<void> {
+  if (certificates.length === 0) return;
+  await mkdir(paths.certsDir, { recursive: true, mode: 0o700 });
+  await chmod(paths.certsDir, 0o700);
+  const present = new Set(await observeCertFiles(paths));
+  for (const c of certificates) {
+    if (present.has(c.fileName)) continue;
+    // Written under a temporary name and renamed: HAProxy never reads half a key.
+    const tmp = join(paths.certsDir, `.${c.fileName}.tmp`);
+    await writeFileDurably(tmp, c.pem, 0o600);
+    await rename(tmp, join(paths.certsDir, c.fileName));
+  }
+}
+
+async function removeStaleCertificates(paths: LbPaths, keep: readonly CertificateFile[]): Promise<void> {
+  const wanted = new Set(keep.map((c) => c.fileName));
+  for (const f of await observeCertFiles(paths)) {
+    if (!wanted.has(f)) await rm(join(paths.certsDir, f), { force: true });
+  }
+}
+
 /**
- * Write the config next to the live one, check it with the real parser, then rename over the live one.
- * A config that fails the check is removed and the error thrown: the running HAProxy keeps the old one.
+ * Write the config (and the certificate files it names) next to the live one, check it with the real parser,
+ * then rename over the live one. A config that fails the check is removed and the error thrown: the running
+ * HAProxy keeps the old one. Certificates the new config no longer names are removed after the rename
+ * (running workers hold theirs in memory).
  */
-export async function writeCheckedConfig(run: Runner, paths: LbPaths, config: string): Promise<void> {
+export async function writeCheckedConfig(
+  run: Runner,
+  paths: LbPaths,
+  config: string,
+  certificates: readonly CertificateFile[] = [],
+): Promise<void> {
   await ensureStateDir(paths);
+  await writeCertificates(paths, certificates);
   const next = `${paths.config}.next`;
   await writeFileDurably(next, config, 0o600);
   try {
@@ -107,6 +160,7 @@ export async function writeCheckedConfig(run: Runner, paths: LbPaths, config: st
     throw err;
   }
   await rename(next, paths.config);
+  await removeStaleCertificates(paths, certificates);
 }
 
 export function argvStart(netns: string, paths: LbPaths): string[] {
