@@ -28,10 +28,11 @@ const program = new Command('nslb')
 
 program
   .command('run')
-  .description('reconcile load balancers forever (file-watch mode: --watch DIR)')
+  .description('reconcile load balancers forever (--watch DIR, or --kubernetes)')
   .option('--watch <dir>', 'directory of *.yaml, *.yml, *.json manifests (may be a symlink to a checkout)')
-  .option('--kubernetes', 'Kubernetes mode (not available yet)')
-  .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
+  .option('--kubernetes', 'Kubernetes mode: watch the nslb.dev custom resources')
+  .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: in-cluster config)')
+  .option('--namespace <ns>', 'with --kubernetes: only this namespace (default: all)')
   .addOption(stateDirOption())
   .addOption(bridgeOption())
   .option('--node-name <name>', 'this node, as reported in status', DEFAULTS.nodeName)
@@ -44,6 +45,8 @@ program
     await runAgent({
       ...(typeof o.watch === 'string' ? { watch: o.watch } : {}),
       ...(o.kubernetes === true ? { kubernetes: true } : {}),
+      ...(typeof o.kubeconfig === 'string' ? { kubeconfig: o.kubeconfig } : {}),
+      ...(typeof o.namespace === 'string' ? { namespace: o.namespace } : {}),
       stateDir: o.stateDir as string,
       bridge: o.bridge as string,
       nodeName: o.nodeName as string,

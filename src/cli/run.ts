@@ -1,7 +1,11 @@
 // `nslb run --watch DIR`: the agent. Stopping it (SIGTERM, SIGINT, a crash) leaves load balancers serving.
 import { createServer, type Server } from 'node:http';
 import { mkdir, chmod } from 'node:fs/promises';
-import { Manager } from '../controller/manager.js';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Manager, type ManagerOptions } from '../controller/manager.js';
+import { parseLbKey } from '../desired/names.js';
+import { KubernetesSource, type InvalidObject } from '../sources/kubernetes.js';
+import { KubernetesEvents, KubernetesStatusWriter } from '../status/kubernetes-writer.js';
 import { runCommand } from '../exec/run.js';
 import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
@@ -12,6 +16,9 @@ import { parseListen } from './options.js';
 export interface RunFlags {
   watch?: string;
   kubernetes?: boolean;
+  kubeconfig?: string;
+  /** Kubernetes mode: only this namespace. */
+  namespace?: string;
   stateDir: string;
   bridge: string;
   nodeName: string;
@@ -45,18 +52,38 @@ function serveHttp(listen: string, manager: Manager, lastStatus: () => StatusFil
   return server;
 }
 
+/** What the agent reads desired objects from: a watched directory or the Kubernetes API. */
+interface AgentSource {
+  start(): Promise<void>;
+  /** Re-read now (the periodic resync). */
+  refresh(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function kubeConfigFor(flags: RunFlags): KubeConfig {
+  const kc = new KubeConfig();
+  if (flags.kubeconfig !== undefined) kc.loadFromFile(flags.kubeconfig);
+  else kc.loadFromCluster();
+  return kc;
+}
+
 export async function runAgent(flags: RunFlags): Promise<void> {
   const logger = createLogger(flags.logLevel);
-  if (flags.kubernetes === true) {
-    throw new Error('Kubernetes mode is not available in this version yet; use --watch DIR');
+  if (flags.kubernetes !== true && flags.watch === undefined) {
+    throw new Error('nslb run needs --watch DIR (file-watch mode) or --kubernetes');
   }
-  if (flags.watch === undefined) throw new Error('nslb run needs --watch DIR (file-watch mode)');
+  if (flags.kubernetes === true && flags.watch !== undefined) throw new Error('--watch and --kubernetes exclude each other');
   await mkdir(flags.stateDir, { recursive: true, mode: 0o700 });
   await chmod(flags.stateDir, 0o700);
 
-  const writer = new StatusFileWriter(flags.stateDir);
+  const fileWriter = new StatusFileWriter(flags.stateDir);
   let lastStatus: StatusFile | undefined;
-  const manager = new Manager({
+  let sink: (file: StatusFile) => Promise<void> = async (file) => {
+    await fileWriter.write(file);
+  };
+  let onRemoved: ((key: string) => Promise<void>) | undefined;
+  let onEvent: ManagerOptions['onEvent'];
+  const manager: Manager = new Manager({
     run: runCommand,
     stateDir: flags.stateDir,
     bridge: flags.bridge,
@@ -65,26 +92,65 @@ export async function runAgent(flags: RunFlags): Promise<void> {
     logger,
     publish: async (file) => {
       lastStatus = file;
-      await writer.write(file);
+      await sink(file);
     },
-  });
-  let logged = new Set<string>();
-  const source = new FileSource(flags.watch, {
-    onSnapshot: (s) => {
-      // Each broken file is logged once when it breaks, not on every resync's re-read.
-      const now = new Set<string>();
-      for (const issue of s.issues) {
-        const text = describeIssue(issue);
-        if (!logged.has(text)) logger.warn({ file: issue.file, document: issue.document }, text);
-        now.add(text);
-      }
-      logged = now;
-      manager.setSnapshot(s.objects, s.issues, s.materials);
-    },
-    onError: (err) => logger.error({ err }, 'cannot read the watched directory; keeping the last snapshot'),
+    onRemoved: async (key) => onRemoved?.(key),
+    onEvent: (e) => onEvent?.(e),
   });
 
-  logger.info({ watch: flags.watch, stateDir: flags.stateDir, bridge: flags.bridge }, 'nslb starting');
+  let source: AgentSource;
+  if (flags.kubernetes === true) {
+    const kc = kubeConfigFor(flags);
+    let invalid: InvalidObject[] = [];
+    const k8s: KubernetesSource = new KubernetesSource({
+      kubeConfig: kc,
+      ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
+      logger,
+      onSnapshot: (s) => {
+        invalid = s.invalid;
+        manager.setSnapshot(s.objects, []);
+        // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
+        for (const d of k8s.deleting()) manager.enqueue(`${d.namespace}/${d.name}`);
+        k8s.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
+      },
+    });
+    const statusWriter = new KubernetesStatusWriter(kc, k8s, logger);
+    const events = new KubernetesEvents(kc, k8s, flags.nodeName);
+    // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
+    sink = async (file) => {
+      await fileWriter.write(file);
+      await statusWriter.write(file, invalid);
+    };
+    onRemoved = async (key) => {
+      const { namespace, name } = parseLbKey(key);
+      await k8s.removeFinalizer(namespace, name);
+    };
+    onEvent = (e) => {
+      const { namespace, name } = parseLbKey(e.key);
+      void events.emit({ namespace, name, kind: 'LoadBalancer', type: e.type, reason: e.reason, message: e.message });
+    };
+    source = { start: () => k8s.start(), refresh: async () => k8s.refresh(), stop: () => k8s.stop() };
+  } else {
+    let logged = new Set<string>();
+    const files = new FileSource(flags.watch!, {
+      onSnapshot: (s) => {
+        // Each broken file is logged once when it breaks, not on every resync's re-read.
+        const now = new Set<string>();
+        for (const issue of s.issues) {
+          const text = describeIssue(issue);
+          if (!logged.has(text)) logger.warn({ file: issue.file, document: issue.document }, text);
+          now.add(text);
+        }
+        logged = now;
+        manager.setSnapshot(s.objects, s.issues, s.materials);
+      },
+      onError: (err) => logger.error({ err }, 'cannot read the watched directory; keeping the last snapshot'),
+    });
+    source = files;
+  }
+
+  const mode = flags.kubernetes === true ? { kubernetes: flags.namespace ?? 'all namespaces' } : { watch: flags.watch };
+  logger.info({ ...mode, stateDir: flags.stateDir, bridge: flags.bridge }, 'nslb starting');
   const server = serveHttp(flags.listen, manager, () => lastStatus);
   server.on('error', (err) => logger.error({ err, listen: flags.listen }, 'cannot serve health endpoints'));
   await source.start();

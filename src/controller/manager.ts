@@ -29,6 +29,10 @@ export interface ManagerOptions {
   logger: Logger;
   /** Receives the status file whenever it may have changed (the writer drops repeats). */
   publish: (file: StatusFile) => Promise<void>;
+  /** A load balancer that is no longer desired is gone from the node (Kubernetes: drop the finalizer). */
+  onRemoved?: (key: LbKey) => Promise<void>;
+  /** Provisioning milestones and failures, for Kubernetes Events. */
+  onEvent?: (e: { key: LbKey; type: 'Normal' | 'Warning'; reason: string; message: string }) => void;
 }
 
 const ORPHAN_PREFIX = 'orphan:';
@@ -113,6 +117,11 @@ export class Manager {
     }
     this.#loggedProblems = problems;
     void this.#publish();
+  }
+
+  /** Queue one load balancer (e.g. one being deleted whose finalizer is still ours to remove). */
+  enqueue(key: LbKey): void {
+    this.#queue.add(key);
   }
 
   /** Queue every known load balancer and every orphan found on the node. */
@@ -207,6 +216,7 @@ export class Manager {
       outcome.phase = 'error';
       outcome.message = (err as Error).message;
       log.error({ err }, 'reconcile failed; will retry with backoff');
+      this.#opts.onEvent?.({ key, type: 'Warning', reason: 'ReconcileFailed', message: outcome.message });
       await this.#publish();
       throw err;
     }
@@ -214,12 +224,22 @@ export class Manager {
       this.#outcomes.delete(key);
       this.#fingerprints.delete(key);
       if (actions.length > 0) log.info({ ms: Date.now() - started }, 'removed');
+      if (!key.startsWith(ORPHAN_PREFIX)) await this.#opts.onRemoved?.(key);
     } else {
+      const created = outcome.applied === undefined;
       outcome.phase = 'active';
       delete outcome.message;
       outcome.applied = desired;
       if (blocked === undefined) outcome.appliedGenerations = this.#generationsOf(key);
-      if (actions.length > 0) log.info({ ms: Date.now() - started }, 'converged');
+      if (actions.length > 0) {
+        log.info({ ms: Date.now() - started }, 'converged');
+        this.#opts.onEvent?.({
+          key,
+          type: 'Normal',
+          reason: created ? 'Provisioned' : 'Updated',
+          message: `${created ? 'serving' : 'updated'} on ${this.#opts.nodeName} in ${Date.now() - started} ms: ${actions.length} actions`,
+        });
+      }
       await this.#pollOne(outcome);
     }
     await this.#publish();

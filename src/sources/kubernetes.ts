@@ -1,0 +1,212 @@
+// Kubernetes mode's source: one informer (list + watch) per nslb kind, cluster-wide or in one namespace.
+// Events only say "something changed"; after a short debounce the informers' caches become one snapshot, the
+// same shape file mode produces, so the engine does not know where objects come from.
+// LoadBalancers carry a finalizer so that deleting one cleans the node before the object goes.
+import {
+  CustomObjectsApi,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+  type Informer,
+  type KubeConfig,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import type { AnyObject, Kind } from '../api/v1alpha1/types.js';
+import { API_VERSION, KINDS } from '../api/v1alpha1/types.js';
+import { validateObject } from '../api/v1alpha1/validate.js';
+import type { Logger } from '../log/logger.js';
+
+export const GROUP = 'nslb.dev';
+export const VERSION = 'v1alpha1';
+export const FINALIZER = 'nslb.dev/cleanup';
+
+export const PLURALS: Readonly<Record<Kind, string>> = {
+  LoadBalancer: 'loadbalancers',
+  Listener: 'listeners',
+  Pool: 'pools',
+  Member: 'members',
+  HealthMonitor: 'healthmonitors',
+  L7Policy: 'l7policies',
+  L7Rule: 'l7rules',
+};
+
+/** An object the API server holds that our schema refuses (the CRD schema is looser in places). */
+export interface InvalidObject {
+  kind: Kind;
+  namespace: string;
+  name: string;
+  message: string;
+}
+
+export interface KubernetesSnapshot {
+  objects: AnyObject[];
+  invalid: InvalidObject[];
+}
+
+type RawObject = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: KubernetesObject['metadata'] & { deletionTimestamp?: unknown } };
+
+export interface KubernetesSourceOptions {
+  kubeConfig: KubeConfig;
+  /** Only this namespace; all namespaces when undefined. */
+  namespace?: string;
+  logger: Logger;
+  debounceMs?: number;
+  onSnapshot: (s: KubernetesSnapshot) => void;
+}
+
+export class KubernetesSource {
+  readonly #opts: KubernetesSourceOptions;
+  readonly #api: CustomObjectsApi;
+  readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[] }>();
+  readonly #restarts = new Map<Kind, number>();
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(opts: KubernetesSourceOptions) {
+    this.#opts = opts;
+    this.#api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(KINDS.map((kind) => this.#startInformer(kind)));
+    this.#emit();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await Promise.all([...this.#informers.values()].map((i) => i.stop()));
+  }
+
+  /** Read the caches again now (the periodic resync; events may have been merged away). */
+  refresh(): void {
+    this.#emit();
+  }
+
+  async #startInformer(kind: Kind): Promise<void> {
+    const plural = PLURALS[kind];
+    const ns = this.#opts.namespace;
+    const path = `/apis/${GROUP}/${VERSION}/${ns === undefined ? '' : `namespaces/${ns}/`}${plural}`;
+    const list = async () =>
+      (ns === undefined
+        ? await this.#api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
+        : await this.#api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural })) as {
+        items: RawObject[];
+        metadata: { resourceVersion?: string };
+      };
+    const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list) as Informer<RawObject> & {
+      list(namespace?: string): RawObject[];
+    };
+    for (const verb of ['add', 'update', 'delete']) informer.on(verb, () => this.#changed());
+    // client-node relists by itself after 410 Gone and re-watches when a stream ends; any other error stops
+    // the informer, and restarting it is ours to do, with backoff.
+    informer.on('error', (err: unknown) => {
+      if (this.#stopped) return;
+      const n = (this.#restarts.get(kind) ?? 0) + 1;
+      this.#restarts.set(kind, n);
+      const delay = Math.min(30_000, 200 * 2 ** Math.min(n - 1, 8));
+      this.#opts.logger.warn({ kind, err: String(err), retryInMs: delay }, 'informer stopped; restarting');
+      setTimeout(() => {
+        if (!this.#stopped) informer.start().catch(() => undefined);
+      }, delay).unref();
+    });
+    informer.on('connect', () => this.#restarts.set(kind, 0));
+    this.#informers.set(kind, informer);
+    await informer.start();
+  }
+
+  #changed(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#emit(), this.#opts.debounceMs ?? 50);
+  }
+
+  #emit(): void {
+    this.#opts.onSnapshot(this.snapshot());
+  }
+
+  /** The informers' caches as desired objects. A LoadBalancer being deleted is left out: that is the delete. */
+  snapshot(): KubernetesSnapshot {
+    const objects: AnyObject[] = [];
+    const invalid: InvalidObject[] = [];
+    for (const [kind, informer] of this.#informers) {
+      for (const raw of informer.list()) {
+        const namespace = raw.metadata?.namespace ?? 'default';
+        const name = raw.metadata?.name ?? '';
+        if (kind === 'LoadBalancer' && raw.metadata?.deletionTimestamp !== undefined) continue;
+        const result = validateObject({
+          apiVersion: API_VERSION,
+          kind,
+          metadata: { name, namespace, ...(raw.metadata?.generation === undefined ? {} : { generation: raw.metadata.generation }) },
+          spec: raw.spec,
+        });
+        if (result.ok) objects.push(result.object);
+        else invalid.push({ kind, namespace, name, message: result.issues.map((i) => (i.path === '' ? i.message : `${i.path}: ${i.message}`)).join('; ') });
+      }
+    }
+    return { objects, invalid };
+  }
+
+  /** The object as the informer last saw it (with resourceVersion, uid and status). */
+  cached(kind: Kind, namespace: string, name: string): RawObject | undefined {
+    return this.#informers.get(kind)?.list(namespace).find((o) => o.metadata?.name === name);
+  }
+
+  /** LoadBalancers that are being deleted and still carry our finalizer. */
+  deleting(): { namespace: string; name: string }[] {
+    return (this.#informers.get('LoadBalancer')?.list() ?? [])
+      .filter((o) => o.metadata?.deletionTimestamp !== undefined && (o.metadata.finalizers ?? []).includes(FINALIZER))
+      .map((o) => ({ namespace: o.metadata?.namespace ?? 'default', name: o.metadata?.name ?? '' }));
+  }
+
+  /** Add our finalizer to every LoadBalancer that lacks it (and is not being deleted). */
+  async ensureFinalizers(): Promise<void> {
+    for (const o of this.#informers.get('LoadBalancer')?.list() ?? []) {
+      const finalizers = o.metadata?.finalizers ?? [];
+      if (o.metadata?.deletionTimestamp !== undefined || finalizers.includes(FINALIZER)) continue;
+      await this.#setFinalizers(o.metadata?.namespace ?? 'default', o.metadata?.name ?? '', (f) => (f.includes(FINALIZER) ? f : [...f, FINALIZER]));
+    }
+  }
+
+  /** The node is clean: let the object go. Other controllers' finalizers are kept. */
+  async removeFinalizer(namespace: string, name: string): Promise<void> {
+    await this.#setFinalizers(namespace, name, (f) => f.filter((x) => x !== FINALIZER));
+  }
+
+  /**
+   * Read-modify-write of metadata.finalizers, guarded by resourceVersion: a merge patch replaces the whole
+   * list, so without the guard we could drop a finalizer someone added meanwhile. On 409, read and retry.
+   */
+  async #setFinalizers(namespace: string, name: string, change: (f: string[]) => string[]): Promise<void> {
+    const plural = PLURALS.LoadBalancer;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let current: RawObject;
+      try {
+        current = (await this.#api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name })) as RawObject;
+      } catch (err) {
+        if (statusCode(err) === 404) return;
+        throw err;
+      }
+      const before = current.metadata?.finalizers ?? [];
+      const after = change(before);
+      if (after.length === before.length && after.every((f, i) => f === before[i])) return;
+      try {
+        await this.#api.patchNamespacedCustomObject(
+          { group: GROUP, version: VERSION, namespace, plural, name, body: { metadata: { finalizers: after, resourceVersion: current.metadata?.resourceVersion } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        return;
+      } catch (err) {
+        if (statusCode(err) === 404) return;
+        if (statusCode(err) !== 409) throw err;
+      }
+    }
+    throw new Error(`could not update finalizers of ${namespace}/${name}: conflicts kept happening`);
+  }
+}
+
+export function statusCode(err: unknown): number | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown };
+  if (typeof e.code === 'number') return e.code;
+  if (typeof e.statusCode === 'number') return e.statusCode;
+  return undefined;
+}
