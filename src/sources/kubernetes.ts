@@ -87,13 +87,17 @@ export class KubernetesSource {
     const plural = PLURALS[kind];
     const ns = this.#opts.namespace;
     const path = `/apis/${GROUP}/${VERSION}/${ns === undefined ? '' : `namespaces/${ns}/`}${plural}`;
-    const list = async () =>
-      (ns === undefined
+    const list = async () => {
+      const result = (ns === undefined
         ? await this.#api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
         : await this.#api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural })) as {
         items: RawObject[];
         metadata: { resourceVersion?: string };
       };
+      // A list that worked is the sign of health that ends a backoff ('connect' fires before every attempt).
+      this.#restarts.set(kind, 0);
+      return result;
+    };
     const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list) as Informer<RawObject> & {
       list(namespace?: string): RawObject[];
     };
@@ -110,7 +114,6 @@ export class KubernetesSource {
         if (!this.#stopped) informer.start().catch(() => undefined);
       }, delay).unref();
     });
-    informer.on('connect', () => this.#restarts.set(kind, 0));
     this.#informers.set(kind, informer);
     await informer.start();
   }

@@ -7,10 +7,14 @@ import { promisify } from 'node:util';
 import type { StatusFile } from '../../src/status/status-file.js';
 
 const execFileP = promisify(execFile);
-export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
+// NSLB_E2E_CLI runs the same tests against another build (say, the last release's dist/main.js).
+export const CLI = process.env.NSLB_E2E_CLI ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
 
 export interface AgentOptions {
-  watch: string;
+  /** File-watch mode; or `kubeconfig` for Kubernetes mode. */
+  watch?: string;
+  kubeconfig?: string;
+  namespace?: string;
   stateDir: string;
   bridge: string;
   resync?: number;
@@ -26,7 +30,10 @@ export class Agent {
     this.child = spawn(
       process.execPath,
       [
-        CLI, 'run', '--watch', opts.watch, '--state-dir', opts.stateDir, '--bridge', opts.bridge,
+        CLI, 'run',
+        ...(opts.kubeconfig === undefined ? ['--watch', opts.watch ?? ''] : ['--kubernetes', '--kubeconfig', opts.kubeconfig, '--node-name', 'e2e-node']),
+        ...(opts.namespace === undefined ? [] : ['--namespace', opts.namespace]),
+        '--state-dir', opts.stateDir, '--bridge', opts.bridge,
         '--resync', String(opts.resync ?? 3), '--status-interval', '300', '--listen', opts.listen ?? '127.0.0.1:0',
         '--log-level', 'debug',
       ],

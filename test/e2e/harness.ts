@@ -10,6 +10,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -387,8 +388,52 @@ export interface HttpServerHandle {
   stop(): Promise<void>;
   /** Makes the server's /healthz answer 200 (true) or 503 (false), so a monitor sees it go up or down. */
   setHealthy(healthy: boolean): Promise<void>;
+  /** Makes the server's /healthz answer `code` (200–599) from now on. */
+  setHealthStatus(code: number): Promise<void>;
+  /** The last 100 /healthz requests the server saw (health checks), oldest first. */
+  healthLog(): Promise<HealthCheckRecord[]>;
+  /** Requests the server is processing right now (e.g. held by /__slow). */
+  inflight(): Promise<number>;
   /** stdout and stderr so far (the server prints one line on start and nothing per request). */
   output(): string;
+}
+
+export interface HealthCheckRecord {
+  method: string;
+  /** Path and query, as requested. */
+  url: string;
+  httpVersion: string;
+  host: string | null;
+}
+
+/** What scripts/member-server.mjs answers on /__echo. */
+export interface EchoReply {
+  name: string;
+  method: string;
+  url: string;
+  httpVersion: string;
+  /** The TCP peer: the load balancer's address when it proxies. */
+  remoteAddress: string;
+  remotePort: number;
+  localPort: number;
+  /** Whether the request came over TLS. */
+  tls: boolean;
+  servername: string | null;
+  /** The PROXY protocol header the connection started with (servers started with proxyProtocol). */
+  proxy: ProxyHeader | null;
+  /** Lower-cased names. */
+  headers: Record<string, string | string[]>;
+}
+
+export interface ProxyHeader {
+  version: 1 | 2;
+  /** v2 LOCAL: a connection of the proxy's own (a health check), no addresses. */
+  command: 'PROXY' | 'LOCAL';
+  protocol: string;
+  sourceAddress: string | null;
+  destinationAddress: string | null;
+  sourcePort: number | null;
+  destinationPort: number | null;
 }
 
 export interface HttpServerOptions {
@@ -398,6 +443,14 @@ export interface HttpServerOptions {
   /** Defaults to the host's address. */
   bindAddress?: string;
   timeoutMs?: number;
+  /** Serve HTTPS with this PEM certificate and key (e.g. from createTestPki) instead of HTTP. */
+  tls?: { certFile: string; keyFile: string };
+  /** Parse a PROXY v1/v2 header at the start of each connection and report it in /__echo. */
+  proxyProtocol?: boolean;
+  /** 'NAME=VALUE': every response sets this cookie (an application session cookie). */
+  setCookie?: string;
+  /** The initial /healthz status code (default 200). */
+  healthStatus?: number;
 }
 
 // Run inside a netns as `node -e PROBE host port`: exits 0 once a TCP connect succeeds.
@@ -416,10 +469,16 @@ export function tcpConnects(from: Host, address: string, port: number): Promise<
 /** Starts scripts/member-server.mjs in the host's netns; resolves once its port accepts connections. */
 export async function startHttpServer(host: Host, options: HttpServerOptions): Promise<HttpServerHandle> {
   const { port, name, bindAddress = host.address, timeoutMs = 15_000 } = options;
+  const extra = [
+    ...(options.tls ? ['--tls-cert', options.tls.certFile, '--tls-key', options.tls.keyFile] : []),
+    ...(options.proxyProtocol ? ['--proxy-protocol'] : []),
+    ...(options.setCookie !== undefined ? ['--set-cookie', options.setCookie] : []),
+    ...(options.healthStatus !== undefined ? ['--health-status', String(options.healthStatus)] : []),
+  ];
   // `ip netns exec` execs the command, so the child's pid is the server's pid and signals reach it directly.
   const child = spawn(
     'ip',
-    ['netns', 'exec', host.netns, process.execPath, MEMBER_SERVER, '--host', bindAddress, '--port', String(port), '--name', name],
+    ['netns', 'exec', host.netns, process.execPath, MEMBER_SERVER, '--host', bindAddress, '--port', String(port), '--name', name, ...extra],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const output = captureOutput(child);
@@ -441,7 +500,13 @@ export async function startHttpServer(host: Host, options: HttpServerOptions): P
   }
   if (child.pid === undefined) throw new Error(`member server ${name} has no pid`);
 
-  const url = `http://${hostPort(probeAddress, port)}`;
+  const url = `${options.tls ? 'https' : 'http'}://${hostPort(probeAddress, port)}`;
+  // The server's own certificate is for names, not for its address: its control requests skip verification.
+  const control = async (path: string, what: string): Promise<string> => {
+    const response = await httpGet(host, `${url}${path}`, options.tls ? { curlArgs: ['-k'] } : {});
+    if (response.status !== 200) throw new Error(`member server ${name}: ${what} got ${response.status} ${response.error ?? ''}`);
+    return response.body;
+  };
   return {
     pid: child.pid,
     host,
@@ -451,8 +516,16 @@ export async function startHttpServer(host: Host, options: HttpServerOptions): P
     output,
     stop: () => stopChild(child, exited),
     async setHealthy(healthy) {
-      const response = await httpGet(host, `${url}/__health/${healthy ? 'ok' : 'fail'}`);
-      if (response.status !== 200) throw new Error(`member server ${name}: setHealthy(${healthy}) got ${response.status} ${response.error ?? ''}`);
+      await control(`/__health/${healthy ? 'ok' : 'fail'}`, `setHealthy(${healthy})`);
+    },
+    async setHealthStatus(code) {
+      await control(`/__health/status?code=${code}`, `setHealthStatus(${code})`);
+    },
+    async healthLog() {
+      return JSON.parse(await control('/__health/log', 'healthLog()')) as HealthCheckRecord[];
+    },
+    async inflight() {
+      return (JSON.parse(await control('/__inflight', 'inflight()')) as { inflight: number }).inflight;
     },
   };
 }
@@ -704,6 +777,147 @@ export async function openLongConnection(
     throw new Error(`${(error as Error).message}${detail ? `: ${detail}` : ''}`, { cause: error });
   }
   return connection;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Raw connections and TLS, from inside a netns
+
+// Run inside a netns as `node -e RAW host port base64-payload wait-ms`: connects, sends the payload, and
+// prints one JSON line when the connection closes or wait-ms passes, whichever is first.
+const RAW_EXCHANGE = `
+const [host, port, payload, waitMs] = process.argv.slice(1);
+const start = Date.now();
+let connectedAt = null, error = null, received = Buffer.alloc(0), done = false;
+const finish = (closed) => {
+  if (done) return;
+  done = true;
+  process.stdout.write(JSON.stringify({
+    connected: connectedAt !== null,
+    closed,
+    closedAfterMs: closed ? Date.now() - (connectedAt ?? start) : null,
+    received: received.toString('latin1'),
+    error,
+  }));
+  process.exit(0);
+};
+const s = require('node:net').connect({ host, port: Number(port) });
+s.on('connect', () => { connectedAt = Date.now(); if (payload) s.write(Buffer.from(payload, 'base64')); });
+s.on('data', (c) => { received = Buffer.concat([received, c]); });
+s.on('error', (e) => { error = e.message; });
+s.on('close', () => finish(true));
+setTimeout(() => finish(false), Number(waitMs));
+`;
+
+export interface RawExchange {
+  connected: boolean;
+  /** Whether the connection was closed (by either side, or failed) within the wait. */
+  closed: boolean;
+  /** From connect (or from the attempt, if it never connected) to close. */
+  closedAfterMs: number | null;
+  /** Everything received, latin1. */
+  received: string;
+  error: string | null;
+}
+
+/**
+ * One TCP connection from inside `from`'s netns: sends `send` (if any), then waits up to waitMs for the peer
+ * to close. What a PROXY header or an idle client needs, which curl cannot do.
+ */
+export async function rawExchange(
+  from: Host,
+  address: string,
+  port: number,
+  options: { send?: string | Buffer; waitMs?: number } = {},
+): Promise<RawExchange> {
+  const waitMs = options.waitMs ?? 3_000;
+  const payload = options.send === undefined ? '' : Buffer.from(options.send).toString('base64');
+  const argv = ['ip', 'netns', 'exec', from.netns, process.execPath, '-e', RAW_EXCHANGE, address, String(port), payload, String(waitMs)];
+  const { stdout } = await runCommand(argv, { timeoutMs: waitMs + 10_000 });
+  return JSON.parse(stdout) as RawExchange;
+}
+
+// Run inside a netns as `node -e PEER host port [servername]`: prints the certificate the server presents.
+const TLS_PEER = `
+const [host, port, servername] = process.argv.slice(1);
+const s = require('node:tls').connect(
+  { host, port: Number(port), rejectUnauthorized: false, ...(servername ? { servername } : {}) },
+  () => {
+    const c = s.getPeerCertificate();
+    process.stdout.write(JSON.stringify({
+      subject: (c.subject && c.subject.CN) || null,
+      issuer: (c.issuer && c.issuer.CN) || null,
+      subjectAltName: c.subjectaltname || null,
+      protocol: s.getProtocol(),
+    }));
+    s.destroy();
+    process.exit(0);
+  },
+);
+s.on('error', (e) => { process.stderr.write(e.message); process.exit(1); });
+setTimeout(() => { process.stderr.write('TLS handshake timed out'); process.exit(1); }, 5000);
+`;
+
+export interface PeerCertificate {
+  /** Subject CN. */
+  subject: string | null;
+  issuer: string | null;
+  /** As Node prints it, e.g. 'DNS:www.example.test'. */
+  subjectAltName: string | null;
+  /** Negotiated TLS version, e.g. 'TLSv1.3'. */
+  protocol: string | null;
+}
+
+/** The certificate address:port presents to a client in `from`'s netns that sends `servername` as SNI (or none). */
+export async function tlsPeerCertificate(from: Host, address: string, port: number, servername?: string): Promise<PeerCertificate> {
+  const argv = ['ip', 'netns', 'exec', from.netns, process.execPath, '-e', TLS_PEER, address, String(port), ...(servername ? [servername] : [])];
+  const { stdout } = await runCommand(argv, { timeoutMs: 15_000 });
+  return JSON.parse(stdout) as PeerCertificate;
+}
+
+export interface TestPki {
+  dir: string;
+  /** The CA certificate (PEM), for curl --cacert. */
+  caCert: string;
+  /** Certificate and key files (PEM) of each leaf, by its name. */
+  leaves: Map<string, { certFile: string; keyFile: string }>;
+}
+
+/**
+ * A throw-away CA and server certificates signed by it, made with the openssl CLI in `dir`: each leaf has
+ * CN = its name and the given DNS names as subjectAltName. EC P-256 keys: quick to make, and every TLS stack
+ * in the tests (HAProxy, Node, curl) takes them.
+ */
+export async function createTestPki(dir: string, leaves: { name: string; dnsNames: string[] }[]): Promise<TestPki> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const caKey = join(dir, 'ca.key');
+  const caCert = join(dir, 'ca.pem');
+  await runCommand([
+    'openssl', 'req', '-x509', ...ecKey, '-keyout', caKey, '-out', caCert, '-days', '2', '-subj', '/CN=nslb e2e CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  const result: TestPki = { dir, caCert, leaves: new Map() };
+  for (const leaf of leaves) {
+    if (!/^[a-z0-9.-]+$/.test(leaf.name)) throw new Error(`createTestPki: bad leaf name ${leaf.name}`);
+    const base = join(dir, leaf.name);
+    await runCommand(['openssl', 'req', '-new', ...ecKey, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${leaf.name}`]);
+    await writeFile(
+      `${base}.ext`,
+      [
+        `subjectAltName=${leaf.dnsNames.map((n) => `DNS:${n}`).join(',')}`,
+        'basicConstraints=CA:FALSE',
+        'keyUsage=critical,digitalSignature',
+        'extendedKeyUsage=serverAuth',
+        '',
+      ].join('\n'),
+    );
+    await runCommand([
+      'openssl', 'x509', '-req', '-in', `${base}.csr`, '-CA', caCert, '-CAkey', caKey,
+      '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-extfile', `${base}.ext`, '-out', `${base}.pem`,
+    ]);
+    result.leaves.set(leaf.name, { certFile: `${base}.pem`, keyFile: `${base}.key` });
+  }
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------------------
