@@ -18,6 +18,7 @@ import { planLoadBalancer } from '../plan/plan.js';
 import type { FileIssue } from '../sources/parse.js';
 import { computeStatuses, type LbOutcome } from '../status/compute.js';
 import { renderStatusFile, type StatusFile } from '../status/status-file.js';
+import { servedHere } from './placement.js';
 import { WorkQueue } from './queue.js';
 
 export interface ManagerOptions {
@@ -102,6 +103,7 @@ export class Manager {
     this.#objects = objects.map((o) => this.#stampGeneration(o));
     this.#issues = issues;
     this.#desired = buildDesired(this.#objects, { defaultBridge: this.#opts.bridge, materials });
+    for (const [key, lb] of this.#desired.lbs) if (!servedHere(lb, this.#opts.nodeName)) this.#desired.lbs.delete(key);
     const keys = new Set<LbKey>([...this.#desired.lbs.keys(), ...this.#desired.blocked.keys(), ...this.#fingerprints.keys()]);
     for (const key of keys) {
       const fp = this.#desired.blocked.has(key) ? `blocked:${fingerprint(this.#desired.lbs.get(key))}` : fingerprint(this.#desired.lbs.get(key));

@@ -18,6 +18,7 @@ import {
   httpGet,
   httpGetMany,
   listNetns,
+  ovsPorts,
   startHttpServer,
   uniqueRun,
   waitFor,
@@ -125,12 +126,30 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === 3, { timeoutMs: 10_000, message: 'status never caught up after a 409' });
   });
 
+  it('relists after 410 Gone and restarts an informer that stopped on an error', async () => {
+    api.compact();
+    api.closeWatches();
+    let member = get('Member', 'web-m2')!;
+    api.update({ ...member, spec: { ...member.spec, weight: 2 } });
+    await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === member.metadata.generation + 1,
+      { timeoutMs: 10_000, message: 'change after a 410 never observed' });
+
+    api.failNext({ plural: 'members', watch: true, code: 500 }, 1);
+    api.closeWatches();
+    member = get('Member', 'web-m2')!;
+    api.update({ ...member, spec: { ...member.spec, weight: 1 } });
+    await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === member.metadata.generation + 1,
+      { timeoutMs: 10_000, message: 'change after an informer error never observed' });
+    expect(agent!.logs.some((l) => l.includes('informer stopped; restarting'))).toBe(true);
+  });
+
   it('2. deleting the LoadBalancer removes netns, port and HAProxy, then the finalizer, then the object', async () => {
     const pid = Number((await readFile(join(stateDir, 'lb', NETNS, 'haproxy.pid'), 'utf8')).trim());
     const lb = get('LoadBalancer', 'web')!;
     api.update({ ...lb, metadata: { ...lb.metadata, finalizers: [...lb.metadata.finalizers, 'example.com/keep'] } });
     api.delete(V, 'loadbalancers', NS, 'web');
     await waitFor(async () => !(await listNetns()).includes(NETNS), { timeoutMs: 10_000, message: 'netns never removed' });
+    expect((await ovsPorts(BRIDGE)).includes(nodeNames(NS, 'web').iface)).toBe(false);
     await waitFor(async () => {
       const o = get('LoadBalancer', 'web');
       return o !== undefined && !o.metadata.finalizers.includes('nslb.dev/cleanup');

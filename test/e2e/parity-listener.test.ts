@@ -38,6 +38,40 @@ describe('parity: listener access, headers, limits and timeouts', () => {
 
   const refused = (r: HttpResponse): boolean => r.status !== 200 && !r.body.includes('member m1');
 
+  it('adminStateUp false on a listener, a pool or the load balancer behaves and reports as Octavia (OFFLINE)', async () => {
+    const vip = env.vip(5);
+    const url = `http://${vip}/`;
+    const apply = (lbUp: boolean, listenerUp: boolean, poolUp: boolean): Promise<void> => {
+      const docs = lbWith('adm', vip, [{ name: 'adm-l', spec: { protocol: 'HTTP', port: 80, adminStateUp: listenerUp } }]);
+      for (const d of docs) {
+        if (d.kind === 'LoadBalancer') (d.spec as Record<string, unknown>).adminStateUp = lbUp;
+        if (d.kind === 'Pool') (d.spec as Record<string, unknown>).adminStateUp = poolUp;
+      }
+      return env.apply('adm.yaml', docs);
+    };
+    const noAnswer = async (): Promise<boolean> => (await httpGet(ca, url, { timeoutMs: 1500 })).status === 0;
+
+    await apply(true, true, true);
+    await env.waitForResponse(ca, url, ['LoadBalancer/adm', 'Listener/adm-l'], { body: 'member m1' });
+    await env.waitForOperating({ 'LoadBalancer/adm': 'ONLINE', 'Listener/adm-l': 'ONLINE', 'Pool/adm-l-p': 'ONLINE' });
+
+    await apply(true, false, true); // listener down: the port stops answering
+    await waitFor(noAnswer, { timeoutMs: 10_000, message: 'admin-down listener still answered' });
+    await env.waitForOperating({ 'Listener/adm-l': 'OFFLINE' });
+
+    await apply(true, true, false); // pool down: the listener answers, with no server to send to
+    await env.waitForResponse(ca, url, ['Listener/adm-l'], { status: 503 });
+    await env.waitForOperating({ 'Pool/adm-l-p': 'OFFLINE', 'Listener/adm-l': 'ONLINE' });
+
+    await apply(false, true, true); // load balancer down: nothing answers, everything under it reads OFFLINE
+    await waitFor(noAnswer, { timeoutMs: 10_000, message: 'admin-down load balancer still answered' });
+    await env.waitForOperating({ 'LoadBalancer/adm': 'OFFLINE', 'Listener/adm-l': 'OFFLINE' });
+
+    await apply(true, true, true);
+    await env.waitForResponse(ca, url, ['LoadBalancer/adm'], { body: 'member m1' });
+    await env.waitForOperating({ 'LoadBalancer/adm': 'ONLINE', 'Listener/adm-l': 'ONLINE', 'Pool/adm-l-p': 'ONLINE' });
+  });
+
   it('allowedCidrs admits one client and refuses the other; updates take effect', async () => {
     const vip = env.vip(1);
     const url = `http://${vip}/`;
