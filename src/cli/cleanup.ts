@@ -5,9 +5,9 @@ import { runCommand } from '../exec/run.js';
 import { formatAction } from '../plan/actions.js';
 import { planLoadBalancer } from '../plan/plan.js';
 
-export async function cleanup(flags: { stateDir: string; dryRun: boolean }): Promise<number> {
+export async function cleanup(flags: { stateDir: string; dryRun: boolean; scope: 'node' | 'state-dir' }): Promise<number> {
   const ctx = { run: runCommand, stateDir: flags.stateDir };
-  const first = await observeNode(ctx, [], netnsOfKey);
+  const first = await observeNode(ctx, [], netnsOfKey, flags.scope === 'node' ? 'node' : 'mine');
   let failures = 0;
   for (const [netns, observed] of first.lbs) {
     const actions = planLoadBalancer({ netns, iface: ifaceForNetns(netns), observed });

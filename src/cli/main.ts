@@ -92,9 +92,14 @@ program
   .command('cleanup')
   .description("remove everything nslb created on this node (found by nslb's markers only)")
   .option('--dry-run', 'print what would be removed', false)
+  .addOption(
+    new Option('--scope <scope>', "node: everything with nslb's markers; state-dir: only what the agent with --state-dir made")
+      .choices(['node', 'state-dir'])
+      .default('node'),
+  )
   .addOption(stateDirOption())
   .addOption(bridgeOption())
-  .action(async (o: { stateDir: string; dryRun: boolean }) => {
+  .action(async (o: { stateDir: string; dryRun: boolean; scope: 'node' | 'state-dir' }) => {
     process.exitCode = await cleanup(o);
   });
 

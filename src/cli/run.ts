@@ -2,6 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import { mkdir, chmod } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
+import { lockStateDir } from '../controller/lock.js';
 import { Manager, type ManagerOptions } from '../controller/manager.js';
 import { parseLbKey } from '../desired/names.js';
 import { KubernetesSource, type InvalidObject } from '../sources/kubernetes.js';
@@ -75,6 +76,7 @@ export async function runAgent(flags: RunFlags): Promise<void> {
   if (flags.kubernetes === true && flags.watch !== undefined) throw new Error('--watch and --kubernetes exclude each other');
   await mkdir(flags.stateDir, { recursive: true, mode: 0o700 });
   await chmod(flags.stateDir, 0o700);
+  const unlock = await lockStateDir(flags.stateDir);
 
   const fileWriter = new StatusFileWriter(flags.stateDir);
   let lastStatus: StatusFile | undefined;
@@ -180,5 +182,6 @@ export async function runAgent(flags: RunFlags): Promise<void> {
   server.close();
   await source.stop();
   await manager.stop();
+  await unlock();
   logger.flush();
 }

@@ -1,7 +1,7 @@
 // The node as the reconciler sees it: batched observation of every marked thing, and the one place that maps
 // an Action onto a driver call. Nothing here decides anything; plan/ does.
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Runner } from '../exec/run.js';
 import type { Action } from '../plan/actions.js';
 import { isNslbNetnsName, nodeNames, parseLbKey } from '../desired/names.js';
@@ -64,13 +64,17 @@ async function readOwner(stateDir: string, netns: string): Promise<string | unde
 }
 
 /**
- * Observe every nslb-marked netns, OVS port and state dir on the node; look inside the netns of `targets`
- * (links, addresses, routes). Cost: one ovs-vsctl, plus one `ip -batch` per target whose netns exists.
+ * Observe nslb-marked netns, OVS ports and state dirs; look inside the netns of `targets` (links, addresses,
+ * routes). Cost: one ovs-vsctl, plus one `ip -batch` per target whose netns exists.
+ * Scope 'mine' (the agent's garbage collection) keeps only what this agent made: a state dir under its
+ * --state-dir, or a port marked with it; so two agents on one node never collect each other's load balancers.
+ * Scope 'node' (`nslb cleanup`) keeps everything that carries nslb's markers.
  */
 export async function observeNode(
   ctx: NodeContext,
   targets: readonly ObserveTarget[],
   netnsOf: (lbKey: string) => string,
+  scope: 'mine' | 'node' = 'mine',
 ): Promise<ObservedNode> {
   const [ovs, netnsNames, stateDirs] = await Promise.all([
     observeOvs(ctx.run),
@@ -101,6 +105,13 @@ export async function observeNode(
   }
   for (const netns of existingNetns) entry(netns).netns = { name: netns, loUp: false };
   for (const t of targets) entry(t.netns);
+  if (scope === 'mine') {
+    const wanted = new Set(targets.map((t) => t.netns));
+    for (const [netns, e] of lbs) {
+      const mine = e.stateDir || (e.port?.stateDir !== undefined && resolve(e.port.stateDir) === resolve(ctx.stateDir));
+      if (!mine && !wanted.has(netns)) lbs.delete(netns);
+    }
+  }
 
   await Promise.all(
     [...lbs.entries()].map(async ([netns, e]) => {
@@ -136,6 +147,7 @@ export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
       if (a.recreate) await deletePort(ctx.run, a.iface);
       const { namespace, name } = parseLbKey(a.lb);
       return ensurePort(ctx.run, {
+        stateDir: resolve(ctx.stateDir),
         bridge: a.bridge,
         iface: a.iface,
         lb: a.lb,

@@ -5,6 +5,8 @@ export interface ObservedOvsPort {
   bridge: string;
   /** external_ids:nslb-lb: the marker. */
   lb?: string;
+  /** external_ids:nslb-state-dir: the agent that made it. */
+  stateDir?: string;
   mac?: string;
   tag?: number;
   /** OVS could not open the device (it vanished, e.g. with its netns). */

@@ -130,7 +130,7 @@ describe('file-watch mode on a real node', () => {
   afterAll(async () => {
     await long?.close().catch(() => {});
     await agent?.stop().catch(() => {});
-    await cli(['cleanup', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
+    await cli(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
     for (const s of servers.values()) await s.stop().catch(() => {});
     for (const h of ['m1', 'm2', 'm3', 'c']) await deleteHost(run.name(h)).catch(() => {});
     await exec('ip', ['netns', 'delete', 'nslb-foreign']).catch(() => {});
@@ -297,6 +297,31 @@ describe('file-watch mode on a real node', () => {
     expect(await serving()).toBe(true);
   });
 
+  it('one agent per state dir: a second refuses to start; a crashed one does not leave the lock stuck', async () => {
+    const second = new Agent({ watch, stateDir, bridge: BRIDGE, resync: RESYNC_S });
+    expect(await second.exited).toBe(1);
+    expect(second.logs.join('\n')).toMatch(/another nslb agent \(pid \d+\) is running with --state-dir/);
+
+    const pid = await haproxyPid();
+    await agent!.kill(); // SIGKILL: the lock file stays behind
+    agent = new Agent({ watch, stateDir, bridge: BRIDGE, resync: RESYNC_S });
+    await waitFor(async () => agent!.logs.some((l) => l.includes('initial sync done')), { timeoutMs: 10_000, message: 'agent did not start after a crash' });
+    expect(await haproxyPid()).toBe(pid);
+    expect(await serving()).toBe(true);
+  });
+
+  it('an agent with another state dir never collects this one\'s load balancers', async () => {
+    const pid = await haproxyPid();
+    await mkdir(join(root, 'empty'), { recursive: true });
+    const other = new Agent({ watch: join(root, 'empty'), stateDir: join(root, 'other-state'), bridge: BRIDGE, resync: 1 });
+    await waitFor(async () => other.logs.some((l) => l.includes('initial sync done')), { timeoutMs: 10_000, message: 'other agent did not start' });
+    await new Promise((r) => setTimeout(r, 3000)); // several of its resyncs
+    expect(await other.stop()).toBe(0);
+    expect(other.logs.filter((l) => l.includes('"applying"'))).toEqual([]);
+    expect(await haproxyPid()).toBe(pid);
+    expect(await serving()).toBe(true);
+  });
+
   it('8. swapping the watched symlink to a checkout with one member changed changes only that member', async () => {
     const before = await readFile(join(lbDir, 'haproxy.cfg'), 'utf8');
     const pid = await haproxyPid();
@@ -340,6 +365,11 @@ describe('file-watch mode on a real node', () => {
     await exec('ip', ['netns', 'add', 'nslb-foreign']);
     const foreignPort = `${run.prefix}fp`;
     await exec('ovs-vsctl', ['--timeout=5', 'add-port', BRIDGE, foreignPort, '--', 'set', 'Interface', foreignPort, 'type=internal']);
+    // And a HAProxy started by hand, in that netns, with a pidfile of its own.
+    const foreignCfg = join(root, 'foreign.cfg');
+    await writeFile(foreignCfg, 'global\n    master-worker\ndefaults\n    mode tcp\n    timeout client 1s\n    timeout server 1s\n    timeout connect 1s\nfrontend f\n    bind 127.0.0.1:18999\n');
+    await exec('ip', ['netns', 'exec', 'nslb-foreign', 'haproxy', '-W', '-D', '-f', foreignCfg, '-p', join(root, 'foreign.pid')]);
+    const foreignPid = Number((await readFile(join(root, 'foreign.pid'), 'utf8')).trim());
 
     const out = await cli(['cleanup', '--state-dir', stateDir, '--bridge', BRIDGE]);
     expect(out.code).toBe(0);
@@ -349,6 +379,8 @@ describe('file-watch mode on a real node', () => {
     expect(await exists(lbDir), 'state dir').toBe(false);
     expect(await listNetns()).toContain('nslb-foreign');
     expect(await ovsHasPort(foreignPort)).toBe(true);
+    expect(await alive(foreignPid), 'hand-started HAProxy').toBe(true);
+    process.kill(foreignPid, 'SIGTERM');
     expect(await listNetns()).toEqual(expect.arrayContaining([m1.netns, m2.netns, m3.netns, client.netns]));
     await exec('ovs-vsctl', ['--timeout=5', 'del-port', foreignPort]);
   });

@@ -68,7 +68,7 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
 
   afterAll(async () => {
     await agent?.stop().catch(() => {});
-    await cli(['cleanup', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
+    await cli(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
     await api.stop().catch(() => {});
     for (const s of servers) await s.stop().catch(() => {});
     for (const h of ['m1', 'm2', 'c']) await deleteHost(run.name(h)).catch(() => {});

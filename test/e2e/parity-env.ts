@@ -277,7 +277,7 @@ export class ParityEnv {
       const stopped = await Promise.race([agent.stop().then(() => true), sleep(5_000).then(() => false)]).catch(() => false);
       if (!stopped) await agent.kill().catch(() => {});
     }
-    await cli(['cleanup', '--state-dir', this.stateDir, '--bridge', this.bridge]).catch(() => {});
+    await cli(['cleanup', '--scope', 'state-dir', '--state-dir', this.stateDir, '--bridge', this.bridge]).catch(() => {});
     await this.#killLeftoverHaproxies().catch(() => {});
     const netns = await listNetns().catch(() => [] as string[]);
     for (const lb of this.#lbNames) {

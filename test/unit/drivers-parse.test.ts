@@ -39,7 +39,7 @@ describe('ovs-vsctl observation', () => {
   });
 
   it('adds a port with every marker in one transaction and clears a stale tag', () => {
-    const argv = argvAddPort({ bridge: 'br-int', iface: 'nslbabc', lb: 'default/x', mac: 'fa:16:3e:00:00:01', ifaceId: 'nslb-abc' });
+    const argv = argvAddPort({ stateDir: '/var/lib/nslb', bridge: 'br-int', iface: 'nslbabc', lb: 'default/x', mac: 'fa:16:3e:00:00:01', ifaceId: 'nslb-abc' });
     expect(argv).toContain('external_ids:nslb-lb=default/x');
     expect(argv.join(' ')).toContain('-- clear Port nslbabc tag');
   });

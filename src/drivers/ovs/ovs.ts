@@ -4,6 +4,8 @@ import type { Runner } from '../../exec/run.js';
 import type { ObservedOvsPort } from '../observed.js';
 
 export const LB_MARKER = 'nslb-lb';
+/** Which agent (by its state dir) made the port: its garbage collection touches only its own. */
+export const STATE_DIR_MARKER = 'nslb-state-dir';
 const TIMEOUT = ['--timeout=10'];
 
 export function argvObserveOvs(): string[] {
@@ -76,6 +78,8 @@ export function parseObserveOvs(stdout: string): ObservedOvs {
     if (where.tag !== undefined) port.tag = where.tag;
     const mac = ids.get('attached-mac');
     if (mac !== undefined) port.mac = mac;
+    const stateDir = ids.get(STATE_DIR_MARKER);
+    if (stateDir !== undefined) port.stateDir = stateDir;
     const error = optional<string>(i.error);
     if (error !== undefined) port.error = error;
     ports.push(port);
@@ -89,6 +93,7 @@ export async function observeOvs(run: Runner): Promise<ObservedOvs> {
 }
 
 export interface AddPort {
+  stateDir: string;
   bridge: string;
   iface: string;
   lb: string;
@@ -106,6 +111,7 @@ export function argvAddPort(p: AddPort): string[] {
     ...(p.vlan === undefined ? ['--', 'clear', 'Port', p.iface, 'tag'] : ['--', 'set', 'Port', p.iface, `tag=${p.vlan}`]),
     '--', 'set', 'Interface', p.iface, 'type=internal',
     `external_ids:${LB_MARKER}=${p.lb}`,
+    `external_ids:${STATE_DIR_MARKER}=${p.stateDir}`,
     `external_ids:iface-id=${p.ifaceId}`,
     `external_ids:attached-mac=${p.mac}`,
     'external_ids:iface-status=active',
