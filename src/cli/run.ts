@@ -144,9 +144,13 @@ export async function runAgent(flags: RunFlags): Promise<void> {
           now.add(text);
         }
         logged = now;
+        manager.setSourceError(undefined);
         manager.setSnapshot(s.objects, s.issues, s.materials);
       },
-      onError: (err) => logger.error({ err }, 'cannot read the watched directory; keeping the last snapshot'),
+      onError: (err) => {
+        logger.error({ err }, 'cannot read the watched directory; keeping the last snapshot');
+        manager.setSourceError(`cannot read the watched directory ${flags.watch!}: ${err.message}; nothing is torn down, the last valid snapshot stays in force`);
+      },
     });
     source = files;
   }

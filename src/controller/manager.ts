@@ -10,6 +10,7 @@ import { nodeNames, parseLbKey } from '../desired/names.js';
 import type { Runner } from '../exec/run.js';
 import { lbPaths } from '../drivers/haproxy/haproxy.js';
 import { parseShowStat, queryRuntime } from '../drivers/haproxy/stats.js';
+import { explain } from '../drivers/hints.js';
 import { applyAction, ifaceForNetns, observeNode, writeOwner, type NodeContext } from '../drivers/node.js';
 import type { Logger } from '../log/logger.js';
 import { formatAction, type Action } from '../plan/actions.js';
@@ -18,6 +19,7 @@ import { planLoadBalancer } from '../plan/plan.js';
 import type { FileIssue } from '../sources/parse.js';
 import { computeStatuses, type LbOutcome } from '../status/compute.js';
 import { renderStatusFile, type StatusFile } from '../status/status-file.js';
+import { crashPoint } from './crash-points.js';
 import { servedHere } from './placement.js';
 import { WorkQueue } from './queue.js';
 
@@ -83,6 +85,7 @@ export class Manager {
   #publishing: Promise<void> = Promise.resolve();
   #synced = false;
   #loggedProblems = new Set<string>();
+  #sourceError: string | undefined;
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -118,6 +121,16 @@ export class Manager {
       if (!this.#loggedProblems.has(text)) this.#opts.logger.warn({ object: `${p.kind}/${p.namespace}/${p.name}`, reason: p.reason }, p.message);
     }
     this.#loggedProblems = problems;
+    void this.#publish();
+  }
+
+  /**
+   * The source cannot be read (the watched directory vanished or became unreadable). Nothing is torn down:
+   * the last snapshot stays in force, and status.json says why. Undefined clears it.
+   */
+  setSourceError(message: string | undefined): void {
+    if (message === this.#sourceError) return;
+    this.#sourceError = message;
     void this.#publish();
   }
 
@@ -213,10 +226,15 @@ export class Manager {
     }
     try {
       if (desired !== undefined && !key.startsWith(ORPHAN_PREFIX)) await writeOwner(this.#ctx, netns, key);
-      for (const action of actions) await applyAction(this.#ctx, action);
-    } catch (err) {
+      for (const action of actions) {
+        crashPoint();
+        await applyAction(this.#ctx, action);
+        crashPoint();
+      }
+    } catch (cause) {
+      const err = explain(cause);
       outcome.phase = 'error';
-      outcome.message = (err as Error).message;
+      outcome.message = err.message;
       log.error({ err }, 'reconcile failed; will retry with backoff');
       this.#opts.onEvent?.({ key, type: 'Warning', reason: 'ReconcileFailed', message: outcome.message });
       await this.#publish();
@@ -271,6 +289,7 @@ export class Manager {
         document: i.document,
         message: i.path === '' ? i.message : `${i.path}: ${i.message}`,
       }));
+      if (this.#sourceError !== undefined) errors.unshift({ file: '.', document: 0, message: this.#sourceError });
       try {
         await this.#opts.publish(renderStatusFile(this.#objects, this.#statuses, errors));
       } catch (err) {

@@ -8,8 +8,10 @@ import { isNslbNetnsName, nodeNames, parseLbKey } from '../desired/names.js';
 import {
   deleteStateDir,
   ensureStateDir,
+  findHaproxyByConfig,
   lbPaths,
   observeCertFiles,
+  observeHaproxyPid,
   observeHaproxy,
   readConfig,
   reloadHaproxy,
@@ -126,6 +128,19 @@ export async function observeNode(
       e.ifaceInHost = await hostHasLink(ifaceForNetns(netns));
     }),
   );
+  // A load balancer that should have a HAProxy but whose pidfile says nothing: look for it by its config.
+  const unknown = [...lbs.entries()].filter(([, e]) => e.haproxy === undefined && (e.netns !== undefined || e.stateDir));
+  if (unknown.length > 0) {
+    const byConfig = await findHaproxyByConfig(new Set(unknown.map(([netns]) => lbPaths(ctx.stateDir, netns).config)));
+    await Promise.all(
+      unknown.map(async ([netns, e]) => {
+        const pid = byConfig.get(lbPaths(ctx.stateDir, netns).config);
+        if (pid === undefined) return;
+        const inNetns = (await observeHaproxyPid(pid, netns)) ?? false;
+        e.haproxy = { pid, inNetns };
+      }),
+    );
+  }
   await Promise.all(
     targets
       .filter((t) => existingNetns.has(t.netns))
@@ -169,9 +184,9 @@ export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
       await startHaproxy(ctx.run, a.netns, paths!);
       return;
     case 'haproxy.reload': {
-      const observed = await observeHaproxy(paths!, a.netns);
-      if (observed === undefined) throw new Error(`haproxy in ${a.netns} is not running; cannot reload`);
-      return reloadHaproxy(observed.pid);
+      const pid = (await observeHaproxy(paths!, a.netns))?.pid ?? (await findHaproxyByConfig(new Set([paths!.config]))).get(paths!.config);
+      if (pid === undefined) throw new Error(`haproxy in ${a.netns} is not running; cannot reload`);
+      return reloadHaproxy(pid);
     }
     case 'haproxy.stop':
       return stopHaproxy(a.pid, paths!.config);

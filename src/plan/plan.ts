@@ -103,6 +103,11 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
     // A HAProxy left in a deleted netns serves nobody and holds nothing we can reach: replace it.
     actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
     actions.push({ kind: 'haproxy.start', netns, reason: 'was running outside its netns' });
+  } else if (!o.stateDir) {
+    // Its state dir was deleted: the runtime socket and pidfile went with it, and a reload would not bring
+    // the socket file back. Only a restart gives us control of it again.
+    actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
+    actions.push({ kind: 'haproxy.start', netns, reason: 'its state dir was deleted' });
   } else if (configChanged || certMissing) {
     actions.push({ kind: 'haproxy.reload', netns });
   }

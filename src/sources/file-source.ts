@@ -4,11 +4,12 @@
 // The watched path may be a symlink swapped atomically to a new checkout (git-sync): the link's parent is
 // watched too and the watcher follows the new target. A file that fails to parse or validate keeps its last
 // valid contents in force; only a file that is really gone deletes its objects.
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { AnyObject } from '../api/v1alpha1/types.js';
-import { parseDocuments, type FileIssue } from './parse.js';
+import { PARSE_LIMITS, parseDocuments, type FileIssue } from './parse.js';
 import { mergeFiles } from './snapshot.js';
 
 export interface Snapshot {
@@ -32,17 +33,66 @@ export function referencedFiles(o: AnyObject): string[] {
   );
 }
 
+/** A PEM bundle with a long chain is a few tens of kilobytes; anything near this is not one. */
+export const MAX_MATERIAL_BYTES = 1024 * 1024;
+
 /** Reads every referenced file that exists; a missing one is left out and reported by the desired build. */
 export async function readMaterials(root: string, objects: readonly AnyObject[]): Promise<Map<string, string>> {
   const materials = new Map<string, string>();
   for (const path of new Set(objects.flatMap(referencedFiles))) {
     try {
-      materials.set(path, await readFile(isAbsolute(path) ? path : join(root, path), 'utf8'));
+      const read = await readBounded(isAbsolute(path) ? path : join(root, path), MAX_MATERIAL_BYTES);
+      if (read.ok) materials.set(path, read.bytes.toString('utf8'));
     } catch {
       // Not found or unreadable: buildDesired names the field and the file.
     }
   }
   return materials;
+}
+
+export type BoundedRead = { ok: true; bytes: Buffer } | { ok: false; message: string };
+
+/**
+ * Reads a file named by untrusted input: only a regular file, and never more than `limit` bytes. A manifest
+ * or certificate path can be a symlink to /dev/zero (readFile would never finish and exhaust memory) or to a
+ * FIFO (a plain open blocks a libuv thread forever; four of them stall every file operation of the agent), so
+ * the file is opened non-blocking and checked before anything is read. Throws on open errors (ENOENT, EACCES).
+ */
+export async function readBounded(path: string, limit: number): Promise<BoundedRead> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return { ok: false, message: `not a regular file (${fileType(st)})` };
+    if (st.size > limit) return { ok: false, message: tooLarge(st.size, limit) };
+    // The file may grow between stat and read (it is being written): read to the end, but stop one byte
+    // past the limit.
+    const chunks: Buffer[] = [];
+    let length = 0;
+    while (length <= limit) {
+      const chunk = Buffer.alloc(Math.min(Math.max(st.size - length, 64 * 1024), limit + 1 - length));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, length);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+    }
+    if (length > limit) return { ok: false, message: tooLarge(length, limit, 'at least ') };
+    return { ok: true, bytes: Buffer.concat(chunks, length) };
+  } finally {
+    await handle.close();
+  }
+}
+
+function tooLarge(size: number, limit: number, atLeast = ''): string {
+  return `file is too large (${atLeast}${size} bytes; the limit is ${limit})`;
+}
+
+function fileType(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a file';
 }
 
 const EXTENSIONS = ['.yaml', '.yml', '.json'];
@@ -82,13 +132,20 @@ export class ManifestDirectory {
     const present = new Set(files);
     for (const file of [...this.#lastValid.keys()]) if (!present.has(file)) this.#lastValid.delete(file);
     for (const file of files) {
-      let content: string;
+      let content: Buffer;
       try {
-        content = await readFile(join(root, file), 'utf8');
+        const read = await readBounded(join(root, file), PARSE_LIMITS.maxFileBytes);
+        if (!read.ok) {
+          issues.push({ file, document: 0, path: '', message: read.message });
+          continue;
+        }
+        content = read.bytes;
       } catch (err) {
         issues.push({ file, document: 0, path: '', message: `cannot read: ${(err as Error).message}` });
         continue;
       }
+      // Bytes, not a string: the parser decodes strictly, so a file that is not UTF-8 is reported rather than
+      // read with replacement characters.
       const parsed = parseDocuments(file, content);
       if (parsed.issues.length === 0) this.#lastValid.set(file, parsed.objects);
       else issues.push(...parsed.issues);

@@ -72,6 +72,7 @@ const cases: [string, (n: FakeNode) => void, DesiredLoadBalancer | undefined, st
   ['deleted', () => {}, undefined],
   ['with-certificates', () => {}, withTls()],
   ['certificate-file-deleted', (n) => { converge(n, withTls()); n.certFiles.get(netns)?.delete('bbbbbbbbbbbbbbbb.pem'); }, withTls()],
+  ['state-dir-deleted-by-hand', (n) => { n.stateDirs.delete(netns); n.configs.delete(netns); n.certFiles.delete(netns); }, desired()],
   ['crash-after-add-port', (n) => { n.haproxy.clear(); n.configs.clear(); n.stateDirs.clear(); n.deleteNetnsByHand(netns); n.where.set(iface, 'host'); n.netnsEpoch.set(netns, 9); }, desired()],
 ];
 

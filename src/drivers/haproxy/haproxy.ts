@@ -74,8 +74,39 @@ async function processNetnsInode(pid: number): Promise<number | undefined> {
 export async function observeHaproxy(paths: LbPaths, netns: string): Promise<ObservedHaproxy | undefined> {
   const pid = await readPid(paths.pidfile);
   if (pid === undefined || !(await isOurHaproxy(pid, paths.config))) return undefined;
+  return { pid, inNetns: await observeHaproxyPid(pid, netns) };
+}
+
+/** Whether the process lives in the netns of that name (not in a deleted one that had the same name). */
+export async function observeHaproxyPid(pid: number, netns: string): Promise<boolean> {
   const [mine, want] = await Promise.all([processNetnsInode(pid), netnsInode(netns)]);
-  return { pid, inNetns: mine !== undefined && mine === want };
+  return mine !== undefined && mine === want;
+}
+
+/**
+ * HAProxy masters running any of these config files, found by scanning /proc: the fallback when a pidfile is
+ * gone (the state dir deleted by hand) so that we adopt or stop the process instead of starting a second one.
+ */
+export async function findHaproxyByConfig(configs: ReadonlySet<string>): Promise<Map<string, number>> {
+  const found = new Map<string, { pid: number; ppid: number }[]>();
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (!argv.some((a) => a.endsWith('haproxy'))) continue;
+    const config = argv[argv.indexOf('-f') + 1];
+    if (config === undefined || !configs.has(config)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z') continue;
+    found.set(config, [...(found.get(config) ?? []), { pid: Number(entry), ppid: Number(fields[1]) }]);
+  }
+  const masters = new Map<string, number>();
+  for (const [config, procs] of found) {
+    // The master is the one whose parent is not one of them (workers are its children).
+    const master = procs.find((p) => !procs.some((q) => q.pid === p.ppid));
+    if (master !== undefined) masters.set(config, master.pid);
+  }
+  return masters;
 }
 
 export async function readConfig(paths: LbPaths): Promise<string | undefined> {
