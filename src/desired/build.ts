@@ -249,59 +249,34 @@ function resolveOwners(ix: Index, problems: Problems): Map<string, LbKey> {
     }
   }
 
-  // Members and monitors belong to their pool's load balancer.
+  // A child belongs to its parent's load balancer; a missing parent, or one without a load balancer, is
+  // the child's problem, named on the field that points at the parent.
+  const inherit = <K extends Kind>(
+    o: AnyObject,
+    parentKind: K,
+    parentName: string,
+    path: string,
+    noun: string,
+    orphaned: (parent: ApiObject<K>) => string,
+  ): void => {
+    const { namespace } = o.metadata;
+    const parent = find(ix, parentKind, namespace, parentName);
+    const owner = parent === undefined ? undefined : owners.get(objectId(parent));
+    if (parent === undefined) problems.add(o, 'InvalidReference', missing(noun, parentName, namespace), path);
+    else if (owner === undefined) problems.add(o, 'InvalidReference', orphaned(parent), path);
+    else owners.set(objectId(o), owner);
+  };
   for (const o of [...ix.members, ...ix.healthMonitors]) {
-    const { namespace } = o.metadata;
-    const pool = find(ix, 'Pool', namespace, o.spec.pool);
-    const owner = pool === undefined ? undefined : owners.get(objectId(pool));
-    if (pool === undefined) {
-      problems.add(o, 'InvalidReference', missing('pool', o.spec.pool, namespace), '/spec/pool');
-    } else if (owner === undefined) {
-      problems.add(
-        o,
-        'InvalidReference',
-        `pool "${pool.metadata.name}" belongs to load balancer "${pool.spec.loadBalancer}", which does not exist`,
-        '/spec/pool',
-      );
-    } else {
-      owners.set(objectId(o), owner);
-    }
+    inherit(o, 'Pool', o.spec.pool, '/spec/pool', 'pool',
+      (pool) => `pool "${pool.metadata.name}" belongs to load balancer "${pool.spec.loadBalancer}", which does not exist`);
   }
-
-  // L7 policies belong to their listener's load balancer, rules to their policy's.
   for (const o of ix.l7Policies) {
-    const { namespace } = o.metadata;
-    const listener = find(ix, 'Listener', namespace, o.spec.listener);
-    const owner = listener === undefined ? undefined : owners.get(objectId(listener));
-    if (listener === undefined) {
-      problems.add(o, 'InvalidReference', missing('listener', o.spec.listener, namespace), '/spec/listener');
-    } else if (owner === undefined) {
-      problems.add(
-        o,
-        'InvalidReference',
-        `listener "${listener.metadata.name}" belongs to load balancer "${listener.spec.loadBalancer}", which does not exist`,
-        '/spec/listener',
-      );
-    } else {
-      owners.set(objectId(o), owner);
-    }
+    inherit(o, 'Listener', o.spec.listener, '/spec/listener', 'listener',
+      (l) => `listener "${l.metadata.name}" belongs to load balancer "${l.spec.loadBalancer}", which does not exist`);
   }
   for (const o of ix.l7Rules) {
-    const { namespace } = o.metadata;
-    const policy = find(ix, 'L7Policy', namespace, o.spec.l7Policy);
-    const owner = policy === undefined ? undefined : owners.get(objectId(policy));
-    if (policy === undefined) {
-      problems.add(o, 'InvalidReference', missing('L7 policy', o.spec.l7Policy, namespace), '/spec/l7Policy');
-    } else if (owner === undefined) {
-      problems.add(
-        o,
-        'InvalidReference',
-        `L7 policy "${policy.metadata.name}" has no load balancer: ${whyNoLoadBalancer(ix, policy)}`,
-        '/spec/l7Policy',
-      );
-    } else {
-      owners.set(objectId(o), owner);
-    }
+    inherit(o, 'L7Policy', o.spec.l7Policy, '/spec/l7Policy', 'L7 policy',
+      (policy) => `L7 policy "${policy.metadata.name}" has no load balancer: ${whyNoLoadBalancer(ix, policy)}`);
   }
   return owners;
 }
@@ -490,6 +465,10 @@ function checkPools(ix: Index, problems: Problems): void {
 function listenersByPool(ix: Index): Map<string, ApiObject<'Listener'>[]> {
   const users = new Map<string, Set<ApiObject<'Listener'>>>();
   const use = (namespace: string, poolName: string, l: ApiObject<'Listener'>) => {
+    // A listener of another load balancer naming this pool is its own error (checkPoolReference); counting it
+    // as a user would make this pool, and so a load balancer that nobody touched, wrong as well.
+    const pool = find(ix, 'Pool', namespace, poolName);
+    if (pool === undefined || pool.spec.loadBalancer !== l.spec.loadBalancer) return;
     const id = `Pool/${namespace}/${poolName}`;
     const set = users.get(id);
     if (set === undefined) users.set(id, new Set([l]));

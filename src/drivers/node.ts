@@ -115,8 +115,11 @@ export async function observeNode(
     }
   }
 
+  // Look closely (pidfile, /proc, config, certs) only at the targets; with none (garbage collection,
+  // cleanup), at everything found, so that a single-key reconcile costs the same with 1 or 500 on the node.
+  const close = targets.length === 0 ? [...lbs.entries()] : targets.map((t) => [t.netns, entry(t.netns)] as const);
   await Promise.all(
-    [...lbs.entries()].map(async ([netns, e]) => {
+    close.map(async ([netns, e]) => {
       const paths = lbPaths(ctx.stateDir, netns);
       const haproxy = await observeHaproxy(paths, netns);
       if (haproxy !== undefined) e.haproxy = haproxy;
@@ -129,7 +132,7 @@ export async function observeNode(
     }),
   );
   // A load balancer that should have a HAProxy but whose pidfile says nothing: look for it by its config.
-  const unknown = [...lbs.entries()].filter(([, e]) => e.haproxy === undefined && (e.netns !== undefined || e.stateDir));
+  const unknown = close.filter(([, e]) => e.haproxy === undefined && (e.netns !== undefined || e.stateDir));
   if (unknown.length > 0) {
     const byConfig = await findHaproxyByConfig(new Set(unknown.map(([netns]) => lbPaths(ctx.stateDir, netns).config)));
     await Promise.all(
