@@ -159,9 +159,10 @@ export class Manager {
     await this.#queue.idle();
   }
 
+  /** Every load balancer and orphan has been reconciled once (those that failed keep retrying in backoff). */
   async initialSyncDone(): Promise<void> {
     await this.resync();
-    await this.#queue.idle();
+    await this.#queue.quiet();
     this.#synced = true;
   }
 
@@ -211,7 +212,6 @@ export class Manager {
     }
     const netns = desired?.names.netns ?? netnsOfKey(key);
     const started = Date.now();
-    const actions = await planKey(this.#ctx, key, desired);
     const outcome: LbOutcome = previous ?? {
       phase: 'pending',
       appliedGenerations: new Map(),
@@ -219,12 +219,16 @@ export class Manager {
       iface: ifaceForNetns(netns),
     };
     if (desired !== undefined) this.#outcomes.set(key, outcome);
-    if (actions.length > 0) {
-      outcome.phase = 'pending';
-      await this.#publish();
-      log.info({ actions: actions.map(formatAction) }, 'applying');
-    }
+    let actions: Action[] = [];
     try {
+      // Inside the try: a node that cannot even be observed (Open vSwitch down) is an error to report on the
+      // load balancer, with its hint, not a silent retry behind a stale ACTIVE.
+      actions = await planKey(this.#ctx, key, desired);
+      if (actions.length > 0) {
+        outcome.phase = 'pending';
+        await this.#publish();
+        log.info({ actions: actions.map(formatAction) }, 'applying');
+      }
       if (desired !== undefined && !key.startsWith(ORPHAN_PREFIX)) await writeOwner(this.#ctx, netns, key);
       for (const action of actions) {
         crashPoint();

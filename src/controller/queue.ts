@@ -21,6 +21,7 @@ export class WorkQueue {
   readonly #failures = new Map<string, number>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #idleWaiters: (() => void)[] = [];
+  readonly #quietWaiters: (() => void)[] = [];
   #running = 0;
   #stopped = false;
 
@@ -63,6 +64,15 @@ export class WorkQueue {
     await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /**
+   * Resolves when nothing is queued or running; keys waiting on a backoff timer do not count. "Every key
+   * has been tried once": a key that keeps failing (a missing bridge) must not hold up the others' resync.
+   */
+  async quiet(): Promise<void> {
+    if (this.#isQuiet()) return;
+    await new Promise<void>((resolve) => this.#quietWaiters.push(resolve));
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const t of this.#timers.values()) clearTimeout(t);
@@ -73,7 +83,11 @@ export class WorkQueue {
   }
 
   #isIdle(): boolean {
-    return this.#queue.length === 0 && this.#running === 0 && this.#timers.size === 0;
+    return this.#isQuiet() && this.#timers.size === 0;
+  }
+
+  #isQuiet(): boolean {
+    return this.#queue.length === 0 && this.#running === 0;
   }
 
   #pump(): void {
@@ -84,6 +98,7 @@ export class WorkQueue {
       this.#running++;
       void this.#process(key);
     }
+    if (this.#isQuiet()) for (const w of this.#quietWaiters.splice(0)) w();
     if (this.#isIdle()) for (const w of this.#idleWaiters.splice(0)) w();
   }
 

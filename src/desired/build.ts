@@ -33,6 +33,7 @@ import type {
   DesiredVip,
 } from './model.js';
 import { derivedMac, lbKey, nodeNames } from './names.js';
+import { regexProblem } from './regex.js';
 import { resolveListenerTls } from './tls.js';
 
 export interface ObjectProblem {
@@ -621,6 +622,12 @@ function checkL7Rules(ix: Index, problems: Problems): void {
     // As Octavia: a file type is the end of the path, so only whole-match comparisons make sense.
     if (type === 'FILE_TYPE' && compareType !== 'EQUAL_TO' && compareType !== 'REGEX') {
       problems.add(rule, 'InvalidSpec', `must be EQUAL_TO or REGEX for FILE_TYPE rules (got ${compareType})`, '/spec/compareType');
+    }
+    // Here rather than at `haproxy -c`, where all the user would learn is that the load balancer's config
+    // was refused.
+    const regex = compareType === 'REGEX' ? regexProblem(rule.spec.value) : undefined;
+    if (regex !== undefined) {
+      problems.add(rule, 'InvalidSpec', `is not a regular expression HAProxy can compile: ${regex}`, '/spec/value');
     }
   }
 }

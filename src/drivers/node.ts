@@ -10,9 +10,11 @@ import {
   ensureStateDir,
   findHaproxyByConfig,
   lbPaths,
+  markConfigLoaded,
   observeCertFiles,
   observeHaproxyPid,
   observeHaproxy,
+  observeReloadPending,
   readConfig,
   reloadHaproxy,
   startHaproxy,
@@ -124,9 +126,14 @@ export async function observeNode(
       const haproxy = await observeHaproxy(paths, netns);
       if (haproxy !== undefined) e.haproxy = haproxy;
       if (e.stateDir) {
-        const [config, certFiles] = await Promise.all([readConfig(paths), observeCertFiles(paths)]);
+        const [config, certFiles, reloadPending] = await Promise.all([
+          readConfig(paths),
+          observeCertFiles(paths),
+          observeReloadPending(paths),
+        ]);
         if (config !== undefined) e.config = config;
         if (certFiles.length > 0) e.certFiles = certFiles;
+        if (reloadPending) e.reloadPending = true;
       }
       e.ifaceInHost = await hostHasLink(ifaceForNetns(netns));
     }),
@@ -178,18 +185,24 @@ export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
     case 'ovs.deletePort':
       return deletePort(ctx.run, a.iface);
     case 'link.moveToNetns':
-      return moveLinkToNetns(ctx.run, a.iface, a.netns);
+      return moveLinkToNetns(ctx.run, a.iface, a.netns, a.replaceStale === true);
     case 'link.configure':
       return configureLink(ctx.run, a);
     case 'haproxy.writeConfig':
       return writeCheckedConfig(ctx.run, paths!, a.config, a.certificates);
     case 'haproxy.start':
       await startHaproxy(ctx.run, a.netns, paths!);
-      return;
+      return markConfigLoaded(paths!);
     case 'haproxy.reload': {
       const pid = (await observeHaproxy(paths!, a.netns))?.pid ?? (await findHaproxyByConfig(new Set([paths!.config]))).get(paths!.config);
       if (pid === undefined) throw new Error(`haproxy in ${a.netns} is not running; cannot reload`);
-      return reloadHaproxy(pid);
+      if (!(await reloadHaproxy(pid, paths!))) {
+        // The reload failed and HAProxy no longer listens. A restart brings out HAProxy's own error (and its
+        // hint) for the status, and the retries converge once the cause is gone.
+        await stopHaproxy(pid, paths!.config);
+        await startHaproxy(ctx.run, a.netns, paths!);
+      }
+      return markConfigLoaded(paths!);
     }
     case 'haproxy.stop':
       return stopHaproxy(a.pid, paths!.config);

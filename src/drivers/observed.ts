@@ -47,6 +47,8 @@ export interface ObservedLoadBalancer {
   haproxy?: ObservedHaproxy;
   /** The config file as it is on disk, or undefined. */
   config?: string;
+  /** A config was written that the running HAProxy has not loaded (a crash between write and reload). */
+  reloadPending?: boolean;
   /** Certificate file names in the state dir's certs/ (named by content hash). */
   certFiles?: string[];
   stateDir: boolean;

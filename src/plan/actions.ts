@@ -15,7 +15,16 @@ export type Action =
       recreate: boolean;
     }
   | { kind: 'ovs.deletePort'; iface: string }
-  | { kind: 'link.moveToNetns'; iface: string; netns: string }
+  | {
+      kind: 'link.moveToNetns';
+      iface: string;
+      netns: string;
+      /**
+       * A dead device of the same name is in the netns (ovs-vswitchd restarted: it made a new device in the
+       * host and left the old one behind): delete it first.
+       */
+      replaceStale?: true;
+    }
   | {
       kind: 'link.configure';
       netns: string;
@@ -51,7 +60,7 @@ export function formatAction(a: Action): string {
     case 'ovs.deletePort':
       return `ovs del-port ${a.iface}`;
     case 'link.moveToNetns':
-      return `link ${a.iface} → netns ${a.netns}`;
+      return `link ${a.iface} → netns ${a.netns}${a.replaceStale === true ? ' replacing a stale device there' : ''}`;
     case 'link.configure': {
       const parts = [`mac ${a.mac}`];
       if (a.mtu !== undefined) parts.push(`mtu ${a.mtu}`);

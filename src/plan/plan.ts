@@ -47,6 +47,7 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   });
 
   let needMove = false;
+  let staleInNetns = false;
   if (o.port === undefined) {
     // No row. A device of that name in the host is ours from a crash between add-port and the move.
     actions.push(addPort(false));
@@ -60,9 +61,15 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
     needMove = true;
   } else {
     if (!linkInNetns) needMove = true;
+    else if (o.ifaceInHost) {
+      // Devices of that name both in the host and in the netns: ovs-vswitchd restarted and made a new one in
+      // the host (the one it forwards to); the one in the netns is a dead leftover.
+      needMove = true;
+      staleInNetns = true;
+    }
     if (o.port.lb !== d.key || o.port.mac !== d.vip.mac || o.port.tag !== d.vip.vlan) actions.push(addPort(false));
   }
-  if (needMove) actions.push({ kind: 'link.moveToNetns', iface, netns });
+  if (needMove) actions.push({ kind: 'link.moveToNetns', iface, netns, ...(staleInNetns ? { replaceStale: true as const } : {}) });
 
   const vipCidr = `${d.vip.address}/${d.vip.prefixLength}`;
   const link = needMove ? undefined : o.netns?.link;
@@ -108,7 +115,8 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
     // the socket file back. Only a restart gives us control of it again.
     actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
     actions.push({ kind: 'haproxy.start', netns, reason: 'its state dir was deleted' });
-  } else if (configChanged || certMissing) {
+  } else if (configChanged || certMissing || o.reloadPending === true) {
+    // reloadPending: the config on disk is right but was never loaded (the agent died between the two).
     actions.push({ kind: 'haproxy.reload', netns });
   }
   return actions;

@@ -6,7 +6,7 @@
 // valid contents in force; only a file that is really gone deletes its objects.
 import { constants, type Stats } from 'node:fs';
 import { open, readdir, realpath, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { AnyObject } from '../api/v1alpha1/types.js';
 import { PARSE_LIMITS, parseDocuments, type FileIssue } from './parse.js';
@@ -65,15 +65,17 @@ export async function readBounded(path: string, limit: number): Promise<BoundedR
     if (!st.isFile()) return { ok: false, message: `not a regular file (${fileType(st)})` };
     if (st.size > limit) return { ok: false, message: tooLarge(st.size, limit) };
     // The file may grow between stat and read (it is being written): read to the end, but stop one byte
-    // past the limit.
+    // past the limit. Each read asks for more than stat said is left, and a regular file returns less than
+    // asked only at its end, so an unchanged file takes one read.
     const chunks: Buffer[] = [];
     let length = 0;
     while (length <= limit) {
-      const chunk = Buffer.alloc(Math.min(Math.max(st.size - length, 64 * 1024), limit + 1 - length));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, length);
-      if (bytesRead === 0) break;
+      const want = Math.min(Math.max(st.size - length + 1, 64 * 1024), limit + 1 - length);
+      const chunk = Buffer.allocUnsafe(want);
+      const { bytesRead } = await handle.read(chunk, 0, want, length);
       chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
+      if (bytesRead < want) break;
     }
     if (length > limit) return { ok: false, message: tooLarge(length, limit, 'at least ') };
     return { ok: true, bytes: Buffer.concat(chunks, length) };
@@ -109,7 +111,9 @@ export async function listManifests(dir: string): Promise<string[]> {
       if (entry.name.startsWith('.')) continue;
       const p = join(d, entry.name);
       if (entry.isDirectory()) await walk(p);
-      else if ((entry.isFile() || entry.isSymbolicLink()) && wanted(entry.name)) out.push(p);
+      // Not only regular files and symlinks: a FIFO or socket named like a manifest is reported (reading
+      // never blocks on it), not skipped in silence while the objects it used to hold disappear.
+      else if (wanted(entry.name)) out.push(p);
     }
   };
   await walk(dir);
@@ -134,7 +138,15 @@ export class ManifestDirectory {
     for (const file of files) {
       let content: Buffer;
       try {
-        const read = await readBounded(join(root, file), PARSE_LIMITS.maxFileBytes);
+        // A manifest symlinked out of the checkout (to /etc/shadow, say) would be read as root and quoted,
+        // a line at a time, into error messages and status.json. Argo CD refuses such links too.
+        const real = await realpath(join(root, file));
+        const inside = relative(root, real);
+        if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+          issues.push({ file, document: 0, path: '', message: 'is a symbolic link to outside the watched directory; not read' });
+          continue;
+        }
+        const read = await readBounded(real, PARSE_LIMITS.maxFileBytes);
         if (!read.ok) {
           issues.push({ file, document: 0, path: '', message: read.message });
           continue;
@@ -210,10 +222,20 @@ export class FileSource {
         await this.#watchTarget();
         this.#opts.onSnapshot(await this.#dir.read());
       } catch (err) {
+        // The directory is gone or is not one: drop its watcher, so that a directory coming back at that path
+        // is watched afresh (the old watcher would stay blind to it, leaving edits to the next resync).
+        await this.#forgetTarget();
         this.#opts.onError(err as Error);
       }
     });
     await this.#reading;
+  }
+
+  async #forgetTarget(): Promise<void> {
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    this.#target = '';
+    await watcher?.close().catch(() => undefined);
   }
 
   async #watchTarget(): Promise<void> {

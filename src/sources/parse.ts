@@ -1,9 +1,10 @@
 // One manifest file → validated objects plus issues that point at file, document and field.
 // Input is untrusted (a GitOps checkout anyone with push access writes), so size, document count, nesting
 // and YAML alias expansion are all bounded before anything walks the loaded data.
+import { isUtf8 } from 'node:buffer';
 import { CORE_SCHEMA, YAMLException, loadAll } from 'js-yaml';
 import type { AnyObject } from '../api/v1alpha1/types.js';
-import { validateObject } from '../api/v1alpha1/validate.js';
+import { quote, validateObject, visible } from '../api/v1alpha1/validate.js';
 
 export interface FileIssue {
   file: string;
@@ -26,6 +27,11 @@ export const PARSE_LIMITS = {
    */
   maxExpandedChars: 16 * 1024 * 1024,
   maxDepth: 64,
+  /**
+   * Issues reported per file. A 4 MiB file of unknown keys is 300 000 issues (60 MB of messages in
+   * status.json, rewritten on every change); the first ones say what is wrong just as well.
+   */
+  maxIssuesPerFile: 100,
 } as const;
 
 export interface ParseResult {
@@ -40,23 +46,31 @@ export function originOf(o: AnyObject): { file: string; document: number } | und
   return origins.get(o);
 }
 
-export function parseDocuments(file: string, content: string): ParseResult {
-  const fileIssue = (message: string, document = 0): ParseResult => ({
+/**
+ * Parses one file. Given bytes (as the file source reads them), the file must be UTF-8: anything else is
+ * reported with the line of the first bad byte, never read with replacement characters that would end up in
+ * names and descriptions unnoticed (kubectl refuses such files too).
+ */
+export function parseDocuments(file: string, input: string | Uint8Array): ParseResult {
+  const fileIssue = (message: string, document = 0, path = ''): ParseResult => ({
     objects: [],
-    issues: [{ file, document, path: '', message }],
+    issues: [{ file, document, path, message }],
   });
 
-  const bytes = Buffer.byteLength(content, 'utf8');
+  const bytes = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.byteLength;
   if (bytes > PARSE_LIMITS.maxFileBytes) {
     return fileIssue(`file is too large (${bytes} bytes; the limit is ${PARSE_LIMITS.maxFileBytes})`);
   }
+  const decoded = typeof input === 'string' ? { ok: true as const, content: input } : decodeUtf8(input);
+  if (!decoded.ok) return fileIssue(decoded.message, decoded.document);
+  const { content } = decoded;
 
   // Loading a million empty documents takes seconds; counting their markers first does not.
   const markers = content.match(/^---(?:\s|$)/gm)?.length ?? 0;
   if (markers > PARSE_LIMITS.maxDocuments) return fileIssue(tooManyDocuments(markers));
 
   const loaded = isJsonFile(file) ? loadJson(content) : loadYaml(content);
-  if (!loaded.ok) return fileIssue(loaded.message, loaded.document);
+  if (!loaded.ok) return fileIssue(loaded.message, loaded.document, loaded.path);
   const docs = loaded.documents;
   if (docs.length > PARSE_LIMITS.maxDocuments) {
     return fileIssue(tooManyDocuments(docs.length));
@@ -82,7 +96,68 @@ export function parseDocuments(file: string, content: string): ParseResult {
       issues.push({ file, document, ...issue, ...(label === undefined ? {} : { label }) });
     }
   });
+  const max = PARSE_LIMITS.maxIssuesPerFile;
+  if (issues.length > max) {
+    const more = issues.length - max;
+    issues.splice(max, more, { file, document: 0, path: '', message: `${more} more problems in this file are not shown (the first ${max} are)` });
+  }
   return { objects, issues };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoding.
+
+type Decoded = { ok: true; content: string } | { ok: false; message: string; document: number };
+
+function decodeUtf8(bytes: Uint8Array): Decoded {
+  if (isUtf8(bytes)) return { ok: true, content: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8') };
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bom = utf16Or32Bom(bytes);
+  if (bom !== undefined) return { ok: false, message: `not UTF-8: the file starts with a ${bom} byte order mark; save it as UTF-8`, document: 0 };
+  const at = Math.max(0, firstInvalidUtf8(bytes));
+  // Everything before the bad byte is valid UTF-8, so line and column are exact; a bad byte is never a
+  // newline, so the lossy decoding of the whole file has the same lines (for the document number).
+  const before = buffer.subarray(0, at).toString('utf8');
+  const lines = before.split(/\r\n|\r|\n/);
+  const line = lines.length;
+  const column = (lines.at(-1) ?? '').length + 1;
+  const byte = (bytes[at] ?? 0).toString(16).toUpperCase().padStart(2, '0');
+  return {
+    ok: false,
+    message: `not valid UTF-8: byte 0x${byte} at line ${line}, column ${column}; save the file as UTF-8`,
+    document: documentAtLine(buffer.toString('utf8'), line - 1),
+  };
+}
+
+function utf16Or32Bom(b: Uint8Array): string | undefined {
+  if (b[0] === 0xff && b[1] === 0xfe) return b[2] === 0 && b[3] === 0 ? 'UTF-32LE' : 'UTF-16LE';
+  if (b[0] === 0xfe && b[1] === 0xff) return 'UTF-16BE';
+  if (b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff) return 'UTF-32BE';
+  return undefined;
+}
+
+/** Offset of the first byte that does not start a well-formed UTF-8 sequence (RFC 3629); -1 if none. */
+function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const lead = b[i]!;
+    if (lead < 0x80) {
+      i++;
+      continue;
+    }
+    // Continuation bytes after the lead, and the smallest code point that needs that many (no overlongs).
+    const [n, min] = lead >= 0xc2 && lead <= 0xdf ? [1, 0x80] : lead >= 0xe0 && lead <= 0xef ? [2, 0x800] : lead >= 0xf0 && lead <= 0xf4 ? [3, 0x10000] : [0, 0];
+    if (n === 0 || i + n >= b.length) return i;
+    let cp = lead & (0x3f >> n);
+    for (let k = 1; k <= n; k++) {
+      const c = b[i + k]!;
+      if ((c & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += n + 1;
+  }
+  return -1;
 }
 
 function tooManyDocuments(atLeast: number): string {
@@ -91,7 +166,8 @@ function tooManyDocuments(atLeast: number): string {
 
 /** `examples/lb.yaml: document 2 (Member web-1): /spec/address: must be …` */
 export function describeIssue(i: FileIssue): string {
-  const where = [i.file];
+  // A file name is whatever the checkout holds: a newline or a bidi override in it must not forge a line.
+  const where = [visible(i.file)];
   if (i.document > 0) where.push(`document ${i.document}${i.label === undefined ? '' : ` (${i.label})`}`);
   if (i.path !== '') where.push(i.path);
   return `${where.join(': ')}: ${i.message}`;
@@ -100,7 +176,7 @@ export function describeIssue(i: FileIssue): string {
 // ---------------------------------------------------------------------------------------------------------
 // Loading.
 
-type Loaded = { ok: true; documents: unknown[] } | { ok: false; message: string; document: number };
+type Loaded = { ok: true; documents: unknown[] } | { ok: false; message: string; document: number; path?: string };
 
 function isJsonFile(file: string): boolean {
   return file.toLowerCase().endsWith('.json');
@@ -108,13 +184,68 @@ function isJsonFile(file: string): boolean {
 
 /** A JSON file holds one object, or an array of them (each counts as a document). */
 function loadJson(content: string): Loaded {
+  const text = content.replace(/^\uFEFF/, '');
   let value: unknown;
   try {
-    value = JSON.parse(content.replace(/^\uFEFF/, ''));
+    value = JSON.parse(text);
   } catch (err) {
-    return { ok: false, message: `JSON syntax error: ${errorMessage(err)}`, document: 0 };
+    // V8 quotes a piece of the file in its message, newlines and all: one line, and not much of it.
+    return { ok: false, message: `JSON syntax error: ${visible(errorMessage(err)).slice(0, 200)}`, document: 0 };
+  }
+  // JSON.parse keeps the last of two equal keys without a word: a reviewer reads `"kind": "LoadBalancer"` at
+  // the top while the agent uses the `"kind": "Pool"` further down. YAML refuses duplicate keys; so does this.
+  const duplicate = duplicateJsonKey(text, Array.isArray(value));
+  if (duplicate !== undefined) {
+    const { key, document, path } = duplicate;
+    return { ok: false, message: `JSON duplicate key ${quote(key)}: each key may occur once per object`, document, path };
   }
   return { ok: true, documents: Array.isArray(value) ? value : [value] };
+}
+
+/**
+ * The first key that occurs twice in one JSON object, with the 1-based document (element of a top-level
+ * array) and the JSON pointer of that object. Only called on text JSON.parse accepted, so it need not check
+ * syntax: it tracks strings, nesting and array positions.
+ */
+function duplicateJsonKey(text: string, topLevelArray: boolean): { key: string; document: number; path: string } | undefined {
+  type Frame = { keys: Set<string>; key: string } | { index: number };
+  const stack: Frame[] = [];
+  const pointer = (frames: Frame[]): string =>
+    frames.map((f) => `/${'index' in f ? f.index : f.key.replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
+  const where = (): { document: number; path: string } => {
+    // The frames around the object that has the key twice make its pointer.
+    const outer = stack.slice(0, -1);
+    if (!topLevelArray) return { document: 1, path: pointer(outer) };
+    const top = stack[0];
+    return { document: top !== undefined && 'index' in top ? top.index + 1 : 0, path: pointer(outer.slice(1)) };
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      const top = stack.at(-1);
+      let next = end + 1;
+      while (/\s/.test(text[next] ?? '')) next++;
+      if (top !== undefined && 'keys' in top && text[next] === ':') {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (top.keys.has(key)) return { key, ...where() };
+        top.keys.add(key);
+        top.key = key;
+      }
+      i = end;
+    } else if (c === '{') {
+      stack.push({ keys: new Set(), key: '' });
+    } else if (c === '[') {
+      stack.push({ index: 0 });
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+    } else if (c === ',') {
+      const top = stack.at(-1);
+      if (top !== undefined && 'index' in top) top.index++;
+    }
+  }
+  return undefined;
 }
 
 function loadYaml(content: string): Loaded {
@@ -126,12 +257,13 @@ function loadYaml(content: string): Loaded {
       const { line, column } = err.mark;
       return {
         ok: false,
-        message: `YAML syntax error at line ${line + 1}, column ${column + 1}: ${err.reason}`,
+        // The reason can quote the file (an unknown tag's name): one line, and not much of it.
+        message: `YAML syntax error at line ${line + 1}, column ${column + 1}: ${visible(err.reason).slice(0, 200)}`,
         document: documentAtLine(content, line),
       };
     }
     // Not a syntax error: e.g. the stack overflowing on absurd nesting, or a self-referencing alias.
-    return { ok: false, message: `YAML could not be loaded: ${errorMessage(err)}`, document: 0 };
+    return { ok: false, message: `YAML could not be loaded: ${visible(errorMessage(err)).slice(0, 200)}`, document: 0 };
   }
 }
 
@@ -141,7 +273,8 @@ function loadYaml(content: string): Loaded {
  * Markers are recognised at column 0 only, which YAML forbids inside any scalar, so this is exact.
  */
 export function documentAtLine(content: string, line: number): number {
-  const lines = content.split(/\r?\n/, line + 1);
+  // js-yaml counts a lone CR as a line break too (old Mac line endings).
+  const lines = content.split(/\r\n|\r|\n/, line + 1);
   let documents = 0;
   let inDocument = false;
   for (const text of lines) {

@@ -19,6 +19,10 @@ export interface AgentOptions {
   bridge: string;
   resync?: number;
   listen?: string;
+  /** Added to the agent's environment (e.g. NSLB_CRASH_AT, NSLB_HAPROXY). */
+  env?: Record<string, string>;
+  /** --concurrency (the agent's default when unset). */
+  concurrency?: number;
 }
 
 export class Agent {
@@ -36,14 +40,21 @@ export class Agent {
         '--state-dir', opts.stateDir, '--bridge', opts.bridge,
         '--resync', String(opts.resync ?? 3), '--status-interval', '300', '--listen', opts.listen ?? '127.0.0.1:0',
         '--log-level', 'debug',
+        ...(opts.concurrency === undefined ? [] : ['--concurrency', String(opts.concurrency)]),
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }) },
     );
-    const collect = (b: Buffer): void => {
-      this.logs.push(...b.toString().split('\n').filter((l) => l !== ''));
+    // Whole lines only: a chunk may end mid-line, and tests parse the JSON lines.
+    const collector = (): ((b: Buffer) => void) => {
+      let partial = '';
+      return (b) => {
+        const lines = (partial + b.toString()).split('\n');
+        partial = lines.pop() ?? '';
+        this.logs.push(...lines.filter((l) => l !== ''));
+      };
     };
-    this.child.stdout?.on('data', collect);
-    this.child.stderr?.on('data', collect);
+    this.child.stdout?.on('data', collector());
+    this.child.stderr?.on('data', collector());
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
   }
 

@@ -73,6 +73,8 @@ const cases: [string, (n: FakeNode) => void, DesiredLoadBalancer | undefined, st
   ['with-certificates', () => {}, withTls()],
   ['certificate-file-deleted', (n) => { converge(n, withTls()); n.certFiles.get(netns)?.delete('bbbbbbbbbbbbbbbb.pem'); }, withTls()],
   ['state-dir-deleted-by-hand', (n) => { n.stateDirs.delete(netns); n.configs.delete(netns); n.certFiles.delete(netns); }, desired()],
+  ['ovs-vswitchd-restarted', (n) => n.restartVswitchdByHand(), desired()],
+  ['crash-between-config-write-and-reload', (n) => n.apply({ kind: 'haproxy.writeConfig', netns, config: 'cfg v2\n', certificates: [], reason: 'changed' }), desired(), 'cfg v2\n'],
   ['crash-after-add-port', (n) => { n.haproxy.clear(); n.configs.clear(); n.stateDirs.clear(); n.deleteNetnsByHand(netns); n.where.set(iface, 'host'); n.netnsEpoch.set(netns, 9); }, desired()],
 ];
 

@@ -23,6 +23,10 @@ export class FakeNode {
   configs = new Map<string, string>();
   certFiles = new Map<string, Set<string>>();
   stateDirs = new Set<string>();
+  /** Configs written that HAProxy has not been started with or reloaded since. */
+  pendingReload = new Set<string>();
+  /** Dead devices left in a netns under the name of a live one in the host (ovs-vswitchd restarted). */
+  stale = new Map<string, { netns: string; link: Link }>();
   nextPid = 1000;
   reloads = 0;
 
@@ -51,6 +55,10 @@ export class FakeNode {
       case 'link.moveToNetns':
         if (this.where.get(a.iface) !== 'host') throw new Error(`no device ${a.iface} in host`);
         if (!this.netns.has(a.netns)) throw new Error(`no netns ${a.netns}`);
+        if (this.stale.get(a.iface)?.netns === a.netns) {
+          if (a.replaceStale !== true) throw new Error(`RTNETLINK answers: File exists (${a.iface} in ${a.netns})`);
+          this.stale.delete(a.iface);
+        }
         this.where.set(a.iface, a.netns);
         return;
       case 'link.configure': {
@@ -67,16 +75,19 @@ export class FakeNode {
       case 'haproxy.writeConfig':
         this.stateDirs.add(a.netns);
         this.configs.set(a.netns, a.config);
+        this.pendingReload.add(a.netns);
         this.certFiles.set(a.netns, new Set(a.certificates.map((c) => c.fileName)));
         return;
       case 'haproxy.start':
         if (!this.configs.has(a.netns)) throw new Error('start without config');
         if (!this.netns.has(a.netns)) throw new Error('start without netns');
         this.haproxy.set(a.netns, { pid: this.nextPid++, netnsEpoch: this.netnsEpoch.get(a.netns) ?? 0 });
+        this.pendingReload.delete(a.netns);
         return;
       case 'haproxy.reload':
         if (!this.haproxy.has(a.netns)) throw new Error('reload without haproxy');
         this.reloads++;
+        this.pendingReload.delete(a.netns);
         return;
       case 'haproxy.stop':
         this.haproxy.delete(a.netns);
@@ -85,7 +96,22 @@ export class FakeNode {
         this.stateDirs.delete(a.netns);
         this.configs.delete(a.netns);
         this.certFiles.delete(a.netns);
+        this.pendingReload.delete(a.netns);
         return;
+    }
+  }
+
+  /**
+   * What restarting ovs-vswitchd does to internal ports moved into a netns: a new device (fresh MAC, no
+   * address, down) appears in the host, and the old one stays in the netns, dead but looking configured.
+   */
+  restartVswitchdByHand(): void {
+    for (const [iface, w] of this.where) {
+      const link = this.links.get(iface);
+      if (w === 'host' || w === 'gone' || link === undefined) continue;
+      this.stale.set(iface, { netns: w, link: { ...link, addresses: [...link.addresses] } });
+      this.where.set(iface, 'host');
+      this.links.set(iface, { mac: 'aa:aa:aa:aa:aa:aa', mtu: 1500, addresses: [], up: false });
     }
   }
 
@@ -95,6 +121,7 @@ export class FakeNode {
     this.loUp.delete(netns);
     this.gateways.delete(netns);
     for (const [iface, w] of this.where) if (w === netns) this.where.set(iface, 'gone');
+    for (const [iface, s] of this.stale) if (s.netns === netns) this.stale.delete(iface);
   }
 
   observe(netns: string, iface: string): ObservedLoadBalancer {
@@ -102,7 +129,8 @@ export class FakeNode {
     const port = this.ports.get(iface);
     if (port !== undefined) o.port = { iface, ...port };
     if (this.netns.has(netns)) {
-      const link = this.where.get(iface) === netns ? this.links.get(iface) : undefined;
+      const stale = this.stale.get(iface);
+      const link = this.where.get(iface) === netns ? this.links.get(iface) : stale?.netns === netns ? stale.link : undefined;
       o.netns = {
         name: netns,
         loUp: this.loUp.has(netns),
@@ -116,6 +144,7 @@ export class FakeNode {
     if (config !== undefined) o.config = config;
     const certs = this.certFiles.get(netns);
     if (certs !== undefined && certs.size > 0) o.certFiles = [...certs].sort();
+    if (this.stateDirs.has(netns) && this.pendingReload.has(netns)) o.reloadPending = true;
     return o;
   }
 }

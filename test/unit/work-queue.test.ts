@@ -59,4 +59,21 @@ describe('WorkQueue', () => {
     expect(gaps[2]).toBeGreaterThanOrEqual(78);
     expect(q.failures('a')).toBe(0);
   });
+
+  it('quiet() resolves once every key was tried, while a failing key waits in backoff (idle() does not)', async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue(async (k) => {
+      seen.push(k);
+      if (k === 'broken') throw new Error('bridge missing');
+    }, { concurrency: 2, baseDelayMs: 60_000 });
+    q.add('broken'); q.add('a'); q.add('b');
+    let idle = false;
+    void q.idle().then(() => { idle = true; });
+    await q.quiet();
+    expect(seen.sort()).toEqual(['a', 'b', 'broken']);
+    expect(q.failures('broken')).toBe(1);
+    await tick(20);
+    expect(idle).toBe(false);
+    await q.stop();
+  });
 });

@@ -14,6 +14,8 @@ export interface JsonSchema {
   properties?: Record<string, JsonSchema>;
   required?: string[];
   additionalProperties?: boolean | JsonSchema;
+  /** Only in metadata (labels, annotations), which the CRDs leave to the API server. */
+  propertyNames?: JsonSchema;
   items?: JsonSchema;
   minItems?: number;
   maxItems?: number;
@@ -107,8 +109,24 @@ export const PATTERNS = {
     pattern: String.raw`^https?://[\x21\x24-\x26\x28-\x2e\x30-\x5b\x5d-\x7e][\x21\x24-\x26\x28-\x5b\x5d-\x7e]*$`,
     description: 'an absolute http:// or https:// URL without whitespace, quotes, "#" or "\\"',
   },
-  // Descriptions never reach HAProxy, but they do reach logs and terminals: one printable line.
-  description: { pattern: '^[^\\x00-\\x1f\\x7f]*$', description: 'a single line without control characters' },
+  // Kubernetes' rules for label and annotation keys (an optional DNS subdomain prefix and "/", then a name of
+  // at most 63 characters) and label values, so that a file nslb accepts is one `kubectl apply` accepts.
+  qualifiedName: {
+    pattern: String.raw`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`,
+    description: 'a Kubernetes qualified name: an optional DNS subdomain and "/", then at most 63 letters, digits and -_. starting and ending with a letter or digit',
+  },
+  labelValue: {
+    pattern: '^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$',
+    description: 'a Kubernetes label value: empty, or at most 63 letters, digits and -_. starting and ending with a letter or digit',
+  },
+  // Descriptions never reach HAProxy, but they do reach logs and terminals (`nslb status`): one printable line.
+  // So no C0 or C1 controls (Cc; U+009B is a terminal's CSI), no invisible format characters (Cf: the bidi
+  // overrides that reorder what a terminal shows, zero-width spaces) and no line or paragraph separators.
+  // Unicode categories mean the same in ECMAScript (`u` flag) and RE2.
+  description: {
+    pattern: '^[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]*$',
+    description: 'a single line without control characters or invisible formatting characters (such as bidi overrides)',
+  },
 } as const satisfies Record<string, NamedPattern>;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -162,11 +180,22 @@ function list(items: JsonSchema, description: string, dflt?: unknown[]): JsonSch
   return { type: 'array', description, items, ...(dflt === undefined ? {} : { default: dflt }) };
 }
 
-const stringMap = (description: string): JsonSchema => ({
+const metadataKey: JsonSchema = { type: 'string', maxLength: 317, pattern: PATTERNS.qualifiedName.pattern };
+
+const labels: JsonSchema = {
   type: 'object',
-  description,
+  description: 'Labels',
+  propertyNames: metadataKey,
+  additionalProperties: { type: 'string', maxLength: 63, pattern: PATTERNS.labelValue.pattern },
+};
+
+// Annotation values are free text, as in Kubernetes; nslb never puts them anywhere but status output.
+const annotations: JsonSchema = {
+  type: 'object',
+  description: 'Annotations',
+  propertyNames: metadataKey,
   additionalProperties: { type: 'string' },
-});
+};
 
 const adminStateUp = boolean('false takes the object out of service without deleting it', true);
 const description = (): JsonSchema => ({
@@ -413,15 +442,16 @@ export const METADATA_SCHEMA: JsonSchema = object(
   {
     name: objectName('Object name, unique per kind and namespace'),
     namespace: objectName('Namespace; "default" when omitted'),
-    labels: stringMap('Labels'),
-    annotations: stringMap('Annotations'),
+    labels,
+    annotations,
     generateName: { type: 'string' },
-    generation: { type: 'integer', minimum: 0 },
+    // Bounded so that a generation is exactly what it says: JSON numbers past 2^53 lose their last digits.
+    generation: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
     resourceVersion: { type: 'string' },
     uid: { type: 'string' },
     creationTimestamp: { type: 'string' },
     deletionTimestamp: { type: 'string' },
-    deletionGracePeriodSeconds: { type: 'integer', minimum: 0 },
+    deletionGracePeriodSeconds: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
     finalizers: { type: 'array', items: { type: 'string' } },
     ownerReferences: { type: 'array', items: freeFormObject },
     managedFields: { type: 'array', items: freeFormObject },

@@ -107,9 +107,10 @@ const FORMAT_DESCRIPTIONS: Record<string, string> = {
 };
 
 function toIssues(errors: readonly ErrorObject[]): ValidationIssue[] {
-  // An anyOf error already says what the value must be; the failing branches underneath it are noise.
+  // An anyOf error already says what the value must be; the failing branches underneath it are noise. A
+  // propertyNames error only says "property name must be valid"; the error under it says how.
   const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => `${e.schemaPath}/`);
-  const relevant = errors.filter((e) => !anyOfPaths.some((p) => e.schemaPath.startsWith(p)));
+  const relevant = errors.filter((e) => e.keyword !== 'propertyNames' && !anyOfPaths.some((p) => e.schemaPath.startsWith(p)));
 
   const seen = new Set<string>();
   const issues: ValidationIssue[] = [];
@@ -124,9 +125,16 @@ function toIssues(errors: readonly ErrorObject[]): ValidationIssue[] {
 }
 
 function toIssue(e: ErrorObject): ValidationIssue {
-  const path = e.instancePath;
+  // Map keys (labels, annotations) are the document's own text: the pointer may carry anything.
+  const path = visible(e.instancePath);
   const got = `(got ${describeValue(e.data)})`;
   const parent = e.parentSchema as JsonSchema | undefined;
+  if (e.propertyName !== undefined) {
+    // Under propertyNames: the value at fault is a key of the object at `path`.
+    const what = e.keyword === 'pattern' ? PATTERN_DESCRIPTIONS.get(String(e.schema)) : undefined;
+    const must = what !== undefined ? `must be ${what}` : e.keyword === 'maxLength' ? describeLength(parent) : (e.message ?? 'is invalid');
+    return { path, message: `key ${quote(e.propertyName)} ${must}` };
+  }
   switch (e.keyword) {
     case 'required': {
       const field = String((e.params as { missingProperty: string }).missingProperty);
@@ -213,7 +221,20 @@ export function describeValue(v: unknown): string {
 /** JSON-quoted, so that newlines and control characters show as escapes; long strings are cut. */
 export function quote(s: string): string {
   const shown = s.length > MAX_SHOWN ? `${s.slice(0, MAX_SHOWN)}…` : s;
-  return JSON.stringify(shown);
+  return visible(JSON.stringify(shown));
+}
+
+// What JSON.stringify leaves alone but a terminal or log viewer would not show as written: format characters
+// (U+FEFF, U+200B, the bidi overrides that reorder a line, U+202E), line and paragraph separators, C1 controls,
+// unassigned and private-use code points, and every space but the plain one.
+const INVISIBLE = /(?! )[\p{C}\p{Z}]/gu;
+
+/** `s` with every invisible or line-breaking character written as a \u escape: safe for a one-line message. */
+export function visible(s: string): string {
+  return s.replace(INVISIBLE, (c) => {
+    const cp = c.codePointAt(0) ?? 0;
+    return cp > 0xffff ? `\\u{${cp.toString(16)}}` : `\\u${cp.toString(16).padStart(4, '0')}`;
+  });
 }
 
 function escapePointer(segment: string): string {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Runner } from '../../exec/run.js';
 import type { ObservedHaproxy } from '../observed.js';
 import { netnsInode } from '../netns/netns.js';
+import { queryRuntime } from './stats.js';
 
 export const HAPROXY_BIN = process.env.NSLB_HAPROXY ?? 'haproxy';
 
@@ -17,6 +18,11 @@ export interface LbPaths {
   pidfile: string;
   socket: string;
   stateFile: string;
+  /**
+   * Present from the moment a new config is renamed into place until HAProxy has been (re)started or
+   * signalled to reload it: after a crash in between, the file alone says "this config is not live yet".
+   */
+  reloadPending: string;
   /** TLS material, 0600 files in a 0700 directory, named by content hash. */
   certsDir: string;
   /** The external check HAProxy runs for PING health monitors (shipped in the package). */
@@ -34,6 +40,7 @@ export function lbPaths(stateDir: string, netns: string): LbPaths {
     pidfile: join(dir, 'haproxy.pid'),
     socket: join(dir, 'haproxy.sock'),
     stateFile: join(dir, 'server-state'),
+    reloadPending: join(dir, 'reload-pending'),
     certsDir: join(dir, 'certs'),
     pingCheckCommand: PING_CHECK,
   };
@@ -190,8 +197,24 @@ export async function writeCheckedConfig(
     await rm(next, { force: true });
     throw err;
   }
+  // Before the rename: a crash right after it must not leave a config on disk that HAProxy never loaded
+  // and that the next reconcile would find "already right".
+  await writeFileDurably(paths.reloadPending, '', 0o600);
   await rename(next, paths.config);
   await removeStaleCertificates(paths, certificates);
+}
+
+/** Whether a config was written that HAProxy has not been started with or told to reload since. */
+export async function observeReloadPending(paths: LbPaths): Promise<boolean> {
+  return stat(paths.reloadPending).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** HAProxy was started with, or signalled to reload, the config on disk. */
+export async function markConfigLoaded(paths: LbPaths): Promise<void> {
+  await rm(paths.reloadPending, { force: true });
 }
 
 export function argvStart(netns: string, paths: LbPaths): string[] {
@@ -207,9 +230,33 @@ export async function startHaproxy(run: Runner, netns: string, paths: LbPaths): 
   return pid;
 }
 
-/** SIGUSR2 makes the master re-read the config and start a new worker with the inherited sockets. */
-export async function reloadHaproxy(pid: number): Promise<void> {
+/** The PID of the worker that answers the runtime socket now, or undefined when none answers. */
+async function runtimeWorkerPid(paths: LbPaths): Promise<number | undefined> {
+  try {
+    const match = /^Pid: (\d+)$/m.exec(await queryRuntime(paths.socket, 'show info', 1_000));
+    return match === null ? undefined : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * SIGUSR2 makes the master re-read the config and start a new worker with the inherited sockets. Resolves
+ * true once a new worker answers the runtime socket; false when none does within timeoutMs: HAProxy could not
+ * apply a config that `haproxy -c` accepted (a listener port it cannot bind), its master has fallen back to
+ * wait mode and the old worker no longer listens. The signal alone would report success either way.
+ */
+export async function reloadHaproxy(pid: number, paths: LbPaths, timeoutMs = 5_000): Promise<boolean> {
+  const before = await runtimeWorkerPid(paths);
   process.kill(pid, 'SIGUSR2');
+  if (before === undefined) return true; // no worker to compare with: trust the signal, as before
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = await runtimeWorkerPid(paths);
+    if (now !== undefined && now !== before) return true;
+  }
+  return false;
 }
 
 async function exited(pid: number, timeoutMs: number): Promise<boolean> {

@@ -107,7 +107,14 @@ export async function deleteNetns(run: Runner, netns: string): Promise<void> {
   await run(['ip', 'netns', 'delete', netns]);
 }
 
-export async function moveLinkToNetns(run: Runner, iface: string, netns: string): Promise<void> {
+export async function moveLinkToNetns(run: Runner, iface: string, netns: string, replaceStale = false): Promise<void> {
+  if (replaceStale) {
+    try {
+      await run(['ip', '-n', netns, 'link', 'del', 'dev', iface]);
+    } catch (err) {
+      if (!/Cannot find device/i.test((err as Error).message)) throw err;
+    }
+  }
   await run(['ip', 'link', 'set', 'dev', iface, 'netns', netns]);
 }
 
