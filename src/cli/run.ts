@@ -74,6 +74,20 @@ export async function runAgent(flags: RunFlags): Promise<void> {
     throw new Error('nslb run needs --watch DIR (file-watch mode) or --kubernetes');
   }
   if (flags.kubernetes === true && flags.watch !== undefined) throw new Error('--watch and --kubernetes exclude each other');
+  // Signal handlers first, and never removed. execa (through signal-exit) listens for SIGTERM while a command
+  // runs and re-raises it when it believes no one else handles it: with a `once` handler already spent, or
+  // none yet, a SIGTERM that arrived during a command killed the agent halfway through its graceful stop.
+  let stopping = false;
+  let onStop: ((signal: NodeJS.Signals) => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    // Still starting (nothing to stop gracefully yet), or a second signal: go now, as the default action would.
+    if (onStop === undefined || stopping) process.exit(signal === 'SIGINT' ? 130 : 143);
+    stopping = true;
+    onStop(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
   await mkdir(flags.stateDir, { recursive: true, mode: 0o700 });
   await chmod(flags.stateDir, 0o700);
   const unlock = await lockStateDir(flags.stateDir);
@@ -174,12 +188,11 @@ export async function runAgent(flags: RunFlags): Promise<void> {
   }, flags.statusInterval);
 
   await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
+    const stop = (signal: NodeJS.Signals): void => {
       logger.info({ signal }, 'stopping; load balancers keep serving');
       resolve();
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    onStop = stop;
   });
   clearInterval(resync);
   clearInterval(poll);

@@ -10,5 +10,7 @@ export function createLogger(level: string, pretty = process.stderr.isTTY === tr
       transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, translateTime: 'HH:MM:ss.l' } },
     });
   }
-  return pino({ level }, pino.destination(2));
+  // Synchronous: an agent killed (OOM, SIGKILL) must not take its last lines, the "applying" that says what
+  // it was doing, with it. The agent logs per reconcile, not per request: the cost is negligible.
+  return pino({ level }, pino.destination({ dest: 2, sync: true }));
 }

@@ -29,6 +29,8 @@ export class Agent {
   readonly child: ChildProcess;
   readonly logs: string[] = [];
   readonly exited: Promise<number | null>;
+  /** After exit, once its stdout and stderr are drained too: every line it wrote is in `logs`. */
+  readonly closed: Promise<void>;
 
   constructor(opts: AgentOptions) {
     this.child = spawn(
@@ -56,6 +58,7 @@ export class Agent {
     this.child.stdout?.on('data', collector());
     this.child.stderr?.on('data', collector());
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+    this.closed = new Promise((resolve) => this.child.on('close', () => resolve()));
   }
 
   async stop(): Promise<number | null> {
