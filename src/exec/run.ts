@@ -1,5 +1,7 @@
 // The one place that starts processes. argv arrays only, never a shell; every call has a timeout.
 import { execa } from 'execa';
+import { basename } from 'node:path';
+import { spawnsByTool } from '../metrics/counters.js';
 import { CommandError } from './errors.js';
 
 export interface RunOptions {
@@ -26,6 +28,8 @@ export const runCommand: Runner = async (argv, options = {}) => {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('runCommand: empty argv');
   spawnCounter.count++;
+  const tool = basename(file);
+  spawnsByTool.set(tool, (spawnsByTool.get(tool) ?? 0) + 1);
   try {
     const result = await execa(file, args, {
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,

@@ -135,13 +135,13 @@ export interface TestRun {
 }
 
 /**
- * Names and a /24 for one test file. plane (1–9) picks 10.20<plane>.0.0/16 so test files can stay apart
+ * Names and a /24 for one test file. plane (1–29) picks 10.(200+plane).0.0/16 so test files can stay apart
  * from each other by convention; the third octet is random so parallel runs on a shared bridge rarely meet.
  */
 export function uniqueRun(plane = 1): TestRun {
-  if (!Number.isInteger(plane) || plane < 1 || plane > 9) throw new Error(`uniqueRun: plane must be 1–9, got ${plane}`);
+  if (!Number.isInteger(plane) || plane < 1 || plane > 29) throw new Error(`uniqueRun: plane must be 1–29, got ${plane}`);
   const prefix = `t${randomBytes(4).readUInt32BE(0).toString(36).padStart(4, '0').slice(-4)}`;
-  const subnet = `10.20${plane}.${randomBytes(1).readUInt8(0)}`;
+  const subnet = `10.${200 + plane}.${randomBytes(1).readUInt8(0)}`;
   const ip = (hostOctet: number) => {
     if (!Number.isInteger(hostOctet) || hostOctet < 1 || hostOctet > 254) throw new Error(`bad host octet ${hostOctet}`);
     return `${subnet}.${hostOctet}`;
