@@ -134,6 +134,11 @@ export class Manager {
     void this.#publish();
   }
 
+  /** Load balancers reconciled at once; changed live on SIGHUP (`--concurrency` in the --config file). */
+  setConcurrency(n: number): void {
+    this.#queue.setConcurrency(n);
+  }
+
   /** Queue one load balancer (e.g. one being deleted whose finalizer is still ours to remove). */
   enqueue(key: LbKey): void {
     this.#queue.add(key);

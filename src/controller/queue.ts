@@ -6,15 +6,18 @@ export interface QueueOptions {
   concurrency: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /** Told after each run of the handler: how it ended and how long it took (for /metrics). */
+  onProcessed?: (key: string, result: 'ok' | 'error', seconds: number) => void;
 }
 
 export type Handler = (key: string) => Promise<void>;
 
 export class WorkQueue {
   readonly #handler: Handler;
-  readonly #concurrency: number;
+  #concurrency: number;
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
+  readonly #onProcessed: QueueOptions['onProcessed'];
   readonly #queue: string[] = [];
   readonly #dirty = new Set<string>();
   readonly #processing = new Set<string>();
@@ -24,12 +27,14 @@ export class WorkQueue {
   readonly #quietWaiters: (() => void)[] = [];
   #running = 0;
   #stopped = false;
+  #retries = 0;
 
   constructor(handler: Handler, options: QueueOptions) {
     this.#handler = handler;
     this.#concurrency = Math.max(1, options.concurrency);
     this.#baseDelayMs = options.baseDelayMs ?? 200;
     this.#maxDelayMs = options.maxDelayMs ?? 60_000;
+    this.#onProcessed = options.onProcessed;
   }
 
   add(key: string): void {
@@ -50,12 +55,28 @@ export class WorkQueue {
     this.#timers.set(key, timer);
   }
 
+  /** Change how many keys run at once (SIGHUP with a new --concurrency); running keys finish as they are. */
+  setConcurrency(n: number): void {
+    this.#concurrency = Math.max(1, n);
+    this.#pump();
+  }
+
   failures(key: string): number {
     return this.#failures.get(key) ?? 0;
   }
 
   get length(): number {
     return this.#queue.length;
+  }
+
+  /** Keys waiting for a worker (not those running, nor those waiting out a backoff). */
+  get depth(): number {
+    return this.#queue.length;
+  }
+
+  /** Retries scheduled since the queue was made (one per failed run of the handler). */
+  get retries(): number {
+    return this.#retries;
   }
 
   /** Resolves when nothing is queued, running or waiting on a backoff timer. */
@@ -103,10 +124,14 @@ export class WorkQueue {
   }
 
   async #process(key: string): Promise<void> {
+    const started = performance.now();
     try {
       await this.#handler(key);
       this.#failures.delete(key);
+      this.#onProcessed?.(key, 'ok', (performance.now() - started) / 1000);
     } catch {
+      this.#onProcessed?.(key, 'error', (performance.now() - started) / 1000);
+      this.#retries++;
       const n = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, n);
       this.addAfter(key, Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (n - 1)));
