@@ -2,9 +2,10 @@
 // The `nslb` command (DESIGN §3). Thin: parse flags, call one function, exit with its code.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { cleanup } from './cleanup.js';
+import { LOG_LEVELS } from './config-file.js';
 import { DEFAULTS, parsePositiveInt } from './options.js';
 import { printPlan } from './plan.js';
-import { runAgent } from './run.js';
+import { runAgent, type RunFlags } from './run.js';
 import { showStatus } from './status.js';
 import { validate } from './validate.js';
 
@@ -40,9 +41,10 @@ program
   .option('--resync <seconds>', 'full resync (drift repair) period', positive('--resync'), DEFAULTS.resync)
   .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
   .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
-  .option('--log-level <level>', 'trace, debug, info, warn, error', DEFAULTS.logLevel)
-  .action(async (o: Record<string, unknown>) => {
-    await runAgent({
+  .addOption(new Option('--log-level <level>', 'how much to log').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
+  .option('--config <file>', 'flags file (NSLB_LOG_LEVEL=debug lines, as deploy/nslb.env); re-read on SIGHUP; the command line wins')
+  .action(async (o: Record<string, unknown>, command: Command) => {
+    const flags: RunFlags = {
       ...(typeof o.watch === 'string' ? { watch: o.watch } : {}),
       ...(o.kubernetes === true ? { kubernetes: true } : {}),
       ...(typeof o.kubeconfig === 'string' ? { kubeconfig: o.kubeconfig } : {}),
@@ -55,7 +57,11 @@ program
       concurrency: o.concurrency as number,
       logLevel: o.logLevel as string,
       statusInterval: o.statusInterval as number,
-    });
+    };
+    const fromCommandLine = new Set(
+      (Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'),
+    );
+    await runAgent(flags, typeof o.config === 'string' ? { file: o.config, fromCommandLine } : undefined);
   });
 
 program

@@ -12,6 +12,7 @@ import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
 import { describeIssue } from '../sources/parse.js';
 import { StatusFileWriter, type StatusFile } from '../status/status-file.js';
+import { checkMode, diffFlags, fileKey, flagName, mergeFlags, readFlagsFile } from './config-file.js';
 import { parseListen } from './options.js';
 
 export interface RunFlags {
@@ -68,12 +69,21 @@ function kubeConfigFor(flags: RunFlags): KubeConfig {
   return kc;
 }
 
-export async function runAgent(flags: RunFlags): Promise<void> {
+/** `--config FILE`: the flags file, and which flags the command line gave (those win over the file). */
+export interface FlagsFileOption {
+  file: string;
+  fromCommandLine: ReadonlySet<keyof RunFlags>;
+}
+
+export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption): Promise<void> {
+  // An unreadable or invalid flags file at start is fatal (exit 1, file and line); on SIGHUP it is not.
+  const flagsFor = async (): Promise<RunFlags> => {
+    const merged = config === undefined ? commandLine : mergeFlags(commandLine, await readFlagsFile(config.file), config.fromCommandLine);
+    checkMode(merged);
+    return merged;
+  };
+  let flags = await flagsFor();
   const logger = createLogger(flags.logLevel);
-  if (flags.kubernetes !== true && flags.watch === undefined) {
-    throw new Error('nslb run needs --watch DIR (file-watch mode) or --kubernetes');
-  }
-  if (flags.kubernetes === true && flags.watch !== undefined) throw new Error('--watch and --kubernetes exclude each other');
   // Signal handlers first, and never removed. execa (through signal-exit) listens for SIGTERM while a command
   // runs and re-raises it when it believes no one else handles it: with a `once` handler already spent, or
   // none yet, a SIGTERM that arrived during a command killed the agent halfway through its graceful stop.
@@ -87,6 +97,18 @@ export async function runAgent(flags: RunFlags): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP re-reads --config (systemctl reload). Node's default for SIGHUP is to exit: never let it.
+  let onReload: (() => Promise<void>) | undefined;
+  let reloadPending = false;
+  let reloading: Promise<void> = Promise.resolve();
+  const onHup = (): void => {
+    if (onReload === undefined) {
+      reloadPending = true;
+      return;
+    }
+    reloading = reloading.then(onReload);
+  };
+  process.on('SIGHUP', onHup);
 
   await mkdir(flags.stateDir, { recursive: true, mode: 0o700 });
   await chmod(flags.stateDir, 0o700);
@@ -177,15 +199,55 @@ export async function runAgent(flags: RunFlags): Promise<void> {
   await manager.initialSyncDone();
   logger.info('initial sync done');
 
-  const resync = setInterval(() => {
-    void (async () => {
-      await source.refresh();
-      await manager.resync();
-    })().catch((err: unknown) => logger.error({ err }, 'resync failed'));
-  }, flags.resync * 1000);
-  const poll = setInterval(() => {
-    manager.pollStats().catch((err: unknown) => logger.error({ err }, 'stats poll failed'));
-  }, flags.statusInterval);
+  let resync: NodeJS.Timeout | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  const startTimers = (): void => {
+    clearInterval(resync);
+    clearInterval(poll);
+    resync = setInterval(() => {
+      void (async () => {
+        await source.refresh();
+        await manager.resync();
+      })().catch((err: unknown) => logger.error({ err }, 'resync failed'));
+    }, flags.resync * 1000);
+    poll = setInterval(() => {
+      manager.pollStats().catch((err: unknown) => logger.error({ err }, 'stats poll failed'));
+    }, flags.statusInterval);
+  };
+  startTimers();
+
+  onReload = async () => {
+    if (config === undefined) {
+      logger.warn('SIGHUP: this agent has no --config file; flags unchanged');
+      return;
+    }
+    let next: RunFlags;
+    try {
+      next = await flagsFor();
+    } catch (err) {
+      logger.error({ config: config.file, err: (err as Error).message }, 'SIGHUP: the --config file is invalid; keeping the flags in force');
+      return;
+    }
+    const { live, restart } = diffFlags(flags, next);
+    for (const flag of restart) {
+      logger.warn(
+        { flag: flagName(flag), key: fileKey(flag), running: flags[flag] ?? null, file: next[flag] ?? null },
+        `${fileKey(flag)} changed in ${config.file}: ${flagName(flag)} cannot change while the agent runs; restart it (systemctl restart nslb) to apply`,
+      );
+    }
+    // Flags that need a restart keep their running values, so that the next reload warns again.
+    const applied: Record<string, unknown> = { ...flags };
+    for (const flag of live) applied[flag] = next[flag];
+    flags = applied as unknown as RunFlags;
+    if (live.includes('logLevel')) logger.level = flags.logLevel;
+    if (live.includes('concurrency')) manager.setConcurrency(flags.concurrency);
+    if (live.includes('resync') || live.includes('statusInterval')) startTimers();
+    logger.info(
+      { config: config.file, changed: Object.fromEntries(live.map((f) => [flagName(f), flags[f]])), needRestart: restart.map(flagName) },
+      live.length === 0 ? 'SIGHUP: reloaded --config; nothing to change' : 'SIGHUP: reloaded --config',
+    );
+  };
+  if (reloadPending) onHup();
 
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
@@ -196,6 +258,8 @@ export async function runAgent(flags: RunFlags): Promise<void> {
   });
   clearInterval(resync);
   clearInterval(poll);
+  onReload = async () => {};
+  await reloading;
   server.close();
   await source.stop();
   await manager.stop();
