@@ -19,6 +19,7 @@ import { planLoadBalancer } from '../plan/plan.js';
 import type { FileIssue } from '../sources/parse.js';
 import { computeStatuses, type LbOutcome } from '../status/compute.js';
 import { renderStatusFile, type StatusFile } from '../status/status-file.js';
+import type { LbStatsView } from '../status/traffic.js';
 import { crashPoint } from './crash-points.js';
 import { servedHere } from './placement.js';
 import { WorkQueue } from './queue.js';
@@ -36,6 +37,8 @@ export interface ManagerOptions {
   onRemoved?: (key: LbKey) => Promise<void>;
   /** Provisioning milestones and failures, for Kubernetes Events. */
   onEvent?: (e: { key: LbKey; type: 'Normal' | 'Warning'; reason: string; message: string }) => void;
+  /** After each reconcile of a key: how it ended and how long it took (for /metrics). */
+  onReconciled?: (key: LbKey, result: 'ok' | 'error', seconds: number) => void;
 }
 
 const ORPHAN_PREFIX = 'orphan:';
@@ -90,7 +93,10 @@ export class Manager {
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
     this.#ctx = { run: opts.run, stateDir: opts.stateDir };
-    this.#queue = new WorkQueue((key) => this.#reconcile(key), { concurrency: opts.concurrency });
+    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
+      concurrency: opts.concurrency,
+      ...(opts.onReconciled === undefined ? {} : { onProcessed: opts.onReconciled }),
+    });
   }
 
   get synced(): boolean {
@@ -99,6 +105,18 @@ export class Manager {
 
   get statuses(): ReadonlyMap<string, ObjectStatus> {
     return this.#statuses;
+  }
+
+  /** Read-only, for /metrics: keys waiting for a worker, and retries scheduled so far. */
+  get queueStats(): { depth: number; retries: number } {
+    return { depth: this.#queue.depth, retries: this.#queue.retries };
+  }
+
+  /** Read-only, for /metrics and status.json: each load balancer on the node and its last `show stat`. */
+  loadBalancerStats(): LbStatsView[] {
+    const views: LbStatsView[] = [];
+    for (const [key, o] of this.#outcomes) if (o.applied !== undefined) views.push({ key, applied: o.applied, stats: o.stats });
+    return views;
   }
 
   /** A new snapshot of the desired objects: queue every load balancer whose desired model changed. */

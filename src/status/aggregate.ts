@@ -16,7 +16,8 @@ export interface OperatingStatusTree {
   healthMonitors: Map<string, OperatingStatus>;
 }
 
-class StatIndex {
+/** `show stat` rows found by the names the renderer gave listeners, pools and members. */
+export class StatIndex {
   private readonly rows = new Map<string, StatRow>();
   constructor(stats: StatRow[]) {
     for (const r of stats) this.rows.set(`${r.type}\u0000${r.pxname}\u0000${r.svname}`, r);

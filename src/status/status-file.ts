@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AnyObject, ObjectStatus } from '../api/v1alpha1/types.js';
 import { API_VERSION, objectId } from '../api/v1alpha1/types.js';
+import type { MemberStats } from './traffic.js';
 
 export interface StatusFileObject {
   apiVersion: string;
@@ -12,6 +13,12 @@ export interface StatusFileObject {
   /** Not in DESIGN §3's minimum: lets `nslb status` draw the tree without the watched directory. */
   spec: unknown;
   status: ObjectStatus;
+  /**
+   * Members only, while HAProxy runs them: traffic and check figures from `show stat`. Beside `status`, not
+   * in it: they change on every poll and must not reach the Kubernetes status subresource (DESIGN §1 is
+   * silent on them; status.json and /metrics carry them).
+   */
+  stats?: MemberStats;
 }
 
 export interface StatusFileError {

@@ -43,6 +43,18 @@ describe('parseShowStat on captured HAProxy 2.6 output', () => {
     expect(row(rows, px, sv)).toMatchObject(expected);
   });
 
+  it('reads traffic counters and what the last check found', () => {
+    expect(row(rows, 'listener.full', 'FRONTEND')).toMatchObject({ sessions: 1, totalSessions: 1, bytesIn: 0, bytesOut: 0 });
+    expect(row(rows, 'pool.plain', 'plain')).toMatchObject({ sessions: 1, totalSessions: 1, bytesIn: 0, bytesOut: 0 });
+    expect(row(rows, 'pool.slow', 'going-down')).toMatchObject({
+      checkStatus: 'L4CON',
+      checkDescription: 'Layer4 connection problem',
+      lastCheck: 'Connection refused',
+    });
+    expect(row(rows, 'pool.slow', 'going-up')).toMatchObject({ checkStatus: 'L7OK', checkDescription: 'Layer7 check passed' });
+    expect(row(rows, 'pool.slow', 'going-up')).not.toHaveProperty('lastCheck');
+  });
+
   it('leaves checkStatus out where no check runs', () => {
     expect(row(rows, 'pool.web', 'maint')).not.toHaveProperty('checkStatus');
     expect(row(rows, 'pool.plain', 'plain')).not.toHaveProperty('checkStatus');
@@ -56,7 +68,7 @@ describe('parseShowStat edge cases', () => {
       '2,UP,"a,b",pool.x,L7OK,3,"said ""hi"", twice",\r\n' +
       '0,OPEN,FRONTEND,listener.y,,,,\r\n';
     expect(parseShowStat(csv)).toEqual([
-      { pxname: 'pool.x', svname: 'a,b', status: 'UP', weight: 3, checkStatus: 'L7OK', type: 'server' },
+      { pxname: 'pool.x', svname: 'a,b', status: 'UP', weight: 3, checkStatus: 'L7OK', checkDescription: 'said "hi", twice', type: 'server' },
       { pxname: 'listener.y', svname: 'FRONTEND', status: 'OPEN', type: 'frontend' },
     ]);
   });

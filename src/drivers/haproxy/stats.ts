@@ -18,6 +18,14 @@ export interface StatRow {
   sessions?: number;
   /** slim: the configured session limit (a frontend's maxconn). */
   sessionLimit?: number;
+  /** stot: sessions since the process started (a reload starts a new count). */
+  totalSessions?: number;
+  /** bin / bout: bytes received from clients / sent to them, since the process started. */
+  bytesIn?: number;
+  bytesOut?: number;
+  /** check_desc and last_chk: what the last check found ("Layer4 connection problem", "Connection refused"). */
+  checkDescription?: string;
+  lastCheck?: string;
 }
 
 /** The runtime API could not be reached in time, or answered something that is not what was asked. */
@@ -87,6 +95,11 @@ export function parseShowStat(csv: string): StatRow[] {
   const iType = col('type');
   const iScur = col('scur');
   const iSlim = col('slim');
+  const iStot = col('stot');
+  const iBin = col('bin');
+  const iBout = col('bout');
+  const iCheckDesc = col('check_desc');
+  const iLastChk = col('last_chk');
   if (iPx < 0 || iSv < 0 || iStatus < 0 || iType < 0) {
     throw new RuntimeApiError('show stat: header lacks pxname, svname, status or type');
   }
@@ -106,6 +119,16 @@ export function parseShowStat(csv: string): StatRow[] {
     if (sessions !== undefined) row.sessions = sessions;
     const limit = numberAt(f, iSlim);
     if (limit !== undefined) row.sessionLimit = limit;
+    const total = numberAt(f, iStot);
+    if (total !== undefined) row.totalSessions = total;
+    const bytesIn = numberAt(f, iBin);
+    if (bytesIn !== undefined) row.bytesIn = bytesIn;
+    const bytesOut = numberAt(f, iBout);
+    if (bytesOut !== undefined) row.bytesOut = bytesOut;
+    const desc = iCheckDesc >= 0 ? f[iCheckDesc] : undefined;
+    if (desc !== undefined && desc !== '') row.checkDescription = desc;
+    const last = iLastChk >= 0 ? f[iLastChk] : undefined;
+    if (last !== undefined && last !== '') row.lastCheck = last;
     rows.push(row);
   }
   return rows;

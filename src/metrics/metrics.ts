@@ -1,0 +1,221 @@
+// /metrics in Prometheus' text format. One registry per agent; every figure but the reconcile histogram is
+// read from the engine's state when scraped (collect callbacks), so a scrape costs no socket round trip and
+// no process: HAProxy's stats are the ones the Manager last polled. Only `nslb run` imports this module
+// (dynamically), so one-shot commands never load prom-client.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ObjectStatus } from '../api/v1alpha1/types.js';
+import { KINDS } from '../api/v1alpha1/types.js';
+import { memberStats, type LbStatsView, type MemberStats } from '../status/traffic.js';
+import { engineCounters, spawnsByTool } from './counters.js';
+
+/** What /metrics reads at scrape time: the Manager, or a fake of it in tests. */
+export interface MetricsSource {
+  /** Every object's status, keyed by objectId (`Kind/namespace/name`). */
+  readonly statuses: ReadonlyMap<string, ObjectStatus>;
+  readonly queueStats: { depth: number; retries: number };
+  loadBalancerStats(): readonly LbStatsView[];
+}
+
+export interface MetricsOptions {
+  /** Node.js process metrics (CPU, memory, event loop lag, …) under their usual names. Default true. */
+  processMetrics?: boolean;
+  /** Where the engine counters come from (tests pass their own). */
+  counters?: { engine: typeof engineCounters; spawnsByTool: ReadonlyMap<string, number> };
+}
+
+export interface AgentMetrics {
+  readonly registry: Registry;
+  /** Give this to the Manager as onReconciled. */
+  observeReconcile(key: string, result: 'ok' | 'error', seconds: number): void;
+  /** The exposition text, and its content type. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+const PROVISIONING = ['ACTIVE', 'PENDING_CREATE', 'PENDING_UPDATE', 'PENDING_DELETE', 'ERROR'] as const;
+const OPERATING = ['ONLINE', 'OFFLINE', 'DEGRADED', 'ERROR', 'NO_MONITOR', 'DRAINING'] as const;
+const MEMBER_LABELS = ['loadbalancer', 'pool', 'member'] as const;
+
+/** A counter whose value lives elsewhere (a plain number the engine bumps): set at scrape time. */
+function mirror(counter: Counter<string>, values: Iterable<[Record<string, string>, number]>): void {
+  counter.reset();
+  for (const [labels, v] of values) counter.inc(labels, v);
+}
+
+export function createAgentMetrics(source: MetricsSource, options: MetricsOptions = {}): AgentMetrics {
+  const registry = new Registry();
+  const counters = options.counters ?? { engine: engineCounters, spawnsByTool };
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const reconcileSeconds = new Histogram({
+    name: 'nslb_reconcile_duration_seconds',
+    help: 'Time one reconcile of a load balancer (observe, plan, apply) took, by result (ok or error).',
+    labelNames: ['result'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  const reconciles = new Counter({
+    name: 'nslb_reconciles_total',
+    help: 'Reconciles of a load balancer (or of an orphan being removed), by result (ok or error).',
+    labelNames: ['result'],
+    registers,
+  });
+  for (const result of ['ok', 'error']) {
+    // Both series exist from the start: a rate() of errors is 0, not absent, before the first failure.
+    reconciles.inc({ result }, 0);
+    reconcileSeconds.zero({ result });
+  }
+
+  new Gauge({
+    name: 'nslb_workqueue_depth',
+    help: 'Load balancers waiting in the work queue for a worker (not counting those running or in backoff).',
+    registers,
+    collect() {
+      this.set(source.queueStats.depth);
+    },
+  });
+  new Counter({
+    name: 'nslb_workqueue_retries_total',
+    help: 'Reconciles that failed and were queued again with backoff.',
+    registers,
+    collect() {
+      mirror(this, [[{}, source.queueStats.retries]]);
+    },
+  });
+
+  new Gauge({
+    name: 'nslb_objects_provisioning',
+    help: 'Objects (LoadBalancer, Listener, Pool, Member, HealthMonitor, L7Policy, L7Rule) by kind and provisioning status.',
+    labelNames: ['kind', 'provisioning_status'],
+    registers,
+    collect() {
+      this.reset();
+      for (const kind of KINDS) for (const s of PROVISIONING) this.set({ kind, provisioning_status: s }, 0);
+      for (const [id, st] of source.statuses) this.inc({ kind: kindOf(id), provisioning_status: st.provisioningStatus });
+    },
+  });
+  new Gauge({
+    name: 'nslb_objects_operating',
+    help: 'Objects by kind and operating status.',
+    labelNames: ['kind', 'operating_status'],
+    registers,
+    collect() {
+      this.reset();
+      for (const kind of KINDS) for (const s of OPERATING) this.set({ kind, operating_status: s }, 0);
+      for (const [id, st] of source.statuses) this.inc({ kind: kindOf(id), operating_status: st.operatingStatus });
+    },
+  });
+
+  new Counter({
+    name: 'nslb_processes_spawned_total',
+    help: 'Processes the agent started, by program (ip, ovs-vsctl, haproxy, ...).',
+    labelNames: ['tool'],
+    registers,
+    collect() {
+      mirror(this, [...counters.spawnsByTool].map(([tool, n]) => [{ tool }, n]));
+    },
+  });
+  new Counter({
+    name: 'nslb_haproxy_reloads_total',
+    help: 'HAProxy reloads signalled (SIGUSR2 to the master), by result (ok or failed).',
+    labelNames: ['result'],
+    registers,
+    collect() {
+      const r = counters.engine.haproxyReloads;
+      mirror(this, [[{ result: 'ok' }, r.ok], [{ result: 'failed' }, r.failed]]);
+    },
+  });
+  new Counter({
+    name: 'nslb_haproxy_starts_total',
+    help: 'HAProxy processes started (a new load balancer, or a restart).',
+    registers,
+    collect() {
+      mirror(this, [[{}, counters.engine.haproxyStarts]]);
+    },
+  });
+  new Counter({
+    name: 'nslb_haproxy_runtime_updates_total',
+    help: 'Changes applied through the HAProxy runtime API without a reload (one per command sent).',
+    registers,
+    collect() {
+      mirror(this, [[{}, counters.engine.runtimeUpdates]]);
+    },
+  });
+  new Counter({
+    name: 'nslb_haproxy_runtime_fallbacks_total',
+    help: 'Runtime-API change sets HAProxy refused, so that a reload was done instead.',
+    registers,
+    collect() {
+      mirror(this, [[{}, counters.engine.runtimeFallbacks]]);
+    },
+  });
+
+  // Per member, from the `show stat` the Manager last polled. HAProxy counts from its current worker's
+  // start: a reload starts the totals again, which Prometheus reads as a counter reset.
+  const memberGauge = (name: string, help: string, pick: (s: MemberStats) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: MEMBER_LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const m of members()) this.set(m.labels, pick(m.stats));
+      },
+    });
+  };
+  const memberCounter = (name: string, help: string, pick: (s: MemberStats) => number): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: MEMBER_LABELS,
+      registers,
+      collect() {
+        mirror(this, members().map((m) => [m.labels, pick(m.stats)]));
+      },
+    });
+  };
+  const members = () =>
+    source.loadBalancerStats().flatMap((view) =>
+      [...memberStats(view.applied, view.stats)].map(([poolMember, stats]) => {
+        const [pool = '', member = ''] = poolMember.split('/');
+        return { labels: { loadbalancer: view.key, pool, member }, stats };
+      }),
+    );
+  memberGauge('nslb_member_current_sessions', 'Sessions open to the member now (HAProxy scur).', (s) => s.currentSessions);
+  memberCounter('nslb_member_sessions_total', 'Sessions sent to the member since HAProxy last (re)started its worker (stot).', (s) => s.totalSessions);
+  memberCounter('nslb_member_bytes_in_total', 'Bytes from clients forwarded to the member (HAProxy bin).', (s) => s.bytesIn);
+  memberCounter('nslb_member_bytes_out_total', 'Bytes from the member forwarded to clients (HAProxy bout).', (s) => s.bytesOut);
+  memberGauge('nslb_member_up', '1 when HAProxy sends the member traffic (its state is UP), else 0 (DOWN, MAINT, DRAIN, NOLB).', (s) =>
+    /^UP\b|^no check$/.test(s.state) ? 1 : 0,
+  );
+  new Gauge({
+    name: 'nslb_member_check_status',
+    help: "The member's last health check result as HAProxy codes it (L4OK, L7OK, L4CON, L7STS, ...); always 1. Members without a check have none.",
+    labelNames: [...MEMBER_LABELS, 'check_status'],
+    registers,
+    collect() {
+      this.reset();
+      for (const m of members()) {
+        // "* L4CON" while a check runs: the code without HAProxy's in-progress mark.
+        const code = m.stats.checkStatus?.replace(/^\*\s*/, '');
+        if (code !== undefined && code !== '') this.set({ ...m.labels, check_status: code }, 1);
+      }
+    },
+  });
+
+  return {
+    registry,
+    observeReconcile(_key, result, seconds) {
+      reconcileSeconds.observe({ result }, seconds);
+      reconciles.inc({ result });
+    },
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
+
+function kindOf(objectId: string): string {
+  return objectId.slice(0, objectId.indexOf('/'));
+}

@@ -1,0 +1,212 @@
+// /metrics rendered from a fake Manager state: names, HELP and TYPE lines, labels, and figures read at
+// scrape time (a change in the state shows on the next scrape, nothing is cached).
+import { describe, expect, it } from 'vitest';
+import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
+import type { StatRow } from '../../src/drivers/haproxy/stats.js';
+import { createAgentMetrics, type MetricsSource } from '../../src/metrics/metrics.js';
+import { memberStats, withMemberStats, type LbStatsView } from '../../src/status/traffic.js';
+import type { StatusFile } from '../../src/status/status-file.js';
+import { loadBalancer, member, pool } from '../support/desired-lb.js';
+
+function status(provisioningStatus: ObjectStatus['provisioningStatus'], operatingStatus: ObjectStatus['operatingStatus']): ObjectStatus {
+  return { provisioningStatus, operatingStatus, conditions: [] };
+}
+
+const web = loadBalancer({
+  key: 'team-a/web',
+  namespace: 'team-a',
+  name: 'web',
+  pools: [pool('web-p', { members: [member('m1', '10.0.0.11', 8080), member('m2', '10.0.0.12', 8080), member('m3', '10.0.0.13', 8080)] })],
+});
+
+function server(svname: string, extra: Partial<StatRow>): StatRow {
+  return { pxname: 'pool.web-p', svname, type: 'server', status: 'UP', ...extra };
+}
+
+class FakeManager implements MetricsSource {
+  statuses = new Map<string, ObjectStatus>([
+    ['LoadBalancer/team-a/web', status('ACTIVE', 'DEGRADED')],
+    ['Pool/team-a/web-p', status('ACTIVE', 'DEGRADED')],
+    ['Member/team-a/m1', status('ACTIVE', 'ONLINE')],
+    ['Member/team-a/m2', status('ACTIVE', 'ERROR')],
+    ['Member/team-a/m3', status('PENDING_CREATE', 'OFFLINE')],
+  ]);
+  queueStats = { depth: 2, retries: 5 };
+  stats: StatRow[] = [
+    { pxname: 'pool.web-p', svname: 'BACKEND', type: 'backend', status: 'UP', sessions: 9, totalSessions: 100 },
+    server('m1', { sessions: 3, totalSessions: 40, bytesIn: 1000, bytesOut: 52000, checkStatus: 'L7OK', checkDescription: 'Layer7 check passed' }),
+    server('m2', { status: 'DOWN', sessions: 0, totalSessions: 7, bytesIn: 70, bytesOut: 0, checkStatus: '* L4CON', checkDescription: 'Layer4 connection problem', lastCheck: 'Connection refused' }),
+  ];
+  loadBalancerStats(): LbStatsView[] {
+    return [{ key: 'team-a/web', applied: web, stats: this.stats }];
+  }
+}
+
+const counters = () => ({
+  engine: { haproxyReloads: { ok: 3, failed: 1 }, haproxyStarts: 2, runtimeUpdates: 11, runtimeFallbacks: 0 },
+  spawnsByTool: new Map([['ip', 14], ['haproxy', 4]]),
+});
+
+/** The value of one sample line (`name{labels} value`), or undefined when the line is absent. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('/metrics from the agent state', () => {
+  it('renders every nslb metric with HELP and TYPE, in Prometheus naming', async () => {
+    const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
+    const { body, contentType } = await metrics.render();
+    expect(contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+    const types = Object.fromEntries([...body.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+    expect(types).toEqual({
+      nslb_reconcile_duration_seconds: 'histogram',
+      nslb_reconciles_total: 'counter',
+      nslb_workqueue_depth: 'gauge',
+      nslb_workqueue_retries_total: 'counter',
+      nslb_objects_provisioning: 'gauge',
+      nslb_objects_operating: 'gauge',
+      nslb_processes_spawned_total: 'counter',
+      nslb_haproxy_reloads_total: 'counter',
+      nslb_haproxy_starts_total: 'counter',
+      nslb_haproxy_runtime_updates_total: 'counter',
+      nslb_haproxy_runtime_fallbacks_total: 'counter',
+      nslb_member_current_sessions: 'gauge',
+      nslb_member_sessions_total: 'counter',
+      nslb_member_bytes_in_total: 'counter',
+      nslb_member_bytes_out_total: 'counter',
+      nslb_member_up: 'gauge',
+      nslb_member_check_status: 'gauge',
+    });
+    for (const name of Object.keys(types)) expect(body).toMatch(new RegExp(`^# HELP ${name} \\S.{10,}$`, 'm'));
+  });
+
+  it('counts reconciles by result, with a duration histogram; both results exist before the first', async () => {
+    const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
+    let body = (await metrics.render()).body;
+    expect(sample(body, 'nslb_reconciles_total{result="error"}')).toBe(0);
+    expect(sample(body, 'nslb_reconcile_duration_seconds_count{result="error"}')).toBe(0);
+    metrics.observeReconcile('team-a/web', 'ok', 0.02);
+    metrics.observeReconcile('team-a/web', 'ok', 3);
+    metrics.observeReconcile('team-a/web', 'error', 0.2);
+    body = (await metrics.render()).body;
+    expect(sample(body, 'nslb_reconciles_total{result="ok"}')).toBe(2);
+    expect(sample(body, 'nslb_reconciles_total{result="error"}')).toBe(1);
+    expect(sample(body, 'nslb_reconcile_duration_seconds_count{result="ok"}')).toBe(2);
+    expect(sample(body, 'nslb_reconcile_duration_seconds_bucket{le="0.025",result="ok"}')).toBe(1);
+    expect(sample(body, 'nslb_reconcile_duration_seconds_bucket{le="5",result="ok"}')).toBe(2);
+    expect(sample(body, 'nslb_reconcile_duration_seconds_sum{result="ok"}')).toBeCloseTo(3.02);
+  });
+
+  it('reads queue, objects and engine counters when scraped, not when made', async () => {
+    const fake = new FakeManager();
+    const c = counters();
+    const metrics = createAgentMetrics(fake, { processMetrics: false, counters: c });
+    let body = (await metrics.render()).body;
+    expect(sample(body, 'nslb_workqueue_depth')).toBe(2);
+    expect(sample(body, 'nslb_workqueue_retries_total')).toBe(5);
+    expect(sample(body, 'nslb_objects_provisioning{kind="Member",provisioning_status="ACTIVE"}')).toBe(2);
+    expect(sample(body, 'nslb_objects_provisioning{kind="Member",provisioning_status="PENDING_CREATE"}')).toBe(1);
+    // Zeros too: an alert on ERROR > 0 sees a series, not a gap.
+    expect(sample(body, 'nslb_objects_provisioning{kind="Member",provisioning_status="ERROR"}')).toBe(0);
+    expect(sample(body, 'nslb_objects_provisioning{kind="L7Rule",provisioning_status="ACTIVE"}')).toBe(0);
+    expect(sample(body, 'nslb_objects_operating{kind="LoadBalancer",operating_status="DEGRADED"}')).toBe(1);
+    expect(sample(body, 'nslb_objects_operating{kind="Member",operating_status="ERROR"}')).toBe(1);
+    expect(sample(body, 'nslb_processes_spawned_total{tool="ip"}')).toBe(14);
+    expect(sample(body, 'nslb_haproxy_reloads_total{result="ok"}')).toBe(3);
+    expect(sample(body, 'nslb_haproxy_reloads_total{result="failed"}')).toBe(1);
+    expect(sample(body, 'nslb_haproxy_starts_total')).toBe(2);
+    expect(sample(body, 'nslb_haproxy_runtime_updates_total')).toBe(11);
+    expect(sample(body, 'nslb_haproxy_runtime_fallbacks_total')).toBe(0);
+
+    fake.queueStats = { depth: 0, retries: 6 };
+    fake.statuses.set('Member/team-a/m3', status('ACTIVE', 'ONLINE'));
+    c.spawnsByTool.set('ip', 20);
+    c.spawnsByTool.set('ovs-vsctl', 1);
+    c.engine.runtimeUpdates = 12;
+    body = (await metrics.render()).body;
+    expect(sample(body, 'nslb_workqueue_depth')).toBe(0);
+    expect(sample(body, 'nslb_workqueue_retries_total')).toBe(6);
+    expect(sample(body, 'nslb_objects_provisioning{kind="Member",provisioning_status="ACTIVE"}')).toBe(3);
+    expect(sample(body, 'nslb_objects_provisioning{kind="Member",provisioning_status="PENDING_CREATE"}')).toBe(0);
+    expect(sample(body, 'nslb_processes_spawned_total{tool="ip"}')).toBe(20);
+    expect(sample(body, 'nslb_processes_spawned_total{tool="ovs-vsctl"}')).toBe(1);
+    expect(sample(body, 'nslb_haproxy_runtime_updates_total')).toBe(12);
+  });
+
+  it('gives each member its HAProxy figures, labelled by load balancer, pool and member', async () => {
+    const fake = new FakeManager();
+    const metrics = createAgentMetrics(fake, { processMetrics: false, counters: counters() });
+    let body = (await metrics.render()).body;
+    const m1 = '{loadbalancer="team-a/web",pool="web-p",member="m1"}';
+    const m2 = '{loadbalancer="team-a/web",pool="web-p",member="m2"}';
+    expect(sample(body, `nslb_member_current_sessions${m1}`)).toBe(3);
+    expect(sample(body, `nslb_member_sessions_total${m1}`)).toBe(40);
+    expect(sample(body, `nslb_member_bytes_in_total${m1}`)).toBe(1000);
+    expect(sample(body, `nslb_member_bytes_out_total${m1}`)).toBe(52000);
+    expect(sample(body, `nslb_member_up${m1}`)).toBe(1);
+    expect(sample(body, `nslb_member_up${m2}`)).toBe(0);
+    expect(sample(body, 'nslb_member_check_status{loadbalancer="team-a/web",pool="web-p",member="m1",check_status="L7OK"}')).toBe(1);
+    // HAProxy's "* " (a check in progress) is not part of the code.
+    expect(sample(body, 'nslb_member_check_status{loadbalancer="team-a/web",pool="web-p",member="m2",check_status="L4CON"}')).toBe(1);
+    // m3 is not in HAProxy's stats (not running yet): no series rather than made-up zeros.
+    expect(body).not.toContain('member="m3"');
+    // The backend row is not a member.
+    expect(body).not.toContain('member="BACKEND"');
+
+    fake.stats = fake.stats.map((r) => (r.svname === 'm1' ? { ...r, totalSessions: 41, bytesIn: 1100 } : r));
+    body = (await metrics.render()).body;
+    expect(sample(body, `nslb_member_sessions_total${m1}`)).toBe(41);
+    expect(sample(body, `nslb_member_bytes_in_total${m1}`)).toBe(1100);
+
+    // HAProxy could not be asked: its members' series go away until it answers again.
+    fake.stats = undefined as unknown as StatRow[];
+    body = (await metrics.render()).body;
+    expect(body).not.toContain('nslb_member_current_sessions{');
+  });
+
+  it('adds Node.js process metrics unless told not to', async () => {
+    const metrics = createAgentMetrics(new FakeManager(), { counters: counters() });
+    const { body } = await metrics.render();
+    expect(body).toMatch(/^process_resident_memory_bytes \d+/m);
+  });
+});
+
+describe('member figures in status.json', () => {
+  const fake = new FakeManager();
+
+  it('reads scur, stot, bin, bout and the last check per member', () => {
+    expect(memberStats(web, fake.stats).get('web-p/m2')).toEqual({
+      currentSessions: 0,
+      totalSessions: 7,
+      bytesIn: 70,
+      bytesOut: 0,
+      checkStatus: '* L4CON',
+      lastCheck: 'Layer4 connection problem: Connection refused',
+      state: 'DOWN',
+    });
+    expect(memberStats(web, fake.stats).has('web-p/m3')).toBe(false);
+    expect(memberStats(web, undefined).size).toBe(0);
+  });
+
+  it("puts them beside each Member's status, not in it", () => {
+    const file: StatusFile = {
+      objects: [
+        { apiVersion: 'nslb.dev/v1alpha1', kind: 'Member', namespace: 'team-a', name: 'm1', spec: { pool: 'web-p' }, status: status('ACTIVE', 'ONLINE') },
+        { apiVersion: 'nslb.dev/v1alpha1', kind: 'Member', namespace: 'team-a', name: 'm3', spec: { pool: 'web-p' }, status: status('ACTIVE', 'ONLINE') },
+        // Same member name in another namespace: not this load balancer's.
+        { apiVersion: 'nslb.dev/v1alpha1', kind: 'Member', namespace: 'team-b', name: 'm1', spec: { pool: 'web-p' }, status: status('ACTIVE', 'ONLINE') },
+        { apiVersion: 'nslb.dev/v1alpha1', kind: 'Pool', namespace: 'team-a', name: 'web-p', spec: {}, status: status('ACTIVE', 'ONLINE') },
+      ],
+      errors: [],
+    };
+    const out = withMemberStats(file, fake.loadBalancerStats());
+    expect(out.objects[0]?.stats).toMatchObject({ currentSessions: 3, totalSessions: 40, bytesIn: 1000, bytesOut: 52000, checkStatus: 'L7OK' });
+    expect(out.objects[0]?.status).not.toHaveProperty('stats');
+    expect(out.objects[1]).not.toHaveProperty('stats');
+    expect(out.objects[2]).not.toHaveProperty('stats');
+    expect(out.objects[3]).not.toHaveProperty('stats');
+    // The input is left as it was (the Manager's copy).
+    expect(file.objects[0]).not.toHaveProperty('stats');
+  });
+});
