@@ -12,6 +12,8 @@ import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
 import { describeIssue } from '../sources/parse.js';
 import { StatusFileWriter, type StatusFile } from '../status/status-file.js';
+import { withMemberStats } from '../status/traffic.js';
+import type { AgentMetrics } from '../metrics/metrics.js';
 import { checkMode, diffFlags, fileKey, flagName, mergeFlags, readFlagsFile } from './config-file.js';
 import { parseListen } from './options.js';
 
@@ -32,14 +34,20 @@ export interface RunFlags {
   statusInterval: number;
 }
 
-function serveHttp(listen: string, manager: Manager, lastStatus: () => StatusFile | undefined): Server {
+function serveHttp(listen: string, manager: Manager, lastStatus: () => StatusFile | undefined, metrics: AgentMetrics): Server {
   const { host, port } = parseListen(listen);
   const server = createServer((req, res) => {
     const send = (code: number, body: string, type = 'text/plain'): void => {
       res.writeHead(code, { 'content-type': type });
       res.end(body);
     };
-    switch (req.url) {
+    switch (req.url?.split('?')[0]) {
+      case '/metrics':
+        void metrics.render().then(
+          (m) => send(200, m.body, m.contentType),
+          (err: unknown) => send(500, `cannot render metrics: ${String(err)}\n`),
+        );
+        return;
       case '/healthz':
         return send(200, 'ok\n');
       case '/readyz':
@@ -121,6 +129,8 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   };
   let onRemoved: ((key: string) => Promise<void>) | undefined;
   let onEvent: ManagerOptions['onEvent'];
+  // prom-client is loaded here only: one-shot commands stay quick.
+  const { createAgentMetrics } = await import('../metrics/metrics.js');
   const manager: Manager = new Manager({
     run: runCommand,
     stateDir: flags.stateDir,
@@ -129,12 +139,16 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     concurrency: flags.concurrency,
     logger,
     publish: async (file) => {
-      lastStatus = file;
-      await sink(file);
+      // Members' traffic figures go to status.json and /status only (see status/traffic.ts).
+      const withStats = withMemberStats(file, manager.loadBalancerStats());
+      lastStatus = withStats;
+      await sink(withStats);
     },
     onRemoved: async (key) => onRemoved?.(key),
     onEvent: (e) => onEvent?.(e),
+    onReconciled: (key, result, seconds) => metrics.observeReconcile(key, result, seconds),
   });
+  const metrics = createAgentMetrics(manager);
 
   let source: AgentSource;
   if (flags.kubernetes === true) {
@@ -193,7 +207,12 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
 
   const mode = flags.kubernetes === true ? { kubernetes: flags.namespace ?? 'all namespaces' } : { watch: flags.watch };
   logger.info({ ...mode, stateDir: flags.stateDir, bridge: flags.bridge }, 'nslb starting');
-  const server = serveHttp(flags.listen, manager, () => lastStatus);
+  const server = serveHttp(flags.listen, manager, () => lastStatus, metrics);
+  server.on('listening', () => {
+    const a = server.address();
+    const at = a !== null && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : flags.listen;
+    logger.info({ listen: at }, 'serving /healthz, /readyz, /status, /metrics');
+  });
   server.on('error', (err) => logger.error({ err, listen: flags.listen }, 'cannot serve health endpoints'));
   await source.start();
   await manager.initialSyncDone();
@@ -239,13 +258,15 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     const applied: Record<string, unknown> = { ...flags };
     for (const flag of live) applied[flag] = next[flag];
     flags = applied as unknown as RunFlags;
-    if (live.includes('logLevel')) logger.level = flags.logLevel;
     if (live.includes('concurrency')) manager.setConcurrency(flags.concurrency);
     if (live.includes('resync') || live.includes('statusInterval')) startTimers();
+    // The reload is confirmed at info when either the old or the new level shows info (warn → info says so).
+    if (!logger.isLevelEnabled('info')) logger.level = flags.logLevel;
     logger.info(
       { config: config.file, changed: Object.fromEntries(live.map((f) => [flagName(f), flags[f]])), needRestart: restart.map(flagName) },
       live.length === 0 ? 'SIGHUP: reloaded --config; nothing to change' : 'SIGHUP: reloaded --config',
     );
+    logger.level = flags.logLevel;
   };
   if (reloadPending) onHup();
 
