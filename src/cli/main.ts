@@ -37,7 +37,7 @@ program
   .addOption(stateDirOption())
   .addOption(bridgeOption())
   .option('--node-name <name>', 'this node, as reported in status', DEFAULTS.nodeName)
-  .option('--listen <host:port>', '/healthz, /readyz, /status', DEFAULTS.listen)
+  .option('--listen <host:port>', '/healthz, /readyz, /status, /metrics', DEFAULTS.listen)
   .option('--resync <seconds>', 'full resync (drift repair) period', positive('--resync'), DEFAULTS.resync)
   .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
   .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
@@ -85,13 +85,15 @@ program
 
 program
   .command('status')
-  .description('status tree of every load balancer')
-  .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
-  .option('--wait', 'block until every object is ACTIVE (exit 0) or one is ERROR (exit 1)', false)
+  .description('status tree of every load balancer, or of those named (namespace/name, or name in any namespace)')
+  .argument('[lb...]', 'load balancers to show (default: all)')
+  .option('--lb <name>', 'a load balancer to show (repeatable; same as naming it as an argument)', (v: string, all: string[]) => [...all, v], [] as string[])
+  .addOption(new Option('-o, --output <format>', 'output format (colour only for table on a terminal, never with NO_COLOR)').choices(['table', 'json', 'yaml']).default('table'))
+  .option('--wait', 'block until every object shown is ACTIVE (exit 0), or one is ERROR or time runs out (exit 1)', false)
   .option('--timeout <seconds>', 'with --wait', positive('--timeout'), 300)
   .addOption(stateDirOption())
-  .action(async (o: { output: 'table' | 'json' | 'yaml'; wait: boolean; timeout: number; stateDir: string }) => {
-    process.exitCode = await showStatus(o);
+  .action(async (lbs: string[], o: { output: 'table' | 'json' | 'yaml'; wait: boolean; timeout: number; stateDir: string; lb: string[] }) => {
+    process.exitCode = await showStatus({ output: o.output, wait: o.wait, timeout: o.timeout, stateDir: o.stateDir, lbs: [...lbs, ...o.lb] });
   });
 
 program
