@@ -1,0 +1,166 @@
+// The agent under test, run as an operator would: `node dist/cli/main.js run --watch DIR …`, its JSON log
+// lines read from stderr, its status.json and its HAProxy runtime sockets read from the state dir.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { NSLB_CLI } from '../../test/e2e/harness.js';
+
+export interface ResyncLine {
+  time: number;
+  loadBalancers?: number;
+  active?: number;
+  pending?: number;
+  error?: number;
+  changed?: number;
+  spawned?: number;
+  ms?: number;
+}
+
+export interface AgentOptions {
+  watch: string;
+  stateDir: string;
+  bridge: string;
+  resyncS: number;
+  concurrency?: number;
+}
+
+export class BenchAgent {
+  readonly child: ChildProcess;
+  readonly startedAt: number;
+  readonly resyncs: ResyncLine[] = [];
+  /** The last lines (any level), for a failure message. */
+  readonly tail: string[] = [];
+  errors = 0;
+  readonly #exited: Promise<void>;
+
+  constructor(readonly opts: AgentOptions) {
+    this.startedAt = performance.timeOrigin + performance.now();
+    this.child = spawn(
+      process.execPath,
+      [
+        NSLB_CLI, 'run', '--watch', opts.watch, '--state-dir', opts.stateDir, '--bridge', opts.bridge,
+        '--listen', '127.0.0.1:0', '--resync', String(opts.resyncS), '--log-level', 'info',
+        ...(opts.concurrency === undefined ? [] : ['--concurrency', String(opts.concurrency)]),
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    this.#exited = new Promise((resolve) => {
+      this.child.once('exit', () => resolve());
+      this.child.once('error', () => resolve());
+    });
+    let partial = '';
+    this.child.stderr?.on('data', (chunk: Buffer) => {
+      const lines = (partial + chunk.toString('utf8')).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) this.#line(line);
+    });
+  }
+
+  #line(line: string): void {
+    if (line.trim() === '') return;
+    this.tail.push(line.length > 600 ? `${line.slice(0, 600)}…` : line);
+    if (this.tail.length > 40) this.tail.shift();
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (typeof parsed.level === 'number' && parsed.level >= 50) this.errors++;
+    if (parsed.msg !== 'resync') return;
+    const num = (key: string): number | undefined => (typeof parsed[key] === 'number' ? (parsed[key] as number) : undefined);
+    const r: ResyncLine = { time: num('time') ?? Date.now() };
+    for (const key of ['loadBalancers', 'active', 'pending', 'error', 'changed', 'spawned', 'ms'] as const) {
+      const v = num(key);
+      if (v !== undefined) r[key] = v;
+    }
+    this.resyncs.push(r);
+  }
+
+  get pid(): number {
+    if (this.child.pid === undefined) throw new Error('the agent did not start');
+    return this.child.pid;
+  }
+
+  exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Resident and peak resident memory (VmRSS, VmHWM) in MiB, from /proc. */
+  async memory(): Promise<{ rssMiB: number; peakMiB: number } | undefined> {
+    try {
+      const status = await readFile(`/proc/${this.pid}/status`, 'utf8');
+      const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+      return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** SIGTERM, SIGKILL after 10 s; load balancers keep serving (DESIGN §2). */
+  async stop(): Promise<void> {
+    if (this.exited()) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+}
+
+export interface LbStatus {
+  provisioningStatus?: string;
+  operatingStatus?: string;
+}
+
+/** LoadBalancer statuses from status.json by name; an empty map while the file is missing or half read. */
+export async function loadBalancerStatuses(stateDir: string, namespace: string): Promise<Map<string, LbStatus>> {
+  const result = new Map<string, LbStatus>();
+  let text: string;
+  try {
+    text = await readFile(join(stateDir, 'status.json'), 'utf8');
+  } catch {
+    return result;
+  }
+  try {
+    const file = JSON.parse(text) as { objects?: { kind: string; namespace: string; name: string; status?: LbStatus }[] };
+    for (const o of file.objects ?? []) {
+      if (o.kind === 'LoadBalancer' && o.namespace === namespace) result.set(o.name, o.status ?? {});
+    }
+  } catch {
+    // Written atomically, so this is not expected; read again next time.
+  }
+  return result;
+}
+
+/** One runtime-API command over the LB's unix socket (node:net), the reply as text. */
+export function runtimeCommand(socketPath: string, command: string, timeoutMs = 2_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(socketPath);
+    let reply = '';
+    const timer = setTimeout(() => socket.destroy(new Error(`${command} on ${socketPath}: no reply in ${timeoutMs} ms`)), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(`${command}\n`));
+    socket.on('data', (chunk: string) => {
+      reply += chunk;
+    });
+    socket.on('end', () => {
+      clearTimeout(timer);
+      resolve(reply);
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/** The worker's PID from `show info` (in master-worker mode the stats socket is the worker's). */
+export async function workerPid(socketPath: string): Promise<number | undefined> {
+  try {
+    const m = /^Pid: (\d+)$/m.exec(await runtimeCommand(socketPath, 'show info'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}

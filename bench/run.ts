@@ -1,0 +1,714 @@
+// `npm run bench [-- --quick]`: sets up a real node (its own OVS bridge, member and client hosts), runs the
+// agent as an operator would, measures issue 5's figures (a)–(f) and a naive neutron-lbaas-style baseline,
+// and prints one table (also written to bench/last-run.md). What each figure means: bench/README.md.
+//
+// Options:
+//   --quick            small N and few runs (development; about 2–3 minutes); verdicts that need the full
+//                      sizes are shown as "info"
+//   --phases a,b,e,c   only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f)
+//   --no-setup         skip scripts/setup-node.sh (and its build)
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { nodeNames } from '../src/desired/names.js';
+import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
+import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
+import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
+import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
+import {
+  checkVips,
+  Cleanup,
+  createBenchNode,
+  log,
+  MEMBERS,
+  nslbMember,
+  now,
+  PREFIX,
+  Probe,
+  sleep,
+  startWrk,
+  vipOf,
+  type BenchNode,
+  type MemberName,
+  type VipCheck,
+} from './lib/node-env.js';
+import {
+  firstSeen,
+  goneFor,
+  median,
+  ms,
+  percentile,
+  renderTable,
+  socketErrorTotal,
+  verdict,
+  type Row,
+  type Verdict,
+  type WrkSummary,
+} from './lib/report.js';
+
+const execFileP = promisify(execFile);
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const ROOT = '/tmp/nslb-bench';
+const BRIDGE = 'nslbbench';
+const NAMESPACE = 'bench';
+const HOSTS = ['bnch-cli', ...Object.keys(MEMBERS).map((m) => `bnch-${m}`)];
+/** Consecutive responses without a member that say it is out of rotation. */
+const GONE_K = 10;
+
+interface Settings {
+  quick: boolean;
+  phases: Set<string>;
+  setup: boolean;
+  aRuns: number;
+  /** Iterations of (add m3, remove m3, toggle m1's weight). */
+  bRounds: number;
+  eMemberChanges: number;
+  eReloadChanges: number;
+  bulk: number[];
+  bulkResyncS: number;
+}
+
+function parseArgs(argv: string[]): Settings {
+  const quick = argv.includes('--quick');
+  const phasesArg = argv.find((a) => a.startsWith('--phases='))?.slice('--phases='.length) ??
+    (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
+  for (const a of argv) {
+    if (a.startsWith('--') && !['--quick', '--phases', '--no-setup'].includes(a) && !a.startsWith('--phases=')) {
+      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c, --no-setup)`);
+    }
+  }
+  const phases = new Set((phasesArg ?? 'a,b,e,c').split(',').map((p) => p.trim()));
+  for (const p of phases) if (!['a', 'b', 'e', 'c'].includes(p)) throw new Error(`--phases takes a,b,e,c; got ${p}`);
+  return {
+    quick,
+    phases,
+    setup: !argv.includes('--no-setup'),
+    aRuns: quick ? 5 : 20,
+    bRounds: quick ? 5 : 20,
+    eMemberChanges: quick ? 20 : 100,
+    eReloadChanges: quick ? 5 : 20,
+    bulk: quick ? [20, 50] : [100, 500],
+    bulkResyncS: quick ? 5 : 10,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Files the agent watches
+
+async function writeAtomically(path: string, text: string): Promise<number> {
+  await writeFile(`${path}.tmp`, text);
+  const t = now();
+  await rename(`${path}.tmp`, path);
+  return t;
+}
+
+const members = (...names: MemberName[]): BenchMember[] => names.map((m) => ({ name: m, address: nslbMember(m) }));
+
+function lbNetns(name: string): string {
+  return nodeNames(NAMESPACE, name).netns;
+}
+
+async function netnsPresent(): Promise<Set<string>> {
+  return new Set(await readdir('/run/netns').catch(() => [] as string[]));
+}
+
+async function waitUntil(what: string, fn: () => Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<number> {
+  const start = now();
+  for (;;) {
+    if (await fn()) return now() - start;
+    if (now() - start > timeoutMs) throw new Error(`timed out after ${ms(timeoutMs)} waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Results
+
+interface Results {
+  a?: { create: number[]; remove: number[] };
+  b?: { add: number[]; remove: number[]; weight: number[]; pidBefore?: number; pidAfter?: number; pids: number; probeErrors: number };
+  e?: { members: WrkSummary; reloads: WrkSummary; memberPids: number; reloadPids: number };
+  bulk: Map<number, { nslb?: BulkResult; baseline?: BulkResult; nslbRemoveMs?: number }>;
+  d?: { resyncs: { spawned?: number; ms?: number; changed?: number }[] };
+  f?: { rssMiB: number; peakMiB: number; n: number };
+}
+
+interface BulkResult {
+  ms: number;
+  check: VipCheck;
+  errors?: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Phase: the main agent (a, b, e)
+
+async function mainPhases(s: Settings, node: BenchNode, cleanup: Cleanup, results: Results): Promise<void> {
+  const watch = join(ROOT, 'watch-main');
+  const stateDir = join(ROOT, 'state-main');
+  await mkdir(watch, { recursive: true });
+  const lbB: BenchLb = { namespace: NAMESPACE, name: 'bench-b', vip: '10.230.2.10', prefixLength: PREFIX, members: members('m1', 'm2') };
+  const lbE: BenchLb = { namespace: NAMESPACE, name: 'bench-e', vip: '10.230.2.20', prefixLength: PREFIX, members: members('m1', 'm2') };
+  await writeAtomically(join(watch, 'b.yaml'), lbYaml(lbB));
+  await writeAtomically(join(watch, 'e.yaml'), lbYaml(lbE));
+
+  cleanup.add(`nslb cleanup ${stateDir}`, () => nslbCleanup(stateDir));
+  const agent = new BenchAgent({ watch, stateDir, bridge: BRIDGE, resyncS: 30 });
+  cleanup.add('agent (main)', () => agent.stop());
+  log(`agent (main) started, pid ${agent.pid}; waiting for bench-b and bench-e`);
+  await waitUntil(
+    'bench-b and bench-e ACTIVE',
+    async () => {
+      if (agent.exited()) throw new Error(`the agent exited:\n${agent.tail.join('\n')}`);
+      const st = await loadBalancerStatuses(stateDir, NAMESPACE);
+      return st.get('bench-b')?.provisioningStatus === 'ACTIVE' && st.get('bench-e')?.provisioningStatus === 'ACTIVE';
+    },
+    120_000,
+  );
+  const ready = await checkVips(node.client, [lbB.vip, lbE.vip]);
+  if (ready.ok !== 2) throw new Error(`bench-b/bench-e VIPs do not answer: ${JSON.stringify(ready.failed)}`);
+
+  if (s.phases.has('a')) results.a = await phaseA(s, node, watch, agent);
+  if (s.phases.has('b')) results.b = await phaseB(s, node, watch, stateDir, lbB);
+  if (s.phases.has('e')) results.e = await phaseE(s, node, watch, stateDir, lbE);
+
+  await agent.stop();
+  await nslbCleanup(stateDir);
+}
+
+async function phaseA(s: Settings, node: BenchNode, watch: string, agent: BenchAgent): Promise<{ create: number[]; remove: number[] }> {
+  const create: number[] = [];
+  const remove: number[] = [];
+  for (let i = 0; i < s.aRuns; i++) {
+    const name = `a-${String(i).padStart(3, '0')}`;
+    const lb: BenchLb = { namespace: NAMESPACE, name, vip: vipOf(230, 1, i), prefixLength: PREFIX, members: members('m1', 'm2') };
+    const probe = new Probe(node.client, `http://${lb.vip}/`);
+    await sleep(100);
+    const file = join(watch, `${name}.yaml`);
+    const t0 = await writeAtomically(file, lbYaml(lb));
+    const took = await probe.until((r) => firstSeen(r, t0, (x) => x.s === 200), 30_000);
+    await probe.stop();
+    create.push(took);
+    // Removal, for the record: file deleted → its netns gone.
+    const netns = lbNetns(name);
+    const t1 = now();
+    await rm(file);
+    try {
+      await waitUntil(`${name} removed`, async () => !(await netnsPresent()).has(netns), 30_000, 20);
+      remove.push(now() - t1);
+    } catch {
+      remove.push(Infinity);
+    }
+    log(`(a) ${i + 1}/${s.aRuns}: first 200 after ${ms(took)}; removed in ${ms(remove.at(-1))}`);
+    if (agent.exited()) throw new Error(`the agent exited:\n${agent.tail.join('\n')}`);
+    await sleep(300);
+  }
+  return { create, remove };
+}
+
+async function phaseB(s: Settings, node: BenchNode, watch: string, stateDir: string, base: BenchLb): Promise<NonNullable<Results['b']>> {
+  const socket = join(stateDir, 'lb', lbNetns(base.name), 'haproxy.sock');
+  const file = join(watch, 'b.yaml');
+  const add: number[] = [];
+  const remove: number[] = [];
+  const weight: number[] = [];
+  const pids = new Set<number>();
+  const pidBefore = await workerPid(socket);
+  if (pidBefore !== undefined) pids.add(pidBefore);
+  const probe = new Probe(node.client, `http://${base.vip}/`);
+  await sleep(300);
+  let m1Weight = 1;
+  const write = (withM3: boolean) =>
+    writeAtomically(
+      file,
+      lbYaml({
+        ...base,
+        members: [
+          { name: 'm1', address: nslbMember('m1'), weight: m1Weight },
+          { name: 'm2', address: nslbMember('m2') },
+          ...(withM3 ? [{ name: 'm3', address: nslbMember('m3') }] : []),
+        ],
+      }),
+    );
+  const step = async (what: string, change: () => Promise<number>, visible: (since: number) => number | undefined, into: number[]) => {
+    probe.forget(now());
+    const t0 = await change();
+    const took = await probe.until(() => visible(t0), 20_000);
+    into.push(took);
+    const pid = await workerPid(socket);
+    if (pid !== undefined) pids.add(pid);
+    log(`(b) ${what}: ${ms(took)}${pid === pidBefore ? '' : ` (worker pid now ${pid})`}`);
+    await sleep(300);
+  };
+  let probeErrors = 0;
+  const countErrors = () => {
+    probeErrors += probe.responses.filter((r) => r.s !== 200).length;
+  };
+  for (let i = 0; i < s.bRounds; i++) {
+    await step(`${i + 1}/${s.bRounds} add m3`, () => write(true), (t0) => firstSeen(probe.responses, t0, (r) => r.s === 200 && r.b === 'm3'), add);
+    countErrors();
+    await step(`${i + 1}/${s.bRounds} remove m3`, () => write(false), (t0) => goneFor(probe.responses, t0, GONE_K, (r) => r.b === 'm3'), remove);
+    countErrors();
+    m1Weight = m1Weight === 1 ? 0 : 1;
+    const toZero = m1Weight === 0;
+    await step(
+      `${i + 1}/${s.bRounds} m1 weight → ${m1Weight}`,
+      () => write(false),
+      (t0) => (toZero ? goneFor(probe.responses, t0, GONE_K, (r) => r.b === 'm1') : firstSeen(probe.responses, t0, (r) => r.s === 200 && r.b === 'm1')),
+      weight,
+    );
+    countErrors();
+  }
+  await probe.stop();
+  const pidAfter = await workerPid(socket);
+  if (pidAfter !== undefined) pids.add(pidAfter);
+  return {
+    add,
+    remove,
+    weight,
+    ...(pidBefore === undefined ? {} : { pidBefore }),
+    ...(pidAfter === undefined ? {} : { pidAfter }),
+    pids: pids.size,
+    probeErrors,
+  };
+}
+
+async function phaseE(s: Settings, node: BenchNode, watch: string, stateDir: string, base: BenchLb): Promise<NonNullable<Results['e']>> {
+  const socket = join(stateDir, 'lb', lbNetns(base.name), 'haproxy.sock');
+  const file = join(watch, 'e.yaml');
+  const url = `http://${base.vip}/`;
+
+  // 1. Member changes under load: add m3, m1 weight 2, remove m3, m1 weight 1, … every 300 ms.
+  const memberCadenceMs = 300;
+  const memberPids = new Set<number>();
+  const wrk1 = startWrk(node.client, url, Math.ceil(2 + (s.eMemberChanges * memberCadenceMs) / 1000 + 3));
+  await sleep(2_000);
+  for (let i = 0; i < s.eMemberChanges; i++) {
+    const phase = i % 4;
+    const withM3 = phase === 0 || phase === 1;
+    const m1Weight = phase === 1 || phase === 2 ? 2 : 1;
+    await writeAtomically(
+      file,
+      lbYaml({
+        ...base,
+        members: [
+          { name: 'm1', address: nslbMember('m1'), weight: m1Weight },
+          { name: 'm2', address: nslbMember('m2') },
+          ...(withM3 ? [{ name: 'm3', address: nslbMember('m3') }] : []),
+        ],
+      }),
+    );
+    const pid = await workerPid(socket);
+    if (pid !== undefined) memberPids.add(pid);
+    if ((i + 1) % 20 === 0) log(`(e) member change ${i + 1}/${s.eMemberChanges}`);
+    await sleep(memberCadenceMs);
+  }
+  const members = await wrk1.result;
+  log(`(e) member changes: ${members.requests} requests, ${members.non2xx3xx} non-2xx/3xx, socket errors ${JSON.stringify(members.socketErrors)}`);
+  await writeAtomically(file, lbYaml(base));
+  await sleep(1_000);
+
+  // 2. Changes that need a reload: the listener's client timeout and the pool's algorithm, in turn, every 1.5 s.
+  const reloadCadenceMs = 1_500;
+  const reloadPids = new Set<number>();
+  const wrk2 = startWrk(node.client, url, Math.ceil(2 + (s.eReloadChanges * reloadCadenceMs) / 1000 + 3));
+  await sleep(2_000);
+  let timeout = 50_000;
+  let algorithm: 'ROUND_ROBIN' | 'LEAST_CONNECTIONS' = 'ROUND_ROBIN';
+  for (let i = 0; i < s.eReloadChanges; i++) {
+    const pid = await workerPid(socket);
+    if (pid !== undefined) reloadPids.add(pid);
+    if (i % 2 === 0) timeout = timeout === 50_000 ? 51_000 : 50_000;
+    else algorithm = algorithm === 'ROUND_ROBIN' ? 'LEAST_CONNECTIONS' : 'ROUND_ROBIN';
+    await writeAtomically(file, lbYaml({ ...base, clientDataTimeoutMs: timeout, lbAlgorithm: algorithm }));
+    if ((i + 1) % 5 === 0) log(`(e) reload change ${i + 1}/${s.eReloadChanges}`);
+    await sleep(reloadCadenceMs);
+  }
+  const reloads = await wrk2.result;
+  const last = await workerPid(socket);
+  if (last !== undefined) reloadPids.add(last);
+  log(`(e) reload changes: ${reloads.requests} requests, ${reloads.non2xx3xx} non-2xx/3xx, socket errors ${JSON.stringify(reloads.socketErrors)}`);
+  return { members, reloads, memberPids: memberPids.size, reloadPids: reloadPids.size };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Phase: bulk (c, with d and f at the largest N)
+
+async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanup, results: Results, measureSteady: boolean): Promise<void> {
+  const watch = join(ROOT, `watch-bulk-${n}`);
+  const stateDir = join(ROOT, `state-bulk-${n}`);
+  await rm(watch, { recursive: true, force: true });
+  await mkdir(watch, { recursive: true });
+  const names: string[] = [];
+  const vips: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `lb-${String(i).padStart(4, '0')}`;
+    const vip = vipOf(230, 10, i);
+    names.push(name);
+    vips.push(vip);
+    await writeFile(join(watch, `${name}.yaml`), lbYaml({ namespace: NAMESPACE, name, vip, prefixLength: PREFIX, members: members('m1', 'm2') }));
+  }
+  cleanup.add(`nslb cleanup ${stateDir}`, () => nslbCleanup(stateDir));
+  const agent = new BenchAgent({ watch, stateDir, bridge: BRIDGE, resyncS: s.bulkResyncS });
+  cleanup.add(`agent (bulk ${n})`, () => agent.stop());
+  log(`(c) nslb N=${n}: agent started (pid ${agent.pid}) on ${n} load balancers`);
+  let lastProgress = now();
+  let active = 0;
+  let errored = 0;
+  await waitUntil(
+    `${n} load balancers ACTIVE`,
+    async () => {
+      if (agent.exited()) throw new Error(`the agent exited:\n${agent.tail.join('\n')}`);
+      const st = await loadBalancerStatuses(stateDir, NAMESPACE);
+      active = names.filter((x) => st.get(x)?.provisioningStatus === 'ACTIVE').length;
+      errored = names.filter((x) => st.get(x)?.provisioningStatus === 'ERROR').length;
+      if (now() - lastProgress > 5_000) {
+        lastProgress = now();
+        log(`(c) nslb N=${n}: ${active}/${n} ACTIVE, ${errored} ERROR (${ms(now() - agent.startedAt)})`);
+      }
+      return active === n;
+    },
+    20 * 60_000,
+    200,
+  );
+  const took = now() - agent.startedAt;
+  log(`(c) nslb N=${n}: all ACTIVE after ${ms(took)}; checking every VIP from the client`);
+  const check = await checkVips(node.client, vips);
+  log(`(c) nslb N=${n}: ${check.ok}/${n} VIPs answer${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
+  const entry = results.bulk.get(n) ?? {};
+  entry.nslb = { ms: took, check, errors: agent.errors };
+  results.bulk.set(n, entry);
+
+  if (measureSteady) {
+    // (d): the periodic resyncs once everything is converged; (f): the agent's memory then.
+    const after = Date.now();
+    const want = 3;
+    log(`(d) waiting for ${want} periodic resyncs (every ${s.bulkResyncS} s)`);
+    const waitStart = now();
+    const deadline = waitStart + (want + 1) * s.bulkResyncS * 1000 + 30_000;
+    while (agent.resyncs.filter((r) => r.time >= after).length < want && now() < deadline) {
+      if (agent.exited()) break;
+      // The line only exists once the engine logs it; do not wait the whole budget for nothing.
+      if (agent.resyncs.length === 0 && now() - waitStart > 2 * s.bulkResyncS * 1000 + 15_000) break;
+      await sleep(500);
+    }
+    const steady = agent.resyncs.filter((r) => r.time >= after);
+    results.d = { resyncs: steady.map((r) => ({ ...(r.spawned === undefined ? {} : { spawned: r.spawned }), ...(r.ms === undefined ? {} : { ms: r.ms }), ...(r.changed === undefined ? {} : { changed: r.changed }) })) };
+    log(`(d) resync lines after convergence: ${steady.length === 0 ? 'none (the agent does not log "resync" lines)' : JSON.stringify(steady)}`);
+    const mem = await agent.memory();
+    if (mem !== undefined) results.f = { ...mem, n };
+    log(`(f) agent memory at N=${n}: ${mem === undefined ? 'n/a' : `RSS ${mem.rssMiB.toFixed(0)} MiB, peak ${mem.peakMiB.toFixed(0)} MiB`}`);
+  }
+
+  // Tear down through the agent (all files deleted at once); the clock here is for the record only.
+  log(`(c) nslb N=${n}: deleting the ${n} files; waiting for the agent to remove them`);
+  const netnss = new Set(names.map(lbNetns));
+  const t0 = now();
+  await rm(watch, { recursive: true, force: true });
+  await mkdir(watch);
+  let removed = false;
+  lastProgress = now();
+  try {
+    await waitUntil(
+      `${n} load balancers removed`,
+      async () => {
+        const present = [...(await netnsPresent())].filter((x) => netnss.has(x)).length;
+        if (now() - lastProgress > 5_000) {
+          lastProgress = now();
+          log(`(c) nslb N=${n}: ${n - present}/${n} removed (${ms(now() - t0)})`);
+        }
+        return present === 0;
+      },
+      10 * 60_000,
+      200,
+    );
+    removed = true;
+  } catch (err) {
+    log(`(c) nslb N=${n}: ${(err as Error).message}; nslb cleanup takes over`);
+  }
+  if (removed) entry.nslbRemoveMs = now() - t0;
+  await agent.stop();
+  await nslbCleanup(stateDir);
+}
+
+async function bulkBaseline(node: BenchNode, n: number, cleanup: Cleanup, results: Results): Promise<void> {
+  const dir = join(ROOT, `baseline-${n}`);
+  const lbs: BaselineLb[] = [];
+  cleanup.add(`baseline ${n}`, () => deleteBaselineLbs(BRIDGE, lbs));
+  log(`(c) baseline N=${n}: creating ${n} load balancers one after the other`);
+  const t0 = now();
+  let lastProgress = now();
+  for (let i = 0; i < n; i++) {
+    const lb = baselineLb(dir, i);
+    lbs.push(lb);
+    await appendFile(join(ROOT, 'baseline.journal'), `${lb.netns} ${lb.port} ${lb.dir}\n`);
+    await createBaselineLb(BRIDGE, lb);
+    if (now() - lastProgress > 5_000) {
+      lastProgress = now();
+      log(`(c) baseline N=${n}: ${i + 1}/${n} (${ms(now() - t0)})`);
+    }
+  }
+  const took = now() - t0;
+  log(`(c) baseline N=${n}: done after ${ms(took)}; checking every VIP from the client`);
+  const check = await checkVips(node.client, lbs.map((lb) => lb.vip));
+  log(`(c) baseline N=${n}: ${check.ok}/${n} VIPs answer${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
+  const entry = results.bulk.get(n) ?? {};
+  entry.baseline = { ms: took, check };
+  results.bulk.set(n, entry);
+  await deleteBaselineLbs(BRIDGE, lbs.splice(0));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Setup, leftovers, cleanup
+
+async function nslbCleanup(stateDir: string): Promise<void> {
+  if (!existsSync(stateDir)) return;
+  const r = await runCommand([process.execPath, NSLB_CLI, 'cleanup', '--scope', 'state-dir', '--state-dir', stateDir], {
+    allowFailure: true,
+    timeoutMs: 15 * 60_000,
+  });
+  if (r.exitCode !== 0) log(`nslb cleanup --state-dir ${stateDir} exited ${r.exitCode}: ${r.stderr.trim().slice(-500)}`);
+}
+
+/** A previous run that died (SIGKILL, machine trouble) may have left its things: they are ours, remove them. */
+async function removeLeftovers(): Promise<void> {
+  if (!existsSync(ROOT)) return;
+  log(`removing what an earlier run left in ${ROOT}`);
+  for (const entry of await readdir(ROOT)) {
+    if (entry.startsWith('state-')) await nslbCleanup(join(ROOT, entry));
+  }
+  const journal = await readFile(join(ROOT, 'baseline.journal'), 'utf8').catch(() => '');
+  const lbs = journal
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [netns = '', port = '', dir = ''] = line.split(' ');
+      return { index: 0, netns, port, vip: '', dir };
+    });
+  await deleteBaselineLbs(BRIDGE, lbs);
+  for (const h of HOSTS) await deleteHost(h);
+  await deleteBridge(BRIDGE);
+  await rm(ROOT, { recursive: true, force: true });
+}
+
+async function lock(): Promise<void> {
+  const path = '/tmp/nslb-bench.lock';
+  const held = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+  if (Number.isInteger(held) && held > 0 && held !== process.pid) {
+    try {
+      process.kill(held, 0);
+      throw new Error(`another benchmark (pid ${held}) is running; it uses the same bridge, hosts and addresses`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+  await writeFile(path, `${process.pid}\n`);
+}
+
+async function machine(): Promise<string[]> {
+  const out = async (argv: string[]) => {
+    try {
+      const r = await runCommand(argv, { allowFailure: true });
+      return `${r.stdout}${r.stderr}`.split('\n')[0]?.trim() ?? '';
+    } catch {
+      return 'n/a';
+    }
+  };
+  const commit = await out(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']);
+  const dirty = (await runCommand(['git', '-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'], { allowFailure: true }).catch(() => ({ stdout: '' }))).stdout.trim();
+  const load = (await readFile('/proc/loadavg', 'utf8').catch(() => 'n/a')).split(' ').slice(0, 3).join(' ');
+  return [
+    `nproc ${cpus().length}; kernel ${await out(['uname', '-r'])}; ${await out(['haproxy', '-v'])}; node ${process.version}`,
+    `nslb ${commit}${dirty === '' ? '' : ' with uncommitted changes in src/'}; load average at start ${load}`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The table
+
+function buildRows(s: Settings, r: Results): Row[] {
+  const rows: Row[] = [];
+  const sized = (v: Verdict): Verdict => (s.quick && v !== 'n/a' ? 'info' : v);
+  const pp = (values: readonly number[]) => {
+    const timeouts = values.filter((v) => !Number.isFinite(v)).length;
+    return `p50 ${ms(percentile(values, 50))}, p95 ${ms(percentile(values, 95))} (n=${values.length}${timeouts > 0 ? `, ${timeouts} timed out` : ''})`;
+  };
+  const p50 = (values: readonly number[]) => percentile(values, 50);
+  if (r.a) {
+    rows.push({ figure: '(a) new load balancer: file written → first 200 through the VIP', value: pp(r.a.create), target: 'p50 ≤ 400 ms', verdict: verdict(p50(r.a.create) === undefined ? undefined : p50(r.a.create)! <= 400) });
+    rows.push({ figure: '(a) load balancer deleted: file removed → netns gone', value: pp(r.a.remove), target: '—', verdict: 'info' });
+  }
+  if (r.b) {
+    const row = (what: string, values: number[]) => {
+      const v = p50(values);
+      rows.push({ figure: `(b) ${what} → effective on traffic`, value: pp(values), target: 'p50 ≤ 50 ms', verdict: verdict(v === undefined ? undefined : v <= 50) });
+    };
+    row('member add', r.b.add);
+    row('member remove', r.b.remove);
+    row('member weight change', r.b.weight);
+    const unchanged = r.b.pidBefore !== undefined && r.b.pidBefore === r.b.pidAfter && r.b.pids === 1;
+    rows.push({
+      figure: '(b) HAProxy worker PID across all member changes (show info)',
+      value: r.b.pidBefore === undefined ? 'n/a (runtime socket did not answer)' : unchanged ? `unchanged (${r.b.pidBefore})` : `changed: ${r.b.pidBefore} → ${r.b.pidAfter ?? '?'}, ${r.b.pids} worker PIDs seen`,
+      target: 'no reload',
+      verdict: r.b.pidBefore === undefined ? 'n/a' : verdict(unchanged),
+    });
+  }
+  for (const n of s.bulk) {
+    const b = r.bulk.get(n);
+    if (b === undefined) continue;
+    const side = (who: string, x: BulkResult | undefined) => {
+      if (x === undefined) return;
+      rows.push({
+        figure: `(c) ${who}, N=${n}: cold converge (clock stops when the tool says done)`,
+        value: `${ms(x.ms)}, ${(n / (x.ms / 1000)).toFixed(1)} LB/s; ${x.check.ok}/${n} VIPs answer after`,
+        target: 'every VIP answers',
+        verdict: verdict(x.check.ok === n),
+      });
+    };
+    side('nslb', b.nslb);
+    side('baseline (serial, neutron-lbaas style)', b.baseline);
+    if (b.nslb !== undefined && b.baseline !== undefined) {
+      const ratio = b.baseline.ms / b.nslb.ms;
+      const isTarget = n === 500;
+      rows.push({
+        figure: `(c) N=${n}: baseline time / nslb time`,
+        value: `${ratio.toFixed(2)}×`,
+        target: isTarget ? '≥ 3× at N=500' : '—',
+        verdict: isTarget ? verdict(ratio >= 3) : 'info',
+      });
+    }
+    if (b.nslbRemoveMs !== undefined) {
+      rows.push({ figure: `(c) nslb, N=${n}: all files deleted → every netns gone`, value: ms(b.nslbRemoveMs), target: '—', verdict: 'info' });
+    }
+  }
+  const steadyN = s.bulk.at(-1) ?? 0;
+  if (r.d) {
+    const noop = r.d.resyncs.filter((x) => x.changed === undefined || x.changed === 0);
+    const spawned = noop.map((x) => x.spawned).filter((x): x is number => x !== undefined);
+    const wall = noop.map((x) => x.ms).filter((x): x is number => x !== undefined);
+    const sp = median(spawned);
+    const wm = median(wall);
+    rows.push({
+      figure: `(d) no-op periodic resync at N=${steadyN}: processes spawned`,
+      value: sp === undefined ? 'n/a (no "resync" log line)' : `p50 ${sp} (max ${Math.max(...spawned)}, n=${spawned.length})`,
+      target: '≤ 5',
+      verdict: sized(verdict(sp === undefined ? undefined : sp <= 5)),
+    });
+    rows.push({
+      figure: `(d) no-op periodic resync at N=${steadyN}: wall time`,
+      value: wm === undefined ? 'n/a (no "resync" log line)' : `p50 ${ms(wm)} (max ${ms(Math.max(...wall))}, n=${wall.length})`,
+      target: '< 1 s',
+      verdict: sized(verdict(wm === undefined ? undefined : wm < 1000)),
+    });
+  }
+  if (r.e) {
+    const row = (what: string, w: WrkSummary, pids: number) => {
+      const failed = w.non2xx3xx + socketErrorTotal(w);
+      const e = w.socketErrors;
+      rows.push({
+        figure: `(e) failed requests under wrk -c8 during ${what}`,
+        value: `${failed} of ${w.requests} (non-2xx/3xx ${w.non2xx3xx}; socket errors connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}); ${pids - 1} reloads seen`,
+        target: '0',
+        verdict: verdict(failed === 0),
+      });
+    };
+    row(`${s.eMemberChanges} member changes`, r.e.members, r.e.memberPids);
+    row(`${s.eReloadChanges} listener/pool changes that need a reload`, r.e.reloads, r.e.reloadPids);
+  }
+  if (r.f) {
+    rows.push({
+      figure: `(f) agent memory at N=${r.f.n}`,
+      value: `peak RSS ${r.f.peakMiB.toFixed(0)} MiB; RSS at steady state ${r.f.rssMiB.toFixed(0)} MiB`,
+      target: 'peak < 250 MB',
+      verdict: sized(verdict(r.f.peakMiB * 1.048576 < 250)),
+    });
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const s = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (netns, OVS, HAProxy): run it as root');
+  if (s.setup) {
+    log('scripts/setup-node.sh (packages, OVS, npm run build)');
+    await execFileP('bash', [join(REPO_ROOT, 'scripts', 'setup-node.sh')], { maxBuffer: 16 * 1024 * 1024 }).catch((err: Error & { stderr?: string }) => {
+      throw new Error(`setup-node.sh failed: ${err.stderr ?? err.message}`);
+    });
+  }
+  await lock();
+  await removeLeftovers();
+  await mkdir(ROOT, { recursive: true, mode: 0o700 });
+  const header = await machine();
+  const started = now();
+
+  const cleanup = new Cleanup();
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal}: cleaning up (a second one is ignored; this takes a moment)`);
+    void cleanup
+      .run()
+      .then(() => rm(ROOT, { recursive: true, force: true }))
+      .finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const results: Results = { bulk: new Map() };
+  let aborted: string | undefined;
+  try {
+    log(`setting up bridge ${BRIDGE}, member hosts and a client`);
+    const node = await createBenchNode(BRIDGE, cleanup);
+    if (s.phases.has('a') || s.phases.has('b') || s.phases.has('e')) await mainPhases(s, node, cleanup, results);
+    if (s.phases.has('c')) {
+      for (const n of s.bulk) {
+        await bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1));
+        await bulkBaseline(node, n, cleanup, results);
+      }
+    }
+  } catch (err) {
+    if (interrupted) throw err;
+    aborted = err instanceof Error ? err.message : String(err);
+    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : aborted}`);
+  } finally {
+    if (!interrupted) {
+      log('cleaning up');
+      await cleanup.run();
+      await rm(ROOT, { recursive: true, force: true });
+    }
+  }
+
+  const rows = buildRows(s, results);
+  const command = s.quick ? 'npm run bench -- --quick' : 'npm run bench';
+  const failed = rows.filter((r) => r.verdict === 'FAIL').length;
+  const text = [
+    `Command: \`${command}${s.phases.size < 4 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
+    '',
+    ...header.map((h) => `${h}  `),
+    ...(s.quick ? ['', 'Quick run: fewer runs and smaller N than the targets assume; size-dependent verdicts are "info".'] : []),
+    ...(aborted === undefined ? [] : ['', `**Aborted**: ${aborted.split('\n')[0]} — the table holds what was measured before.`]),
+    '',
+    renderTable(rows),
+    `${rows.filter((r) => r.verdict === 'pass').length} pass, ${failed} FAIL, ${rows.filter((r) => r.verdict === 'n/a').length} n/a`,
+    '',
+  ].join('\n');
+  process.stdout.write(`\n${text}`);
+  await writeFile(join(BENCH_DIR, 'last-run.md'), `# Last benchmark run\n\n${text}`);
+  log(`table written to ${join('bench', 'last-run.md')}`);
+  return aborted === undefined ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  },
+);
