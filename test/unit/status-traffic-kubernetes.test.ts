@@ -1,0 +1,58 @@
+// Members' traffic figures live in status.json only: the Kubernetes status writer, handed the same status
+// file, never sends them, and traffic that changes on every poll causes no status write.
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
+import { createLogger } from '../../src/log/logger.js';
+import type { KubernetesSource } from '../../src/sources/kubernetes.js';
+import { KubernetesStatusWriter } from '../../src/status/kubernetes-writer.js';
+import type { StatusFile } from '../../src/status/status-file.js';
+import type { MemberStats } from '../../src/status/traffic.js';
+import { FakeApiServer, NSLB_API_VERSION } from '../support/fake-apiserver.js';
+
+const status: ObjectStatus = {
+  provisioningStatus: 'ACTIVE',
+  operatingStatus: 'ONLINE',
+  observedGeneration: 1,
+  conditions: [{ type: 'Ready', status: 'True', reason: 'Provisioned', message: 'applied to the node', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }],
+};
+
+function file(stats: MemberStats): StatusFile {
+  return {
+    objects: [{ apiVersion: NSLB_API_VERSION, kind: 'Member', namespace: 'default', name: 'm1', spec: { pool: 'p' }, status, stats }],
+    errors: [],
+  };
+}
+
+const traffic = (totalSessions: number): MemberStats => ({
+  currentSessions: 1, totalSessions, bytesIn: totalSessions * 100, bytesOut: totalSessions * 900, checkStatus: 'L7OK', state: 'UP',
+});
+
+describe('member traffic and the Kubernetes status subresource', () => {
+  const fake = new FakeApiServer();
+  let writer: KubernetesStatusWriter;
+
+  beforeAll(async () => {
+    await fake.start();
+    fake.create({ apiVersion: NSLB_API_VERSION, kind: 'Member', metadata: { namespace: 'default', name: 'm1' }, spec: { pool: 'p', address: '10.0.0.1', port: 80 } });
+    const kc = new KubeConfig();
+    kc.loadFromString(fake.kubeconfig());
+    // The writer reads the object it updates from the informer cache; here, straight from the server.
+    const source = { cached: () => fake.get(NSLB_API_VERSION, 'members', 'default', 'm1') } as unknown as KubernetesSource;
+    writer = new KubernetesStatusWriter(kc, source, createLogger('silent', false));
+  });
+
+  afterAll(() => fake.stop());
+
+  it('writes the status once, without the figures, and not again when only they change', async () => {
+    await writer.write(file(traffic(10)), []);
+    expect(fake.statusWrites('Member')).toBe(1);
+    const stored = fake.get(NSLB_API_VERSION, 'members', 'default', 'm1') as { status?: Record<string, unknown>; stats?: unknown };
+    expect(stored.status?.provisioningStatus).toBe('ACTIVE');
+    expect(stored.status).not.toHaveProperty('stats');
+    expect(stored).not.toHaveProperty('stats');
+
+    for (const n of [11, 250, 9000]) await writer.write(file(traffic(n)), []);
+    expect(fake.statusWrites('Member')).toBe(1);
+  });
+});
