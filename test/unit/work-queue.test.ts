@@ -4,6 +4,31 @@ import { WorkQueue } from '../../src/controller/queue.js';
 const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('WorkQueue', () => {
+  it('tells how each run ended and counts retries; depth is what waits for a worker (for /metrics)', async () => {
+    const told: [string, string][] = [];
+    let fails = 2;
+    const q = new WorkQueue(
+      async (k) => {
+        await tick();
+        if (k === 'bad' && fails-- > 0) throw new Error('no');
+      },
+      {
+        concurrency: 1,
+        baseDelayMs: 1,
+        onProcessed: (key, result, seconds) => {
+          expect(seconds).toBeGreaterThanOrEqual(0);
+          told.push([key, result]);
+        },
+      },
+    );
+    q.add('a'); q.add('b'); q.add('bad');
+    expect(q.depth).toBe(2); // 'a' is running
+    await q.idle();
+    expect(q.depth).toBe(0);
+    expect(told).toEqual([['a', 'ok'], ['b', 'ok'], ['bad', 'error'], ['bad', 'error'], ['bad', 'ok']]);
+    expect(q.retries).toBe(2);
+  });
+
   it('merges repeats of a key that is waiting', async () => {
     const seen: string[] = [];
     const q = new WorkQueue(async (k) => { seen.push(k); await tick(); }, { concurrency: 1 });
