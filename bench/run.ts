@@ -130,8 +130,24 @@ async function waitUntil(what: string, fn: () => Promise<boolean>, timeoutMs: nu
 
 interface Results {
   a?: { create: number[]; remove: number[] };
-  b?: { add: number[]; remove: number[]; weight: number[]; pidBefore?: number; pidAfter?: number; pids: number; probeErrors: number };
-  e?: { members: WrkSummary; reloads: WrkSummary; memberPids: number; reloadPids: number };
+  b?: {
+    add: number[];
+    remove: number[];
+    weight: number[];
+    pidBefore?: number;
+    pidAfter?: number;
+    pids: number;
+    probeErrors: number;
+    engine?: EngineCounts;
+  };
+  e?: {
+    members: WrkSummary;
+    reloads: WrkSummary;
+    memberPids: number;
+    reloadPids: number;
+    membersEngine?: EngineCounts;
+    reloadsEngine?: EngineCounts;
+  };
   bulk: Map<number, { nslb?: BulkResult; baseline?: BulkResult; nslbRemoveMs?: number }>;
   d?: { resyncs: { spawned?: number; ms?: number; changed?: number }[] };
   f?: { rssMiB: number; peakMiB: number; n: number };
@@ -141,6 +157,45 @@ interface BulkResult {
   ms: number;
   check: VipCheck;
   errors?: number;
+  engine?: EngineCounts;
+}
+
+/** What the agent's /metrics counted over a phase. */
+interface EngineCounts {
+  reloads: number;
+  runtimeUpdates: number;
+  runtimeFallbacks: number;
+  spawned: number;
+}
+
+const COUNTERS = {
+  reloads: 'nslb_haproxy_reloads_total',
+  runtimeUpdates: 'nslb_haproxy_runtime_updates_total',
+  runtimeFallbacks: 'nslb_haproxy_runtime_fallbacks_total',
+  spawned: 'nslb_processes_spawned_total',
+} as const;
+
+/** Counters now; call done() at the end of the phase for the difference (undefined without /metrics). */
+async function countersFrom(agent: BenchAgent): Promise<{ done: () => Promise<EngineCounts | undefined> }> {
+  const before = await agent.metrics();
+  return {
+    async done() {
+      const after = await agent.metrics();
+      if (before === undefined || after === undefined) return undefined;
+      const d = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+      return {
+        reloads: d(COUNTERS.reloads),
+        runtimeUpdates: d(COUNTERS.runtimeUpdates),
+        runtimeFallbacks: d(COUNTERS.runtimeFallbacks),
+        spawned: d(COUNTERS.spawned),
+      };
+    },
+  };
+}
+
+function describeCounts(c: EngineCounts | undefined): string {
+  if (c === undefined) return '';
+  return `; agent's /metrics: ${c.reloads} reloads, ${c.runtimeUpdates} runtime-API updates, ${c.runtimeFallbacks} runtime fallbacks to a reload`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -172,8 +227,13 @@ async function mainPhases(s: Settings, node: BenchNode, cleanup: Cleanup, result
   if (ready.ok !== 2) throw new Error(`bench-b/bench-e VIPs do not answer: ${JSON.stringify(ready.failed)}`);
 
   if (s.phases.has('a')) results.a = await phaseA(s, node, watch, agent);
-  if (s.phases.has('b')) results.b = await phaseB(s, node, watch, stateDir, lbB);
-  if (s.phases.has('e')) results.e = await phaseE(s, node, watch, stateDir, lbE);
+  if (s.phases.has('b')) {
+    const counters = await countersFrom(agent);
+    results.b = await phaseB(s, node, watch, stateDir, lbB);
+    const engine = await counters.done();
+    if (engine !== undefined) results.b.engine = engine;
+  }
+  if (s.phases.has('e')) results.e = await phaseE(s, node, watch, stateDir, lbE, agent);
 
   await agent.stop();
   await nslbCleanup(stateDir);
@@ -276,7 +336,14 @@ async function phaseB(s: Settings, node: BenchNode, watch: string, stateDir: str
   };
 }
 
-async function phaseE(s: Settings, node: BenchNode, watch: string, stateDir: string, base: BenchLb): Promise<NonNullable<Results['e']>> {
+async function phaseE(
+  s: Settings,
+  node: BenchNode,
+  watch: string,
+  stateDir: string,
+  base: BenchLb,
+  agent: BenchAgent,
+): Promise<NonNullable<Results['e']>> {
   const socket = join(stateDir, 'lb', lbNetns(base.name), 'haproxy.sock');
   const file = join(watch, 'e.yaml');
   const url = `http://${base.vip}/`;
@@ -284,6 +351,7 @@ async function phaseE(s: Settings, node: BenchNode, watch: string, stateDir: str
   // 1. Member changes under load: add m3, m1 weight 2, remove m3, m1 weight 1, … every 300 ms.
   const memberCadenceMs = 300;
   const memberPids = new Set<number>();
+  const memberCounters = await countersFrom(agent);
   const wrk1 = startWrk(node.client, url, Math.ceil(2 + (s.eMemberChanges * memberCadenceMs) / 1000 + 3));
   await sleep(2_000);
   for (let i = 0; i < s.eMemberChanges; i++) {
@@ -307,6 +375,7 @@ async function phaseE(s: Settings, node: BenchNode, watch: string, stateDir: str
     await sleep(memberCadenceMs);
   }
   const members = await wrk1.result;
+  const membersEngine = await memberCounters.done();
   log(`(e) member changes: ${members.requests} requests, ${members.non2xx3xx} non-2xx/3xx, socket errors ${JSON.stringify(members.socketErrors)}`);
   await writeAtomically(file, lbYaml(base));
   await sleep(1_000);
@@ -314,6 +383,7 @@ async function phaseE(s: Settings, node: BenchNode, watch: string, stateDir: str
   // 2. Changes that need a reload: the listener's client timeout and the pool's algorithm, in turn, every 1.5 s.
   const reloadCadenceMs = 1_500;
   const reloadPids = new Set<number>();
+  const reloadCounters = await countersFrom(agent);
   const wrk2 = startWrk(node.client, url, Math.ceil(2 + (s.eReloadChanges * reloadCadenceMs) / 1000 + 3));
   await sleep(2_000);
   let timeout = 50_000;
@@ -328,10 +398,18 @@ async function phaseE(s: Settings, node: BenchNode, watch: string, stateDir: str
     await sleep(reloadCadenceMs);
   }
   const reloads = await wrk2.result;
+  const reloadsEngine = await reloadCounters.done();
   const last = await workerPid(socket);
   if (last !== undefined) reloadPids.add(last);
   log(`(e) reload changes: ${reloads.requests} requests, ${reloads.non2xx3xx} non-2xx/3xx, socket errors ${JSON.stringify(reloads.socketErrors)}`);
-  return { members, reloads, memberPids: memberPids.size, reloadPids: reloadPids.size };
+  return {
+    members,
+    reloads,
+    memberPids: memberPids.size,
+    reloadPids: reloadPids.size,
+    ...(membersEngine === undefined ? {} : { membersEngine }),
+    ...(reloadsEngine === undefined ? {} : { reloadsEngine }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -355,6 +433,7 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
   const agent = new BenchAgent({ watch, stateDir, bridge: BRIDGE, resyncS: s.bulkResyncS });
   cleanup.add(`agent (bulk ${n})`, () => agent.stop());
   log(`(c) nslb N=${n}: agent started (pid ${agent.pid}) on ${n} load balancers`);
+  // The agent's counters start at zero: what /metrics says once converged is the cost of converging.
   let lastProgress = now();
   let active = 0;
   let errored = 0;
@@ -380,6 +459,15 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
   log(`(c) nslb N=${n}: ${check.ok}/${n} VIPs answer${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
   const entry = results.bulk.get(n) ?? {};
   entry.nslb = { ms: took, check, errors: agent.errors };
+  const totals = await agent.metrics();
+  if (totals !== undefined) {
+    entry.nslb.engine = {
+      reloads: totals.get(COUNTERS.reloads) ?? 0,
+      runtimeUpdates: totals.get(COUNTERS.runtimeUpdates) ?? 0,
+      runtimeFallbacks: totals.get(COUNTERS.runtimeFallbacks) ?? 0,
+      spawned: totals.get(COUNTERS.spawned) ?? 0,
+    };
+  }
   results.bulk.set(n, entry);
 
   if (measureSteady) {
@@ -552,7 +640,12 @@ function buildRows(s: Settings, r: Results): Row[] {
     const unchanged = r.b.pidBefore !== undefined && r.b.pidBefore === r.b.pidAfter && r.b.pids === 1;
     rows.push({
       figure: '(b) HAProxy worker PID across all member changes (show info)',
-      value: r.b.pidBefore === undefined ? 'n/a (runtime socket did not answer)' : unchanged ? `unchanged (${r.b.pidBefore})` : `changed: ${r.b.pidBefore} → ${r.b.pidAfter ?? '?'}, ${r.b.pids} worker PIDs seen`,
+      value:
+        (r.b.pidBefore === undefined
+          ? 'n/a (runtime socket did not answer)'
+          : unchanged
+            ? `unchanged (${r.b.pidBefore})`
+            : `changed: ${r.b.pidBefore} → ${r.b.pidAfter ?? '?'}, ${r.b.pids} worker PIDs seen`) + describeCounts(r.b.engine),
       target: 'no reload',
       verdict: r.b.pidBefore === undefined ? 'n/a' : verdict(unchanged),
     });
@@ -564,7 +657,7 @@ function buildRows(s: Settings, r: Results): Row[] {
       if (x === undefined) return;
       rows.push({
         figure: `(c) ${who}, N=${n}: cold converge (clock stops when the tool says done)`,
-        value: `${ms(x.ms)}, ${(n / (x.ms / 1000)).toFixed(1)} LB/s; ${x.check.ok}/${n} VIPs answer after`,
+        value: `${ms(x.ms)}, ${(n / (x.ms / 1000)).toFixed(1)} LB/s; ${x.check.ok}/${n} VIPs answer after${x.engine === undefined ? '' : `; ${x.engine.spawned} processes spawned`}`,
         target: 'every VIP answers',
         verdict: verdict(x.check.ok === n),
       });
@@ -606,18 +699,18 @@ function buildRows(s: Settings, r: Results): Row[] {
     });
   }
   if (r.e) {
-    const row = (what: string, w: WrkSummary, pids: number) => {
+    const row = (what: string, w: WrkSummary, pids: number, engine: EngineCounts | undefined) => {
       const failed = w.non2xx3xx + socketErrorTotal(w);
       const e = w.socketErrors;
       rows.push({
         figure: `(e) failed requests under wrk -c8 during ${what}`,
-        value: `${failed} of ${w.requests} (non-2xx/3xx ${w.non2xx3xx}; socket errors connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}); ${pids - 1} reloads seen`,
+        value: `${failed} of ${w.requests} (non-2xx/3xx ${w.non2xx3xx}; socket errors connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}); worker PID changed ${pids - 1}×${describeCounts(engine)}`,
         target: '0',
         verdict: verdict(failed === 0),
       });
     };
-    row(`${s.eMemberChanges} member changes`, r.e.members, r.e.memberPids);
-    row(`${s.eReloadChanges} listener/pool changes that need a reload`, r.e.reloads, r.e.reloadPids);
+    row(`${s.eMemberChanges} member changes`, r.e.members, r.e.memberPids, r.e.membersEngine);
+    row(`${s.eReloadChanges} listener/pool changes that need a reload`, r.e.reloads, r.e.reloadPids, r.e.reloadsEngine);
   }
   if (r.f) {
     rows.push({

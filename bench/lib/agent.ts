@@ -32,6 +32,8 @@ export class BenchAgent {
   /** The last lines (any level), for a failure message. */
   readonly tail: string[] = [];
   errors = 0;
+  /** host:port of /metrics, once the agent has said where it listens. */
+  listen: string | undefined;
   readonly #exited: Promise<void>;
 
   constructor(readonly opts: AgentOptions) {
@@ -68,6 +70,7 @@ export class BenchAgent {
       return;
     }
     if (typeof parsed.level === 'number' && parsed.level >= 50) this.errors++;
+    if (typeof parsed.listen === 'string' && typeof parsed.msg === 'string' && parsed.msg.includes('/metrics')) this.listen = parsed.listen;
     if (parsed.msg !== 'resync') return;
     const num = (key: string): number | undefined => (typeof parsed[key] === 'number' ? (parsed[key] as number) : undefined);
     const r: ResyncLine = { time: num('time') ?? Date.now() };
@@ -93,6 +96,21 @@ export class BenchAgent {
       const status = await readFile(`/proc/${this.pid}/status`, 'utf8');
       const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
       return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The agent's own counters from /metrics, summed over labels, by metric name (e.g.
+   * nslb_haproxy_reloads_total); undefined when the agent serves no /metrics.
+   */
+  async metrics(): Promise<Map<string, number> | undefined> {
+    if (this.listen === undefined) return undefined;
+    try {
+      const res = await fetch(`http://${this.listen}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      if (!res.ok) return undefined;
+      return parsePrometheusTotals(await res.text());
     } catch {
       return undefined;
     }
@@ -163,4 +181,17 @@ export async function workerPid(socketPath: string): Promise<number | undefined>
   } catch {
     return undefined;
   }
+}
+
+/** Prometheus text format → sum of every sample of each metric name (labels ignored). */
+export function parsePrometheusTotals(text: string): Map<string, number> {
+  const totals = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (m === null) continue;
+    const value = Number(m[2]);
+    if (Number.isFinite(value)) totals.set(m[1]!, (totals.get(m[1]!) ?? 0) + value);
+  }
+  return totals;
 }
