@@ -5,7 +5,7 @@ import { cleanup } from './cleanup.js';
 import { LOG_LEVELS } from './config-file.js';
 import { DEFAULTS, parsePositiveInt } from './options.js';
 import { printPlan } from './plan.js';
-import { runAgent, type RunFlags } from './run.js';
+import type { RunFlags } from './run.js';
 import { showStatus } from './status.js';
 import { validate } from './validate.js';
 
@@ -61,6 +61,9 @@ program
     const fromCommandLine = new Set(
       (Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'),
     );
+    // Loaded here only: the agent's modules (the Kubernetes client, prom-client) take seconds to load,
+    // which one-shot commands should not pay.
+    const { runAgent } = await import('./run.js');
     await runAgent(flags, typeof o.config === 'string' ? { file: o.config, fromCommandLine } : undefined);
   });
 
