@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { cleanup } from './cleanup.js';
 import { LOG_LEVELS } from './config-file.js';
+import { importOctaviaFiles } from './import.js';
 import { DEFAULTS, parsePositiveInt } from './options.js';
 import { printPlan } from './plan.js';
 import type { RunFlags } from './run.js';
@@ -112,6 +113,18 @@ program
   .addOption(bridgeOption())
   .action(async (o: { stateDir: string; dryRun: boolean; scope: 'node' | 'state-dir' }) => {
     process.exitCode = await cleanup(o);
+  });
+
+program
+  .command('import')
+  .description('convert load balancers from another system into nslb YAML')
+  .command('octavia')
+  .description("Octavia's JSON (API responses, `openstack loadbalancer … -f json`, the status tree) → nslb YAML; warnings on stderr")
+  .argument('<file...>', 'JSON files ("-" for stdin)')
+  .option('--namespace <ns>', 'metadata.namespace of every object', 'default')
+  .option('-o, --output <file>', 'write the YAML here instead of stdout')
+  .action(async (files: string[], o: { namespace: string; output?: string }) => {
+    process.exitCode = await importOctaviaFiles(files, o);
   });
 
 program.parseAsync().catch((err: unknown) => {
