@@ -29,12 +29,14 @@ import type {
   DesiredListenerTls,
   DesiredLoadBalancer,
   DesiredMember,
+  DesiredMemberTls,
   DesiredPool,
   DesiredVip,
 } from './model.js';
+import { SSL_CLIENT_HEADERS } from './model.js';
 import { derivedMac, lbKey, nodeNames } from './names.js';
 import { regexProblem } from './regex.js';
-import { resolveListenerTls } from './tls.js';
+import { resolveListenerTls, resolvePoolTls } from './tls.js';
 
 export interface ObjectProblem {
   kind: Kind;
@@ -68,6 +70,8 @@ export interface BuildOptions {
    * reads them so that building stays pure; a path missing here is reported as a missing file.
    */
   materials?: ReadonlyMap<string, string>;
+  /** The moment certificates must be valid at (expiry checks); now when omitted. */
+  now?: Date;
 }
 
 /** Octavia's listener → pool protocol pairs. */
@@ -105,10 +109,13 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   const owners = resolveOwners(ix, problems);
   // Resolved while checking, so that assembly does not read and hash the material a second time.
   const listenerTls = new Map<string, DesiredListenerTls>();
+  const memberTls = new Map<string, DesiredMemberTls>();
+  const materials = opts.materials ?? new Map<string, string>();
+  const now = opts.now ?? new Date();
 
   checkLoadBalancers(ix, opts, problems);
-  checkListeners(ix, owners, opts.materials ?? new Map<string, string>(), listenerTls, problems);
-  checkPools(ix, problems);
+  checkListeners(ix, owners, materials, now, listenerTls, problems);
+  checkPools(ix, materials, now, memberTls, problems);
   checkMembers(ix, problems);
   checkHealthMonitors(ix, problems);
   checkL7Policies(ix, problems);
@@ -130,7 +137,7 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   for (const lb of ix.loadBalancers) {
     const key = keyOf(lb);
     const own = problemsByOwner.get(key);
-    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts, listenerTls));
+    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts, listenerTls, memberTls));
     else blocked.set(key, own);
   }
   return { lbs, blocked, problems: all, owners };
@@ -145,10 +152,6 @@ class Problems {
   add(o: AnyObject, reason: ObjectProblem['reason'], message: string, path?: string): void {
     const { namespace, name } = o.metadata;
     this.#list.push({ kind: o.kind, namespace, name, reason, message, ...(path === undefined ? {} : { path }) });
-  }
-
-  notSupported(o: AnyObject, field: string, path: string): void {
-    this.add(o, 'NotSupported', `${field} is not supported yet`, path);
   }
 
   /** In object order; the problems of one object stay in the order the rules found them. */
@@ -365,6 +368,7 @@ function checkListeners(
   ix: Index,
   owners: Map<string, LbKey>,
   materials: ReadonlyMap<string, string>,
+  now: Date,
   listenerTls: Map<string, DesiredListenerTls>,
   problems: Problems,
 ): void {
@@ -372,7 +376,7 @@ function checkListeners(
   for (const l of ix.listeners) {
     const { spec } = l;
     if (spec.protocol === 'TERMINATED_HTTPS') {
-      const resolved = resolveListenerTls(spec.tls, materials);
+      const resolved = resolveListenerTls(spec.tls, materials, now);
       if (resolved.ok) listenerTls.set(objectId(l), resolved.tls);
       else for (const p of resolved.problems) problems.add(l, p.reason, p.message, p.path);
     } else if (spec.tls !== undefined) {
@@ -386,6 +390,13 @@ function checkListeners(
         `is only allowed on HTTP and TERMINATED_HTTPS listeners (protocol is ${spec.protocol})`,
         '/spec/insertHeaders',
       );
+    } else if (spec.protocol !== 'TERMINATED_HTTPS') {
+      // Only a listener that terminates TLS has a client certificate to describe.
+      for (const header of SSL_CLIENT_HEADERS) {
+        if (spec.insertHeaders?.[header] === true) {
+          problems.add(l, 'InvalidSpec', `is only allowed on TERMINATED_HTTPS listeners (protocol is ${spec.protocol})`, `/spec/insertHeaders/${header}`);
+        }
+      }
     }
     (spec.allowedCidrs ?? []).forEach((cidr, i) => {
       // The schema admits only valid CIDRs, so this is an object that skipped validation.
@@ -448,16 +459,19 @@ function checkPoolReference(
   }
 }
 
-/** Pool.tls fields that issue 7 (verifying members, client certificates, TLS policy) brings. */
-const POOL_TLS_LATER = ['caFile', 'crlFile', 'certificateFile', 'keyFile', 'secretName', 'caSecretName', 'versions', 'ciphers', 'alpnProtocols'] as const;
-
-function checkPools(ix: Index, problems: Problems): void {
+function checkPools(
+  ix: Index,
+  materials: ReadonlyMap<string, string>,
+  now: Date,
+  memberTls: Map<string, DesiredMemberTls>,
+  problems: Problems,
+): void {
   const users = listenersByPool(ix);
   for (const p of ix.pools) {
     const { tls, sessionPersistence } = p.spec;
-    for (const field of POOL_TLS_LATER) {
-      if (tls?.[field] !== undefined) problems.notSupported(p, `tls.${field}`, `/spec/tls/${field}`);
-    }
+    const resolved = resolvePoolTls(tls, p.spec.protocol, materials, now);
+    if (!resolved.ok) for (const problem of resolved.problems) problems.add(p, problem.reason, problem.message, problem.path);
+    else if (resolved.tls !== undefined) memberTls.set(objectId(p), resolved.tls);
     if (sessionPersistence !== undefined) checkSessionPersistence(p, sessionPersistence, users.get(objectId(p)) ?? [], problems);
   }
 }
@@ -671,6 +685,7 @@ function assemble(
   tree: Tree | undefined,
   opts: BuildOptions,
   listenerTls: ReadonlyMap<string, DesiredListenerTls>,
+  memberTls: ReadonlyMap<string, DesiredMemberTls>,
 ): DesiredLoadBalancer {
   const { namespace, name } = lb.metadata;
   const { listeners = [], pools = [], members = [], healthMonitors = [], l7Policies = [], l7Rules = [] } = tree ?? {};
@@ -697,6 +712,7 @@ function assemble(
         p,
         members.filter((m) => m.spec.pool === p.metadata.name),
         healthMonitors.find((hm) => hm.spec.pool === p.metadata.name),
+        memberTls.get(objectId(p)),
       ),
     ),
   };
@@ -735,6 +751,9 @@ function desiredListener(
       forwardedFor: headers['X-Forwarded-For'] ?? DEFAULTS.insertHeader,
       forwardedPort: headers['X-Forwarded-Port'] ?? DEFAULTS.insertHeader,
       forwardedProto: headers['X-Forwarded-Proto'] ?? DEFAULTS.insertHeader,
+      ...(spec.protocol === 'TERMINATED_HTTPS' && SSL_CLIENT_HEADERS.some((h) => headers[h] === true)
+        ? { sslClient: SSL_CLIENT_HEADERS.filter((h) => headers[h] === true) }
+        : {}),
     },
     allowedCidrs: [...new Set((spec.allowedCidrs ?? []).map((c) => canonicalCidr(c) ?? c))],
     ...(tls === undefined ? {} : { tls }),
@@ -796,6 +815,7 @@ function desiredPool(
   p: ApiObject<'Pool'>,
   members: ApiObject<'Member'>[],
   monitor: ApiObject<'HealthMonitor'> | undefined,
+  memberTls: DesiredMemberTls | undefined,
 ): DesiredPool {
   return {
     name: p.metadata.name,
@@ -804,6 +824,7 @@ function desiredPool(
     adminStateUp: p.spec.adminStateUp ?? DEFAULTS.adminStateUp,
     ...(p.spec.sessionPersistence === undefined ? {} : { sessionPersistence: { ...p.spec.sessionPersistence } }),
     tlsToMembers: p.spec.tls?.enabled === true,
+    ...(memberTls === undefined ? {} : { memberTls }),
     members: members.map(desiredMember),
     ...(monitor === undefined ? {} : { healthMonitor: desiredHealthMonitor(monitor) }),
   };

@@ -2,6 +2,7 @@
 // with every default filled in and every cross-object reference resolved. Built by ./build.ts (pure),
 // consumed by the planner and the HAProxy renderer (pure).
 import type {
+  AlpnProtocol,
   HealthMonitorType,
   L7Action,
   L7CompareType,
@@ -11,6 +12,7 @@ import type {
   ListenerProtocol,
   PoolProtocol,
   SessionPersistenceType,
+  TlsVersion,
 } from '../api/v1alpha1/types.js';
 
 export interface NodeNames {
@@ -68,12 +70,57 @@ export interface DesiredCertificate {
   pem: string;
 }
 
+/** What a TLS endpoint (a listener's bind, a pool's servers) lets a peer negotiate. */
+export interface DesiredTlsPolicy {
+  /** The lowest and highest version allowed (the versions field is a contiguous range). Absent: HAProxy's default. */
+  minVersion?: TlsVersion;
+  maxVersion?: TlsVersion;
+  /** TLS 1.2 and older (HAProxy `ciphers`); absent: OpenSSL's default. */
+  ciphers?: string;
+  /** TLS 1.3 suites, the TLS_* entries of the ciphers field (HAProxy `ciphersuites`); absent: OpenSSL's default. */
+  ciphersuites?: string;
+  /** In order of preference, no repeats; empty: no ALPN extension. */
+  alpn: AlpnProtocol[];
+}
+
 export interface DesiredListenerTls {
   /** The default certificate (served without SNI or for an unknown name). */
   certificate: DesiredCertificate;
   /** Picked by HAProxy from each certificate's names (CN/SAN) when the client sends SNI. */
   sniCertificates: DesiredCertificate[];
+  /** Client certificates: NONE when absent. */
+  clientAuthentication?: 'NONE' | 'OPTIONAL' | 'MANDATORY';
+  /** CA bundle that client certificates must chain to (OPTIONAL and MANDATORY). */
+  clientCa?: DesiredCertificate;
+  /** Revoked client certificates. */
+  clientCrl?: DesiredCertificate;
+  /** Absent only in hand-made models: the builder always fills in the defaults. */
+  policy?: DesiredTlsPolicy;
+  hsts?: { maxAge: number; includeSubdomains: boolean; preload: boolean };
 }
+
+/** Pool.tls with enabled: true, as HAProxy's `server … ssl` options. */
+export interface DesiredMemberTls {
+  /** Members' certificates must chain to this; absent: not verified (`verify none`). */
+  ca?: DesiredCertificate;
+  crl?: DesiredCertificate;
+  /** Certificate and key presented to members that ask for one. */
+  clientCertificate?: DesiredCertificate;
+  policy: DesiredTlsPolicy;
+}
+
+/** Client-certificate headers (Octavia's names), in the order they are rendered. */
+export const SSL_CLIENT_HEADERS = [
+  'X-SSL-Client-Verify',
+  'X-SSL-Client-Has-Cert',
+  'X-SSL-Client-DN',
+  'X-SSL-Client-CN',
+  'X-SSL-Issuer',
+  'X-SSL-Client-SHA1',
+  'X-SSL-Client-Not-Before',
+  'X-SSL-Client-Not-After',
+] as const;
+export type SslClientHeader = (typeof SSL_CLIENT_HEADERS)[number];
 
 export interface DesiredL7Rule {
   name: string;
@@ -104,8 +151,10 @@ export interface DesiredPool {
   lbAlgorithm: LbAlgorithm;
   adminStateUp: boolean;
   sessionPersistence?: { type: SessionPersistenceType; cookieName?: string };
-  /** TLS from HAProxy to the members (Pool.tls.enabled); members' certificates are not verified yet. */
+  /** TLS from HAProxy to the members (Pool.tls.enabled). */
   tlsToMembers: boolean;
+  /** The TLS settings towards members when tlsToMembers (the builder always fills it in then). */
+  memberTls?: DesiredMemberTls;
   /** Sorted by name, so that the rendered config does not depend on file order. */
   members: DesiredMember[];
   healthMonitor?: DesiredHealthMonitor;
@@ -120,7 +169,13 @@ export interface DesiredListener {
   connectionLimit: number;
   timeouts: { clientData: number; memberConnect: number; memberData: number; tcpInspect: number };
   adminStateUp: boolean;
-  insertHeaders: { forwardedFor: boolean; forwardedPort: boolean; forwardedProto: boolean };
+  insertHeaders: {
+    forwardedFor: boolean;
+    forwardedPort: boolean;
+    forwardedProto: boolean;
+    /** TERMINATED_HTTPS only; absent = none. */
+    sslClient?: SslClientHeader[];
+  };
   /** Canonical CIDRs; empty = everyone. */
   allowedCidrs: string[];
   /** TERMINATED_HTTPS only. */

@@ -3,9 +3,10 @@
 // combines them, so the same answers come from `nslb validate`, `nslb plan` and the agent.
 //
 // Key material never goes into a message: problems name the field and the file, never the content.
-import { createHash } from 'node:crypto';
-import type { ListenerTls, TlsCertificateRef } from '../api/v1alpha1/types.js';
-import type { DesiredCertificate, DesiredListenerTls } from './model.js';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
+import type { AlpnProtocol, ListenerTls, PoolProtocol, PoolTls, TlsCertificateRef, TlsVersion } from '../api/v1alpha1/types.js';
+import type { DesiredCertificate, DesiredListenerTls, DesiredMemberTls, DesiredTlsPolicy } from './model.js';
 
 export interface TlsProblem {
   reason: 'InvalidReference' | 'InvalidSpec' | 'NotSupported';
@@ -15,9 +16,16 @@ export interface TlsProblem {
 }
 
 export type TlsResult = { ok: true; tls: DesiredListenerTls } | { ok: false; problems: TlsProblem[] };
+export type MemberTlsResult = { ok: true; tls: DesiredMemberTls | undefined } | { ok: false; problems: TlsProblem[] };
 
-/** Listener.tls fields that issue 7 (client certificates, TLS policy, Kubernetes Secrets) brings. */
-const LATER_FIELDS = ['clientCaFile', 'clientCrlFile', 'versions', 'ciphers', 'alpnProtocols', 'hsts'] as const;
+/** DESIGN §1's defaults for a TERMINATED_HTTPS listener. */
+export const LISTENER_TLS_DEFAULTS = {
+  versions: ['TLSv1.2', 'TLSv1.3'] as TlsVersion[],
+  alpnProtocols: ['h2', 'http/1.1', 'http/1.0'] as AlpnProtocol[],
+};
+
+/** Oldest first: `versions` must be a contiguous run of this list (HAProxy takes a minimum and a maximum). */
+export const TLS_VERSION_ORDER: readonly TlsVersion[] = ['SSLv3', 'TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
 
 const CERTIFICATE = /-----BEGIN CERTIFICATE-----/;
 const PRIVATE_KEY = /-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/;
@@ -28,23 +36,37 @@ const ENCRYPTED_KEY = /-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type:\s*4,\s*
  * Resolves the `tls` of a TERMINATED_HTTPS listener. Every problem is collected (not just the first), so one
  * round of editing fixes them all.
  */
-export function resolveListenerTls(tls: ListenerTls | undefined, materials: ReadonlyMap<string, string>): TlsResult {
+export function resolveListenerTls(
+  tls: ListenerTls | undefined,
+  materials: ReadonlyMap<string, string>,
+  now: Date = new Date(),
+): TlsResult {
   const problems: TlsProblem[] = [];
   if (tls === undefined) {
     return { ok: false, problems: [{ reason: 'InvalidSpec', message: 'is required on a TERMINATED_HTTPS listener', path: '/spec/tls/certificateFile' }] };
   }
 
-  for (const field of LATER_FIELDS) {
-    if (tls[field] !== undefined) problems.push(notSupported(`tls.${field}`, `/spec/tls/${field}`));
-  }
-  if (tls.clientAuthentication !== undefined && tls.clientAuthentication !== 'NONE') {
-    problems.push(notSupported(`tls.clientAuthentication ${tls.clientAuthentication}`, '/spec/tls/clientAuthentication'));
-  }
   if (tls.sniSecretNames !== undefined) problems.push(kubernetesOnly('tls.sniSecretNames', '/spec/tls/sniSecretNames'));
 
-  const certificate = resolvePair(tls, 'tls', '/spec/tls', materials, problems);
+  const certificate = resolvePair(tls, 'tls', '/spec/tls', materials, now, problems);
   const sni = (tls.sniCertificates ?? []).map((ref, i) =>
-    resolvePair(ref, `tls.sniCertificates[${i}]`, `/spec/tls/sniCertificates/${i}`, materials, problems),
+    resolvePair(ref, `tls.sniCertificates[${i}]`, `/spec/tls/sniCertificates/${i}`, materials, now, problems),
+  );
+
+  const clientAuthentication = tls.clientAuthentication ?? 'NONE';
+  if (clientAuthentication !== 'NONE' && tls.clientCaFile === undefined) {
+    problems.push(invalid(`is required when clientAuthentication is ${clientAuthentication} (the CA that signs client certificates)`, '/spec/tls/clientCaFile'));
+  }
+  if (tls.clientCrlFile !== undefined && tls.clientCaFile === undefined) {
+    problems.push(invalid('needs clientCaFile: a CRL only revokes certificates of a CA that verifies clients', '/spec/tls/clientCrlFile'));
+  }
+  const clientCa = tls.clientCaFile === undefined ? undefined : resolveCa(tls.clientCaFile, 'tls.clientCaFile', '/spec/tls/clientCaFile', materials, now, problems);
+  const clientCrl = tls.clientCrlFile === undefined ? undefined : resolveCrl(tls.clientCrlFile, 'tls.clientCrlFile', '/spec/tls/clientCrlFile', materials, problems);
+  const policy = resolvePolicy(
+    { versions: tls.versions ?? LISTENER_TLS_DEFAULTS.versions, ciphers: tls.ciphers, alpnProtocols: tls.alpnProtocols ?? LISTENER_TLS_DEFAULTS.alpnProtocols },
+    'tls',
+    '/spec/tls',
+    problems,
   );
   if (problems.length > 0 || certificate === undefined) return { ok: false, problems };
 
@@ -56,7 +78,117 @@ export function resolveListenerTls(tls: ListenerTls | undefined, materials: Read
     seen.add(c.fileName);
     sniCertificates.push(c);
   }
-  return { ok: true, tls: { certificate, sniCertificates } };
+  return {
+    ok: true,
+    tls: {
+      certificate,
+      sniCertificates,
+      clientAuthentication,
+      ...(clientCa === undefined ? {} : { clientCa }),
+      ...(clientCrl === undefined ? {} : { clientCrl }),
+      policy,
+      ...(tls.hsts === undefined
+        ? {}
+        : { hsts: { maxAge: tls.hsts.maxAge, includeSubdomains: tls.hsts.includeSubdomains ?? false, preload: tls.hsts.preload ?? false } }),
+    },
+  };
+}
+
+/** Pool protocols that only ever pair with tcp-mode listeners: no HTTP to negotiate with ALPN. */
+const TCP_ONLY_POOLS: ReadonlySet<PoolProtocol> = new Set(['TCP', 'HTTPS']);
+
+/**
+ * Resolves a Pool's `tls` (re-encryption to members). Undefined `tls` when it is not enabled; the other
+ * fields then have no effect, which is an error rather than a silent no-op.
+ */
+export function resolvePoolTls(
+  tls: PoolTls | undefined,
+  protocol: PoolProtocol,
+  materials: ReadonlyMap<string, string>,
+  now: Date = new Date(),
+): MemberTlsResult {
+  if (tls === undefined) return { ok: true, tls: undefined };
+  const problems: TlsProblem[] = [];
+  if (tls.secretName !== undefined) problems.push(kubernetesOnly('tls.secretName', '/spec/tls/secretName'));
+  if (tls.caSecretName !== undefined) problems.push(kubernetesOnly('tls.caSecretName', '/spec/tls/caSecretName'));
+  if (tls.enabled !== true) {
+    for (const field of ['caFile', 'crlFile', 'certificateFile', 'keyFile', 'versions', 'ciphers', 'alpnProtocols'] as const) {
+      if (tls[field] !== undefined) problems.push(invalid('only takes effect with tls.enabled: true', `/spec/tls/${field}`));
+    }
+    return problems.length > 0 ? { ok: false, problems } : { ok: true, tls: undefined };
+  }
+  if (tls.crlFile !== undefined && tls.caFile === undefined) {
+    problems.push(invalid('needs caFile: a CRL only revokes certificates of a CA that verifies members', '/spec/tls/crlFile'));
+  }
+  if (tls.alpnProtocols !== undefined && tls.alpnProtocols.length > 0 && TCP_ONLY_POOLS.has(protocol)) {
+    problems.push(invalid(`needs an HTTP pool: a ${protocol} pool passes bytes through without speaking HTTP (protocol is ${protocol})`, '/spec/tls/alpnProtocols'));
+  }
+  const ca = tls.caFile === undefined ? undefined : resolveCa(tls.caFile, 'tls.caFile', '/spec/tls/caFile', materials, now, problems);
+  const crl = tls.crlFile === undefined ? undefined : resolveCrl(tls.crlFile, 'tls.crlFile', '/spec/tls/crlFile', materials, problems);
+  let clientCertificate: DesiredCertificate | undefined;
+  if (tls.certificateFile !== undefined || tls.keyFile !== undefined) {
+    clientCertificate = resolvePair(tls, 'tls', '/spec/tls', materials, now, problems, 'when the pool presents a client certificate');
+  }
+  const policy = resolvePolicy({ versions: tls.versions, ciphers: tls.ciphers, alpnProtocols: tls.alpnProtocols ?? [] }, 'tls', '/spec/tls', problems);
+  if (problems.length > 0) return { ok: false, problems };
+  return {
+    ok: true,
+    tls: {
+      ...(ca === undefined ? {} : { ca }),
+      ...(crl === undefined ? {} : { crl }),
+      ...(clientCertificate === undefined ? {} : { clientCertificate }),
+      policy,
+    },
+  };
+}
+
+/** versions (a contiguous range), ciphers (split into ≤ TLS 1.2 and TLS 1.3 lists), ALPN (no repeats). */
+function resolvePolicy(
+  given: { versions: readonly TlsVersion[] | undefined; ciphers: string | undefined; alpnProtocols: readonly AlpnProtocol[] },
+  field: string,
+  path: string,
+  problems: TlsProblem[],
+): DesiredTlsPolicy {
+  const policy: DesiredTlsPolicy = { alpn: [...new Set(given.alpnProtocols)] };
+  if (given.versions !== undefined && given.versions.length > 0) {
+    const indexes = [...new Set(given.versions.map((v) => TLS_VERSION_ORDER.indexOf(v)))].sort((a, b) => a - b);
+    const min = indexes[0] ?? 0;
+    const max = indexes[indexes.length - 1] ?? 0;
+    if (max - min + 1 !== indexes.length) {
+      const gap = TLS_VERSION_ORDER.slice(min, max + 1).filter((_, i) => !indexes.includes(min + i));
+      problems.push(
+        invalid(
+          `${field}.versions must be a contiguous range: HAProxy allows a minimum and a maximum version, so ${gap.join(', ')} cannot be left out between ${TLS_VERSION_ORDER[min]} and ${TLS_VERSION_ORDER[max]}`,
+          `${path}/versions`,
+        ),
+      );
+    } else {
+      policy.minVersion = TLS_VERSION_ORDER[min] as TlsVersion;
+      policy.maxVersion = TLS_VERSION_ORDER[max] as TlsVersion;
+    }
+  }
+  if (given.ciphers !== undefined) {
+    // TLS 1.3 suites are set apart in OpenSSL (and HAProxy): entries named TLS_* go to `ciphersuites`.
+    const entries = given.ciphers.split(':');
+    const suites = entries.filter((e) => e.startsWith('TLS_'));
+    const legacy = entries.filter((e) => !e.startsWith('TLS_'));
+    for (const [list, what] of [
+      [legacy, 'TLS 1.2 cipher'],
+      [suites, 'TLS 1.3 cipher suite'],
+    ] as const) {
+      if (list.length === 0) continue;
+      // The same OpenSSL (3.0) that HAProxy links answers here: a list it cannot use at all is refused now,
+      // not at `haproxy -c` where all the user would learn is that the config failed.
+      try {
+        createSecureContext({ ciphers: list.join(':') });
+      } catch {
+        problems.push(invalid(`${field}.ciphers: "${list.join(':')}" names no ${what} OpenSSL knows`, `${path}/ciphers`));
+      }
+    }
+    if (legacy.length > 0) policy.ciphers = legacy.join(':');
+    if (suites.length > 0) policy.ciphersuites = suites.join(':');
+  }
+  return policy;
 }
 
 /** The bundle HAProxy wants: certificate (chain) first, then the key; named by a hash of the content. */
@@ -70,15 +202,17 @@ function resolvePair(
   field: string,
   path: string,
   materials: ReadonlyMap<string, string>,
+  now: Date,
   problems: TlsProblem[],
+  when = 'on a TERMINATED_HTTPS listener',
 ): DesiredCertificate | undefined {
   if (ref.secretName !== undefined) {
     problems.push(kubernetesOnly(`${field}.secretName`, `${path}/secretName`));
     return undefined;
   }
   const before = problems.length;
-  const certificateFile = required(ref.certificateFile, `${path}/certificateFile`, problems);
-  const keyFile = required(ref.keyFile, `${path}/keyFile`, problems);
+  const certificateFile = required(ref.certificateFile, `${path}/certificateFile`, problems, when);
+  const keyFile = required(ref.keyFile, `${path}/keyFile`, problems, when);
   if (certificateFile === undefined || keyFile === undefined) return undefined;
   const certificate = read(materials, certificateFile, `${field}.certificateFile`, `${path}/certificateFile`, problems);
   const key = read(materials, keyFile, `${field}.keyFile`, `${path}/keyFile`, problems);
@@ -103,11 +237,131 @@ function resolvePair(
     problems.push(invalid(`${field}.keyFile: file "${keyFile}" holds an encrypted key; encrypted keys are not supported`, `${path}/keyFile`));
   }
   if (problems.length > before) return undefined;
+
+  // HAProxy would load an expired certificate and serve it, and a key that does not belong to the
+  // certificate fails only at `haproxy -c`: both are said here, on the field, in words.
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(firstBlock(certificate, 'CERTIFICATE') ?? '');
+  } catch {
+    problems.push(invalid(`${field}.certificateFile: file "${certificateFile}" does not hold a certificate OpenSSL can parse`, `${path}/certificateFile`));
+    return undefined;
+  }
+  const validity = validityProblem(x509, now);
+  if (validity !== undefined) {
+    problems.push(invalid(`${field}.certificateFile: the certificate in "${certificateFile}" ${validity}`, `${path}/certificateFile`));
+  }
+  try {
+    if (!x509.checkPrivateKey(createPrivateKey(key))) {
+      problems.push(
+        invalid(`${field}.keyFile: the key in "${keyFile}" does not belong to the certificate in "${certificateFile}"`, `${path}/keyFile`),
+      );
+    }
+  } catch {
+    problems.push(invalid(`${field}.keyFile: file "${keyFile}" does not hold a private key OpenSSL can parse`, `${path}/keyFile`));
+  }
+  if (problems.length > before) return undefined;
   return certificateBundle(certificate, sameFile ? undefined : key);
 }
 
-function required(value: string | undefined, path: string, problems: TlsProblem[]): string | undefined {
-  if (value === undefined) problems.push(invalid('is required on a TERMINATED_HTTPS listener', path));
+/** A CA bundle: PEM certificates only (no key: it is copied to the node), not all of them expired. */
+function resolveCa(
+  file: string,
+  field: string,
+  path: string,
+  materials: ReadonlyMap<string, string>,
+  now: Date,
+  problems: TlsProblem[],
+): DesiredCertificate | undefined {
+  const content = read(materials, file, field, path, problems);
+  if (content === undefined) return undefined;
+  const blocks = pemBlocks(content);
+  if (PRIVATE_KEY.test(content)) {
+    problems.push(invalid(`${field}: file "${file}" holds a private key; a CA bundle holds certificates only`, path));
+    return undefined;
+  }
+  const certificates = blocks.filter((b) => b.type === 'CERTIFICATE');
+  if (certificates.length === 0) {
+    problems.push(invalid(`${field}: file "${file}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, path));
+    return undefined;
+  }
+  const other = blocks.find((b) => b.type !== 'CERTIFICATE');
+  if (other !== undefined) {
+    problems.push(invalid(`${field}: file "${file}" holds a ${other.type} block; a CA bundle holds certificates only`, path));
+    return undefined;
+  }
+  const parsed: X509Certificate[] = [];
+  for (const [i, b] of certificates.entries()) {
+    try {
+      parsed.push(new X509Certificate(b.pem));
+    } catch {
+      problems.push(invalid(`${field}: certificate ${i + 1} in "${file}" does not parse`, path));
+      return undefined;
+    }
+  }
+  // A bundle may carry an old CA next to its successor; only one with nothing usable left is an error.
+  const problemsOf = parsed.map((c) => validityProblem(c, now));
+  if (problemsOf.every((p) => p !== undefined)) {
+    problems.push(invalid(`${field}: every certificate in "${file}" is unusable: ${problemsOf[0] ?? ''}`, path));
+    return undefined;
+  }
+  return certificateBundle(certificates.map((b) => b.pem).join('\n'), undefined);
+}
+
+/** A CRL file: one or more PEM X509 CRL blocks and nothing else. */
+function resolveCrl(
+  file: string,
+  field: string,
+  path: string,
+  materials: ReadonlyMap<string, string>,
+  problems: TlsProblem[],
+): DesiredCertificate | undefined {
+  const content = read(materials, file, field, path, problems);
+  if (content === undefined) return undefined;
+  const blocks = pemBlocks(content);
+  const crls = blocks.filter((b) => b.type === 'X509 CRL');
+  if (crls.length === 0 || crls.length !== blocks.length) {
+    problems.push(invalid(`${field}: file "${file}" must hold PEM CRLs only (-----BEGIN X509 CRL-----)`, path));
+    return undefined;
+  }
+  // A DER SEQUENCE, or OpenSSL refuses the whole file (and HAProxy the config).
+  if (crls.some((b) => b.der[0] !== 0x30 || b.der.length < 16)) {
+    problems.push(invalid(`${field}: a CRL in "${file}" is not valid DER inside its PEM armour`, path));
+    return undefined;
+  }
+  return certificateBundle(crls.map((b) => b.pem).join('\n'), undefined);
+}
+
+interface PemBlock {
+  type: string;
+  pem: string;
+  der: Buffer;
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)-----END \1-----/g;
+
+function pemBlocks(content: string): PemBlock[] {
+  return [...content.matchAll(PEM_BLOCK)].map((m) => ({
+    type: m[1] ?? '',
+    pem: m[0],
+    der: Buffer.from((m[2] ?? '').replace(/\s+/g, ''), 'base64'),
+  }));
+}
+
+function firstBlock(content: string, type: string): string | undefined {
+  return pemBlocks(content).find((b) => b.type === type)?.pem;
+}
+
+function validityProblem(c: X509Certificate, now: Date): string | undefined {
+  const from = new Date(c.validFrom);
+  const to = new Date(c.validTo);
+  if (to.getTime() < now.getTime()) return `expired on ${to.toISOString()}`;
+  if (from.getTime() > now.getTime()) return `is not valid before ${from.toISOString()}`;
+  return undefined;
+}
+
+function required(value: string | undefined, path: string, problems: TlsProblem[], when: string): string | undefined {
+  if (value === undefined) problems.push(invalid(`is required ${when}`, path));
   return value;
 }
 
@@ -125,10 +379,6 @@ function read(
 
 function invalid(message: string, path: string): TlsProblem {
   return { reason: 'InvalidSpec', message, path };
-}
-
-function notSupported(what: string, path: string): TlsProblem {
-  return { reason: 'NotSupported', message: `${what} is not supported yet`, path };
 }
 
 function kubernetesOnly(field: string, path: string): TlsProblem {

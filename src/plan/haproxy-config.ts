@@ -11,6 +11,8 @@ import type {
   DesiredLoadBalancer,
   DesiredMember,
   DesiredPool,
+  DesiredTlsPolicy,
+  SslClientHeader,
 } from '../desired/model.js';
 
 /** The process-wide connection target unless the listeners' own limits add up to more. */
@@ -87,6 +89,8 @@ const FIELD_NAME = /^[A-Za-z0-9!$&*+.^_`|~-]+$/;
 // A plain file inside certsDir: no directory part, no `..`.
 const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 const CIDR = /^[0-9A-Fa-f.:]+(?:\/[0-9]{1,3})?$/;
+// The schema's cipher list pattern: ":"-separated OpenSSL entries, nothing HAProxy would read as syntax.
+const CIPHER_LIST = /^[!+-]?[A-Za-z0-9_.=@]+([+-][A-Za-z0-9_.=@]+)*(:[!+-]?[A-Za-z0-9_.=@]+([+-][A-Za-z0-9_.=@]+)*)*$/;
 
 /** Table lookup that refuses a key the table does not know, instead of rendering `undefined`. */
 function lookup<K extends string, V>(table: Record<K, V>, key: K, what: string): V {
@@ -269,7 +273,83 @@ function renderBind(l: DesiredListener, vipHost: string, paths: HaproxyPaths): s
   // The first crt is the default certificate; for a client's SNI HAProxy picks among all of them by
   // their CN/SAN names, so the order of the others does not matter, and a repeat adds nothing.
   const files = [...new Set([l.tls.certificate, ...l.tls.sniCertificates].map((c) => c.fileName))];
-  return `${bind} ssl ${files.map((f) => `crt ${certificatePath(paths, f)}`).join(' ')}`;
+  const parts = [bind, 'ssl', ...files.map((f) => `crt ${certificatePath(paths, f)}`)];
+  const auth = l.tls.clientAuthentication ?? 'NONE';
+  if (auth !== 'NONE') {
+    if (l.tls.clientCa === undefined) throw new Error(`listener ${l.name}: clientAuthentication ${auth} without a CA`);
+    // verify optional still refuses a certificate that fails verification (a revoked one, say): only
+    // the absence of a certificate is let through.
+    parts.push(`verify ${lookup(CLIENT_VERIFY, auth, 'clientAuthentication')}`, `ca-file ${certificatePath(paths, l.tls.clientCa.fileName)}`);
+    if (l.tls.clientCrl !== undefined) parts.push(`crl-file ${certificatePath(paths, l.tls.clientCrl.fileName)}`);
+  }
+  if (l.tls.policy !== undefined) parts.push(...renderTlsPolicy(l.tls.policy, true));
+  return parts.join(' ');
+}
+
+const CLIENT_VERIFY: Record<'OPTIONAL' | 'MANDATORY', string> = { OPTIONAL: 'optional', MANDATORY: 'required' };
+
+const TLS_VERSIONS: Record<string, string> = {
+  SSLv3: 'SSLv3',
+  TLSv1: 'TLSv1.0',
+  'TLSv1.1': 'TLSv1.1',
+  'TLSv1.2': 'TLSv1.2',
+  'TLSv1.3': 'TLSv1.3',
+};
+const ALPN = new Set(['h2', 'http/1.1', 'http/1.0']);
+
+/** Versions, ciphers and ALPN: the same keywords on a bind line and on a server line. */
+function renderTlsPolicy(p: DesiredTlsPolicy, withAlpn: boolean): string[] {
+  const parts: string[] = [];
+  if (p.minVersion !== undefined) parts.push(`ssl-min-ver ${lookup(TLS_VERSIONS, p.minVersion, 'TLS version')}`);
+  if (p.maxVersion !== undefined) parts.push(`ssl-max-ver ${lookup(TLS_VERSIONS, p.maxVersion, 'TLS version')}`);
+  if (p.ciphers !== undefined) parts.push(`ciphers ${matching(p.ciphers, CIPHER_LIST, 'cipher list')}`);
+  if (p.ciphersuites !== undefined) parts.push(`ciphersuites ${matching(p.ciphersuites, CIPHER_LIST, 'cipher suite list')}`);
+  if (withAlpn && p.alpn.length > 0) {
+    for (const a of p.alpn) if (!ALPN.has(a)) throw new UnsafeConfigValueError(a, 'unknown ALPN protocol');
+    parts.push(`alpn ${p.alpn.join(',')}`);
+  }
+  return parts;
+}
+
+// Octavia's header names and fetches. Verify and Has-Cert are always set; the others only for a client that
+// sent a certificate, so that without one the member sees no such header at all (not even a forged one:
+// each is deleted first).
+const SSL_CLIENT_FETCH: Record<SslClientHeader, string> = {
+  'X-SSL-Client-Verify': '%[ssl_c_verify]',
+  'X-SSL-Client-Has-Cert': '%[ssl_c_used]',
+  'X-SSL-Client-DN': '%[ssl_c_s_dn]',
+  'X-SSL-Client-CN': '%[ssl_c_s_dn(cn)]',
+  'X-SSL-Issuer': '%[ssl_c_i_dn]',
+  'X-SSL-Client-SHA1': '%[ssl_c_sha1,hex]',
+  'X-SSL-Client-Not-Before': '%[ssl_c_notbefore]',
+  'X-SSL-Client-Not-After': '%[ssl_c_notafter]',
+};
+const ALWAYS_SET: ReadonlySet<SslClientHeader> = new Set(['X-SSL-Client-Verify', 'X-SSL-Client-Has-Cert']);
+
+function renderSslClientHeaders(headers: readonly SslClientHeader[]): string[] {
+  const lines: string[] = [];
+  for (const h of headers) {
+    const name = matching(h, FIELD_NAME, 'header name');
+    const fetch = lookup(SSL_CLIENT_FETCH, h, 'client certificate header');
+    if (ALWAYS_SET.has(h)) {
+      lines.push(`    http-request set-header ${name} ${fetch}`);
+    } else {
+      lines.push(`    http-request del-header ${name}`, `    http-request set-header ${name} ${fetch} if { ssl_c_used }`);
+    }
+  }
+  return lines;
+}
+
+/**
+ * The Strict-Transport-Security value, e.g. `max-age=31536000; includeSubDomains; preload`, as one config
+ * word: HAProxy reads `\ ` (backslash, space) as a space inside a word. Built from an integer and fixed
+ * words only, so no user text reaches the backslashes.
+ */
+export function renderHstsValue(h: { maxAge: number; includeSubdomains: boolean; preload: boolean }): string {
+  const directives = [`max-age=${int(h.maxAge, 'hsts.maxAge')}`];
+  if (h.includeSubdomains) directives.push('includeSubDomains');
+  if (h.preload) directives.push('preload');
+  return directives.join(';\\ ');
 }
 
 // --- L7 policies -------------------------------------------------------------------------------------
@@ -439,6 +519,10 @@ function renderFrontend(
   if (headers.forwardedProto) {
     lines.push(`    http-request set-header X-Forwarded-Proto ${l.protocol === 'TERMINATED_HTTPS' ? 'https' : 'http'}`);
   }
+  if (l.protocol === 'TERMINATED_HTTPS') {
+    lines.push(...renderSslClientHeaders(headers.sslClient ?? []));
+    if (l.tls?.hsts !== undefined) lines.push(`    http-response set-header Strict-Transport-Security ${renderHstsValue(l.tls.hsts)}`);
+  }
   lines.push(...l7.routes);
 
   if (l.defaultPool !== undefined) {
@@ -482,6 +566,8 @@ interface ServerOptions {
   hm: DesiredHealthMonitor | undefined;
   cookie: boolean;
   sendProxy: string | undefined;
+  paths: HaproxyPaths;
+  mode: Mode;
 }
 
 function renderServer(pool: DesiredPool, m: DesiredMember, o: ServerOptions): string {
@@ -505,18 +591,37 @@ function renderServer(pool: DesiredPool, m: DesiredMember, o: ServerOptions): st
       if (m.monitorPort !== undefined) parts.push(`port ${int(m.monitorPort, 'monitorPort')}`);
     }
   }
-  if (pool.tlsToMembers) parts.push('ssl');
-  // Members' certificates are not known to us yet (Pool.tls.caFile comes later), and Octavia checks
-  // HTTPS monitors the same way. One `verify` covers both the traffic and the checks.
-  if (pool.tlsToMembers || checkSsl) parts.push('verify', 'none');
-  // Pass on the name the client asked the listener for, so name-based members pick the right site.
-  if (pool.tlsToMembers) parts.push('sni', 'ssl_fc_sni');
+  parts.push(...renderServerTls(pool, checkSsl, o));
   if (o.cookie) parts.push(`cookie ${assertSafeToken(m.name)}`);
   // Checks carry the PROXY header too, unless addr/port send them elsewhere (HAProxy's own rule).
   if (o.sendProxy !== undefined) parts.push(o.sendProxy);
   if (m.backup) parts.push('backup');
   if (!m.adminStateUp) parts.push('disabled');
   return `    ${parts.join(' ')}`;
+}
+
+/**
+ * TLS towards members. The options hold for the health checks too, so an HTTPS monitor verifies members the
+ * way the traffic does.
+ */
+function renderServerTls(pool: DesiredPool, checkSsl: boolean, o: ServerOptions): string[] {
+  // An HTTPS check of a plain pool: like Octavia, the member's certificate is not checked.
+  if (!pool.tlsToMembers) return checkSsl ? ['verify', 'none'] : [];
+  const tls = pool.memberTls;
+  const parts = ['ssl'];
+  if (tls?.ca === undefined) {
+    // Pass on the name the client asked the listener for, so name-based members pick the right site.
+    parts.push('verify', 'none', 'sni', 'ssl_fc_sni');
+  } else {
+    // The chain (and the CRL) is verified, not the name: with `sni`, HAProxy would also match the client's
+    // SNI against the member's certificate, which names the member, not the site (as Octavia: no sni).
+    parts.push('verify', 'required', `ca-file ${certificatePath(o.paths, tls.ca.fileName)}`);
+    if (tls.crl !== undefined) parts.push(`crl-file ${certificatePath(o.paths, tls.crl.fileName)}`);
+  }
+  if (tls?.clientCertificate !== undefined) parts.push(`crt ${certificatePath(o.paths, tls.clientCertificate.fileName)}`);
+  // A tcp backend passes bytes through: HTTP/2 negotiated with the member would reach an HTTP/1 client.
+  if (tls !== undefined) parts.push(...renderTlsPolicy(tls.policy, o.mode === 'http'));
+  return parts;
 }
 
 function renderMonitor(hm: DesiredHealthMonitor, paths: HaproxyPaths): string[] {
@@ -593,7 +698,7 @@ function renderBackend(
   lines.push(`    timeout connect ${int(connect, 'timeouts.memberConnect')}`);
   lines.push(`    timeout server ${int(data, 'timeouts.memberData')}`);
   if (hm !== undefined) lines.push(...renderMonitor(hm, paths));
-  for (const m of byName(pool.members)) lines.push(renderServer(pool, m, { hm, cookie, sendProxy }));
+  for (const m of byName(pool.members)) lines.push(renderServer(pool, m, { hm, cookie, sendProxy, paths, mode }));
   return lines;
 }
 

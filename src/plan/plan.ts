@@ -122,12 +122,19 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   return actions;
 }
 
-/** Every certificate the load balancer's listeners name, once each. */
+/** Every TLS file the load balancer's config names (certificates, CA bundles, CRLs), once each. */
 export function desiredCertificates(d: DesiredLoadBalancer): DesiredCertificate[] {
   const byName = new Map<string, DesiredCertificate>();
+  const add = (c: DesiredCertificate | undefined) => {
+    if (c !== undefined) byName.set(c.fileName, c);
+  };
   for (const l of d.listeners) {
     if (l.tls === undefined) continue;
-    for (const c of [l.tls.certificate, ...l.tls.sniCertificates]) byName.set(c.fileName, c);
+    for (const c of [l.tls.certificate, ...l.tls.sniCertificates, l.tls.clientCa, l.tls.clientCrl]) add(c);
+  }
+  for (const p of d.pools) {
+    if (p.memberTls === undefined) continue;
+    for (const c of [p.memberTls.ca, p.memberTls.crl, p.memberTls.clientCertificate]) add(c);
   }
   return [...byName.values()].sort((a, b) => (a.fileName < b.fileName ? -1 : 1));
 }

@@ -26,11 +26,21 @@ export interface Snapshot {
 
 /** Paths of the TLS files an object names (relative paths are relative to the watched directory). */
 export function referencedFiles(o: AnyObject): string[] {
-  if (o.kind !== 'Listener' || o.spec.tls === undefined) return [];
-  const tls = o.spec.tls;
-  return [tls.certificateFile, tls.keyFile, ...(tls.sniCertificates ?? []).flatMap((c) => [c.certificateFile, c.keyFile])].filter(
-    (p): p is string => p !== undefined,
-  );
+  let paths: (string | undefined)[] = [];
+  if (o.kind === 'Listener' && o.spec.tls !== undefined) {
+    const tls = o.spec.tls;
+    paths = [
+      tls.certificateFile,
+      tls.keyFile,
+      ...(tls.sniCertificates ?? []).flatMap((c) => [c.certificateFile, c.keyFile]),
+      tls.clientCaFile,
+      tls.clientCrlFile,
+    ];
+  } else if (o.kind === 'Pool' && o.spec.tls !== undefined) {
+    const tls = o.spec.tls;
+    paths = [tls.caFile, tls.crlFile, tls.certificateFile, tls.keyFile];
+  }
+  return paths.filter((p): p is string => p !== undefined);
 }
 
 /** A PEM bundle with a long chain is a few tens of kilobytes; anything near this is not one. */
@@ -212,7 +222,7 @@ export class FileSource {
   /** Something may have changed: read again after the debounce (repeats within it are merged). */
   changed(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.refresh(), this.#opts.debounceMs ?? 100);
+    this.#timer = setTimeout(() => void this.refresh(), this.#opts.debounceMs ?? 15);
   }
 
   /** Read now (also used by the periodic resync, in case an event was missed). */

@@ -19,6 +19,7 @@ import { dump } from 'js-yaml';
 import { schemaFor, type JsonSchema } from '../../src/api/v1alpha1/schemas.js';
 import { KINDS, type Kind } from '../../src/api/v1alpha1/types.js';
 import { PARSE_LIMITS } from '../../src/sources/parse.js';
+import { selfSignedSync } from '../support/pki.js';
 
 export const HOSTILE_DIR = import.meta.dirname;
 export const GOOD_FILE = join(HOSTILE_DIR, 'good.yaml');
@@ -58,17 +59,20 @@ export interface HostileCase {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Material the victim's TLS fields name; written under certs/ of the watched directory. Only the PEM markers
-// matter to the desired build (nothing here reaches HAProxy). certs/fifo.crt is made as a FIFO by the test.
+// Material the victim's TLS fields name; written under certs/ of the watched directory. The desired build
+// parses certificates (expiry, key match), so these are real: self-signed, made once per run (nothing here
+// reaches HAProxy). certs/fifo.crt is made as a FIFO by the test.
 
-const CERT = '-----BEGIN CERTIFICATE-----\nMIIBdGVzdA==\n-----END CERTIFICATE-----\n';
-const KEY = '-----BEGIN PRIVATE KEY-----\nMIIBdGVzdA==\n-----END PRIVATE KEY-----\n';
+const VICTIM = selfSignedSync('victim.example.test');
+const SNI = selfSignedSync('sni.example.test');
+const CERT = VICTIM.cert;
+const KEY = VICTIM.key;
 
 export const MATERIALS: Readonly<Record<string, string>> = {
   'certs/victim.crt': CERT,
   'certs/victim.key': KEY,
-  'certs/sni.crt': CERT.replace('dGVzdA', 'c25pIQ'),
-  'certs/sni.key': KEY.replace('dGVzdA', 'c25pIQ'),
+  'certs/sni.crt': SNI.cert,
+  'certs/sni.key': SNI.key,
   'certs/garbage.crt': 'this is not a certificate\n',
   'certs/encrypted.key': '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBdGVzdA==\n-----END ENCRYPTED PRIVATE KEY-----\n',
   'certs/both.pem': CERT + KEY,
@@ -566,18 +570,16 @@ const CROSS_OBJECT: readonly [string, Change, number, string, RegExp?][] = [
   ['REGEX with two quantifiers in a row', set('L7Rule', '/spec/value', '^v1**'), 7, '/spec/value', /two quantifiers/],
   ['REGEX starting with a quantifier', set('L7Rule', '/spec/value', '*.php'), 7, '/spec/value', /repeat/],
   ['FILE_TYPE rule with STARTS_WITH', all(set('L7Rule', '/spec/type', 'FILE_TYPE'), set('L7Rule', '/spec/compareType', 'STARTS_WITH'), del('L7Rule', '/spec/key')), 7, '/spec/compareType'],
-  // Fields the schema already knows but the engine does not serve yet: an ERROR, not a silent no-op.
-  ['listener tls.ciphers (not supported yet)', set('Listener', '/spec/tls/ciphers', 'HIGH'), 2, '/spec/tls/ciphers'],
-  ['listener tls.versions (not supported yet)', set('Listener', '/spec/tls/versions', ['TLSv1.3']), 2, '/spec/tls/versions'],
-  ['listener tls.alpnProtocols (not supported yet)', set('Listener', '/spec/tls/alpnProtocols', ['h2']), 2, '/spec/tls/alpnProtocols'],
-  ['listener tls.hsts (not supported yet)', set('Listener', '/spec/tls/hsts', { maxAge: 1 }), 2, '/spec/tls/hsts'],
-  ['listener tls.clientCaFile (not supported yet)', set('Listener', '/spec/tls/clientCaFile', 'certs/victim.crt'), 2, '/spec/tls/clientCaFile'],
-  ['listener tls.clientAuthentication MANDATORY', set('Listener', '/spec/tls/clientAuthentication', 'MANDATORY'), 2, '/spec/tls/clientAuthentication'],
+  // TLS settings the schema lets through but that cannot work: an ERROR, not a silent no-op.
+  ['listener tls.ciphers OpenSSL does not know', set('Listener', '/spec/tls/ciphers', 'NO-SUCH-CIPHER'), 2, '/spec/tls/ciphers', /names no TLS 1.2 cipher/],
+  ['listener tls.versions with a gap', set('Listener', '/spec/tls/versions', ['TLSv1.1', 'TLSv1.3']), 2, '/spec/tls/versions', /contiguous range/],
+  ['listener tls.clientCaFile holding a key', set('Listener', '/spec/tls/clientCaFile', 'certs/victim.key'), 2, '/spec/tls/clientCaFile'],
+  ['listener tls.clientAuthentication MANDATORY without a CA', set('Listener', '/spec/tls/clientAuthentication', 'MANDATORY'), 2, '/spec/tls/clientCaFile'],
   ['listener tls.secretName in file mode', set('Listener', '/spec/tls/secretName', 'victim-tls'), 2, '/spec/tls/secretName'],
   ['listener tls.sniSecretNames in file mode', set('Listener', '/spec/tls/sniSecretNames', ['victim-sni']), 2, '/spec/tls/sniSecretNames'],
-  ['pool tls.caFile (not supported yet)', set('Pool', '/spec/tls/caFile', 'certs/victim.crt'), 3, '/spec/tls/caFile'],
-  ['pool tls.certificateFile (not supported yet)', set('Pool', '/spec/tls/certificateFile', 'certs/victim.crt'), 3, '/spec/tls/certificateFile'],
-  ['pool tls.ciphers (not supported yet)', set('Pool', '/spec/tls/ciphers', 'HIGH'), 3, '/spec/tls/ciphers'],
+  ['pool tls.caFile without tls.enabled', set('Pool', '/spec/tls/caFile', 'certs/victim.crt'), 3, '/spec/tls/caFile'],
+  ['pool tls.certificateFile without its key', all(set('Pool', '/spec/tls/enabled', true), set('Pool', '/spec/tls/certificateFile', 'certs/victim.crt')), 3, '/spec/tls/keyFile'],
+  ['pool tls.keyFile of another certificate', all(set('Pool', '/spec/tls/enabled', true), set('Pool', '/spec/tls/certificateFile', 'certs/victim.crt'), set('Pool', '/spec/tls/keyFile', 'certs/sni.key')), 3, '/spec/tls/keyFile', /does not belong/],
 ];
 
 const REFERENCES: readonly [string, Change, number, string][] = [

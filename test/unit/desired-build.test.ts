@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { objectId, type AnyObject, type ApiObject, type ListenerProtocol, type PoolProtocol } from '../../src/api/v1alpha1/types.js';
 import { buildDesired, type DesiredState, type ObjectProblem } from '../../src/desired/build.js';
 import { derivedMac, nodeNames } from '../../src/desired/names.js';
+import { selfSignedSync, traditionalKeySync } from '../support/pki.js';
 import { l7Policy, l7Rule, lb, listener, member, monitor, pool, webStack } from './fixtures/objects.js';
 
 const opts = { defaultBridge: 'br-int' };
@@ -298,29 +299,16 @@ describe('spec rules', () => {
   });
 });
 
-describe('not supported yet (issue 7)', () => {
+describe('Kubernetes Secrets are not read yet', () => {
   const https = (tls: NonNullable<ApiObject<'Listener'>['spec']['tls']>) =>
     listener('l', { protocol: 'TERMINATED_HTTPS', tls: { certificateFile: 'certs/web.pem', keyFile: 'certs/web.key', ...tls } });
+  const secrets = 'is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile';
   const cases: [string, AnyObject, string][] = [
-    ['listener tls.secretName', listener('l', { protocol: 'TERMINATED_HTTPS', tls: { secretName: 'web-tls' } }), 'Listener l NotSupported /spec/tls/secretName: tls.secretName is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile'],
-    ['listener SNI secretName', https({ sniCertificates: [{ secretName: 'api-tls' }] }), 'Listener l NotSupported /spec/tls/sniCertificates/0/secretName: tls.sniCertificates[0].secretName is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile'],
-    ['listener sniSecretNames', https({ sniSecretNames: ['api-tls'] }), 'Listener l NotSupported /spec/tls/sniSecretNames: tls.sniSecretNames is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile'],
-    ['listener clientAuthentication', https({ clientAuthentication: 'OPTIONAL' }), 'Listener l NotSupported /spec/tls/clientAuthentication: tls.clientAuthentication OPTIONAL is not supported yet'],
-    ['listener clientCaFile', https({ clientCaFile: 'ca.pem' }), 'Listener l NotSupported /spec/tls/clientCaFile: tls.clientCaFile is not supported yet'],
-    ['listener clientCrlFile', https({ clientCrlFile: 'ca.crl' }), 'Listener l NotSupported /spec/tls/clientCrlFile: tls.clientCrlFile is not supported yet'],
-    ['listener versions', https({ versions: ['TLSv1.3'] }), 'Listener l NotSupported /spec/tls/versions: tls.versions is not supported yet'],
-    ['listener ciphers', https({ ciphers: 'HIGH' }), 'Listener l NotSupported /spec/tls/ciphers: tls.ciphers is not supported yet'],
-    ['listener alpnProtocols', https({ alpnProtocols: ['h2'] }), 'Listener l NotSupported /spec/tls/alpnProtocols: tls.alpnProtocols is not supported yet'],
-    ['listener hsts', https({ hsts: { maxAge: 1 } }), 'Listener l NotSupported /spec/tls/hsts: tls.hsts is not supported yet'],
-    ...(['caFile', 'crlFile', 'certificateFile', 'keyFile', 'secretName', 'caSecretName', 'ciphers'] as const).map(
-      (field): [string, AnyObject, string] => [
-        `pool tls.${field}`,
-        pool('p', { tls: { enabled: true, [field]: field === 'ciphers' ? 'HIGH' : 'x' } }),
-        `Pool p NotSupported /spec/tls/${field}: tls.${field} is not supported yet`,
-      ],
-    ),
-    ['pool tls.versions', pool('p', { tls: { versions: ['TLSv1.3'] } }), 'Pool p NotSupported /spec/tls/versions: tls.versions is not supported yet'],
-    ['pool tls.alpnProtocols', pool('p', { tls: { alpnProtocols: ['h2'] } }), 'Pool p NotSupported /spec/tls/alpnProtocols: tls.alpnProtocols is not supported yet'],
+    ['listener tls.secretName', listener('l', { protocol: 'TERMINATED_HTTPS', tls: { secretName: 'web-tls' } }), `Listener l NotSupported /spec/tls/secretName: tls.secretName ${secrets}`],
+    ['listener SNI secretName', https({ sniCertificates: [{ secretName: 'api-tls' }] }), `Listener l NotSupported /spec/tls/sniCertificates/0/secretName: tls.sniCertificates[0].secretName ${secrets}`],
+    ['listener sniSecretNames', https({ sniSecretNames: ['api-tls'] }), `Listener l NotSupported /spec/tls/sniSecretNames: tls.sniSecretNames ${secrets}`],
+    ['pool tls.secretName', pool('p', { tls: { enabled: true, secretName: 'x' } }), `Pool p NotSupported /spec/tls/secretName: tls.secretName ${secrets}`],
+    ['pool tls.caSecretName', pool('p', { tls: { enabled: true, caSecretName: 'x' } }), `Pool p NotSupported /spec/tls/caSecretName: tls.caSecretName ${secrets}`],
   ];
 
   it.each(cases)('%s', (_what, object, problem) => {
@@ -330,7 +318,7 @@ describe('not supported yet (issue 7)', () => {
     expect(d.lbs.size).toBe(0);
   });
 
-  it('clientAuthentication NONE is what there is anyway', () => {
+  it('clientAuthentication NONE needs no CA', () => {
     const d = buildDesired([lb('web'), https({ clientAuthentication: 'NONE' })], { defaultBridge: 'br-int', materials: WEB_MATERIALS });
     expect(d.problems).toEqual([]);
   });
@@ -370,13 +358,16 @@ describe('protocols that used to be refused', () => {
 // ---------------------------------------------------------------------------------------------------------
 // TLS termination.
 
-// Content checks are textual, so fake PEM text is enough; SECRET stands for key material that must never
-// show up in a message.
+// Certificates are parsed (expiry, key match), so the fixtures are real: self-signed, made once per run.
+// SECRET stands for key material that must never show up in a message.
 const SECRET = 'S3CR3T-KEY-MATERIAL-d41d8cd98f00b204';
-const CERT = '-----BEGIN CERTIFICATE-----\nMIIBwebcert\n-----END CERTIFICATE-----\n';
-const KEY = `-----BEGIN PRIVATE KEY-----\n${SECRET}\n-----END PRIVATE KEY-----\n`;
-const API_CERT = '-----BEGIN CERTIFICATE-----\nMIIBapicert\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIBintermediate\n-----END CERTIFICATE-----\n';
-const API_KEY = `-----BEGIN EC PRIVATE KEY-----\n${SECRET}api\n-----END EC PRIVATE KEY-----\n`;
+const WEB = selfSignedSync('www.example.test');
+const CERT = WEB.cert;
+const KEY = WEB.key;
+const API = selfSignedSync('api.example.test');
+// A chain: the leaf, then another certificate (standing in for an intermediate).
+const API_CERT = `${API.cert}${selfSignedSync('intermediate').cert}`;
+const API_KEY = traditionalKeySync(API.key);
 const WEB_MATERIALS: ReadonlyMap<string, string> = new Map([
   ['certs/web.pem', CERT],
   ['certs/web.key', KEY],
@@ -399,7 +390,12 @@ describe('TERMINATED_HTTPS', () => {
     const d = buildTls(terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' }));
     expect(d.problems).toEqual([]);
     const tls = d.lbs.get('default/web')?.listeners[0]?.tls;
-    expect(tls).toEqual({ certificate: bundle(CERT, KEY), sniCertificates: [] });
+    expect(tls).toEqual({
+      certificate: bundle(CERT, KEY),
+      sniCertificates: [],
+      clientAuthentication: 'NONE',
+      policy: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', alpn: ['h2', 'http/1.1', 'http/1.0'] },
+    });
     expect(tls?.certificate.pem).toBe(`${CERT.trim()}\n${KEY.trim()}\n`);
     expect(tls?.certificate.fileName).toMatch(/^[0-9a-f]{16}\.pem$/);
   });
@@ -431,7 +427,7 @@ describe('TERMINATED_HTTPS', () => {
     const before = buildTls(terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' }));
     const after = buildTls(
       terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key' }),
-      new Map([...WEB_MATERIALS, ['certs/web.pem', CERT.replace('webcert', 'webcert2')]]),
+      new Map([...WEB_MATERIALS, ['certs/web.pem', selfSignedSync('www.example.test', { keyPem: KEY }).cert]]),
     );
     const name = (d: DesiredState) => d.lbs.get('default/web')?.listeners[0]?.tls?.certificate.fileName;
     expect(name(after)).not.toBe(name(before));
@@ -478,7 +474,7 @@ describe('TERMINATED_HTTPS', () => {
       ['with-key.pem', `${CERT}${KEY}`],
       ['encrypted.key', `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${SECRET}\n-----END ENCRYPTED PRIVATE KEY-----\n`],
       ['legacy-encrypted.key', `-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n${SECRET}\n-----END RSA PRIVATE KEY-----\n`],
-      ['rsa.key', `-----BEGIN RSA PRIVATE KEY-----\n${SECRET}\n-----END RSA PRIVATE KEY-----\n`],
+      ['rsa.key', traditionalKeySync(KEY)],
       ['cert.pem', CERT],
     ]);
     const problems = (certificateFile: string, keyFile: string) =>

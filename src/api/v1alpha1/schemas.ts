@@ -85,9 +85,14 @@ export const PATTERNS = {
     pattern: `^${HOST_LABEL}(\\.${HOST_LABEL})*$`,
     description: 'a host name: dot-separated labels of letters, digits and "-"',
   },
+  // An OpenSSL cipher list as HAProxy's `ciphers`/`ciphersuites` take it: ":"-separated entries, each an
+  // optional !, + or - and then names joined by + or - (ECDHE-RSA-AES128-GCM-SHA256, kEECDH+AESGCM,
+  // TLS_AES_128_GCM_SHA256, DEFAULT@SECLEVEL=0). No spaces or commas, which OpenSSL would also take.
   ciphers: {
-    pattern: '^[A-Za-z0-9_:+!@=.-]+$',
-    description: 'an OpenSSL cipher list: letters, digits and _:+!@=.-',
+    pattern: '^[!+-]?[A-Za-z0-9_.=@]+([+-][A-Za-z0-9_.=@]+)*(:[!+-]?[A-Za-z0-9_.=@]+([+-][A-Za-z0-9_.=@]+)*)*$',
+    description:
+      'an OpenSSL cipher list: ":"-separated entries of letters, digits and _.=@, each optionally prefixed by !, + or -, ' +
+      'names joined by + or - (e.g. "ECDHE-ECDSA-AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256")',
   },
   // RFC 7230 tchar (which RFC 6265 cookie names are too) minus "#" and "'", which HAProxy reads as a comment
   // and a quote even inside a word, and minus "%", which starts an expression wherever HAProxy expects a
@@ -207,9 +212,21 @@ const description = (): JsonSchema => ({
 
 const TLS_VERSIONS = ['SSLv3', 'TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
 const ALPN_PROTOCOLS = ['h2', 'http/1.1', 'http/1.0'] as const;
-const tlsVersions = (dflt?: string[]) => list(stringEnum(TLS_VERSIONS, 'TLS protocol version'), 'Allowed TLS versions', dflt);
-const ciphers = (): JsonSchema => patterned(PATTERNS.ciphers, 2048, 'OpenSSL cipher list');
-const alpn = (dflt?: string[]) => list(stringEnum(ALPN_PROTOCOLS, 'ALPN protocol id'), 'ALPN protocols to offer', dflt);
+const tlsVersions = (dflt?: string[]): JsonSchema => ({
+  ...list(stringEnum(TLS_VERSIONS, 'TLS protocol version'), 'Allowed TLS versions, a contiguous range', dflt),
+  minItems: 1,
+  maxItems: TLS_VERSIONS.length,
+});
+const ciphers = (): JsonSchema =>
+  patterned(
+    PATTERNS.ciphers,
+    2048,
+    'OpenSSL cipher list; TLS_* entries are TLS 1.3 cipher suites (HAProxy ciphersuites), the rest TLS 1.2 and older (ciphers)',
+  );
+const alpn = (dflt?: string[]): JsonSchema => ({
+  ...list(stringEnum(ALPN_PROTOCOLS, 'ALPN protocol id'), 'ALPN protocols to offer, most preferred first', dflt),
+  maxItems: ALPN_PROTOCOLS.length,
+});
 
 // ---------------------------------------------------------------------------------------------------------
 // Specs, one per kind.
@@ -270,7 +287,7 @@ const listenerTls = object(
         includeSubdomains: boolean('Add includeSubDomains'),
         preload: boolean('Add preload'),
       },
-      [],
+      ['maxAge'],
       'HTTP Strict Transport Security',
     ),
   },
@@ -302,6 +319,14 @@ const listenerSpec = object(
         'X-Forwarded-For': boolean('Insert X-Forwarded-For'),
         'X-Forwarded-Port': boolean('Insert X-Forwarded-Port'),
         'X-Forwarded-Proto': boolean('Insert X-Forwarded-Proto'),
+        'X-SSL-Client-Verify': boolean('Insert the client certificate verification result, 0 = verified (TERMINATED_HTTPS)'),
+        'X-SSL-Client-Has-Cert': boolean('Insert 1 if the client presented a certificate, else 0 (TERMINATED_HTTPS)'),
+        'X-SSL-Client-DN': boolean("Insert the client certificate's subject DN (TERMINATED_HTTPS)"),
+        'X-SSL-Client-CN': boolean("Insert the client certificate's subject CN (TERMINATED_HTTPS)"),
+        'X-SSL-Issuer': boolean("Insert the client certificate's issuer DN (TERMINATED_HTTPS)"),
+        'X-SSL-Client-SHA1': boolean("Insert the client certificate's SHA-1 fingerprint, hex (TERMINATED_HTTPS)"),
+        'X-SSL-Client-Not-Before': boolean("Insert the client certificate's notBefore, YYMMDDhhmmssZ (TERMINATED_HTTPS)"),
+        'X-SSL-Client-Not-After': boolean("Insert the client certificate's notAfter, YYMMDDhhmmssZ (TERMINATED_HTTPS)"),
       },
       [],
       'Headers to insert into requests to members (HTTP listeners)',

@@ -70,7 +70,19 @@ export interface InsertHeaders {
   'X-Forwarded-For'?: boolean;
   'X-Forwarded-Port'?: boolean;
   'X-Forwarded-Proto'?: boolean;
+  // Client certificate facts (TERMINATED_HTTPS listeners; Octavia's names).
+  'X-SSL-Client-Verify'?: boolean;
+  'X-SSL-Client-Has-Cert'?: boolean;
+  'X-SSL-Client-DN'?: boolean;
+  'X-SSL-Client-CN'?: boolean;
+  'X-SSL-Issuer'?: boolean;
+  'X-SSL-Client-SHA1'?: boolean;
+  'X-SSL-Client-Not-Before'?: boolean;
+  'X-SSL-Client-Not-After'?: boolean;
 }
+
+export type TlsVersion = 'SSLv3' | 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+export type AlpnProtocol = 'h2' | 'http/1.1' | 'http/1.0';
 
 export interface TlsCertificateRef {
   certificateFile?: string;
@@ -84,10 +96,10 @@ export interface ListenerTls extends TlsCertificateRef {
   clientAuthentication?: 'NONE' | 'OPTIONAL' | 'MANDATORY';
   clientCaFile?: string;
   clientCrlFile?: string;
-  versions?: string[];
+  versions?: TlsVersion[];
   ciphers?: string;
-  alpnProtocols?: string[];
-  hsts?: { maxAge?: number; includeSubdomains?: boolean; preload?: boolean };
+  alpnProtocols?: AlpnProtocol[];
+  hsts?: { maxAge: number; includeSubdomains?: boolean; preload?: boolean };
 }
 
 export interface ListenerSpec {
@@ -115,9 +127,9 @@ export interface PoolTls {
   keyFile?: string;
   secretName?: string;
   caSecretName?: string;
-  versions?: string[];
+  versions?: TlsVersion[];
   ciphers?: string;
-  alpnProtocols?: string[];
+  alpnProtocols?: AlpnProtocol[];
 }
 
 export type SessionPersistenceType = 'SOURCE_IP' | 'HTTP_COOKIE' | 'APP_COOKIE';
