@@ -23,6 +23,8 @@
 //
 // Options:
 //   --tls-cert FILE --tls-key FILE   serve HTTPS instead of HTTP (PEM files), same paths
+//   --tls-client-ca FILE             (with --tls-cert) demand a client certificate signed by this CA; a client
+//                                    without one is refused in the handshake. /__echo shows its CN.
 //   --proxy-protocol                 a connection may start with a PROXY protocol v1 or v2 header (as HAProxy's
 //                                    send-proxy / send-proxy-v2 write it); it is parsed and shown as `proxy` in
 //                                    /__echo. A connection without one is served as is, with proxy null, so a
@@ -46,6 +48,7 @@ const { values } = parseArgs({
     name: { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
+    'tls-client-ca': { type: 'string' },
     'proxy-protocol': { type: 'boolean', default: false },
     'set-cookie': { type: 'string' },
     'health-status': { type: 'string', default: '200' },
@@ -144,6 +147,7 @@ function handle(req, res) {
         localPort: req.socket.localPort,
         tls: Boolean(req.socket.encrypted),
         servername: req.socket.servername || null,
+        clientCertificate: req.socket.encrypted ? req.socket.getPeerCertificate()?.subject?.CN ?? null : null,
         proxy: proxyHeaders.get(raw) ?? proxyHeaders.get(req.socket) ?? null,
         headers: req.headers,
       });
@@ -155,7 +159,16 @@ function handle(req, res) {
 
 const server =
   values['tls-cert'] !== undefined
-    ? https.createServer({ cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) }, handle)
+    ? https.createServer(
+        {
+          cert: readFileSync(values['tls-cert']),
+          key: readFileSync(values['tls-key']),
+          ...(values['tls-client-ca'] === undefined
+            ? {}
+            : { ca: readFileSync(values['tls-client-ca']), requestCert: true, rejectUnauthorized: true }),
+        },
+        handle,
+      )
     : http.createServer(handle);
 
 // Long-lived test connections send a request every few hundred ms; Node's 5 s default would be fine, but

@@ -419,6 +419,8 @@ export interface EchoReply {
   /** Whether the request came over TLS. */
   tls: boolean;
   servername: string | null;
+  /** CN of the client certificate the load balancer presented (servers started with tls.clientCaFile). */
+  clientCertificate?: string | null;
   /** The PROXY protocol header the connection started with (servers started with proxyProtocol). */
   proxy: ProxyHeader | null;
   /** Lower-cased names. */
@@ -444,7 +446,7 @@ export interface HttpServerOptions {
   bindAddress?: string;
   timeoutMs?: number;
   /** Serve HTTPS with this PEM certificate and key (e.g. from createTestPki) instead of HTTP. */
-  tls?: { certFile: string; keyFile: string };
+  tls?: { certFile: string; keyFile: string; /** Demand a client certificate signed by this CA (PEM file). */ clientCaFile?: string };
   /** Parse a PROXY v1/v2 header at the start of each connection and report it in /__echo. */
   proxyProtocol?: boolean;
   /** 'NAME=VALUE': every response sets this cookie (an application session cookie). */
@@ -471,6 +473,7 @@ export async function startHttpServer(host: Host, options: HttpServerOptions): P
   const { port, name, bindAddress = host.address, timeoutMs = 15_000 } = options;
   const extra = [
     ...(options.tls ? ['--tls-cert', options.tls.certFile, '--tls-key', options.tls.keyFile] : []),
+    ...(options.tls?.clientCaFile ? ['--tls-client-ca', options.tls.clientCaFile] : []),
     ...(options.proxyProtocol ? ['--proxy-protocol'] : []),
     ...(options.setCookie !== undefined ? ['--set-cookie', options.setCookie] : []),
     ...(options.healthStatus !== undefined ? ['--health-status', String(options.healthStatus)] : []),
