@@ -211,11 +211,11 @@ describe('the agent as a service: --config, SIGHUP, SIGTERM', () => {
 
   it('SIGHUP with the file fixed applies it: info lines are back', async () => {
     const mark = logLines(agent!).length;
-    await writeConfig({ NSLB_LOG_LEVEL: 'info', NSLB_RESYNC: '3' });
+    await writeConfig({ NSLB_LOG_LEVEL: 'info', NSLB_RESYNC: '3', NSLB_CONCURRENCY: '3' });
     hup();
     await waitFor(async () => logLines(agent!, mark).some((l) => l.msg === 'SIGHUP: reloaded --config'), { timeoutMs: 10_000, message: 'no reload line' });
     expect(logLines(agent!, mark).find((l) => l.msg === 'SIGHUP: reloaded --config')).toMatchObject({
-      changed: { '--log-level': 'info', '--resync': 3, '--concurrency': 4 },
+      changed: { '--log-level': 'info', '--resync': 3, '--concurrency': 3 },
       needRestart: [],
     });
     await writeAtomically(join(watch, 'lb.yaml'), manifest(1));
