@@ -19,6 +19,7 @@ import {
   UnsafeConfigValueError,
 } from '../../src/plan/haproxy-config.js';
 import { certificate, l7Policy, l7Rule, listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
+import { TestCa } from '../support/pki.js';
 
 const run = promisify(execFile);
 const HAPROXY = '/usr/sbin/haproxy';
@@ -39,6 +40,13 @@ const paths: HaproxyPaths = {
 const CERT_WWW = certificate('1f0e2d3c4b5a6978.pem');
 const CERT_API = certificate('a1b2c3d4e5f60718.pem');
 const CERT_SHOP = certificate('0a1b2c3d4e5f6071.pem');
+// CA bundles and CRLs are named the same way; haproxy -c gets a real CA and a real CRL under these names.
+const CLIENT_CA = certificate('c0c0c0c0c0c0c0c0.pem');
+const CLIENT_CRL = certificate('c1c1c1c1c1c1c1c1.pem');
+const MEMBER_CA = certificate('c2c2c2c2c2c2c2c2.pem');
+const LB_CLIENT = certificate('b0b0b0b0b0b0b0b0.pem');
+const CA_FILES = new Set([CLIENT_CA.fileName, MEMBER_CA.fileName]);
+const CRL_FILES = new Set([CLIENT_CRL.fileName]);
 
 const cases: Record<string, DesiredLoadBalancer> = {
   'http-round-robin': loadBalancer({
@@ -242,6 +250,62 @@ const cases: Record<string, DesiredLoadBalancer> = {
       }),
     ],
     pools: [pool('web', { members: [member('web-1', '10.202.0.11', 80), member('web-2', '10.202.0.12', 80)] })],
+  }),
+
+  // Issue 7: client certificates with a CRL, the X-SSL-Client-* headers, HSTS, versions, ciphers and ALPN on
+  // the bind; members verified against a CA and a CRL, with a client certificate, TLS 1.3 only. The tcp
+  // pool leaves ALPN out (bytes pass through).
+  'tls-in-depth': loadBalancer({
+    listeners: [
+      listener('mtls', {
+        protocol: 'TERMINATED_HTTPS',
+        port: 443,
+        defaultPool: 'verified',
+        insertHeaders: {
+          forwardedFor: true,
+          forwardedPort: false,
+          forwardedProto: true,
+          sslClient: ['X-SSL-Client-Verify', 'X-SSL-Client-Has-Cert', 'X-SSL-Client-DN', 'X-SSL-Client-CN', 'X-SSL-Issuer', 'X-SSL-Client-SHA1', 'X-SSL-Client-Not-Before', 'X-SSL-Client-Not-After'],
+        },
+        tls: {
+          certificate: CERT_WWW,
+          sniCertificates: [CERT_API],
+          clientAuthentication: 'MANDATORY',
+          clientCa: CLIENT_CA,
+          clientCrl: CLIENT_CRL,
+          policy: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256', ciphersuites: 'TLS_AES_128_GCM_SHA256', alpn: ['h2', 'http/1.1', 'http/1.0'] },
+          hsts: { maxAge: 31536000, includeSubdomains: true, preload: true },
+        },
+      }),
+      listener('optional', {
+        protocol: 'TERMINATED_HTTPS',
+        port: 8443,
+        defaultPool: 'verified',
+        tls: {
+          certificate: CERT_SHOP,
+          sniCertificates: [],
+          clientAuthentication: 'OPTIONAL',
+          clientCa: CLIENT_CA,
+          policy: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', alpn: ['http/1.1'] },
+          hsts: { maxAge: 600, includeSubdomains: false, preload: false },
+        },
+      }),
+      listener('raw', { protocol: 'TCP', port: 9000, defaultPool: 'raw-tls' }),
+    ],
+    pools: [
+      pool('verified', {
+        tlsToMembers: true,
+        memberTls: { ca: MEMBER_CA, crl: CLIENT_CRL, clientCertificate: LB_CLIENT, policy: { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', alpn: ['http/1.1'] } },
+        members: [member('v-1', '10.202.4.1', 443), member('v-2', '10.202.4.2', 443)],
+        healthMonitor: monitor({ type: 'HTTPS', urlPath: '/healthz' }),
+      }),
+      pool('raw-tls', {
+        protocol: 'TCP',
+        tlsToMembers: true,
+        memberTls: { ca: MEMBER_CA, policy: { ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384', alpn: ['h2'] } },
+        members: [member('r-1', '10.202.4.11', 443)],
+      }),
+    ],
   }),
 
   // TLS passthrough: tcp mode, no ssl on the bind, the members terminate TLS themselves.
@@ -505,7 +569,12 @@ let dir: string;
 let checkPaths: HaproxyPaths;
 
 function certificatesOf(lb: DesiredLoadBalancer): DesiredCertificate[] {
-  return lb.listeners.flatMap((l) => (l.tls === undefined ? [] : [l.tls.certificate, ...l.tls.sniCertificates]));
+  return [
+    ...lb.listeners.flatMap((l) =>
+      l.tls === undefined ? [] : [l.tls.certificate, ...l.tls.sniCertificates, l.tls.clientCa, l.tls.clientCrl],
+    ),
+    ...lb.pools.flatMap((p) => [p.memberTls?.ca, p.memberTls?.crl, p.memberTls?.clientCertificate]),
+  ].filter((c): c is DesiredCertificate => c !== undefined);
 }
 
 // HAProxy loads every crt while checking, so each fixture certificate must be real PEM material: a
@@ -513,8 +582,13 @@ function certificatesOf(lb: DesiredLoadBalancer): DesiredCertificate[] {
 async function writeTestCertificates(certsDir: string): Promise<void> {
   await mkdir(certsDir, { recursive: true, mode: 0o700 });
   const names = new Set(Object.values(cases).flatMap((lb) => certificatesOf(lb).map((c) => c.fileName)));
+  const ca = await TestCa.create(join(dir, 'ca'), 'golden CA');
+  await ca.revoke(await ca.issue('revoked', { usage: 'client' }));
+  const crl = await readFile(await ca.writeCrl(), 'utf8');
   await Promise.all(
     [...names].map(async (fileName) => {
+      if (CA_FILES.has(fileName)) return writeFile(join(certsDir, fileName), await readFile(ca.certFile, 'utf8'), { mode: 0o600 });
+      if (CRL_FILES.has(fileName)) return writeFile(join(certsDir, fileName), crl, { mode: 0o600 });
       const stem = fileName.replace(/\.pem$/, '');
       const [key, crt] = [join(dir, `${stem}.key`), join(dir, `${stem}.crt`)];
       await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${stem}.test`, '-days', '1', '-keyout', key, '-out', crt], {
