@@ -6,7 +6,7 @@ export const DEFAULTS = {
   bridge: 'br-int',
   listen: '127.0.0.1:9910',
   resync: 30,
-  concurrency: 4,
+  concurrency: 16,
   logLevel: 'info',
   nodeName: hostname(),
 } as const;

@@ -1,4 +1,5 @@
 // `nslb run --watch DIR`: the agent. Stopping it (SIGTERM, SIGINT, a crash) leaves load balancers serving.
+import { netnsWatch } from '../drivers/netns/watch.js';
 import { createServer, type Server } from 'node:http';
 import { mkdir, chmod } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -214,9 +215,12 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     logger.info({ listen: at }, 'serving /healthz, /readyz, /status, /metrics');
   });
   server.on('error', (err) => logger.error({ err, listen: flags.listen }, 'cannot serve health endpoints'));
+  // Changes inside the load balancers' netns arrive as events; unchanged netns are not read again.
+  netnsWatch.start(logger);
   await source.start();
   await manager.initialSyncDone();
   logger.info('initial sync done');
+  const stopExitWatch = manager.watchHaproxyExits();
 
   let resync: NodeJS.Timeout | undefined;
   let poll: NodeJS.Timeout | undefined;
@@ -279,6 +283,8 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   });
   clearInterval(resync);
   clearInterval(poll);
+  stopExitWatch();
+  netnsWatch.stop();
   onReload = async () => {};
   await reloading;
   server.close();

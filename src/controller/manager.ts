@@ -11,7 +11,10 @@ import type { Runner } from '../exec/run.js';
 import { lbPaths } from '../drivers/haproxy/haproxy.js';
 import { parseShowStat, queryRuntime } from '../drivers/haproxy/stats.js';
 import { explain } from '../drivers/hints.js';
-import { applyAction, ifaceForNetns, observeNode, writeOwner, type NodeContext } from '../drivers/node.js';
+import { applyAction, ifaceForNetns, observeNode, writeOwner, type NodeContext, type ObserveTarget } from '../drivers/node.js';
+import type { ObservedNode } from '../drivers/observed.js';
+import { haproxyPid, processAlive } from '../drivers/haproxy/haproxy.js';
+import { spawnCounter } from '../exec/run.js';
 import type { Logger } from '../log/logger.js';
 import { formatAction, type Action } from '../plan/actions.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
@@ -86,6 +89,7 @@ export class Manager {
   readonly #generations = new Map<string, { spec: string; generation: number }>();
   #statuses = new Map<string, ObjectStatus>();
   #publishing: Promise<void> = Promise.resolve();
+  #publishQueued: Promise<void> | undefined;
   #synced = false;
   #loggedProblems = new Set<string>();
   #sourceError: string | undefined;
@@ -162,20 +166,116 @@ export class Manager {
     this.#queue.add(key);
   }
 
-  /** Queue every known load balancer and every orphan found on the node. */
+  /**
+   * The periodic resync: observe the whole node once (a constant number of processes: one `ovs-vsctl`, one
+   * `ip netns list`; the netns themselves come from the event-fed cache unless something changed in them),
+   * plan every load balancer against it, and queue only those with work to do, and every orphan. Logs one
+   * summary line.
+   */
   async resync(): Promise<void> {
+    const started = Date.now();
+    const spawnedBefore = spawnCounter.count;
     const wanted = new Set<string>();
-    for (const key of [...this.#desired.lbs.keys(), ...this.#desired.blocked.keys()]) {
+    const targets: ObserveTarget[] = [];
+    for (const [key, lb] of this.#desired.lbs) {
+      wanted.add(lb.names.netns);
+      if (!this.#desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface, family: lb.vip.family });
+    }
+    for (const key of this.#desired.blocked.keys()) {
       wanted.add(netnsOfKey(key));
       this.#queue.add(key);
     }
-    const observed = await observeNode(this.#ctx, [], netnsOfKey);
+    let changed = 0;
+    let observed: ObservedNode;
+    try {
+      observed = await observeNode(this.#ctx, targets, netnsOfKey, 'mine', { nodeWide: true });
+    } catch (err) {
+      // The node cannot be observed (Open vSwitch down): each load balancer's reconcile reports why.
+      this.#opts.logger.warn({ err: explain(err) }, 'resync cannot observe the node; reconciling every load balancer');
+      for (const key of this.#desired.lbs.keys()) this.#queue.add(key);
+      return;
+    }
+    for (const [key, lb] of this.#desired.lbs) {
+      if (this.#desired.blocked.has(key)) continue;
+      const o = observed.lbs.get(lb.names.netns) ?? { ifaceInHost: false, stateDir: false };
+      const outcome = this.#outcomes.get(key);
+      const fresh = outcome?.phase === 'active' && outcome.applied !== undefined && fingerprint(outcome.applied) === fingerprint(lb);
+      const actions = planLoadBalancer({
+        netns: lb.names.netns,
+        iface: lb.names.iface,
+        desired: lb,
+        config: renderHaproxyConfig(lb, lbPaths(this.#opts.stateDir, lb.names.netns)),
+        observed: o,
+      });
+      if (actions.length === 0 && o.haproxy !== undefined) {
+        // Already right on the node: adopt it (an agent restart) or keep it, without a reconcile.
+        if (!fresh) this.#converged(key, lb, o.haproxy.pid);
+        else if (outcome !== undefined) outcome.pid = o.haproxy.pid;
+        continue;
+      }
+      changed++;
+      this.#queue.add(key);
+    }
     for (const [netns, o] of observed.lbs) {
       if (wanted.has(netns)) continue;
       // An owner we no longer want, or one we cannot even name: both are ours by marker, both go.
       const key = o.lbKey !== undefined && netnsOfKey(o.lbKey) === netns ? o.lbKey : `${ORPHAN_PREFIX}${netns}`;
+      changed++;
       this.#queue.add(key);
     }
+    const counts = { active: 0, pending: 0, error: 0 };
+    for (const key of new Set([...this.#desired.lbs.keys(), ...this.#desired.blocked.keys()])) {
+      // A load balancer with invalid objects is in error even while it keeps serving its last good config.
+      const phase = this.#desired.blocked.has(key) ? 'error' : (this.#outcomes.get(key)?.phase ?? 'pending');
+      counts[phase]++;
+    }
+    void this.#publish();
+    this.#opts.logger.info(
+      {
+        loadBalancers: counts.active + counts.pending + counts.error,
+        ...counts,
+        changed,
+        spawned: spawnCounter.count - spawnedBefore,
+        ms: Date.now() - started,
+      },
+      'resync',
+    );
+  }
+
+  /** The load balancer is on the node as desired: ACTIVE, with the generations it now serves. */
+  #converged(key: LbKey, desired: DesiredLoadBalancer, pid: number | undefined): void {
+    const outcome: LbOutcome = this.#outcomes.get(key) ?? {
+      phase: 'pending',
+      appliedGenerations: new Map(),
+      netns: desired.names.netns,
+      iface: desired.names.iface,
+    };
+    outcome.phase = 'active';
+    delete outcome.message;
+    outcome.applied = desired;
+    if (pid !== undefined) outcome.pid = pid;
+    if (!this.#desired.blocked.has(key)) outcome.appliedGenerations = this.#generationsOf(key);
+    this.#outcomes.set(key, outcome);
+  }
+
+  /**
+   * Notices a HAProxy that exited (crashed, killed) within a second, instead of at the next resync: its load
+   * balancer is queued at once. Reads /proc only; no process is spawned.
+   */
+  watchHaproxyExits(intervalMs = 1_000): () => void {
+    const timer = setInterval(() => {
+      void (async () => {
+        for (const [key, outcome] of this.#outcomes) {
+          if (outcome.pid === undefined || outcome.phase !== 'active') continue;
+          if (await processAlive(outcome.pid)) continue;
+          this.#opts.logger.warn({ lb: key, pid: outcome.pid }, 'haproxy exited; reconciling now');
+          delete outcome.pid;
+          this.#queue.add(key);
+        }
+      })();
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   async idle(): Promise<void> {
@@ -249,7 +349,8 @@ export class Manager {
       actions = await planKey(this.#ctx, key, desired);
       if (actions.length > 0) {
         outcome.phase = 'pending';
-        await this.#publish();
+        // Not awaited: a member change must not wait for status.json of every load balancer to be written.
+        void this.#publish();
         log.info({ actions: actions.map(formatAction) }, 'applying');
       }
       if (desired !== undefined && !key.startsWith(ORPHAN_PREFIX)) await writeOwner(this.#ctx, netns, key);
@@ -274,10 +375,7 @@ export class Manager {
       if (!key.startsWith(ORPHAN_PREFIX)) await this.#opts.onRemoved?.(key);
     } else {
       const created = outcome.applied === undefined;
-      outcome.phase = 'active';
-      delete outcome.message;
-      outcome.applied = desired;
-      if (blocked === undefined) outcome.appliedGenerations = this.#generationsOf(key);
+      this.#converged(key, desired, await haproxyPid(this.#opts.stateDir, netns));
       if (actions.length > 0) {
         log.info({ ms: Date.now() - started }, 'converged');
         this.#opts.onEvent?.({
@@ -301,8 +399,23 @@ export class Manager {
     return result;
   }
 
-  async #publish(): Promise<void> {
-    this.#publishing = this.#publishing.then(async () => {
+  /**
+   * Recomputes and publishes every status. Calls that arrive while one is waiting to start share it: N load
+   * balancers converging at once cost a few publishes, not N (each is O(objects)).
+   */
+  #publish(): Promise<void> {
+    if (this.#publishQueued !== undefined) return this.#publishQueued;
+    const next = this.#publishing.then(async () => {
+      this.#publishQueued = undefined;
+      await this.#publishNow();
+    });
+    this.#publishQueued = next;
+    this.#publishing = next;
+    return next;
+  }
+
+  async #publishNow(): Promise<void> {
+    {
       this.#statuses = computeStatuses({
         objects: this.#objects,
         desired: this.#desired,
@@ -322,7 +435,6 @@ export class Manager {
       } catch (err) {
         this.#opts.logger.error({ err }, 'cannot publish status');
       }
-    });
-    await this.#publishing;
+    }
   }
 }

@@ -5,7 +5,9 @@ import { join, resolve } from 'node:path';
 import type { Runner } from '../exec/run.js';
 import type { Action } from '../plan/actions.js';
 import { isNslbNetnsName, nodeNames, parseLbKey } from '../desired/names.js';
+import { engineCounters } from '../metrics/counters.js';
 import {
+  applyRuntimeCommands,
   deleteStateDir,
   ensureStateDir,
   findHaproxyByConfig,
@@ -22,15 +24,20 @@ import {
   writeCheckedConfig,
 } from './haproxy/haproxy.js';
 import {
+  assignNetnsIds,
   configureLink,
   deleteNetns,
   ensureNetns,
+  ensureNetnsMany,
   hostHasLink,
   moveLinkToNetns,
-  observeNetns,
+  moveLinksToNetns,
+  observeNetnsIds,
   observeNetnsNames,
 } from './netns/netns.js';
-import { deletePort, ensurePort, observeOvs } from './ovs/ovs.js';
+import { netnsWatch } from './netns/watch.js';
+import { argvAddPorts, deletePort, ensurePort, observeOvs, type AddPort, type ObservedOvs } from './ovs/ovs.js';
+import { Batcher, Coalescer } from '../exec/batcher.js';
 import type { ObservedLoadBalancer, ObservedNode } from './observed.js';
 
 export interface NodeContext {
@@ -46,6 +53,43 @@ export interface ObserveTarget {
 }
 
 const OWNER_FILE = 'owner';
+
+/** Work of load balancers reconciled at once, merged per runner (see exec/batcher.ts). */
+interface Batchers {
+  observeOvs: Coalescer<ObservedOvs>;
+  addPort: Batcher<AddPort>;
+  addNetns: Batcher<string>;
+  moveLink: Batcher<{ iface: string; netns: string }>;
+}
+
+const batchersByRunner = new WeakMap<Runner, Batchers>();
+
+function batchers(run: Runner): Batchers {
+  let b = batchersByRunner.get(run);
+  if (b === undefined) {
+    b = {
+      observeOvs: new Coalescer(() => observeOvs(run)),
+      addPort: new Batcher(
+        async (ports) => void (await run(argvAddPorts(ports))),
+        (p) => ensurePort(run, p),
+      ),
+      addNetns: new Batcher(
+        (names) => ensureNetnsMany(run, names),
+        (n) => ensureNetns(run, n),
+      ),
+      moveLink: new Batcher(
+        (moves) => moveLinksToNetns(run, moves),
+        async (m) => {
+          // After a failed batch, the moves that went through have no device in the host any more.
+          if (!(await hostHasLink(m.iface))) return;
+          await moveLinkToNetns(run, m.iface, m.netns);
+        },
+      ),
+    };
+    batchersByRunner.set(run, b);
+  }
+  return b;
+}
 
 export function ifaceForNetns(netns: string): string {
   return `nslb${netns.slice('nslb-'.length, 'nslb-'.length + 11)}`;
@@ -79,10 +123,20 @@ export async function observeNode(
   targets: readonly ObserveTarget[],
   netnsOf: (lbKey: string) => string,
   scope: 'mine' | 'node' = 'mine',
+  options: { nodeWide?: boolean } = {},
 ): Promise<ObservedNode> {
+  // Node-wide (a resync) with the netns monitor running: `ip -j netns list` also names the netns ids the
+  // monitor's events carry, and netns without one get one.
+  const withIds = options.nodeWide === true && netnsWatch.active;
   const [ovs, netnsNames, stateDirs] = await Promise.all([
-    observeOvs(ctx.run),
-    observeNetnsNames(),
+    batchers(ctx.run).observeOvs.run(),
+    withIds
+      ? observeNetnsIds(ctx.run).then(async (list) => {
+          netnsWatch.setIds(list);
+          await assignNetnsIds(ctx.run, list.filter((e) => e.id === undefined && isNslbNetnsName(e.name)).map((e) => e.name)).catch(() => undefined);
+          return list.map((e) => e.name);
+        })
+      : observeNetnsNames(),
     observeStateDirs(ctx.stateDir),
   ]);
   const lbs = new Map<string, ObservedLoadBalancer>();
@@ -155,23 +209,33 @@ export async function observeNode(
     targets
       .filter((t) => existingNetns.has(t.netns))
       .map(async (t) => {
-        entry(t.netns).netns = await observeNetns(ctx.run, t.netns, t.iface, t.family);
+        entry(t.netns).netns = await netnsWatch.observe(ctx.run, t.netns, t.iface, t.family);
       }),
   );
   return { lbs, bridges: ovs.bridges };
 }
 
 export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
+  // Whatever this does inside a netns is read again next time, event or not.
+  if ('netns' in a) netnsWatch.markDirty(a.netns);
+  try {
+    await applyOne(ctx, a);
+  } finally {
+    if ('netns' in a) netnsWatch.markDirty(a.netns);
+  }
+}
+
+async function applyOne(ctx: NodeContext, a: Action): Promise<void> {
   const paths = 'netns' in a ? lbPaths(ctx.stateDir, a.netns) : undefined;
   switch (a.kind) {
     case 'netns.add':
-      return ensureNetns(ctx.run, a.netns);
+      return batchers(ctx.run).addNetns.submit(a.netns);
     case 'netns.delete':
       return deleteNetns(ctx.run, a.netns);
     case 'ovs.addPort': {
       if (a.recreate) await deletePort(ctx.run, a.iface);
       const { namespace, name } = parseLbKey(a.lb);
-      return ensurePort(ctx.run, {
+      return batchers(ctx.run).addPort.submit({
         stateDir: resolve(ctx.stateDir),
         bridge: a.bridge,
         iface: a.iface,
@@ -185,11 +249,22 @@ export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
     case 'ovs.deletePort':
       return deletePort(ctx.run, a.iface);
     case 'link.moveToNetns':
-      return moveLinkToNetns(ctx.run, a.iface, a.netns, a.replaceStale === true);
+      if (a.replaceStale === true) return moveLinkToNetns(ctx.run, a.iface, a.netns, true);
+      return batchers(ctx.run).moveLink.submit({ iface: a.iface, netns: a.netns });
     case 'link.configure':
       return configureLink(ctx.run, a);
     case 'haproxy.writeConfig':
-      return writeCheckedConfig(ctx.run, paths!, a.config, a.certificates);
+      return writeCheckedConfig(ctx.run, paths!, a.config, a.certificates, a.unchecked === true ? { check: false } : {});
+    case 'haproxy.runtime': {
+      if (await applyRuntimeCommands(paths!, a.commands)) {
+        // Live already; the file follows so that a restart or a later reload gives the same servers.
+        await writeCheckedConfig(ctx.run, paths!, a.config, a.certificates, { reloadFollows: false });
+        return markConfigLoaded(paths!);
+      }
+      engineCounters.runtimeFallbacks++;
+      await writeCheckedConfig(ctx.run, paths!, a.config, a.certificates);
+      return applyOne(ctx, { kind: 'haproxy.reload', netns: a.netns });
+    }
     case 'haproxy.start':
       await startHaproxy(ctx.run, a.netns, paths!);
       return markConfigLoaded(paths!);

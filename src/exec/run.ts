@@ -1,5 +1,6 @@
 // The one place that starts processes. argv arrays only, never a shell; every call has a timeout.
 import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
 import { spawnsByTool } from '../metrics/counters.js';
 import { CommandError } from './errors.js';
@@ -30,6 +31,7 @@ export const runCommand: Runner = async (argv, options = {}) => {
   spawnCounter.count++;
   const tool = basename(file);
   spawnsByTool.set(tool, (spawnsByTool.get(tool) ?? 0) + 1);
+  if (process.env.NSLB_TRACE_SPAWN === '1') process.stderr.write(`spawn: ${argv.join(' ')}\n`);
   try {
     const result = await execa(file, args, {
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
@@ -52,3 +54,39 @@ export const runCommand: Runner = async (argv, options = {}) => {
     throw new CommandError(argv, undefined, err instanceof Error ? err.message : String(err), { cause: err });
   }
 };
+
+export interface Watcher {
+  /** Resolves with the exit code (or null on a signal) when the process ends. */
+  readonly exited: Promise<number | null>;
+  stop(): void;
+}
+
+/**
+ * A long-lived process whose stdout is read line by line (e.g. `ip monitor`). argv only; it is killed when
+ * stopped and never outlives the agent (it is not detached).
+ */
+export function runWatcher(argv: readonly string[], onLine: (line: string) => void): Watcher {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error('runWatcher: empty argv');
+  spawnCounter.count++;
+  const tool = basename(file);
+  spawnsByTool.set(tool, (spawnsByTool.get(tool) ?? 0) + 1);
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { LC_ALL: 'C' } });
+  let partial = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  });
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('error', () => resolve(null));
+    child.on('close', (code) => resolve(code));
+  });
+  return {
+    exited,
+    stop: () => {
+      child.kill('SIGTERM');
+    },
+  };
+}

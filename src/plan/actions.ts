@@ -1,6 +1,8 @@
 // What a reconcile may do to the node: a discriminated union, printable (that is `nslb plan`).
 // Each action is idempotent on its own, so replaying a plan after a crash is safe.
 
+import type { RuntimeCommand } from './runtime-diff.js';
+
 export type Action =
   | { kind: 'netns.add'; netns: string }
   | { kind: 'netns.delete'; netns: string }
@@ -43,6 +45,23 @@ export type Action =
       /** Key material: written to files, never printed or logged. */
       certificates: { fileName: string; pem: string }[];
       reason: string;
+      /**
+       * Nothing runs this load balancer and nothing was written for it yet: starting HAProxy checks the config
+       * anyway, so the separate `haproxy -c` (tens of ms of CPU per load balancer) is skipped.
+       */
+      unchecked?: true;
+    }
+  | {
+      /**
+       * Members only changed: send the changes over the runtime socket (no reload, same worker), then write
+       * and check the config so that a restart gives the same state. If HAProxy refuses a change, the config
+       * is written and HAProxy reloaded instead.
+       */
+      kind: 'haproxy.runtime';
+      netns: string;
+      config: string;
+      certificates: { fileName: string; pem: string }[];
+      commands: RuntimeCommand[];
     }
   | { kind: 'haproxy.start'; netns: string; reason: string }
   | { kind: 'haproxy.reload'; netns: string }
@@ -72,6 +91,8 @@ export function formatAction(a: Action): string {
     }
     case 'haproxy.writeConfig':
       return `haproxy write ${a.netns}/haproxy.cfg (${a.config.split('\n').length} lines${a.certificates.length === 0 ? '' : `, ${a.certificates.length} certificates`}; ${a.reason})`;
+    case 'haproxy.runtime':
+      return `haproxy runtime API in ${a.netns}: ${a.commands.length === 0 ? 'config comments only' : a.commands.map((c) => c.command).join('; ')} (no reload)`;
     case 'haproxy.start':
       return `haproxy start in ${a.netns} (${a.reason})`;
     case 'haproxy.reload':

@@ -3,6 +3,7 @@
 import type { DesiredCertificate, DesiredLoadBalancer } from '../desired/model.js';
 import type { ObservedLoadBalancer } from '../drivers/observed.js';
 import type { Action } from './actions.js';
+import { runtimeCommands } from './runtime-diff.js';
 
 export interface PlanInput {
   netns: string;
@@ -100,9 +101,20 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   const present = new Set(o.certFiles ?? []);
   const certMissing = certificates.some((c) => !present.has(c.fileName));
   const configChanged = o.config !== config;
+  const running = o.haproxy !== undefined && o.haproxy.inNetns && !netnsMissing && o.stateDir;
+  // Members only: the runtime API, no reload (and no new worker).
+  const commands =
+    running && configChanged && !certMissing && o.reloadPending !== true && o.config !== undefined
+      ? runtimeCommands(o.config, config)
+      : undefined;
+  if (commands !== undefined) {
+    actions.push({ kind: 'haproxy.runtime', netns, config, certificates, commands });
+    return actions;
+  }
   if (configChanged || certMissing) {
     const reason = o.config === undefined ? 'new' : configChanged ? 'changed' : 'certificate files missing';
-    actions.push({ kind: 'haproxy.writeConfig', netns, config, certificates, reason });
+    const unchecked = o.config === undefined && o.haproxy === undefined;
+    actions.push({ kind: 'haproxy.writeConfig', netns, config, certificates, reason, ...(unchecked ? { unchecked: true as const } : {}) });
   }
   if (o.haproxy === undefined) {
     actions.push({ kind: 'haproxy.start', netns, reason: 'not running' });

@@ -25,6 +25,8 @@ export interface LbOutcome {
   stats?: StatRow[];
   netns: string;
   iface: string;
+  /** The HAProxy master serving it, watched so that its exit is noticed at once. */
+  pid?: number;
 }
 
 export interface StatusInput {

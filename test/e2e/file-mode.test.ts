@@ -224,6 +224,8 @@ describe('file-watch mode on a real node', () => {
     const good = await manifest({ tcpMembers: [{ name: 'tcp-m3', address: run.ip(13) }] });
     await writeManifest(good);
     await waitFor(async () => (await vipBodies(2, 9000)).every((b) => b === 'member m3'), { timeoutMs: 10_000, message: 'good manifest not applied' });
+    // A member change is live through the runtime API before the file on disk follows it.
+    await waitFor(async () => (await readFile(join(lbDir, 'haproxy.cfg'), 'utf8')).includes(`${run.ip(13)}:`), { timeoutMs: 10_000, message: 'config file never followed' });
     const config = await readFile(join(lbDir, 'haproxy.cfg'), 'utf8');
     const pid = await haproxyPid();
 

@@ -12,6 +12,7 @@ interface Link {
 
 export class FakeNode {
   netns = new Set<string>();
+  runtimeUpdates = 0;
   loUp = new Set<string>();
   gateways = new Map<string, string>();
   ports = new Map<string, { bridge: string; lb: string; mac: string; tag?: number }>();
@@ -76,6 +77,12 @@ export class FakeNode {
         this.stateDirs.add(a.netns);
         this.configs.set(a.netns, a.config);
         this.pendingReload.add(a.netns);
+        this.certFiles.set(a.netns, new Set(a.certificates.map((c) => c.fileName)));
+        return;
+      case 'haproxy.runtime':
+        if (!this.haproxy.has(a.netns)) throw new Error('runtime API without haproxy');
+        this.runtimeUpdates += a.commands.length;
+        this.configs.set(a.netns, a.config);
         this.certFiles.set(a.netns, new Set(a.certificates.map((c) => c.fileName)));
         return;
       case 'haproxy.start':

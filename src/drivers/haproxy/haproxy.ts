@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { Runner } from '../../exec/run.js';
 import type { ObservedHaproxy } from '../observed.js';
 import { netnsInode } from '../netns/netns.js';
+import { engineCounters } from '../../metrics/counters.js';
+import { carriedServerState, runtimeAnswerOk, type RuntimeCommand } from '../../plan/runtime-diff.js';
 import { queryRuntime } from './stats.js';
 
 export const HAPROXY_BIN = process.env.NSLB_HAPROXY ?? 'haproxy';
@@ -74,6 +76,23 @@ async function processNetnsInode(pid: number): Promise<number | undefined> {
     return (await stat(`/proc/${pid}/ns/net`)).ino;
   } catch {
     return undefined;
+  }
+}
+
+/** The master's PID if the pidfile names a live HAProxy running this load balancer's config. */
+export async function haproxyPid(stateDir: string, netns: string): Promise<number | undefined> {
+  const paths = lbPaths(stateDir, netns);
+  const pid = await readPid(paths.pidfile);
+  return pid !== undefined && (await isOurHaproxy(pid, paths.config)) ? pid : undefined;
+}
+
+/** Alive and not a zombie (a daemon's parent here may never reap it). One /proc read. */
+export async function processAlive(pid: number): Promise<boolean> {
+  try {
+    const s = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -186,22 +205,84 @@ export async function writeCheckedConfig(
   paths: LbPaths,
   config: string,
   certificates: readonly CertificateFile[] = [],
+  options: { reloadFollows?: boolean; check?: boolean } = {},
 ): Promise<void> {
   await ensureStateDir(paths);
   await writeCertificates(paths, certificates);
   const next = `${paths.config}.next`;
   await writeFileDurably(next, config, 0o600);
-  try {
-    await run([HAPROXY_BIN, '-c', '-q', '-f', next]);
-  } catch (err) {
-    await rm(next, { force: true });
-    throw err;
+  if (options.check !== false) {
+    try {
+      await run([HAPROXY_BIN, '-c', '-q', '-f', next]);
+    } catch (err) {
+      await rm(next, { force: true });
+      throw err;
+    }
   }
+  if (options.reloadFollows !== false) await saveServerState(paths, config);
   // Before the rename: a crash right after it must not leave a config on disk that HAProxy never loaded
   // and that the next reconcile would find "already right".
   await writeFileDurably(paths.reloadPending, '', 0o600);
   await rename(next, paths.config);
   await removeStaleCertificates(paths, certificates);
+}
+
+/**
+ * Before a reload, as Octavia does: dump the running servers' state (health, maintenance, weight) into the
+ * file HAProxy loads at start (`server-state-file`), keeping only servers whose line does not change, so
+ * members stay UP across the reload instead of starting over, and a changed member takes its new config.
+ * Without a HAProxy to ask, or if it does not answer, no state is carried (never a stale one).
+ */
+export async function saveServerState(paths: LbPaths, nextConfig: string): Promise<void> {
+  const current = await readConfig(paths);
+  let dump: string | undefined;
+  if (current !== undefined) {
+    try {
+      dump = await queryRuntime(paths.socket, 'show servers state', 2_000);
+    } catch {
+      dump = undefined;
+    }
+  }
+  if (current === undefined || dump === undefined || !/^\d+\n/.test(dump)) {
+    await rm(paths.stateFile, { force: true });
+    return;
+  }
+  await writeFileDurably(paths.stateFile, carriedServerState(dump, current, nextConfig), 0o600);
+}
+
+/**
+ * Sends member changes over the runtime socket, in order. Resolves false as soon as HAProxy refuses one that
+ * must succeed (the caller reloads instead); a refused deletion of a member that still has connections is
+ * fine: it is in maintenance already and takes no new traffic.
+ */
+export async function applyRuntimeCommands(paths: LbPaths, commands: readonly RuntimeCommand[]): Promise<boolean> {
+  for (const c of commands) {
+    let answer: string;
+    try {
+      answer = await queryRuntime(paths.socket, c.command, 2_000);
+    } catch {
+      return false;
+    }
+    if (runtimeAnswerOk(c.command, answer)) {
+      engineCounters.runtimeUpdates++;
+    } else if (c.mayBeRefused !== true) {
+      return false;
+    }
+    if (c.ifConfigMaintenance !== undefined) {
+      const { backend, server, commands: replace } = c.ifConfigMaintenance;
+      let state: string;
+      try {
+        state = await queryRuntime(paths.socket, `show servers state ${backend}`, 2_000);
+      } catch {
+        return false;
+      }
+      // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state …; 0x04 = config maintenance.
+      const fields = state.split('\n').map((l) => l.split(' ')).find((f) => f[1] === backend && f[3] === server);
+      if (fields === undefined) return false;
+      if ((Number(fields[6]) & 0x04) !== 0 && !(await applyRuntimeCommands(paths, replace))) return false;
+    }
+  }
+  return true;
 }
 
 /** Whether a config was written that HAProxy has not been started with or told to reload since. */
@@ -223,6 +304,10 @@ export function argvStart(netns: string, paths: LbPaths): string[] {
 
 export async function startHaproxy(run: Runner, netns: string, paths: LbPaths): Promise<number> {
   await unlink(paths.pidfile).catch(() => undefined);
+  // A fresh process starts with fresh health: a state file from an earlier process may name servers and
+  // addresses this config no longer has.
+  await rm(paths.stateFile, { force: true });
+  engineCounters.haproxyStarts++;
   await run(argvStart(netns, paths), { detached: true, timeoutMs: 20_000 });
   const pid = await readPid(paths.pidfile);
   if (pid === undefined) throw new Error(`haproxy in ${netns} started but wrote no pidfile ${paths.pidfile}`);
@@ -249,13 +334,20 @@ async function runtimeWorkerPid(paths: LbPaths): Promise<number | undefined> {
 export async function reloadHaproxy(pid: number, paths: LbPaths, timeoutMs = 5_000): Promise<boolean> {
   const before = await runtimeWorkerPid(paths);
   process.kill(pid, 'SIGUSR2');
-  if (before === undefined) return true; // no worker to compare with: trust the signal, as before
+  if (before === undefined) {
+    engineCounters.haproxyReloads.ok++;
+    return true; // no worker to compare with: trust the signal, as before
+  }
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 20));
     const now = await runtimeWorkerPid(paths);
-    if (now !== undefined && now !== before) return true;
+    if (now !== undefined && now !== before) {
+      engineCounters.haproxyReloads.ok++;
+      return true;
+    }
   }
+  engineCounters.haproxyReloads.failed++;
   return false;
 }
 

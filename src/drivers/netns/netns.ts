@@ -97,9 +97,37 @@ export async function hostHasLink(iface: string): Promise<boolean> {
   }
 }
 
+/** `ip -batch` lines that add a netns and give it a netns id here, so that `ip monitor all-nsid` sees it. */
+export function netnsAddLines(netns: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(netns)) throw new Error(`unsafe netns name: ${JSON.stringify(netns)}`);
+  return `netns add ${netns}\nnetns set ${netns} auto\n`;
+}
+
 export async function ensureNetns(run: Runner, netns: string): Promise<void> {
   if ((await netnsInode(netns)) !== undefined) return;
-  await run(['ip', 'netns', 'add', netns]);
+  await run(['ip', '-batch', '-'], { input: netnsAddLines(netns) });
+}
+
+/** Several at once, in one process. */
+export async function ensureNetnsMany(run: Runner, names: readonly string[]): Promise<void> {
+  const missing: string[] = [];
+  for (const n of names) if ((await netnsInode(n)) === undefined) missing.push(n);
+  if (missing.length === 0) return;
+  await run(['ip', '-batch', '-'], { input: missing.map(netnsAddLines).join('') });
+}
+
+/** Netns and their ids (`ip -j netns list`): one process. */
+export async function observeNetnsIds(run: Runner): Promise<{ name: string; id?: number }[]> {
+  const { stdout } = await run(['ip', '-j', 'netns', 'list']);
+  const list = stdout.trim() === '' ? [] : (JSON.parse(stdout) as { name: string; id?: number }[]);
+  return list.map((e) => (typeof e.id === 'number' ? { name: e.name, id: e.id } : { name: e.name }));
+}
+
+/** Gives netns an id here (one process for all). */
+export async function assignNetnsIds(run: Runner, names: readonly string[]): Promise<void> {
+  if (names.length === 0) return;
+  for (const n of names) if (!/^[A-Za-z0-9._-]+$/.test(n)) throw new Error(`unsafe netns name: ${JSON.stringify(n)}`);
+  await run(['ip', '-force', '-batch', '-'], { input: names.map((n) => `netns set ${n} auto\n`).join('') });
 }
 
 export async function deleteNetns(run: Runner, netns: string): Promise<void> {
@@ -116,6 +144,14 @@ export async function moveLinkToNetns(run: Runner, iface: string, netns: string,
     }
   }
   await run(['ip', 'link', 'set', 'dev', iface, 'netns', netns]);
+}
+
+/** Moves several host devices into their netns in one process. */
+export async function moveLinksToNetns(run: Runner, moves: readonly { iface: string; netns: string }[]): Promise<void> {
+  for (const m of moves) {
+    if (!/^[A-Za-z0-9._-]+$/.test(m.iface) || !/^[A-Za-z0-9._-]+$/.test(m.netns)) throw new Error(`unsafe move: ${JSON.stringify(m)}`);
+  }
+  await run(['ip', '-batch', '-'], { input: moves.map((m) => `link set dev ${m.iface} netns ${m.netns}\n`).join('') });
 }
 
 export interface LinkConfig {

@@ -118,6 +118,11 @@ export function argvAddPort(p: AddPort): string[] {
   ];
 }
 
+/** Several ports in one transaction (one process, one reconfiguration of ovs-vswitchd). */
+export function argvAddPorts(ports: readonly AddPort[]): string[] {
+  return ['ovs-vsctl', ...TIMEOUT, ...ports.flatMap((p) => argvAddPort(p).slice(1 + TIMEOUT.length))];
+}
+
 export function argvDeletePort(iface: string): string[] {
   return ['ovs-vsctl', ...TIMEOUT, '--if-exists', 'del-port', iface];
 }
