@@ -494,6 +494,9 @@ function renderFrontend(
   if (!l.adminStateUp || !lb.adminStateUp) lines.push('    disabled');
   lines.push(renderBind(l, vipHost, paths));
   lines.push(`    mode ${mode}`);
+  // On a reload, the old worker would close idle keep-alive connections, and a client sending its next
+  // request at that moment gets a reset. Instead it answers that request with `Connection: close`.
+  if (mode === 'http') lines.push('    option idle-close-on-response');
   // Unlimited: no maxconn line, and HAProxy applies the process-wide maxconn it derived at startup.
   if (hasLimit(l)) lines.push(`    maxconn ${int(l.connectionLimit, 'connectionLimit')}`);
   lines.push(`    timeout client ${int(l.timeouts.clientData, 'timeouts.clientData')}`);
