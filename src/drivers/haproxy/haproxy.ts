@@ -250,18 +250,48 @@ export async function saveServerState(paths: LbPaths, nextConfig: string): Promi
   await writeFileDurably(paths.stateFile, carriedServerState(dump, current, nextConfig), 0o600);
 }
 
+const DELETE_RETRY_MS = 2_000;
+
 /**
  * Sends member changes over the runtime socket, in order. Resolves false as soon as HAProxy refuses one that
  * must succeed (the caller reloads instead); a refused deletion of a member that still has connections is
  * fine: it is in maintenance already and takes no new traffic.
  */
 export async function applyRuntimeCommands(paths: LbPaths, commands: readonly RuntimeCommand[]): Promise<boolean> {
-  for (const c of commands) {
-    let answer: string;
+  const send = async (command: string): Promise<string | undefined> => {
     try {
-      answer = await queryRuntime(paths.socket, c.command, 2_000);
+      return await queryRuntime(paths.socket, command, 2_000);
     } catch {
-      return false;
+      return undefined;
+    }
+  };
+  // A server in maintenance can be deleted once its last in-flight request is done (entering maintenance
+  // closed its idle connections): try again for a moment before leaving it behind in maintenance.
+  const deleteServer = async (id: string): Promise<boolean> => {
+    const until = Date.now() + DELETE_RETRY_MS;
+    for (;;) {
+      const answer = await send(`del server ${id}`);
+      if (answer === undefined) return false;
+      if (runtimeAnswerOk('del server ', answer)) return true;
+      if (!/connection|stream|session|queue/i.test(answer) || Date.now() > until) return false;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  for (const c of commands) {
+    let answer: string | undefined;
+    if (c.command.startsWith('del server ')) {
+      answer = (await deleteServer(c.command.slice('del server '.length))) ? 'Server deleted.' : '';
+    } else {
+      answer = await send(c.command);
+      if (answer === undefined) return false;
+      const id = /^add server (\S+)/.exec(c.command)?.[1];
+      if (id !== undefined && /already exists/i.test(answer)) {
+        // Left in maintenance by an earlier removal that still had a request in flight: it goes now.
+        await send(`set server ${id} state maint`);
+        if (!(await deleteServer(id))) return false;
+        answer = await send(c.command);
+        if (answer === undefined) return false;
+      }
     }
     if (runtimeAnswerOk(c.command, answer)) {
       engineCounters.runtimeUpdates++;
