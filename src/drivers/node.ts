@@ -148,19 +148,27 @@ export async function observeNode(
     }
     return e;
   };
+  // A reconcile of a few keys (not node-wide, not garbage collection) looks at those keys only: its cost must
+  // not grow with the number of load balancers on the node.
+  const only = targets.length > 0 && options.nodeWide !== true ? new Set(targets.map((t) => t.netns)) : undefined;
+  const wantedHere = (netns: string): boolean => only === undefined || only.has(netns);
   for (const port of ovs.ports) {
     if (port.lb === undefined) continue;
-    const e = entry(netnsOf(port.lb));
+    const netns = netnsOf(port.lb);
+    if (!wantedHere(netns)) continue;
+    const e = entry(netns);
     e.port = port;
     e.lbKey = port.lb;
   }
-  const existingNetns = new Set(netnsNames.filter(isNslbNetnsName));
-  for (const netns of stateDirs) {
-    const e = entry(netns);
-    e.stateDir = true;
-    const owner = e.lbKey ?? (await readOwner(ctx.stateDir, netns));
-    if (owner !== undefined) e.lbKey = owner;
-  }
+  const existingNetns = new Set(netnsNames.filter((n) => isNslbNetnsName(n) && wantedHere(n)));
+  await Promise.all(
+    stateDirs.filter(wantedHere).map(async (netns) => {
+      const e = entry(netns);
+      e.stateDir = true;
+      const owner = e.lbKey ?? (await readOwner(ctx.stateDir, netns));
+      if (owner !== undefined) e.lbKey = owner;
+    }),
+  );
   for (const netns of existingNetns) entry(netns).netns = { name: netns, loUp: false };
   for (const t of targets) entry(t.netns);
   if (scope === 'mine') {
