@@ -2,12 +2,11 @@
 import { netnsWatch } from '../drivers/netns/watch.js';
 import { createServer, type Server } from 'node:http';
 import { mkdir, chmod } from 'node:fs/promises';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { lockStateDir } from '../controller/lock.js';
 import { Manager, type ManagerOptions } from '../controller/manager.js';
 import { parseLbKey } from '../desired/names.js';
-import { KubernetesSource, type InvalidObject } from '../sources/kubernetes.js';
-import { KubernetesEvents, KubernetesStatusWriter } from '../status/kubernetes-writer.js';
+import type { KubernetesSource, InvalidObject } from '../sources/kubernetes.js';
 import { runCommand } from '../exec/run.js';
 import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
@@ -71,7 +70,10 @@ interface AgentSource {
   stop(): Promise<void>;
 }
 
-function kubeConfigFor(flags: RunFlags): KubeConfig {
+// @kubernetes/client-node is loaded in Kubernetes mode only: in file mode it would cost about a second of
+// start-up and tens of MB of memory for nothing.
+async function kubeConfigFor(flags: RunFlags): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   if (flags.kubeconfig !== undefined) kc.loadFromFile(flags.kubeconfig);
   else kc.loadFromCluster();
@@ -153,7 +155,9 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
 
   let source: AgentSource;
   if (flags.kubernetes === true) {
-    const kc = kubeConfigFor(flags);
+    const kc = await kubeConfigFor(flags);
+    const { KubernetesSource } = await import('../sources/kubernetes.js');
+    const { KubernetesEvents, KubernetesStatusWriter } = await import('../status/kubernetes-writer.js');
     let invalid: InvalidObject[] = [];
     const k8s: KubernetesSource = new KubernetesSource({
       kubeConfig: kc,
