@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs inside the benchmark's client netns: one HTTP GET to each VIP (port 80, path /), a few at a time,
 // with a few attempts each (the first packet to a VIP waits for ARP). Prints one JSON object:
-//   {"ok": number answering 200, "failed": [{"ip", "error"}…], "ms": wall time}
+//   {"ok": VIPs that answered 200, "http": VIPs that answered any HTTP status (HAProxy is serving; a 503
+//    means its members are marked down), "failed": [{"ip", "error"}…] for those without a 200, "ms"}
 //
 //   ip netns exec CLIENT node bench/check-vips.mjs --attempts 3 --concurrency 8 < ips.txt (one per line)
 import http from 'node:http';
@@ -38,6 +39,7 @@ function get(ip) {
 const started = Date.now();
 const failed = [];
 let ok = 0;
+let answeredHttp = 0;
 let next = 0;
 async function worker() {
   while (next < ips.length) {
@@ -50,7 +52,8 @@ async function worker() {
     }
     if (error === null) ok++;
     else failed.push({ ip, error });
+    if (error === null || error.startsWith('HTTP ')) answeredHttp++;
   }
 }
 await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
-process.stdout.write(`${JSON.stringify({ ok, failed, ms: Date.now() - started })}\n`);
+process.stdout.write(`${JSON.stringify({ ok, http: answeredHttp, failed, ms: Date.now() - started })}\n`);

@@ -9,7 +9,7 @@
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,6 +141,8 @@ interface Results {
     engine?: EngineCounts;
   };
   e?: {
+    /** The same load with no change at all: what the client sees when nothing happens. */
+    control: WrkSummary;
     members: WrkSummary;
     reloads: WrkSummary;
     memberPids: number;
@@ -348,6 +350,10 @@ async function phaseE(
   const file = join(watch, 'e.yaml');
   const url = `http://${base.vip}/`;
 
+  // 0. The control: the same load and nothing changing. Errors here are the setup's, not the changes'.
+  const control = await startWrk(node.client, url, s.quick ? 5 : 10).result;
+  log(`(e) control: ${control.requests} requests, ${control.non2xx3xx} non-2xx/3xx, socket errors ${JSON.stringify(control.socketErrors)}`);
+
   // 1. Member changes under load: add m3, m1 weight 2, remove m3, m1 weight 1, … every 300 ms.
   const memberCadenceMs = 300;
   const memberPids = new Set<number>();
@@ -403,6 +409,7 @@ async function phaseE(
   if (last !== undefined) reloadPids.add(last);
   log(`(e) reload changes: ${reloads.requests} requests, ${reloads.non2xx3xx} non-2xx/3xx, socket errors ${JSON.stringify(reloads.socketErrors)}`);
   return {
+    control,
     members,
     reloads,
     memberPids: memberPids.size,
@@ -437,10 +444,15 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
   let lastProgress = now();
   let active = 0;
   let errored = 0;
+  let seen = -1;
   await waitUntil(
     `${n} load balancers ACTIVE`,
     async () => {
       if (agent.exited()) throw new Error(`the agent exited:\n${agent.tail.join('\n')}`);
+      // status.json grows to megabytes at N = 500: parse it only when it was rewritten.
+      const mtime = (await stat(join(stateDir, 'status.json')).catch(() => undefined))?.mtimeMs ?? -1;
+      if (mtime === seen) return false;
+      seen = mtime;
       const st = await loadBalancerStatuses(stateDir, NAMESPACE);
       active = names.filter((x) => st.get(x)?.provisioningStatus === 'ACTIVE').length;
       errored = names.filter((x) => st.get(x)?.provisioningStatus === 'ERROR').length;
@@ -451,12 +463,12 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
       return active === n;
     },
     20 * 60_000,
-    200,
+    250,
   );
   const took = now() - agent.startedAt;
   log(`(c) nslb N=${n}: all ACTIVE after ${ms(took)}; checking every VIP from the client`);
   const check = await checkVips(node.client, vips);
-  log(`(c) nslb N=${n}: ${check.ok}/${n} VIPs answer${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
+  log(`(c) nslb N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
   const entry = results.bulk.get(n) ?? {};
   entry.nslb = { ms: took, check, errors: agent.errors };
   const totals = await agent.metrics();
@@ -542,7 +554,7 @@ async function bulkBaseline(node: BenchNode, n: number, cleanup: Cleanup, result
   const took = now() - t0;
   log(`(c) baseline N=${n}: done after ${ms(took)}; checking every VIP from the client`);
   const check = await checkVips(node.client, lbs.map((lb) => lb.vip));
-  log(`(c) baseline N=${n}: ${check.ok}/${n} VIPs answer${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
+  log(`(c) baseline N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
   const entry = results.bulk.get(n) ?? {};
   entry.baseline = { ms: took, check };
   results.bulk.set(n, entry);
@@ -657,9 +669,9 @@ function buildRows(s: Settings, r: Results): Row[] {
       if (x === undefined) return;
       rows.push({
         figure: `(c) ${who}, N=${n}: cold converge (clock stops when the tool says done)`,
-        value: `${ms(x.ms)}, ${(n / (x.ms / 1000)).toFixed(1)} LB/s; ${x.check.ok}/${n} VIPs answer after${x.engine === undefined ? '' : `; ${x.engine.spawned} processes spawned`}`,
+        value: `${ms(x.ms)}, ${(n / (x.ms / 1000)).toFixed(1)} LB/s; after it ${x.check.http}/${n} VIPs answer HTTP, ${x.check.ok} with 200${x.engine === undefined ? '' : `; ${x.engine.spawned} processes spawned`}`,
         target: 'every VIP answers',
-        verdict: verdict(x.check.ok === n),
+        verdict: verdict(x.check.http === n),
       });
     };
     side('nslb', b.nslb);
@@ -709,6 +721,14 @@ function buildRows(s: Settings, r: Results): Row[] {
         verdict: verdict(failed === 0),
       });
     };
+    const c = r.e.control;
+    const controlFailed = c.non2xx3xx + socketErrorTotal(c);
+    rows.push({
+      figure: '(e) control: failed requests under the same wrk with no change',
+      value: `${controlFailed} of ${c.requests} (${c.requestsPerSec.toFixed(0)} req/s, latency p50 ${ms(c.latencyP50Ms)}, p99 ${ms(c.latencyP99Ms)})`,
+      target: '0 (else the setup, not nslb, fails requests)',
+      verdict: controlFailed === 0 ? 'info' : 'FAIL',
+    });
     row(`${s.eMemberChanges} member changes`, r.e.members, r.e.memberPids, r.e.membersEngine);
     row(`${s.eReloadChanges} listener/pool changes that need a reload`, r.e.reloads, r.e.reloadPids, r.e.reloadsEngine);
   }

@@ -86,6 +86,8 @@ export function baselineHaproxyConfig(opts: { vip: string; members: readonly str
     '    timeout connect 5000ms',
     '    timeout client 50000ms',
     '    timeout server 50000ms',
+    // As nslb renders the monitor's timeout (and Octavia did): without it a check may take up to `inter`.
+    `    timeout check ${MONITOR.timeout}s`,
     'frontend fe',
     `    bind ${opts.vip}:80`,
     '    default_backend be',

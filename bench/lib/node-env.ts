@@ -190,7 +190,10 @@ export class Probe {
 }
 
 export interface VipCheck {
+  /** VIPs that answered 200. */
   ok: number;
+  /** VIPs that answered any HTTP status: HAProxy serves there (a 503 says its members are marked down). */
+  http: number;
   failed: { ip: string; error: string }[];
   ms: number;
 }

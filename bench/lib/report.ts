@@ -138,10 +138,11 @@ export function verdict(ok: boolean | undefined): Verdict {
   return ok === undefined ? 'n/a' : ok ? 'pass' : 'FAIL';
 }
 
-/** "123 ms", "1.23 s" (≥ 10 s: "12.3 s"); "n/a" for undefined, "> limit" for Infinity. */
+/** "1.2 ms", "123 ms", "1.23 s", "12.3 s"; "n/a" for undefined, "timed out" for Infinity. */
 export function ms(value: number | undefined): string {
   if (value === undefined || Number.isNaN(value)) return 'n/a';
   if (!Number.isFinite(value)) return 'timed out';
+  if (value < 10) return `${value.toFixed(1)} ms`;
   if (value < 1000) return `${Math.round(value)} ms`;
   if (value < 10_000) return `${(value / 1000).toFixed(2)} s`;
   return `${(value / 1000).toFixed(1)} s`;

@@ -101,6 +101,7 @@ describe('table', () => {
   });
 
   it('formats durations', () => {
+    expect(ms(1.22)).toBe('1.2 ms');
     expect(ms(12.4)).toBe('12 ms');
     expect(ms(12_345)).toBe('12.3 s');
     expect(ms(Infinity)).toBe('timed out');
