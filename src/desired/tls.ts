@@ -61,7 +61,7 @@ export function resolveListenerTls(
     problems.push(invalid('needs clientCaFile: a CRL only revokes certificates of a CA that verifies clients', '/spec/tls/clientCrlFile'));
   }
   const clientCa = tls.clientCaFile === undefined ? undefined : resolveCa(tls.clientCaFile, 'tls.clientCaFile', '/spec/tls/clientCaFile', materials, now, problems);
-  const clientCrl = tls.clientCrlFile === undefined ? undefined : resolveCrl(tls.clientCrlFile, 'tls.clientCrlFile', '/spec/tls/clientCrlFile', materials, problems);
+  const clientCrl = tls.clientCrlFile === undefined ? undefined : resolveCrl(tls.clientCrlFile, 'tls.clientCrlFile', '/spec/tls/clientCrlFile', materials, now, problems);
   const policy = resolvePolicy(
     { versions: tls.versions ?? LISTENER_TLS_DEFAULTS.versions, ciphers: tls.ciphers, alpnProtocols: tls.alpnProtocols ?? LISTENER_TLS_DEFAULTS.alpnProtocols },
     'tls',
@@ -124,7 +124,7 @@ export function resolvePoolTls(
     problems.push(invalid(`needs an HTTP pool: a ${protocol} pool passes bytes through without speaking HTTP (protocol is ${protocol})`, '/spec/tls/alpnProtocols'));
   }
   const ca = tls.caFile === undefined ? undefined : resolveCa(tls.caFile, 'tls.caFile', '/spec/tls/caFile', materials, now, problems);
-  const crl = tls.crlFile === undefined ? undefined : resolveCrl(tls.crlFile, 'tls.crlFile', '/spec/tls/crlFile', materials, problems);
+  const crl = tls.crlFile === undefined ? undefined : resolveCrl(tls.crlFile, 'tls.crlFile', '/spec/tls/crlFile', materials, now, problems);
   let clientCertificate: DesiredCertificate | undefined;
   if (tls.certificateFile !== undefined || tls.keyFile !== undefined) {
     clientCertificate = resolvePair(tls, 'tls', '/spec/tls', materials, now, problems, 'when the pool presents a client certificate');
@@ -314,6 +314,7 @@ function resolveCrl(
   field: string,
   path: string,
   materials: ReadonlyMap<string, string>,
+  now: Date,
   problems: TlsProblem[],
 ): DesiredCertificate | undefined {
   const content = read(materials, file, field, path, problems);
@@ -324,10 +325,18 @@ function resolveCrl(
     problems.push(invalid(`${field}: file "${file}" must hold PEM CRLs only (-----BEGIN X509 CRL-----)`, path));
     return undefined;
   }
-  // A DER SEQUENCE, or OpenSSL refuses the whole file (and HAProxy the config).
-  if (crls.some((b) => b.der[0] !== 0x30 || b.der.length < 16)) {
-    problems.push(invalid(`${field}: a CRL in "${file}" is not valid DER inside its PEM armour`, path));
-    return undefined;
+  // A CRL past its nextUpdate makes OpenSSL refuse every certificate of its CA ("CRL has expired"): said
+  // here, on the field, rather than by clients that all fail at once.
+  for (const [i, b] of crls.entries()) {
+    const next = crlNextUpdate(b.der);
+    if (next === undefined) {
+      problems.push(invalid(`${field}: CRL ${i + 1} in "${file}" is not a DER CertificateList inside its PEM armour`, path));
+      return undefined;
+    }
+    if (next !== null && next.getTime() < now.getTime()) {
+      problems.push(invalid(`${field}: CRL ${i + 1} in "${file}" expired on ${next.toISOString()} (its nextUpdate); issue a new one`, path));
+      return undefined;
+    }
   }
   return certificateBundle(crls.map((b) => b.pem).join('\n'), undefined);
 }
@@ -346,6 +355,50 @@ function pemBlocks(content: string): PemBlock[] {
     pem: m[0],
     der: Buffer.from((m[2] ?? '').replace(/\s+/g, ''), 'base64'),
   }));
+}
+
+/**
+ * nextUpdate of a DER CertificateList (RFC 5280 §5.1): null when it has none, undefined when the bytes are not
+ * a CertificateList. Node has no CRL parser; this reads just far enough.
+ */
+export function crlNextUpdate(der: Buffer): Date | null | undefined {
+  const element = (at: number): { tag: number; start: number; end: number } | undefined => {
+    if (at + 2 > der.length) return undefined;
+    const tag = der[at] ?? 0;
+    let length = der[at + 1] ?? 0;
+    let start = at + 2;
+    if (length & 0x80) {
+      const bytes = length & 0x7f;
+      if (bytes < 1 || bytes > 4 || start + bytes > der.length) return undefined;
+      length = 0;
+      for (let i = 0; i < bytes; i++) length = length * 256 + (der[start + i] ?? 0);
+      start += bytes;
+    }
+    return start + length > der.length ? undefined : { tag, start, end: start + length };
+  };
+  const list = element(0);
+  const tbs = list?.tag === 0x30 ? element(list.start) : undefined;
+  if (list?.tag !== 0x30 || tbs?.tag !== 0x30) return undefined;
+  let at = tbs.start;
+  const fields: { tag: number; start: number; end: number }[] = [];
+  while (at < tbs.end && fields.length < 6) {
+    const e = element(at);
+    if (e === undefined) return undefined;
+    fields.push(e);
+    at = e.end;
+  }
+  // version (INTEGER) is optional; then signature, issuer, thisUpdate, nextUpdate?
+  const rest = fields[0]?.tag === 0x02 ? fields.slice(1) : fields;
+  const [signature, issuer, thisUpdate, nextUpdate] = rest;
+  const isTime = (e: { tag: number } | undefined) => e?.tag === 0x17 || e?.tag === 0x18;
+  if (signature?.tag !== 0x30 || issuer?.tag !== 0x30 || !isTime(thisUpdate)) return undefined;
+  if (nextUpdate === undefined || !isTime(nextUpdate)) return null;
+  const text = der.subarray(nextUpdate.start, nextUpdate.end).toString('latin1');
+  // UTCTime YYMMDDHHMMSSZ (years 1950-2049), GeneralizedTime YYYYMMDDHHMMSSZ.
+  const m = /^(\d{2}|\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text);
+  if (m === null) return undefined;
+  const year = m[1]!.length === 2 ? (Number(m[1]) < 50 ? 2000 : 1900) + Number(m[1]) : Number(m[1]);
+  return new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
 }
 
 function firstBlock(content: string, type: string): string | undefined {

@@ -103,6 +103,19 @@ describe('certificate material', () => {
     ]);
   });
 
+  it('a CRL past its nextUpdate is refused (OpenSSL would refuse every certificate of its CA)', () => {
+    const later = new Date(Date.now() + 30 * 86_400_000);
+    const d = buildDesired([lb('web'), pool('app', { tls: { enabled: true, caFile: 'ca.pem', crlFile: 'crl.pem' } })], {
+      defaultBridge: 'br-int',
+      materials,
+      now: later,
+    });
+    expect(d.problems.map(brief)).toContainEqual(
+      expect.stringMatching(/^Pool app InvalidSpec \/spec\/tls\/crlFile: tls\.crlFile: CRL 1 in "crl\.pem" expired on \S+ \(its nextUpdate\); issue a new one$/),
+    );
+    expect(problems(pool('re', { tls: { enabled: true, caFile: 'ca.pem', crlFile: 'crl.pem' } }))).toEqual([]);
+  });
+
   it('never quotes key material', () => {
     const all = problems(https({ certificateFile: 'www.key', keyFile: 'client.key', clientCaFile: 'ca-with-key.pem', clientAuthentication: 'MANDATORY' }));
     expect(all.length).toBeGreaterThan(0);
