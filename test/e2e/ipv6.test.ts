@@ -15,7 +15,7 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
   const v6 = (suffix: string) => `${prefix}::${suffix}`;
   const url = (port: number, path = '/') => `http://[${vip}]:${port}${path}`;
   const hosts: string[] = [];
-  let m1: Host, m2: Host, client: Host, outsider: Host;
+  let m1: Host, m2: Host, client: Host, outsider: Host, m4: Host;
   let s2: HttpServerHandle;
   let vip: string;
 
@@ -32,6 +32,8 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
     m2 = await host('m2', v6('12'));
     client = await host('c', v6('100'));
     outsider = await host('o', v6('300'));
+    m4 = await env.host('m4', 14); // IPv4
+    await env.server(m4, { port: 8080, name: 'member m4 v4' });
     await env.server(m1, { port: 8080, name: 'member m1' });
     s2 = await env.server(m2, { port: 8080, name: 'member m2' });
     await env.apply('v6.yaml', [
@@ -46,6 +48,11 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
       member('v6-tcp-m1', { pool: 'v6-tcp-p', address: m1.address, port: 8080 }),
       member('v6-tcp-m2', { pool: 'v6-tcp-p', address: m2.address, port: 8080 }),
       healthMonitor('v6-tcp-hm', { pool: 'v6-tcp-p', type: 'TCP', ...FAST_MONITOR }),
+      listener('v6-mixed', { loadBalancer: 'v6', protocol: 'HTTP', port: 8082, defaultPool: 'v6-mixed-p' }),
+      pool('v6-mixed-p', { loadBalancer: 'v6', protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' }),
+      member('v6-mixed-m1', { pool: 'v6-mixed-p', address: m1.address, port: 8080 }),
+      member('v6-mixed-m4', { pool: 'v6-mixed-p', address: m4.address, port: 8080 }),
+      healthMonitor('v6-mixed-hm', { pool: 'v6-mixed-p', type: 'TCP', ...FAST_MONITOR }),
       listener('v6-only', {
         loadBalancer: 'v6',
         protocol: 'HTTP',
@@ -89,5 +96,11 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
     expect(tally(await httpGetMany(client, url(80), 4))).toEqual({ 'member m1': 4 });
     await s2.setHealthy(true);
     await env.waitForOperating({ 'Member/v6-http-m2': 'ONLINE', 'Pool/v6-http-p': 'ONLINE' });
+  });
+
+  it('7e. an IPv4 member behind an IPv6 VIP is unreachable and says so (ERROR); the IPv6 member serves', async () => {
+    // The namespace holds the IPv6 VIP only: there is no IPv4 source address to reach 10.x from.
+    await env.waitForOperating({ 'Member/v6-mixed-m1': 'ONLINE', 'Member/v6-mixed-m4': 'ERROR', 'Pool/v6-mixed-p': 'DEGRADED' });
+    expect(tally(await httpGetMany(client, url(8082), 4))).toEqual({ 'member m1': 4 });
   });
 });
