@@ -20,8 +20,10 @@ import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
 import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
 import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
 import {
+  checkInterrupted,
   checkVips,
   Cleanup,
+  interruption,
   createBenchNode,
   log,
   MEMBERS,
@@ -430,6 +432,7 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
   const names: string[] = [];
   const vips: string[] = [];
   for (let i = 0; i < n; i++) {
+    checkInterrupted();
     const name = `lb-${String(i).padStart(4, '0')}`;
     const vip = vipOf(230, 10, i);
     names.push(name);
@@ -542,6 +545,7 @@ async function bulkBaseline(node: BenchNode, n: number, cleanup: Cleanup, result
   const t0 = now();
   let lastProgress = now();
   for (let i = 0; i < n; i++) {
+    checkInterrupted();
     const lb = baselineLb(dir, i);
     lbs.push(lb);
     await appendFile(join(ROOT, 'baseline.journal'), `${lb.netns} ${lb.port} ${lb.dir}\n`);
@@ -594,8 +598,10 @@ async function removeLeftovers(): Promise<void> {
   await rm(ROOT, { recursive: true, force: true });
 }
 
+const LOCK = '/tmp/nslb-bench.lock';
+
 async function lock(): Promise<void> {
-  const path = '/tmp/nslb-bench.lock';
+  const path = LOCK;
   const held = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
   if (Number.isInteger(held) && held > 0 && held !== process.pid) {
     try {
@@ -761,15 +767,22 @@ async function main(): Promise<number> {
   const started = now();
 
   const cleanup = new Cleanup();
-  let interrupted = false;
+  // A signal stops the run at its next wait (sleep throws); the finally below cleans up. Should the run not
+  // get there (a command hanging), the cleanup starts anyway after a minute.
   const onSignal = (signal: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = true;
-    log(`${signal}: cleaning up (a second one is ignored; this takes a moment)`);
-    void cleanup
-      .run()
-      .then(() => rm(ROOT, { recursive: true, force: true }))
-      .finally(() => process.exit(130));
+    if (interruption.signal.aborted) {
+      log(`${signal}: already cleaning up`);
+      return;
+    }
+    log(`${signal}: stopping and cleaning up; this takes a moment`);
+    interruption.abort(signal);
+    setTimeout(() => {
+      log('the run did not stop in time; cleaning up now');
+      void cleanup
+        .run()
+        .then(() => rm(ROOT, { recursive: true, force: true }))
+        .finally(() => process.exit(130));
+    }, 60_000).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -787,15 +800,17 @@ async function main(): Promise<number> {
       }
     }
   } catch (err) {
-    if (interrupted) throw err;
-    aborted = err instanceof Error ? err.message : String(err);
-    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : aborted}`);
-  } finally {
-    if (!interrupted) {
-      log('cleaning up');
-      await cleanup.run();
-      await rm(ROOT, { recursive: true, force: true });
+    if (interruption.signal.aborted) {
+      aborted = `interrupted by ${String(interruption.signal.reason)}`;
+    } else {
+      aborted = err instanceof Error ? err.message : String(err);
+      log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : aborted}`);
     }
+  } finally {
+    log('cleaning up');
+    await cleanup.run();
+    await rm(ROOT, { recursive: true, force: true });
+    await rm(LOCK, { force: true });
   }
 
   const rows = buildRows(s, results);
@@ -815,7 +830,7 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${text}`);
   await writeFile(join(BENCH_DIR, 'last-run.md'), `# Last benchmark run\n\n${text}`);
   log(`table written to ${join('bench', 'last-run.md')}`);
-  return aborted === undefined ? 0 : 1;
+  return interruption.signal.aborted ? 130 : aborted === undefined ? 0 : 1;
 }
 
 main().then(

@@ -3,7 +3,7 @@
 // config, haproxy -f … -D. No batching, no observation, no checks. Generous to it in one respect: `ip -n`
 // instead of `ip netns exec … ip` (one process fewer per step).
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCommand } from '../../test/e2e/harness.js';
 import { baselineHaproxyConfig } from './manifests.js';
@@ -48,19 +48,29 @@ export async function createBaselineLb(bridge: string, lb: BaselineLb): Promise<
   await runCommand(['ip', 'netns', 'exec', lb.netns, 'haproxy', '-f', config, '-p', join(lb.dir, 'haproxy.pid'), '-D']);
 }
 
-/** Removes baseline load balancers: their HAProxy (by pidfile), port and netns. Quiet about what is gone. */
-export async function deleteBaselineLbs(bridge: string, lbs: readonly BaselineLb[]): Promise<void> {
-  if (lbs.length === 0) return;
-  for (const lb of lbs) {
-    const pid = Number.parseInt((await readFile(join(lb.dir, 'haproxy.pid'), 'utf8').catch(() => '')).trim(), 10);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
+/**
+ * Kills every HAProxy whose config is one of these baseline configs. Found in /proc rather than by pidfile,
+ * so that one whose directory is already gone (a run interrupted mid-step) is found too.
+ */
+export async function killBaselineHaproxies(configs: ReadonlySet<string>): Promise<void> {
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (!argv.some((a) => a.endsWith('haproxy'))) continue;
+    const config = argv[argv.indexOf('-f') + 1];
+    if (config === undefined || !configs.has(config)) continue;
     try {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-      if (cmdline.includes(join(lb.dir, 'haproxy.cfg'))) process.kill(pid, 'SIGKILL');
+      process.kill(Number(entry), 'SIGKILL');
     } catch {
       // Gone already.
     }
   }
+}
+
+/** Removes baseline load balancers: their HAProxy, port and netns. Quiet about what is gone. */
+export async function deleteBaselineLbs(bridge: string, lbs: readonly BaselineLb[]): Promise<void> {
+  if (lbs.length === 0) return;
+  await killBaselineHaproxies(new Set(lbs.map((lb) => join(lb.dir, 'haproxy.cfg'))));
   // One ovs-vsctl and one ip -batch for all: tearing down is not what is measured.
   for (let i = 0; i < lbs.length; i += 200) {
     const chunk = lbs.slice(i, i + 200);

@@ -27,8 +27,21 @@ export function log(message: string): void {
   process.stderr.write(`bench: ${message}\n`);
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 export const now = () => performance.timeOrigin + performance.now();
+
+/** Aborted on Ctrl-C (SIGINT) or SIGTERM: the run stops at its next wait and cleans up. */
+export const interruption = new AbortController();
+
+export function checkInterrupted(): void {
+  if (interruption.signal.aborted) throw new Error(`interrupted (${String(interruption.signal.reason)})`);
+}
+
+/** A pause that ends the run, by throwing, once it is interrupted. Every waiting loop goes through it. */
+export async function sleep(ms: number): Promise<void> {
+  checkInterrupted();
+  await new Promise<void>((resolve) => setTimeout(resolve, ms));
+  checkInterrupted();
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Cleanup
@@ -231,9 +244,13 @@ export function startWrk(client: Host, url: string, durationS: number, connectio
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const onInterrupt = () => child.kill('SIGKILL');
+  interruption.signal.addEventListener('abort', onInterrupt, { once: true });
   const result = new Promise<WrkSummary>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code) => {
+      interruption.signal.removeEventListener('abort', onInterrupt);
+      if (interruption.signal.aborted) return reject(new Error('interrupted'));
       try {
         resolve(parseWrk(stdout));
       } catch (err) {
