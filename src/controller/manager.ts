@@ -45,6 +45,7 @@ export interface ManagerOptions {
 }
 
 const ORPHAN_PREFIX = 'orphan:';
+const PUBLISH_GAP_MS = 100;
 
 export function netnsOfKey(key: string): string {
   if (key.startsWith(ORPHAN_PREFIX)) return key.slice(ORPHAN_PREFIX.length);
@@ -90,6 +91,7 @@ export class Manager {
   #statuses = new Map<string, ObjectStatus>();
   #publishing: Promise<void> = Promise.resolve();
   #publishQueued: Promise<void> | undefined;
+  #lastPublished = 0;
   #synced = false;
   #loggedProblems = new Set<string>();
   #sourceError: string | undefined;
@@ -406,8 +408,13 @@ export class Manager {
   #publish(): Promise<void> {
     if (this.#publishQueued !== undefined) return this.#publishQueued;
     const next = this.#publishing.then(async () => {
+      // At most one publish per PUBLISH_GAP_MS: hundreds of load balancers converging at once must not spend
+      // the CPU rewriting status.json back to back (each publish costs O(objects)).
+      const wait = this.#lastPublished + PUBLISH_GAP_MS - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       this.#publishQueued = undefined;
       await this.#publishNow();
+      this.#lastPublished = Date.now();
     });
     this.#publishQueued = next;
     this.#publishing = next;

@@ -31,7 +31,7 @@ export const runCommand: Runner = async (argv, options = {}) => {
   spawnCounter.count++;
   const tool = basename(file);
   spawnsByTool.set(tool, (spawnsByTool.get(tool) ?? 0) + 1);
-  if (process.env.NSLB_TRACE_SPAWN === '1') process.stderr.write(`spawn: ${argv.join(' ')}\n`);
+  const trace = process.env.NSLB_TRACE_SPAWN === '1' ? Date.now() : undefined;
   try {
     const result = await execa(file, args, {
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
@@ -41,6 +41,7 @@ export const runCommand: Runner = async (argv, options = {}) => {
       stripFinalNewline: false,
       env: { LC_ALL: 'C' },
     });
+    if (trace !== undefined) process.stderr.write(`spawn: ${Date.now() - trace} ms ${trace % 100000} ${argv.slice(0, 6).join(' ')}\n`);
     const stdout = typeof result.stdout === 'string' ? result.stdout : '';
     const stderr = typeof result.stderr === 'string' ? result.stderr : '';
     if (result.failed) {
