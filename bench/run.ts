@@ -140,6 +140,7 @@ interface Results {
     pidAfter?: number;
     pids: number;
     probeErrors: number;
+    probeRequests: number;
     engine?: EngineCounts;
   };
   e?: {
@@ -154,6 +155,8 @@ interface Results {
   };
   bulk: Map<number, { nslb?: BulkResult; baseline?: BulkResult; nslbRemoveMs?: number }>;
   d?: { resyncs: { spawned?: number; ms?: number; changed?: number }[] };
+  /** Things outside the benchmark that happened during a phase (another session restarting Open vSwitch). */
+  disturbances: string[];
   f?: { rssMiB: number; peakMiB: number; n: number };
 }
 
@@ -308,8 +311,10 @@ async function phaseB(s: Settings, node: BenchNode, watch: string, stateDir: str
     await sleep(300);
   };
   let probeErrors = 0;
+  let probeRequests = 0;
   const countErrors = () => {
     probeErrors += probe.responses.filter((r) => r.s !== 200).length;
+    probeRequests += probe.responses.length;
   };
   for (let i = 0; i < s.bRounds; i++) {
     await step(`${i + 1}/${s.bRounds} add m3`, () => write(true), (t0) => firstSeen(probe.responses, t0, (r) => r.s === 200 && r.b === 'm3'), add);
@@ -337,6 +342,7 @@ async function phaseB(s: Settings, node: BenchNode, watch: string, stateDir: str
     ...(pidAfter === undefined ? {} : { pidAfter }),
     pids: pids.size,
     probeErrors,
+    probeRequests,
   };
 }
 
@@ -568,6 +574,26 @@ async function bulkBaseline(node: BenchNode, n: number, cleanup: Cleanup, result
 // ---------------------------------------------------------------------------------------------------------
 // Setup, leftovers, cleanup
 
+/** ovs-vswitchd's PID: a different one later means Open vSwitch was restarted meanwhile (by anyone). */
+async function vswitchdPid(): Promise<string> {
+  return (await readFile('/var/run/openvswitch/ovs-vswitchd.pid', 'utf8').catch(() => '?')).trim();
+}
+
+/**
+ * Runs one phase and notes whether ovs-vswitchd was restarted during it. A restarted userspace switch
+ * recreates internal ports in the root namespace: the baseline does not notice, nslb repairs it; either way
+ * that phase's figures are not comparable, and the table says so.
+ */
+async function watched<T>(what: string, results: Results, phase: () => Promise<T>): Promise<T> {
+  const before = await vswitchdPid();
+  try {
+    return await phase();
+  } finally {
+    const after = await vswitchdPid();
+    if (after !== before) results.disturbances.push(`Open vSwitch was restarted (ovs-vswitchd pid ${before} → ${after}) during ${what}`);
+  }
+}
+
 async function nslbCleanup(stateDir: string): Promise<void> {
   if (!existsSync(stateDir)) return;
   const r = await runCommand([process.execPath, NSLB_CLI, 'cleanup', '--scope', 'state-dir', '--state-dir', stateDir], {
@@ -666,6 +692,12 @@ function buildRows(s: Settings, r: Results): Row[] {
             : `changed: ${r.b.pidBefore} → ${r.b.pidAfter ?? '?'}, ${r.b.pids} worker PIDs seen`) + describeCounts(r.b.engine),
       target: 'no reload',
       verdict: r.b.pidBefore === undefined ? 'n/a' : verdict(unchanged),
+    });
+    rows.push({
+      figure: '(b) probe requests that failed during the member changes',
+      value: `${r.b.probeErrors} of ${r.b.probeRequests}`,
+      target: '—',
+      verdict: 'info',
     });
   }
   for (const n of s.bulk) {
@@ -787,16 +819,18 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const results: Results = { bulk: new Map() };
+  const results: Results = { bulk: new Map(), disturbances: [] };
   let aborted: string | undefined;
   try {
     log(`setting up bridge ${BRIDGE}, member hosts and a client`);
     const node = await createBenchNode(BRIDGE, cleanup);
-    if (s.phases.has('a') || s.phases.has('b') || s.phases.has('e')) await mainPhases(s, node, cleanup, results);
+    if (s.phases.has('a') || s.phases.has('b') || s.phases.has('e')) {
+      await watched('(a), (b) and (e)', results, () => mainPhases(s, node, cleanup, results));
+    }
     if (s.phases.has('c')) {
       for (const n of s.bulk) {
-        await bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1));
-        await bulkBaseline(node, n, cleanup, results);
+        await watched(`nslb N=${n}${n === s.bulk.at(-1) ? ', (d) and (f)' : ''}`, results, () => bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1)));
+        await watched(`baseline N=${n}`, results, () => bulkBaseline(node, n, cleanup, results));
       }
     }
   } catch (err) {
@@ -825,6 +859,7 @@ async function main(): Promise<number> {
     '',
     renderTable(rows),
     `${rows.filter((r) => r.verdict === 'pass').length} pass, ${failed} FAIL, ${rows.filter((r) => r.verdict === 'n/a').length} n/a`,
+    ...(results.disturbances.length === 0 ? [] : ['', 'Not comparable (outside the benchmark):', ...results.disturbances.map((d) => `- ${d}`)]),
     '',
   ].join('\n');
   process.stdout.write(`\n${text}`);
