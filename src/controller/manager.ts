@@ -61,8 +61,7 @@ export async function planKey(
 ): Promise<Action[]> {
   const netns = desired?.names.netns ?? netnsOfKey(key);
   const iface = desired?.names.iface ?? ifaceForNetns(netns);
-  const family = desired?.vip.family ?? 4;
-  const observed = await observeNode(ctx, [{ netns, iface, family }], netnsOfKey);
+  const observed = await observeNode(ctx, [{ netns, iface }], netnsOfKey);
   const o = observed.lbs.get(netns) ?? { ifaceInHost: false, stateDir: false };
   const config = desired === undefined ? undefined : renderHaproxyConfig(desired, lbPaths(ctx.stateDir, netns));
   return planLoadBalancer({
@@ -181,7 +180,7 @@ export class Manager {
     const targets: ObserveTarget[] = [];
     for (const [key, lb] of this.#desired.lbs) {
       wanted.add(lb.names.netns);
-      if (!this.#desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface, family: lb.vip.family });
+      if (!this.#desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface });
     }
     for (const key of this.#desired.blocked.keys()) {
       wanted.add(netnsOfKey(key));

@@ -32,6 +32,7 @@ import type {
   DesiredMemberTls,
   DesiredPool,
   DesiredVip,
+  DesiredVipAddress,
 } from './model.js';
 import { SSL_CLIENT_HEADERS } from './model.js';
 import { derivedMac, lbKey, nodeNames } from './names.js';
@@ -308,56 +309,96 @@ function checkLoadBalancers(ix: Index, opts: BuildOptions, problems: Problems): 
     const { vip } = lb.spec;
     const bridge = vip.bridge ?? opts.defaultBridge;
     const segment = vip.vlan === undefined ? `bridge ${bridge} (untagged)` : `bridge ${bridge} VLAN ${vip.vlan}`;
-    const address = canonicalIp(vip.address);
-    const slot = `${bridge}|${vip.vlan ?? 0}|${address}`;
-    const first = vipUsers.get(slot);
-    if (first === undefined) {
-      vipUsers.set(slot, lb);
-    } else {
-      problems.add(
-        lb,
-        'Conflict',
-        `VIP ${address} on ${segment} is already used by load balancer ${keyOf(first)}`,
-        '/spec/vip/address',
-      );
+    // The VIP and the additional VIPs alike: each address answers on the segment.
+    const addresses: [string, string][] = [
+      [vip.address, '/spec/vip/address'],
+      ...(lb.spec.additionalVips ?? []).map((a, i): [string, string] => [a.address, `/spec/additionalVips/${i}/address`]),
+    ];
+    const seen = new Set<string>();
+    for (const [given, path] of addresses) {
+      const address = canonicalIp(given);
+      if (seen.has(address)) continue; // reported by checkVip
+      seen.add(address);
+      const slot = `${bridge}|${vip.vlan ?? 0}|${address}`;
+      const first = vipUsers.get(slot);
+      if (first === undefined) {
+        vipUsers.set(slot, lb);
+      } else {
+        problems.add(lb, 'Conflict', `VIP ${address} on ${segment} is already used by load balancer ${keyOf(first)}`, path);
+      }
     }
   }
 }
 
 function checkVip(lb: ApiObject<'LoadBalancer'>, problems: Problems): void {
-  const { vip } = lb.spec;
-  const address = parseIp(vip.address);
-  if (address === undefined) {
-    // The schema admits only IPv4/IPv6, so this is an object that skipped validation.
-    problems.add(lb, 'InvalidSpec', `must be an IPv4 or IPv6 address (got "${vip.address}")`, '/spec/vip/address');
-    return;
-  }
-  const prefixLength = vip.prefixLength ?? DEFAULTS.prefixLength[address.family];
-  if (prefixLength > bitsOf(address.family)) {
-    problems.add(
-      lb,
-      'InvalidSpec',
-      `must be at most ${bitsOf(address.family)} for an IPv${address.family} VIP (got ${prefixLength})`,
-      '/spec/vip/prefixLength',
-    );
-    return;
-  }
-  if (vip.gateway !== undefined) {
-    const gateway = parseIp(vip.gateway);
-    if (gateway === undefined || gateway.family !== address.family) {
-      problems.add(lb, 'InvalidSpec', `must be an IPv${address.family} address like the VIP (got "${vip.gateway}")`, '/spec/vip/gateway');
-    } else if (!inPrefix(gateway, address, prefixLength)) {
+  const { vip, additionalVips = [] } = lb.spec;
+  const entries = [
+    { ...vip, path: '/spec/vip', noun: 'VIP' },
+    ...additionalVips.map((a, i) => ({ ...a, path: `/spec/additionalVips/${i}`, noun: 'additional VIP' })),
+  ];
+  // Each family has one default route in the namespace, so one gateway per family across all addresses.
+  const gatewayAt = new Map<4 | 6, string>();
+  const addressAt = new Map<string, string>();
+  for (const e of entries) {
+    const family = checkVipAddress(lb, e, problems);
+    if (family === undefined) continue;
+    const address = canonicalIp(e.address);
+    const first = addressAt.get(address);
+    if (first === undefined) addressAt.set(address, e.path);
+    else problems.add(lb, 'InvalidSpec', `must differ from ${first}/address (both are ${address})`, `${e.path}/address`);
+    if (e.gateway === undefined) continue;
+    const other = gatewayAt.get(family);
+    if (other === undefined) gatewayAt.set(family, e.path);
+    else {
       problems.add(
         lb,
         'InvalidSpec',
-        `must be inside the VIP prefix ${networkOf(address, prefixLength)} (got "${vip.gateway}")`,
-        '/spec/vip/gateway',
+        `only one IPv${family} gateway is allowed (the namespace has one IPv${family} default route); ${other}/gateway already sets it`,
+        `${e.path}/gateway`,
       );
     }
   }
   if (vip.mac !== undefined && isMulticastMac(vip.mac)) {
     problems.add(lb, 'InvalidSpec', `must be a unicast MAC address (got "${vip.mac}")`, '/spec/vip/mac');
   }
+}
+
+/** The address, prefix length and gateway of the VIP or of an additional VIP; its family when the address is valid. */
+function checkVipAddress(
+  lb: ApiObject<'LoadBalancer'>,
+  e: { address: string; prefixLength?: number; gateway?: string; path: string; noun: string },
+  problems: Problems,
+): 4 | 6 | undefined {
+  const address = parseIp(e.address);
+  if (address === undefined) {
+    // The schema admits only IPv4/IPv6, so this is an object that skipped validation.
+    problems.add(lb, 'InvalidSpec', `must be an IPv4 or IPv6 address (got "${e.address}")`, `${e.path}/address`);
+    return undefined;
+  }
+  const prefixLength = e.prefixLength ?? DEFAULTS.prefixLength[address.family];
+  if (prefixLength > bitsOf(address.family)) {
+    problems.add(
+      lb,
+      'InvalidSpec',
+      `must be at most ${bitsOf(address.family)} for an IPv${address.family} ${e.noun} (got ${prefixLength})`,
+      `${e.path}/prefixLength`,
+    );
+    return address.family;
+  }
+  if (e.gateway !== undefined) {
+    const gateway = parseIp(e.gateway);
+    if (gateway === undefined || gateway.family !== address.family) {
+      problems.add(lb, 'InvalidSpec', `must be an IPv${address.family} address like the ${e.noun} (got "${e.gateway}")`, `${e.path}/gateway`);
+    } else if (!inPrefix(gateway, address, prefixLength)) {
+      problems.add(
+        lb,
+        'InvalidSpec',
+        `must be inside the ${e.noun} prefix ${networkOf(address, prefixLength)} (got "${e.gateway}")`,
+        `${e.path}/gateway`,
+      );
+    }
+  }
+  return address.family;
 }
 
 function isMulticastMac(mac: string): boolean {
@@ -718,14 +759,21 @@ function assemble(
   };
 }
 
-function desiredVip(lb: ApiObject<'LoadBalancer'>): DesiredVip {
-  const { vip } = lb.spec;
-  const family = parseIp(vip.address)?.family ?? 4;
+function desiredVipAddress(a: { address: string; prefixLength?: number; gateway?: string }): DesiredVipAddress {
+  const family = parseIp(a.address)?.family ?? 4;
   return {
-    address: canonicalIp(vip.address),
+    address: canonicalIp(a.address),
     family,
-    prefixLength: vip.prefixLength ?? DEFAULTS.prefixLength[family],
-    ...(vip.gateway === undefined ? {} : { gateway: canonicalIp(vip.gateway) }),
+    prefixLength: a.prefixLength ?? DEFAULTS.prefixLength[family],
+    ...(a.gateway === undefined ? {} : { gateway: canonicalIp(a.gateway) }),
+  };
+}
+
+function desiredVip(lb: ApiObject<'LoadBalancer'>): DesiredVip {
+  const { vip, additionalVips = [] } = lb.spec;
+  return {
+    ...desiredVipAddress(vip),
+    ...(additionalVips.length === 0 ? {} : { additional: additionalVips.map(desiredVipAddress) }),
     mac: vip.mac?.toLowerCase() ?? derivedMac(lb.metadata.namespace, lb.metadata.name),
     ...(vip.vlan === undefined ? {} : { vlan: vip.vlan }),
     ...(vip.mtu === undefined ? {} : { mtu: vip.mtu }),

@@ -22,11 +22,21 @@ export interface NodeNames {
   iface: string;
 }
 
-export interface DesiredVip {
+/** One address of the VIP port, canonically spelled (as `ip -json` reports it). */
+export interface DesiredVipAddress {
   address: string;
   family: 4 | 6;
   prefixLength: number;
+  /** The namespace's default route of this family (one per family across the VIP and additional VIPs). */
   gateway?: string;
+}
+
+export interface DesiredVip extends DesiredVipAddress {
+  /**
+   * spec.additionalVips in order: more addresses on the same port, where every listener binds too. Absent
+   * when there are none.
+   */
+  additional?: DesiredVipAddress[];
   /** Given, or derived from the hash (fa:16:3e:xx:xx:xx) so that it never changes across restarts. */
   mac: string;
   vlan?: number;
@@ -196,4 +206,10 @@ export interface DesiredLoadBalancer {
   listeners: DesiredListener[];
   /** Sorted by name. */
   pools: DesiredPool[];
+}
+
+/** The VIP and then the additional VIPs: every address the load balancer listens on. */
+export function vipAddresses(vip: DesiredVip): DesiredVipAddress[] {
+  const { address, family, prefixLength, gateway } = vip;
+  return [{ address, family, prefixLength, ...(gateway === undefined ? {} : { gateway }) }, ...(vip.additional ?? [])];
 }

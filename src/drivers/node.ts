@@ -49,7 +49,6 @@ export interface NodeContext {
 export interface ObserveTarget {
   netns: string;
   iface: string;
-  family: 4 | 6;
 }
 
 const OWNER_FILE = 'owner';
@@ -217,7 +216,7 @@ export async function observeNode(
     targets
       .filter((t) => existingNetns.has(t.netns))
       .map(async (t) => {
-        entry(t.netns).netns = await netnsWatch.observe(ctx.run, t.netns, t.iface, t.family);
+        entry(t.netns).netns = await netnsWatch.observe(ctx.run, t.netns, t.iface);
       }),
   );
   return { lbs, bridges: ovs.bridges };

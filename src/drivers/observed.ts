@@ -27,7 +27,13 @@ export interface ObservedNetns {
   /** The VIP interface inside it, if present. */
   link?: ObservedLink;
   loUp: boolean;
-  defaultGateway?: string;
+  /** The main table's default route of each family, if any. */
+  defaultGateways?: DefaultGateways;
+}
+
+export interface DefaultGateways {
+  4?: string;
+  6?: string;
 }
 
 export interface ObservedHaproxy {

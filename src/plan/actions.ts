@@ -33,10 +33,11 @@ export type Action =
       iface: string;
       mac: string;
       mtu?: number;
-      /** `address/prefix` */
-      address: string;
+      /** `address/prefix`: the VIP, then the additional VIPs. */
+      addresses: string[];
       removeAddresses: string[];
-      gateway?: string;
+      /** Default routes, one per family at most. */
+      gateways: string[];
     }
   | {
       kind: 'haproxy.writeConfig';
@@ -83,9 +84,9 @@ export function formatAction(a: Action): string {
     case 'link.configure': {
       const parts = [`mac ${a.mac}`];
       if (a.mtu !== undefined) parts.push(`mtu ${a.mtu}`);
-      parts.push(`addr ${a.address}`);
+      parts.push(`addr ${a.addresses.join(',')}`);
       if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
-      if (a.gateway !== undefined) parts.push(`default via ${a.gateway}`);
+      for (const g of a.gateways) parts.push(`default via ${g}`);
       parts.push('up');
       return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
     }

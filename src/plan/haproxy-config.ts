@@ -14,6 +14,7 @@ import type {
   DesiredTlsPolicy,
   SslClientHeader,
 } from '../desired/model.js';
+import { vipAddresses } from '../desired/model.js';
 
 /** The process-wide connection target unless the listeners' own limits add up to more. */
 export const DEFAULT_GLOBAL_MAXCONN = 50000;
@@ -482,7 +483,7 @@ function renderL7(l: DesiredListener, pools: Map<string, DesiredPool>): L7Lines 
 function renderFrontend(
   lb: DesiredLoadBalancer,
   l: DesiredListener,
-  vipHost: string,
+  vipHosts: readonly string[],
   pools: Map<string, DesiredPool>,
   paths: HaproxyPaths,
 ): string[] {
@@ -492,7 +493,8 @@ function renderFrontend(
   int(l.timeouts.tcpInspect, 'timeouts.tcpInspect');
   const lines = [`frontend ${frontendName(assertSafeToken(l.name))}`];
   if (!l.adminStateUp || !lb.adminStateUp) lines.push('    disabled');
-  lines.push(renderBind(l, vipHost, paths));
+  // One bind per address of the load balancer (VIP, then additional VIPs), each with the same options.
+  for (const host of vipHosts) lines.push(renderBind(l, host, paths));
   lines.push(`    mode ${mode}`);
   // On a reload, the old worker would close idle keep-alive connections, and a client sending its next
   // request at that moment gets a reset. Instead it answers that request with `Connection: close`.
@@ -544,8 +546,12 @@ function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mod
   if (sp === undefined) return [];
   switch (sp.type) {
     case 'SOURCE_IP':
-      // Keys are client addresses, which are of the VIP's family.
-      return [`    stick-table type ${lb.vip.family === 6 ? 'ipv6' : 'ip'} size ${STICK_TABLE_SIZE}`, '    stick on src'];
+      // Keys are client addresses, of the family of the address they came to. With an IPv6 address among
+      // them, `ipv6` keys hold both: HAProxy stores an IPv4 source as an IPv4-mapped IPv6 address.
+      return [
+        `    stick-table type ${vipAddresses(lb.vip).some((a) => a.family === 6) ? 'ipv6' : 'ip'} size ${STICK_TABLE_SIZE}`,
+        '    stick on src',
+      ];
     case 'HTTP_COOKIE':
     case 'APP_COOKIE':
       // HAProxy cannot see cookies in a tcp backend (and only warns about `cookie` there).
@@ -712,7 +718,7 @@ export function renderHaproxyConfig(lb: DesiredLoadBalancer, paths: HaproxyPaths
   // rather than as a dangling reference.
   const poolsByName = new Map(pools.map((p) => [assertSafeToken(p.name), p]));
   const maxconn = globalMaxconn(listeners);
-  const vipHost = hostPart(lb.vip.address);
+  const vipHosts = vipAddresses(lb.vip).map((a) => hostPart(a.address));
   const pingChecks = pools.some((p) => activeMonitor(p)?.type === 'PING');
 
   const sections: string[][] = [
@@ -722,7 +728,7 @@ export function renderHaproxyConfig(lb: DesiredLoadBalancer, paths: HaproxyPaths
     ],
     renderGlobal(maxconn, paths, pingChecks),
     renderDefaults(),
-    ...listeners.map((l) => renderFrontend(lb, l, vipHost, poolsByName, paths)),
+    ...listeners.map((l) => renderFrontend(lb, l, vipHosts, poolsByName, paths)),
     ...pools.map((p) => renderBackend(lb, p, listeners, maxconn, paths)),
   ];
   return `${sections.map((s) => s.join('\n')).join('\n\n')}\n`;

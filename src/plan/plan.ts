@@ -1,6 +1,7 @@
 // plan(desired, observed) → Action[]: pure. Everything that is right is left alone; what is missing, wrong
 // or orphaned gets the smallest idempotent step that converges it. Order matters and is the order returned.
 import type { DesiredCertificate, DesiredLoadBalancer } from '../desired/model.js';
+import { vipAddresses } from '../desired/model.js';
 import type { ObservedLoadBalancer } from '../drivers/observed.js';
 import type { Action } from './actions.js';
 import { runtimeCommands } from './runtime-diff.js';
@@ -72,18 +73,21 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   }
   if (needMove) actions.push({ kind: 'link.moveToNetns', iface, netns, ...(staleInNetns ? { replaceStale: true as const } : {}) });
 
-  const vipCidr = `${d.vip.address}/${d.vip.prefixLength}`;
+  // The VIP and the additional VIPs, and nothing else: an address nobody asked for is removed.
+  const vips = vipAddresses(d.vip);
+  const cidrs = vips.map((a) => `${a.address}/${a.prefixLength}`);
+  const gateways = vips.filter((a) => a.gateway !== undefined);
   const link = needMove ? undefined : o.netns?.link;
-  const extra = (link?.addresses ?? []).filter((a) => a !== vipCidr);
+  const extra = (link?.addresses ?? []).filter((a) => !cidrs.includes(a));
   const linkRight =
     link !== undefined &&
     o.netns?.loUp === true &&
     link.up &&
     link.mac === d.vip.mac &&
     (d.vip.mtu === undefined || link.mtu === d.vip.mtu) &&
-    link.addresses.includes(vipCidr) &&
+    cidrs.every((c) => link.addresses.includes(c)) &&
     extra.length === 0 &&
-    (d.vip.gateway === undefined || o.netns?.defaultGateway === d.vip.gateway);
+    gateways.every((a) => o.netns?.defaultGateways?.[a.family] === a.gateway);
   if (!linkRight) {
     actions.push({
       kind: 'link.configure',
@@ -91,9 +95,9 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
       iface,
       mac: d.vip.mac,
       ...(d.vip.mtu === undefined ? {} : { mtu: d.vip.mtu }),
-      address: vipCidr,
+      addresses: cidrs,
       removeAddresses: extra,
-      ...(d.vip.gateway === undefined ? {} : { gateway: d.vip.gateway }),
+      gateways: gateways.map((a) => a.gateway!),
     });
   }
 

@@ -195,6 +195,48 @@ const cases: Record<string, DesiredLoadBalancer> = {
     ],
   }),
 
+  // An IPv6 VIP with an IPv4 additional VIP (and a second IPv6 one): every listener binds on each address
+  // with the same options; SOURCE_IP keys are ipv6 (IPv4 clients stored mapped); members of both families.
+  'dual-stack': loadBalancer({
+    vip: {
+      address: '2001:db8:100::10',
+      family: 6,
+      prefixLength: 64,
+      gateway: '2001:db8:100::1',
+      mac: 'fa:16:3e:01:02:05',
+      additional: [
+        { address: '10.201.0.10', family: 4, prefixLength: 24, gateway: '10.201.0.1' },
+        { address: '2001:db8:101::10', family: 6, prefixLength: 64 },
+      ],
+    },
+    listeners: [
+      listener('http', { defaultPool: 'web', allowedCidrs: ['10.0.0.0/8', '2001:db8::/32'] }),
+      listener('https', {
+        protocol: 'TERMINATED_HTTPS',
+        port: 443,
+        defaultPool: 'web',
+        tls: {
+          certificate: CERT_WWW,
+          sniCertificates: [CERT_API],
+          policy: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', alpn: ['h2', 'http/1.1'] },
+        },
+      }),
+      listener('tcp', { protocol: 'TCP', port: 22, defaultPool: 'ssh' }),
+    ],
+    pools: [
+      pool('web', {
+        members: [member('web-4', '10.202.0.11', 8080), member('web-6', '2001:db8:200::11', 8080)],
+        healthMonitor: monitor(),
+      }),
+      pool('ssh', {
+        protocol: 'TCP',
+        sessionPersistence: { type: 'SOURCE_IP' },
+        members: [member('bastion-4', '10.202.0.30', 22), member('bastion-6', '2001:db8:200::30', 22)],
+        healthMonitor: monitor({ type: 'TCP' }),
+      }),
+    ],
+  }),
+
   'http-monitor-head-http11': loadBalancer({
     listeners: [listener('http', { defaultPool: 'web' })],
     pools: [

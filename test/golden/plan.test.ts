@@ -58,6 +58,12 @@ function converged(): FakeNode {
   return node;
 }
 
+/** desired() with an IPv6 additional VIP and its gateway. */
+function dualStack(): DesiredLoadBalancer {
+  const base = desired();
+  return desired({ vip: { ...base.vip, additional: [{ address: '2001:db8:201::10', family: 6, prefixLength: 64, gateway: '2001:db8:201::1' }] } });
+}
+
 const cases: [string, (n: FakeNode) => void, DesiredLoadBalancer | undefined, string?][] = [
   ['create-on-empty-node', () => {}, desired()],
   ['nothing-to-do', () => {}, desired()],
@@ -75,6 +81,10 @@ const cases: [string, (n: FakeNode) => void, DesiredLoadBalancer | undefined, st
   ['state-dir-deleted-by-hand', (n) => { n.stateDirs.delete(netns); n.configs.delete(netns); n.certFiles.delete(netns); }, desired()],
   ['ovs-vswitchd-restarted', (n) => n.restartVswitchdByHand(), desired()],
   ['crash-between-config-write-and-reload', (n) => n.apply({ kind: 'haproxy.writeConfig', netns, config: 'cfg v2\n', certificates: [], reason: 'changed' }), desired(), 'cfg v2\n'],
+  ['additional-vip-added', () => {}, dualStack()],
+  ['additional-vip-removed', (n) => converge(n, dualStack()), desired()],
+  ['additional-vip-address-removed-by-hand', (n) => { converge(n, dualStack()); const l = n.links.get(iface)!; l.addresses = l.addresses.filter((a) => !a.includes(':')); }, dualStack()],
+  ['additional-vip-default-route-drift', (n) => { converge(n, dualStack()); n.gateways.set(netns, { 4: '10.201.0.1', 6: '2001:db8:201::99' }); }, dualStack()],
   ['crash-after-add-port', (n) => { n.haproxy.clear(); n.configs.clear(); n.stateDirs.clear(); n.deleteNetnsByHand(netns); n.where.set(iface, 'host'); n.netnsEpoch.set(netns, 9); }, desired()],
 ];
 

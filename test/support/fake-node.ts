@@ -1,7 +1,7 @@
 // An in-memory node that applies Actions the way the real drivers do, for the convergence test:
 // plan → apply to the fake → observe → plan again must be empty.
 import type { Action } from '../../src/plan/actions.js';
-import type { ObservedLoadBalancer } from '../../src/drivers/observed.js';
+import type { DefaultGateways, ObservedLoadBalancer } from '../../src/drivers/observed.js';
 
 interface Link {
   mac: string;
@@ -14,7 +14,8 @@ export class FakeNode {
   netns = new Set<string>();
   runtimeUpdates = 0;
   loUp = new Set<string>();
-  gateways = new Map<string, string>();
+  /** Default routes per netns, one per family. */
+  gateways = new Map<string, DefaultGateways>();
   ports = new Map<string, { bridge: string; lb: string; mac: string; tag?: number }>();
   /** Where each OVS device is: the host, a netns name, or gone. */
   where = new Map<string, string>();
@@ -68,9 +69,10 @@ export class FakeNode {
         this.loUp.add(a.netns);
         link.mac = a.mac;
         if (a.mtu !== undefined) link.mtu = a.mtu;
-        link.addresses = [...link.addresses.filter((x) => !a.removeAddresses.includes(x) && x !== a.address), a.address];
+        link.addresses = [...link.addresses.filter((x) => !a.removeAddresses.includes(x) && !a.addresses.includes(x)), ...a.addresses];
         link.up = true;
-        if (a.gateway !== undefined) this.gateways.set(a.netns, a.gateway);
+        // `route replace default via G`: the family's route is set, the other family's stays.
+        for (const g of a.gateways) this.gateways.set(a.netns, { ...this.gateways.get(a.netns), [g.includes(':') ? 6 : 4]: g });
         return;
       }
       case 'haproxy.writeConfig':
@@ -142,7 +144,7 @@ export class FakeNode {
         name: netns,
         loUp: this.loUp.has(netns),
         ...(link === undefined ? {} : { link: { name: iface, ...link, addresses: [...link.addresses] } }),
-        ...(this.gateways.has(netns) ? { defaultGateway: this.gateways.get(netns)! } : {}),
+        ...(this.gateways.has(netns) ? { defaultGateways: { ...this.gateways.get(netns)! } } : {}),
       };
     }
     const h = this.haproxy.get(netns);

@@ -103,6 +103,18 @@ describe('validateObject messages', () => {
     ]);
   });
 
+  it('checks additional VIPs: addresses, required address, at most 4', () => {
+    expect(issuesOf(lb('web', {}, { additionalVips: [{ address: '2001:db8::10', prefixLength: 64, gateway: '2001:db8::1' }] }))).toEqual([]);
+    expect(issuesOf(lb('web', {}, { additionalVips: [{ address: '2001:db8::g' }] }))).toEqual([
+      '/spec/additionalVips/0/address: must be an IPv4 or IPv6 address (got "2001:db8::g")',
+    ]);
+    expect(issuesOf(withValue(lb('web'), '/spec/additionalVips', [{ prefixLength: 64 }]))).toEqual([
+      '/spec/additionalVips/0/address: is required',
+    ]);
+    const five = [1, 2, 3, 4, 5].map((i) => ({ address: `2001:db8::${i}` }));
+    expect(issuesOf(lb('web', {}, { additionalVips: five }))).toEqual(['/spec/additionalVips: must have at most 4 items (got 5)']);
+  });
+
   it('reports one issue per field even when pattern and format both fail', () => {
     expect(issuesOf(lb('web', { gateway: '10.0.0.1 x' }))).toEqual([
       '/spec/vip/gateway: must be an IPv4 or IPv6 address (got "10.0.0.1 x")',
@@ -117,7 +129,7 @@ describe('validateObject messages', () => {
 
   it('names unknown fields and the allowed ones', () => {
     expect(issuesOf(withValue(lb('web'), '/spec/fooBar', 1))).toEqual([
-      '/spec: unknown field "fooBar" (allowed: vip, adminStateUp, description)',
+      '/spec: unknown field "fooBar" (allowed: vip, additionalVips, adminStateUp, description)',
     ]);
     expect(issuesOf(withValue(lb('web'), '/metadata/nmae', 'x'))[0]).toMatch(/^\/metadata: unknown field "nmae" \(allowed: name, namespace, /);
     expect(issuesOf(withValue(lb('web'), '/extra', 1))).toEqual([

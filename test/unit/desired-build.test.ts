@@ -294,6 +294,53 @@ describe('spec rules', () => {
     ]);
   });
 
+  it('additional VIPs: own prefix and gateway checks, no repeated address, one gateway per family', () => {
+    const extra = (additionalVips: NonNullable<ApiObject<'LoadBalancer'>['spec']['additionalVips']>, vip = {}) =>
+      problemsOf([lb('a', vip, { additionalVips })]);
+    expect(extra([{ address: '2001:db8::10', gateway: '2001:db8::1' }], { gateway: '192.0.2.1' })).toEqual([]);
+    expect(extra([{ address: '2001:db8::10', gateway: '192.0.2.1' }])).toEqual([
+      'LoadBalancer a InvalidSpec /spec/additionalVips/0/gateway: must be an IPv6 address like the additional VIP (got "192.0.2.1")',
+    ]);
+    expect(extra([{ address: '2001:db8::10', gateway: '2001:db8:1::1' }])).toEqual([
+      'LoadBalancer a InvalidSpec /spec/additionalVips/0/gateway: must be inside the additional VIP prefix 2001:db8::/64 (got "2001:db8:1::1")',
+    ]);
+    expect(extra([{ address: '198.51.100.10', prefixLength: 33 }])).toEqual([
+      'LoadBalancer a InvalidSpec /spec/additionalVips/0/prefixLength: must be at most 32 for an IPv4 additional VIP (got 33)',
+    ]);
+    expect(extra([{ address: '2001:db8::10' }, { address: '2001:DB8:0::10' }, { address: '192.0.2.10' }])).toEqual([
+      'LoadBalancer a InvalidSpec /spec/additionalVips/1/address: must differ from /spec/additionalVips/0/address (both are 2001:db8::10)',
+      'LoadBalancer a InvalidSpec /spec/additionalVips/2/address: must differ from /spec/vip/address (both are 192.0.2.10)',
+    ]);
+    expect(extra([{ address: '198.51.100.10', gateway: '198.51.100.1' }], { gateway: '192.0.2.1' })).toEqual([
+      'LoadBalancer a InvalidSpec /spec/additionalVips/0/gateway: only one IPv4 gateway is allowed (the namespace has one IPv4 default route); /spec/vip/gateway already sets it',
+    ]);
+  });
+
+  it('an additional VIP is unique on its segment like a VIP', () => {
+    expect(problemsOf([lb('a', {}, { additionalVips: [{ address: '2001:db8::10' }] }), lb('b', { address: '2001:db8::10' })])).toEqual([
+      'LoadBalancer b Conflict /spec/vip/address: VIP 2001:db8::10 on bridge br-int (untagged) is already used by load balancer default/a',
+    ]);
+    expect(problemsOf([lb('a'), lb('b', { address: '192.0.2.11' }, { additionalVips: [{ address: '192.0.2.10' }] })])).toEqual([
+      'LoadBalancer b Conflict /spec/additionalVips/0/address: VIP 192.0.2.10 on bridge br-int (untagged) is already used by load balancer default/a',
+    ]);
+    expect(problemsOf([lb('a', {}, { additionalVips: [{ address: '2001:db8::10' }] }), lb('b', { vlan: 7 }, { additionalVips: [{ address: '2001:db8::10' }] })])).toEqual([]);
+  });
+
+  it('additional VIPs reach the desired model with their defaults', () => {
+    const d = build([lb('a', { address: '2001:db8::10', gateway: '2001:db8::1' }, { additionalVips: [{ address: '192.0.2.10', gateway: '192.0.2.1' }, { address: '198.51.100.10', prefixLength: 28 }] })]);
+    expect(d.lbs.get('default/a')?.vip).toMatchObject({
+      address: '2001:db8::10',
+      family: 6,
+      prefixLength: 64,
+      gateway: '2001:db8::1',
+      additional: [
+        { address: '192.0.2.10', family: 4, prefixLength: 24, gateway: '192.0.2.1' },
+        { address: '198.51.100.10', family: 4, prefixLength: 28 },
+      ],
+    });
+    expect(build([lb('a')]).lbs.get('default/a')?.vip.additional).toBeUndefined();
+  });
+
   it('members may be of another family than the VIP', () => {
     expect(problemsOf([...webStack(), member('v6', { address: '2001:db8::11' })])).toEqual([]);
   });

@@ -1,7 +1,7 @@
 // Driver output parsers, fed real output captured from this node's `ip` and `ovs-vsctl`.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseObserveNetns, renderLinkBatch } from '../../src/drivers/netns/netns.js';
+import { argvObserveNetns, parseObserveNetns, renderLinkBatch } from '../../src/drivers/netns/netns.js';
 import { argvAddPort, parseObserveOvs } from '../../src/drivers/ovs/ovs.js';
 
 const fixture = (name: string): string => readFileSync(new URL(`fixtures/${name}`, import.meta.url), 'utf8');
@@ -13,13 +13,46 @@ describe('ip -batch observation', () => {
     expect(o.link).toEqual({ name: 'nslb82b3ade9d00', up: true, mac: 'fa:16:3e:d1:64:2a', mtu: 1500, addresses: ['10.210.0.10/24'] });
   });
 
+  it('reads addresses and default routes of both families from one process (other tables ignored)', () => {
+    const { argv, input } = argvObserveNetns('nslb-82b3ade9d00c');
+    expect(argv).toEqual(['ip', '-n', 'nslb-82b3ade9d00c', '-j', '-batch', '-']);
+    expect(input).toBe('addr show\nroute show table all default\n');
+    const o = parseObserveNetns('nslb-82b3ade9d00c', 'nslb82b3ade9d00', fixture('ip/observe-dual.json'));
+    expect(o.link?.addresses).toEqual(['10.210.0.10/24', '10.211.0.10/24', 'fd00:210::10/64']);
+    // The fixture also has a default route via 10.211.0.1 in table 100: not the namespace's default route.
+    expect(o.defaultGateways).toEqual({ 4: '10.210.0.1', 6: 'fd00:210::1' });
+  });
+
+  it('has no default gateways when there is no default route', () => {
+    expect(parseObserveNetns('x', 'nslb82b3ade9d00', fixture('ip/observe-v4.json')).defaultGateways).toBeUndefined();
+  });
+
+  it('configures every address (nodad for IPv6) and one default route per family, family taken from each line', () => {
+    expect(
+      renderLinkBatch({
+        netns: 'n', iface: 'i', mac: 'fa:16:3e:00:00:01',
+        addresses: ['2001:db8::10/64', '192.0.2.10/24'], removeAddresses: ['198.18.0.1/15'], gateways: ['2001:db8::1', '192.0.2.1'],
+      }),
+    ).toBe([
+      'link set dev lo up',
+      'link set dev i address fa:16:3e:00:00:01',
+      'address del 198.18.0.1/15 dev i',
+      'address replace 2001:db8::10/64 dev i nodad',
+      'address replace 192.0.2.10/24 dev i',
+      'link set dev i up',
+      'route replace default via 2001:db8::1 dev i',
+      'route replace default via 192.0.2.1 dev i',
+      '',
+    ].join('\n'));
+  });
+
   it('reports no link when the VIP interface is not in the netns', () => {
     const o = parseObserveNetns('x', 'nslbmissing', fixture('ip/observe-v4.json'));
     expect(o.link).toBeUndefined();
   });
 
   it('refuses tokens that would change the meaning of an ip -batch line', () => {
-    expect(() => renderLinkBatch({ netns: 'n', iface: 'i', mac: 'aa:bb:cc:dd:ee:ff', address: '10.0.0.1/24\nlink del lo', removeAddresses: [] })).toThrow(/unsafe/);
+    expect(() => renderLinkBatch({ netns: 'n', iface: 'i', mac: 'aa:bb:cc:dd:ee:ff', addresses: ['10.0.0.1/24\nlink del lo'], removeAddresses: [], gateways: [] })).toThrow(/unsafe/);
   });
 });
 

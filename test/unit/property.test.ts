@@ -290,7 +290,7 @@ const DRIFTS: Readonly<Record<string, (n: FakeNode, lb: DesiredLoadBalancer) => 
     const link = n.links.get(lb.names.iface);
     if (link !== undefined) Object.assign(link, { mac: '02:00:00:00:00:02', mtu: 1234 });
   },
-  'default route changed': (n, lb) => n.gateways.set(lb.names.netns, lb.vip.family === 6 ? 'fe80::1' : '10.9.9.9'),
+  'default route changed': (n, lb) => n.gateways.set(lb.names.netns, lb.vip.family === 6 ? { 6: 'fe80::1' } : { 4: '10.9.9.9' }),
   'loopback down': (n, lb) => n.loUp.delete(lb.names.netns),
   'config edited': (n, lb) => n.configs.set(lb.names.netns, `${n.configs.get(lb.names.netns) ?? ''}    # edited by hand\n`),
   'certificate file deleted': (n, lb) => {

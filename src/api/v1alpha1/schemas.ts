@@ -231,6 +231,9 @@ const alpn = (dflt?: string[]): JsonSchema => ({
 // ---------------------------------------------------------------------------------------------------------
 // Specs, one per kind.
 
+/** LoadBalancer.spec.additionalVips: at most this many (Octavia's use is one per other subnet, typically one). */
+export const MAX_ADDITIONAL_VIPS = 4;
+
 const loadBalancerSpec = object(
   {
     vip: object(
@@ -251,6 +254,22 @@ const loadBalancerSpec = object(
       ['address'],
       'Where the load balancer listens',
     ),
+    additionalVips: {
+      ...list(
+        object(
+          {
+            address: ipAddress('Another address of the load balancer, IPv4 or IPv6 (typically the other family than the VIP)'),
+            prefixLength: integer(0, 128, 'Prefix length of its subnet; 24 for IPv4 and 64 for IPv6 when omitted'),
+            gateway: ipAddress('Default gateway of its family inside the load balancer namespace; inside its prefix'),
+          },
+          ['address'],
+          'An additional VIP',
+        ),
+        'More addresses on the VIP port (same bridge and VLAN): every listener listens on the VIP and on each of these, ' +
+          'and members of their family are reached from them (Octavia additional_vips)',
+      ),
+      maxItems: MAX_ADDITIONAL_VIPS,
+    },
     adminStateUp,
     description: description(),
   },

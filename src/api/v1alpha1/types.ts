@@ -51,8 +51,16 @@ export interface Vip {
   mtu?: number;
 }
 
+/** Another address of the load balancer on the VIP's port (Octavia's additional_vips): it listens there too. */
+export interface AdditionalVip {
+  address: string;
+  prefixLength?: number;
+  gateway?: string;
+}
+
 export interface LoadBalancerSpec {
   vip: Vip;
+  additionalVips?: AdditionalVip[];
   adminStateUp?: boolean;
   description?: string;
 }

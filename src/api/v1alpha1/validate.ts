@@ -158,6 +158,13 @@ function toIssue(e: ErrorObject): ValidationIssue {
     case 'minLength':
     case 'maxLength':
       return { path, message: `${describeLength(parent)} ${got}` };
+    case 'minItems':
+    case 'maxItems': {
+      const n = Array.isArray(e.data) ? e.data.length : 0;
+      const limit = Number((e.params as { limit: number }).limit);
+      const must = e.keyword === 'minItems' ? `must have at least ${limit}` : `must have at most ${limit}`;
+      return { path, message: `${must} ${limit === 1 ? 'item' : 'items'} (got ${n})` };
+    }
     case 'pattern': {
       const what = PATTERN_DESCRIPTIONS.get(String(e.schema)) ?? `a string matching ${String(e.schema)}`;
       return { path, message: `must be ${what} ${got}` };

@@ -1,7 +1,7 @@
 // Network namespaces and the VIP link inside them: argv builders, parsers, and thin apply functions.
 import { readdir, stat } from 'node:fs/promises';
 import type { Runner } from '../../exec/run.js';
-import type { ObservedLink, ObservedNetns } from '../observed.js';
+import type { DefaultGateways, ObservedLink, ObservedNetns } from '../observed.js';
 
 export const NETNS_DIR = '/run/netns';
 
@@ -40,32 +40,38 @@ interface IpLink {
 interface IpRoute {
   dst: string;
   gateway?: string;
+  /** Absent for the main table. */
+  table?: string;
 }
 
 /**
- * One `ip -batch` call reads links, addresses and the default route of one family inside the netns.
- * `link show` is separate because `addr show` under -4/-6 leaves out the MAC.
+ * One `ip -batch` call reads the links with their addresses of both families (`addr show` without -4/-6
+ * also gives each link's MAC, MTU and flags) and the default routes of both families: `ip -batch` takes no
+ * per-line -4/-6, and `route show` without a family lists IPv4 only, except with `table all`, which lists
+ * every family (the main table's routes are the ones without a `table` field).
  */
-export function argvObserveNetns(netns: string, family: 4 | 6): { argv: string[]; input: string } {
+export function argvObserveNetns(netns: string): { argv: string[]; input: string } {
   return {
-    argv: ['ip', '-n', netns, `-${family}`, '-j', '-batch', '-'],
-    input: 'link show\naddr show\nroute show default\n',
+    argv: ['ip', '-n', netns, '-j', '-batch', '-'],
+    input: 'addr show\nroute show table all default\n',
   };
 }
 
 export function parseObserveNetns(netns: string, iface: string, stdout: string): ObservedNetns {
-  const [linksLine = '[]', addrsLine = '[]', routesLine = '[]'] = stdout.split('\n').filter((l) => l.trim() !== '');
+  const [linksLine = '[]', routesLine = '[]'] = stdout.split('\n').filter((l) => l.trim() !== '');
   const links = JSON.parse(linksLine) as IpLink[];
-  const addrs = JSON.parse(addrsLine) as IpLink[];
   const routes = JSON.parse(routesLine) as IpRoute[];
   const lo = links.find((l) => l.ifname === 'lo');
   const vip = links.find((l) => l.ifname === iface);
   const result: ObservedNetns = { name: netns, loUp: lo?.flags.includes('UP') ?? false };
-  if (vip !== undefined) {
-    result.link = toObservedLink({ ...vip, addr_info: addrs.find((a) => a.ifname === iface)?.addr_info ?? [] });
+  if (vip !== undefined) result.link = toObservedLink(vip);
+  const gateways: DefaultGateways = {};
+  for (const r of routes) {
+    if (r.dst !== 'default' || r.table !== undefined || r.gateway === undefined) continue;
+    const family = r.gateway.includes(':') ? 6 : 4;
+    gateways[family] ??= r.gateway;
   }
-  const gateway = routes.find((r) => r.dst === 'default')?.gateway;
-  if (gateway !== undefined) result.defaultGateway = gateway;
+  if (gateways[4] !== undefined || gateways[6] !== undefined) result.defaultGateways = gateways;
   return result;
 }
 
@@ -81,8 +87,8 @@ function toObservedLink(l: IpLink): ObservedLink {
   };
 }
 
-export async function observeNetns(run: Runner, netns: string, iface: string, family: 4 | 6): Promise<ObservedNetns> {
-  const { argv, input } = argvObserveNetns(netns, family);
+export async function observeNetns(run: Runner, netns: string, iface: string): Promise<ObservedNetns> {
+  const { argv, input } = argvObserveNetns(netns);
   const { stdout } = await run(argv, { input });
   return parseObserveNetns(netns, iface, stdout);
 }
@@ -159,28 +165,29 @@ export interface LinkConfig {
   iface: string;
   mac: string;
   mtu?: number;
-  address: string;
+  /** `address/prefix`: the VIP, then the additional VIPs. */
+  addresses: readonly string[];
   removeAddresses: readonly string[];
-  gateway?: string;
+  /** One per family at most: each becomes that family's default route. */
+  gateways: readonly string[];
 }
 
 /** The `ip -batch` script that configures the VIP link: every line idempotent (`replace`, `set`). */
 export function renderLinkBatch(c: LinkConfig): string {
-  for (const token of [c.iface, c.mac, c.address, c.gateway ?? '', ...c.removeAddresses, String(c.mtu ?? '')]) {
+  for (const token of [c.iface, c.mac, ...c.addresses, ...c.gateways, ...c.removeAddresses, String(c.mtu ?? '')]) {
     if (/[\s#"'\\]/.test(token)) throw new Error(`unsafe token for ip -batch: ${JSON.stringify(token)}`);
   }
-  const v6 = c.address.includes(':');
   const lines = ['link set dev lo up', `link set dev ${c.iface} address ${c.mac}`];
   if (c.mtu !== undefined) lines.push(`link set dev ${c.iface} mtu ${c.mtu}`);
   for (const old of c.removeAddresses) lines.push(`address del ${old} dev ${c.iface}`);
-  // nodad: a VIP must answer at once; the planner already refuses duplicate VIPs on one bridge.
-  lines.push(`address replace ${c.address} dev ${c.iface}${v6 ? ' nodad' : ''}`);
+  // nodad: a VIP must answer at once; the planner already refuses duplicate VIPs on one bridge. Without -4/-6
+  // on the command line, ip takes each line's family from its address.
+  for (const a of c.addresses) lines.push(`address replace ${a} dev ${c.iface}${a.includes(':') ? ' nodad' : ''}`);
   lines.push(`link set dev ${c.iface} up`);
-  if (c.gateway !== undefined) lines.push(`route replace default via ${c.gateway} dev ${c.iface}`);
+  for (const g of c.gateways) lines.push(`route replace default via ${g} dev ${c.iface}`);
   return `${lines.join('\n')}\n`;
 }
 
 export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
-  const family = c.address.includes(':') ? '-6' : '-4';
-  await run(['ip', '-n', c.netns, family, '-batch', '-'], { input: renderLinkBatch(c) });
+  await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
 }

@@ -15,7 +15,6 @@ import { netnsInode, observeNetns } from './netns.js';
 interface CacheEntry {
   inode: number;
   iface: string;
-  family: 4 | 6;
   generation: number;
   value: ObservedNetns;
 }
@@ -131,7 +130,7 @@ class NetnsWatch {
   }
 
   /** Reads the netns unless an unchanged read is cached. */
-  async observe(run: Runner, netns: string, iface: string, family: 4 | 6): Promise<ObservedNetns> {
+  async observe(run: Runner, netns: string, iface: string): Promise<ObservedNetns> {
     const inode = await netnsInode(netns);
     const hit = this.#cache.get(netns);
     if (
@@ -140,18 +139,17 @@ class NetnsWatch {
       hit.generation === this.#generation &&
       hit.inode === inode &&
       hit.iface === iface &&
-      hit.family === family &&
       !this.#dirty.has(netns)
     ) {
       return structuredClone(hit.value);
     }
     const generation = this.#generation;
     this.#dirty.delete(netns);
-    const value = await observeNetns(run, netns, iface, family);
+    const value = await observeNetns(run, netns, iface);
     // Only a netns with an nsid reports its events; only then may the read stand in for later ones.
     const named = this.#named.has(netns);
     if (this.#running && named && inode !== undefined && generation === this.#generation && !this.#dirty.has(netns)) {
-      this.#cache.set(netns, { inode, iface, family, generation, value: structuredClone(value) });
+      this.#cache.set(netns, { inode, iface, generation, value: structuredClone(value) });
     }
     return value;
   }
