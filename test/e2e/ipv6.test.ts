@@ -1,10 +1,15 @@
 // Issue 7, acceptance 7 on the real node: an IPv6 VIP (address added without DAD, so it answers at once) in
 // front of IPv6 members over HTTP and TCP, allowedCidrs with IPv6 prefixes, and health monitors that take an
-// IPv6 member out and put it back. (IPv4 members behind an IPv6 VIP are not reachable: the load balancer's
-// namespace holds the VIP only. See the issue notes.)
+// IPv6 member out and put it back. IPv4 members behind an IPv6 VIP alone are not reachable (the namespace
+// then holds no IPv4 address); with an IPv4 additional VIP (spec.additionalVips, Octavia's additional_vips)
+// they are: the dual-stack load balancer serves IPv4, IPv6 and mixed pools over HTTP and TCP, to IPv6 and
+// IPv4 clients, and an additional address removed by hand is put back by the next resync.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHost, deleteHost, httpGet, httpGetMany, type Host, type HttpServerHandle } from './harness.js';
-import { FAST_MONITOR, ParityEnv, healthMonitor, listener, loadBalancer, member, pool, tally } from './parity-env.js';
+import { nodeNames } from '../../src/desired/names.js';
+import { createHost, deleteHost, httpGet, httpGetMany, runCommand, waitFor, type EchoReply, type Host, type HttpServerHandle } from './harness.js';
+import { FAST_MONITOR, ParityEnv, healthMonitor, listener, loadBalancer, member, pool, tally, type ApiDoc } from './parity-env.js';
 
 const env = ParityEnv.create(13);
 
@@ -15,9 +20,32 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
   const v6 = (suffix: string) => `${prefix}::${suffix}`;
   const url = (port: number, path = '/') => `http://[${vip}]:${port}${path}`;
   const hosts: string[] = [];
-  let m1: Host, m2: Host, client: Host, outsider: Host, m4: Host;
+  let m1: Host, m2: Host, client: Host, outsider: Host, m4: Host, m5: Host, client4: Host;
   let s2: HttpServerHandle;
   let vip: string;
+  // The dual-stack load balancer: an IPv6 VIP and an IPv4 additional VIP on the same port.
+  let dsVip6: string, dsVip4: string;
+  const dsUrl = (address: string, port: number, path = '/') => `http://${address.includes(':') ? `[${address}]` : address}:${port}${path}`;
+  // Three pools (IPv4 members, IPv6 members, one of each), each behind an HTTP and a TCP listener.
+  const dsPorts = { v4: { http: 80, tcp: 9000 }, v6: { http: 81, tcp: 9001 }, mix: { http: 82, tcp: 9002 } } as const;
+  const dualStackDocs = (): ApiDoc[] => {
+    const members = { v4: [m4, m5], v6: [m1, m2], mix: [m1, m4] };
+    return [
+      loadBalancer('ds', { vip: { address: dsVip6, prefixLength: 64 }, additionalVips: [{ address: dsVip4, prefixLength: 24 }] }),
+      ...(['v4', 'v6', 'mix'] as const).flatMap((kind) =>
+        (['http', 'tcp'] as const).flatMap((proto) => {
+          const p = `ds-${kind}-${proto}`;
+          const protocol = proto === 'http' ? 'HTTP' : 'TCP';
+          return [
+            listener(`${p}-l`, { loadBalancer: 'ds', protocol, port: dsPorts[kind][proto], defaultPool: p }),
+            pool(p, { loadBalancer: 'ds', protocol, lbAlgorithm: 'ROUND_ROBIN' }),
+            ...members[kind].map((h) => member(`${p}-${h.name.slice(-2)}`, { pool: p, address: h.address, port: 8080 })),
+            healthMonitor(`${p}-hm`, { pool: p, type: 'TCP', ...FAST_MONITOR }),
+          ];
+        }),
+      ),
+    ];
+  };
 
   const host = async (suffix: string, address: string): Promise<Host> => {
     const name = env.run.name(suffix);
@@ -33,7 +61,10 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
     client = await host('c', v6('100'));
     outsider = await host('o', v6('300'));
     m4 = await env.host('m4', 14); // IPv4
+    m5 = await env.host('m5', 15); // IPv4
+    client4 = await env.host('c4', 100); // IPv4
     await env.server(m4, { port: 8080, name: 'member m4 v4' });
+    await env.server(m5, { port: 8080, name: 'member m5 v4' });
     await env.server(m1, { port: 8080, name: 'member m1' });
     s2 = await env.server(m2, { port: 8080, name: 'member m2' });
     await env.apply('v6.yaml', [
@@ -63,6 +94,9 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
       }),
     ]);
     await env.waitForResponse(client, url(80), ['LoadBalancer/v6', 'Listener/v6-http', 'Pool/v6-http-p']);
+    dsVip6 = v6('202');
+    dsVip4 = env.vip(3);
+    await env.apply('ds.yaml', dualStackDocs());
   });
 
   afterAll(async () => {
@@ -99,8 +133,78 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
   });
 
   it('7e. an IPv4 member behind an IPv6 VIP is unreachable and says so (ERROR); the IPv6 member serves', async () => {
-    // The namespace holds the IPv6 VIP only: there is no IPv4 source address to reach 10.x from.
+    // This load balancer has no IPv4 additional VIP: there is no IPv4 source address to reach 10.x from.
     await env.waitForOperating({ 'Member/v6-mixed-m1': 'ONLINE', 'Member/v6-mixed-m4': 'ERROR', 'Pool/v6-mixed-p': 'DEGRADED' });
     expect(tally(await httpGetMany(client, url(8082), 4))).toEqual({ 'member m1': 4 });
+  });
+
+  it('7f. a dual-stack load balancer: IPv4, IPv6 and mixed members balance over HTTP and TCP behind the IPv6 VIP', async () => {
+    await env.waitForResponse(client, dsUrl(dsVip6, dsPorts.v4.http), ['LoadBalancer/ds', 'Pool/ds-v4-http']);
+    const online: Record<string, string> = {};
+    for (const d of dualStackDocs()) if (d.kind === 'Member' || d.kind === 'Pool') online[`${d.kind}/${d.name}`] = 'ONLINE';
+    await env.waitForOperating(online);
+    const lb = (await env.status())?.objects.find((o) => o.kind === 'LoadBalancer' && o.name === 'ds');
+    expect(lb?.status).toMatchObject({ provisioningStatus: 'ACTIVE', operatingStatus: 'ONLINE', vip: dsVip6 });
+    const expected = {
+      v4: { 'member m4 v4': 2, 'member m5 v4': 2 },
+      v6: { 'member m1': 2, 'member m2': 2 },
+      mix: { 'member m1': 2, 'member m4 v4': 2 },
+    };
+    for (const kind of ['v4', 'v6', 'mix'] as const) {
+      for (const proto of ['http', 'tcp'] as const) {
+        expect(tally(await httpGetMany(client, dsUrl(dsVip6, dsPorts[kind][proto]), 4)), `${kind} ${proto}`).toEqual(expected[kind]);
+      }
+    }
+    // Each member sees the load balancer's address of its own family as the peer.
+    const echo = async (from: Host, address: string, port: number) =>
+      JSON.parse((await httpGet(from, dsUrl(address, port, '/__echo'))).body) as EchoReply;
+    expect(await echo(client, dsVip6, dsPorts.v4.http)).toMatchObject({ remoteAddress: dsVip4 });
+    expect(await echo(client, dsVip6, dsPorts.v6.http)).toMatchObject({ remoteAddress: dsVip6 });
+  });
+
+  it('7g. IPv4 clients reach every listener on the IPv4 additional VIP', async () => {
+    await env.waitForResponse(client4, dsUrl(dsVip4, dsPorts.mix.http), ['LoadBalancer/ds']);
+    expect(tally(await httpGetMany(client4, dsUrl(dsVip4, dsPorts.mix.http), 4))).toEqual({ 'member m1': 2, 'member m4 v4': 2 });
+    expect(tally(await httpGetMany(client4, dsUrl(dsVip4, dsPorts.mix.tcp), 4))).toEqual({ 'member m1': 2, 'member m4 v4': 2 });
+    expect(tally(await httpGetMany(client4, dsUrl(dsVip4, dsPorts.v6.http), 4))).toEqual({ 'member m1': 2, 'member m2': 2 });
+    expect(tally(await httpGetMany(client4, dsUrl(dsVip4, dsPorts.v4.tcp), 4))).toEqual({ 'member m4 v4': 2, 'member m5 v4': 2 });
+  });
+
+  it('7h. an additional VIP removed by hand is put back within a resync', async () => {
+    const { netns, iface } = nodeNames(env.namespace, 'ds');
+    const addresses = async () => {
+      const { stdout } = await runCommand(['ip', '-n', netns, '-j', 'addr', 'show', 'dev', iface]);
+      const [link] = JSON.parse(stdout) as { addr_info: { local: string; prefixlen: number; scope: string }[] }[];
+      return (link?.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`).sort();
+    };
+    expect(await addresses()).toEqual([`${dsVip4}/24`, `${dsVip6}/64`].sort());
+    await runCommand(['ip', '-n', netns, 'addr', 'del', `${dsVip4}/24`, 'dev', iface]);
+    expect(await addresses()).toEqual([`${dsVip6}/64`]);
+    // The agent resyncs every 3 s (ParityEnv); the address comes back without a HAProxy restart.
+    await waitFor(async () => (await addresses()).includes(`${dsVip4}/24`), { timeoutMs: 15_000, intervalMs: 250, message: `${dsVip4}/24 back on ${iface}` });
+    expect(await addresses()).toEqual([`${dsVip4}/24`, `${dsVip6}/64`].sort());
+    await env.waitForResponse(client4, dsUrl(dsVip4, dsPorts.mix.http), ['LoadBalancer/ds']);
+    expect((await httpGet(client, dsUrl(dsVip6, dsPorts.v4.http))).status).toBe(200);
+  });
+
+  it('7i. removing the additional VIP from the spec removes the address and its binds; the IPv6 VIP keeps serving', async () => {
+    const { netns, iface } = nodeNames(env.namespace, 'ds');
+    const docs = dualStackDocs();
+    docs[0] = loadBalancer('ds', { vip: { address: dsVip6, prefixLength: 64 } });
+    await env.apply('ds.yaml', docs);
+    await waitFor(
+      async () => {
+        const { stdout } = await runCommand(['ip', '-n', netns, '-j', 'addr', 'show', 'dev', iface]);
+        return !stdout.includes(`"${dsVip4}"`);
+      },
+      { timeoutMs: 15_000, intervalMs: 250, message: `${dsVip4} gone from ${iface}` },
+    );
+    await waitFor(async () => !(await readFile(join(env.lbDir('ds'), 'haproxy.cfg'), 'utf8')).includes(`bind ${dsVip4}:`), {
+      timeoutMs: 15_000,
+      intervalMs: 250,
+      message: 'no IPv4 bind in haproxy.cfg',
+    });
+    expect((await httpGet(client4, dsUrl(dsVip4, dsPorts.mix.http), { timeoutMs: 2_000 })).status).toBe(0);
+    expect(tally(await httpGetMany(client, dsUrl(dsVip6, dsPorts.v6.http), 4))).toEqual({ 'member m1': 2, 'member m2': 2 });
   });
 });
