@@ -1,5 +1,6 @@
 // `nslb run --watch DIR`: the agent. Stopping it (SIGTERM, SIGINT, a crash) leaves load balancers serving.
 import { netnsWatch } from '../drivers/netns/watch.js';
+import { ovsMonitor } from '../drivers/ovs/monitor.js';
 import { createServer, type Server } from 'node:http';
 import { mkdir, chmod } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -221,6 +222,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   server.on('error', (err) => logger.error({ err, listen: flags.listen }, 'cannot serve health endpoints'));
   // Changes inside the load balancers' netns arrive as events; unchanged netns are not read again.
   netnsWatch.start(logger);
+  ovsMonitor.start(logger);
   await source.start();
   await manager.initialSyncDone();
   logger.info('initial sync done');
@@ -289,6 +291,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   clearInterval(poll);
   stopExitWatch();
   netnsWatch.stop();
+  ovsMonitor.stop();
   onReload = async () => {};
   await reloading;
   server.close();

@@ -36,6 +36,7 @@ import {
   observeNetnsNames,
 } from './netns/netns.js';
 import { netnsWatch } from './netns/watch.js';
+import { ovsMonitor } from './ovs/monitor.js';
 import { argvAddPorts, deletePort, ensurePort, observeOvs, type AddPort, type ObservedOvs } from './ovs/ovs.js';
 import { Batcher, Coalescer } from '../exec/batcher.js';
 import type { ObservedLoadBalancer, ObservedNode } from './observed.js';
@@ -67,7 +68,7 @@ function batchers(run: Runner): Batchers {
   let b = batchersByRunner.get(run);
   if (b === undefined) {
     b = {
-      observeOvs: new Coalescer(() => observeOvs(run)),
+      observeOvs: new Coalescer(() => ovsMonitor.read(() => observeOvs(run))),
       addPort: new Batcher(
         async (ports) => void (await run(argvAddPorts(ports))),
         (p) => ensurePort(run, p),
@@ -229,6 +230,7 @@ export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
     await applyOne(ctx, a);
   } finally {
     if ('netns' in a) netnsWatch.markDirty(a.netns);
+    if (a.kind.startsWith('ovs.') || a.kind === 'link.moveToNetns') ovsMonitor.invalidate();
   }
 }
 
