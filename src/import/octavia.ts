@@ -11,6 +11,7 @@
 // mapped from its Octavia field; a field nslb has no place for produces a warning naming the object and the
 // field. An object that cannot be built (a required field missing, UDP, a value the schema refuses) is skipped
 // with a warning, and so is everything under it: the output always validates.
+import { MAX_ADDITIONAL_VIPS } from '../api/v1alpha1/schemas.js';
 import { API_VERSION, type AnyObject, type Kind } from '../api/v1alpha1/types.js';
 import { formatIssue, validateObject } from '../api/v1alpha1/validate.js';
 
@@ -508,6 +509,7 @@ class Builder {
     this.#common(r, spec, used);
     this.warn(r, 'vip_subnet_id', `the VIP's Neutron subnet${set(r.raw['vip_subnet_id']) ? ` ${String(r.raw['vip_subnet_id'])}` : ''} is not known here: vip.prefixLength defaults to ${address.includes(':') ? 64 : 24} and there is no vip.gateway; set both from \`openstack subnet show\`, and vip.bridge / vip.vlan for this node`);
     used.add('vip_subnet_id');
+    this.#additionalVips(r, spec, used);
     if (r.raw['provider'] !== undefined) used.add('provider');
     this.#leftovers(r, used, {
       vip_port_id: 'the Neutron port is not used: nslb plugs its own Open vSwitch port (vip.mac sets its MAC)',
@@ -515,11 +517,28 @@ class Builder {
       vip_qos_policy_id: 'QoS policies are not carried',
       flavor_id: 'flavors are not carried: every load balancer is one HAProxy in its own netns',
       availability_zone: 'availability zones are not carried: nslb serves a load balancer on the node whose agent reads it',
-      additional_vips: 'nslb has one VIP per load balancer: additional VIPs are dropped',
       vip_vnic_type: 'vNIC types are not carried',
       vip_sg_ids: 'security groups are not carried (Listener.allowedCidrs restricts sources)',
     });
     this.#emit(r, { kind: 'LoadBalancer', metadata: this.#meta(r), spec });
+  }
+
+  /** additional_vips [{subnet_id, ip_address}] → spec.additionalVips [{address}]; subnets are not known here. */
+  #additionalVips(r: Rec, spec: Record<string, unknown>, used: Set<string>): void {
+    const raw = r.raw['additional_vips'];
+    if (!Array.isArray(raw) || raw.length === 0) return;
+    used.add('additional_vips');
+    const addresses = raw
+      .map((v: unknown) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)['ip_address'] : undefined))
+      .filter((a): a is string => typeof a === 'string' && a !== '');
+    const kept = addresses.slice(0, MAX_ADDITIONAL_VIPS);
+    if (kept.length > 0) spec['additionalVips'] = kept.map((address) => ({ address }));
+    if (kept.length < raw.length) {
+      this.warn(r, 'additional_vips', `${raw.length - kept.length} without an ip_address or beyond nslb's ${MAX_ADDITIONAL_VIPS} dropped`);
+    }
+    if (kept.length > 0) {
+      this.warn(r, 'additional_vips', 'their Neutron subnets are not known here: each prefixLength defaults to 24 (IPv4) / 64 (IPv6) and there is no gateway; set them from `openstack subnet show`');
+    }
   }
 
   pool(r: Rec): void {

@@ -315,6 +315,17 @@ describe('nslb import octavia: shapes, names, errors', () => {
     expect(sanitizeName('x'.repeat(80))).toHaveLength(63);
   });
 
+  it('additional_vips become additionalVips (addresses only: subnets are not known here)', () => {
+    const result = importOctavia([
+      {
+        file: 'lb.json',
+        value: { loadbalancer: { id: 'lb1', vip_address: '2001:db8::10', additional_vips: [{ subnet_id: 's4', ip_address: '192.0.2.10' }] } },
+      },
+    ]);
+    expect(find(result.objects, 'LoadBalancer', 'lb-lb1').spec).toEqual({ vip: { address: '2001:db8::10' }, additionalVips: [{ address: '192.0.2.10' }] });
+    expect(result.warnings.find((w) => w.includes('additional_vips: their Neutron subnets are not known here'))).toBeDefined();
+  });
+
   it('an object the schema refuses is skipped with the field and the reason', () => {
     const result = importOctavia([
       { file: 'lb.json', value: { loadbalancer: { id: 'lb1', vip_address: '192.0.2.1' } } },
