@@ -497,7 +497,7 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
     const want = 3;
     log(`(d) waiting for ${want} periodic resyncs (every ${s.bulkResyncS} s)`);
     const waitStart = now();
-    const deadline = waitStart + (want + 1) * s.bulkResyncS * 1000 + 30_000;
+    const deadline = waitStart + (want + 2) * s.bulkResyncS * 1000 + 60_000;
     while (agent.resyncs.filter((r) => r.time >= after).length < want && now() < deadline) {
       if (agent.exited()) break;
       // The line only exists once the engine logs it; do not wait the whole budget for nothing.

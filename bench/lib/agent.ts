@@ -108,7 +108,7 @@ export class BenchAgent {
   async metrics(): Promise<Map<string, number> | undefined> {
     if (this.listen === undefined) return undefined;
     try {
-      const res = await fetch(`http://${this.listen}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      const res = await fetch(`http://${this.listen}/metrics`, { signal: AbortSignal.timeout(15_000) });
       if (!res.ok) return undefined;
       return parsePrometheusTotals(await res.text());
     } catch {
