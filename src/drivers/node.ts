@@ -53,6 +53,13 @@ export interface ObserveTarget {
 }
 
 const OWNER_FILE = 'owner';
+const DEVICE_WAIT_MS = 15_000;
+
+/** Until the device is in the host namespace (or the time is up: the move then says what is wrong). */
+async function waitForHostLink(iface: string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await hostHasLink(iface)) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+}
 
 /** Work of load balancers reconciled at once, merged per runner (see exec/batcher.ts). */
 interface Batchers {
@@ -258,6 +265,8 @@ async function applyOne(ctx: NodeContext, a: Action): Promise<void> {
     case 'ovs.deletePort':
       return deletePort(ctx.run, a.iface);
     case 'link.moveToNetns':
+      // The port was added with --no-wait: ovs-vswitchd makes its device when it gets to it.
+      await waitForHostLink(a.iface, DEVICE_WAIT_MS);
       if (a.replaceStale === true) return moveLinkToNetns(ctx.run, a.iface, a.netns, true);
       return batchers(ctx.run).moveLink.submit({ iface: a.iface, netns: a.netns });
     case 'link.configure':

@@ -1,9 +1,10 @@
 // Event-driven observation of Open vSwitch. The agent keeps one OVSDB `monitor` session open on the
 // database socket (JSON-RPC, RFC 7047; no process) for the Bridge, Port and Interface columns the observer
-// reads. An `ovs-vsctl` read that no update has followed since stays valid: a member change or a quiet resync
-// asks OVS nothing. Any update, a lost connection or a read that an update overtook makes the next read fetch.
+// reads, and keeps those tables as OVSDB reports them: an observation asks no process. After a change of our
+// own, a read first waits for an echo on that session (OVSDB answers it after the updates of everything
+// committed before), so it never misses what we just did. When the session is down, ovs-vsctl is asked.
 import { createConnection, type Socket } from 'node:net';
-import type { ObservedOvs } from './ovs.js';
+import { observedFromRows, type ObservedOvs, type OvsRow } from './ovs.js';
 
 export const OVSDB_SOCKET = process.env.NSLB_OVSDB_SOCKET ?? '/var/run/openvswitch/db.sock';
 
@@ -55,39 +56,24 @@ const MONITORED = {
   Interface: { columns: ['name', 'external_ids', 'error'] },
 };
 
-/**
- * Whether an update can change what the observer reports: a bridge made, removed or renamed, and ports and interfaces named
- * like ours (`nslb…`; look-alikes included, so the observer sees them too). Other sessions' ports on the node
- * come and go without making every read fetch again.
- */
-export function concernsUs(params: unknown): boolean {
-  const updates = Array.isArray(params) ? (params[1] as Record<string, Record<string, { old?: { name?: unknown }; new?: { name?: unknown } }>> | undefined) : undefined;
-  if (updates === undefined || typeof updates !== 'object' || updates === null) return true;
-  for (const [table, rows] of Object.entries(updates)) {
-    if (table === 'Bridge') {
-      // A bridge made, removed or renamed; not one whose port list changed (our ports show up themselves).
-      for (const row of Object.values(rows ?? {})) {
-        if (row.old === undefined || row.new === undefined || 'name' in row.old) return true;
-      }
-      continue;
-    }
-    if (table !== 'Port' && table !== 'Interface') return true;
-    for (const row of Object.values(rows ?? {})) {
-      const names = [row.old?.name, row.new?.name].filter((n) => n !== undefined);
-      if (names.length === 0 || names.some((n) => typeof n !== 'string' || n.startsWith('nslb'))) return true;
-    }
-  }
-  return false;
-}
+type RowUpdate = { old?: Record<string, unknown>; new?: Record<string, unknown> };
+type TableUpdates = Record<string, Record<string, RowUpdate>>;
 
 class OvsMonitor {
   #socket: Socket | undefined;
   /** The monitor's initial reply has arrived and the session is open. */
   #live = false;
   #stopped = true;
-  /** Bumped on every update, connect and disconnect: a read is valid only for the generation it began in. */
-  #generation = 0;
-  #cache: { generation: number; value: ObservedOvs } | undefined;
+  /** The monitored tables as OVSDB last told us: table → uuid → row (with `_uuid`). */
+  #tables = new Map<string, Map<string, OvsRow>>();
+  /**
+   * Set after we changed OVS ourselves: the next read first waits for an echo round trip on the monitor
+   * session, which OVSDB answers only after the updates of every transaction committed before it.
+   */
+  #needBarrier = false;
+  #barrier: Promise<boolean> | undefined;
+  readonly #echoes = new Map<string, (ok: boolean) => void>();
+  #echoId = 0;
   #log: OvsMonitorLogger | undefined;
   #retry: NodeJS.Timeout | undefined;
   #warned = false;
@@ -106,10 +92,15 @@ class OvsMonitor {
     this.#stopped = true;
     clearTimeout(this.#retry);
     this.#live = false;
-    this.#cache = undefined;
     const socket = this.#socket;
     this.#socket = undefined;
     socket?.destroy();
+    this.#failEchoes();
+  }
+
+  #failEchoes(): void {
+    for (const resolve of this.#echoes.values()) resolve(false);
+    this.#echoes.clear();
   }
 
   #connect(path: string): void {
@@ -128,17 +119,17 @@ class OvsMonitor {
         socket.destroy();
         return;
       }
-      for (const m of messages) this.#message(socket, m as { id?: unknown; method?: string; error?: unknown });
+      for (const m of messages) this.#message(socket, m as Message);
     });
     const lost = (): void => {
       if (this.#socket !== socket) return;
       this.#socket = undefined;
-      this.#invalidate();
       if (this.#live || !this.#warned) {
-        this.#log?.warn({ socket: path }, 'OVSDB monitor not connected; Open vSwitch is read on every observation until it is');
+        this.#log?.warn({ socket: path }, 'OVSDB monitor not connected; Open vSwitch is read with ovs-vsctl until it is');
         this.#warned = true;
       }
       this.#live = false;
+      this.#failEchoes();
       if (!this.#stopped) {
         clearTimeout(this.#retry);
         this.#retry = setTimeout(() => this.#connect(path), 1_000);
@@ -149,43 +140,90 @@ class OvsMonitor {
     socket.on('close', lost);
   }
 
-  #message(socket: Socket, m: { id?: unknown; method?: string; error?: unknown; params?: unknown }): void {
+  #message(socket: Socket, m: Message): void {
     if (m.method === 'echo') {
       socket.write(JSON.stringify({ id: m.id, result: m.params ?? [], error: null }));
     } else if (m.method === 'update') {
-      if (concernsUs(m.params)) this.#invalidate();
+      const params = m.params as unknown[] | undefined;
+      this.#apply(params?.[1] as TableUpdates | undefined);
     } else if (m.id === 'nslb-monitor') {
-      this.#invalidate();
-      if (m.error === null || m.error === undefined) {
+      if ((m.error === null || m.error === undefined) && typeof m.result === 'object' && m.result !== null) {
+        this.#tables = new Map();
+        this.#apply(m.result as TableUpdates);
         this.#live = true;
         this.#warned = false;
       } else {
         socket.destroy();
       }
+    } else if (typeof m.id === 'string' && this.#echoes.has(m.id)) {
+      this.#echoes.get(m.id)?.(m.error === null || m.error === undefined);
+      this.#echoes.delete(m.id);
     }
   }
 
-  #invalidate(): void {
-    this.#generation++;
-    this.#cache = undefined;
+  #apply(updates: TableUpdates | undefined): void {
+    if (updates === undefined || updates === null || typeof updates !== 'object') return;
+    for (const [table, rows] of Object.entries(updates)) {
+      let t = this.#tables.get(table);
+      if (t === undefined) {
+        t = new Map();
+        this.#tables.set(table, t);
+      }
+      for (const [uuid, row] of Object.entries(rows ?? {})) {
+        // Insert and modify carry every monitored column in `new`; a delete has none.
+        if (row.new === undefined) t.delete(uuid);
+        else t.set(uuid, { ...row.new, _uuid: ['uuid', uuid] });
+      }
+    }
   }
 
-  /** We changed OVS ourselves: the next read fetches, whenever the monitor's update arrives. */
+  /** We changed OVS ourselves: the next read waits until the monitor has seen it. */
   invalidate(): void {
-    this.#invalidate();
+    this.#needBarrier = true;
   }
 
-  /** The last read if OVS has not changed since; otherwise `fetch()`'s, kept if nothing changed meanwhile. */
-  async read(fetch: () => Promise<ObservedOvs>): Promise<ObservedOvs> {
-    if (this.#live && this.#cache !== undefined && this.#cache.generation === this.#generation) {
-      return structuredClone(this.#cache.value);
-    }
-    const generation = this.#generation;
-    const live = this.#live;
-    const value = await fetch();
-    if (live && this.#live && generation === this.#generation) this.#cache = { generation, value: structuredClone(value) };
-    return value;
+  #sync(): Promise<boolean> {
+    if (!this.#needBarrier) return Promise.resolve(true);
+    if (this.#barrier !== undefined) return this.#barrier;
+    this.#needBarrier = false;
+    const socket = this.#socket;
+    const id = `nslb-echo-${++this.#echoId}`;
+    const barrier = new Promise<boolean>((resolve) => {
+      if (socket === undefined) return resolve(false);
+      const timer = setTimeout(() => {
+        this.#echoes.delete(id);
+        resolve(false);
+      }, 2_000);
+      this.#echoes.set(id, (ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      });
+      socket.write(JSON.stringify({ id, method: 'echo', params: [] }));
+    });
+    this.#barrier = barrier;
+    const clear = (): void => {
+      if (this.#barrier === barrier) this.#barrier = undefined;
+    };
+    void barrier.then(clear, clear);
+    return barrier;
   }
+
+  /** What OVS holds now, from the monitor (no process); `fetch()` (ovs-vsctl) when the monitor is not live. */
+  async read(fetch: () => Promise<ObservedOvs>): Promise<ObservedOvs> {
+    if (this.#live && (await this.#sync()) && this.#live) {
+      const rows = (table: string): OvsRow[] => [...(this.#tables.get(table)?.values() ?? [])];
+      return observedFromRows(rows('Bridge'), rows('Port'), rows('Interface'));
+    }
+    return fetch();
+  }
+}
+
+interface Message {
+  id?: unknown;
+  method?: string;
+  error?: unknown;
+  params?: unknown;
+  result?: unknown;
 }
 
 /** One per process: the agent starts it; one-shot commands always ask `ovs-vsctl`. */

@@ -56,20 +56,27 @@ export function parseObserveOvs(stdout: string): ObservedOvs {
   if (bridgesT === undefined || portsT === undefined || ifacesT === undefined) {
     throw new Error('unexpected ovs-vsctl output: expected three tables');
   }
+  return observedFromRows(rows(bridgesT), rows(portsT), rows(ifacesT));
+}
+
+export type OvsRow = Record<string, OvsAtom>;
+
+/** Rows of Bridge, Port and Interface (each with `_uuid`), as ovs-vsctl or an OVSDB monitor gives them. */
+export function observedFromRows(bridgeRows: readonly OvsRow[], portRows: readonly OvsRow[], ifaceRows: readonly OvsRow[]): ObservedOvs {
   const bridgeOfPort = new Map<string, string>();
   const bridges = new Set<string>();
-  for (const b of rows(bridgesT)) {
+  for (const b of bridgeRows) {
     bridges.add(String(b.name));
     for (const p of uuidSet(b.ports)) bridgeOfPort.set(p, String(b.name));
   }
   const portOfIface = new Map<string, { bridge: string; tag?: number }>();
-  for (const p of rows(portsT)) {
+  for (const p of portRows) {
     const tag = optional<number>(p.tag);
     const bridge = bridgeOfPort.get(uuid(p._uuid)) ?? '';
     for (const i of uuidSet(p.interfaces)) portOfIface.set(i, tag === undefined ? { bridge } : { bridge, tag });
   }
   const ports: ObservedOvsPort[] = [];
-  for (const i of rows(ifacesT)) {
+  for (const i of ifaceRows) {
     const ids = map(i.external_ids);
     const lb = ids.get(LB_MARKER);
     if (lb === undefined) continue;
@@ -103,9 +110,13 @@ export interface AddPort {
 }
 
 /** One transaction: the internal port, its VLAN tag and every marker of DESIGN §2. */
+/**
+ * `--no-wait`: return once the database has the port, not once ovs-vswitchd has reconfigured every bridge
+ * (seconds on a node with hundreds of ports). Whoever needs the device waits for it to appear instead.
+ */
 export function argvAddPort(p: AddPort): string[] {
   return [
-    'ovs-vsctl', ...TIMEOUT,
+    'ovs-vsctl', ...TIMEOUT, '--no-wait',
     '--', '--may-exist', 'add-port', p.bridge, p.iface,
     // --may-exist ignores column arguments on an existing port, so the tag is set (or cleared) explicitly.
     ...(p.vlan === undefined ? ['--', 'clear', 'Port', p.iface, 'tag'] : ['--', 'set', 'Port', p.iface, `tag=${p.vlan}`]),
@@ -120,7 +131,7 @@ export function argvAddPort(p: AddPort): string[] {
 
 /** Several ports in one transaction (one process, one reconfiguration of ovs-vswitchd). */
 export function argvAddPorts(ports: readonly AddPort[]): string[] {
-  return ['ovs-vsctl', ...TIMEOUT, ...ports.flatMap((p) => argvAddPort(p).slice(1 + TIMEOUT.length))];
+  return ['ovs-vsctl', ...TIMEOUT, '--no-wait', ...ports.flatMap((p) => argvAddPort(p).slice(2 + TIMEOUT.length))];
 }
 
 export function argvDeletePort(iface: string): string[] {
