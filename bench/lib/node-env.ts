@@ -2,7 +2,7 @@
 // a client host, and the processes that send traffic from the client (probe, VIP check, wrk). Everything
 // made here is registered with a Cleanup, which undoes it in reverse order on success, failure or Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import { parseWrk, type ProbeResponse, type WrkSummary } from './report.js';
 const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROBE = join(BENCH_DIR, 'probe.mjs');
 const CHECK_VIPS = join(BENCH_DIR, 'check-vips.mjs');
+const NEIGH_SAVED = '/tmp/nslb-bench-neigh.json';
 
 export function log(message: string): void {
   process.stderr.write(`bench: ${message}\n`);
@@ -100,16 +101,29 @@ export interface BenchNode {
  */
 async function raiseNeighbourLimits(cleanup: Cleanup): Promise<void> {
   const wanted: Record<string, number> = { gc_thresh1: 8192, gc_thresh2: 32768, gc_thresh3: 65536 };
+  // The values found before the first raise are kept in a file until put back, so that a run that died
+  // before its cleanup is made good by the next one.
+  const saved = JSON.parse(await readFile(NEIGH_SAVED, 'utf8').catch(() => '{}')) as Record<string, number>;
+  const original: Record<string, number> = {};
+  for (const key of Object.keys(wanted)) {
+    const path = `/proc/sys/net/ipv4/neigh/default/${key}`;
+    original[key] = saved[key] ?? Number((await readFile(path, 'utf8')).trim());
+  }
+  await writeFile(NEIGH_SAVED, `${JSON.stringify(original)}\n`);
+  cleanup.add('restore neighbour table limits', async () => {
+    for (const [key, value] of Object.entries(wanted)) {
+      const path = `/proc/sys/net/ipv4/neigh/default/${key}`;
+      const current = Number((await readFile(path, 'utf8')).trim());
+      if (current === value && original[key]! < value) await writeFile(path, `${original[key]}\n`);
+    }
+    await rm(NEIGH_SAVED, { force: true });
+  });
   for (const [key, value] of Object.entries(wanted)) {
     const path = `/proc/sys/net/ipv4/neigh/default/${key}`;
     const before = Number((await readFile(path, 'utf8')).trim());
     if (before >= value) continue;
     await writeFile(path, `${value}\n`);
     log(`raised net.ipv4.neigh.default.${key} from ${before} to ${value} for the run`);
-    cleanup.add(`restore ${key}`, async () => {
-      const current = Number((await readFile(path, 'utf8')).trim());
-      if (current === value) await writeFile(path, `${before}\n`);
-    });
   }
 }
 
