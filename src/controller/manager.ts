@@ -73,8 +73,17 @@ export async function planKey(
   });
 }
 
+const fingerprints = new WeakMap<DesiredLoadBalancer, string>();
+
+/** A hash of the desired model, computed once per model object (a resync compares hundreds of them). */
 function fingerprint(d: DesiredLoadBalancer | undefined): string {
-  return d === undefined ? '' : createHash('sha256').update(JSON.stringify(d)).digest('hex');
+  if (d === undefined) return '';
+  let fp = fingerprints.get(d);
+  if (fp === undefined) {
+    fp = createHash('sha256').update(JSON.stringify(d)).digest('hex');
+    fingerprints.set(d, fp);
+  }
+  return fp;
 }
 
 export class Manager {
@@ -188,8 +197,10 @@ export class Manager {
     }
     let changed = 0;
     let observed: ObservedNode;
+    let observedAt = started;
     try {
       observed = await observeNode(this.#ctx, targets, netnsOfKey, 'mine', { nodeWide: true });
+      observedAt = Date.now();
     } catch (err) {
       // The node cannot be observed (Open vSwitch down): each load balancer's reconcile reports why.
       this.#opts.logger.warn({ err: explain(err) }, 'resync cannot observe the node; reconciling every load balancer');
@@ -238,6 +249,7 @@ export class Manager {
         changed,
         spawned: spawnCounter.count - spawnedBefore,
         ms: Date.now() - started,
+        observeMs: observedAt - started,
       },
       'resync',
     );

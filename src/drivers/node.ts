@@ -54,6 +54,7 @@ export interface ObserveTarget {
 
 const OWNER_FILE = 'owner';
 const DEVICE_WAIT_MS = 15_000;
+const NETNS_READS_AT_ONCE = 8;
 
 /** Until the device is in the host namespace (or the time is up: the move then says what is wrong). */
 async function waitForHostLink(iface: string, timeoutMs: number): Promise<void> {
@@ -220,12 +221,17 @@ export async function observeNode(
       }),
     );
   }
+  // At most NETNS_READS_AT_ONCE `ip` processes at a time: after hundreds of load balancers were made, every
+  // netns is to be read again once, and hundreds of processes at once only crowd each other (and memory).
+  const reads = targets.filter((t) => existingNetns.has(t.netns));
+  let next = 0;
   await Promise.all(
-    targets
-      .filter((t) => existingNetns.has(t.netns))
-      .map(async (t) => {
+    Array.from({ length: Math.min(NETNS_READS_AT_ONCE, reads.length) }, async () => {
+      while (next < reads.length) {
+        const t = reads[next++]!;
         entry(t.netns).netns = await netnsWatch.observe(ctx.run, t.netns, t.iface);
-      }),
+      }
+    }),
   );
   return { lbs, bridges: ovs.bridges };
 }
@@ -265,7 +271,9 @@ async function applyOne(ctx: NodeContext, a: Action): Promise<void> {
     case 'ovs.deletePort':
       return deletePort(ctx.run, a.iface);
     case 'link.moveToNetns':
-      // The port was added with --no-wait: ovs-vswitchd makes its device when it gets to it.
+      // The port was added with --no-wait: ovs-vswitchd makes its device when it gets to it, and it must be
+      // done setting it up (an OpenFlow port number) before the device leaves the host.
+      await ovsMonitor.waitForOfport(a.iface, DEVICE_WAIT_MS);
       await waitForHostLink(a.iface, DEVICE_WAIT_MS);
       if (a.replaceStale === true) return moveLinkToNetns(ctx.run, a.iface, a.netns, true);
       return batchers(ctx.run).moveLink.submit({ iface: a.iface, netns: a.netns });

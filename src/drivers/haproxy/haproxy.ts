@@ -2,7 +2,10 @@
 // <state-dir>/lb/<netns>/. A new config is checked with `haproxy -c` before an atomic rename, so a config
 // that fails the check never replaces a good one; a reload (SIGUSR2 to the master) passes the listening
 // sockets to the new worker (`expose-fd listeners`) and old workers finish their connections.
-import { chmod, mkdir, open, readdir, readFile, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
+// Observation reads small files in /proc and the state dir synchronously: a resync reads a dozen per load
+// balancer, and the thread-pool round trips of fs/promises cost far more than the reads themselves.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runner } from '../../exec/run.js';
@@ -51,7 +54,7 @@ export function lbPaths(stateDir: string, netns: string): LbPaths {
 async function readPid(pidfile: string): Promise<number | undefined> {
   try {
     // In master-worker mode the pidfile holds the master's PID.
-    const pid = Number.parseInt((await readFile(pidfile, 'utf8')).trim().split('\n')[0] ?? '', 10);
+    const pid = Number.parseInt(readFileSync(pidfile, 'utf8').trim().split('\n')[0] ?? '', 10);
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
@@ -61,8 +64,8 @@ async function readPid(pidfile: string): Promise<number | undefined> {
 /** The PID is a live haproxy running this config file (not a recycled PID or someone else's HAProxy). */
 export async function isOurHaproxy(pid: number, configPath: string): Promise<boolean> {
   try {
-    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-    const status = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const status = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const state = status.slice(status.lastIndexOf(')') + 2, status.lastIndexOf(')') + 3);
     return state !== 'Z' && argv.some((a) => a.endsWith('haproxy')) && argv.includes(configPath);
   } catch {
@@ -72,8 +75,7 @@ export async function isOurHaproxy(pid: number, configPath: string): Promise<boo
 
 async function processNetnsInode(pid: number): Promise<number | undefined> {
   try {
-    await readlink(`/proc/${pid}/ns/net`);
-    return (await stat(`/proc/${pid}/ns/net`)).ino;
+    return statSync(`/proc/${pid}/ns/net`).ino;
   } catch {
     return undefined;
   }
@@ -89,7 +91,7 @@ export async function haproxyPid(stateDir: string, netns: string): Promise<numbe
 /** Alive and not a zombie (a daemon's parent here may never reap it). One /proc read. */
 export async function processAlive(pid: number): Promise<boolean> {
   try {
-    const s = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
@@ -137,7 +139,7 @@ export async function findHaproxyByConfig(configs: ReadonlySet<string>): Promise
 
 export async function readConfig(paths: LbPaths): Promise<string | undefined> {
   try {
-    return await readFile(paths.config, 'utf8');
+    return readFileSync(paths.config, 'utf8');
   } catch {
     return undefined;
   }
@@ -162,7 +164,7 @@ async function writeFileDurably(path: string, content: string, mode: number): Pr
 /** Names of the certificate files present (contents are never read back: they are named by their hash). */
 export async function observeCertFiles(paths: LbPaths): Promise<string[]> {
   try {
-    return (await readdir(paths.certsDir)).filter((f) => f.endsWith('.pem')).sort();
+    return readdirSync(paths.certsDir).filter((f) => f.endsWith('.pem')).sort();
   } catch {
     return [];
   }
@@ -317,10 +319,7 @@ export async function applyRuntimeCommands(paths: LbPaths, commands: readonly Ru
 
 /** Whether a config was written that HAProxy has not been started with or told to reload since. */
 export async function observeReloadPending(paths: LbPaths): Promise<boolean> {
-  return stat(paths.reloadPending).then(
-    () => true,
-    () => false,
-  );
+  return existsSync(paths.reloadPending);
 }
 
 /** HAProxy was started with, or signalled to reload, the config on disk. */

@@ -1,5 +1,6 @@
 // Network namespaces and the VIP link inside them: argv builders, parsers, and thin apply functions.
-import { readdir, stat } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import type { Runner } from '../../exec/run.js';
 import type { DefaultGateways, ObservedLink, ObservedNetns } from '../observed.js';
 
@@ -18,7 +19,7 @@ export async function observeNetnsNames(): Promise<string[]> {
 /** The inode of a named netns, to tell whether a process lives in it (or in a deleted one of the same name). */
 export async function netnsInode(netns: string): Promise<number | undefined> {
   try {
-    return (await stat(`${NETNS_DIR}/${netns}`)).ino;
+    return statSync(`${NETNS_DIR}/${netns}`).ino;
   } catch {
     return undefined;
   }
@@ -96,8 +97,7 @@ export async function observeNetns(run: Runner, netns: string, iface: string): P
 /** Whether a device of that name is in the host namespace (an OVS internal port not moved yet). */
 export async function hostHasLink(iface: string): Promise<boolean> {
   try {
-    await stat(`/sys/class/net/${iface}`);
-    return true;
+    return existsSync(`/sys/class/net/${iface}`);
   } catch {
     return false;
   }

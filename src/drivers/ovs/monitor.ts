@@ -53,7 +53,7 @@ export class JsonStream {
 const MONITORED = {
   Bridge: { columns: ['name', 'ports'] },
   Port: { columns: ['name', 'tag', 'interfaces'] },
-  Interface: { columns: ['name', 'external_ids', 'error'] },
+  Interface: { columns: ['name', 'external_ids', 'error', 'ofport'] },
 };
 
 type RowUpdate = { old?: Record<string, unknown>; new?: Record<string, unknown> };
@@ -206,6 +206,24 @@ class OvsMonitor {
     };
     void barrier.then(clear, clear);
     return barrier;
+  }
+
+  /**
+   * Waits until ovs-vswitchd has taken the interface into its datapath (it has an OpenFlow port number, or an
+   * error): a port added with --no-wait must not be moved away while ovs-vswitchd still sets it up. False
+   * when the monitor is not live (the caller waits its own way) or the time is up.
+   */
+  async waitForOfport(iface: string, timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while (this.#live && Date.now() < until) {
+      for (const row of this.#tables.get('Interface')?.values() ?? []) {
+        if (row.name !== iface) continue;
+        const error = row.error;
+        if ((typeof row.ofport === 'number' && row.ofport > 0) || typeof error === 'string') return true;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return false;
   }
 
   /** What OVS holds now, from the monitor (no process); `fetch()` (ovs-vsctl) when the monitor is not live. */
