@@ -44,8 +44,6 @@ const PATHS: HaproxyPaths = {
   certsDir: '/var/lib/nslb/lb/nslb-0123456789ab/certs',
   pingCheckCommand: '/usr/lib/node_modules/nslb/scripts/ping-check.sh',
 };
-/** A case may take this long (the 300 000-key and 4 MiB ones take about a second on a slow machine). */
-const CASE_BUDGET_MS = 5_000;
 const CORPUS_BUDGET_MS = 40_000;
 
 const cases = hostileCases();
@@ -246,9 +244,8 @@ describe('each hostile case, read next to good.yaml', () => {
       expect(json(read.desired.lbs.get(GOOD))).toBe(baseline.model);
       expect(read.configs.get(GOOD)).toBe(baseline.config);
       expect(json(objectsFrom(read.snapshot, 'good.yaml'))).toBe(baseline.objects);
-
-      // (d) bounded time.
-      expect(elapsed).toBeLessThan(CASE_BUDGET_MS);
+      // Time is reported (the slowest cases, above), not asserted: a hang hits the test's timeout, and speed
+      // belongs to bench/.
     });
   }
 

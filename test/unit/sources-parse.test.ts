@@ -135,9 +135,9 @@ describe('hostile input', () => {
     expect(parseDocuments('many.yaml', content).issues.map(describeIssue)).toEqual([
       'many.yaml: too many documents (at least 1001; the limit is 1000)',
     ]);
-    const started = Date.now();
+    // A file of nothing but separators stops at the limit with one issue (the test's timeout catches a hang;
+    // speed itself is not asserted in tests).
     expect(parseDocuments('many.yaml', '---\n'.repeat(PARSE_LIMITS.maxFileBytes / 4)).issues).toHaveLength(1);
-    expect(Date.now() - started).toBeLessThan(500);
     expect(parseDocuments('many.json', JSON.stringify(new Array(1001).fill(null))).issues.map(describeIssue)).toEqual([
       'many.json: too many documents (at least 1001; the limit is 1000)',
     ]);
@@ -152,9 +152,7 @@ describe('hostile input', () => {
       levels.push(`${cur}: &${cur} [${new Array(9).fill(`*${prev}`).join(',')}]`);
     }
     const content = `kind: LoadBalancer\n${levels.join('\n')}\n`;
-    const started = Date.now();
     const { objects, issues } = parseDocuments('bomb.yaml', content);
-    expect(Date.now() - started).toBeLessThan(2000);
     expect(objects).toEqual([]);
     expect(issues).toHaveLength(1);
     expect(issues[0]).toMatchObject({ document: 1, path: '' });
