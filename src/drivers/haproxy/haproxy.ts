@@ -65,9 +65,7 @@ async function readPid(pidfile: string): Promise<number | undefined> {
 export async function isOurHaproxy(pid: number, configPath: string): Promise<boolean> {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const status = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = status.slice(status.lastIndexOf(')') + 2, status.lastIndexOf(')') + 3);
-    return state !== 'Z' && argv.some((a) => a.endsWith('haproxy')) && argv.includes(configPath);
+    return processAliveSync(pid) && argv.some((a) => a.endsWith('haproxy')) && argv.includes(configPath);
   } catch {
     return false;
   }
@@ -90,12 +88,20 @@ export async function haproxyPid(stateDir: string, netns: string): Promise<numbe
 
 /** Alive and not a zombie (a daemon's parent here may never reap it). One /proc read. */
 export async function processAlive(pid: number): Promise<boolean> {
+  return processAliveSync(pid);
+}
+
+function processAliveSync(pid: number): boolean {
   try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3) !== 'Z';
+    return statFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[0] !== 'Z';
   } catch {
     return false;
   }
+}
+
+/** The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses): state, ppid, … */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
 /** Reads only /proc and the state dir: no process is spawned. */
@@ -123,8 +129,7 @@ export async function findHaproxyByConfig(configs: ReadonlySet<string>): Promise
     if (!argv.some((a) => a.endsWith('haproxy'))) continue;
     const config = argv[argv.indexOf('-f') + 1];
     if (config === undefined || !configs.has(config)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => ''));
     if (fields[0] === 'Z') continue;
     found.set(config, [...(found.get(config) ?? []), { pid: Number(entry), ppid: Number(fields[1]) }]);
   }
@@ -383,13 +388,7 @@ export async function reloadHaproxy(pid: number, paths: LbPaths, timeoutMs = 5_0
 async function exited(pid: number, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    try {
-      process.kill(pid, 0);
-      const s = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-      if (s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3) === 'Z') return true;
-    } catch {
-      return true;
-    }
+    if (!processAliveSync(pid)) return true;
     if (Date.now() > until) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
