@@ -36,6 +36,7 @@ describe('ip -batch observation', () => {
     ).toBe([
       'link set dev lo up',
       'link set dev i address fa:16:3e:00:00:01',
+      'link set dev i addrgenmode eui64',
       'address del 198.18.0.1/15 dev i',
       'address replace 2001:db8::10/64 dev i nodad',
       'address replace 192.0.2.10/24 dev i',
@@ -44,6 +45,12 @@ describe('ip -batch observation', () => {
       'route replace default via 192.0.2.1 dev i',
       '',
     ].join('\n'));
+  });
+
+  it('gives an IPv4-only VIP port no IPv6 link-local address (no DAD, RS or MLD flooding the bridge)', () => {
+    const batch = renderLinkBatch({ netns: 'n', iface: 'i', mac: 'fa:16:3e:00:00:01', addresses: ['192.0.2.10/24'], removeAddresses: [], gateways: [] });
+    expect(batch.split('\n').indexOf('link set dev i addrgenmode none')).toBeLessThan(batch.split('\n').indexOf('link set dev i up'));
+    expect(batch).toContain('link set dev i addrgenmode none\n');
   });
 
   it('reports no link when the VIP interface is not in the netns', () => {

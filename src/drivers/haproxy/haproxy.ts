@@ -343,7 +343,11 @@ export async function startHaproxy(run: Runner, netns: string, paths: LbPaths): 
   await rm(paths.stateFile, { force: true });
   engineCounters.haproxyStarts++;
   await run(argvStart(netns, paths), { detached: true, timeoutMs: 20_000 });
-  const pid = await readPid(paths.pidfile);
+  // The daemon writes the pidfile before it lets go of our stderr; a slow one gets a few seconds more.
+  let pid = await readPid(paths.pidfile);
+  for (const until = Date.now() + 5_000; pid === undefined && Date.now() < until; pid = await readPid(paths.pidfile)) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
   if (pid === undefined) throw new Error(`haproxy in ${netns} started but wrote no pidfile ${paths.pidfile}`);
   await chmod(paths.socket, 0o600).catch(() => undefined);
   return pid;

@@ -179,6 +179,11 @@ export function renderLinkBatch(c: LinkConfig): string {
   }
   const lines = ['link set dev lo up', `link set dev ${c.iface} address ${c.mac}`];
   if (c.mtu !== undefined) lines.push(`link set dev ${c.iface} mtu ${c.mtu}`);
+  // An IPv4-only VIP port has no use for IPv6, yet by default it would make up a link-local address when it
+  // comes up and send DAD, router solicitations and MLD reports: multicast that the bridge floods to every
+  // other port. With hundreds of load balancers on one bridge that flood alone kept ovs-vswitchd busy.
+  const v6 = c.addresses.some((a) => a.includes(':'));
+  lines.push(`link set dev ${c.iface} addrgenmode ${v6 ? 'eui64' : 'none'}`);
   for (const old of c.removeAddresses) lines.push(`address del ${old} dev ${c.iface}`);
   // nodad: a VIP must answer at once; the planner already refuses duplicate VIPs on one bridge. Without -4/-6
   // on the command line, ip takes each line's family from its address.
