@@ -1,6 +1,7 @@
 // The node as the reconciler sees it: batched observation of every marked thing, and the one place that maps
 // an Action onto a driver call. Nothing here decides anything; plan/ does.
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Runner } from '../exec/run.js';
 import type { Action } from '../plan/actions.js';
@@ -236,13 +237,18 @@ export async function observeNode(
   return { lbs, bridges: ovs.bridges };
 }
 
+/** Actions that change what a netns read sees (links, addresses, routes); HAProxy's own do not. */
+const CHANGES_NETNS: ReadonlySet<Action['kind']> = new Set(['netns.add', 'netns.delete', 'link.moveToNetns', 'link.configure']);
+
 export async function applyAction(ctx: NodeContext, a: Action): Promise<void> {
-  // Whatever this does inside a netns is read again next time, event or not.
-  if ('netns' in a) netnsWatch.markDirty(a.netns);
+  // Whatever this changes inside a netns is read again next time, event or not. Not after a member change
+  // through the runtime API or a reload: the next change to that load balancer would wait on an `ip` read.
+  const dirties = 'netns' in a && CHANGES_NETNS.has(a.kind);
+  if (dirties) netnsWatch.markDirty(a.netns);
   try {
     await applyOne(ctx, a);
   } finally {
-    if ('netns' in a) netnsWatch.markDirty(a.netns);
+    if (dirties) netnsWatch.markDirty(a.netns);
     if (a.kind.startsWith('ovs.') || a.kind === 'link.moveToNetns') ovsMonitor.invalidate();
   }
 }
@@ -313,8 +319,19 @@ async function applyOne(ctx: NodeContext, a: Action): Promise<void> {
 }
 
 /** Records which load balancer owns a state dir, so that cleanup and GC can name it after a crash. */
+function readFileIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 export async function writeOwner(ctx: NodeContext, netns: string, lbKey: string): Promise<void> {
   const paths = lbPaths(ctx.stateDir, netns);
+  const file = join(paths.dir, OWNER_FILE);
+  // Every reconcile asks; only the first one (or one after a hand edit) writes.
+  if (readFileIfPresent(file) === `${lbKey}\n`) return;
   await ensureStateDir(paths);
-  await writeFile(join(paths.dir, OWNER_FILE), `${lbKey}\n`, { mode: 0o600 });
+  await writeFile(file, `${lbKey}\n`, { mode: 0o600 });
 }

@@ -178,6 +178,14 @@ export class ManifestDirectory {
   }
 }
 
+/**
+ * The quiet time after the last event before the tree is read. A checkout writes its files back to back
+ * (well under a millisecond apart), so 5 ms still reads a `git pull` once, whole; every millisecond here is
+ * a millisecond added to each change (a member added through the runtime API takes effect ~15 ms after it).
+ * Checkouts swapped in by a symlink (git-sync) are atomic whatever this is.
+ */
+const DEFAULT_DEBOUNCE_MS = 5;
+
 export interface FileSourceOptions {
   debounceMs?: number;
   onSnapshot: (s: Snapshot) => void;
@@ -222,7 +230,7 @@ export class FileSource {
   /** Something may have changed: read again after the debounce (repeats within it are merged). */
   changed(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.refresh(), this.#opts.debounceMs ?? 15);
+    this.#timer = setTimeout(() => void this.refresh(), this.#opts.debounceMs ?? DEFAULT_DEBOUNCE_MS);
   }
 
   /** Read now (also used by the periodic resync, in case an event was missed). */
