@@ -6,7 +6,9 @@ export const DEFAULTS = {
   bridge: 'br-int',
   listen: '127.0.0.1:9910',
   resync: 30,
-  concurrency: 16,
+  // Reconciles mostly wait (on ip, Open vSwitch, HAProxy) and their node work is batched: many at once cost
+  // little and keep the batches full (bench: 500 load balancers converge ~1.5× faster than with 16).
+  concurrency: 128,
   logLevel: 'info',
   nodeName: hostname(),
 } as const;

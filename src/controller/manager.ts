@@ -46,6 +46,7 @@ export interface ManagerOptions {
 
 const ORPHAN_PREFIX = 'orphan:';
 const PUBLISH_GAP_MS = 100;
+const PUBLISH_COST_FACTOR = 10;
 
 export function netnsOfKey(key: string): string {
   if (key.startsWith(ORPHAN_PREFIX)) return key.slice(ORPHAN_PREFIX.length);
@@ -93,6 +94,8 @@ export class Manager {
   #objects: AnyObject[] = [];
   #issues: FileIssue[] = [];
   #desired: DesiredState = { lbs: new Map(), blocked: new Map(), problems: [], owners: new Map() };
+  /** The objects of each load balancer, from #objects and #desired; rebuilt on first use after a snapshot. */
+  #byOwner: Map<LbKey, AnyObject[]> | undefined;
   readonly #outcomes = new Map<LbKey, LbOutcome>();
   readonly #fingerprints = new Map<LbKey, string>();
   readonly #generations = new Map<string, { spec: string; generation: number }>();
@@ -100,6 +103,9 @@ export class Manager {
   #publishing: Promise<void> = Promise.resolve();
   #publishQueued: Promise<void> | undefined;
   #lastPublished = 0;
+  #lastPublishCost = 0;
+  /** Ends the wait of a queued publish (the initial sync's status goes out at once). */
+  #wakePublish: (() => void) | undefined;
   #synced = false;
   #loggedProblems = new Set<string>();
   #sourceError: string | undefined;
@@ -138,6 +144,7 @@ export class Manager {
     this.#objects = objects.map((o) => this.#stampGeneration(o));
     this.#issues = issues;
     this.#desired = buildDesired(this.#objects, { defaultBridge: this.#opts.bridge, materials });
+    this.#byOwner = undefined;
     for (const [key, lb] of this.#desired.lbs) if (!servedHere(lb, this.#opts.nodeName)) this.#desired.lbs.delete(key);
     const keys = new Set<LbKey>([...this.#desired.lbs.keys(), ...this.#desired.blocked.keys(), ...this.#fingerprints.keys()]);
     for (const key of keys) {
@@ -187,9 +194,13 @@ export class Manager {
     const spawnedBefore = spawnCounter.count;
     const wanted = new Set<string>();
     const targets: ObserveTarget[] = [];
+    // Load balancers queued or being reconciled are not looked into: their reconcile observes them anyway,
+    // and during a bulk creation these are the netns just made (each would cost an `ip` read).
+    const busy = new Set<string>();
     for (const [key, lb] of this.#desired.lbs) {
       wanted.add(lb.names.netns);
-      if (!this.#desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface });
+      if (this.#queue.busy(key)) busy.add(key);
+      else if (!this.#desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface });
     }
     for (const key of this.#desired.blocked.keys()) {
       wanted.add(netnsOfKey(key));
@@ -208,7 +219,7 @@ export class Manager {
       return;
     }
     for (const [key, lb] of this.#desired.lbs) {
-      if (this.#desired.blocked.has(key)) continue;
+      if (this.#desired.blocked.has(key) || busy.has(key)) continue;
       const o = observed.lbs.get(lb.names.netns) ?? { ifaceInHost: false, stateDir: false };
       const outcome = this.#outcomes.get(key);
       const fresh = outcome?.phase === 'active' && outcome.applied !== undefined && fingerprint(outcome.applied) === fingerprint(lb);
@@ -291,15 +302,27 @@ export class Manager {
     return () => clearInterval(timer);
   }
 
+  /** Nothing queued or running, and the status of it all published. */
   async idle(): Promise<void> {
     await this.#queue.idle();
+    await this.#published();
   }
 
   /** Every load balancer and orphan has been reconciled once (those that failed keep retrying in backoff). */
   async initialSyncDone(): Promise<void> {
     await this.resync();
     await this.#queue.quiet();
+    // Its status published at once, not after the gap between publishes.
+    void this.#publish();
+    this.#wakePublish?.();
+    await this.#published();
     this.#synced = true;
+  }
+
+  /** Until the publishes asked for so far are done. */
+  async #published(): Promise<void> {
+    while (this.#publishQueued !== undefined) await this.#publishQueued;
+    await this.#publishing;
   }
 
   async stop(): Promise<void> {
@@ -378,7 +401,7 @@ export class Manager {
       outcome.message = err.message;
       log.error({ err }, 'reconcile failed; will retry with backoff');
       this.#opts.onEvent?.({ key, type: 'Warning', reason: 'ReconcileFailed', message: outcome.message });
-      await this.#publish();
+      void this.#publish();
       throw err;
     }
     if (desired === undefined) {
@@ -400,17 +423,29 @@ export class Manager {
       }
       await this.#pollOne(outcome);
     }
-    await this.#publish();
+    // Not awaited: at hundreds of load balancers a publish waits its turn for up to a few seconds (see
+    // #publish), and a reconcile that waited with it would hold its place in the queue, idle.
+    void this.#publish();
   }
 
   #generationsOf(key: LbKey): Map<string, number> {
-    const result = new Map<string, number>();
-    for (const o of this.#objects) {
-      const id = objectId(o);
-      if (this.#desired.owners.get(id) === key) result.set(id, o.metadata.generation ?? 1);
+    // Indexed once per snapshot: looking through every object for each load balancer that converges made
+    // a bulk creation O(N²).
+    if (this.#byOwner === undefined) {
+      this.#byOwner = new Map();
+      for (const o of this.#objects) {
+        const owner = this.#desired.owners.get(objectId(o));
+        if (owner === undefined) continue;
+        let list = this.#byOwner.get(owner);
+        if (list === undefined) this.#byOwner.set(owner, (list = []));
+        list.push(o);
+      }
     }
+    const result = new Map<string, number>();
+    for (const o of this.#byOwner.get(key) ?? []) result.set(objectId(o), o.metadata.generation ?? 1);
     return result;
   }
+
 
   /**
    * Recomputes and publishes every status. Calls that arrive while one is waiting to start share it: N load
@@ -421,11 +456,25 @@ export class Manager {
     const next = this.#publishing.then(async () => {
       // At most one publish per PUBLISH_GAP_MS: hundreds of load balancers converging at once must not spend
       // the CPU rewriting status.json back to back (each publish costs O(objects)).
-      const wait = this.#lastPublished + PUBLISH_GAP_MS - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      // The gap also grows with what a publish costs (×PUBLISH_COST_FACTOR), so that at any scale status
+      // takes a bounded share of the agent's time (500 load balancers: ~30 ms each, every ~300 ms).
+      const gap = Math.max(PUBLISH_GAP_MS, this.#lastPublishCost * PUBLISH_COST_FACTOR);
+      const wait = this.#lastPublished + gap - Date.now();
+      if (wait > 0) {
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, wait);
+          this.#wakePublish = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        this.#wakePublish = undefined;
+      }
       this.#publishQueued = undefined;
+      const started = Date.now();
       await this.#publishNow();
       this.#lastPublished = Date.now();
+      this.#lastPublishCost = this.#lastPublished - started;
     });
     this.#publishQueued = next;
     this.#publishing = next;

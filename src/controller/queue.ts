@@ -61,6 +61,11 @@ export class WorkQueue {
     this.#pump();
   }
 
+  /** Queued or being handled now: a reconcile of it is coming anyway. */
+  busy(key: string): boolean {
+    return this.#dirty.has(key) || this.#processing.has(key);
+  }
+
   failures(key: string): number {
     return this.#failures.get(key) ?? 0;
   }

@@ -1,7 +1,7 @@
 // The node as the reconciler sees it: batched observation of every marked thing, and the one place that maps
 // an Action onto a driver call. Nothing here decides anything; plan/ does.
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Runner } from '../exec/run.js';
 import type { Action } from '../plan/actions.js';
@@ -20,8 +20,11 @@ import {
   observeReloadPending,
   readConfig,
   reloadHaproxy,
+  haproxyStartCommand,
+  launchHaproxy,
   startHaproxy,
   stopHaproxy,
+  type LbPaths,
   writeCheckedConfig,
 } from './haproxy/haproxy.js';
 import {
@@ -30,11 +33,15 @@ import {
   deleteNetns,
   ensureNetns,
   ensureNetnsMany,
+  execInNetnsBatch,
   hostHasLink,
   moveLinkToNetns,
   moveLinksToNetns,
   observeNetnsIds,
+  observeNetnsMany,
   observeNetnsNames,
+  renderLinkBatch,
+  type LinkConfig,
 } from './netns/netns.js';
 import { netnsWatch } from './netns/watch.js';
 import { ovsMonitor } from './ovs/monitor.js';
@@ -56,6 +63,9 @@ export interface ObserveTarget {
 const OWNER_FILE = 'owner';
 const DEVICE_WAIT_MS = 15_000;
 const NETNS_READS_AT_ONCE = 8;
+const NETNS_READS_PER_BATCH = 64;
+/** The read script of observeNetnsMany, in the state dir. */
+const OBSERVE_SCRIPT = 'observe.batch';
 
 /** Until the device is in the host namespace (or the time is up: the move then says what is wrong). */
 async function waitForHostLink(iface: string, timeoutMs: number): Promise<void> {
@@ -69,7 +79,18 @@ interface Batchers {
   addPort: Batcher<AddPort>;
   addNetns: Batcher<string>;
   moveLink: Batcher<{ iface: string; netns: string }>;
+  configureLink: Batcher<{ config: LinkConfig; dir: string }>;
+  startHaproxy: Batcher<{ netns: string; paths: LbPaths }>;
 }
+
+/**
+ * Items per `ip -batch` of `netns exec` lines. ip runs them one after the other: batches of a few keep the
+ * agent from forking once per load balancer, and several batches at once keep every core busy.
+ */
+const NETNS_BATCH_SIZE = 8;
+
+/** Where the agent leaves a load balancer's link script for `ip -batch` (in its state dir). */
+const LINK_SCRIPT = 'link.batch';
 
 const batchersByRunner = new WeakMap<Runner, Batchers>();
 
@@ -93,6 +114,25 @@ function batchers(run: Runner): Batchers {
           if (!(await hostHasLink(m.iface))) return;
           await moveLinkToNetns(run, m.iface, m.netns);
         },
+      ),
+      // Configuring links and starting HAProxy happen inside each netns: one `ip -batch` of `netns exec`
+      // lines for the load balancers that get there together, instead of one process from the agent each.
+      configureLink: new Batcher(
+        async (items) => {
+          for (const { config, dir } of items) {
+            mkdirSync(dir, { recursive: true, mode: 0o700 });
+            writeFileSync(join(dir, LINK_SCRIPT), renderLinkBatch(config), { mode: 0o600 });
+          }
+          await execInNetnsBatch(run, items.map(({ config, dir }) => ({ netns: config.netns, argv: ['ip', '-batch', join(dir, LINK_SCRIPT)] })));
+        },
+        ({ config }) => configureLink(run, config),
+        { maxBatch: NETNS_BATCH_SIZE },
+      ),
+      startHaproxy: new Batcher(
+        async (items) =>
+          void (await execInNetnsBatch(run, items.map(({ netns, paths }) => ({ netns, argv: haproxyStartCommand(paths) })), { detached: true })),
+        ({ netns, paths }) => launchHaproxy(run, netns, paths),
+        { maxBatch: NETNS_BATCH_SIZE },
       ),
     };
     batchersByRunner.set(run, b);
@@ -190,7 +230,8 @@ export async function observeNode(
 
   // Look closely (pidfile, /proc, config, certs) only at the targets; with none (garbage collection,
   // cleanup), at everything found, so that a single-key reconcile costs the same with 1 or 500 on the node.
-  const close = targets.length === 0 ? [...lbs.entries()] : targets.map((t) => [t.netns, entry(t.netns)] as const);
+  // A resync (node-wide) names every load balancer it wants looked at, so none may mean none.
+  const close = targets.length === 0 && options.nodeWide !== true ? [...lbs.entries()] : targets.map((t) => [t.netns, entry(t.netns)] as const);
   await Promise.all(
     close.map(async ([netns, e]) => {
       const paths = lbPaths(ctx.stateDir, netns);
@@ -225,11 +266,36 @@ export async function observeNode(
   // At most NETNS_READS_AT_ONCE `ip` processes at a time: after hundreds of load balancers were made, every
   // netns is to be read again once, and hundreds of processes at once only crowd each other (and memory).
   const reads = targets.filter((t) => existingNetns.has(t.netns));
+  let pending = reads;
+  if (options.nodeWide === true && reads.length > 1) {
+    // A resync: the netns not known unchanged are read together, NETNS_READS_PER_BATCH per `ip -batch`
+    // (after a bulk creation, every new netns is to be read once: a few processes, not hundreds).
+    const looks = await Promise.all(reads.map(async (t) => ({ t, look: await netnsWatch.lookup(t.netns, t.iface) })));
+    const misses = looks.filter(({ t, look }) => {
+      if (look.hit === undefined) return true;
+      entry(t.netns).netns = look.hit;
+      return false;
+    });
+    pending = [];
+    for (let i = 0; i < misses.length; i += NETNS_READS_PER_BATCH) {
+      const chunk = misses.slice(i, i + NETNS_READS_PER_BATCH);
+      try {
+        const values = await observeNetnsMany(ctx.run, chunk.map(({ t }) => t), join(ctx.stateDir, OBSERVE_SCRIPT));
+        chunk.forEach(({ t, look }, j) => {
+          entry(t.netns).netns = values[j]!;
+          netnsWatch.remember(look.ticket, values[j]!);
+        });
+      } catch {
+        // A netns gone during the read, or an odd one: read this chunk one by one, each with its own error.
+        pending.push(...chunk.map(({ t }) => t));
+      }
+    }
+  }
   let next = 0;
   await Promise.all(
-    Array.from({ length: Math.min(NETNS_READS_AT_ONCE, reads.length) }, async () => {
-      while (next < reads.length) {
-        const t = reads[next++]!;
+    Array.from({ length: Math.min(NETNS_READS_AT_ONCE, pending.length) }, async () => {
+      while (next < pending.length) {
+        const t = pending[next++]!;
         entry(t.netns).netns = await netnsWatch.observe(ctx.run, t.netns, t.iface);
       }
     }),
@@ -284,7 +350,7 @@ async function applyOne(ctx: NodeContext, a: Action): Promise<void> {
       if (a.replaceStale === true) return moveLinkToNetns(ctx.run, a.iface, a.netns, true);
       return batchers(ctx.run).moveLink.submit({ iface: a.iface, netns: a.netns });
     case 'link.configure':
-      return configureLink(ctx.run, a);
+      return batchers(ctx.run).configureLink.submit({ config: a, dir: paths!.dir });
     case 'haproxy.writeConfig':
       return writeCheckedConfig(ctx.run, paths!, a.config, a.certificates, a.unchecked === true ? { check: false } : {});
     case 'haproxy.runtime': {
@@ -298,7 +364,7 @@ async function applyOne(ctx: NodeContext, a: Action): Promise<void> {
       return applyOne(ctx, { kind: 'haproxy.reload', netns: a.netns });
     }
     case 'haproxy.start':
-      await startHaproxy(ctx.run, a.netns, paths!);
+      await startHaproxy(ctx.run, a.netns, paths!, () => batchers(ctx.run).startHaproxy.submit({ netns: a.netns, paths: paths! }));
       return markConfigLoaded(paths!);
     case 'haproxy.reload': {
       const pid = (await observeHaproxy(paths!, a.netns))?.pid ?? (await findHaproxyByConfig(new Set([paths!.config]))).get(paths!.config);

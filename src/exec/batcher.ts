@@ -3,42 +3,74 @@
 // is being gathered (one turn of the event loop) goes together; if the batch fails, each item is run on its
 // own so that the error lands on the load balancer it belongs to.
 
+/** A batch that stopped at an item: the `done` items before it went through, the rest did not run. */
+export class PartialBatchError extends Error {
+  readonly done: number;
+
+  constructor(done: number, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.done = done;
+  }
+}
+
+export interface BatcherOptions {
+  /**
+   * At most this many items per batch; more go in further batches at once. For work a batch does one item
+   * after the other (an `ip -batch` of `netns exec` lines): one big batch would leave the other cores idle.
+   */
+  maxBatch?: number;
+}
+
 export class Batcher<T> {
   readonly #runBatch: (items: T[]) => Promise<void>;
   readonly #runOne: (item: T) => Promise<void>;
+  readonly #maxBatch: number;
   #pending: { item: T; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #scheduled = false;
 
-  constructor(runBatch: (items: T[]) => Promise<void>, runOne: (item: T) => Promise<void>) {
+  constructor(runBatch: (items: T[]) => Promise<void>, runOne: (item: T) => Promise<void>, options: BatcherOptions = {}) {
     this.#runBatch = runBatch;
     this.#runOne = runOne;
+    this.#maxBatch = options.maxBatch ?? Number.POSITIVE_INFINITY;
   }
 
   submit(item: T): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ item, resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => void this.#flush());
-      }
+      this.#schedule();
     });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#pending.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => void this.#flush());
   }
 
   async #flush(): Promise<void> {
     this.#scheduled = false;
-    const batch = this.#pending;
-    this.#pending = [];
+    const batch = this.#pending.splice(0, this.#maxBatch);
+    // The rest (beyond maxBatch) goes in its own batch now, alongside this one.
+    this.#schedule();
+    await this.#run(batch);
+  }
+
+  async #run(batch: { item: T; resolve: () => void; reject: (err: unknown) => void }[]): Promise<void> {
     if (batch.length === 1) {
       const [only] = batch;
       await this.#runOne(only!.item).then(only!.resolve, only!.reject);
       return;
     }
+    let done = 0;
     try {
       await this.#runBatch(batch.map((b) => b.item));
-      for (const b of batch) b.resolve();
-    } catch {
-      await Promise.all(batch.map((b) => this.#runOne(b.item).then(b.resolve, b.reject)));
+      done = batch.length;
+    } catch (err) {
+      // Each item not known to have gone through runs on its own, so that its error lands on its owner.
+      if (err instanceof PartialBatchError) done = Math.max(0, Math.min(err.done, batch.length));
     }
+    for (const b of batch.slice(0, done)) b.resolve();
+    await Promise.all(batch.slice(done).map((b) => this.#runOne(b.item).then(b.resolve, b.reject)));
   }
 }
 

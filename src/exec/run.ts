@@ -30,8 +30,10 @@ const childEnv: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
 /** A command that ignores SIGTERM after its timeout gets SIGKILL this much later. */
 const KILL_GRACE_MS = 2_000;
-/** How long a daemon's foreground process may leave our stderr pipe to its daemon after exiting. */
+/** How long a daemon's failed foreground process may leave our stderr pipe open after exiting. */
 const DETACHED_GRACE_MS = 3_000;
+/** After a clean exit: long enough for what it wrote before exiting to be read. */
+const DETACHED_CLEAN_EXIT_MS = 20;
 
 interface Outcome {
   code: number | null;
@@ -98,14 +100,18 @@ function spawnAndWait(file: string, args: readonly string[], options: RunOptions
     });
     child.on('close', (code, signal) => finish(code, signal));
     if (detached) {
-      // A daemon's foreground process exits once it has forked; the daemon closes the stderr it inherited
-      // when it is up (HAProxy writes its pidfile first), which is when we return. One that keeps it open
-      // is not waited for beyond a grace period.
+      // A daemon's foreground process exits once it has forked; the daemon keeps the stderr it inherited
+      // until it is up (HAProxy: until its worker is ready), which under load, or for a batch of them, can
+      // be long. After a clean exit, take what was written and let go; after a failed one, wait (a while)
+      // for the whole error.
       child.on('exit', (code, signal) => {
-        setTimeout(() => {
-          child.stderr?.destroy();
-          finish(code, signal);
-        }, DETACHED_GRACE_MS).unref();
+        setTimeout(
+          () => {
+            child.stderr?.destroy();
+            finish(code, signal);
+          },
+          code === 0 ? DETACHED_CLEAN_EXIT_MS : DETACHED_GRACE_MS,
+        ).unref();
       });
     }
     if (options.input !== undefined && child.stdin !== null) {

@@ -41,7 +41,12 @@ describe('runCommand', () => {
     expect((err as CommandError).exitCode).toBe(1);
   });
 
-  it('detached: returns after the foreground process exits even if its daemon keeps stderr open', { timeout: 15_000 }, async () => {
+  it('detached: a failed foreground process still reports its whole stderr', async () => {
+    const err = await runCommand(['ls', '/nonexistent-nslb-path'], { detached: true }).catch((e: unknown) => e);
+    expect((err as CommandError).message).toMatch(/exited 2: .*No such file/);
+  });
+
+  it('detached: returns after the foreground process exits even if its daemon keeps stderr open', async () => {
     // `setsid -f` forks (the daemon keeps our stderr pipe) and its foreground process exits at once.
     await runCommand(['setsid', '-f', 'sleep', '31.517'], { detached: true });
     const { stdout } = await runCommand(['pgrep', '-f', '^sleep 31.517$']);

@@ -155,12 +155,17 @@ export async function ensureStateDir(paths: LbPaths): Promise<void> {
   await chmod(paths.dir, 0o700);
 }
 
-async function writeFileDurably(path: string, content: string, mode: number): Promise<void> {
+/**
+ * Writes a file only its owner may read. Not fsync'd: what these files guard against is the agent dying
+ * between two steps, and the page cache outlives the agent; a node that loses power loses every netns and
+ * HAProxy with it, and the agent builds them again from the desired state. (An fsync cost ~4 ms idle and
+ * far more under load, twice per config change.)
+ */
+async function writePrivateFile(path: string, content: string, mode: number): Promise<void> {
   const handle = await open(path, 'w', mode);
   try {
     await handle.chmod(mode);
     await handle.writeFile(content);
-    await handle.sync();
   } finally {
     await handle.close();
   }
@@ -189,7 +194,7 @@ async function writeCertificates(paths: LbPaths, certificates: readonly Certific
     if (present.has(c.fileName)) continue;
     // Written under a temporary name and renamed: HAProxy never reads half a key.
     const tmp = join(paths.certsDir, `.${c.fileName}.tmp`);
-    await writeFileDurably(tmp, c.pem, 0o600);
+    await writePrivateFile(tmp, c.pem, 0o600);
     await rename(tmp, join(paths.certsDir, c.fileName));
   }
 }
@@ -217,7 +222,7 @@ export async function writeCheckedConfig(
   await ensureStateDir(paths);
   await writeCertificates(paths, certificates);
   const next = `${paths.config}.next`;
-  await writeFileDurably(next, config, 0o600);
+  await writePrivateFile(next, config, 0o600);
   if (options.check !== false) {
     try {
       await run([HAPROXY_BIN, '-c', '-q', '-f', next]);
@@ -229,7 +234,7 @@ export async function writeCheckedConfig(
   if (options.reloadFollows !== false) await saveServerState(paths, config);
   // Before the rename: a crash right after it must not leave a config on disk that HAProxy never loaded
   // and that the next reconcile would find "already right".
-  await writeFileDurably(paths.reloadPending, '', 0o600);
+  await writePrivateFile(paths.reloadPending, '', 0o600);
   await rename(next, paths.config);
   await removeStaleCertificates(paths, certificates);
 }
@@ -254,7 +259,7 @@ export async function saveServerState(paths: LbPaths, nextConfig: string): Promi
     await rm(paths.stateFile, { force: true });
     return;
   }
-  await writeFileDurably(paths.stateFile, carriedServerState(dump, current, nextConfig), 0o600);
+  await writePrivateFile(paths.stateFile, carriedServerState(dump, current, nextConfig), 0o600);
 }
 
 const DELETE_RETRY_MS = 2_000;
@@ -332,17 +337,41 @@ export async function markConfigLoaded(paths: LbPaths): Promise<void> {
   await rm(paths.reloadPending, { force: true });
 }
 
-export function argvStart(netns: string, paths: LbPaths): string[] {
-  return ['ip', 'netns', 'exec', netns, HAPROXY_BIN, '-W', '-D', '-f', paths.config, '-p', paths.pidfile];
+/** HAProxy's command line (master-worker, daemon), to run inside the load balancer's netns. */
+export function haproxyStartCommand(paths: LbPaths): string[] {
+  return [HAPROXY_BIN, '-W', '-D', '-f', paths.config, '-p', paths.pidfile];
 }
 
-export async function startHaproxy(run: Runner, netns: string, paths: LbPaths): Promise<number> {
+export function argvStart(netns: string, paths: LbPaths): string[] {
+  return ['ip', 'netns', 'exec', netns, ...haproxyStartCommand(paths)];
+}
+
+/**
+ * Starts HAProxy's daemon in the netns, on its own (one process). Not when the pidfile (removed before any
+ * start) already names our HAProxy with this config: a batch that failed after this start went through.
+ */
+export async function launchHaproxy(run: Runner, netns: string, paths: LbPaths): Promise<void> {
+  const pid = await readPid(paths.pidfile);
+  if (pid !== undefined && (await isOurHaproxy(pid, paths.config))) return;
+  await run(argvStart(netns, paths), { detached: true, timeoutMs: 20_000 });
+}
+
+/**
+ * Starts HAProxy for this load balancer and returns its master's PID. `launch` runs the command (the agent
+ * merges the starts of load balancers created together into one `ip -batch`); by default, on its own.
+ */
+export async function startHaproxy(
+  run: Runner,
+  netns: string,
+  paths: LbPaths,
+  launch: () => Promise<void> = () => launchHaproxy(run, netns, paths),
+): Promise<number> {
   await unlink(paths.pidfile).catch(() => undefined);
   // A fresh process starts with fresh health: a state file from an earlier process may name servers and
   // addresses this config no longer has.
   await rm(paths.stateFile, { force: true });
   engineCounters.haproxyStarts++;
-  await run(argvStart(netns, paths), { detached: true, timeoutMs: 20_000 });
+  await launch();
   // The daemon writes the pidfile before it lets go of our stderr; a slow one gets a few seconds more.
   let pid = await readPid(paths.pidfile);
   for (const until = Date.now() + 5_000; pid === undefined && Date.now() < until; pid = await readPid(paths.pidfile)) {

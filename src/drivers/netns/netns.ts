@@ -1,6 +1,8 @@
 // Network namespaces and the VIP link inside them: argv builders, parsers, and thin apply functions.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { readdir } from 'node:fs/promises';
+import { PartialBatchError } from '../../exec/batcher.js';
 import type { Runner } from '../../exec/run.js';
 import type { DefaultGateways, ObservedLink, ObservedNetns } from '../observed.js';
 
@@ -86,6 +88,27 @@ function toObservedLink(l: IpLink): ObservedLink {
       .filter((a) => a.scope === 'global')
       .map((a) => `${a.local}/${a.prefixlen}`),
   };
+}
+
+/**
+ * Reads many netns from one `ip -batch` (see execInNetnsBatch): each runs `ip -j -batch SCRIPT`, the same
+ * two commands as observeNetns, and prints two JSON lines. `script` is where that script is kept. Throws if
+ * any read fails or the output does not add up: the caller then reads them one by one.
+ */
+export async function observeNetnsMany(
+  run: Runner,
+  targets: readonly { netns: string; iface: string }[],
+  script: string,
+): Promise<ObservedNetns[]> {
+  const { input } = argvObserveNetns('');
+  mkdirSync(dirname(script), { recursive: true, mode: 0o700 });
+  writeFileSync(script, input, { mode: 0o600 });
+  const stdout = await execInNetnsBatch(run, targets.map((t) => ({ netns: t.netns, argv: ['ip', '-j', '-batch', script] })));
+  const lines = stdout.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length !== 2 * targets.length) {
+    throw new Error(`ip -batch read of ${targets.length} netns printed ${lines.length} lines, not ${2 * targets.length}`);
+  }
+  return targets.map((t, i) => parseObserveNetns(t.netns, t.iface, `${lines[2 * i]}\n${lines[2 * i + 1]}\n`));
 }
 
 export async function observeNetns(run: Runner, netns: string, iface: string): Promise<ObservedNetns> {
@@ -195,4 +218,46 @@ export function renderLinkBatch(c: LinkConfig): string {
 
 export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
   await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
+}
+
+/** A command to run inside a netns. */
+export interface NetnsCommand {
+  netns: string;
+  argv: readonly string[];
+}
+
+/** What `ip -batch` reads as one word (it splits lines on blanks and honours quotes). */
+const BATCH_WORD = /^[A-Za-z0-9._/:=,@+%-]+$/;
+
+/**
+ * The `ip -batch` script that runs each command in its netns: `netns exec NS argv…` lines. One process from
+ * us for many: the forks are ip's (a small process, cheap to fork), not the agent's. Throws on a word that
+ * `ip -batch` would not read back as one word; callers then run the commands one by one.
+ */
+export function renderNetnsExecBatch(cmds: readonly NetnsCommand[]): string {
+  for (const c of cmds) {
+    for (const word of [c.netns, ...c.argv]) {
+      if (!BATCH_WORD.test(word)) throw new Error(`cannot pass ${JSON.stringify(word)} through ip -batch`);
+    }
+  }
+  return cmds.map((c) => `netns exec ${c.netns} ${c.argv.join(' ')}\n`).join('');
+}
+
+/**
+ * Runs the commands in order, each in its netns, from one `ip -batch`. Never with -force: iproute2's
+ * `netns exec` in batch mode forks, and a child that cannot enter its netns goes on reading the batch
+ * itself; without -force it stops at that line instead, as the parent does, so nothing runs twice.
+ * On a failure, PartialBatchError says how many commands went through before the one that failed (from
+ * ip's "Command failed -:N"); the ones after it did not run.
+ */
+export async function execInNetnsBatch(run: Runner, cmds: readonly NetnsCommand[], options: { detached?: boolean } = {}): Promise<string> {
+  const input = renderNetnsExecBatch(cmds);
+  try {
+    const { stdout } = await run(['ip', '-batch', '-'], { input, timeoutMs: 15_000 + 2_000 * cmds.length, ...(options.detached === true ? { detached: true } : {}) });
+    return stdout;
+  } catch (err) {
+    const line = /Command failed -:(\d+)/.exec(err instanceof Error ? err.message : String(err))?.[1];
+    const done = line === undefined ? 0 : Number(line) - 1;
+    throw new PartialBatchError(done, `ip -batch stopped after ${done} commands: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }

@@ -131,8 +131,21 @@ class NetnsWatch {
 
   /** Reads the netns unless an unchanged read is cached. */
   async observe(run: Runner, netns: string, iface: string): Promise<ObservedNetns> {
+    const look = await this.lookup(netns, iface);
+    if (look.hit !== undefined) return look.hit;
+    const value = await observeNetns(run, netns, iface);
+    this.remember(look.ticket, value);
+    return value;
+  }
+
+  /**
+   * The cached read of the netns, if it still stands; otherwise a ticket for `remember` once it has been
+   * read (the netns is no longer marked dirty from here: a change during the read marks it again).
+   */
+  async lookup(netns: string, iface: string): Promise<{ hit?: ObservedNetns; ticket: ReadTicket }> {
     const inode = await netnsInode(netns);
     const hit = this.#cache.get(netns);
+    const ticket: ReadTicket = { netns, iface, inode, generation: this.#generation };
     if (
       this.#running &&
       hit !== undefined &&
@@ -141,18 +154,28 @@ class NetnsWatch {
       hit.iface === iface &&
       !this.#dirty.has(netns)
     ) {
-      return structuredClone(hit.value);
+      return { hit: structuredClone(hit.value), ticket };
     }
-    const generation = this.#generation;
     this.#dirty.delete(netns);
-    const value = await observeNetns(run, netns, iface);
+    return { ticket };
+  }
+
+  /** Keeps a read made after `lookup`, unless the netns changed (or the monitor restarted) meanwhile. */
+  remember(ticket: ReadTicket, value: ObservedNetns): void {
+    const { netns, iface, inode, generation } = ticket;
     // Only a netns with an nsid reports its events; only then may the read stand in for later ones.
     const named = this.#named.has(netns);
     if (this.#running && named && inode !== undefined && generation === this.#generation && !this.#dirty.has(netns)) {
       this.#cache.set(netns, { inode, iface, generation, value: structuredClone(value) });
     }
-    return value;
   }
+}
+
+export interface ReadTicket {
+  netns: string;
+  iface: string;
+  inode: number | undefined;
+  generation: number;
 }
 
 /** One per process: the agent starts it; everything else reads the netns directly. */

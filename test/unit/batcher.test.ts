@@ -1,0 +1,80 @@
+// Batching of node work: one process for what arrives together, errors on the item they belong to.
+import { describe, expect, it } from 'vitest';
+import { Batcher, PartialBatchError } from '../../src/exec/batcher.js';
+import { execInNetnsBatch, renderNetnsExecBatch } from '../../src/drivers/netns/netns.js';
+import { CommandError } from '../../src/exec/errors.js';
+import type { Runner } from '../../src/exec/run.js';
+
+describe('Batcher', () => {
+  it('runs items submitted together as one batch', async () => {
+    const batches: number[][] = [];
+    const b = new Batcher<number>(async (items) => void batches.push(items), async (i) => void batches.push([i]));
+    await Promise.all([1, 2, 3].map((i) => b.submit(i)));
+    expect(batches).toEqual([[1, 2, 3]]);
+  });
+
+  it('after a partial batch, resolves the items that went through and runs the rest one by one', async () => {
+    const alone: number[] = [];
+    const b = new Batcher<number>(
+      async () => {
+        throw new PartialBatchError(2, 'stopped at the third');
+      },
+      async (i) => {
+        alone.push(i);
+        if (i === 3) throw new Error('three failed');
+      },
+    );
+    const results = await Promise.allSettled([1, 2, 3, 4].map((i) => b.submit(i)));
+    expect(alone).toEqual([3, 4]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((results[2] as PromiseRejectedResult).reason.message).toBe('three failed');
+  });
+});
+
+describe('netns exec batches', () => {
+  it('renders one netns exec line per command', () => {
+    expect(renderNetnsExecBatch([
+      { netns: 'nslb-a', argv: ['ip', '-batch', '/var/lib/nslb/lb/nslb-a/link.batch'] },
+      { netns: 'nslb-b', argv: ['haproxy', '-W', '-D', '-f', '/s/haproxy.cfg'] },
+    ])).toBe('netns exec nslb-a ip -batch /var/lib/nslb/lb/nslb-a/link.batch\nnetns exec nslb-b haproxy -W -D -f /s/haproxy.cfg\n');
+  });
+
+  it('refuses a word ip -batch would split or unquote', () => {
+    for (const word of ['/state dir/x', 'a"b', "a'b", 'a\nnetns delete x', 'a\\b', '']) {
+      expect(() => renderNetnsExecBatch([{ netns: 'nslb-a', argv: ['ip', word] }])).toThrow(/cannot pass/);
+    }
+  });
+
+  it('never uses -force, and reports how many commands went through from "Command failed -:N"', async () => {
+    const seen: (readonly string[])[] = [];
+    const run: Runner = async (argv) => {
+      seen.push(argv);
+      throw new CommandError(argv, 1, 'Cannot open network namespace "nslb-c": No such file or directory\nCommand failed -:3');
+    };
+    const err = await execInNetnsBatch(run, ['a', 'b', 'c', 'd'].map((n) => ({ netns: `nslb-${n}`, argv: ['true'] }))).catch((e: unknown) => e);
+    expect(seen[0]).toEqual(['ip', '-batch', '-']);
+    expect(err).toBeInstanceOf(PartialBatchError);
+    expect((err as PartialBatchError).done).toBe(2);
+  });
+});
+
+describe('Batcher maxBatch', () => {
+  it('splits what arrives together into batches of at most maxBatch, all started at once', async () => {
+    const batches: number[][] = [];
+    let running = 0;
+    let most = 0;
+    const b = new Batcher<number>(
+      async (items) => {
+        batches.push(items);
+        most = Math.max(most, ++running);
+        await new Promise((r) => setTimeout(r, 10));
+        running--;
+      },
+      async (i) => void batches.push([i]),
+      { maxBatch: 3 },
+    );
+    await Promise.all([1, 2, 3, 4, 5, 6, 7].map((i) => b.submit(i)));
+    expect(batches).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
+    expect(most).toBe(2);
+  });
+});
