@@ -1,7 +1,10 @@
 // Batching of node work: one process for what arrives together, errors on the item they belong to.
 import { describe, expect, it } from 'vitest';
 import { Batcher, PartialBatchError } from '../../src/exec/batcher.js';
-import { execInNetnsBatch, renderNetnsExecBatch } from '../../src/drivers/netns/netns.js';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execInNetnsBatch, observeNetnsMany, parseObserveNetns, renderNetnsExecBatch } from '../../src/drivers/netns/netns.js';
 import { CommandError } from '../../src/exec/errors.js';
 import type { Runner } from '../../src/exec/run.js';
 
@@ -78,3 +81,35 @@ describe('Batcher maxBatch', () => {
     expect(most).toBe(2);
   });
 });
+
+describe('observeNetnsMany', () => {
+  const fixture = (name: string): string => readFileSync(new URL(`fixtures/${name}`, import.meta.url), 'utf8');
+  const targets = [
+    { netns: 'nslb-82b3ade9d00c', iface: 'nslb82b3ade9d00' },
+    { netns: 'nslb-82b3ade9d00d', iface: 'nslb82b3ade9d00' },
+  ];
+
+  it('reads every netns from one ip -batch and gives each its own two lines', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'nslb-observe-')), 'observe.batch');
+    const calls: { argv: readonly string[]; input?: string }[] = [];
+    const run: Runner = async (argv, options) => {
+      calls.push({ argv, ...(options?.input === undefined ? {} : { input: options.input }) });
+      return { stdout: fixture('ip/observe-v4.json') + fixture('ip/observe-dual.json'), stderr: '' };
+    };
+    const [first, second] = await observeNetnsMany(run, targets, script);
+    expect(calls).toEqual([{
+      argv: ['ip', '-batch', '-'],
+      input: `netns exec nslb-82b3ade9d00c ip -j -batch ${script}\nnetns exec nslb-82b3ade9d00d ip -j -batch ${script}\n`,
+    }]);
+    expect(readFileSync(script, 'utf8')).toBe('addr show\nroute show table all default\n');
+    expect(first).toEqual(parseObserveNetns(targets[0]!.netns, targets[0]!.iface, fixture('ip/observe-v4.json')));
+    expect(second).toEqual(parseObserveNetns(targets[1]!.netns, targets[1]!.iface, fixture('ip/observe-dual.json')));
+  });
+
+  it('refuses output that does not add up to two lines per netns (the caller reads them one by one)', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'nslb-observe-')), 'observe.batch');
+    const run: Runner = async () => ({ stdout: fixture('ip/observe-v4.json'), stderr: '' });
+    await expect(observeNetnsMany(run, targets, script)).rejects.toThrow(/printed 2 lines, not 4/);
+  });
+});
+
