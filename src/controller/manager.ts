@@ -104,8 +104,9 @@ export class Manager {
   #publishQueued: Promise<void> | undefined;
   #lastPublished = 0;
   #lastPublishCost = 0;
-  /** Ends the wait of a queued publish (the initial sync's status goes out at once). */
+  /** Ends the wait of a queued publish; with #urgent, none waits (the initial sync's status goes out at once). */
   #wakePublish: (() => void) | undefined;
+  #urgent = false;
   #synced = false;
   #loggedProblems = new Set<string>();
   #sourceError: string | undefined;
@@ -313,9 +314,11 @@ export class Manager {
     await this.resync();
     await this.#queue.quiet();
     // Its status published at once, not after the gap between publishes.
+    this.#urgent = true;
     void this.#publish();
     this.#wakePublish?.();
     await this.#published();
+    this.#urgent = false;
     this.#synced = true;
   }
 
@@ -446,7 +449,6 @@ export class Manager {
     return result;
   }
 
-
   /**
    * Recomputes and publishes every status. Calls that arrive while one is waiting to start share it: N load
    * balancers converging at once cost a few publishes, not N (each is O(objects)).
@@ -459,7 +461,7 @@ export class Manager {
       // The gap also grows with what a publish costs (×PUBLISH_COST_FACTOR), so that at any scale status
       // takes a bounded share of the agent's time (500 load balancers: ~30 ms each, every ~300 ms).
       const gap = Math.max(PUBLISH_GAP_MS, this.#lastPublishCost * PUBLISH_COST_FACTOR);
-      const wait = this.#lastPublished + gap - Date.now();
+      const wait = this.#urgent ? 0 : this.#lastPublished + gap - Date.now();
       if (wait > 0) {
         await new Promise<void>((r) => {
           const timer = setTimeout(r, wait);

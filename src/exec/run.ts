@@ -158,7 +158,7 @@ export function runWatcher(argv: readonly string[], onLine: (line: string) => vo
   spawnCounter.count++;
   const tool = basename(file);
   spawnsByTool.set(tool, (spawnsByTool.get(tool) ?? 0) + 1);
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { LC_ALL: 'C' } });
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: childEnv });
   let partial = '';
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', (chunk: string) => {

@@ -53,11 +53,11 @@ interface IpRoute {
  * per-line -4/-6, and `route show` without a family lists IPv4 only, except with `table all`, which lists
  * every family (the main table's routes are the ones without a `table` field).
  */
+/** What one read of a netns asks `ip -j`: links with their addresses, and the default routes of both families. */
+const OBSERVE_COMMANDS = 'addr show\nroute show table all default\n';
+
 export function argvObserveNetns(netns: string): { argv: string[]; input: string } {
-  return {
-    argv: ['ip', '-n', netns, '-j', '-batch', '-'],
-    input: 'addr show\nroute show table all default\n',
-  };
+  return { argv: ['ip', '-n', netns, '-j', '-batch', '-'], input: OBSERVE_COMMANDS };
 }
 
 export function parseObserveNetns(netns: string, iface: string, stdout: string): ObservedNetns {
@@ -100,9 +100,8 @@ export async function observeNetnsMany(
   targets: readonly { netns: string; iface: string }[],
   script: string,
 ): Promise<ObservedNetns[]> {
-  const { input } = argvObserveNetns('');
   mkdirSync(dirname(script), { recursive: true, mode: 0o700 });
-  writeFileSync(script, input, { mode: 0o600 });
+  writeFileSync(script, OBSERVE_COMMANDS, { mode: 0o600 });
   const stdout = await execInNetnsBatch(run, targets.map((t) => ({ netns: t.netns, argv: ['ip', '-j', '-batch', script] })));
   const lines = stdout.split('\n').filter((l) => l.trim() !== '');
   if (lines.length !== 2 * targets.length) {
