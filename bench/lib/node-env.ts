@@ -2,7 +2,6 @@
 // a client host, and the processes that send traffic from the client (probe, VIP check, wrk). Everything
 // made here is registered with a Cleanup, which undoes it in reverse order on success, failure or Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +21,6 @@ import { parseWrk, type ProbeResponse, type WrkSummary } from './report.js';
 const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROBE = join(BENCH_DIR, 'probe.mjs');
 const CHECK_VIPS = join(BENCH_DIR, 'check-vips.mjs');
-const NEIGH_SAVED = '/tmp/nslb-bench-neigh.json';
 
 export function log(message: string): void {
   process.stderr.write(`bench: ${message}\n`);
@@ -93,42 +91,9 @@ export interface BenchNode {
   members: Record<MemberName, HttpServerHandle>;
 }
 
-/**
- * The kernel's neighbour table is one for all namespaces, and 500 load balancers (each resolving two members,
- * each member resolving 500 VIPs) outgrow the default gc_thresh3 of 1024: new entries are refused and packets
- * dropped ("neighbor table overflow"). Raised while the benchmark runs, as an operator of such a node would;
- * put back at the end unless someone changed it meanwhile.
- */
-async function raiseNeighbourLimits(cleanup: Cleanup): Promise<void> {
-  const wanted: Record<string, number> = { gc_thresh1: 8192, gc_thresh2: 32768, gc_thresh3: 65536 };
-  // The values found before the first raise are kept in a file until put back, so that a run that died
-  // before its cleanup is made good by the next one.
-  const saved = JSON.parse(await readFile(NEIGH_SAVED, 'utf8').catch(() => '{}')) as Record<string, number>;
-  const original: Record<string, number> = {};
-  for (const key of Object.keys(wanted)) {
-    const path = `/proc/sys/net/ipv4/neigh/default/${key}`;
-    original[key] = saved[key] ?? Number((await readFile(path, 'utf8')).trim());
-  }
-  await writeFile(NEIGH_SAVED, `${JSON.stringify(original)}\n`);
-  cleanup.add('restore neighbour table limits', async () => {
-    for (const [key, value] of Object.entries(wanted)) {
-      const path = `/proc/sys/net/ipv4/neigh/default/${key}`;
-      const current = Number((await readFile(path, 'utf8')).trim());
-      if (current === value && original[key]! < value) await writeFile(path, `${original[key]}\n`);
-    }
-    await rm(NEIGH_SAVED, { force: true });
-  });
-  for (const [key, value] of Object.entries(wanted)) {
-    const path = `/proc/sys/net/ipv4/neigh/default/${key}`;
-    const before = Number((await readFile(path, 'utf8')).trim());
-    if (before >= value) continue;
-    await writeFile(path, `${value}\n`);
-    log(`raised net.ipv4.neigh.default.${key} from ${before} to ${value} for the run`);
-  }
-}
-
+// The node is used as nslb leaves it: no sysctl is tuned here (the agent raises the kernel limits its load
+// needs, issue 13), so the figures include what an operator's node would do.
 export async function createBenchNode(bridge: string, cleanup: Cleanup): Promise<BenchNode> {
-  await raiseNeighbourLimits(cleanup);
   cleanup.add(`bridge ${bridge}`, () => deleteBridge(bridge));
   await createBridge(bridge);
   const host = async (name: string, octet: number): Promise<Host> => {
@@ -245,6 +210,28 @@ export async function checkVips(client: Host, ips: readonly string[]): Promise<V
     });
     child.stdin.end(`${ips.join('\n')}\n`);
   });
+}
+
+export interface VipsAnswering {
+  /** VIPs that answered 200 at least once within the window. */
+  ok: number;
+  /** Those that never did, with their last error. */
+  failed: { ip: string; error: string }[];
+  /** When the last of them first answered 200, from the window's start (ms); undefined if some never did. */
+  allByMs: number | undefined;
+}
+
+/**
+ * Asks every VIP for a 200, then asks again those that failed, once a second, until `windowMs` after `since`
+ * (the moment the tool said done). A VIP that answered 200 once counts as answering.
+ */
+export async function vipsAnsweringWithin(client: Host, ips: readonly string[], since: number, windowMs = 30_000): Promise<VipsAnswering> {
+  let failed = (await checkVips(client, ips)).failed;
+  while (failed.length > 0 && now() - since < windowMs) {
+    await sleep(1_000);
+    failed = (await checkVips(client, failed.map((f) => f.ip))).failed;
+  }
+  return { ok: ips.length - failed.length, failed, allByMs: failed.length === 0 ? now() - since : undefined };
 }
 
 /** A running wrk against one URL from the client; `result` settles when its duration is over. */

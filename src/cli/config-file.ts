@@ -7,6 +7,7 @@
 // environment-only NSLB_HAPROXY and NSLB_CRASH_AT. An unknown NSLB_ key is an error: a typo must not be
 // silently ignored. Flags given on the command line win over the file.
 import { readFile } from 'node:fs/promises';
+import { KERNEL_LIMITS_MODES } from '../controller/kernel-limits.js';
 import { parseListen, parsePositiveInt } from './options.js';
 import type { RunFlags } from './run.js';
 
@@ -69,6 +70,14 @@ const KEYS: Record<string, KeySpec> = {
   NSLB_RESYNC: { flag: 'resync', parse: positive('--resync'), live: true },
   NSLB_CONCURRENCY: { flag: 'concurrency', parse: positive('--concurrency'), live: true },
   NSLB_STATUS_INTERVAL: { flag: 'statusInterval', parse: positive('--status-interval'), live: true },
+  NSLB_KERNEL_LIMITS: {
+    flag: 'kernelLimits',
+    parse: (v) => {
+      if (!(KERNEL_LIMITS_MODES as readonly string[]).includes(v)) throw new Error(`must be one of ${KERNEL_LIMITS_MODES.join(', ')} (got ${JSON.stringify(v)})`);
+      return v;
+    },
+    live: true,
+  },
   NSLB_LOG_LEVEL: {
     flag: 'logLevel',
     parse: (v) => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `nslb` command (DESIGN §3). Thin: parse flags, call one function, exit with its code.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { KERNEL_LIMITS_MODES, type KernelLimitsMode } from '../controller/kernel-limits.js';
 import { cleanup } from './cleanup.js';
 import { LOG_LEVELS } from './config-file.js';
 import { importOctaviaFiles } from './import.js';
@@ -43,6 +44,11 @@ program
   .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
   .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
   .addOption(new Option('--log-level <level>', 'how much to log').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
+  .addOption(
+    new Option('--kernel-limits <mode>', "raise: raise kernel limits the load balancers need (neighbour tables, pid_max, …; upward only); check: only report those too low")
+      .choices(KERNEL_LIMITS_MODES)
+      .default(DEFAULTS.kernelLimits),
+  )
   .option('--config <file>', 'flags file (NSLB_LOG_LEVEL=debug lines, as deploy/nslb.env); re-read on SIGHUP; the command line wins')
   .action(async (o: Record<string, unknown>, command: Command) => {
     const flags: RunFlags = {
@@ -58,6 +64,7 @@ program
       concurrency: o.concurrency as number,
       logLevel: o.logLevel as string,
       statusInterval: o.statusInterval as number,
+      kernelLimits: o.kernelLimits as KernelLimitsMode,
     };
     const fromCommandLine = new Set(
       (Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'),

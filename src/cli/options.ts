@@ -11,6 +11,7 @@ export const DEFAULTS = {
   concurrency: 128,
   logLevel: 'info',
   nodeName: hostname(),
+  kernelLimits: 'raise',
 } as const;
 
 export function parsePositiveInt(flag: string) {

@@ -6,7 +6,9 @@ import { setFlagsFromString } from 'node:v8';
 import { mkdir, chmod } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { lockStateDir } from '../controller/lock.js';
+import { KernelLimits, type KernelLimitsMode } from '../controller/kernel-limits.js';
 import { Manager, type ManagerOptions } from '../controller/manager.js';
+import { HOST_PATHS } from '../drivers/kernel/limits.js';
 import { parseLbKey } from '../desired/names.js';
 import type { KubernetesSource, InvalidObject } from '../sources/kubernetes.js';
 import { runCommand } from '../exec/run.js';
@@ -34,6 +36,8 @@ export interface RunFlags {
   logLevel: string;
   /** Milliseconds between HAProxy stats polls (operating status). */
   statusInterval: number;
+  /** raise: raise kernel limits that are too low for the load; check: report them only. */
+  kernelLimits: KernelLimitsMode;
 }
 
 function serveHttp(listen: string, manager: Manager, lastStatus: () => StatusFile | undefined, metrics: AgentMetrics): Server {
@@ -139,6 +143,8 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   let onEvent: ManagerOptions['onEvent'];
   // prom-client is loaded here only: one-shot commands stay quick.
   const { createAgentMetrics } = await import('../metrics/metrics.js');
+  const kernelLimits = new KernelLimits({ paths: HOST_PATHS, mode: flags.kernelLimits, logger });
+  let files: FileSource | undefined;
   const manager: Manager = new Manager({
     run: runCommand,
     stateDir: flags.stateDir,
@@ -155,8 +161,10 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     onRemoved: async (key) => onRemoved?.(key),
     onEvent: (e) => onEvent?.(e),
     onReconciled: (key, result, seconds) => metrics.observeReconcile(key, result, seconds),
+    kernelLimits,
+    watchedPaths: () => files?.watchedPaths(),
   });
-  const metrics = createAgentMetrics(manager);
+  const metrics = createAgentMetrics(manager, { kernelLimits });
 
   let source: AgentSource;
   if (flags.kubernetes === true) {
@@ -194,7 +202,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     source = { start: () => k8s.start(), refresh: async () => k8s.refresh(), stop: () => k8s.stop() };
   } else {
     let logged = new Set<string>();
-    const files = new FileSource(flags.watch!, {
+    files = new FileSource(flags.watch!, {
       onSnapshot: (s) => {
         // Each broken file is logged once when it breaks, not on every resync's re-read.
         const now = new Set<string>();
@@ -273,6 +281,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     for (const flag of live) applied[flag] = next[flag];
     flags = applied as unknown as RunFlags;
     if (live.includes('concurrency')) manager.setConcurrency(flags.concurrency);
+    if (live.includes('kernelLimits')) kernelLimits.setMode(flags.kernelLimits);
     if (live.includes('resync') || live.includes('statusInterval')) startTimers();
     // The reload is confirmed at info when either the old or the new level shows info (warn → info says so).
     if (!logger.isLevelEnabled('info')) logger.level = flags.logLevel;

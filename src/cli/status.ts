@@ -225,6 +225,10 @@ export function formatStatusTable(file: StatusFile, options: TableOptions = { co
     }
   }
   for (const e of file.errors) out.push(paint(`! ${e.file}: document ${e.document}: ${e.message}`, 'red'));
+  // The node's own conditions (kernel limits too low for its load): quiet while they hold.
+  for (const c of file.node?.conditions ?? []) {
+    if (c.status !== 'True') out.push(paint(`! node ${file.node!.name}: ${c.type}=${c.status} (${c.reason}): ${c.message}`, 'red'));
+  }
   return `${out.join('\n')}\n`;
 }
 

@@ -2,10 +2,10 @@
 // reconcile(key) observes, plans and applies; status is recomputed and published. A periodic resync re-reads
 // the source, queues every load balancer (drift repair) and every orphan (garbage collection).
 import { createHash, randomUUID } from 'node:crypto';
-import type { AnyObject, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
+import type { AnyObject, Condition, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
 import { objectId } from '../api/v1alpha1/types.js';
 import { buildDesired, type DesiredState } from '../desired/build.js';
-import type { DesiredLoadBalancer } from '../desired/model.js';
+import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
 import { nodeNames, parseLbKey } from '../desired/names.js';
 import type { Runner } from '../exec/run.js';
 import { lbPaths } from '../drivers/haproxy/haproxy.js';
@@ -19,11 +19,13 @@ import type { Logger } from '../log/logger.js';
 import { formatAction, type Action } from '../plan/actions.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import { planLoadBalancer } from '../plan/plan.js';
+import { nodeLoadOf, type Family } from '../plan/kernel-limits.js';
 import type { FileIssue } from '../sources/parse.js';
 import { computeStatuses, type LbOutcome } from '../status/compute.js';
-import { renderStatusFile, type StatusFile } from '../status/status-file.js';
+import { renderStatusFile, type NodeStatus, type StatusFile } from '../status/status-file.js';
 import type { LbStatsView } from '../status/traffic.js';
 import { crashPoint } from './crash-points.js';
+import { KERNEL_LIMITS_CONDITION, type KernelLimits } from './kernel-limits.js';
 import { servedHere } from './placement.js';
 import { WorkQueue } from './queue.js';
 
@@ -42,6 +44,10 @@ export interface ManagerOptions {
   onEvent?: (e: { key: LbKey; type: 'Normal' | 'Warning'; reason: string; message: string }) => void;
   /** After each reconcile of a key: how it ended and how long it took (for /metrics). */
   onReconciled?: (key: LbKey, result: 'ok' | 'error', seconds: number) => void;
+  /** The node's kernel limits, checked against the load on every snapshot and resync (absent in tests). */
+  kernelLimits?: KernelLimits;
+  /** Files and directories the source watches (one inotify watch each); undefined when it watches none. */
+  watchedPaths?: () => number | undefined;
 }
 
 const ORPHAN_PREFIX = 'orphan:';
@@ -72,6 +78,11 @@ export async function planKey(
     ...(config === undefined ? {} : { config }),
     observed: o,
   });
+}
+
+/** The address families a load balancer listens on (its VIP and additional VIPs). */
+function lbFamilies(lb: DesiredLoadBalancer): Family[] {
+  return [...new Set(vipAddresses(lb.vip).map((a) => (a.family === 4 ? 'ipv4' : 'ipv6') as Family))];
 }
 
 const fingerprints = new WeakMap<DesiredLoadBalancer, string>();
@@ -110,6 +121,10 @@ export class Manager {
   #synced = false;
   #loggedProblems = new Set<string>();
   #sourceError: string | undefined;
+  /** The node's own condition (kernel limits), with its lastTransitionTime kept while its status holds. */
+  #nodeCondition: Condition | undefined;
+  /** Load balancers told (by an Event) that their node refuses neighbours of their family. */
+  #refusedLbs = new Set<LbKey>();
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -147,6 +162,8 @@ export class Manager {
     this.#desired = buildDesired(this.#objects, { defaultBridge: this.#opts.bridge, materials });
     this.#byOwner = undefined;
     for (const [key, lb] of this.#desired.lbs) if (!servedHere(lb, this.#opts.nodeName)) this.#desired.lbs.delete(key);
+    // Before anything is queued: a limit raised now is raised before the load balancers that need it exist.
+    this.#checkKernelLimits();
     const keys = new Set<LbKey>([...this.#desired.lbs.keys(), ...this.#desired.blocked.keys(), ...this.#fingerprints.keys()]);
     for (const key of keys) {
       const fp = this.#desired.blocked.has(key) ? `blocked:${fingerprint(this.#desired.lbs.get(key))}` : fingerprint(this.#desired.lbs.get(key));
@@ -193,6 +210,7 @@ export class Manager {
   async resync(): Promise<void> {
     const started = Date.now();
     const spawnedBefore = spawnCounter.count;
+    this.#checkKernelLimits();
     const wanted = new Set<string>();
     const targets: ObserveTarget[] = [];
     // Load balancers queued or being reconciled are not looked into: their reconcile observes them anyway,
@@ -335,6 +353,7 @@ export class Manager {
 
   /** Ask every running HAProxy for `show stat` over its runtime socket (no process spawned). */
   async pollStats(): Promise<void> {
+    if (this.#opts.kernelLimits?.pollNeighbours() === true) this.#afterKernelLimits();
     await Promise.all([...this.#outcomes.values()].map((outcome) => this.#pollOne(outcome)));
     await this.#publish();
   }
@@ -346,6 +365,50 @@ export class Manager {
     } catch {
       delete outcome.stats;
     }
+  }
+
+  /** What this agent's load balancers need from the kernel, checked (and raised) now. */
+  #checkKernelLimits(): void {
+    const limits = this.#opts.kernelLimits;
+    if (limits === undefined) return;
+    const lbs = [...this.#desired.lbs.values()];
+    // A load balancer with invalid objects keeps serving what was applied last: it still needs its share.
+    for (const key of this.#desired.blocked.keys()) {
+      const applied = this.#outcomes.get(key)?.applied;
+      if (applied !== undefined && !this.#desired.lbs.has(key)) lbs.push(applied);
+    }
+    let running = 0;
+    for (const o of this.#outcomes.values()) if (o.pid !== undefined) running++;
+    if (limits.check(nodeLoadOf(lbs, running, this.#opts.watchedPaths?.()))) this.#afterKernelLimits();
+  }
+
+  /** The kernel-limit report changed: tell the load balancers it now affects (Kubernetes Events) and publish. */
+  #afterKernelLimits(): void {
+    const report = this.#opts.kernelLimits?.report;
+    const refusing = new Set<Family>(report?.refusing ?? []);
+    const affected = new Set<LbKey>();
+    for (const [key, lb] of this.#desired.lbs) if (lbFamilies(lb).some((f) => refusing.has(f))) affected.add(key);
+    for (const key of affected) {
+      if (this.#refusedLbs.has(key)) continue;
+      this.#opts.onEvent?.({ key, type: 'Warning', reason: 'KernelLimitTooLow', message: report?.condition.message ?? '' });
+    }
+    this.#refusedLbs = affected;
+    void this.#publish();
+  }
+
+  /** status.json's `node`: this node's name and conditions, and the kernel limits as last checked. */
+  #nodeStatus(now: string): NodeStatus {
+    const report = this.#opts.kernelLimits?.report;
+    const node: NodeStatus = { name: this.#opts.nodeName, conditions: [] };
+    if (report === undefined) return node;
+    const previous = this.#nodeCondition;
+    this.#nodeCondition = {
+      ...report.condition,
+      lastTransitionTime: previous !== undefined && previous.status === report.condition.status ? previous.lastTransitionTime : now,
+    };
+    node.conditions.push(this.#nodeCondition);
+    node.kernelLimits = { mode: report.mode, limits: report.limits, neighbours: report.neighbours };
+    return node;
   }
 
   #stampGeneration(o: AnyObject): AnyObject {
@@ -485,13 +548,19 @@ export class Manager {
 
   async #publishNow(): Promise<void> {
     {
+      const now = new Date().toISOString();
+      const node = this.#nodeStatus(now);
+      const report = this.#opts.kernelLimits?.report;
       this.#statuses = computeStatuses({
         objects: this.#objects,
         desired: this.#desired,
         outcomes: this.#outcomes,
         previous: this.#statuses,
-        now: new Date().toISOString(),
+        now,
         node: this.#opts.nodeName,
+        ...(report === undefined || report.refusing.length === 0
+          ? {}
+          : { refusing: { families: new Set(report.refusing), condition: { ...report.condition, type: KERNEL_LIMITS_CONDITION } } }),
       });
       const errors = this.#issues.map((i) => ({
         file: i.file,
@@ -500,7 +569,7 @@ export class Manager {
       }));
       if (this.#sourceError !== undefined) errors.unshift({ file: '.', document: 0, message: this.#sourceError });
       try {
-        await this.#opts.publish(renderStatusFile(this.#objects, this.#statuses, errors));
+        await this.#opts.publish(renderStatusFile(this.#objects, this.#statuses, errors, node));
       } catch (err) {
         this.#opts.logger.error({ err }, 'cannot publish status');
       }

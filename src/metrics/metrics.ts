@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ObjectStatus } from '../api/v1alpha1/types.js';
 import { KINDS } from '../api/v1alpha1/types.js';
 import { memberStats, type LbStatsView, type MemberStats } from '../status/traffic.js';
+import type { KernelLimitsReport } from '../controller/kernel-limits.js';
 import { engineCounters, spawnsByTool } from './counters.js';
 
 /** What /metrics reads at scrape time: the Manager, or a fake of it in tests. */
@@ -21,6 +22,8 @@ export interface MetricsOptions {
   processMetrics?: boolean;
   /** Where the engine counters come from (tests pass their own). */
   counters?: { engine: typeof engineCounters; spawnsByTool: ReadonlyMap<string, number> };
+  /** The node's kernel limits as last checked, and the raises done (absent: no kernel-limit metrics). */
+  kernelLimits?: { readonly report: KernelLimitsReport | undefined; readonly raises: ReadonlyMap<string, number> };
 }
 
 export interface AgentMetrics {
@@ -204,6 +207,8 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
     },
   });
 
+  if (options.kernelLimits !== undefined) kernelLimitMetrics(options.kernelLimits, registers);
+
   return {
     registry,
     observeReconcile(_key, result, seconds) {
@@ -214,6 +219,80 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
+}
+
+/** The kernel limits the load depends on (src/controller/kernel-limits.ts): what they are, need, and were raised. */
+function kernelLimitMetrics(source: NonNullable<MetricsOptions['kernelLimits']>, registers: Registry[]): void {
+  const rows = () => source.report?.limits ?? [];
+  new Gauge({
+    name: 'nslb_kernel_limit',
+    help: 'A kernel limit the load balancers depend on, as read (or set) at the last check; labelled by sysctl (or "cgroup pids.max").',
+    labelNames: ['limit'],
+    registers,
+    collect() {
+      this.reset();
+      for (const r of rows()) if (r.current !== undefined) this.set({ limit: r.name }, r.current);
+    },
+  });
+  new Gauge({
+    name: 'nslb_kernel_limit_required',
+    help: "What the limit must be for this node's load balancers (below it the node refuses neighbours, processes or namespaces).",
+    labelNames: ['limit'],
+    registers,
+    collect() {
+      this.reset();
+      for (const r of rows()) this.set({ limit: r.name }, r.required);
+    },
+  });
+  new Gauge({
+    name: 'nslb_kernel_limit_insufficient',
+    help: '1 when the limit is below what the load needs and nslb did not (--kernel-limits check) or could not raise it, else 0.',
+    labelNames: ['limit'],
+    registers,
+    collect() {
+      this.reset();
+      for (const r of rows()) this.set({ limit: r.name }, r.verdict === 'insufficient' ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'nslb_kernel_limit_raises_total',
+    help: 'Times this agent raised the limit.',
+    labelNames: ['limit'],
+    registers,
+    collect() {
+      mirror(this, [...source.raises].map(([limit, n]) => [{ limit }, n]));
+    },
+  });
+  new Gauge({
+    name: 'nslb_neighbour_table_entries',
+    help: "Entries in the kernel's neighbour table (one table for every namespace on the node), by family.",
+    labelNames: ['family'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [family, s] of Object.entries(source.report?.neighbours ?? {})) this.set({ family }, s.entries);
+    },
+  });
+  new Counter({
+    name: 'nslb_neighbour_table_overflows_total',
+    help: 'New neighbour entries the kernel refused because the table was full (its table_fulls counter, since boot), by family.',
+    labelNames: ['family'],
+    registers,
+    collect() {
+      mirror(this, Object.entries(source.report?.neighbours ?? {}).map(([family, s]) => [{ family }, s.tableFulls]));
+    },
+  });
+  new Gauge({
+    name: 'nslb_node_neighbours_refused',
+    help: "1 when the node's neighbour table of the family refuses (or would refuse) new entries: its load balancers are never reported ONLINE then.",
+    labelNames: ['family'],
+    registers,
+    collect() {
+      this.reset();
+      const refusing = new Set(source.report?.refusing ?? []);
+      for (const family of ['ipv4', 'ipv6']) this.set({ family }, refusing.has(family as 'ipv4' | 'ipv6') ? 1 : 0);
+    },
+  });
 }
 
 function kindOf(objectId: string): string {

@@ -227,6 +227,14 @@ export class FileSource {
     await Promise.all([this.#watcher?.close(), this.#linkWatcher?.close()]);
   }
 
+  /** Files and directories watched now: one inotify watch each (the kernel's fs.inotify.max_user_watches). */
+  watchedPaths(): number | undefined {
+    if (this.#watcher === undefined) return undefined;
+    let n = 0;
+    for (const entries of Object.values(this.#watcher.getWatched())) n += entries.length;
+    return n;
+  }
+
   /** Something may have changed: read again after the debounce (repeats within it are merged). */
   changed(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);

@@ -10,7 +10,7 @@ import type {
 } from '../api/v1alpha1/types.js';
 import { objectId } from '../api/v1alpha1/types.js';
 import type { DesiredState, ObjectProblem } from '../desired/build.js';
-import type { DesiredLoadBalancer } from '../desired/model.js';
+import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
 import type { StatRow } from '../drivers/haproxy/stats.js';
 import { operatingStatuses, type OperatingStatusTree } from './aggregate.js';
 
@@ -36,6 +36,11 @@ export interface StatusInput {
   previous: ReadonlyMap<string, ObjectStatus>;
   now: string;
   node: string;
+  /**
+   * The node's neighbour tables of these families refuse (or would refuse) new entries: a load balancer with an
+   * address of such a family may be unreachable for new clients, so it is never ONLINE, and says why.
+   */
+  refusing?: { families: ReadonlySet<'ipv4' | 'ipv6'>; condition: Omit<Condition, 'lastTransitionTime'> };
 }
 
 interface Readiness {
@@ -136,6 +141,17 @@ export function computeStatuses(input: StatusInput): Map<string, ObjectStatus> {
       ...(generation === undefined ? {} : { observedGeneration: generation }),
       conditions: [readyCondition(r, input.previous.get(id), generation, input.now)],
     };
+    if (o.kind === 'LoadBalancer' && outcome?.applied !== undefined && input.refusing !== undefined) {
+      const families = vipAddresses(outcome.applied.vip).map((a) => (a.family === 4 ? 'ipv4' : 'ipv6'));
+      if (families.some((f) => input.refusing!.families.has(f))) {
+        if (status.operatingStatus === 'ONLINE') status.operatingStatus = 'DEGRADED';
+        const before = input.previous.get(id)?.conditions.find((c) => c.type === input.refusing!.condition.type);
+        status.conditions.push({
+          ...input.refusing.condition,
+          lastTransitionTime: before !== undefined && before.status === input.refusing.condition.status ? before.lastTransitionTime : input.now,
+        });
+      }
+    }
     if (o.kind === 'LoadBalancer' && outcome !== undefined) {
       status.vip = o.spec.vip.address;
       status.netns = outcome.netns;

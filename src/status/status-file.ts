@@ -1,7 +1,7 @@
 // <state-dir>/status.json (DESIGN §3): written atomically (temp file + rename), and only when it changed.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AnyObject, ObjectStatus } from '../api/v1alpha1/types.js';
+import type { AnyObject, Condition, ObjectStatus } from '../api/v1alpha1/types.js';
 import { API_VERSION, objectId } from '../api/v1alpha1/types.js';
 import type { MemberStats } from './traffic.js';
 
@@ -27,9 +27,37 @@ export interface StatusFileError {
   message: string;
 }
 
+/** One kernel limit as the agent last checked it (see src/controller/kernel-limits.ts). */
+export interface NodeLimitStatus {
+  name: string;
+  current?: number;
+  required: number;
+  target: number;
+  verdict: 'ok' | 'raise' | 'insufficient' | 'unknown';
+  why: string;
+  raisedFrom?: number;
+  failure?: string;
+}
+
+/**
+ * The node itself (not in DESIGN §3's minimum): its name, its conditions (KernelLimitsSufficient), and the kernel
+ * limits its load depends on with the neighbour tables' fill.
+ */
+export interface NodeStatus {
+  name: string;
+  conditions: Condition[];
+  kernelLimits?: {
+    mode: string;
+    limits: NodeLimitStatus[];
+    neighbours: Partial<Record<'ipv4' | 'ipv6', { entries: number; tableFulls: number }>>;
+  };
+}
+
 export interface StatusFile {
   objects: StatusFileObject[];
   errors: StatusFileError[];
+  /** Absent in files written before it existed, and from one-shot commands. */
+  node?: NodeStatus;
 }
 
 export function statusFilePath(stateDir: string): string {
@@ -40,6 +68,7 @@ export function renderStatusFile(
   objects: readonly AnyObject[],
   statuses: ReadonlyMap<string, ObjectStatus>,
   errors: readonly StatusFileError[],
+  node?: NodeStatus,
 ): StatusFile {
   return {
     objects: objects.flatMap((o) => {
@@ -48,6 +77,7 @@ export function renderStatusFile(
       return [{ apiVersion: API_VERSION, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name, spec: o.spec, status }];
     }),
     errors: [...errors],
+    ...(node === undefined ? {} : { node }),
   };
 }
 

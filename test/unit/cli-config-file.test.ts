@@ -13,6 +13,7 @@ const base: RunFlags = {
   concurrency: 4,
   logLevel: 'info',
   statusInterval: 1000,
+  kernelLimits: 'raise',
 };
 
 describe('nslb run --config: the flags file', () => {

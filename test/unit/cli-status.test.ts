@@ -88,6 +88,14 @@ describe('nslb status table', () => {
     expect(text).toContain('! bad.yaml: document 2: spec.port: must be <= 65535');
   });
 
+  it("says when the node's kernel limits are too low, and nothing while they hold", () => {
+    const condition = (status: 'True' | 'False', message: string) => ({ type: 'KernelLimitsSufficient', status, reason: status === 'True' ? 'Raised' : 'NeighbourTableTooSmall', message, lastTransitionTime: '2026-01-01T00:00:00Z' });
+    const low: StatusFile = { ...file, node: { name: 'net-1', conditions: [condition('False', 'net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512: sysctl -w net.ipv4.neigh.default.gc_thresh3=11264')] } };
+    expect(formatStatusTable(low)).toContain('! node net-1: KernelLimitsSufficient=False (NeighbourTableTooSmall): net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512: sysctl -w net.ipv4.neigh.default.gc_thresh3=11264');
+    const fine: StatusFile = { ...file, node: { name: 'net-1', conditions: [condition('True', 'raised by nslb: …')] } };
+    expect(formatStatusTable(fine)).not.toContain('! node');
+  });
+
   it.each([
     [0, '0 B'],
     [1023, '1023 B'],

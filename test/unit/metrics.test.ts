@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
 import type { StatRow } from '../../src/drivers/haproxy/stats.js';
+import type { KernelLimitsReport } from '../../src/controller/kernel-limits.js';
 import { createAgentMetrics, type MetricsSource } from '../../src/metrics/metrics.js';
 import { memberStats, withMemberStats, type LbStatsView } from '../../src/status/traffic.js';
 import type { StatusFile } from '../../src/status/status-file.js';
@@ -208,5 +209,33 @@ describe('member figures in status.json', () => {
     expect(out.objects[3]).not.toHaveProperty('stats');
     // The input is left as it was (the Manager's copy).
     expect(file.objects[0]).not.toHaveProperty('stats');
+  });
+
+  it('shows the kernel limits as last checked: value, requirement, insufficient, raises, neighbour table', async () => {
+    const report: KernelLimitsReport = {
+      mode: 'check',
+      limits: [
+        { name: 'net.ipv4.neigh.default.gc_thresh3', current: 1024, required: 5512, target: 11264, verdict: 'insufficient', why: '' },
+        { name: 'kernel.pid_max', current: 65536, required: 2000, target: 4096, verdict: 'ok', why: '', raisedFrom: 32768 },
+      ],
+      refusing: ['ipv4'],
+      neighbours: { ipv4: { entries: 1020, tableFulls: 42 } },
+      condition: { type: 'KernelLimitsSufficient', status: 'False', reason: 'NeighbourTableTooSmall', message: '' },
+    };
+    const metrics = createAgentMetrics(new FakeManager(), {
+      processMetrics: false,
+      counters: counters(),
+      kernelLimits: { report, raises: new Map([['kernel.pid_max', 1]]) },
+    });
+    const { body } = await metrics.render();
+    expect(sample(body, 'nslb_kernel_limit{limit="net.ipv4.neigh.default.gc_thresh3"}')).toBe(1024);
+    expect(sample(body, 'nslb_kernel_limit_required{limit="net.ipv4.neigh.default.gc_thresh3"}')).toBe(5512);
+    expect(sample(body, 'nslb_kernel_limit_insufficient{limit="net.ipv4.neigh.default.gc_thresh3"}')).toBe(1);
+    expect(sample(body, 'nslb_kernel_limit_insufficient{limit="kernel.pid_max"}')).toBe(0);
+    expect(sample(body, 'nslb_kernel_limit_raises_total{limit="kernel.pid_max"}')).toBe(1);
+    expect(sample(body, 'nslb_neighbour_table_entries{family="ipv4"}')).toBe(1020);
+    expect(sample(body, 'nslb_neighbour_table_overflows_total{family="ipv4"}')).toBe(42);
+    expect(sample(body, 'nslb_node_neighbours_refused{family="ipv4"}')).toBe(1);
+    expect(sample(body, 'nslb_node_neighbours_refused{family="ipv6"}')).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AnyObject } from '../../src/api/v1alpha1/types.js';
+import type { AnyObject, ObjectStatus } from '../../src/api/v1alpha1/types.js';
 import { buildDesired } from '../../src/desired/build.js';
 import { computeStatuses, type LbOutcome } from '../../src/status/compute.js';
 
@@ -30,5 +30,32 @@ describe('computeStatuses', () => {
     expect(again.get('LoadBalancer/default/web')?.conditions[0]?.lastTransitionTime).toBe('t3');
     // The member's problem never changed: its time is still the first one.
     expect(again.get('Member/default/lost')?.conditions[0]?.lastTransitionTime).toBe('t1');
+  });
+
+  it('never reports a load balancer ONLINE while the node refuses neighbours of its family, and says why', () => {
+    const withListener = [
+      objects[0]!,
+      { apiVersion: 'nslb.dev/v1alpha1', kind: 'Listener', metadata: { name: 'l', namespace: 'default', generation: 1 }, spec: { loadBalancer: 'web', protocol: 'TCP', port: 80 } },
+    ] as AnyObject[];
+    const d = buildDesired(withListener, { defaultBridge: 'br-int' });
+    const outcomes = new Map<string, LbOutcome>([
+      ['default/web', { phase: 'active', netns: 'nslb-x', iface: 'nslbx', appliedGenerations: new Map([['LoadBalancer/default/web', 2], ['Listener/default/l', 1]]), applied: d.lbs.get('default/web')!, stats: [{ pxname: 'listener.l', svname: 'FRONTEND', status: 'OPEN', type: 'frontend' }] }],
+    ]);
+    const run = (now: string, previous: Map<string, ObjectStatus>, refusing?: Set<'ipv4' | 'ipv6'>) =>
+      computeStatuses({ objects: withListener, desired: d, outcomes, previous, now, node: 'n', ...(refusing === undefined ? {} : { refusing: { families: refusing, condition } }) });
+    const condition = { type: 'KernelLimitsSufficient', status: 'False' as const, reason: 'NeighbourTableTooSmall', message: 'net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512' };
+    const base = run('t1', new Map());
+    expect(base.get('LoadBalancer/default/web')?.operatingStatus).toBe('ONLINE');
+    const refused = run('t2', base, new Set(['ipv4']));
+    const lb = refused.get('LoadBalancer/default/web');
+    expect(lb?.operatingStatus).toBe('DEGRADED');
+    expect(lb?.provisioningStatus).toBe('ACTIVE');
+    expect(lb?.conditions.find((c) => c.type === 'KernelLimitsSufficient')).toMatchObject({ ...condition, lastTransitionTime: 't2' });
+    const later = run('t3', refused, new Set(['ipv4']));
+    expect(later.get('LoadBalancer/default/web')?.conditions.find((c) => c.type === 'KernelLimitsSufficient')?.lastTransitionTime).toBe('t2');
+    // Another family's table: this IPv4-only load balancer is not affected.
+    const v6 = run('t2', base, new Set(['ipv6']));
+    expect(v6.get('LoadBalancer/default/web')?.operatingStatus).toBe('ONLINE');
+    expect(v6.get('LoadBalancer/default/web')?.conditions.map((c) => c.type)).toEqual(['Ready']);
   });
 });
