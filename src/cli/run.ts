@@ -10,6 +10,7 @@ import { Manager, type ManagerOptions } from '../controller/manager.js';
 import { parseLbKey } from '../desired/names.js';
 import type { KubernetesSource, InvalidObject } from '../sources/kubernetes.js';
 import { runCommand } from '../exec/run.js';
+import { daemonsInCgroup } from '../exec/daemon-cgroup.js';
 import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
 import { describeIssue } from '../sources/parse.js';
@@ -29,6 +30,10 @@ export interface RunFlags {
   bridge: string;
   nodeName: string;
   listen: string;
+  /** Kubernetes mode: /metrics over HTTPS for callers the API server authenticates and authorizes. */
+  metricsListen?: string;
+  /** Start daemons (HAProxy) in this cgroup of the host's, so that they outlive the agent's container. */
+  daemonCgroup?: string;
   resync: number;
   concurrency: number;
   logLevel: string;
@@ -140,7 +145,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   // prom-client is loaded here only: one-shot commands stay quick.
   const { createAgentMetrics } = await import('../metrics/metrics.js');
   const manager: Manager = new Manager({
-    run: runCommand,
+    run: daemonsInCgroup(runCommand, flags.daemonCgroup),
     stateDir: flags.stateDir,
     bridge: flags.bridge,
     nodeName: flags.nodeName,
