@@ -11,6 +11,7 @@ import { parseLbKey } from '../desired/names.js';
 import type { KubernetesSource, InvalidObject } from '../sources/kubernetes.js';
 import { runCommand } from '../exec/run.js';
 import { daemonsInCgroup } from '../exec/daemon-cgroup.js';
+import { observeRunningHaproxies, reportAdopted } from '../controller/adoption.js';
 import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
 import { describeIssue } from '../sources/parse.js';
@@ -232,9 +233,11 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   // Changes inside the load balancers' netns arrive as events; unchanged netns are not read again.
   netnsWatch.start(logger);
   ovsMonitor.start(logger);
+  const runningBefore = await observeRunningHaproxies(flags.stateDir);
   await source.start();
   await manager.initialSyncDone();
   logger.info('initial sync done');
+  await reportAdopted(runningBefore, flags.stateDir, logger, (e) => onEvent?.(e));
   const stopExitWatch = manager.watchHaproxyExits();
 
   let resync: NodeJS.Timeout | undefined;
