@@ -101,10 +101,10 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     await waitFor(() => logsSay('initial sync done'), { timeoutMs: 60_000, message: 'the containerized agent never synced' });
     for (const o of await exampleObjects()) api.create(o);
-    await waitFor(async () => (await httpGetMany(client, `http://${VIP}/`, 2, { timeoutMs: 1000 }).catch(() => [])).includes('member m1'),
+    await waitFor(async () => (await httpGetMany(client, `http://${VIP}/`, 2, { timeoutMs: 1000 }).catch(() => [] as string[])).includes('member m1'),
       { timeoutMs: 30_000, message: 'the VIP never served' });
     expect(new Set(await httpGetMany(client, `http://${VIP}/`, 6))).toEqual(new Set(['member m1', 'member m2']));
-    await waitFor(async () => api.get('nslb.dev/v1alpha1', 'loadbalancers', NS, 'web')?.status?.provisioningStatus === 'ACTIVE',
+    await waitFor(async () => (api.get('nslb.dev/v1alpha1', 'loadbalancers', NS, 'web') as Obj | undefined)?.status?.provisioningStatus === 'ACTIVE',
       { timeoutMs: 15_000, message: 'status never written by the containerized agent' });
     // HAProxy runs in the host cgroup given, not in the container's.
     const cgroups = await cgroupsOf(await haproxyPid());
