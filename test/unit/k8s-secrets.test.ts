@@ -186,3 +186,54 @@ describe('the in-test API server: Secrets and reviews', () => {
     }
   });
 });
+
+describe('--metrics-listen: /metrics behind TokenReview and SubjectAccessReview', () => {
+  it('401 without or with an unknown token, 403 without the permission, 404 elsewhere, metrics for the scraper; answers cached', async () => {
+    const api = new FakeApiServer();
+    await api.start();
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const { serveSecureMetrics } = await import('../../src/cli/metrics-server.js');
+    const { runCommand } = await import('../../src/exec/run.js');
+    const { createLogger } = await import('../../src/log/logger.js');
+    const kc = new KubeConfig();
+    kc.loadFromString(api.kubeconfig());
+    api.reviews.addToken('prom-token', { username: 'prom' });
+    api.reviews.addToken('app-token', { username: 'app' });
+    api.reviews.allow({ subject: 'prom', verbs: ['get'], nonResourceURLs: ['/metrics'] });
+    const stateDir = await mkdtemp(join(tmpdir(), 'nslb-metrics-unit-'));
+    const server = await serveSecureMetrics({
+      listen: '127.0.0.1:0', kubeConfig: kc, stateDir, run: runCommand, logger: createLogger('silent'),
+      render: async () => ({ contentType: 'text/plain; version=0.0.4', body: 'nslb_up 1\n' }),
+    });
+    try {
+      await new Promise((r) => (server.listening ? r(undefined) : server.once('listening', r)));
+      const port = (server.address() as { port: number }).port;
+      const { request } = await import('node:https');
+      const get = (path: string, token?: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path, rejectUnauthorized: false, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } }, (res) => {
+          let body = '';
+          res.on('data', (c) => { body += String(c); });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect((await get('/metrics')).status).toBe(401);
+      expect((await get('/status')).status).toBe(401);
+      expect((await get('/metrics', 'wrong')).status).toBe(401);
+      expect((await get('/metrics', 'app-token')).status).toBe(403);
+      expect(await get('/metrics', 'prom-token')).toEqual({ status: 200, body: 'nslb_up 1\n' });
+      expect((await get('/status', 'prom-token')).status).toBe(403);
+      const reviews = api.reviews.counts.tokenReviews;
+      await get('/metrics', 'prom-token');
+      expect(api.reviews.counts.tokenReviews).toBe(reviews);
+      // The API server gone: refused (503), never let through.
+      await api.stop();
+      expect((await get('/metrics', 'new-token')).status).toBe(503);
+    } finally {
+      server.close();
+      await api.stop();
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+});
