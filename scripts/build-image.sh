@@ -122,9 +122,14 @@ quietly "${PODMAN[@]}" import "$work/app.tar" "$APP"
 # ---------------------------------------------------------------------------------------------- image
 # The Containerfile's last stage, on the two stages made above (no RUN in it: nothing to execute).
 say "building $IMAGE"
+previous="$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 quietly "${PODMAN[@]}" build --file "$REPO/Containerfile" --build-arg "RUNTIME=$BASE" --build-arg "APP=$APP" \
   --build-arg "NSLB_VERSION=$VERSION" --build-arg "NODE_VERSION=$NODE_VERSION" \
   --tag "$IMAGE" --tag nslb:latest "$work"
 "${PODMAN[@]}" rmi "$APP" >/dev/null 2>&1 || true
+# The image this build replaced, unless a container still uses it: rebuilds must not fill the disk.
+if [[ -n $previous && $previous != "$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE")" ]]; then
+  "${PODMAN[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
 say "$IMAGE: $("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
 echo "$IMAGE"
