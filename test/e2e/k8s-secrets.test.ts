@@ -1,7 +1,9 @@
 // Kubernetes mode: TLS from Secrets (a rotation applied hitlessly, a deleted or broken Secret an ERROR on the
 // Listener while traffic goes on), what the agent's ports give away to a host on the VIP segment, and no key
 // material in logs, status, Events or /metrics. Issue 18's acceptance 3, 4 and 5.
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+// Prometheus is Debian's, unpacked by scripts/prometheus.sh (about 20 MB, fetched once).
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,6 +191,43 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     // Allowed to read /metrics is not allowed to read anything else.
     expect((await httpsFrom(client, `${base}/status`, PROMETHEUS_TOKEN)).status).toBe(403);
   });
+
+  it('4. a real Prometheus with the documented scrape settings (https, insecure_skip_verify, its token) scrapes /metrics', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nslb-prom-'));
+    await writeFile(join(dir, 'token'), PROMETHEUS_TOKEN, { mode: 0o600 });
+    // docs/kubernetes.md's job, with a static target where a cluster has kubernetes_sd_configs.
+    await writeFile(join(dir, 'prometheus.yml'), [
+      'global: { scrape_interval: 1s, scrape_timeout: 1s }',
+      'scrape_configs:',
+      '  - job_name: nslb',
+      '    scheme: https',
+      '    tls_config: { insecure_skip_verify: true }',
+      `    authorization: { credentials_file: ${join(dir, 'token')} }`,
+      `    static_configs: [{ targets: ['${NODE_ADDRESS}:${METRICS_PORT}'] }]`,
+      '',
+    ].join('\n'));
+    // In the client's netns: the scraper stands on the VIP segment too. Its own port is that netns' loopback.
+    const prometheus = spawn('ip', ['netns', 'exec', client.netns, 'bash', join(REPO_ROOT, 'scripts', 'prometheus.sh'),
+      `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, '--web.listen-address=127.0.0.1:9090'], { stdio: 'ignore' });
+    const query = async (path: string): Promise<Obj | undefined> => {
+      const r = await runCommand(['ip', 'netns', 'exec', client.netns, 'curl', '-s', '--max-time', '2', `http://127.0.0.1:9090${path}`], { allowFailure: true });
+      try {
+        return JSON.parse(r.stdout) as Obj;
+      } catch {
+        return undefined;
+      }
+    };
+    try {
+      await waitFor(async () => (await query('/api/v1/targets'))?.data?.activeTargets?.[0]?.health === 'up',
+        { timeoutMs: 60_000, intervalMs: 500, message: 'Prometheus never scraped the agent' });
+      await waitFor(async () => ((await query('/api/v1/query?query=nslb_reconciles_total'))?.data?.result?.length ?? 0) > 0,
+        { timeoutMs: 10_000, message: 'no nslb series in Prometheus' });
+    } finally {
+      prometheus.kill('SIGTERM');
+      await new Promise((r) => (prometheus.exitCode !== null ? r(undefined) : prometheus.once('exit', r)));
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('5. no key material in any log line, status, Event or /metrics output; on disk only in 0600 files', async () => {
     const keys = await Promise.all(['www-a', 'www-b'].map((l) => pem(l, 'keyFile')));
