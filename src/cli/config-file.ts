@@ -8,6 +8,7 @@
 // silently ignored. Flags given on the command line win over the file.
 import { readFile } from 'node:fs/promises';
 import { KERNEL_LIMITS_MODES } from '../controller/kernel-limits.js';
+import { checkDaemonCgroup } from '../exec/daemon-cgroup.js';
 import { parseListen, parsePositiveInt } from './options.js';
 import type { RunFlags } from './run.js';
 
@@ -67,6 +68,15 @@ const KEYS: Record<string, KeySpec> = {
     },
     live: false,
   },
+  NSLB_METRICS_LISTEN: {
+    flag: 'metricsListen',
+    parse: (v) => {
+      parseListen(v);
+      return v;
+    },
+    live: false,
+  },
+  NSLB_DAEMON_CGROUP: { flag: 'daemonCgroup', parse: checkDaemonCgroup, live: false },
   NSLB_RESYNC: { flag: 'resync', parse: positive('--resync'), live: true },
   NSLB_CONCURRENCY: { flag: 'concurrency', parse: positive('--concurrency'), live: true },
   NSLB_STATUS_INTERVAL: { flag: 'statusInterval', parse: positive('--status-interval'), live: true },
@@ -184,4 +194,8 @@ export function checkMode(flags: RunFlags): void {
     throw new Error('nslb run needs --watch DIR (file-watch mode) or --kubernetes (or NSLB_WATCH / NSLB_KUBERNETES in --config)');
   }
   if (flags.kubernetes === true && flags.watch !== undefined) throw new Error('--watch and --kubernetes exclude each other');
+  // Without an API server there is nobody to ask whether a caller's token may read /metrics.
+  if (flags.metricsListen !== undefined && flags.kubernetes !== true) {
+    throw new Error('--metrics-listen needs --kubernetes (it authenticates callers through the API server); in file mode use --listen');
+  }
 }

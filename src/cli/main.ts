@@ -39,7 +39,9 @@ program
   .addOption(stateDirOption())
   .addOption(bridgeOption())
   .option('--node-name <name>', 'this node, as reported in status', DEFAULTS.nodeName)
-  .option('--listen <host:port>', '/healthz, /readyz, /status, /metrics', DEFAULTS.listen)
+  .option('--listen <host:port>', '/healthz, /readyz, /status, /metrics, unauthenticated: keep it on loopback', DEFAULTS.listen)
+  .option('--metrics-listen <host:port>', 'with --kubernetes: /metrics over HTTPS, for bearer tokens the API server authenticates and authorizes (GET /metrics)')
+  .option('--daemon-cgroup <path>', 'start HAProxy in this host cgroup (e.g. /nslb) so that it outlives the agent\'s container')
   .option('--resync <seconds>', 'full resync (drift repair) period', positive('--resync'), DEFAULTS.resync)
   .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
   .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
@@ -60,6 +62,8 @@ program
       bridge: o.bridge as string,
       nodeName: o.nodeName as string,
       listen: o.listen as string,
+      ...(typeof o.metricsListen === 'string' ? { metricsListen: o.metricsListen } : {}),
+      ...(typeof o.daemonCgroup === 'string' ? { daemonCgroup: o.daemonCgroup } : {}),
       resync: o.resync as number,
       concurrency: o.concurrency as number,
       logLevel: o.logLevel as string,

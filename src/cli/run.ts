@@ -5,6 +5,9 @@ import { createServer, type Server } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { mkdir, chmod } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { AnyObject } from '../api/v1alpha1/types.js';
+import { referencedSecrets } from '../desired/secrets.js';
+import { secretEvents, type SecretEvent } from '../status/secret-events.js';
 import { lockStateDir } from '../controller/lock.js';
 import { KernelLimits, type KernelLimitsMode } from '../controller/kernel-limits.js';
 import { Manager, type ManagerOptions } from '../controller/manager.js';
@@ -12,6 +15,8 @@ import { HOST_PATHS } from '../drivers/kernel/limits.js';
 import { parseLbKey } from '../desired/names.js';
 import type { KubernetesSource, InvalidObject } from '../sources/kubernetes.js';
 import { runCommand } from '../exec/run.js';
+import { daemonsInCgroup } from '../exec/daemon-cgroup.js';
+import { observeRunningHaproxies, reportAdopted } from '../controller/adoption.js';
 import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
 import { describeIssue } from '../sources/parse.js';
@@ -31,6 +36,10 @@ export interface RunFlags {
   bridge: string;
   nodeName: string;
   listen: string;
+  /** Kubernetes mode: /metrics over HTTPS for callers the API server authenticates and authorizes. */
+  metricsListen?: string;
+  /** Start daemons (HAProxy) in this cgroup of the host's, so that they outlive the agent's container. */
+  daemonCgroup?: string;
   resync: number;
   concurrency: number;
   logLevel: string;
@@ -146,7 +155,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   const kernelLimits = new KernelLimits({ paths: HOST_PATHS, mode: flags.kernelLimits, logger });
   let files: FileSource | undefined;
   const manager: Manager = new Manager({
-    run: runCommand,
+    run: daemonsInCgroup(runCommand, flags.daemonCgroup),
     stateDir: flags.stateDir,
     bridge: flags.bridge,
     nodeName: flags.nodeName,
@@ -167,18 +176,38 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   const metrics = createAgentMetrics(manager, { kernelLimits });
 
   let source: AgentSource;
+  let closeSecure = (): void => {};
   if (flags.kubernetes === true) {
     const kc = await kubeConfigFor(flags);
     const { KubernetesSource } = await import('../sources/kubernetes.js');
     const { KubernetesEvents, KubernetesStatusWriter } = await import('../status/kubernetes-writer.js');
+    const { SecretWatcher } = await import('../sources/kubernetes-secrets.js');
     let invalid: InvalidObject[] = [];
+    // Secrets named by Listeners and Pools (tls.secretName, …): their contents are the snapshot's TLS
+    // materials; a change builds the snapshot again. Events about them go out through onSecretEvent (the
+    // seam the Events recorder takes over).
+    let objects: AnyObject[] = [];
+    let onSecretEvent: (e: SecretEvent) => void = () => {};
+    const secrets = new SecretWatcher({
+      kubeConfig: kc,
+      logger,
+      onChange: (change) => {
+        k8s.refresh();
+        for (const e of secretEvents(change, objects, secrets.materials())) onSecretEvent(e);
+      },
+    });
     const k8s: KubernetesSource = new KubernetesSource({
       kubeConfig: kc,
       ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
       logger,
       onSnapshot: (s) => {
         invalid = s.invalid;
-        manager.setSnapshot(s.objects, []);
+        objects = s.objects;
+        secrets.want(referencedSecrets(s.objects));
+        // Until every named Secret has been listed once it is neither there nor missing: wait (the listing
+        // calls back), rather than report a Listener ERROR that is not true.
+        if (!secrets.synced) return;
+        manager.setSnapshot(s.objects, [], secrets.materials());
         // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
         for (const d of k8s.deleting()) manager.enqueue(`${d.namespace}/${d.name}`);
         k8s.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
@@ -199,7 +228,22 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
       const { namespace, name } = parseLbKey(e.key);
       void events.emit({ namespace, name, kind: 'LoadBalancer', type: e.type, reason: e.reason, message: e.message });
     };
-    source = { start: () => k8s.start(), refresh: async () => k8s.refresh(), stop: () => k8s.stop() };
+    onSecretEvent = (e) => void events.emit(e);
+    if (flags.metricsListen !== undefined) {
+      const { serveSecureMetrics } = await import('./metrics-server.js');
+      const secure = await serveSecureMetrics({
+        listen: flags.metricsListen, kubeConfig: kc, stateDir: flags.stateDir, run: runCommand, logger, render: () => metrics.render(),
+      });
+      closeSecure = () => secure.close();
+    }
+    source = {
+      start: () => k8s.start(),
+      refresh: async () => k8s.refresh(),
+      stop: async () => {
+        await secrets.stop();
+        await k8s.stop();
+      },
+    };
   } else {
     let logged = new Set<string>();
     files = new FileSource(flags.watch!, {
@@ -225,6 +269,9 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
 
   const mode = flags.kubernetes === true ? { kubernetes: flags.namespace ?? 'all namespaces' } : { watch: flags.watch };
   logger.info({ ...mode, stateDir: flags.stateDir, bridge: flags.bridge }, 'nslb starting');
+  if (!isLoopback(parseListen(flags.listen).host)) {
+    logger.warn({ listen: flags.listen }, '--listen is not on loopback: /status (every load balancer\'s spec) and /metrics answer anyone who reaches it, unauthenticated');
+  }
   const server = serveHttp(flags.listen, manager, () => lastStatus, metrics);
   server.on('listening', () => {
     const a = server.address();
@@ -235,9 +282,11 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   // Changes inside the load balancers' netns arrive as events; unchanged netns are not read again.
   netnsWatch.start(logger);
   ovsMonitor.start(logger);
+  const runningBefore = await observeRunningHaproxies(flags.stateDir);
   await source.start();
   await manager.initialSyncDone();
   logger.info('initial sync done');
+  await reportAdopted(runningBefore, flags.stateDir, logger, (e) => onEvent?.(e));
   const stopExitWatch = manager.watchHaproxyExits();
 
   let resync: NodeJS.Timeout | undefined;
@@ -308,8 +357,13 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   onReload = async () => {};
   await reloading;
   server.close();
+  closeSecure();
   await source.stop();
   await manager.stop();
   await unlock();
   logger.flush();
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }

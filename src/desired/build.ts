@@ -417,7 +417,7 @@ function checkListeners(
   for (const l of ix.listeners) {
     const { spec } = l;
     if (spec.protocol === 'TERMINATED_HTTPS') {
-      const resolved = resolveListenerTls(spec.tls, materials, now);
+      const resolved = resolveListenerTls(spec.tls, materials, now, l.metadata.namespace);
       if (resolved.ok) listenerTls.set(objectId(l), resolved.tls);
       else for (const p of resolved.problems) problems.add(l, p.reason, p.message, p.path);
     } else if (spec.tls !== undefined) {
@@ -510,7 +510,7 @@ function checkPools(
   const users = listenersByPool(ix);
   for (const p of ix.pools) {
     const { tls, sessionPersistence } = p.spec;
-    const resolved = resolvePoolTls(tls, p.spec.protocol, materials, now);
+    const resolved = resolvePoolTls(tls, p.spec.protocol, materials, now, p.metadata.namespace);
     if (!resolved.ok) for (const problem of resolved.problems) problems.add(p, problem.reason, problem.message, problem.path);
     else if (resolved.tls !== undefined) memberTls.set(objectId(p), resolved.tls);
     if (sessionPersistence !== undefined) checkSessionPersistence(p, sessionPersistence, users.get(objectId(p)) ?? [], problems);

@@ -1,12 +1,14 @@
-// Pure: a TERMINATED_HTTPS listener's `tls` + the contents of the files it names → the PEM bundles HAProxy
-// loads. The file source reads the files (keyed by the path as written in the spec); this only checks and
-// combines them, so the same answers come from `nslb validate`, `nslb plan` and the agent.
+// Pure: a TERMINATED_HTTPS listener's `tls` + the contents of the files or Secrets it names → the PEM bundles
+// HAProxy loads. The file source reads the files (keyed by the path as written in the spec), Kubernetes mode
+// the Secrets (desired/secrets.ts); this only checks and combines them, so the same answers come from
+// `nslb validate`, `nslb plan` and the agent.
 //
 // Key material never goes into a message: problems name the field and the file, never the content.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { AlpnProtocol, ListenerTls, PoolProtocol, PoolTls, TlsCertificateRef, TlsVersion } from '../api/v1alpha1/types.js';
 import type { DesiredCertificate, DesiredListenerTls, DesiredMemberTls, DesiredTlsPolicy } from './model.js';
+import { SECRETS_READABLE, fileSource, lookupSecret, type MaterialSource } from './secrets.js';
 
 export interface TlsProblem {
   reason: 'InvalidReference' | 'InvalidSpec' | 'NotSupported';
@@ -40,18 +42,25 @@ export function resolveListenerTls(
   tls: ListenerTls | undefined,
   materials: ReadonlyMap<string, string>,
   now: Date = new Date(),
+  namespace = 'default',
 ): TlsResult {
   const problems: TlsProblem[] = [];
   if (tls === undefined) {
     return { ok: false, problems: [{ reason: 'InvalidSpec', message: 'is required on a TERMINATED_HTTPS listener', path: '/spec/tls/certificateFile' }] };
   }
+  const ctx: MaterialContext = { materials, namespace, now };
 
-  if (tls.sniSecretNames !== undefined) problems.push(kubernetesOnly('tls.sniSecretNames', '/spec/tls/sniSecretNames'));
-
-  const certificate = resolvePair(tls, 'tls', '/spec/tls', materials, now, problems);
+  const certificate = resolvePair(tls, 'tls', '/spec/tls', ctx, problems);
   const sni = (tls.sniCertificates ?? []).map((ref, i) =>
-    resolvePair(ref, `tls.sniCertificates[${i}]`, `/spec/tls/sniCertificates/${i}`, materials, now, problems),
+    resolvePair(ref, `tls.sniCertificates[${i}]`, `/spec/tls/sniCertificates/${i}`, ctx, problems),
   );
+  if (tls.sniSecretNames !== undefined && !materials.has(SECRETS_READABLE)) {
+    problems.push(kubernetesOnly('tls.sniSecretNames', '/spec/tls/sniSecretNames'));
+  } else {
+    for (const [i, secretName] of (tls.sniSecretNames ?? []).entries()) {
+      sni.push(resolveSecretPair(secretName, `tls.sniSecretNames[${i}]`, `/spec/tls/sniSecretNames/${i}`, ctx, problems));
+    }
+  }
 
   const clientAuthentication = tls.clientAuthentication ?? 'NONE';
   if (clientAuthentication !== 'NONE' && tls.clientCaFile === undefined) {
@@ -60,7 +69,7 @@ export function resolveListenerTls(
   if (tls.clientCrlFile !== undefined && tls.clientCaFile === undefined) {
     problems.push(invalid('needs clientCaFile: a CRL only revokes certificates of a CA that verifies clients', '/spec/tls/clientCrlFile'));
   }
-  const clientCa = tls.clientCaFile === undefined ? undefined : resolveCa(tls.clientCaFile, 'tls.clientCaFile', '/spec/tls/clientCaFile', materials, now, problems);
+  const clientCa = tls.clientCaFile === undefined ? undefined : resolveCa(fileSource(tls.clientCaFile, 'tls.clientCaFile', '/spec/tls/clientCaFile'), ctx, problems);
   const clientCrl = tls.clientCrlFile === undefined ? undefined : resolveCrl(tls.clientCrlFile, 'tls.clientCrlFile', '/spec/tls/clientCrlFile', materials, now, problems);
   const policy = resolvePolicy(
     { versions: tls.versions ?? LISTENER_TLS_DEFAULTS.versions, ciphers: tls.ciphers, alpnProtocols: tls.alpnProtocols ?? LISTENER_TLS_DEFAULTS.alpnProtocols },
@@ -106,28 +115,42 @@ export function resolvePoolTls(
   protocol: PoolProtocol,
   materials: ReadonlyMap<string, string>,
   now: Date = new Date(),
+  namespace = 'default',
 ): MemberTlsResult {
   if (tls === undefined) return { ok: true, tls: undefined };
   const problems: TlsProblem[] = [];
-  if (tls.secretName !== undefined) problems.push(kubernetesOnly('tls.secretName', '/spec/tls/secretName'));
-  if (tls.caSecretName !== undefined) problems.push(kubernetesOnly('tls.caSecretName', '/spec/tls/caSecretName'));
+  const ctx: MaterialContext = { materials, namespace, now };
+  const secrets = materials.has(SECRETS_READABLE);
+  if (!secrets && tls.secretName !== undefined) problems.push(kubernetesOnly('tls.secretName', '/spec/tls/secretName'));
+  if (!secrets && tls.caSecretName !== undefined) problems.push(kubernetesOnly('tls.caSecretName', '/spec/tls/caSecretName'));
   if (tls.enabled !== true) {
-    for (const field of ['caFile', 'crlFile', 'certificateFile', 'keyFile', 'versions', 'ciphers', 'alpnProtocols'] as const) {
+    const fields = ['caFile', 'crlFile', 'certificateFile', 'keyFile', 'versions', 'ciphers', 'alpnProtocols', ...(secrets ? (['secretName', 'caSecretName'] as const) : [])] as const;
+    for (const field of fields) {
       if (tls[field] !== undefined) problems.push(invalid('only takes effect with tls.enabled: true', `/spec/tls/${field}`));
     }
     return problems.length > 0 ? { ok: false, problems } : { ok: true, tls: undefined };
   }
-  if (tls.crlFile !== undefined && tls.caFile === undefined) {
+  if (tls.caSecretName !== undefined && tls.caFile !== undefined) {
+    problems.push(invalid('give caFile or caSecretName, not both', '/spec/tls/caSecretName'));
+  }
+  if (tls.crlFile !== undefined && tls.caFile === undefined && tls.caSecretName === undefined) {
     problems.push(invalid('needs caFile: a CRL only revokes certificates of a CA that verifies members', '/spec/tls/crlFile'));
   }
   if (tls.alpnProtocols !== undefined && tls.alpnProtocols.length > 0 && TCP_ONLY_POOLS.has(protocol)) {
     problems.push(invalid(`needs an HTTP pool: a ${protocol} pool passes bytes through without speaking HTTP (protocol is ${protocol})`, '/spec/tls/alpnProtocols'));
   }
-  const ca = tls.caFile === undefined ? undefined : resolveCa(tls.caFile, 'tls.caFile', '/spec/tls/caFile', materials, now, problems);
+  let ca: DesiredCertificate | undefined;
+  if (tls.caFile !== undefined) {
+    ca = resolveCa(fileSource(tls.caFile, 'tls.caFile', '/spec/tls/caFile'), ctx, problems);
+  } else if (tls.caSecretName !== undefined && secrets) {
+    const found = lookupSecret(materials, namespace, tls.caSecretName, 'tls.caSecretName', '/spec/tls/caSecretName');
+    if (found.ok) ca = resolveCa(found.source('ca.crt'), ctx, problems);
+    else problems.push({ reason: found.reason, message: found.message, path: '/spec/tls/caSecretName' });
+  }
   const crl = tls.crlFile === undefined ? undefined : resolveCrl(tls.crlFile, 'tls.crlFile', '/spec/tls/crlFile', materials, now, problems);
   let clientCertificate: DesiredCertificate | undefined;
-  if (tls.certificateFile !== undefined || tls.keyFile !== undefined) {
-    clientCertificate = resolvePair(tls, 'tls', '/spec/tls', materials, now, problems, 'when the pool presents a client certificate');
+  if (tls.certificateFile !== undefined || tls.keyFile !== undefined || (tls.secretName !== undefined && secrets)) {
+    clientCertificate = resolvePair(tls, 'tls', '/spec/tls', ctx, problems, 'when the pool presents a client certificate');
   }
   const policy = resolvePolicy({ versions: tls.versions, ciphers: tls.ciphers, alpnProtocols: tls.alpnProtocols ?? [] }, 'tls', '/spec/tls', problems);
   if (problems.length > 0) return { ok: false, problems };
@@ -197,44 +220,85 @@ export function certificateBundle(certificatePem: string, keyPem: string | undef
   return { fileName: `${createHash('sha256').update(pem).digest('hex').slice(0, 16)}.pem`, pem };
 }
 
+interface MaterialContext {
+  materials: ReadonlyMap<string, string>;
+  /** Of the object: Secrets are read from it. */
+  namespace: string;
+  now: Date;
+}
+
+/** A certificate and its key, from `certificateFile` + `keyFile`, or from the Secret `secretName`. */
 function resolvePair(
   ref: TlsCertificateRef,
   field: string,
   path: string,
-  materials: ReadonlyMap<string, string>,
-  now: Date,
+  ctx: MaterialContext,
   problems: TlsProblem[],
   when = 'on a TERMINATED_HTTPS listener',
 ): DesiredCertificate | undefined {
   if (ref.secretName !== undefined) {
-    problems.push(kubernetesOnly(`${field}.secretName`, `${path}/secretName`));
-    return undefined;
+    if (!ctx.materials.has(SECRETS_READABLE)) {
+      problems.push(kubernetesOnly(`${field}.secretName`, `${path}/secretName`));
+      return undefined;
+    }
+    if (ref.certificateFile !== undefined || ref.keyFile !== undefined) {
+      problems.push(invalid(`${field}: give secretName or certificateFile and keyFile, not both`, `${path}/secretName`));
+      return undefined;
+    }
+    return resolveSecretPair(ref.secretName, `${field}.secretName`, `${path}/secretName`, ctx, problems);
   }
-  const before = problems.length;
   const certificateFile = required(ref.certificateFile, `${path}/certificateFile`, problems, when);
   const keyFile = required(ref.keyFile, `${path}/keyFile`, problems, when);
   if (certificateFile === undefined || keyFile === undefined) return undefined;
-  const certificate = read(materials, certificateFile, `${field}.certificateFile`, `${path}/certificateFile`, problems);
-  const key = read(materials, keyFile, `${field}.keyFile`, `${path}/keyFile`, problems);
+  return checkPair(
+    fileSource(certificateFile, `${field}.certificateFile`, `${path}/certificateFile`),
+    fileSource(keyFile, `${field}.keyFile`, `${path}/keyFile`),
+    certificateFile === keyFile,
+    ctx,
+    problems,
+  );
+}
+
+/** `tls.crt` and `tls.key` of a Secret in the object's namespace. */
+function resolveSecretPair(name: string, field: string, path: string, ctx: MaterialContext, problems: TlsProblem[]): DesiredCertificate | undefined {
+  const found = lookupSecret(ctx.materials, ctx.namespace, name, field, path);
+  if (!found.ok) {
+    problems.push({ reason: found.reason, message: found.message, path });
+    return undefined;
+  }
+  return checkPair(found.source('tls.crt'), found.source('tls.key'), false, ctx, problems);
+}
+
+function checkPair(
+  cert: MaterialSource,
+  keySource: MaterialSource,
+  sameFile: boolean,
+  ctx: MaterialContext,
+  problems: TlsProblem[],
+): DesiredCertificate | undefined {
+  const before = problems.length;
+  const certificate = read(ctx.materials, cert, problems);
+  const key = read(ctx.materials, keySource, problems);
   if (certificate === undefined || key === undefined) return undefined;
 
-  const sameFile = certificateFile === keyFile;
   if (!CERTIFICATE.test(certificate)) {
-    problems.push(invalid(`${field}.certificateFile: file "${certificateFile}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, `${path}/certificateFile`));
+    problems.push(invalid(`${cert.field}: ${cert.what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, cert.path));
   } else if (!sameFile && PRIVATE_KEY.test(certificate)) {
     // HAProxy would take the first key in the bundle, which may not be the one keyFile names.
     problems.push(
       invalid(
-        `${field}.certificateFile: file "${certificateFile}" also holds a private key; name that file in keyFile too, or keep the key out of it`,
-        `${path}/certificateFile`,
+        cert.secret
+          ? `${cert.field}: ${cert.what} also holds a private key; keep the key in tls.key only`
+          : `${cert.field}: ${cert.what} also holds a private key; name that file in keyFile too, or keep the key out of it`,
+        cert.path,
       ),
     );
   }
   if (!PRIVATE_KEY.test(key)) {
-    problems.push(invalid(`${field}.keyFile: file "${keyFile}" holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)`, `${path}/keyFile`));
+    problems.push(invalid(`${keySource.field}: ${keySource.what} holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)`, keySource.path));
   } else if (ENCRYPTED_KEY.test(key)) {
     // HAProxy cannot load it without a passphrase, and an agent has nobody to ask for one.
-    problems.push(invalid(`${field}.keyFile: file "${keyFile}" holds an encrypted key; encrypted keys are not supported`, `${path}/keyFile`));
+    problems.push(invalid(`${keySource.field}: ${keySource.what} holds an encrypted key; encrypted keys are not supported`, keySource.path));
   }
   if (problems.length > before) return undefined;
 
@@ -244,50 +308,42 @@ function resolvePair(
   try {
     x509 = new X509Certificate(firstBlock(certificate, 'CERTIFICATE') ?? '');
   } catch {
-    problems.push(invalid(`${field}.certificateFile: file "${certificateFile}" does not hold a certificate OpenSSL can parse`, `${path}/certificateFile`));
+    problems.push(invalid(`${cert.field}: ${cert.what} does not hold a certificate OpenSSL can parse`, cert.path));
     return undefined;
   }
-  const validity = validityProblem(x509, now);
+  const validity = validityProblem(x509, ctx.now);
   if (validity !== undefined) {
-    problems.push(invalid(`${field}.certificateFile: the certificate in "${certificateFile}" ${validity}`, `${path}/certificateFile`));
+    problems.push(invalid(`${cert.field}: the certificate in ${cert.in} ${validity}`, cert.path));
   }
   try {
     if (!x509.checkPrivateKey(createPrivateKey(key))) {
-      problems.push(
-        invalid(`${field}.keyFile: the key in "${keyFile}" does not belong to the certificate in "${certificateFile}"`, `${path}/keyFile`),
-      );
+      problems.push(invalid(`${keySource.field}: the key in ${keySource.in} does not belong to the certificate in ${cert.in}`, keySource.path));
     }
   } catch {
-    problems.push(invalid(`${field}.keyFile: file "${keyFile}" does not hold a private key OpenSSL can parse`, `${path}/keyFile`));
+    problems.push(invalid(`${keySource.field}: ${keySource.what} does not hold a private key OpenSSL can parse`, keySource.path));
   }
   if (problems.length > before) return undefined;
   return certificateBundle(certificate, sameFile ? undefined : key);
 }
 
 /** A CA bundle: PEM certificates only (no key: it is copied to the node), not all of them expired. */
-function resolveCa(
-  file: string,
-  field: string,
-  path: string,
-  materials: ReadonlyMap<string, string>,
-  now: Date,
-  problems: TlsProblem[],
-): DesiredCertificate | undefined {
-  const content = read(materials, file, field, path, problems);
+function resolveCa(source: MaterialSource, ctx: MaterialContext, problems: TlsProblem[]): DesiredCertificate | undefined {
+  const { field, path, what } = source;
+  const content = read(ctx.materials, source, problems);
   if (content === undefined) return undefined;
   const blocks = pemBlocks(content);
   if (PRIVATE_KEY.test(content)) {
-    problems.push(invalid(`${field}: file "${file}" holds a private key; a CA bundle holds certificates only`, path));
+    problems.push(invalid(`${field}: ${what} holds a private key; a CA bundle holds certificates only`, path));
     return undefined;
   }
   const certificates = blocks.filter((b) => b.type === 'CERTIFICATE');
   if (certificates.length === 0) {
-    problems.push(invalid(`${field}: file "${file}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, path));
+    problems.push(invalid(`${field}: ${what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, path));
     return undefined;
   }
   const other = blocks.find((b) => b.type !== 'CERTIFICATE');
   if (other !== undefined) {
-    problems.push(invalid(`${field}: file "${file}" holds a ${other.type} block; a CA bundle holds certificates only`, path));
+    problems.push(invalid(`${field}: ${what} holds a ${other.type} block; a CA bundle holds certificates only`, path));
     return undefined;
   }
   const parsed: X509Certificate[] = [];
@@ -295,14 +351,14 @@ function resolveCa(
     try {
       parsed.push(new X509Certificate(b.pem));
     } catch {
-      problems.push(invalid(`${field}: certificate ${i + 1} in "${file}" does not parse`, path));
+      problems.push(invalid(`${field}: certificate ${i + 1} in ${source.in} does not parse`, path));
       return undefined;
     }
   }
   // A bundle may carry an old CA next to its successor; only one with nothing usable left is an error.
-  const problemsOf = parsed.map((c) => validityProblem(c, now));
+  const problemsOf = parsed.map((c) => validityProblem(c, ctx.now));
   if (problemsOf.every((p) => p !== undefined)) {
-    problems.push(invalid(`${field}: every certificate in "${file}" is unusable: ${problemsOf[0] ?? ''}`, path));
+    problems.push(invalid(`${field}: every certificate in ${source.in} is unusable: ${problemsOf[0] ?? ''}`, path));
     return undefined;
   }
   return certificateBundle(certificates.map((b) => b.pem).join('\n'), undefined);
@@ -317,7 +373,7 @@ function resolveCrl(
   now: Date,
   problems: TlsProblem[],
 ): DesiredCertificate | undefined {
-  const content = read(materials, file, field, path, problems);
+  const content = read(materials, fileSource(file, field, path), problems);
   if (content === undefined) return undefined;
   const blocks = pemBlocks(content);
   const crls = blocks.filter((b) => b.type === 'X509 CRL');
@@ -418,15 +474,9 @@ function required(value: string | undefined, path: string, problems: TlsProblem[
   return value;
 }
 
-function read(
-  materials: ReadonlyMap<string, string>,
-  file: string,
-  field: string,
-  path: string,
-  problems: TlsProblem[],
-): string | undefined {
-  const content = materials.get(file);
-  if (content === undefined) problems.push({ reason: 'InvalidReference', message: `${field}: file "${file}" not found`, path });
+function read(materials: ReadonlyMap<string, string>, source: MaterialSource, problems: TlsProblem[]): string | undefined {
+  const content = materials.get(source.key);
+  if (content === undefined) problems.push({ reason: 'InvalidReference', message: `${source.field}: ${source.what} not found`, path: source.path });
   return content;
 }
 
@@ -437,7 +487,7 @@ function invalid(message: string, path: string): TlsProblem {
 function kubernetesOnly(field: string, path: string): TlsProblem {
   return {
     reason: 'NotSupported',
-    message: `${field} is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile`,
+    message: `${field} is only for Kubernetes mode (Secrets); in file mode use certificateFile and keyFile`,
     path,
   };
 }

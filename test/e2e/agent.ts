@@ -23,8 +23,8 @@ export interface AgentOptions {
   env?: Record<string, string>;
   /** --concurrency (the agent's default when unset). */
   concurrency?: number;
-  /** More flags of `nslb run`, after the others. */
-  args?: string[];
+  /** More flags of `nslb run`, last on the command line. */
+  extraArgs?: string[];
 }
 
 export class Agent {
@@ -45,7 +45,7 @@ export class Agent {
         '--resync', String(opts.resync ?? 3), '--status-interval', '300', '--listen', opts.listen ?? '127.0.0.1:0',
         '--log-level', 'debug',
         ...(opts.concurrency === undefined ? [] : ['--concurrency', String(opts.concurrency)]),
-        ...(opts.args ?? []),
+        ...(opts.extraArgs ?? []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }) },
     );

@@ -6,8 +6,10 @@ import type { Host } from './harness.js';
 
 // Run inside the netns as `node -e LOOP url intervalMs timeoutMs`: one JSON line per request.
 const LOOP = `
-const [url, interval, timeout] = process.argv.slice(1);
-const http = require('node:http');
+const [url, interval, timeout, servername] = process.argv.slice(1);
+// https: the certificate is not verified (the tests look at which one is served, not whether they trust it).
+const http = require(url.startsWith('https:') ? 'node:https' : 'node:http');
+const tls = url.startsWith('https:') ? { rejectUnauthorized: false, ...(servername ? { servername } : {}) } : {};
 let stopping = false;
 process.on('SIGTERM', () => { stopping = true; });
 const once = () => {
@@ -20,7 +22,7 @@ const once = () => {
     process.stdout.write(JSON.stringify({ ok, detail, at: started, ms: Date.now() - started }) + '\\n');
     setTimeout(once, Number(interval));
   };
-  const req = http.get(url, { agent: false, timeout: Number(timeout) }, (res) => {
+  const req = http.get(url, { agent: false, timeout: Number(timeout), ...tls }, (res) => {
     let body = '';
     res.setEncoding('utf8');
     res.on('data', (c) => { body += c; });
@@ -43,9 +45,14 @@ export interface ClientLoop {
   stop(): Promise<void>;
 }
 
-export function startClientLoop(client: Host, url: string, options: { intervalMs?: number; timeoutMs?: number } = {}): ClientLoop {
+export function startClientLoop(
+  client: Host,
+  url: string,
+  options: { intervalMs?: number; timeoutMs?: number; /** https: the SNI name sent. */ servername?: string } = {},
+): ClientLoop {
   const { intervalMs = 100, timeoutMs = 2_000 } = options;
-  const child = spawn('ip', ['netns', 'exec', client.netns, process.execPath, '-e', LOOP, url, String(intervalMs), String(timeoutMs)], {
+  const args = [LOOP, url, String(intervalMs), String(timeoutMs), ...(options.servername === undefined ? [] : [options.servername])];
+  const child = spawn('ip', ['netns', 'exec', client.netns, process.execPath, '-e', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let ok = 0;

@@ -63,7 +63,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
   };
   const startAgent = (args: string[] = []) => {
     if (agent !== undefined) throw new Error('an agent from an earlier step still runs');
-    agent = new Agent({ watch, stateDir, bridge: BRIDGE, resync: 5, args });
+    agent = new Agent({ watch, stateDir, bridge: BRIDGE, resync: 5, extraArgs: args });
     return agent;
   };
 

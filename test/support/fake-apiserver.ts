@@ -21,6 +21,10 @@
 //   ?fieldValidation=Strict), structural defaulting, and validation (422 Invalid, field-path causes);
 // - errors as metav1.Status objects with the real reasons and codes.
 //
+// - TokenReview and SubjectAccessReview (create-only, answered from tokens and grants a test declares:
+//   `reviews`, see fake-reviews.ts); Secrets with the apiserver's rules (immutable type, `immutable` data,
+//   key names, 1 MiB, fieldSelector type).
+//
 // Simplifications (documented, deliberate): namespaces need not exist; labelSelector supports equality and
 // existence only, fieldSelector metadata.name / metadata.namespace only; limit/continue are ignored (every
 // list is complete); LIST ignores resourceVersion/resourceVersionMatch (always the latest state); core
@@ -35,6 +39,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import yaml from 'js-yaml';
+import { FakeReviews } from './fake-reviews.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -72,7 +77,7 @@ interface ResourceType {
   /** openAPIV3Schema (custom resources declared through `crds`). */
   schema?: JsonObject;
   /** Built-in validation: field errors. */
-  validate?: (obj: JsonObject) => FieldError[];
+  validate?: (obj: JsonObject, old?: JsonObject) => FieldError[];
   /** Built-in normalisation on every write (e.g. Secret.stringData). */
   normalize?: (obj: JsonObject) => void;
 }
@@ -442,14 +447,16 @@ function parseLabelSelector(s: string | undefined): Requirement[] {
   });
 }
 
-function parseFieldSelector(s: string | undefined): { field: string; op: '=' | '!='; value: string }[] {
+function parseFieldSelector(s: string | undefined, rt?: ResourceType): { field: string; op: '=' | '!='; value: string }[] {
   if (s === undefined || s.trim() === '') return [];
+  // Secrets are also selectable by type, as on a real apiserver.
+  const extra = rt?.group === '' && rt.kind === 'Secret' ? ['type'] : [];
   return s.split(',').map((part) => {
     const m = part.trim().match(/^([A-Za-z.]+)\s*(==|=|!=)\s*(.*)$/);
-    if (!m || (m[1] !== 'metadata.name' && m[1] !== 'metadata.namespace')) {
+    if (!m || (m[1] !== 'metadata.name' && m[1] !== 'metadata.namespace' && !extra.includes(m[1] ?? ''))) {
       throw badRequest(`field label not supported: ${part.trim()}`);
     }
-    return { field: m[1], op: m[2] === '!=' ? '!=' : '=', value: m[3] ?? '' };
+    return { field: m[1] ?? '', op: m[2] === '!=' ? '!=' : '=', value: m[3] ?? '' };
   });
 }
 
@@ -471,7 +478,7 @@ function matches(obj: JsonObject, f: Filter): boolean {
     if (r.op === '!=' && v === r.value) return false;
   }
   for (const r of f.fields) {
-    const v = r.field === 'metadata.name' ? m.name : m.namespace;
+    const v = r.field === 'metadata.name' ? m.name : r.field === 'type' ? str(obj.type) : m.namespace;
     if ((v === r.value) !== (r.op === '=')) return false;
   }
   return true;
@@ -655,9 +662,25 @@ function normalizeSecret(obj: JsonObject): void {
   if (obj.type === undefined) obj.type = 'Opaque';
 }
 
-function validateSecret(obj: JsonObject): FieldError[] {
+/** As the apiserver's Secret validation: 1 MiB of data at most, key names, immutable type and data. */
+function validateSecret(obj: JsonObject, old?: JsonObject): FieldError[] {
   const data = isObject(obj.data) ? obj.data : {};
   const errs: FieldError[] = [];
+  let bytes = 0;
+  for (const [k, v] of Object.entries(data)) {
+    if (!/^[-._a-zA-Z0-9]+$/.test(k) || k.length > 253) {
+      errs.push(fieldErr(`data[${k}]`, 'Invalid', `Invalid value: ${JSON.stringify(k)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'`));
+    }
+    if (typeof v === 'string') bytes += Buffer.from(v, 'base64').length;
+  }
+  if (bytes > 1024 * 1024) errs.push(fieldErr('data', 'TooLong', 'Too long: must have at most 1048576 bytes'));
+  if (old !== undefined) {
+    if (old.type !== obj.type) errs.push(fieldErr('type', 'Invalid', `Invalid value: ${JSON.stringify(obj.type)}: field is immutable`));
+    if (old.immutable === true) {
+      if (!isDeepStrictEqual(old.data ?? {}, obj.data ?? {})) errs.push(fieldErr('data', 'Forbidden', 'Forbidden: field is immutable when `immutable` is set'));
+      if (obj.immutable !== true) errs.push(fieldErr('immutable', 'Forbidden', 'Forbidden: field is immutable when `immutable` is set'));
+    }
+  }
   if (obj.type === 'kubernetes.io/tls') {
     for (const k of ['tls.crt', 'tls.key']) if (!(k in data)) errs.push(fieldErr(`data[${k}]`, 'Required', 'Required value'));
   }
@@ -735,6 +758,8 @@ const PATCH_TYPES: Record<string, PatchKind> = {
 };
 
 export class FakeApiServer {
+  /** TokenReview / SubjectAccessReview answers: declare tokens and grants here. */
+  readonly reviews = new FakeReviews();
   readonly #types = new Map<string, ResourceType>();
   /** typeKey → "ns/name" → object */
   readonly #store = new Map<string, Map<string, JsonObject>>();
@@ -1093,7 +1118,7 @@ export class FakeApiServer {
       }
     }
     if (rt.custom) errors.push(...this.#validator.validate(rt, obj));
-    if (rt.validate !== undefined) errors.push(...rt.validate(obj));
+    if (rt.validate !== undefined) errors.push(...rt.validate(obj, old));
     if (errors.length > 0) throw invalid(rt, name, errors);
   }
 
@@ -1507,6 +1532,13 @@ export class FakeApiServer {
     } else {
       throw notFoundPath();
     }
+    if (plural !== undefined && namespace === undefined && name === undefined) {
+      const review = this.reviews.answer(method, group, version, plural, raw);
+      if (review !== undefined) {
+        this.#sendJson(res, entry, review.code, review.body);
+        return;
+      }
+    }
     const rt = plural === undefined ? undefined : this.#types.get(typeKey(group, version, plural));
     if (rt === undefined) throw notFoundPath();
     if (sub !== undefined && (sub !== 'status' || !rt.statusSubresource)) throw notFoundPath();
@@ -1548,7 +1580,7 @@ export class FakeApiServer {
     if (name === undefined) {
       // Collection.
       if (method === 'GET') {
-        const filter: Filter = { namespace, labels: parseLabelSelector(query.labelSelector), fields: parseFieldSelector(query.fieldSelector) };
+        const filter: Filter = { namespace, labels: parseLabelSelector(query.labelSelector), fields: parseFieldSelector(query.fieldSelector, rt) };
         if (watch) {
           this.#startWatch(rt, filter, query, res);
           entry.status = 200;

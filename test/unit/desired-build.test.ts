@@ -349,7 +349,7 @@ describe('spec rules', () => {
 describe('Kubernetes Secrets are not read yet', () => {
   const https = (tls: NonNullable<ApiObject<'Listener'>['spec']['tls']>) =>
     listener('l', { protocol: 'TERMINATED_HTTPS', tls: { certificateFile: 'certs/web.pem', keyFile: 'certs/web.key', ...tls } });
-  const secrets = 'is only for Kubernetes mode, which cannot read Secrets yet; use certificateFile and keyFile';
+  const secrets = 'is only for Kubernetes mode (Secrets); in file mode use certificateFile and keyFile';
   const cases: [string, AnyObject, string][] = [
     ['listener tls.secretName', listener('l', { protocol: 'TERMINATED_HTTPS', tls: { secretName: 'web-tls' } }), `Listener l NotSupported /spec/tls/secretName: tls.secretName ${secrets}`],
     ['listener SNI secretName', https({ sniCertificates: [{ secretName: 'api-tls' }] }), `Listener l NotSupported /spec/tls/sniCertificates/0/secretName: tls.sniCertificates[0].secretName ${secrets}`],
