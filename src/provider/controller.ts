@@ -197,7 +197,7 @@ export class ServiceProvider {
     const caches = this.#caches;
     if (caches === undefined || !this.#synced) return;
     const { namespace, name } = parseServiceKey(key);
-    const svc = caches.services.get(name, namespace);
+    let svc = caches.services.get(name, namespace);
     const owned = this.#owned(namespace, name);
     if (svc === undefined) {
       // Gone without our cleanup (finalizer removed by hand): the objects go (the garbage collector would
@@ -216,8 +216,10 @@ export class ServiceProvider {
       return;
     }
     if (!finalizers.includes(SERVICE_FINALIZER)) {
-      await this.#patchService(svc, { metadata: { finalizers: [...finalizers, SERVICE_FINALIZER] } });
-      return; // the update's event brings the Service back with the finalizer
+      // Before anything is made for it: from here on the Service cannot go without our cleanup.
+      const updated = await this.#patchService(svc, { metadata: { finalizers: [...finalizers, SERVICE_FINALIZER] } });
+      if (updated === undefined) return; // changed meanwhile: its event brings it back
+      svc = { ...svc, metadata: { ...svc.metadata, finalizers: [...finalizers, SERVICE_FINALIZER], ...(updated.resourceVersion === undefined ? {} : { resourceVersion: updated.resourceVersion }) } };
     }
     const { settings, problems, unknown } = parseServiceSettings(svc.metadata?.annotations ?? {}, svc.spec?.loadBalancerIP);
     if (unknown.length > 0) this.#event(svc, 'Warning', 'UnknownAnnotation', `annotations nslb does not read (a typo?): ${unknown.join(', ')}`);
@@ -415,14 +417,17 @@ export class ServiceProvider {
       this.#queue.addAfter(key, 2_000);
       return;
     }
+    let current = svc;
     if (hasProviderStatus(svc) && (svc.metadata?.finalizers ?? []).includes(SERVICE_FINALIZER)) {
-      await this.#patchStatus(svc, { loadBalancer: { ingress: null }, conditions: mergeConditions(svc, []) });
+      const cleared = await this.#patchStatus(svc, { loadBalancer: { ingress: null }, conditions: mergeConditions(svc, []) });
+      if (cleared === undefined) return;
+      current = { ...svc, metadata: { ...svc.metadata, ...cleared } };
     }
     providerCrashPoint();
-    const finalizers = svc.metadata?.finalizers ?? [];
+    const finalizers = current.metadata?.finalizers ?? [];
     if (finalizers.includes(SERVICE_FINALIZER)) {
-      await this.#patchService(svc, { metadata: { finalizers: finalizers.filter((f) => f !== SERVICE_FINALIZER) } });
-      this.#event(svc, 'Normal', 'DeletedLoadBalancer', `LoadBalancer ${svc.metadata?.namespace ?? 'default'}/${name} removed; its addresses are back in their pools`);
+      const done = await this.#patchService(current, { metadata: { finalizers: finalizers.filter((f) => f !== SERVICE_FINALIZER) } });
+      if (done !== undefined) this.#event(svc, 'Normal', 'DeletedLoadBalancer', `LoadBalancer ${svc.metadata?.namespace ?? 'default'}/${name} removed; its addresses are back in their pools`);
     }
   }
 
@@ -468,23 +473,27 @@ export class ServiceProvider {
     }
   }
 
-  /** Merge patches guarded by the resourceVersion we decided from: a 409 retries the whole reconcile. */
-  async #patchStatus(svc: Service, status: object): Promise<void> {
-    await this.#patch(svc, { metadata: { resourceVersion: svc.metadata?.resourceVersion }, status }, true);
+  /**
+   * Merge patches guarded by the resourceVersion we decided from. A 409 means the Service changed since: the
+   * watch event of that change queues it again, and that reconcile decides with the new version.
+   */
+  async #patchStatus(svc: Service, status: object): Promise<{ resourceVersion?: string } | undefined> {
+    return this.#patch(svc, { metadata: { resourceVersion: svc.metadata?.resourceVersion }, status }, true);
   }
 
-  async #patchService(svc: Service, body: { metadata: object }): Promise<void> {
-    await this.#patch(svc, { ...body, metadata: { ...body.metadata, resourceVersion: svc.metadata?.resourceVersion } }, false);
+  async #patchService(svc: Service, body: { metadata: object }): Promise<{ resourceVersion?: string } | undefined> {
+    return this.#patch(svc, { ...body, metadata: { ...body.metadata, resourceVersion: svc.metadata?.resourceVersion } }, false);
   }
 
-  async #patch(svc: Service, body: object, status: boolean): Promise<void> {
+  async #patch(svc: Service, body: object, status: boolean): Promise<{ resourceVersion?: string } | undefined> {
     const req = { name: svc.metadata?.name ?? '', namespace: svc.metadata?.namespace ?? 'default', body };
     const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     try {
-      if (status) await this.#core.patchNamespacedServiceStatus(req, opts);
-      else await this.#core.patchNamespacedService(req, opts);
+      const out = status ? await this.#core.patchNamespacedServiceStatus(req, opts) : await this.#core.patchNamespacedService(req, opts);
+      return { ...(out.metadata?.resourceVersion === undefined ? {} : { resourceVersion: out.metadata.resourceVersion }) };
     } catch (err) {
-      if (statusCode(err) === 404) return;
+      const code = statusCode(err);
+      if (code === 404 || code === 409) return undefined;
       throw err;
     }
   }

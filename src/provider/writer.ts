@@ -102,8 +102,19 @@ export class ObjectWriter {
    * everything was written as planned.
    */
   async apply(actions: readonly WriteAction[], serviceName: string, serviceUid: string): Promise<boolean> {
-    let clean = true;
-    for (const a of actions) {
+    // Deletes, then creates and updates, each group at once: the engine reads a snapshot a few ms after the
+    // first change, and a load balancer whose objects arrive one by one is reconciled (and reloaded) twice.
+    const deletes = actions.filter((a) => a.op === 'delete');
+    const writes = actions.filter((a) => a.op !== 'delete');
+    const results = [
+      ...(await Promise.all(deletes.map((a) => this.#applyOne(a, serviceName, serviceUid)))),
+      ...(await Promise.all(writes.map((a) => this.#applyOne(a, serviceName, serviceUid)))),
+    ];
+    return results.every(Boolean);
+  }
+
+  async #applyOne(a: WriteAction, serviceName: string, serviceUid: string): Promise<boolean> {
+    {
       const kind = a.op === 'delete' ? a.kind : a.object.kind;
       const plural = PLURALS[kind];
       const namespace = a.op === 'delete' ? a.namespace : a.object.metadata.namespace;
@@ -128,7 +139,7 @@ export class ObjectWriter {
         }
       } catch (err) {
         const code = statusCode(err);
-        if (a.op === 'delete' && (code === 404 || code === 409)) continue;
+        if (a.op === 'delete' && (code === 404 || code === 409)) return true;
         if (a.op === 'create' && code === 409) {
           const current = (await this.#api
             .getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name: a.object.metadata.name })
@@ -137,17 +148,15 @@ export class ObjectWriter {
             throw new NameConflictError(kind, namespace, a.object.metadata.name);
           }
           // Ours, or an earlier Service's that is being deleted: the next reconcile sees it in the cache.
-          if (current === undefined || !ownedBy(current, serviceName, serviceUid)) clean = false;
-          continue;
+          return current !== undefined && ownedBy(current, serviceName, serviceUid);
         }
         if (a.op === 'update' && (code === 409 || code === 404)) {
           this.counts.conflicts++;
-          clean = false;
-          continue;
+          return false;
         }
         throw err;
       }
     }
-    return clean;
+    return true;
   }
 }
