@@ -51,7 +51,9 @@ export function startProviderAgent(opts: ProviderAgentOptions): ProviderAgent {
         logger,
         events: opts.events,
       });
-      await provider.start().catch((err: unknown) => logger.error({ err: String(err) }, 'provider: cannot start; will retry while leading'));
+      // Not awaited: start() waits until every informer has listed, and the Lease must be renewed meanwhile.
+      const p = provider;
+      void p.start().catch((err: unknown) => logger.error({ err: String(err) }, 'provider: cannot start'));
     },
     onStoppedLeading: async () => {
       const p = provider;

@@ -21,7 +21,7 @@ import { AddressLedger } from './ledger.js';
 import { LOAD_BALANCER_CLASS, SERVICE_FINALIZER, SERVICE_LABEL, parseServiceKey, serviceKey } from './names.js';
 import { hasProviderStatus, mergeConditions, statusUpToDate, wantedServiceStatus, type StatusInput } from './service-status.js';
 import { capabilitiesOfSchema, translateService, type Capabilities } from './translate.js';
-import { NameConflictError, ObjectWriter, ownedBy, planWrites, describeAction, type ExistingObject } from './writer.js';
+import { NameConflictError, ObjectWriter, madeFor, ownedBy, planWrites, describeAction, type ExistingObject } from './writer.js';
 
 export interface ServiceRef {
   apiVersion: 'v1';
@@ -187,7 +187,7 @@ export class ServiceProvider {
   #owned(namespace: string, name: string): Map<Kind, ExistingObject[]> {
     const out = new Map<Kind, ExistingObject[]>();
     for (const kind of MADE_KINDS) {
-      const list = (this.#caches?.made.get(kind)?.list(namespace) ?? []).filter((o) => o.metadata?.labels?.[SERVICE_LABEL] === name);
+      const list = (this.#caches?.made.get(kind)?.list(namespace) ?? []).filter((o) => madeFor(o, name));
       if (list.length > 0) out.set(kind, list);
     }
     return out;

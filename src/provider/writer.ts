@@ -29,8 +29,17 @@ export type WriteAction =
 const ORDER: readonly Kind[] = ['LoadBalancer', 'Pool', 'Listener', 'HealthMonitor', 'Member', 'L7Policy', 'L7Rule'];
 const rank = (k: Kind): number => ORDER.indexOf(k);
 
+/** Made by a provider for a Service of this name (this one, or an earlier one of the same name). */
+export function madeFor(o: ExistingObject, serviceName: string): boolean {
+  return (
+    o.metadata?.labels?.[SERVICE_LABEL] === serviceName &&
+    (o.metadata.ownerReferences ?? []).some((r) => r.apiVersion === 'v1' && r.kind === 'Service' && r.name === serviceName)
+  );
+}
+
+/** Made for this very Service (its uid). */
 export function ownedBy(o: ExistingObject, serviceName: string, serviceUid: string): boolean {
-  return o.metadata?.labels?.[SERVICE_LABEL] === serviceName && (o.metadata.ownerReferences ?? []).some((r) => r.kind === 'Service' && r.uid === serviceUid);
+  return madeFor(o, serviceName) && (o.metadata?.ownerReferences ?? []).some((r) => r.kind === 'Service' && r.uid === serviceUid);
 }
 
 function matches(want: DesiredObject, have: ExistingObject): boolean {
@@ -42,9 +51,10 @@ function matches(want: DesiredObject, have: ExistingObject): boolean {
 }
 
 /**
- * Pure: what to do so that `existing` (every object labelled for this Service, of any owner) becomes
+ * Pure: what to do so that `existing` (every object made for a Service of this name, see madeFor) becomes
  * `desired`. Objects of an earlier Service of the same name are deleted; desired objects are created or
- * updated. Deletes come first (children first), then creates and updates (parents first).
+ * updated. Deletes come first (children first), then creates and updates (parents first). Objects that were
+ * not made for the Service are never in `existing`, so never touched.
  */
 export function planWrites(desired: readonly DesiredObject[], existing: ReadonlyMap<Kind, readonly ExistingObject[]>, serviceName: string, serviceUid: string): WriteAction[] {
   const deletes: WriteAction[] = [];
@@ -52,6 +62,7 @@ export function planWrites(desired: readonly DesiredObject[], existing: Readonly
   const wanted = new Set(desired.map((d) => `${d.kind}/${d.metadata.name}`));
   for (const [kind, objects] of existing) {
     for (const o of objects) {
+      if (!madeFor(o, serviceName)) continue;
       const name = o.metadata?.name ?? '';
       const mine = ownedBy(o, serviceName, serviceUid);
       if (mine && wanted.has(`${kind}/${name}`)) continue;
@@ -81,7 +92,7 @@ export class NameConflictError extends Error {
     readonly namespace: string,
     readonly objectName: string,
   ) {
-    super(`${kind} ${namespace}/${objectName} exists and is not made by nslb for this Service (no ${SERVICE_LABEL} label and ownerReference); rename or remove it`);
+    super(`${kind} ${namespace}/${objectName} exists and was not made by nslb for this Service (no ${SERVICE_LABEL} label and Service ownerReference); rename or remove it`);
     this.name = 'NameConflictError';
   }
 }
@@ -144,7 +155,7 @@ export class ObjectWriter {
           const current = (await this.#api
             .getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, name: a.object.metadata.name })
             .catch(() => undefined)) as ExistingObject | undefined;
-          if (current !== undefined && current.metadata?.labels?.[SERVICE_LABEL] !== serviceName) {
+          if (current !== undefined && !madeFor(current, serviceName)) {
             throw new NameConflictError(kind, namespace, a.object.metadata.name);
           }
           // Ours, or an earlier Service's that is being deleted: the next reconcile sees it in the cache.

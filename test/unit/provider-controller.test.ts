@@ -241,7 +241,24 @@ describe('drift and hostile edits', () => {
     const s = svc('mine')!;
     api.update({ ...s, metadata: { ...s.metadata, annotations: { 'nslb.dev/address-pool': 'pool-c' } } });
     const cond = await waitFor(() => svc('mine')?.status?.conditions?.find((c: Obj) => c.type === 'nslb.dev/LoadBalancerReady' && c.reason === 'NameConflict'), 'conflict');
-    expect(cond.message).toMatch(/LoadBalancer default\/mine exists and is not made by nslb/);
+    expect(cond.message).toMatch(/LoadBalancer default\/mine exists and was not made by nslb/);
     expect(lbs().find((l) => l.metadata.name === 'mine')!.spec.vip.address).toBe('10.77.0.1');
+  });
+});
+
+describe('objects nobody made for a Service', () => {
+  it('a user-written object that merely carries the label is neither deleted nor overwritten', async () => {
+    api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: 'labelled', namespace: 'default', labels: { 'nslb.dev/service': 'labelled' } }, spec: { vip: { address: '10.78.0.1' } } });
+    api.create(service('labelled', { loadBalancerClass: 'example.com/other', ports: [{ port: 80, nodePort: 30140 }] }));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(lbs().find((l) => l.metadata.name === 'labelled')?.spec.vip.address).toBe('10.78.0.1');
+    const s = svc('labelled')!;
+    api.delete('v1', 'services', 'default', 'labelled');
+    api.create(addressPool('pool-d', { addresses: ['10.9.3.10/32'] }));
+    api.create(service('labelled', { ports: [{ port: 80, nodePort: 30141 }], annotations: { 'nslb.dev/address-pool': 'pool-d' } }));
+    const cond = await waitFor(() => svc('labelled')?.status?.conditions?.find((c: Obj) => c.reason === 'NameConflict'), 'conflict');
+    expect(cond.type).toBe('nslb.dev/LoadBalancerReady');
+    expect(lbs().find((l) => l.metadata.name === 'labelled')?.spec.vip.address).toBe('10.78.0.1');
+    expect(s.metadata.finalizers).toBeUndefined();
   });
 });
