@@ -90,7 +90,8 @@ describe('a Service of class nslb.dev/haproxy', () => {
     expect(of('healthmonitors').map((h) => h.spec.type)).toEqual(['TCP']);
     // No ingress before the node serves.
     expect(svc('web')!.status?.loadBalancer?.ingress).toBeUndefined();
-    expect(svc('web')!.status.conditions.find((c: Obj) => c.type === 'nslb.dev/LoadBalancerReady')).toMatchObject({ status: 'False', reason: 'Provisioning' });
+    const ready = await waitFor(() => svc('web')!.status?.conditions?.find((c: Obj) => c.type === 'nslb.dev/LoadBalancerReady'), 'Ready condition');
+    expect(ready).toMatchObject({ status: 'False', reason: 'Provisioning' });
   });
 
   it('shows the ingress IP once the LoadBalancer and its Listener are ACTIVE, and keeps it through a member change', async () => {
