@@ -166,6 +166,21 @@ describe('a Service of class nslb.dev/haproxy', () => {
   });
 });
 
+describe('a Service that stops being the provider\'s', () => {
+  it('type changed to ClusterIP: its objects go, the ingress IP is cleared, the address released, the finalizer removed', async () => {
+    const s = svc('web')!;
+    expect(s.status.loadBalancer.ingress).toHaveLength(1);
+    api.update({ ...s, spec: { ...s.spec, type: 'ClusterIP' } });
+    await waitFor(() => (svc('web')!.metadata.finalizers === undefined ? true : undefined), 'finalizer removed');
+    const after = svc('web')!;
+    expect(after.status.loadBalancer?.ingress).toBeUndefined();
+    expect((after.status.conditions ?? []).filter((c: Obj) => c.type.startsWith('nslb.dev/'))).toEqual([]);
+    expect(lbs().some((l) => l.metadata.name === 'web')).toBe(false);
+    expect(of('members').some((m) => m.metadata.labels['nslb.dev/service'] === 'web')).toBe(false);
+    expect(pool('pool-a').status.allocations.some((a: Obj) => a.serviceUid === s.metadata.uid)).toBe(false);
+  });
+});
+
 describe('Services that are not the provider\'s', () => {
   it('another class, no class (flag off), and other types are never touched: no write at all', async () => {
     api.clearRequestLog();
@@ -227,11 +242,11 @@ describe('endpoints as members, externalTrafficPolicy Local, source ranges', () 
 
 describe('drift and hostile edits', () => {
   it('an owned object edited or deleted by hand is put back', async () => {
-    const listener = of('listeners').find((l) => l.metadata.name === 'web-tcp-80')!;
-    api.update({ ...listener, spec: { ...listener.spec, port: 8080 } });
-    await waitFor(() => of('listeners').find((l) => l.metadata.name === 'web-tcp-80')?.spec.port === 80, 'listener restored');
-    api.delete(V, 'pools', 'default', 'web-tcp-80');
-    await waitFor(() => of('pools').find((p) => p.metadata.name === 'web-tcp-80'), 'pool recreated');
+    const listener = of('listeners').find((l) => l.metadata.name === 'dns-tcp-53')!;
+    api.update({ ...listener, spec: { ...listener.spec, port: 8053 } });
+    await waitFor(() => of('listeners').find((l) => l.metadata.name === 'dns-tcp-53')?.spec.port === 53, 'listener restored');
+    api.delete(V, 'pools', 'default', 'dns-tcp-53');
+    await waitFor(() => of('pools').find((p) => p.metadata.name === 'dns-tcp-53'), 'pool recreated');
   });
 
   it('a name taken by a user-written LoadBalancer is a NameConflict, never overwritten', async () => {

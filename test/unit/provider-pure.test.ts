@@ -1,6 +1,7 @@
 // The provider's pure pieces: annotations read into settings, the write plan, and the Service status.
 import { describe, expect, it } from 'vitest';
 import { parseServiceSettings } from '../../src/provider/annotations.js';
+import { isOurs } from '../../src/provider/controller.js';
 import { fitName, memberName } from '../../src/provider/names.js';
 import { serving, statusUpToDate, wantedServiceStatus, type StatusInput } from '../../src/provider/service-status.js';
 import type { DesiredObject } from '../../src/provider/translate.js';
@@ -90,6 +91,17 @@ describe('parseServiceSettings', () => {
       'annotation service.beta.kubernetes.io/load-balancer-source-ranges: must be CIDRs separated by commas (got "10.0.0.0/33")',
     ]);
     expect(unknown).toEqual(['nslb.dev/proxy-protocl']);
+  });
+});
+
+describe('isOurs', () => {
+  const svc = (type: string, loadBalancerClass?: string) => ({ spec: { type, ...(loadBalancerClass === undefined ? {} : { loadBalancerClass }) } });
+  it('type LoadBalancer of class nslb.dev/haproxy; without a class only when the flag says so; never another class or type', () => {
+    expect(isOurs(svc('LoadBalancer', 'nslb.dev/haproxy'), false)).toBe(true);
+    expect(isOurs(svc('LoadBalancer'), false)).toBe(false);
+    expect(isOurs(svc('LoadBalancer'), true)).toBe(true);
+    expect(isOurs(svc('LoadBalancer', 'metallb.io/metallb'), true)).toBe(false);
+    expect(isOurs(svc('NodePort', 'nslb.dev/haproxy'), true)).toBe(false);
   });
 });
 
