@@ -232,9 +232,8 @@ export class ServiceProvider {
       return;
     }
     const pools = refuseOverlaps([...caches.pools.list()].map((p) => parsePool(p.metadata?.name ?? '', p.spec)));
-    const members = settings.members ?? this.#memberPolicy(pools, svc) ?? this.#opts.members;
     // A first translation tells which ports can be served before an address is spent on the Service.
-    const dry = translateService({ service: svc, settings, vips: [], nodes: [], slices: [], members, capabilities: this.#caps });
+    const dry = translateService({ service: svc, settings, vips: [], nodes: [], slices: [], members: this.#opts.members, capabilities: this.#caps });
     for (const r of dry.refused) this.#event(svc, 'Warning', 'PortNotServed', r.message);
     if (dry.served.length === 0) {
       await this.#release(svc, owned);
@@ -249,6 +248,10 @@ export class ServiceProvider {
       return;
     }
     const slices = caches.slices.list(namespace).filter((s) => s.metadata?.labels?.[SERVICE_NAME_LABEL] === name);
+    // The Service's annotation, else its pools' setting (when they agree), else the agent's flag.
+    const policies = new Set(address.pools.map((n) => pools.find((p) => p.name === n)?.members));
+    const fromPools = policies.size === 1 ? [...policies][0] : undefined;
+    const members = settings.members ?? fromPools ?? this.#opts.members;
     const t = translateService({ service: svc, settings, vips: address.vips, nodes: caches.nodes.list(), slices, members, capabilities: this.#caps });
     for (const w of t.warnings) this.#event(svc, 'Warning', w.reason, w.message);
     for (const o of t.objects) {
@@ -287,14 +290,6 @@ export class ServiceProvider {
       ...(observedLb === undefined || !ownedBy(observedLb, name, uid) ? {} : { loadBalancer: observed(observedLb) }),
       listeners: listeners.map(observed),
     });
-  }
-
-  /** Pool setting for members, when every pool the Service holds addresses in agrees. */
-  #memberPolicy(pools: ParsedPool[], svc: Service): PoolMembers | undefined {
-    const uid = svc.metadata?.uid ?? '';
-    const held = pools.filter((p) => (this.#ledger?.allocations(p.name) ?? []).some((a) => a.serviceUid === uid));
-    const policies = new Set(held.map((p) => p.members));
-    return policies.size === 1 ? [...policies][0] : undefined;
   }
 
   #vipsOf(owned: Map<Kind, ExistingObject[]>): string[] {

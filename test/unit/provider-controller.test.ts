@@ -278,3 +278,16 @@ describe('objects nobody made for a Service', () => {
     expect(s.metadata.finalizers).toBeUndefined();
   });
 });
+
+describe('members from the pool\'s setting', () => {
+  it('an AddressPool with members: Endpoints serves its Services from the ready endpoints, though they have node ports', async () => {
+    api.create(addressPool('pool-e', { addresses: ['10.9.4.10/32'], members: 'Endpoints' }));
+    api.create(service('pods', { ports: [{ port: 80, targetPort: 8080, nodePort: 30150 }], annotations: { 'nslb.dev/address-pool': 'pool-e' } }));
+    api.create(endpointSlice('pods', [{ address: '10.244.9.1' }, { address: '10.244.9.2' }]));
+    const members = await waitFor(() => {
+      const m = of('members').filter((x) => x.metadata.labels['nslb.dev/service'] === 'pods');
+      return m.length === 2 ? m : undefined;
+    }, 'two endpoint members');
+    expect(members.map((m) => `${m.spec.address}:${m.spec.port}`).sort()).toEqual(['10.244.9.1:8080', '10.244.9.2:8080']);
+  });
+});
