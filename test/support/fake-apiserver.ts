@@ -1290,7 +1290,7 @@ export class FakeApiServer {
     this.#checkTypeMeta(rt, body);
     const m = meta(body);
     if (m.name !== undefined && m.name !== name) throw badRequest(`the name of the object (${String(m.name)}) does not match the name on the URL (${name})`);
-    if (m.namespace !== undefined && m.namespace !== '' && m.namespace !== namespace) {
+    if (rt.namespaced && m.namespace !== undefined && m.namespace !== '' && m.namespace !== namespace) {
       throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     }
     m.name = name;
