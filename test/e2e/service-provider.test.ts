@@ -170,4 +170,42 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
       expect(api.get(V, 'loadbalancers', NS, n)).toBeUndefined();
     }
   });
+  it('one provider at a time: a second agent waits; when the first is killed, it takes the Lease over and serves', async () => {
+    const ns2 = `${NS}b`;
+    const stateDir2 = `${stateDir}-b`;
+    const second = new Agent({
+      kubeconfig: api.writeKubeconfig(),
+      namespace: ns2,
+      stateDir: stateDir2,
+      bridge: BRIDGE,
+      resync: 3,
+      args: ['--service-provider', '--provider-lease', '3', '--node-name', 'other-node'],
+      env: { POD_NAMESPACE: 'nslb-system' },
+    });
+    try {
+      await waitFor(async () => second.logs.some((l) => l.includes('initial sync done')), { timeoutMs: 20_000, message: 'second agent never synced' });
+      api.create(service('standby', { namespace: ns2, ports: [{ port: 80, targetPort: 8080 }] }));
+      await new Promise((r) => setTimeout(r, 3000));
+      // The first agent's provider watches its own namespace only, and the second is not the provider.
+      expect(second.logs.some((l) => l.includes('provider: leading'))).toBe(false);
+      expect((api.get('v1', 'services', ns2, 'standby') as Obj).metadata.finalizers).toBeUndefined();
+      const lease = api.get('coordination.k8s.io/v1', 'leases', 'nslb-system', 'nslb-provider') as Obj;
+      expect(lease.spec.holderIdentity).toBe('e2e-node');
+      const killedAt = Date.now();
+      await agent!.kill();
+      const ip = await waitFor(async () => (api.get('v1', 'services', ns2, 'standby') as Obj).status?.loadBalancer?.ingress?.[0]?.ip as string | undefined, {
+        timeoutMs: 20_000,
+        message: 'the second agent never took over',
+      });
+      expect(Date.now() - killedAt).toBeGreaterThanOrEqual(2500);
+      expect((api.get('coordination.k8s.io/v1', 'leases', 'nslb-system', 'nslb-provider') as Obj).spec.holderIdentity).toBe('other-node');
+      await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, { timeoutMs: 10_000, message: 'standby never served' });
+      // The Services of the first namespace keep serving: their load balancers outlive the dead agent.
+      expect((await httpGet(client, `http://${ingress('web')!}/`)).status).toBe(200);
+    } finally {
+      await second.stop().catch(() => {});
+      await cli(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir2, '--bridge', BRIDGE]).catch(() => {});
+      await rm(stateDir2, { recursive: true, force: true });
+    }
+  });
 });
