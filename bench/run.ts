@@ -5,7 +5,8 @@
 // Options:
 //   --quick            small N and few runs (development; about 2–3 minutes); verdicts that need the full
 //                      sizes are shown as "info"
-//   --phases a,b,e,c   only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f)
+//   --phases a,b,e,c,s only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
+//                      s: a Service of type LoadBalancer → ingress IP and traffic)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../te
 import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
 import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
 import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
+import { phaseServices, type ServicesResult } from './lib/services.js';
 import {
   checkInterrupted,
   checkVips,
@@ -74,6 +76,7 @@ interface Settings {
   eReloadChanges: number;
   bulk: number[];
   bulkResyncS: number;
+  sRuns: number;
 }
 
 function parseArgs(argv: string[]): Settings {
@@ -82,11 +85,11 @@ function parseArgs(argv: string[]): Settings {
     (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
   for (const a of argv) {
     if (a.startsWith('--') && !['--quick', '--phases', '--no-setup'].includes(a) && !a.startsWith('--phases=')) {
-      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c, --no-setup)`);
+      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,s, --no-setup)`);
     }
   }
-  const phases = new Set((phasesArg ?? 'a,b,e,c').split(',').map((p) => p.trim()));
-  for (const p of phases) if (!['a', 'b', 'e', 'c'].includes(p)) throw new Error(`--phases takes a,b,e,c; got ${p}`);
+  const phases = new Set((phasesArg ?? 'a,b,e,c,s').split(',').map((p) => p.trim()));
+  for (const p of phases) if (!['a', 'b', 'e', 'c', 's'].includes(p)) throw new Error(`--phases takes a,b,e,c,s; got ${p}`);
   return {
     quick,
     phases,
@@ -97,6 +100,7 @@ function parseArgs(argv: string[]): Settings {
     eReloadChanges: quick ? 5 : 20,
     bulk: quick ? [20, 50] : [100, 500],
     bulkResyncS: quick ? 5 : 10,
+    sRuns: quick ? 5 : 20,
   };
 }
 
@@ -160,6 +164,7 @@ interface Results {
   /** Things outside the benchmark that happened during a phase (another session restarting Open vSwitch). */
   disturbances: string[];
   f?: { rssMiB: number; peakMiB: number; n: number };
+  s?: ServicesResult;
 }
 
 interface BulkResult {
@@ -799,6 +804,17 @@ function buildRows(s: Settings, r: Results): Row[] {
       verdict: sized(verdict(r.f.peakMiB * 1.048576 < 250)),
     });
   }
+  if (r.s) {
+    // Both must have happened: the address in status, and traffic through it.
+    const both = r.s.ingress.map((v, i) => Math.max(v, r.s!.traffic[i] ?? Infinity));
+    const v = p50(both);
+    rows.push({
+      figure: '(s) Service of type LoadBalancer applied → ingress IP in status and first 200 through it',
+      value: `${pp(both)}; ingress in status alone p50 ${ms(p50(r.s.ingress))}${r.s.unexpected > 0 ? `; ${r.s.unexpected} runs got another address than the pool's next` : ''}`,
+      target: 'p50 ≤ 1 s',
+      verdict: verdict(v === undefined ? undefined : v <= 1000),
+    });
+  }
   return rows;
 }
 
@@ -848,6 +864,10 @@ async function main(): Promise<number> {
     if (s.phases.has('a') || s.phases.has('b') || s.phases.has('e')) {
       await watched('(a), (b) and (e)', results, () => mainPhases(s, node, cleanup, results));
     }
+    if (s.phases.has('s')) {
+      results.s = await watched('(s)', results, () => phaseServices(s.sRuns, node, ROOT, cleanup));
+      await nslbCleanup(join(ROOT, 'state-services'));
+    }
     if (s.phases.has('c')) {
       for (const n of s.bulk) {
         await watched(`nslb N=${n}${n === s.bulk.at(-1) ? ', (d) and (f)' : ''}`, results, () => bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1)));
@@ -872,7 +892,7 @@ async function main(): Promise<number> {
   const command = s.quick ? 'npm run bench -- --quick' : 'npm run bench';
   const failed = rows.filter((r) => r.verdict === 'FAIL').length;
   const text = [
-    `Command: \`${command}${s.phases.size < 4 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
+    `Command: \`${command}${s.phases.size < 5 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
     '',
     ...header.map((h) => `${h}  `),
     ...(s.quick ? ['', 'Quick run: fewer runs and smaller N than the targets assume; size-dependent verdicts are "info".'] : []),

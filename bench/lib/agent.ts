@@ -18,7 +18,11 @@ export interface ResyncLine {
 }
 
 export interface AgentOptions {
-  watch: string;
+  /** File-watch mode; or kubeconfig for Kubernetes mode. */
+  watch?: string;
+  kubeconfig?: string;
+  /** More flags of `nslb run` (e.g. --service-provider). */
+  args?: string[];
   stateDir: string;
   bridge: string;
   resyncS: number;
@@ -32,6 +36,8 @@ export class BenchAgent {
   /** The last lines (any level), for a failure message. */
   readonly tail: string[] = [];
   errors = 0;
+  /** Every distinct log message seen so far (e.g. "provider: started"). */
+  readonly messages = new Set<string>();
   /** host:port of /metrics, once the agent has said where it listens. */
   listen: string | undefined;
   readonly #exited: Promise<void>;
@@ -41,9 +47,12 @@ export class BenchAgent {
     this.child = spawn(
       process.execPath,
       [
-        NSLB_CLI, 'run', '--watch', opts.watch, '--state-dir', opts.stateDir, '--bridge', opts.bridge,
+        NSLB_CLI, 'run',
+        ...(opts.kubeconfig === undefined ? ['--watch', opts.watch ?? ''] : ['--kubernetes', '--kubeconfig', opts.kubeconfig]),
+        '--state-dir', opts.stateDir, '--bridge', opts.bridge,
         '--listen', '127.0.0.1:0', '--resync', String(opts.resyncS), '--log-level', 'info',
         ...(opts.concurrency === undefined ? [] : ['--concurrency', String(opts.concurrency)]),
+        ...(opts.args ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -70,6 +79,7 @@ export class BenchAgent {
       return;
     }
     if (typeof parsed.level === 'number' && parsed.level >= 50) this.errors++;
+    if (typeof parsed.msg === 'string') this.messages.add(parsed.msg);
     if (typeof parsed.listen === 'string' && typeof parsed.msg === 'string' && parsed.msg.includes('/metrics')) this.listen = parsed.listen;
     if (parsed.msg !== 'resync') return;
     const num = (key: string): number | undefined => (typeof parsed[key] === 'number' ? (parsed[key] as number) : undefined);

@@ -44,6 +44,12 @@ const positive = (flag: string) => {
   return (v: string): number => parse(v);
 };
 
+function parseBool(v: string): boolean {
+  if (v === 'true' || v === 'yes' || v === '1') return true;
+  if (v === 'false' || v === 'no' || v === '0') return false;
+  throw new Error(`must be true or false (got ${JSON.stringify(v)})`);
+}
+
 const KEYS: Record<string, KeySpec> = {
   NSLB_WATCH: { flag: 'watch', parse: nonEmpty('a directory'), live: false },
   NSLB_KUBERNETES: {
@@ -88,6 +94,17 @@ const KEYS: Record<string, KeySpec> = {
     },
     live: true,
   },
+  NSLB_SERVICE_PROVIDER: { flag: 'serviceProvider', parse: (v) => parseBool(v), live: false },
+  NSLB_SERVICES_WITHOUT_CLASS: { flag: 'servicesWithoutClass', parse: (v) => parseBool(v), live: false },
+  NSLB_SERVICE_MEMBERS: {
+    flag: 'serviceMembers',
+    parse: (v) => {
+      if (v !== 'nodes' && v !== 'endpoints') throw new Error(`must be nodes or endpoints (got ${JSON.stringify(v)})`);
+      return v;
+    },
+    live: false,
+  },
+  NSLB_PROVIDER_LEASE: { flag: 'providerLease', parse: positive('--provider-lease'), live: false },
   NSLB_LOG_LEVEL: {
     flag: 'logLevel',
     parse: (v) => {
@@ -99,7 +116,7 @@ const KEYS: Record<string, KeySpec> = {
 };
 
 /** Read from the process environment by nslb at start (systemd sets them from the same file); not flags. */
-const ENVIRONMENT_ONLY = new Set(['NSLB_HAPROXY', 'NSLB_CRASH_AT']);
+const ENVIRONMENT_ONLY = new Set(['NSLB_HAPROXY', 'NSLB_CRASH_AT', 'NSLB_PROVIDER_CRASH_AT']);
 
 /** The flags a running agent applies on SIGHUP; every other one needs a restart. */
 export const LIVE_FLAGS: ReadonlySet<FlagName> = new Set(Object.values(KEYS).filter((k) => k.live).map((k) => k.flag));
@@ -198,4 +215,5 @@ export function checkMode(flags: RunFlags): void {
   if (flags.metricsListen !== undefined && flags.kubernetes !== true) {
     throw new Error('--metrics-listen needs --kubernetes (it authenticates callers through the API server); in file mode use --listen');
   }
+  if (flags.serviceProvider === true && flags.kubernetes !== true) throw new Error('--service-provider needs --kubernetes: it serves Kubernetes Services');
 }

@@ -51,6 +51,10 @@ program
       .choices(KERNEL_LIMITS_MODES)
       .default(DEFAULTS.kernelLimits),
   )
+  .option('--service-provider', 'with --kubernetes: also serve Services of type LoadBalancer with spec.loadBalancerClass nslb.dev/haproxy')
+  .option('--services-without-class', 'with --service-provider: also Services of type LoadBalancer that name no class')
+  .addOption(new Option('--service-members <members>', 'with --service-provider: members are the Ready nodes on the NodePort, or the ready endpoints (pods routable from this node)').choices(['nodes', 'endpoints']).default('nodes'))
+  .option('--provider-lease <seconds>', 'with --service-provider: seconds of the Lease nslb-provider that lets one agent at a time be the provider', positive('--provider-lease'), 15)
   .option('--config <file>', 'flags file (NSLB_LOG_LEVEL=debug lines, as deploy/nslb.env); re-read on SIGHUP; the command line wins')
   .action(async (o: Record<string, unknown>, command: Command) => {
     const flags: RunFlags = {
@@ -69,6 +73,10 @@ program
       logLevel: o.logLevel as string,
       statusInterval: o.statusInterval as number,
       kernelLimits: o.kernelLimits as KernelLimitsMode,
+      ...(o.serviceProvider === true ? { serviceProvider: true } : {}),
+      ...(o.servicesWithoutClass === true ? { servicesWithoutClass: true } : {}),
+      serviceMembers: o.serviceMembers as 'nodes' | 'endpoints',
+      providerLease: o.providerLease as number,
     };
     const fromCommandLine = new Set(
       (Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'),

@@ -47,6 +47,14 @@ export interface RunFlags {
   statusInterval: number;
   /** raise: raise kernel limits that are too low for the load; check: report them only. */
   kernelLimits: KernelLimitsMode;
+  /** Kubernetes mode: also serve Services of type LoadBalancer (class nslb.dev/haproxy). */
+  serviceProvider?: boolean;
+  /** With serviceProvider: also Services of type LoadBalancer that name no class. */
+  servicesWithoutClass?: boolean;
+  /** With serviceProvider: members are the nodes on the NodePort, or the endpoints directly. */
+  serviceMembers?: 'nodes' | 'endpoints';
+  /** With serviceProvider: seconds of the provider's leader-election Lease. */
+  providerLease?: number;
 }
 
 function serveHttp(listen: string, manager: Manager, lastStatus: () => StatusFile | undefined, metrics: AgentMetrics): Server {
@@ -244,6 +252,35 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
         await k8s.stop();
       },
     };
+    if (flags.serviceProvider === true) {
+      const { startProviderAgent } = await import('../provider/agent.js');
+      let provider: { resync(): void; stop(): Promise<void> } | undefined;
+      const engine = source;
+      source = {
+        start: async () => {
+          await engine.start();
+          provider = startProviderAgent({
+            kubeConfig: kc,
+            ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
+            nodeName: flags.nodeName,
+            withoutClass: flags.servicesWithoutClass === true,
+            members: flags.serviceMembers === 'endpoints' ? 'Endpoints' : 'Nodes',
+            leaseSeconds: flags.providerLease ?? 15,
+            logger,
+            // The seam for the provider's Events: the agent's recorder, about Services.
+            events: { emit: (ref, type, reason, message) => void events.emitAbout(ref, type, reason, message) },
+          });
+        },
+        refresh: async () => {
+          await engine.refresh();
+          provider?.resync();
+        },
+        stop: async () => {
+          await provider?.stop();
+          await engine.stop();
+        },
+      };
+    }
   } else {
     let logged = new Set<string>();
     files = new FileSource(flags.watch!, {

@@ -73,7 +73,7 @@ function parseV6(s: string): bigint {
   return [...before, ...zeros, ...after].reduce((acc, group) => (acc << 16n) | BigInt(parseInt(group, 16)), 0n);
 }
 
-function formatIp(ip: ParsedIp): string {
+export function formatIp(ip: ParsedIp): string {
   return ip.family === 4 ? formatV4(ip.value) : formatV6(ip.value);
 }
 

@@ -108,6 +108,35 @@ export class KubernetesEvents {
     this.#node = node;
   }
 
+  /**
+   * An Event about any object (the Service provider's Events are about Services). The seam through which the
+   * provider reports (src/provider/controller.ts ProviderEvents); same merging of repeats as emit().
+   */
+  async emitAbout(involved: { apiVersion: string; kind: string; namespace: string; name: string; uid?: string }, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    const key = `${involved.kind}/${involved.namespace}/${involved.name}/${reason}/${message}`;
+    const now = Date.now();
+    if ((this.#recent.get(key) ?? 0) > now - 60_000) return;
+    this.#recent.set(key, now);
+    await this.#api
+      .createNamespacedEvent({
+        namespace: involved.namespace,
+        body: {
+          metadata: { generateName: `${involved.name}.` },
+          involvedObject: involved,
+          type,
+          reason,
+          message,
+          source: { component: 'nslb', host: this.#node },
+          firstTimestamp: new Date(now),
+          lastTimestamp: new Date(now),
+          count: 1,
+          reportingComponent: 'nslb.dev/agent',
+          reportingInstance: this.#node,
+        },
+      })
+      .catch(() => undefined);
+  }
+
   async emit(e: ObjectEvent): Promise<void> {
     const key = `${e.kind}/${e.namespace}/${e.name}/${e.reason}/${e.message}`;
     const now = Date.now();

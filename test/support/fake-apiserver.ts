@@ -24,9 +24,14 @@
 // - TokenReview and SubjectAccessReview (create-only, answered from tokens and grants a test declares:
 //   `reviews`, see fake-reviews.ts); Secrets with the apiserver's rules (immutable type, `immutable` data,
 //   key names, 1 MiB, fieldSelector type).
+// - cluster-scoped kinds (Nodes, and CRDs with scope Cluster such as AddressPools): no namespace in their
+//   paths, keys or metadata; a namespaced path to one (or a namespace-less path to a namespaced object) is 404;
+// - Services (status subresource, ClusterIP/NodePort allocation), EndpointSlices and Nodes with their
+//   registries' defaulting and validation: see fake-apiserver-core.ts.
 //
 // Simplifications (documented, deliberate): namespaces need not exist; labelSelector supports equality and
-// existence only, fieldSelector metadata.name / metadata.namespace only; limit/continue are ignored (every
+// existence only, fieldSelector metadata.name / metadata.namespace and the labels a kind declares
+// (Service spec.type and spec.clusterIP, Node spec.unschedulable); limit/continue are ignored (every
 // list is complete); LIST ignores resourceVersion/resourceVersionMatch (always the latest state); core
 // Events and events.k8s.io Events are separate stores; no managedFields; no admission webhooks.
 import { randomUUID } from 'node:crypto';
@@ -40,6 +45,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import yaml from 'js-yaml';
 import { FakeReviews } from './fake-reviews.js';
+import { coreKinds } from './fake-apiserver-core.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -57,6 +63,9 @@ export const NSLB_RESOURCES: readonly { kind: string; plural: string }[] = [
   { kind: 'L7Policy', plural: 'l7policies' },
   { kind: 'L7Rule', plural: 'l7rules' },
 ];
+
+/** Cluster-scoped nslb kinds (DESIGN §7). */
+export const NSLB_CLUSTER_RESOURCES: readonly { kind: string; plural: string }[] = [{ kind: 'AddressPool', plural: 'addresspools' }];
 
 // ---------------------------------------------------------------------------------------------------------
 // Resource types
@@ -80,11 +89,19 @@ interface ResourceType {
   validate?: (obj: JsonObject, old?: JsonObject) => FieldError[];
   /** Built-in normalisation on every write (e.g. Secret.stringData). */
   normalize?: (obj: JsonObject) => void;
+  /** A create keeps the status sent (Nodes: the kubelet registers a node with its status). */
+  keepStatusOnCreate?: boolean;
+  /** False for cluster-scoped kinds (Nodes, AddressPools): no namespace in paths, keys or metadata. */
+  namespaced: boolean;
+  /** Field selector labels beyond metadata.name and metadata.namespace (e.g. Service spec.type). */
+  fieldLabels?: Record<string, (obj: JsonObject) => string | undefined>;
+  /** Registry strategy of a built-in kind on create and main-resource update: defaulting, allocation. */
+  admit?: (obj: JsonObject, old: JsonObject | undefined, others: readonly JsonObject[]) => FieldError[];
 }
 
 interface FieldError {
   field: string;
-  type: 'Required' | 'Invalid' | 'NotSupported' | 'Forbidden' | 'TooLong';
+  type: 'Required' | 'Invalid' | 'NotSupported' | 'Forbidden' | 'TooLong' | 'Duplicate';
   message: string;
 }
 
@@ -102,7 +119,7 @@ function qualified(rt: ResourceType): string {
 }
 
 function builtinTypes(): ResourceType[] {
-  const base = { custom: false, statusSubresource: false, allowCreateOnUpdate: true, allowUnconditionalUpdate: true } as const;
+  const base = { custom: false, statusSubresource: false, allowCreateOnUpdate: true, allowUnconditionalUpdate: true, namespaced: true } as const;
   return [
     { ...base, group: '', version: 'v1', kind: 'Event', plural: 'events', singular: 'event', validate: validateCoreEvent },
     { ...base, group: 'events.k8s.io', version: 'v1', kind: 'Event', plural: 'events', singular: 'event', validate: validateEventsV1Event },
@@ -117,12 +134,17 @@ function builtinTypes(): ResourceType[] {
       allowCreateOnUpdate: false,
       normalize: normalizeSecret,
       validate: validateSecret,
+      // Secrets are also selectable by type, as on a real apiserver.
+      fieldLabels: { type: (obj) => str(obj.type) },
     },
+    // Services, EndpointSlices and Nodes (see fake-apiserver-core.ts). Services and Nodes, like Secrets, are
+    // not created by a PUT (their registries refuse create-on-update).
+    ...coreKinds().map((k) => ({ ...base, ...k, allowCreateOnUpdate: false })),
   ];
 }
 
 function nslbDefaultTypes(): ResourceType[] {
-  return NSLB_RESOURCES.map(({ kind, plural }) => ({
+  return [...NSLB_RESOURCES, ...NSLB_CLUSTER_RESOURCES].map(({ kind, plural }) => ({
     group: NSLB_GROUP,
     version: NSLB_VERSION,
     kind,
@@ -132,6 +154,7 @@ function nslbDefaultTypes(): ResourceType[] {
     statusSubresource: true,
     allowCreateOnUpdate: false,
     allowUnconditionalUpdate: false,
+    namespaced: !NSLB_CLUSTER_RESOURCES.some((r) => r.kind === kind),
   }));
 }
 
@@ -141,7 +164,7 @@ function typesFromCrd(crd: unknown): ResourceType[] {
   }
   const spec = crd.spec;
   const names = isObject(spec.names) ? spec.names : {};
-  if (spec.scope !== 'Namespaced') throw new Error(`FakeApiServer: only namespaced CRDs are supported (${String(names.plural)})`);
+  if (spec.scope !== 'Namespaced' && spec.scope !== 'Cluster') throw new Error(`FakeApiServer: scope must be Namespaced or Cluster (${String(names.plural)})`);
   const group = String(spec.group);
   const kind = String(names.kind);
   const plural = String(names.plural);
@@ -163,6 +186,7 @@ function typesFromCrd(crd: unknown): ResourceType[] {
       statusSubresource: subresources.status !== undefined,
       allowCreateOnUpdate: false,
       allowUnconditionalUpdate: false,
+      namespaced: spec.scope === 'Namespaced',
       ...(schema === undefined ? {} : { schema }),
     });
   }
@@ -239,6 +263,7 @@ function invalid(rt: ResourceType, name: string, errors: FieldError[]): ApiError
     NotSupported: 'FieldValueNotSupported',
     Forbidden: 'FieldValueForbidden',
     TooLong: 'FieldValueTooLong',
+    Duplicate: 'FieldValueDuplicate',
   };
   return new ApiError(422, 'Invalid', message, {
     name,
@@ -447,16 +472,15 @@ function parseLabelSelector(s: string | undefined): Requirement[] {
   });
 }
 
-function parseFieldSelector(s: string | undefined, rt?: ResourceType): { field: string; op: '=' | '!='; value: string }[] {
+function parseFieldSelector(s: string | undefined, rt: ResourceType): { field: string; op: '=' | '!='; value: string }[] {
   if (s === undefined || s.trim() === '') return [];
-  // Secrets are also selectable by type, as on a real apiserver.
-  const extra = rt?.group === '' && rt.kind === 'Secret' ? ['type'] : [];
   return s.split(',').map((part) => {
     const m = part.trim().match(/^([A-Za-z.]+)\s*(==|=|!=)\s*(.*)$/);
-    if (!m || (m[1] !== 'metadata.name' && m[1] !== 'metadata.namespace' && !extra.includes(m[1] ?? ''))) {
+    const known = m !== null && (m[1] === 'metadata.name' || (m[1] === 'metadata.namespace' && rt.namespaced) || (rt.fieldLabels !== undefined && m[1]! in rt.fieldLabels));
+    if (!m || !known) {
       throw badRequest(`field label not supported: ${part.trim()}`);
     }
-    return { field: m[1] ?? '', op: m[2] === '!=' ? '!=' : '=', value: m[3] ?? '' };
+    return { field: m[1]!, op: m[2] === '!=' ? '!=' : '=', value: m[3] ?? '' };
   });
 }
 
@@ -464,6 +488,7 @@ interface Filter {
   namespace: string | undefined;
   labels: Requirement[];
   fields: { field: string; op: '=' | '!='; value: string }[];
+  fieldLabels?: ResourceType['fieldLabels'];
 }
 
 function matches(obj: JsonObject, f: Filter): boolean {
@@ -478,7 +503,7 @@ function matches(obj: JsonObject, f: Filter): boolean {
     if (r.op === '!=' && v === r.value) return false;
   }
   for (const r of f.fields) {
-    const v = r.field === 'metadata.name' ? m.name : r.field === 'type' ? str(obj.type) : m.namespace;
+    const v = r.field === 'metadata.name' ? m.name : r.field === 'metadata.namespace' ? m.namespace : f.fieldLabels?.[r.field]?.(obj);
     if ((v === r.value) !== (r.op === '=')) return false;
   }
   return true;
@@ -951,6 +976,11 @@ export class FakeApiServer {
     return rt;
   }
 
+  /** The store's namespace part for a helper call: '' for cluster-scoped kinds whatever the caller passed. */
+  #ns(rt: ResourceType, namespace: string | undefined): string {
+    return rt.namespaced ? (namespace ?? 'default') : '';
+  }
+
   #rtForObject(obj: JsonObject): ResourceType {
     const apiVersion = str(obj.apiVersion) ?? '';
     const kind = str(obj.kind) ?? '';
@@ -961,46 +991,50 @@ export class FakeApiServer {
   /** POST: as `kubectl create`. Status in the object is dropped (status subresource). */
   create(obj: JsonObject, opts: WriteOptions = {}): JsonObject {
     const rt = this.#rtForObject(obj);
-    return this.#create(rt, str(meta(obj).namespace) ?? 'default', clone(obj), opts);
+    return this.#create(rt, this.#ns(rt, str(meta(obj).namespace)), clone(obj), opts);
   }
 
   get(apiVersion: string, plural: string, namespace: string, name: string): JsonObject | undefined {
-    const o = this.#bucket(this.#rtFor(apiVersion, plural)).get(`${namespace}/${name}`);
+    const rt = this.#rtFor(apiVersion, plural);
+    const o = this.#bucket(rt).get(`${this.#ns(rt, namespace)}/${name}`);
     return o === undefined ? undefined : clone(o);
   }
 
   list(apiVersion: string, plural: string, namespace?: string): JsonObject[] {
     const rt = this.#rtFor(apiVersion, plural);
-    return this.#select(rt, { namespace, labels: [], fields: [] }).map(clone);
+    return this.#select(rt, { namespace: rt.namespaced ? namespace : undefined, labels: [], fields: [] }).map(clone);
   }
 
   /** PUT of the main resource. Without metadata.resourceVersion the update is unconditional (helper convenience). */
   update(obj: JsonObject, opts: WriteOptions = {}): JsonObject {
     const rt = this.#rtForObject(obj);
     const m = meta(obj);
-    return this.#put(rt, str(m.namespace) ?? 'default', str(m.name) ?? '', clone(obj), 'main', { ...opts, unconditional: true });
+    return this.#put(rt, this.#ns(rt, str(m.namespace)), str(m.name) ?? '', clone(obj), 'main', { ...opts, unconditional: true });
   }
 
   /** PUT of /status. Without metadata.resourceVersion the update is unconditional (helper convenience). */
   updateStatus(obj: JsonObject, opts: WriteOptions = {}): JsonObject {
     const rt = this.#rtForObject(obj);
     const m = meta(obj);
-    return this.#put(rt, str(m.namespace) ?? 'default', str(m.name) ?? '', clone(obj), 'status', { ...opts, unconditional: true });
+    return this.#put(rt, this.#ns(rt, str(m.namespace)), str(m.name) ?? '', clone(obj), 'status', { ...opts, unconditional: true });
   }
 
   /** PATCH of the main resource (merge patch unless `type` says 'json'). */
   patch(apiVersion: string, plural: string, namespace: string, name: string, patch: unknown, type: 'merge' | 'json' = 'merge'): JsonObject {
-    return this.#patch(this.#rtFor(apiVersion, plural), namespace, name, type, clone(patch), 'main', {});
+    const rt = this.#rtFor(apiVersion, plural);
+    return this.#patch(rt, this.#ns(rt, namespace), name, type, clone(patch), 'main', {});
   }
 
   /** PATCH of /status (merge patch unless `type` says 'json'). */
   patchStatus(apiVersion: string, plural: string, namespace: string, name: string, patch: unknown, type: 'merge' | 'json' = 'merge'): JsonObject {
-    return this.#patch(this.#rtFor(apiVersion, plural), namespace, name, type, clone(patch), 'status', {});
+    const rt = this.#rtFor(apiVersion, plural);
+    return this.#patch(rt, this.#ns(rt, namespace), name, type, clone(patch), 'status', {});
   }
 
   /** DELETE: with finalizers the object stays, with deletionTimestamp set. Returns the object, or undefined when it went. */
   delete(apiVersion: string, plural: string, namespace: string, name: string): JsonObject | undefined {
-    const r = this.#delete(this.#rtFor(apiVersion, plural), namespace, name, {}, {});
+    const rt = this.#rtFor(apiVersion, plural);
+    const r = this.#delete(rt, this.#ns(rt, namespace), name, {}, {});
     return r.deleted ? undefined : r.object;
   }
 
@@ -1011,7 +1045,7 @@ export class FakeApiServer {
   apply(obj: JsonObject): JsonObject {
     const rt = this.#rtForObject(obj);
     const m = meta(obj);
-    const ns = str(m.namespace) ?? 'default';
+    const ns = this.#ns(rt, str(m.namespace));
     const name = str(m.name) ?? '';
     const current = this.#bucket(rt).get(`${ns}/${name}`);
     if (current === undefined) return this.create(obj);
@@ -1122,6 +1156,14 @@ export class FakeApiServer {
     if (errors.length > 0) throw invalid(rt, name, errors);
   }
 
+  /** A built-in kind's registry strategy (defaults, allocations); its errors are a 422 like validation's. */
+  #admit(rt: ResourceType, obj: JsonObject, old: JsonObject | undefined, key: string): void {
+    if (rt.admit === undefined) return;
+    const others = [...this.#bucket(rt).entries()].filter(([k]) => k !== key).map(([, o]) => o);
+    const errors = rt.admit(obj, old, others);
+    if (errors.length > 0) throw invalid(rt, str(meta(obj).name) ?? '', errors);
+  }
+
   #checkTypeMeta(rt: ResourceType, obj: JsonObject): void {
     const want = apiVersionOf(rt);
     if (obj.kind === undefined || obj.kind === '') {
@@ -1142,10 +1184,16 @@ export class FakeApiServer {
     if (!isObject(obj)) throw badRequest('the body of the request must be an object');
     this.#checkTypeMeta(rt, obj);
     const m = meta(obj);
-    if (m.namespace !== undefined && m.namespace !== '' && m.namespace !== namespace) {
-      throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    if (rt.namespaced) {
+      if (m.namespace !== undefined && m.namespace !== '' && m.namespace !== namespace) {
+        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      }
+      m.namespace = namespace;
+    } else {
+      // Cluster-scoped: the apiserver clears whatever namespace the client sent.
+      delete m.namespace;
+      namespace = '';
     }
-    m.namespace = namespace;
     if ((m.name === undefined || m.name === '') && typeof m.generateName === 'string' && m.generateName !== '') {
       m.name = `${m.generateName}${Math.random().toString(36).slice(2, 7)}`;
     }
@@ -1165,9 +1213,10 @@ export class FakeApiServer {
     delete m.selfLink;
     if (rt.custom) m.generation = 1;
     else delete m.generation;
-    if (rt.statusSubresource) delete obj.status;
+    if (rt.statusSubresource && rt.keepStatusOnCreate !== true) delete obj.status;
     normalizeMeta(obj);
     rt.normalize?.(obj);
+    this.#admit(rt, obj, undefined, key);
     this.#decode(rt, obj, opts.strict === true);
     this.#validate(rt, obj, undefined);
     const existing = this.#bucket(rt).get(key);
@@ -1220,6 +1269,7 @@ export class FakeApiServer {
       }
       normalizeMeta(next);
       rt.normalize?.(next);
+      this.#admit(rt, next, old, `${str(om.namespace) ?? ''}/${str(om.name) ?? ''}`);
     }
     meta(next).resourceVersion = om.resourceVersion;
     this.#decode(rt, next, opts.strict === true);
@@ -1264,11 +1314,12 @@ export class FakeApiServer {
     this.#checkTypeMeta(rt, body);
     const m = meta(body);
     if (m.name !== undefined && m.name !== name) throw badRequest(`the name of the object (${String(m.name)}) does not match the name on the URL (${name})`);
-    if (m.namespace !== undefined && m.namespace !== '' && m.namespace !== namespace) {
+    if (rt.namespaced && m.namespace !== undefined && m.namespace !== '' && m.namespace !== namespace) {
       throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     }
     m.name = name;
-    m.namespace = namespace;
+    if (rt.namespaced) m.namespace = namespace;
+    else delete m.namespace;
     const old = this.#bucket(rt).get(`${namespace}/${name}`);
     const rv = str(m.resourceVersion) === '' ? undefined : str(m.resourceVersion);
     if (old === undefined) {
@@ -1455,11 +1506,11 @@ export class FakeApiServer {
         {
           name: rt.plural,
           singularName: rt.singular,
-          namespaced: true,
+          namespaced: rt.namespaced,
           kind: rt.kind,
           verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
         },
-        ...(rt.statusSubresource ? [{ name: `${rt.plural}/status`, singularName: '', namespaced: true, kind: rt.kind, verbs: ['get', 'patch', 'update'] }] : []),
+        ...(rt.statusSubresource ? [{ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] }] : []),
       ]),
     };
   }
@@ -1527,8 +1578,9 @@ export class FakeApiServer {
     if (rest[0] === 'namespaces' && rest.length >= 3) {
       [, namespace, plural, name, sub] = rest;
       if (rest.length > 5) throw notFoundPath();
-    } else if (rest.length === 1) {
-      plural = rest[0];
+    } else if (rest.length >= 1 && rest.length <= 3) {
+      // A collection across namespaces, or a cluster-scoped object (and its status).
+      [plural, name, sub] = rest;
     } else {
       throw notFoundPath();
     }
@@ -1541,6 +1593,8 @@ export class FakeApiServer {
     }
     const rt = plural === undefined ? undefined : this.#types.get(typeKey(group, version, plural));
     if (rt === undefined) throw notFoundPath();
+    // A namespaced object is only addressed through its namespace; a cluster-scoped one never is.
+    if (rt.namespaced ? name !== undefined && namespace === undefined : namespace !== undefined) throw notFoundPath();
     if (sub !== undefined && (sub !== 'status' || !rt.statusSubresource)) throw notFoundPath();
 
     const failure = this.#failures.find(
@@ -1580,7 +1634,12 @@ export class FakeApiServer {
     if (name === undefined) {
       // Collection.
       if (method === 'GET') {
-        const filter: Filter = { namespace, labels: parseLabelSelector(query.labelSelector), fields: parseFieldSelector(query.fieldSelector, rt) };
+        const filter: Filter = {
+          namespace,
+          labels: parseLabelSelector(query.labelSelector),
+          fields: parseFieldSelector(query.fieldSelector, rt),
+          ...(rt.fieldLabels === undefined ? {} : { fieldLabels: rt.fieldLabels }),
+        };
         if (watch) {
           this.#startWatch(rt, filter, query, res);
           entry.status = 200;
@@ -1603,17 +1662,18 @@ export class FakeApiServer {
         });
         return;
       }
-      if (method === 'POST' && namespace !== undefined) {
+      if (method === 'POST' && (namespace !== undefined || !rt.namespaced)) {
         needJson();
         const b = body();
         if (!isObject(b)) throw badRequest('the body of the request must be an object');
-        const created = this.#create(rt, namespace, b, { dryRun, strict });
+        const created = this.#create(rt, namespace ?? '', b, { dryRun, strict });
         this.#sendJson(res, entry, 201, created, warnings());
         return;
       }
       throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     }
-    if (namespace === undefined) throw notFoundPath();
+    if (namespace === undefined && rt.namespaced) throw notFoundPath();
+    namespace ??= '';
     const subresource = sub === 'status' ? 'status' : 'main';
     switch (method) {
       case 'GET': {

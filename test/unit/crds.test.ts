@@ -241,6 +241,25 @@ describe('CRD schemas are structural', () => {
     expect(Object.keys(props).sort()).toEqual(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
   });
 
+  it('AddressPool: cluster-scoped, short name lbap, status subresource, structural (DESIGN §7)', () => {
+    const doc = yaml.load(readFileSync(join(crdsDir, 'addresspools.nslb.dev.yaml'), 'utf8')) as Node;
+    expect(doc).toMatchObject({
+      metadata: { name: 'addresspools.nslb.dev' },
+      spec: {
+        group: 'nslb.dev',
+        scope: 'Cluster',
+        names: { kind: 'AddressPool', plural: 'addresspools', singular: 'addresspool', shortNames: ['lbap'], categories: ['nslb'] },
+        versions: [{ name: 'v1alpha1', served: true, storage: true, subresources: { status: {} } }],
+      },
+    });
+    const schema = openApiSchema(doc);
+    expect(structuralViolations(schema, '', false, [])).toEqual([]);
+    const spec = (schema['properties'] as Node)['spec'] as Node;
+    expect(Object.keys(spec['properties'] as Node)).toEqual(
+      expect.arrayContaining(['addresses', 'prefixLength', 'gateway', 'bridge', 'vlan', 'autoAssign', 'serviceSelector', 'namespaces']),
+    );
+  });
+
   it('the structural check catches what the API server rejects', () => {
     const bad: Node = {
       type: 'object',

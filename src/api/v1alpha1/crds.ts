@@ -3,6 +3,7 @@
 // `npm run gen:crds` writes them to crds/ and charts/nslb/crds/; test/unit/crds.test.ts fails when those
 // differ from what this module renders.
 import yaml from 'js-yaml';
+import { ADDRESS_POOL_KIND, ADDRESS_POOL_PLURAL, ADDRESS_POOL_SHORT_NAME, ADDRESS_POOL_SPEC_SCHEMA, ADDRESS_POOL_STATUS_SCHEMA } from './addresspool.js';
 import { crdSchemaFor, type JsonSchema } from './schemas.js';
 import { API_VERSION, KINDS, type Kind } from './types.js';
 
@@ -106,7 +107,7 @@ export const STATUS_SCHEMA: CrdSchema = {
 
 interface PrinterColumn {
   name: string;
-  type: 'string' | 'integer' | 'date';
+  type: 'string' | 'integer' | 'date' | 'boolean';
   jsonPath: string;
   description?: string;
 }
@@ -202,13 +203,73 @@ export function renderCrd(kind: Kind): object {
   };
 }
 
-/** One YAML file per kind, keyed by file name, in KINDS order; byte-for-byte what crds/ must hold. */
+/** The CRD's form of a schema: the API server forbids additionalProperties next to properties (it prunes). */
+function structural(s: JsonSchema): CrdSchema {
+  const { properties, items, additionalProperties, ...rest } = s;
+  const out: CrdSchema = { ...rest };
+  if (properties !== undefined) out.properties = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, structural(v)]));
+  else if (additionalProperties !== undefined) out.additionalProperties = typeof additionalProperties === 'boolean' ? additionalProperties : structural(additionalProperties);
+  if (items !== undefined) out.items = structural(items);
+  return out;
+}
+
+export const ADDRESS_POOL_CRD_FILE = `${ADDRESS_POOL_PLURAL}.${GROUP}.yaml`;
+
+/** The cluster-scoped AddressPool CRD (DESIGN §7), from the schema the provider validates pools with. */
+export function renderAddressPoolCrd(): object {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${ADDRESS_POOL_PLURAL}.${GROUP}` },
+    spec: {
+      group: GROUP,
+      names: {
+        kind: ADDRESS_POOL_KIND,
+        listKind: `${ADDRESS_POOL_KIND}List`,
+        plural: ADDRESS_POOL_PLURAL,
+        singular: ADDRESS_POOL_KIND.toLowerCase(),
+        shortNames: [ADDRESS_POOL_SHORT_NAME],
+        categories: [CATEGORY],
+      },
+      scope: 'Cluster',
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            col('Addresses', '.spec.addresses'),
+            { ...col('Assigned', '.status.assigned', 'integer') },
+            { name: 'AutoAssign', type: 'boolean', jsonPath: '.spec.autoAssign' },
+            col('Age', '.metadata.creationTimestamp', 'date'),
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: `Addresses for Services of type LoadBalancer (${API_VERSION} ${ADDRESS_POOL_KIND}, cluster-scoped)`,
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: structural(ADDRESS_POOL_SPEC_SCHEMA),
+                status: structural(ADDRESS_POOL_STATUS_SCHEMA),
+              },
+              required: ['spec'],
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+/** One YAML file per kind, keyed by file name, in KINDS order, then AddressPool; byte-for-byte what crds/ must hold. */
 export function renderCrdsYaml(): Map<string, string> {
   const files = new Map<string, string>();
-  for (const kind of KINDS) {
-    // noRefs: schemas share building blocks (adminStateUp, …); anchors would make the CRDs hard to read.
-    const body = yaml.dump(renderCrd(kind), { lineWidth: -1, noRefs: true, sortKeys: false });
-    files.set(crdFileNameOf(kind), `${CRD_HEADER}---\n${body}`);
-  }
+  // noRefs: schemas share building blocks (adminStateUp, …); anchors would make the CRDs hard to read.
+  const dump = (crd: object): string => `${CRD_HEADER}---\n${yaml.dump(crd, { lineWidth: -1, noRefs: true, sortKeys: false })}`;
+  for (const kind of KINDS) files.set(crdFileNameOf(kind), dump(renderCrd(kind)));
+  files.set(ADDRESS_POOL_CRD_FILE, dump(renderAddressPoolCrd()));
   return files;
 }

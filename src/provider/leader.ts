@@ -1,0 +1,157 @@
+// Leader election on a coordination.k8s.io Lease, as client-go's leaderelection package does it: one holder
+// at a time; the holder renews every retry period and gives up leading when it could not renew for the
+// renew deadline; a candidate takes the Lease once it has seen the same record for a whole lease duration
+// (time measured on its own clock, never compared with the holder's). Every write is guarded by the Lease's
+// resourceVersion, so two candidates cannot both win. The identity is the node name: an agent restarted on
+// its node takes its own Lease back at once instead of waiting for it to expire; on a clean stop the Lease
+// is released so that another agent takes over without waiting either.
+import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+import { statusCode } from '../sources/kubernetes.js';
+
+export interface LeaderOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  name: string;
+  identity: string;
+  /** Seconds; renew deadline and retry period follow client-go's proportions (15 / 10 / 2). */
+  leaseSeconds: number;
+  logger: Logger;
+  onStartedLeading: () => Promise<void>;
+  onStoppedLeading: () => Promise<void>;
+}
+
+export class LeaderElector {
+  readonly #opts: LeaderOptions;
+  readonly #api: CoordinationV1Api;
+  readonly #retryMs: number;
+  readonly #renewDeadlineMs: number;
+  #leading = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #lastRenew = 0;
+  /** The record last seen, and when (our clock) it was first seen: expiry is judged from that. */
+  #observed: { record: string; at: number } | undefined;
+  #loop: Promise<void> = Promise.resolve();
+
+  constructor(opts: LeaderOptions) {
+    this.#opts = opts;
+    this.#api = opts.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.#retryMs = Math.max(200, (opts.leaseSeconds * 1000) / 7.5);
+    this.#renewDeadlineMs = (opts.leaseSeconds * 1000 * 2) / 3;
+  }
+
+  get leading(): boolean {
+    return this.#leading;
+  }
+
+  start(): void {
+    this.#schedule(0);
+  }
+
+  /** Stop leading (the callback runs first) and release the Lease. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#loop;
+    if (!this.#leading) return;
+    this.#leading = false;
+    await this.#opts.onStoppedLeading();
+    await this.#release().catch((err: unknown) => this.#opts.logger.warn({ err: String(err) }, 'cannot release the provider Lease'));
+  }
+
+  #schedule(ms: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#loop = this.#tick().finally(() => this.#schedule(this.#retryMs));
+    }, ms);
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    let ok = false;
+    try {
+      ok = await this.#tryAcquireOrRenew();
+    } catch (err) {
+      this.#opts.logger.debug({ err: String(err) }, 'provider Lease: cannot read or write it');
+    }
+    if (this.#stopped) return;
+    const now = Date.now();
+    if (ok) {
+      this.#lastRenew = now;
+      if (!this.#leading) {
+        this.#leading = true;
+        this.#opts.logger.info({ lease: `${this.#opts.namespace}/${this.#opts.name}`, identity: this.#opts.identity }, 'provider: leading');
+        await this.#opts.onStartedLeading();
+      }
+    } else if (this.#leading && now - this.#lastRenew > this.#renewDeadlineMs) {
+      this.#leading = false;
+      this.#opts.logger.warn({ lease: `${this.#opts.namespace}/${this.#opts.name}` }, 'provider: could not renew the Lease in time; stopped leading');
+      await this.#opts.onStoppedLeading();
+    }
+  }
+
+  async #tryAcquireOrRenew(): Promise<boolean> {
+    const { namespace, name, identity, leaseSeconds } = this.#opts;
+    const now = new V1MicroTime(Date.now());
+    let lease: V1Lease;
+    try {
+      lease = await this.#api.readNamespacedLease({ name, namespace });
+    } catch (err) {
+      if (statusCode(err) !== 404) throw err;
+      try {
+        await this.#api.createNamespacedLease({
+          namespace,
+          body: {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name, namespace },
+            spec: { holderIdentity: identity, leaseDurationSeconds: leaseSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
+          },
+        });
+        return true;
+      } catch (e) {
+        if (statusCode(e) === 409) return false;
+        throw e;
+      }
+    }
+    const spec = lease.spec ?? {};
+    const holder = spec.holderIdentity ?? '';
+    const record = `${holder}|${String(spec.renewTime)}|${spec.leaseDurationSeconds ?? ''}`;
+    if (this.#observed?.record !== record) this.#observed = { record, at: Date.now() };
+    const duration = (spec.leaseDurationSeconds ?? leaseSeconds) * 1000;
+    if (holder !== '' && holder !== identity && this.#observed.at + duration > Date.now()) return false;
+    const taking = holder !== identity;
+    try {
+      await this.#api.replaceNamespacedLease({
+        name,
+        namespace,
+        body: {
+          ...lease,
+          spec: {
+            ...spec,
+            holderIdentity: identity,
+            leaseDurationSeconds: leaseSeconds,
+            renewTime: now,
+            ...(taking ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+          },
+        },
+      });
+      return true;
+    } catch (err) {
+      if (statusCode(err) === 409) return false;
+      throw err;
+    }
+  }
+
+  async #release(): Promise<void> {
+    const { namespace, name, identity } = this.#opts;
+    const lease = await this.#api.readNamespacedLease({ name, namespace });
+    if (lease.spec?.holderIdentity !== identity) return;
+    await this.#api.replaceNamespacedLease({
+      name,
+      namespace,
+      body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: new V1MicroTime(Date.now()) } },
+    });
+  }
+}
