@@ -366,8 +366,8 @@ boot_kube_helper() {
     return 0
   fi
   rm -f "$dir/kubelet.ready"
-  in_node "$node" "$SELF" __spawn "$dir/kubelet.log" "$dir/kubelet.pid" / -- \
-    node "$KUBE_HELPER" node "$SIM_DIR/api.sock" "$(config_target)" "$node" "$dir/kubelet.ready"
+  printf '%s\0' node "$KUBE_HELPER" node "$SIM_DIR/api.sock" "$(config_target)" "$node" "$dir/kubelet.ready" >"$dir/kubelet.argv"
+  in_node "$node" "$SELF" __spawn "$dir/kubelet.log" "$dir/kubelet.pid" / "$dir/kubelet.argv"
   until [[ -e $dir/kubelet.ready ]]; do
     ((++tries <= 200)) || { tail -n 20 "$dir/kubelet.log" >&2 || true; die "$node: the API relay did not start (see $dir/kubelet.log)"; }
     sleep 0.05
@@ -397,7 +397,8 @@ spawn_agent() {
   cwd="$(<"$SIM_DIR/config/cwd")"
   agent_argv "$node"
   printf '%s sim-cluster: starting the agent: %s\n' "$(date -u +%FT%TZ)" "${AGENT_ARGV[*]}" >>"$dir/agent.log"
-  in_node "$node" "$SELF" __spawn "$dir/agent.log" "$dir/agent.pid" "$cwd" -- "${AGENT_ARGV[@]}"
+  printf '%s\0' "${AGENT_ARGV[@]}" >"$dir/agent.argv"
+  in_node "$node" "$SELF" __spawn "$dir/agent.log" "$dir/agent.pid" "$cwd" "$dir/agent.argv"
 }
 
 wait_agent() {
@@ -406,6 +407,8 @@ wait_agent() {
   until agent_healthy "$node"; do
     if ! agent_alive "$node"; then
       tail -n 20 "$dir/agent.log" >&2 || true
+      say "processes of $node:"
+      in_node "$node" ps -eo pid,ppid,stat,args >&2 || true
       die "$node: the agent exited (log: $dir/agent.log)"
     fi
     ((++tries <= 600)) || die "$node: the agent does not answer http://$(listen_addr "$node")/healthz after 60 s (log: $dir/agent.log)"
@@ -671,13 +674,15 @@ internal_init() {
   done
 }
 
-# Starts a daemon in the background (a child of the node's init once this exits); records its PID.
+# Starts a daemon in the background (a child of the node's init once this exits); records its PID. The argv
+# comes in a file (NUL-separated), not on this command line: the agent's state-dir lock takes a live process
+# whose command line reads like an agent's for a running agent, and this one lives alongside the agent for a
+# moment.
 internal_spawn() {
-  local log="$1" pidfile="$2" cwd="$3"
-  shift 3
-  [[ ${1:-} == -- ]] && shift
+  local log="$1" pidfile="$2" cwd="$3" argvfile="$4" argv=()
+  mapfile -d '' argv <"$argvfile"
   cd "$cwd" 2>/dev/null || cd /
-  setsid "$@" </dev/null >>"$log" 2>&1 &
+  setsid "${argv[@]}" </dev/null >>"$log" 2>&1 &
   printf '%s\n' "$!" >"$pidfile"
 }
 
