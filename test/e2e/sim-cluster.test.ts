@@ -4,93 +4,36 @@
 // the other, `start` boots it again and its agent adopts what the node kept, `cut`/`heal` move the traffic,
 // and `down` leaves nothing behind. Every agent serves every load balancer today (no placement yet), so the
 // traffic tests keep exactly one node's wire up at a time.
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeNames } from '../../src/desired/names.js';
 import { readStatus, statusOf } from './agent.js';
+import { ensureNode, httpGet, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
 import {
-  ensureNode,
-  httpGet,
-  REPO_ROOT,
-  runCommand,
-  startHttpServer,
-  uniqueRun,
-  waitFor,
-  type Host,
-  type HttpServerHandle,
-} from './harness.js';
+  alive,
+  assertNoRig,
+  cmdline,
+  deleteProviderHost,
+  inNode,
+  nodePids,
+  nodeStateDir as stateDir,
+  providerHost,
+  SIM,
+  SIM_DIR,
+  sim,
+  simStatus,
+} from './sim-rig.js';
 
-const SIM = join(REPO_ROOT, 'scripts', 'sim-cluster.sh');
-const SIM_DIR = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
-const PROVIDER = 'sim-provider';
 const run = uniqueRun(17);
 const VIP = run.ip(10);
 const LB = 'simweb';
 const { netns: LB_NETNS } = nodeNames('default', LB);
 
-const sim = (...args: string[]) => runCommand([SIM, ...args], { timeoutMs: 120_000 });
-const inNode = async (node: string, ...argv: string[]) => (await sim('exec', node, '--', ...argv)).stdout.trim();
-const stateDir = (node: string) => join(SIM_DIR, node, 'state');
-
-async function nodePids(node: string): Promise<number[]> {
-  return (await sim('pids', node)).stdout.split('\n').filter(Boolean).map(Number);
-}
-
-function alive(pid: number): boolean {
-  return existsSync(`/proc/${pid}`);
-}
-
-async function cmdline(pid: number): Promise<string> {
-  return (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ');
-}
-
-interface NodeStatus {
-  node: string;
-  state: string;
-  agent: string;
-  wire: string;
-  listen: string;
-  processes: number;
-  rssMiB: number;
-}
-
-async function simStatus(): Promise<Record<string, NodeStatus>> {
-  const rows = JSON.parse((await sim('status', '-o', 'json')).stdout) as NodeStatus[];
-  return Object.fromEntries(rows.map((r) => [r.node, r]));
-}
-
 async function lbActiveOn(node: string): Promise<boolean> {
   return statusOf(await readStatus(stateDir(node)), 'LoadBalancer', LB)?.provisioningStatus === 'ACTIVE';
-}
-
-/** A namespace in this machine's namespace plugged into sim-provider, as a member or client on the segment. */
-async function providerHost(suffix: string, hostOctet: number): Promise<Host> {
-  const name = run.name(suffix);
-  const host: Host = {
-    name,
-    netns: name,
-    bridge: PROVIDER,
-    address: run.ip(hostOctet),
-    prefixLength: 24,
-    vethHost: `${name}-h`,
-    mac: '',
-  };
-  await deleteProviderHost(host);
-  await runCommand(['ip', 'netns', 'add', name]);
-  await runCommand(['ip', 'link', 'add', host.vethHost, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
-  await runCommand(['ip', 'link', 'set', 'dev', host.vethHost, 'master', PROVIDER, 'up']);
-  await runCommand(['ip', '-n', name, 'addr', 'add', run.cidr(hostOctet), 'dev', 'eth0']);
-  await runCommand(['ip', '-n', name, 'link', 'set', 'dev', 'eth0', 'up']);
-  await runCommand(['ip', '-n', name, 'link', 'set', 'dev', 'lo', 'up']);
-  return host;
-}
-
-async function deleteProviderHost(host: Host): Promise<void> {
-  await runCommand(['ip', 'link', 'del', 'dev', host.vethHost], { allowFailure: true });
-  await runCommand(['ip', 'netns', 'del', host.netns], { allowFailure: true });
 }
 
 const LB_YAML = `
@@ -131,15 +74,13 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
 
   beforeAll(async () => {
     await ensureNode();
-    if (existsSync(join(SIM_DIR, 'config'))) {
-      throw new Error(`a simulated cluster is already up in ${SIM_DIR}: run scripts/sim-cluster.sh down first`);
-    }
+    assertNoRig();
     rootNetnsBefore = (await runCommand(['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
     watchDir = await mkdtemp(join(tmpdir(), 'nslb-sim-'));
     weMadeTheRig = true;
     await sim('up', '2', '--watch', watchDir, '--', '--resync', '2');
-    member = await providerHost('m1', 11);
-    client = await providerHost('c', 100);
+    member = await providerHost(run, 'm1', 11);
+    client = await providerHost(run, 'c', 100);
     server = await startHttpServer(member, { port: 8080, name: 'm1' });
   }, 180_000);
 
