@@ -1,7 +1,7 @@
 // The Kubernetes side of scripts/sim-cluster.sh (not an interface of its own: the rig runs it).
 //
-//   addresses KUBECONFIG                      the API server's addresses, one per line
-//   relay SOCKET KUBECONFIG READY             in the machine's namespace: SOCKET (Unix) → the API server
+//   addresses KUBECONFIG                      the API server's addresses and port: "ADDRESS PORT" lines
+//   relay SOCKET ADDRESS PORT READY           in the machine's namespace: SOCKET (Unix) → ADDRESS:PORT
 //   node SOCKET KUBECONFIG NODE READY         in a node: listen at the API server's address and port, forward to
 //                                             SOCKET; then act as the node's kubelet: a Ready Node (where the
 //                                             API server serves Nodes) and the Lease kube-node-lease/NODE
@@ -11,7 +11,10 @@
 import { lookup } from 'node:dns/promises';
 import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP, connect, createServer } from 'node:net';
-import { CoordinationV1Api, CoreV1Api, KubeConfig, V1MicroTime } from '@kubernetes/client-node';
+
+// @kubernetes/client-node costs about 50 MiB of memory once loaded: the relay, which only moves bytes, never
+// loads it.
+const k8s = () => import('@kubernetes/client-node');
 
 // What a kubelet does by default (nodeLeaseDurationSeconds; it renews at a quarter of the duration).
 const LEASE_DURATION_S = 40;
@@ -22,7 +25,8 @@ function log(message, extra = {}) {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), msg: message, ...extra })}\n`);
 }
 
-function apiServer(kubeconfig) {
+async function apiServer(kubeconfig) {
+  const { KubeConfig } = await k8s();
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
   const cluster = kc.getCurrentCluster();
@@ -61,9 +65,7 @@ function listen(server, options) {
   });
 }
 
-async function relay(socket, kubeconfig, ready) {
-  const { host, port } = apiServer(kubeconfig);
-  const [address] = await addresses(host);
+async function relay(socket, address, port, ready) {
   rmSync(socket, { force: true });
   const server = createServer((client) => pipeBoth(client, connect({ host: address, port })));
   await listen(server, { path: socket });
@@ -73,7 +75,7 @@ async function relay(socket, kubeconfig, ready) {
 }
 
 async function nodeSide(socket, kubeconfig, node, ready) {
-  const { kc, host, port } = apiServer(kubeconfig);
+  const { kc, host, port } = await apiServer(kubeconfig);
   for (const address of await addresses(host)) {
     const server = createServer((client) => pipeBoth(client, connect({ path: socket })));
     await listen(server, { host: address, port, exclusive: true });
@@ -124,6 +126,7 @@ async function ensureNode(core, node) {
 }
 
 async function renewLease(coord, node) {
+  const { V1MicroTime } = await k8s();
   const spec = { holderIdentity: node, leaseDurationSeconds: LEASE_DURATION_S, renewTime: new V1MicroTime() };
   try {
     const lease = await coord.readNamespacedLease({ name: node, namespace: LEASE_NAMESPACE });
@@ -140,6 +143,7 @@ async function renewLease(coord, node) {
 }
 
 async function kubelet(kc, node) {
+  const { CoordinationV1Api, CoreV1Api } = await k8s();
   const core = kc.makeApiClient(CoreV1Api);
   const coord = kc.makeApiClient(CoordinationV1Api);
   let nodeDone = false;
@@ -162,14 +166,14 @@ async function kubelet(kc, node) {
 const [mode, ...args] = process.argv.slice(2);
 try {
   if (mode === 'addresses' && args.length === 1) {
-    const { host } = apiServer(args[0]);
-    process.stdout.write(`${(await addresses(host)).join('\n')}\n`);
-  } else if (mode === 'relay' && args.length === 3) {
-    await relay(args[0], args[1], args[2]);
+    const { host, port } = await apiServer(args[0]);
+    process.stdout.write((await addresses(host)).map((a) => `${a} ${port}\n`).join(''));
+  } else if (mode === 'relay' && args.length === 4) {
+    await relay(args[0], args[1], Number(args[2]), args[3]);
   } else if (mode === 'node' && args.length === 4) {
     await nodeSide(args[0], args[1], args[2], args[3]);
   } else {
-    throw new Error(`usage: addresses KUBECONFIG | relay SOCKET KUBECONFIG READY | node SOCKET KUBECONFIG NODE READY (got ${mode ?? 'nothing'})`);
+    throw new Error(`usage: addresses KUBECONFIG | relay SOCKET ADDRESS PORT READY | node SOCKET KUBECONFIG NODE READY (got ${mode ?? 'nothing'})`);
   }
 } catch (err) {
   process.stderr.write(`sim-cluster-kube: ${err?.message ?? err}\n`);

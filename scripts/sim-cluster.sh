@@ -221,7 +221,7 @@ ensure_kernel() {
   local api_addr
   if [[ -f $SIM_DIR/config/api-addresses ]]; then
     # A non-loopback API address is given to the node's loopback so that the relay can listen on it there.
-    while read -r api_addr; do
+    while read -r api_addr _; do
       [[ $api_addr == 127.* || $api_addr == ::1 ]] && continue
       nsenter --net="$(ns_file "$node" net)" ip addr replace "$api_addr/$([[ $api_addr == *:* ]] && echo 128 || echo 32)" dev lo
     done <"$SIM_DIR/config/api-addresses"
@@ -454,7 +454,9 @@ ensure_relay() {
   local tries=0
   [[ -n "$(relay_pid)" ]] && return 0
   rm -f "$SIM_DIR/api.sock" "$SIM_DIR/relay.ready"
-  setsid node "$KUBE_HELPER" relay "$SIM_DIR/api.sock" "$(config_target)" "$SIM_DIR/relay.ready" \
+  local address port
+  read -r address port <"$SIM_DIR/config/api-addresses"
+  setsid node "$KUBE_HELPER" relay "$SIM_DIR/api.sock" "$address" "$port" "$SIM_DIR/relay.ready" \
     </dev/null >>"$SIM_DIR/relay.log" 2>&1 &
   printf '%s\n' "$!" >"$SIM_DIR/relay.pid"
   until [[ -e $SIM_DIR/relay.ready ]]; do
