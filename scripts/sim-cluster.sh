@@ -147,8 +147,9 @@ inside_kernel_setup() {
   local node="$1" dir="$2" d
   hostname "$node"
   # This mount namespace starts as a copy of the machine's, with its namespace files (other sessions' netns
-  # under /run/netns, the other nodes' under the rig's ns/): a copy would keep those namespaces alive after
-  # their owners delete them, so every such mount is dropped here (lazily: the copies are ours alone).
+  # under /run/netns, the other nodes' under the rig's ns/). The kernel drops a copy when its owner unlinks
+  # the file (`ip netns del` does), but one unmounted and left in place, or an earlier node's, would stay
+  # alive as long as this node: every such mount is dropped here (lazily: the copies are ours alone).
   local target
   while read -r target; do
     umount -l "$target" 2>/dev/null || true

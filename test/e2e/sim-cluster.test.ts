@@ -30,6 +30,7 @@ import {
 const run = uniqueRun(17);
 const VIP = run.ip(10);
 const LB = 'simweb';
+const CANARY = run.name('k');
 const { netns: LB_NETNS } = nodeNames('default', LB);
 
 async function lbActiveOn(node: string): Promise<boolean> {
@@ -77,6 +78,9 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     assertNoRig();
     rootNetnsBefore = (await runCommand(['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
     watchDir = await mkdtemp(join(tmpdir(), 'nslb-sim-'));
+    // Someone else's namespace, made before the nodes (whose mount namespaces start as copies of this one's).
+    await runCommand(['ip', 'netns', 'add', CANARY]);
+    await runCommand(['ip', 'link', 'add', `${CANARY}-h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', CANARY]);
     weMadeTheRig = true;
     await sim('up', '2', '--watch', watchDir, '--', '--resync', '2');
     member = await providerHost(run, 'm1', 11);
@@ -85,6 +89,8 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
   }, 180_000);
 
   afterAll(async () => {
+    await runCommand(['ip', 'link', 'del', `${CANARY}-h`], { allowFailure: true });
+    await runCommand(['ip', 'netns', 'del', CANARY], { allowFailure: true });
     await server?.stop();
     if (member) await deleteProviderHost(member);
     if (client) await deleteProviderHost(client);
@@ -108,6 +114,21 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     const other = await runCommand([SIM, 'up', '3', '--watch', watchDir], { allowFailure: true });
     expect(other.exitCode).not.toBe(0);
     expect(other.stderr).toMatch(/already up with other arguments/);
+  });
+
+  it('the nodes keep no other namespace alive: one deleted by its owner while they run is gone', async () => {
+    await runCommand(['ip', 'netns', 'del', CANARY]);
+    // Its veth pair dies with it, unless a copy of its /run/netns mount in a node still holds it (the kernel
+    // drops such copies on unlink, and the rig drops them when it makes a node).
+    await waitFor(async () => (await runCommand(['ip', 'link', 'show', `${CANARY}-h`], { allowFailure: true })).exitCode !== 0, {
+      timeoutMs: 5_000,
+      message: `${CANARY}'s veth to go with its namespace`,
+    });
+  });
+
+  it('exec passes the exit status of the command run in the node', async () => {
+    expect((await runCommand([SIM, 'exec', 'node2', '--', 'sh', '-c', 'exit 7'], { allowFailure: true })).exitCode).toBe(7);
+    expect((await runCommand([SIM, 'exec', 'node9', '--', 'true'], { allowFailure: true })).stderr).toMatch(/unknown node 'node9'/);
   });
 
   it('each node is separate: network, /run/netns, OVS, processes, hostname', async () => {
