@@ -28,7 +28,9 @@ Commands:
         AGENT-FLAGS go to every agent (e.g. -- --resync 2 --log-level debug); the rig sets --node-name,
         --bridge, --state-dir, --listen, --watch, --kubernetes and --kubeconfig itself. Agents inherit the
         environment of `up`/`start` (e.g. NSLB_CRASH_AT). Running `up` again with the same arguments starts
-        whatever is not running; with other arguments it refuses (run `down` first).
+        whatever is not running; with other arguments it refuses (run `down` first). A test that sets
+        NSLB_SIM_OWNER_PID has it recorded (config/owner-pid), so that a later run may remove a rig whose
+        owner died.
   down  Remove everything the rig made: every node's processes, namespaces, mounts, wires, sim-provider,
         the API relay and the rig's directory (state dirs included).
   exec NODE -- CMD…
@@ -533,6 +535,8 @@ cmd_up() {
     printf '%s\0' "${flags[@]}" >"$SIM_DIR/config/agent-flags"
     [[ ${#flags[@]} -gt 0 ]] || : >"$SIM_DIR/config/agent-flags"
     if [[ $PWD == /run || $PWD == /run/* ]]; then printf '/\n' >"$SIM_DIR/config/cwd"; else printf '%s\n' "$PWD" >"$SIM_DIR/config/cwd"; fi
+    # A test run records itself, so that the next run can tell a rig left by a crashed run from one in use.
+    [[ -z ${NSLB_SIM_OWNER_PID:-} ]] || printf '%s\n' "$NSLB_SIM_OWNER_PID" >"$SIM_DIR/config/owner-pid"
     printf '%s\n' "$n" >"$SIM_DIR/config/nodes"
   fi
 

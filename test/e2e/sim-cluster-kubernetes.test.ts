@@ -35,7 +35,7 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
 
   beforeAll(async () => {
     await ensureNode();
-    assertNoRig();
+    await assertNoRig();
     await api.start();
     kubeconfig = api.writeKubeconfig();
     expect(api.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);

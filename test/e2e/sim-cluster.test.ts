@@ -75,7 +75,7 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
 
   beforeAll(async () => {
     await ensureNode();
-    assertNoRig();
+    await assertNoRig();
     rootNetnsBefore = (await runCommand(['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
     watchDir = await mkdtemp(join(tmpdir(), 'nslb-sim-'));
     // Someone else's namespace, made before the nodes (whose mount namespaces start as copies of this one's).

@@ -49,11 +49,21 @@ export async function simStatus(): Promise<Record<string, NodeStatus>> {
   return Object.fromEntries(rows.map((r) => [r.node, r]));
 }
 
-/** Refuses to run over a rig someone else has up (the rig is one per machine). */
-export function assertNoRig(): void {
-  if (existsSync(join(SIM_DIR, 'config'))) {
-    throw new Error(`a simulated cluster is already up in ${SIM_DIR}: run scripts/sim-cluster.sh down first`);
+// Recorded by `up` (config/owner-pid): a rig whose test process died is a leftover the next run may remove.
+process.env.NSLB_SIM_OWNER_PID = String(process.pid);
+
+/**
+ * Takes down a rig left by a test process that died, and refuses to run over one in use (by a live test, or
+ * by a person: the rig is one per machine).
+ */
+export async function assertNoRig(): Promise<void> {
+  if (!existsSync(join(SIM_DIR, 'config'))) return;
+  const owner = Number((await readFile(join(SIM_DIR, 'config', 'owner-pid'), 'utf8').catch(() => '')).trim());
+  if (owner > 0 && owner !== process.pid && !alive(owner)) {
+    await sim('down');
+    return;
   }
+  throw new Error(`a simulated cluster is already up in ${SIM_DIR}: run scripts/sim-cluster.sh down first`);
 }
 
 /** A namespace of this machine plugged into sim-provider by a veth: a member or client on the segment. */
