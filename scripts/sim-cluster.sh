@@ -38,7 +38,8 @@ Commands:
         is under /run). On a killed node (no processes, namespaces kept) CMD runs in the node's network and
         mount namespaces with a /proc of its own. Exit status is CMD's.
   kill NODE [--power]
-        SIGKILL every process of NODE at once (agent, HAProxy, keepalived, OVS, relay, kubelet): the node's
+        SIGKILL every process of NODE at once (agent, HAProxy, keepalived, OVS, its API forwarder and Lease
+        holder, whatever `exec` started there and left running): the node's
         PID namespace ends, so nothing of it survives and nothing else is touched. The node's kernel state
         (its network and mount namespaces, with the load balancers' namespaces, addresses and devices in
         them) stays, as on a machine whose processes all died. --power also drops that, as pulling the plug
@@ -54,6 +55,9 @@ Commands:
         agent listen address, state dir, number of processes and their resident memory (MiB).
   pids NODE
         Host PIDs of every process of NODE, one per line.
+
+N is at most 32. The rig serializes its own changing commands (a lock on ${NSLB_SIM_DIR}.lock) but never
+takes the data-plane lock itself, so a test holding that lock can drive it. More: docs/sim-cluster.md.
 
 Addresses: agent K listens on 198.18.K.2:9910, reached from this machine over a management veth
 (simm-nodeK, 198.18.K.1/24 here; "mgmt" in the node), which `cut` does not touch. Root-namespace devices the
@@ -483,6 +487,7 @@ require_tools() {
 node_visible_path() {
   local path
   path="$(realpath -e -- "$1")" || die "$2 '$1' does not exist"
+  [[ $path != *$'\n'* ]] || die "$2 '$1': a path with a newline in it is not supported"
   [[ $path != /run && $path != /run/* ]] || die "$2 '$1' is under /run, which every node has its own of: put it elsewhere"
   printf '%s' "$path"
 }
@@ -703,6 +708,9 @@ main() {
     __spawn) shift; internal_spawn "$@"; exit 0 ;;
   esac
   [[ $EUID -eq 0 ]] || die "must run as root (network, mount and PID namespaces, Open vSwitch)"
+  # Paths end up in mount tables, JSON and config files: keep NSLB_SIM_DIR plain.
+  [[ $SIM_DIR =~ ^/[A-Za-z0-9._/-]+$ && $SIM_DIR != /run && $SIM_DIR != /run/* && $SIM_DIR != / ]] ||
+    die "NSLB_SIM_DIR must be an absolute path of letters, digits, '.', '_', '-' and '/', outside /run (got '$SIM_DIR')"
   case "$cmd" in
     up | down | kill | start | cut | heal)
       # One mutating command at a time; flock -o keeps the lock out of the daemons it starts.
