@@ -4,7 +4,7 @@
 // the other, `start` boots it again and its agent adopts what the node kept, `cut`/`heal` move the traffic,
 // and `down` leaves nothing behind. Every agent serves every load balancer today (no placement yet), so the
 // traffic tests keep exactly one node's wire up at a time.
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,8 @@ import {
 const run = uniqueRun(17);
 const VIP = run.ip(10);
 const LB = 'simweb';
+const LB6 = 'simweb6';
+const V6 = (host: number) => `fd00:217:${run.subnet.split('.')[2]}::${host}`;
 const CANARY = run.name('k');
 const { netns: LB_NETNS } = nodeNames('default', LB);
 
@@ -85,7 +87,10 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     await sim('up', '2', '--watch', watchDir, '--', '--resync', '2');
     member = await providerHost(run, 'm1', 11);
     client = await providerHost(run, 'c', 100);
-    server = await startHttpServer(member, { port: 8080, name: 'm1' });
+    for (const [host, octet] of [[member, 11], [client, 100]] as const) {
+      await runCommand(['ip', '-n', host.netns, 'addr', 'add', `${V6(octet)}/64`, 'dev', 'eth0', 'nodad']);
+    }
+    server = await startHttpServer(member, { port: 8080, name: 'm1', bindAddress: '::' });
   }, 180_000);
 
   afterAll(async () => {
@@ -181,6 +186,17 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     expect(await waitFor(async () => (await answer()) === 'm1' && 'm1', { timeoutMs: 10_000, message: 'm1 through the VIP' })).toBe('m1');
   });
 
+  it('an IPv6 VIP serves the same way', async () => {
+    const yaml6 = LB_YAML.replaceAll(LB, LB6).replace(`address: ${VIP}, prefixLength: 24`, `address: ${V6(10)}, prefixLength: 64`)
+      .replace(`address: ${run.ip(11)}`, `address: ${V6(11)}`);
+    await writeFile(join(watchDir, 'lb6.yaml'), yaml6);
+    await waitFor(async () => (await httpGet(client, `http://[${V6(10)}]/`, { timeoutMs: 1_500 })).body.trim() === 'm1', {
+      timeoutMs: 30_000,
+      message: 'm1 through the IPv6 VIP',
+    });
+    await rm(join(watchDir, 'lb6.yaml'));
+  });
+
   it('cut and heal take a node off the segment and back', async () => {
     await sim('cut', 'node1');
     expect((await simStatus()).node1!.wire).toBe('cut');
@@ -232,6 +248,14 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     await sim('down');
     weMadeTheRig = false;
     expect(pids.filter(alive)).toEqual([]);
+    // Nor any helper in this namespace (the unshare that forked each node's init, a relay).
+    const leftovers: string[] = [];
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+      const argv = await cmdline(Number(entry));
+      if (argv.includes(SIM) || argv.includes('sim-cluster-kube.mjs') || argv.includes(SIM_DIR)) leftovers.push(`${entry}: ${argv}`);
+    }
+    expect(leftovers).toEqual([]);
     const links = (await runCommand(['ip', '-o', 'link', 'show'])).stdout;
     expect(links).not.toMatch(/\bsim-provider\b|\bsim[pm]-node\d/);
     expect(links).not.toMatch(/\bnslb[0-9a-f]{11}\b/); // no VIP device fell back into this namespace
