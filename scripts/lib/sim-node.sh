@@ -91,8 +91,10 @@ ensure_kernel() {
       umount "$(ns_file "$node" "$f")" 2>/dev/null || true
       : >"$(ns_file "$node" "$f")"
     done
+    # slave: what the machine unmounts later (where its mounts are shared, as under systemd) goes from the
+    # node's copy too, while nothing the node mounts reaches the machine.
     unshare --net="$(ns_file "$node" net)" --mount="$(ns_file "$node" mnt)" --uts="$(ns_file "$node" uts)" \
-      --propagation private -- "$SELF" __kernel "$node" "$dir"
+      --propagation slave -- "$SELF" __kernel "$node" "$dir"
   fi
   make_wires "$node"
   local api_addr
