@@ -3,8 +3,8 @@
 // 127.0.0.1 only, is reached from inside every node at the URL of its kubeconfig (through the rig's relay),
 // each node renews its kubelet-like Lease kube-node-lease/nodeK and stops when the node is killed, and a load
 // balancer applied through the API serves from inside a node.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
@@ -52,6 +52,7 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
     if (client) await deleteProviderHost(client);
     if (weMadeTheRig) await sim('down');
     await api.stop().catch(() => {});
+    if (kubeconfig) await rm(dirname(kubeconfig), { recursive: true, force: true });
   }, 120_000);
 
   it('every agent reaches the API server at its kubeconfig URL from inside its node, and syncs', async () => {
