@@ -10,6 +10,10 @@ export class StateDirLockedError extends Error {
 
 async function isAgent(pid: number): Promise<boolean> {
   try {
+    // /proc/PID also answers for a thread ID, with its process's command line: after a reboot (or in a fresh
+    // PID namespace) the old agent's PID may be a thread of this very agent. Only a process can hold the lock.
+    const tgid = /^Tgid:\s*(\d+)$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
+    if (Number(tgid) !== pid) return false;
     const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
     return argv.includes('run') && argv.some((a) => a.includes('nslb') || a.endsWith('main.js'));
   } catch {

@@ -1,0 +1,108 @@
+// The simulated cluster in Kubernetes mode (issue 17's rig part): `up N --kubeconfig FILE` runs every agent as
+// the DaemonSet does (run --kubernetes, NODE_NAME), the in-test API server, listening on this machine's
+// 127.0.0.1 only, is reached from inside every node at the URL of its kubeconfig (through the rig's relay),
+// each node renews its kubelet-like Lease kube-node-lease/nodeK and stops when the node is killed, and a load
+// balancer applied through the API serves from inside a node.
+import { readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import yaml from 'js-yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
+import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
+import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, providerHost, sim, simStatus } from './sim-rig.js';
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const run = uniqueRun(18);
+const NS = run.prefix;
+const VIP = run.ip(10);
+const V = 'nslb.dev/v1alpha1';
+
+async function exampleObjects(): Promise<Obj[]> {
+  const text = (await readFile(join(REPO_ROOT, 'examples', 'http-lb.yaml'), 'utf8')).replaceAll('10.200.0.', `${run.subnet}.`);
+  return (yaml.loadAll(text) as Obj[])
+    .filter((d) => d !== null && d.kind !== 'HealthMonitor' && d.metadata.name !== 'web-m2')
+    .map((d) => ({ ...d, metadata: { ...d.metadata, namespace: NS } }));
+}
+
+describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on simulated nodes', () => {
+  const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
+  let kubeconfig: string;
+  let member: Host, client: Host;
+  let server: HttpServerHandle | undefined;
+  let weMadeTheRig = false;
+  const lease = (node: string) => api.get('coordination.k8s.io/v1', 'leases', 'kube-node-lease', node) as Obj | undefined;
+
+  beforeAll(async () => {
+    await ensureNode();
+    await assertNoRig();
+    await api.start();
+    kubeconfig = api.writeKubeconfig();
+    expect(api.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    weMadeTheRig = true;
+    await sim('up', '2', '--kubeconfig', kubeconfig, '--', '--resync', '2');
+    member = await providerHost(run, 'm1', 11);
+    client = await providerHost(run, 'c', 100);
+    server = await startHttpServer(member, { port: 8080, name: 'member m1' });
+  }, 180_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    if (member) await deleteProviderHost(member);
+    if (client) await deleteProviderHost(client);
+    if (weMadeTheRig) await sim('down');
+    await api.stop().catch(() => {});
+    if (kubeconfig) await rm(dirname(kubeconfig), { recursive: true, force: true });
+  }, 120_000);
+
+  it('every agent reaches the API server at its kubeconfig URL from inside its node, and syncs', async () => {
+    const status = await simStatus();
+    for (const node of ['node1', 'node2']) {
+      expect(status[node]).toMatchObject({ state: 'running', agent: 'up' });
+      // The same URL, from inside the node, where 127.0.0.1 is the node's own loopback.
+      const list = JSON.parse(await inNode(node, 'curl', '-fsS', '-m', '2', `${api.url}/apis/${V}/loadbalancers`)) as Obj;
+      expect(list.kind).toBe('LoadBalancerList');
+      await waitFor(async () => (await runCommand(['curl', '-fsS', '-m', '2', `http://${status[node]!.listen}/readyz`], { allowFailure: true })).exitCode === 0, {
+        timeoutMs: 20_000,
+        message: `${node}'s agent ready (its initial list through the relay)`,
+      });
+    }
+    // Run as the DaemonSet runs it.
+    const argv = await inNode('node1', 'ps', '-o', 'args=', '-C', 'node');
+    expect(argv).toMatch(/main\.js run --kubernetes --kubeconfig \S+ --node-name node1/);
+    const agentPid = (await Promise.all((await nodePids('node1')).map(async (pid) => ((await cmdline(pid)).includes('main.js run') ? pid : 0)))).find(Boolean);
+    const environ = (await readFile(`/proc/${agentPid}/environ`, 'utf8')).split('\0');
+    expect(environ).toContain('NODE_NAME=node1');
+  });
+
+  it('each node holds its Lease in kube-node-lease and renews it while it lives', async () => {
+    const first = await waitFor(() => lease('node1'), { timeoutMs: 10_000, message: 'the Lease of node1' });
+    expect(first.spec).toMatchObject({ holderIdentity: 'node1', leaseDurationSeconds: 40 });
+    expect(lease('node2')?.spec.holderIdentity).toBe('node2');
+    const renewed = await waitFor(() => lease('node1')?.spec.renewTime !== first.spec.renewTime && lease('node1'), {
+      timeoutMs: 15_000,
+      message: 'a renewal of node1\'s Lease',
+    });
+    expect(Date.parse(renewed.spec.renewTime)).toBeGreaterThan(Date.parse(first.spec.renewTime));
+
+    await sim('kill', 'node1');
+    const frozen = lease('node1')!.spec.renewTime;
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    expect(lease('node1')!.spec.renewTime).toBe(frozen); // a dead node renews nothing
+    await sim('start', 'node1');
+    await waitFor(() => lease('node1')!.spec.renewTime !== frozen, { timeoutMs: 10_000, message: 'renewals after start' });
+  }, 60_000);
+
+  it('a load balancer applied through the API serves a client on sim-provider from inside a node', async () => {
+    await sim('cut', 'node2'); // every agent serves every load balancer (no placement yet): one wire up
+    for (const o of await exampleObjects()) api.create(o);
+    await waitFor(async () => (await httpGet(client, `http://${VIP}/`, { timeoutMs: 1_000 })).body.trim() === 'member m1', {
+      timeoutMs: 30_000,
+      message: 'member m1 through the VIP',
+    });
+    await waitFor(() => (api.get(V, 'loadbalancers', NS, 'web') as Obj | undefined)?.status?.provisioningStatus === 'ACTIVE', {
+      timeoutMs: 15_000,
+      message: 'the LoadBalancer ACTIVE in the API',
+    });
+  }, 60_000);
+});

@@ -1,0 +1,94 @@
+// Driving scripts/sim-cluster.sh from e2e tests and benchmarks: its commands, node processes and status, and
+// member or client namespaces plugged into the shared provider segment (the Linux bridge sim-provider).
+// No test cases here. Tests that use the rig must run under the data-plane lock like every e2e test.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { REPO_ROOT, runCommand, type Host, type TestRun } from './harness.js';
+
+export const SIM = join(REPO_ROOT, 'scripts', 'sim-cluster.sh');
+export const SIM_DIR = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
+export const PROVIDER = 'sim-provider';
+
+/** Runs a rig command; throws (with its stderr) when it fails. */
+export const sim = (...args: string[]) => runCommand([SIM, ...args], { timeoutMs: 120_000 });
+
+/** A command inside a node; its stdout, trimmed. */
+export async function inNode(node: string, ...argv: string[]): Promise<string> {
+  return (await sim('exec', node, '--', ...argv)).stdout.trim();
+}
+
+export const nodeStateDir = (node: string) => join(SIM_DIR, node, 'state');
+
+/** Host PIDs of every process of the node. */
+export async function nodePids(node: string): Promise<number[]> {
+  return (await sim('pids', node)).stdout.split('\n').filter(Boolean).map(Number);
+}
+
+export function alive(pid: number): boolean {
+  return existsSync(`/proc/${pid}`);
+}
+
+export async function cmdline(pid: number): Promise<string> {
+  return (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ');
+}
+
+export interface NodeStatus {
+  node: string;
+  state: 'running' | 'agent-down' | 'killed' | 'off';
+  agent: 'up' | 'starting' | 'down';
+  wire: 'up' | 'cut';
+  listen: string;
+  processes: number;
+  rssMiB: number;
+  stateDir: string;
+}
+
+export async function simStatus(): Promise<Record<string, NodeStatus>> {
+  const rows = JSON.parse((await sim('status', '-o', 'json')).stdout) as NodeStatus[];
+  return Object.fromEntries(rows.map((r) => [r.node, r]));
+}
+
+// Recorded by `up` (config/owner-pid): a rig whose test process died is a leftover the next run may remove.
+process.env.NSLB_SIM_OWNER_PID = String(process.pid);
+
+/**
+ * Takes down a rig left by a test process that died, and refuses to run over one in use (by a live test, or
+ * by a person: the rig is one per machine).
+ */
+export async function assertNoRig(): Promise<void> {
+  if (!existsSync(join(SIM_DIR, 'config'))) return;
+  const owner = Number((await readFile(join(SIM_DIR, 'config', 'owner-pid'), 'utf8').catch(() => '')).trim());
+  if (owner > 0 && owner !== process.pid && !alive(owner)) {
+    await sim('down');
+    return;
+  }
+  throw new Error(`a simulated cluster is already up in ${SIM_DIR}: run scripts/sim-cluster.sh down first`);
+}
+
+/** A namespace of this machine plugged into sim-provider by a veth: a member or client on the segment. */
+export async function providerHost(run: TestRun, suffix: string, hostOctet: number): Promise<Host> {
+  const name = run.name(suffix);
+  const host: Host = {
+    name,
+    netns: name,
+    bridge: PROVIDER,
+    address: run.ip(hostOctet),
+    prefixLength: 24,
+    vethHost: `${name}-h`,
+    mac: '',
+  };
+  await deleteProviderHost(host);
+  await runCommand(['ip', 'netns', 'add', name]);
+  await runCommand(['ip', 'link', 'add', host.vethHost, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
+  await runCommand(['ip', 'link', 'set', 'dev', host.vethHost, 'master', PROVIDER, 'up']);
+  await runCommand(['ip', '-n', name, 'addr', 'add', run.cidr(hostOctet), 'dev', 'eth0']);
+  await runCommand(['ip', '-n', name, 'link', 'set', 'dev', 'eth0', 'up']);
+  await runCommand(['ip', '-n', name, 'link', 'set', 'dev', 'lo', 'up']);
+  return host;
+}
+
+export async function deleteProviderHost(host: Host): Promise<void> {
+  await runCommand(['ip', 'link', 'del', 'dev', host.vethHost], { allowFailure: true });
+  await runCommand(['ip', 'netns', 'del', host.netns], { allowFailure: true });
+}
