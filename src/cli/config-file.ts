@@ -7,7 +7,7 @@
 // environment-only NSLB_HAPROXY and NSLB_CRASH_AT. An unknown NSLB_ key is an error: a typo must not be
 // silently ignored. Flags given on the command line win over the file.
 import { readFile } from 'node:fs/promises';
-import { parseListen, parsePositiveInt } from './options.js';
+import { parseListen, parsePositiveInt, parsePositiveNumber } from './options.js';
 import type { RunFlags } from './run.js';
 
 export class FlagsFileError extends Error {
@@ -69,6 +69,8 @@ const KEYS: Record<string, KeySpec> = {
   NSLB_RESYNC: { flag: 'resync', parse: positive('--resync'), live: true },
   NSLB_CONCURRENCY: { flag: 'concurrency', parse: positive('--concurrency'), live: true },
   NSLB_STATUS_INTERVAL: { flag: 'statusInterval', parse: positive('--status-interval'), live: true },
+  NSLB_KUBE_API_QPS: { flag: 'kubeApiQps', parse: parsePositiveNumber('--kube-api-qps'), live: true },
+  NSLB_KUBE_API_BURST: { flag: 'kubeApiBurst', parse: positive('--kube-api-burst'), live: true },
   NSLB_LOG_LEVEL: {
     flag: 'logLevel',
     parse: (v) => {

@@ -4,14 +4,13 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { cleanup } from './cleanup.js';
 import { LOG_LEVELS } from './config-file.js';
 import { importOctaviaFiles } from './import.js';
-import { DEFAULTS, parsePositiveInt } from './options.js';
+import { DEFAULTS, parsePositiveInt, parsePositiveNumber } from './options.js';
 import { printPlan } from './plan.js';
 import type { RunFlags } from './run.js';
 import { showStatus } from './status.js';
 import { validate } from './validate.js';
 
-function positive(flag: string) {
-  const parse = parsePositiveInt(flag);
+function positive(flag: string, parse: (v: string) => number = parsePositiveInt(flag)) {
   return (v: string): number => {
     try {
       return parse(v);
@@ -42,6 +41,8 @@ program
   .option('--resync <seconds>', 'full resync (drift repair) period', positive('--resync'), DEFAULTS.resync)
   .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
   .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
+  .option('--kube-api-qps <n>', 'with --kubernetes: status and Event writes per second to the API server (client-go QPS)', positive('--kube-api-qps', parsePositiveNumber('--kube-api-qps')), DEFAULTS.kubeApiQps)
+  .option('--kube-api-burst <n>', 'with --kubernetes: writes that may go at once (client-go burst)', positive('--kube-api-burst'), DEFAULTS.kubeApiBurst)
   .addOption(new Option('--log-level <level>', 'how much to log').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
   .option('--config <file>', 'flags file (NSLB_LOG_LEVEL=debug lines, as deploy/nslb.env); re-read on SIGHUP; the command line wins')
   .action(async (o: Record<string, unknown>, command: Command) => {
@@ -58,6 +59,8 @@ program
       concurrency: o.concurrency as number,
       logLevel: o.logLevel as string,
       statusInterval: o.statusInterval as number,
+      kubeApiQps: o.kubeApiQps as number,
+      kubeApiBurst: o.kubeApiBurst as number,
     };
     const fromCommandLine = new Set(
       (Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'),

@@ -11,12 +11,25 @@ export const DEFAULTS = {
   concurrency: 128,
   logLevel: 'info',
   nodeName: hostname(),
+  // Kubernetes mode's client-side limit on status and Event writes (client-go's QPS and burst). kubelet's
+  // defaults, another per-node agent's: a bulk apply of 100 load balancers (600 objects) is Ready within a few
+  // seconds of the node serving them, while a quiet agent writes nothing.
+  kubeApiQps: 50,
+  kubeApiBurst: 100,
 } as const;
 
 export function parsePositiveInt(flag: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer (got ${JSON.stringify(value)})`);
+    return n;
+  };
+}
+
+export function parsePositiveNumber(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number (got ${JSON.stringify(value)})`);
     return n;
   };
 }

@@ -7,8 +7,6 @@ import { mkdir, chmod } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { lockStateDir } from '../controller/lock.js';
 import { Manager, type ManagerOptions } from '../controller/manager.js';
-import { parseLbKey } from '../desired/names.js';
-import type { KubernetesSource, InvalidObject } from '../sources/kubernetes.js';
 import { runCommand } from '../exec/run.js';
 import { createLogger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
@@ -34,6 +32,9 @@ export interface RunFlags {
   logLevel: string;
   /** Milliseconds between HAProxy stats polls (operating status). */
   statusInterval: number;
+  /** Kubernetes mode: status and Event writes per second, and at once (client-go's QPS and burst). */
+  kubeApiQps: number;
+  kubeApiBurst: number;
 }
 
 function serveHttp(listen: string, manager: Manager, lastStatus: () => StatusFile | undefined, metrics: AgentMetrics): Server {
@@ -137,6 +138,8 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   };
   let onRemoved: ((key: string) => Promise<void>) | undefined;
   let onEvent: ManagerOptions['onEvent'];
+  let onProblem: ManagerOptions['onProblem'];
+  let setKubeRateLimit: ((limit: { qps: number; burst: number }) => void) | undefined;
   // prom-client is loaded here only: one-shot commands stay quick.
   const { createAgentMetrics } = await import('../metrics/metrics.js');
   const manager: Manager = new Manager({
@@ -154,44 +157,30 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     },
     onRemoved: async (key) => onRemoved?.(key),
     onEvent: (e) => onEvent?.(e),
+    onProblem: (p) => onProblem?.(p),
     onReconciled: (key, result, seconds) => metrics.observeReconcile(key, result, seconds),
   });
   const metrics = createAgentMetrics(manager);
 
   let source: AgentSource;
   if (flags.kubernetes === true) {
-    const kc = await kubeConfigFor(flags);
-    const { KubernetesSource } = await import('../sources/kubernetes.js');
-    const { KubernetesEvents, KubernetesStatusWriter } = await import('../status/kubernetes-writer.js');
-    let invalid: InvalidObject[] = [];
-    const k8s: KubernetesSource = new KubernetesSource({
-      kubeConfig: kc,
+    const { kubernetesMode } = await import('./kubernetes-mode.js');
+    const k8s = kubernetesMode({
+      kubeConfig: await kubeConfigFor(flags),
       ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
+      nodeName: flags.nodeName,
+      rateLimit: { qps: flags.kubeApiQps, burst: flags.kubeApiBurst },
+      manager,
       logger,
-      onSnapshot: (s) => {
-        invalid = s.invalid;
-        manager.setSnapshot(s.objects, []);
-        // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
-        for (const d of k8s.deleting()) manager.enqueue(`${d.namespace}/${d.name}`);
-        k8s.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
-      },
+      metrics,
+      fileWriter,
     });
-    const statusWriter = new KubernetesStatusWriter(kc, k8s, logger);
-    const events = new KubernetesEvents(kc, k8s, flags.nodeName);
-    // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
-    sink = async (file) => {
-      await fileWriter.write(file);
-      await statusWriter.write(file, invalid);
-    };
-    onRemoved = async (key) => {
-      const { namespace, name } = parseLbKey(key);
-      await k8s.removeFinalizer(namespace, name);
-    };
-    onEvent = (e) => {
-      const { namespace, name } = parseLbKey(e.key);
-      void events.emit({ namespace, name, kind: 'LoadBalancer', type: e.type, reason: e.reason, message: e.message });
-    };
-    source = { start: () => k8s.start(), refresh: async () => k8s.refresh(), stop: () => k8s.stop() };
+    sink = (file) => k8s.publish(file);
+    onRemoved = (key) => k8s.onRemoved(key);
+    onEvent = k8s.onEvent;
+    onProblem = (p) => k8s.onProblem(p);
+    setKubeRateLimit = (limit) => k8s.setRateLimit(limit);
+    source = k8s;
   } else {
     let logged = new Set<string>();
     const files = new FileSource(flags.watch!, {
@@ -273,6 +262,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     for (const flag of live) applied[flag] = next[flag];
     flags = applied as unknown as RunFlags;
     if (live.includes('concurrency')) manager.setConcurrency(flags.concurrency);
+    if (live.includes('kubeApiQps') || live.includes('kubeApiBurst')) setKubeRateLimit?.({ qps: flags.kubeApiQps, burst: flags.kubeApiBurst });
     if (live.includes('resync') || live.includes('statusInterval')) startTimers();
     // The reload is confirmed at info when either the old or the new level shows info (warn → info says so).
     if (!logger.isLevelEnabled('info')) logger.level = flags.logLevel;

@@ -1,0 +1,109 @@
+// `nslb run --kubernetes`: the plumbing between the engine and the API server. Informers feed snapshots to the
+// Manager; every status the Manager publishes goes to status.json at once and to the status subresources in the
+// background (rate limited, coalesced); what happens to an object becomes an Event on it.
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Manager, ManagerOptions } from '../controller/manager.js';
+import type { ObjectProblem } from '../desired/build.js';
+import { parseLbKey } from '../desired/names.js';
+import type { Logger } from '../log/logger.js';
+import type { AgentMetrics } from '../metrics/metrics.js';
+import { KubernetesSource, type InvalidObject } from '../sources/kubernetes.js';
+import { deletedEvent, invalidObjectEvent, problemEvent, reconcileEvents, transitionEvents, type StatusMemory } from '../status/agent-events.js';
+import { ApiRateLimiter, type RateLimit } from '../status/api-rate-limit.js';
+import { KubernetesEventRecorder } from '../status/kubernetes-events.js';
+import { KubernetesStatusWriter } from '../status/kubernetes-writer.js';
+import type { StatusFile, StatusFileWriter } from '../status/status-file.js';
+
+export interface KubernetesModeOptions {
+  kubeConfig: KubeConfig;
+  /** Only this namespace; all when undefined. */
+  namespace?: string;
+  nodeName: string;
+  rateLimit: RateLimit;
+  manager: Manager;
+  logger: Logger;
+  metrics: AgentMetrics;
+  fileWriter: StatusFileWriter;
+}
+
+export interface KubernetesMode {
+  start(): Promise<void>;
+  refresh(): Promise<void>;
+  /** Stops the informers, then gives the writes still queued a few seconds. */
+  stop(): Promise<void>;
+  /** The Manager's publish sink: status.json now, the API server in the background. */
+  publish(file: StatusFile): Promise<void>;
+  onRemoved(key: string): Promise<void>;
+  onEvent: NonNullable<ManagerOptions['onEvent']>;
+  onProblem(p: ObjectProblem): void;
+  /** New --kube-api-qps / --kube-api-burst (SIGHUP). */
+  setRateLimit(limit: RateLimit): void;
+  readonly statusWriter: KubernetesStatusWriter;
+  readonly events: KubernetesEventRecorder;
+}
+
+export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
+  const { manager, logger, nodeName } = opts;
+  const limiter = new ApiRateLimiter(opts.rateLimit);
+  let invalid: InvalidObject[] = [];
+  let reported = new Set<string>();
+  const source: KubernetesSource = new KubernetesSource({
+    kubeConfig: opts.kubeConfig,
+    ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
+    logger,
+    onSnapshot: (s) => {
+      invalid = s.invalid;
+      // An object the schema refuses is reported once when it becomes invalid (or its message changes).
+      const now = new Set<string>();
+      for (const o of s.invalid) {
+        const key = `${o.kind}/${o.namespace}/${o.name}\0${o.message}`;
+        now.add(key);
+        if (!reported.has(key)) events.emit(invalidObjectEvent(o));
+      }
+      reported = now;
+      manager.setSnapshot(s.objects, []);
+      // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
+      for (const d of source.deleting()) manager.enqueue(`${d.namespace}/${d.name}`);
+      source.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
+    },
+  });
+  const statusWriter = new KubernetesStatusWriter(opts.kubeConfig, source, { limiter, logger });
+  const events = new KubernetesEventRecorder(opts.kubeConfig, source, { limiter, logger, node: nodeName });
+  const memory: StatusMemory = new Map();
+  opts.metrics.addKubernetes({
+    statusWrites: () => statusWriter.writes(),
+    statusQueue: () => statusWriter.queue(),
+    events: () => events.stats(),
+  });
+
+  return {
+    statusWriter,
+    events,
+    start: () => source.start(),
+    refresh: async () => source.refresh(),
+    async stop() {
+      await source.stop();
+      await Promise.all([statusWriter.stop(), events.stop()]);
+    },
+    async publish(file) {
+      // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
+      await opts.fileWriter.write(file);
+      statusWriter.write(file, invalid);
+      for (const e of transitionEvents(memory, file)) events.emit(e);
+    },
+    async onRemoved(key) {
+      events.emit(deletedEvent(key, nodeName));
+      const { namespace, name } = parseLbKey(key);
+      await source.removeFinalizer(namespace, name);
+    },
+    onEvent(e) {
+      for (const event of reconcileEvents(e, nodeName)) events.emit(event);
+    },
+    onProblem(p) {
+      events.emit(problemEvent(p));
+    },
+    setRateLimit(limit) {
+      limiter.set(limit);
+    },
+  };
+}
