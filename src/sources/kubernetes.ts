@@ -59,6 +59,8 @@ export class KubernetesSource {
   readonly #api: CustomObjectsApi;
   readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[] }>();
   readonly #restarts = new Map<Kind, number>();
+  /** What the engine reads of each object (all but status), to tell a status-only update from a change. */
+  readonly #seen = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -95,13 +97,32 @@ export class KubernetesSource {
         metadata: { resourceVersion?: string };
       };
       // A list that worked is the sign of health that ends a backoff ('connect' fires before every attempt).
+      if ((this.#restarts.get(kind) ?? 0) > 0) this.#opts.logger.info({ kind }, 'informer running again');
       this.#restarts.set(kind, 0);
       return result;
     };
     const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list) as Informer<RawObject> & {
       list(namespace?: string): RawObject[];
     };
-    for (const verb of ['add', 'update', 'delete']) informer.on(verb, () => this.#changed());
+    const id = (o: RawObject): string => `${kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+    // A write to the status subresource (ours, hundreds during a bulk apply) changes nothing a snapshot holds:
+    // it must not cost one (each is O(objects)).
+    const fingerprint = (o: RawObject): string =>
+      JSON.stringify({ ...o, status: undefined, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
+    informer.on('add', (o) => {
+      this.#seen.set(id(o), fingerprint(o));
+      this.#changed();
+    });
+    informer.on('update', (o) => {
+      const f = fingerprint(o);
+      if (this.#seen.get(id(o)) === f) return;
+      this.#seen.set(id(o), f);
+      this.#changed();
+    });
+    informer.on('delete', (o) => {
+      this.#seen.delete(id(o));
+      this.#changed();
+    });
     // client-node relists by itself after 410 Gone and re-watches when a stream ends; any other error stops
     // the informer, and restarting it is ours to do, with backoff.
     informer.on('error', (err: unknown) => {
@@ -109,7 +130,9 @@ export class KubernetesSource {
       const n = (this.#restarts.get(kind) ?? 0) + 1;
       this.#restarts.set(kind, n);
       const delay = Math.min(30_000, 200 * 2 ** Math.min(n - 1, 8));
-      this.#opts.logger.warn({ kind, err: String(err), retryInMs: delay }, 'informer stopped; restarting');
+      // Once per outage, not once per retry: an API server down for minutes must not fill the log.
+      const level = n === 1 ? 'warn' : 'debug';
+      this.#opts.logger[level]({ kind, err: String(err), retryInMs: delay }, 'informer stopped; restarting');
       setTimeout(() => {
         if (!this.#stopped) informer.start().catch(() => undefined);
       }, delay).unref();

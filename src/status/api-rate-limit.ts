@@ -10,12 +10,19 @@ export interface RateLimit {
   burst: number;
 }
 
+/** What the writers need of a limiter (tests give their own). */
+export interface RequestLimiter {
+  readonly limit: RateLimit;
+  /** Resolves when the caller may send one request. */
+  take(): Promise<void>;
+}
+
 export function checkRateLimit(limit: RateLimit): void {
   if (!(Number.isFinite(limit.qps) && limit.qps > 0)) throw new Error(`--kube-api-qps must be a positive number (got ${limit.qps})`);
   if (!(Number.isInteger(limit.burst) && limit.burst >= 1)) throw new Error(`--kube-api-burst must be a positive integer (got ${limit.burst})`);
 }
 
-export class ApiRateLimiter {
+export class ApiRateLimiter implements RequestLimiter {
   #bucket: TokenBucket;
   #limit: RateLimit;
 

@@ -6,7 +6,7 @@
 import { ApisApi, CoreV1Api, EventsV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION } from '../api/v1alpha1/types.js';
 import type { Logger } from '../log/logger.js';
-import type { ApiRateLimiter } from './api-rate-limit.js';
+import type { RequestLimiter } from './api-rate-limit.js';
 import { EventCorrelator, objectKey, type AgentEvent, type CorrelatorOptions, type EventSeries } from './event-correlator.js';
 import { describeApiError, httpCode, type ServerView } from './kubernetes-writer.js';
 
@@ -49,7 +49,7 @@ interface Waiting {
 }
 
 export interface EventRecorderOptions {
-  limiter: ApiRateLimiter;
+  limiter: RequestLimiter;
   logger: Logger;
   /** This node (reportingInstance, and source.host in core/v1). */
   node: string;
@@ -64,7 +64,7 @@ export class KubernetesEventRecorder {
   readonly #apis: ApisApi;
   readonly #view: ServerView;
   readonly #logger: Logger;
-  readonly #limiter: ApiRateLimiter;
+  readonly #limiter: RequestLimiter;
   readonly #node: string;
   readonly #instance: string;
   readonly #correlator: EventCorrelator;

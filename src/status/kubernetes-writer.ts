@@ -11,7 +11,7 @@ import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } fr
 import { GROUP, VERSION, pluralOf } from '../api/v1alpha1/crds.js';
 import type { Condition, Kind, ObjectStatus } from '../api/v1alpha1/types.js';
 import type { Logger } from '../log/logger.js';
-import type { ApiRateLimiter } from './api-rate-limit.js';
+import type { RequestLimiter } from './api-rate-limit.js';
 import type { StatusFile } from './status-file.js';
 
 /** The informers' view of an object: what the API server held when it last told us. */
@@ -141,7 +141,7 @@ const CONFLICT_MAX_MS = 5_000;
 const REFUSED_MAX_MS = 300_000;
 
 export interface StatusWriterOptions {
-  limiter: ApiRateLimiter;
+  limiter: RequestLimiter;
   logger: Logger;
   /** At most this many writes in flight (default: the limiter's burst). */
   maxInFlight?: number;
@@ -151,7 +151,7 @@ export class KubernetesStatusWriter {
   readonly #api: CustomObjectsApi;
   readonly #view: ServerView;
   readonly #logger: Logger;
-  readonly #limiter: ApiRateLimiter;
+  readonly #limiter: RequestLimiter;
   readonly #fixedMaxInFlight: number | undefined;
   /** Objects whose newest status the server does not hold yet, oldest first. */
   readonly #pending = new Map<string, Pending>();
@@ -166,6 +166,8 @@ export class KubernetesStatusWriter {
   #timer: NodeJS.Timeout | undefined;
   #pausedUntil = 0;
   #pauseMs = 0;
+  /** Moves with every backoff step: the failures of writes sent together count as one step, not one each. */
+  #wave = 0;
   /** Set while the server fails: what it said first, to log once. */
   #outage: { since: number; failures: number } | undefined;
   #idleWaiters: (() => void)[] = [];
@@ -319,6 +321,7 @@ export class KubernetesStatusWriter {
 
   async #send(id: string, item: Pending): Promise<void> {
     const { kind, namespace, name, status, canonical } = item;
+    const wave = this.#wave;
     this.#inFlight.set(id, canonical);
     const plural = pluralOf(kind);
     // Null for whatever the server's copy (or our last write) has that this status has not.
@@ -334,7 +337,7 @@ export class KubernetesStatusWriter {
       if (this.#pending.get(id)?.canonical === canonical) this.#pending.delete(id);
       this.#serverAnswered();
     } catch (err) {
-      this.#failed(id, item, err);
+      this.#failed(id, item, err, wave);
     } finally {
       this.#inFlight.delete(id);
       this.#dispatch();
@@ -342,7 +345,7 @@ export class KubernetesStatusWriter {
     }
   }
 
-  #failed(id: string, item: Pending, err: unknown): void {
+  #failed(id: string, item: Pending, err: unknown, wave: number): void {
     const code = httpCode(err);
     const now = Date.now();
     // What failed may have been dropped from the queue meanwhile (the same status arrived again while it was in
@@ -363,8 +366,11 @@ export class KubernetesStatusWriter {
     }
     if (code === undefined || code === 429 || code >= 500) {
       this.#count(item.kind, code === 429 ? 'throttled' : 'unavailable');
-      this.#pauseMs = Math.min(PAUSE_MAX_MS, Math.max(PAUSE_MIN_MS, this.#pauseMs * 2));
-      this.#pausedUntil = now + Math.max(this.#pauseMs, retryAfterMs(err) ?? 0);
+      if (wave === this.#wave) {
+        this.#wave++;
+        this.#pauseMs = Math.min(PAUSE_MAX_MS, Math.max(PAUSE_MIN_MS, this.#pauseMs * 2));
+      }
+      this.#pausedUntil = Math.max(this.#pausedUntil, now + Math.max(this.#pauseMs, retryAfterMs(err) ?? 0));
       if (this.#outage === undefined) {
         this.#outage = { since: now, failures: 0 };
         this.#logger.warn(
