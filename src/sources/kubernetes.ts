@@ -45,6 +45,9 @@ export interface KubernetesSnapshot {
 
 type RawObject = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: KubernetesObject['metadata'] & { deletionTimestamp?: unknown } };
 
+/** An informer restarted this long ago without an error since is taken as running. */
+const HEALTHY_AFTER_MS = 1_000;
+
 export interface KubernetesSourceOptions {
   kubeConfig: KubeConfig;
   /** Only this namespace; all namespaces when undefined. */
@@ -59,6 +62,7 @@ export class KubernetesSource {
   readonly #api: CustomObjectsApi;
   readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[] }>();
   readonly #restarts = new Map<Kind, number>();
+  readonly #failedAt = new Map<Kind, number>();
   /** What the engine reads of each object (all but status), to tell a status-only update from a change. */
   readonly #seen = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
@@ -127,14 +131,23 @@ export class KubernetesSource {
     // the informer, and restarting it is ours to do, with backoff.
     informer.on('error', (err: unknown) => {
       if (this.#stopped) return;
+      this.#failedAt.set(kind, Date.now());
       const n = (this.#restarts.get(kind) ?? 0) + 1;
       this.#restarts.set(kind, n);
-      const delay = Math.min(30_000, 200 * 2 ** Math.min(n - 1, 8));
+      // Capped at 10 s: after an API server outage, spec changes are seen again within seconds.
+      const delay = Math.min(10_000, 200 * 2 ** Math.min(n - 1, 8));
       // Once per outage, not once per retry: an API server down for minutes must not fill the log.
       const level = n === 1 ? 'warn' : 'debug';
       this.#opts.logger[level]({ kind, err: String(err), retryInMs: delay }, 'informer stopped; restarting');
       setTimeout(() => {
-        if (!this.#stopped) informer.start().catch(() => undefined);
+        if (this.#stopped) return;
+        const restartedAt = Date.now();
+        informer.start().catch(() => undefined);
+        // A restart re-watches from the informer's resourceVersion: no list says it worked. One that has not
+        // failed within a moment is running, and the next failure is a new outage, backed off from the start.
+        setTimeout(() => {
+          if ((this.#failedAt.get(kind) ?? 0) < restartedAt) this.#restarts.set(kind, 0);
+        }, HEALTHY_AFTER_MS).unref();
       }, delay).unref();
     });
     this.#informers.set(kind, informer);

@@ -200,8 +200,9 @@ export class KubernetesEventRecorder {
     const last = series.last;
     try {
       const api = await this.#discover();
-      if (series.name === undefined) {
-        series.name = `${series.event.regarding.name}.${(BigInt(series.first) * 1_000_000n + BigInt(this.#seq++ % 1_000_000)).toString(16)}`;
+      if (series.written === 0) {
+        // Named once: a create retried after a lost answer must not make a second Event.
+        series.name ??= `${series.event.regarding.name}.${(BigInt(series.first) * 1_000_000n + BigInt(this.#seq++ % 1_000_000)).toString(16)}`;
         await this.#create(api, series, count, last);
         this.#count('created');
       } else {
