@@ -5,7 +5,8 @@
 // Options:
 //   --quick            small N and few runs (development; about 2–3 minutes); verdicts that need the full
 //                      sizes are shown as "info"
-//   --phases a,b,e,c   only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f)
+//   --phases a,b,e,c,k only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
+//                      k: Kubernetes mode against the in-test API server)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { promisify } from 'node:util';
 import { nodeNames } from '../src/desired/names.js';
 import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
+import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
 import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
 import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
 import {
@@ -72,6 +74,8 @@ interface Settings {
   eReloadChanges: number;
   bulk: number[];
   bulkResyncS: number;
+  /** Load balancers applied at once in phase (k). */
+  kubeN: number;
 }
 
 function parseArgs(argv: string[]): Settings {
@@ -80,11 +84,11 @@ function parseArgs(argv: string[]): Settings {
     (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
   for (const a of argv) {
     if (a.startsWith('--') && !['--quick', '--phases', '--no-setup'].includes(a) && !a.startsWith('--phases=')) {
-      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c, --no-setup)`);
+      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,k, --no-setup)`);
     }
   }
-  const phases = new Set((phasesArg ?? 'a,b,e,c').split(',').map((p) => p.trim()));
-  for (const p of phases) if (!['a', 'b', 'e', 'c'].includes(p)) throw new Error(`--phases takes a,b,e,c; got ${p}`);
+  const phases = new Set((phasesArg ?? 'a,b,e,c,k').split(',').map((p) => p.trim()));
+  for (const p of phases) if (!['a', 'b', 'e', 'c', 'k'].includes(p)) throw new Error(`--phases takes a,b,e,c,k; got ${p}`);
   return {
     quick,
     phases,
@@ -95,6 +99,7 @@ function parseArgs(argv: string[]): Settings {
     eReloadChanges: quick ? 5 : 20,
     bulk: quick ? [20, 50] : [100, 500],
     bulkResyncS: quick ? 5 : 10,
+    kubeN: quick ? 20 : 100,
   };
 }
 
@@ -158,6 +163,7 @@ interface Results {
   /** Things outside the benchmark that happened during a phase (another session restarting Open vSwitch). */
   disturbances: string[];
   f?: { rssMiB: number; peakMiB: number; n: number };
+  k?: KubeResult;
 }
 
 interface BulkResult {
@@ -783,6 +789,7 @@ function buildRows(s: Settings, r: Results): Row[] {
       verdict: sized(verdict(r.f.peakMiB * 1.048576 < 250)),
     });
   }
+  if (r.k) rows.push(...kubeRows(r.k));
   return rows;
 }
 
@@ -832,6 +839,11 @@ async function main(): Promise<number> {
     if (s.phases.has('a') || s.phases.has('b') || s.phases.has('e')) {
       await watched('(a), (b) and (e)', results, () => mainPhases(s, node, cleanup, results));
     }
+    if (s.phases.has('k')) {
+      await watched(`Kubernetes mode N=${s.kubeN}`, results, async () => {
+        results.k = await phaseK({ n: s.kubeN, node, bridge: BRIDGE, root: ROOT, resyncS: s.bulkResyncS, cleanup, nslbCleanup });
+      });
+    }
     if (s.phases.has('c')) {
       for (const n of s.bulk) {
         await watched(`nslb N=${n}${n === s.bulk.at(-1) ? ', (d) and (f)' : ''}`, results, () => bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1)));
@@ -856,7 +868,7 @@ async function main(): Promise<number> {
   const command = s.quick ? 'npm run bench -- --quick' : 'npm run bench';
   const failed = rows.filter((r) => r.verdict === 'FAIL').length;
   const text = [
-    `Command: \`${command}${s.phases.size < 4 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
+    `Command: \`${command}${s.phases.size < 5 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
     '',
     ...header.map((h) => `${h}  `),
     ...(s.quick ? ['', 'Quick run: fewer runs and smaller N than the targets assume; size-dependent verdicts are "info".'] : []),

@@ -135,6 +135,12 @@ function retryAfterMs(err: unknown): number | undefined {
   return Number.isFinite(s) && s >= 0 ? s * 1000 : undefined;
 }
 
+/**
+ * A PENDING_* status waits this long before it is written: most are replaced by ACTIVE (or ERROR) sooner (a
+ * load balancer converges in well under a second), and then only that is written. One that lasts longer is
+ * written: the user sees the work in progress.
+ */
+export const PENDING_HOLD_MS = 1_000;
 const PAUSE_MIN_MS = 200;
 const PAUSE_MAX_MS = 10_000;
 const CONFLICT_MAX_MS = 5_000;
@@ -209,14 +215,16 @@ export class KubernetesStatusWriter {
         this.#pending.delete(id);
         continue;
       }
+      const since = queued?.since ?? now;
+      const notBefore = status.provisioningStatus.startsWith('PENDING_') ? since + PENDING_HOLD_MS : 0;
       if (queued !== undefined) {
         // Same place in the queue, newest status: an intermediate state nobody will see is never written.
         queued.status = status;
         queued.canonical = canonical;
         queued.attempts = 0;
-        queued.notBefore = 0;
+        queued.notBefore = notBefore;
       } else {
-        this.#pending.set(id, { kind: w.kind, namespace: w.namespace, name: w.name, status, canonical, since: now, attempts: 0, notBefore: 0 });
+        this.#pending.set(id, { kind: w.kind, namespace: w.namespace, name: w.name, status, canonical, since, attempts: 0, notBefore });
       }
     }
     for (const id of this.#pending.keys()) if (!seen.has(id)) this.#pending.delete(id);

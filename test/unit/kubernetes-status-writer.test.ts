@@ -164,6 +164,20 @@ describe('Kubernetes status writer', () => {
     for (const o of objs) expect(fake.get(NSLB_API_VERSION, pluralOf(o.kind), NS, o.name)?.status).toMatchObject({ operatingStatus: 'ONLINE' });
   });
 
+  it('a PENDING status waits a moment: replaced by ACTIVE within it, only ACTIVE is written; lasting longer, it is written', async () => {
+    const objs = objects(2);
+    create(objs);
+    const writer = new KubernetesStatusWriter(kc, view, { limiter: new ApiRateLimiter({ qps: 50, burst: 100 }), logger: capture().logger });
+    writer.write(statusFile(objs, () => pending()));
+    writer.write(statusFile(objs, (_, i) => (i < 4 ? ready() : pending())));
+    await vi.waitFor(() => expect(fake.statusWrites()).toBe(4));
+    expect(fake.get(NSLB_API_VERSION, 'loadbalancers', NS, 'lb0-loadbalancer')?.status).toMatchObject({ provisioningStatus: 'ACTIVE' });
+    expect(fake.get(NSLB_API_VERSION, 'loadbalancers', NS, 'lb1-loadbalancer')?.status).toBeUndefined();
+    await writer.idle();
+    expect(fake.statusWrites()).toBe(8);
+    expect(fake.get(NSLB_API_VERSION, 'loadbalancers', NS, 'lb1-loadbalancer')?.status).toMatchObject({ provisioningStatus: 'PENDING_CREATE' });
+  });
+
   it('no write when the server holds the status already, also after a restart that forgot when conditions flipped', async () => {
     const objs = objects(10);
     create(objs);
