@@ -96,7 +96,8 @@ export async function phaseK(opts: {
   for (let i = 0; i < n; i++) {
     const vip = vipOf(230, 20, i);
     vips.push(vip);
-    const text = lbYaml({ namespace: NAMESPACE, name: `k-${String(i).padStart(4, '0')}`, vip, prefixLength: PREFIX, members: [{ name: 'm1', address: nslbMember('m1') }, { name: 'm2', address: nslbMember('m2') }] });
+    // The issue's shape: a LoadBalancer, a Listener, a Pool and a Member each.
+    const text = lbYaml({ namespace: NAMESPACE, name: `k-${String(i).padStart(4, '0')}`, vip, prefixLength: PREFIX, members: [{ name: 'm1', address: nslbMember('m1') }], noMonitor: true });
     objects.push(...(yaml.loadAll(text) as (JsonObject | null)[]).filter((d): d is JsonObject => d !== null));
   }
   const serving = serveTimes(node.client, vips);
@@ -154,6 +155,10 @@ export async function phaseK(opts: {
     eventWrites: api.countRequests((e) => e.path.includes('/events') && (e.method === 'POST' || e.method === 'PATCH')),
   };
   log(`(k) ${JSON.stringify(result)}`);
+  // Status writes per second after the apply, for reading the run (not in the table).
+  const perSecond: number[] = [];
+  for (const e of api.requestLog()) if (statusWrite(e)) perSecond[Math.floor((e.at - t0) / 1000)] = (perSecond[Math.floor((e.at - t0) / 1000)] ?? 0) + 1;
+  log(`(k) status writes per second after the apply: ${Array.from(perSecond, (x) => x ?? 0).join(' ')}`);
   await agent.stop();
   await opts.nslbCleanup(stateDir);
   await api.stop();

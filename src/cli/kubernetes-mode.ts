@@ -70,6 +70,22 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   const statusWriter = new KubernetesStatusWriter(opts.kubeConfig, source, { limiter, logger });
   const events = new KubernetesEventRecorder(opts.kubeConfig, source, { limiter, logger, node: nodeName });
   const memory: StatusMemory = new Map();
+  // status.json, newest only and never in the publish's way: while the node is busy (hundreds of reconciles
+  // queueing their own file work in libuv's pool) one write can take half a second, and the Manager spaces its
+  // publishes by ten times what one took, which would hold the API server's Ready statuses back by seconds.
+  let fileWriting: Promise<void> | undefined;
+  let nextFile: StatusFile | undefined;
+  const writeFileLatest = (file: StatusFile): void => {
+    nextFile = file;
+    fileWriting ??= (async () => {
+      while (nextFile !== undefined) {
+        const f = nextFile;
+        nextFile = undefined;
+        await opts.fileWriter.write(f).catch((err: unknown) => logger.error({ err }, 'cannot write status.json'));
+      }
+      fileWriting = undefined;
+    })();
+  };
   opts.metrics.addKubernetes({
     statusWrites: () => statusWriter.writes(),
     statusQueue: () => statusWriter.queue(),
@@ -83,11 +99,11 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     refresh: async () => source.refresh(),
     async stop() {
       await source.stop();
-      await Promise.all([statusWriter.stop(), events.stop()]);
+      await Promise.all([statusWriter.stop(), events.stop(), fileWriting]);
     },
     async publish(file) {
       // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
-      await opts.fileWriter.write(file);
+      writeFileLatest(file);
       statusWriter.write(file, invalid);
       for (const e of transitionEvents(memory, file)) events.emit(e);
     },

@@ -11,11 +11,12 @@ export const DEFAULTS = {
   concurrency: 128,
   logLevel: 'info',
   nodeName: hostname(),
-  // Kubernetes mode's client-side limit on status and Event writes (client-go's QPS and burst). kubelet's
-  // defaults, another per-node agent's: a bulk apply of 100 load balancers (600 objects) is Ready within a few
-  // seconds of the node serving them, while a quiet agent writes nothing.
-  kubeApiQps: 50,
-  kubeApiBurst: 100,
+  // Kubernetes mode's client-side limit on status and Event writes (client-go's QPS and burst), as operators
+  // that write status for many objects set it (cilium-operator's defaults): a bulk apply of 100 load balancers
+  // (600 objects, about one write each) is Ready about as soon as the node serves them (bench (k)); an agent
+  // with nothing changing writes nothing.
+  kubeApiQps: 100,
+  kubeApiBurst: 200,
 } as const;
 
 export function parsePositiveInt(flag: string) {

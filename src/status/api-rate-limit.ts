@@ -15,6 +15,8 @@ export interface RequestLimiter {
   readonly limit: RateLimit;
   /** Resolves when the caller may send one request. */
   take(): Promise<void>;
+  /** The share of the burst available now (0–1); a limiter without one is taken as always full. */
+  spare?(): number;
 }
 
 export function checkRateLimit(limit: RateLimit): void {
@@ -47,6 +49,11 @@ export class ApiRateLimiter implements RequestLimiter {
   /** Resolves when the caller may send one request. */
   async take(): Promise<void> {
     await this.#bucket.removeTokens(1);
+  }
+
+  spare(): number {
+    this.#bucket.drip();
+    return this.#bucket.content / this.#limit.burst;
   }
 
   /**

@@ -141,6 +141,9 @@ function retryAfterMs(err: unknown): number | undefined {
  * written: the user sees the work in progress.
  */
 export const PENDING_HOLD_MS = 1_000;
+/** A PENDING status is written only while this share of the burst is spare. */
+const SPARE_FOR_PENDING = 0.5;
+const CAPACITY_RECHECK_MS = 200;
 const PAUSE_MIN_MS = 200;
 const PAUSE_MAX_MS = 10_000;
 const CONFLICT_MAX_MS = 5_000;
@@ -170,6 +173,7 @@ export class KubernetesStatusWriter {
   readonly #refusedLogged = new Set<string>();
   #dispatching = false;
   #timer: NodeJS.Timeout | undefined;
+  #heldForCapacity = false;
   #pausedUntil = 0;
   #pauseMs = 0;
   /** Moves with every backoff step: the failures of writes sent together count as one step, not one each. */
@@ -282,13 +286,24 @@ export class KubernetesStatusWriter {
     return this.#fixedMaxInFlight ?? this.#limiter.limit.burst;
   }
 
+  /**
+   * The next write: the oldest status that ends a wait (ACTIVE, ERROR: what `kubectl wait` and GitOps tools
+   * look for); a PENDING one only while at least half the burst is spare. During a bulk apply the rate limit
+   * goes to Ready statuses, not to progress reports that the next second replaces.
+   */
   #next(now: number): [string, Pending] | undefined {
     if (now < this.#pausedUntil) return undefined;
+    let pending: [string, Pending] | undefined;
     for (const entry of this.#pending) {
       if (this.#inFlight.has(entry[0]) || entry[1].notBefore > now) continue;
-      return entry;
+      if (!entry[1].status.provisioningStatus.startsWith('PENDING_')) return entry;
+      pending ??= entry;
     }
-    return undefined;
+    if (pending !== undefined && (this.#limiter.spare?.() ?? 1) < SPARE_FOR_PENDING) {
+      this.#heldForCapacity = true;
+      return undefined;
+    }
+    return pending;
   }
 
   #dispatch(): void {
@@ -315,7 +330,9 @@ export class KubernetesStatusWriter {
     clearTimeout(this.#timer);
     if (this.#stopped || this.#pending.size === 0 || this.#inFlight.size >= this.#maxInFlight) return;
     const now = Date.now();
-    let at = Infinity;
+    // A PENDING status held back for capacity: look again once some has come back.
+    let at = this.#heldForCapacity ? now + CAPACITY_RECHECK_MS : Infinity;
+    this.#heldForCapacity = false;
     for (const [id, p] of this.#pending) if (!this.#inFlight.has(id)) at = Math.min(at, Math.max(p.notBefore, this.#pausedUntil));
     if (at === Infinity) return;
     this.#timer = setTimeout(() => this.#dispatch(), Math.max(0, at - now));

@@ -876,6 +876,8 @@ export interface RequestLogEntry {
    */
   started: number;
   ended: number;
+  /** Date.now() when the request arrived (for benchmarks' timelines; tests count, they do not time). */
+  at: number;
 }
 
 export interface FailureRule {
@@ -1704,7 +1706,7 @@ export class FakeApiServer {
     const method = (req.method ?? 'GET').toUpperCase();
     const contentType = req.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
     const watch = query.watch === 'true' || query.watch === '1';
-    const entry: RequestLogEntry = { method, path: url.pathname, query, contentType, watch, status: 0, started: ++this.#seq, ended: 0 };
+    const entry: RequestLogEntry = { method, path: url.pathname, query, contentType, watch, status: 0, started: ++this.#seq, ended: 0, at: Date.now() };
     this.#log.push(entry);
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
