@@ -100,6 +100,10 @@ interface Pending {
   notBefore: number;
 }
 
+function isPending(p: Pending): boolean {
+  return p.status.provisioningStatus.startsWith('PENDING_');
+}
+
 /** Whether resourceVersion `a` is later than `b`; both are etcd revisions in practice, opaque strings in theory. */
 function later(a: string | undefined, b: string | undefined): boolean | undefined {
   if (a === undefined || b === undefined || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return undefined;
@@ -136,9 +140,10 @@ function retryAfterMs(err: unknown): number | undefined {
 }
 
 /**
- * A PENDING_* status waits this long before it is written: most are replaced by ACTIVE (or ERROR) sooner (a
- * load balancer converges in well under a second), and then only that is written. One that lasts longer is
- * written: the user sees the work in progress.
+ * A PENDING_* status waits at least this long before it is written: most are replaced by ACTIVE (or ERROR)
+ * sooner (a load balancer converges in well under a second), and then only that is written. One that lasts
+ * longer is written: the user sees the work in progress. With many waiting, the wait is as long as writing
+ * all their final statuses will take at the rate limit: progress reports must not delay readiness.
  */
 export const PENDING_HOLD_MS = 1_000;
 /** A PENDING status is written only while this share of the burst is spare. */
@@ -220,15 +225,14 @@ export class KubernetesStatusWriter {
         continue;
       }
       const since = queued?.since ?? now;
-      const notBefore = status.provisioningStatus.startsWith('PENDING_') ? since + PENDING_HOLD_MS : 0;
       if (queued !== undefined) {
         // Same place in the queue, newest status: an intermediate state nobody will see is never written.
         queued.status = status;
         queued.canonical = canonical;
         queued.attempts = 0;
-        queued.notBefore = notBefore;
+        queued.notBefore = 0;
       } else {
-        this.#pending.set(id, { kind: w.kind, namespace: w.namespace, name: w.name, status, canonical, since, attempts: 0, notBefore });
+        this.#pending.set(id, { kind: w.kind, namespace: w.namespace, name: w.name, status, canonical, since, attempts: 0, notBefore: 0 });
       }
     }
     for (const id of this.#pending.keys()) if (!seen.has(id)) this.#pending.delete(id);
@@ -282,6 +286,13 @@ export class KubernetesStatusWriter {
     return c;
   }
 
+  /** How long a PENDING status waits (PENDING_HOLD_MS, or the time the waiting ones' final writes will take). */
+  #pendingHold(): number {
+    let n = 0;
+    for (const p of this.#pending.values()) if (isPending(p)) n++;
+    return Math.max(PENDING_HOLD_MS, (1000 * n) / this.#limiter.limit.qps);
+  }
+
   get #maxInFlight(): number {
     return this.#fixedMaxInFlight ?? this.#limiter.limit.burst;
   }
@@ -294,10 +305,11 @@ export class KubernetesStatusWriter {
   #next(now: number): [string, Pending] | undefined {
     if (now < this.#pausedUntil) return undefined;
     let pending: [string, Pending] | undefined;
+    const hold = this.#pendingHold();
     for (const entry of this.#pending) {
       if (this.#inFlight.has(entry[0]) || entry[1].notBefore > now) continue;
-      if (!entry[1].status.provisioningStatus.startsWith('PENDING_')) return entry;
-      pending ??= entry;
+      if (!isPending(entry[1])) return entry;
+      if (entry[1].since + hold <= now) pending ??= entry;
     }
     if (pending !== undefined && (this.#limiter.spare?.() ?? 1) < SPARE_FOR_PENDING) {
       this.#heldForCapacity = true;
@@ -333,7 +345,10 @@ export class KubernetesStatusWriter {
     // A PENDING status held back for capacity: look again once some has come back.
     let at = this.#heldForCapacity ? now + CAPACITY_RECHECK_MS : Infinity;
     this.#heldForCapacity = false;
-    for (const [id, p] of this.#pending) if (!this.#inFlight.has(id)) at = Math.min(at, Math.max(p.notBefore, this.#pausedUntil));
+    const hold = this.#pendingHold();
+    for (const [id, p] of this.#pending) {
+      if (!this.#inFlight.has(id)) at = Math.min(at, Math.max(p.notBefore, isPending(p) ? p.since + hold : 0, this.#pausedUntil));
+    }
     if (at === Infinity) return;
     this.#timer = setTimeout(() => this.#dispatch(), Math.max(0, at - now));
     this.#timer.unref();
