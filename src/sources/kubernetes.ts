@@ -13,22 +13,15 @@ import {
 } from '@kubernetes/client-node';
 import type { AnyObject, Kind } from '../api/v1alpha1/types.js';
 import { API_VERSION, KINDS } from '../api/v1alpha1/types.js';
+import { GROUP, VERSION, pluralOf } from '../api/v1alpha1/crds.js';
 import { validateObject } from '../api/v1alpha1/validate.js';
 import type { Logger } from '../log/logger.js';
 
-export const GROUP = 'nslb.dev';
-export const VERSION = 'v1alpha1';
+export { GROUP, VERSION };
 export const FINALIZER = 'nslb.dev/cleanup';
 
-export const PLURALS: Readonly<Record<Kind, string>> = {
-  LoadBalancer: 'loadbalancers',
-  Listener: 'listeners',
-  Pool: 'pools',
-  Member: 'members',
-  HealthMonitor: 'healthmonitors',
-  L7Policy: 'l7policies',
-  L7Rule: 'l7rules',
-};
+/** The API's own names (src/api/v1alpha1/crds.ts), by kind. */
+export const PLURALS: Readonly<Record<Kind, string>> = Object.fromEntries(KINDS.map((k) => [k, pluralOf(k)])) as Record<Kind, string>;
 
 /** An object the API server holds that our schema refuses (the CRD schema is looser in places). */
 export interface InvalidObject {
@@ -60,7 +53,7 @@ export interface KubernetesSourceOptions {
 export class KubernetesSource {
   readonly #opts: KubernetesSourceOptions;
   readonly #api: CustomObjectsApi;
-  readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[] }>();
+  readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[]; get(name: string, namespace?: string): RawObject | undefined }>();
   readonly #restarts = new Map<Kind, number>();
   readonly #failedAt = new Map<Kind, number>();
   /** What the engine reads of each object (all but status), to tell a status-only update from a change. */
@@ -107,6 +100,7 @@ export class KubernetesSource {
     };
     const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list) as Informer<RawObject> & {
       list(namespace?: string): RawObject[];
+      get(name: string, namespace?: string): RawObject | undefined;
     };
     const id = (o: RawObject): string => `${kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
     // A write to the status subresource (ours, hundreds during a bulk apply) changes nothing a snapshot holds:
@@ -187,7 +181,8 @@ export class KubernetesSource {
 
   /** The object as the informer last saw it (with resourceVersion, uid and status). */
   cached(kind: Kind, namespace: string, name: string): RawObject | undefined {
-    return this.#informers.get(kind)?.list(namespace).find((o) => o.metadata?.name === name);
+    // A map lookup: the status writer asks for every object on every publish.
+    return this.#informers.get(kind)?.get(name, namespace);
   }
 
   /** LoadBalancers that are being deleted and still carry our finalizer. */
