@@ -105,6 +105,11 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
       return o?.status?.provisioningStatus === 'ACTIVE' && o.status.operatingStatus === 'ONLINE' &&
         o.status.observedGeneration === o.metadata.generation && o.status.conditions?.[0]?.status === 'True';
     }), { timeoutMs: 15_000, message: 'statuses never reached ACTIVE/ONLINE with observedGeneration' });
+    if (KUBECTL) {
+      // What a GitOps pipeline runs: it returns as soon as every object's Ready condition is True.
+      const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', api.writeKubeconfig(), 'wait', '--for=condition=Ready', 'lb,lbl,lbp,lbm,lbhm', '--all', '-n', NS, '--timeout=20s']);
+      expect(stdout.trim().split('\n')).toHaveLength(6);
+    }
     const lb = get('LoadBalancer', 'web')!;
     expect(lb.metadata.finalizers).toContain('nslb.dev/cleanup');
     expect(lb.status).toMatchObject({ vip: VIP, netns: NETNS, node: 'e2e-node' });
