@@ -5,8 +5,9 @@
 // Options:
 //   --quick            small N and few runs (development; about 2–3 minutes); verdicts that need the full
 //                      sizes are shown as "info"
-//   --phases a,b,e,c,s only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
-//                      s: a Service of type LoadBalancer → ingress IP and traffic)
+//   --phases a,b,e,c,k,s only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
+//                      k: Kubernetes mode against the in-test API server, s: a Service of type LoadBalancer →
+//                      ingress IP and traffic)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { promisify } from 'node:util';
 import { nodeNames } from '../src/desired/names.js';
 import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
+import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
 import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
 import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
 import { phaseServices, type ServicesResult } from './lib/services.js';
@@ -77,6 +79,8 @@ interface Settings {
   bulk: number[];
   bulkResyncS: number;
   sRuns: number;
+  /** Load balancers applied at once in phase (k). */
+  kubeN: number;
 }
 
 function parseArgs(argv: string[]): Settings {
@@ -85,11 +89,11 @@ function parseArgs(argv: string[]): Settings {
     (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
   for (const a of argv) {
     if (a.startsWith('--') && !['--quick', '--phases', '--no-setup'].includes(a) && !a.startsWith('--phases=')) {
-      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,s, --no-setup)`);
+      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,k,s, --no-setup)`);
     }
   }
-  const phases = new Set((phasesArg ?? 'a,b,e,c,s').split(',').map((p) => p.trim()));
-  for (const p of phases) if (!['a', 'b', 'e', 'c', 's'].includes(p)) throw new Error(`--phases takes a,b,e,c,s; got ${p}`);
+  const phases = new Set((phasesArg ?? 'a,b,e,c,k,s').split(',').map((p) => p.trim()));
+  for (const p of phases) if (!['a', 'b', 'e', 'c', 'k', 's'].includes(p)) throw new Error(`--phases takes a,b,e,c,k,s; got ${p}`);
   return {
     quick,
     phases,
@@ -101,6 +105,7 @@ function parseArgs(argv: string[]): Settings {
     bulk: quick ? [20, 50] : [100, 500],
     bulkResyncS: quick ? 5 : 10,
     sRuns: quick ? 5 : 20,
+    kubeN: quick ? 20 : 100,
   };
 }
 
@@ -165,6 +170,7 @@ interface Results {
   disturbances: string[];
   f?: { rssMiB: number; peakMiB: number; n: number };
   s?: ServicesResult;
+  k?: KubeResult;
 }
 
 interface BulkResult {
@@ -804,6 +810,7 @@ function buildRows(s: Settings, r: Results): Row[] {
       verdict: sized(verdict(r.f.peakMiB * 1.048576 < 250)),
     });
   }
+  if (r.k) rows.push(...kubeRows(r.k));
   if (r.s) {
     // Both must have happened: the address in status, and traffic through it.
     const both = r.s.ingress.map((v, i) => Math.max(v, r.s!.traffic[i] ?? Infinity));
@@ -863,6 +870,11 @@ async function main(): Promise<number> {
     const node = await createBenchNode(BRIDGE, cleanup);
     if (s.phases.has('a') || s.phases.has('b') || s.phases.has('e')) {
       await watched('(a), (b) and (e)', results, () => mainPhases(s, node, cleanup, results));
+    }
+    if (s.phases.has('k')) {
+      await watched(`Kubernetes mode N=${s.kubeN}`, results, async () => {
+        results.k = await phaseK({ n: s.kubeN, node, bridge: BRIDGE, root: ROOT, resyncS: s.bulkResyncS, cleanup, nslbCleanup });
+      });
     }
     if (s.phases.has('s')) {
       results.s = await watched('(s)', results, () => phaseServices(s.sRuns, node, ROOT, cleanup));

@@ -18,7 +18,7 @@ export interface ResyncLine {
 }
 
 export interface AgentOptions {
-  /** File-watch mode; or kubeconfig for Kubernetes mode. */
+  /** File-watch mode: this directory; or Kubernetes mode with `kubeconfig`. */
   watch?: string;
   kubeconfig?: string;
   /** More flags of `nslb run` (e.g. --service-provider). */
@@ -40,6 +40,8 @@ export class BenchAgent {
   readonly messages = new Set<string>();
   /** host:port of /metrics, once the agent has said where it listens. */
   listen: string | undefined;
+  /** The agent has logged its initial sync. */
+  synced = false;
   readonly #exited: Promise<void>;
 
   constructor(readonly opts: AgentOptions) {
@@ -47,8 +49,9 @@ export class BenchAgent {
     this.child = spawn(
       process.execPath,
       [
-        NSLB_CLI, 'run',
-        ...(opts.kubeconfig === undefined ? ['--watch', opts.watch ?? ''] : ['--kubernetes', '--kubeconfig', opts.kubeconfig]),
+        // NSLB_BENCH_CLI measures another build (say, the main branch's dist/cli/main.js) with the same phases.
+        process.env.NSLB_BENCH_CLI ?? NSLB_CLI, 'run',
+        ...(opts.kubeconfig === undefined ? ['--watch', opts.watch ?? ''] : ['--kubernetes', '--kubeconfig', opts.kubeconfig, '--node-name', 'bench-node']),
         '--state-dir', opts.stateDir, '--bridge', opts.bridge,
         '--listen', '127.0.0.1:0', '--resync', String(opts.resyncS), '--log-level', 'info',
         ...(opts.concurrency === undefined ? [] : ['--concurrency', String(opts.concurrency)]),
@@ -80,6 +83,7 @@ export class BenchAgent {
     }
     if (typeof parsed.level === 'number' && parsed.level >= 50) this.errors++;
     if (typeof parsed.msg === 'string') this.messages.add(parsed.msg);
+    if (parsed.msg === 'initial sync done') this.synced = true;
     if (typeof parsed.listen === 'string' && typeof parsed.msg === 'string' && parsed.msg.includes('/metrics')) this.listen = parsed.listen;
     if (parsed.msg !== 'resync') return;
     const num = (key: string): number | undefined => (typeof parsed[key] === 'number' ? (parsed[key] as number) : undefined);

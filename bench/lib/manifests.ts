@@ -19,6 +19,8 @@ export interface BenchLb {
   lbAlgorithm?: 'ROUND_ROBIN' | 'LEAST_CONNECTIONS' | 'SOURCE_IP';
   /** Listener timeouts.clientData (ms); left to the default when unset. */
   clientDataTimeoutMs?: number;
+  /** Without a HealthMonitor (default: with one). */
+  noMonitor?: boolean;
 }
 
 /**
@@ -53,7 +55,7 @@ kind: Member
 ${meta(`${lb.name}-${m.name}`)}
 spec: { pool: ${pool}, address: ${m.address}, port: ${MEMBER_PORT}${m.weight === undefined ? '' : `, weight: ${m.weight}`} }`,
     ),
-    `apiVersion: nslb.dev/v1alpha1
+    ...(lb.noMonitor === true ? [] : [`apiVersion: nslb.dev/v1alpha1
 kind: HealthMonitor
 ${meta(`${lb.name}-hm`)}
 spec:
@@ -64,7 +66,7 @@ spec:
   maxRetries: ${MONITOR.maxRetries}
   maxRetriesDown: ${MONITOR.maxRetriesDown}
   urlPath: ${MONITOR.urlPath}
-  expectedCodes: "200"`,
+  expectedCodes: "200"`]),
   ];
   return `---\n${docs.join('\n---\n')}\n`;
 }

@@ -5,14 +5,13 @@ import { KERNEL_LIMITS_MODES, type KernelLimitsMode } from '../controller/kernel
 import { cleanup } from './cleanup.js';
 import { LOG_LEVELS } from './config-file.js';
 import { importOctaviaFiles } from './import.js';
-import { DEFAULTS, parsePositiveInt } from './options.js';
+import { DEFAULTS, parsePositiveInt, parsePositiveNumber } from './options.js';
 import { printPlan } from './plan.js';
 import type { RunFlags } from './run.js';
 import { showStatus } from './status.js';
 import { validate } from './validate.js';
 
-function positive(flag: string) {
-  const parse = parsePositiveInt(flag);
+function positive(flag: string, parse: (v: string) => number = parsePositiveInt(flag)) {
   return (v: string): number => {
     try {
       return parse(v);
@@ -45,6 +44,8 @@ program
   .option('--resync <seconds>', 'full resync (drift repair) period', positive('--resync'), DEFAULTS.resync)
   .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
   .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
+  .option('--kube-api-qps <n>', 'with --kubernetes: status and Event writes per second to the API server (client-go QPS)', positive('--kube-api-qps', parsePositiveNumber('--kube-api-qps')), DEFAULTS.kubeApiQps)
+  .option('--kube-api-burst <n>', 'with --kubernetes: writes that may go at once (client-go burst)', positive('--kube-api-burst'), DEFAULTS.kubeApiBurst)
   .addOption(new Option('--log-level <level>', 'how much to log').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
   .addOption(
     new Option('--kernel-limits <mode>', "raise: raise kernel limits the load balancers need (neighbour tables, pid_max, …; upward only); check: only report those too low")
@@ -77,6 +78,8 @@ program
       ...(o.servicesWithoutClass === true ? { servicesWithoutClass: true } : {}),
       serviceMembers: o.serviceMembers as 'nodes' | 'endpoints',
       providerLease: o.providerLease as number,
+      kubeApiQps: o.kubeApiQps as number,
+      kubeApiBurst: o.kubeApiBurst as number,
     };
     const fromCommandLine = new Set(
       (Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'),

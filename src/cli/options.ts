@@ -12,12 +12,26 @@ export const DEFAULTS = {
   logLevel: 'info',
   nodeName: hostname(),
   kernelLimits: 'raise',
+  // Kubernetes mode's client-side limit on status and Event writes (client-go's QPS and burst), as operators
+  // that write status for many objects set it (cilium-operator's defaults): a bulk apply of 100 load balancers
+  // (600 objects, about one write each) is Ready about as soon as the node serves them (bench (k)); an agent
+  // with nothing changing writes nothing.
+  kubeApiQps: 100,
+  kubeApiBurst: 200,
 } as const;
 
 export function parsePositiveInt(flag: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer (got ${JSON.stringify(value)})`);
+    return n;
+  };
+}
+
+export function parsePositiveNumber(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number (got ${JSON.stringify(value)})`);
     return n;
   };
 }

@@ -5,15 +5,10 @@ import { createServer, type Server } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { mkdir, chmod } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { AnyObject } from '../api/v1alpha1/types.js';
-import { referencedSecrets } from '../desired/secrets.js';
-import { secretEvents, type SecretEvent } from '../status/secret-events.js';
 import { lockStateDir } from '../controller/lock.js';
 import { KernelLimits, type KernelLimitsMode } from '../controller/kernel-limits.js';
 import { Manager, type ManagerOptions } from '../controller/manager.js';
 import { HOST_PATHS } from '../drivers/kernel/limits.js';
-import { parseLbKey } from '../desired/names.js';
-import type { KubernetesSource, InvalidObject } from '../sources/kubernetes.js';
 import { runCommand } from '../exec/run.js';
 import { daemonsInCgroup } from '../exec/daemon-cgroup.js';
 import { observeRunningHaproxies, reportAdopted } from '../controller/adoption.js';
@@ -55,6 +50,9 @@ export interface RunFlags {
   serviceMembers?: 'nodes' | 'endpoints';
   /** With serviceProvider: seconds of the provider's leader-election Lease. */
   providerLease?: number;
+  /** Kubernetes mode: status and Event writes per second, and at once (client-go's QPS and burst). */
+  kubeApiQps: number;
+  kubeApiBurst: number;
 }
 
 function serveHttp(listen: string, manager: Manager, lastStatus: () => StatusFile | undefined, metrics: AgentMetrics): Server {
@@ -158,6 +156,8 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   };
   let onRemoved: ((key: string) => Promise<void>) | undefined;
   let onEvent: ManagerOptions['onEvent'];
+  let onProblem: ManagerOptions['onProblem'];
+  let setKubeRateLimit: ((limit: { qps: number; burst: number }) => void) | undefined;
   // prom-client is loaded here only: one-shot commands stay quick.
   const { createAgentMetrics } = await import('../metrics/metrics.js');
   const kernelLimits = new KernelLimits({ paths: HOST_PATHS, mode: flags.kernelLimits, logger });
@@ -177,6 +177,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     },
     onRemoved: async (key) => onRemoved?.(key),
     onEvent: (e) => onEvent?.(e),
+    onProblem: (p) => onProblem?.(p),
     onReconciled: (key, result, seconds) => metrics.observeReconcile(key, result, seconds),
     kernelLimits,
     watchedPaths: () => files?.watchedPaths(),
@@ -187,99 +188,38 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   let closeSecure = (): void => {};
   if (flags.kubernetes === true) {
     const kc = await kubeConfigFor(flags);
-    const { KubernetesSource } = await import('../sources/kubernetes.js');
-    const { KubernetesEvents, KubernetesStatusWriter } = await import('../status/kubernetes-writer.js');
-    const { SecretWatcher } = await import('../sources/kubernetes-secrets.js');
-    let invalid: InvalidObject[] = [];
-    // Secrets named by Listeners and Pools (tls.secretName, …): their contents are the snapshot's TLS
-    // materials; a change builds the snapshot again. Events about them go out through onSecretEvent (the
-    // seam the Events recorder takes over).
-    let objects: AnyObject[] = [];
-    let onSecretEvent: (e: SecretEvent) => void = () => {};
-    const secrets = new SecretWatcher({
-      kubeConfig: kc,
-      logger,
-      onChange: (change) => {
-        k8s.refresh();
-        for (const e of secretEvents(change, objects, secrets.materials())) onSecretEvent(e);
-      },
-    });
-    const k8s: KubernetesSource = new KubernetesSource({
+    const { kubernetesMode } = await import('./kubernetes-mode.js');
+    const k8s = kubernetesMode({
       kubeConfig: kc,
       ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
+      nodeName: flags.nodeName,
+      rateLimit: { qps: flags.kubeApiQps, burst: flags.kubeApiBurst },
+      manager,
       logger,
-      onSnapshot: (s) => {
-        invalid = s.invalid;
-        objects = s.objects;
-        secrets.want(referencedSecrets(s.objects));
-        // Until every named Secret has been listed once it is neither there nor missing: wait (the listing
-        // calls back), rather than report a Listener ERROR that is not true.
-        if (!secrets.synced) return;
-        manager.setSnapshot(s.objects, [], secrets.materials());
-        // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
-        for (const d of k8s.deleting()) manager.enqueue(`${d.namespace}/${d.name}`);
-        k8s.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
-      },
+      metrics,
+      fileWriter,
+      ...(flags.serviceProvider === true
+        ? {
+            provider: {
+              withoutClass: flags.servicesWithoutClass === true,
+              members: flags.serviceMembers === 'endpoints' ? 'Endpoints' : 'Nodes',
+              leaseSeconds: flags.providerLease ?? 15,
+            },
+          }
+        : {}),
     });
-    const statusWriter = new KubernetesStatusWriter(kc, k8s, logger);
-    const events = new KubernetesEvents(kc, k8s, flags.nodeName);
-    // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
-    sink = async (file) => {
-      await fileWriter.write(file);
-      await statusWriter.write(file, invalid);
-    };
-    onRemoved = async (key) => {
-      const { namespace, name } = parseLbKey(key);
-      await k8s.removeFinalizer(namespace, name);
-    };
-    onEvent = (e) => {
-      const { namespace, name } = parseLbKey(e.key);
-      void events.emit({ namespace, name, kind: 'LoadBalancer', type: e.type, reason: e.reason, message: e.message });
-    };
-    onSecretEvent = (e) => void events.emit(e);
+    sink = (file) => k8s.publish(file);
+    onRemoved = (key) => k8s.onRemoved(key);
+    onEvent = k8s.onEvent;
+    onProblem = (p) => k8s.onProblem(p);
+    setKubeRateLimit = (limit) => k8s.setRateLimit(limit);
+    source = k8s;
     if (flags.metricsListen !== undefined) {
       const { serveSecureMetrics } = await import('./metrics-server.js');
       const secure = await serveSecureMetrics({
         listen: flags.metricsListen, kubeConfig: kc, stateDir: flags.stateDir, run: runCommand, logger, render: () => metrics.render(),
       });
       closeSecure = () => secure.close();
-    }
-    source = {
-      start: () => k8s.start(),
-      refresh: async () => k8s.refresh(),
-      stop: async () => {
-        await secrets.stop();
-        await k8s.stop();
-      },
-    };
-    if (flags.serviceProvider === true) {
-      const { startProviderAgent } = await import('../provider/agent.js');
-      let provider: { resync(): void; stop(): Promise<void> } | undefined;
-      const engine = source;
-      source = {
-        start: async () => {
-          await engine.start();
-          provider = startProviderAgent({
-            kubeConfig: kc,
-            ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
-            nodeName: flags.nodeName,
-            withoutClass: flags.servicesWithoutClass === true,
-            members: flags.serviceMembers === 'endpoints' ? 'Endpoints' : 'Nodes',
-            leaseSeconds: flags.providerLease ?? 15,
-            logger,
-            // The seam for the provider's Events: the agent's recorder, about Services.
-            events: { emit: (ref, type, reason, message) => void events.emitAbout(ref, type, reason, message) },
-          });
-        },
-        refresh: async () => {
-          await engine.refresh();
-          provider?.resync();
-        },
-        stop: async () => {
-          await provider?.stop();
-          await engine.stop();
-        },
-      };
     }
   } else {
     let logged = new Set<string>();
@@ -368,6 +308,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     flags = applied as unknown as RunFlags;
     if (live.includes('concurrency')) manager.setConcurrency(flags.concurrency);
     if (live.includes('kernelLimits')) kernelLimits.setMode(flags.kernelLimits);
+    if (live.includes('kubeApiQps') || live.includes('kubeApiBurst')) setKubeRateLimit?.({ qps: flags.kubeApiQps, burst: flags.kubeApiBurst });
     if (live.includes('resync') || live.includes('statusInterval')) startTimers();
     // The reload is confirmed at info when either the old or the new level shows info (warn → info says so).
     if (!logger.isLevelEnabled('info')) logger.level = flags.logLevel;

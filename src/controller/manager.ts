@@ -4,7 +4,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AnyObject, Condition, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
 import { objectId } from '../api/v1alpha1/types.js';
-import { buildDesired, type DesiredState } from '../desired/build.js';
+import { buildDesired, type DesiredState, type ObjectProblem } from '../desired/build.js';
 import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
 import { nodeNames, parseLbKey } from '../desired/names.js';
 import type { Runner } from '../exec/run.js';
@@ -40,8 +40,10 @@ export interface ManagerOptions {
   publish: (file: StatusFile) => Promise<void>;
   /** A load balancer that is no longer desired is gone from the node (Kubernetes: drop the finalizer). */
   onRemoved?: (key: LbKey) => Promise<void>;
-  /** Provisioning milestones and failures, for Kubernetes Events. */
-  onEvent?: (e: { key: LbKey; type: 'Normal' | 'Warning'; reason: string; message: string }) => void;
+  /** Provisioning milestones and failures, for Kubernetes Events; `actions`: what a reconcile did. */
+  onEvent?: (e: { key: LbKey; type: 'Normal' | 'Warning'; reason: string; message: string; actions?: readonly Action[] }) => void;
+  /** A problem of one desired object (invalid spec, dangling reference) when it appears, for Kubernetes Events. */
+  onProblem?: (p: ObjectProblem) => void;
   /** After each reconcile of a key: how it ended and how long it took (for /metrics). */
   onReconciled?: (key: LbKey, result: 'ok' | 'error', seconds: number) => void;
   /** The node's kernel limits, checked against the load on every snapshot and resync (absent in tests). */
@@ -175,7 +177,9 @@ export class Manager {
     const problems = new Set(this.#desired.problems.map((p) => `${p.kind}/${p.namespace}/${p.name}: ${p.message}`));
     for (const p of this.#desired.problems) {
       const text = `${p.kind}/${p.namespace}/${p.name}: ${p.message}`;
-      if (!this.#loggedProblems.has(text)) this.#opts.logger.warn({ object: `${p.kind}/${p.namespace}/${p.name}`, reason: p.reason }, p.message);
+      if (this.#loggedProblems.has(text)) continue;
+      this.#opts.logger.warn({ object: `${p.kind}/${p.namespace}/${p.name}`, reason: p.reason }, p.message);
+      this.#opts.onProblem?.(p);
     }
     this.#loggedProblems = problems;
     void this.#publish();
@@ -485,6 +489,7 @@ export class Manager {
           type: 'Normal',
           reason: created ? 'Provisioned' : 'Updated',
           message: `${created ? 'serving' : 'updated'} on ${this.#opts.nodeName} in ${Date.now() - started} ms: ${actions.length} actions`,
+          actions,
         });
       }
       await this.#pollOne(outcome);

@@ -26,10 +26,22 @@ export interface MetricsOptions {
   kernelLimits?: { readonly report: KernelLimitsReport | undefined; readonly raises: ReadonlyMap<string, number> };
 }
 
+/** Kubernetes mode's writes to the API server, read at scrape time. */
+export interface KubernetesWriteStats {
+  /** Status writes made, by kind and result (ok, conflict, throttled, unavailable, not_found, invalid, error). */
+  statusWrites(): Iterable<[{ kind: string; result: string }, number]>;
+  /** Statuses the API server does not hold yet, and how long the oldest of them has waited. */
+  statusQueue(): { depth: number; oldestSeconds: number };
+  /** Event writes by result (created, updated, failed), and occurrences recorded. */
+  events(): { writes: Iterable<[string, number]>; occurrences: number };
+}
+
 export interface AgentMetrics {
   readonly registry: Registry;
   /** Give this to the Manager as onReconciled. */
   observeReconcile(key: string, result: 'ok' | 'error', seconds: number): void;
+  /** Kubernetes mode: add the status-write and Event metrics. */
+  addKubernetes(stats: KubernetesWriteStats): void;
   /** The exposition text, and its content type. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -211,6 +223,9 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
 
   return {
     registry,
+    addKubernetes(stats) {
+      registerKubernetesMetrics(registers, stats);
+    },
     observeReconcile(_key, result, seconds) {
       reconcileSeconds.observe({ result }, seconds);
       reconciles.inc({ result });
@@ -291,6 +306,55 @@ function kernelLimitMetrics(source: NonNullable<MetricsOptions['kernelLimits']>,
       this.reset();
       const refusing = new Set(source.report?.refusing ?? []);
       for (const family of ['ipv4', 'ipv6']) this.set({ family }, refusing.has(family as 'ipv4' | 'ipv6') ? 1 : 0);
+    },
+  });
+}
+
+function registerKubernetesMetrics(registers: Registry[], stats: KubernetesWriteStats): void {
+  new Counter({
+    name: 'nslb_kube_status_writes_total',
+    help: 'Status subresource writes (merge patches) sent to the API server, by kind and result (ok, conflict, throttled, unavailable, not_found, invalid, error).',
+    labelNames: ['kind', 'result'],
+    registers,
+    collect() {
+      const seen = [...stats.statusWrites()];
+      // ok exists for every kind from the start: a rate() is 0, not absent, before the first write.
+      for (const kind of KINDS) if (!seen.some(([l]) => l.kind === kind && l.result === 'ok')) seen.push([{ kind, result: 'ok' }, 0]);
+      mirror(this, seen);
+    },
+  });
+  new Gauge({
+    name: 'nslb_kube_status_queue_depth',
+    help: 'Objects whose newest status the API server does not hold yet (waiting for the rate limit, a retry, or the server).',
+    registers,
+    collect() {
+      this.set(stats.statusQueue().depth);
+    },
+  });
+  new Gauge({
+    name: 'nslb_kube_status_oldest_unwritten_seconds',
+    help: 'How long the oldest status not yet written to the API server has waited (0 when none waits).',
+    registers,
+    collect() {
+      this.set(stats.statusQueue().oldestSeconds);
+    },
+  });
+  new Counter({
+    name: 'nslb_kube_event_writes_total',
+    help: 'Event writes to the API server by result: created (a new Event), updated (the count of a series), failed (given up).',
+    labelNames: ['result'],
+    registers,
+    collect() {
+      const writes = new Map(stats.events().writes);
+      mirror(this, ['created', 'updated', 'failed'].map((result) => [{ result }, writes.get(result) ?? 0]));
+    },
+  });
+  new Counter({
+    name: 'nslb_kube_event_occurrences_total',
+    help: 'Things reported as Events; repeats are counted in a series, so this grows faster than the writes.',
+    registers,
+    collect() {
+      mirror(this, [[{}, stats.events().occurrences]]);
     },
   });
 }

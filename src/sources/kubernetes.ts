@@ -13,22 +13,15 @@ import {
 } from '@kubernetes/client-node';
 import type { AnyObject, Kind } from '../api/v1alpha1/types.js';
 import { API_VERSION, KINDS } from '../api/v1alpha1/types.js';
+import { GROUP, VERSION, pluralOf } from '../api/v1alpha1/crds.js';
 import { validateObject } from '../api/v1alpha1/validate.js';
 import type { Logger } from '../log/logger.js';
 
-export const GROUP = 'nslb.dev';
-export const VERSION = 'v1alpha1';
+export { GROUP, VERSION };
 export const FINALIZER = 'nslb.dev/cleanup';
 
-export const PLURALS: Readonly<Record<Kind, string>> = {
-  LoadBalancer: 'loadbalancers',
-  Listener: 'listeners',
-  Pool: 'pools',
-  Member: 'members',
-  HealthMonitor: 'healthmonitors',
-  L7Policy: 'l7policies',
-  L7Rule: 'l7rules',
-};
+/** The API's own names (src/api/v1alpha1/crds.ts), by kind. */
+export const PLURALS: Readonly<Record<Kind, string>> = Object.fromEntries(KINDS.map((k) => [k, pluralOf(k)])) as Record<Kind, string>;
 
 /** An object the API server holds that our schema refuses (the CRD schema is looser in places). */
 export interface InvalidObject {
@@ -45,6 +38,9 @@ export interface KubernetesSnapshot {
 
 type RawObject = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: KubernetesObject['metadata'] & { deletionTimestamp?: unknown } };
 
+/** An informer restarted this long ago without an error since is taken as running. */
+const HEALTHY_AFTER_MS = 1_000;
+
 export interface KubernetesSourceOptions {
   kubeConfig: KubeConfig;
   /** Only this namespace; all namespaces when undefined. */
@@ -57,8 +53,11 @@ export interface KubernetesSourceOptions {
 export class KubernetesSource {
   readonly #opts: KubernetesSourceOptions;
   readonly #api: CustomObjectsApi;
-  readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[] }>();
+  readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[]; get(name: string, namespace?: string): RawObject | undefined }>();
   readonly #restarts = new Map<Kind, number>();
+  readonly #failedAt = new Map<Kind, number>();
+  /** What the engine reads of each object (all but status), to tell a status-only update from a change. */
+  readonly #seen = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -95,23 +94,54 @@ export class KubernetesSource {
         metadata: { resourceVersion?: string };
       };
       // A list that worked is the sign of health that ends a backoff ('connect' fires before every attempt).
+      if ((this.#restarts.get(kind) ?? 0) > 0) this.#opts.logger.info({ kind }, 'informer running again');
       this.#restarts.set(kind, 0);
       return result;
     };
     const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list) as Informer<RawObject> & {
       list(namespace?: string): RawObject[];
+      get(name: string, namespace?: string): RawObject | undefined;
     };
-    for (const verb of ['add', 'update', 'delete']) informer.on(verb, () => this.#changed());
+    const id = (o: RawObject): string => `${kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+    // A write to the status subresource (ours, hundreds during a bulk apply) changes nothing a snapshot holds:
+    // it must not cost one (each is O(objects)).
+    const fingerprint = (o: RawObject): string =>
+      JSON.stringify({ ...o, status: undefined, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
+    informer.on('add', (o) => {
+      this.#seen.set(id(o), fingerprint(o));
+      this.#changed();
+    });
+    informer.on('update', (o) => {
+      const f = fingerprint(o);
+      if (this.#seen.get(id(o)) === f) return;
+      this.#seen.set(id(o), f);
+      this.#changed();
+    });
+    informer.on('delete', (o) => {
+      this.#seen.delete(id(o));
+      this.#changed();
+    });
     // client-node relists by itself after 410 Gone and re-watches when a stream ends; any other error stops
     // the informer, and restarting it is ours to do, with backoff.
     informer.on('error', (err: unknown) => {
       if (this.#stopped) return;
+      this.#failedAt.set(kind, Date.now());
       const n = (this.#restarts.get(kind) ?? 0) + 1;
       this.#restarts.set(kind, n);
-      const delay = Math.min(30_000, 200 * 2 ** Math.min(n - 1, 8));
-      this.#opts.logger.warn({ kind, err: String(err), retryInMs: delay }, 'informer stopped; restarting');
+      // Capped at 10 s: after an API server outage, spec changes are seen again within seconds.
+      const delay = Math.min(10_000, 200 * 2 ** Math.min(n - 1, 8));
+      // Once per outage, not once per retry: an API server down for minutes must not fill the log.
+      const level = n === 1 ? 'warn' : 'debug';
+      this.#opts.logger[level]({ kind, err: String(err), retryInMs: delay }, 'informer stopped; restarting');
       setTimeout(() => {
-        if (!this.#stopped) informer.start().catch(() => undefined);
+        if (this.#stopped) return;
+        const restartedAt = Date.now();
+        informer.start().catch(() => undefined);
+        // A restart re-watches from the informer's resourceVersion: no list says it worked. One that has not
+        // failed within a moment is running, and the next failure is a new outage, backed off from the start.
+        setTimeout(() => {
+          if ((this.#failedAt.get(kind) ?? 0) < restartedAt) this.#restarts.set(kind, 0);
+        }, HEALTHY_AFTER_MS).unref();
       }, delay).unref();
     });
     this.#informers.set(kind, informer);
@@ -151,7 +181,8 @@ export class KubernetesSource {
 
   /** The object as the informer last saw it (with resourceVersion, uid and status). */
   cached(kind: Kind, namespace: string, name: string): RawObject | undefined {
-    return this.#informers.get(kind)?.list(namespace).find((o) => o.metadata?.name === name);
+    // A map lookup: the status writer asks for every object on every publish.
+    return this.#informers.get(kind)?.get(name, namespace);
   }
 
   /** LoadBalancers that are being deleted and still carry our finalizer. */

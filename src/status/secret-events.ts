@@ -1,7 +1,7 @@
 // Kubernetes Events about the Secrets that Listeners and Pools name: missing, unreadable, broken, rotated.
 // Pure: a change of one Secret + the objects and materials now → the Events, on each object naming it (the
 // object whose status says ERROR is the one a user looks at). Messages name the Secret and its keys, never
-// their content. The caller sends them (today through KubernetesEvents; see cli/run.ts).
+// their content. cli/kubernetes-mode.ts sends them through the Event recorder.
 import type { AnyObject } from '../api/v1alpha1/types.js';
 import { resolveListenerTls, resolvePoolTls } from '../desired/tls.js';
 import type { SecretChange } from '../sources/kubernetes-secrets.js';

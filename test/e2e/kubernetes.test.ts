@@ -1,8 +1,11 @@
 // Kubernetes mode end to end: the real engine and node, driven by an in-test API server with the semantics of
 // a real one (list/watch with resourceVersion, status subresource, finalizers, 409s). Issue 4's acceptance.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeNames } from '../../src/desired/names.js';
@@ -36,6 +39,7 @@ const VIP = run.ip(10);
 const { netns: NETNS } = nodeNames(NS, 'web');
 const stateDir = join(tmpdir(), `nslb-k8s-${run.prefix}`);
 const V = 'nslb.dev/v1alpha1';
+const KUBECTL = (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, 'kubectl')));
 const PLURAL: Record<string, string> = {
   LoadBalancer: 'loadbalancers', Listener: 'listeners', Pool: 'pools', Member: 'members', HealthMonitor: 'healthmonitors',
 };
@@ -47,7 +51,8 @@ async function exampleObjects(): Promise<Obj[]> {
 }
 
 describe('Kubernetes mode against an in-test API server, on a real node', () => {
-  const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
+  // A realistic latency on every request (the agent's writes go in parallel; a serial writer would crawl).
+  const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')), requestDelayMs: 20 });
   let m1: Host, m2: Host, client: Host;
   const servers: HttpServerHandle[] = [];
   let agent: Agent | undefined;
@@ -84,6 +89,9 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
       return s?.provisioningStatus === 'ERROR' && /web/.test(s.conditions?.[0]?.message ?? '');
     }, { timeoutMs: 10_000, message: 'listener never reported its missing load balancer' });
     expect(get('Listener', 'web-http')?.status.conditions[0]).toMatchObject({ type: 'Ready', status: 'False', reason: 'InvalidReference' });
+    // And an Event on the Listener itself, naming the field.
+    await waitFor(async () => api.events(NS, 'involvedObject.kind=Listener,involvedObject.name=web-http,reason=InvalidReference')
+      .some((e: Obj) => e.type === 'Warning' && String(e.message).startsWith('spec.loadBalancer: ')), { timeoutMs: 10_000, message: 'no InvalidReference Event on the Listener' });
 
     api.create(objects.find((x) => x.kind === 'LoadBalancer')!);
     await waitFor(serving, { timeoutMs: 15_000, message: 'never served after the parent appeared' });
@@ -97,6 +105,11 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
       return o?.status?.provisioningStatus === 'ACTIVE' && o.status.operatingStatus === 'ONLINE' &&
         o.status.observedGeneration === o.metadata.generation && o.status.conditions?.[0]?.status === 'True';
     }), { timeoutMs: 15_000, message: 'statuses never reached ACTIVE/ONLINE with observedGeneration' });
+    if (KUBECTL) {
+      // What a GitOps pipeline runs: it returns as soon as every object's Ready condition is True.
+      const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', api.writeKubeconfig(), 'wait', '--for=condition=Ready', 'lb,lbl,lbp,lbm,lbhm', '--all', '-n', NS, '--timeout=20s']);
+      expect(stdout.trim().split('\n')).toHaveLength(6);
+    }
     const lb = get('LoadBalancer', 'web')!;
     expect(lb.metadata.finalizers).toContain('nslb.dev/cleanup');
     expect(lb.status).toMatchObject({ vip: VIP, netns: NETNS, node: 'e2e-node' });
@@ -124,6 +137,73 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     const member = get('Member', 'web-m2')!;
     api.update({ ...member, spec: { ...member.spec, weight: 1 } });
     await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === 3, { timeoutMs: 10_000, message: 'status never caught up after a 409' });
+  });
+
+  it('Events on the object they are about: dangling pool (kubectl describe), runtime-API change, member down and up', async () => {
+    api.create({ apiVersion: V, kind: 'Member', metadata: { name: 'bad', namespace: NS }, spec: { pool: 'nope', address: run.ip(13), port: 8080 } });
+    await waitFor(async () => api.events(NS, 'involvedObject.kind=Member,involvedObject.name=bad').length > 0, { timeoutMs: 10_000, message: 'no Event on Member bad' });
+    const [bad] = api.events(NS, 'involvedObject.kind=Member,involvedObject.name=bad');
+    expect(bad).toMatchObject({ type: 'Warning', reason: 'InvalidReference', message: `spec.pool: pool "nope" does not exist in namespace "${NS}"` });
+    expect(api.list('events.k8s.io/v1', 'events', NS, 'regarding.name=bad')[0]).toMatchObject({ reportingController: 'nslb.dev/agent', reportingInstance: 'nslb.dev/agent-e2e-node' });
+    if (KUBECTL) {
+      const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', api.writeKubeconfig(), 'describe', 'lbm', 'bad', '-n', NS]);
+      expect(stdout).toMatch(/Warning\s+InvalidReference\s+\S+\s+nslb\.dev\/agent\s+spec\.pool: pool "nope" does not exist/);
+    }
+    api.delete(V, 'members', NS, 'bad');
+
+    const member = get('Member', 'web-m2')!;
+    api.update({ ...member, spec: { ...member.spec, weight: 3 } });
+    await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=RuntimeUpdated').some((e: Obj) => /weight set to 3 .*without a reload/.test(String(e.message))),
+      { timeoutMs: 10_000, message: 'no RuntimeUpdated Event on web-m2' });
+
+    await servers[1]!.setHealthy(false);
+    await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=MemberDown,type=Warning').length === 1, { timeoutMs: 20_000, message: 'no MemberDown Event' });
+    await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ERROR' && get('Pool', 'web-pool')?.status?.operatingStatus === 'DEGRADED',
+      { timeoutMs: 10_000, message: 'member ERROR / pool DEGRADED never written' });
+    await servers[1]!.setHealthy(true);
+    await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=MemberUp').length === 1, { timeoutMs: 20_000, message: 'no MemberUp Event' });
+    await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ONLINE', { timeoutMs: 10_000, message: 'member never ONLINE again' });
+  });
+
+  it('API server stopped for 30 s while members change: the newest status when it returns, and no error loop', async () => {
+    // A spec change the agent receives just before the API server goes, and applies while it is away.
+    const member = get('Member', 'web-m1')!;
+    api.update({ ...member, spec: { ...member.spec, weight: 7 } });
+    await new Promise((r) => setTimeout(r, 300));
+    const logsBefore = agent!.logs.length;
+    await api.stop();
+    const stoppedAt = Date.now();
+    // Members change while it is down: m2 fails its health check, then m1 too, then m1 comes back.
+    await servers[1]!.setHealthy(false);
+    await servers[0]!.setHealthy(false);
+    await new Promise((r) => setTimeout(r, 12_000));
+    await servers[0]!.setHealthy(true);
+    const quietFrom = agent!.logs.length;
+    await new Promise((r) => setTimeout(r, Math.max(0, 30_000 - (Date.now() - stoppedAt))));
+    const outage = agent!.logs.slice(logsBefore).map((l) => JSON.parse(l) as { level: number; msg: string });
+    const quiet = agent!.logs.slice(quietFrom).map((l) => JSON.parse(l) as { level: number; msg: string });
+    await api.start();
+
+    // Newest: m1 weight 7 observed and ONLINE again, m2 ERROR, the pool DEGRADED.
+    await waitFor(async () => {
+      const m1 = get('Member', 'web-m1')?.status;
+      return m1?.observedGeneration === member.metadata.generation + 1 && m1.operatingStatus === 'ONLINE' &&
+        get('Member', 'web-m2')?.status?.operatingStatus === 'ERROR' && get('Pool', 'web-pool')?.status?.operatingStatus === 'DEGRADED';
+    }, { timeoutMs: 20_000, message: 'statuses never caught up after the API server came back' });
+    // Warnings when it went (one per informer, one for status writes, one for Events), then silence: the last
+    // 18 s of the outage logged nothing at warn or above.
+    const loud = outage.filter((l) => l.level >= 40);
+    expect(loud.length).toBeLessThanOrEqual(10);
+    expect(quiet.filter((l) => l.level >= 40)).toEqual([]);
+    expect(loud.filter((l) => l.msg.startsWith('cannot write status'))).toHaveLength(1);
+    await waitFor(async () => agent!.logs.some((l) => l.includes('the API server answers again')), { timeoutMs: 5_000, message: 'no recovery line' });
+    // The informers are back within their backoff's cap (10 s): a spec change made now is applied.
+    const m1 = get('Member', 'web-m1')!;
+    api.update({ ...m1, spec: { ...m1.spec, weight: 1 } });
+    await waitFor(async () => get('Member', 'web-m1')?.status?.observedGeneration === m1.metadata.generation + 1,
+      { timeoutMs: 20_000, message: 'a spec change after the API server came back was never applied' });
+    await servers[1]!.setHealthy(true);
+    await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ONLINE', { timeoutMs: 20_000, message: 'm2 never ONLINE again' });
   });
 
   it('relists after 410 Gone and restarts an informer that stopped on an error', async () => {
@@ -154,6 +234,8 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
       const o = get('LoadBalancer', 'web');
       return o !== undefined && !o.metadata.finalizers.includes('nslb.dev/cleanup');
     }, { timeoutMs: 10_000, message: 'our finalizer never removed' });
+    // Deletion done, said on the LoadBalancer before the finalizer went.
+    expect(api.events(NS, 'involvedObject.kind=LoadBalancer,involvedObject.name=web,reason=Deleted')).toHaveLength(1);
     // Another controller's finalizer is kept; the object goes only when that one is gone too.
     const o = get('LoadBalancer', 'web')!;
     expect(o.metadata.finalizers).toEqual(['example.com/keep']);

@@ -28,12 +28,24 @@
 //   paths, keys or metadata; a namespaced path to one (or a namespace-less path to a namespaced object) is 404;
 // - Services (status subresource, ClusterIP/NodePort allocation), EndpointSlices and Nodes with their
 //   registries' defaulting and validation: see fake-apiserver-core.ts.
+// - Events: one store served as core/v1 and as events.k8s.io/v1 (as the apiserver does: an Event written
+//   through one API is read through the other, converted field by field: regarding ↔ involvedObject, note ↔
+//   message, reportingController ↔ reportingComponent, deprecated* ↔ the legacy fields); each API's own
+//   validation (events.k8s.io: eventTime required, legacy fields unset, series.count ≥ 2, immutable fields on
+//   update); field selectors involvedObject.* / regarding.*, reason, type, reportingComponent /
+//   reportingController (what `kubectl describe` sends); events.k8s.io can be switched off (`eventsV1`)
+//   to stand for a server that has only core/v1;
+// - latency and concurrency: an optional delay on every request (`requestDelayMs`, setRequestDelay), served
+//   concurrently; every request's start and end are numbered in one sequence, so that tests can count how
+//   many were in flight at once and how long the longest chain of one-after-another requests was, without
+//   measuring time.
 //
 // Simplifications (documented, deliberate): namespaces need not exist; labelSelector supports equality and
-// existence only, fieldSelector metadata.name / metadata.namespace and the labels a kind declares
-// (Service spec.type and spec.clusterIP, Node spec.unschedulable); limit/continue are ignored (every
-// list is complete); LIST ignores resourceVersion/resourceVersionMatch (always the latest state); core
-// Events and events.k8s.io Events are separate stores; no managedFields; no admission webhooks.
+// existence only, fieldSelector metadata.name / metadata.namespace and the labels a kind declares (Secret
+// type, Service spec.type and spec.clusterIP, Node spec.unschedulable, the Event fields above); limit/continue
+// are ignored (every list is complete); LIST ignores resourceVersion/resourceVersionMatch (always the latest
+// state); Events never expire (no --event-ttl); no managedFields; no admission webhooks; no server-side rate
+// limit (429) unless injected with failNext.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -85,16 +97,24 @@ interface ResourceType {
   allowUnconditionalUpdate: boolean;
   /** openAPIV3Schema (custom resources declared through `crds`). */
   schema?: JsonObject;
-  /** Built-in validation: field errors. */
-  validate?: (obj: JsonObject, old?: JsonObject) => FieldError[];
+  /** Built-in validation of the stored form (and of the stored object it replaces, on update): field errors. */
+  validate?: (obj: JsonObject, old: JsonObject | undefined) => FieldError[];
+  /** The store it shares with another version (events.k8s.io/v1 Events live in core/v1's). */
+  storage?: string;
+  /** This version's form → the stored one, and back (Events: events.k8s.io/v1 ↔ core/v1). */
+  toStorage?: (obj: JsonObject) => JsonObject;
+  fromStorage?: (obj: JsonObject) => JsonObject;
+  /** Field selector labels besides metadata.name and metadata.namespace: label → value in the stored form. */
+  fieldLabels?: Record<string, (stored: JsonObject) => unknown>;
+  /** Discovery: short names and categories (kubectl resolves `lbm` with them). */
+  shortNames?: string[];
+  categories?: string[];
   /** Built-in normalisation on every write (e.g. Secret.stringData). */
   normalize?: (obj: JsonObject) => void;
   /** A create keeps the status sent (Nodes: the kubelet registers a node with its status). */
   keepStatusOnCreate?: boolean;
   /** False for cluster-scoped kinds (Nodes, AddressPools): no namespace in paths, keys or metadata. */
   namespaced: boolean;
-  /** Field selector labels beyond metadata.name and metadata.namespace (e.g. Service spec.type). */
-  fieldLabels?: Record<string, (obj: JsonObject) => string | undefined>;
   /** Registry strategy of a built-in kind on create and main-resource update: defaulting, allocation. */
   admit?: (obj: JsonObject, old: JsonObject | undefined, others: readonly JsonObject[]) => FieldError[];
 }
@@ -118,11 +138,42 @@ function qualified(rt: ResourceType): string {
   return rt.group === '' ? rt.plural : `${rt.plural}.${rt.group}`;
 }
 
-function builtinTypes(): ResourceType[] {
+const EVENT_STORE = typeKey('', 'v1', 'events');
+
+function builtinTypes(eventsV1: boolean): ResourceType[] {
   const base = { custom: false, statusSubresource: false, allowCreateOnUpdate: true, allowUnconditionalUpdate: true, namespaced: true } as const;
   return [
-    { ...base, group: '', version: 'v1', kind: 'Event', plural: 'events', singular: 'event', validate: validateCoreEvent },
-    { ...base, group: 'events.k8s.io', version: 'v1', kind: 'Event', plural: 'events', singular: 'event', validate: validateEventsV1Event },
+    {
+      ...base,
+      group: '',
+      version: 'v1',
+      kind: 'Event',
+      plural: 'events',
+      singular: 'event',
+      shortNames: ['ev'],
+      normalize: decodeMicroTimes,
+      validate: validateCoreEvent,
+      fieldLabels: CORE_EVENT_FIELDS,
+    },
+    ...(eventsV1
+      ? [
+          {
+            ...base,
+            group: 'events.k8s.io',
+            version: 'v1',
+            kind: 'Event',
+            plural: 'events',
+            singular: 'event',
+            shortNames: ['ev'],
+            storage: EVENT_STORE,
+            normalize: decodeMicroTimes,
+            toStorage: eventToCore,
+            fromStorage: eventFromCore,
+            validate: validateEventsV1Event,
+            fieldLabels: EVENTS_V1_FIELDS,
+          },
+        ]
+      : []),
     { ...base, group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', singular: 'lease' },
     {
       ...base,
@@ -169,6 +220,9 @@ function typesFromCrd(crd: unknown): ResourceType[] {
   const kind = String(names.kind);
   const plural = String(names.plural);
   const singular = typeof names.singular === 'string' ? names.singular : kind.toLowerCase();
+  const strings = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined);
+  const shortNames = strings(names.shortNames);
+  const categories = strings(names.categories);
   const versions = Array.isArray(spec.versions) ? spec.versions : [];
   const out: ResourceType[] = [];
   for (const v of versions) {
@@ -188,6 +242,8 @@ function typesFromCrd(crd: unknown): ResourceType[] {
       allowUnconditionalUpdate: false,
       namespaced: spec.scope === 'Namespaced',
       ...(schema === undefined ? {} : { schema }),
+      ...(shortNames === undefined ? {} : { shortNames }),
+      ...(categories === undefined ? {} : { categories }),
     });
   }
   return out;
@@ -476,11 +532,9 @@ function parseFieldSelector(s: string | undefined, rt: ResourceType): { field: s
   if (s === undefined || s.trim() === '') return [];
   return s.split(',').map((part) => {
     const m = part.trim().match(/^([A-Za-z.]+)\s*(==|=|!=)\s*(.*)$/);
-    const known = m !== null && (m[1] === 'metadata.name' || (m[1] === 'metadata.namespace' && rt.namespaced) || (rt.fieldLabels !== undefined && m[1]! in rt.fieldLabels));
-    if (!m || !known) {
-      throw badRequest(`field label not supported: ${part.trim()}`);
-    }
-    return { field: m[1]!, op: m[2] === '!=' ? '!=' : '=', value: m[3] ?? '' };
+    const known = (f: string): boolean => f === 'metadata.name' || (f === 'metadata.namespace' && rt.namespaced) || rt.fieldLabels?.[f] !== undefined;
+    if (!m || !known(m[1] ?? '')) throw badRequest(`field label not supported: ${m?.[1] ?? part.trim()}`);
+    return { field: m[1] ?? '', op: m[2] === '!=' ? '!=' : '=', value: m[3] ?? '' };
   });
 }
 
@@ -488,7 +542,8 @@ interface Filter {
   namespace: string | undefined;
   labels: Requirement[];
   fields: { field: string; op: '=' | '!='; value: string }[];
-  fieldLabels?: ResourceType['fieldLabels'];
+  /** The resource's own field labels, read from the stored form. */
+  fieldLabels?: Record<string, (stored: JsonObject) => unknown>;
 }
 
 function matches(obj: JsonObject, f: Filter): boolean {
@@ -503,7 +558,10 @@ function matches(obj: JsonObject, f: Filter): boolean {
     if (r.op === '!=' && v === r.value) return false;
   }
   for (const r of f.fields) {
-    const v = r.field === 'metadata.name' ? m.name : r.field === 'metadata.namespace' ? m.namespace : f.fieldLabels?.[r.field]?.(obj);
+    const get = f.fieldLabels?.[r.field];
+    const raw = r.field === 'metadata.name' ? m.name : r.field === 'metadata.namespace' ? m.namespace : get?.(obj);
+    // Field selectors compare strings; an absent field is "".
+    const v = raw === undefined || raw === null ? '' : String(raw);
     if ((v === r.value) !== (r.op === '=')) return false;
   }
   return true;
@@ -652,28 +710,140 @@ class SchemaValidator {
 // ---------------------------------------------------------------------------------------------------------
 // Built-in kinds' validation
 
-function validateCoreEvent(obj: JsonObject): FieldError[] {
-  const errs: FieldError[] = [];
-  const involved = obj.involvedObject;
-  if (!isObject(involved)) errs.push(fieldErr('involvedObject', 'Required', 'Required value'));
-  else if (typeof involved.namespace === 'string' && involved.namespace !== '' && involved.namespace !== meta(obj).namespace) {
-    errs.push(fieldErr('involvedObject.namespace', 'Invalid', `Invalid value: "${involved.namespace}": does not match event.namespace`));
+// Events are stored in core/v1's form; events.k8s.io/v1 renames some fields (k8s.io/kubernetes
+// pkg/apis/events/v1 conversion).
+const EVENTS_V1_RENAMES: readonly [string, string][] = [
+  ['regarding', 'involvedObject'],
+  ['note', 'message'],
+  ['reportingController', 'reportingComponent'],
+  ['deprecatedSource', 'source'],
+  ['deprecatedFirstTimestamp', 'firstTimestamp'],
+  ['deprecatedLastTimestamp', 'lastTimestamp'],
+  ['deprecatedCount', 'count'],
+];
+
+function eventToCore(obj: JsonObject): JsonObject {
+  const out: JsonObject = { ...obj, apiVersion: 'v1' };
+  for (const [v1, core] of EVENTS_V1_RENAMES) {
+    delete out[v1];
+    if (obj[v1] !== undefined) out[core] = obj[v1];
   }
-  if (obj.type !== undefined && obj.type !== '' && obj.type !== 'Normal' && obj.type !== 'Warning') {
-    errs.push(fieldErr('type', 'NotSupported', `Unsupported value: ${JSON.stringify(obj.type)}: supported values: "Normal", "Warning"`));
+  return out;
+}
+
+function eventFromCore(obj: JsonObject): JsonObject {
+  const out: JsonObject = { ...obj, apiVersion: 'events.k8s.io/v1' };
+  for (const [v1, core] of EVENTS_V1_RENAMES) {
+    delete out[core];
+    if (obj[core] !== undefined) out[v1] = obj[core];
+  }
+  return out;
+}
+
+const involved = (field: string) => (e: JsonObject): unknown => (isObject(e.involvedObject) ? e.involvedObject[field] : undefined);
+const sourceComponent = (e: JsonObject): unknown => (isObject(e.source) ? e.source.component : undefined);
+const REFERENCE_FIELDS = ['kind', 'namespace', 'name', 'uid', 'apiVersion', 'resourceVersion', 'fieldPath'];
+const CORE_EVENT_FIELDS: Record<string, (e: JsonObject) => unknown> = {
+  ...Object.fromEntries(REFERENCE_FIELDS.map((f) => [`involvedObject.${f}`, involved(f)])),
+  reason: (e) => e.reason,
+  reportingComponent: (e) => e.reportingComponent,
+  source: sourceComponent,
+  type: (e) => e.type,
+};
+const EVENTS_V1_FIELDS: Record<string, (e: JsonObject) => unknown> = {
+  ...Object.fromEntries(REFERENCE_FIELDS.map((f) => [`regarding.${f}`, involved(f)])),
+  reason: (e) => e.reason,
+  reportingController: (e) => e.reportingComponent,
+  deprecatedSource: sourceComponent,
+  type: (e) => e.type,
+};
+
+// metav1.MicroTime decodes with layout 2006-01-02T15:04:05.000000Z07:00: exactly six fractional digits. A
+// JavaScript Date serialised as is (three digits) is a 400 from the real apiserver, and so it is here.
+const MICRO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$/;
+
+function decodeMicroTimes(e: JsonObject): void {
+  const check = (v: unknown): void => {
+    if (v === undefined || v === null) return;
+    if (typeof v !== 'string' || !MICRO_TIME.test(v)) {
+      throw badRequest(`parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse as MicroTime`);
+    }
+  };
+  check(e.eventTime);
+  if (isObject(e.series)) check(e.series.lastObservedTime);
+}
+
+const empty = (v: unknown): boolean => v === undefined || v === null || v === '' || v === 0;
+const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+/** The apiserver's legacyValidateEvent, which every Event passes whichever API wrote it. Field names as `names` spells them. */
+function legacyEventErrors(e: JsonObject, names: { reportingController: string; note: string; regarding: string }): FieldError[] {
+  const errs: FieldError[] = [];
+  const ns = str(meta(e).namespace) ?? '';
+  const inv = isObject(e.involvedObject) ? e.involvedObject : {};
+  const invNs = str(inv.namespace) ?? '';
+  const mismatch = fieldErr(`${names.regarding}.namespace`, 'Invalid', `Invalid value: "${invNs}": does not match event.namespace`);
+  if (empty(e.eventTime)) {
+    if (invNs === '' ? ns !== '' && ns !== 'default' : invNs !== ns) errs.push(mismatch);
+  } else {
+    if (invNs === '' && ns !== 'default' && ns !== 'kube-system') errs.push(mismatch);
+    const controller = str(e.reportingComponent) ?? '';
+    if (controller === '') errs.push(fieldErr(names.reportingController, 'Required', 'Required value'));
+    else if (!QUALIFIED_NAME.test(controller)) errs.push(fieldErr(names.reportingController, 'Invalid', `Invalid value: ${JSON.stringify(controller)}: must be a qualified name`));
+    for (const [f, limit] of [['reportingInstance', 128], ['action', 128], ['reason', 128]] as const) {
+      const v = str(e[f]) ?? '';
+      if (v === '') errs.push(fieldErr(f, 'Required', 'Required value'));
+      else if (v.length > limit) errs.push(fieldErr(f, 'TooLong', `Too long: may not be longer than ${limit}`));
+    }
+    if (typeof e.message === 'string' && Buffer.byteLength(e.message) > 1024) errs.push(fieldErr(names.note, 'TooLong', 'Too long: may not be longer than 1024'));
+  }
+  if (e.type !== undefined && e.type !== '' && e.type !== 'Normal' && e.type !== 'Warning') {
+    errs.push(fieldErr('type', 'NotSupported', `Unsupported value: ${JSON.stringify(e.type)}: supported values: "Normal", "Warning"`));
   }
   return errs;
 }
 
-function validateEventsV1Event(obj: JsonObject): FieldError[] {
+function validateCoreEvent(e: JsonObject): FieldError[] {
+  if (!isObject(e.involvedObject)) return [fieldErr('involvedObject', 'Required', 'Required value')];
+  return legacyEventErrors(e, { reportingController: 'reportingComponent', note: 'message', regarding: 'involvedObject' });
+}
+
+function seriesErrors(e: JsonObject): FieldError[] {
+  if (e.series === undefined || e.series === null) return [];
+  const s = isObject(e.series) ? e.series : {};
   const errs: FieldError[] = [];
-  for (const f of ['eventTime', 'reportingController', 'reportingInstance', 'action', 'reason'] as const) {
-    if (obj[f] === undefined || obj[f] === '' || obj[f] === null) errs.push(fieldErr(f, 'Required', 'Required value'));
+  if (typeof s.count !== 'number' || s.count < 2) errs.push(fieldErr('series.count', 'Invalid', `Invalid value: "": should be at least 2`));
+  if (empty(s.lastObservedTime)) errs.push(fieldErr('series.lastObservedTime', 'Required', 'Required value'));
+  return errs;
+}
+
+/** events.k8s.io/v1: the legacy rules, then the strict ones of ValidateEventCreate / ValidateEventUpdate. */
+function validateEventsV1Event(e: JsonObject, old: JsonObject | undefined): FieldError[] {
+  const names = { reportingController: 'reportingController', note: 'note', regarding: 'regarding' };
+  const errs = legacyEventErrors(e, names);
+  if (old === undefined) {
+    errs.push(...seriesErrors(e));
+    if (empty(e.eventTime)) errs.push(fieldErr('eventTime', 'Required', 'Required value'));
+    if (e.type !== 'Normal' && e.type !== 'Warning' && !errs.some((x) => x.field === 'type')) {
+      errs.push(fieldErr('type', 'Invalid', `Invalid value: "": has invalid value: ${String(e.type ?? '')}`));
+    }
+    for (const [core, v1] of [['firstTimestamp', 'deprecatedFirstTimestamp'], ['lastTimestamp', 'deprecatedLastTimestamp'], ['count', 'deprecatedCount']] as const) {
+      if (!empty(e[core])) errs.push(fieldErr(v1, 'Invalid', 'Invalid value: "": needs to be unset'));
+    }
+    const src = isObject(e.source) ? e.source : {};
+    if (!empty(src.component) || !empty(src.host)) errs.push(fieldErr('deprecatedSource', 'Invalid', 'Invalid value: "": needs to be unset'));
+    return errs;
   }
-  if (obj.type !== 'Normal' && obj.type !== 'Warning') {
-    errs.push(fieldErr('type', 'NotSupported', `Unsupported value: ${JSON.stringify(obj.type ?? '')}: supported values: "Normal", "Warning"`));
+  if (!isDeepStrictEqual(e.series, old.series)) errs.push(...seriesErrors(e));
+  const immutable: [string, string][] = [
+    ['involvedObject', 'regarding'], ['reason', 'reason'], ['message', 'note'], ['source', 'deprecatedSource'],
+    ['firstTimestamp', 'deprecatedFirstTimestamp'], ['lastTimestamp', 'deprecatedLastTimestamp'], ['count', 'deprecatedCount'],
+    ['type', 'type'], ['action', 'action'], ['eventTime', 'eventTime'], ['reportingComponent', 'reportingController'],
+    ['reportingInstance', 'reportingInstance'], ['related', 'related'],
+  ];
+  for (const [core, v1] of immutable) {
+    if (!isDeepStrictEqual(e[core], old[core])) errs.push(fieldErr(v1, 'Invalid', 'Invalid value: field is immutable'));
   }
-  if (typeof obj.note === 'string' && Buffer.byteLength(obj.note) > 1024) errs.push(fieldErr('note', 'TooLong', 'Too long: may not be longer than 1024'));
   return errs;
 }
 
@@ -744,6 +914,14 @@ export interface RequestLogEntry {
   watch: boolean;
   /** HTTP status of the response (200 for a watch that was established); 0 while in flight. */
   status: number;
+  /**
+   * When the request arrived and when its answer was sent (a watch: when it was established), as positions in
+   * one sequence shared by every request: they order requests without measuring time. `ended` is 0 while in flight.
+   */
+  started: number;
+  ended: number;
+  /** Date.now() when the request arrived (for benchmarks' timelines; tests count, they do not time). */
+  at: number;
 }
 
 export interface FailureRule {
@@ -768,6 +946,10 @@ export interface FakeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** First resourceVersion handed out. Default 1000. */
   initialResourceVersion?: number;
+  /** Serve events.k8s.io/v1 (default true); false stands for a server with core/v1 Events only. */
+  eventsV1?: boolean;
+  /** Every request is answered this many milliseconds after it arrived (requests are served concurrently). */
+  requestDelayMs?: number;
 }
 
 export interface WriteOptions {
@@ -804,14 +986,18 @@ export class FakeApiServer {
   #server: http.Server | undefined;
   #port = 0;
   #url = '';
+  #delayMs: number;
+  /** The sequence that orders the starts and ends of requests (RequestLogEntry.started/ended). */
+  #seq = 0;
 
   constructor(options: FakeApiServerOptions = {}) {
     const custom = options.crds === undefined ? nslbDefaultTypes() : options.crds.flatMap(typesFromCrd);
-    for (const rt of [...builtinTypes(), ...custom]) this.#types.set(typeKey(rt.group, rt.version, rt.plural), rt);
+    for (const rt of [...builtinTypes(options.eventsV1 ?? true), ...custom]) this.#types.set(typeKey(rt.group, rt.version, rt.plural), rt);
     this.#historyLimit = options.historyLimit ?? 10_000;
     this.#bookmarkIntervalMs = options.bookmarkIntervalMs;
     this.#rv = options.initialResourceVersion ?? 1000;
     this.#compactedRv = this.#rv;
+    this.#delayMs = options.requestDelayMs ?? 0;
   }
 
   // ------------------------------------------------------------------------------------------- lifecycle
@@ -924,8 +1110,50 @@ export class FakeApiServer {
     this.#failures.push({ method: ['PUT', 'PATCH'], subresource: 'status', code: 409, reason: 'Conflict', times });
   }
 
+  /** Every request from now on is answered this many milliseconds after it arrived (0: at once). */
+  setRequestDelay(ms: number): void {
+    this.#delayMs = ms;
+  }
+
   requestLog(): RequestLogEntry[] {
     return this.#log.map((e) => ({ ...e, query: { ...e.query } }));
+  }
+
+  /** The most requests matching `pred` that were in flight at the same moment (counted, not timed). */
+  peakConcurrency(pred: (e: RequestLogEntry) => boolean): number {
+    const marks: [number, 1 | -1][] = [];
+    for (const e of this.#log) {
+      if (!pred(e)) continue;
+      marks.push([e.started, 1]);
+      if (e.ended > 0) marks.push([e.ended, -1]);
+    }
+    marks.sort((a, b) => a[0] - b[0]);
+    let now = 0;
+    let peak = 0;
+    for (const [, d] of marks) peak = Math.max(peak, (now += d));
+    return peak;
+  }
+
+  /**
+   * The longest chain of requests matching `pred` in which each started only after the one before it had been
+   * answered: N for N requests made one at a time, 1 when they were all in flight together.
+   */
+  longestChain(pred: (e: RequestLogEntry) => boolean): number {
+    const done = this.#log.filter((e) => pred(e) && e.ended > 0);
+    const byEnd = [...done].sort((a, b) => a.ended - b.ended);
+    const byStart = [...done].sort((a, b) => a.started - b.started);
+    const chain = new Map<RequestLogEntry, number>();
+    let i = 0;
+    let bestEnded = 0;
+    let longest = 0;
+    for (const e of byStart) {
+      // Every request answered before this one started may precede it in a chain.
+      while (i < byEnd.length && byEnd[i]!.ended < e.started) bestEnded = Math.max(bestEnded, chain.get(byEnd[i++]!) ?? 0);
+      const c = bestEnded + 1;
+      chain.set(e, c);
+      longest = Math.max(longest, c);
+    }
+    return longest;
   }
 
   clearRequestLog(): void {
@@ -991,51 +1219,53 @@ export class FakeApiServer {
   /** POST: as `kubectl create`. Status in the object is dropped (status subresource). */
   create(obj: JsonObject, opts: WriteOptions = {}): JsonObject {
     const rt = this.#rtForObject(obj);
-    return this.#create(rt, this.#ns(rt, str(meta(obj).namespace)), clone(obj), opts);
+    return this.#out(rt, this.#create(rt, this.#ns(rt, str(meta(obj).namespace)), clone(obj), opts));
   }
 
   get(apiVersion: string, plural: string, namespace: string, name: string): JsonObject | undefined {
     const rt = this.#rtFor(apiVersion, plural);
     const o = this.#bucket(rt).get(`${this.#ns(rt, namespace)}/${name}`);
-    return o === undefined ? undefined : clone(o);
+    return o === undefined ? undefined : this.#out(rt, o);
   }
 
-  list(apiVersion: string, plural: string, namespace?: string): JsonObject[] {
+  /** Every object of a kind (optionally of one namespace, optionally matching a field selector such as `regarding.name=web`). */
+  list(apiVersion: string, plural: string, namespace?: string, fieldSelector?: string): JsonObject[] {
     const rt = this.#rtFor(apiVersion, plural);
-    return this.#select(rt, { namespace: rt.namespaced ? namespace : undefined, labels: [], fields: [] }).map(clone);
+    const filter: Filter = { namespace: rt.namespaced ? namespace : undefined, labels: [], fields: parseFieldSelector(fieldSelector, rt), ...(rt.fieldLabels === undefined ? {} : { fieldLabels: rt.fieldLabels }) };
+    return this.#select(rt, filter).map((o) => this.#out(rt, o));
   }
 
   /** PUT of the main resource. Without metadata.resourceVersion the update is unconditional (helper convenience). */
   update(obj: JsonObject, opts: WriteOptions = {}): JsonObject {
     const rt = this.#rtForObject(obj);
     const m = meta(obj);
-    return this.#put(rt, this.#ns(rt, str(m.namespace)), str(m.name) ?? '', clone(obj), 'main', { ...opts, unconditional: true });
+    return this.#out(rt, this.#put(rt, this.#ns(rt, str(m.namespace)), str(m.name) ?? '', clone(obj), 'main', { ...opts, unconditional: true }));
   }
 
   /** PUT of /status. Without metadata.resourceVersion the update is unconditional (helper convenience). */
   updateStatus(obj: JsonObject, opts: WriteOptions = {}): JsonObject {
     const rt = this.#rtForObject(obj);
     const m = meta(obj);
-    return this.#put(rt, this.#ns(rt, str(m.namespace)), str(m.name) ?? '', clone(obj), 'status', { ...opts, unconditional: true });
+    return this.#out(rt, this.#put(rt, this.#ns(rt, str(m.namespace)), str(m.name) ?? '', clone(obj), 'status', { ...opts, unconditional: true }));
   }
 
   /** PATCH of the main resource (merge patch unless `type` says 'json'). */
   patch(apiVersion: string, plural: string, namespace: string, name: string, patch: unknown, type: 'merge' | 'json' = 'merge'): JsonObject {
     const rt = this.#rtFor(apiVersion, plural);
-    return this.#patch(rt, this.#ns(rt, namespace), name, type, clone(patch), 'main', {});
+    return this.#out(rt, this.#patch(rt, this.#ns(rt, namespace), name, type, clone(patch), 'main', {}));
   }
 
   /** PATCH of /status (merge patch unless `type` says 'json'). */
   patchStatus(apiVersion: string, plural: string, namespace: string, name: string, patch: unknown, type: 'merge' | 'json' = 'merge'): JsonObject {
     const rt = this.#rtFor(apiVersion, plural);
-    return this.#patch(rt, this.#ns(rt, namespace), name, type, clone(patch), 'status', {});
+    return this.#out(rt, this.#patch(rt, this.#ns(rt, namespace), name, type, clone(patch), 'status', {}));
   }
 
   /** DELETE: with finalizers the object stays, with deletionTimestamp set. Returns the object, or undefined when it went. */
   delete(apiVersion: string, plural: string, namespace: string, name: string): JsonObject | undefined {
     const rt = this.#rtFor(apiVersion, plural);
     const r = this.#delete(rt, this.#ns(rt, namespace), name, {}, {});
-    return r.deleted ? undefined : r.object;
+    return r.deleted ? undefined : this.#out(rt, r.object);
   }
 
   /**
@@ -1049,24 +1279,42 @@ export class FakeApiServer {
     const name = str(m.name) ?? '';
     const current = this.#bucket(rt).get(`${ns}/${name}`);
     if (current === undefined) return this.create(obj);
-    const next = clone(current);
+    const next = this.#out(rt, current);
     for (const [k, v] of Object.entries(obj)) if (k !== 'metadata' && k !== 'status') next[k] = clone(v);
     for (const k of Object.keys(next)) if (!(k in obj) && k !== 'metadata' && k !== 'status' && k !== 'apiVersion' && k !== 'kind') delete next[k];
     const nm = meta(next);
     if (m.labels !== undefined) nm.labels = clone(m.labels);
     if (m.annotations !== undefined) nm.annotations = clone(m.annotations);
-    return this.#put(rt, ns, name, next, 'main', { unconditional: true });
+    return this.#out(rt, this.#put(rt, ns, name, next, 'main', { unconditional: true }));
   }
 
-  /** Core v1 and events.k8s.io/v1 Events, optionally of one namespace. */
-  events(namespace?: string): JsonObject[] {
-    return [...this.list('v1', 'events', namespace), ...this.list('events.k8s.io/v1', 'events', namespace)];
+  /**
+   * Every Event, whichever API wrote it, in core/v1's form (involvedObject, message, count, …), optionally of one
+   * namespace and matching a core field selector (e.g. `involvedObject.kind=Member,involvedObject.name=bad`).
+   */
+  events(namespace?: string, fieldSelector?: string): JsonObject[] {
+    return this.list('v1', 'events', namespace, fieldSelector);
   }
 
   // ------------------------------------------------------------------------------------------- storage core
 
+  /** Where a resource's objects live (Events of both APIs share one store). */
+  #storeOf(rt: ResourceType): string {
+    return rt.storage ?? typeKey(rt.group, rt.version, rt.plural);
+  }
+
+  /** A stored object as this resource's API shows it: a copy, converted. */
+  #out(rt: ResourceType, stored: JsonObject): JsonObject {
+    const c = clone(stored);
+    return rt.fromStorage === undefined ? c : rt.fromStorage(c);
+  }
+
+  #in(rt: ResourceType, obj: JsonObject): JsonObject {
+    return rt.toStorage === undefined ? obj : rt.toStorage(obj);
+  }
+
   #bucket(rt: ResourceType): Map<string, JsonObject> {
-    const k = typeKey(rt.group, rt.version, rt.plural);
+    const k = this.#storeOf(rt);
     let b = this.#store.get(k);
     if (b === undefined) {
       b = new Map();
@@ -1088,14 +1336,14 @@ export class FakeApiServer {
   }
 
   #record(rt: ResourceType, type: HistoryEvent['type'], object: JsonObject): void {
-    const ev: HistoryEvent = { rv: Number(meta(object).resourceVersion), key: typeKey(rt.group, rt.version, rt.plural), type, object: clone(object) };
+    const ev: HistoryEvent = { rv: Number(meta(object).resourceVersion), key: this.#storeOf(rt), type, object: clone(object) };
     this.#history.push(ev);
     while (this.#history.length > this.#historyLimit) {
       const dropped = this.#history.shift();
       if (dropped !== undefined) this.#compactedRv = dropped.rv;
     }
     for (const w of this.#watchers) {
-      if (w.rt === rt && matches(ev.object, w.filter)) this.#writeEvent(w, ev.type, ev.object);
+      if (this.#storeOf(w.rt) === ev.key && matches(ev.object, w.filter)) this.#writeEvent(w, ev.type, this.#out(w.rt, ev.object));
     }
   }
 
@@ -1180,9 +1428,11 @@ export class FakeApiServer {
     if (obj.kind !== rt.kind) throw badRequest(`the kind in the data (${String(obj.kind)}) does not match the expected kind (${rt.kind})`);
   }
 
-  #create(rt: ResourceType, namespace: string, obj: JsonObject, opts: WriteOptions & { strict?: boolean }): JsonObject {
-    if (!isObject(obj)) throw badRequest('the body of the request must be an object');
-    this.#checkTypeMeta(rt, obj);
+  /** Returns the stored form (callers convert with #out). */
+  #create(rt: ResourceType, namespace: string, body: JsonObject, opts: WriteOptions & { strict?: boolean }): JsonObject {
+    if (!isObject(body)) throw badRequest('the body of the request must be an object');
+    this.#checkTypeMeta(rt, body);
+    const obj = this.#in(rt, body);
     const m = meta(obj);
     if (rt.namespaced) {
       if (m.namespace !== undefined && m.namespace !== '' && m.namespace !== namespace) {
@@ -1330,7 +1580,7 @@ export class FakeApiServer {
     if (rv === undefined && !rt.allowUnconditionalUpdate && opts.unconditional !== true) {
       throw invalid({ ...rt, kind: rt.plural }, name, [fieldErr('metadata.resourceVersion', 'Invalid', 'Invalid value: 0x0: must be specified for an update')]);
     }
-    return this.#commitUpdate(rt, old, body, sub, rv, opts);
+    return this.#commitUpdate(rt, old, this.#in(rt, body), sub, rv, opts);
   }
 
   #patch(
@@ -1347,14 +1597,14 @@ export class FakeApiServer {
     let patched: unknown;
     if (type === 'json') {
       try {
-        patched = applyJsonPatch(old, patch);
+        patched = applyJsonPatch(this.#out(rt, old), patch);
       } catch (err) {
         if (err instanceof ApiError) throw err;
         throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${(err as Error).message}`);
       }
     } else {
       if (!isObject(patch)) throw badRequest('merge patch body must be a JSON object');
-      patched = applyMergePatch(old, patch);
+      patched = applyMergePatch(this.#out(rt, old), patch);
     }
     if (!isObject(patched)) throw new ApiError(422, 'Invalid', 'the patched object is not an object');
     const pm = meta(patched);
@@ -1362,7 +1612,7 @@ export class FakeApiServer {
     if (patched.kind !== rt.kind || patched.apiVersion !== apiVersionOf(rt)) throw badRequest('the patch must not change apiVersion or kind');
     // The patched object's resourceVersion is the precondition: the stored one unless the patch set it.
     const rv = str(pm.resourceVersion) === '' ? undefined : str(pm.resourceVersion);
-    return this.#commitUpdate(rt, old, patched, sub, rv, opts);
+    return this.#commitUpdate(rt, old, this.#in(rt, patched), sub, rv, opts);
   }
 
   #delete(
@@ -1444,11 +1694,11 @@ export class FakeApiServer {
     }
     if (from === undefined) {
       // Unset or "0": synthetic ADDED events for the current state, then changes.
-      for (const o of this.#select(rt, filter)) this.#writeEvent(w, 'ADDED', o);
+      for (const o of this.#select(rt, filter)) this.#writeEvent(w, 'ADDED', this.#out(rt, o));
     } else {
-      const key = typeKey(rt.group, rt.version, rt.plural);
+      const key = this.#storeOf(rt);
       for (const ev of this.#history) {
-        if (ev.rv > from && ev.key === key && matches(ev.object, filter)) this.#writeEvent(w, ev.type, ev.object);
+        if (ev.rv > from && ev.key === key && matches(ev.object, filter)) this.#writeEvent(w, ev.type, this.#out(rt, ev.object));
       }
     }
     this.#watchers.add(w);
@@ -1509,6 +1759,8 @@ export class FakeApiServer {
           namespaced: rt.namespaced,
           kind: rt.kind,
           verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+          ...(rt.shortNames === undefined ? {} : { shortNames: rt.shortNames }),
+          ...(rt.categories === undefined ? {} : { categories: rt.categories }),
         },
         ...(rt.statusSubresource ? [{ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] }] : []),
       ]),
@@ -1522,21 +1774,26 @@ export class FakeApiServer {
     const method = (req.method ?? 'GET').toUpperCase();
     const contentType = req.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
     const watch = query.watch === 'true' || query.watch === '1';
-    const entry: RequestLogEntry = { method, path: url.pathname, query, contentType, watch, status: 0 };
+    const entry: RequestLogEntry = { method, path: url.pathname, query, contentType, watch, status: 0, started: ++this.#seq, ended: 0, at: Date.now() };
     this.#log.push(entry);
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks).toString('utf8');
+    // The latency of a real apiserver (network, admission, etcd): each request waits on its own, so requests
+    // that arrive together are answered together.
+    if (this.#delayMs > 0) await new Promise((r) => setTimeout(r, this.#delayMs));
+    if (res.destroyed) return;
     try {
       this.#route(method, url.pathname, query, contentType, raw, watch, entry, res);
     } catch (err) {
       const e = err instanceof ApiError ? err : new ApiError(500, 'InternalError', `Internal error occurred: ${String(err)}`);
       if (res.headersSent) {
         res.end();
-        return;
+      } else {
+        this.#sendJson(res, entry, e.code, e.toStatus());
       }
-      this.#sendJson(res, entry, e.code, e.toStatus());
     }
+    entry.ended = ++this.#seq;
   }
 
   #route(
@@ -1552,6 +1809,11 @@ export class FakeApiServer {
     const segments = pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
     const notFoundPath = (): ApiError => new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const [root] = segments;
+    if (root === 'version' && segments.length === 1 && method === 'GET') {
+      // kubectl asks first; a version.Info with nothing in it that a client could mistake for a real release.
+      this.#sendJson(res, entry, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-fake', platform: 'linux/amd64' });
+      return;
+    }
     if (root !== 'api' && root !== 'apis') throw notFoundPath();
     const prefixLen = root === 'api' ? 2 : 3;
     if (segments.length < prefixLen || (root === 'apis' && segments.length === 2)) {
@@ -1646,7 +1908,7 @@ export class FakeApiServer {
           return;
         }
         const items = this.#select(rt, filter).map((o) => {
-          const c = clone(o);
+          const c = this.#out(rt, o);
           // Typed (built-in) lists carry no kind/apiVersion per item; unstructured (custom resource) lists do.
           if (!rt.custom) {
             delete c.kind;
@@ -1666,7 +1928,7 @@ export class FakeApiServer {
         needJson();
         const b = body();
         if (!isObject(b)) throw badRequest('the body of the request must be an object');
-        const created = this.#create(rt, namespace ?? '', b, { dryRun, strict });
+        const created = this.#out(rt, this.#create(rt, namespace ?? '', b, { dryRun, strict }));
         this.#sendJson(res, entry, 201, created, warnings());
         return;
       }
@@ -1679,7 +1941,7 @@ export class FakeApiServer {
       case 'GET': {
         const o = this.#bucket(rt).get(`${namespace}/${name}`);
         if (o === undefined) throw notFound(rt, name);
-        this.#sendJson(res, entry, 200, o);
+        this.#sendJson(res, entry, 200, this.#out(rt, o));
         return;
       }
       case 'PUT': {
@@ -1687,7 +1949,7 @@ export class FakeApiServer {
         const b = body();
         if (!isObject(b)) throw badRequest('the body of the request must be an object');
         const existed = this.#bucket(rt).has(`${namespace}/${name}`);
-        const out = this.#put(rt, namespace, name, b, subresource, { dryRun, strict });
+        const out = this.#out(rt, this.#put(rt, namespace, name, b, subresource, { dryRun, strict }));
         this.#sendJson(res, entry, existed ? 200 : 201, out, warnings());
         return;
       }
@@ -1702,7 +1964,7 @@ export class FakeApiServer {
             }`,
           );
         }
-        const out = this.#patch(rt, namespace, name, type === 'strategic' ? 'merge' : type, body(), subresource, { dryRun, strict });
+        const out = this.#out(rt, this.#patch(rt, namespace, name, type === 'strategic' ? 'merge' : type, body(), subresource, { dryRun, strict }));
         this.#sendJson(res, entry, 200, out, warnings());
         return;
       }
@@ -1716,7 +1978,7 @@ export class FakeApiServer {
         const r = this.#delete(rt, namespace, name, options, { dryRun: dryRun || (Array.isArray(options.dryRun) && options.dryRun.includes('All')) });
         if (!r.deleted) {
           const accepted = options.orphanDependents === false;
-          this.#sendJson(res, entry, accepted ? 202 : 200, r.object);
+          this.#sendJson(res, entry, accepted ? 202 : 200, this.#out(rt, r.object));
           return;
         }
         this.#sendJson(res, entry, 200, {

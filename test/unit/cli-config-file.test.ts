@@ -14,6 +14,8 @@ const base: RunFlags = {
   logLevel: 'info',
   statusInterval: 1000,
   kernelLimits: 'raise',
+  kubeApiQps: 50,
+  kubeApiBurst: 100,
 };
 
 describe('nslb run --config: the flags file', () => {
@@ -32,6 +34,8 @@ describe('nslb run --config: the flags file', () => {
       'NSLB_LISTEN=[::1]:9910',
       'NSLB_NODE_NAME=net-1',
       'NSLB_KUBERNETES=false',
+      'NSLB_KUBE_API_QPS=12.5',
+      'NSLB_KUBE_API_BURST=30',
     ].join('\n');
     expect(parseFlagsFile(text, 'f.env')).toEqual({
       watch: '/etc/nslb/lb.d',
@@ -44,6 +48,8 @@ describe('nslb run --config: the flags file', () => {
       listen: '[::1]:9910',
       nodeName: 'net-1',
       kubernetes: false,
+      kubeApiQps: 12.5,
+      kubeApiBurst: 30,
     });
   });
 
@@ -62,6 +68,8 @@ describe('nslb run --config: the flags file', () => {
     ['NSLB_WATCH="/a"b"', 'f.env:1: a value may be wrapped in one pair of quotes but contain no quotes or backslashes'],
     ['NSLB_WATCH=', 'f.env:1: NSLB_WATCH: a directory must not be empty'],
     ['NSLB_KUBERNETES=maybe', 'f.env:1: NSLB_KUBERNETES: must be true or false (got "maybe")'],
+    ['NSLB_KUBE_API_QPS=0', 'f.env:1: NSLB_KUBE_API_QPS: --kube-api-qps must be a positive number (got "0")'],
+    ['NSLB_KUBE_API_BURST=2.5', 'f.env:1: NSLB_KUBE_API_BURST: --kube-api-burst must be a positive integer (got "2.5")'],
   ])('refuses %j with file, line and what is allowed', (text, message) => {
     expect(() => parseFlagsFile(text, 'f.env')).toThrow(FlagsFileError);
     expect(() => parseFlagsFile(text, 'f.env')).toThrow(message);
@@ -79,9 +87,9 @@ describe('nslb run --config: the flags file', () => {
   });
 
   it('tells the flags a running agent applies from those that need a restart', () => {
-    const next = { ...base, logLevel: 'debug', resync: 5, concurrency: 2, statusInterval: 200, stateDir: '/elsewhere', watch: '/w' };
+    const next = { ...base, logLevel: 'debug', resync: 5, concurrency: 2, statusInterval: 200, stateDir: '/elsewhere', watch: '/w', kubeApiQps: 5, kubeApiBurst: 10 };
     const { live, restart } = diffFlags({ ...base, watch: '/v' }, next);
-    expect(live.sort()).toEqual(['concurrency', 'logLevel', 'resync', 'statusInterval']);
+    expect(live.sort()).toEqual(['concurrency', 'kubeApiBurst', 'kubeApiQps', 'logLevel', 'resync', 'statusInterval']);
     expect(restart.sort()).toEqual(['stateDir', 'watch']);
     expect(diffFlags(base, { ...base })).toEqual({ live: [], restart: [] });
   });

@@ -557,24 +557,95 @@ describe('built-in kinds the agent touches', () => {
 
   it('events.k8s.io/v1 Events are validated as the real apiserver does', async () => {
     const events = kc.makeApiClient(EventsV1Api);
-    const bad = await failure(events.createNamespacedEvent({ namespace, body: { metadata: { name: 'e1' }, eventTime: new Date(), reason: 'X', type: 'Normal' } }));
+    const micro = '2026-01-02T03:04:05.123456Z';
+    const bad = await failure(events.createNamespacedEvent({ namespace, body: { metadata: { name: 'e1' }, eventTime: micro as never, reason: 'X', type: 'Normal' } }));
     expect(bad.code).toBe(422);
     expect(bad.status.message).toContain('reportingController: Required value');
-    const ok = await events.createNamespacedEvent({
+    const body = {
+      metadata: { name: 'e1' },
+      eventTime: micro as never,
+      reportingController: 'nslb.dev/agent',
+      reportingInstance: 'node-1',
+      action: 'Provision',
+      reason: 'Provisioned',
+      type: 'Normal',
+      note: 'ok',
+      regarding: { apiVersion: AV, kind: 'LoadBalancer', name: 'lb1', namespace, uid: 'u-1' },
+    };
+    // A Date goes out with milliseconds, which metav1.MicroTime cannot parse.
+    const millis = await failure(events.createNamespacedEvent({ namespace, body: { ...body, eventTime: new Date() } }));
+    expect(millis.code).toBe(400);
+    expect(millis.status.message).toContain('MicroTime');
+    // The legacy fields are core/v1's business.
+    const legacy = await failure(events.createNamespacedEvent({ namespace, body: { ...body, deprecatedCount: 3 } }));
+    expect(legacy.status.message).toContain('deprecatedCount: Invalid value: "": needs to be unset');
+    const lone = await failure(events.createNamespacedEvent({ namespace, body: { ...body, series: { count: 1, lastObservedTime: micro as never } } }));
+    expect(lone.status.message).toContain('series.count');
+    const ok = await events.createNamespacedEvent({ namespace, body });
+    expect(ok.metadata?.resourceVersion).toBe(fake.resourceVersion);
+  });
+
+  it('one Event store behind both APIs: written as events.k8s.io/v1, read as core/v1 (what kubectl describe lists)', async () => {
+    const events = kc.makeApiClient(EventsV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const micro = '2026-01-02T03:04:05.123456Z';
+    await events.createNamespacedEvent({
       namespace,
       body: {
-        metadata: { name: 'e1' },
-        eventTime: new Date(),
+        metadata: { name: 'm1.1' },
+        eventTime: micro as never,
         reportingController: 'nslb.dev/agent',
-        reportingInstance: 'node-1',
-        action: 'Provision',
-        reason: 'Provisioned',
-        type: 'Normal',
-        note: 'ok',
-        regarding: { apiVersion: AV, kind: 'LoadBalancer', name: 'lb1', namespace },
+        reportingInstance: 'nslb.dev/agent-node-1',
+        action: 'Validate',
+        reason: 'InvalidReference',
+        type: 'Warning',
+        note: 'spec.pool: pool "p" does not exist',
+        regarding: { apiVersion: AV, kind: 'Member', name: 'm1', namespace, uid: 'u-m1' },
       },
     });
-    expect(ok.metadata?.resourceVersion).toBe(fake.resourceVersion);
+    const seen = await core.listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.kind=Member,involvedObject.name=m1,involvedObject.uid=u-m1' });
+    expect(seen.items).toHaveLength(1);
+    expect(seen.items[0]).toMatchObject({ message: 'spec.pool: pool "p" does not exist', reportingComponent: 'nslb.dev/agent', type: 'Warning', involvedObject: { name: 'm1' } });
+    expect((await core.listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.name=other' })).items).toHaveLength(0);
+    expect((await events.listNamespacedEvent({ namespace, fieldSelector: 'regarding.name=m1,reportingController=nslb.dev/agent' })).items).toHaveLength(1);
+    expect((await failure(core.listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.colour=red' }))).code).toBe(400);
+
+    // A series: merge patch of series; the note and the reference are immutable through events.k8s.io/v1.
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    await events.patchNamespacedEvent({ name: 'm1.1', namespace, body: { series: { count: 5, lastObservedTime: '2026-01-02T03:05:00.000000Z' } } }, merge);
+    expect(fake.events(namespace, 'involvedObject.name=m1')[0]).toMatchObject({ series: { count: 5 } });
+    const immutable = await failure(events.patchNamespacedEvent({ name: 'm1.1', namespace, body: { note: 'something else' } }, merge));
+    expect(immutable.code).toBe(422);
+    expect(immutable.status.message).toContain('note: Invalid value: field is immutable');
+  });
+
+  it('eventsV1: false stands for a server with core/v1 Events only', async () => {
+    const old = new FakeApiServer({ eventsV1: false });
+    await old.start();
+    try {
+      const res = await fetch(`${old.url}/apis/events.k8s.io/v1/namespaces/default/events`);
+      expect(res.status).toBe(404);
+      const groups = (await (await fetch(`${old.url}/apis`)).json()) as { groups: { name: string }[] };
+      expect(groups.groups.map((g) => g.name)).not.toContain('events.k8s.io');
+    } finally {
+      await old.stop();
+    }
+  });
+
+  it('a request delay is waited per request: requests made together are in flight together, one after another they chain', async () => {
+    fake.setRequestDelay(20);
+    const api = kc.makeApiClient(CustomObjectsApi);
+    for (let i = 0; i < 10; i++) fake.create(lb(`c${i}`));
+    fake.clearRequestLog();
+    await Promise.all(Array.from({ length: 10 }, (_, i) => api.getNamespacedCustomObject({ group, version, namespace, plural, name: `c${i}` })));
+    const gets = (e: { method: string }) => e.method === 'GET';
+    expect(fake.peakConcurrency(gets)).toBe(10);
+    expect(fake.longestChain(gets)).toBe(1);
+    fake.clearRequestLog();
+    for (let i = 0; i < 5; i++) await api.getNamespacedCustomObject({ group, version, namespace, plural, name: `c${i}` });
+    expect(fake.peakConcurrency(gets)).toBe(1);
+    expect(fake.longestChain(gets)).toBe(5);
+    fake.setRequestDelay(0);
   });
 
   it('Leases: create, read, replace with optimistic concurrency', async () => {

@@ -82,6 +82,39 @@ describe('/metrics from the agent state', () => {
     for (const name of Object.keys(types)) expect(body).toMatch(new RegExp(`^# HELP ${name} \\S.{10,}$`, 'm'));
   });
 
+  it('Kubernetes mode adds status writes by kind and result, the write queue and its oldest wait, and Event writes', async () => {
+    const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
+    const writes: [{ kind: string; result: string }, number][] = [[{ kind: 'Member', result: 'ok' }, 7], [{ kind: 'Member', result: 'conflict' }, 1]];
+    let queue = { depth: 3, oldestSeconds: 1.5 };
+    metrics.addKubernetes({
+      statusWrites: () => writes,
+      statusQueue: () => queue,
+      events: () => ({ writes: [['created', 4], ['updated', 9]], occurrences: 40 }),
+    });
+    let body = (await metrics.render()).body;
+    const types = Object.fromEntries([...body.matchAll(/^# TYPE (nslb_kube\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+    expect(types).toEqual({
+      nslb_kube_status_writes_total: 'counter',
+      nslb_kube_status_queue_depth: 'gauge',
+      nslb_kube_status_oldest_unwritten_seconds: 'gauge',
+      nslb_kube_event_writes_total: 'counter',
+      nslb_kube_event_occurrences_total: 'counter',
+    });
+    expect(sample(body, 'nslb_kube_status_writes_total{kind="Member",result="ok"}')).toBe(7);
+    expect(sample(body, 'nslb_kube_status_writes_total{kind="Member",result="conflict"}')).toBe(1);
+    expect(sample(body, 'nslb_kube_status_writes_total{kind="L7Rule",result="ok"}')).toBe(0);
+    expect(sample(body, 'nslb_kube_status_queue_depth')).toBe(3);
+    expect(sample(body, 'nslb_kube_status_oldest_unwritten_seconds')).toBe(1.5);
+    expect(sample(body, 'nslb_kube_event_writes_total{result="updated"}')).toBe(9);
+    expect(sample(body, 'nslb_kube_event_writes_total{result="failed"}')).toBe(0);
+    expect(sample(body, 'nslb_kube_event_occurrences_total')).toBe(40);
+    writes[0]![1] = 8;
+    queue = { depth: 0, oldestSeconds: 0 };
+    body = (await metrics.render()).body;
+    expect(sample(body, 'nslb_kube_status_writes_total{kind="Member",result="ok"}')).toBe(8);
+    expect(sample(body, 'nslb_kube_status_queue_depth')).toBe(0);
+  });
+
   it('counts reconciles by result, with a duration histogram; both results exist before the first', async () => {
     const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
     let body = (await metrics.render()).body;

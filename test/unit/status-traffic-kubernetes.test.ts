@@ -4,7 +4,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
 import { createLogger } from '../../src/log/logger.js';
-import type { KubernetesSource } from '../../src/sources/kubernetes.js';
+import type { ServerView } from '../../src/status/kubernetes-writer.js';
+import { ApiRateLimiter } from '../../src/status/api-rate-limit.js';
 import { KubernetesStatusWriter } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import type { MemberStats } from '../../src/status/traffic.js';
@@ -38,21 +39,25 @@ describe('member traffic and the Kubernetes status subresource', () => {
     const kc = new KubeConfig();
     kc.loadFromString(fake.kubeconfig());
     // The writer reads the object it updates from the informer cache; here, straight from the server.
-    const source = { cached: () => fake.get(NSLB_API_VERSION, 'members', 'default', 'm1') } as unknown as KubernetesSource;
-    writer = new KubernetesStatusWriter(kc, source, createLogger('silent', false));
+    const source: ServerView = { cached: () => fake.get(NSLB_API_VERSION, 'members', 'default', 'm1') };
+    writer = new KubernetesStatusWriter(kc, source, { limiter: new ApiRateLimiter({ qps: 50, burst: 100 }), logger: createLogger('silent', false) });
   });
 
   afterAll(() => fake.stop());
 
   it('writes the status once, without the figures, and not again when only they change', async () => {
-    await writer.write(file(traffic(10)), []);
+    writer.write(file(traffic(10)), []);
+    await writer.idle();
     expect(fake.statusWrites('Member')).toBe(1);
     const stored = fake.get(NSLB_API_VERSION, 'members', 'default', 'm1') as { status?: Record<string, unknown>; stats?: unknown };
     expect(stored.status?.provisioningStatus).toBe('ACTIVE');
     expect(stored.status).not.toHaveProperty('stats');
     expect(stored).not.toHaveProperty('stats');
 
-    for (const n of [11, 250, 9000]) await writer.write(file(traffic(n)), []);
+    for (const n of [11, 250, 9000]) {
+      writer.write(file(traffic(n)), []);
+      await writer.idle();
+    }
     expect(fake.statusWrites('Member')).toBe(1);
   });
 });
