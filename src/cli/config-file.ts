@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { KERNEL_LIMITS_MODES } from '../controller/kernel-limits.js';
 import { checkDaemonCgroup } from '../exec/daemon-cgroup.js';
 import { parseListen, parsePositiveInt, parsePositiveNumber } from './options.js';
-import type { RunFlags } from './run.js';
+import type { RunFlags } from './flags.js';
 
 export class FlagsFileError extends Error {
   constructor(

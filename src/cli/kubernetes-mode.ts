@@ -1,23 +1,25 @@
 // `nslb run --kubernetes`: the plumbing between the engine and the API server. Informers feed snapshots to the
-// Manager; every status the Manager publishes goes to status.json at once and to the status subresources in the
-// background (rate limited, coalesced); what happens to an object becomes an Event on it.
+// controller; every status the controller publishes goes to status.json at once and to the status subresources in
+// the background (rate limited, coalesced); what happens to an object becomes an Event on it. With
+// --metrics-listen, /metrics is also served over HTTPS to callers the API server authorizes (metrics-server.ts).
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Manager, ManagerOptions } from '../controller/manager.js';
-import type { ObjectProblem } from '../desired/build.js';
+import type { Server } from 'node:https';
 import { parseLbKey } from '../desired/names.js';
+import type { Runner } from '../exec/run.js';
 import type { AnyObject } from '../api/v1alpha1/types.js';
 import { referencedSecrets } from '../desired/secrets.js';
 import type { Logger } from '../log/logger.js';
 import type { ProviderAgent, ProviderAgentOptions } from '../provider/agent.js';
 import { SecretWatcher } from '../sources/kubernetes-secrets.js';
 import { secretEvents } from '../status/secret-events.js';
-import type { AgentMetrics } from '../metrics/metrics.js';
 import { KubernetesSource, type InvalidObject } from '../sources/kubernetes.js';
 import { deletedEvent, invalidObjectEvent, problemEvent, reconcileEvents, transitionEvents, type StatusMemory } from '../status/agent-events.js';
 import { ApiRateLimiter, type RateLimit } from '../status/api-rate-limit.js';
 import { KubernetesEventRecorder } from '../status/kubernetes-events.js';
 import { KubernetesStatusWriter } from '../status/kubernetes-writer.js';
 import type { StatusFile, StatusFileWriter } from '../status/status-file.js';
+import type { AgentMode, Engine } from './agent-mode.js';
+import type { RunFlags } from './flags.js';
 
 export interface KubernetesModeOptions {
   kubeConfig: KubeConfig;
@@ -25,32 +27,32 @@ export interface KubernetesModeOptions {
   namespace?: string;
   nodeName: string;
   rateLimit: RateLimit;
-  manager: Manager;
+  engine: () => Engine;
   logger: Logger;
-  metrics: AgentMetrics;
   fileWriter: StatusFileWriter;
   /** Serve Services of type LoadBalancer too (src/provider): its settings; absent: off. */
   provider?: Pick<ProviderAgentOptions, 'withoutClass' | 'members' | 'leaseSeconds'>;
+  /** --metrics-listen: /metrics over HTTPS; `run` makes its certificate, `stateDir` keeps it. */
+  secureMetrics?: { listen: string; stateDir: string; run: Runner };
 }
 
-export interface KubernetesMode {
-  start(): Promise<void>;
-  refresh(): Promise<void>;
-  /** Stops the informers, then gives the writes still queued a few seconds. */
-  stop(): Promise<void>;
-  /** The Manager's publish sink: status.json now, the API server in the background. */
-  publish(file: StatusFile): Promise<void>;
-  onRemoved(key: string): Promise<void>;
-  onEvent: NonNullable<ManagerOptions['onEvent']>;
-  onProblem(p: ObjectProblem): void;
-  /** New --kube-api-qps / --kube-api-burst (SIGHUP). */
-  setRateLimit(limit: RateLimit): void;
+export interface KubernetesMode extends AgentMode {
   readonly statusWriter: KubernetesStatusWriter;
   readonly events: KubernetesEventRecorder;
 }
 
+// @kubernetes/client-node is loaded in Kubernetes mode only: in file mode it would cost about a second of
+// start-up and tens of MB of memory for nothing.
+export async function loadKubeConfig(kubeconfig: string | undefined): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  if (kubeconfig !== undefined) kc.loadFromFile(kubeconfig);
+  else kc.loadFromCluster();
+  return kc;
+}
+
 export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
-  const { manager, logger, nodeName } = opts;
+  const { engine, logger, nodeName } = opts;
   const limiter = new ApiRateLimiter(opts.rateLimit);
   let invalid: InvalidObject[] = [];
   let reported = new Set<string>();
@@ -86,9 +88,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       // Until every named Secret has been listed once it is neither there nor missing: wait (the listing calls
       // back), rather than report a Listener ERROR that is not true.
       if (!secrets.synced) return;
-      manager.setSnapshot(s.objects, [], secrets.materials());
+      engine().setSnapshot(s.objects, [], secrets.materials());
       // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
-      for (const d of source.deleting()) manager.enqueue(`${d.namespace}/${d.name}`);
+      for (const d of source.deleting()) engine().enqueue(`${d.namespace}/${d.name}`);
       source.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
     },
   });
@@ -96,7 +98,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   const events = new KubernetesEventRecorder(opts.kubeConfig, source, { limiter, logger, node: nodeName });
   const memory: StatusMemory = new Map();
   // status.json, newest only and never in the publish's way: while the node is busy (hundreds of reconciles
-  // queueing their own file work in libuv's pool) one write can take half a second, and the Manager spaces its
+  // queueing their own file work in libuv's pool) one write can take half a second, and the controller spaces its
   // publishes by ten times what one took, which would hold the API server's Ready statuses back by seconds.
   let fileWriting: Promise<void> | undefined;
   let nextFile: StatusFile | undefined;
@@ -111,16 +113,23 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       fileWriting = undefined;
     })();
   };
-  opts.metrics.addKubernetes({
-    statusWrites: () => statusWriter.writes(),
-    statusQueue: () => statusWriter.queue(),
-    events: () => events.stats(),
-  });
-
   let provider: ProviderAgent | undefined;
+  let secureMetrics: Server | undefined;
   return {
+    describe: { kubernetes: opts.namespace ?? 'all namespaces' },
     statusWriter,
     events,
+    async addMetrics(metrics) {
+      metrics.addKubernetes({
+        statusWrites: () => statusWriter.writes(),
+        statusQueue: () => statusWriter.queue(),
+        events: () => events.stats(),
+      });
+      if (opts.secureMetrics === undefined) return;
+      const { serveSecureMetrics } = await import('./metrics-server.js');
+      secureMetrics = await serveSecureMetrics({ ...opts.secureMetrics, kubeConfig: opts.kubeConfig, logger, render: () => metrics.render() });
+    },
+    watchedPaths: () => undefined,
     async start() {
       await source.start();
       if (opts.provider === undefined) return;
@@ -143,6 +152,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       provider?.resync();
     },
     async stop() {
+      secureMetrics?.close();
       await provider?.stop();
       await secrets.stop();
       await source.stop();
@@ -169,4 +179,30 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       limiter.set(limit);
     },
   };
+}
+
+/** Kubernetes mode as the flags of `nslb run --kubernetes` set it up. */
+export async function kubernetesModeFor(
+  flags: RunFlags,
+  wiring: { engine: () => Engine; fileWriter: StatusFileWriter; run: Runner; logger: Logger },
+): Promise<KubernetesMode> {
+  return kubernetesMode({
+    kubeConfig: await loadKubeConfig(flags.kubeconfig),
+    ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
+    nodeName: flags.nodeName,
+    rateLimit: { qps: flags.kubeApiQps, burst: flags.kubeApiBurst },
+    engine: wiring.engine,
+    logger: wiring.logger,
+    fileWriter: wiring.fileWriter,
+    ...(flags.serviceProvider === true
+      ? {
+          provider: {
+            withoutClass: flags.servicesWithoutClass === true,
+            members: flags.serviceMembers === 'endpoints' ? 'Endpoints' : 'Nodes',
+            leaseSeconds: flags.providerLease ?? 15,
+          },
+        }
+      : {}),
+    ...(flags.metricsListen === undefined ? {} : { secureMetrics: { listen: flags.metricsListen, stateDir: flags.stateDir, run: wiring.run } }),
+  });
 }

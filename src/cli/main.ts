@@ -7,7 +7,7 @@ import { LOG_LEVELS } from './config-file.js';
 import { importOctaviaFiles } from './import.js';
 import { DEFAULTS, parsePositiveInt, parsePositiveNumber } from './options.js';
 import { printPlan } from './plan.js';
-import type { RunFlags } from './run.js';
+import type { RunFlags } from './flags.js';
 import { showStatus } from './status.js';
 import { validate } from './validate.js';
 

@@ -15,9 +15,10 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { join } from 'node:path';
+import { metricsTlsDir } from '../desired/state-dir.js';
 import type { Runner } from '../exec/run.js';
 import type { Logger } from '../log/logger.js';
-import { parseListen } from './options.js';
+import { listeningAt, parseListen } from './options.js';
 
 /** Answers are cached this long (kube-rbac-proxy: 2 min): a scrape every 15 s costs the API server little. */
 const CACHE_MS = 60_000;
@@ -36,7 +37,7 @@ type Verdict = { code: 200 } | { code: 401 | 403 | 503; why: string };
 
 /** Makes (once per start) the self-signed certificate the metrics endpoint serves. */
 async function selfSignedCertificate(run: Runner, stateDir: string): Promise<{ key: Buffer; cert: Buffer }> {
-  const dir = join(stateDir, 'metrics-tls');
+  const dir = metricsTlsDir(stateDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const key = join(dir, 'tls.key');
   const cert = join(dir, 'tls.crt');
@@ -120,9 +121,7 @@ export async function serveSecureMetrics(opts: MetricsServerOptions): Promise<Se
   });
   server.on('error', (err) => opts.logger.error({ err, listen: opts.listen }, 'cannot serve --metrics-listen'));
   server.on('listening', () => {
-    const a = server.address();
-    const at = a !== null && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : opts.listen;
-    opts.logger.info({ listen: at }, 'serving /metrics over HTTPS to callers the API server authorizes (GET /metrics)');
+    opts.logger.info({ listen: listeningAt(server, opts.listen) }, 'serving /metrics over HTTPS to callers the API server authorizes (GET /metrics)');
   });
   server.listen(port, host);
   return server;

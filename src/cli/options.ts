@@ -1,4 +1,5 @@
 // Flags shared by every command (DESIGN §3), with the same defaults everywhere.
+import type { Server } from 'node:net';
 import { hostname } from 'node:os';
 
 export const DEFAULTS = {
@@ -43,4 +44,14 @@ export function parseListen(value: string): { host: string; port: number } {
     throw new Error(`--listen must be HOST:PORT (got ${JSON.stringify(value)})`);
   }
   return { host: m[1] ?? '', port };
+}
+
+/** Where a listening server is reachable, as HOST:PORT (the port the kernel chose for `:0`); `fallback` before it listens. */
+export function listeningAt(server: Server, fallback: string): string {
+  const a = server.address();
+  return a !== null && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : fallback;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }

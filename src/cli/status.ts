@@ -3,7 +3,7 @@
 // terminal, and never with NO_COLOR or -o json/yaml. `--wait` blocks until everything shown is ACTIVE.
 import yaml from 'js-yaml';
 import { readStatusFile, type StatusFile, type StatusFileObject } from '../status/status-file.js';
-import type { MemberStats } from '../status/traffic.js';
+import type { MemberStats } from '../status/status-file.js';
 
 export interface StatusFlags {
   stateDir: string;

@@ -8,14 +8,3 @@ export function crashPoint(): void {
   passed++;
   if (passed === at) process.kill(process.pid, 'SIGKILL');
 }
-
-// The Service provider's own crash points (API writes: allocation, objects, status, finalizer), counted
-// apart so that a test can crash it at its N-th write whatever the engine does meanwhile.
-let providerPassed = 0;
-const providerAt = Number.parseInt(process.env.NSLB_PROVIDER_CRASH_AT ?? '', 10);
-
-export function providerCrashPoint(): void {
-  if (!Number.isInteger(providerAt)) return;
-  providerPassed++;
-  if (providerPassed === providerAt) process.kill(process.pid, 'SIGKILL');
-}

@@ -5,15 +5,16 @@
 // is a node condition in status.json, a warning naming the sysctl and the value to set, and a metric; a
 // neighbour table that refuses entries caps the operating status of the load balancers of that family.
 import type { Condition } from '../api/v1alpha1/types.js';
-import { ensureSysctlAtLeast, NeighbourWatch, readKernel, type KernelPaths, type NeighbourTableStats } from '../drivers/kernel/limits.js';
 import type { Logger } from '../log/logger.js';
 import {
   planKernelLimits,
   verdictOf,
   type Family,
+  type KernelAccess,
   type LimitCheck,
   type LimitName,
   type LimitVerdict,
+  type NeighbourTableStats,
   type NodeLoad,
 } from '../plan/kernel-limits.js';
 
@@ -58,10 +59,9 @@ export function howToSet(name: LimitName, value: number): string {
 }
 
 export class KernelLimits {
-  readonly #paths: KernelPaths;
+  readonly #kernel: KernelAccess;
   readonly #logger: Logger;
   #mode: KernelLimitsMode;
-  readonly #neighbours: NeighbourWatch;
   readonly #overflowSeen: Record<Family, number> = { ipv4: -Infinity, ipv6: -Infinity };
   #lastStats: Partial<Record<Family, NeighbourTableStats>> = {};
   #report: KernelLimitsReport | undefined;
@@ -72,12 +72,11 @@ export class KernelLimits {
   readonly #raisedFrom = new Map<LimitName, number>();
   #lastLoad: NodeLoad | undefined;
 
-  constructor(opts: { paths: KernelPaths; mode: KernelLimitsMode; logger: Logger }) {
-    this.#paths = opts.paths;
+  constructor(opts: { kernel: KernelAccess; mode: KernelLimitsMode; logger: Logger }) {
+    this.#kernel = opts.kernel;
     this.#mode = opts.mode;
     this.#logger = opts.logger;
-    this.#neighbours = new NeighbourWatch(opts.paths);
-    this.#lastStats = this.#neighbours.poll().stats;
+    this.#lastStats = this.#kernel.pollNeighbours().stats;
   }
 
   get mode(): KernelLimitsMode {
@@ -100,7 +99,7 @@ export class KernelLimits {
    */
   check(load: NodeLoad, now = Date.now()): boolean {
     this.#lastLoad = load;
-    const readings = readKernel(this.#paths);
+    const readings = this.#kernel.read();
     const overflowed: Record<Family, boolean> = {
       ipv4: now - this.#overflowSeen.ipv4 < OVERFLOW_HOLD_MS,
       ipv6: now - this.#overflowSeen.ipv6 < OVERFLOW_HOLD_MS,
@@ -134,7 +133,7 @@ export class KernelLimits {
    * raise may follow) and return true. Reads two small /proc files.
    */
   pollNeighbours(now = Date.now()): boolean {
-    const { overflowed, stats } = this.#neighbours.poll();
+    const { overflowed, stats } = this.#kernel.pollNeighbours();
     this.#lastStats = stats;
     let changed = false;
     for (const family of ['ipv4', 'ipv6'] as const) {
@@ -164,7 +163,7 @@ export class KernelLimits {
     const from = this.#raisedFrom.get(check.name);
     if (from !== undefined) row.raisedFrom = from;
     if (verdict === 'raise') {
-      const result = ensureSysctlAtLeast(this.#paths, check.name, check.target);
+      const result = this.#kernel.raise(check.name, check.target);
       if (result.ok) {
         this.#logger.info(
           { sysctl: check.name, from: check.current, to: check.target, required: check.required, why: check.why },

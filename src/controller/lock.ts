@@ -2,7 +2,7 @@
 // that process is alive and is an nslb agent; a crashed agent's lock (its PID gone or reused by something
 // else) is taken over, so a crash never leaves the node without an agent.
 import { link, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { agentLockPath } from '../desired/state-dir.js';
 
 export class StateDirLockedError extends Error {
   override readonly name = 'StateDirLockedError';
@@ -23,7 +23,7 @@ async function isAgent(pid: number): Promise<boolean> {
 
 /** Takes the lock or throws StateDirLockedError; returns the release function. */
 export async function lockStateDir(stateDir: string): Promise<() => Promise<void>> {
-  const path = join(stateDir, 'agent.lock');
+  const path = agentLockPath(stateDir);
   const mine = `${path}.${process.pid}`;
   await writeFile(mine, `${process.pid}\n`, { mode: 0o600 });
   try {

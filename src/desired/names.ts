@@ -61,3 +61,29 @@ export function isNslbNetnsName(s: string): boolean {
 export function isNslbIfaceName(s: string): boolean {
   return IFACE_NAME.test(s);
 }
+
+/** The VIP interface of the load balancer whose netns this is: both names are slices of one hash. */
+export function ifaceOfNetns(netns: string): string {
+  return IFACE_PREFIX + netns.slice(NETNS_PREFIX.length, NETNS_PREFIX.length + IFACE_HEX);
+}
+
+/**
+ * Work keys are load balancer keys, or `orphan:<netns>` for something of nslb's on the node that no load
+ * balancer claims (garbage collection): its owner is unknown, its netns name is all there is.
+ */
+const ORPHAN_PREFIX = 'orphan:';
+
+export function orphanKey(netns: string): string {
+  return `${ORPHAN_PREFIX}${netns}`;
+}
+
+export function isOrphanKey(key: string): boolean {
+  return key.startsWith(ORPHAN_PREFIX);
+}
+
+/** The netns a work key is about. Throws on a key that is neither a load balancer key nor an orphan key. */
+export function netnsOfKey(key: string): string {
+  if (isOrphanKey(key)) return key.slice(ORPHAN_PREFIX.length);
+  const { namespace, name } = parseLbKey(key);
+  return nodeNames(namespace, name).netns;
+}

@@ -107,3 +107,16 @@ export function referencedSecrets(objects: readonly { kind: string; metadata: { 
   }
   return names;
 }
+
+/**
+ * What a watched Secret is now, after a change (and once when first listed). `rotated`: its certificate or
+ * key changed while it existed (a renewal). Names only: never data.
+ */
+export interface SecretChange {
+  namespace: string;
+  name: string;
+  state: 'present' | 'missing' | 'unreadable';
+  rotated: boolean;
+  /** Why it is unreadable. */
+  message?: string;
+}

@@ -1,7 +1,6 @@
 // The one place that starts processes. argv arrays only, never a shell; every call has a timeout.
 import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
-import { spawnsByTool } from '../metrics/counters.js';
 import { CommandError } from './errors.js';
 
 export interface RunOptions {
@@ -21,8 +20,20 @@ export type Runner = (argv: readonly string[], options?: RunOptions) => Promise<
 
 const DEFAULT_TIMEOUT_MS = 15_000;
 
-/** Counts spawns; the bench reads it to report processes spawned per resync. */
-export const spawnCounter = { count: 0 };
+/**
+ * Processes started, in all and by program (`ip`, `ovs-vsctl`, `haproxy`…): the resync's summary line says how
+ * many it cost, /metrics shows them by tool. The agent makes one and gives it to its runner and watchers.
+ */
+export class SpawnCounter {
+  total = 0;
+  readonly byTool = new Map<string, number>();
+
+  count(file: string): void {
+    this.total++;
+    const tool = basename(file);
+    this.byTool.set(tool, (this.byTool.get(tool) ?? 0) + 1);
+  }
+}
 
 /** The environment every command gets: ours, with messages in the C locale (the parsers read English). */
 const childEnv: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
@@ -123,12 +134,21 @@ function spawnAndWait(file: string, args: readonly string[], options: RunOptions
   });
 }
 
-export const runCommand: Runner = async (argv, options = {}) => {
-  const [file, ...args] = argv;
-  if (file === undefined) throw new Error('runCommand: empty argv');
-  spawnCounter.count++;
-  const tool = basename(file);
-  spawnsByTool.set(tool, (spawnsByTool.get(tool) ?? 0) + 1);
+/** A runner that counts what it starts into `spawns`, if given. */
+export function commandRunner(spawns?: SpawnCounter): Runner {
+  return async (argv, options = {}) => {
+    const [file] = argv;
+    if (file === undefined) throw new Error('runCommand: empty argv');
+    spawns?.count(file);
+    return runOnce(argv, options);
+  };
+}
+
+/** Runs one command, counted nowhere: for one-shot commands and tests. */
+export const runCommand: Runner = commandRunner();
+
+async function runOnce(argv: readonly string[], options: RunOptions): Promise<RunResult> {
+  const [file = '', ...args] = argv;
   const trace = process.env.NSLB_TRACE_SPAWN === '1' ? Date.now() : undefined;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const result = await spawnAndWait(file, args, options, timeoutMs);
@@ -140,7 +160,7 @@ export const runCommand: Runner = async (argv, options = {}) => {
     throw new CommandError(argv, result.code ?? undefined, why);
   }
   return { stdout: result.stdout, stderr: result.stderr };
-};
+}
 
 export interface Watcher {
   /** Resolves with the exit code (or null on a signal) when the process ends. */
@@ -152,12 +172,10 @@ export interface Watcher {
  * A long-lived process whose stdout is read line by line (e.g. `ip monitor`). argv only; it is killed when
  * stopped and never outlives the agent (it is not detached).
  */
-export function runWatcher(argv: readonly string[], onLine: (line: string) => void): Watcher {
+export function runWatcher(argv: readonly string[], onLine: (line: string) => void, spawns?: SpawnCounter): Watcher {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('runWatcher: empty argv');
-  spawnCounter.count++;
-  const tool = basename(file);
-  spawnsByTool.set(tool, (spawnsByTool.get(tool) ?? 0) + 1);
+  spawns?.count(file);
   const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env: childEnv });
   let partial = '';
   child.stdout.setEncoding('utf8');

@@ -1,15 +1,16 @@
 // /metrics in Prometheus' text format. One registry per agent; every figure but the reconcile histogram is
 // read from the engine's state when scraped (collect callbacks), so a scrape costs no socket round trip and
-// no process: HAProxy's stats are the ones the Manager last polled. Only `nslb run` imports this module
+// no process: HAProxy's stats are the ones the engine last polled. Only `nslb run` imports this module
 // (dynamically), so one-shot commands never load prom-client.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ObjectStatus } from '../api/v1alpha1/types.js';
 import { KINDS } from '../api/v1alpha1/types.js';
-import { memberStats, type LbStatsView, type MemberStats } from '../status/traffic.js';
+import type { MemberStats } from '../status/status-file.js';
+import { memberStats, type LbStatsView } from '../status/traffic.js';
 import type { KernelLimitsReport } from '../controller/kernel-limits.js';
-import { engineCounters, spawnsByTool } from './counters.js';
+import type { DriverCounters } from '../plan/node-driver.js';
 
-/** What /metrics reads at scrape time: the Manager, or a fake of it in tests. */
+/** What /metrics reads at scrape time: the controller, or a fake of it in tests. */
 export interface MetricsSource {
   /** Every object's status, keyed by objectId (`Kind/namespace/name`). */
   readonly statuses: ReadonlyMap<string, ObjectStatus>;
@@ -20,8 +21,8 @@ export interface MetricsSource {
 export interface MetricsOptions {
   /** Node.js process metrics (CPU, memory, event loop lag, …) under their usual names. Default true. */
   processMetrics?: boolean;
-  /** Where the engine counters come from (tests pass their own). */
-  counters?: { engine: typeof engineCounters; spawnsByTool: ReadonlyMap<string, number> };
+  /** What the node driver did, and the processes started by program (exec/run.ts's SpawnCounter). */
+  counters: { engine: DriverCounters; spawnsByTool: ReadonlyMap<string, number> };
   /** The node's kernel limits as last checked, and the raises done (absent: no kernel-limit metrics). */
   kernelLimits?: { readonly report: KernelLimitsReport | undefined; readonly raises: ReadonlyMap<string, number> };
 }
@@ -38,7 +39,7 @@ export interface KubernetesWriteStats {
 
 export interface AgentMetrics {
   readonly registry: Registry;
-  /** Give this to the Manager as onReconciled. */
+  /** Give this to the controller as onReconciled. */
   observeReconcile(key: string, result: 'ok' | 'error', seconds: number): void;
   /** Kubernetes mode: add the status-write and Event metrics. */
   addKubernetes(stats: KubernetesWriteStats): void;
@@ -56,9 +57,9 @@ function mirror(counter: Counter<string>, values: Iterable<[Record<string, strin
   for (const [labels, v] of values) counter.inc(labels, v);
 }
 
-export function createAgentMetrics(source: MetricsSource, options: MetricsOptions = {}): AgentMetrics {
+export function createAgentMetrics(source: MetricsSource, options: MetricsOptions): AgentMetrics {
   const registry = new Registry();
-  const counters = options.counters ?? { engine: engineCounters, spawnsByTool };
+  const { counters } = options;
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
@@ -165,7 +166,7 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
     },
   });
 
-  // Per member, from the `show stat` the Manager last polled. HAProxy counts from its current worker's
+  // Per member, from the `show stat` the engine last polled. HAProxy counts from its current worker's
   // start: a reload starts the totals again, which Prometheus reads as a counter reset.
   const memberGauge = (name: string, help: string, pick: (s: MemberStats) => number): void => {
     new Gauge({

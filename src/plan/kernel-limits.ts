@@ -53,6 +53,24 @@ export interface KernelReadings {
   cpus: number;
 }
 
+/** Counters of one neighbour table: entries now, and how often it was full (summed over CPUs) since boot. */
+export interface NeighbourTableStats {
+  entries: number;
+  tableFulls: number;
+}
+
+export type RaiseResult = { ok: true } | { ok: false; reason: string };
+
+/** What the kernel-limit checks need of the node (drivers/kernel/limits.ts on a real one). */
+export interface KernelAccess {
+  /** Everything planKernelLimits needs to know, except overflows. */
+  read(): Omit<KernelReadings, 'overflowed'>;
+  /** Writes a sysctl (only ever raising it) and reads it back. */
+  raise(name: LimitName, value: number): RaiseResult;
+  /** Which neighbour tables refused entries since the last call (the first call only takes the baseline). */
+  pollNeighbours(): { overflowed: Record<Family, boolean>; stats: Partial<Record<Family, NeighbourTableStats>> };
+}
+
 export const SYSCTLS = [
   'net.ipv4.neigh.default.gc_thresh3',
   'net.ipv4.neigh.default.gc_thresh2',

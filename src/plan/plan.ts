@@ -2,7 +2,7 @@
 // or orphaned gets the smallest idempotent step that converges it. Order matters and is the order returned.
 import type { DesiredCertificate, DesiredLoadBalancer } from '../desired/model.js';
 import { vipAddresses } from '../desired/model.js';
-import type { ObservedLoadBalancer } from '../drivers/observed.js';
+import type { ObservedLoadBalancer } from './observed.js';
 import type { Action } from './actions.js';
 import { runtimeCommands } from './runtime-diff.js';
 

@@ -183,44 +183,12 @@ function changeCommands(
   return commands;
 }
 
-/** Whether HAProxy's answer to a runtime command means it was applied. */
-export function runtimeAnswerOk(command: string, answer: string): boolean {
-  const text = answer.trim();
-  if (command.startsWith('add server ')) return text.startsWith('New server registered');
-  if (command.startsWith('del server ')) return text.startsWith('Server deleted');
-  if (command.includes(' addr ')) return text === '' || text.startsWith('IP changed') || text.startsWith('no need to change');
-  return text === '';
-}
-
 /**
- * The lines of a `show servers state` dump worth carrying into a reload: servers whose `server` line is the
- * same in both configs (their health and state are still true). Servers that changed start afresh, so a
- * saved address, port or weight can never override the new config.
+ * The `server` lines of each backend section, keyed by the section's header line (`backend NAME`): what the
+ * HAProxy driver compares to tell which servers keep their saved state across a reload.
  */
-export function carriedServerState(dump: string, before: string, after: string): string {
-  const keep = new Set<string>();
-  const old = new Map(parseSections(before).map((s) => [s.header, s]));
-  for (const s of parseSections(after)) {
-    if (!s.header.startsWith('backend ')) continue;
-    const prev = old.get(s.header);
-    if (prev === undefined) continue;
-    const backend = s.header.slice('backend '.length).trim();
-    for (const [name, args] of s.servers) {
-      const was = prev.servers.get(name);
-      if (was !== undefined && same(was, args)) keep.add(`${backend}/${name}`);
-    }
-  }
-  const lines = dump.split('\n');
-  const out: string[] = [];
-  for (const line of lines) {
-    if (line.trim() === '') continue;
-    if (/^\d+$/.test(line.trim()) || line.startsWith('#')) {
-      out.push(line);
-      continue;
-    }
-    // be_id be_name srv_id srv_name …
-    const f = line.split(' ');
-    if (keep.has(`${f[1]}/${f[3]}`)) out.push(line);
-  }
-  return `${out.join('\n')}\n`;
+export function backendServers(config: string): Map<string, ReadonlyMap<string, readonly string[]>> {
+  const result = new Map<string, ReadonlyMap<string, readonly string[]>>();
+  for (const s of parseSections(config)) if (s.header.startsWith('backend ')) result.set(s.header, s.servers);
+  return result;
 }

@@ -8,11 +8,12 @@ import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@ku
 import type { PoolMembers } from '../api/v1alpha1/addresspool.js';
 import type { Kind, ObjectStatus } from '../api/v1alpha1/types.js';
 import { validateObject, formatIssue } from '../api/v1alpha1/validate.js';
-import { providerCrashPoint } from '../controller/crash-points.js';
-import { WorkQueue } from '../controller/queue.js';
+import { providerCrashPoint } from './crash-points.js';
+import { waitUntil } from '../loop/wait.js';
+import { WorkQueue } from '../loop/work-queue.js';
 import { canonicalIp, parseIp } from '../desired/addresses.js';
 import type { Logger } from '../log/logger.js';
-import { statusCode } from '../sources/kubernetes.js';
+import { statusCode } from '../kube/errors.js';
 import { parseServiceSettings, type ServiceSettings } from './annotations.js';
 import { cachesListed, makeCaches, MADE_KINDS, startCaches, stopCaches, type ProviderCaches, type ProviderEvent } from './informers.js';
 import { parsePool, poolAllows, poolContains, poolFamilies, refuseOverlaps, vipSettings, type Family, type ParsedPool, type VipSettings } from './ipam.js';
@@ -99,11 +100,17 @@ export class ServiceProvider {
     await startCaches(caches);
     // A cache whose first list failed (the AddressPool CRD not installed, RBAC) is retried by its informer;
     // nothing is decided until every one has listed, or an empty cache would read as "nothing exists".
-    for (let waited = 0; !cachesListed(caches); waited += 100) {
-      if (waited > 0 && waited % 10_000 === 0) this.#opts.logger.warn({ waitedMs: waited }, 'provider: waiting for every informer to list once');
-      await new Promise((r) => setTimeout(r, 100));
-      if (this.#caches !== caches) return;
-    }
+    let waited = 0;
+    const listed = await waitUntil(
+      () => {
+        if (cachesListed(caches)) return true;
+        if (waited > 0 && waited % 10_000 === 0) this.#opts.logger.warn({ waitedMs: waited }, 'provider: waiting for every informer to list once');
+        waited += 100;
+        return this.#caches !== caches;
+      },
+      { intervalMs: 100 },
+    );
+    if (!listed || this.#caches !== caches) return;
     this.#synced = true;
     this.resync();
     this.#opts.logger.info({ services: caches.services.list().length, namespace: this.#opts.namespace ?? 'all' }, 'provider: started');

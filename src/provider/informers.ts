@@ -13,7 +13,7 @@ import {
 import { ADDRESS_POOL_PLURAL } from '../api/v1alpha1/addresspool.js';
 import type { Kind } from '../api/v1alpha1/types.js';
 import type { Logger } from '../log/logger.js';
-import { GROUP, PLURALS, VERSION } from '../sources/kubernetes.js';
+import { GROUP, PLURALS, VERSION } from '../api/v1alpha1/crds.js';
 import type { EndpointSlice, Node, Service } from './kube.js';
 import type { RawPool } from './ledger.js';
 import { SERVICE_LABEL } from './names.js';

@@ -7,7 +7,7 @@
 // is released so that another agent takes over without waiting either.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
-import { statusCode } from '../sources/kubernetes.js';
+import { statusCode } from '../kube/errors.js';
 
 export interface LeaderOptions {
   kubeConfig: KubeConfig;

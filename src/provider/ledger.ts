@@ -9,7 +9,8 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { AddressPoolStatus, PoolAllocation } from '../api/v1alpha1/addresspool.js';
 import { ADDRESS_POOL_PLURAL } from '../api/v1alpha1/addresspool.js';
-import { GROUP, VERSION, statusCode } from '../sources/kubernetes.js';
+import { GROUP, VERSION } from '../api/v1alpha1/crds.js';
+import { statusCode } from '../kube/errors.js';
 import { allocateInPool, releaseInPool, type AllocationRequest, type AllocationResult, type ParsedPool } from './ipam.js';
 
 export interface RawPool {

@@ -5,8 +5,9 @@
 // nobody labelled are never touched: a name clash is reported, not resolved by force.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Kind } from '../api/v1alpha1/types.js';
-import { canonicalJson } from '../status/kubernetes-writer.js';
-import { GROUP, PLURALS, VERSION, statusCode } from '../sources/kubernetes.js';
+import { GROUP, PLURALS, VERSION } from '../api/v1alpha1/crds.js';
+import { statusCode } from '../kube/errors.js';
+import { canonicalJson } from '../kube/json.js';
 import type { Meta } from './kube.js';
 import { SERVICE_LABEL } from './names.js';
 import type { DesiredObject } from './translate.js';

@@ -9,21 +9,8 @@
 import { CoreV1Api, ListWatch, Watch, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
-import { SECRET_KEYS, SECRETS_READABLE, secretMaterials, secretReadErrorKey } from '../desired/secrets.js';
-import { statusCode } from './kubernetes.js';
-
-/**
- * What a watched Secret is now, after a change (and once when first listed). `rotated`: its certificate or
- * key changed while it existed (a renewal). Names only: never data.
- */
-export interface SecretChange {
-  namespace: string;
-  name: string;
-  state: 'present' | 'missing' | 'unreadable';
-  rotated: boolean;
-  /** Why it is unreadable. */
-  message?: string;
-}
+import { SECRET_KEYS, SECRETS_READABLE, secretMaterials, secretReadErrorKey, type SecretChange } from '../desired/secrets.js';
+import { statusCode } from '../kube/errors.js';
 
 interface Watched {
   informer: ListWatch<V1Secret & KubernetesObject>;

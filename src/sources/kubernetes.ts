@@ -13,15 +13,10 @@ import {
 } from '@kubernetes/client-node';
 import type { AnyObject, Kind } from '../api/v1alpha1/types.js';
 import { API_VERSION, KINDS } from '../api/v1alpha1/types.js';
-import { GROUP, VERSION, pluralOf } from '../api/v1alpha1/crds.js';
+import { FINALIZER, GROUP, PLURALS, VERSION } from '../api/v1alpha1/crds.js';
 import { validateObject } from '../api/v1alpha1/validate.js';
+import { statusCode } from '../kube/errors.js';
 import type { Logger } from '../log/logger.js';
-
-export { GROUP, VERSION };
-export const FINALIZER = 'nslb.dev/cleanup';
-
-/** The API's own names (src/api/v1alpha1/crds.ts), by kind. */
-export const PLURALS: Readonly<Record<Kind, string>> = Object.fromEntries(KINDS.map((k) => [k, pluralOf(k)])) as Record<Kind, string>;
 
 /** An object the API server holds that our schema refuses (the CRD schema is looser in places). */
 export interface InvalidObject {
@@ -236,11 +231,4 @@ export class KubernetesSource {
     }
     throw new Error(`could not update finalizers of ${namespace}/${name}: conflicts kept happening`);
   }
-}
-
-export function statusCode(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown };
-  if (typeof e.code === 'number') return e.code;
-  if (typeof e.statusCode === 'number') return e.statusCode;
-  return undefined;
 }

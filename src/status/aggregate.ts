@@ -3,7 +3,7 @@
 // listeners from their frontend rows, the load balancer from its listeners and pools.
 import type { OperatingStatus } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer, DesiredMember, DesiredPool } from '../desired/model.js';
-import type { StatRow } from '../drivers/haproxy/stats.js';
+import type { StatRow } from '../plan/haproxy-stats.js';
 import { backendName, frontendName } from '../plan/haproxy-config.js';
 
 export interface OperatingStatusTree {
@@ -19,7 +19,7 @@ export interface OperatingStatusTree {
 /** `show stat` rows found by the names the renderer gave listeners, pools and members. */
 export class StatIndex {
   private readonly rows = new Map<string, StatRow>();
-  constructor(stats: StatRow[]) {
+  constructor(stats: readonly StatRow[]) {
     for (const r of stats) this.rows.set(`${r.type}\u0000${r.pxname}\u0000${r.svname}`, r);
   }
   frontend(listener: string): StatRow | undefined {
@@ -104,7 +104,7 @@ function worst(children: Iterable<OperatingStatus>): OperatingStatus {
  * `stats` undefined means HAProxy could not be asked (not running, socket unreachable): then nothing is
  * known to serve, and the load balancer, its listeners, pools and members are OFFLINE.
  */
-export function operatingStatuses(lb: DesiredLoadBalancer, stats: StatRow[] | undefined): OperatingStatusTree {
+export function operatingStatuses(lb: DesiredLoadBalancer, stats: readonly StatRow[] | undefined): OperatingStatusTree {
   const tree: OperatingStatusTree = {
     loadBalancer: 'OFFLINE',
     listeners: new Map(),

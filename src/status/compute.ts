@@ -11,28 +11,27 @@ import type {
 import { objectId } from '../api/v1alpha1/types.js';
 import type { DesiredState, ObjectProblem } from '../desired/build.js';
 import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
-import type { StatRow } from '../drivers/haproxy/stats.js';
+import type { StatRow } from '../plan/haproxy-stats.js';
 import { operatingStatuses, type OperatingStatusTree } from './aggregate.js';
 
-export interface LbOutcome {
-  phase: 'pending' | 'active' | 'error';
-  message?: string;
+/** What status needs of a load balancer's last reconcile (the controller's record, controller/outcomes.ts). */
+export interface OutcomeView {
+  readonly phase: 'pending' | 'active' | 'error';
+  readonly message?: string;
   /** The model that is on the node now (the last one applied successfully). */
-  applied?: DesiredLoadBalancer;
+  readonly applied?: DesiredLoadBalancer;
   /** Generation of each object (by objectId) as of the last successful apply. */
-  appliedGenerations: Map<string, number>;
+  readonly appliedGenerations: ReadonlyMap<string, number>;
   /** Latest `show stat`; undefined when HAProxy could not be asked. */
-  stats?: StatRow[];
-  netns: string;
-  iface: string;
-  /** The HAProxy master serving it, watched so that its exit is noticed at once. */
-  pid?: number;
+  readonly stats?: readonly StatRow[];
+  readonly netns: string;
+  readonly iface: string;
 }
 
 export interface StatusInput {
   objects: readonly AnyObject[];
   desired: DesiredState;
-  outcomes: ReadonlyMap<LbKey, LbOutcome>;
+  outcomes: ReadonlyMap<LbKey, OutcomeView>;
   previous: ReadonlyMap<string, ObjectStatus>;
   now: string;
   node: string;

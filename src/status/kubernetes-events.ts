@@ -8,7 +8,8 @@ import { API_VERSION } from '../api/v1alpha1/types.js';
 import type { Logger } from '../log/logger.js';
 import type { RequestLimiter } from './api-rate-limit.js';
 import { EventCorrelator, objectKey, type AgentEvent, type CorrelatorOptions, type EventSeries } from './event-correlator.js';
-import { describeApiError, httpCode, type ServerView } from './kubernetes-writer.js';
+import { describeApiError, statusCode } from '../kube/errors.js';
+import type { ServerView } from './kubernetes-writer.js';
 
 export const REPORTING_CONTROLLER = 'nslb.dev/agent';
 /** events.k8s.io/v1 limits the note to 1024 bytes. */
@@ -227,7 +228,7 @@ export class KubernetesEventRecorder {
 
   #failed(w: Waiting, err: unknown): void {
     const { series } = w;
-    const code = httpCode(err);
+    const code = statusCode(err);
     const now = Date.now();
     if (code === 404 && series.written > 0) {
       // The Event expired (--event-ttl) or was deleted: the series goes on in a new one.

@@ -9,6 +9,8 @@
 // server answers again. A status the server refuses (422) waits until the status changes.
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { GROUP, VERSION, pluralOf } from '../api/v1alpha1/crds.js';
+import { describeApiError, statusCode } from '../kube/errors.js';
+import { canonicalJson } from '../kube/json.js';
 import type { Condition, Kind, ObjectStatus } from '../api/v1alpha1/types.js';
 import type { Logger } from '../log/logger.js';
 import type { RequestLimiter } from './api-rate-limit.js';
@@ -33,16 +35,6 @@ export interface InvalidObjectStatus {
 }
 
 export type StatusWriteResult = 'ok' | 'conflict' | 'throttled' | 'unavailable' | 'not_found' | 'invalid' | 'error';
-
-/** JSON with sorted keys: the API server need not keep our key order, and we must not see that as a change. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : 1));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
 
 /**
  * The status to write, with each condition's lastTransitionTime taken from the server's copy when the condition
@@ -108,28 +100,6 @@ function isPending(p: Pending): boolean {
 function later(a: string | undefined, b: string | undefined): boolean | undefined {
   if (a === undefined || b === undefined || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return undefined;
   return BigInt(a) > BigInt(b);
-}
-
-export function httpCode(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown };
-  if (typeof e.code === 'number') return e.code;
-  if (typeof e.statusCode === 'number') return e.statusCode;
-  return undefined;
-}
-
-/** What the server said, in one short line (client-node's own message carries the whole body and headers). */
-export function describeApiError(err: unknown): string {
-  const code = httpCode(err);
-  const body = (err as { body?: unknown }).body;
-  let message: string | undefined;
-  try {
-    const parsed = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: unknown } | undefined;
-    if (typeof parsed?.message === 'string') message = parsed.message;
-  } catch {
-    // not JSON: fall through
-  }
-  if (code === undefined) return (err as Error).message ?? String(err);
-  return `HTTP ${code}${message === undefined ? '' : `: ${message}`}`;
 }
 
 function retryAfterMs(err: unknown): number | undefined {
@@ -386,7 +356,7 @@ export class KubernetesStatusWriter {
   }
 
   #failed(id: string, item: Pending, err: unknown, wave: number): void {
-    const code = httpCode(err);
+    const code = statusCode(err);
     const now = Date.now();
     // What failed may have been dropped from the queue meanwhile (the same status arrived again while it was in
     // flight): put it back unless something newer took its place.

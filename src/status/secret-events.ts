@@ -4,7 +4,7 @@
 // their content. cli/kubernetes-mode.ts sends them through the Event recorder.
 import type { AnyObject } from '../api/v1alpha1/types.js';
 import { resolveListenerTls, resolvePoolTls } from '../desired/tls.js';
-import type { SecretChange } from '../sources/kubernetes-secrets.js';
+import type { SecretChange } from '../desired/secrets.js';
 
 export interface SecretEvent {
   kind: 'Listener' | 'Pool';

@@ -3,7 +3,24 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AnyObject, Condition, ObjectStatus } from '../api/v1alpha1/types.js';
 import { API_VERSION, objectId } from '../api/v1alpha1/types.js';
-import type { MemberStats } from './traffic.js';
+import { statusFilePath } from '../desired/state-dir.js';
+
+/** A member's traffic and check figures from HAProxy's `show stat` (see traffic.ts). */
+export interface MemberStats {
+  /** Sessions open now (scur). */
+  currentSessions: number;
+  /** Sessions since HAProxy's current worker started (stot): a reload starts a new count. */
+  totalSessions: number;
+  /** Bytes from clients to the member, and back (bin, bout); since the worker started, too. */
+  bytesIn: number;
+  bytesOut: number;
+  /** The last check's result code (L4OK, L7STS, L4CON…); absent when the member has no check. */
+  checkStatus?: string;
+  /** What the last check found, in HAProxy's words ("Layer4 connection problem: Connection refused"). */
+  lastCheck?: string;
+  /** HAProxy's own state for the server: UP, DOWN, "UP 1/3", MAINT, DRAIN, "no check"… */
+  state: string;
+}
 
 export interface StatusFileObject {
   apiVersion: string;
@@ -58,10 +75,6 @@ export interface StatusFile {
   errors: StatusFileError[];
   /** Absent in files written before it existed, and from one-shot commands. */
   node?: NodeStatus;
-}
-
-export function statusFilePath(stateDir: string): string {
-  return join(stateDir, 'status.json');
 }
 
 export function renderStatusFile(

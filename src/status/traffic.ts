@@ -4,27 +4,11 @@
 import type { LbKey } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer } from '../desired/model.js';
 import { parseLbKey } from '../desired/names.js';
-import type { StatRow } from '../drivers/haproxy/stats.js';
+import type { StatRow } from '../plan/haproxy-stats.js';
 import { StatIndex } from './aggregate.js';
-import type { StatusFile } from './status-file.js';
+import type { MemberStats, StatusFile } from './status-file.js';
 
-export interface MemberStats {
-  /** Sessions open now (scur). */
-  currentSessions: number;
-  /** Sessions since HAProxy's current worker started (stot): a reload starts a new count. */
-  totalSessions: number;
-  /** Bytes from clients to the member, and back (bin, bout); since the worker started, too. */
-  bytesIn: number;
-  bytesOut: number;
-  /** The last check's result code (L4OK, L7STS, L4CON…); absent when the member has no check. */
-  checkStatus?: string;
-  /** What the last check found, in HAProxy's words ("Layer4 connection problem: Connection refused"). */
-  lastCheck?: string;
-  /** HAProxy's own state for the server: UP, DOWN, "UP 1/3", MAINT, DRAIN, "no check"… */
-  state: string;
-}
-
-/** What the Manager knows about one load balancer that is on the node, for readers outside the engine. */
+/** What the engine knows about one load balancer that is on the node, for readers outside it (status, /metrics). */
 export interface LbStatsView {
   key: LbKey;
   /** The model that is on the node now. */

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queryRuntime } from '../../src/drivers/haproxy/stats.js';
+import { queryRuntime } from '../../src/drivers/haproxy/runtime-api.js';
 import { startClientLoop } from './client-loop.js';
 import { httpGetMany, waitFor, type Host } from './harness.js';
 import { ParityEnv, healthMonitor, listener, loadBalancer, member, pool, type ApiDoc } from './parity-env.js';

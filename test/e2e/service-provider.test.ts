@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeNames } from '../../src/desired/names.js';
-import { queryRuntime } from '../../src/drivers/haproxy/stats.js';
+import { queryRuntime } from '../../src/drivers/haproxy/runtime-api.js';
 import { FakeApiServer, loadCrdFiles, type JsonObject } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, service } from '../support/k8s-objects.js';
 import { Agent, cli } from './agent.js';

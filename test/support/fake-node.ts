@@ -1,7 +1,7 @@
 // An in-memory node that applies Actions the way the real drivers do, for the convergence test:
 // plan → apply to the fake → observe → plan again must be empty.
 import type { Action } from '../../src/plan/actions.js';
-import type { DefaultGateways, ObservedLoadBalancer } from '../../src/drivers/observed.js';
+import type { DefaultGateways, ObservedLoadBalancer } from '../../src/plan/observed.js';
 
 interface Link {
   mac: string;

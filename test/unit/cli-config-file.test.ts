@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkMode, diffFlags, fileKey, flagName, FlagsFileError, mergeFlags, parseFlagsFile, readFlagsFile } from '../../src/cli/config-file.js';
-import type { RunFlags } from '../../src/cli/run.js';
+import type { RunFlags } from '../../src/cli/flags.js';
 
 const base: RunFlags = {
   stateDir: '/var/lib/nslb',

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
 import { formatBytes, formatStatusTable, selectLoadBalancers, showStatus, useColour, type StatusFlags, type StatusIo } from '../../src/cli/status.js';
 import type { StatusFile, StatusFileObject } from '../../src/status/status-file.js';
-import type { MemberStats } from '../../src/status/traffic.js';
+import type { MemberStats } from '../../src/status/status-file.js';
 
 type Prov = ObjectStatus['provisioningStatus'];
 type Oper = ObjectStatus['operatingStatus'];

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseShowStat, queryRuntime, RuntimeApiError, type StatRow } from '../../src/drivers/haproxy/stats.js';
+import { queryRuntime, RuntimeApiError } from '../../src/drivers/haproxy/runtime-api.js';
+import { parseShowStat, ShowStatError, type StatRow } from '../../src/plan/haproxy-stats.js';
 import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
 import { operatingStatuses } from '../../src/status/aggregate.js';
 import { listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
@@ -87,7 +88,7 @@ describe('parseShowStat edge cases', () => {
     ['nothing', ''],
     ['a header without the needed columns', '# pxname,svname,qcur,\n'],
   ])('throws on %s', (_what, csv) => {
-    expect(() => parseShowStat(csv)).toThrow(RuntimeApiError);
+    expect(() => parseShowStat(csv)).toThrow(ShowStatError);
   });
 });
 

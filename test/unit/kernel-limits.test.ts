@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KernelLimits } from '../../src/controller/kernel-limits.js';
-import { parseLoadavgTasks, parseNeighbourStats, readCgroupPids, readKernel, type KernelPaths } from '../../src/drivers/kernel/limits.js';
+import { KernelDriver, parseLoadavgTasks, parseNeighbourStats, readCgroupPids, readKernel, type KernelPaths } from '../../src/drivers/kernel/limits.js';
 import {
   CLIENT_NEIGHBOURS_PER_LB,
   NODE_NEIGHBOURS,
@@ -198,14 +198,14 @@ describe('/proc readers (drivers/kernel/limits.ts)', () => {
     it('raises what is too low (upward only), leaves it in check mode, and reports both', () => {
       const logger = pino({ level: 'silent' });
       const read = (p: string) => Number(readFileSync(join(paths.proc, 'sys', p), 'utf8'));
-      const check = new KernelLimits({ paths, mode: 'check', logger });
+      const check = new KernelLimits({ kernel: new KernelDriver(paths), mode: 'check', logger });
       check.check(nodeLoadOf(lbs(500), 0));
       expect(read('net/ipv4/neigh/default/gc_thresh3')).toBe(1024);
       expect(check.report?.condition).toMatchObject({ status: 'False', reason: 'NeighbourTableTooSmall' });
       expect(check.report?.condition.message).toContain('sysctl -w net.ipv4.neigh.default.gc_thresh3=');
       expect(check.report?.refusing).toEqual(['ipv4']);
 
-      const raise = new KernelLimits({ paths, mode: 'raise', logger });
+      const raise = new KernelLimits({ kernel: new KernelDriver(paths), mode: 'raise', logger });
       raise.check(nodeLoadOf(lbs(500), 0));
       const thresh3 = read('net/ipv4/neigh/default/gc_thresh3');
       expect(thresh3).toBeGreaterThanOrEqual(500 * (3 + CLIENT_NEIGHBOURS_PER_LB) + NODE_NEIGHBOURS);
@@ -228,7 +228,7 @@ describe('/proc readers (drivers/kernel/limits.ts)', () => {
       mkdirSync(join(paths.proc, 'sys/user'), { recursive: true });
       symlinkSync('/proc/sys/kernel/ngroups_max', join(paths.proc, 'sys/user/max_net_namespaces'));
       const current = Number(readFileSync('/proc/sys/kernel/ngroups_max', 'utf8'));
-      const kl = new KernelLimits({ paths, mode: 'raise', logger: pino({ level: 'silent' }) });
+      const kl = new KernelLimits({ kernel: new KernelDriver(paths), mode: 'raise', logger: pino({ level: 'silent' }) });
       kl.check({ loadBalancers: current, running: 0, neighbours: { ipv4: 0, ipv6: 0 } });
       const row = kl.report?.limits.find((l) => l.name === 'user.max_net_namespaces');
       expect(row).toMatchObject({ verdict: 'insufficient', current });
@@ -240,7 +240,7 @@ describe('/proc readers (drivers/kernel/limits.ts)', () => {
     });
 
     it('a neighbour table that refused entries is reported refusing until the hold runs out, and raised', () => {
-      const kl = new KernelLimits({ paths, mode: 'check', logger: pino({ level: 'silent' }) });
+      const kl = new KernelLimits({ kernel: new KernelDriver(paths), mode: 'check', logger: pino({ level: 'silent' }) });
       const load = nodeLoadOf(lbs(10), 0);
       kl.check(load, 0);
       expect(kl.report?.refusing).toEqual([]);
@@ -252,7 +252,7 @@ describe('/proc readers (drivers/kernel/limits.ts)', () => {
       expect(kl.pollNeighbours(40_000)).toBe(true);
       expect(kl.report?.refusing).toEqual([]);
 
-      const raise = new KernelLimits({ paths, mode: 'raise', logger: pino({ level: 'silent' }) });
+      const raise = new KernelLimits({ kernel: new KernelDriver(paths), mode: 'raise', logger: pino({ level: 'silent' }) });
       raise.check(load, 0);
       put('proc/net/stat/arp_cache', 'entries table_fulls\n00000400 00000009\n');
       raise.pollNeighbours(1_000);

@@ -2,7 +2,7 @@
 // scrape time (a change in the state shows on the next scrape, nothing is cached).
 import { describe, expect, it } from 'vitest';
 import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
-import type { StatRow } from '../../src/drivers/haproxy/stats.js';
+import type { StatRow } from '../../src/plan/haproxy-stats.js';
 import type { KernelLimitsReport } from '../../src/controller/kernel-limits.js';
 import { createAgentMetrics, type MetricsSource } from '../../src/metrics/metrics.js';
 import { memberStats, withMemberStats, type LbStatsView } from '../../src/status/traffic.js';

@@ -17,7 +17,7 @@ import type { AnyObject } from '../../src/api/v1alpha1/types.js';
 import { buildDesired, type DesiredState } from '../../src/desired/build.js';
 import type { DesiredLoadBalancer } from '../../src/desired/model.js';
 import { regexProblem } from '../../src/desired/regex.js';
-import { lbPaths } from '../../src/drivers/haproxy/haproxy.js';
+import { lbPaths } from '../../src/desired/state-dir.js';
 import { formatAction, type Action } from '../../src/plan/actions.js';
 import { renderHaproxyConfig, type HaproxyPaths } from '../../src/plan/haproxy-config.js';
 import { desiredCertificates, planLoadBalancer } from '../../src/plan/plan.js';

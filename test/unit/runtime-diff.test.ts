@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { carriedServerState, runtimeAnswerOk, runtimeCommands } from '../../src/plan/runtime-diff.js';
+import { runtimeAnswerOk } from '../../src/drivers/haproxy/runtime-api.js';
+import { carriedServerState } from '../../src/drivers/haproxy/server-state.js';
+import { runtimeCommands } from '../../src/plan/runtime-diff.js';
 
 const base = (servers: string[], extra: string[] = []): string =>
   [

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { OperatingStatus } from '../../src/api/v1alpha1/types.js';
 import type { DesiredLoadBalancer, DesiredMember, DesiredPool } from '../../src/desired/model.js';
-import { parseShowStat, type StatRow } from '../../src/drivers/haproxy/stats.js';
+import { parseShowStat, type StatRow } from '../../src/plan/haproxy-stats.js';
 import { operatingStatuses } from '../../src/status/aggregate.js';
 import { listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
 

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { AnyObject, ObjectStatus } from '../../src/api/v1alpha1/types.js';
 import { buildDesired } from '../../src/desired/build.js';
-import { computeStatuses, type LbOutcome } from '../../src/status/compute.js';
+import { computeStatuses, type OutcomeView } from '../../src/status/compute.js';
 
 const objects = [
   { apiVersion: 'nslb.dev/v1alpha1', kind: 'LoadBalancer', metadata: { name: 'web', namespace: 'default', generation: 2 }, spec: { vip: { address: '10.201.0.10' } } },
   { apiVersion: 'nslb.dev/v1alpha1', kind: 'Member', metadata: { name: 'lost', namespace: 'default', generation: 1 }, spec: { pool: 'nope', address: '10.201.0.11', port: 80 } },
 ] as AnyObject[];
 const desired = buildDesired(objects, { defaultBridge: 'br-int' });
-const outcome = (phase: LbOutcome['phase']): Map<string, LbOutcome> =>
+const outcome = (phase: OutcomeView['phase']): Map<string, OutcomeView> =>
   new Map([['default/web', { phase, netns: 'nslb-x', iface: 'nslbx', appliedGenerations: new Map([['LoadBalancer/default/web', 2]]), ...(phase === 'active' ? { applied: desired.lbs.get('default/web')! } : {}) }]]);
 
 describe('computeStatuses', () => {
@@ -38,7 +38,7 @@ describe('computeStatuses', () => {
       { apiVersion: 'nslb.dev/v1alpha1', kind: 'Listener', metadata: { name: 'l', namespace: 'default', generation: 1 }, spec: { loadBalancer: 'web', protocol: 'TCP', port: 80 } },
     ] as AnyObject[];
     const d = buildDesired(withListener, { defaultBridge: 'br-int' });
-    const outcomes = new Map<string, LbOutcome>([
+    const outcomes = new Map<string, OutcomeView>([
       ['default/web', { phase: 'active', netns: 'nslb-x', iface: 'nslbx', appliedGenerations: new Map([['LoadBalancer/default/web', 2], ['Listener/default/l', 1]]), applied: d.lbs.get('default/web')!, stats: [{ pxname: 'listener.l', svname: 'FRONTEND', status: 'OPEN', type: 'frontend' }] }],
     ]);
     const run = (now: string, previous: Map<string, ObjectStatus>, refusing?: Set<'ipv4' | 'ipv6'>) =>

@@ -8,7 +8,7 @@ import type { ServerView } from '../../src/status/kubernetes-writer.js';
 import { ApiRateLimiter } from '../../src/status/api-rate-limit.js';
 import { KubernetesStatusWriter } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
-import type { MemberStats } from '../../src/status/traffic.js';
+import type { MemberStats } from '../../src/status/status-file.js';
 import { FakeApiServer, NSLB_API_VERSION } from '../support/fake-apiserver.js';
 
 const status: ObjectStatus = {

@@ -36,6 +36,12 @@ export function pluralOf(kind: Kind): string {
   return NAMES[kind].plural;
 }
 
+/** The API's plurals by kind, for the Kubernetes clients (informers, writers, the provider). */
+export const PLURALS: Readonly<Record<Kind, string>> = Object.fromEntries(KINDS.map((k) => [k, pluralOf(k)])) as Record<Kind, string>;
+
+/** The finalizer on every LoadBalancer: deleting one cleans the node before the object goes. */
+export const FINALIZER = 'nslb.dev/cleanup';
+
 /** `<plural>.nslb.dev`, the CRD's metadata.name. */
 export function crdNameOf(kind: Kind): string {
   return `${NAMES[kind].plural}.${GROUP}`;

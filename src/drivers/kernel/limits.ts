@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { Family, KernelReadings, Sysctl } from '../../plan/kernel-limits.js';
+import type { Family, KernelAccess, KernelReadings, NeighbourTableStats, RaiseResult, Sysctl } from '../../plan/kernel-limits.js';
 import { SYSCTLS } from '../../plan/kernel-limits.js';
 
 export interface KernelPaths {
@@ -18,12 +18,6 @@ export interface KernelPaths {
 }
 
 export const HOST_PATHS: KernelPaths = { proc: '/proc', cgroup: '/sys/fs/cgroup' };
-
-/** Counters of one neighbour table: entries now, and how often it was full (summed over CPUs) since boot. */
-export interface NeighbourTableStats {
-  entries: number;
-  tableFulls: number;
-}
 
 function readText(path: string): string | undefined {
   try {
@@ -138,8 +132,6 @@ export function readKernel(paths: KernelPaths): Omit<KernelReadings, 'overflowed
   return readings;
 }
 
-export type RaiseResult = { ok: true } | { ok: false; reason: string };
-
 /**
  * Writes a sysctl and reads it back. Only ever called with a value above the current one (callers check), so it
  * never lowers anything; the read-back catches a kernel that clamps the value silently.
@@ -187,5 +179,28 @@ export class NeighbourWatch {
       return now !== undefined && then !== undefined && now.tableFulls > then.tableFulls;
     };
     return { overflowed: { ipv4: grew('ipv4'), ipv6: grew('ipv6') }, stats };
+  }
+}
+
+/** The kernel limits of the node the agent runs on (HOST_PATHS), or of a fake tree in tests. */
+export class KernelDriver implements KernelAccess {
+  readonly #paths: KernelPaths;
+  readonly #neighbours: NeighbourWatch;
+
+  constructor(paths: KernelPaths) {
+    this.#paths = paths;
+    this.#neighbours = new NeighbourWatch(paths);
+  }
+
+  read(): Omit<KernelReadings, 'overflowed'> {
+    return readKernel(this.#paths);
+  }
+
+  raise(name: string, value: number): RaiseResult {
+    return ensureSysctlAtLeast(this.#paths, name, value);
+  }
+
+  pollNeighbours(): { overflowed: Record<Family, boolean>; stats: Partial<Record<Family, NeighbourTableStats>> } {
+    return this.#neighbours.poll();
   }
 }

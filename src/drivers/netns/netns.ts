@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { PartialBatchError } from '../../exec/batcher.js';
 import type { Runner } from '../../exec/run.js';
-import type { DefaultGateways, ObservedLink, ObservedNetns } from '../observed.js';
+import type { DefaultGateways, ObservedLink, ObservedNetns } from '../../plan/observed.js';
 
 export const NETNS_DIR = '/run/netns';
 
@@ -19,7 +19,7 @@ export async function observeNetnsNames(): Promise<string[]> {
 }
 
 /** The inode of a named netns, to tell whether a process lives in it (or in a deleted one of the same name). */
-export async function netnsInode(netns: string): Promise<number | undefined> {
+export function netnsInode(netns: string): number | undefined {
   try {
     return statSync(`${NETNS_DIR}/${netns}`).ino;
   } catch {
@@ -48,12 +48,11 @@ interface IpRoute {
 }
 
 /**
- * One `ip -batch` call reads the links with their addresses of both families (`addr show` without -4/-6
- * also gives each link's MAC, MTU and flags) and the default routes of both families: `ip -batch` takes no
- * per-line -4/-6, and `route show` without a family lists IPv4 only, except with `table all`, which lists
- * every family (the main table's routes are the ones without a `table` field).
+ * What one read of a netns asks `ip -j -batch`: the links with their addresses of both families (`addr show`
+ * without -4/-6 also gives each link's MAC, MTU and flags) and the default routes of both families: `ip -batch`
+ * takes no per-line -4/-6, and `route show` without a family lists IPv4 only, except with `table all`, which
+ * lists every family (the main table's routes are the ones without a `table` field).
  */
-/** What one read of a netns asks `ip -j`: links with their addresses, and the default routes of both families. */
 const OBSERVE_COMMANDS = 'addr show\nroute show table all default\n';
 
 export function argvObserveNetns(netns: string): { argv: string[]; input: string } {
@@ -117,7 +116,7 @@ export async function observeNetns(run: Runner, netns: string, iface: string): P
 }
 
 /** Whether a device of that name is in the host namespace (an OVS internal port not moved yet). */
-export async function hostHasLink(iface: string): Promise<boolean> {
+export function hostHasLink(iface: string): boolean {
   try {
     return existsSync(`/sys/class/net/${iface}`);
   } catch {
@@ -132,14 +131,14 @@ export function netnsAddLines(netns: string): string {
 }
 
 export async function ensureNetns(run: Runner, netns: string): Promise<void> {
-  if ((await netnsInode(netns)) !== undefined) return;
+  if (netnsInode(netns) !== undefined) return;
   await run(['ip', '-batch', '-'], { input: netnsAddLines(netns) });
 }
 
 /** Several at once, in one process. */
 export async function ensureNetnsMany(run: Runner, names: readonly string[]): Promise<void> {
   const missing: string[] = [];
-  for (const n of names) if ((await netnsInode(n)) === undefined) missing.push(n);
+  for (const n of names) if (netnsInode(n) === undefined) missing.push(n);
   if (missing.length === 0) return;
   await run(['ip', '-batch', '-'], { input: missing.map(netnsAddLines).join('') });
 }
@@ -159,7 +158,7 @@ export async function assignNetnsIds(run: Runner, names: readonly string[]): Pro
 }
 
 export async function deleteNetns(run: Runner, netns: string): Promise<void> {
-  if ((await netnsInode(netns)) === undefined) return;
+  if (netnsInode(netns) === undefined) return;
   await run(['ip', 'netns', 'delete', netns]);
 }
 
@@ -218,6 +217,12 @@ export function renderLinkBatch(c: LinkConfig): string {
 export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
   await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
 }
+
+/**
+ * Items per `ip -batch` of `netns exec` lines. ip runs them one after the other: batches of a few keep the
+ * agent from forking once per load balancer, and several batches at once keep every core busy.
+ */
+export const NETNS_BATCH_SIZE = 8;
 
 /** A command to run inside a netns. */
 export interface NetnsCommand {

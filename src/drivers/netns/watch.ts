@@ -7,9 +7,9 @@
 // event names it (or an nsid we cannot name yet appears) until it is read again; a read clears the mark
 // before it starts, so a change during the read marks it again; our own changes mark it too; a netns deleted
 // and re-made by hand has another inode, which the cache entry would not match.
-import type { Runner, Watcher } from '../../exec/run.js';
+import type { Runner, SpawnCounter, Watcher } from '../../exec/run.js';
 import { runWatcher } from '../../exec/run.js';
-import type { ObservedNetns } from '../observed.js';
+import type { ObservedNetns } from '../../plan/observed.js';
 import { netnsInode, observeNetns } from './netns.js';
 
 interface CacheEntry {
@@ -24,7 +24,10 @@ export interface NetnsWatcherLogger {
   debug(obj: object, msg: string): void;
 }
 
-class NetnsWatch {
+/** One per node driver (drivers/node-driver.ts): the agent's starts its monitor; one-shot commands' never do. */
+export class NetnsWatch {
+  readonly #run: Runner;
+  readonly #spawns: SpawnCounter | undefined;
   #watcher: Watcher | undefined;
   #running = false;
   #stopped = true;
@@ -39,6 +42,11 @@ class NetnsWatch {
   #log: NetnsWatcherLogger | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   #onChange: ((netns: string) => void) | undefined;
+
+  constructor(run: Runner, spawns?: SpawnCounter) {
+    this.#run = run;
+    this.#spawns = spawns;
+  }
 
   get active(): boolean {
     return this.#running;
@@ -65,7 +73,7 @@ class NetnsWatch {
     this.#cache.clear();
     let watcher: Watcher;
     try {
-      watcher = runWatcher(['ip', '-o', 'monitor', 'all-nsid', 'link', 'address', 'route'], (line) => this.#event(line));
+      watcher = runWatcher(['ip', '-o', 'monitor', 'all-nsid', 'link', 'address', 'route'], (line) => this.#event(line), this.#spawns);
     } catch (err) {
       this.#log?.warn({ err }, 'cannot start ip monitor; netns are read on every resync');
       this.#scheduleRestart();
@@ -130,10 +138,10 @@ class NetnsWatch {
   }
 
   /** Reads the netns unless an unchanged read is cached. */
-  async observe(run: Runner, netns: string, iface: string): Promise<ObservedNetns> {
-    const look = await this.lookup(netns, iface);
+  async observe(netns: string, iface: string): Promise<ObservedNetns> {
+    const look = this.lookup(netns, iface);
     if (look.hit !== undefined) return look.hit;
-    const value = await observeNetns(run, netns, iface);
+    const value = await observeNetns(this.#run, netns, iface);
     this.remember(look.ticket, value);
     return value;
   }
@@ -142,8 +150,8 @@ class NetnsWatch {
    * The cached read of the netns, if it still stands; otherwise a ticket for `remember` once it has been
    * read (the netns is no longer marked dirty from here: a change during the read marks it again).
    */
-  async lookup(netns: string, iface: string): Promise<{ hit?: ObservedNetns; ticket: ReadTicket }> {
-    const inode = await netnsInode(netns);
+  lookup(netns: string, iface: string): { hit?: ObservedNetns; ticket: ReadTicket } {
+    const inode = netnsInode(netns);
     const hit = this.#cache.get(netns);
     const ticket: ReadTicket = { netns, iface, inode, generation: this.#generation };
     if (
@@ -177,6 +185,3 @@ export interface ReadTicket {
   inode: number | undefined;
   generation: number;
 }
-
-/** One per process: the agent starts it; everything else reads the netns directly. */
-export const netnsWatch = new NetnsWatch();

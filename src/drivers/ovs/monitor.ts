@@ -4,6 +4,7 @@
 // own, a read first waits for an echo on that session (OVSDB answers it after the updates of everything
 // committed before), so it never misses what we just did. When the session is down, ovs-vsctl is asked.
 import { createConnection, type Socket } from 'node:net';
+import { waitUntil } from '../../loop/wait.js';
 import { observedFromRows, type ObservedOvs, type OvsRow } from './ovs.js';
 
 export const OVSDB_SOCKET = process.env.NSLB_OVSDB_SOCKET ?? '/var/run/openvswitch/db.sock';
@@ -59,7 +60,8 @@ const MONITORED = {
 type RowUpdate = { old?: Record<string, unknown>; new?: Record<string, unknown> };
 type TableUpdates = Record<string, Record<string, RowUpdate>>;
 
-class OvsMonitor {
+/** One per node driver (drivers/node-driver.ts): the agent's starts it; one-shot commands always ask ovs-vsctl. */
+export class OvsMonitor {
   #socket: Socket | undefined;
   /** The monitor's initial reply has arrived and the session is open. */
   #live = false;
@@ -214,14 +216,22 @@ class OvsMonitor {
    * when the monitor is not live (the caller waits its own way) or the time is up.
    */
   async waitForOfport(iface: string, timeoutMs: number): Promise<boolean> {
-    const until = Date.now() + timeoutMs;
-    while (this.#live && Date.now() < until) {
-      for (const row of this.#tables.get('Interface')?.values() ?? []) {
-        if (row.name !== iface) continue;
-        const error = row.error;
-        if ((typeof row.ofport === 'number' && row.ofport > 0) || typeof error === 'string') return true;
-      }
-      await new Promise((r) => setTimeout(r, 10));
+    let ready = false;
+    await waitUntil(
+      () => {
+        if (!this.#live) return true;
+        ready = this.#hasOfport(iface);
+        return ready;
+      },
+      { intervalMs: 10, timeoutMs },
+    );
+    return ready;
+  }
+
+  #hasOfport(iface: string): boolean {
+    for (const row of this.#tables.get('Interface')?.values() ?? []) {
+      if (row.name !== iface) continue;
+      if ((typeof row.ofport === 'number' && row.ofport > 0) || typeof row.error === 'string') return true;
     }
     return false;
   }
@@ -243,6 +253,3 @@ interface Message {
   params?: unknown;
   result?: unknown;
 }
-
-/** One per process: the agent starts it; one-shot commands always ask `ovs-vsctl`. */
-export const ovsMonitor = new OvsMonitor();

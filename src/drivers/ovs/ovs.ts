@@ -1,7 +1,7 @@
 // Open vSwitch: one `ovs-vsctl --format=json` call observes every bridge, port and interface; writes are
 // single transactions with --may-exist / --if-exists so that replays are harmless.
 import type { Runner } from '../../exec/run.js';
-import type { ObservedOvsPort } from '../observed.js';
+import type { ObservedOvsPort } from '../../plan/observed.js';
 
 export const LB_MARKER = 'nslb-lb';
 /** Which agent (by its state dir) made the port: its garbage collection touches only its own. */
@@ -109,9 +109,8 @@ export interface AddPort {
   ifaceId: string;
 }
 
-/** One transaction: the internal port, its VLAN tag and every marker of DESIGN §2. */
 /**
- * `--no-wait`: return once the database has the port, not once ovs-vswitchd has reconfigured every bridge
+ * One transaction: the internal port, its VLAN tag and every marker of DESIGN §2. `--no-wait`: return once the database has the port, not once ovs-vswitchd has reconfigured every bridge
  * (seconds on a node with hundreds of ports). Whoever needs the device waits for it to appear instead.
  */
 export function argvAddPort(p: AddPort): string[] {

@@ -1,7 +1,7 @@
-// Reads HAProxy's runtime API: `show stat` parsed into rows (pure), and the one socket round trip
-// that fetches it. Columns are found by the header's names, not by position, because HAProxy appends
-// new columns between releases.
-import { createConnection } from 'node:net';
+// What HAProxy reports about the config plan/haproxy-config.ts rendered: `show stat` parsed into rows (pure).
+// Columns are found by the header's names, not by position, because HAProxy appends new columns between
+// releases. Here, not in the HAProxy driver, because status/ (operating status, member figures) reads the rows
+// as much as the driver fetches them; the socket round trip is drivers/haproxy/runtime-api.ts.
 
 export type StatType = 'frontend' | 'backend' | 'server' | 'listener';
 
@@ -28,16 +28,9 @@ export interface StatRow {
   lastCheck?: string;
 }
 
-/** The runtime API could not be reached in time, or answered something that is not what was asked. */
-export class RuntimeApiError extends Error {
-  override readonly name = 'RuntimeApiError';
-  readonly socketPath: string | undefined;
-  readonly command: string | undefined;
-  constructor(message: string, options: { socketPath?: string; command?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.socketPath = options.socketPath;
-    this.command = options.command;
-  }
+/** `show stat` printed something that is not its CSV: the caller asked the wrong thing. */
+export class ShowStatError extends Error {
+  override readonly name = 'ShowStatError';
 }
 
 const TYPES: Record<string, StatType> = { '0': 'frontend', '1': 'backend', '2': 'server', '3': 'listener' };
@@ -83,7 +76,7 @@ export function parseShowStat(csv: string): StatRow[] {
   const headerLine = lines.find((l) => l.startsWith('# '));
   if (headerLine === undefined) {
     const first = lines.find((l) => l.trim() !== '') ?? '';
-    throw new RuntimeApiError(`show stat: no "# pxname,..." header in output starting ${JSON.stringify(first.slice(0, 80))}`);
+    throw new ShowStatError(`show stat: no "# pxname,..." header in output starting ${JSON.stringify(first.slice(0, 80))}`);
   }
   const header = splitCsvLine(headerLine.slice(2));
   const col = (name: string): number => header.indexOf(name);
@@ -101,7 +94,7 @@ export function parseShowStat(csv: string): StatRow[] {
   const iCheckDesc = col('check_desc');
   const iLastChk = col('last_chk');
   if (iPx < 0 || iSv < 0 || iStatus < 0 || iType < 0) {
-    throw new RuntimeApiError('show stat: header lacks pxname, svname, status or type');
+    throw new ShowStatError('show stat: header lacks pxname, svname, status or type');
   }
 
   const rows: StatRow[] = [];
@@ -132,37 +125,4 @@ export function parseShowStat(csv: string): StatRow[] {
     rows.push(row);
   }
   return rows;
-}
-
-/**
- * Sends one command to HAProxy's runtime API (non-interactive: HAProxy answers, then closes) and
- * returns the whole answer. Rejects on a connection error or when the answer takes longer than timeoutMs.
- */
-export async function queryRuntime(socketPath: string, command: string, timeoutMs = 2000): Promise<string> {
-  if (/[\r\n;]/.test(command)) {
-    // HAProxy reads a line break or a `;` as the start of another command on this admin-level socket.
-    throw new RuntimeApiError('command contains a line break or a ;', { socketPath, command });
-  }
-  return new Promise<string>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let settled = false;
-    const socket = createConnection({ path: socketPath });
-    const finish = (err: RuntimeApiError | undefined): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (err === undefined) resolve(Buffer.concat(chunks).toString('utf8'));
-      else reject(err);
-    };
-    const timer = setTimeout(() => {
-      finish(new RuntimeApiError(`${socketPath}: no complete answer to "${command}" within ${timeoutMs} ms`, { socketPath, command }));
-    }, timeoutMs);
-    socket.on('connect', () => socket.write(`${command}\n`));
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('end', () => finish(undefined));
-    socket.on('error', (cause: Error) => {
-      finish(new RuntimeApiError(`${socketPath}: ${cause.message}`, { socketPath, command, cause }));
-    });
-  });
 }

@@ -1,6 +1,8 @@
 // A keyed work queue in the manner of client-go's: a key queued while it is waiting is merged; a key queued
 // while it is being processed runs once more afterwards (never twice at once); failures are retried with a
-// per-key exponential backoff, forgotten on success.
+// per-key exponential backoff, forgotten on success. The engine (controller/) and the Service provider
+// (provider/) are each built on one.
+import { waitUntil } from './wait.js';
 
 export interface QueueOptions {
   concurrency: number;
@@ -105,7 +107,7 @@ export class WorkQueue {
     this.#timers.clear();
     this.#queue.length = 0;
     this.#dirty.clear();
-    while (this.#running > 0) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => this.#running === 0, { intervalMs: 10 });
   }
 
   #isIdle(): boolean {

@@ -1,5 +1,5 @@
 // What an operator should do about a failed command, in words, from what the tool said.
-import { CommandError } from '../exec/errors.js';
+import { CommandError } from './errors.js';
 
 const HINTS: { tool: RegExp; said: RegExp; hint: (m: RegExpMatchArray) => string; spawnFailed?: boolean }[] = [
   { tool: /ovs-vsctl/, said: /database connection failed|No such file or directory.*db\.sock|unix:.*db\.sock/i, hint: () => 'Open vSwitch is not running: start ovsdb-server and ovs-vswitchd (scripts/setup-node.sh does)' },

@@ -1,4 +1,6 @@
-// What observation found on the node, for every load balancer at once (batched reads).
+// The observed model: what the drivers found on the node, for every load balancer at once (batched reads).
+// plan.ts reads it; the node driver (drivers/node-driver.ts, or a fake in tests) fills it.
+import { resolve } from 'node:path';
 
 export interface ObservedOvsPort {
   iface: string;
@@ -64,4 +66,12 @@ export interface ObservedNode {
   /** Keyed by netns name (`nslb-…`), for every marked thing found. */
   lbs: Map<string, ObservedLoadBalancer>;
   bridges: Set<string>;
+}
+
+/**
+ * Made by the agent of this state dir: its directory is under the state dir, or its OVS port carries the
+ * state dir's marker. An agent's garbage collection touches only what it made.
+ */
+export function madeBy(o: ObservedLoadBalancer, stateDir: string): boolean {
+  return o.stateDir || (o.port?.stateDir !== undefined && resolve(o.port.stateDir) === resolve(stateDir));
 }

@@ -1,0 +1,45 @@
+// `nslb run --watch DIR`: desired objects from a watched directory (sources/file-source.ts), status to
+// <state-dir>/status.json. A file that breaks is logged once when it breaks; a directory that cannot be read
+// keeps the last snapshot in force, and status.json says why.
+import type { Logger } from '../log/logger.js';
+import { FileSource } from '../sources/file-source.js';
+import { describeIssue } from '../sources/parse.js';
+import type { StatusFileWriter } from '../status/status-file.js';
+import type { AgentMode, Engine } from './agent-mode.js';
+
+export function fileMode(watch: string, engine: () => Engine, fileWriter: StatusFileWriter, logger: Logger): AgentMode {
+  let logged = new Set<string>();
+  const files = new FileSource(watch, {
+    onSnapshot: (s) => {
+      // Each broken file is logged once when it breaks, not on every resync's re-read.
+      const now = new Set<string>();
+      for (const issue of s.issues) {
+        const text = describeIssue(issue);
+        if (!logged.has(text)) logger.warn({ file: issue.file, document: issue.document }, text);
+        now.add(text);
+      }
+      logged = now;
+      engine().setSourceError(undefined);
+      engine().setSnapshot(s.objects, s.issues, s.materials);
+    },
+    onError: (err) => {
+      logger.error({ err }, 'cannot read the watched directory; keeping the last snapshot');
+      engine().setSourceError(`cannot read the watched directory ${watch}: ${err.message}; nothing is torn down, the last valid snapshot stays in force`);
+    },
+  });
+  return {
+    describe: { watch },
+    start: () => files.start(),
+    refresh: () => files.refresh(),
+    stop: () => files.stop(),
+    publish: async (file) => {
+      await fileWriter.write(file);
+    },
+    onRemoved: async () => {},
+    onEvent: () => {},
+    onProblem: () => {},
+    setRateLimit: () => {},
+    watchedPaths: () => files.watchedPaths(),
+    addMetrics: async () => {},
+  };
+}

@@ -1,0 +1,42 @@
+// What the engine knows about each load balancer it has reconciled: the outcome of its last reconcile, the model
+// now on the node, the generations it serves, its HAProxy and HAProxy's last `show stat`. Written by the
+// reconciler and the resync, read by the status publisher and /metrics.
+import type { LbKey } from '../api/v1alpha1/types.js';
+import type { DesiredLoadBalancer } from '../desired/model.js';
+import type { StatRow } from '../plan/haproxy-stats.js';
+import type { NodeDriver } from '../plan/node-driver.js';
+import type { OutcomeView } from '../status/compute.js';
+import type { LbStatsView } from '../status/traffic.js';
+
+export interface LbOutcome extends OutcomeView {
+  phase: 'pending' | 'active' | 'error';
+  message?: string;
+  applied?: DesiredLoadBalancer;
+  appliedGenerations: Map<string, number>;
+  stats?: StatRow[];
+  /** The HAProxy master serving it, watched so that its exit is noticed at once. */
+  pid?: number;
+}
+
+export type Outcomes = Map<LbKey, LbOutcome>;
+
+export function pendingOutcome(netns: string, iface: string): LbOutcome {
+  return { phase: 'pending', appliedGenerations: new Map(), netns, iface };
+}
+
+/** Each load balancer on the node and its last `show stat`, for status.json and /metrics. */
+export function statsViews(outcomes: Outcomes): LbStatsView[] {
+  const views: LbStatsView[] = [];
+  for (const [key, o] of outcomes) if (o.applied !== undefined) views.push({ key, applied: o.applied, stats: o.stats });
+  return views;
+}
+
+/** Asks the load balancer's HAProxy for `show stat` over its runtime socket (no process spawned). */
+export async function pollStats(node: NodeDriver, outcome: LbOutcome): Promise<void> {
+  if (outcome.applied === undefined) return;
+  try {
+    outcome.stats = await node.showStat(outcome.netns);
+  } catch {
+    delete outcome.stats;
+  }
+}

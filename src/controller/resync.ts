@@ -1,0 +1,234 @@
+// The engine's clock: the periodic resync (drift repair and garbage collection), the HAProxy exit watch, the
+// stats poll, and the kernel-limit checks that go with them. A resync observes the whole node in one go (a
+// constant number of processes), plans every load balancer against it, and queues only those with work to do,
+// and every orphan; it logs one summary line.
+import type { LbKey } from '../api/v1alpha1/types.js';
+import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
+import { netnsOfKey, orphanKey } from '../desired/names.js';
+import { lbPaths } from '../desired/state-dir.js';
+import { explain } from '../exec/hints.js';
+import type { Logger } from '../log/logger.js';
+import { renderHaproxyConfig } from '../plan/haproxy-config.js';
+import { nodeLoadOf, type Family } from '../plan/kernel-limits.js';
+import type { NodeDriver, ObserveTarget } from '../plan/node-driver.js';
+import type { ObservedNode } from '../plan/observed.js';
+import { planLoadBalancer } from '../plan/plan.js';
+import type { KernelLimits } from './kernel-limits.js';
+import { pollStats, type Outcomes } from './outcomes.js';
+import type { LbEvent, Reconciler } from './reconciler.js';
+import { fingerprint, type DesiredSnapshot } from './snapshot.js';
+
+/** How often the periodic work runs; changed live on SIGHUP (`--resync`, `--status-interval`). */
+export interface Periods {
+  resyncSeconds: number;
+  statusIntervalMs: number;
+}
+
+export interface ResyncOptions {
+  node: NodeDriver;
+  stateDir: string;
+  logger: Logger;
+  snapshot: DesiredSnapshot;
+  outcomes: Outcomes;
+  reconciler: Reconciler;
+  /** Status may have changed: publish it (coalesced). */
+  publish: () => Promise<void>;
+  onEvent?: (e: LbEvent) => void;
+  /** The node's kernel limits, checked against the load on every snapshot and resync (absent in tests). */
+  kernelLimits?: KernelLimits;
+  /** Files and directories the source watches (one inotify watch each); undefined when it watches none. */
+  watchedPaths?: () => number | undefined;
+  /** Processes started so far (the summary line says how many a resync cost). */
+  spawned?: () => number;
+}
+
+/** A HAProxy that exits is noticed within this long, instead of at the next resync. */
+const EXIT_WATCH_MS = 1_000;
+
+/** The address families a load balancer listens on (its VIP and additional VIPs). */
+function lbFamilies(lb: DesiredLoadBalancer): Family[] {
+  return [...new Set(vipAddresses(lb.vip).map((a) => (a.family === 4 ? 'ipv4' : 'ipv6') as Family))];
+}
+
+export class Resync {
+  readonly #opts: ResyncOptions;
+  /** Load balancers told (by an Event) that their node refuses neighbours of their family. */
+  #refusedLbs = new Set<LbKey>();
+  #timers: NodeJS.Timeout[] = [];
+  #refresh: (() => Promise<void>) | undefined;
+
+  constructor(opts: ResyncOptions) {
+    this.#opts = opts;
+  }
+
+  /**
+   * Starts the clock: every `resyncSeconds` the source is re-read (`refresh`) and the node resynced, every
+   * `statusIntervalMs` HAProxy's stats are polled, and every second the HAProxy processes are checked.
+   */
+  start(periods: Periods, refresh: () => Promise<void>): void {
+    this.#refresh = refresh;
+    const exits = setInterval(() => this.#checkExits(), EXIT_WATCH_MS);
+    exits.unref();
+    this.#timers = [exits];
+    this.setPeriods(periods);
+  }
+
+  setPeriods(periods: Periods): void {
+    const refresh = this.#refresh;
+    if (refresh === undefined) return;
+    const [exits] = this.#timers;
+    for (const t of this.#timers.slice(1)) clearInterval(t);
+    const resync = setInterval(() => {
+      void (async () => {
+        await refresh();
+        await this.once();
+      })().catch((err: unknown) => this.#opts.logger.error({ err }, 'resync failed'));
+    }, periods.resyncSeconds * 1000);
+    const poll = setInterval(() => {
+      this.pollStats().catch((err: unknown) => this.#opts.logger.error({ err }, 'stats poll failed'));
+    }, periods.statusIntervalMs);
+    this.#timers = [...(exits === undefined ? [] : [exits]), resync, poll];
+  }
+
+  stop(): void {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    this.#refresh = undefined;
+  }
+
+  /**
+   * One resync: observe the whole node once (a constant number of processes: one `ovs-vsctl`, one
+   * `ip netns list`; the netns themselves come from the event-fed cache unless something changed in them),
+   * plan every load balancer against it, and queue only those with work to do, and every orphan.
+   */
+  async once(): Promise<void> {
+    const { node, snapshot, outcomes, reconciler, logger } = this.#opts;
+    const { desired } = snapshot;
+    const started = Date.now();
+    const spawnedBefore = this.#opts.spawned?.() ?? 0;
+    this.checkKernelLimits();
+    const wanted = new Set<string>();
+    const targets: ObserveTarget[] = [];
+    // Load balancers queued or being reconciled are not looked into: their reconcile observes them anyway,
+    // and during a bulk creation these are the netns just made (each would cost an `ip` read).
+    const busy = new Set<string>();
+    for (const [key, lb] of desired.lbs) {
+      wanted.add(lb.names.netns);
+      if (reconciler.busy(key)) busy.add(key);
+      else if (!desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface });
+    }
+    for (const key of desired.blocked.keys()) {
+      wanted.add(netnsOfKey(key));
+      reconciler.add(key);
+    }
+    let changed = 0;
+    let observed: ObservedNode;
+    let observedAt = started;
+    try {
+      observed = await node.observe(targets, { scope: 'mine', nodeWide: true });
+      observedAt = Date.now();
+    } catch (err) {
+      // The node cannot be observed (Open vSwitch down): each load balancer's reconcile reports why.
+      logger.warn({ err: explain(err) }, 'resync cannot observe the node; reconciling every load balancer');
+      for (const key of desired.lbs.keys()) reconciler.add(key);
+      return;
+    }
+    for (const [key, lb] of desired.lbs) {
+      if (desired.blocked.has(key) || busy.has(key)) continue;
+      const o = observed.lbs.get(lb.names.netns) ?? { ifaceInHost: false, stateDir: false };
+      const outcome = outcomes.get(key);
+      const fresh = outcome?.phase === 'active' && outcome.applied !== undefined && fingerprint(outcome.applied) === fingerprint(lb);
+      const actions = planLoadBalancer({
+        netns: lb.names.netns,
+        iface: lb.names.iface,
+        desired: lb,
+        config: renderHaproxyConfig(lb, lbPaths(this.#opts.stateDir, lb.names.netns)),
+        observed: o,
+      });
+      if (actions.length === 0 && o.haproxy !== undefined) {
+        // Already right on the node: adopt it (an agent restart) or keep it, without a reconcile.
+        if (!fresh) reconciler.converged(key, lb, o.haproxy.pid);
+        else if (outcome !== undefined) outcome.pid = o.haproxy.pid;
+        continue;
+      }
+      changed++;
+      reconciler.add(key);
+    }
+    for (const [netns, o] of observed.lbs) {
+      if (wanted.has(netns)) continue;
+      // An owner we no longer want, or one we cannot even name: both are ours by marker, both go.
+      const key = o.lbKey !== undefined && netnsOfKey(o.lbKey) === netns ? o.lbKey : orphanKey(netns);
+      changed++;
+      reconciler.add(key);
+    }
+    const counts = { active: 0, pending: 0, error: 0 };
+    for (const key of new Set([...desired.lbs.keys(), ...desired.blocked.keys()])) {
+      // A load balancer with invalid objects is in error even while it keeps serving its last good config.
+      const phase = desired.blocked.has(key) ? 'error' : (outcomes.get(key)?.phase ?? 'pending');
+      counts[phase]++;
+    }
+    void this.#opts.publish();
+    logger.info(
+      {
+        loadBalancers: counts.active + counts.pending + counts.error,
+        ...counts,
+        changed,
+        spawned: (this.#opts.spawned?.() ?? 0) - spawnedBefore,
+        ms: Date.now() - started,
+        observeMs: observedAt - started,
+      },
+      'resync',
+    );
+  }
+
+  /**
+   * Notices a HAProxy that exited (crashed, killed) within a second, instead of at the next resync: its load
+   * balancer is queued at once. Reads /proc only; no process is spawned.
+   */
+  #checkExits(): void {
+    for (const [key, outcome] of this.#opts.outcomes) {
+      if (outcome.pid === undefined || outcome.phase !== 'active') continue;
+      if (this.#opts.node.processAlive(outcome.pid)) continue;
+      this.#opts.logger.warn({ lb: key, pid: outcome.pid }, 'haproxy exited; reconciling now');
+      delete outcome.pid;
+      this.#opts.reconciler.add(key);
+    }
+  }
+
+  /** Ask every running HAProxy for `show stat` over its runtime socket (no process spawned). */
+  async pollStats(): Promise<void> {
+    if (this.#opts.kernelLimits?.pollNeighbours() === true) this.#afterKernelLimits();
+    await Promise.all([...this.#opts.outcomes.values()].map((outcome) => pollStats(this.#opts.node, outcome)));
+    await this.#opts.publish();
+  }
+
+  /** What this agent's load balancers need from the kernel, checked (and raised) now. */
+  checkKernelLimits(): void {
+    const limits = this.#opts.kernelLimits;
+    if (limits === undefined) return;
+    const { desired } = this.#opts.snapshot;
+    const lbs = [...desired.lbs.values()];
+    // A load balancer with invalid objects keeps serving what was applied last: it still needs its share.
+    for (const key of desired.blocked.keys()) {
+      const applied = this.#opts.outcomes.get(key)?.applied;
+      if (applied !== undefined && !desired.lbs.has(key)) lbs.push(applied);
+    }
+    let running = 0;
+    for (const o of this.#opts.outcomes.values()) if (o.pid !== undefined) running++;
+    if (limits.check(nodeLoadOf(lbs, running, this.#opts.watchedPaths?.()))) this.#afterKernelLimits();
+  }
+
+  /** The kernel-limit report changed: tell the load balancers it now affects (Kubernetes Events) and publish. */
+  #afterKernelLimits(): void {
+    const report = this.#opts.kernelLimits?.report;
+    const refusing = new Set<Family>(report?.refusing ?? []);
+    const affected = new Set<LbKey>();
+    for (const [key, lb] of this.#opts.snapshot.desired.lbs) if (lbFamilies(lb).some((f) => refusing.has(f))) affected.add(key);
+    for (const key of affected) {
+      if (this.#refusedLbs.has(key)) continue;
+      this.#opts.onEvent?.({ key, type: 'Warning', reason: 'KernelLimitTooLow', message: report?.condition.message ?? '' });
+    }
+    this.#refusedLbs = affected;
+    void this.#opts.publish();
+  }
+}

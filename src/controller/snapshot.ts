@@ -1,0 +1,93 @@
+// The desired state the engine works from: the last snapshot of objects from the source, built into one model per
+// load balancer (desired/build.ts), with the generations file mode counts itself and the problems logged once.
+import { createHash } from 'node:crypto';
+import type { AnyObject, LbKey } from '../api/v1alpha1/types.js';
+import { objectId } from '../api/v1alpha1/types.js';
+import { buildDesired, type DesiredState, type ObjectProblem } from '../desired/build.js';
+import type { DesiredLoadBalancer } from '../desired/model.js';
+import type { Logger } from '../log/logger.js';
+import type { FileIssue } from '../sources/parse.js';
+import { servedHere } from './placement.js';
+
+const fingerprints = new WeakMap<DesiredLoadBalancer, string>();
+
+/** A hash of the desired model, computed once per model object (a resync compares hundreds of them). */
+export function fingerprint(d: DesiredLoadBalancer | undefined): string {
+  if (d === undefined) return '';
+  let fp = fingerprints.get(d);
+  if (fp === undefined) {
+    fp = createHash('sha256').update(JSON.stringify(d)).digest('hex');
+    fingerprints.set(d, fp);
+  }
+  return fp;
+}
+
+export class DesiredSnapshot {
+  objects: AnyObject[] = [];
+  issues: FileIssue[] = [];
+  desired: DesiredState = { lbs: new Map(), blocked: new Map(), problems: [], owners: new Map() };
+  /** Why the source cannot be read now (the last snapshot stays in force), or undefined. */
+  sourceError: string | undefined;
+  readonly #bridge: string;
+  readonly #nodeName: string;
+  /** The objects of each load balancer, from objects and desired; rebuilt on first use after a snapshot. */
+  #byOwner: Map<LbKey, AnyObject[]> | undefined;
+  readonly #generations = new Map<string, { spec: string; generation: number }>();
+  #loggedProblems = new Set<string>();
+
+  constructor(opts: { bridge: string; nodeName: string }) {
+    this.#bridge = opts.bridge;
+    this.#nodeName = opts.nodeName;
+  }
+
+  /** Takes a new snapshot of the desired objects, and keeps the load balancers this node serves. */
+  update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>): void {
+    this.objects = objects.map((o) => this.#stampGeneration(o));
+    this.issues = issues;
+    this.desired = buildDesired(this.objects, { defaultBridge: this.#bridge, materials });
+    this.#byOwner = undefined;
+    for (const [key, lb] of this.desired.lbs) if (!servedHere(lb, this.#nodeName)) this.desired.lbs.delete(key);
+  }
+
+  /** Logs the problems of desired objects (and reports them) when they appear, not on every resync's re-read. */
+  reportProblems(logger: Logger, onProblem: ((p: ObjectProblem) => void) | undefined): void {
+    const problems = new Set(this.desired.problems.map((p) => `${p.kind}/${p.namespace}/${p.name}: ${p.message}`));
+    for (const p of this.desired.problems) {
+      const text = `${p.kind}/${p.namespace}/${p.name}: ${p.message}`;
+      if (this.#loggedProblems.has(text)) continue;
+      logger.warn({ object: `${p.kind}/${p.namespace}/${p.name}`, reason: p.reason }, p.message);
+      onProblem?.(p);
+    }
+    this.#loggedProblems = problems;
+  }
+
+  /** The generation of each object of the load balancer, as the snapshot has it. */
+  generationsOf(key: LbKey): Map<string, number> {
+    // Indexed once per snapshot: looking through every object for each load balancer that converges made
+    // a bulk creation O(N²).
+    if (this.#byOwner === undefined) {
+      this.#byOwner = new Map();
+      for (const o of this.objects) {
+        const owner = this.desired.owners.get(objectId(o));
+        if (owner === undefined) continue;
+        let list = this.#byOwner.get(owner);
+        if (list === undefined) this.#byOwner.set(owner, (list = []));
+        list.push(o);
+      }
+    }
+    const result = new Map<string, number>();
+    for (const o of this.#byOwner.get(key) ?? []) result.set(objectId(o), o.metadata.generation ?? 1);
+    return result;
+  }
+
+  #stampGeneration(o: AnyObject): AnyObject {
+    if (o.metadata.generation !== undefined) return o;
+    // File mode has no API server to count generations: count spec changes ourselves.
+    const id = objectId(o);
+    const spec = JSON.stringify(o.spec);
+    const prev = this.#generations.get(id);
+    const generation = prev === undefined ? 1 : prev.spec === spec ? prev.generation : prev.generation + 1;
+    this.#generations.set(id, { spec, generation });
+    return { ...o, metadata: { ...o.metadata, generation } } as AnyObject;
+  }
+}

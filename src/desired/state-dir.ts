@@ -1,0 +1,72 @@
+// Every path under the agent's --state-dir, named here and nowhere else (DESIGN §2, §3):
+//
+//   <state-dir>/agent.lock            one agent per state dir (controller/lock.ts)
+//   <state-dir>/status.json           the status file (status/status-file.ts)
+//   <state-dir>/observe.batch         the `ip -batch` script a resync reads netns with
+//   <state-dir>/metrics-tls/          the self-signed certificate of --metrics-listen
+//   <state-dir>/lb/<netns>/           one directory per load balancer (lbPaths): HAProxy's config, pidfile,
+//                                     runtime socket, server state, certificates, and the owner marker
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// dist/desired/ and src/desired/ are both two levels below the package root.
+const PING_CHECK = fileURLToPath(new URL('../../scripts/ping-check.sh', import.meta.url));
+
+export function agentLockPath(stateDir: string): string {
+  return join(stateDir, 'agent.lock');
+}
+
+export function statusFilePath(stateDir: string): string {
+  return join(stateDir, 'status.json');
+}
+
+/** The script of `ip -j -batch` commands that reads one netns, run by many netns at once. */
+export function observeScriptPath(stateDir: string): string {
+  return join(stateDir, 'observe.batch');
+}
+
+export function metricsTlsDir(stateDir: string): string {
+  return join(stateDir, 'metrics-tls');
+}
+
+/** The directory holding one directory per load balancer, named by its netns. */
+export function lbRoot(stateDir: string): string {
+  return join(stateDir, 'lb');
+}
+
+export interface LbPaths {
+  dir: string;
+  config: string;
+  pidfile: string;
+  socket: string;
+  stateFile: string;
+  /**
+   * Present from the moment a new config is renamed into place until HAProxy has been (re)started or
+   * signalled to reload it: after a crash in between, the file alone says "this config is not live yet".
+   */
+  reloadPending: string;
+  /** TLS material, 0600 files in a 0700 directory, named by content hash. */
+  certsDir: string;
+  /** Which load balancer owns this directory (`namespace/name`): cleanup and GC name it after a crash. */
+  owner: string;
+  /** The `ip -batch` script that configures the VIP link inside the netns. */
+  linkScript: string;
+  /** The external check HAProxy runs for PING health monitors (shipped in the package, not in the state dir). */
+  pingCheckCommand: string;
+}
+
+export function lbPaths(stateDir: string, netns: string): LbPaths {
+  const dir = join(lbRoot(stateDir), netns);
+  return {
+    dir,
+    config: join(dir, 'haproxy.cfg'),
+    pidfile: join(dir, 'haproxy.pid'),
+    socket: join(dir, 'haproxy.sock'),
+    stateFile: join(dir, 'server-state'),
+    reloadPending: join(dir, 'reload-pending'),
+    certsDir: join(dir, 'certs'),
+    owner: join(dir, 'owner'),
+    linkScript: join(dir, 'link.batch'),
+    pingCheckCommand: PING_CHECK,
+  };
+}

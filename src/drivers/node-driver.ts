@@ -1,0 +1,216 @@
+// The node driver: the one object through which the agent observes and changes the node (plan/node-driver.ts is
+// its contract). Built by the composition root (cli/run.ts, or a one-shot command) with a runner and a state dir;
+// it holds what the sub-drivers keep between calls (the `ip monitor` watch, the OVSDB monitor session, the
+// batchers, the counters), so that two of them in one process share nothing. Nothing here decides: plan/ does.
+import { writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { ifaceOfNetns, isNslbNetnsName, netnsOfKey } from '../desired/names.js';
+import { lbPaths, lbRoot } from '../desired/state-dir.js';
+import type { Runner, SpawnCounter } from '../exec/run.js';
+import type { Action } from '../plan/actions.js';
+import { parseShowStat, type StatRow } from '../plan/haproxy-stats.js';
+import type { DriverCounters, NodeDriver, ObserveOptions, ObserveTarget, RunningHaproxy } from '../plan/node-driver.js';
+import { madeBy, type ObservedLoadBalancer, type ObservedNode } from '../plan/observed.js';
+import { HaproxyDriver } from './haproxy/driver.js';
+import { ensureStateDir, readOwner } from './haproxy/files.js';
+import { haproxyPid, processAlive } from './haproxy/process.js';
+import { queryRuntime } from './haproxy/runtime-api.js';
+import { HOST_PATHS, KernelDriver } from './kernel/limits.js';
+import { DEVICE_WAIT_MS, NetnsDriver } from './netns/driver.js';
+import { hostHasLink } from './netns/netns.js';
+import { OvsDriver } from './ovs/driver.js';
+
+export interface LinuxNodeOptions {
+  run: Runner;
+  stateDir: string;
+  /** Counts what the watches start (the runner counts the rest). */
+  spawns?: SpawnCounter;
+}
+
+export interface Logger {
+  warn(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+/** Actions that change what a netns read sees (links, addresses, routes); HAProxy's own do not. */
+const CHANGES_NETNS: ReadonlySet<Action['kind']> = new Set(['netns.add', 'netns.delete', 'link.moveToNetns', 'link.configure']);
+
+export class LinuxNodeDriver implements NodeDriver {
+  readonly stateDir: string;
+  readonly kernel = new KernelDriver(HOST_PATHS);
+  readonly #netns: NetnsDriver;
+  readonly #ovs: OvsDriver;
+  readonly #haproxy: HaproxyDriver;
+
+  constructor(opts: LinuxNodeOptions) {
+    this.stateDir = opts.stateDir;
+    this.#netns = new NetnsDriver(opts.run, opts.stateDir, opts.spawns);
+    this.#ovs = new OvsDriver(opts.run, opts.stateDir);
+    this.#haproxy = new HaproxyDriver(opts.run, opts.stateDir);
+  }
+
+  get counters(): DriverCounters {
+    return this.#haproxy.counters;
+  }
+
+  /**
+   * The agent's event feeds: changes inside the load balancers' netns (`ip monitor`) and in Open vSwitch (an
+   * OVSDB monitor session), so that unchanged things are not read again. One-shot commands never start them.
+   */
+  startWatching(logger: Logger): void {
+    this.#netns.watch.start(logger);
+    this.#ovs.monitor.start(logger);
+  }
+
+  stopWatching(): void {
+    this.#netns.watch.stop();
+    this.#ovs.monitor.stop();
+  }
+
+  async observe(targets: readonly ObserveTarget[], options: ObserveOptions = {}): Promise<ObservedNode> {
+    const scope = options.scope ?? 'mine';
+    const nodeWide = options.nodeWide === true;
+    const stateDirs = this.#stateDirs();
+    const [ovs, netnsNames] = await Promise.all([this.#ovs.observe(), this.#netns.names(nodeWide)]);
+    const lbs = new Map<string, ObservedLoadBalancer>();
+    const entry = (netns: string): ObservedLoadBalancer => {
+      let e = lbs.get(netns);
+      if (e === undefined) {
+        e = { ifaceInHost: false, stateDir: false };
+        lbs.set(netns, e);
+      }
+      return e;
+    };
+    // A reconcile of a few keys (not node-wide, not garbage collection) looks at those keys only: its cost must
+    // not grow with the number of load balancers on the node.
+    const only = targets.length > 0 && !nodeWide ? new Set(targets.map((t) => t.netns)) : undefined;
+    const wantedHere = (netns: string): boolean => only === undefined || only.has(netns);
+    for (const port of ovs.ports) {
+      if (port.lb === undefined) continue;
+      const netns = netnsOfKey(port.lb);
+      if (!wantedHere(netns)) continue;
+      const e = entry(netns);
+      e.port = port;
+      e.lbKey = port.lb;
+    }
+    const existingNetns = new Set(netnsNames.filter((n) => isNslbNetnsName(n) && wantedHere(n)));
+    for (const netns of stateDirs.filter(wantedHere)) {
+      const e = entry(netns);
+      e.stateDir = true;
+      const owner = e.lbKey ?? readOwner(lbPaths(this.stateDir, netns));
+      if (owner !== undefined) e.lbKey = owner;
+    }
+    for (const netns of existingNetns) entry(netns).netns = { name: netns, loUp: false };
+    for (const t of targets) entry(t.netns);
+    if (scope === 'mine') {
+      const wanted = new Set(targets.map((t) => t.netns));
+      for (const [netns, e] of lbs) if (!madeBy(e, this.stateDir) && !wanted.has(netns)) lbs.delete(netns);
+    }
+
+    // Look closely (pidfile, /proc, config, certs) only at the targets; with none (garbage collection,
+    // cleanup), at everything found, so that a single-key reconcile costs the same with 1 or 500 on the node.
+    // A resync (node-wide) names every load balancer it wants looked at, so none may mean none.
+    const close = targets.length === 0 && !nodeWide ? [...lbs.entries()] : targets.map((t) => [t.netns, entry(t.netns)] as const);
+    for (const [netns, e] of close) {
+      this.#haproxy.observe(netns, e);
+      e.ifaceInHost = hostHasLink(ifaceOfNetns(netns));
+    }
+    // A load balancer that should have a HAProxy but whose pidfile says nothing: look for it by its config.
+    await this.#haproxy.observeByConfig(close.filter(([, e]) => e.haproxy === undefined && (e.netns !== undefined || e.stateDir)));
+    const inside = await this.#netns.read(
+      targets.filter((t) => existingNetns.has(t.netns)),
+      nodeWide,
+    );
+    for (const [netns, value] of inside) entry(netns).netns = value;
+    return { lbs, bridges: ovs.bridges };
+  }
+
+  #stateDirs(): string[] {
+    try {
+      return readdirSync(lbRoot(this.stateDir)).filter(isNslbNetnsName);
+    } catch {
+      return [];
+    }
+  }
+
+  async apply(a: Action): Promise<void> {
+    // Whatever this changes inside a netns is read again next time, event or not. Not after a member change
+    // through the runtime API or a reload: the next change to that load balancer would wait on an `ip` read.
+    const dirties = 'netns' in a && CHANGES_NETNS.has(a.kind);
+    if (dirties) this.#netns.watch.markDirty(a.netns);
+    try {
+      await this.#applyOne(a);
+    } finally {
+      if (dirties) this.#netns.watch.markDirty(a.netns);
+      if (a.kind.startsWith('ovs.') || a.kind === 'link.moveToNetns') this.#ovs.changed();
+    }
+  }
+
+  async #applyOne(a: Action): Promise<void> {
+    switch (a.kind) {
+      case 'ovs.addPort':
+      case 'ovs.deletePort':
+        return this.#ovs.apply(a);
+      case 'link.moveToNetns':
+        await this.#ovs.waitForDevice(a.iface, DEVICE_WAIT_MS);
+        return this.#netns.apply(a);
+      case 'netns.add':
+      case 'netns.delete':
+      case 'link.configure':
+        return this.#netns.apply(a);
+      case 'haproxy.writeConfig':
+      case 'haproxy.runtime':
+      case 'haproxy.start':
+      case 'haproxy.reload':
+      case 'haproxy.stop':
+      case 'stateDir.delete':
+        return this.#haproxy.apply(a);
+    }
+  }
+
+  async recordOwner(netns: string, key: string): Promise<void> {
+    const paths = lbPaths(this.stateDir, netns);
+    // Every reconcile asks; only the first one (or one after a hand edit) writes.
+    if (readIfPresent(paths.owner) === `${key}\n`) return;
+    await ensureStateDir(paths);
+    await writeFile(paths.owner, `${key}\n`, { mode: 0o600 });
+  }
+
+  haproxyPid(netns: string): number | undefined {
+    return haproxyPid(lbPaths(this.stateDir, netns));
+  }
+
+  processAlive(pid: number): boolean {
+    return processAlive(pid);
+  }
+
+  async showStat(netns: string): Promise<StatRow[]> {
+    return parseShowStat(await queryRuntime(lbPaths(this.stateDir, netns).socket, 'show stat'));
+  }
+
+  runningHaproxies(): RunningHaproxy[] {
+    let dirs: string[];
+    try {
+      dirs = readdirSync(lbRoot(this.stateDir));
+    } catch {
+      return [];
+    }
+    const found: RunningHaproxy[] = [];
+    for (const netns of dirs) {
+      const paths = lbPaths(this.stateDir, netns);
+      const key = readOwner(paths);
+      if (key === undefined) continue;
+      const pid = haproxyPid(paths);
+      if (pid !== undefined) found.push({ key, netns, pid });
+    }
+    return found;
+  }
+}
+
+function readIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}

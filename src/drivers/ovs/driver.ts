@@ -1,0 +1,67 @@
+// Open vSwitch as one object of the node driver: it holds the OVSDB monitor session (monitor.ts), through which
+// an observation asks no process, and merges the port additions of load balancers reconciled at once into one
+// `ovs-vsctl` transaction (exec/batcher.ts). The argv builders and parsers are in ovs.ts.
+import { resolve } from 'node:path';
+import { netnsOfKey } from '../../desired/names.js';
+import { Batcher, Coalescer } from '../../exec/batcher.js';
+import type { Runner } from '../../exec/run.js';
+import type { Action } from '../../plan/actions.js';
+import { OvsMonitor } from './monitor.js';
+import { argvAddPorts, deletePort, ensurePort, observeOvs, type AddPort, type ObservedOvs } from './ovs.js';
+
+export type OvsAction = Extract<Action, { kind: `ovs.${string}` }>;
+
+export class OvsDriver {
+  readonly monitor = new OvsMonitor();
+  readonly #run: Runner;
+  readonly #stateDir: string;
+  readonly #observe: Coalescer<ObservedOvs>;
+  readonly #addPort: Batcher<AddPort>;
+
+  constructor(run: Runner, stateDir: string) {
+    this.#run = run;
+    this.#stateDir = stateDir;
+    this.#observe = new Coalescer(() => this.monitor.read(() => observeOvs(run)));
+    this.#addPort = new Batcher(
+      async (ports) => void (await run(argvAddPorts(ports))),
+      (p) => ensurePort(run, p),
+    );
+  }
+
+  /** Bridges and nslb's ports: from the monitor, or one `ovs-vsctl` shared by the callers that ask at once. */
+  observe(): Promise<ObservedOvs> {
+    return this.#observe.run();
+  }
+
+  /**
+   * The port was added with --no-wait: ovs-vswitchd makes its device when it gets to it, and it must be done
+   * setting it up (an OpenFlow port number) before the device leaves the host.
+   */
+  async waitForDevice(iface: string, timeoutMs: number): Promise<void> {
+    await this.monitor.waitForOfport(iface, timeoutMs);
+  }
+
+  /** We changed OVS: the next observation waits until the monitor has seen it. */
+  changed(): void {
+    this.monitor.invalidate();
+  }
+
+  async apply(a: OvsAction): Promise<void> {
+    switch (a.kind) {
+      case 'ovs.addPort':
+        if (a.recreate) await deletePort(this.#run, a.iface);
+        return this.#addPort.submit({
+          stateDir: resolve(this.#stateDir),
+          bridge: a.bridge,
+          iface: a.iface,
+          lb: a.lb,
+          mac: a.mac,
+          // No Neutron port here: the netns name is this port's stable, unique identity.
+          ifaceId: netnsOfKey(a.lb),
+          ...(a.vlan === undefined ? {} : { vlan: a.vlan }),
+        });
+      case 'ovs.deletePort':
+        return deletePort(this.#run, a.iface);
+    }
+  }
+}
