@@ -1,7 +1,10 @@
-// An in-memory node that applies Actions the way the real drivers do, for the convergence test:
-// plan → apply to the fake → observe → plan again must be empty.
+// An in-memory node that applies Actions the way the real drivers do, for the convergence test (plan → apply to
+// the fake → observe → plan again must be empty), and a node driver over it for the controller's own tests.
+import { ifaceOfNetns, netnsOfKey } from '../../src/desired/names.js';
 import type { Action } from '../../src/plan/actions.js';
-import type { DefaultGateways, ObservedLoadBalancer } from '../../src/plan/observed.js';
+import type { StatRow } from '../../src/plan/haproxy-stats.js';
+import type { NodeDriver, ObserveOptions, ObserveTarget, RunningHaproxy } from '../../src/plan/node-driver.js';
+import { madeBy, type DefaultGateways, type ObservedLoadBalancer, type ObservedNode } from '../../src/plan/observed.js';
 
 interface Link {
   mac: string;
@@ -31,6 +34,10 @@ export class FakeNode {
   stale = new Map<string, { netns: string; link: Link }>();
   nextPid = 1000;
   reloads = 0;
+  /** external_ids:nslb-state-dir of each port: the agent (state dir) that made it. */
+  portStateDirs = new Map<string, string>();
+  /** Under which agent's state dir each load balancer's directory is, and the owner marker in it. */
+  stateDirOwners = new Map<string, { stateDir: string; key?: string }>();
 
   apply(a: Action): void {
     switch (a.kind) {
@@ -155,5 +162,103 @@ export class FakeNode {
     if (certs !== undefined && certs.size > 0) o.certFiles = [...certs].sort();
     if (this.stateDirs.has(netns) && this.pendingReload.has(netns)) o.reloadPending = true;
     return o;
+  }
+}
+
+/**
+ * A node driver (src/plan/node-driver.ts) over a FakeNode, for the controller's unit tests: what the real one
+ * observes and applies, in memory. Several drivers may share one FakeNode, each with its own state dir, as two
+ * agents share a real node: each sees the other's ports (with their state-dir marker) but not its state dirs.
+ */
+export class FakeNodeDriver implements NodeDriver {
+  readonly applied: Action[] = [];
+  /** Targets of every observation, in order (a resync's come with nodeWide). */
+  readonly observations: { targets: string[]; nodeWide: boolean }[] = [];
+  /** Throws this for the action, instead of applying it (a failing command). */
+  failWith: ((a: Action) => Error | undefined) | undefined;
+  /** After this many more actions, every apply hangs forever: the agent was killed mid-plan. */
+  crashAfter: number | undefined;
+
+  constructor(
+    readonly node: FakeNode,
+    readonly stateDir: string,
+  ) {}
+
+  async observe(targets: readonly ObserveTarget[], options: ObserveOptions = {}): Promise<ObservedNode> {
+    this.observations.push({ targets: targets.map((t) => t.netns), nodeWide: options.nodeWide === true });
+    const only = targets.length > 0 && options.nodeWide !== true ? new Set(targets.map((t) => t.netns)) : undefined;
+    const found = new Set<string>([...this.node.netns, ...this.node.stateDirs, ...targets.map((t) => t.netns)]);
+    for (const [, p] of this.node.ports) found.add(netnsOfKey(p.lb));
+    const lbs = new Map<string, ObservedLoadBalancer>();
+    for (const netns of found) {
+      if (only !== undefined && !only.has(netns)) continue;
+      const o = this.node.observe(netns, ifaceOfNetns(netns));
+      const dir = this.node.stateDirOwners.get(netns);
+      o.stateDir = o.stateDir && dir?.stateDir === this.stateDir;
+      if (!o.stateDir) {
+        delete o.config;
+        delete o.certFiles;
+        delete o.reloadPending;
+      }
+      const owner = o.stateDir ? dir?.key : undefined;
+      if (o.port !== undefined) {
+        const marker = this.node.portStateDirs.get(o.port.iface);
+        if (marker !== undefined) o.port.stateDir = marker;
+        if (o.port.lb !== undefined) o.lbKey = o.port.lb;
+      } else if (o.stateDir && owner !== undefined) {
+        o.lbKey = owner;
+      }
+      if (o.port === undefined && o.netns === undefined && !o.stateDir && o.haproxy === undefined && !o.ifaceInHost && !targets.some((t) => t.netns === netns)) continue;
+      lbs.set(netns, o);
+    }
+    if ((options.scope ?? 'mine') === 'mine') {
+      const wanted = new Set(targets.map((t) => t.netns));
+      for (const [netns, o] of lbs) if (!madeBy(o, this.stateDir) && !wanted.has(netns)) lbs.delete(netns);
+    }
+    return { lbs, bridges: new Set(['br-int']) };
+  }
+
+  async apply(a: Action): Promise<void> {
+    if (this.crashAfter !== undefined && this.crashAfter-- <= 0) return new Promise(() => {});
+    const failure = this.failWith?.(a);
+    if (failure !== undefined) throw failure;
+    this.node.apply(a);
+    this.applied.push(a);
+    if (a.kind === 'ovs.addPort') this.node.portStateDirs.set(a.iface, this.stateDir);
+    if (a.kind === 'ovs.deletePort') this.node.portStateDirs.delete(a.iface);
+    if (a.kind === 'haproxy.writeConfig' || a.kind === 'haproxy.runtime') this.#claim(a.netns);
+    if (a.kind === 'stateDir.delete') this.node.stateDirOwners.delete(a.netns);
+  }
+
+  async recordOwner(netns: string, key: string): Promise<void> {
+    this.#claim(netns).key = key;
+    this.node.stateDirs.add(netns);
+  }
+
+  #claim(netns: string): { stateDir: string; key?: string } {
+    let dir = this.node.stateDirOwners.get(netns);
+    if (dir?.stateDir !== this.stateDir) this.node.stateDirOwners.set(netns, (dir = { stateDir: this.stateDir }));
+    return dir;
+  }
+
+  haproxyPid(netns: string): number | undefined {
+    return this.node.haproxy.get(netns)?.pid;
+  }
+
+  processAlive(pid: number): boolean {
+    return [...this.node.haproxy.values()].some((h) => h.pid === pid);
+  }
+
+  async showStat(netns: string): Promise<StatRow[]> {
+    if (!this.node.haproxy.has(netns)) throw new Error(`no haproxy in ${netns}`);
+    return [];
+  }
+
+  runningHaproxies(): RunningHaproxy[] {
+    return [...this.node.haproxy].flatMap(([netns, h]) => {
+      const dir = this.node.stateDirOwners.get(netns);
+      const key = dir?.stateDir === this.stateDir ? dir.key : undefined;
+      return key === undefined ? [] : [{ key, netns, pid: h.pid }];
+    });
   }
 }

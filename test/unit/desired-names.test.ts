@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { derivedMac, isNslbIfaceName, isNslbNetnsName, lbKey, nodeNames, parseLbKey } from '../../src/desired/names.js';
+import { derivedMac, ifaceOfNetns, isNslbIfaceName, isNslbNetnsName, isOrphanKey, lbKey, netnsOfKey, nodeNames, orphanKey, parseLbKey } from '../../src/desired/names.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -54,5 +54,18 @@ describe('load balancer keys', () => {
 
   it.each(['web', '/web', 'shop/', 'a/b/c', ''])('reject %j', (key) => {
     expect(() => parseLbKey(key)).toThrow(/not a load balancer key/);
+  });
+});
+
+describe('work keys', () => {
+  it('name the netns of a load balancer key or of an orphan key, and the interface of a netns', () => {
+    const { netns, iface } = nodeNames('shop', 'web');
+    expect(netnsOfKey('shop/web')).toBe(netns);
+    expect(ifaceOfNetns(netns)).toBe(iface);
+    expect(orphanKey(netns)).toBe(`orphan:${netns}`);
+    expect(isOrphanKey(orphanKey(netns))).toBe(true);
+    expect(isOrphanKey('shop/web')).toBe(false);
+    expect(netnsOfKey(orphanKey(netns))).toBe(netns);
+    expect(() => netnsOfKey('web')).toThrow(/not a load balancer key/);
   });
 });
