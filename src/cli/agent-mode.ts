@@ -3,7 +3,7 @@
 // informers in; status.json, the status subresources and Events out.
 import type { Controller } from '../controller/controller.js';
 import type { LbEvent } from '../controller/reconciler.js';
-import type { ObjectProblem } from '../desired/build.js';
+import type { ObjectProblem } from '../desired/model.js';
 import type { AgentMetrics } from '../metrics/metrics.js';
 import type { StatusFile } from '../status/status-file.js';
 

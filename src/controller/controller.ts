@@ -3,7 +3,7 @@
 // (resync.ts); status is recomputed and published (status-publisher.ts). The node driver is injected: the
 // controller knows the node only through plan/node-driver.ts.
 import type { AnyObject, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
-import type { ObjectProblem } from '../desired/build.js';
+import type { ObjectProblem } from '../desired/model.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeDriver } from '../plan/node-driver.js';
 import type { FileIssue } from '../sources/parse.js';

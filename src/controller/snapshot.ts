@@ -3,8 +3,8 @@
 import { createHash } from 'node:crypto';
 import type { AnyObject, LbKey } from '../api/v1alpha1/types.js';
 import { objectId } from '../api/v1alpha1/types.js';
-import { buildDesired, type DesiredState, type ObjectProblem } from '../desired/build.js';
-import type { DesiredLoadBalancer } from '../desired/model.js';
+import { buildDesired } from '../desired/build.js';
+import type { DesiredLoadBalancer, DesiredState, ObjectProblem } from '../desired/model.js';
 import type { Logger } from '../log/logger.js';
 import type { FileIssue } from '../sources/parse.js';
 import { servedHere } from './placement.js';

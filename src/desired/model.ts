@@ -3,6 +3,7 @@
 // consumed by the planner and the HAProxy renderer (pure).
 import type {
   AlpnProtocol,
+  Kind,
   HealthMonitorType,
   L7Action,
   L7CompareType,
@@ -212,4 +213,29 @@ export interface DesiredLoadBalancer {
 export function vipAddresses(vip: DesiredVip): DesiredVipAddress[] {
   const { address, family, prefixLength, gateway } = vip;
   return [{ address, family, prefixLength, ...(gateway === undefined ? {} : { gateway }) }, ...(vip.additional ?? [])];
+}
+
+/** A problem of one desired object: its status says ERROR with this reason and message. */
+export interface ObjectProblem {
+  kind: Kind;
+  namespace: string;
+  name: string;
+  reason: 'InvalidReference' | 'InvalidSpec' | 'NotSupported' | 'Conflict';
+  message: string;
+  /** JSON pointer to the offending field, e.g. `/spec/defaultPool`. */
+  path?: string;
+}
+
+export interface DesiredState {
+  /** Only load balancers whose whole subtree is valid, in namespace/name order. */
+  lbs: Map<LbKey, DesiredLoadBalancer>;
+  /**
+   * Load balancers that exist in the input but have a problem in themselves or a child, in namespace/name
+   * order, each with all its problems: the node keeps serving what was last applied.
+   */
+  blocked: Map<LbKey, ObjectProblem[]>;
+  /** Every problem, including those of objects whose load balancer cannot be determined. */
+  problems: ObjectProblem[];
+  /** objectId() → the load balancer, for every object that resolves to one. */
+  owners: Map<string, LbKey>;
 }

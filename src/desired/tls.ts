@@ -7,6 +7,7 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { AlpnProtocol, ListenerTls, PoolProtocol, PoolTls, TlsCertificateRef, TlsVersion } from '../api/v1alpha1/types.js';
+import { TCP_ONLY_POOLS } from './defaults.js';
 import type { DesiredCertificate, DesiredListenerTls, DesiredMemberTls, DesiredTlsPolicy } from './model.js';
 import { SECRETS_READABLE, fileSource, lookupSecret, type MaterialSource } from './secrets.js';
 
@@ -102,9 +103,6 @@ export function resolveListenerTls(
     },
   };
 }
-
-/** Pool protocols that only ever pair with tcp-mode listeners: no HTTP to negotiate with ALPN. */
-const TCP_ONLY_POOLS: ReadonlySet<PoolProtocol> = new Set(['TCP', 'HTTPS']);
 
 /**
  * Resolves a Pool's `tls` (re-encryption to members). Undefined `tls` when it is not enabled; the other

@@ -4,7 +4,7 @@
 import type { OperatingStatus } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer, DesiredMember, DesiredPool } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
-import { backendName, frontendName } from '../plan/haproxy-config.js';
+import { backendName, frontendName } from '../plan/haproxy-words.js';
 
 export interface OperatingStatusTree {
   loadBalancer: OperatingStatus;

@@ -9,8 +9,7 @@ import type {
   ProvisioningStatus,
 } from '../api/v1alpha1/types.js';
 import { objectId } from '../api/v1alpha1/types.js';
-import type { DesiredState, ObjectProblem } from '../desired/build.js';
-import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
+import { vipAddresses, type DesiredLoadBalancer, type DesiredState, type ObjectProblem } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
 import { operatingStatuses, type OperatingStatusTree } from './aggregate.js';
 

@@ -9,15 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredCertificate, DesiredLoadBalancer } from '../../src/desired/model.js';
-import {
-  assertSafeToken,
-  backendName,
-  expandExpectedCodes,
-  frontendName,
-  type HaproxyPaths,
-  renderHaproxyConfig,
-  UnsafeConfigValueError,
-} from '../../src/plan/haproxy-config.js';
+import { expandExpectedCodes } from '../../src/plan/haproxy-backend.js';
+import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
+import { assertSafeToken, backendName, frontendName, type HaproxyPaths, UnsafeConfigValueError } from '../../src/plan/haproxy-words.js';
 import { certificate, l7Policy, l7Rule, listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
 import { TestCa } from '../support/pki.js';
 

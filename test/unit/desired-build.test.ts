@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { objectId, type AnyObject, type ApiObject, type ListenerProtocol, type PoolProtocol } from '../../src/api/v1alpha1/types.js';
-import { buildDesired, type DesiredState, type ObjectProblem } from '../../src/desired/build.js';
+import { buildDesired } from '../../src/desired/build.js';
+import type { DesiredState, ObjectProblem } from '../../src/desired/model.js';
 import { derivedMac, nodeNames } from '../../src/desired/names.js';
 import { selfSignedSync, traditionalKeySync } from '../support/pki.js';
 import { l7Policy, l7Rule, lb, listener, member, monitor, pool, webStack } from './fixtures/objects.js';

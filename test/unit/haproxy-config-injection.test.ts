@@ -3,7 +3,8 @@
 // schema, and rendering must refuse: no value can add a line, a word or a comment to haproxy.cfg.
 import { describe, expect, it } from 'vitest';
 import type { DesiredLoadBalancer } from '../../src/desired/model.js';
-import { type HaproxyPaths, renderHaproxyConfig, UnsafeConfigValueError } from '../../src/plan/haproxy-config.js';
+import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
+import { type HaproxyPaths, UnsafeConfigValueError } from '../../src/plan/haproxy-words.js';
 import { certificate, l7Policy, l7Rule, listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
 
 const paths: HaproxyPaths = {

@@ -15,8 +15,10 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { visible } from '../../src/api/v1alpha1/validate.js';
 import { objectId, type AnyObject } from '../../src/api/v1alpha1/types.js';
-import { buildDesired, type DesiredState } from '../../src/desired/build.js';
-import { renderHaproxyConfig, type HaproxyPaths } from '../../src/plan/haproxy-config.js';
+import { buildDesired } from '../../src/desired/build.js';
+import type { DesiredState } from '../../src/desired/model.js';
+import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
+import type { HaproxyPaths } from '../../src/plan/haproxy-words.js';
 import { ManifestDirectory, type Snapshot } from '../../src/sources/file-source.js';
 import { describeIssue, originOf, parseDocuments } from '../../src/sources/parse.js';
 import {
