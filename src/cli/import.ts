@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import yaml from 'js-yaml';
 import type { AnyObject } from '../api/v1alpha1/types.js';
-import { importOctavia, OctaviaInputError, parseOctaviaJson, type OctaviaInput } from '../import/octavia.js';
+import { importOctavia } from '../import/octavia.js';
+import { OctaviaInputError, parseOctaviaJson, type OctaviaInput } from '../import/octavia-read.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 

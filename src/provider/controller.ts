@@ -4,7 +4,7 @@
 // them like any user-written objects. One key per Service in a work queue; each reconcile reads the caches,
 // decides, and writes only the difference. Nothing it decides is kept only in memory: the addresses are in
 // AddressPool status (ledger.ts), the objects and the Service's status in the API.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { PoolMembers } from '../api/v1alpha1/addresspool.js';
 import type { Kind, ObjectStatus } from '../api/v1alpha1/types.js';
 import { validateObject, formatIssue } from '../api/v1alpha1/validate.js';
@@ -13,13 +13,13 @@ import { waitUntil } from '../loop/wait.js';
 import { WorkQueue } from '../loop/work-queue.js';
 import { canonicalIp, parseIp } from '../desired/addresses.js';
 import type { Logger } from '../log/logger.js';
-import { statusCode } from '../kube/errors.js';
 import { parseServiceSettings, type ServiceSettings } from './annotations.js';
 import { cachesListed, makeCaches, MADE_KINDS, startCaches, stopCaches, type ProviderCaches, type ProviderEvent } from './informers.js';
 import { parsePool, poolAllows, poolContains, poolFamilies, refuseOverlaps, vipSettings, type Family, type ParsedPool, type VipSettings } from './ipam.js';
 import { SERVICE_NAME_LABEL, EXCLUDE_FROM_LB_LABEL, type Node, type Service } from './kube.js';
 import { AddressLedger } from './ledger.js';
 import { LOAD_BALANCER_CLASS, SERVICE_FINALIZER, SERVICE_LABEL, parseServiceKey, serviceKey } from './names.js';
+import { ServiceApi } from './service-api.js';
 import { hasProviderStatus, mergeConditions, statusUpToDate, wantedServiceStatus, type StatusInput } from './service-status.js';
 import { capabilitiesOfSchema, translateService, type Capabilities } from './translate.js';
 import { NameConflictError, ObjectWriter, madeFor, ownedBy, planWrites, describeAction, type ExistingObject } from './writer.js';
@@ -66,7 +66,7 @@ export function isOurs(svc: Service, withoutClass: boolean): boolean {
 export class ServiceProvider {
   readonly #opts: ProviderOptions;
   readonly #caps: Capabilities;
-  readonly #core: CoreV1Api;
+  readonly #services: ServiceApi;
   readonly #writer: ObjectWriter;
   readonly #queue: WorkQueue;
   #caches: ProviderCaches | undefined;
@@ -78,7 +78,7 @@ export class ServiceProvider {
   constructor(opts: ProviderOptions) {
     this.#opts = opts;
     this.#caps = opts.capabilities ?? capabilitiesOfSchema();
-    this.#core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.#services = new ServiceApi(opts.kubeConfig);
     this.#writer = new ObjectWriter(opts.kubeConfig);
     this.#queue = new WorkQueue((key) => this.#reconcile(key), { concurrency: opts.concurrency ?? 16 });
   }
@@ -224,7 +224,7 @@ export class ServiceProvider {
     }
     if (!finalizers.includes(SERVICE_FINALIZER)) {
       // Before anything is made for it: from here on the Service cannot go without our cleanup.
-      const updated = await this.#patchService(svc, { metadata: { finalizers: [...finalizers, SERVICE_FINALIZER] } });
+      const updated = await this.#services.patch(svc, { metadata: { finalizers: [...finalizers, SERVICE_FINALIZER] } });
       if (updated === undefined) return; // changed meanwhile: its event brings it back
       svc = { ...svc, metadata: { ...svc.metadata, finalizers: [...finalizers, SERVICE_FINALIZER], ...(updated.resourceVersion === undefined ? {} : { resourceVersion: updated.resourceVersion }) } };
     }
@@ -421,14 +421,14 @@ export class ServiceProvider {
     }
     let current = svc;
     if (hasProviderStatus(svc) && (svc.metadata?.finalizers ?? []).includes(SERVICE_FINALIZER)) {
-      const cleared = await this.#patchStatus(svc, { loadBalancer: { ingress: null }, conditions: mergeConditions(svc, []) });
+      const cleared = await this.#services.patchStatus(svc, { loadBalancer: { ingress: null }, conditions: mergeConditions(svc, []) });
       if (cleared === undefined) return;
       current = { ...svc, metadata: { ...svc.metadata, ...cleared } };
     }
     providerCrashPoint();
     const finalizers = current.metadata?.finalizers ?? [];
     if (finalizers.includes(SERVICE_FINALIZER)) {
-      const done = await this.#patchService(current, { metadata: { finalizers: finalizers.filter((f) => f !== SERVICE_FINALIZER) } });
+      const done = await this.#services.patch(current, { metadata: { finalizers: finalizers.filter((f) => f !== SERVICE_FINALIZER) } });
       if (done !== undefined) this.#event(svc, 'Normal', 'DeletedLoadBalancer', `LoadBalancer ${svc.metadata?.namespace ?? 'default'}/${name} removed; its addresses are back in their pools`);
     }
   }
@@ -469,34 +469,9 @@ export class ServiceProvider {
     const want = wantedServiceStatus({ ...input, now: new Date().toISOString().replace(/\.\d+Z$/, 'Z') });
     if (statusUpToDate(svc, want)) return;
     providerCrashPoint();
-    await this.#patchStatus(svc, { loadBalancer: { ingress: want.ingress.length === 0 ? null : want.ingress }, conditions: mergeConditions(svc, want.conditions) });
+    await this.#services.patchStatus(svc, { loadBalancer: { ingress: want.ingress.length === 0 ? null : want.ingress }, conditions: mergeConditions(svc, want.conditions) });
     if (want.ingress.length > 0 && (svc.status?.loadBalancer?.ingress ?? []).length === 0) {
       this.#event(svc, 'Normal', 'EnsuredLoadBalancer', `serving ${want.ingress.map((i) => i.ip).join(', ')}`);
-    }
-  }
-
-  /**
-   * Merge patches guarded by the resourceVersion we decided from. A 409 means the Service changed since: the
-   * watch event of that change queues it again, and that reconcile decides with the new version.
-   */
-  async #patchStatus(svc: Service, status: object): Promise<{ resourceVersion?: string } | undefined> {
-    return this.#patch(svc, { metadata: { resourceVersion: svc.metadata?.resourceVersion }, status }, true);
-  }
-
-  async #patchService(svc: Service, body: { metadata: object }): Promise<{ resourceVersion?: string } | undefined> {
-    return this.#patch(svc, { ...body, metadata: { ...body.metadata, resourceVersion: svc.metadata?.resourceVersion } }, false);
-  }
-
-  async #patch(svc: Service, body: object, status: boolean): Promise<{ resourceVersion?: string } | undefined> {
-    const req = { name: svc.metadata?.name ?? '', namespace: svc.metadata?.namespace ?? 'default', body };
-    const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    try {
-      const out = status ? await this.#core.patchNamespacedServiceStatus(req, opts) : await this.#core.patchNamespacedService(req, opts);
-      return { ...(out.metadata?.resourceVersion === undefined ? {} : { resourceVersion: out.metadata.resourceVersion }) };
-    } catch (err) {
-      const code = statusCode(err);
-      if (code === 404 || code === 409) return undefined;
-      throw err;
     }
   }
 }

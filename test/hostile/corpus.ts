@@ -16,7 +16,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
-import { schemaFor, type JsonSchema } from '../../src/api/v1alpha1/schemas.js';
+import type { JsonSchema } from '../../src/api/v1alpha1/schema-vocabulary.js';
+import { schemaFor } from '../../src/api/v1alpha1/schemas.js';
 import { KINDS, type Kind } from '../../src/api/v1alpha1/types.js';
 import { PARSE_LIMITS } from '../../src/sources/parse.js';
 import { selfSignedSync } from '../support/pki.js';

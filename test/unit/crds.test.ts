@@ -9,7 +9,7 @@ import { Ajv } from 'ajv';
 import yaml from 'js-yaml';
 import { describe, expect, it } from 'vitest';
 import { CRD_ONLY_KEYWORDS, STATUS_SCHEMA, crdFileNameOf, pluralOf, renderCrdsYaml } from '../../src/api/v1alpha1/crds.js';
-import { KUBERNETES_KEYWORDS } from '../../src/api/v1alpha1/schemas.js';
+import { KUBERNETES_KEYWORDS } from '../../src/api/v1alpha1/schema-vocabulary.js';
 import { KINDS, type Kind, type ObjectStatus } from '../../src/api/v1alpha1/types.js';
 import { formatIssue, isCidr, validateObject } from '../../src/api/v1alpha1/validate.js';
 import { buildDesired } from '../../src/desired/build.js';

@@ -4,7 +4,7 @@
 // and survive any agent restart. One JSON Schema validates it (ajv) and is its CRD's openAPIV3Schema.
 import { isIPv4, isIPv6 } from 'node:net';
 import { Ajv, type ValidateFunction } from 'ajv';
-import { PATTERNS, type JsonSchema } from './schemas.js';
+import { PATTERNS, type JsonSchema } from './schema-vocabulary.js';
 import type { Condition } from './types.js';
 import { formatIssue, isCidr } from './validate.js';
 

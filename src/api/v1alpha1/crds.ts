@@ -4,7 +4,8 @@
 // differ from what this module renders.
 import yaml from 'js-yaml';
 import { ADDRESS_POOL_KIND, ADDRESS_POOL_PLURAL, ADDRESS_POOL_SHORT_NAME, ADDRESS_POOL_SPEC_SCHEMA, ADDRESS_POOL_STATUS_SCHEMA } from './addresspool.js';
-import { crdSchemaFor, type JsonSchema } from './schemas.js';
+import type { JsonSchema } from './schema-vocabulary.js';
+import { crdSchemaFor } from './schemas.js';
 import { API_VERSION, KINDS, type Kind } from './types.js';
 
 export const GROUP = 'nslb.dev';

@@ -2,7 +2,8 @@
 // wrote the YAML: a JSON pointer to the field, what it must be, and what it was.
 import { isIPv4, isIPv6 } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { FORMATS, KUBERNETES_KEYWORDS, PATTERNS, schemaFor, type JsonSchema } from './schemas.js';
+import { FORMATS, KUBERNETES_KEYWORDS, PATTERNS, type JsonSchema } from './schema-vocabulary.js';
+import { schemaFor } from './schemas.js';
 import { KINDS, type AnyObject, type Kind } from './types.js';
 
 export interface ValidationIssue {
