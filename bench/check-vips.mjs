@@ -22,7 +22,10 @@ const timeoutMs = Number(values.timeout);
 
 let input = '';
 for await (const chunk of process.stdin) input += chunk;
-const ips = input.split('\n').map((l) => l.trim()).filter(Boolean);
+const ips = input
+  .split('\n')
+  .map((l) => l.trim())
+  .filter(Boolean);
 
 function get(ip) {
   return new Promise((resolve) => {

@@ -44,19 +44,7 @@ import {
   type VipCheck,
   type VipsAnswering,
 } from './lib/node-env.js';
-import {
-  firstSeen,
-  goneFor,
-  median,
-  ms,
-  percentile,
-  renderTable,
-  socketErrorTotal,
-  verdict,
-  type Row,
-  type Verdict,
-  type WrkSummary,
-} from './lib/report.js';
+import { firstSeen, goneFor, median, ms, percentile, renderTable, socketErrorTotal, verdict, type Row, type Verdict, type WrkSummary } from './lib/report.js';
 
 const execFileP = promisify(execFile);
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -85,8 +73,8 @@ interface Settings {
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const phasesArg = argv.find((a) => a.startsWith('--phases='))?.slice('--phases='.length) ??
-    (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
+  const phasesArg =
+    argv.find((a) => a.startsWith('--phases='))?.slice('--phases='.length) ?? (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
   for (const a of argv) {
     if (a.startsWith('--') && !['--quick', '--phases', '--no-setup'].includes(a) && !a.startsWith('--phases=')) {
       throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,k,s, --no-setup)`);
@@ -332,9 +320,19 @@ async function phaseB(s: Settings, node: BenchNode, watch: string, stateDir: str
     probeRequests += probe.responses.length;
   };
   for (let i = 0; i < s.bRounds; i++) {
-    await step(`${i + 1}/${s.bRounds} add m3`, () => write(true), (t0) => firstSeen(probe.responses, t0, (r) => r.s === 200 && r.b === 'm3'), add);
+    await step(
+      `${i + 1}/${s.bRounds} add m3`,
+      () => write(true),
+      (t0) => firstSeen(probe.responses, t0, (r) => r.s === 200 && r.b === 'm3'),
+      add,
+    );
     countErrors();
-    await step(`${i + 1}/${s.bRounds} remove m3`, () => write(false), (t0) => goneFor(probe.responses, t0, GONE_K, (r) => r.b === 'm3'), remove);
+    await step(
+      `${i + 1}/${s.bRounds} remove m3`,
+      () => write(false),
+      (t0) => goneFor(probe.responses, t0, GONE_K, (r) => r.b === 'm3'),
+      remove,
+    );
     countErrors();
     m1Weight = m1Weight === 1 ? 0 : 1;
     const toZero = m1Weight === 0;
@@ -361,14 +359,7 @@ async function phaseB(s: Settings, node: BenchNode, watch: string, stateDir: str
   };
 }
 
-async function phaseE(
-  s: Settings,
-  node: BenchNode,
-  watch: string,
-  stateDir: string,
-  base: BenchLb,
-  agent: BenchAgent,
-): Promise<NonNullable<Results['e']>> {
+async function phaseE(s: Settings, node: BenchNode, watch: string, stateDir: string, base: BenchLb, agent: BenchAgent): Promise<NonNullable<Results['e']>> {
   const socket = join(stateDir, 'lb', lbNetns(base.name), 'haproxy.sock');
   const file = join(watch, 'e.yaml');
   const url = `http://${base.vip}/`;
@@ -493,9 +484,13 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
   log(`(c) nslb N=${n}: all ACTIVE after ${ms(took)}; checking every VIP from the client`);
   const doneAt = now();
   const check = await checkVips(node.client, vips);
-  log(`(c) nslb N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
+  log(
+    `(c) nslb N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`,
+  );
   const within30s = await vipsAnsweringWithin(node.client, vips, doneAt);
-  log(`(c) nslb N=${n}: ${within30s.ok}/${n} VIPs answered 200 within 30 s of ACTIVE${within30s.allByMs === undefined ? ` (first failures: ${JSON.stringify(within30s.failed.slice(0, 3))})` : ` (all by ${ms(within30s.allByMs)})`}`);
+  log(
+    `(c) nslb N=${n}: ${within30s.ok}/${n} VIPs answered 200 within 30 s of ACTIVE${within30s.allByMs === undefined ? ` (first failures: ${JSON.stringify(within30s.failed.slice(0, 3))})` : ` (all by ${ms(within30s.allByMs)})`}`,
+  );
   const entry = results.bulk.get(n) ?? {};
   entry.nslb = { ms: took, check, within30s, errors: agent.errors };
   const totals = await agent.metrics();
@@ -523,7 +518,13 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
       await sleep(500);
     }
     const steady = agent.resyncs.filter((r) => r.time >= after);
-    results.d = { resyncs: steady.map((r) => ({ ...(r.spawned === undefined ? {} : { spawned: r.spawned }), ...(r.ms === undefined ? {} : { ms: r.ms }), ...(r.changed === undefined ? {} : { changed: r.changed }) })) };
+    results.d = {
+      resyncs: steady.map((r) => ({
+        ...(r.spawned === undefined ? {} : { spawned: r.spawned }),
+        ...(r.ms === undefined ? {} : { ms: r.ms }),
+        ...(r.changed === undefined ? {} : { changed: r.changed }),
+      })),
+    };
     log(`(d) resync lines after convergence: ${steady.length === 0 ? 'none (the agent does not log "resync" lines)' : JSON.stringify(steady)}`);
     const mem = await agent.memory();
     if (mem !== undefined) results.f = { ...mem, n };
@@ -581,8 +582,13 @@ async function bulkBaseline(node: BenchNode, n: number, cleanup: Cleanup, result
   }
   const took = now() - t0;
   log(`(c) baseline N=${n}: done after ${ms(took)}; checking every VIP from the client`);
-  const check = await checkVips(node.client, lbs.map((lb) => lb.vip));
-  log(`(c) baseline N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`);
+  const check = await checkVips(
+    node.client,
+    lbs.map((lb) => lb.vip),
+  );
+  log(
+    `(c) baseline N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`,
+  );
   const entry = results.bulk.get(n) ?? {};
   entry.baseline = { ms: took, check };
   results.bulk.set(n, entry);
@@ -668,7 +674,9 @@ async function machine(): Promise<string[]> {
     }
   };
   const commit = await out(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']);
-  const dirty = (await runCommand(['git', '-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'], { allowFailure: true }).catch(() => ({ stdout: '' }))).stdout.trim();
+  const dirty = (
+    await runCommand(['git', '-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'], { allowFailure: true }).catch(() => ({ stdout: '' }))
+  ).stdout.trim();
   const load = (await readFile('/proc/loadavg', 'utf8').catch(() => 'n/a')).split(' ').slice(0, 3).join(' ');
   return [
     `nproc ${cpus().length}; kernel ${await out(['uname', '-r'])}; ${await out(['haproxy', '-v'])}; node ${process.version}`,
@@ -688,13 +696,23 @@ function buildRows(s: Settings, r: Results): Row[] {
   };
   const p50 = (values: readonly number[]) => percentile(values, 50);
   if (r.a) {
-    rows.push({ figure: '(a) new load balancer: file written → first 200 through the VIP', value: pp(r.a.create), target: 'p50 ≤ 400 ms', verdict: verdict(p50(r.a.create) === undefined ? undefined : p50(r.a.create)! <= 400) });
+    rows.push({
+      figure: '(a) new load balancer: file written → first 200 through the VIP',
+      value: pp(r.a.create),
+      target: 'p50 ≤ 400 ms',
+      verdict: verdict(p50(r.a.create) === undefined ? undefined : p50(r.a.create)! <= 400),
+    });
     rows.push({ figure: '(a) load balancer deleted: file removed → netns gone', value: pp(r.a.remove), target: '—', verdict: 'info' });
   }
   if (r.b) {
     const row = (what: string, values: number[]) => {
       const v = p50(values);
-      rows.push({ figure: `(b) ${what} → effective on traffic`, value: pp(values), target: 'p50 ≤ 50 ms', verdict: verdict(v === undefined ? undefined : v <= 50) });
+      rows.push({
+        figure: `(b) ${what} → effective on traffic`,
+        value: pp(values),
+        target: 'p50 ≤ 50 ms',
+        verdict: verdict(v === undefined ? undefined : v <= 50),
+      });
     };
     row('member add', r.b.add);
     row('member remove', r.b.remove);

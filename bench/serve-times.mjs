@@ -14,7 +14,10 @@ const deadline = Date.now() + Number(values['deadline-ms']);
 
 let input = '';
 for await (const chunk of process.stdin) input += chunk;
-const ips = input.split('\n').map((l) => l.trim()).filter(Boolean);
+const ips = input
+  .split('\n')
+  .map((l) => l.trim())
+  .filter(Boolean);
 const first = {};
 let stopping = false;
 process.on('SIGTERM', () => (stopping = true));

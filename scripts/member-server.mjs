@@ -136,7 +136,7 @@ function handle(req, res) {
       return;
     }
     case '/__echo': {
-      const raw = req.socket.encrypted ? req.socket._parent ?? req.socket : req.socket;
+      const raw = req.socket.encrypted ? (req.socket._parent ?? req.socket) : req.socket;
       return json(res, {
         name,
         method: req.method,
@@ -147,7 +147,7 @@ function handle(req, res) {
         localPort: req.socket.localPort,
         tls: Boolean(req.socket.encrypted),
         servername: req.socket.servername || null,
-        clientCertificate: req.socket.encrypted ? req.socket.getPeerCertificate()?.subject?.CN ?? null : null,
+        clientCertificate: req.socket.encrypted ? (req.socket.getPeerCertificate()?.subject?.CN ?? null) : null,
         proxy: proxyHeaders.get(raw) ?? proxyHeaders.get(req.socket) ?? null,
         headers: req.headers,
       });
@@ -163,9 +163,7 @@ const server =
         {
           cert: readFileSync(values['tls-cert']),
           key: readFileSync(values['tls-key']),
-          ...(values['tls-client-ca'] === undefined
-            ? {}
-            : { ca: readFileSync(values['tls-client-ca']), requestCert: true, rejectUnauthorized: true }),
+          ...(values['tls-client-ca'] === undefined ? {} : { ca: readFileSync(values['tls-client-ca']), requestCert: true, rejectUnauthorized: true }),
         },
         handle,
       )

@@ -30,8 +30,19 @@ function mac(index: number): string {
 export async function createBaselineLb(bridge: string, lb: BaselineLb): Promise<void> {
   await runCommand(['ip', 'netns', 'add', lb.netns]);
   await runCommand([
-    'ovs-vsctl', '--timeout=30', '--', '--may-exist', 'add-port', bridge, lb.port,
-    '--', 'set', 'Interface', lb.port, 'type=internal', `external_ids:nslb-bench-baseline=${lb.netns}`,
+    'ovs-vsctl',
+    '--timeout=30',
+    '--',
+    '--may-exist',
+    'add-port',
+    bridge,
+    lb.port,
+    '--',
+    'set',
+    'Interface',
+    lb.port,
+    'type=internal',
+    `external_ids:nslb-bench-baseline=${lb.netns}`,
   ]);
   await runCommand(['ip', 'link', 'set', 'dev', lb.port, 'address', mac(lb.index)]);
   await runCommand(['ip', 'link', 'set', 'dev', lb.port, 'netns', lb.netns]);
@@ -40,11 +51,9 @@ export async function createBaselineLb(bridge: string, lb: BaselineLb): Promise<
   await runCommand(['ip', '-n', lb.netns, 'link', 'set', 'dev', lb.port, 'up']);
   await mkdir(lb.dir, { recursive: true, mode: 0o700 });
   const config = join(lb.dir, 'haproxy.cfg');
-  await writeFile(
-    config,
-    baselineHaproxyConfig({ vip: lb.vip, members: [baselineMember('m1'), baselineMember('m2')], socket: join(lb.dir, 'haproxy.sock') }),
-    { mode: 0o600 },
-  );
+  await writeFile(config, baselineHaproxyConfig({ vip: lb.vip, members: [baselineMember('m1'), baselineMember('m2')], socket: join(lb.dir, 'haproxy.sock') }), {
+    mode: 0o600,
+  });
   await runCommand(['ip', 'netns', 'exec', lb.netns, 'haproxy', '-f', config, '-p', join(lb.dir, 'haproxy.pid'), '-D']);
 }
 

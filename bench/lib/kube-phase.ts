@@ -40,7 +40,10 @@ export interface KubeResult {
   eventWrites: number;
 }
 
-function serveTimes(client: BenchNode['client'], ips: readonly string[]): { result: Promise<{ first: Record<string, number>; missing: string[] }>; stop: () => void } {
+function serveTimes(
+  client: BenchNode['client'],
+  ips: readonly string[],
+): { result: Promise<{ first: Record<string, number>; missing: string[] }>; stop: () => void } {
   const child = spawn('ip', ['netns', 'exec', client.netns, process.execPath, SERVE_TIMES, '--deadline-ms', '300000'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -97,7 +100,14 @@ export async function phaseK(opts: {
     const vip = vipOf(230, 20, i);
     vips.push(vip);
     // The issue's shape: a LoadBalancer, a Listener, a Pool and a Member each.
-    const text = lbYaml({ namespace: NAMESPACE, name: `k-${String(i).padStart(4, '0')}`, vip, prefixLength: PREFIX, members: [{ name: 'm1', address: nslbMember('m1') }], noMonitor: true });
+    const text = lbYaml({
+      namespace: NAMESPACE,
+      name: `k-${String(i).padStart(4, '0')}`,
+      vip,
+      prefixLength: PREFIX,
+      members: [{ name: 'm1', address: nslbMember('m1') }],
+      noMonitor: true,
+    });
     objects.push(...(yaml.loadAll(text) as (JsonObject | null)[]).filter((d): d is JsonObject => d !== null));
   }
   const serving = serveTimes(node.client, vips);
@@ -171,11 +181,16 @@ export function kubeRows(k: KubeResult): Row[] {
   const bound = k.vipMs === undefined ? undefined : Math.max(2 * k.vipMs, 5_000);
   const where = `N=${k.n} (${k.objects} objects) applied at once, in-test API server answering after ${k.delayMs} ms`;
   return [
-    { figure: `(k) ${where}: apply → every VIP answers 200`, value: k.vipMs === undefined ? `n/a (${k.vipMissing} VIPs never answered 200)` : ms(k.vipMs), target: '—', verdict: k.vipMs === undefined ? 'n/a' : 'info' },
+    {
+      figure: `(k) ${where}: apply → every VIP answers 200`,
+      value: k.vipMs === undefined ? `n/a (${k.vipMissing} VIPs never answered 200)` : ms(k.vipMs),
+      target: '—',
+      verdict: k.vipMs === undefined ? 'n/a' : 'info',
+    },
     {
       figure: `(k) ${where}: apply → every object Ready (observedGeneration = generation)`,
       value: `${ms(k.readyMs)}${k.vipMs === undefined ? '' : ` (${(k.readyMs / k.vipMs).toFixed(2)}× the VIPs' time)`}`,
-      target: '≤ 2× the VIPs\' time, or 5 s',
+      target: "≤ 2× the VIPs' time, or 5 s",
       verdict: bound === undefined ? 'n/a' : verdict(k.readyMs <= bound),
     },
     {
@@ -184,6 +199,11 @@ export function kubeRows(k: KubeResult): Row[] {
       target: '≤ 3',
       verdict: verdict(k.writesSettled / k.objects <= 3),
     },
-    { figure: `(k) status writes while nothing changes (${k.quietS} s, two resyncs)`, value: String(k.quietWrites), target: '0', verdict: verdict(k.quietWrites === 0) },
+    {
+      figure: `(k) status writes while nothing changes (${k.quietS} s, two resyncs)`,
+      value: String(k.quietWrites),
+      target: '0',
+      verdict: verdict(k.quietWrites === 0),
+    },
   ];
 }

@@ -55,7 +55,10 @@ kind: Member
 ${meta(`${lb.name}-${m.name}`)}
 spec: { pool: ${pool}, address: ${m.address}, port: ${MEMBER_PORT}${m.weight === undefined ? '' : `, weight: ${m.weight}`} }`,
     ),
-    ...(lb.noMonitor === true ? [] : [`apiVersion: nslb.dev/v1alpha1
+    ...(lb.noMonitor === true
+      ? []
+      : [
+          `apiVersion: nslb.dev/v1alpha1
 kind: HealthMonitor
 ${meta(`${lb.name}-hm`)}
 spec:
@@ -66,7 +69,8 @@ spec:
   maxRetries: ${MONITOR.maxRetries}
   maxRetriesDown: ${MONITOR.maxRetriesDown}
   urlPath: ${MONITOR.urlPath}
-  expectedCodes: "200"`]),
+  expectedCodes: "200"`,
+        ]),
   ];
   return `---\n${docs.join('\n---\n')}\n`;
 }

@@ -5,16 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import {
-  createBridge,
-  createHost,
-  deleteBridge,
-  deleteHost,
-  runCommand,
-  startHttpServer,
-  type Host,
-  type HttpServerHandle,
-} from '../../test/e2e/harness.js';
+import { createBridge, createHost, deleteBridge, deleteHost, runCommand, startHttpServer, type Host, type HttpServerHandle } from '../../test/e2e/harness.js';
 import { MEMBER_PORT } from './manifests.js';
 import { parseWrk, type ProbeResponse, type WrkSummary } from './report.js';
 
@@ -106,10 +97,19 @@ export async function createBenchNode(bridge: string, cleanup: Cleanup): Promise
   // Resolve a VIP that just appeared within ~10 ms instead of the default 1 s between ARP tries: the
   // figure (a) is about the load balancer, not about the client's ARP timers.
   await runCommand([
-    'ip', 'netns', 'exec', client.netns, 'sysctl', '-q', '-w',
-    'net.ipv4.neigh.eth0.retrans_time_ms=10', 'net.ipv4.neigh.eth0.mcast_solicit=3', 'net.ipv4.neigh.eth0.unres_qlen=101',
+    'ip',
+    'netns',
+    'exec',
+    client.netns,
+    'sysctl',
+    '-q',
+    '-w',
+    'net.ipv4.neigh.eth0.retrans_time_ms=10',
+    'net.ipv4.neigh.eth0.mcast_solicit=3',
+    'net.ipv4.neigh.eth0.unres_qlen=101',
     // wrk's 8 connections reconnect for a long time; leave ports for them.
-    'net.ipv4.ip_local_port_range=10000 65000', 'net.ipv4.tcp_tw_reuse=1',
+    'net.ipv4.ip_local_port_range=10000 65000',
+    'net.ipv4.tcp_tw_reuse=1',
   ]);
   const members = {} as Record<MemberName, HttpServerHandle>;
   for (const m of Object.keys(MEMBERS) as MemberName[]) {
@@ -132,11 +132,9 @@ export class Probe {
   #stderr = '';
 
   constructor(client: Host, url: string, intervalMs = 5) {
-    this.#child = spawn(
-      'ip',
-      ['netns', 'exec', client.netns, process.execPath, PROBE, '--url', url, '--interval', String(intervalMs), '--timeout', '500'],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
+    this.#child = spawn('ip', ['netns', 'exec', client.netns, process.execPath, PROBE, '--url', url, '--interval', String(intervalMs), '--timeout', '500'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', () => resolve());
       this.#child.once('error', () => resolve());
@@ -229,18 +227,21 @@ export async function vipsAnsweringWithin(client: Host, ips: readonly string[], 
   let failed = (await checkVips(client, ips)).failed;
   while (failed.length > 0 && now() - since < windowMs) {
     await sleep(1_000);
-    failed = (await checkVips(client, failed.map((f) => f.ip))).failed;
+    failed = (
+      await checkVips(
+        client,
+        failed.map((f) => f.ip),
+      )
+    ).failed;
   }
   return { ok: ips.length - failed.length, failed, allByMs: failed.length === 0 ? now() - since : undefined };
 }
 
 /** A running wrk against one URL from the client; `result` settles when its duration is over. */
 export function startWrk(client: Host, url: string, durationS: number, connections = 8): { result: Promise<WrkSummary>; stop: () => void } {
-  const child = spawn(
-    'ip',
-    ['netns', 'exec', client.netns, 'wrk', '-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '5s', '--latency', url],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn('ip', ['netns', 'exec', client.netns, 'wrk', '-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '5s', '--latency', url], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -102,12 +102,7 @@ export function firstSeen(responses: readonly ProbeResponse[], since: number, ac
  * begin the run by chance; with round robin over m members at most m-1 such responses precede the change,
  * so the figure can be early by at most m-1 probe periods (a few milliseconds).
  */
-export function goneFor(
-  responses: readonly ProbeResponse[],
-  since: number,
-  k: number,
-  unwanted: (r: ProbeResponse) => boolean,
-): number | undefined {
+export function goneFor(responses: readonly ProbeResponse[], since: number, k: number, unwanted: (r: ProbeResponse) => boolean): number | undefined {
   const after = responses.filter((r) => r.t >= since);
   let runStart = -1;
   for (let i = 0; i < after.length; i++) {

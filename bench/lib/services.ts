@@ -73,7 +73,8 @@ export async function phaseServices(runs: number, node: BenchNode, root: string,
     let ip: string | undefined;
     let tIngress = Infinity;
     while (now() - t0 < 30_000) {
-      ip = (api.get('v1', 'services', NAMESPACE, name) as { status?: { loadBalancer?: { ingress?: { ip?: string }[] } } } | undefined)?.status?.loadBalancer?.ingress?.[0]?.ip;
+      ip = (api.get('v1', 'services', NAMESPACE, name) as { status?: { loadBalancer?: { ingress?: { ip?: string }[] } } } | undefined)?.status?.loadBalancer
+        ?.ingress?.[0]?.ip;
       if (ip !== undefined) {
         tIngress = now() - t0;
         break;

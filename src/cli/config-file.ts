@@ -35,10 +35,12 @@ interface KeySpec {
   live: boolean;
 }
 
-const nonEmpty = (what: string) => (v: string): string => {
-  if (v === '') throw new Error(`${what} must not be empty`);
-  return v;
-};
+const nonEmpty =
+  (what: string) =>
+  (v: string): string => {
+    if (v === '') throw new Error(`${what} must not be empty`);
+    return v;
+  };
 const positive = (flag: string) => {
   const parse = parsePositiveInt(flag);
   return (v: string): number => parse(v);
@@ -89,7 +91,8 @@ const KEYS: Record<string, KeySpec> = {
   NSLB_KERNEL_LIMITS: {
     flag: 'kernelLimits',
     parse: (v) => {
-      if (!(KERNEL_LIMITS_MODES as readonly string[]).includes(v)) throw new Error(`must be one of ${KERNEL_LIMITS_MODES.join(', ')} (got ${JSON.stringify(v)})`);
+      if (!(KERNEL_LIMITS_MODES as readonly string[]).includes(v))
+        throw new Error(`must be one of ${KERNEL_LIMITS_MODES.join(', ')} (got ${JSON.stringify(v)})`);
       return v;
     },
     live: true,
@@ -121,7 +124,11 @@ const KEYS: Record<string, KeySpec> = {
 const ENVIRONMENT_ONLY = new Set(['NSLB_HAPROXY', 'NSLB_CRASH_AT', 'NSLB_PROVIDER_CRASH_AT']);
 
 /** The flags a running agent applies on SIGHUP; every other one needs a restart. */
-export const LIVE_FLAGS: ReadonlySet<FlagName> = new Set(Object.values(KEYS).filter((k) => k.live).map((k) => k.flag));
+export const LIVE_FLAGS: ReadonlySet<FlagName> = new Set(
+  Object.values(KEYS)
+    .filter((k) => k.live)
+    .map((k) => k.flag),
+);
 
 /** The command-line spelling of a flag: statusInterval → --status-interval. */
 export function flagName(flag: FlagName): string {
@@ -159,7 +166,11 @@ export function parseFlagsFile(text: string, file: string): Partial<RunFlags> {
     if (!key.startsWith('NSLB_') || ENVIRONMENT_ONLY.has(key)) continue;
     const spec = KEYS[key];
     if (spec === undefined) {
-      throw new FlagsFileError(file, n, `unknown key ${key}; allowed: ${Object.keys(KEYS).join(', ')} (and ${[...ENVIRONMENT_ONLY].join(', ')}, which are environment only)`);
+      throw new FlagsFileError(
+        file,
+        n,
+        `unknown key ${key}; allowed: ${Object.keys(KEYS).join(', ')} (and ${[...ENVIRONMENT_ONLY].join(', ')}, which are environment only)`,
+      );
     }
     const previous = seen.get(key);
     if (previous !== undefined) throw new FlagsFileError(file, n, `${key} is already set on line ${previous}`);

@@ -14,7 +14,7 @@ export interface AgentEndpoints {
 export function serveHttp(listen: string, endpoints: AgentEndpoints, logger: Logger): Server {
   const { host, port } = parseListen(listen);
   if (!isLoopback(host)) {
-    logger.warn({ listen }, '--listen is not on loopback: /status (every load balancer\'s spec) and /metrics answer anyone who reaches it, unauthenticated');
+    logger.warn({ listen }, "--listen is not on loopback: /status (every load balancer's spec) and /metrics answer anyone who reaches it, unauthenticated");
   }
   const server = createServer((req, res) => {
     const send = (code: number, body: string, type = 'text/plain'): void => {

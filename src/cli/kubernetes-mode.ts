@@ -65,7 +65,13 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     onChange: (change) => {
       void source.refresh();
       for (const e of secretEvents(change, objects, secrets.materials())) {
-        events.emit({ regarding: { kind: e.kind, namespace: e.namespace, name: e.name }, type: e.type, reason: e.reason, action: 'ReadSecret', note: e.message });
+        events.emit({
+          regarding: { kind: e.kind, namespace: e.namespace, name: e.name },
+          type: e.type,
+          reason: e.reason,
+          action: 'ReadSecret',
+          note: e.message,
+        });
       }
     },
   });
@@ -143,7 +149,19 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
         // The provider's Events are about Services.
         events: {
           emit: (ref, type, reason, message) =>
-            events.emit({ regarding: { apiVersion: ref.apiVersion, kind: ref.kind, namespace: ref.namespace, name: ref.name, ...(ref.uid === undefined ? {} : { uid: ref.uid }) }, type, reason, action: 'ProvideLoadBalancer', note: message }),
+            events.emit({
+              regarding: {
+                apiVersion: ref.apiVersion,
+                kind: ref.kind,
+                namespace: ref.namespace,
+                name: ref.name,
+                ...(ref.uid === undefined ? {} : { uid: ref.uid }),
+              },
+              type,
+              reason,
+              action: 'ProvideLoadBalancer',
+              note: message,
+            }),
         },
       });
     },

@@ -39,23 +39,46 @@ program
   .addOption(bridgeOption())
   .option('--node-name <name>', 'this node, as reported in status', DEFAULTS.nodeName)
   .option('--listen <host:port>', '/healthz, /readyz, /status, /metrics, unauthenticated: keep it on loopback', DEFAULTS.listen)
-  .option('--metrics-listen <host:port>', 'with --kubernetes: /metrics over HTTPS, for bearer tokens the API server authenticates and authorizes (GET /metrics)')
-  .option('--daemon-cgroup <path>', 'start HAProxy in this host cgroup (e.g. /nslb) so that it outlives the agent\'s container')
+  .option(
+    '--metrics-listen <host:port>',
+    'with --kubernetes: /metrics over HTTPS, for bearer tokens the API server authenticates and authorizes (GET /metrics)',
+  )
+  .option('--daemon-cgroup <path>', "start HAProxy in this host cgroup (e.g. /nslb) so that it outlives the agent's container")
   .option('--resync <seconds>', 'full resync (drift repair) period', positive('--resync'), DEFAULTS.resync)
   .option('--concurrency <n>', 'load balancers reconciled at once', positive('--concurrency'), DEFAULTS.concurrency)
   .option('--status-interval <ms>', 'how often HAProxy stats are read for operating status', positive('--status-interval'), 1000)
-  .option('--kube-api-qps <n>', 'with --kubernetes: status and Event writes per second to the API server (client-go QPS)', positive('--kube-api-qps', parsePositiveNumber('--kube-api-qps')), DEFAULTS.kubeApiQps)
+  .option(
+    '--kube-api-qps <n>',
+    'with --kubernetes: status and Event writes per second to the API server (client-go QPS)',
+    positive('--kube-api-qps', parsePositiveNumber('--kube-api-qps')),
+    DEFAULTS.kubeApiQps,
+  )
   .option('--kube-api-burst <n>', 'with --kubernetes: writes that may go at once (client-go burst)', positive('--kube-api-burst'), DEFAULTS.kubeApiBurst)
   .addOption(new Option('--log-level <level>', 'how much to log').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
   .addOption(
-    new Option('--kernel-limits <mode>', "raise: raise kernel limits the load balancers need (neighbour tables, pid_max, …; upward only); check: only report those too low")
+    new Option(
+      '--kernel-limits <mode>',
+      'raise: raise kernel limits the load balancers need (neighbour tables, pid_max, …; upward only); check: only report those too low',
+    )
       .choices(KERNEL_LIMITS_MODES)
       .default(DEFAULTS.kernelLimits),
   )
   .option('--service-provider', 'with --kubernetes: also serve Services of type LoadBalancer with spec.loadBalancerClass nslb.dev/haproxy')
   .option('--services-without-class', 'with --service-provider: also Services of type LoadBalancer that name no class')
-  .addOption(new Option('--service-members <members>', 'with --service-provider: members are the Ready nodes on the NodePort, or the ready endpoints (pods routable from this node)').choices(['nodes', 'endpoints']).default('nodes'))
-  .option('--provider-lease <seconds>', 'with --service-provider: seconds of the Lease nslb-provider that lets one agent at a time be the provider', positive('--provider-lease'), 15)
+  .addOption(
+    new Option(
+      '--service-members <members>',
+      'with --service-provider: members are the Ready nodes on the NodePort, or the ready endpoints (pods routable from this node)',
+    )
+      .choices(['nodes', 'endpoints'])
+      .default('nodes'),
+  )
+  .option(
+    '--provider-lease <seconds>',
+    'with --service-provider: seconds of the Lease nslb-provider that lets one agent at a time be the provider',
+    positive('--provider-lease'),
+    15,
+  )
   .option('--config <file>', 'flags file (NSLB_LOG_LEVEL=debug lines, as deploy/nslb.env); re-read on SIGHUP; the command line wins')
   .action(async (o: Record<string, unknown>, command: Command) => {
     const flags: RunFlags = {
@@ -81,9 +104,7 @@ program
       kubeApiQps: o.kubeApiQps as number,
       kubeApiBurst: o.kubeApiBurst as number,
     };
-    const fromCommandLine = new Set(
-      (Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'),
-    );
+    const fromCommandLine = new Set((Object.keys(flags) as (keyof RunFlags)[]).filter((k) => command.getOptionValueSource(k) === 'cli'));
     // Loaded here only: the agent's modules (the Kubernetes client, prom-client) take seconds to load,
     // which one-shot commands should not pay.
     const { runAgent } = await import('./run.js');
@@ -114,7 +135,11 @@ program
   .description('status tree of every load balancer, or of those named (namespace/name, or name in any namespace)')
   .argument('[lb...]', 'load balancers to show (default: all)')
   .option('--lb <name>', 'a load balancer to show (repeatable; same as naming it as an argument)', (v: string, all: string[]) => [...all, v], [] as string[])
-  .addOption(new Option('-o, --output <format>', 'output format (colour only for table on a terminal, never with NO_COLOR)').choices(['table', 'json', 'yaml']).default('table'))
+  .addOption(
+    new Option('-o, --output <format>', 'output format (colour only for table on a terminal, never with NO_COLOR)')
+      .choices(['table', 'json', 'yaml'])
+      .default('table'),
+  )
   .option('--wait', 'block until every object shown is ACTIVE (exit 0), or one is ERROR or time runs out (exit 1)', false)
   .option('--timeout <seconds>', 'with --wait', positive('--timeout'), 300)
   .addOption(stateDirOption())

@@ -41,6 +41,7 @@ async function selfSignedCertificate(run: Runner, stateDir: string): Promise<{ k
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const key = join(dir, 'tls.key');
   const cert = join(dir, 'tls.crt');
+  // biome-ignore format: openssl's options in pairs
   await run([
     'openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650',
     '-subj', '/CN=nslb-agent-metrics', '-keyout', key, '-out', cert,

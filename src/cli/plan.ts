@@ -31,7 +31,10 @@ export async function printPlan(flags: { watch: string; stateDir: string; bridge
   const observed = await node.observe([]);
   for (const [netns, o] of observed.lbs) {
     if (wanted.has(netns)) continue;
-    section(`${o.lbKey ?? '(unknown owner)'} (${netns}), no longer desired:`, (await planKey(node, flags.stateDir, orphanKey(netns), undefined)).map(formatAction));
+    section(
+      `${o.lbKey ?? '(unknown owner)'} (${netns}), no longer desired:`,
+      (await planKey(node, flags.stateDir, orphanKey(netns), undefined)).map(formatAction),
+    );
   }
   if (changes === 0) process.stdout.write('No changes. The node matches the desired state.\n');
   return 0;

@@ -75,16 +75,27 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   await mode.start();
   await controller.initialSyncDone();
   logger.info('initial sync done');
-  reportAdopted(runningBefore, () => node.runningHaproxies(), logger, (e) => mode.onEvent(e));
+  reportAdopted(
+    runningBefore,
+    () => node.runningHaproxies(),
+    logger,
+    (e) => mode.onEvent(e),
+  );
   controller.startPeriodic(periodsOf(flags), () => mode.refresh());
 
   signals.handleReloads(async () => {
-    flags = await reloadFlags(config, flags, readFlags, {
-      concurrency: (n) => controller.setConcurrency(n),
-      kernelLimits: (m) => kernelLimits.setMode(m),
-      kubeRateLimit: (limit) => mode.setRateLimit(limit),
-      periods: (p) => controller.setPeriods(p),
-    }, logger);
+    flags = await reloadFlags(
+      config,
+      flags,
+      readFlags,
+      {
+        concurrency: (n) => controller.setConcurrency(n),
+        kernelLimits: (m) => kernelLimits.setMode(m),
+        kubeRateLimit: (limit) => mode.setRateLimit(limit),
+        periods: (p) => controller.setPeriods(p),
+      },
+      logger,
+    );
   });
   logger.info({ signal: await signals.stopRequested() }, 'stopping; load balancers keep serving');
   controller.stopPeriodic();

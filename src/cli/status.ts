@@ -92,8 +92,7 @@ interface Row {
 }
 
 function treeRows(file: StatusFile): Row[] {
-  const byKind = (kind: string, ns: string): StatusFileObject[] =>
-    file.objects.filter((o) => o.kind === kind && o.namespace === ns);
+  const byKind = (kind: string, ns: string): StatusFileObject[] => file.objects.filter((o) => o.kind === kind && o.namespace === ns);
   const rows: Row[] = [];
   for (const lb of file.objects.filter((o) => o.kind === 'LoadBalancer')) {
     const ns = lb.namespace;
@@ -120,7 +119,12 @@ function treeRows(file: StatusFile): Row[] {
         for (const r of byKind('L7Rule', ns).filter((x) => spec(x).l7Policy === p.name)) {
           const key = spec(r).key === undefined ? '' : ` ${String(spec(r).key)}`;
           const not = spec(r).invert === true ? 'NOT ' : '';
-          rows.push({ depth: 3, label: `l7rule ${r.name}`, o: r, detail: `${not}${String(spec(r).type)}${key} ${String(spec(r).compareType)} ${String(spec(r).value)}` });
+          rows.push({
+            depth: 3,
+            label: `l7rule ${r.name}`,
+            o: r,
+            detail: `${not}${String(spec(r).type)}${key} ${String(spec(r).compareType)} ${String(spec(r).value)}`,
+          });
         }
       }
       const pool = pools.find((p) => p.name === spec(l).defaultPool);

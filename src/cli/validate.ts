@@ -35,7 +35,15 @@ export async function validate(paths: readonly string[], flags: { bridge: string
   issues.push(...merged.issues);
   // TLS paths are relative to the directory being validated (the watched directory in `run`).
   const only = paths.length === 1 ? paths[0]! : undefined;
-  const base = only === undefined ? '.' : (await stat(only).then((s) => s.isDirectory(), () => false)) ? only : dirname(only);
+  const base =
+    only === undefined
+      ? '.'
+      : (await stat(only).then(
+            (s) => s.isDirectory(),
+            () => false,
+          ))
+        ? only
+        : dirname(only);
   const materials = await readMaterials(base, merged.objects);
   const origin = new Map<string, string>();
   for (const o of merged.objects) {

@@ -189,7 +189,8 @@ export class KernelLimits {
     const key = `${row.target}:${row.failure ?? ''}`;
     if (this.#logged.get(row.name) === key) return;
     this.#logged.set(row.name, key);
-    const what = row.failure !== undefined ? `cannot raise it: ${row.failure}` : this.#mode === 'check' ? 'not raised (--kernel-limits check)' : 'not settable by nslb';
+    const what =
+      row.failure !== undefined ? `cannot raise it: ${row.failure}` : this.#mode === 'check' ? 'not raised (--kernel-limits check)' : 'not settable by nslb';
     this.#logger.warn(
       { sysctl: row.name, current: row.current, required: row.required, set: row.target, why: row.why },
       `${row.name} is ${row.current}, the load balancers here need at least ${row.required} (${what}): ${howToSet(row.name, row.target)}`,
@@ -209,12 +210,18 @@ function conditionOf(
     for (const family of refusing) {
       if (overflowed[family]) parts.push(`the kernel refused new ${family} neighbours (table full at ${stats[family]?.entries ?? '?'} entries)`);
     }
-    for (const r of low) parts.push(`${r.name} is ${r.current}, needs ${r.required}${r.failure === undefined ? '' : ` (${r.failure})`}: ${howToSet(r.name, r.target)}`);
+    for (const r of low)
+      parts.push(`${r.name} is ${r.current}, needs ${r.required}${r.failure === undefined ? '' : ` (${r.failure})`}: ${howToSet(r.name, r.target)}`);
     const reason = refusing.size > 0 ? 'NeighbourTableTooSmall' : 'KernelLimitTooLow';
     return { type: KERNEL_LIMITS_CONDITION, status: 'False', reason, message: parts.join('; ') };
   }
   if (rows.length > 0 && rows.every((r) => r.verdict === 'unknown')) {
-    return { type: KERNEL_LIMITS_CONDITION, status: 'Unknown', reason: 'NotObservable', message: 'no kernel limit can be read here (not in the host network namespace?)' };
+    return {
+      type: KERNEL_LIMITS_CONDITION,
+      status: 'Unknown',
+      reason: 'NotObservable',
+      message: 'no kernel limit can be read here (not in the host network namespace?)',
+    };
   }
   const raised = rows.filter((r) => r.raisedFrom !== undefined);
   const message =

@@ -110,11 +110,7 @@ function desiredVip(lb: ApiObject<'LoadBalancer'>): DesiredVip {
   };
 }
 
-function desiredListener(
-  l: ApiObject<'Listener'>,
-  tls: DesiredListenerTls | undefined,
-  l7Policies: DesiredL7Policy[],
-): DesiredListener {
+function desiredListener(l: ApiObject<'Listener'>, tls: DesiredListenerTls | undefined, l7Policies: DesiredL7Policy[]): DesiredListener {
   const { spec } = l;
   const headers = spec.insertHeaders ?? {};
   return {
@@ -155,11 +151,7 @@ function desiredL7Policies(policies: ApiObject<'L7Policy'>[], rules: ApiObject<'
       rules: rules.filter((r) => r.spec.l7Policy === p.metadata.name && (r.spec.adminStateUp ?? SPEC_DEFAULTS.adminStateUp)),
     }))
     .filter(({ rules: enabled }) => enabled.length > 0)
-    .sort(
-      (a, b) =>
-        (a.policy.spec.position ?? LAST) - (b.policy.spec.position ?? LAST) ||
-        compareStrings(a.policy.metadata.name, b.policy.metadata.name),
-    )
+    .sort((a, b) => (a.policy.spec.position ?? LAST) - (b.policy.spec.position ?? LAST) || compareStrings(a.policy.metadata.name, b.policy.metadata.name))
     .map(({ policy, rules: enabled }, i) => desiredL7Policy(policy, i + 1, enabled.map(desiredL7Rule)));
 }
 

@@ -11,15 +11,7 @@
 // say something true about each one.
 import { objectId, type AnyObject, type ApiObject, type Kind, type LbKey } from '../api/v1alpha1/types.js';
 import { assemble, treesByOwner } from './assemble.js';
-import {
-  checkHealthMonitors,
-  checkL7Policies,
-  checkL7Rules,
-  checkListeners,
-  checkLoadBalancers,
-  checkMembers,
-  checkPools,
-} from './checks.js';
+import { checkHealthMonitors, checkL7Policies, checkL7Rules, checkListeners, checkLoadBalancers, checkMembers, checkPools } from './checks.js';
 import type { DesiredListenerTls, DesiredLoadBalancer, DesiredMemberTls, DesiredState, ObjectProblem } from './model.js';
 import { find, indexObjects, keyOf, missing, Problems, type Index } from './object-index.js';
 
@@ -109,16 +101,34 @@ function resolveOwners(ix: Index, problems: Problems): Map<string, LbKey> {
     else owners.set(objectId(o), owner);
   };
   for (const o of [...ix.members, ...ix.healthMonitors]) {
-    inherit(o, 'Pool', o.spec.pool, '/spec/pool', 'pool',
-      (pool) => `pool "${pool.metadata.name}" belongs to load balancer "${pool.spec.loadBalancer}", which does not exist`);
+    inherit(
+      o,
+      'Pool',
+      o.spec.pool,
+      '/spec/pool',
+      'pool',
+      (pool) => `pool "${pool.metadata.name}" belongs to load balancer "${pool.spec.loadBalancer}", which does not exist`,
+    );
   }
   for (const o of ix.l7Policies) {
-    inherit(o, 'Listener', o.spec.listener, '/spec/listener', 'listener',
-      (l) => `listener "${l.metadata.name}" belongs to load balancer "${l.spec.loadBalancer}", which does not exist`);
+    inherit(
+      o,
+      'Listener',
+      o.spec.listener,
+      '/spec/listener',
+      'listener',
+      (l) => `listener "${l.metadata.name}" belongs to load balancer "${l.spec.loadBalancer}", which does not exist`,
+    );
   }
   for (const o of ix.l7Rules) {
-    inherit(o, 'L7Policy', o.spec.l7Policy, '/spec/l7Policy', 'L7 policy',
-      (policy) => `L7 policy "${policy.metadata.name}" has no load balancer: ${whyNoLoadBalancer(ix, policy)}`);
+    inherit(
+      o,
+      'L7Policy',
+      o.spec.l7Policy,
+      '/spec/l7Policy',
+      'L7 policy',
+      (policy) => `L7 policy "${policy.metadata.name}" has no load balancer: ${whyNoLoadBalancer(ix, policy)}`,
+    );
   }
   return owners;
 }

@@ -98,12 +98,7 @@ function checkVipAddress(
     if (gateway === undefined || gateway.family !== address.family) {
       problems.add(lb, 'InvalidSpec', `must be an IPv${address.family} address like the ${e.noun} (got "${e.gateway}")`, `${e.path}/gateway`);
     } else if (!inPrefix(gateway, address, prefixLength)) {
-      problems.add(
-        lb,
-        'InvalidSpec',
-        `must be inside the ${e.noun} prefix ${networkOf(address, prefixLength)} (got "${e.gateway}")`,
-        `${e.path}/gateway`,
-      );
+      problems.add(lb, 'InvalidSpec', `must be inside the ${e.noun} prefix ${networkOf(address, prefixLength)} (got "${e.gateway}")`, `${e.path}/gateway`);
     }
   }
   return address.family;
@@ -133,12 +128,7 @@ export function checkListeners(
     }
     // As Octavia: a tcp-mode listener has no HTTP request to put a header into.
     if (!HTTP_LISTENERS.has(spec.protocol) && Object.values(spec.insertHeaders ?? {}).some((on) => on)) {
-      problems.add(
-        l,
-        'InvalidSpec',
-        `is only allowed on HTTP and TERMINATED_HTTPS listeners (protocol is ${spec.protocol})`,
-        '/spec/insertHeaders',
-      );
+      problems.add(l, 'InvalidSpec', `is only allowed on HTTP and TERMINATED_HTTPS listeners (protocol is ${spec.protocol})`, '/spec/insertHeaders');
     } else if (spec.protocol !== 'TERMINATED_HTTPS') {
       // Only a listener that terminates TLS has a client certificate to describe.
       for (const header of SSL_CLIENT_HEADERS) {
@@ -174,14 +164,7 @@ export function checkListeners(
 }
 
 /** A listener's default pool or an L7 policy's redirect pool: same load balancer, compatible protocol. */
-function checkPoolReference(
-  ix: Index,
-  referrer: AnyObject,
-  l: ApiObject<'Listener'>,
-  poolName: string,
-  path: string,
-  problems: Problems,
-): void {
+function checkPoolReference(ix: Index, referrer: AnyObject, l: ApiObject<'Listener'>, poolName: string, path: string, problems: Problems): void {
   const { namespace } = l.metadata;
   const pool = find(ix, 'Pool', namespace, poolName);
   if (pool === undefined) {
@@ -189,12 +172,7 @@ function checkPoolReference(
     return;
   }
   if (pool.spec.loadBalancer !== l.spec.loadBalancer) {
-    problems.add(
-      referrer,
-      'InvalidReference',
-      `pool "${poolName}" belongs to load balancer "${pool.spec.loadBalancer}", not "${l.spec.loadBalancer}"`,
-      path,
-    );
+    problems.add(referrer, 'InvalidReference', `pool "${poolName}" belongs to load balancer "${pool.spec.loadBalancer}", not "${l.spec.loadBalancer}"`, path);
     return;
   }
   const allowed = ALLOWED_POOL_PROTOCOLS[l.spec.protocol];
@@ -208,13 +186,7 @@ function checkPoolReference(
   }
 }
 
-export function checkPools(
-  ix: Index,
-  materials: ReadonlyMap<string, string>,
-  now: Date,
-  memberTls: Map<string, DesiredMemberTls>,
-  problems: Problems,
-): void {
+export function checkPools(ix: Index, materials: ReadonlyMap<string, string>, now: Date, memberTls: Map<string, DesiredMemberTls>, problems: Problems): void {
   const users = listenersByPool(ix);
   for (const p of ix.pools) {
     const { tls, sessionPersistence } = p.spec;
@@ -295,12 +267,7 @@ export function checkMembers(ix: Index, problems: Problems): void {
     if (first === undefined) {
       endpoints.set(slot, m);
     } else {
-      problems.add(
-        m,
-        'Conflict',
-        `${address} port ${m.spec.port} is already member "${first.metadata.name}" of pool "${m.spec.pool}"`,
-        '/spec/address',
-      );
+      problems.add(m, 'Conflict', `${address} port ${m.spec.port} is already member "${first.metadata.name}" of pool "${m.spec.pool}"`, '/spec/address');
     }
   }
 }

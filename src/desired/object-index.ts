@@ -15,10 +15,7 @@ export class Problems {
   /** In object order; the problems of one object stay in the order the rules found them. */
   sorted(): ObjectProblem[] {
     return [...this.#list].sort(
-      (a, b) =>
-        KINDS.indexOf(a.kind) - KINDS.indexOf(b.kind) ||
-        compareStrings(a.namespace, b.namespace) ||
-        compareStrings(a.name, b.name),
+      (a, b) => KINDS.indexOf(a.kind) - KINDS.indexOf(b.kind) || compareStrings(a.namespace, b.namespace) || compareStrings(a.name, b.name),
     );
   }
 }

@@ -157,7 +157,8 @@ class Parser {
       first = false;
       if (c === '[' && /^[:.=]/.test(this.#peek(1) ?? '')) {
         const m = /^\[:\^?([a-z]+):\]/.exec(this.#s.slice(this.#i));
-        if (m === null || !POSIX_CLASSES.has(m[1] ?? '')) this.#fail(`"[${this.#peek(1) ?? ''}" at position ${this.#i + 1} is not a POSIX class such as [:alpha:]`);
+        if (m === null || !POSIX_CLASSES.has(m[1] ?? ''))
+          this.#fail(`"[${this.#peek(1) ?? ''}" at position ${this.#i + 1} is not a POSIX class such as [:alpha:]`);
         this.#i += m[0].length;
         if (this.#peek() === '-' && this.#peek(1) !== ']') this.#fail('a POSIX class cannot start a range');
         previous = undefined;

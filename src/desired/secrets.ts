@@ -82,7 +82,14 @@ export function lookupSecret(materials: ReadonlyMap<string, string>, namespace: 
   }
   return {
     ok: true,
-    source: (key) => ({ key: secretDataKey(namespace, name, key), field, path, what: `Secret "${name}" key ${key}`, in: `Secret "${name}" key ${key}`, secret: true }),
+    source: (key) => ({
+      key: secretDataKey(namespace, name, key),
+      field,
+      path,
+      what: `Secret "${name}" key ${key}`,
+      in: `Secret "${name}" key ${key}`,
+      secret: true,
+    }),
   };
 }
 

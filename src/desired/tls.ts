@@ -52,9 +52,7 @@ export function resolveListenerTls(
   const ctx: MaterialContext = { materials, namespace, now };
 
   const certificate = resolvePair(tls, 'tls', '/spec/tls', ctx, problems);
-  const sni = (tls.sniCertificates ?? []).map((ref, i) =>
-    resolvePair(ref, `tls.sniCertificates[${i}]`, `/spec/tls/sniCertificates/${i}`, ctx, problems),
-  );
+  const sni = (tls.sniCertificates ?? []).map((ref, i) => resolvePair(ref, `tls.sniCertificates[${i}]`, `/spec/tls/sniCertificates/${i}`, ctx, problems));
   if (tls.sniSecretNames !== undefined && !materials.has(SECRETS_READABLE)) {
     problems.push(kubernetesOnly('tls.sniSecretNames', '/spec/tls/sniSecretNames'));
   } else {
@@ -65,13 +63,17 @@ export function resolveListenerTls(
 
   const clientAuthentication = tls.clientAuthentication ?? 'NONE';
   if (clientAuthentication !== 'NONE' && tls.clientCaFile === undefined) {
-    problems.push(invalid(`is required when clientAuthentication is ${clientAuthentication} (the CA that signs client certificates)`, '/spec/tls/clientCaFile'));
+    problems.push(
+      invalid(`is required when clientAuthentication is ${clientAuthentication} (the CA that signs client certificates)`, '/spec/tls/clientCaFile'),
+    );
   }
   if (tls.clientCrlFile !== undefined && tls.clientCaFile === undefined) {
     problems.push(invalid('needs clientCaFile: a CRL only revokes certificates of a CA that verifies clients', '/spec/tls/clientCrlFile'));
   }
-  const clientCa = tls.clientCaFile === undefined ? undefined : resolveCa(fileSource(tls.clientCaFile, 'tls.clientCaFile', '/spec/tls/clientCaFile'), ctx, problems);
-  const clientCrl = tls.clientCrlFile === undefined ? undefined : resolveCrl(tls.clientCrlFile, 'tls.clientCrlFile', '/spec/tls/clientCrlFile', materials, now, problems);
+  const clientCa =
+    tls.clientCaFile === undefined ? undefined : resolveCa(fileSource(tls.clientCaFile, 'tls.clientCaFile', '/spec/tls/clientCaFile'), ctx, problems);
+  const clientCrl =
+    tls.clientCrlFile === undefined ? undefined : resolveCrl(tls.clientCrlFile, 'tls.clientCrlFile', '/spec/tls/clientCrlFile', materials, now, problems);
   const policy = resolvePolicy(
     { versions: tls.versions ?? LISTENER_TLS_DEFAULTS.versions, ciphers: tls.ciphers, alpnProtocols: tls.alpnProtocols ?? LISTENER_TLS_DEFAULTS.alpnProtocols },
     'tls',
@@ -122,7 +124,16 @@ export function resolvePoolTls(
   if (!secrets && tls.secretName !== undefined) problems.push(kubernetesOnly('tls.secretName', '/spec/tls/secretName'));
   if (!secrets && tls.caSecretName !== undefined) problems.push(kubernetesOnly('tls.caSecretName', '/spec/tls/caSecretName'));
   if (tls.enabled !== true) {
-    const fields = ['caFile', 'crlFile', 'certificateFile', 'keyFile', 'versions', 'ciphers', 'alpnProtocols', ...(secrets ? (['secretName', 'caSecretName'] as const) : [])] as const;
+    const fields = [
+      'caFile',
+      'crlFile',
+      'certificateFile',
+      'keyFile',
+      'versions',
+      'ciphers',
+      'alpnProtocols',
+      ...(secrets ? (['secretName', 'caSecretName'] as const) : []),
+    ] as const;
     for (const field of fields) {
       if (tls[field] !== undefined) problems.push(invalid('only takes effect with tls.enabled: true', `/spec/tls/${field}`));
     }
@@ -135,7 +146,9 @@ export function resolvePoolTls(
     problems.push(invalid('needs caFile: a CRL only revokes certificates of a CA that verifies members', '/spec/tls/crlFile'));
   }
   if (tls.alpnProtocols !== undefined && tls.alpnProtocols.length > 0 && TCP_ONLY_POOLS.has(protocol)) {
-    problems.push(invalid(`needs an HTTP pool: a ${protocol} pool passes bytes through without speaking HTTP (protocol is ${protocol})`, '/spec/tls/alpnProtocols'));
+    problems.push(
+      invalid(`needs an HTTP pool: a ${protocol} pool passes bytes through without speaking HTTP (protocol is ${protocol})`, '/spec/tls/alpnProtocols'),
+    );
   }
   let ca: DesiredCertificate | undefined;
   if (tls.caFile !== undefined) {

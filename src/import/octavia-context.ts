@@ -27,6 +27,7 @@ export const SHOW: Record<OKind, string> = {
 };
 
 // Fields read as structure or status, never warned about.
+// biome-ignore format: a word list, by topic
 const STRUCTURAL = new Set([
   'id', 'name', 'project_id', 'tenant_id', 'created_at', 'updated_at', 'provisioning_status', 'operating_status',
   'listeners', 'pools', 'loadbalancers', 'loadbalancer_id', 'members', 'healthmonitor', 'healthmonitor_id',
@@ -71,7 +72,6 @@ export class ImportContext {
     this.namespace = namespace;
     this.#assignNames();
   }
-
 
   label(r: Rec): string {
     const name = typeof r.raw['name'] === 'string' && r.raw['name'] !== '' ? `${JSON.stringify(r.raw['name'])} ` : '';

@@ -120,11 +120,18 @@ export class Collector {
   full(kind: OKind, raw: Json, where: string, parent?: string): string {
     const id = this.add(kind, raw, where, parent === undefined ? {} : { parent });
     const nested: [string, OKind][] =
-      kind === 'loadbalancer' ? [['listeners', 'listener'], ['pools', 'pool']]
-      : kind === 'listener' ? [['l7policies', 'l7policy']]
-      : kind === 'pool' ? [['members', 'member']]
-      : kind === 'l7policy' ? [['rules', 'l7rule']]
-      : [];
+      kind === 'loadbalancer'
+        ? [
+            ['listeners', 'listener'],
+            ['pools', 'pool'],
+          ]
+        : kind === 'listener'
+          ? [['l7policies', 'l7policy']]
+          : kind === 'pool'
+            ? [['members', 'member']]
+            : kind === 'l7policy'
+              ? [['rules', 'l7rule']]
+              : [];
     for (const [field, childKind] of nested) {
       const v = raw[field];
       if (!Array.isArray(v)) continue;
@@ -178,7 +185,10 @@ const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 /** A status tree's load balancer: listeners carry pools/l7policies, and there is no VIP. */
 function isStatusTree(lb: Json): boolean {
   if ('vip_address' in lb) return false;
-  return arr(lb['listeners']).some((l) => isObj(l) && ('pools' in l || 'l7policies' in l)) || (!('vip_address' in lb) && 'operating_status' in lb && Array.isArray(lb['pools']) && arr(lb['pools']).some((p) => isObj(p) && 'members' in p));
+  return (
+    arr(lb['listeners']).some((l) => isObj(l) && ('pools' in l || 'l7policies' in l)) ||
+    (!('vip_address' in lb) && 'operating_status' in lb && Array.isArray(lb['pools']) && arr(lb['pools']).some((p) => isObj(p) && 'members' in p))
+  );
 }
 
 export function collect(c: Collector, input: OctaviaInput): void {
@@ -189,7 +199,8 @@ export function collect(c: Collector, input: OctaviaInput): void {
   const bare = (o: unknown, path: string): void => {
     if (!isObj(o)) fail(path, `expected an Octavia object, got ${Array.isArray(o) ? 'an array' : JSON.stringify(o)}`);
     const kind = guessKind(o as Json);
-    if (kind === undefined) fail(path, 'cannot tell which Octavia object this is (no vip_address, lb_algorithm, protocol_port, address, delay, action or compare_type)');
+    if (kind === undefined)
+      fail(path, 'cannot tell which Octavia object this is (no vip_address, lb_algorithm, protocol_port, address, delay, action or compare_type)');
     c.full(kind!, o as Json, path);
   };
   if (Array.isArray(value)) {

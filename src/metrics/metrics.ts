@@ -128,7 +128,10 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
     labelNames: ['tool'],
     registers,
     collect() {
-      mirror(this, [...counters.spawnsByTool].map(([tool, n]) => [{ tool }, n]));
+      mirror(
+        this,
+        [...counters.spawnsByTool].map(([tool, n]) => [{ tool }, n]),
+      );
     },
   });
   new Counter({
@@ -138,7 +141,10 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
     registers,
     collect() {
       const r = counters.engine.haproxyReloads;
-      mirror(this, [[{ result: 'ok' }, r.ok], [{ result: 'failed' }, r.failed]]);
+      mirror(this, [
+        [{ result: 'ok' }, r.ok],
+        [{ result: 'failed' }, r.failed],
+      ]);
     },
   });
   new Counter({
@@ -187,7 +193,10 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
       labelNames: MEMBER_LABELS,
       registers,
       collect() {
-        mirror(this, members().map((m) => [m.labels, pick(m.stats)]));
+        mirror(
+          this,
+          members().map((m) => [m.labels, pick(m.stats)]),
+        );
       },
     });
   };
@@ -276,7 +285,10 @@ function kernelLimitMetrics(source: NonNullable<MetricsOptions['kernelLimits']>,
     labelNames: ['limit'],
     registers,
     collect() {
-      mirror(this, [...source.raises].map(([limit, n]) => [{ limit }, n]));
+      mirror(
+        this,
+        [...source.raises].map(([limit, n]) => [{ limit }, n]),
+      );
     },
   });
   new Gauge({
@@ -295,7 +307,10 @@ function kernelLimitMetrics(source: NonNullable<MetricsOptions['kernelLimits']>,
     labelNames: ['family'],
     registers,
     collect() {
-      mirror(this, Object.entries(source.report?.neighbours ?? {}).map(([family, s]) => [{ family }, s.tableFulls]));
+      mirror(
+        this,
+        Object.entries(source.report?.neighbours ?? {}).map(([family, s]) => [{ family }, s.tableFulls]),
+      );
     },
   });
   new Gauge({
@@ -347,7 +362,10 @@ function registerKubernetesMetrics(registers: Registry[], stats: KubernetesWrite
     registers,
     collect() {
       const writes = new Map(stats.events().writes);
-      mirror(this, ['created', 'updated', 'failed'].map((result) => [{ result }, writes.get(result) ?? 0]));
+      mirror(
+        this,
+        ['created', 'updated', 'failed'].map((result) => [{ result }, writes.get(result) ?? 0]),
+      );
     },
   });
   new Counter({

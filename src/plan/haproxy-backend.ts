@@ -43,9 +43,7 @@ function redirectsTo(policy: DesiredL7Policy, pool: string): boolean {
 
 /** Listeners that send traffic to the pool: as their default pool or through an L7 policy. */
 function poolUsers(pool: DesiredPool, listeners: DesiredListener[]): DesiredListener[] {
-  return listeners.filter(
-    (l) => l.defaultPool === pool.name || l.l7Policies.some((p) => redirectsTo(p, pool.name)),
-  );
+  return listeners.filter((l) => l.defaultPool === pool.name || l.l7Policies.some((p) => redirectsTo(p, pool.name)));
 }
 
 // A pool's backend is shared by every listener that uses it. HAProxy refuses an http frontend with a
@@ -103,10 +101,7 @@ function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mod
     case 'SOURCE_IP':
       // Keys are client addresses, of the family of the address they came to. With an IPv6 address among
       // them, `ipv6` keys hold both: HAProxy stores an IPv4 source as an IPv4-mapped IPv6 address.
-      return [
-        `    stick-table type ${vipAddresses(lb.vip).some((a) => a.family === 6) ? 'ipv6' : 'ip'} size ${STICK_TABLE_SIZE}`,
-        '    stick on src',
-      ];
+      return [`    stick-table type ${vipAddresses(lb.vip).some((a) => a.family === 6) ? 'ipv6' : 'ip'} size ${STICK_TABLE_SIZE}`, '    stick on src'];
     case 'HTTP_COOKIE':
     case 'APP_COOKIE':
       // HAProxy cannot see cookies in a tcp backend (and only warns about `cookie` there).
@@ -119,11 +114,7 @@ function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mod
   if (sp.cookieName === undefined) throw new Error(`pool ${pool.name}: APP_COOKIE persistence needs a cookieName`);
   const cookie = matching(sp.cookieName, FIELD_NAME, 'cookie name');
   // Learn the member from the cookie the application sets, then route requests that carry it back.
-  return [
-    `    stick-table type string len 64 size ${STICK_TABLE_SIZE}`,
-    `    stick store-response res.cook(${cookie})`,
-    `    stick match req.cook(${cookie})`,
-  ];
+  return [`    stick-table type string len 64 size ${STICK_TABLE_SIZE}`, `    stick store-response res.cook(${cookie})`, `    stick match req.cook(${cookie})`];
 }
 
 interface ServerOptions {
@@ -135,12 +126,7 @@ interface ServerOptions {
 }
 
 function renderServer(pool: DesiredPool, m: DesiredMember, o: ServerOptions): string {
-  const parts = [
-    'server',
-    assertSafeToken(m.name),
-    `${hostPart(m.address)}:${int(m.port, 'member port')}`,
-    `weight ${int(m.weight, 'weight')}`,
-  ];
+  const parts = ['server', assertSafeToken(m.name), `${hostPart(m.address)}:${int(m.port, 'member port')}`, `weight ${int(m.weight, 'weight')}`];
   const checkSsl = o.hm?.type === 'HTTPS';
   if (o.hm !== undefined) {
     parts.push('check');
@@ -170,11 +156,7 @@ function renderMonitor(hm: DesiredHealthMonitor, paths: HaproxyPaths): string[] 
     case 'HTTP':
     case 'HTTPS': {
       lines.push('    option httpchk');
-      const send = [
-        'http-check send',
-        `meth ${assertSafeToken(hm.httpMethod)}`,
-        `uri ${assertSafeToken(hm.urlPath)}`,
-      ];
+      const send = ['http-check send', `meth ${assertSafeToken(hm.httpMethod)}`, `uri ${assertSafeToken(hm.urlPath)}`];
       if (hm.httpVersion !== undefined) send.push(`ver HTTP/${assertSafeToken(hm.httpVersion)}`);
       if (hm.domainName !== undefined) {
         // The header value is a log-format string: a `%` would be evaluated, not sent.
@@ -200,19 +182,11 @@ function renderMonitor(hm: DesiredHealthMonitor, paths: HaproxyPaths): string[] 
       throw new UnsafeConfigValueError(String((hm as { type: unknown }).type), 'unknown health monitor type');
   }
   lines.push(`    timeout check ${int(hm.timeout, 'timeout')}s`);
-  lines.push(
-    `    default-server inter ${int(hm.delay, 'delay')}s fall ${int(hm.maxRetriesDown, 'maxRetriesDown')} rise ${int(hm.maxRetries, 'maxRetries')}`,
-  );
+  lines.push(`    default-server inter ${int(hm.delay, 'delay')}s fall ${int(hm.maxRetriesDown, 'maxRetriesDown')} rise ${int(hm.maxRetries, 'maxRetries')}`);
   return lines;
 }
 
-export function renderBackend(
-  lb: DesiredLoadBalancer,
-  pool: DesiredPool,
-  listeners: DesiredListener[],
-  maxconn: number,
-  paths: HaproxyPaths,
-): string[] {
+export function renderBackend(lb: DesiredLoadBalancer, pool: DesiredPool, listeners: DesiredListener[], maxconn: number, paths: HaproxyPaths): string[] {
   const sendProxy = lookup(SEND_PROXY, pool.protocol, 'pool protocol');
   const users = poolUsers(pool, listeners);
   const mode = backendMode(pool, users);

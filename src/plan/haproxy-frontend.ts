@@ -151,9 +151,7 @@ function renderL7(l: DesiredListener, pools: Map<string, DesiredPool>): L7Lines 
       return `${r.invert ? '!' : ''}${aclName(p, r)}`;
     });
     // The variable test comes first: once a policy has matched, later rules are not evaluated at all.
-    out.claims.push(
-      `    http-request set-var(${L7_VAR}) str(${p.name}) if ${[`!{ var(${L7_VAR}) -m found }`, ...conditions].join(' ')}`,
-    );
+    out.claims.push(`    http-request set-var(${L7_VAR}) str(${p.name}) if ${[`!{ var(${L7_VAR}) -m found }`, ...conditions].join(' ')}`);
     (p.action === 'REDIRECT_TO_POOL' ? out.routes : out.actions).push(action);
   }
   return out;

@@ -95,15 +95,7 @@ export type LimitName = Sysctl | typeof CGROUP_PIDS;
  * `neighbour-gc-*`: entries idle for 5 s are dropped and resolved again (churn, not refusal). The others make
  * creating load balancers (netns, HAProxy) or watching manifests fail.
  */
-export type Impact =
-  | 'neighbours-ipv4'
-  | 'neighbours-ipv6'
-  | 'neighbour-gc-ipv4'
-  | 'neighbour-gc-ipv6'
-  | 'processes'
-  | 'namespaces'
-  | 'files'
-  | 'watches';
+export type Impact = 'neighbours-ipv4' | 'neighbours-ipv6' | 'neighbour-gc-ipv4' | 'neighbour-gc-ipv6' | 'processes' | 'namespaces' | 'files' | 'watches';
 
 export interface LimitCheck {
   name: LimitName;

@@ -17,9 +17,7 @@ export interface PlanInput {
 }
 
 export function planLoadBalancer(input: PlanInput): Action[] {
-  return input.desired === undefined
-    ? planDelete(input.netns, input.iface, input.observed)
-    : planEnsure(input.desired, input.config ?? '', input.observed);
+  return input.desired === undefined ? planDelete(input.netns, input.iface, input.observed) : planEnsure(input.desired, input.config ?? '', input.observed);
 }
 
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
@@ -108,9 +106,7 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   const running = o.haproxy !== undefined && o.haproxy.inNetns && !netnsMissing && o.stateDir;
   // Members only: the runtime API, no reload (and no new worker).
   const commands =
-    running && configChanged && !certMissing && o.reloadPending !== true && o.config !== undefined
-      ? runtimeCommands(o.config, config)
-      : undefined;
+    running && configChanged && !certMissing && o.reloadPending !== true && o.config !== undefined ? runtimeCommands(o.config, config) : undefined;
   if (commands !== undefined) {
     actions.push({ kind: 'haproxy.runtime', netns, config, certificates, commands });
     return actions;

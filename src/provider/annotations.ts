@@ -48,7 +48,10 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 const KNOWN = new Set<string>(Object.values(ANNOTATION));
 
 function list(v: string): string[] {
-  return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 export function parseServiceSettings(annotations: Readonly<Record<string, string>>, loadBalancerIP?: string): SettingsResult {

@@ -186,7 +186,12 @@ export class ServiceProvider {
     if (last !== undefined && last.message === message && Date.now() - last.at < EVENT_REPEAT_MS) return;
     this.#lastEvents.set(id, { message, at: Date.now() });
     this.#opts.logger.info({ service: `${ns}/${name}`, reason, type }, message);
-    this.#opts.events.emit({ apiVersion: 'v1', kind: 'Service', namespace: ns, name, ...(svc.metadata?.uid === undefined ? {} : { uid: svc.metadata.uid }) }, type, reason, message);
+    this.#opts.events.emit(
+      { apiVersion: 'v1', kind: 'Service', namespace: ns, name, ...(svc.metadata?.uid === undefined ? {} : { uid: svc.metadata.uid }) },
+      type,
+      reason,
+      message,
+    );
   }
 
   // ------------------------------------------------------------------------------------------- reconcile
@@ -226,7 +231,14 @@ export class ServiceProvider {
       // Before anything is made for it: from here on the Service cannot go without our cleanup.
       const updated = await this.#services.patch(svc, { metadata: { finalizers: [...finalizers, SERVICE_FINALIZER] } });
       if (updated === undefined) return; // changed meanwhile: its event brings it back
-      svc = { ...svc, metadata: { ...svc.metadata, finalizers: [...finalizers, SERVICE_FINALIZER], ...(updated.resourceVersion === undefined ? {} : { resourceVersion: updated.resourceVersion }) } };
+      svc = {
+        ...svc,
+        metadata: {
+          ...svc.metadata,
+          finalizers: [...finalizers, SERVICE_FINALIZER],
+          ...(updated.resourceVersion === undefined ? {} : { resourceVersion: updated.resourceVersion }),
+        },
+      };
     }
     const { settings, problems, unknown } = parseServiceSettings(svc.metadata?.annotations ?? {}, svc.spec?.loadBalancerIP);
     if (unknown.length > 0) this.#event(svc, 'Warning', 'UnknownAnnotation', `annotations nslb does not read (a typo?): ${unknown.join(', ')}`);
@@ -274,11 +286,23 @@ export class ServiceProvider {
       } catch (err) {
         if (!(err instanceof NameConflictError)) throw err;
         this.#event(svc, 'Warning', 'NameConflict', err.message);
-        await this.#writeStatus(svc, { ...base, served: t.served, refused: t.refused, address: addressState, blocked: { reason: 'NameConflict', message: err.message } });
+        await this.#writeStatus(svc, {
+          ...base,
+          served: t.served,
+          refused: t.refused,
+          address: addressState,
+          blocked: { reason: 'NameConflict', message: err.message },
+        });
         return;
       }
       providerCrashPoint();
-      if (owned.size === 0) this.#event(svc, 'Normal', 'EnsuringLoadBalancer', `LoadBalancer ${namespace}/${name} with VIP ${addressState.addresses.join(', ')} from ${address.pools.join(', ')}`);
+      if (owned.size === 0)
+        this.#event(
+          svc,
+          'Normal',
+          'EnsuringLoadBalancer',
+          `LoadBalancer ${namespace}/${name} with VIP ${addressState.addresses.join(', ')} from ${address.pools.join(', ')}`,
+        );
     }
     const observedLb = caches.made.get('LoadBalancer')?.get(name, namespace);
     const listenerNames = new Set(t.objects.filter((o) => o.kind === 'Listener').map((o) => o.metadata.name));
@@ -332,7 +356,10 @@ export class ServiceProvider {
     const policy = svc.spec?.ipFamilyPolicy ?? 'SingleStack';
     const first = fams[0] ?? 4;
     if (policy === 'SingleStack' || fams.length < 2) return [{ family: first, required: true }];
-    return [{ family: first, required: true }, { family: fams[1]!, required: policy === 'RequireDualStack' }];
+    return [
+      { family: first, required: true },
+      { family: fams[1]!, required: policy === 'RequireDualStack' },
+    ];
   }
 
   async #ensureAddresses(svc: Service, settings: ServiceSettings, pools: ParsedPool[], lbVips: string[]): Promise<AddressOutcome> {
@@ -349,13 +376,23 @@ export class ServiceProvider {
         const p = pools.find((x) => x.name === n);
         if (p === undefined) return { ok: false, reason: 'PoolNotFound', message: `AddressPool ${n} (annotation nslb.dev/address-pool) does not exist` };
         if (p.problems.length > 0) return { ok: false, reason: 'PoolInvalid', message: `AddressPool ${n} is not usable: ${p.problems.join('; ')}` };
-        if (!poolAllows(p, ns, labels)) return { ok: false, reason: 'PoolNotAllowed', message: `AddressPool ${n} does not serve Services in namespace ${ns} with these labels (spec.namespaces, spec.serviceSelector)` };
+        if (!poolAllows(p, ns, labels))
+          return {
+            ok: false,
+            reason: 'PoolNotAllowed',
+            message: `AddressPool ${n} does not serve Services in namespace ${ns} with these labels (spec.namespaces, spec.serviceSelector)`,
+          };
         open.push(p);
       }
     } else open = usable.filter((p) => poolAllows(p, ns, labels));
     const auto = settings.addressPools !== undefined ? open : open.filter((p) => p.autoAssign);
     const held = (family: Family) =>
-      usable.flatMap((p) => ledger.allocations(p.name).filter((a) => a.serviceUid === uid && parseIp(a.address)?.family === family).map((a) => ({ pool: p, address: a.address })));
+      usable.flatMap((p) =>
+        ledger
+          .allocations(p.name)
+          .filter((a) => a.serviceUid === uid && parseIp(a.address)?.family === family)
+          .map((a) => ({ pool: p, address: a.address })),
+      );
 
     const vips: VipSettings[] = [];
     const used: string[] = [];
@@ -370,7 +407,10 @@ export class ServiceProvider {
       if (requested !== undefined) {
         const pool = open.find((p) => poolContains(p, requested));
         if (pool === undefined) {
-          failure = { reason: 'AddressNotInPool', message: `${requested} is in no AddressPool open to this Service${open.length === 0 ? ' (none is)' : ` (${open.map((p) => p.name).join(', ')})`}` };
+          failure = {
+            reason: 'AddressNotInPool',
+            message: `${requested} is in no AddressPool open to this Service${open.length === 0 ? ' (none is)' : ` (${open.map((p) => p.name).join(', ')})`}`,
+          };
         } else {
           const r = await ledger.allocate(pool, { service: key, serviceUid: uid, family: want.family, requested });
           if (r.ok) got = { pool, address: r.address };
@@ -379,7 +419,10 @@ export class ServiceProvider {
       } else {
         const candidates = auto.filter((p) => poolFamilies(p).includes(want.family));
         if (candidates.length === 0) {
-          failure = { reason: 'NoAddressPool', message: `no AddressPool with IPv${want.family} addresses gives addresses to this Service automatically (namespace ${ns}; see spec.autoAssign, spec.namespaces, spec.serviceSelector)` };
+          failure = {
+            reason: 'NoAddressPool',
+            message: `no AddressPool with IPv${want.family} addresses gives addresses to this Service automatically (namespace ${ns}; see spec.autoAssign, spec.namespaces, spec.serviceSelector)`,
+          };
         }
         for (const pool of candidates) {
           const r = await ledger.allocate(pool, { service: key, serviceUid: uid, family: want.family });
@@ -391,7 +434,10 @@ export class ServiceProvider {
           if (r.reason !== 'PoolExhausted') break;
         }
         if (got === undefined && failure?.reason === 'PoolExhausted' && candidates.length > 1) {
-          failure = { reason: 'PoolExhausted', message: `every AddressPool open to this Service is out of IPv${want.family} addresses (${candidates.map((p) => p.name).join(', ')})` };
+          failure = {
+            reason: 'PoolExhausted',
+            message: `every AddressPool open to this Service is out of IPv${want.family} addresses (${candidates.map((p) => p.name).join(', ')})`,
+          };
         }
       }
       if (got === undefined) {
@@ -429,7 +475,13 @@ export class ServiceProvider {
     const finalizers = current.metadata?.finalizers ?? [];
     if (finalizers.includes(SERVICE_FINALIZER)) {
       const done = await this.#services.patch(current, { metadata: { finalizers: finalizers.filter((f) => f !== SERVICE_FINALIZER) } });
-      if (done !== undefined) this.#event(svc, 'Normal', 'DeletedLoadBalancer', `LoadBalancer ${svc.metadata?.namespace ?? 'default'}/${name} removed; its addresses are back in their pools`);
+      if (done !== undefined)
+        this.#event(
+          svc,
+          'Normal',
+          'DeletedLoadBalancer',
+          `LoadBalancer ${svc.metadata?.namespace ?? 'default'}/${name} removed; its addresses are back in their pools`,
+        );
     }
   }
 
@@ -469,7 +521,10 @@ export class ServiceProvider {
     const want = wantedServiceStatus({ ...input, now: new Date().toISOString().replace(/\.\d+Z$/, 'Z') });
     if (statusUpToDate(svc, want)) return;
     providerCrashPoint();
-    await this.#services.patchStatus(svc, { loadBalancer: { ingress: want.ingress.length === 0 ? null : want.ingress }, conditions: mergeConditions(svc, want.conditions) });
+    await this.#services.patchStatus(svc, {
+      loadBalancer: { ingress: want.ingress.length === 0 ? null : want.ingress },
+      conditions: mergeConditions(svc, want.conditions),
+    });
     if (want.ingress.length > 0 && (svc.status?.loadBalancer?.ingress ?? []).length === 0) {
       this.#event(svc, 'Normal', 'EnsuredLoadBalancer', `serving ${want.ingress.map((i) => i.ip).join(', ')}`);
     }

@@ -1,15 +1,7 @@
 // The provider's view of the cluster: one informer (list + watch) per kind it reads, each restarted with
 // backoff when it stops on an error (client-node relists by itself after 410 Gone). Events only say which
 // Service to look at again; the reconcile reads these caches.
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  DiscoveryV1Api,
-  makeInformer,
-  type Informer,
-  type KubeConfig,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, makeInformer, type Informer, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { ADDRESS_POOL_PLURAL } from '../api/v1alpha1/addresspool.js';
 import type { Kind } from '../api/v1alpha1/types.js';
 import type { Logger } from '../log/logger.js';
@@ -32,7 +24,15 @@ export class Cache<T> {
   #stopped = false;
   #listed = false;
 
-  constructor(kc: KubeConfig, what: string, path: string, list: ListFn, logger: Logger, onChange: (o: T, verb: 'add' | 'update' | 'delete') => void, labelSelector?: string) {
+  constructor(
+    kc: KubeConfig,
+    what: string,
+    path: string,
+    list: ListFn,
+    logger: Logger,
+    onChange: (o: T, verb: 'add' | 'update' | 'delete') => void,
+    labelSelector?: string,
+  ) {
     this.#what = what;
     this.#logger = logger;
     const listed: ListFn = async () => {
@@ -117,7 +117,14 @@ export function makeCaches(kc: KubeConfig, namespace: string | undefined, logger
     logger,
     (object) => onChange({ kind: 'EndpointSlice', object }),
   );
-  const nodes = new Cache<Node>(kc, 'nodes', '/api/v1/nodes', async () => (await core.listNode()) as never, logger, (object) => onChange({ kind: 'Node', object }));
+  const nodes = new Cache<Node>(
+    kc,
+    'nodes',
+    '/api/v1/nodes',
+    async () => (await core.listNode()) as never,
+    logger,
+    (object) => onChange({ kind: 'Node', object }),
+  );
   const pools = new Cache<RawPool>(
     kc,
     'addresspools',
@@ -137,7 +144,13 @@ export function makeCaches(kc: KubeConfig, namespace: string | undefined, logger
     const list = async () =>
       (scoped === undefined
         ? await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...(selector === undefined ? {} : { labelSelector: selector }) })
-        : await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: scoped, plural, ...(selector === undefined ? {} : { labelSelector: selector }) })) as never;
+        : await custom.listNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace: scoped,
+            plural,
+            ...(selector === undefined ? {} : { labelSelector: selector }),
+          })) as never;
     made.set(kind, new Cache<ExistingObject>(kc, plural, path, list, logger, (object) => onChange({ kind, object }), selector));
   }
   return { services, slices, nodes, pools, made };

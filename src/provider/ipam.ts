@@ -166,7 +166,7 @@ export function vipSettings(pool: ParsedPool, address: string): VipSettings {
  * VIP subnet (IPv4 up to /30; for IPv6 the subnet-router anycast address), which a VIP must not be.
  */
 export function reservedReason(pool: ParsedPool, address: bigint, family: Family): string | undefined {
-  if (pool.gateway !== undefined && formatIp({ family, value: address }) === pool.gateway) return 'is the pool\'s gateway';
+  if (pool.gateway !== undefined && formatIp({ family, value: address }) === pool.gateway) return "is the pool's gateway";
   const prefix = prefixLengthFor(pool, family);
   const host = BigInt(bitsOf(family) - prefix);
   if (host === 0n) return undefined;
@@ -178,9 +178,7 @@ export function reservedReason(pool: ParsedPool, address: bigint, family: Family
 
 export type AllocationFailure = 'PoolExhausted' | 'AddressInUse' | 'AddressNotInPool' | 'AddressReserved';
 
-export type AllocationResult =
-  | { ok: true; address: string; existing: boolean }
-  | { ok: false; reason: AllocationFailure; message: string };
+export type AllocationResult = { ok: true; address: string; existing: boolean } | { ok: false; reason: AllocationFailure; message: string };
 
 export interface AllocationRequest {
   /** `namespace/name` of the Service. */
@@ -223,9 +221,11 @@ export function allocateInPool(
       return { allocations: [...allocations], result: { ok: false, reason: 'AddressNotInPool', message: `${wanted} is not in AddressPool ${pool.name}` } };
     }
     const by = holder.get(wanted);
-    if (by !== undefined) return { allocations: [...allocations], result: { ok: false, reason: 'AddressInUse', message: `${wanted} is already in use by ${by}` } };
+    if (by !== undefined)
+      return { allocations: [...allocations], result: { ok: false, reason: 'AddressInUse', message: `${wanted} is already in use by ${by}` } };
     const why = reservedReason(pool, ip.value, ip.family);
-    if (why !== undefined) return { allocations: [...allocations], result: { ok: false, reason: 'AddressReserved', message: `${wanted} ${why} in AddressPool ${pool.name}` } };
+    if (why !== undefined)
+      return { allocations: [...allocations], result: { ok: false, reason: 'AddressReserved', message: `${wanted} ${why} in AddressPool ${pool.name}` } };
     return give(wanted);
   }
   for (const r of pool.ranges) {

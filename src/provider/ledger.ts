@@ -76,9 +76,7 @@ export class AddressLedger {
 
   /** Give back every address the Service holds in the pool, except `keep`. */
   release(pool: string, serviceUid: string, keep: string[] = []): Promise<void> {
-    return new Promise((resolve, reject) =>
-      this.#enqueue(pool, { kind: 'release', serviceUid, keep, resolve: () => resolve(), reject }),
-    );
+    return new Promise((resolve, reject) => this.#enqueue(pool, { kind: 'release', serviceUid, keep, resolve: () => resolve(), reject }));
   }
 
   #enqueue(pool: string, op: Op): void {
@@ -130,7 +128,13 @@ export class AddressLedger {
       this.#opts.beforeWrite?.();
       const body: RawPool = { ...base, status: { ...base.status, allocations, assigned: allocations.length } };
       try {
-        const written = (await this.#api.replaceClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural: ADDRESS_POOL_PLURAL, name, body })) as RawPool;
+        const written = (await this.#api.replaceClusterCustomObjectStatus({
+          group: GROUP,
+          version: VERSION,
+          plural: ADDRESS_POOL_PLURAL,
+          name,
+          body,
+        })) as RawPool;
         this.counts.writes++;
         this.#written.set(name, { pool: written, at: Date.now() });
         return results;

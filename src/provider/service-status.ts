@@ -64,7 +64,8 @@ export function wantedServiceStatus(input: StatusInput): WantedServiceStatus {
   const conditions: Condition[] = [];
   const a = input.address;
   if (a === undefined) conditions.push(condition(CONDITION_ADDRESS, false, 'Pending', 'no address assigned yet'));
-  else if (a.ok) conditions.push(condition(CONDITION_ADDRESS, true, 'Assigned', `${a.addresses.join(', ')} from AddressPool ${[...new Set(a.pools)].join(', ')}`));
+  else if (a.ok)
+    conditions.push(condition(CONDITION_ADDRESS, true, 'Assigned', `${a.addresses.join(', ')} from AddressPool ${[...new Set(a.pools)].join(', ')}`));
   else conditions.push(condition(CONDITION_ADDRESS, false, a.reason, a.message));
 
   if (input.refused.length === 0) conditions.push(condition(CONDITION_PORTS, true, 'AllPortsServed', `served: ${describe(input.served)}`));
@@ -76,7 +77,10 @@ export function wantedServiceStatus(input: StatusInput): WantedServiceStatus {
   const addresses = a?.ok === true ? a.addresses : [];
   const up = addresses.length > 0 && serving(input.loadBalancer, input.listeners, input.served.length, addresses);
   // Kept while the same LoadBalancer (with the same VIPs) exists: transient states are not "stopped serving".
-  const kept = addresses.length > 0 && input.loadBalancer !== undefined && input.loadBalancer.status?.vip === addresses[0] &&
+  const kept =
+    addresses.length > 0 &&
+    input.loadBalancer !== undefined &&
+    input.loadBalancer.status?.vip === addresses[0] &&
     ingressIps(input.service).join(',') === addresses.join(',');
   let ready: Condition;
   if (input.blocked !== undefined) ready = condition(CONDITION_READY, false, input.blocked.reason, input.blocked.message);
@@ -86,17 +90,26 @@ export function wantedServiceStatus(input: StatusInput): WantedServiceStatus {
   else {
     const lbReady = input.loadBalancer?.status?.conditions?.find((c) => c.type === 'Ready');
     const failed = input.loadBalancer?.status?.provisioningStatus === 'ERROR';
-    ready = condition(CONDITION_READY, false, failed ? (lbReady?.reason ?? 'Error') : 'Provisioning',
-      failed ? `LoadBalancer ${input.loadBalancer?.name ?? ''}: ${lbReady?.message ?? 'ERROR'}` : `LoadBalancer ${input.loadBalancer?.name ?? ''} is being provisioned`);
+    ready = condition(
+      CONDITION_READY,
+      false,
+      failed ? (lbReady?.reason ?? 'Error') : 'Provisioning',
+      failed
+        ? `LoadBalancer ${input.loadBalancer?.name ?? ''}: ${lbReady?.message ?? 'ERROR'}`
+        : `LoadBalancer ${input.loadBalancer?.name ?? ''} is being provisioned`,
+    );
   }
   conditions.push(ready);
 
   const ingress: LoadBalancerIngress[] = [];
   if (input.blocked === undefined && (up || kept)) {
-    const ports = input.refused.length === 0 ? undefined : [
-      ...input.served.map((p) => ({ port: p.port, protocol: p.protocol })),
-      ...input.refused.map((p) => ({ port: p.port, protocol: p.protocol, error: PORT_ERROR })),
-    ];
+    const ports =
+      input.refused.length === 0
+        ? undefined
+        : [
+            ...input.served.map((p) => ({ port: p.port, protocol: p.protocol })),
+            ...input.refused.map((p) => ({ port: p.port, protocol: p.protocol, error: PORT_ERROR })),
+          ];
     for (const ip of addresses) ingress.push({ ip, ipMode: input.ipMode, ...(ports === undefined ? {} : { ports }) });
   }
   return { ingress, conditions };

@@ -153,7 +153,14 @@ export function translateService(input: TranslateInput): Translation {
   const namespace = service.metadata?.namespace ?? 'default';
   const svcName = service.metadata?.name ?? '';
   const spec = service.spec ?? {};
-  const owner: OwnerReference = { apiVersion: 'v1', kind: 'Service', name: svcName, uid: service.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true };
+  const owner: OwnerReference = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    name: svcName,
+    uid: service.metadata?.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
+  };
   const meta = (name: string): DesiredObject['metadata'] => ({ name, namespace, labels: { [SERVICE_LABEL]: svcName }, ownerReferences: [owner] });
   const object = (kind: Kind, name: string, s: object): DesiredObject => ({ apiVersion: API_VERSION, kind, metadata: meta(name), spec: s });
 
@@ -232,7 +239,8 @@ export function translateService(input: TranslateInput): Translation {
     const listenerProtocol = !tcp ? protocol : tlsPorts.includes(p.port) ? 'TERMINATED_HTTPS' : settings.xForwardedFor ? 'HTTP' : 'TCP';
     const http = listenerProtocol === 'HTTP' || listenerProtocol === 'TERMINATED_HTTPS';
     const listener: ListenerSpec = { loadBalancer: lbName, protocol: listenerProtocol as ListenerSpec['protocol'], port: p.port, defaultPool: name };
-    const cidrs = spec.loadBalancerSourceRanges !== undefined && spec.loadBalancerSourceRanges.length > 0 ? spec.loadBalancerSourceRanges : settings.sourceRanges;
+    const cidrs =
+      spec.loadBalancerSourceRanges !== undefined && spec.loadBalancerSourceRanges.length > 0 ? spec.loadBalancerSourceRanges : settings.sourceRanges;
     if (cidrs !== undefined && cidrs.length > 0) listener.allowedCidrs = cidrs.map((c) => c.trim());
     if (Object.keys(settings.timeouts).length > 0) listener.timeouts = { ...settings.timeouts };
     if (settings.connectionLimit !== undefined) listener.connectionLimit = settings.connectionLimit;

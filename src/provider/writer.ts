@@ -57,7 +57,12 @@ function matches(want: DesiredObject, have: ExistingObject): boolean {
  * updated. Deletes come first (children first), then creates and updates (parents first). Objects that were
  * not made for the Service are never in `existing`, so never touched.
  */
-export function planWrites(desired: readonly DesiredObject[], existing: ReadonlyMap<Kind, readonly ExistingObject[]>, serviceName: string, serviceUid: string): WriteAction[] {
+export function planWrites(
+  desired: readonly DesiredObject[],
+  existing: ReadonlyMap<Kind, readonly ExistingObject[]>,
+  serviceName: string,
+  serviceUid: string,
+): WriteAction[] {
   const deletes: WriteAction[] = [];
   const writes: WriteAction[] = [];
   const wanted = new Set(desired.map((d) => `${d.kind}/${d.metadata.name}`));
@@ -68,7 +73,13 @@ export function planWrites(desired: readonly DesiredObject[], existing: Readonly
       const mine = ownedBy(o, serviceName, serviceUid);
       if (mine && wanted.has(`${kind}/${name}`)) continue;
       if (o.metadata?.deletionTimestamp !== undefined) continue;
-      deletes.push({ op: 'delete', kind, namespace: o.metadata?.namespace ?? 'default', name, ...(o.metadata?.uid === undefined ? {} : { uid: o.metadata.uid }) });
+      deletes.push({
+        op: 'delete',
+        kind,
+        namespace: o.metadata?.namespace ?? 'default',
+        name,
+        ...(o.metadata?.uid === undefined ? {} : { uid: o.metadata.uid }),
+      });
     }
   }
   for (const d of desired) {
@@ -93,7 +104,9 @@ export class NameConflictError extends Error {
     readonly namespace: string,
     readonly objectName: string,
   ) {
-    super(`${kind} ${namespace}/${objectName} exists and was not made by nslb for this Service (no ${SERVICE_LABEL} label and Service ownerReference); rename or remove it`);
+    super(
+      `${kind} ${namespace}/${objectName} exists and was not made by nslb for this Service (no ${SERVICE_LABEL} label and Service ownerReference); rename or remove it`,
+    );
     this.name = 'NameConflictError';
   }
 }

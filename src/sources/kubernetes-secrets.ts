@@ -107,9 +107,10 @@ export class SecretWatcher {
       if (this.#stopped || this.#watched.get(key) !== w) return;
       const code = statusCode(err);
       // Only what the API said: never the body of a response (it could echo a Secret).
-      const message = code === 403
-        ? `the agent may not read Secrets in namespace "${namespace}" (403 Forbidden; see the chart's secretNamespaces)`
-        : `cannot read the Secret: ${code === undefined ? 'API server unreachable' : `HTTP ${code}`}`;
+      const message =
+        code === 403
+          ? `the agent may not read Secrets in namespace "${namespace}" (403 Forbidden; see the chart's secretNamespaces)`
+          : `cannot read the Secret: ${code === undefined ? 'API server unreachable' : `HTTP ${code}`}`;
       // Unreachable: the last Secret read stays in force; refused: the objects naming it say why.
       if (code === 403 || code === 401 || !w.synced) {
         if (w.error !== message) {

@@ -48,7 +48,10 @@ export interface KubernetesSourceOptions {
 export class KubernetesSource {
   readonly #opts: KubernetesSourceOptions;
   readonly #api: CustomObjectsApi;
-  readonly #informers = new Map<Kind, Informer<RawObject> & { list(namespace?: string): RawObject[]; get(name: string, namespace?: string): RawObject | undefined }>();
+  readonly #informers = new Map<
+    Kind,
+    Informer<RawObject> & { list(namespace?: string): RawObject[]; get(name: string, namespace?: string): RawObject | undefined }
+  >();
   readonly #restarts = new Map<Kind, number>();
   readonly #failedAt = new Map<Kind, number>();
   /** What the engine reads of each object (all but status), to tell a status-only update from a change. */
@@ -82,9 +85,11 @@ export class KubernetesSource {
     const ns = this.#opts.namespace;
     const path = `/apis/${GROUP}/${VERSION}/${ns === undefined ? '' : `namespaces/${ns}/`}${plural}`;
     const list = async () => {
-      const result = (ns === undefined
-        ? await this.#api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
-        : await this.#api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural })) as {
+      const result = (
+        ns === undefined
+          ? await this.#api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
+          : await this.#api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural })
+      ) as {
         items: RawObject[];
         metadata: { resourceVersion?: string };
       };
@@ -220,7 +225,14 @@ export class KubernetesSource {
       if (after.length === before.length && after.every((f, i) => f === before[i])) return;
       try {
         await this.#api.patchNamespacedCustomObject(
-          { group: GROUP, version: VERSION, namespace, plural, name, body: { metadata: { finalizers: after, resourceVersion: current.metadata?.resourceVersion } } },
+          {
+            group: GROUP,
+            version: VERSION,
+            namespace,
+            plural,
+            name,
+            body: { metadata: { finalizers: after, resourceVersion: current.metadata?.resourceVersion } },
+          },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         );
         return;

@@ -146,7 +146,8 @@ function firstInvalidUtf8(b: Uint8Array): number {
       continue;
     }
     // Continuation bytes after the lead, and the smallest code point that needs that many (no overlongs).
-    const [n, min] = lead >= 0xc2 && lead <= 0xdf ? [1, 0x80] : lead >= 0xe0 && lead <= 0xef ? [2, 0x800] : lead >= 0xf0 && lead <= 0xf4 ? [3, 0x10000] : [0, 0];
+    const [n, min] =
+      lead >= 0xc2 && lead <= 0xdf ? [1, 0x80] : lead >= 0xe0 && lead <= 0xef ? [2, 0x800] : lead >= 0xf0 && lead <= 0xf4 ? [3, 0x10000] : [0, 0];
     if (n === 0 || i + n >= b.length) return i;
     let cp = lead & (0x3f >> n);
     for (let k = 1; k <= n; k++) {
@@ -210,8 +211,7 @@ function loadJson(content: string): Loaded {
 function duplicateJsonKey(text: string, topLevelArray: boolean): { key: string; document: number; path: string } | undefined {
   type Frame = { keys: Set<string>; key: string } | { index: number };
   const stack: Frame[] = [];
-  const pointer = (frames: Frame[]): string =>
-    frames.map((f) => `/${'index' in f ? f.index : f.key.replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
+  const pointer = (frames: Frame[]): string => frames.map((f) => `/${'index' in f ? f.index : f.key.replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
   const where = (): { document: number; path: string } => {
     // The frames around the object that has the key twice make its pointer.
     const outer = stack.slice(0, -1);

@@ -24,7 +24,13 @@ export function fieldOf(pointer: string): string {
 /** A problem of one object (desired/build.ts's ObjectProblem): a Warning on it, naming the field. */
 export function problemEvent(p: { kind: Kind; namespace: string; name: string; reason: string; message: string; path?: string }): AgentEvent {
   const field = p.path === undefined || p.path === '' ? '' : `${fieldOf(p.path)}: `;
-  return { regarding: { kind: p.kind, namespace: p.namespace, name: p.name }, type: 'Warning', reason: p.reason, action: 'Validate', note: `${field}${p.message}` };
+  return {
+    regarding: { kind: p.kind, namespace: p.namespace, name: p.name },
+    type: 'Warning',
+    reason: p.reason,
+    action: 'Validate',
+    note: `${field}${p.message}`,
+  };
 }
 
 /** An object the schema refuses ("/spec/port: must be …; /spec/x: …"): a Warning with its fields named. */
@@ -91,7 +97,13 @@ export function reconcileEvents(r: ReconcileReport, node: string): AgentEvent[] 
   const written = r.actions.find((a) => a.kind === 'haproxy.writeConfig');
   const started = r.actions.find((a) => a.kind === 'haproxy.start');
   if (started !== undefined) {
-    events.push({ regarding: lb, type: 'Normal', reason: 'Restarted', action: 'Reconcile', note: `HAProxy started again on ${node} (${started.reason}): ${r.message}` });
+    events.push({
+      regarding: lb,
+      type: 'Normal',
+      reason: 'Restarted',
+      action: 'Reconcile',
+      note: `HAProxy started again on ${node} (${started.reason}): ${r.message}`,
+    });
   } else if (kinds.has('haproxy.reload')) {
     const why = written?.kind === 'haproxy.writeConfig' ? ` (configuration ${written.reason})` : '';
     events.push({ regarding: lb, type: 'Normal', reason: 'Reloaded', action: 'Reload', note: `HAProxy reloaded on ${node}${why}: ${r.message}` });
@@ -156,14 +168,26 @@ export function transitionEvents(memory: StatusMemory, file: StatusFile): AgentE
       case 'Member':
         events.push(
           down
-            ? { regarding, type: 'Warning', reason: 'MemberDown', action: 'HealthCheck', note: `health check failing${check === undefined || check === '' ? '' : ` (${check})`}: no traffic is sent to it` }
+            ? {
+                regarding,
+                type: 'Warning',
+                reason: 'MemberDown',
+                action: 'HealthCheck',
+                note: `health check failing${check === undefined || check === '' ? '' : ` (${check})`}: no traffic is sent to it`,
+              }
             : { regarding, type: 'Normal', reason: 'MemberUp', action: 'HealthCheck', note: 'health check passing again: traffic is sent to it' },
         );
         break;
       case 'Pool':
         events.push(
           down
-            ? { regarding, type: 'Warning', reason: 'NoHealthyMembers', action: 'HealthCheck', note: 'every member of the pool is down: its listeners answer 503 or close connections' }
+            ? {
+                regarding,
+                type: 'Warning',
+                reason: 'NoHealthyMembers',
+                action: 'HealthCheck',
+                note: 'every member of the pool is down: its listeners answer 503 or close connections',
+              }
             : { regarding, type: 'Normal', reason: 'MembersHealthy', action: 'HealthCheck', note: 'the pool has healthy members again' },
         );
         break;

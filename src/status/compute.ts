@@ -1,13 +1,6 @@
 // Pure: every object's status from what the engine knows: its own problems, its load balancer's last
 // reconcile, and HAProxy's stats. lastTransitionTime moves only when Ready flips.
-import type {
-  AnyObject,
-  Condition,
-  LbKey,
-  ObjectStatus,
-  OperatingStatus,
-  ProvisioningStatus,
-} from '../api/v1alpha1/types.js';
+import type { AnyObject, Condition, LbKey, ObjectStatus, OperatingStatus, ProvisioningStatus } from '../api/v1alpha1/types.js';
 import { objectId } from '../api/v1alpha1/types.js';
 import { vipAddresses, type DesiredLoadBalancer, type DesiredState, type ObjectProblem } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
@@ -48,12 +41,7 @@ interface Readiness {
   message: string;
 }
 
-function readiness(
-  o: AnyObject,
-  own: ObjectProblem[],
-  lb: LbKey | undefined,
-  input: StatusInput,
-): Readiness {
+function readiness(o: AnyObject, own: ObjectProblem[], lb: LbKey | undefined, input: StatusInput): Readiness {
   if (own.length > 0) {
     const first = own[0]!;
     return { provisioning: 'ERROR', ready: false, reason: first.reason, message: own.map((p) => p.message).join('; ') };

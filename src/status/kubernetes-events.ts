@@ -253,7 +253,10 @@ export class KubernetesEventRecorder {
       w.notBefore = now + Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, tried));
       if (!this.#outage) {
         this.#outage = true;
-        this.#logger.warn({ err: describeApiError(err) }, 'cannot write Events to the API server; retrying with backoff (Events older than 10 minutes are dropped)');
+        this.#logger.warn(
+          { err: describeApiError(err) },
+          'cannot write Events to the API server; retrying with backoff (Events older than 10 minutes are dropped)',
+        );
       }
       return;
     }
@@ -264,7 +267,10 @@ export class KubernetesEventRecorder {
     const key = `${code}|${series.event.reason}`;
     if (!this.#refusals.has(key)) {
       this.#refusals.add(key);
-      this.#logger.warn({ object: objectKey(series.event.regarding), reason: series.event.reason, err: describeApiError(err) }, 'the API server refused an Event');
+      this.#logger.warn(
+        { object: objectKey(series.event.regarding), reason: series.event.reason, err: describeApiError(err) },
+        'the API server refused an Event',
+      );
     }
   }
 

@@ -186,7 +186,8 @@ export class KubernetesStatusWriter {
         this.#pending.delete(id);
         continue;
       }
-      const status = w.invalid === undefined ? keepTransitionTimes(w.status!, cached.status) : invalidObjectStatus(w.invalid, cached.status, new Date(now).toISOString());
+      const status =
+        w.invalid === undefined ? keepTransitionTimes(w.status!, cached.status) : invalidObjectStatus(w.invalid, cached.status, new Date(now).toISOString());
       const canonical = canonicalJson(status);
       const queued = this.#pending.get(id);
       if (queued?.canonical === canonical) continue;
@@ -239,7 +240,8 @@ export class KubernetesStatusWriter {
     clearTimeout(timer);
     this.#stopped = true;
     clearTimeout(this.#timer);
-    if (this.#pending.size > 0) this.#logger.warn({ unwritten: this.#pending.size }, 'stopping with statuses not written to the API server; the next agent writes them');
+    if (this.#pending.size > 0)
+      this.#logger.warn({ unwritten: this.#pending.size }, 'stopping with statuses not written to the API server; the next agent writes them');
   }
 
   #serverHolds(id: string, cached: CachedObject, canonical: string): boolean {

@@ -36,9 +36,10 @@ function usesOf(objects: readonly AnyObject[], namespace: string, name: string):
 
 /** What is wrong with the Secret for this use, in the same words the object's status uses; none: []. */
 function problemsOf(use: Use, namespace: string, name: string, materials: ReadonlyMap<string, string>, now: Date): string[] {
-  const result = use === 'pair'
-    ? resolveListenerTls({ secretName: name }, materials, now, namespace)
-    : resolvePoolTls({ enabled: true, caSecretName: name }, 'HTTP', materials, now, namespace);
+  const result =
+    use === 'pair'
+      ? resolveListenerTls({ secretName: name }, materials, now, namespace)
+      : resolvePoolTls({ enabled: true, caSecretName: name }, 'HTTP', materials, now, namespace);
   return result.ok ? [] : result.problems.map((p) => p.message);
 }
 
@@ -61,7 +62,12 @@ export function secretEvents(change: SecretChange, objects: readonly AnyObject[]
       if (problems.length > 0) {
         events.push({ ...at, type: 'Warning', reason: 'SecretInvalid', message: `${problems.join('; ')}; ${keeps}` });
       } else if (change.rotated) {
-        events.push({ ...at, type: 'Normal', reason: 'SecretRotated', message: `Secret "${name}" changed; applying its new ${u.use === 'ca' ? 'CA bundle' : 'certificate'} with a hitless reload` });
+        events.push({
+          ...at,
+          type: 'Normal',
+          reason: 'SecretRotated',
+          message: `Secret "${name}" changed; applying its new ${u.use === 'ca' ? 'CA bundle' : 'certificate'} with a hitless reload`,
+        });
       }
     }
   }

@@ -48,7 +48,7 @@ export interface ClientLoop {
 export function startClientLoop(
   client: Host,
   url: string,
-  options: { intervalMs?: number; timeoutMs?: number; /** https: the SNI name sent. */ servername?: string } = {},
+  options: { intervalMs?: number; timeoutMs?: number /** https: the SNI name sent. */; servername?: string } = {},
 ): ClientLoop {
   const { intervalMs = 100, timeoutMs = 2_000 } = options;
   const args = [LOOP, url, String(intervalMs), String(timeoutMs), ...(options.servername === undefined ? [] : [options.servername])];
@@ -82,7 +82,8 @@ export function startClientLoop(
       const target = ok + n;
       const deadline = Date.now() + waitMs;
       while (ok < target) {
-        if (Date.now() > deadline) throw new Error(`client loop to ${url}: ${ok}/${target} successes after ${waitMs} ms; failures: ${JSON.stringify(failures.slice(-3))}`);
+        if (Date.now() > deadline)
+          throw new Error(`client loop to ${url}: ${ok}/${target} successes after ${waitMs} ms; failures: ${JSON.stringify(failures.slice(-3))}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     },

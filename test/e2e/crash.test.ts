@@ -24,12 +24,7 @@ const CYCLES = 8;
 
 type Version = 'v1' | 'v2';
 /** The batch's load balancers in each state, with their version: v1 = port 80, one member; v2 = port 81, two. */
-const STATES: Record<string, Version>[] = [
-  {},
-  { a: 'v1', b: 'v1', c: 'v1' },
-  { a: 'v2', b: 'v2', c: 'v2' },
-  { a: 'v2', b: 'v2', d: 'v1' },
-];
+const STATES: Record<string, Version>[] = [{}, { a: 'v1', b: 'v1', c: 'v1' }, { a: 'v2', b: 'v2', c: 'v2' }, { a: 'v2', b: 'v2', d: 'v1' }];
 const TRANSITIONS = ['create a,b,c', 'update a,b,c', 'delete c, add d', 'delete a,b,d'];
 /** Crash points per transition: 2 per action (create 6 actions, update 2, delete 4). */
 const POINTS = [3 * 12, 3 * 4, 8 + 12, 3 * 8];
@@ -112,7 +107,10 @@ describe('crash anywhere (issue 6 item 1)', () => {
     const i = Math.ceil(n / 2) - 1;
     const a = applied[i];
     if (a === undefined) return `?? only ${applied.length} actions logged`;
-    const short = a.action.replace(/nslb-[0-9a-f]{12}/g, 'NS').replace(/nslb[0-9a-f]{11}/g, 'IF').replace(/\(internal, mac [^)]*\)/, '');
+    const short = a.action
+      .replace(/nslb-[0-9a-f]{12}/g, 'NS')
+      .replace(/nslb[0-9a-f]{11}/g, 'IF')
+      .replace(/\(internal, mac [^)]*\)/, '');
     return `${n % 2 === 1 ? 'before' : 'after '} ${a.lb}: ${short.slice(0, 60)}`;
   }
 
@@ -159,7 +157,10 @@ describe('crash anywhere (issue 6 item 1)', () => {
         const died = await Promise.race([crashing.exited.then(() => true), new Promise((r) => setTimeout(r, 30_000, false))]);
         if (!died) await crashing.kill();
         expect(crashing.child.signalCode, `${TRANSITIONS[t]} N=${n}: the agent did not crash (${crashing.logs.slice(-3).join(' | ')})`).toBe('SIGKILL');
-        expect(crashing.logs.some((l) => l.includes('initial sync done')), `${TRANSITIONS[t]} N=${n}: crashed after the sync`).toBe(false);
+        expect(
+          crashing.logs.some((l) => l.includes('initial sync done')),
+          `${TRANSITIONS[t]} N=${n}: crashed after the sync`,
+        ).toBe(false);
         // 'exit' can come before the last lines are read from its pipes.
         await Promise.race([crashing.closed, new Promise((r) => setTimeout(r, 2_000))]);
         const what = crashedAt(n, crashing.logs);
@@ -175,7 +176,10 @@ describe('crash anywhere (issue 6 item 1)', () => {
             message: 'convergence',
           });
         } catch (error) {
-          const errors = agent.logs.filter((l) => /"level":(40|50|60)/.test(l)).slice(-3).join('\n');
+          const errors = agent.logs
+            .filter((l) => /"level":(40|50|60)/.test(l))
+            .slice(-3)
+            .join('\n');
           throw new Error(`${TRANSITIONS[t]} N=${n} (${what}): not converged: ${last}\nagent warnings:\n${errors}`, { cause: error });
         }
         rows.push({ run: rows.length + 1, transition: TRANSITIONS[t]!, n, what, convergedMs: Date.now() - restarted });

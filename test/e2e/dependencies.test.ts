@@ -156,10 +156,10 @@ describe('dependencies missing or broken (issue 6 item 3)', () => {
     const { netns, iface } = nodeNames(env.namespace, 'a');
     const from = agent.logs.length;
     await runCommand(['ip', '-n', netns, 'addr', 'add', `${env.vip(30)}/24`, 'dev', iface]);
-    await waitFor(
-      async () => !(await runCommand(['ip', '-n', netns, '-br', 'addr', 'show', 'dev', iface])).stdout.includes(env.vip(30)),
-      { timeoutMs: (RESYNC_S + 4) * 1000, message: "A's extra address to be removed while C is in backoff" },
-    ).catch(async (error: unknown) => {
+    await waitFor(async () => !(await runCommand(['ip', '-n', netns, '-br', 'addr', 'show', 'dev', iface])).stdout.includes(env.vip(30)), {
+      timeoutMs: (RESYNC_S + 4) * 1000,
+      message: "A's extra address to be removed while C is in backoff",
+    }).catch(async (error: unknown) => {
       throw new Error(`${(error as Error).message}; agent log: ${agent.logs.slice(from).slice(-5).join('\n')}`, { cause: error });
     });
 
@@ -176,7 +176,7 @@ describe('dependencies missing or broken (issue 6 item 3)', () => {
     await waitFor(() => tcpConnects({ name: netns, netns } as Host, vipC, port), { timeoutMs: 10_000, message: 'the squatter to listen' });
   }
 
-  it("(c) a port already bound on the VIP when HAProxy starts: ERROR saying so; freeing it converges", async () => {
+  it('(c) a port already bound on the VIP when HAProxy starts: ERROR saying so; freeing it converges', async () => {
     // While haproxy was "missing", C's netns and VIP were made; a squatter takes C's port 80 before its HAProxy.
     await squat(80);
     await restartAgent();
@@ -192,7 +192,10 @@ describe('dependencies missing or broken (issue 6 item 3)', () => {
 
   it('(c) a listener moved to a port already bound on the VIP (a reload that cannot bind): ERROR saying so; freeing it converges', async () => {
     await squat(8081);
-    await env.apply('c.yaml', lb('c', vipC).map((d) => (d.kind === 'Listener' ? { ...d, spec: { ...d.spec, port: 8081 } } : d)));
+    await env.apply(
+      'c.yaml',
+      lb('c', vipC).map((d) => (d.kind === 'Listener' ? { ...d, spec: { ...d.spec, port: 8081 } } : d)),
+    );
     await waitForError('c', /a VIP port is already in use in the load balancer's netns: another process is bound to it/);
     expect(await agentAlive()).toBe(true);
 
@@ -201,7 +204,13 @@ describe('dependencies missing or broken (issue 6 item 3)', () => {
     await env.waitForActive(['LoadBalancer/c', 'Listener/c-l'], CONVERGE_MS);
     await env.waitForResponse(client, `http://${vipC}:8081/`, ['LoadBalancer/c'], { body: 'm1' });
     const names = ['a', 'b', 'c'].map((n) => nodeNames(env.namespace, n));
-    expect(await inventoryProblems(env.stateDir, names.map((n) => n.netns), names)).toEqual([]);
+    expect(
+      await inventoryProblems(
+        env.stateDir,
+        names.map((n) => n.netns),
+        names,
+      ),
+    ).toEqual([]);
     expect(loop!.failures()).toEqual([]);
   });
 
@@ -223,11 +232,21 @@ describe('dependencies missing or broken (issue 6 item 3)', () => {
       await startOvs();
     }
     await env.waitForActive(['LoadBalancer/a', 'Listener/a-l2', 'LoadBalancer/b', 'LoadBalancer/c'], CONVERGE_MS);
-    for (const [vip, port] of [[vipA, 80], [vipA, 8000], [vipC, 8081]] as const) {
+    for (const [vip, port] of [
+      [vipA, 80],
+      [vipA, 8000],
+      [vipC, 8081],
+    ] as const) {
       await env.waitForResponse(client, `http://${vip}:${port}/`, ['LoadBalancer/a', 'LoadBalancer/c'], { body: 'm1' });
     }
     expect(env.agent).toBe(agent); // the same agent process all along
     const names = ['a', 'b', 'c'].map((n) => nodeNames(env.namespace, n));
-    expect(await inventoryProblems(env.stateDir, names.map((n) => n.netns), names)).toEqual([]);
+    expect(
+      await inventoryProblems(
+        env.stateDir,
+        names.map((n) => n.netns),
+        names,
+      ),
+    ).toEqual([]);
   });
 });

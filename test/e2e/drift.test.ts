@@ -27,11 +27,18 @@ const OVS_CTL = '/usr/share/openvswitch/scripts/ovs-ctl';
 async function restartVswitchd(): Promise<void> {
   const pid = Number((await readFile('/var/run/openvswitch/ovs-vswitchd.pid', 'utf8')).trim());
   await runCommand(['ovs-appctl', '-t', 'ovs-vswitchd', 'exit'], { timeoutMs: 30_000 });
-  await waitFor(async () => !(await readFile(`/proc/${pid}/stat`, 'utf8').then((st) => !/^\S+ \(.*\) Z/.test(st), () => false)), {
-    timeoutMs: 20_000,
-    intervalMs: 50,
-    message: `ovs-vswitchd (pid ${pid}) to exit`,
-  });
+  await waitFor(
+    async () =>
+      !(await readFile(`/proc/${pid}/stat`, 'utf8').then(
+        (st) => !/^\S+ \(.*\) Z/.test(st),
+        () => false,
+      )),
+    {
+      timeoutMs: 20_000,
+      intervalMs: 50,
+      message: `ovs-vswitchd (pid ${pid}) to exit`,
+    },
+  );
   await runCommand([OVS_CTL, '--no-ovsdb-server', '--no-monitor', 'start'], { timeoutMs: 60_000 });
   await waitFor(() => runCommand(['ovs-appctl', '--timeout=3', '-t', 'ovs-vswitchd', 'version'], { allowFailure: true }).then((r) => r.exitCode === 0), {
     timeoutMs: 20_000,
@@ -149,9 +156,7 @@ describe('drift is repaired within one resync (issue 6 item 2)', () => {
   });
 
   it('link set down: set up again', async () => {
-    await faultIsRepaired('link down', () => exec('ip', ['-n', NETNS, 'link', 'set', 'dev', IFACE, 'down']).then(() => {}), [
-      /link configure .*up/,
-    ]);
+    await faultIsRepaired('link down', () => exec('ip', ['-n', NETNS, 'link', 'set', 'dev', IFACE, 'down']).then(() => {}), [/link configure .*up/]);
   });
 
   it('OVS port deleted: added again', async () => {
@@ -171,11 +176,7 @@ describe('drift is repaired within one resync (issue 6 item 2)', () => {
 
   it('ovs-vswitchd restarted: the VIP port is moved back and traffic recovers', async () => {
     const pid = await haproxyPid();
-    const took = await faultIsRepaired(
-      'ovs-vswitchd restarted',
-      restartVswitchd,
-      [/link .* → netns/, /link configure/],
-    );
+    const took = await faultIsRepaired('ovs-vswitchd restarted', restartVswitchd, [/link .* → netns/, /link configure/]);
     // Restarting the switch recreates internal ports in the host namespace; HAProxy's sockets (bound to the
     // VIP address) survive it, so the same process serves again.
     expect(await haproxyPid()).toBe(pid);

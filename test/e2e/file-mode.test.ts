@@ -50,7 +50,9 @@ interface TcpMember {
 
 /** The repository's example, moved onto this run's subnet, plus a TCP listener whose pool we change. */
 async function manifest(opts: { tcpMembers: TcpMember[]; exampleEdit?: (s: string) => string }): Promise<string> {
-  let example = (await readFile(join(REPO_ROOT, 'examples', 'http-lb.yaml'), 'utf8')).replaceAll('10.200.0.', `${run.subnet}.`).replaceAll('namespace: default', `namespace: ${NS}`);
+  let example = (await readFile(join(REPO_ROOT, 'examples', 'http-lb.yaml'), 'utf8'))
+    .replaceAll('10.200.0.', `${run.subnet}.`)
+    .replaceAll('namespace: default', `namespace: ${NS}`);
   if (opts.exampleEdit !== undefined) example = opts.exampleEdit(example);
   const tcp = [
     `apiVersion: nslb.dev/v1alpha1
@@ -88,7 +90,10 @@ async function haproxyPid(): Promise<number | undefined> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** A live process (a zombie waiting for PID 1 to reap it is not). */
@@ -118,7 +123,11 @@ describe('file-watch mode on a real node', () => {
     m2 = await createHost({ name: run.name('m2'), bridge: BRIDGE, address: run.cidr(12) });
     m3 = await createHost({ name: run.name('m3'), bridge: BRIDGE, address: run.cidr(13) });
     client = await createHost({ name: run.name('c'), bridge: BRIDGE, address: run.cidr(100) });
-    for (const [h, name] of [[m1, 'member m1'], [m2, 'member m2'], [m3, 'member m3']] as const) {
+    for (const [h, name] of [
+      [m1, 'member m1'],
+      [m2, 'member m2'],
+      [m3, 'member m3'],
+    ] as const) {
       servers.set(name, await startHttpServer(h, { port: 8080, name }));
     }
     await rm(root, { recursive: true, force: true });
@@ -139,22 +148,38 @@ describe('file-watch mode on a real node', () => {
   });
 
   it('1. serves the example: requests alternate between the two members, status is ACTIVE and ONLINE', async () => {
-    await writeManifest(await manifest({ tcpMembers: [{ name: 't-m1', address: run.ip(11) }, { name: 't-m2', address: run.ip(12) }] }));
+    await writeManifest(
+      await manifest({
+        tcpMembers: [
+          { name: 't-m1', address: run.ip(11) },
+          { name: 't-m2', address: run.ip(12) },
+        ],
+      }),
+    );
     await waitFor(serving, { timeoutMs: 15_000, message: 'the VIP never answered' });
     const bodies = await vipBodies(10);
     expect(new Set(bodies)).toEqual(new Set(['member m1', 'member m2']));
     for (let i = 1; i < bodies.length; i++) expect(bodies[i]).not.toBe(bodies[i - 1]);
 
-    await waitFor(async () => {
-      const s = await readStatus(stateDir);
-      const names: [string, string][] = [['LoadBalancer', 'web'], ['Listener', 'web-http'], ['Pool', 'web-pool'], ['Member', 'web-m1'], ['Member', 'web-m2']];
-      return (
-        s !== undefined &&
-        s.objects.every((o) => o.status.provisioningStatus === 'ACTIVE') &&
-        names.every(([k, n]) => statusOf(s, k, n)?.operatingStatus === 'ONLINE') &&
-        statusOf(s, 'HealthMonitor', 'web-hm')?.operatingStatus === 'ONLINE'
-      );
-    }, { timeoutMs: 15_000, message: 'status never reached ACTIVE/ONLINE' });
+    await waitFor(
+      async () => {
+        const s = await readStatus(stateDir);
+        const names: [string, string][] = [
+          ['LoadBalancer', 'web'],
+          ['Listener', 'web-http'],
+          ['Pool', 'web-pool'],
+          ['Member', 'web-m1'],
+          ['Member', 'web-m2'],
+        ];
+        return (
+          s !== undefined &&
+          s.objects.every((o) => o.status.provisioningStatus === 'ACTIVE') &&
+          names.every(([k, n]) => statusOf(s, k, n)?.operatingStatus === 'ONLINE') &&
+          statusOf(s, 'HealthMonitor', 'web-hm')?.operatingStatus === 'ONLINE'
+        );
+      },
+      { timeoutMs: 15_000, message: 'status never reached ACTIVE/ONLINE' },
+    );
     const lb = statusOf(await readStatus(stateDir), 'LoadBalancer', 'web');
     expect(lb).toMatchObject({ vip: VIP, netns: NETNS, port: IFACE, observedGeneration: 1 });
     expect(lb?.conditions[0]).toMatchObject({ type: 'Ready', status: 'True' });
@@ -178,7 +203,14 @@ describe('file-watch mode on a real node', () => {
     await writeManifest(await manifest({ tcpMembers: [{ name: 'tcp-kept', address: keptIp }] }));
     await waitFor(async () => (await vipBodies(4, 9000)).every((b) => b === kept), { timeoutMs: 10_000, message: 'removed member still served' });
 
-    await writeManifest(await manifest({ tcpMembers: [{ name: 'tcp-kept', address: keptIp, weight: 3 }, { name: 'tcp-m3', address: run.ip(13), weight: 1 }] }));
+    await writeManifest(
+      await manifest({
+        tcpMembers: [
+          { name: 'tcp-kept', address: keptIp, weight: 3 },
+          { name: 'tcp-m3', address: run.ip(13), weight: 1 },
+        ],
+      }),
+    );
     await waitFor(async () => (await vipBodies(8, 9000)).includes('member m3'), { timeoutMs: 10_000, message: 'added member never served' });
     // Weights 3:1 over ten rounds. Members change through the runtime API (no reload), so the round robin
     // does not start afresh: the window may begin mid-round, one request either way.
@@ -187,11 +219,21 @@ describe('file-watch mode on a real node', () => {
     expect(bodies.filter((b) => b === kept).length).toBeLessThanOrEqual(31);
     expect(bodies.filter((b) => b === kept || b === 'member m3').length).toBe(40);
 
-    await writeManifest(await manifest({ tcpMembers: [{ name: 'tcp-kept', address: keptIp, weight: 1 }, { name: 'tcp-m3', address: run.ip(13), weight: 1 }] }));
-    await waitFor(async () => {
-      const b = await vipBodies(4, 9000);
-      return b.filter((x) => x === kept).length === 2;
-    }, { timeoutMs: 10_000, message: 'weight change never took effect' });
+    await writeManifest(
+      await manifest({
+        tcpMembers: [
+          { name: 'tcp-kept', address: keptIp, weight: 1 },
+          { name: 'tcp-m3', address: run.ip(13), weight: 1 },
+        ],
+      }),
+    );
+    await waitFor(
+      async () => {
+        const b = await vipBodies(4, 9000);
+        return b.filter((x) => x === kept).length === 2;
+      },
+      { timeoutMs: 10_000, message: 'weight change never took effect' },
+    );
 
     const before = long.responses().length;
     await new Promise((r) => setTimeout(r, 1000));
@@ -203,24 +245,34 @@ describe('file-watch mode on a real node', () => {
     long = undefined;
   });
 
-  it("3. a member whose server stops goes ERROR, its pool and the load balancer DEGRADED; back to ONLINE when it returns", async () => {
+  it('3. a member whose server stops goes ERROR, its pool and the load balancer DEGRADED; back to ONLINE when it returns', async () => {
     await servers.get('member m2')!.stop();
-    await waitFor(async () => {
-      const s = await readStatus(stateDir);
-      return statusOf(s, 'Member', 'web-m2')?.operatingStatus === 'ERROR' &&
-        statusOf(s, 'Pool', 'web-pool')?.operatingStatus === 'DEGRADED' &&
-        statusOf(s, 'LoadBalancer', 'web')?.operatingStatus === 'DEGRADED' &&
-        statusOf(s, 'Member', 'web-m1')?.operatingStatus === 'ONLINE';
-    }, { timeoutMs: 20_000, message: 'member never reported ERROR / pool DEGRADED' });
+    await waitFor(
+      async () => {
+        const s = await readStatus(stateDir);
+        return (
+          statusOf(s, 'Member', 'web-m2')?.operatingStatus === 'ERROR' &&
+          statusOf(s, 'Pool', 'web-pool')?.operatingStatus === 'DEGRADED' &&
+          statusOf(s, 'LoadBalancer', 'web')?.operatingStatus === 'DEGRADED' &&
+          statusOf(s, 'Member', 'web-m1')?.operatingStatus === 'ONLINE'
+        );
+      },
+      { timeoutMs: 20_000, message: 'member never reported ERROR / pool DEGRADED' },
+    );
     expect(new Set(await vipBodies(4))).toEqual(new Set(['member m1']));
 
     servers.set('member m2', await startHttpServer(m2, { port: 8080, name: 'member m2' }));
-    await waitFor(async () => {
-      const s = await readStatus(stateDir);
-      return ['web-m2'].every((n) => statusOf(s, 'Member', n)?.operatingStatus === 'ONLINE') &&
-        statusOf(s, 'Pool', 'web-pool')?.operatingStatus === 'ONLINE' &&
-        statusOf(s, 'LoadBalancer', 'web')?.operatingStatus === 'ONLINE';
-    }, { timeoutMs: 20_000, message: 'member never came back ONLINE' });
+    await waitFor(
+      async () => {
+        const s = await readStatus(stateDir);
+        return (
+          ['web-m2'].every((n) => statusOf(s, 'Member', n)?.operatingStatus === 'ONLINE') &&
+          statusOf(s, 'Pool', 'web-pool')?.operatingStatus === 'ONLINE' &&
+          statusOf(s, 'LoadBalancer', 'web')?.operatingStatus === 'ONLINE'
+        );
+      },
+      { timeoutMs: 20_000, message: 'member never came back ONLINE' },
+    );
   });
 
   it('5. an invalid edit leaves the load balancer serving untouched, and names file, document and field', async () => {
@@ -228,10 +280,13 @@ describe('file-watch mode on a real node', () => {
     await writeManifest(good);
     await waitFor(async () => (await vipBodies(2, 9000)).every((b) => b === 'member m3'), { timeoutMs: 10_000, message: 'good manifest not applied' });
     // A member change is live through the runtime API before the file on disk follows it.
-    await waitFor(async () => {
-      const cfg = await readFile(join(lbDir, 'haproxy.cfg'), 'utf8');
-      return /server tcp-m3 /.test(cfg) && !/server (tcp-kept|t-m1|t-m2) /.test(cfg);
-    }, { timeoutMs: 10_000, message: 'config file never followed' });
+    await waitFor(
+      async () => {
+        const cfg = await readFile(join(lbDir, 'haproxy.cfg'), 'utf8');
+        return /server tcp-m3 /.test(cfg) && !/server (tcp-kept|t-m1|t-m2) /.test(cfg);
+      },
+      { timeoutMs: 10_000, message: 'config file never followed' },
+    );
     const config = await readFile(join(lbDir, 'haproxy.cfg'), 'utf8');
     const pid = await haproxyPid();
 
@@ -242,8 +297,11 @@ describe('file-watch mode on a real node', () => {
     ];
     for (const [what, text, pattern] of bad) {
       await writeManifest(text);
-      await waitFor(async () => (await readStatus(stateDir))?.errors.some((e) => e.file === 'lb.yaml' && pattern.test(`${e.file} document ${e.document} ${e.message}`)) === true,
-        { timeoutMs: 10_000, message: `${what}: status.json never reported it` });
+      await waitFor(
+        async () =>
+          (await readStatus(stateDir))?.errors.some((e) => e.file === 'lb.yaml' && pattern.test(`${e.file} document ${e.document} ${e.message}`)) === true,
+        { timeoutMs: 10_000, message: `${what}: status.json never reported it` },
+      );
       const v = await cli(['validate', watch]);
       expect(v.code, what).toBe(1);
       expect(v.stdout, what).toMatch(/lb\.yaml: document \d+/);
@@ -255,10 +313,13 @@ describe('file-watch mode on a real node', () => {
 
     // A dangling reference: the file parses, the object is wrong. It goes ERROR; the rest keeps serving.
     await writeManifest(good.replace('defaultPool: tcp-pool', 'defaultPool: no-such-pool'));
-    await waitFor(async () => {
-      const s = statusOf(await readStatus(stateDir), 'Listener', 'web-tcp');
-      return s?.provisioningStatus === 'ERROR' && /no-such-pool/.test(s.conditions[0]?.message ?? '');
-    }, { timeoutMs: 10_000, message: 'dangling reference never reported on the listener' });
+    await waitFor(
+      async () => {
+        const s = statusOf(await readStatus(stateDir), 'Listener', 'web-tcp');
+        return s?.provisioningStatus === 'ERROR' && /no-such-pool/.test(s.conditions[0]?.message ?? '');
+      },
+      { timeoutMs: 10_000, message: 'dangling reference never reported on the listener' },
+    );
     const v = await cli(['validate', watch]);
     expect(v.code).toBe(1);
     expect(v.stdout).toMatch(/lb\.yaml: document \d+: Listener [a-z0-9]+\/web-tcp.*no-such-pool/);
@@ -268,8 +329,10 @@ describe('file-watch mode on a real node', () => {
     expect((await vipBodies(2, 9000)).every((b) => b === 'member m3')).toBe(true);
 
     await writeManifest(good);
-    await waitFor(async () => (await readStatus(stateDir))?.objects.every((o) => o.status.provisioningStatus === 'ACTIVE') === true,
-      { timeoutMs: 10_000, message: 'never recovered after the fix' });
+    await waitFor(async () => (await readStatus(stateDir))?.objects.every((o) => o.status.provisioningStatus === 'ACTIVE') === true, {
+      timeoutMs: 10_000,
+      message: 'never recovered after the fix',
+    });
     expect((await readStatus(stateDir))?.errors).toEqual([]);
   });
 
@@ -318,7 +381,7 @@ describe('file-watch mode on a real node', () => {
     expect(await serving()).toBe(true);
   });
 
-  it('an agent with another state dir never collects this one\'s load balancers', async () => {
+  it("an agent with another state dir never collects this one's load balancers", async () => {
     const pid = await haproxyPid();
     await mkdir(join(root, 'empty'), { recursive: true });
     const other = new Agent({ watch: join(root, 'empty'), stateDir: join(root, 'other-state'), bridge: BRIDGE, resync: 1 });
@@ -375,7 +438,10 @@ describe('file-watch mode on a real node', () => {
     await exec('ovs-vsctl', ['--timeout=5', 'add-port', BRIDGE, foreignPort, '--', 'set', 'Interface', foreignPort, 'type=internal']);
     // And a HAProxy started by hand, in that netns, with a pidfile of its own.
     const foreignCfg = join(root, 'foreign.cfg');
-    await writeFile(foreignCfg, 'global\n    master-worker\ndefaults\n    mode tcp\n    timeout client 1s\n    timeout server 1s\n    timeout connect 1s\nfrontend f\n    bind 127.0.0.1:18999\n');
+    await writeFile(
+      foreignCfg,
+      'global\n    master-worker\ndefaults\n    mode tcp\n    timeout client 1s\n    timeout server 1s\n    timeout connect 1s\nfrontend f\n    bind 127.0.0.1:18999\n',
+    );
     await exec('ip', ['netns', 'exec', 'nslb-foreign', 'haproxy', '-W', '-D', '-f', foreignCfg, '-p', join(root, 'foreign.pid')]);
     const foreignPid = Number((await readFile(join(root, 'foreign.pid'), 'utf8')).trim());
 

@@ -52,19 +52,14 @@ export function runCommand(argv: readonly string[], options: CommandOptions = {}
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('runCommand: empty argv');
   return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      args,
-      { timeout: options.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        if (!error) return resolve({ stdout, stderr, exitCode: 0 });
-        // A missing binary or a timeout is never "a failure the caller expected".
-        const exitCode = error.code;
-        if (options.allowFailure && typeof exitCode === 'number') return resolve({ stdout, stderr, exitCode });
-        const reason = error.killed ? `timed out after ${options.timeoutMs ?? 30_000} ms` : (exitCode ?? null);
-        reject(new HarnessCommandError(argv, reason, stderr || error.message, { cause: error }));
-      },
-    );
+    execFile(file, args, { timeout: options.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (!error) return resolve({ stdout, stderr, exitCode: 0 });
+      // A missing binary or a timeout is never "a failure the caller expected".
+      const exitCode = error.code;
+      if (options.allowFailure && typeof exitCode === 'number') return resolve({ stdout, stderr, exitCode });
+      const reason = error.killed ? `timed out after ${options.timeoutMs ?? 30_000} ms` : (exitCode ?? null);
+      reject(new HarnessCommandError(argv, reason, stderr || error.message, { cause: error }));
+    });
   });
 }
 
@@ -92,10 +87,7 @@ export interface WaitForOptions {
  * Calls fn until it returns a truthy value and resolves with that value. A throw counts as "not yet"; the
  * last error or value is quoted in the timeout error, which is usually the clue to what went wrong.
  */
-export async function waitFor<T>(
-  fn: () => T | Promise<T>,
-  options: WaitForOptions = {},
-): Promise<Exclude<T, false | null | undefined | 0 | ''>> {
+export async function waitFor<T>(fn: () => T | Promise<T>, options: WaitForOptions = {}): Promise<Exclude<T, false | null | undefined | 0 | ''>> {
   const { timeoutMs = 10_000, intervalMs = 200, message = 'condition', signal } = options;
   const deadline = Date.now() + timeoutMs;
   let last: string = 'never evaluated';
@@ -228,9 +220,7 @@ function pidAlive(pid: number): boolean {
 }
 
 async function ovsRowsWithTestPid(table: 'Bridge' | 'Interface'): Promise<{ name: string; pid: number }[]> {
-  const { stdout } = await runCommand([
-    'ovs-vsctl', '--timeout=5', '--format=json', '--data=json', '--columns=name,external_ids', 'list', table,
-  ]);
+  const { stdout } = await runCommand(['ovs-vsctl', '--timeout=5', '--format=json', '--data=json', '--columns=name,external_ids', 'list', table]);
   const parsed = JSON.parse(stdout) as { data: [string, ['map', [string, string][]]][] };
   const rows: { name: string; pid: number }[] = [];
   for (const [name, [, pairs]] of parsed.data) {
@@ -257,8 +247,17 @@ export async function sweepStaleTestResources(): Promise<void> {
 export async function createBridge(name: string): Promise<string> {
   if (name.length > 15) throw new Error(`bridge name ${name} is longer than 15 characters`);
   await runCommand([
-    'ovs-vsctl', '--timeout=10', '--may-exist', 'add-br', name,
-    '--', 'set', 'bridge', name, 'datapath_type=netdev', `external_ids:${TEST_PID_KEY}=${process.pid}`,
+    'ovs-vsctl',
+    '--timeout=10',
+    '--may-exist',
+    'add-br',
+    name,
+    '--',
+    'set',
+    'bridge',
+    name,
+    'datapath_type=netdev',
+    `external_ids:${TEST_PID_KEY}=${process.pid}`,
   ]);
   // vswitchd creates the bridge's tap device as it applies the transaction; give it a moment on a busy node.
   await waitFor(() => succeeds(['ip', 'link', 'set', 'dev', name, 'up']), {
@@ -317,12 +316,19 @@ export async function createHost(options: HostOptions): Promise<Host> {
   await deleteHost(name);
   try {
     await runCommand(['ip', 'netns', 'add', name]);
+    await runCommand(['ip', 'link', 'add', host.vethHost, 'type', 'veth', 'peer', 'name', 'eth0', 'address', host.mac, 'netns', name]);
     await runCommand([
-      'ip', 'link', 'add', host.vethHost, 'type', 'veth', 'peer', 'name', 'eth0', 'address', host.mac, 'netns', name,
-    ]);
-    await runCommand([
-      'ovs-vsctl', '--timeout=10', '--may-exist', 'add-port', bridge, host.vethHost,
-      '--', 'set', 'interface', host.vethHost, `external_ids:${TEST_PID_KEY}=${process.pid}`,
+      'ovs-vsctl',
+      '--timeout=10',
+      '--may-exist',
+      'add-port',
+      bridge,
+      host.vethHost,
+      '--',
+      'set',
+      'interface',
+      host.vethHost,
+      `external_ids:${TEST_PID_KEY}=${process.pid}`,
     ]);
     await runCommand(['ip', 'link', 'set', 'dev', host.vethHost, 'up']);
     // The userspace datapath forwards veth frames without filling in offloaded checksums: with TX checksum
@@ -446,7 +452,7 @@ export interface HttpServerOptions {
   bindAddress?: string;
   timeoutMs?: number;
   /** Serve HTTPS with this PEM certificate and key (e.g. from createTestPki) instead of HTTP. */
-  tls?: { certFile: string; keyFile: string; /** Demand a client certificate signed by this CA (PEM file). */ clientCaFile?: string };
+  tls?: { certFile: string; keyFile: string /** Demand a client certificate signed by this CA (PEM file). */; clientCaFile?: string };
   /** Parse a PROXY v1/v2 header at the start of each connection and report it in /__echo. */
   proxyProtocol?: boolean;
   /** 'NAME=VALUE': every response sets this cookie (an application session cookie). */
@@ -596,10 +602,7 @@ const TRANSFER = new RegExp(`${MARK}(\\d{3}):(\\d+)${MARK_END}`, 'g');
 function curlArgv(client: Host, options: HttpGetOptions, writeOut: string, urls: readonly string[]): string[] {
   const seconds = ((options.timeoutMs ?? 5_000) / 1000).toString();
   const headerArgs = Object.entries(options.headers ?? {}).flatMap(([key, value]) => ['-H', `${key}: ${value}`]);
-  return [
-    'ip', 'netns', 'exec', client.netns,
-    'curl', '-s', '-S', '-m', seconds, ...headerArgs, ...(options.curlArgs ?? []), '-w', writeOut, ...urls,
-  ];
+  return ['ip', 'netns', 'exec', client.netns, 'curl', '-s', '-S', '-m', seconds, ...headerArgs, ...(options.curlArgs ?? []), '-w', writeOut, ...urls];
 }
 
 /** One request on a fresh connection. Never throws for network failures: they come back as status 0. */
@@ -644,7 +647,12 @@ export async function httpGetMany(client: Host, url: string, n: number, options:
  * Throws if curl had to open more than one connection: the server closed it, which is what callers test for.
  */
 export async function keepAliveRequests(client: Host, url: string, n: number, options: HttpGetOptions = {}): Promise<string[]> {
-  const argv = curlArgv(client, options, WRITE_OUT, Array.from({ length: n }, () => url));
+  const argv = curlArgv(
+    client,
+    options,
+    WRITE_OUT,
+    Array.from({ length: n }, () => url),
+  );
   const { stdout, stderr } = await runCommand(argv, {
     allowFailure: true,
     timeoutMs: (options.timeoutMs ?? 5_000) * n + 10_000,
@@ -690,18 +698,24 @@ export interface LongConnectionOptions {
  * sending a request every intervalMs. Resolves after the first response. It never reconnects, so closed()
  * turning true means the connection did not survive.
  */
-export async function openLongConnection(
-  client: Host,
-  address: string,
-  port: number,
-  options: LongConnectionOptions = {},
-): Promise<LongConnection> {
+export async function openLongConnection(client: Host, address: string, port: number, options: LongConnectionOptions = {}): Promise<LongConnection> {
   const { path = '/', intervalMs = 200, timeoutMs = 10_000 } = options;
   const child = spawn(
     'ip',
     [
-      'netns', 'exec', client.netns, process.execPath, LONG_CONNECTION,
-      '--host', address, '--port', String(port), '--path', path, '--interval', String(intervalMs),
+      'netns',
+      'exec',
+      client.netns,
+      process.execPath,
+      LONG_CONNECTION,
+      '--host',
+      address,
+      '--port',
+      String(port),
+      '--path',
+      path,
+      '--interval',
+      String(intervalMs),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -826,12 +840,7 @@ export interface RawExchange {
  * One TCP connection from inside `from`'s netns: sends `send` (if any), then waits up to waitMs for the peer
  * to close. What a PROXY header or an idle client needs, which curl cannot do.
  */
-export async function rawExchange(
-  from: Host,
-  address: string,
-  port: number,
-  options: { send?: string | Buffer; waitMs?: number } = {},
-): Promise<RawExchange> {
+export async function rawExchange(from: Host, address: string, port: number, options: { send?: string | Buffer; waitMs?: number } = {}): Promise<RawExchange> {
   const waitMs = options.waitMs ?? 3_000;
   const payload = options.send === undefined ? '' : Buffer.from(options.send).toString('base64');
   const argv = ['ip', 'netns', 'exec', from.netns, process.execPath, '-e', RAW_EXCHANGE, address, String(port), payload, String(waitMs)];
@@ -896,8 +905,22 @@ export async function createTestPki(dir: string, leaves: { name: string; dnsName
   const caKey = join(dir, 'ca.key');
   const caCert = join(dir, 'ca.pem');
   await runCommand([
-    'openssl', 'req', '-x509', ...ecKey, '-keyout', caKey, '-out', caCert, '-days', '2', '-subj', '/CN=nslb e2e CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'openssl',
+    'req',
+    '-x509',
+    ...ecKey,
+    '-keyout',
+    caKey,
+    '-out',
+    caCert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=nslb e2e CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   const result: TestPki = { dir, caCert, leaves: new Map() };
   for (const leaf of leaves) {
@@ -915,8 +938,23 @@ export async function createTestPki(dir: string, leaves: { name: string; dnsName
       ].join('\n'),
     );
     await runCommand([
-      'openssl', 'x509', '-req', '-in', `${base}.csr`, '-CA', caCert, '-CAkey', caKey,
-      '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-extfile', `${base}.ext`, '-out', `${base}.pem`,
+      'openssl',
+      'x509',
+      '-req',
+      '-in',
+      `${base}.csr`,
+      '-CA',
+      caCert,
+      '-CAkey',
+      caKey,
+      '-set_serial',
+      `0x${randomBytes(8).toString('hex')}`,
+      '-days',
+      '2',
+      '-extfile',
+      `${base}.ext`,
+      '-out',
+      `${base}.pem`,
     ]);
     result.leaves.set(leaf.name, { certFile: `${base}.pem`, keyFile: `${base}.key` });
   }

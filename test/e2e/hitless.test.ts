@@ -51,7 +51,11 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
     m3 = await env.host('m3', 13);
     m4 = await env.host('m4', 14); // no server: its member is DOWN
     client = await env.host('c', 100);
-    for (const [h, name] of [[m1, 'member m1'], [m2, 'member m2'], [m3, 'member m3']] as const) {
+    for (const [h, name] of [
+      [m1, 'member m1'],
+      [m2, 'member m2'],
+      [m3, 'member m3'],
+    ] as const) {
       await env.server(h, { port: 8080, name });
     }
     await env.server(m3, { port: 8081, name: 'member m3 on 8081' });
@@ -102,7 +106,13 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
   }
 
   it('member add, weight, address/port, disable, enable and removal change traffic with the same HAProxy worker', async () => {
-    await env.apply('web.yaml', lb([{ name: 'm1', host: m1 }, { name: 'm2', host: m2 }]));
+    await env.apply(
+      'web.yaml',
+      lb([
+        { name: 'm1', host: m1 },
+        { name: 'm2', host: m2 },
+      ]),
+    );
     await env.waitForResponse(client, `http://${vip()}/`, ['LoadBalancer/web']);
     await env.waitForActive(['LoadBalancer/web', 'Member/m1', 'Member/m2']);
     const worker = await workerPid('web');
@@ -113,12 +123,59 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
     const logsBefore = logLines().length;
 
     const steps: [string, Member[], string[]][] = [
-      ['add m3', [{ name: 'm1', host: m1 }, { name: 'm2', host: m2 }, { name: 'm3', host: m3 }], ['member m1', 'member m2', 'member m3']],
-      ['weight 0 on m1', [{ name: 'm1', host: m1, weight: 0 }, { name: 'm2', host: m2 }, { name: 'm3', host: m3 }], ['member m2', 'member m3']],
-      ['m3 to port 8081', [{ name: 'm1', host: m1, weight: 0 }, { name: 'm2', host: m2 }, { name: 'm3', host: m3, port: 8081 }], ['member m2', 'member m3 on 8081']],
-      ['disable m2', [{ name: 'm1', host: m1, weight: 0 }, { name: 'm2', host: m2, adminStateUp: false }, { name: 'm3', host: m3, port: 8081 }], ['member m3 on 8081']],
-      ['enable m2, weight 1 on m1', [{ name: 'm1', host: m1 }, { name: 'm2', host: m2 }, { name: 'm3', host: m3, port: 8081 }], ['member m1', 'member m2', 'member m3 on 8081']],
-      ['remove m3', [{ name: 'm1', host: m1 }, { name: 'm2', host: m2 }], ['member m1', 'member m2']],
+      [
+        'add m3',
+        [
+          { name: 'm1', host: m1 },
+          { name: 'm2', host: m2 },
+          { name: 'm3', host: m3 },
+        ],
+        ['member m1', 'member m2', 'member m3'],
+      ],
+      [
+        'weight 0 on m1',
+        [
+          { name: 'm1', host: m1, weight: 0 },
+          { name: 'm2', host: m2 },
+          { name: 'm3', host: m3 },
+        ],
+        ['member m2', 'member m3'],
+      ],
+      [
+        'm3 to port 8081',
+        [
+          { name: 'm1', host: m1, weight: 0 },
+          { name: 'm2', host: m2 },
+          { name: 'm3', host: m3, port: 8081 },
+        ],
+        ['member m2', 'member m3 on 8081'],
+      ],
+      [
+        'disable m2',
+        [
+          { name: 'm1', host: m1, weight: 0 },
+          { name: 'm2', host: m2, adminStateUp: false },
+          { name: 'm3', host: m3, port: 8081 },
+        ],
+        ['member m3 on 8081'],
+      ],
+      [
+        'enable m2, weight 1 on m1',
+        [
+          { name: 'm1', host: m1 },
+          { name: 'm2', host: m2 },
+          { name: 'm3', host: m3, port: 8081 },
+        ],
+        ['member m1', 'member m2', 'member m3 on 8081'],
+      ],
+      [
+        'remove m3',
+        [
+          { name: 'm1', host: m1 },
+          { name: 'm2', host: m2 },
+        ],
+        ['member m1', 'member m2'],
+      ],
     ];
     for (const [what, members, expected] of steps) {
       await env.apply('web.yaml', lb(members));
@@ -137,14 +194,21 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
     expect(applied.some((a) => a.startsWith('haproxy runtime API'))).toBe(true);
     expect(applied.filter((a) => a.startsWith('haproxy reload') || a.startsWith('haproxy start'))).toEqual([]);
     // The file on disk follows, so that a restart gives the same servers.
-    await waitFor(async () => {
-      const cfg = await readFile(join(env.lbDir('web'), 'haproxy.cfg'), 'utf8');
-      return !cfg.includes(`${m3.address}:`) && cfg.includes(`${m2.address}:8080`);
-    }, { timeoutMs: 5_000, message: 'config file never followed the runtime changes' });
+    await waitFor(
+      async () => {
+        const cfg = await readFile(join(env.lbDir('web'), 'haproxy.cfg'), 'utf8');
+        return !cfg.includes(`${m3.address}:`) && cfg.includes(`${m2.address}:8080`);
+      },
+      { timeoutMs: 5_000, message: 'config file never followed the runtime changes' },
+    );
   });
 
   it('a change that needs a reload keeps serving, and a DOWN member stays DOWN across it (server state carried)', async () => {
-    const members = [{ name: 'm1', host: m1 }, { name: 'm2', host: m2, adminStateUp: false }, { name: 'm4', host: m4 }];
+    const members = [
+      { name: 'm1', host: m1 },
+      { name: 'm2', host: m2, adminStateUp: false },
+      { name: 'm4', host: m4 },
+    ];
     await env.apply('web.yaml', lb(members));
     await env.waitForOperating({ 'Member/m4': 'ERROR', 'Member/m1': 'ONLINE' });
     const worker = await workerPid('web');
@@ -152,10 +216,13 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
     await loop.waitForSuccesses(5);
 
     await env.apply('web.yaml', lb(members, { timeoutClient: 40_000 }));
-    const next = await waitFor(async () => {
-      const pid = await workerPid('web');
-      return pid !== undefined && pid !== worker ? pid : undefined;
-    }, { timeoutMs: 10_000, intervalMs: 10, message: 'no reload happened' });
+    const next = await waitFor(
+      async () => {
+        const pid = await workerPid('web');
+        return pid !== undefined && pid !== worker ? pid : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 10, message: 'no reload happened' },
+    );
     // Right after the reload, before the new worker's first check (delay 5 s) could have run.
     const state = await queryRuntime(join(env.lbDir('web'), 'haproxy.sock'), 'show servers state pool.web-p');
     const m4Line = state.split('\n').find((l) => l.split(' ')[3] === 'm4');
@@ -168,7 +235,17 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
 
     // m2 was loaded `disabled` (config maintenance, which `set server … state ready` cannot lift): enabling it
     // still needs no reload.
-    await env.apply('web.yaml', lb([{ name: 'm1', host: m1 }, { name: 'm2', host: m2 }, { name: 'm4', host: m4 }], { timeoutClient: 40_000 }));
+    await env.apply(
+      'web.yaml',
+      lb(
+        [
+          { name: 'm1', host: m1 },
+          { name: 'm2', host: m2 },
+          { name: 'm4', host: m4 },
+        ],
+        { timeoutClient: 40_000 },
+      ),
+    );
     await waitForBodies(['member m1', 'member m2'], 'enable m2 after a reload');
     expect(await workerPid('web')).toBe(next);
     await loop.stop();
@@ -179,10 +256,11 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
     const before = logLines().length;
     const quiet = (l: Json): boolean => l.msg === 'resync' && l.changed === 0 && (l.loadBalancers as number) >= 1;
     // Two quiet resyncs in a row: the first may still read netns our own changes touched.
-    const second = await waitFor(
-      async () => logLines().slice(before).filter(quiet)[1],
-      { timeoutMs: 15_000, intervalMs: 200, message: 'no two quiet resyncs logged' },
-    );
+    const second = await waitFor(async () => logLines().slice(before).filter(quiet)[1], {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+      message: 'no two quiet resyncs logged',
+    });
     expect(second.spawned as number, JSON.stringify(second)).toBeLessThanOrEqual(5);
     expect(second, JSON.stringify(second)).toMatchObject({ active: 1, pending: 0, error: 0 });
   });
@@ -191,10 +269,16 @@ describe('hitless: runtime API for members, reloads that keep serving, batched r
     const master = await masterPid('web');
     const before = logLines().length;
     process.kill(master, 'SIGKILL');
-    await waitFor(async () => logLines().slice(before).some((l) => l.msg === 'haproxy exited; reconciling now'), {
-      timeoutMs: 5_000,
-      message: 'the exit was not noticed',
-    });
+    await waitFor(
+      async () =>
+        logLines()
+          .slice(before)
+          .some((l) => l.msg === 'haproxy exited; reconciling now'),
+      {
+        timeoutMs: 5_000,
+        message: 'the exit was not noticed',
+      },
+    );
     await env.waitForResponse(client, `http://${vip()}/`, ['LoadBalancer/web']);
     expect(await masterPid('web')).not.toBe(master);
   });

@@ -47,5 +47,8 @@ export async function removeCgroup(path: string): Promise<void> {
 /** The cgroup paths a process is in (`/proc/PID/cgroup`), one per hierarchy. */
 export async function cgroupsOf(pid: number): Promise<string[]> {
   const { readFile } = await import('node:fs/promises');
-  return (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n').filter((l) => l !== '').map((l) => l.split(':').slice(2).join(':'));
+  return (await readFile(`/proc/${pid}/cgroup`, 'utf8'))
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split(':').slice(2).join(':'));
 }

@@ -52,8 +52,15 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
   let kubeconfig = '';
   let image = '';
   const agentArgs = [
-    'run', '--kubernetes', '--node-name=e2e-node', `--state-dir=${stateDir}`, `--bridge=${BRIDGE}`,
-    '--resync=2', '--status-interval=300', '--listen=127.0.0.1:0', `--daemon-cgroup=${CGROUP}`,
+    'run',
+    '--kubernetes',
+    '--node-name=e2e-node',
+    `--state-dir=${stateDir}`,
+    `--bridge=${BRIDGE}`,
+    '--resync=2',
+    '--status-interval=300',
+    '--listen=127.0.0.1:0',
+    `--daemon-cgroup=${CGROUP}`,
   ];
   const haproxyPid = async (): Promise<number> => Number((await readFile(join(stateDir, 'lb', NETNS, 'haproxy.pid'), 'utf8')).trim());
   const logsSay = async (text: string): Promise<boolean> => (await containerLogs(CONTAINER)).some((l) => l.includes(text));
@@ -83,7 +90,23 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
 
   it('holds the HAProxy the tests use, Node >= 20.19 and the tools the agent runs', async () => {
     const inImage = async (...argv: string[]) =>
-      (await runCommand([...PODMAN, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=4096:4096', '--ulimit', 'nproc=4096:4096', '--entrypoint', argv[0]!, image, ...argv.slice(1)])).stdout;
+      (
+        await runCommand([
+          ...PODMAN,
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          '--ulimit',
+          'nofile=4096:4096',
+          '--ulimit',
+          'nproc=4096:4096',
+          '--entrypoint',
+          argv[0]!,
+          image,
+          ...argv.slice(1),
+        ])
+      ).stdout;
     const hostHaproxy = (await runCommand(['haproxy', '-v'])).stdout.split('\n')[0];
     expect((await inImage('haproxy', '-v')).split('\n')[0]).toBe(hostHaproxy);
     const [major, minor] = (await inImage('node', '-p', 'process.versions.node')).trim().split('.').map(Number) as [number, number];
@@ -101,14 +124,21 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     await waitFor(() => logsSay('initial sync done'), { timeoutMs: 60_000, message: 'the containerized agent never synced' });
     for (const o of await exampleObjects()) api.create(o);
-    await waitFor(async () => (await httpGetMany(client, `http://${VIP}/`, 2, { timeoutMs: 1000 }).catch(() => [] as string[])).includes('member m1'),
-      { timeoutMs: 30_000, message: 'the VIP never served' });
+    await waitFor(async () => (await httpGetMany(client, `http://${VIP}/`, 2, { timeoutMs: 1000 }).catch(() => [] as string[])).includes('member m1'), {
+      timeoutMs: 30_000,
+      message: 'the VIP never served',
+    });
     expect(new Set(await httpGetMany(client, `http://${VIP}/`, 6))).toEqual(new Set(['member m1', 'member m2']));
-    await waitFor(async () => (api.get('nslb.dev/v1alpha1', 'loadbalancers', NS, 'web') as Obj | undefined)?.status?.provisioningStatus === 'ACTIVE',
-      { timeoutMs: 15_000, message: 'status never written by the containerized agent' });
+    await waitFor(async () => (api.get('nslb.dev/v1alpha1', 'loadbalancers', NS, 'web') as Obj | undefined)?.status?.provisioningStatus === 'ACTIVE', {
+      timeoutMs: 15_000,
+      message: 'status never written by the containerized agent',
+    });
     // HAProxy runs in the host cgroup given, not in the container's.
     const cgroups = await cgroupsOf(await haproxyPid());
-    expect(cgroups.every((c) => c === CGROUP), cgroups.join(' ')).toBe(true);
+    expect(
+      cgroups.every((c) => c === CGROUP),
+      cgroups.join(' '),
+    ).toBe(true);
   }, 180_000);
 
   it('2. replacing the agent container under continuous load drops nothing, keeps the HAProxy PIDs, plans nothing', async () => {
@@ -137,7 +167,12 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
     // `nslb plan` on the desired objects (as the API server holds them) finds nothing to do.
     const dir = await mkdtemp(join(tmpdir(), 'nslb-image-plan-'));
     try {
-      const objects = (await exampleObjects()).map(({ apiVersion, kind, metadata, spec }) => ({ apiVersion, kind, metadata: { name: metadata.name, namespace: metadata.namespace }, spec }));
+      const objects = (await exampleObjects()).map(({ apiVersion, kind, metadata, spec }) => ({
+        apiVersion,
+        kind,
+        metadata: { name: metadata.name, namespace: metadata.namespace },
+        spec,
+      }));
       await writeFile(join(dir, 'lb.yaml'), objects.map((o) => yaml.dump(o)).join('---\n'));
       const plan = await cli(['plan', '--watch', dir, '--state-dir', stateDir, '--bridge', BRIDGE]);
       expect(plan.stdout).toContain('No changes.');

@@ -84,11 +84,9 @@ describe('input safety and permissions (issue 6 items 6 and 8)', () => {
 
   async function clears(what: string, restore: () => Promise<void>): Promise<void> {
     await restore();
-    await waitFor(async () => (await statusErrors()).length === 0, { timeoutMs: 10_000, message: `${what}: error cleared` }).catch(
-      async (error: unknown) => {
-        throw new Error(`${(error as Error).message}; errors: ${JSON.stringify(await statusErrors())}`, { cause: error });
-      },
-    );
+    await waitFor(async () => (await statusErrors()).length === 0, { timeoutMs: 10_000, message: `${what}: error cleared` }).catch(async (error: unknown) => {
+      throw new Error(`${(error as Error).message}; errors: ${JSON.stringify(await statusErrors())}`, { cause: error });
+    });
     await untouched(`${what}, restored`);
   }
 
@@ -252,7 +250,14 @@ describe('input safety and permissions (issue 6 items 6 and 8)', () => {
   it('really removing the files still deletes the load balancer', async () => {
     await rm(join(env.watchDir, 'lb.yaml'));
     await rm(join(env.watchDir, 'tls.yaml'));
-    await waitFor(async () => !(await stat(lbDir).then(() => true, () => false)), { timeoutMs: 10_000, message: 'state dir removed' });
+    await waitFor(
+      async () =>
+        !(await stat(lbDir).then(
+          () => true,
+          () => false,
+        )),
+      { timeoutMs: 10_000, message: 'state dir removed' },
+    );
     expect(await listNetns()).not.toContain(env.netnsOf('web'));
     expect((await httpGet(client, `http://${VIP}/`, { timeoutMs: 1_000 })).status).toBe(0);
     expect(await statusErrors()).toEqual([]);

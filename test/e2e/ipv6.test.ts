@@ -156,8 +156,7 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
       }
     }
     // Each member sees the load balancer's address of its own family as the peer.
-    const echo = async (from: Host, address: string, port: number) =>
-      JSON.parse((await httpGet(from, dsUrl(address, port, '/__echo'))).body) as EchoReply;
+    const echo = async (from: Host, address: string, port: number) => JSON.parse((await httpGet(from, dsUrl(address, port, '/__echo'))).body) as EchoReply;
     expect(await echo(client, dsVip6, dsPorts.v4.http)).toMatchObject({ remoteAddress: dsVip4 });
     expect(await echo(client, dsVip6, dsPorts.v6.http)).toMatchObject({ remoteAddress: dsVip6 });
   });
@@ -175,7 +174,10 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
     const addresses = async () => {
       const { stdout } = await runCommand(['ip', '-n', netns, '-j', 'addr', 'show', 'dev', iface]);
       const [link] = JSON.parse(stdout) as { addr_info: { local: string; prefixlen: number; scope: string }[] }[];
-      return (link?.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`).sort();
+      return (link?.addr_info ?? [])
+        .filter((a) => a.scope === 'global')
+        .map((a) => `${a.local}/${a.prefixlen}`)
+        .sort();
     };
     expect(await addresses()).toEqual([`${dsVip4}/24`, `${dsVip6}/64`].sort());
     await runCommand(['ip', '-n', netns, 'addr', 'del', `${dsVip4}/24`, 'dev', iface]);

@@ -36,5 +36,5 @@ export function nodeObject(n: SimNode, ready = true): JsonObject {
 
 export function setNodeReady(api: FakeApiServer, n: SimNode, ready: boolean): void {
   const current = api.get('v1', 'nodes', '', n.name) as JsonObject;
-  api.updateStatus({ ...current, status: (nodeObject(n, ready).status as JsonObject) });
+  api.updateStatus({ ...current, status: nodeObject(n, ready).status as JsonObject });
 }

@@ -58,7 +58,9 @@ req.on('error', (e) => { process.stdout.write(JSON.stringify({ status: 0, body: 
 `;
 
 async function httpsFrom(host: Host, url: string, token?: string): Promise<{ status: number; body: string }> {
-  const { stdout } = await runCommand(['ip', 'netns', 'exec', host.netns, process.execPath, '-e', HTTPS_GET, url, ...(token === undefined ? [] : [token])], { timeoutMs: 15_000 });
+  const { stdout } = await runCommand(['ip', 'netns', 'exec', host.netns, process.execPath, '-e', HTTPS_GET, url, ...(token === undefined ? [] : [token])], {
+    timeoutMs: 15_000,
+  });
   return JSON.parse(stdout) as { status: number; body: string };
 }
 
@@ -71,7 +73,10 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
   const pem = async (leaf: string, which: 'certFile' | 'keyFile'): Promise<string> => readFile(pki.leaves.get(leaf)![which], 'utf8');
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
   const secretBody = async (certLeaf: string, keyLeaf: string): Promise<Obj> => ({
-    apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'web-tls', namespace: NS },
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'kubernetes.io/tls',
+    metadata: { name: 'web-tls', namespace: NS },
     data: { 'tls.crt': b64(await pem(certLeaf, 'certFile')), 'tls.key': b64(await pem(keyLeaf, 'keyFile')) },
   });
   const listener = (): Obj | undefined => api.get(V, 'listeners', NS, 'web-https') as Obj | undefined;
@@ -84,14 +89,21 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     const m1 = await createHost({ name: run.name('m1'), bridge: BRIDGE, address: run.cidr(11) });
     client = await createHost({ name: run.name('c'), bridge: BRIDGE, address: run.cidr(100) });
     servers.push(await startHttpServer(m1, { port: 8080, name: 'member m1' }));
-    pki = await createTestPki(pkiDir, [{ name: 'www-a', dnsNames: [SNI] }, { name: 'www-b', dnsNames: [SNI] }]);
+    pki = await createTestPki(pkiDir, [
+      { name: 'www-a', dnsNames: [SNI] },
+      { name: 'www-b', dnsNames: [SNI] },
+    ]);
     await api.start();
     api.reviews.addToken(PROMETHEUS_TOKEN, { username: 'system:serviceaccount:monitoring:prometheus', groups: ['system:serviceaccounts'] });
     api.reviews.addToken(OTHER_TOKEN, { username: 'system:serviceaccount:default:app' });
     // What binding the chart's <release>-metrics-reader ClusterRole to Prometheus' ServiceAccount grants.
     api.reviews.allow({ subject: 'system:serviceaccount:monitoring:prometheus', verbs: ['get'], nonResourceURLs: ['/metrics'] });
     agent = new Agent({
-      kubeconfig: api.writeKubeconfig(), stateDir, bridge: BRIDGE, resync: 2, listen: `127.0.0.1:${LISTEN_PORT}`,
+      kubeconfig: api.writeKubeconfig(),
+      stateDir,
+      bridge: BRIDGE,
+      resync: 2,
+      listen: `127.0.0.1:${LISTEN_PORT}`,
       extraArgs: ['--metrics-listen', `${NODE_ADDRESS}:${METRICS_PORT}`],
     });
     await waitFor(async () => agent!.logs.some((l) => l.includes('initial sync done')), { timeoutMs: 15_000, message: 'agent never synced' });
@@ -99,7 +111,11 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     api.create(await secretBody('www-a', 'www-a'));
     const objects: Obj[] = [
       { kind: 'LoadBalancer', metadata: { name: 'web' }, spec: { vip: { address: VIP } } },
-      { kind: 'Listener', metadata: { name: 'web-https' }, spec: { loadBalancer: 'web', protocol: 'TERMINATED_HTTPS', port: 443, defaultPool: 'web-pool', tls: { secretName: 'web-tls' } } },
+      {
+        kind: 'Listener',
+        metadata: { name: 'web-https' },
+        spec: { loadBalancer: 'web', protocol: 'TERMINATED_HTTPS', port: 443, defaultPool: 'web-pool', tls: { secretName: 'web-tls' } },
+      },
       { kind: 'Pool', metadata: { name: 'web-pool' }, spec: { loadBalancer: 'web', protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' } },
       { kind: 'Member', metadata: { name: 'web-m1' }, spec: { pool: 'web-pool', address: run.ip(11), port: 8080 } },
     ];
@@ -117,8 +133,8 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     await rm(pkiDir, { recursive: true, force: true });
   });
 
-  it('3. a listener with tls.secretName serves the Secret\'s certificate', async () => {
-    await waitFor(async () => (await served().catch(() => null)) === 'www-a', { timeoutMs: 20_000, message: 'the Secret\'s certificate was never served' });
+  it("3. a listener with tls.secretName serves the Secret's certificate", async () => {
+    await waitFor(async () => (await served().catch(() => null)) === 'www-a', { timeoutMs: 20_000, message: "the Secret's certificate was never served" });
     await waitFor(async () => listener()?.status?.provisioningStatus === 'ACTIVE', { timeoutMs: 10_000, message: 'listener never ACTIVE' });
   });
 
@@ -139,8 +155,11 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     }
     expect(loop.failures()).toEqual([]);
     expect(tookMs).toBeLessThan(10_000);
-    await waitFor(async () => api.events(NS).some((e: Obj) => e.reason === 'SecretRotated' && e.involvedObject?.kind === 'Listener' && e.involvedObject?.name === 'web-https'),
-      { timeoutMs: 5_000, message: 'no SecretRotated Event on the Listener' });
+    await waitFor(
+      async () =>
+        api.events(NS).some((e: Obj) => e.reason === 'SecretRotated' && e.involvedObject?.kind === 'Listener' && e.involvedObject?.name === 'web-https'),
+      { timeoutMs: 5_000, message: 'no SecretRotated Event on the Listener' },
+    );
   });
 
   it('3. deleting the Secret makes the Listener ERROR while traffic goes on; a broken one too; a good one heals it', async () => {
@@ -148,7 +167,10 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     try {
       await loop.waitForSuccesses(10);
       api.delete('v1', 'secrets', NS, 'web-tls');
-      await waitFor(async () => listener()?.status?.provisioningStatus === 'ERROR', { timeoutMs: 10_000, message: 'listener never ERROR after its Secret went' });
+      await waitFor(async () => listener()?.status?.provisioningStatus === 'ERROR', {
+        timeoutMs: 10_000,
+        message: 'listener never ERROR after its Secret went',
+      });
       expect(listener()?.status.conditions[0]).toMatchObject({ status: 'False', reason: 'InvalidReference' });
       expect(listener()?.status.conditions[0].message).toContain(`Secret "web-tls" not found in namespace "${NS}"`);
       await loop.waitForSuccesses(20);
@@ -156,25 +178,33 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
 
       // Broken: a key that does not belong to the certificate.
       api.create(await secretBody('www-a', 'www-b'));
-      await waitFor(async () => /does not belong to the certificate/.test(listener()?.status?.conditions?.[0]?.message ?? ''),
-        { timeoutMs: 10_000, message: 'a broken Secret never reported' });
+      await waitFor(async () => /does not belong to the certificate/.test(listener()?.status?.conditions?.[0]?.message ?? ''), {
+        timeoutMs: 10_000,
+        message: 'a broken Secret never reported',
+      });
       expect(listener()?.status.provisioningStatus).toBe('ERROR');
       await loop.waitForSuccesses(20);
       expect(await served()).toBe('www-b');
 
       const broken = api.get('v1', 'secrets', NS, 'web-tls') as Obj;
       api.update({ ...broken, data: (await secretBody('www-a', 'www-a')).data });
-      await waitFor(async () => listener()?.status?.provisioningStatus === 'ACTIVE' && (await served()) === 'www-a', { timeoutMs: 15_000, message: 'never healed' });
+      await waitFor(async () => listener()?.status?.provisioningStatus === 'ACTIVE' && (await served()) === 'www-a', {
+        timeoutMs: 15_000,
+        message: 'never healed',
+      });
       await loop.waitForSuccesses(20);
     } finally {
       await loop.stop();
     }
     expect(loop.failures()).toEqual([]);
-    const reasons = api.events(NS).filter((e: Obj) => e.involvedObject?.name === 'web-https').map((e: Obj) => e.reason);
+    const reasons = api
+      .events(NS)
+      .filter((e: Obj) => e.involvedObject?.name === 'web-https')
+      .map((e: Obj) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['SecretMissing', 'SecretInvalid']));
   });
 
-  it('4. from a host on the VIP segment the agent\'s ports give nothing away; Prometheus\' token still scrapes /metrics', async () => {
+  it("4. from a host on the VIP segment the agent's ports give nothing away; Prometheus' token still scrapes /metrics", async () => {
     // --listen is on loopback: nothing answers on the node's address.
     expect(await tcpConnects(client, NODE_ADDRESS, LISTEN_PORT)).toBe(false);
     const base = `https://${NODE_ADDRESS}:${METRICS_PORT}`;
@@ -196,21 +226,38 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     const dir = await mkdtemp(join(tmpdir(), 'nslb-prom-'));
     await writeFile(join(dir, 'token'), PROMETHEUS_TOKEN, { mode: 0o600 });
     // docs/kubernetes.md's job, with a static target where a cluster has kubernetes_sd_configs.
-    await writeFile(join(dir, 'prometheus.yml'), [
-      'global: { scrape_interval: 1s, scrape_timeout: 1s }',
-      'scrape_configs:',
-      '  - job_name: nslb',
-      '    scheme: https',
-      '    tls_config: { insecure_skip_verify: true }',
-      `    authorization: { credentials_file: ${join(dir, 'token')} }`,
-      `    static_configs: [{ targets: ['${NODE_ADDRESS}:${METRICS_PORT}'] }]`,
-      '',
-    ].join('\n'));
+    await writeFile(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, scrape_timeout: 1s }',
+        'scrape_configs:',
+        '  - job_name: nslb',
+        '    scheme: https',
+        '    tls_config: { insecure_skip_verify: true }',
+        `    authorization: { credentials_file: ${join(dir, 'token')} }`,
+        `    static_configs: [{ targets: ['${NODE_ADDRESS}:${METRICS_PORT}'] }]`,
+        '',
+      ].join('\n'),
+    );
     // In the client's netns: the scraper stands on the VIP segment too. Its own port is that netns' loopback.
-    const prometheus = spawn('ip', ['netns', 'exec', client.netns, 'bash', join(REPO_ROOT, 'scripts', 'prometheus.sh'),
-      `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, '--web.listen-address=127.0.0.1:9090'], { stdio: 'ignore' });
+    const prometheus = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        client.netns,
+        'bash',
+        join(REPO_ROOT, 'scripts', 'prometheus.sh'),
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        '--web.listen-address=127.0.0.1:9090',
+      ],
+      { stdio: 'ignore' },
+    );
     const query = async (path: string): Promise<Obj | undefined> => {
-      const r = await runCommand(['ip', 'netns', 'exec', client.netns, 'curl', '-s', '--max-time', '2', `http://127.0.0.1:9090${path}`], { allowFailure: true });
+      const r = await runCommand(['ip', 'netns', 'exec', client.netns, 'curl', '-s', '--max-time', '2', `http://127.0.0.1:9090${path}`], {
+        allowFailure: true,
+      });
       try {
         return JSON.parse(r.stdout) as Obj;
       } catch {
@@ -218,10 +265,15 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
       }
     };
     try {
-      await waitFor(async () => (await query('/api/v1/targets'))?.data?.activeTargets?.[0]?.health === 'up',
-        { timeoutMs: 60_000, intervalMs: 500, message: 'Prometheus never scraped the agent' });
-      await waitFor(async () => ((await query('/api/v1/query?query=nslb_reconciles_total'))?.data?.result?.length ?? 0) > 0,
-        { timeoutMs: 10_000, message: 'no nslb series in Prometheus' });
+      await waitFor(async () => (await query('/api/v1/targets'))?.data?.activeTargets?.[0]?.health === 'up', {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        message: 'Prometheus never scraped the agent',
+      });
+      await waitFor(async () => ((await query('/api/v1/query?query=nslb_reconciles_total'))?.data?.result?.length ?? 0) > 0, {
+        timeoutMs: 10_000,
+        message: 'no nslb series in Prometheus',
+      });
     } finally {
       prometheus.kill('SIGTERM');
       await new Promise((r) => (prometheus.exitCode !== null ? r(undefined) : prometheus.once('exit', r)));

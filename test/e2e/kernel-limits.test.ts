@@ -81,7 +81,10 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
       return createHost({ name, bridge: BRIDGE, address: `10.229.255.${octet}/16` });
     };
     client = await host('kl-cli', 2);
-    for (const [name, octet] of [['m1', 11], ['m2', 12]] as const) {
+    for (const [name, octet] of [
+      ['m1', 11],
+      ['m2', 12],
+    ] as const) {
       servers.push(await startHttpServer(await host(`kl-${name}`, octet), { port: MEMBER_PORT, name, bindAddress: '0.0.0.0' }));
     }
     await mkdir(watch, { recursive: true });
@@ -119,7 +122,10 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
   it('A: raises the neighbour limits before creating 500 load balancers; every VIP answers 200 within 30 s of ACTIVE', async () => {
     expect(await readThresh('gc_thresh3')).toBe(1024);
     const a = startAgent();
-    await waitFor(() => a.logs.find((l) => l.includes('"sysctl":"net.ipv4.neigh.default.gc_thresh3"') && l.includes('raised')), { message: 'the raise logged', timeoutMs: 60_000 });
+    await waitFor(() => a.logs.find((l) => l.includes('"sysctl":"net.ipv4.neigh.default.gc_thresh3"') && l.includes('raised')), {
+      message: 'the raise logged',
+      timeoutMs: 60_000,
+    });
     const line = JSON.parse(a.logs.find((l) => l.includes('raised net.ipv4.neigh.default.gc_thresh3'))!) as { from: number; to: number; msg: string };
     expect(line.from).toBe(1024);
     raisedTo = await readThresh('gc_thresh3');
@@ -136,7 +142,12 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
     let failed = (await checkVips(client, VIPS)).failed;
     while (failed.length > 0 && Date.now() - activeAt < 30_000) {
       await new Promise((r) => setTimeout(r, 1_000));
-      failed = (await checkVips(client, failed.map((f) => f.ip))).failed;
+      failed = (
+        await checkVips(
+          client,
+          failed.map((f) => f.ip),
+        )
+      ).failed;
     }
     expect(failed.slice(0, 5), `${failed.length} VIPs without a 200 30 s after ACTIVE`).toEqual([]);
     console.log(`issue 13 A: every VIP answered 200 ${Date.now() - activeAt} ms after all ${N} were ACTIVE; gc_thresh3 1024 → ${raisedTo}`);
@@ -155,21 +166,32 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
   it('C: with --kernel-limits check on default limits: node condition, log, `nslb status` and /metrics name the sysctl; nothing ONLINE, nothing raised', async () => {
     await putDefaults();
     const a = startAgent(['--kernel-limits', 'check', '--listen', '127.0.0.1:0']);
-    await waitFor(() => a.logs.find((l) => l.includes('"sysctl":"net.ipv4.neigh.default.gc_thresh3"') && l.includes('"level":40')), { message: 'the warning', timeoutMs: 60_000 });
+    await waitFor(() => a.logs.find((l) => l.includes('"sysctl":"net.ipv4.neigh.default.gc_thresh3"') && l.includes('"level":40')), {
+      message: 'the warning',
+      timeoutMs: 60_000,
+    });
     const warning = a.logs.find((l) => l.includes('"sysctl":"net.ipv4.neigh.default.gc_thresh3"') && l.includes('"level":40'))!;
     expect(warning).toContain('sysctl -w net.ipv4.neigh.default.gc_thresh3=');
     expect(warning).toContain('--kernel-limits check');
     // status.json of this agent (the last one's says True): its node condition, then all 500 adopted.
-    await waitFor(async () => (await readStatus(stateDir))?.node?.conditions.some((c) => c.status === 'False'), { message: 'the node condition', timeoutMs: 60_000 });
+    await waitFor(async () => (await readStatus(stateDir))?.node?.conditions.some((c) => c.status === 'False'), {
+      message: 'the node condition',
+      timeoutMs: 60_000,
+    });
     await waitFor(allActive, { message: '500 load balancers adopted', timeoutMs: 120_000, intervalMs: 500 });
     const status = await readStatus(stateDir);
     const condition = status?.node?.conditions.find((c) => c.type === 'KernelLimitsSufficient');
     expect(condition).toMatchObject({ status: 'False', reason: 'NeighbourTableTooSmall' });
     expect(condition?.message).toContain('net.ipv4.neigh.default.gc_thresh3 is 1024');
-    expect(status?.node?.kernelLimits?.limits.find((l) => l.name === 'net.ipv4.neigh.default.gc_thresh3')).toMatchObject({ current: 1024, verdict: 'insufficient' });
+    expect(status?.node?.kernelLimits?.limits.find((l) => l.name === 'net.ipv4.neigh.default.gc_thresh3')).toMatchObject({
+      current: 1024,
+      verdict: 'insufficient',
+    });
 
     const shown = await runNslb(['status', '--state-dir', stateDir]);
-    expect(shown.stdout).toMatch(/! node .*KernelLimitsSufficient=False .*net\.ipv4\.neigh\.default\.gc_thresh3 is 1024.*sysctl -w net\.ipv4\.neigh\.default\.gc_thresh3=\d+/);
+    expect(shown.stdout).toMatch(
+      /! node .*KernelLimitsSufficient=False .*net\.ipv4\.neigh\.default\.gc_thresh3 is 1024.*sysctl -w net\.ipv4\.neigh\.default\.gc_thresh3=\d+/,
+    );
 
     const listen = a.logs.map((l) => /"listen":"([^"]+)","msg":"serving/.exec(l)?.[1]).find((x) => x !== undefined)!;
     const metrics = await (await fetch(`http://${listen}/metrics`)).text();

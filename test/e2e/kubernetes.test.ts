@@ -41,7 +41,11 @@ const stateDir = join(tmpdir(), `nslb-k8s-${run.prefix}`);
 const V = 'nslb.dev/v1alpha1';
 const KUBECTL = (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, 'kubectl')));
 const PLURAL: Record<string, string> = {
-  LoadBalancer: 'loadbalancers', Listener: 'listeners', Pool: 'pools', Member: 'members', HealthMonitor: 'healthmonitors',
+  LoadBalancer: 'loadbalancers',
+  Listener: 'listeners',
+  Pool: 'pools',
+  Member: 'members',
+  HealthMonitor: 'healthmonitors',
 };
 
 /** The repository's example, on this run's subnet and in this run's namespace. */
@@ -84,14 +88,22 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
   it('3. a child applied before its parent shows ERROR with a clear message and heals when the parent appears', async () => {
     const objects = await exampleObjects();
     for (const o of objects.filter((x) => x.kind !== 'LoadBalancer')) api.create(o);
-    await waitFor(async () => {
-      const s = get('Listener', 'web-http')?.status;
-      return s?.provisioningStatus === 'ERROR' && /web/.test(s.conditions?.[0]?.message ?? '');
-    }, { timeoutMs: 10_000, message: 'listener never reported its missing load balancer' });
+    await waitFor(
+      async () => {
+        const s = get('Listener', 'web-http')?.status;
+        return s?.provisioningStatus === 'ERROR' && /web/.test(s.conditions?.[0]?.message ?? '');
+      },
+      { timeoutMs: 10_000, message: 'listener never reported its missing load balancer' },
+    );
     expect(get('Listener', 'web-http')?.status.conditions[0]).toMatchObject({ type: 'Ready', status: 'False', reason: 'InvalidReference' });
     // And an Event on the Listener itself, naming the field.
-    await waitFor(async () => api.events(NS, 'involvedObject.kind=Listener,involvedObject.name=web-http,reason=InvalidReference')
-      .some((e: Obj) => e.type === 'Warning' && String(e.message).startsWith('spec.loadBalancer: ')), { timeoutMs: 10_000, message: 'no InvalidReference Event on the Listener' });
+    await waitFor(
+      async () =>
+        api
+          .events(NS, 'involvedObject.kind=Listener,involvedObject.name=web-http,reason=InvalidReference')
+          .some((e: Obj) => e.type === 'Warning' && String(e.message).startsWith('spec.loadBalancer: ')),
+      { timeoutMs: 10_000, message: 'no InvalidReference Event on the Listener' },
+    );
 
     api.create(objects.find((x) => x.kind === 'LoadBalancer')!);
     await waitFor(serving, { timeoutMs: 15_000, message: 'never served after the parent appeared' });
@@ -99,15 +111,33 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
 
   it('2. traffic flows through the VIP; every object is ACTIVE/ONLINE, Ready=True, observedGeneration = generation', async () => {
     expect(new Set(await httpGetMany(client, `http://${VIP}/`, 6))).toEqual(new Set(['member m1', 'member m2']));
-    await waitFor(async () => ['LoadBalancer/web', 'Listener/web-http', 'Pool/web-pool', 'Member/web-m1', 'Member/web-m2', 'HealthMonitor/web-hm'].every((id) => {
-      const [kind, name] = id.split('/') as [string, string];
-      const o = get(kind, name);
-      return o?.status?.provisioningStatus === 'ACTIVE' && o.status.operatingStatus === 'ONLINE' &&
-        o.status.observedGeneration === o.metadata.generation && o.status.conditions?.[0]?.status === 'True';
-    }), { timeoutMs: 15_000, message: 'statuses never reached ACTIVE/ONLINE with observedGeneration' });
+    await waitFor(
+      async () =>
+        ['LoadBalancer/web', 'Listener/web-http', 'Pool/web-pool', 'Member/web-m1', 'Member/web-m2', 'HealthMonitor/web-hm'].every((id) => {
+          const [kind, name] = id.split('/') as [string, string];
+          const o = get(kind, name);
+          return (
+            o?.status?.provisioningStatus === 'ACTIVE' &&
+            o.status.operatingStatus === 'ONLINE' &&
+            o.status.observedGeneration === o.metadata.generation &&
+            o.status.conditions?.[0]?.status === 'True'
+          );
+        }),
+      { timeoutMs: 15_000, message: 'statuses never reached ACTIVE/ONLINE with observedGeneration' },
+    );
     if (KUBECTL) {
       // What a GitOps pipeline runs: it returns as soon as every object's Ready condition is True.
-      const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', api.writeKubeconfig(), 'wait', '--for=condition=Ready', 'lb,lbl,lbp,lbm,lbhm', '--all', '-n', NS, '--timeout=20s']);
+      const { stdout } = await promisify(execFile)('kubectl', [
+        '--kubeconfig',
+        api.writeKubeconfig(),
+        'wait',
+        '--for=condition=Ready',
+        'lb,lbl,lbp,lbm,lbhm',
+        '--all',
+        '-n',
+        NS,
+        '--timeout=20s',
+      ]);
       expect(stdout.trim().split('\n')).toHaveLength(6);
     }
     const lb = get('LoadBalancer', 'web')!;
@@ -118,11 +148,17 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     // A spec change bumps generation; status follows with the new observedGeneration.
     const member = get('Member', 'web-m2')!;
     api.update({ ...member, spec: { ...member.spec, weight: 0 } });
-    await waitFor(async () => {
-      const m = get('Member', 'web-m2')!;
-      return m.metadata.generation === 2 && m.status.observedGeneration === 2 && m.status.operatingStatus === 'DRAINING';
-    }, { timeoutMs: 10_000, message: 'generation 2 never observed' });
-    await waitFor(async () => (await httpGetMany(client, `http://${VIP}/`, 4)).every((b) => b === 'member m1'), { timeoutMs: 10_000, message: 'weight 0 never drained' });
+    await waitFor(
+      async () => {
+        const m = get('Member', 'web-m2')!;
+        return m.metadata.generation === 2 && m.status.observedGeneration === 2 && m.status.operatingStatus === 'DRAINING';
+      },
+      { timeoutMs: 10_000, message: 'generation 2 never observed' },
+    );
+    await waitFor(async () => (await httpGetMany(client, `http://${VIP}/`, 4)).every((b) => b === 'member m1'), {
+      timeoutMs: 10_000,
+      message: 'weight 0 never drained',
+    });
   });
 
   it('4. no status write when nothing changed, over several resyncs', async () => {
@@ -141,10 +177,16 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
 
   it('Events on the object they are about: dangling pool (kubectl describe), runtime-API change, member down and up', async () => {
     api.create({ apiVersion: V, kind: 'Member', metadata: { name: 'bad', namespace: NS }, spec: { pool: 'nope', address: run.ip(13), port: 8080 } });
-    await waitFor(async () => api.events(NS, 'involvedObject.kind=Member,involvedObject.name=bad').length > 0, { timeoutMs: 10_000, message: 'no Event on Member bad' });
+    await waitFor(async () => api.events(NS, 'involvedObject.kind=Member,involvedObject.name=bad').length > 0, {
+      timeoutMs: 10_000,
+      message: 'no Event on Member bad',
+    });
     const [bad] = api.events(NS, 'involvedObject.kind=Member,involvedObject.name=bad');
     expect(bad).toMatchObject({ type: 'Warning', reason: 'InvalidReference', message: `spec.pool: pool "nope" does not exist in namespace "${NS}"` });
-    expect(api.list('events.k8s.io/v1', 'events', NS, 'regarding.name=bad')[0]).toMatchObject({ reportingController: 'nslb.dev/agent', reportingInstance: 'nslb.dev/agent-e2e-node' });
+    expect(api.list('events.k8s.io/v1', 'events', NS, 'regarding.name=bad')[0]).toMatchObject({
+      reportingController: 'nslb.dev/agent',
+      reportingInstance: 'nslb.dev/agent-e2e-node',
+    });
     if (KUBECTL) {
       const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', api.writeKubeconfig(), 'describe', 'lbm', 'bad', '-n', NS]);
       expect(stdout).toMatch(/Warning\s+InvalidReference\s+\S+\s+nslb\.dev\/agent\s+spec\.pool: pool "nope" does not exist/);
@@ -153,13 +195,21 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
 
     const member = get('Member', 'web-m2')!;
     api.update({ ...member, spec: { ...member.spec, weight: 3 } });
-    await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=RuntimeUpdated').some((e: Obj) => /weight set to 3 .*without a reload/.test(String(e.message))),
-      { timeoutMs: 10_000, message: 'no RuntimeUpdated Event on web-m2' });
+    await waitFor(
+      async () =>
+        api.events(NS, 'involvedObject.name=web-m2,reason=RuntimeUpdated').some((e: Obj) => /weight set to 3 .*without a reload/.test(String(e.message))),
+      { timeoutMs: 10_000, message: 'no RuntimeUpdated Event on web-m2' },
+    );
 
     await servers[1]!.setHealthy(false);
-    await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=MemberDown,type=Warning').length === 1, { timeoutMs: 20_000, message: 'no MemberDown Event' });
-    await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ERROR' && get('Pool', 'web-pool')?.status?.operatingStatus === 'DEGRADED',
-      { timeoutMs: 10_000, message: 'member ERROR / pool DEGRADED never written' });
+    await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=MemberDown,type=Warning').length === 1, {
+      timeoutMs: 20_000,
+      message: 'no MemberDown Event',
+    });
+    await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ERROR' && get('Pool', 'web-pool')?.status?.operatingStatus === 'DEGRADED', {
+      timeoutMs: 10_000,
+      message: 'member ERROR / pool DEGRADED never written',
+    });
     await servers[1]!.setHealthy(true);
     await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=MemberUp').length === 1, { timeoutMs: 20_000, message: 'no MemberUp Event' });
     await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ONLINE', { timeoutMs: 10_000, message: 'member never ONLINE again' });
@@ -185,11 +235,18 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     await api.start();
 
     // Newest: m1 weight 7 observed and ONLINE again, m2 ERROR, the pool DEGRADED.
-    await waitFor(async () => {
-      const m1 = get('Member', 'web-m1')?.status;
-      return m1?.observedGeneration === member.metadata.generation + 1 && m1.operatingStatus === 'ONLINE' &&
-        get('Member', 'web-m2')?.status?.operatingStatus === 'ERROR' && get('Pool', 'web-pool')?.status?.operatingStatus === 'DEGRADED';
-    }, { timeoutMs: 20_000, message: 'statuses never caught up after the API server came back' });
+    await waitFor(
+      async () => {
+        const m1 = get('Member', 'web-m1')?.status;
+        return (
+          m1?.observedGeneration === member.metadata.generation + 1 &&
+          m1.operatingStatus === 'ONLINE' &&
+          get('Member', 'web-m2')?.status?.operatingStatus === 'ERROR' &&
+          get('Pool', 'web-pool')?.status?.operatingStatus === 'DEGRADED'
+        );
+      },
+      { timeoutMs: 20_000, message: 'statuses never caught up after the API server came back' },
+    );
     // Warnings when it went (one per informer, one for status writes, one for Events), then silence: the last
     // 18 s of the outage logged nothing at warn or above.
     const loud = outage.filter((l) => l.level >= 40);
@@ -200,8 +257,10 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     // The informers are back within their backoff's cap (10 s): a spec change made now is applied.
     const m1 = get('Member', 'web-m1')!;
     api.update({ ...m1, spec: { ...m1.spec, weight: 1 } });
-    await waitFor(async () => get('Member', 'web-m1')?.status?.observedGeneration === m1.metadata.generation + 1,
-      { timeoutMs: 20_000, message: 'a spec change after the API server came back was never applied' });
+    await waitFor(async () => get('Member', 'web-m1')?.status?.observedGeneration === m1.metadata.generation + 1, {
+      timeoutMs: 20_000,
+      message: 'a spec change after the API server came back was never applied',
+    });
     await servers[1]!.setHealthy(true);
     await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ONLINE', { timeoutMs: 20_000, message: 'm2 never ONLINE again' });
   });
@@ -211,15 +270,19 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     api.closeWatches();
     let member = get('Member', 'web-m2')!;
     api.update({ ...member, spec: { ...member.spec, weight: 2 } });
-    await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === member.metadata.generation + 1,
-      { timeoutMs: 10_000, message: 'change after a 410 never observed' });
+    await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === member.metadata.generation + 1, {
+      timeoutMs: 10_000,
+      message: 'change after a 410 never observed',
+    });
 
     api.failNext({ plural: 'members', watch: true, code: 500 }, 1);
     api.closeWatches();
     member = get('Member', 'web-m2')!;
     api.update({ ...member, spec: { ...member.spec, weight: 1 } });
-    await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === member.metadata.generation + 1,
-      { timeoutMs: 10_000, message: 'change after an informer error never observed' });
+    await waitFor(async () => get('Member', 'web-m2')?.status?.observedGeneration === member.metadata.generation + 1, {
+      timeoutMs: 10_000,
+      message: 'change after an informer error never observed',
+    });
     expect(agent!.logs.some((l) => l.includes('informer stopped; restarting'))).toBe(true);
   });
 
@@ -230,16 +293,24 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     api.delete(V, 'loadbalancers', NS, 'web');
     await waitFor(async () => !(await listNetns()).includes(NETNS), { timeoutMs: 10_000, message: 'netns never removed' });
     expect((await ovsPorts(BRIDGE)).includes(nodeNames(NS, 'web').iface)).toBe(false);
-    await waitFor(async () => {
-      const o = get('LoadBalancer', 'web');
-      return o !== undefined && !o.metadata.finalizers.includes('nslb.dev/cleanup');
-    }, { timeoutMs: 10_000, message: 'our finalizer never removed' });
+    await waitFor(
+      async () => {
+        const o = get('LoadBalancer', 'web');
+        return o !== undefined && !o.metadata.finalizers.includes('nslb.dev/cleanup');
+      },
+      { timeoutMs: 10_000, message: 'our finalizer never removed' },
+    );
     // Deletion done, said on the LoadBalancer before the finalizer went.
     expect(api.events(NS, 'involvedObject.kind=LoadBalancer,involvedObject.name=web,reason=Deleted')).toHaveLength(1);
     // Another controller's finalizer is kept; the object goes only when that one is gone too.
     const o = get('LoadBalancer', 'web')!;
     expect(o.metadata.finalizers).toEqual(['example.com/keep']);
-    expect(await stat(join(stateDir, 'lb', NETNS)).then(() => true, () => false)).toBe(false);
+    expect(
+      await stat(join(stateDir, 'lb', NETNS)).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(false);
     const procStat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     expect(procStat === '' || procStat.slice(procStat.lastIndexOf(')') + 2, procStat.lastIndexOf(')') + 3) === 'Z').toBe(true);
     expect(await serving()).toBe(false);

@@ -40,14 +40,20 @@ export async function haproxyProcesses(under: string): Promise<HaproxyProcess[]>
     if (!(argv[0] ?? '').endsWith('haproxy') || !argv.some((a) => a.includes(under))) continue;
     const { state, ppid } = procState(await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => ''));
     if (state === '' || state === 'Z') continue;
-    const netnsInode = await stat(`/proc/${entry}/ns/net`).then((s) => s.ino, () => undefined);
+    const netnsInode = await stat(`/proc/${entry}/ns/net`).then(
+      (s) => s.ino,
+      () => undefined,
+    );
     found.push({ pid: Number(entry), ppid, config: argv[argv.indexOf('-f') + 1] ?? '', netnsInode });
   }
   return found;
 }
 
 export async function netnsInode(name: string): Promise<number | undefined> {
-  return stat(`/run/netns/${name}`).then((s) => s.ino, () => undefined);
+  return stat(`/run/netns/${name}`).then(
+    (s) => s.ino,
+    () => undefined,
+  );
 }
 
 export async function takeInventory(stateDir: string, candidateNetns: readonly string[]): Promise<Inventory> {

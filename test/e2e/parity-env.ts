@@ -41,7 +41,9 @@ export interface ApiDoc {
   spec: Spec;
 }
 
-const doc = (kind: Kind) => (name: string, spec: Spec): ApiDoc => ({ kind, name, spec });
+const doc =
+  (kind: Kind) =>
+  (name: string, spec: Spec): ApiDoc => ({ kind, name, spec });
 export const loadBalancer = doc('LoadBalancer');
 export const listener = doc('Listener');
 export const pool = doc('Pool');

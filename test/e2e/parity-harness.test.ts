@@ -4,16 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createTestPki,
-  httpGet,
-  rawExchange,
-  tlsPeerCertificate,
-  type EchoReply,
-  type Host,
-  type HttpServerHandle,
-  type TestPki,
-} from './harness.js';
+import { createTestPki, httpGet, rawExchange, tlsPeerCertificate, type EchoReply, type Host, type HttpServerHandle, type TestPki } from './harness.js';
 import { ParityEnv, sleep } from './parity-env.js';
 
 const env = ParityEnv.create(9);
@@ -76,16 +67,26 @@ describe('parity harness (no nslb)', () => {
     const request = 'GET /__echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
     const v1 = await rawExchange(client, member.address, 8090, { send: `PROXY TCP4 192.0.2.7 198.51.100.9 40001 443\r\n${request}` });
     expect(JSON.parse(bodyOf(v1.received)).proxy).toEqual({
-      version: 1, command: 'PROXY', protocol: 'TCP4',
-      sourceAddress: '192.0.2.7', destinationAddress: '198.51.100.9', sourcePort: 40001, destinationPort: 443,
+      version: 1,
+      command: 'PROXY',
+      protocol: 'TCP4',
+      sourceAddress: '192.0.2.7',
+      destinationAddress: '198.51.100.9',
+      sourcePort: 40001,
+      destinationPort: 443,
     });
     const v2 = await rawExchange(client, member.address, 8090, {
       send: Buffer.concat([proxyV2('192.0.2.8', '198.51.100.10', 40002, 80), Buffer.from(request)]),
     });
     const echo = JSON.parse(bodyOf(v2.received)) as EchoReply;
     expect(echo.proxy).toEqual({
-      version: 2, command: 'PROXY', protocol: 'TCP4',
-      sourceAddress: '192.0.2.8', destinationAddress: '198.51.100.10', sourcePort: 40002, destinationPort: 80,
+      version: 2,
+      command: 'PROXY',
+      protocol: 'TCP4',
+      sourceAddress: '192.0.2.8',
+      destinationAddress: '198.51.100.10',
+      sourcePort: 40002,
+      destinationPort: 80,
     });
     expect(echo.remoteAddress).toBe(client.address);
     const none = await httpGet(client, `http://${member.address}:8090/__echo`);

@@ -59,12 +59,8 @@ describe('parity: L7 policies and rules; HTTP monitor codes and methods', () => 
       member('l7-default-m1', { pool: 'l7-default', address: m1.address, port: 8080 }),
       member('l7-api-m2', { pool: 'l7-api', address: m2.address, port: 8080 }),
       member('l7-static-m3', { pool: 'l7-static', address: m3.address, port: 8080 }),
-      ...policy('by-host', { action: 'REDIRECT_TO_POOL', redirectPool: 'l7-api' }, [
-        { type: 'HOST_NAME', compareType: 'EQUAL_TO', value: 'api.example.test' },
-      ]),
-      ...policy('by-path', { action: 'REDIRECT_TO_POOL', redirectPool: 'l7-static' }, [
-        { type: 'PATH', compareType: 'STARTS_WITH', value: '/static/' },
-      ]),
+      ...policy('by-host', { action: 'REDIRECT_TO_POOL', redirectPool: 'l7-api' }, [{ type: 'HOST_NAME', compareType: 'EQUAL_TO', value: 'api.example.test' }]),
+      ...policy('by-path', { action: 'REDIRECT_TO_POOL', redirectPool: 'l7-static' }, [{ type: 'PATH', compareType: 'STARTS_WITH', value: '/static/' }]),
       ...policy('deny', { action: 'REJECT' }, [{ type: 'PATH', compareType: 'STARTS_WITH', value: '/admin' }]),
       ...policy('to-url', { action: 'REDIRECT_TO_URL', redirectUrl: 'https://www.example.test/moved', redirectHttpCode: 301 }, [
         { type: 'PATH', compareType: 'EQUAL_TO', value: '/old' },
@@ -87,9 +83,7 @@ describe('parity: L7 policies and rules; HTTP monitor codes and methods', () => 
         { type: 'HEADER', key: 'X-Trusted', compareType: 'EQUAL_TO', value: 'yes', invert: true },
       ]),
       // Matches what no other policy matches, so that its place in the order is what decides.
-      ...policy('ord-a', { action: 'REDIRECT_TO_POOL', redirectPool: 'l7-api' }, [
-        { type: 'PATH', compareType: 'STARTS_WITH', value: '/order' },
-      ]),
+      ...policy('ord-a', { action: 'REDIRECT_TO_POOL', redirectPool: 'l7-api' }, [{ type: 'PATH', compareType: 'STARTS_WITH', value: '/order' }]),
     ];
     const keys = ['LoadBalancer/l7', 'Listener/l7-l', 'L7Policy/by-host', 'L7Rule/by-host-r1', 'L7Policy/private', 'L7Rule/private-r2'];
 
@@ -200,7 +194,9 @@ describe('parity: L7 policies and rules; HTTP monitor codes and methods', () => 
       ...cases.flatMap(([method, expectedCodes, members], i): ApiDoc[] => [
         listener(`${poolName(method)}-l`, { loadBalancer: 'mx', protocol: 'HTTP', port: 8001 + i, defaultPool: poolName(method) }),
         pool(poolName(method), { loadBalancer: 'mx', protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' }),
-        ...Object.keys(members).map((code) => member(`${poolName(method)}-${code}`, { pool: poolName(method), address: m1.address, port: 8000 + Number(code) })),
+        ...Object.keys(members).map((code) =>
+          member(`${poolName(method)}-${code}`, { pool: poolName(method), address: m1.address, port: 8000 + Number(code) }),
+        ),
         healthMonitor(`${poolName(method)}-hm`, {
           pool: poolName(method),
           type: 'HTTP',
@@ -241,7 +237,10 @@ describe('parity: L7 policies and rules; HTTP monitor codes and methods', () => 
         expect(seen.length, `${method} checks on h${code}`).toBeGreaterThan(0);
         expect(new Set(seen.map((r) => r.method)), `${method} checks on h${code}`).toEqual(new Set([method]));
         if (method === 'GET') {
-          expect(seen.every((r) => r.httpVersion === '1.1' && r.host === 'health.example.test'), JSON.stringify(seen[0])).toBe(true);
+          expect(
+            seen.every((r) => r.httpVersion === '1.1' && r.host === 'health.example.test'),
+            JSON.stringify(seen[0]),
+          ).toBe(true);
         }
       }
     }

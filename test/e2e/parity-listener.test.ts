@@ -75,7 +75,8 @@ describe('parity: listener access, headers, limits and timeouts', () => {
   it('allowedCidrs admits one client and refuses the other; updates take effect', async () => {
     const vip = env.vip(1);
     const url = `http://${vip}/`;
-    const apply = (cidrs: string[]) => env.apply('acl.yaml', lbWith('acl', vip, [{ name: 'acl-l', spec: { protocol: 'HTTP', port: 80, allowedCidrs: cidrs } }]));
+    const apply = (cidrs: string[]) =>
+      env.apply('acl.yaml', lbWith('acl', vip, [{ name: 'acl-l', spec: { protocol: 'HTTP', port: 80, allowedCidrs: cidrs } }]));
     const keys = ['LoadBalancer/acl', 'Listener/acl-l'];
 
     await apply([`${ca.address}/32`]);
@@ -99,13 +100,16 @@ describe('parity: listener access, headers, limits and timeouts', () => {
 
   it('insertHeaders: the member sees X-Forwarded-For/Port/Proto; without them it sees none', async () => {
     const vip = env.vip(2);
-    await env.apply('hdr.yaml', lbWith('hdr', vip, [
-      {
-        name: 'hdr-on',
-        spec: { protocol: 'HTTP', port: 8088, insertHeaders: { 'X-Forwarded-For': true, 'X-Forwarded-Port': true, 'X-Forwarded-Proto': true } },
-      },
-      { name: 'hdr-off', spec: { protocol: 'HTTP', port: 80 } },
-    ]));
+    await env.apply(
+      'hdr.yaml',
+      lbWith('hdr', vip, [
+        {
+          name: 'hdr-on',
+          spec: { protocol: 'HTTP', port: 8088, insertHeaders: { 'X-Forwarded-For': true, 'X-Forwarded-Port': true, 'X-Forwarded-Proto': true } },
+        },
+        { name: 'hdr-off', spec: { protocol: 'HTTP', port: 80 } },
+      ]),
+    );
     const keys = ['LoadBalancer/hdr', 'Listener/hdr-on', 'Listener/hdr-off'];
     const on = JSON.parse((await env.waitForResponse(ca, `http://${vip}:8088/__echo`, keys)).body) as EchoReply;
     expect(on.headers).toMatchObject({ 'x-forwarded-for': ca.address, 'x-forwarded-port': '8088', 'x-forwarded-proto': 'http' });
@@ -124,7 +128,10 @@ describe('parity: listener access, headers, limits and timeouts', () => {
     // HAProxy stops accepting at the limit: the kernel completes the handshake, the request waits unanswered.
     const [third, degraded] = await Promise.all([
       httpGet(cb, url, { timeoutMs: 1_500 }),
-      env.waitForOperating({ 'Listener/cap-l': 'DEGRADED' }, 2_000).then(() => 'DEGRADED', (e: Error) => e.message),
+      env.waitForOperating({ 'Listener/cap-l': 'DEGRADED' }, 2_000).then(
+        () => 'DEGRADED',
+        (e: Error) => e.message,
+      ),
     ]);
     expect(third.status, `a third connection was answered: ${third.body}`).toBe(0);
     const queued = httpGet(cb, url, { timeoutMs: 15_000 }).then((r) => ({ r, at: Date.now() }));
@@ -140,12 +147,15 @@ describe('parity: listener access, headers, limits and timeouts', () => {
   it('timeouts: memberData cuts a slow member (504), clientData closes an idle client, memberConnect gives up early', async () => {
     const vip = env.vip(4);
     const unreachable = env.run.ip(199); // no host has it: connects hang until the timeout
-    await env.apply('tmo.yaml', lbWith('tmo', vip, [
-      { name: 'tmo-data', spec: { protocol: 'HTTP', port: 80, timeouts: { memberData: 1000 } } },
-      { name: 'tmo-idle', spec: { protocol: 'TCP', port: 9000, timeouts: { clientData: 1000 } } },
-      { name: 'tmo-dflt', spec: { protocol: 'TCP', port: 9001 } },
-      { name: 'tmo-conn', spec: { protocol: 'HTTP', port: 81, timeouts: { memberConnect: 500 } }, memberAddress: unreachable },
-    ]));
+    await env.apply(
+      'tmo.yaml',
+      lbWith('tmo', vip, [
+        { name: 'tmo-data', spec: { protocol: 'HTTP', port: 80, timeouts: { memberData: 1000 } } },
+        { name: 'tmo-idle', spec: { protocol: 'TCP', port: 9000, timeouts: { clientData: 1000 } } },
+        { name: 'tmo-dflt', spec: { protocol: 'TCP', port: 9001 } },
+        { name: 'tmo-conn', spec: { protocol: 'HTTP', port: 81, timeouts: { memberConnect: 500 } }, memberAddress: unreachable },
+      ]),
+    );
     const keys = ['LoadBalancer/tmo', 'Listener/tmo-data', 'Listener/tmo-idle', 'Listener/tmo-conn'];
     await env.waitForResponse(ca, `http://${vip}/`, keys, { body: 'member m1' });
     await env.waitForResponse(ca, `http://${vip}:9000/`, keys, { body: 'member m1' });
@@ -154,10 +164,7 @@ describe('parity: listener access, headers, limits and timeouts', () => {
     expect(await httpGet(ca, `http://${vip}/__slow?ms=200`)).toMatchObject({ status: 200, body: 'member m1\n' });
 
     // An idle client: closed after about clientData on tmo-idle, kept open on the default listener.
-    const [idle, kept] = await Promise.all([
-      rawExchange(ca, vip, 9000, { waitMs: 4_000 }),
-      rawExchange(ca, vip, 9001, { waitMs: 2_500 }),
-    ]);
+    const [idle, kept] = await Promise.all([rawExchange(ca, vip, 9000, { waitMs: 4_000 }), rawExchange(ca, vip, 9001, { waitMs: 2_500 })]);
     expect(idle).toMatchObject({ connected: true, closed: true });
     expect(idle.closedAfterMs).toBeGreaterThanOrEqual(900);
     expect(idle.closedAfterMs).toBeLessThan(3_000);

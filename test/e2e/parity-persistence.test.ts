@@ -67,7 +67,10 @@ describe('parity: session persistence and balancing algorithms', () => {
     const first = await httpGet(c1, url, { curlArgs: jar(1) });
     const second = await httpGet(c1, url, { curlArgs: jar(2) });
     expect([first.body, second.body].sort()).toEqual(['member m1\n', 'member m2\n']);
-    for (const [n, expected] of [[1, first.body.trim()], [2, second.body.trim()]] as const) {
+    for (const [n, expected] of [
+      [1, first.body.trim()],
+      [2, second.body.trim()],
+    ] as const) {
       const bodies = await httpGetMany(c1, url, 8, { curlArgs: jar(n) });
       expect(tally(bodies), `session ${n}`).toEqual({ [expected]: 8 });
     }

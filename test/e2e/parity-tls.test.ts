@@ -4,15 +4,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createTestPki,
-  httpGet,
-  httpGetMany,
-  tlsPeerCertificate,
-  type EchoReply,
-  type Host,
-  type TestPki,
-} from './harness.js';
+import { createTestPki, httpGet, httpGetMany, tlsPeerCertificate, type EchoReply, type Host, type TestPki } from './harness.js';
 import { ParityEnv, listener, loadBalancer, member, pool, tally } from './parity-env.js';
 
 const env = ParityEnv.create(4);

@@ -27,7 +27,7 @@ describe('the Service provider at scale and across crashes, on a real node', () 
   const nodes: SimNode[] = [];
   let client: Host;
   let agent: Agent | undefined;
-  const services = (): Obj[] => (api.list('v1', 'services', NS) as Obj[]);
+  const services = (): Obj[] => api.list('v1', 'services', NS) as Obj[];
   const allocations = (): Obj[] => ((api.get(V, 'addresspools', '', POOL) as Obj).status?.allocations ?? []) as Obj[];
   const ingress = (s: Obj): string | undefined => s.status?.loadBalancer?.ingress?.[0]?.ip;
   const start = (env: Record<string, string> = {}): Agent =>
@@ -53,7 +53,9 @@ describe('the Service provider at scale and across crashes, on a real node', () 
     expect(new Set(vips).size, 'two LoadBalancers with one VIP').toBe(vips.length);
     for (const l of api.list(V, 'loadbalancers', NS) as Obj[]) {
       const uid = l.metadata.ownerReferences[0].uid;
-      expect(allocs.find((a) => a.serviceUid === uid)?.address, `LoadBalancer ${l.metadata.name} serves an address not recorded for it`).toBe(l.spec.vip.address);
+      expect(allocs.find((a) => a.serviceUid === uid)?.address, `LoadBalancer ${l.metadata.name} serves an address not recorded for it`).toBe(
+        l.spec.vip.address,
+      );
     }
   }
 
@@ -80,7 +82,10 @@ describe('the Service provider at scale and across crashes, on a real node', () 
     agent = start();
     await waitFor(async () => agent!.logs.some((l) => l.includes('provider: started')), { timeoutMs: 20_000, message: 'provider never started' });
     for (let i = 0; i < N; i++) api.create(service(`s${i}`, { namespace: NS, ports: [{ port: 80, targetPort: 8080 }] }));
-    await waitFor(async () => (api.list(V, 'loadbalancers', NS) as Obj[]).length >= N / 3, { timeoutMs: 60_000, message: 'provider too slow to start the bulk' });
+    await waitFor(async () => (api.list(V, 'loadbalancers', NS) as Obj[]).length >= N / 3, {
+      timeoutMs: 60_000,
+      message: 'provider too slow to start the bulk',
+    });
     await agent.kill();
     const midway = (api.list(V, 'loadbalancers', NS) as Obj[]).length;
     const served = services().filter((s) => ingress(s) !== undefined).length;
@@ -101,10 +106,12 @@ describe('the Service provider at scale and across crashes, on a real node', () 
     const failed: string[] = [];
     for (let i = 0; i < ips.length; i += 10) {
       const batch = ips.slice(i, i + 10);
-      const answers = await Promise.all(batch.map(async (ip) => {
-        for (let attempt = 0; attempt < 3; attempt++) if ((await httpGet(client, `http://${ip}/`, { timeoutMs: 2000 })).status === 200) return true;
-        return false;
-      }));
+      const answers = await Promise.all(
+        batch.map(async (ip) => {
+          for (let attempt = 0; attempt < 3; attempt++) if ((await httpGet(client, `http://${ip}/`, { timeoutMs: 2000 })).status === 200) return true;
+          return false;
+        }),
+      );
       batch.forEach((ip, j) => !answers[j] && failed.push(ip));
     }
     expect(failed).toEqual([]);
@@ -132,7 +139,10 @@ describe('the Service provider at scale and across crashes, on a real node', () 
       expect(exit, 'the agent did not crash where asked').toBe(null);
       checkLedger();
       agent = start();
-      const s = await waitFor(async () => services().find((x) => x.metadata.name === name && ingress(x) !== undefined), { timeoutMs: 30_000, message: `${name} never served` });
+      const s = await waitFor(async () => services().find((x) => x.metadata.name === name && ingress(x) !== undefined), {
+        timeoutMs: 30_000,
+        message: `${name} never served`,
+      });
       expect((await httpGet(client, `http://${ingress(s)!}/`, { timeoutMs: 2000 })).status).toBe(200);
       checkLedger();
       expect(allocations().filter((a) => a.serviceUid === s.metadata.uid)).toHaveLength(1);

@@ -10,7 +10,20 @@ import { queryRuntime } from '../../src/drivers/haproxy/runtime-api.js';
 import { FakeApiServer, loadCrdFiles, type JsonObject } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, service } from '../support/k8s-objects.js';
 import { Agent, cli } from './agent.js';
-import { REPO_ROOT, createBridge, createHost, deleteBridge, deleteHost, httpGet, httpGetMany, listNetns, ovsPorts, uniqueRun, waitFor, type Host } from './harness.js';
+import {
+  REPO_ROOT,
+  createBridge,
+  createHost,
+  deleteBridge,
+  deleteHost,
+  httpGet,
+  httpGetMany,
+  listNetns,
+  ovsPorts,
+  uniqueRun,
+  waitFor,
+  type Host,
+} from './harness.js';
 import { createSimNode, deleteSimNode, nodeObject, setNodeReady, type SimNode } from './k8s-nodes.js';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -35,7 +48,8 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
     const m = /^Pid: (\d+)$/m.exec(await queryRuntime(socket(name), 'show info', 1_000).catch(() => ''));
     return m === null ? undefined : Number(m[1]);
   };
-  const answers = async (ip: string, n: number, from = client): Promise<Set<string>> => new Set(await httpGetMany(from, `http://${ip}/`, n, { timeoutMs: 2000 }));
+  const answers = async (ip: string, n: number, from = client): Promise<Set<string>> =>
+    new Set(await httpGetMany(from, `http://${ip}/`, n, { timeoutMs: 2000 }));
 
   beforeAll(async () => {
     await createBridge(BRIDGE);
@@ -73,7 +87,11 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
     api.create(service('web', { namespace: NS, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }));
     const ip = await waitFor(async () => ingress('web'), { timeoutMs: 15_000, intervalMs: 20, message: 'no ingress IP' });
     const tIngress = Date.now() - t0;
-    await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, { timeoutMs: 10_000, intervalMs: 20, message: 'no traffic' });
+    await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      message: 'no traffic',
+    });
     console.log(`service applied → ingress ${tIngress} ms, → first 200 ${Date.now() - t0} ms`); // eslint-disable-line no-console
     expect(ip.startsWith(`${run.subnet}.2`)).toBe(true);
     expect(svc('web')!.status.loadBalancer.ingress).toEqual([{ ip, ipMode: 'VIP' }]);
@@ -101,13 +119,22 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
     api.create(service('local', { namespace: NS, externalTrafficPolicy: 'Local', ports: [{ port: 80, targetPort: 8080 }] }));
     api.create(endpointSlice('local', [{ address: '10.244.2.5', nodeName: 'n2' }], { namespace: NS }));
     const ip = await waitFor(async () => ingress('local'), { timeoutMs: 15_000, message: 'no ingress for local' });
-    await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, { timeoutMs: 10_000, message: 'local never served' });
+    await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, {
+      timeoutMs: 10_000,
+      message: 'local never served',
+    });
     expect(await answers(ip, 6)).toEqual(new Set(['node n2']));
     const hm = api.get(V, 'healthmonitors', NS, 'local-tcp-80') as Obj;
     expect(hm.spec).toMatchObject({ type: 'HTTP', urlPath: '/healthz' });
     const worker = await workerPid('local');
     const slice = api.get('discovery.k8s.io/v1', 'endpointslices', NS, 'local-abcde') as JsonObject;
-    api.update({ ...slice, endpoints: [{ addresses: ['10.244.2.5'], conditions: { ready: true }, nodeName: 'n2' }, { addresses: ['10.244.1.8'], conditions: { ready: true }, nodeName: 'n1' }] });
+    api.update({
+      ...slice,
+      endpoints: [
+        { addresses: ['10.244.2.5'], conditions: { ready: true }, nodeName: 'n2' },
+        { addresses: ['10.244.1.8'], conditions: { ready: true }, nodeName: 'n1' },
+      ],
+    });
     await waitFor(async () => (await answers(ip, 8)).has('node n1'), { timeoutMs: 10_000, message: 'n1 never got traffic' });
     expect(await answers(ip, 8)).toEqual(new Set(['node n1', 'node n2']));
     expect(await workerPid('local')).toBe(worker);
@@ -116,7 +143,10 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
   it('3. loadBalancerSourceRanges: a client inside the ranges gets through, one outside is refused', async () => {
     api.create(service('ranged', { namespace: NS, loadBalancerSourceRanges: [`${client.address}/32`], ports: [{ port: 80, targetPort: 8080 }] }));
     const ip = await waitFor(async () => ingress('ranged'), { timeoutMs: 15_000, message: 'no ingress for ranged' });
-    await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, { timeoutMs: 10_000, message: 'the client inside the range was never served' });
+    await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, {
+      timeoutMs: 10_000,
+      message: 'the client inside the range was never served',
+    });
     const refused = await httpGet(outsider, `http://${ip}/`, { timeoutMs: 1500 });
     expect(refused.status).toBe(0);
     expect((api.get(V, 'listeners', NS, 'ranged-tcp-80') as Obj).spec.allowedCidrs).toEqual([`${client.address}/32`]);
@@ -128,7 +158,10 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
     const ip = await waitFor(async () => ingress('first'), { timeoutMs: 15_000, message: 'no ingress for first' });
     expect(ip).toBe(`${run.subnet}.230`);
     api.create(service('second', { namespace: NS, annotations: { 'nslb.dev/address-pool': pool }, ports: [{ port: 80, targetPort: 8080 }] }));
-    await waitFor(async () => events('second').some((e) => e.reason === 'PoolExhausted' && e.type === 'Warning'), { timeoutMs: 10_000, message: 'no PoolExhausted Event' });
+    await waitFor(async () => events('second').some((e) => e.reason === 'PoolExhausted' && e.type === 'Warning'), {
+      timeoutMs: 10_000,
+      message: 'no PoolExhausted Event',
+    });
     expect(condition('second', 'nslb.dev/AddressAssigned')).toMatchObject({ status: 'False', reason: 'PoolExhausted' });
     expect(svc('second')!.status.loadBalancer?.ingress).toBeUndefined();
     expect((await answers(ip, 3)).size).toBeGreaterThan(0);
@@ -148,12 +181,23 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
   });
 
   it('a UDP port is refused with an Event and a condition; the TCP port of the same Service is served', async () => {
-    api.create(service('dns', { namespace: NS, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'http', port: 80, targetPort: 8080 }] }));
+    api.create(
+      service('dns', {
+        namespace: NS,
+        ports: [
+          { name: 'dns', port: 53, protocol: 'UDP' },
+          { name: 'http', port: 80, targetPort: 8080 },
+        ],
+      }),
+    );
     const ip = await waitFor(async () => ingress('dns'), { timeoutMs: 15_000, message: 'no ingress for dns' });
     expect((await httpGet(client, `http://${ip}/`)).status).toBe(200);
     expect(condition('dns', 'nslb.dev/PortsServed')).toMatchObject({ status: 'False', reason: 'UnsupportedProtocol' });
     expect(events('dns').some((e) => e.reason === 'PortNotServed' && /UDP port dns \(53\)/.test(e.message))).toBe(true);
-    expect(svc('dns')!.status.loadBalancer.ingress[0].ports).toEqual([{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP', error: 'nslb.dev/UnsupportedProtocol' }]);
+    expect(svc('dns')!.status.loadBalancer.ingress[0].ports).toEqual([
+      { port: 80, protocol: 'TCP' },
+      { port: 53, protocol: 'UDP', error: 'nslb.dev/UnsupportedProtocol' },
+    ]);
   });
 
   it('6. a Service of another class, and one without a class (flag off), are never touched', async () => {
@@ -199,7 +243,10 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
       });
       expect(Date.now() - killedAt).toBeGreaterThanOrEqual(2500);
       expect((api.get('coordination.k8s.io/v1', 'leases', 'nslb-system', 'nslb-provider') as Obj).spec.holderIdentity).toBe('other-node');
-      await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, { timeoutMs: 10_000, message: 'standby never served' });
+      await waitFor(async () => (await httpGet(client, `http://${ip}/`, { timeoutMs: 1000 })).status === 200, {
+        timeoutMs: 10_000,
+        message: 'standby never served',
+      });
       // The Services of the first namespace keep serving: their load balancers outlive the dead agent.
       expect((await httpGet(client, `http://${ingress('web')!}/`)).status).toBe(200);
     } finally {

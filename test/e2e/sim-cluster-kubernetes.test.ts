@@ -62,10 +62,13 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
       // The same URL, from inside the node, where 127.0.0.1 is the node's own loopback.
       const list = JSON.parse(await inNode(node, 'curl', '-fsS', '-m', '2', `${api.url}/apis/${V}/loadbalancers`)) as Obj;
       expect(list.kind).toBe('LoadBalancerList');
-      await waitFor(async () => (await runCommand(['curl', '-fsS', '-m', '2', `http://${status[node]!.listen}/readyz`], { allowFailure: true })).exitCode === 0, {
-        timeoutMs: 20_000,
-        message: `${node}'s agent ready (its initial list through the relay)`,
-      });
+      await waitFor(
+        async () => (await runCommand(['curl', '-fsS', '-m', '2', `http://${status[node]!.listen}/readyz`], { allowFailure: true })).exitCode === 0,
+        {
+          timeoutMs: 20_000,
+          message: `${node}'s agent ready (its initial list through the relay)`,
+        },
+      );
     }
     // Run as the DaemonSet runs it.
     const argv = await inNode('node1', 'ps', '-o', 'args=', '-C', 'node');
@@ -81,7 +84,7 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
     expect(lease('node2')?.spec.holderIdentity).toBe('node2');
     const renewed = await waitFor(() => lease('node1')?.spec.renewTime !== first.spec.renewTime && lease('node1'), {
       timeoutMs: 15_000,
-      message: 'a renewal of node1\'s Lease',
+      message: "a renewal of node1's Lease",
     });
     expect(Date.parse(renewed.spec.renewTime)).toBeGreaterThan(Date.parse(first.spec.renewTime));
 

@@ -78,7 +78,10 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
   beforeAll(async () => {
     await ensureNode();
     await assertNoRig();
-    rootNetnsBefore = (await runCommand(['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+    rootNetnsBefore = (await runCommand(['ip', 'netns', 'list'])).stdout
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean);
     watchDir = await mkdtemp(join(tmpdir(), 'nslb-sim-'));
     // Someone else's namespace, made before the nodes (whose mount namespaces start as copies of this one's).
     await runCommand(['ip', 'netns', 'add', CANARY]);
@@ -87,7 +90,10 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     await sim('up', '2', '--watch', watchDir, '--', '--resync', '2');
     member = await providerHost(run, 'm1', 11);
     client = await providerHost(run, 'c', 100);
-    for (const [host, octet] of [[member, 11], [client, 100]] as const) {
+    for (const [host, octet] of [
+      [member, 11],
+      [client, 100],
+    ] as const) {
       await runCommand(['ip', '-n', host.netns, 'addr', 'add', `${V6(octet)}/64`, 'dev', 'eth0', 'nodad']);
     }
     server = await startHttpServer(member, { port: 8080, name: 'm1', bindAddress: '::' });
@@ -187,7 +193,8 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
   });
 
   it('an IPv6 VIP serves the same way', async () => {
-    const yaml6 = LB_YAML.replaceAll(LB, LB6).replace(`address: ${VIP}, prefixLength: 24`, `address: ${V6(10)}, prefixLength: 64`)
+    const yaml6 = LB_YAML.replaceAll(LB, LB6)
+      .replace(`address: ${VIP}, prefixLength: 24`, `address: ${V6(10)}, prefixLength: 64`)
       .replace(`address: ${run.ip(11)}`, `address: ${V6(11)}`);
     await writeFile(join(watchDir, 'lb6.yaml'), yaml6);
     await waitFor(async () => (await httpGet(client, `http://[${V6(10)}]/`, { timeoutMs: 1_500 })).body.trim() === 'm1', {
@@ -232,7 +239,7 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     expect(p2.filter(alive)).toEqual(p2);
   }, 90_000);
 
-  it('kill --power drops the node\'s kernel state; start rebuilds it from the state dir', async () => {
+  it("kill --power drops the node's kernel state; start rebuilds it from the state dir", async () => {
     await sim('kill', 'node1', '--power');
     expect((await simStatus()).node1!.state).toBe('off');
     const onOff = await runCommand([SIM, 'exec', 'node1', '--', 'true'], { allowFailure: true });
@@ -263,7 +270,10 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
     expect(existsSync(SIM_DIR)).toBe(false);
     const netns = (await runCommand(['lsns', '-t', 'net', '-n', '-o', 'NS'])).stdout.split('\n').map((s) => s.trim());
     expect(netns).not.toContain(nodeNet);
-    const rootNetns = (await runCommand(['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+    const rootNetns = (await runCommand(['ip', 'netns', 'list'])).stdout
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean);
     expect(rootNetns.filter((n) => !rootNetnsBefore.includes(n) && n !== member.netns && n !== client.netns)).toEqual([]);
     // Idempotent.
     await sim('down');

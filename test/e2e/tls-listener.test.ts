@@ -172,8 +172,22 @@ describe('TLS listeners: client certificates, SNI, ALPN, HSTS, versions and ciph
 
     const version = async (port: number) => {
       const { stdout } = await runCommand([
-        'ip', 'netns', 'exec', client.netns, 'curl', '-s', '--http2', '-o', '/dev/null', '-w', '%{http_version}',
-        '--cacert', caA.certFile, '--resolve', `${WWW}:${port}:${vip}`, `https://${WWW}:${port}/`,
+        'ip',
+        'netns',
+        'exec',
+        client.netns,
+        'curl',
+        '-s',
+        '--http2',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_version}',
+        '--cacert',
+        caA.certFile,
+        '--resolve',
+        `${WWW}:${port}:${vip}`,
+        `https://${WWW}:${port}/`,
       ]);
       return stdout;
     };

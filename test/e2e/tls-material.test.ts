@@ -99,10 +99,10 @@ describe('TLS material: 0600 files, atomic rotation, refused bad material, remov
     const good = await ca.issue(`${WWW}-3`, { dnsNames: [WWW] });
     const stranger = await ca.issue('stranger.example.test');
     await install(good, stranger);
-    await waitFor(
-      async () => /does not belong to the certificate/.test((await listenerStatus())?.conditions.find((c) => c.type === 'Ready')?.message ?? ''),
-      { timeoutMs: 20_000, message: 'Listener ERROR for the mismatched key' },
-    );
+    await waitFor(async () => /does not belong to the certificate/.test((await listenerStatus())?.conditions.find((c) => c.type === 'Ready')?.message ?? ''), {
+      timeoutMs: 20_000,
+      message: 'Listener ERROR for the mismatched key',
+    });
     expect((await listenerStatus())?.provisioningStatus).toBe('ERROR');
     expect(await tlsHandshake(client, vip, 443, { servername: WWW, request: true })).toMatchObject({ ok: true, subject: serving, response: 'HTTP/1.1 200 OK' });
 
@@ -129,6 +129,13 @@ describe('TLS material: 0600 files, atomic rotation, refused bad material, remov
 
   it('8e. the material goes with the load balancer', async () => {
     await env.removeWatched('mat.yaml');
-    await waitFor(async () => (await stat(env.lbDir('mat')).then(() => false, () => true)), { timeoutMs: 20_000, message: 'state dir of mat removed' });
+    await waitFor(
+      async () =>
+        await stat(env.lbDir('mat')).then(
+          () => false,
+          () => true,
+        ),
+      { timeoutMs: 20_000, message: 'state dir of mat removed' },
+    );
   });
 });

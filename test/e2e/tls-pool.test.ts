@@ -59,7 +59,16 @@ describe('TLS to members: verified, revocable, with a client certificate, monito
       loadBalancer(lb, { vip: { address: vip } }),
       ...pair('right', 8001, { caFile: 'tls/member-ca.pem' }, [['m1', m1]]),
       ...pair('wrong', 8002, { caFile: 'tls/wrong-ca.pem' }, [['m1', m1]]),
-      ...pair('crl', 8003, { caFile: 'tls/member-ca.pem', crlFile: 'tls/member-crl.pem', versions: ['TLSv1.2', 'TLSv1.3'] }, [['m1', m1], ['m2', m2]], true),
+      ...pair(
+        'crl',
+        8003,
+        { caFile: 'tls/member-ca.pem', crlFile: 'tls/member-crl.pem', versions: ['TLSv1.2', 'TLSv1.3'] },
+        [
+          ['m1', m1],
+          ['m2', m2],
+        ],
+        true,
+      ),
       ...pair('cert', 8004, { caFile: 'tls/member-ca.pem', certificateFile: 'tls/lb-client.pem', keyFile: 'tls/lb-client.key' }, [['m3', m3]]),
       ...pair('nocert', 8005, { caFile: 'tls/member-ca.pem' }, [['m3', m3]]),
     ];

@@ -63,7 +63,12 @@ export async function tlsHandshake(from: Host, host: string, port: number, optio
 }
 
 /** `openssl s_client` with extra arguments (e.g. -tls1_1): whether the handshake completed, and the version. */
-export async function opensslConnect(from: Host, host: string, port: number, args: string[]): Promise<{ ok: boolean; protocol: string | null; output: string }> {
+export async function opensslConnect(
+  from: Host,
+  host: string,
+  port: number,
+  args: string[],
+): Promise<{ ok: boolean; protocol: string | null; output: string }> {
   const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   // stdin is /dev/null: s_client handshakes, reads EOF and exits.
   const child = spawn('ip', ['netns', 'exec', from.netns, 'timeout', '10', 'openssl', 's_client', '-connect', target, '-brief', ...args], {
@@ -138,7 +143,8 @@ export function startHttpsLoop(client: Host, opts: { host: string; port: number;
     async waitForSerial(serial, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       while (!serials.includes(serial.toUpperCase())) {
-        if (Date.now() > deadline) throw new Error(`certificate ${serial} not served within ${timeoutMs} ms; seen ${serials.join(', ')}; failures ${failures.slice(-3).join('; ')}`);
+        if (Date.now() > deadline)
+          throw new Error(`certificate ${serial} not served within ${timeoutMs} ms; seen ${serials.join(', ')}; failures ${failures.slice(-3).join('; ')}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     },

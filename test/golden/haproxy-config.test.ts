@@ -133,10 +133,7 @@ const cases: Record<string, DesiredLoadBalancer> = {
   }),
 
   'admin-down-children': loadBalancer({
-    listeners: [
-      listener('off', { adminStateUp: false, defaultPool: 'on' }),
-      listener('on', { port: 8080, defaultPool: 'off' }),
-    ],
+    listeners: [listener('off', { adminStateUp: false, defaultPool: 'on' }), listener('on', { port: 8080, defaultPool: 'off' })],
     pools: [
       pool('off', { adminStateUp: false, members: [member('m-1', '10.202.0.91', 80)], healthMonitor: monitor() }),
       pool('on', {
@@ -174,10 +171,7 @@ const cases: Record<string, DesiredLoadBalancer> = {
     listeners: [listener('http', { defaultPool: 'web' }), listener('tcp', { protocol: 'TCP', port: 22, defaultPool: 'ssh' })],
     pools: [
       pool('web', {
-        members: [
-          member('web-1', '2001:db8:200::11', 8080, { monitorAddress: '2001:db8:300::11', monitorPort: 8081 }),
-          member('web-2', '10.202.0.12', 8080),
-        ],
+        members: [member('web-1', '2001:db8:200::11', 8080, { monitorAddress: '2001:db8:300::11', monitorPort: 8081 }), member('web-2', '10.202.0.12', 8080)],
         healthMonitor: monitor(),
       }),
       pool('ssh', {
@@ -301,7 +295,16 @@ const cases: Record<string, DesiredLoadBalancer> = {
           forwardedFor: true,
           forwardedPort: false,
           forwardedProto: true,
-          sslClient: ['X-SSL-Client-Verify', 'X-SSL-Client-Has-Cert', 'X-SSL-Client-DN', 'X-SSL-Client-CN', 'X-SSL-Issuer', 'X-SSL-Client-SHA1', 'X-SSL-Client-Not-Before', 'X-SSL-Client-Not-After'],
+          sslClient: [
+            'X-SSL-Client-Verify',
+            'X-SSL-Client-Has-Cert',
+            'X-SSL-Client-DN',
+            'X-SSL-Client-CN',
+            'X-SSL-Issuer',
+            'X-SSL-Client-SHA1',
+            'X-SSL-Client-Not-Before',
+            'X-SSL-Client-Not-After',
+          ],
         },
         tls: {
           certificate: CERT_WWW,
@@ -309,7 +312,13 @@ const cases: Record<string, DesiredLoadBalancer> = {
           clientAuthentication: 'MANDATORY',
           clientCa: CLIENT_CA,
           clientCrl: CLIENT_CRL,
-          policy: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256', ciphersuites: 'TLS_AES_128_GCM_SHA256', alpn: ['h2', 'http/1.1', 'http/1.0'] },
+          policy: {
+            minVersion: 'TLSv1.2',
+            maxVersion: 'TLSv1.3',
+            ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256',
+            ciphersuites: 'TLS_AES_128_GCM_SHA256',
+            alpn: ['h2', 'http/1.1', 'http/1.0'],
+          },
           hsts: { maxAge: 31536000, includeSubdomains: true, preload: true },
         },
       }),
@@ -331,7 +340,12 @@ const cases: Record<string, DesiredLoadBalancer> = {
     pools: [
       pool('verified', {
         tlsToMembers: true,
-        memberTls: { ca: MEMBER_CA, crl: CLIENT_CRL, clientCertificate: LB_CLIENT, policy: { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', alpn: ['http/1.1'] } },
+        memberTls: {
+          ca: MEMBER_CA,
+          crl: CLIENT_CRL,
+          clientCertificate: LB_CLIENT,
+          policy: { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', alpn: ['http/1.1'] },
+        },
         members: [member('v-1', '10.202.4.1', 443), member('v-2', '10.202.4.2', 443)],
         healthMonitor: monitor({ type: 'HTTPS', urlPath: '/healthz' }),
       }),
@@ -403,11 +417,7 @@ const cases: Record<string, DesiredLoadBalancer> = {
       }),
       pool('by-http-cookie', {
         sessionPersistence: { type: 'HTTP_COOKIE' },
-        members: [
-          member('h-1', '10.202.4.11', 80),
-          member('h-2', '10.202.4.12', 80, { weight: 0 }),
-          member('h-3', '10.202.4.13', 80, { backup: true }),
-        ],
+        members: [member('h-1', '10.202.4.11', 80), member('h-2', '10.202.4.12', 80, { weight: 0 }), member('h-3', '10.202.4.13', 80, { backup: true })],
         healthMonitor: monitor(),
       }),
       pool('by-app-cookie', {
@@ -433,10 +443,7 @@ const cases: Record<string, DesiredLoadBalancer> = {
     pools: [
       pool('ping', {
         protocol: 'TCP',
-        members: [
-          member('p-1', '10.202.5.1', 7000, { monitorAddress: '10.203.5.1', monitorPort: 7777 }),
-          member('p-2', '2001:db8:200::5', 7000),
-        ],
+        members: [member('p-1', '10.202.5.1', 7000, { monitorAddress: '10.203.5.1', monitorPort: 7777 }), member('p-2', '2001:db8:200::5', 7000)],
         healthMonitor: monitor({ type: 'PING', delay: 2, timeout: 1, maxRetries: 1, maxRetriesDown: 1 }),
       }),
       pool('tcp', { protocol: 'TCP', members: [member('t-1', '10.202.5.11', 7001)], healthMonitor: monitor({ type: 'TCP' }) }),
@@ -486,10 +493,7 @@ const cases: Record<string, DesiredLoadBalancer> = {
       listener('tcp', { protocol: 'TCP', port: 22, defaultPool: 'ssh', allowedCidrs: ['203.0.113.0/24'] }),
       listener('open', { port: 8080, defaultPool: 'web' }),
     ],
-    pools: [
-      pool('web', { members: [member('web-1', '10.202.0.11', 80)] }),
-      pool('ssh', { protocol: 'TCP', members: [member('bastion', '10.202.0.30', 22)] }),
-    ],
+    pools: [pool('web', { members: [member('web-1', '10.202.0.11', 80)] }), pool('ssh', { protocol: 'TCP', members: [member('bastion', '10.202.0.30', 22)] })],
   }),
 
   // Every action, rule type, compare type and invert. `images` and `api` are reached only through
@@ -592,10 +596,7 @@ const cases: Record<string, DesiredLoadBalancer> = {
         ],
       }),
     ],
-    pools: [
-      pool('web', { members: [member('web-1', '10.202.0.11', 80)] }),
-      pool('api', { members: [member('api-1', '10.202.6.11', 8080)] }),
-    ],
+    pools: [pool('web', { members: [member('web-1', '10.202.0.11', 80)] }), pool('api', { members: [member('api-1', '10.202.6.11', 8080)] })],
   }),
 
   empty: loadBalancer(),
@@ -606,9 +607,7 @@ let checkPaths: HaproxyPaths;
 
 function certificatesOf(lb: DesiredLoadBalancer): DesiredCertificate[] {
   return [
-    ...lb.listeners.flatMap((l) =>
-      l.tls === undefined ? [] : [l.tls.certificate, ...l.tls.sniCertificates, l.tls.clientCa, l.tls.clientCrl],
-    ),
+    ...lb.listeners.flatMap((l) => (l.tls === undefined ? [] : [l.tls.certificate, ...l.tls.sniCertificates, l.tls.clientCa, l.tls.clientCrl])),
     ...lb.pools.flatMap((p) => [p.memberTls?.ca, p.memberTls?.crl, p.memberTls?.clientCertificate]),
   ].filter((c): c is DesiredCertificate => c !== undefined);
 }
@@ -708,8 +707,7 @@ describe('renderHaproxyConfig', () => {
   });
 
   it('refuses values that would change the meaning of a config line', () => {
-    const evil = (patch: Partial<ReturnType<typeof member>>) =>
-      loadBalancer({ pools: [pool('web', { members: [member('m', '10.0.0.1', 80, patch)] })] });
+    const evil = (patch: Partial<ReturnType<typeof member>>) => loadBalancer({ pools: [pool('web', { members: [member('m', '10.0.0.1', 80, patch)] })] });
     expect(() => renderHaproxyConfig(evil({ name: 'm\n    server x 1.2.3.4:80' }), paths)).toThrow(UnsafeConfigValueError);
     expect(() => renderHaproxyConfig(evil({ address: '10.0.0.1 backup' }), paths)).toThrow(UnsafeConfigValueError);
     expect(() => renderHaproxyConfig(evil({ port: Number.NaN }), paths)).toThrow(UnsafeConfigValueError);
@@ -735,9 +733,7 @@ describe('renderHaproxyConfig', () => {
 
   it('lists a certificate once when it is also among the SNI certificates', () => {
     const lb2 = loadBalancer({
-      listeners: [
-        listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, tls: { certificate: CERT_WWW, sniCertificates: [CERT_API, CERT_WWW] } }),
-      ],
+      listeners: [listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, tls: { certificate: CERT_WWW, sniCertificates: [CERT_API, CERT_WWW] } })],
     });
     expect(renderHaproxyConfig(lb2, paths)).toContain(
       '    bind 10.201.0.10:443 ssl crt /var/lib/nslb/lb/nslb-0123456789ab/certs/1f0e2d3c4b5a6978.pem crt /var/lib/nslb/lb/nslb-0123456789ab/certs/a1b2c3d4e5f60718.pem\n',
@@ -767,12 +763,9 @@ describe('renderHaproxyConfig', () => {
 });
 
 describe('assertSafeToken', () => {
-  it.each(['web-1', '10.0.0.1', '2001:db8::1', '/healthz?x=1&y=%20', '/var/lib/nslb/lb/nslb-0123456789ab/haproxy.sock'])(
-    'accepts %j',
-    (s) => {
-      expect(assertSafeToken(s)).toBe(s);
-    },
-  );
+  it.each(['web-1', '10.0.0.1', '2001:db8::1', '/healthz?x=1&y=%20', '/var/lib/nslb/lb/nslb-0123456789ab/haproxy.sock'])('accepts %j', (s) => {
+    expect(assertSafeToken(s)).toBe(s);
+  });
 
   it.each([
     ['empty', ''],

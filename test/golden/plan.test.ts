@@ -28,12 +28,20 @@ function desired(overrides: Partial<DesiredLoadBalancer> = {}): DesiredLoadBalan
 function withTls(): DesiredLoadBalancer {
   const cert = (n: string) => ({ fileName: `${n.repeat(16)}.pem`, pem: `-----BEGIN CERTIFICATE-----\n${n}\n` });
   return desired({
-    listeners: [{
-      name: 'https', protocol: 'TERMINATED_HTTPS', port: 443, connectionLimit: -1,
-      timeouts: { clientData: 50000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 }, adminStateUp: true,
-      insertHeaders: { forwardedFor: false, forwardedPort: false, forwardedProto: false }, allowedCidrs: [], l7Policies: [],
-      tls: { certificate: cert('a'), sniCertificates: [cert('b')] },
-    }],
+    listeners: [
+      {
+        name: 'https',
+        protocol: 'TERMINATED_HTTPS',
+        port: 443,
+        connectionLimit: -1,
+        timeouts: { clientData: 50000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 },
+        adminStateUp: true,
+        insertHeaders: { forwardedFor: false, forwardedPort: false, forwardedProto: false },
+        allowedCidrs: [],
+        l7Policies: [],
+        tls: { certificate: cert('a'), sniCertificates: [cert('b')] },
+      },
+    ],
   });
 }
 
@@ -71,21 +79,75 @@ const cases: [string, (n: FakeNode) => void, DesiredLoadBalancer | undefined, st
   ['haproxy-killed', (n) => n.haproxy.clear(), desired()],
   ['netns-deleted-by-hand', (n) => n.deleteNetnsByHand(netns), desired()],
   ['ovs-port-deleted-by-hand', (n) => n.apply({ kind: 'ovs.deletePort', iface }), desired()],
-  ['link-down-and-address-removed', (n) => { const l = n.links.get(iface)!; l.up = false; l.addresses = ['10.9.9.9/24']; }, desired()],
+  [
+    'link-down-and-address-removed',
+    (n) => {
+      const l = n.links.get(iface)!;
+      l.up = false;
+      l.addresses = ['10.9.9.9/24'];
+    },
+    desired(),
+  ],
   ['vip-moved', () => {}, desired({ vip: { address: '10.201.0.11', family: 4, prefixLength: 24, gateway: '10.201.0.1', mac: 'fa:16:3e:01:02:03' } })],
   ['vlan-set', () => {}, desired({ vip: { address: '10.201.0.10', family: 4, prefixLength: 24, gateway: '10.201.0.1', mac: 'fa:16:3e:01:02:03', vlan: 42 } })],
   ['bridge-changed', () => {}, desired({ bridge: 'br-ex' })],
   ['deleted', () => {}, undefined],
   ['with-certificates', () => {}, withTls()],
-  ['certificate-file-deleted', (n) => { converge(n, withTls()); n.certFiles.get(netns)?.delete('bbbbbbbbbbbbbbbb.pem'); }, withTls()],
-  ['state-dir-deleted-by-hand', (n) => { n.stateDirs.delete(netns); n.configs.delete(netns); n.certFiles.delete(netns); }, desired()],
+  [
+    'certificate-file-deleted',
+    (n) => {
+      converge(n, withTls());
+      n.certFiles.get(netns)?.delete('bbbbbbbbbbbbbbbb.pem');
+    },
+    withTls(),
+  ],
+  [
+    'state-dir-deleted-by-hand',
+    (n) => {
+      n.stateDirs.delete(netns);
+      n.configs.delete(netns);
+      n.certFiles.delete(netns);
+    },
+    desired(),
+  ],
   ['ovs-vswitchd-restarted', (n) => n.restartVswitchdByHand(), desired()],
-  ['crash-between-config-write-and-reload', (n) => n.apply({ kind: 'haproxy.writeConfig', netns, config: 'cfg v2\n', certificates: [], reason: 'changed' }), desired(), 'cfg v2\n'],
+  [
+    'crash-between-config-write-and-reload',
+    (n) => n.apply({ kind: 'haproxy.writeConfig', netns, config: 'cfg v2\n', certificates: [], reason: 'changed' }),
+    desired(),
+    'cfg v2\n',
+  ],
   ['additional-vip-added', () => {}, dualStack()],
   ['additional-vip-removed', (n) => converge(n, dualStack()), desired()],
-  ['additional-vip-address-removed-by-hand', (n) => { converge(n, dualStack()); const l = n.links.get(iface)!; l.addresses = l.addresses.filter((a) => !a.includes(':')); }, dualStack()],
-  ['additional-vip-default-route-drift', (n) => { converge(n, dualStack()); n.gateways.set(netns, { 4: '10.201.0.1', 6: '2001:db8:201::99' }); }, dualStack()],
-  ['crash-after-add-port', (n) => { n.haproxy.clear(); n.configs.clear(); n.stateDirs.clear(); n.deleteNetnsByHand(netns); n.where.set(iface, 'host'); n.netnsEpoch.set(netns, 9); }, desired()],
+  [
+    'additional-vip-address-removed-by-hand',
+    (n) => {
+      converge(n, dualStack());
+      const l = n.links.get(iface)!;
+      l.addresses = l.addresses.filter((a) => !a.includes(':'));
+    },
+    dualStack(),
+  ],
+  [
+    'additional-vip-default-route-drift',
+    (n) => {
+      converge(n, dualStack());
+      n.gateways.set(netns, { 4: '10.201.0.1', 6: '2001:db8:201::99' });
+    },
+    dualStack(),
+  ],
+  [
+    'crash-after-add-port',
+    (n) => {
+      n.haproxy.clear();
+      n.configs.clear();
+      n.stateDirs.clear();
+      n.deleteNetnsByHand(netns);
+      n.where.set(iface, 'host');
+      n.netnsEpoch.set(netns, 9);
+    },
+    desired(),
+  ],
 ];
 
 describe('golden plans', () => {

@@ -30,7 +30,11 @@ function slice(addressType: string, endpoints: { address: string; ready?: boolea
   return {
     metadata: { name: `s-${addressType}`, namespace: 'shop', labels: { 'kubernetes.io/service-name': 'x' } },
     addressType,
-    endpoints: endpoints.map((e) => ({ addresses: [e.address], conditions: { ...(e.ready === undefined ? {} : { ready: e.ready }) }, ...(e.nodeName === undefined ? {} : { nodeName: e.nodeName }) })),
+    endpoints: endpoints.map((e) => ({
+      addresses: [e.address],
+      conditions: { ...(e.ready === undefined ? {} : { ready: e.ready }) },
+      ...(e.nodeName === undefined ? {} : { nodeName: e.nodeName }),
+    })),
     ports: [{ name: portName, port, protocol: 'TCP' }],
   };
 }
@@ -53,8 +57,19 @@ function input(service: Service, extra: Partial<TranslateInput> = {}): Translate
 const cases: Record<string, TranslateInput> = {
   'tcp-nodes': input(svc('web', { ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] })),
   'external-traffic-local': input(
-    svc('web', { externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [{ port: 80, nodePort: 30080 }] }, { 'nslb.dev/health-monitor-delay': '2', 'nslb.dev/health-monitor-timeout': '1' }),
-    { slices: [slice('IPv4', [{ address: '10.244.0.5', nodeName: 'node-b' }, { address: '10.244.0.6', nodeName: 'node-a', ready: false }])] },
+    svc(
+      'web',
+      { externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [{ port: 80, nodePort: 30080 }] },
+      { 'nslb.dev/health-monitor-delay': '2', 'nslb.dev/health-monitor-timeout': '1' },
+    ),
+    {
+      slices: [
+        slice('IPv4', [
+          { address: '10.244.0.5', nodeName: 'node-b' },
+          { address: '10.244.0.6', nodeName: 'node-a', ready: false },
+        ]),
+      ],
+    },
   ),
   'endpoints-without-node-ports': input(svc('api', { allocateLoadBalancerNodePorts: false, ports: [{ name: 'grpc', port: 443, targetPort: 9443 }] }), {
     slices: [
@@ -63,40 +78,68 @@ const cases: Record<string, TranslateInput> = {
     ],
   }),
   'udp-refused-and-options': input(
-    svc('dns', {
-      sessionAffinity: 'ClientIP',
-      ports: [
-        { name: 'dns-udp', port: 53, protocol: 'UDP', nodePort: 30053 },
-        { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30054 },
-        { name: 'sctp', port: 9999, protocol: 'SCTP', nodePort: 30055 },
-      ],
-    }, {
-      'service.beta.kubernetes.io/load-balancer-source-ranges': '198.51.100.0/24, 203.0.113.7/32',
-      'nslb.dev/lb-method': 'least_connections',
-      'nslb.dev/timeout-client-data': '300000',
-      'nslb.dev/timeout-member-data': '300000',
-      'nslb.dev/connection-limit': '5000',
-      'nslb.dev/health-monitor': 'false',
-    }),
+    svc(
+      'dns',
+      {
+        sessionAffinity: 'ClientIP',
+        ports: [
+          { name: 'dns-udp', port: 53, protocol: 'UDP', nodePort: 30053 },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30054 },
+          { name: 'sctp', port: 9999, protocol: 'SCTP', nodePort: 30055 },
+        ],
+      },
+      {
+        'service.beta.kubernetes.io/load-balancer-source-ranges': '198.51.100.0/24, 203.0.113.7/32',
+        'nslb.dev/lb-method': 'least_connections',
+        'nslb.dev/timeout-client-data': '300000',
+        'nslb.dev/timeout-member-data': '300000',
+        'nslb.dev/connection-limit': '5000',
+        'nslb.dev/health-monitor': 'false',
+      },
+    ),
   ),
-  'http-with-proxy-protocol': input(svc('web', { loadBalancerSourceRanges: ['10.0.0.0/8'], ports: [{ name: 'http', port: 80, nodePort: 30080 }] }, {
-    'nslb.dev/x-forwarded-for': 'true',
-    'nslb.dev/proxy-protocol': 'v2',
-  })),
-  'terminated-https': input(svc('shop', { ports: [{ name: 'http', port: 80, nodePort: 30080 }, { name: 'https', port: 443, nodePort: 30443 }] }, {
-    'nslb.dev/tls-secret': 'shop-tls',
-    'nslb.dev/x-forwarded-for': 'true',
-  })),
-  'dual-stack': input(svc('web', { ipFamilies: ['IPv6', 'IPv4'], ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80, nodePort: 30080 }] }), { vips: [v6, v4] }),
+  'http-with-proxy-protocol': input(
+    svc(
+      'web',
+      { loadBalancerSourceRanges: ['10.0.0.0/8'], ports: [{ name: 'http', port: 80, nodePort: 30080 }] },
+      {
+        'nslb.dev/x-forwarded-for': 'true',
+        'nslb.dev/proxy-protocol': 'v2',
+      },
+    ),
+  ),
+  'terminated-https': input(
+    svc(
+      'shop',
+      {
+        ports: [
+          { name: 'http', port: 80, nodePort: 30080 },
+          { name: 'https', port: 443, nodePort: 30443 },
+        ],
+      },
+      {
+        'nslb.dev/tls-secret': 'shop-tls',
+        'nslb.dev/x-forwarded-for': 'true',
+      },
+    ),
+  ),
+  'dual-stack': input(svc('web', { ipFamilies: ['IPv6', 'IPv4'], ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80, nodePort: 30080 }] }), {
+    vips: [v6, v4],
+  }),
   'active-standby-not-supported': input(svc('web', { ports: [{ port: 80, nodePort: 30080 }] }, { 'nslb.dev/topology': 'ACTIVE_STANDBY' })),
-  'long-names': input(svc('a-service-name-that-is-exactly-sixty-three-characters-long-0001', { ports: [{ name: 'https-long', port: 65535, nodePort: 32767 }] })),
+  'long-names': input(
+    svc('a-service-name-that-is-exactly-sixty-three-characters-long-0001', { ports: [{ name: 'https-long', port: 65535, nodePort: 32767 }] }),
+  ),
 };
 
 describe('translateService golden files', () => {
   for (const [name, c] of Object.entries(cases)) {
     it(`${name} matches its golden file, and every object is valid for the engine`, async () => {
       const t = translateService(c);
-      const text = yaml.dump({ served: t.served, refused: t.refused, warnings: t.warnings, members: t.members, ipMode: t.ipMode, objects: t.objects }, { lineWidth: -1, noRefs: true });
+      const text = yaml.dump(
+        { served: t.served, refused: t.refused, warnings: t.warnings, members: t.members, ipMode: t.ipMode, objects: t.objects },
+        { lineWidth: -1, noRefs: true },
+      );
       await expect(text).toMatchFileSnapshot(`./provider/${name}.yaml`);
       const valid: AnyObject[] = [];
       for (const o of t.objects) {

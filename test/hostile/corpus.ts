@@ -206,7 +206,12 @@ export function yamlOf(docs: readonly unknown[]): string {
 // JSON pointers on plain data.
 
 function segments(pointer: string): string[] {
-  return pointer === '' ? [] : pointer.slice(1).split('/').map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
+  return pointer === ''
+    ? []
+    : pointer
+        .slice(1)
+        .split('/')
+        .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
 }
 
 export function getAt(doc: unknown, pointer: string): unknown {
@@ -262,9 +267,7 @@ export function fieldsOf(kind: Kind): Field[] {
   };
   visit(schemaFor(kind), '');
   // metadata is one schema for every kind: all of it on the LoadBalancer, name and namespace on every kind.
-  return out.filter(
-    (f) => !f.path.startsWith('/metadata/') || kind === 'LoadBalancer' || f.path === '/metadata/name' || f.path === '/metadata/namespace',
-  );
+  return out.filter((f) => !f.path.startsWith('/metadata/') || kind === 'LoadBalancer' || f.path === '/metadata/name' || f.path === '/metadata/namespace');
 }
 
 export const ALL_FIELDS: readonly Field[] = KINDS.flatMap(fieldsOf);
@@ -297,7 +300,10 @@ const SAMPLES: Record<string, string> = {
 function sampleOf(f: Field): string {
   const own = getAt(victim()[documentOf(f.kind) - 1], f.path);
   if (typeof own === 'string') return own;
-  const name = segments(f.path).filter((s) => !/^\d+$/.test(s)).at(-1) ?? '';
+  const name =
+    segments(f.path)
+      .filter((s) => !/^\d+$/.test(s))
+      .at(-1) ?? '';
   return SAMPLES[name] ?? f.schema.enum?.[0]?.toString() ?? 'ok';
 }
 
@@ -334,13 +340,7 @@ function accepts(path: string, variant: string): boolean {
 const fileFor = (json: boolean) => `${SUBDIR}/hostile.${json ? 'json' : 'yaml'}`;
 
 /** A case made from the victim with one change, written as YAML (or JSON). */
-function victimCase(
-  group: string,
-  id: string,
-  change: (docs: Doc[]) => void,
-  expect: Rejected | Accepted,
-  json = false,
-): HostileCase {
+function victimCase(group: string, id: string, change: (docs: Doc[]) => void, expect: Rejected | Accepted, json = false): HostileCase {
   const docs = victim();
   change(docs);
   const file = fileFor(json);
@@ -364,9 +364,7 @@ function stringFieldCases(): HostileCase[] {
       const value = make(sampleOf(f));
       // NUL and the 100 kB value also go through the JSON reader.
       const json = variant === 'nul' || variant === 'very-long';
-      const expect: Rejected | Accepted = accepts(f.path, variant)
-        ? { outcome: 'accepted', document, path: f.path, value }
-        : rejected(document, f.path);
+      const expect: Rejected | Accepted = accepts(f.path, variant) ? { outcome: 'accepted', document, path: f.path, value } : rejected(document, f.path);
       out.push(victimCase('string field', `${f.kind} ${f.path} ${variant}`, (d) => setAt(docOf(d, f.kind), f.path, value), expect, json));
     }
   }
@@ -402,7 +400,12 @@ const WRONG_TYPES: Readonly<Record<JsonSchema['type'], readonly unknown[]>> = {
 function wrongTypeCases(): HostileCase[] {
   return ALL_FIELDS.flatMap((f) =>
     (WRONG_TYPES[f.schema.type] ?? []).map((value) =>
-      victimCase('wrong type', `${f.kind} ${f.path} = ${JSON.stringify(value)}`, (d) => setAt(docOf(d, f.kind), f.path, value), rejected(documentOf(f.kind), f.path)),
+      victimCase(
+        'wrong type',
+        `${f.kind} ${f.path} = ${JSON.stringify(value)}`,
+        (d) => setAt(docOf(d, f.kind), f.path, value),
+        rejected(documentOf(f.kind), f.path),
+      ),
     ),
   );
 }
@@ -418,7 +421,9 @@ function outOfRangeCases(): HostileCase[] {
       values.push(2 ** 64);
     }
     for (const value of values) {
-      out.push(victimCase('out of range', `${f.kind} ${f.path} = ${value}`, (d) => setAt(docOf(d, f.kind), f.path, value), rejected(documentOf(f.kind), f.path)));
+      out.push(
+        victimCase('out of range', `${f.kind} ${f.path} = ${value}`, (d) => setAt(docOf(d, f.kind), f.path, value), rejected(documentOf(f.kind), f.path)),
+      );
     }
   }
   return out;
@@ -438,14 +443,26 @@ function unknownFieldCases(): HostileCase[] {
   );
   // A field name that would forge a line of its own in a message.
   out.push(
-    victimCase('unknown field', 'name with a newline and a bidi override', (d) => setAt(docOf(d, 'Pool'), '/spec/x\n\u202ey', 1), rejected(3, '/spec', /unknown field "x\\n\\u202ey"/)),
+    victimCase(
+      'unknown field',
+      'name with a newline and a bidi override',
+      (d) => setAt(docOf(d, 'Pool'), '/spec/x\n\u202ey', 1),
+      rejected(3, '/spec', /unknown field "x\\n\\u202ey"/),
+    ),
   );
   // Case matters: Kubernetes field names are exact.
-  out.push(victimCase('unknown field', 'Spec instead of spec', (d) => {
-    const lb = docOf(d, 'LoadBalancer');
-    lb['Spec'] = lb['spec'];
-    delete lb['spec'];
-  }, rejected(1, '', /unknown field "Spec"/)));
+  out.push(
+    victimCase(
+      'unknown field',
+      'Spec instead of spec',
+      (d) => {
+        const lb = docOf(d, 'LoadBalancer');
+        lb['Spec'] = lb['spec'];
+        delete lb['spec'];
+      },
+      rejected(1, '', /unknown field "Spec"/),
+    ),
+  );
   return out;
 }
 
@@ -463,16 +480,36 @@ function kindAndNameCases(): HostileCase[] {
     out.push(victimCase('unknown apiVersion', JSON.stringify(apiVersion), (d) => (lb(d)['apiVersion'] = apiVersion), rejected(1, '/apiVersion')));
   }
   out.push(victimCase('unknown apiVersion', 'apiVersion missing', (d) => delete lb(d)['apiVersion'], rejected(1, '/apiVersion', /is required/)));
-  for (const [what, doc] of [['a number', 42], ['a string', 'LoadBalancer'], ['a boolean', true], ['a list', [1, 2]], ['an empty object', {}]] as const) {
+  for (const [what, doc] of [
+    ['a number', 42],
+    ['a string', 'LoadBalancer'],
+    ['a boolean', true],
+    ['a list', [1, 2]],
+    ['an empty object', {}],
+  ] as const) {
     out.push(victimCase('not an object', what, (d) => (d[0] = doc as unknown as Doc), rejected(1, what === 'an empty object' ? '/kind' : '')));
   }
   for (const name of ['Victim', 'victim_1', '-victim', 'victim-', 'a'.repeat(64), 'victim.example', 'vіctim', '*', '..', 'victim/x']) {
-    out.push(victimCase('bad name', JSON.stringify(name.length > 20 ? `${name.slice(0, 8)}…(${name.length})` : name), (d) => (lb(d)['metadata'] = { name }), rejected(1, '/metadata/name')));
+    out.push(
+      victimCase(
+        'bad name',
+        JSON.stringify(name.length > 20 ? `${name.slice(0, 8)}…(${name.length})` : name),
+        (d) => (lb(d)['metadata'] = { name }),
+        rejected(1, '/metadata/name'),
+      ),
+    );
   }
   out.push(victimCase('bad name', 'name missing', (d) => (lb(d)['metadata'] = { namespace: 'default' }), rejected(1, '/metadata/name', /is required/)));
   out.push(victimCase('bad name', 'metadata missing', (d) => delete lb(d)['metadata'], rejected(1, '/metadata', /is required/)));
   for (const namespace of ['Default', 'kube system', 'a'.repeat(64), '']) {
-    out.push(victimCase('bad namespace', JSON.stringify(namespace.slice(0, 12)), (d) => setAt(lb(d), '/metadata/namespace', namespace), rejected(1, '/metadata/namespace')));
+    out.push(
+      victimCase(
+        'bad namespace',
+        JSON.stringify(namespace.slice(0, 12)),
+        (d) => setAt(lb(d), '/metadata/namespace', namespace),
+        rejected(1, '/metadata/namespace'),
+      ),
+    );
   }
   return out;
 }
@@ -496,8 +533,31 @@ const BAD_IPS = [
   '１０.0.0.1',
   '',
 ];
-const BAD_CIDRS = ['10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/', '/24', '10.0.0.0/024', '2001:db8::/129', '10.0.0.0/8/8', '10.0.0.0 /8', '10.0.0/8', 'any', '0.0.0.0/0 ', '10.0.0.0/8,10.1.0.0/16', '10.0.0.1'];
-const BAD_MACS = ['fa:16:3e:00:00', 'fa-16-3e-00-00-50', 'gg:16:3e:00:00:50', 'fa:16:3e:00:00:50:01', 'fa163e000050', 'FA:16:3E:00:00:5', ' fa:16:3e:00:00:50', 'fa:16:3e:00:00:50\n'];
+const BAD_CIDRS = [
+  '10.0.0.0/33',
+  '10.0.0.0/-1',
+  '10.0.0.0/',
+  '/24',
+  '10.0.0.0/024',
+  '2001:db8::/129',
+  '10.0.0.0/8/8',
+  '10.0.0.0 /8',
+  '10.0.0/8',
+  'any',
+  '0.0.0.0/0 ',
+  '10.0.0.0/8,10.1.0.0/16',
+  '10.0.0.1',
+];
+const BAD_MACS = [
+  'fa:16:3e:00:00',
+  'fa-16-3e-00-00-50',
+  'gg:16:3e:00:00:50',
+  'fa:16:3e:00:00:50:01',
+  'fa163e000050',
+  'FA:16:3E:00:00:5',
+  ' fa:16:3e:00:00:50',
+  'fa:16:3e:00:00:50\n',
+];
 
 function addressCases(): HostileCase[] {
   const out: HostileCase[] = [];
@@ -523,17 +583,31 @@ function addressCases(): HostileCase[] {
 // Valid objects that do not fit together: the rules of src/desired/build.ts, reported on the object at fault.
 
 type Change = (d: Doc[]) => void;
-const set = (kind: Kind, path: string, value: unknown): Change => (d) => setAt(docOf(d, kind), path, value);
-const del = (kind: Kind, path: string): Change => (d) => deleteAt(docOf(d, kind), path);
-const all = (...changes: Change[]): Change => (d) => changes.forEach((c) => c(d));
+const set =
+  (kind: Kind, path: string, value: unknown): Change =>
+  (d) =>
+    setAt(docOf(d, kind), path, value);
+const del =
+  (kind: Kind, path: string): Change =>
+  (d) =>
+    deleteAt(docOf(d, kind), path);
+const all =
+  (...changes: Change[]): Change =>
+  (d) =>
+    changes.forEach((c) => c(d));
 /** Appends a document (it becomes document 8, 9, …). */
-const add = (doc: Doc): Change => (d) => d.push(structuredClone(doc));
-const copyOf = (kind: Kind, name: string, changes: Record<string, unknown> = {}): Change => (d) => {
-  const doc = structuredClone(docOf(d, kind));
-  setAt(doc, '/metadata/name', name);
-  for (const [path, value] of Object.entries(changes)) setAt(doc, path, value);
-  d.push(doc);
-};
+const add =
+  (doc: Doc): Change =>
+  (d) =>
+    d.push(structuredClone(doc));
+const copyOf =
+  (kind: Kind, name: string, changes: Record<string, unknown> = {}): Change =>
+  (d) => {
+    const doc = structuredClone(docOf(d, kind));
+    setAt(doc, '/metadata/name', name);
+    for (const [path, value] of Object.entries(changes)) setAt(doc, path, value);
+    d.push(doc);
+  };
 const tcpListener = (name: string, changes: Record<string, unknown> = {}): Doc => {
   const doc: Doc = { apiVersion: API_VERSION, kind: 'Listener', metadata: { name }, spec: { loadBalancer: 'victim', protocol: 'TCP', port: 9000 } };
   for (const [path, value] of Object.entries(changes)) setAt(doc, path, value);
@@ -544,12 +618,23 @@ const CROSS_OBJECT: readonly [string, Change, number, string, RegExp?][] = [
   ['gateway of the other family', set('LoadBalancer', '/spec/vip/gateway', '2001:db8::1'), 1, '/spec/vip/gateway'],
   ['gateway outside the VIP prefix', set('LoadBalancer', '/spec/vip/gateway', '192.0.3.1'), 1, '/spec/vip/gateway'],
   ['prefix length 33 on IPv4', set('LoadBalancer', '/spec/vip/prefixLength', 33), 1, '/spec/vip/prefixLength'],
-  ['the VIP of good on the same segment', all(set('LoadBalancer', '/spec/vip/address', '192.0.2.10'), del('LoadBalancer', '/spec/vip/bridge'), del('LoadBalancer', '/spec/vip/vlan')), 1, '/spec/vip/address', /default\/good/],
+  [
+    'the VIP of good on the same segment',
+    all(set('LoadBalancer', '/spec/vip/address', '192.0.2.10'), del('LoadBalancer', '/spec/vip/bridge'), del('LoadBalancer', '/spec/vip/vlan')),
+    1,
+    '/spec/vip/address',
+    /default\/good/,
+  ],
   ['monitor timeout longer than its delay', all(set('HealthMonitor', '/spec/timeout', 10), set('HealthMonitor', '/spec/delay', 5)), 5, '/spec/timeout'],
   ['descending expected-codes range', set('HealthMonitor', '/spec/expectedCodes', '204-200'), 5, '/spec/expectedCodes'],
   ['two monitors on one pool', copyOf('HealthMonitor', 'victim-check-2'), 8, '/spec/pool'],
   ['one member twice', copyOf('Member', 'victim-app-2'), 8, '/spec/address'],
-  ['one member twice, spelled differently (IPv6)', all(set('Member', '/spec/address', '2001:db8::50'), copyOf('Member', 'victim-app-2', { '/spec/address': '2001:0db8:0:0::50' })), 8, '/spec/address'],
+  [
+    'one member twice, spelled differently (IPv6)',
+    all(set('Member', '/spec/address', '2001:db8::50'), copyOf('Member', 'victim-app-2', { '/spec/address': '2001:0db8:0:0::50' })),
+    8,
+    '/spec/address',
+  ],
   ['two listeners on one port', copyOf('Listener', 'victim-https-2'), 8, '/spec/port'],
   ['TERMINATED_HTTPS listener on a TCP pool', set('Pool', '/spec/protocol', 'TCP'), 2, '/spec/defaultPool'],
   ['HTTPS listener on an HTTP pool', all(set('Listener', '/spec/protocol', 'HTTPS'), del('Listener', '/spec/tls')), 2, '/spec/defaultPool'],
@@ -558,7 +643,12 @@ const CROSS_OBJECT: readonly [string, Change, number, string, RegExp?][] = [
   ['TERMINATED_HTTPS without tls', del('Listener', '/spec/tls'), 2, '/spec/tls/certificateFile'],
   ['APP_COOKIE without cookieName', del('Pool', '/spec/sessionPersistence/cookieName'), 3, '/spec/sessionPersistence/cookieName'],
   ['cookieName with HTTP_COOKIE', set('Pool', '/spec/sessionPersistence/type', 'HTTP_COOKIE'), 3, '/spec/sessionPersistence/cookieName'],
-  ['cookie persistence on a pool a TCP listener uses', add(tcpListener('victim-tcp', { '/spec/defaultPool': 'victim-app' })), 3, '/spec/sessionPersistence/type'],
+  [
+    'cookie persistence on a pool a TCP listener uses',
+    add(tcpListener('victim-tcp', { '/spec/defaultPool': 'victim-app' })),
+    3,
+    '/spec/sessionPersistence/type',
+  ],
   ['L7 policy on a TCP listener', all(add(tcpListener('victim-tcp')), set('L7Policy', '/spec/listener', 'victim-tcp')), 6, '/spec/listener'],
   ['REDIRECT_TO_URL without redirectUrl', del('L7Policy', '/spec/redirectUrl'), 6, '/spec/redirectUrl'],
   ['two redirect targets', set('L7Policy', '/spec/redirectPrefix', 'https://example.com'), 6, '/spec/redirectPrefix'],
@@ -570,7 +660,12 @@ const CROSS_OBJECT: readonly [string, Change, number, string, RegExp?][] = [
   ['REGEX with a backwards class range', set('L7Rule', '/spec/value', '^v[9-0]$'), 7, '/spec/value', /runs backwards/],
   ['REGEX with two quantifiers in a row', set('L7Rule', '/spec/value', '^v1**'), 7, '/spec/value', /two quantifiers/],
   ['REGEX starting with a quantifier', set('L7Rule', '/spec/value', '*.php'), 7, '/spec/value', /repeat/],
-  ['FILE_TYPE rule with STARTS_WITH', all(set('L7Rule', '/spec/type', 'FILE_TYPE'), set('L7Rule', '/spec/compareType', 'STARTS_WITH'), del('L7Rule', '/spec/key')), 7, '/spec/compareType'],
+  [
+    'FILE_TYPE rule with STARTS_WITH',
+    all(set('L7Rule', '/spec/type', 'FILE_TYPE'), set('L7Rule', '/spec/compareType', 'STARTS_WITH'), del('L7Rule', '/spec/key')),
+    7,
+    '/spec/compareType',
+  ],
   // TLS settings the schema lets through but that cannot work: an ERROR, not a silent no-op.
   ['listener tls.ciphers OpenSSL does not know', set('Listener', '/spec/tls/ciphers', 'NO-SUCH-CIPHER'), 2, '/spec/tls/ciphers', /names no TLS 1.2 cipher/],
   ['listener tls.versions with a gap', set('Listener', '/spec/tls/versions', ['TLSv1.1', 'TLSv1.3']), 2, '/spec/tls/versions', /contiguous range/],
@@ -579,8 +674,23 @@ const CROSS_OBJECT: readonly [string, Change, number, string, RegExp?][] = [
   ['listener tls.secretName in file mode', set('Listener', '/spec/tls/secretName', 'victim-tls'), 2, '/spec/tls/secretName'],
   ['listener tls.sniSecretNames in file mode', set('Listener', '/spec/tls/sniSecretNames', ['victim-sni']), 2, '/spec/tls/sniSecretNames'],
   ['pool tls.caFile without tls.enabled', set('Pool', '/spec/tls/caFile', 'certs/victim.crt'), 3, '/spec/tls/caFile'],
-  ['pool tls.certificateFile without its key', all(set('Pool', '/spec/tls/enabled', true), set('Pool', '/spec/tls/certificateFile', 'certs/victim.crt')), 3, '/spec/tls/keyFile'],
-  ['pool tls.keyFile of another certificate', all(set('Pool', '/spec/tls/enabled', true), set('Pool', '/spec/tls/certificateFile', 'certs/victim.crt'), set('Pool', '/spec/tls/keyFile', 'certs/sni.key')), 3, '/spec/tls/keyFile', /does not belong/],
+  [
+    'pool tls.certificateFile without its key',
+    all(set('Pool', '/spec/tls/enabled', true), set('Pool', '/spec/tls/certificateFile', 'certs/victim.crt')),
+    3,
+    '/spec/tls/keyFile',
+  ],
+  [
+    'pool tls.keyFile of another certificate',
+    all(
+      set('Pool', '/spec/tls/enabled', true),
+      set('Pool', '/spec/tls/certificateFile', 'certs/victim.crt'),
+      set('Pool', '/spec/tls/keyFile', 'certs/sni.key'),
+    ),
+    3,
+    '/spec/tls/keyFile',
+    /does not belong/,
+  ],
 ];
 
 const REFERENCES: readonly [string, Change, number, string][] = [
@@ -603,8 +713,28 @@ const REFERENCES: readonly [string, Change, number, string][] = [
   ['monitor pool names an L7Rule', set('HealthMonitor', '/spec/pool', 'victim-rule'), 5, '/spec/pool'],
   ['policy listener missing', set('L7Policy', '/spec/listener', 'nope'), 6, '/spec/listener'],
   ['policy listener names a Pool', set('L7Policy', '/spec/listener', 'victim-app'), 6, '/spec/listener'],
-  ['policy redirectPool names a Member', all(set('L7Policy', '/spec/action', 'REDIRECT_TO_POOL'), del('L7Policy', '/spec/redirectUrl'), del('L7Policy', '/spec/redirectHttpCode'), set('L7Policy', '/spec/redirectPool', 'victim-app-1')), 6, '/spec/redirectPool'],
-  ['policy redirectPool names the pool of good', all(set('L7Policy', '/spec/action', 'REDIRECT_TO_POOL'), del('L7Policy', '/spec/redirectUrl'), del('L7Policy', '/spec/redirectHttpCode'), set('L7Policy', '/spec/redirectPool', 'good-app')), 6, '/spec/redirectPool'],
+  [
+    'policy redirectPool names a Member',
+    all(
+      set('L7Policy', '/spec/action', 'REDIRECT_TO_POOL'),
+      del('L7Policy', '/spec/redirectUrl'),
+      del('L7Policy', '/spec/redirectHttpCode'),
+      set('L7Policy', '/spec/redirectPool', 'victim-app-1'),
+    ),
+    6,
+    '/spec/redirectPool',
+  ],
+  [
+    'policy redirectPool names the pool of good',
+    all(
+      set('L7Policy', '/spec/action', 'REDIRECT_TO_POOL'),
+      del('L7Policy', '/spec/redirectUrl'),
+      del('L7Policy', '/spec/redirectHttpCode'),
+      set('L7Policy', '/spec/redirectPool', 'good-app'),
+    ),
+    6,
+    '/spec/redirectPool',
+  ],
   ['rule l7Policy missing', set('L7Rule', '/spec/l7Policy', 'nope'), 7, '/spec/l7Policy'],
   ['rule l7Policy names an L7Rule', set('L7Rule', '/spec/l7Policy', 'victim-rule'), 7, '/spec/l7Policy'],
   ['rule l7Policy names a Listener', set('L7Rule', '/spec/l7Policy', 'victim-https'), 7, '/spec/l7Policy'],
@@ -616,7 +746,12 @@ const TLS_MATERIAL: readonly [string, Change, string, RegExp?][] = [
   ['certificate file holds no PEM', set('Listener', '/spec/tls/certificateFile', 'certs/garbage.crt'), '/spec/tls/certificateFile', /no PEM certificate/],
   ['key file holds a certificate', set('Listener', '/spec/tls/keyFile', 'certs/victim.crt'), '/spec/tls/keyFile', /no PEM private key/],
   ['encrypted key', set('Listener', '/spec/tls/keyFile', 'certs/encrypted.key'), '/spec/tls/keyFile', /encrypted/],
-  ['certificate file also holds a key', set('Listener', '/spec/tls/certificateFile', 'certs/both.pem'), '/spec/tls/certificateFile', /also holds a private key/],
+  [
+    'certificate file also holds a key',
+    set('Listener', '/spec/tls/certificateFile', 'certs/both.pem'),
+    '/spec/tls/certificateFile',
+    /also holds a private key/,
+  ],
   ['certificate file is a directory', set('Listener', '/spec/tls/certificateFile', 'certs'), '/spec/tls/certificateFile'],
   ['certificate file is a FIFO', set('Listener', '/spec/tls/certificateFile', FIFO_MATERIAL), '/spec/tls/certificateFile'],
   ['certificate file is /dev/zero', set('Listener', '/spec/tls/certificateFile', '/dev/zero'), '/spec/tls/certificateFile'],
@@ -646,7 +781,14 @@ function objectRuleCases(): HostileCase[] {
   for (const [id, change, path, message] of TLS_MATERIAL) out.push(victimCase('TLS material', id, change, rejected(2, path, message)));
   for (const kind of KINDS) {
     const { name } = docOf(victim(), kind)['metadata'] as { name: string };
-    out.push(victimCase('duplicate', `${kind} twice in one file`, copyOf(kind, name), rejected(8, '/metadata/name', /already defined in hostile\/hostile\.yaml document \d/)));
+    out.push(
+      victimCase(
+        'duplicate',
+        `${kind} twice in one file`,
+        copyOf(kind, name),
+        rejected(8, '/metadata/name', /already defined in hostile\/hostile\.yaml document \d/),
+      ),
+    );
   }
   for (const [kind, name, spec] of GOOD_OBJECTS) {
     const doc = { apiVersion: API_VERSION, kind, metadata: { name }, spec };
@@ -670,30 +812,69 @@ function sizeCases(): HostileCase[] {
   const filler = (bytes: number) => `# ${'x'.repeat(77)}\n`.repeat(Math.ceil(bytes / 80));
   const laughs = (levels: number) => {
     const lines = ['l0: &l0 "lol"'];
-    for (let i = 1; i <= levels; i++) lines.push(`l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(', ')}]`);
+    for (let i = 1; i <= levels; i++)
+      lines.push(
+        `l${i}: &l${i} [${Array(10)
+          .fill(`*l${i - 1}`)
+          .join(', ')}]`,
+      );
     return lines.join('\n');
   };
-  const raw = (id: string, content: string | Uint8Array, expect: Rejected, file = fileFor(false)): HostileCase => ({ id: `huge: ${id}`, group: 'huge', file, make: { content }, expect });
+  const raw = (id: string, content: string | Uint8Array, expect: Rejected, file = fileFor(false)): HostileCase => ({
+    id: `huge: ${id}`,
+    group: 'huge',
+    file,
+    make: { content },
+    expect,
+  });
   const keys = (n: number) => Array.from({ length: n }, (_, i) => `  k${i}: 1`).join('\n');
   return [
     raw('one byte over 4 MiB', (lbYaml + filler(limit)).slice(0, limit + 1), rejected(0, '', /too large/)),
     raw('20 MiB of comments', filler(20 * 1024 * 1024), rejected(0, '', /too large/)),
-    raw('a 5 MiB description', yamlOf([{ ...victim()[0]!, spec: { vip: { address: '192.0.2.50' }, description: 'x'.repeat(5 * 1024 * 1024) } }]), rejected(0, '', /too large/)),
-    raw('a 3.9 MiB description', yamlOf([{ ...victim()[0]!, spec: { vip: { address: '192.0.2.50' }, description: 'x'.repeat(limit - 200_000) } }]), rejected(1, '/spec/description', /at most 255/)),
+    raw(
+      'a 5 MiB description',
+      yamlOf([{ ...victim()[0]!, spec: { vip: { address: '192.0.2.50' }, description: 'x'.repeat(5 * 1024 * 1024) } }]),
+      rejected(0, '', /too large/),
+    ),
+    raw(
+      'a 3.9 MiB description',
+      yamlOf([{ ...victim()[0]!, spec: { vip: { address: '192.0.2.50' }, description: 'x'.repeat(limit - 200_000) } }]),
+      rejected(1, '/spec/description', /at most 255/),
+    ),
     raw('1001 documents', 'kind: Nope\n---\n'.repeat(1001), rejected(0, '', /too many documents/)),
     raw('200 000 empty documents', '---\n'.repeat(200_000), rejected(0, '', /too many documents/)),
     raw('999 broken documents', Array(999).fill('kind: Nope\n').join('---\n'), rejected(1, '/kind', /unknown kind "Nope"/)),
     raw('100 000 nested flow sequences', `${'['.repeat(100_000)}${']'.repeat(100_000)}\n`, rejected(1, '', /nesting|nested|stack/i)),
     // Deeper than PARSE_LIMITS.maxDepth (64), not as deep as js-yaml's own limit (100).
-    raw('80 nested block mappings under spec', `${lbYaml.replace(/spec:\n[\s\S]*$/, 'spec:\n')}${Array.from({ length: 80 }, (_, i) => `${'  '.repeat(i + 1)}a:`).join('\n')} 1\n`, rejected(1, '', /nested more than 64/)),
-    raw('200 nested block mappings under spec', `${lbYaml.replace(/spec:\n[\s\S]*$/, 'spec:\n')}${Array.from({ length: 200 }, (_, i) => `${'  '.repeat(i + 1)}a:`).join('\n')} 1\n`, rejected(1, '', /nesting exceeded/)),
+    raw(
+      '80 nested block mappings under spec',
+      `${lbYaml.replace(/spec:\n[\s\S]*$/, 'spec:\n')}${Array.from({ length: 80 }, (_, i) => `${'  '.repeat(i + 1)}a:`).join('\n')} 1\n`,
+      rejected(1, '', /nested more than 64/),
+    ),
+    raw(
+      '200 nested block mappings under spec',
+      `${lbYaml.replace(/spec:\n[\s\S]*$/, 'spec:\n')}${Array.from({ length: 200 }, (_, i) => `${'  '.repeat(i + 1)}a:`).join('\n')} 1\n`,
+      rejected(1, '', /nesting exceeded/),
+    ),
     raw('1 000 000 nested JSON arrays', `${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}`, rejected(1, '', /nested more than 64/), `${SUBDIR}/hostile.json`),
-    raw('300 000 unknown keys in spec', `${lbYaml.replace(/spec:\n[\s\S]*$/, 'spec:\n')}  vip: { address: 192.0.2.50 }\n${keys(300_000)}\n`, rejected(1, '/spec', /unknown field "k0"/)),
+    raw(
+      '300 000 unknown keys in spec',
+      `${lbYaml.replace(/spec:\n[\s\S]*$/, 'spec:\n')}  vip: { address: 192.0.2.50 }\n${keys(300_000)}\n`,
+      rejected(1, '/spec', /unknown field "k0"/),
+    ),
     raw('100 000 anchors', `${lbYaml}${Array.from({ length: 100_000 }, (_, i) => `x${i}: &a${i} ${i}`).join('\n')}\n`, rejected(1, '', /unknown field "x0"/)),
     raw('billion laughs, 9 levels', `${laughs(9)}\n`, rejected(1, '', /alias bomb/)),
     raw('billion laughs, 20 levels', `${laughs(20)}\n`, rejected(1, '', /alias bomb/)),
-    raw('billion laughs in the description of document 2', `${lbYaml}---\n${yamlOf([victim()[2]]).replace('description: app', `description:\n${laughs(9).replace(/^/gm, '    ')}`)}`, rejected(2, '', /alias bomb/)),
-    raw('a 1 MiB string aliased 100 times', `${lbYaml}  description: &big "${'x'.repeat(1024 * 1024)}"\nstatus: [${Array(100).fill('*big').join(', ')}]\n`.replace('  description: victim\n', ''), rejected(1, '', /alias bomb/)),
+    raw(
+      'billion laughs in the description of document 2',
+      `${lbYaml}---\n${yamlOf([victim()[2]]).replace('description: app', `description:\n${laughs(9).replace(/^/gm, '    ')}`)}`,
+      rejected(2, '', /alias bomb/),
+    ),
+    raw(
+      'a 1 MiB string aliased 100 times',
+      `${lbYaml}  description: &big "${'x'.repeat(1024 * 1024)}"\nstatus: [${Array(100).fill('*big').join(', ')}]\n`.replace('  description: victim\n', ''),
+      rejected(1, '', /alias bomb/),
+    ),
   ];
 }
 
@@ -701,7 +882,13 @@ function sizeCases(): HostileCase[] {
 // Files that are not plain files.
 
 function fileTypeCases(): HostileCase[] {
-  const c = (id: string, make: FileMaker, message: RegExp, file = fileFor(false)): HostileCase => ({ id: `file type: ${id}`, group: 'file type', file, make, expect: rejected(0, '', message) });
+  const c = (id: string, make: FileMaker, message: RegExp, file = fileFor(false)): HostileCase => ({
+    id: `file type: ${id}`,
+    group: 'file type',
+    file,
+    make,
+    expect: rejected(0, '', message),
+  });
   return [
     c('a FIFO named hostile.yaml', { fifo: true }, /not a regular file \(a FIFO\)/),
     c('a symlink to a FIFO in the watched directory', { symlink: `../${FIFO_MATERIAL}` }, /not a regular file \(a FIFO\)/),
@@ -717,7 +904,9 @@ function fileTypeCases(): HostileCase[] {
 function oddNameCases(): HostileCase[] {
   // A file name with a newline and a bidi override: the issue names it exactly, describeIssue on one line.
   const file = `${SUBDIR}/evil\u202e\nlmay.yaml`;
-  return [{ id: 'file name: newline and bidi override', group: 'file name', file, make: { content: 'kind: [\n' }, expect: rejected(1, '', /YAML syntax error/) }];
+  return [
+    { id: 'file name: newline and bidi override', group: 'file name', file, make: { content: 'kind: [\n' }, expect: rejected(1, '', /YAML syntax error/) },
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -65,8 +65,7 @@ const FAMILY_POLICIES = ['SingleStack', 'PreferDualStack', 'RequireDualStack'];
 const CONDITION_REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
 const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
-const needsNodePorts = (s: JsonObject): boolean =>
-  s.type === 'NodePort' || (s.type === 'LoadBalancer' && s.allocateLoadBalancerNodePorts !== false);
+const needsNodePorts = (s: JsonObject): boolean => s.type === 'NodePort' || (s.type === 'LoadBalancer' && s.allocateLoadBalancerNodePorts !== false);
 
 function usedNodePorts(others: readonly JsonObject[]): Set<string> {
   const used = new Set<string>();
@@ -94,7 +93,9 @@ function admitService(obj: JsonObject, old: JsonObject | undefined, others: read
   const before = old === undefined ? undefined : specOf(old);
   if (s.type === undefined) s.type = 'ClusterIP';
   if (!SERVICE_TYPES.includes(String(s.type))) {
-    return [err('spec.type', 'NotSupported', `Unsupported value: ${JSON.stringify(s.type)}: supported values: ${SERVICE_TYPES.map((t) => `"${t}"`).join(', ')}`)];
+    return [
+      err('spec.type', 'NotSupported', `Unsupported value: ${JSON.stringify(s.type)}: supported values: ${SERVICE_TYPES.map((t) => `"${t}"`).join(', ')}`),
+    ];
   }
   if (s.type === 'ExternalName') return errors;
   if (s.sessionAffinity === undefined) s.sessionAffinity = 'None';
@@ -179,7 +180,13 @@ function admitService(obj: JsonObject, old: JsonObject | undefined, others: read
       if (s.type === 'ClusterIP') {
         errors.push(err(`spec.ports[${i}].nodePort`, 'Forbidden', "Forbidden: may not be used when `type` is 'ClusterIP'"));
       } else if (p.nodePort < NODE_PORT_MIN || p.nodePort > NODE_PORT_MAX) {
-        errors.push(err(`spec.ports[${i}].nodePort`, 'Invalid', `Invalid value: ${p.nodePort}: provided port is not in the valid range. The range of valid ports is ${NODE_PORT_MIN}-${NODE_PORT_MAX}`));
+        errors.push(
+          err(
+            `spec.ports[${i}].nodePort`,
+            'Invalid',
+            `Invalid value: ${p.nodePort}: provided port is not in the valid range. The range of valid ports is ${NODE_PORT_MIN}-${NODE_PORT_MAX}`,
+          ),
+        );
       } else if (taken(protocol, p.nodePort)) {
         errors.push(err(`spec.ports[${i}].nodePort`, 'Invalid', `Invalid value: ${p.nodePort}: provided port is already allocated`));
       } else {
@@ -208,7 +215,9 @@ function admitService(obj: JsonObject, old: JsonObject | undefined, others: read
     errors.push(err('spec.loadBalancerClass', 'Invalid', `Invalid value: ${JSON.stringify(s.loadBalancerClass ?? null)}: may not change once set`));
   }
   if (typeof s.loadBalancerClass === 'string' && !QUALIFIED_NAME.test(s.loadBalancerClass)) {
-    errors.push(err('spec.loadBalancerClass', 'Invalid', `Invalid value: ${JSON.stringify(s.loadBalancerClass)}: must be a label-style value, e.g. 'example.com/name'`));
+    errors.push(
+      err('spec.loadBalancerClass', 'Invalid', `Invalid value: ${JSON.stringify(s.loadBalancerClass)}: must be a label-style value, e.g. 'example.com/name'`),
+    );
   }
   return errors;
 }
@@ -234,7 +243,8 @@ function validateService(obj: JsonObject): CoreFieldError[] {
       names.add(p.name);
     }
     const key = `${String(p.port)}/${String(p.protocol)}`;
-    if (keys.has(key)) errors.push(err(`spec.ports[${i}]`, 'Duplicate', `Duplicate value: {"port":${String(p.port)},"protocol":${JSON.stringify(p.protocol)}}`));
+    if (keys.has(key))
+      errors.push(err(`spec.ports[${i}]`, 'Duplicate', `Duplicate value: {"port":${String(p.port)},"protocol":${JSON.stringify(p.protocol)}}`));
     keys.add(key);
   });
   const lbOnly = (field: string): void => {
@@ -247,7 +257,13 @@ function validateService(obj: JsonObject): CoreFieldError[] {
   if (Array.isArray(s.loadBalancerSourceRanges)) {
     s.loadBalancerSourceRanges.forEach((r, i) => {
       if (typeof r !== 'string' || !validCidr(r.trim())) {
-        errors.push(err(`spec.loadBalancerSourceRanges[${i}]`, 'Invalid', `Invalid value: ${JSON.stringify(r)}: must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 `));
+        errors.push(
+          err(
+            `spec.loadBalancerSourceRanges[${i}]`,
+            'Invalid',
+            `Invalid value: ${JSON.stringify(r)}: must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 `,
+          ),
+        );
       }
     });
   }
@@ -255,10 +271,14 @@ function validateService(obj: JsonObject): CoreFieldError[] {
     errors.push(err('spec.loadBalancerIP', 'Invalid', `Invalid value: ${JSON.stringify(s.loadBalancerIP)}: must be a valid IP address`));
   }
   if (s.externalTrafficPolicy !== undefined && !['Cluster', 'Local'].includes(String(s.externalTrafficPolicy))) {
-    errors.push(err('spec.externalTrafficPolicy', 'NotSupported', `Unsupported value: ${JSON.stringify(s.externalTrafficPolicy)}: supported values: "Cluster", "Local"`));
+    errors.push(
+      err('spec.externalTrafficPolicy', 'NotSupported', `Unsupported value: ${JSON.stringify(s.externalTrafficPolicy)}: supported values: "Cluster", "Local"`),
+    );
   }
   if (s.healthCheckNodePort !== undefined && !(s.type === 'LoadBalancer' && s.externalTrafficPolicy === 'Local')) {
-    errors.push(err('spec.healthCheckNodePort', 'Invalid', 'Invalid value: may only be set when `type` is "LoadBalancer" and `externalTrafficPolicy` is "Local"'));
+    errors.push(
+      err('spec.healthCheckNodePort', 'Invalid', 'Invalid value: may only be set when `type` is "LoadBalancer" and `externalTrafficPolicy` is "Local"'),
+    );
   }
   errors.push(...validateServiceStatus(status(obj)));
   return errors;
@@ -276,7 +296,8 @@ function validateServiceStatus(st: JsonObject): CoreFieldError[] {
     }
     if (ing.ipMode !== undefined) {
       if (ing.ip === undefined) errors.push(err(`${f}.ipMode`, 'Forbidden', 'Forbidden: may not be specified when `ip` is not'));
-      if (ing.ipMode !== 'VIP' && ing.ipMode !== 'Proxy') errors.push(err(`${f}.ipMode`, 'NotSupported', `Unsupported value: ${JSON.stringify(ing.ipMode)}: supported values: "Proxy", "VIP"`));
+      if (ing.ipMode !== 'VIP' && ing.ipMode !== 'Proxy')
+        errors.push(err(`${f}.ipMode`, 'NotSupported', `Unsupported value: ${JSON.stringify(ing.ipMode)}: supported values: "Proxy", "VIP"`));
     }
     return undefined;
   });
@@ -285,12 +306,22 @@ function validateServiceStatus(st: JsonObject): CoreFieldError[] {
   conditions.forEach((c, i) => {
     const f = `status.conditions[${i}]`;
     if (!isObject(c)) return errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
-    if (typeof c.type !== 'string' || !QUALIFIED_NAME.test(c.type)) errors.push(err(`${f}.type`, 'Invalid', `Invalid value: ${JSON.stringify(c.type)}: name part must consist of alphanumeric characters, '-', '_' or '.'`));
+    if (typeof c.type !== 'string' || !QUALIFIED_NAME.test(c.type))
+      errors.push(err(`${f}.type`, 'Invalid', `Invalid value: ${JSON.stringify(c.type)}: name part must consist of alphanumeric characters, '-', '_' or '.'`));
     else if (types.has(c.type)) errors.push(err(`${f}.type`, 'Duplicate', `Duplicate value: ${JSON.stringify(c.type)}`));
     else types.add(c.type);
-    if (!['True', 'False', 'Unknown'].includes(String(c.status))) errors.push(err(`${f}.status`, 'NotSupported', `Unsupported value: ${JSON.stringify(c.status)}: supported values: "False", "True", "Unknown"`));
-    if (typeof c.lastTransitionTime !== 'string' || Number.isNaN(Date.parse(c.lastTransitionTime))) errors.push(err(`${f}.lastTransitionTime`, 'Required', 'Required value: must be set'));
-    if (typeof c.reason !== 'string' || !CONDITION_REASON.test(c.reason)) errors.push(err(`${f}.reason`, 'Invalid', `Invalid value: ${JSON.stringify(c.reason)}: a condition reason must start with alphabetic character, optionally followed by a string of alphanumeric characters or '_,:', and must end with an alphanumeric character or '_'`));
+    if (!['True', 'False', 'Unknown'].includes(String(c.status)))
+      errors.push(err(`${f}.status`, 'NotSupported', `Unsupported value: ${JSON.stringify(c.status)}: supported values: "False", "True", "Unknown"`));
+    if (typeof c.lastTransitionTime !== 'string' || Number.isNaN(Date.parse(c.lastTransitionTime)))
+      errors.push(err(`${f}.lastTransitionTime`, 'Required', 'Required value: must be set'));
+    if (typeof c.reason !== 'string' || !CONDITION_REASON.test(c.reason))
+      errors.push(
+        err(
+          `${f}.reason`,
+          'Invalid',
+          `Invalid value: ${JSON.stringify(c.reason)}: a condition reason must start with alphabetic character, optionally followed by a string of alphanumeric characters or '_,:', and must end with an alphanumeric character or '_'`,
+        ),
+      );
     if (typeof c.message === 'string' && c.message.length > 32768) errors.push(err(`${f}.message`, 'TooLong', 'Too long: may not be longer than 32768'));
     return undefined;
   });
@@ -304,7 +335,13 @@ function validateEndpointSlice(obj: JsonObject): CoreFieldError[] {
   const errors: CoreFieldError[] = [];
   const type = obj.addressType;
   if (!['IPv4', 'IPv6', 'FQDN'].includes(String(type))) {
-    errors.push(err('addressType', type === undefined ? 'Required' : 'NotSupported', type === undefined ? 'Required value' : `Unsupported value: ${JSON.stringify(type)}: supported values: "FQDN", "IPv4", "IPv6"`));
+    errors.push(
+      err(
+        'addressType',
+        type === undefined ? 'Required' : 'NotSupported',
+        type === undefined ? 'Required value' : `Unsupported value: ${JSON.stringify(type)}: supported values: "FQDN", "IPv4", "IPv6"`,
+      ),
+    );
   }
   const endpoints = Array.isArray(obj.endpoints) ? obj.endpoints : [];
   if (endpoints.length > 1000) errors.push(err('endpoints', 'TooLong', 'Too many: must have at most 1000 items'));
@@ -312,7 +349,8 @@ function validateEndpointSlice(obj: JsonObject): CoreFieldError[] {
     const f = `endpoints[${i}]`;
     if (!isObject(e)) return errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
     const addrs = Array.isArray(e.addresses) ? e.addresses : [];
-    if (addrs.length < 1 || addrs.length > 100) errors.push(err(`${f}.addresses`, 'Required', 'Required value: must contain at least 1 address and at most 100'));
+    if (addrs.length < 1 || addrs.length > 100)
+      errors.push(err(`${f}.addresses`, 'Required', 'Required value: must contain at least 1 address and at most 100'));
     addrs.forEach((a, j) => {
       const ok = type === 'IPv4' ? typeof a === 'string' && isIPv4(a) : type === 'IPv6' ? typeof a === 'string' && isIPv6(a) : typeof a === 'string';
       if (!ok) errors.push(err(`${f}.addresses[${j}]`, 'Invalid', `Invalid value: ${JSON.stringify(a)}: must be a valid ${String(type)} address`));

@@ -295,7 +295,11 @@ function notFound(rt: ResourceType, name: string): ApiError {
   return new ApiError(404, 'NotFound', `${qualified(rt)} "${name}" not found`, { name, group: rt.group, kind: rt.plural });
 }
 
-function conflict(rt: ResourceType, name: string, why = 'the object has been modified; please apply your changes to the latest version and try again'): ApiError {
+function conflict(
+  rt: ResourceType,
+  name: string,
+  why = 'the object has been modified; please apply your changes to the latest version and try again',
+): ApiError {
   return new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualified(rt)} "${name}": ${why}`, {
     name,
     group: rt.group,
@@ -585,7 +589,10 @@ const FORMATS: Record<string, (s: string) => boolean> = {
   ipv4: (s) => isIPv4(s),
   ipv6: (s) => isIPv6(s),
   cidr: validCidr,
-  mac: (s) => /^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$/.test(s) || /^([0-9A-Fa-f]{2}[:-]){7}[0-9A-Fa-f]{2}$/.test(s) || /^([0-9A-Fa-f]{2}[:-]){19}[0-9A-Fa-f]{2}$/.test(s),
+  mac: (s) =>
+    /^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$/.test(s) ||
+    /^([0-9A-Fa-f]{2}[:-]){7}[0-9A-Fa-f]{2}$/.test(s) ||
+    /^([0-9A-Fa-f]{2}[:-]){19}[0-9A-Fa-f]{2}$/.test(s),
   'date-time': (s) => /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(s) && !Number.isNaN(Date.parse(s)),
   date: (s) => /^\d{4}-\d{2}-\d{2}$/.test(s) && !Number.isNaN(Date.parse(s)),
   uuid: (s) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s),
@@ -740,7 +747,10 @@ function eventFromCore(obj: JsonObject): JsonObject {
   return out;
 }
 
-const involved = (field: string) => (e: JsonObject): unknown => (isObject(e.involvedObject) ? e.involvedObject[field] : undefined);
+const involved =
+  (field: string) =>
+  (e: JsonObject): unknown =>
+    isObject(e.involvedObject) ? e.involvedObject[field] : undefined;
 const sourceComponent = (e: JsonObject): unknown => (isObject(e.source) ? e.source.component : undefined);
 const REFERENCE_FIELDS = ['kind', 'namespace', 'name', 'uid', 'apiVersion', 'resourceVersion', 'fieldPath'];
 const CORE_EVENT_FIELDS: Record<string, (e: JsonObject) => unknown> = {
@@ -789,13 +799,19 @@ function legacyEventErrors(e: JsonObject, names: { reportingController: string; 
     if (invNs === '' && ns !== 'default' && ns !== 'kube-system') errs.push(mismatch);
     const controller = str(e.reportingComponent) ?? '';
     if (controller === '') errs.push(fieldErr(names.reportingController, 'Required', 'Required value'));
-    else if (!QUALIFIED_NAME.test(controller)) errs.push(fieldErr(names.reportingController, 'Invalid', `Invalid value: ${JSON.stringify(controller)}: must be a qualified name`));
-    for (const [f, limit] of [['reportingInstance', 128], ['action', 128], ['reason', 128]] as const) {
+    else if (!QUALIFIED_NAME.test(controller))
+      errs.push(fieldErr(names.reportingController, 'Invalid', `Invalid value: ${JSON.stringify(controller)}: must be a qualified name`));
+    for (const [f, limit] of [
+      ['reportingInstance', 128],
+      ['action', 128],
+      ['reason', 128],
+    ] as const) {
       const v = str(e[f]) ?? '';
       if (v === '') errs.push(fieldErr(f, 'Required', 'Required value'));
       else if (v.length > limit) errs.push(fieldErr(f, 'TooLong', `Too long: may not be longer than ${limit}`));
     }
-    if (typeof e.message === 'string' && Buffer.byteLength(e.message) > 1024) errs.push(fieldErr(names.note, 'TooLong', 'Too long: may not be longer than 1024'));
+    if (typeof e.message === 'string' && Buffer.byteLength(e.message) > 1024)
+      errs.push(fieldErr(names.note, 'TooLong', 'Too long: may not be longer than 1024'));
   }
   if (e.type !== undefined && e.type !== '' && e.type !== 'Normal' && e.type !== 'Warning') {
     errs.push(fieldErr('type', 'NotSupported', `Unsupported value: ${JSON.stringify(e.type)}: supported values: "Normal", "Warning"`));
@@ -827,7 +843,11 @@ function validateEventsV1Event(e: JsonObject, old: JsonObject | undefined): Fiel
     if (e.type !== 'Normal' && e.type !== 'Warning' && !errs.some((x) => x.field === 'type')) {
       errs.push(fieldErr('type', 'Invalid', `Invalid value: "": has invalid value: ${String(e.type ?? '')}`));
     }
-    for (const [core, v1] of [['firstTimestamp', 'deprecatedFirstTimestamp'], ['lastTimestamp', 'deprecatedLastTimestamp'], ['count', 'deprecatedCount']] as const) {
+    for (const [core, v1] of [
+      ['firstTimestamp', 'deprecatedFirstTimestamp'],
+      ['lastTimestamp', 'deprecatedLastTimestamp'],
+      ['count', 'deprecatedCount'],
+    ] as const) {
       if (!empty(e[core])) errs.push(fieldErr(v1, 'Invalid', 'Invalid value: "": needs to be unset'));
     }
     const src = isObject(e.source) ? e.source : {};
@@ -836,10 +856,19 @@ function validateEventsV1Event(e: JsonObject, old: JsonObject | undefined): Fiel
   }
   if (!isDeepStrictEqual(e.series, old.series)) errs.push(...seriesErrors(e));
   const immutable: [string, string][] = [
-    ['involvedObject', 'regarding'], ['reason', 'reason'], ['message', 'note'], ['source', 'deprecatedSource'],
-    ['firstTimestamp', 'deprecatedFirstTimestamp'], ['lastTimestamp', 'deprecatedLastTimestamp'], ['count', 'deprecatedCount'],
-    ['type', 'type'], ['action', 'action'], ['eventTime', 'eventTime'], ['reportingComponent', 'reportingController'],
-    ['reportingInstance', 'reportingInstance'], ['related', 'related'],
+    ['involvedObject', 'regarding'],
+    ['reason', 'reason'],
+    ['message', 'note'],
+    ['source', 'deprecatedSource'],
+    ['firstTimestamp', 'deprecatedFirstTimestamp'],
+    ['lastTimestamp', 'deprecatedLastTimestamp'],
+    ['count', 'deprecatedCount'],
+    ['type', 'type'],
+    ['action', 'action'],
+    ['eventTime', 'eventTime'],
+    ['reportingComponent', 'reportingController'],
+    ['reportingInstance', 'reportingInstance'],
+    ['related', 'related'],
   ];
   for (const [core, v1] of immutable) {
     if (!isDeepStrictEqual(e[core], old[core])) errs.push(fieldErr(v1, 'Invalid', 'Invalid value: field is immutable'));
@@ -864,7 +893,9 @@ function validateSecret(obj: JsonObject, old?: JsonObject): FieldError[] {
   let bytes = 0;
   for (const [k, v] of Object.entries(data)) {
     if (!/^[-._a-zA-Z0-9]+$/.test(k) || k.length > 253) {
-      errs.push(fieldErr(`data[${k}]`, 'Invalid', `Invalid value: ${JSON.stringify(k)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'`));
+      errs.push(
+        fieldErr(`data[${k}]`, 'Invalid', `Invalid value: ${JSON.stringify(k)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'`),
+      );
     }
     if (typeof v === 'string') bytes += Buffer.from(v, 'base64').length;
   }
@@ -1176,12 +1207,7 @@ export class FakeApiServer {
   /** Writes (POST/PUT/PATCH/DELETE) on the main resource, for one kind (Kind or plural) or all. */
   writes(kind?: string): number {
     const plural = kind === undefined ? undefined : this.#pluralOf(kind);
-    return this.countRequests(
-      (e) =>
-        e.method !== 'GET' &&
-        !/\/status$/.test(e.path) &&
-        (plural === undefined || e.path.split('/').includes(plural)),
-    );
+    return this.countRequests((e) => e.method !== 'GET' && !/\/status$/.test(e.path) && (plural === undefined || e.path.split('/').includes(plural)));
   }
 
   /** Every field a CRD schema pruned from a write so far (only with the `crds` option). */
@@ -1231,7 +1257,12 @@ export class FakeApiServer {
   /** Every object of a kind (optionally of one namespace, optionally matching a field selector such as `regarding.name=web`). */
   list(apiVersion: string, plural: string, namespace?: string, fieldSelector?: string): JsonObject[] {
     const rt = this.#rtFor(apiVersion, plural);
-    const filter: Filter = { namespace: rt.namespaced ? namespace : undefined, labels: [], fields: parseFieldSelector(fieldSelector, rt), ...(rt.fieldLabels === undefined ? {} : { fieldLabels: rt.fieldLabels }) };
+    const filter: Filter = {
+      namespace: rt.namespaced ? namespace : undefined,
+      labels: [],
+      fields: parseFieldSelector(fieldSelector, rt),
+      ...(rt.fieldLabels === undefined ? {} : { fieldLabels: rt.fieldLabels }),
+    };
     return this.#select(rt, filter).map((o) => this.#out(rt, o));
   }
 
@@ -1615,13 +1646,7 @@ export class FakeApiServer {
     return this.#commitUpdate(rt, old, this.#in(rt, patched), sub, rv, opts);
   }
 
-  #delete(
-    rt: ResourceType,
-    namespace: string,
-    name: string,
-    options: JsonObject,
-    opts: WriteOptions,
-  ): { object: JsonObject; deleted: boolean } {
+  #delete(rt: ResourceType, namespace: string, name: string, options: JsonObject, opts: WriteOptions): { object: JsonObject; deleted: boolean } {
     const key = `${namespace}/${name}`;
     const old = this.#bucket(rt).get(key);
     if (old === undefined) throw notFound(rt, name);
@@ -1684,11 +1709,7 @@ export class FakeApiServer {
     res.flushHeaders();
     const w: Watcher = { rt, filter, bookmarks: query.allowWatchBookmarks === 'true', res, timers: [] };
     if (from !== undefined && from < this.#compactedRv) {
-      this.#writeEvent(
-        w,
-        'ERROR',
-        new ApiError(410, 'Expired', `too old resource version: ${from} (${this.#compactedRv + 1})`).toStatus(),
-      );
+      this.#writeEvent(w, 'ERROR', new ApiError(410, 'Expired', `too old resource version: ${from} (${this.#compactedRv + 1})`).toStatus());
       res.end();
       return;
     }
@@ -1762,7 +1783,9 @@ export class FakeApiServer {
           ...(rt.shortNames === undefined ? {} : { shortNames: rt.shortNames }),
           ...(rt.categories === undefined ? {} : { categories: rt.categories }),
         },
-        ...(rt.statusSubresource ? [{ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] }] : []),
+        ...(rt.statusSubresource
+          ? [{ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] }]
+          : []),
       ]),
     };
   }
@@ -1806,7 +1829,10 @@ export class FakeApiServer {
     entry: RequestLogEntry,
     res: http.ServerResponse,
   ): void {
-    const segments = pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
+    const segments = pathname
+      .split('/')
+      .filter((s) => s !== '')
+      .map(decodeURIComponent);
     const notFoundPath = (): ApiError => new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const [root] = segments;
     if (root === 'version' && segments.length === 1 && method === 'GET') {

@@ -208,7 +208,8 @@ export class FakeNodeDriver implements NodeDriver {
       } else if (o.stateDir && owner !== undefined) {
         o.lbKey = owner;
       }
-      if (o.port === undefined && o.netns === undefined && !o.stateDir && o.haproxy === undefined && !o.ifaceInHost && !targets.some((t) => t.netns === netns)) continue;
+      if (o.port === undefined && o.netns === undefined && !o.stateDir && o.haproxy === undefined && !o.ifaceInHost && !targets.some((t) => t.netns === netns))
+        continue;
       lbs.set(netns, o);
     }
     if ((options.scope ?? 'mine') === 'mine') {

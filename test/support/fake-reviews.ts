@@ -25,7 +25,11 @@ export interface FakeGrant {
 }
 
 class ReviewError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string) {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -74,10 +78,14 @@ export class FakeReviews {
 
   #tokenReview(spec: JsonObject): JsonObject {
     this.counts.tokenReviews++;
-    if (typeof spec.token !== 'string' || spec.token === '') throw new ReviewError(422, 'Invalid', 'TokenReview.authentication.k8s.io is invalid: spec.token: Required value');
+    if (typeof spec.token !== 'string' || spec.token === '')
+      throw new ReviewError(422, 'Invalid', 'TokenReview.authentication.k8s.io is invalid: spec.token: Required value');
     const user = this.#tokens.get(spec.token);
     if (user === undefined) return { authenticated: false, user: {}, error: 'invalid bearer token' };
-    return { authenticated: true, user: { username: user.username, ...(user.uid === undefined ? {} : { uid: user.uid }), groups: [...(user.groups ?? []), 'system:authenticated'] } };
+    return {
+      authenticated: true,
+      user: { username: user.username, ...(user.uid === undefined ? {} : { uid: user.uid }), groups: [...(user.groups ?? []), 'system:authenticated'] },
+    };
   }
 
   #accessReview(spec: JsonObject): JsonObject {
@@ -85,12 +93,20 @@ export class FakeReviews {
     const nonResource = isObject(spec.nonResourceAttributes) ? spec.nonResourceAttributes : undefined;
     const resource = isObject(spec.resourceAttributes) ? spec.resourceAttributes : undefined;
     if ((nonResource === undefined) === (resource === undefined)) {
-      throw new ReviewError(422, 'Invalid', 'SubjectAccessReview.authorization.k8s.io is invalid: spec: Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified');
+      throw new ReviewError(
+        422,
+        'Invalid',
+        'SubjectAccessReview.authorization.k8s.io is invalid: spec: Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified',
+      );
     }
     const user = typeof spec.user === 'string' ? spec.user : '';
     const groups = Array.isArray(spec.groups) ? spec.groups.filter((g): g is string => typeof g === 'string') : [];
     if (user === '' && groups.length === 0) {
-      throw new ReviewError(422, 'Invalid', 'SubjectAccessReview.authorization.k8s.io is invalid: spec.user: Invalid value: "": at least one of user or group must be specified');
+      throw new ReviewError(
+        422,
+        'Invalid',
+        'SubjectAccessReview.authorization.k8s.io is invalid: spec.user: Invalid value: "": at least one of user or group must be specified',
+      );
     }
     const subjects = new Set([user, ...groups.map((g) => `group:${g}`)]);
     const verb = String((nonResource ?? resource)?.verb ?? '');

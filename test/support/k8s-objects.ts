@@ -26,13 +26,27 @@ export function service(name: string, o: ServiceOptions = {}): JsonObject {
     ports: o.ports ?? [{ port: 80, targetPort: 8080 }],
   };
   if (o.loadBalancerClass !== null) spec.loadBalancerClass = o.loadBalancerClass ?? 'nslb.dev/haproxy';
-  for (const k of ['externalTrafficPolicy', 'healthCheckNodePort', 'loadBalancerSourceRanges', 'loadBalancerIP', 'allocateLoadBalancerNodePorts', 'ipFamilies', 'ipFamilyPolicy', 'sessionAffinity'] as const) {
+  for (const k of [
+    'externalTrafficPolicy',
+    'healthCheckNodePort',
+    'loadBalancerSourceRanges',
+    'loadBalancerIP',
+    'allocateLoadBalancerNodePorts',
+    'ipFamilies',
+    'ipFamilyPolicy',
+    'sessionAffinity',
+  ] as const) {
     if (o[k] !== undefined) spec[k] = o[k];
   }
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name, namespace: o.namespace ?? 'default', ...(o.annotations ? { annotations: o.annotations } : {}), ...(o.labels ? { labels: o.labels } : {}) },
+    metadata: {
+      name,
+      namespace: o.namespace ?? 'default',
+      ...(o.annotations ? { annotations: o.annotations } : {}),
+      ...(o.labels ? { labels: o.labels } : {}),
+    },
     spec,
   };
 }
@@ -45,7 +59,10 @@ export function node(name: string, address: string, ready = true, labels?: Recor
     spec: {},
     status: {
       conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'KubeletReady' : 'KubeletNotReady', message: '' }],
-      addresses: [{ type: 'InternalIP', address }, { type: 'Hostname', address: name }],
+      addresses: [
+        { type: 'InternalIP', address },
+        { type: 'Hostname', address: name },
+      ],
     },
   };
 }
@@ -56,7 +73,11 @@ export interface EndpointOptions {
   nodeName?: string;
 }
 
-export function endpointSlice(serviceName: string, endpoints: EndpointOptions[], o: { namespace?: string; port?: number; portName?: string; suffix?: string; addressType?: string } = {}): JsonObject {
+export function endpointSlice(
+  serviceName: string,
+  endpoints: EndpointOptions[],
+  o: { namespace?: string; port?: number; portName?: string; suffix?: string; addressType?: string } = {},
+): JsonObject {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',

@@ -45,8 +45,21 @@ export class TestCa {
     await mkdir(join(dir, 'issued'), { recursive: true, mode: 0o700 });
     const ca = new TestCa(dir, name);
     await run('openssl', [
-      'req', '-x509', ...EC_KEY, '-keyout', ca.keyFile, '-out', ca.certFile, '-days', '3', '-subj', `/CN=${name}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      'req',
+      '-x509',
+      ...EC_KEY,
+      '-keyout',
+      ca.keyFile,
+      '-out',
+      ca.certFile,
+      '-days',
+      '3',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
     ]);
     await writeFile(join(dir, 'index.txt'), '');
     await writeFile(join(dir, 'crlnumber'), '01\n');
@@ -54,11 +67,21 @@ export class TestCa {
     await writeFile(
       ca.#config,
       [
-        '[ca]', 'default_ca = d',
-        '[d]', `database = ${join(dir, 'index.txt')}`, `crlnumber = ${join(dir, 'crlnumber')}`, `serial = ${join(dir, 'serial')}`,
-        `new_certs_dir = ${join(dir, 'issued')}`, 'default_md = sha256', 'default_crl_days = 3', 'policy = p',
-        'unique_subject = no', 'copy_extensions = none',
-        '[p]', 'commonName = supplied', '',
+        '[ca]',
+        'default_ca = d',
+        '[d]',
+        `database = ${join(dir, 'index.txt')}`,
+        `crlnumber = ${join(dir, 'crlnumber')}`,
+        `serial = ${join(dir, 'serial')}`,
+        `new_certs_dir = ${join(dir, 'issued')}`,
+        'default_md = sha256',
+        'default_crl_days = 3',
+        'policy = p',
+        'unique_subject = no',
+        'copy_extensions = none',
+        '[p]',
+        'commonName = supplied',
+        '',
       ].join('\n'),
     );
     return ca;
@@ -78,8 +101,22 @@ export class TestCa {
     await writeFile(`${base}.ext`, ext);
     const dates = options.expired ? ['-startdate', '20200101000000Z', '-enddate', '20200102000000Z'] : ['-days', '3'];
     await run('openssl', [
-      'ca', '-batch', '-notext', '-config', this.#config, '-keyfile', this.keyFile, '-cert', this.certFile,
-      '-in', `${base}.csr`, '-out', `${base}.pem`, '-extfile', `${base}.ext`, ...dates,
+      'ca',
+      '-batch',
+      '-notext',
+      '-config',
+      this.#config,
+      '-keyfile',
+      this.keyFile,
+      '-cert',
+      this.certFile,
+      '-in',
+      `${base}.csr`,
+      '-out',
+      `${base}.pem`,
+      '-extfile',
+      `${base}.ext`,
+      ...dates,
     ]);
     return { name, certFile: `${base}.pem`, keyFile: `${base}.key` };
   }

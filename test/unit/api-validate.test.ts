@@ -1,16 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { load, loadAll } from 'js-yaml';
 import { describe, expect, it } from 'vitest';
-import {
-  KINDS,
-  SPEC_SCHEMAS,
-  crdSchemaFor,
-  formatIssue,
-  schemaFor,
-  validateObject,
-  type JsonSchema,
-  type Kind,
-} from '../../src/api/v1alpha1/index.js';
+import { KINDS, SPEC_SCHEMAS, crdSchemaFor, formatIssue, schemaFor, validateObject, type JsonSchema, type Kind } from '../../src/api/v1alpha1/index.js';
 import { l7Policy, l7Rule, lb, listener, member, monitor, pool, raw } from './fixtures/objects.js';
 
 const EVERY_FIELD = readFileSync(new URL('./fixtures/every-field.yaml', import.meta.url), 'utf8');
@@ -98,9 +89,7 @@ describe('validateObject on valid input', () => {
 
 describe('validateObject messages', () => {
   it('says what an address must be and what it got', () => {
-    expect(issuesOf(lb('web', { address: '10.0.0.300' }))).toEqual([
-      '/spec/vip/address: must be an IPv4 or IPv6 address (got "10.0.0.300")',
-    ]);
+    expect(issuesOf(lb('web', { address: '10.0.0.300' }))).toEqual(['/spec/vip/address: must be an IPv4 or IPv6 address (got "10.0.0.300")']);
   });
 
   it('checks additional VIPs: addresses, required address, at most 4', () => {
@@ -108,23 +97,17 @@ describe('validateObject messages', () => {
     expect(issuesOf(lb('web', {}, { additionalVips: [{ address: '2001:db8::g' }] }))).toEqual([
       '/spec/additionalVips/0/address: must be an IPv4 or IPv6 address (got "2001:db8::g")',
     ]);
-    expect(issuesOf(withValue(lb('web'), '/spec/additionalVips', [{ prefixLength: 64 }]))).toEqual([
-      '/spec/additionalVips/0/address: is required',
-    ]);
+    expect(issuesOf(withValue(lb('web'), '/spec/additionalVips', [{ prefixLength: 64 }]))).toEqual(['/spec/additionalVips/0/address: is required']);
     const five = [1, 2, 3, 4, 5].map((i) => ({ address: `2001:db8::${i}` }));
     expect(issuesOf(lb('web', {}, { additionalVips: five }))).toEqual(['/spec/additionalVips: must have at most 4 items (got 5)']);
   });
 
   it('reports one issue per field even when pattern and format both fail', () => {
-    expect(issuesOf(lb('web', { gateway: '10.0.0.1 x' }))).toEqual([
-      '/spec/vip/gateway: must be an IPv4 or IPv6 address (got "10.0.0.1 x")',
-    ]);
+    expect(issuesOf(lb('web', { gateway: '10.0.0.1 x' }))).toEqual(['/spec/vip/gateway: must be an IPv4 or IPv6 address (got "10.0.0.1 x")']);
   });
 
   it('rejects IPv6 zone ids', () => {
-    expect(issuesOf(member('m', { address: 'fe80::1%eth0' }))).toEqual([
-      '/spec/address: must be an IPv4 or IPv6 address (got "fe80::1%eth0")',
-    ]);
+    expect(issuesOf(member('m', { address: 'fe80::1%eth0' }))).toEqual(['/spec/address: must be an IPv4 or IPv6 address (got "fe80::1%eth0")']);
   });
 
   it('names unknown fields and the allowed ones', () => {
@@ -132,9 +115,7 @@ describe('validateObject messages', () => {
       '/spec: unknown field "fooBar" (allowed: vip, additionalVips, adminStateUp, description)',
     ]);
     expect(issuesOf(withValue(lb('web'), '/metadata/nmae', 'x'))[0]).toMatch(/^\/metadata: unknown field "nmae" \(allowed: name, namespace, /);
-    expect(issuesOf(withValue(lb('web'), '/extra', 1))).toEqual([
-      'unknown field "extra" (allowed: apiVersion, kind, metadata, spec, status)',
-    ]);
+    expect(issuesOf(withValue(lb('web'), '/extra', 1))).toEqual(['unknown field "extra" (allowed: apiVersion, kind, metadata, spec, status)']);
   });
 
   it('accepts the insertHeaders keys exactly', () => {
@@ -147,9 +128,7 @@ describe('validateObject messages', () => {
   it('says which type was expected', () => {
     expect(issuesOf(withValue(listener('l'), '/spec/port', '80'))).toEqual(['/spec/port: must be an integer (got "80")']);
     expect(issuesOf(withValue(listener('l'), '/spec/port', 80.5))).toEqual(['/spec/port: must be an integer (got 80.5)']);
-    expect(issuesOf(withValue(lb('web'), '/spec/adminStateUp', 'yes'))).toEqual([
-      '/spec/adminStateUp: must be a boolean (got "yes")',
-    ]);
+    expect(issuesOf(withValue(lb('web'), '/spec/adminStateUp', 'yes'))).toEqual(['/spec/adminStateUp: must be a boolean (got "yes")']);
     expect(issuesOf(withValue(lb('web'), '/spec/vip', null))).toEqual(['/spec/vip: must be an object (got null)']);
   });
 
@@ -185,9 +164,7 @@ describe('validateObject messages', () => {
 
   it('rejects documents that are not objects', () => {
     expect(issuesOf(['a'])).toEqual(['must be an object with apiVersion, kind, metadata and spec (got an array)']);
-    expect(issuesOf('kind: Pool')).toEqual([
-      'must be an object with apiVersion, kind, metadata and spec (got "kind: Pool")',
-    ]);
+    expect(issuesOf('kind: Pool')).toEqual(['must be an object with apiVersion, kind, metadata and spec (got "kind: Pool")']);
   });
 
   it('collects every issue of a document', () => {
@@ -204,7 +181,7 @@ describe('validateObject messages', () => {
 });
 
 describe('numeric limits', () => {
-  const cases: [string, unknown, string, unknown][] = ([
+  const cases: [string, unknown, string, unknown][] = [
     ['vlan', lb('web'), '/spec/vip/vlan', 4095],
     ['vlan', lb('web'), '/spec/vip/vlan', 0],
     ['mtu', lb('web'), '/spec/vip/mtu', 67],
@@ -225,7 +202,7 @@ describe('numeric limits', () => {
     ['position', l7Policy('p'), '/spec/position', 2147483648],
     ['redirectHttpCode', l7Policy('p', { action: 'REDIRECT_TO_URL' }), '/spec/redirectHttpCode', 304],
     ['redirectHttpCode', l7Policy('p', { action: 'REDIRECT_TO_URL' }), '/spec/redirectHttpCode', 200],
-  ] as [string, unknown, string, unknown][]);
+  ] as [string, unknown, string, unknown][];
   it.each(cases.map(([f, doc, path, value]) => [f, path, value, doc] as const))('%s: rejects %s = %s', (_f, path, value, doc) => {
     const issues = issuesOf(withValue(doc, path, value));
     expect(issues).toHaveLength(1);
@@ -360,20 +337,22 @@ describe('strings that reach HAProxy', () => {
 });
 
 describe('field formats', () => {
-  const accepts = (doc: unknown, path: string, values: string[]) =>
-    values.filter((v) => issuesOf(withValue(doc, path, v)).length > 0);
-  const rejects = (doc: unknown, path: string, values: string[]) =>
-    values.filter((v) => issuesOf(withValue(doc, path, v)).length === 0);
+  const accepts = (doc: unknown, path: string, values: string[]) => values.filter((v) => issuesOf(withValue(doc, path, v)).length > 0);
+  const rejects = (doc: unknown, path: string, values: string[]) => values.filter((v) => issuesOf(withValue(doc, path, v)).length === 0);
 
   it('file paths: relative or absolute, no ".." segments', () => {
     const path = '/spec/tls/certificateFile';
-    expect(accepts(listener('l'), path, ['web.pem', 'certs/web.pem', '/etc/ssl/web.pem', './web.pem', '.hidden/x', '..pem', 'a/.../b', 'a_b+c@d=e,f:g~h-i.pem'])).toEqual([]);
-    expect(rejects(listener('l'), path, ['..', '../web.pem', 'certs/../../etc/shadow', 'certs/..', 'a//b', 'certs/', '', '/', 'a;b', 'a$b', 'ä.pem'])).toEqual([]);
+    expect(
+      accepts(listener('l'), path, ['web.pem', 'certs/web.pem', '/etc/ssl/web.pem', './web.pem', '.hidden/x', '..pem', 'a/.../b', 'a_b+c@d=e,f:g~h-i.pem']),
+    ).toEqual([]);
+    expect(rejects(listener('l'), path, ['..', '../web.pem', 'certs/../../etc/shadow', 'certs/..', 'a//b', 'certs/', '', '/', 'a;b', 'a$b', 'ä.pem'])).toEqual(
+      [],
+    );
   });
 
   it('urlPath: absolute, RFC 3986 characters without quotes', () => {
     const path = '/spec/urlPath';
-    expect(accepts(monitor('hm'), path, ['/', '/healthz', '/a/b.c?x=1&y=%20', "/~user/(x)*+,;=:@!$-_"])).toEqual([]);
+    expect(accepts(monitor('hm'), path, ['/', '/healthz', '/a/b.c?x=1&y=%20', '/~user/(x)*+,;=:@!$-_'])).toEqual([]);
     expect(rejects(monitor('hm'), path, ['healthz', '', '/a b', "/it's", '/a"b', '/a#b', '/a\\b', '/a<b', `/${'a'.repeat(1024)}`])).toEqual([]);
   });
 
@@ -396,7 +375,7 @@ describe('field formats', () => {
   });
 
   it('HTTP tokens: header and cookie names', () => {
-    const good = ['X-Api-Version', 'JSESSIONID', 'a', "!$&*+.^_`|~-", 'Cookie_1'];
+    const good = ['X-Api-Version', 'JSESSIONID', 'a', '!$&*+.^_`|~-', 'Cookie_1'];
     const bad = ['', 'X Api', 'a%b', 'a:b', 'a;b', 'a,b', 'a(b)', 'a/b', 'a=b', 'a[b]', 'a{b}', 'a@b', 'a?b', 'ä', '#a', "a'b", 'a\u007f', 'x'.repeat(256)];
     expect(accepts(l7Rule('r'), '/spec/key', good)).toEqual([]);
     expect(rejects(l7Rule('r'), '/spec/key', bad)).toEqual([]);
@@ -418,7 +397,21 @@ describe('field formats', () => {
   it('redirect URLs and prefixes: absolute http(s), no fragment', () => {
     for (const path of ['/spec/redirectUrl', '/spec/redirectPrefix']) {
       const good = ['http://a', 'https://www.example.com', 'https://a.example:8443/x/y?z=1&w=%2F', 'http://[2001:db8::1]/', 'https://u@a.example/~x'];
-      const bad = ['', 'www.example.com', '/path', 'ftp://a.example', 'https://', 'https:///x', 'https://a b', 'https://a#frag', 'https://a/"x"', "https://a/'x'", 'https://a\\b', 'javascript:alert(1)', `https://${'a'.repeat(2041)}`];
+      const bad = [
+        '',
+        'www.example.com',
+        '/path',
+        'ftp://a.example',
+        'https://',
+        'https:///x',
+        'https://a b',
+        'https://a#frag',
+        'https://a/"x"',
+        "https://a/'x'",
+        'https://a\\b',
+        'javascript:alert(1)',
+        `https://${'a'.repeat(2041)}`,
+      ];
       expect(accepts(l7Policy('p'), path, good)).toEqual([]);
       expect(rejects(l7Policy('p'), path, bad)).toEqual([]);
     }

@@ -11,7 +11,10 @@ import type { Runner } from '../../src/exec/run.js';
 describe('Batcher', () => {
   it('runs items submitted together as one batch', async () => {
     const batches: number[][] = [];
-    const b = new Batcher<number>(async (items) => void batches.push(items), async (i) => void batches.push([i]));
+    const b = new Batcher<number>(
+      async (items) => void batches.push(items),
+      async (i) => void batches.push([i]),
+    );
     await Promise.all([1, 2, 3].map((i) => b.submit(i)));
     expect(batches).toEqual([[1, 2, 3]]);
   });
@@ -36,10 +39,12 @@ describe('Batcher', () => {
 
 describe('netns exec batches', () => {
   it('renders one netns exec line per command', () => {
-    expect(renderNetnsExecBatch([
-      { netns: 'nslb-a', argv: ['ip', '-batch', '/var/lib/nslb/lb/nslb-a/link.batch'] },
-      { netns: 'nslb-b', argv: ['haproxy', '-W', '-D', '-f', '/s/haproxy.cfg'] },
-    ])).toBe('netns exec nslb-a ip -batch /var/lib/nslb/lb/nslb-a/link.batch\nnetns exec nslb-b haproxy -W -D -f /s/haproxy.cfg\n');
+    expect(
+      renderNetnsExecBatch([
+        { netns: 'nslb-a', argv: ['ip', '-batch', '/var/lib/nslb/lb/nslb-a/link.batch'] },
+        { netns: 'nslb-b', argv: ['haproxy', '-W', '-D', '-f', '/s/haproxy.cfg'] },
+      ]),
+    ).toBe('netns exec nslb-a ip -batch /var/lib/nslb/lb/nslb-a/link.batch\nnetns exec nslb-b haproxy -W -D -f /s/haproxy.cfg\n');
   });
 
   it('refuses a word ip -batch would split or unquote', () => {
@@ -54,7 +59,10 @@ describe('netns exec batches', () => {
       seen.push(argv);
       throw new CommandError(argv, 1, 'Cannot open network namespace "nslb-c": No such file or directory\nCommand failed -:3');
     };
-    const err = await execInNetnsBatch(run, ['a', 'b', 'c', 'd'].map((n) => ({ netns: `nslb-${n}`, argv: ['true'] }))).catch((e: unknown) => e);
+    const err = await execInNetnsBatch(
+      run,
+      ['a', 'b', 'c', 'd'].map((n) => ({ netns: `nslb-${n}`, argv: ['true'] })),
+    ).catch((e: unknown) => e);
     expect(seen[0]).toEqual(['ip', '-batch', '-']);
     expect(err).toBeInstanceOf(PartialBatchError);
     expect((err as PartialBatchError).done).toBe(2);
@@ -97,10 +105,12 @@ describe('observeNetnsMany', () => {
       return { stdout: fixture('ip/observe-v4.json') + fixture('ip/observe-dual.json'), stderr: '' };
     };
     const [first, second] = await observeNetnsMany(run, targets, script);
-    expect(calls).toEqual([{
-      argv: ['ip', '-batch', '-'],
-      input: `netns exec nslb-82b3ade9d00c ip -j -batch ${script}\nnetns exec nslb-82b3ade9d00d ip -j -batch ${script}\n`,
-    }]);
+    expect(calls).toEqual([
+      {
+        argv: ['ip', '-batch', '-'],
+        input: `netns exec nslb-82b3ade9d00c ip -j -batch ${script}\nnetns exec nslb-82b3ade9d00d ip -j -batch ${script}\n`,
+      },
+    ]);
     expect(readFileSync(script, 'utf8')).toBe('addr show\nroute show table all default\n');
     expect(first).toEqual(parseObserveNetns(targets[0]!.netns, targets[0]!.iface, fixture('ip/observe-v4.json')));
     expect(second).toEqual(parseObserveNetns(targets[1]!.netns, targets[1]!.iface, fixture('ip/observe-dual.json')));
@@ -112,4 +122,3 @@ describe('observeNetnsMany', () => {
     await expect(observeNetnsMany(run, targets, script)).rejects.toThrow(/printed 2 lines, not 4/);
   });
 });
-

@@ -87,7 +87,17 @@ describe('nslb run --config: the flags file', () => {
   });
 
   it('tells the flags a running agent applies from those that need a restart', () => {
-    const next = { ...base, logLevel: 'debug', resync: 5, concurrency: 2, statusInterval: 200, stateDir: '/elsewhere', watch: '/w', kubeApiQps: 5, kubeApiBurst: 10 };
+    const next = {
+      ...base,
+      logLevel: 'debug',
+      resync: 5,
+      concurrency: 2,
+      statusInterval: 200,
+      stateDir: '/elsewhere',
+      watch: '/w',
+      kubeApiQps: 5,
+      kubeApiBurst: 10,
+    };
     const { live, restart } = diffFlags({ ...base, watch: '/v' }, next);
     expect(live.sort()).toEqual(['concurrency', 'kubeApiBurst', 'kubeApiQps', 'logLevel', 'resync', 'statusInterval']);
     expect(restart.sort()).toEqual(['stateDir', 'watch']);

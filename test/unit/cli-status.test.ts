@@ -12,7 +12,15 @@ import type { MemberStats } from '../../src/status/status-file.js';
 type Prov = ObjectStatus['provisioningStatus'];
 type Oper = ObjectStatus['operatingStatus'];
 
-function obj(kind: string, namespace: string, name: string, spec: Record<string, unknown>, prov: Prov = 'ACTIVE', oper: Oper = 'ONLINE', stats?: MemberStats): StatusFileObject {
+function obj(
+  kind: string,
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+  prov: Prov = 'ACTIVE',
+  oper: Oper = 'ONLINE',
+  stats?: MemberStats,
+): StatusFileObject {
   const ready = prov === 'ACTIVE';
   return {
     apiVersion: 'nslb.dev/v1alpha1',
@@ -23,7 +31,15 @@ function obj(kind: string, namespace: string, name: string, spec: Record<string,
     status: {
       provisioningStatus: prov,
       operatingStatus: oper,
-      conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Provisioned' : 'Pending', message: ready ? 'applied to the node' : prov === 'ERROR' ? 'bridge br-x does not exist' : 'reconcile in progress', lastTransitionTime: '2026-01-01T00:00:00Z' }],
+      conditions: [
+        {
+          type: 'Ready',
+          status: ready ? 'True' : 'False',
+          reason: ready ? 'Provisioned' : 'Pending',
+          message: ready ? 'applied to the node' : prov === 'ERROR' ? 'bridge br-x does not exist' : 'reconcile in progress',
+          lastTransitionTime: '2026-01-01T00:00:00Z',
+        },
+      ],
     },
     ...(stats === undefined ? {} : { stats }),
   };
@@ -32,15 +48,30 @@ function obj(kind: string, namespace: string, name: string, spec: Record<string,
 /** One load balancer `name` in `ns`: listener, pool, monitor, two members (m1 with traffic, m2 failing its check). */
 function lbObjects(ns: string, name: string, over: { memberProv?: Prov } = {}): StatusFileObject[] {
   return [
-    { ...obj('LoadBalancer', ns, name, { vip: { address: '10.0.0.5' } }), status: { ...obj('LoadBalancer', ns, name, {}).status, vip: '10.0.0.5', netns: 'nslb-0123456789ab' } },
+    {
+      ...obj('LoadBalancer', ns, name, { vip: { address: '10.0.0.5' } }),
+      status: { ...obj('LoadBalancer', ns, name, {}).status, vip: '10.0.0.5', netns: 'nslb-0123456789ab' },
+    },
     obj('Listener', ns, `${name}-l`, { loadBalancer: name, protocol: 'HTTP', port: 80, defaultPool: `${name}-p` }),
     obj('Pool', ns, `${name}-p`, { loadBalancer: name, protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' }, 'ACTIVE', 'DEGRADED'),
     obj('HealthMonitor', ns, `${name}-hm`, { pool: `${name}-p`, type: 'HTTP' }),
     obj('Member', ns, `${name}-m1`, { pool: `${name}-p`, address: '10.0.0.11', port: 8080 }, over.memberProv ?? 'ACTIVE', 'ONLINE', {
-      currentSessions: 2, totalSessions: 1234, bytesIn: 1536, bytesOut: 5 * 1024 * 1024, checkStatus: 'L7OK', lastCheck: 'Layer7 check passed: OK', state: 'UP',
+      currentSessions: 2,
+      totalSessions: 1234,
+      bytesIn: 1536,
+      bytesOut: 5 * 1024 * 1024,
+      checkStatus: 'L7OK',
+      lastCheck: 'Layer7 check passed: OK',
+      state: 'UP',
     }),
     obj('Member', ns, `${name}-m2`, { pool: `${name}-p`, address: '10.0.0.12', port: 8080 }, 'ACTIVE', 'ERROR', {
-      currentSessions: 0, totalSessions: 0, bytesIn: 0, bytesOut: 0, checkStatus: 'L4CON', lastCheck: 'Layer4 connection problem: Connection refused', state: 'DOWN',
+      currentSessions: 0,
+      totalSessions: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      checkStatus: 'L4CON',
+      lastCheck: 'Layer4 connection problem: Connection refused',
+      state: 'DOWN',
     }),
   ];
 }
@@ -60,7 +91,9 @@ describe('nslb status table', () => {
     expect(lines[3]).toMatch(/^ {4}pool web-p\s+ACTIVE\s+DEGRADED\s+HTTP ROUND_ROBIN$/);
     expect(lines[4]).toMatch(/^ {6}healthmonitor web-hm\s+ACTIVE\s+ONLINE\s+HTTP$/);
     expect(lines[5]).toMatch(/^ {6}member web-m1\s+ACTIVE\s+ONLINE\s+10\.0\.0\.11:8080\s+2\s+1234\s+1\.5 KiB\s+5\.0 MiB\s+L7OK$/);
-    expect(lines[6]).toMatch(/^ {6}member web-m2\s+ACTIVE\s+ERROR\s+10\.0\.0\.12:8080\s+0\s+0\s+0 B\s+0 B\s+L4CON \(Layer4 connection problem: Connection refused\)$/);
+    expect(lines[6]).toMatch(
+      /^ {6}member web-m2\s+ACTIVE\s+ERROR\s+10\.0\.0\.12:8080\s+0\s+0\s+0 B\s+0 B\s+L4CON \(Layer4 connection problem: Connection refused\)$/,
+    );
     // Columns line up: the CHECK column starts at the same place on both member lines.
     expect(lines[5]!.indexOf('L7OK')).toBe(lines[6]!.indexOf('L4CON'));
     expect(text).not.toMatch(ANSI);
@@ -82,16 +115,33 @@ describe('nslb status table', () => {
   });
 
   it('says why an object is in ERROR, below the table', () => {
-    const broken: StatusFile = { objects: lbObjects('team-a', 'web', { memberProv: 'ERROR' }), errors: [{ file: 'bad.yaml', document: 2, message: 'spec.port: must be <= 65535' }] };
+    const broken: StatusFile = {
+      objects: lbObjects('team-a', 'web', { memberProv: 'ERROR' }),
+      errors: [{ file: 'bad.yaml', document: 2, message: 'spec.port: must be <= 65535' }],
+    };
     const text = formatStatusTable(broken);
     expect(text).toContain('! Member team-a/web-m1: bridge br-x does not exist');
     expect(text).toContain('! bad.yaml: document 2: spec.port: must be <= 65535');
   });
 
   it("says when the node's kernel limits are too low, and nothing while they hold", () => {
-    const condition = (status: 'True' | 'False', message: string) => ({ type: 'KernelLimitsSufficient', status, reason: status === 'True' ? 'Raised' : 'NeighbourTableTooSmall', message, lastTransitionTime: '2026-01-01T00:00:00Z' });
-    const low: StatusFile = { ...file, node: { name: 'net-1', conditions: [condition('False', 'net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512: sysctl -w net.ipv4.neigh.default.gc_thresh3=11264')] } };
-    expect(formatStatusTable(low)).toContain('! node net-1: KernelLimitsSufficient=False (NeighbourTableTooSmall): net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512: sysctl -w net.ipv4.neigh.default.gc_thresh3=11264');
+    const condition = (status: 'True' | 'False', message: string) => ({
+      type: 'KernelLimitsSufficient',
+      status,
+      reason: status === 'True' ? 'Raised' : 'NeighbourTableTooSmall',
+      message,
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+    });
+    const low: StatusFile = {
+      ...file,
+      node: {
+        name: 'net-1',
+        conditions: [condition('False', 'net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512: sysctl -w net.ipv4.neigh.default.gc_thresh3=11264')],
+      },
+    };
+    expect(formatStatusTable(low)).toContain(
+      '! node net-1: KernelLimitsSufficient=False (NeighbourTableTooSmall): net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512: sysctl -w net.ipv4.neigh.default.gc_thresh3=11264',
+    );
     const fine: StatusFile = { ...file, node: { name: 'net-1', conditions: [condition('True', 'raised by nslb: …')] } };
     expect(formatStatusTable(fine)).not.toContain('! node');
   });
@@ -139,8 +189,14 @@ describe('the load balancer filter', () => {
     const { file: cut, unmatched } = selectLoadBalancers(file, ['team-a/web']);
     expect(unmatched).toEqual([]);
     expect(ids(cut)).toEqual([
-      'LoadBalancer/team-a/web', 'Listener/team-a/web-l', 'Pool/team-a/web-p', 'HealthMonitor/team-a/web-hm',
-      'Member/team-a/web-m1', 'Member/team-a/web-m2', 'L7Policy/team-a/web-pol', 'L7Rule/team-a/web-pol-r',
+      'LoadBalancer/team-a/web',
+      'Listener/team-a/web-l',
+      'Pool/team-a/web-p',
+      'HealthMonitor/team-a/web-hm',
+      'Member/team-a/web-m1',
+      'Member/team-a/web-m2',
+      'L7Policy/team-a/web-pol',
+      'L7Rule/team-a/web-pol-r',
     ]);
   });
 

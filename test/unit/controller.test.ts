@@ -190,7 +190,7 @@ describe('the controller against a fake node', () => {
     expect(a.published.length).toBeLessThanOrEqual(6);
   });
 
-  it('after a crash at any point of a new load balancer\'s plan, a restarted agent finishes it: no orphan, no duplicate', async () => {
+  it("after a crash at any point of a new load balancer's plan, a restarted agent finishes it: no orphan, no duplicate", async () => {
     const full = agent(new FakeNode());
     full.controller.setSnapshot(stack('ns1', 11), []);
     await full.controller.initialSyncDone();

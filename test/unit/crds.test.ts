@@ -100,7 +100,10 @@ describe('crds/ is generated', () => {
           continue;
         }
         // A column on a field the schema does not have prints <none> forever; a typo must fail here.
-        const target = path.split('.').slice(1).reduce<Node | undefined>((s, key) => (s?.['properties'] as Node | undefined)?.[key] as Node | undefined, schema);
+        const target = path
+          .split('.')
+          .slice(1)
+          .reduce<Node | undefined>((s, key) => (s?.['properties'] as Node | undefined)?.[key] as Node | undefined, schema);
         expect(target, `${kind} column ${String(c['name'])}: ${path} is not in the schema`).toBeDefined();
         expect(c['type'], `${kind} column ${String(c['name'])}`).toBe(target!['type']);
       }
@@ -126,22 +129,74 @@ describe('crds/ is generated', () => {
 // JSONSchemaProps fields that apiextensions.k8s.io/v1 accepts. Left out on purpose: $ref, $schema, id,
 // definitions, patternProperties, dependencies, additionalItems (all rejected in v1) and const (absent).
 const ALLOWED_KEYS = new Set([
-  'type', 'format', 'title', 'description', 'default', 'example', 'externalDocs', 'nullable',
-  'properties', 'required', 'additionalProperties', 'minProperties', 'maxProperties',
-  'items', 'minItems', 'maxItems', 'uniqueItems',
-  'enum', 'pattern', 'minLength', 'maxLength', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf',
-  'allOf', 'anyOf', 'oneOf', 'not',
-  'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-int-or-string', 'x-kubernetes-embedded-resource',
-  'x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-map-type', 'x-kubernetes-validations',
+  'type',
+  'format',
+  'title',
+  'description',
+  'default',
+  'example',
+  'externalDocs',
+  'nullable',
+  'properties',
+  'required',
+  'additionalProperties',
+  'minProperties',
+  'maxProperties',
+  'items',
+  'minItems',
+  'maxItems',
+  'uniqueItems',
+  'enum',
+  'pattern',
+  'minLength',
+  'maxLength',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'multipleOf',
+  'allOf',
+  'anyOf',
+  'oneOf',
+  'not',
+  'x-kubernetes-preserve-unknown-fields',
+  'x-kubernetes-int-or-string',
+  'x-kubernetes-embedded-resource',
+  'x-kubernetes-list-type',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-map-type',
+  'x-kubernetes-validations',
 ]);
 const JUNCTORS = ['allOf', 'anyOf', 'oneOf', 'not'] as const;
 // Inside a junctor only value validation may appear; these would make the schema non-structural.
 const FORBIDDEN_IN_JUNCTOR = ['type', 'description', 'default', 'additionalProperties', 'nullable', 'title'];
 // The formats the API server knows (k8s.io/kube-openapi strfmt); others are silently not checked.
 const KUBERNETES_FORMATS = new Set([
-  'bsonobjectid', 'uri', 'email', 'hostname', 'ipv4', 'ipv6', 'cidr', 'mac', 'uuid', 'uuid3', 'uuid4', 'uuid5',
-  'isbn', 'isbn10', 'isbn13', 'creditcard', 'ssn', 'hexcolor', 'rgbcolor', 'byte', 'password', 'date', 'duration',
-  'datetime', 'date-time',
+  'bsonobjectid',
+  'uri',
+  'email',
+  'hostname',
+  'ipv4',
+  'ipv6',
+  'cidr',
+  'mac',
+  'uuid',
+  'uuid3',
+  'uuid4',
+  'uuid5',
+  'isbn',
+  'isbn10',
+  'isbn13',
+  'creditcard',
+  'ssn',
+  'hexcolor',
+  'rgbcolor',
+  'byte',
+  'password',
+  'date',
+  'duration',
+  'datetime',
+  'date-time',
 ]);
 const TYPES = new Set(['object', 'array', 'string', 'integer', 'number', 'boolean']);
 
@@ -340,7 +395,14 @@ describe('examples/ against the CRD schemas', () => {
       operatingStatus: 'ONLINE',
       observedGeneration: 3,
       conditions: [
-        { type: 'Ready', status: 'True', reason: 'Provisioned', message: 'applied to the node', lastTransitionTime: new Date().toISOString(), observedGeneration: 3 },
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'Provisioned',
+          message: 'applied to the node',
+          lastTransitionTime: new Date().toISOString(),
+          observedGeneration: 3,
+        },
       ],
       vip: '10.200.0.10',
       netns: 'nslb-0123456789ab',

@@ -56,10 +56,7 @@ describe('canonicalCidr', () => {
     expect(canonicalCidr(input)).toBe(output);
   });
 
-  it.each(['10.0.0.0', '10.0.0.0/33', '2001:db8::/129', '10.0.0.0/08', '10.0.0.0/', 'x/8', '/8', 'fe80::1%eth0/64', '10.0.0.0/8/8'])(
-    'refuses %s',
-    (input) => {
-      expect(canonicalCidr(input)).toBeUndefined();
-    },
-  );
+  it.each(['10.0.0.0', '10.0.0.0/33', '2001:db8::/129', '10.0.0.0/08', '10.0.0.0/', 'x/8', '/8', 'fe80::1%eth0/64', '10.0.0.0/8/8'])('refuses %s', (input) => {
+    expect(canonicalCidr(input)).toBeUndefined();
+  });
 });

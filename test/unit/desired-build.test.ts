@@ -73,18 +73,48 @@ describe('a valid load balancer', () => {
       listener('tcp', { protocol: 'TCP', port: 5432, connectionLimit: 100, timeouts: { clientData: 1000 }, adminStateUp: false }),
       pool('app', { protocol: 'PROXYV2', lbAlgorithm: 'SOURCE_IP', adminStateUp: false }),
       member('m', { address: '2001:db8::0:11', weight: 0, backup: true, monitorAddress: '2001:DB8::12', monitorPort: 9000, adminStateUp: false }),
-      monitor('hm', { type: 'TCP', maxRetriesDown: 1, httpMethod: 'HEAD', urlPath: '/x', expectedCodes: '200-299', httpVersion: '1.1', domainName: 'a.example', adminStateUp: false }),
+      monitor('hm', {
+        type: 'TCP',
+        maxRetriesDown: 1,
+        httpMethod: 'HEAD',
+        urlPath: '/x',
+        expectedCodes: '200-299',
+        httpVersion: '1.1',
+        domainName: 'a.example',
+        adminStateUp: false,
+      }),
     ]);
     expect(d.problems).toEqual([]);
     const web = d.lbs.get('default/web')!;
     expect(web.bridge).toBe('br-ex');
     expect(web.adminStateUp).toBe(false);
     expect(web.vip).toEqual({ address: '2001:db8::10', family: 6, prefixLength: 64, gateway: '2001:db8::1', mac: 'fa:16:3e:aa:bb:cc', vlan: 7, mtu: 1400 });
-    expect(web.listeners[0]).toMatchObject({ connectionLimit: 100, adminStateUp: false, timeouts: { clientData: 1000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 } });
+    expect(web.listeners[0]).toMatchObject({
+      connectionLimit: 100,
+      adminStateUp: false,
+      timeouts: { clientData: 1000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 },
+    });
     expect(web.listeners[0]).not.toHaveProperty('defaultPool');
     expect(web.pools[0]).toMatchObject({ protocol: 'PROXYV2', lbAlgorithm: 'SOURCE_IP', adminStateUp: false });
-    expect(web.pools[0]?.members[0]).toEqual({ name: 'm', address: '2001:db8::11', port: 8080, weight: 0, backup: true, adminStateUp: false, monitorAddress: '2001:db8::12', monitorPort: 9000 });
-    expect(web.pools[0]?.healthMonitor).toMatchObject({ maxRetriesDown: 1, httpMethod: 'HEAD', urlPath: '/x', expectedCodes: '200-299', httpVersion: '1.1', domainName: 'a.example', adminStateUp: false });
+    expect(web.pools[0]?.members[0]).toEqual({
+      name: 'm',
+      address: '2001:db8::11',
+      port: 8080,
+      weight: 0,
+      backup: true,
+      adminStateUp: false,
+      monitorAddress: '2001:db8::12',
+      monitorPort: 9000,
+    });
+    expect(web.pools[0]?.healthMonitor).toMatchObject({
+      maxRetriesDown: 1,
+      httpMethod: 'HEAD',
+      urlPath: '/x',
+      expectedCodes: '200-299',
+      httpVersion: '1.1',
+      domainName: 'a.example',
+      adminStateUp: false,
+    });
   });
 
   it('maps every object to its load balancer', () => {
@@ -162,9 +192,7 @@ describe('references', () => {
 
   it('the default pool must belong to the same load balancer', () => {
     const d = build([lb('web'), lb('api', { address: '192.0.2.20' }), listener('http', { defaultPool: 'app' }), pool('app', { loadBalancer: 'api' })]);
-    expect(d.problems.map(brief)).toEqual([
-      'Listener http InvalidReference /spec/defaultPool: pool "app" belongs to load balancer "api", not "web"',
-    ]);
+    expect(d.problems.map(brief)).toEqual(['Listener http InvalidReference /spec/defaultPool: pool "app" belongs to load balancer "api", not "web"']);
     expect([...d.blocked.keys()]).toEqual(['default/web']);
     expect([...d.lbs.keys()]).toEqual(['default/api']);
   });
@@ -205,18 +233,23 @@ describe('listener → pool protocols', () => {
     const problems = build([lb('web'), listener('l', { protocol: l, defaultPool: 'app' }), pool('app', { protocol: p })]).problems;
     const pairProblem = problems.find((x) => x.path === '/spec/defaultPool');
     if (ok) expect(pairProblem).toBeUndefined();
-    else expect(pairProblem && brief(pairProblem)).toBe(
-      `Listener l InvalidSpec /spec/defaultPool: a ${l} listener cannot use ${p} pool "app" (pool protocol must be one of ${allowed[l].join(', ')})`,
-    );
+    else
+      expect(pairProblem && brief(pairProblem)).toBe(
+        `Listener l InvalidSpec /spec/defaultPool: a ${l} listener cannot use ${p} pool "app" (pool protocol must be one of ${allowed[l].join(', ')})`,
+      );
   });
 });
 
 describe('conflicts', () => {
   it('two listeners on one port: the second by name', () => {
-    const d = build([lb('web'), lb('api', { address: '192.0.2.20' }), listener('b', { port: 80 }), listener('a', { port: 80 }), listener('c', { port: 80, loadBalancer: 'api' })]);
-    expect(d.problems.map(brief)).toEqual([
-      'Listener b Conflict /spec/port: port 80 is already used by listener "a" of load balancer "web"',
+    const d = build([
+      lb('web'),
+      lb('api', { address: '192.0.2.20' }),
+      listener('b', { port: 80 }),
+      listener('a', { port: 80 }),
+      listener('c', { port: 80, loadBalancer: 'api' }),
     ]);
+    expect(d.problems.map(brief)).toEqual(['Listener b Conflict /spec/port: port 80 is already used by listener "a" of load balancer "web"']);
     expect([...d.lbs.keys()]).toEqual(['default/api']);
   });
 
@@ -249,9 +282,7 @@ describe('conflicts', () => {
   });
 
   it('the same object twice in the input', () => {
-    expect(problemsOf([lb('web'), lb('web')])).toEqual([
-      'LoadBalancer web Conflict -: LoadBalancer default/web is defined more than once',
-    ]);
+    expect(problemsOf([lb('web'), lb('web')])).toEqual(['LoadBalancer web Conflict -: LoadBalancer default/web is defined more than once']);
   });
 });
 
@@ -324,11 +355,24 @@ describe('spec rules', () => {
     expect(problemsOf([lb('a'), lb('b', { address: '192.0.2.11' }, { additionalVips: [{ address: '192.0.2.10' }] })])).toEqual([
       'LoadBalancer b Conflict /spec/additionalVips/0/address: VIP 192.0.2.10 on bridge br-int (untagged) is already used by load balancer default/a',
     ]);
-    expect(problemsOf([lb('a', {}, { additionalVips: [{ address: '2001:db8::10' }] }), lb('b', { vlan: 7 }, { additionalVips: [{ address: '2001:db8::10' }] })])).toEqual([]);
+    expect(
+      problemsOf([lb('a', {}, { additionalVips: [{ address: '2001:db8::10' }] }), lb('b', { vlan: 7 }, { additionalVips: [{ address: '2001:db8::10' }] })]),
+    ).toEqual([]);
   });
 
   it('additional VIPs reach the desired model with their defaults', () => {
-    const d = build([lb('a', { address: '2001:db8::10', gateway: '2001:db8::1' }, { additionalVips: [{ address: '192.0.2.10', gateway: '192.0.2.1' }, { address: '198.51.100.10', prefixLength: 28 }] })]);
+    const d = build([
+      lb(
+        'a',
+        { address: '2001:db8::10', gateway: '2001:db8::1' },
+        {
+          additionalVips: [
+            { address: '192.0.2.10', gateway: '192.0.2.1' },
+            { address: '198.51.100.10', prefixLength: 28 },
+          ],
+        },
+      ),
+    ]);
     expect(d.lbs.get('default/a')?.vip).toMatchObject({
       address: '2001:db8::10',
       family: 6,
@@ -352,11 +396,23 @@ describe('Kubernetes Secrets are not read yet', () => {
     listener('l', { protocol: 'TERMINATED_HTTPS', tls: { certificateFile: 'certs/web.pem', keyFile: 'certs/web.key', ...tls } });
   const secrets = 'is only for Kubernetes mode (Secrets); in file mode use certificateFile and keyFile';
   const cases: [string, AnyObject, string][] = [
-    ['listener tls.secretName', listener('l', { protocol: 'TERMINATED_HTTPS', tls: { secretName: 'web-tls' } }), `Listener l NotSupported /spec/tls/secretName: tls.secretName ${secrets}`],
-    ['listener SNI secretName', https({ sniCertificates: [{ secretName: 'api-tls' }] }), `Listener l NotSupported /spec/tls/sniCertificates/0/secretName: tls.sniCertificates[0].secretName ${secrets}`],
+    [
+      'listener tls.secretName',
+      listener('l', { protocol: 'TERMINATED_HTTPS', tls: { secretName: 'web-tls' } }),
+      `Listener l NotSupported /spec/tls/secretName: tls.secretName ${secrets}`,
+    ],
+    [
+      'listener SNI secretName',
+      https({ sniCertificates: [{ secretName: 'api-tls' }] }),
+      `Listener l NotSupported /spec/tls/sniCertificates/0/secretName: tls.sniCertificates[0].secretName ${secrets}`,
+    ],
     ['listener sniSecretNames', https({ sniSecretNames: ['api-tls'] }), `Listener l NotSupported /spec/tls/sniSecretNames: tls.sniSecretNames ${secrets}`],
     ['pool tls.secretName', pool('p', { tls: { enabled: true, secretName: 'x' } }), `Pool p NotSupported /spec/tls/secretName: tls.secretName ${secrets}`],
-    ['pool tls.caSecretName', pool('p', { tls: { enabled: true, caSecretName: 'x' } }), `Pool p NotSupported /spec/tls/caSecretName: tls.caSecretName ${secrets}`],
+    [
+      'pool tls.caSecretName',
+      pool('p', { tls: { enabled: true, caSecretName: 'x' } }),
+      `Pool p NotSupported /spec/tls/caSecretName: tls.caSecretName ${secrets}`,
+    ],
   ];
 
   it.each(cases)('%s', (_what, object, problem) => {
@@ -388,7 +444,10 @@ describe('protocols that used to be refused', () => {
   });
 
   it('HTTP fields on a non-HTTP monitor are ignored, not refused', () => {
-    const d = build([...webStack().slice(0, 5), monitor('hm', { type: 'TCP', urlPath: '/x', httpMethod: 'POST', expectedCodes: '201', httpVersion: '1.1', domainName: 'a.example' })]);
+    const d = build([
+      ...webStack().slice(0, 5),
+      monitor('hm', { type: 'TCP', urlPath: '/x', httpMethod: 'POST', expectedCodes: '201', httpVersion: '1.1', domainName: 'a.example' }),
+    ]);
     expect(d.problems).toEqual([]);
   });
 
@@ -521,7 +580,10 @@ describe('TERMINATED_HTTPS', () => {
       ['cert-as-key.pem', CERT],
       ['with-key.pem', `${CERT}${KEY}`],
       ['encrypted.key', `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${SECRET}\n-----END ENCRYPTED PRIVATE KEY-----\n`],
-      ['legacy-encrypted.key', `-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n${SECRET}\n-----END RSA PRIVATE KEY-----\n`],
+      [
+        'legacy-encrypted.key',
+        `-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n${SECRET}\n-----END RSA PRIVATE KEY-----\n`,
+      ],
       ['rsa.key', traditionalKeySync(KEY)],
       ['cert.pem', CERT],
     ]);
@@ -555,7 +617,10 @@ describe('TERMINATED_HTTPS', () => {
     const broken = [
       terminated({ certificateFile: 'key-as-cert.pem', keyFile: 'garbage.key' }),
       terminated({ certificateFile: 'with-key.pem', keyFile: 'encrypted.key' }, { port: 444 }),
-      terminated({ certificateFile: 'certs/web.pem', keyFile: 'certs/web.key', sniCertificates: [{ certificateFile: 'garbage.key', keyFile: 'key-as-cert.pem' }] }, { port: 445 }),
+      terminated(
+        { certificateFile: 'certs/web.pem', keyFile: 'certs/web.key', sniCertificates: [{ certificateFile: 'garbage.key', keyFile: 'key-as-cert.pem' }] },
+        { port: 445 },
+      ),
     ].map((l, i) => ({ ...l, metadata: { ...l.metadata, name: `l${i}` } }));
     const d = buildDesired([lb('web'), ...broken], { defaultBridge: 'br-int', materials });
     expect(d.problems.length).toBeGreaterThanOrEqual(5);
@@ -592,7 +657,10 @@ describe('listener options', () => {
   });
 
   it('allowedCidrs are canonical networks, deduplicated, in order, of either family', () => {
-    const d = build([lb('web'), listener('l', { protocol: 'TCP', allowedCidrs: ['10.0.0.5/24', '2001:DB8:0::1/48', '10.0.0.0/24', '192.0.2.7/32', '0.0.0.0/0', '2001:db8::/48'] })]);
+    const d = build([
+      lb('web'),
+      listener('l', { protocol: 'TCP', allowedCidrs: ['10.0.0.5/24', '2001:DB8:0::1/48', '10.0.0.0/24', '192.0.2.7/32', '0.0.0.0/0', '2001:db8::/48'] }),
+    ]);
     expect(d.problems).toEqual([]);
     expect(d.lbs.get('default/web')?.listeners[0]?.allowedCidrs).toEqual(['10.0.0.0/24', '2001:db8::/48', '192.0.2.7/32', '0.0.0.0/0']);
   });
@@ -605,11 +673,11 @@ describe('listener options', () => {
 });
 
 describe('session persistence', () => {
-  const stack = (sp: NonNullable<ApiObject<'Pool'>['spec']['sessionPersistence']>, listenerProtocol: ListenerProtocol = 'HTTP', poolProtocol: PoolProtocol = 'HTTP') => [
-    lb('web'),
-    listener('l', { protocol: listenerProtocol, defaultPool: 'app' }),
-    pool('app', { protocol: poolProtocol, sessionPersistence: sp }),
-  ];
+  const stack = (
+    sp: NonNullable<ApiObject<'Pool'>['spec']['sessionPersistence']>,
+    listenerProtocol: ListenerProtocol = 'HTTP',
+    poolProtocol: PoolProtocol = 'HTTP',
+  ) => [lb('web'), listener('l', { protocol: listenerProtocol, defaultPool: 'app' }), pool('app', { protocol: poolProtocol, sessionPersistence: sp })];
 
   it('is carried over as given', () => {
     for (const sp of [{ type: 'SOURCE_IP' }, { type: 'HTTP_COOKIE' }, { type: 'APP_COOKIE', cookieName: 'JSESSIONID' }] as const) {
@@ -665,12 +733,7 @@ describe('session persistence', () => {
 // L7.
 
 /** web: HTTP listener "http" → pool app; pool "api" for redirects; policy "deny" with rule "admin". */
-const l7Stack = (): AnyObject[] => [
-  ...webStack(),
-  pool('api'),
-  l7Policy('deny'),
-  l7Rule('admin'),
-];
+const l7Stack = (): AnyObject[] => [...webStack(), pool('api'), l7Policy('deny'), l7Rule('admin')];
 
 describe('L7 policies', () => {
   it('are assembled onto their listener with defaults', () => {
@@ -689,7 +752,7 @@ describe('L7 policies', () => {
     expect(d.owners.get('L7Rule/default/admin')).toBe('default/web');
   });
 
-  it('carry each action\'s target', () => {
+  it("carry each action's target", () => {
     const d = build([
       ...l7Stack(),
       l7Policy('to-api', { action: 'REDIRECT_TO_POOL', redirectPool: 'api' }),
@@ -757,7 +820,12 @@ describe('L7 policies', () => {
     expect(problemsOf([...l7Stack(), l7Policy('p', { action: 'REDIRECT_PREFIX' })])).toEqual([
       'L7Policy p InvalidSpec /spec/redirectPrefix: is required for action REDIRECT_PREFIX',
     ]);
-    expect(problemsOf([...l7Stack(), l7Policy('p', { action: 'REJECT', redirectPool: 'api', redirectUrl: 'http://a', redirectPrefix: 'http://b', redirectHttpCode: 301 })])).toEqual([
+    expect(
+      problemsOf([
+        ...l7Stack(),
+        l7Policy('p', { action: 'REJECT', redirectPool: 'api', redirectUrl: 'http://a', redirectPrefix: 'http://b', redirectHttpCode: 301 }),
+      ]),
+    ).toEqual([
       'L7Policy p InvalidSpec /spec/redirectPool: is only allowed with action REDIRECT_TO_POOL (action is REJECT)',
       'L7Policy p InvalidSpec /spec/redirectUrl: is only allowed with action REDIRECT_TO_URL (action is REJECT)',
       'L7Policy p InvalidSpec /spec/redirectPrefix: is only allowed with action REDIRECT_PREFIX (action is REJECT)',
@@ -774,9 +842,7 @@ describe('L7 policies', () => {
       'L7Policy p InvalidReference /spec/redirectPool: pool "nope" does not exist in namespace "default"',
     ]);
     const d = build([...l7Stack(), ...others, l7Policy('p', { action: 'REDIRECT_TO_POOL', redirectPool: 'theirs' })]);
-    expect(d.problems.map(brief)).toEqual([
-      'L7Policy p InvalidReference /spec/redirectPool: pool "theirs" belongs to load balancer "other", not "web"',
-    ]);
+    expect(d.problems.map(brief)).toEqual(['L7Policy p InvalidReference /spec/redirectPool: pool "theirs" belongs to load balancer "other", not "web"']);
     expect([...d.blocked.keys()]).toEqual(['default/web']);
     expect([...d.lbs.keys()]).toEqual(['default/other']);
     expect(problemsOf([...l7Stack(), ...others, l7Policy('p', { action: 'REDIRECT_TO_POOL', redirectPool: 'tcp' })])).toEqual([
@@ -811,12 +877,11 @@ describe('L7 policies', () => {
 
 describe('L7 policy position', () => {
   const policies = (...specs: [string, number | undefined][]) =>
-    specs.flatMap(([name, position]) => [
-      l7Policy(name, position === undefined ? {} : { position }),
-      l7Rule(`${name}-rule`, { l7Policy: name }),
-    ]);
+    specs.flatMap(([name, position]) => [l7Policy(name, position === undefined ? {} : { position }), l7Rule(`${name}-rule`, { l7Policy: name })]);
   const order = (objects: AnyObject[]) =>
-    build([...webStack(), ...objects]).lbs.get('default/web')?.listeners[0]?.l7Policies.map((p) => `${p.position}:${p.name}`);
+    build([...webStack(), ...objects])
+      .lbs.get('default/web')
+      ?.listeners[0]?.l7Policies.map((p) => `${p.position}:${p.name}`);
 
   it('a policy inserted at position 1 goes first', () => {
     expect(order(policies(['a', undefined], ['b', undefined]))).toEqual(['1:a', '2:b']);
@@ -828,7 +893,9 @@ describe('L7 policy position', () => {
   });
 
   it('admin-down policies leave no gap', () => {
-    const objects = policies(['a', 1], ['b', 2], ['c', 3]).map((o) => (o.kind === 'L7Policy' && o.metadata.name === 'b' ? l7Policy('b', { position: 2, adminStateUp: false }) : o));
+    const objects = policies(['a', 1], ['b', 2], ['c', 3]).map((o) =>
+      o.kind === 'L7Policy' && o.metadata.name === 'b' ? l7Policy('b', { position: 2, adminStateUp: false }) : o,
+    );
     expect(order(objects)).toEqual(['1:a', '2:c']);
   });
 
@@ -899,7 +966,12 @@ describe('blocking', () => {
 
 describe('blocked order', () => {
   it('is namespace/name order, not problem order', () => {
-    const d = build([lb('a', { prefixLength: 40 }), lb('b', { address: '192.0.2.20' }), listener('l', { loadBalancer: 'a', port: 1 }), listener('k', { loadBalancer: 'b', defaultPool: 'none' })]);
+    const d = build([
+      lb('a', { prefixLength: 40 }),
+      lb('b', { address: '192.0.2.20' }),
+      listener('l', { loadBalancer: 'a', port: 1 }),
+      listener('k', { loadBalancer: 'b', defaultPool: 'none' }),
+    ]);
     expect([...d.blocked.keys()]).toEqual(['default/a', 'default/b']);
     const d2 = build([lb('a'), lb('b', { address: '192.0.2.20', prefixLength: 40 }), listener('k', { loadBalancer: 'a', defaultPool: 'none' })]);
     expect(d2.problems.map((p) => p.kind)).toEqual(['LoadBalancer', 'Listener']);

@@ -1,6 +1,17 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { derivedMac, ifaceOfNetns, isNslbIfaceName, isNslbNetnsName, isOrphanKey, lbKey, netnsOfKey, nodeNames, orphanKey, parseLbKey } from '../../src/desired/names.js';
+import {
+  derivedMac,
+  ifaceOfNetns,
+  isNslbIfaceName,
+  isNslbNetnsName,
+  isOrphanKey,
+  lbKey,
+  netnsOfKey,
+  nodeNames,
+  orphanKey,
+  parseLbKey,
+} from '../../src/desired/names.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 

@@ -30,21 +30,27 @@ describe('ip -batch observation', () => {
   it('configures every address (nodad for IPv6) and one default route per family, family taken from each line', () => {
     expect(
       renderLinkBatch({
-        netns: 'n', iface: 'i', mac: 'fa:16:3e:00:00:01',
-        addresses: ['2001:db8::10/64', '192.0.2.10/24'], removeAddresses: ['198.18.0.1/15'], gateways: ['2001:db8::1', '192.0.2.1'],
+        netns: 'n',
+        iface: 'i',
+        mac: 'fa:16:3e:00:00:01',
+        addresses: ['2001:db8::10/64', '192.0.2.10/24'],
+        removeAddresses: ['198.18.0.1/15'],
+        gateways: ['2001:db8::1', '192.0.2.1'],
       }),
-    ).toBe([
-      'link set dev lo up',
-      'link set dev i address fa:16:3e:00:00:01',
-      'link set dev i addrgenmode eui64',
-      'address del 198.18.0.1/15 dev i',
-      'address replace 2001:db8::10/64 dev i nodad',
-      'address replace 192.0.2.10/24 dev i',
-      'link set dev i up',
-      'route replace default via 2001:db8::1 dev i',
-      'route replace default via 192.0.2.1 dev i',
-      '',
-    ].join('\n'));
+    ).toBe(
+      [
+        'link set dev lo up',
+        'link set dev i address fa:16:3e:00:00:01',
+        'link set dev i addrgenmode eui64',
+        'address del 198.18.0.1/15 dev i',
+        'address replace 2001:db8::10/64 dev i nodad',
+        'address replace 192.0.2.10/24 dev i',
+        'link set dev i up',
+        'route replace default via 2001:db8::1 dev i',
+        'route replace default via 192.0.2.1 dev i',
+        '',
+      ].join('\n'),
+    );
   });
 
   it('gives an IPv4-only VIP port no IPv6 link-local address (no DAD, RS or MLD flooding the bridge)', () => {
@@ -59,7 +65,9 @@ describe('ip -batch observation', () => {
   });
 
   it('refuses tokens that would change the meaning of an ip -batch line', () => {
-    expect(() => renderLinkBatch({ netns: 'n', iface: 'i', mac: 'aa:bb:cc:dd:ee:ff', addresses: ['10.0.0.1/24\nlink del lo'], removeAddresses: [], gateways: [] })).toThrow(/unsafe/);
+    expect(() =>
+      renderLinkBatch({ netns: 'n', iface: 'i', mac: 'aa:bb:cc:dd:ee:ff', addresses: ['10.0.0.1/24\nlink del lo'], removeAddresses: [], gateways: [] }),
+    ).toThrow(/unsafe/);
   });
 });
 

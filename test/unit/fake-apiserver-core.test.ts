@@ -50,7 +50,10 @@ describe('Services', () => {
   it('defaults and allocations: type, protocol, targetPort, ClusterIP, NodePorts, healthCheckNodePort; status dropped on create', async () => {
     const created = await core.createNamespacedService({
       namespace: 'default',
-      body: { ...(service('a', { ports: [{ port: 80 }], externalTrafficPolicy: 'Local' }) as object), status: { loadBalancer: { ingress: [{ ip: '1.2.3.4' }] } } },
+      body: {
+        ...(service('a', { ports: [{ port: 80 }], externalTrafficPolicy: 'Local' }) as object),
+        status: { loadBalancer: { ingress: [{ ip: '1.2.3.4' }] } },
+      },
     });
     const spec = created.spec!;
     expect(spec.ports![0]).toMatchObject({ port: 80, protocol: 'TCP', targetPort: 80 });
@@ -81,27 +84,44 @@ describe('Services', () => {
 
   it('loadBalancerClass may not change once set; source ranges must be CIDRs; ports must be named when several', async () => {
     const a = api.get('v1', 'services', 'default', 'a') as Obj;
-    expect(() => api.update({ ...a, spec: { ...a.spec, loadBalancerClass: 'example.com/other' } })).toThrow(/loadBalancerClass: Invalid value: "example.com\/other": may not change once set/);
+    expect(() => api.update({ ...a, spec: { ...a.spec, loadBalancerClass: 'example.com/other' } })).toThrow(
+      /loadBalancerClass: Invalid value: "example.com\/other": may not change once set/,
+    );
     expect(() => api.create(service('c', { loadBalancerSourceRanges: ['10.0.0.0/33'] }))).toThrow(/loadBalancerSourceRanges\[0\]/);
     expect(() => api.create(service('d', { ports: [{ port: 80 }, { port: 81 }] }))).toThrow(/spec.ports\[0\].name: Required value/);
   });
 
   it('status subresource: ingress and conditions only through /status, validated', async () => {
     const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    await core.patchNamespacedServiceStatus({ name: 'a', namespace: 'default', body: { status: { loadBalancer: { ingress: [{ ip: '10.0.0.5', ipMode: 'VIP' }] } } } }, opts);
+    await core.patchNamespacedServiceStatus(
+      { name: 'a', namespace: 'default', body: { status: { loadBalancer: { ingress: [{ ip: '10.0.0.5', ipMode: 'VIP' }] } } } },
+      opts,
+    );
     expect((api.get('v1', 'services', 'default', 'a') as Obj).status.loadBalancer.ingress).toEqual([{ ip: '10.0.0.5', ipMode: 'VIP' }]);
     // A main-resource write cannot change status.
     await core.patchNamespacedService({ name: 'a', namespace: 'default', body: { status: { loadBalancer: {} }, metadata: { labels: { x: 'y' } } } }, opts);
     expect((api.get('v1', 'services', 'default', 'a') as Obj).status.loadBalancer.ingress).toHaveLength(1);
-    const bad = await failure(core.patchNamespacedServiceStatus({ name: 'a', namespace: 'default', body: { status: { loadBalancer: { ingress: [{ ip: 'not-an-ip' }] } } } }, opts));
+    const bad = await failure(
+      core.patchNamespacedServiceStatus({ name: 'a', namespace: 'default', body: { status: { loadBalancer: { ingress: [{ ip: 'not-an-ip' }] } } } }, opts),
+    );
     expect(bad.code).toBe(422);
-    const badCondition = await failure(core.patchNamespacedServiceStatus({
-      name: 'a', namespace: 'default',
-      body: { status: { conditions: [{ type: 'nslb.dev/X', status: 'True', reason: 'has space', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] } },
-    }, opts));
+    const badCondition = await failure(
+      core.patchNamespacedServiceStatus(
+        {
+          name: 'a',
+          namespace: 'default',
+          body: {
+            status: { conditions: [{ type: 'nslb.dev/X', status: 'True', reason: 'has space', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] },
+          },
+        },
+        opts,
+      ),
+    );
     expect(badCondition.status.message).toMatch(/reason/);
     // A stale resourceVersion in a patch is a 409.
-    const stale = await failure(core.patchNamespacedServiceStatus({ name: 'a', namespace: 'default', body: { metadata: { resourceVersion: '1' }, status: {} } }, opts));
+    const stale = await failure(
+      core.patchNamespacedServiceStatus({ name: 'a', namespace: 'default', body: { metadata: { resourceVersion: '1' }, status: {} } }, opts),
+    );
     expect(stale.code).toBe(409);
   });
 
@@ -140,13 +160,28 @@ describe('Nodes (cluster-scoped)', () => {
 
 describe('AddressPools (a cluster-scoped CRD from crds/)', () => {
   it('cluster paths only, schema-validated, status through /status with optimistic concurrency', async () => {
-    const created = (await custom.createClusterCustomObject({ group: 'nslb.dev', version: 'v1alpha1', plural: 'addresspools', body: addressPool('p1', { addresses: ['10.2.0.0/24'] }) })) as Obj;
+    const created = (await custom.createClusterCustomObject({
+      group: 'nslb.dev',
+      version: 'v1alpha1',
+      plural: 'addresspools',
+      body: addressPool('p1', { addresses: ['10.2.0.0/24'] }),
+    })) as Obj;
     expect(created.metadata.namespace).toBeUndefined();
     const r = await fetch(`${api.url}/apis/nslb.dev/v1alpha1/namespaces/default/addresspools/p1`);
     expect(r.status).toBe(404);
-    const bad = await failure(custom.createClusterCustomObject({ group: 'nslb.dev', version: 'v1alpha1', plural: 'addresspools', body: addressPool('p2', { addresses: ['10.3.0.0/24'], vlan: 5000 }) }));
+    const bad = await failure(
+      custom.createClusterCustomObject({
+        group: 'nslb.dev',
+        version: 'v1alpha1',
+        plural: 'addresspools',
+        body: addressPool('p2', { addresses: ['10.3.0.0/24'], vlan: 5000 }),
+      }),
+    );
     expect(bad.code).toBe(422);
-    const body = { ...created, status: { allocations: [{ address: '10.2.0.1', service: 'default/a', serviceUid: 'u', since: '2026-01-01T00:00:00Z' }], assigned: 1 } };
+    const body = {
+      ...created,
+      status: { allocations: [{ address: '10.2.0.1', service: 'default/a', serviceUid: 'u', since: '2026-01-01T00:00:00Z' }], assigned: 1 },
+    };
     await custom.replaceClusterCustomObjectStatus({ group: 'nslb.dev', version: 'v1alpha1', plural: 'addresspools', name: 'p1', body });
     const again = await failure(custom.replaceClusterCustomObjectStatus({ group: 'nslb.dev', version: 'v1alpha1', plural: 'addresspools', name: 'p1', body }));
     expect(again.code).toBe(409);
@@ -161,7 +196,12 @@ describe('EndpointSlices', () => {
     expect(bad.code).toBe(422);
     const seen: string[] = [];
     const sel = 'kubernetes.io/service-name=web';
-    const inf = makeInformer<KubernetesObject>(kc, '/apis/discovery.k8s.io/v1/endpointslices', () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: sel }) as never, sel);
+    const inf = makeInformer<KubernetesObject>(
+      kc,
+      '/apis/discovery.k8s.io/v1/endpointslices',
+      () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: sel }) as never,
+      sel,
+    );
     inf.on('add', (o) => seen.push(o.metadata!.name!));
     await inf.start();
     api.create(endpointSlice('other', [{ address: '10.0.0.2' }]));

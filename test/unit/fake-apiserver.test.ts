@@ -22,7 +22,11 @@ const namespace = 'default';
 const plural = 'loadbalancers';
 const AV = `${group}/${version}`;
 
-type Obj = KubernetesObject & { spec?: JsonObject; status?: JsonObject; metadata: NonNullable<KubernetesObject['metadata']> & { deletionTimestamp?: unknown; deletionGracePeriodSeconds?: number } };
+type Obj = KubernetesObject & {
+  spec?: JsonObject;
+  status?: JsonObject;
+  metadata: NonNullable<KubernetesObject['metadata']> & { deletionTimestamp?: unknown; deletionGracePeriodSeconds?: number };
+};
 
 function lb(name: string, extra: JsonObject = {}): JsonObject {
   return { apiVersion: AV, kind: 'LoadBalancer', metadata: { name, namespace }, spec: { vip: { address: '10.0.0.10' } }, ...extra };
@@ -94,7 +98,13 @@ afterEach(async () => {
 
 describe('CRUD through CustomObjectsApi', () => {
   it('creates, gets and lists with server-set metadata; 409 AlreadyExists; 404 NotFound', async () => {
-    const created = (await api.createNamespacedCustomObject({ group, version, namespace, plural, body: lb('lb1', { status: { provisioningStatus: 'ACTIVE' } }) })) as Obj;
+    const created = (await api.createNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      body: lb('lb1', { status: { provisioningStatus: 'ACTIVE' } }),
+    })) as Obj;
     expect(created.metadata.uid).toMatch(/^[0-9a-f-]{36}$/);
     expect(created.metadata.generation).toBe(1);
     expect(created.metadata.resourceVersion).toMatch(/^\d+$/);
@@ -136,14 +146,20 @@ describe('CRUD through CustomObjectsApi', () => {
 
     // Labels only: new resourceVersion, same generation.
     const v2 = (await api.replaceNamespacedCustomObject({
-      group, version, namespace, plural, name: 'lb1',
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
       body: { ...v1, metadata: { ...v1.metadata, labels: { a: 'b' } } },
     })) as Obj;
     expect(Number(v2.metadata.resourceVersion)).toBeGreaterThan(Number(v1.metadata.resourceVersion));
     expect(v2.metadata.generation).toBe(1);
 
     // The old resourceVersion is stale now.
-    const stale = await failure(api.replaceNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1', body: { ...v1, spec: { vip: { address: '10.0.0.11' } } } }));
+    const stale = await failure(
+      api.replaceNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1', body: { ...v1, spec: { vip: { address: '10.0.0.11' } } } }),
+    );
     expect(stale.code).toBe(409);
     expect(stale.status).toMatchObject({ reason: 'Conflict', code: 409 });
     expect(stale.status.message).toContain('the object has been modified');
@@ -155,7 +171,11 @@ describe('CRUD through CustomObjectsApi', () => {
 
     // Spec change: generation 2. Status in a main-resource PUT is ignored.
     const v3 = (await api.replaceNamespacedCustomObject({
-      group, version, namespace, plural, name: 'lb1',
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
       body: { ...v2, spec: { vip: { address: '10.0.0.11' } }, status: { provisioningStatus: 'ACTIVE' } },
     })) as Obj;
     expect(v3.metadata.generation).toBe(2);
@@ -167,12 +187,33 @@ describe('CRUD through CustomObjectsApi', () => {
     expect(v4.metadata.resourceVersion).toBe(v3.metadata.resourceVersion);
 
     // A status written through the subresource survives main-resource writes that carry another (or none).
-    const v5 = (await api.replaceNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1', body: { ...v4, status: { provisioningStatus: 'ACTIVE' } } })) as Obj;
+    const v5 = (await api.replaceNamespacedCustomObjectStatus({
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
+      body: { ...v4, status: { provisioningStatus: 'ACTIVE' } },
+    })) as Obj;
     const { status: _s, ...noStatus } = v5;
-    const v6 = (await api.replaceNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1', body: { ...noStatus, spec: { vip: { address: '10.0.0.13' } } } })) as Obj;
+    const v6 = (await api.replaceNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
+      body: { ...noStatus, spec: { vip: { address: '10.0.0.13' } } },
+    })) as Obj;
     expect(v6.status).toEqual({ provisioningStatus: 'ACTIVE' });
     expect(v6.metadata.generation).toBe(3);
-    const v7 = (await api.replaceNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1', body: { ...v6, status: { provisioningStatus: 'ERROR' } } })) as Obj;
+    const v7 = (await api.replaceNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
+      body: { ...v6, status: { provisioningStatus: 'ERROR' } },
+    })) as Obj;
     expect(v7.status).toEqual({ provisioningStatus: 'ACTIVE' });
     expect(v7.metadata.resourceVersion).toBe(v6.metadata.resourceVersion);
   });
@@ -180,8 +221,17 @@ describe('CRUD through CustomObjectsApi', () => {
   it('status subresource: replaceStatus changes only status, never spec or generation; stale → 409', async () => {
     const v1 = (await api.createNamespacedCustomObject({ group, version, namespace, plural, body: lb('lb1') })) as Obj;
     const v2 = (await api.replaceNamespacedCustomObjectStatus({
-      group, version, namespace, plural, name: 'lb1',
-      body: { ...v1, spec: { vip: { address: '192.0.2.1' } }, metadata: { ...v1.metadata, finalizers: ['x/y'] }, status: { provisioningStatus: 'ACTIVE', observedGeneration: 1 } },
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
+      body: {
+        ...v1,
+        spec: { vip: { address: '192.0.2.1' } },
+        metadata: { ...v1.metadata, finalizers: ['x/y'] },
+        status: { provisioningStatus: 'ACTIVE', observedGeneration: 1 },
+      },
     })) as Obj;
     expect(v2.status).toEqual({ provisioningStatus: 'ACTIVE', observedGeneration: 1 });
     expect(v2.spec).toEqual(v1.spec);
@@ -189,7 +239,9 @@ describe('CRUD through CustomObjectsApi', () => {
     expect(v2.metadata.generation).toBe(1);
     expect(Number(v2.metadata.resourceVersion)).toBeGreaterThan(Number(v1.metadata.resourceVersion));
 
-    const stale = await failure(api.replaceNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1', body: { ...v1, status: { provisioningStatus: 'ERROR' } } }));
+    const stale = await failure(
+      api.replaceNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1', body: { ...v1, status: { provisioningStatus: 'ERROR' } } }),
+    );
     expect(stale.code).toBe(409);
 
     const viaStatusGet = (await api.getNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1' })) as Obj;
@@ -213,7 +265,11 @@ describe('CRUD through CustomObjectsApi', () => {
 
     // Without options client-node 1.3 sends application/json-patch+json: the body must be an operation list.
     const v3 = (await api.patchNamespacedCustomObject({
-      group, version, namespace, plural, name: 'lb1',
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
       body: [{ op: 'add', path: '/metadata/labels', value: { tier: 'edge' } }],
     })) as Obj;
     expect(v3.metadata.labels).toEqual({ tier: 'edge' });
@@ -221,17 +277,28 @@ describe('CRUD through CustomObjectsApi', () => {
     expect(fake.requestLog().at(-1)).toMatchObject({ contentType: 'application/json-patch+json' });
 
     // A failed JSON-patch test op is 422.
-    const testOp = await failure(api.patchNamespacedCustomObject({
-      group, version, namespace, plural, name: 'lb1',
-      body: [{ op: 'test', path: '/metadata/resourceVersion', value: v1.metadata.resourceVersion }, { op: 'remove', path: '/metadata/labels' }],
-    }));
+    const testOp = await failure(
+      api.patchNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural,
+        name: 'lb1',
+        body: [
+          { op: 'test', path: '/metadata/resourceVersion', value: v1.metadata.resourceVersion },
+          { op: 'remove', path: '/metadata/labels' },
+        ],
+      }),
+    );
     expect(testOp.code).toBe(422);
 
     // Stale resourceVersion carried by a merge patch → 409; the current one → applied.
-    const stale = await failure(api.patchNamespacedCustomObject(
-      { group, version, namespace, plural, name: 'lb1', body: { metadata: { resourceVersion: v1.metadata.resourceVersion, finalizers: ['a/b'] } } },
-      mergePatch,
-    ));
+    const stale = await failure(
+      api.patchNamespacedCustomObject(
+        { group, version, namespace, plural, name: 'lb1', body: { metadata: { resourceVersion: v1.metadata.resourceVersion, finalizers: ['a/b'] } } },
+        mergePatch,
+      ),
+    );
     expect(stale.code).toBe(409);
     const v4 = (await api.patchNamespacedCustomObject(
       { group, version, namespace, plural, name: 'lb1', body: { metadata: { resourceVersion: v3.metadata.resourceVersion, finalizers: ['a/b'] } } },
@@ -249,21 +316,32 @@ describe('CRUD through CustomObjectsApi', () => {
     expect(v5.metadata.generation).toBe(2);
 
     // Strategic merge patch does not exist for custom resources.
-    const smp = await failure(api.patchNamespacedCustomObject(
-      { group, version, namespace, plural, name: 'lb1', body: { spec: {} } },
-      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
-    ));
+    const smp = await failure(
+      api.patchNamespacedCustomObject(
+        { group, version, namespace, plural, name: 'lb1', body: { spec: {} } },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      ),
+    );
     expect(smp.code).toBe(415);
   });
 
   it('failNextStatusWriteWithConflict: one 409, then the retry goes through; counted', async () => {
     const v1 = (await api.createNamespacedCustomObject({ group, version, namespace, plural, body: lb('lb1') })) as Obj;
     fake.failNextStatusWriteWithConflict();
-    const first = await failure(api.replaceNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1', body: { ...v1, status: { provisioningStatus: 'ACTIVE' } } }));
+    const first = await failure(
+      api.replaceNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1', body: { ...v1, status: { provisioningStatus: 'ACTIVE' } } }),
+    );
     expect(first.code).toBe(409);
     expect(first.status.reason).toBe('Conflict');
     expect(fake.get(AV, plural, namespace, 'lb1')?.status).toBeUndefined();
-    await api.replaceNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1', body: { ...v1, status: { provisioningStatus: 'ACTIVE' } } });
+    await api.replaceNamespacedCustomObjectStatus({
+      group,
+      version,
+      namespace,
+      plural,
+      name: 'lb1',
+      body: { ...v1, status: { provisioningStatus: 'ACTIVE' } },
+    });
     expect(fake.get(AV, plural, namespace, 'lb1')?.status).toEqual({ provisioningStatus: 'ACTIVE' });
     expect(fake.statusWrites()).toBe(2);
   });
@@ -275,7 +353,11 @@ describe('test helpers (no HTTP, same semantics)', () => {
     expect((a.metadata as JsonObject).generation).toBe(1);
     fake.patchStatus(AV, plural, namespace, 'lb1', { status: { provisioningStatus: 'ACTIVE' } });
     const b = fake.apply(lb('lb1', { spec: { vip: { address: '10.0.0.99' } } }));
-    expect(b).toMatchObject({ spec: { vip: { address: '10.0.0.99' } }, status: { provisioningStatus: 'ACTIVE' }, metadata: { generation: 2, finalizers: ['nslb.dev/cleanup'] } });
+    expect(b).toMatchObject({
+      spec: { vip: { address: '10.0.0.99' } },
+      status: { provisioningStatus: 'ACTIVE' },
+      metadata: { generation: 2, finalizers: ['nslb.dev/cleanup'] },
+    });
     const c = fake.update({ ...b, spec: { vip: { address: '10.0.0.98' } } });
     expect((c.metadata as JsonObject).generation).toBe(3);
     expect(() => fake.update({ ...b, spec: {} })).toThrow(expect.objectContaining({ code: 409, reason: 'Conflict' }));
@@ -289,7 +371,13 @@ describe('test helpers (no HTTP, same semantics)', () => {
 describe('finalizers and deletionTimestamp', () => {
   it('delete marks, the last finalizer removed deletes; no new finalizers while deleting', async () => {
     const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    await api.createNamespacedCustomObject({ group, version, namespace, plural, body: lb('lb1', { metadata: { name: 'lb1', finalizers: ['nslb.dev/cleanup', 'other.io/keep'] } }) });
+    await api.createNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      body: lb('lb1', { metadata: { name: 'lb1', finalizers: ['nslb.dev/cleanup', 'other.io/keep'] } }),
+    });
     const watch = await rawWatch(`${fake.url}/apis/${AV}/namespaces/${namespace}/${plural}?watch=true&resourceVersion=${fake.resourceVersion}`);
 
     const marked = (await api.deleteNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1' })) as Obj;
@@ -303,21 +391,33 @@ describe('finalizers and deletionTimestamp', () => {
     const again = (await api.deleteNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1' })) as Obj;
     expect(again.metadata.resourceVersion).toBe(marked.metadata.resourceVersion);
 
-    const add = await failure(api.patchNamespacedCustomObject(
-      { group, version, namespace, plural, name: 'lb1', body: { metadata: { finalizers: ['nslb.dev/cleanup', 'other.io/keep', 'new.io/x'] } } },
-      mergePatch,
-    ));
+    const add = await failure(
+      api.patchNamespacedCustomObject(
+        { group, version, namespace, plural, name: 'lb1', body: { metadata: { finalizers: ['nslb.dev/cleanup', 'other.io/keep', 'new.io/x'] } } },
+        mergePatch,
+      ),
+    );
     expect(add.code).toBe(422);
     expect(add.status.message).toContain('no new finalizers can be added if the object is being deleted');
 
     // Status still writable while deleting.
-    await api.patchNamespacedCustomObjectStatus({ group, version, namespace, plural, name: 'lb1', body: { status: { provisioningStatus: 'PENDING_DELETE' } } }, mergePatch);
-    expect((await watch.next())).toMatchObject({ type: 'MODIFIED', object: { status: { provisioningStatus: 'PENDING_DELETE' } } });
+    await api.patchNamespacedCustomObjectStatus(
+      { group, version, namespace, plural, name: 'lb1', body: { status: { provisioningStatus: 'PENDING_DELETE' } } },
+      mergePatch,
+    );
+    expect(await watch.next()).toMatchObject({ type: 'MODIFIED', object: { status: { provisioningStatus: 'PENDING_DELETE' } } });
 
     // Remove ours, keep the other's (guarded by resourceVersion): still there.
     const cur = fake.get(AV, plural, namespace, 'lb1')!;
     await api.patchNamespacedCustomObject(
-      { group, version, namespace, plural, name: 'lb1', body: { metadata: { resourceVersion: (cur.metadata as JsonObject).resourceVersion, finalizers: ['other.io/keep'] } } },
+      {
+        group,
+        version,
+        namespace,
+        plural,
+        name: 'lb1',
+        body: { metadata: { resourceVersion: (cur.metadata as JsonObject).resourceVersion, finalizers: ['other.io/keep'] } },
+      },
       mergePatch,
     );
     expect(fake.get(AV, plural, namespace, 'lb1')).toBeDefined();
@@ -342,7 +442,9 @@ describe('finalizers and deletionTimestamp', () => {
 
   it('delete preconditions are checked', async () => {
     await api.createNamespacedCustomObject({ group, version, namespace, plural, body: lb('lb1') });
-    const r = await failure(api.deleteNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1', body: { preconditions: { resourceVersion: '1' } } }));
+    const r = await failure(
+      api.deleteNamespacedCustomObject({ group, version, namespace, plural, name: 'lb1', body: { preconditions: { resourceVersion: '1' } } }),
+    );
     expect(r.code).toBe(409);
   });
 });
@@ -393,7 +495,10 @@ describe('watch on the wire', () => {
     const without = await rawWatch(`${base()}?watch=true&resourceVersion=${fake.resourceVersion}&timeoutSeconds=1`);
     fake.create(lb('other', { metadata: { name: 'other', namespace: 'elsewhere' } })); // another namespace: not on these watches
     fake.sendBookmarks();
-    expect(await withBm.next()).toEqual({ type: 'BOOKMARK', object: { kind: 'LoadBalancer', apiVersion: AV, metadata: { resourceVersion: fake.resourceVersion } } });
+    expect(await withBm.next()).toEqual({
+      type: 'BOOKMARK',
+      object: { kind: 'LoadBalancer', apiVersion: AV, metadata: { resourceVersion: fake.resourceVersion } },
+    });
     expect(await without.next(3000)).toBe('end'); // nothing but the end after 1s
     expect(fake.closeWatches()).toBe(1);
     expect(await withBm.next()).toBe('end');
@@ -548,17 +653,21 @@ describe('built-in kinds the agent touches', () => {
     const list = await core.listNamespacedEvent({ namespace });
     expect(list.items.map((e) => e.reason)).toEqual(['Provisioned']);
     expect(fake.events(namespace)).toHaveLength(1);
-    const bad = await failure(core.createNamespacedEvent({
-      namespace,
-      body: { metadata: { name: 'x' }, involvedObject: { name: 'lb1', namespace: 'elsewhere' }, type: 'Fatal' },
-    }));
+    const bad = await failure(
+      core.createNamespacedEvent({
+        namespace,
+        body: { metadata: { name: 'x' }, involvedObject: { name: 'lb1', namespace: 'elsewhere' }, type: 'Fatal' },
+      }),
+    );
     expect(bad.code).toBe(422);
   });
 
   it('events.k8s.io/v1 Events are validated as the real apiserver does', async () => {
     const events = kc.makeApiClient(EventsV1Api);
     const micro = '2026-01-02T03:04:05.123456Z';
-    const bad = await failure(events.createNamespacedEvent({ namespace, body: { metadata: { name: 'e1' }, eventTime: micro as never, reason: 'X', type: 'Normal' } }));
+    const bad = await failure(
+      events.createNamespacedEvent({ namespace, body: { metadata: { name: 'e1' }, eventTime: micro as never, reason: 'X', type: 'Normal' } }),
+    );
     expect(bad.code).toBe(422);
     expect(bad.status.message).toContain('reportingController: Required value');
     const body = {
@@ -605,7 +714,12 @@ describe('built-in kinds the agent touches', () => {
     });
     const seen = await core.listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.kind=Member,involvedObject.name=m1,involvedObject.uid=u-m1' });
     expect(seen.items).toHaveLength(1);
-    expect(seen.items[0]).toMatchObject({ message: 'spec.pool: pool "p" does not exist', reportingComponent: 'nslb.dev/agent', type: 'Warning', involvedObject: { name: 'm1' } });
+    expect(seen.items[0]).toMatchObject({
+      message: 'spec.pool: pool "p" does not exist',
+      reportingComponent: 'nslb.dev/agent',
+      type: 'Warning',
+      involvedObject: { name: 'm1' },
+    });
     expect((await core.listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.name=other' })).items).toHaveLength(0);
     expect((await events.listNamespacedEvent({ namespace, fieldSelector: 'regarding.name=m1,reportingController=nslb.dev/agent' })).items).toHaveLength(1);
     expect((await failure(core.listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.colour=red' }))).code).toBe(400);
@@ -708,26 +822,44 @@ describe('CRD schemas (crds option)', () => {
     api = kc.makeApiClient(CustomObjectsApi);
     const lp = 'listeners';
     const created = (await api.createNamespacedCustomObject({
-      group, version, namespace, plural: lp,
+      group,
+      version,
+      namespace,
+      plural: lp,
       body: { apiVersion: AV, kind: 'Listener', metadata: { name: 'l1' }, spec: { port: 80, bogus: 1, extra: { anything: true } }, junk: 'x' },
     })) as Obj & { junk?: unknown };
     expect(created.spec).toEqual({ port: 80, protocol: 'TCP', extra: { anything: true } });
     expect(created.junk).toBeUndefined();
-    expect(fake.prunedFields().map((p) => p.field).sort()).toEqual(['junk', 'spec.bogus']);
+    expect(
+      fake
+        .prunedFields()
+        .map((p) => p.field)
+        .sort(),
+    ).toEqual(['junk', 'spec.bogus']);
 
-    const bad = await failure(api.createNamespacedCustomObject({
-      group, version, namespace, plural: lp,
-      body: { apiVersion: AV, kind: 'Listener', metadata: { name: 'l2' }, spec: { protocol: 'UDP', allowedCidrs: ['10.0.0.0/33'] } },
-    }));
+    const bad = await failure(
+      api.createNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural: lp,
+        body: { apiVersion: AV, kind: 'Listener', metadata: { name: 'l2' }, spec: { protocol: 'UDP', allowedCidrs: ['10.0.0.0/33'] } },
+      }),
+    );
     expect(bad.code).toBe(422);
     expect(bad.status.message).toContain('spec.port: Required value');
     expect(bad.status.message).toContain('spec.protocol: Unsupported value: "UDP"');
     expect(bad.status.message).toContain('spec.allowedCidrs[0]');
 
-    const longName = await failure(api.createNamespacedCustomObject({
-      group, version, namespace, plural: lp,
-      body: { apiVersion: AV, kind: 'Listener', metadata: { name: 'a'.repeat(30) }, spec: { port: 1 } },
-    }));
+    const longName = await failure(
+      api.createNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural: lp,
+        body: { apiVersion: AV, kind: 'Listener', metadata: { name: 'a'.repeat(30) }, spec: { port: 1 } },
+      }),
+    );
     expect(longName.code).toBe(422);
 
     // Status fields the schema does not declare are pruned too.
@@ -738,10 +870,16 @@ describe('CRD schemas (crds option)', () => {
     expect(st.status).toEqual({ provisioningStatus: 'ACTIVE' });
 
     // Strict field validation refuses instead of pruning.
-    const strict = await failure(api.createNamespacedCustomObject({
-      group, version, namespace, plural: lp, fieldValidation: 'Strict',
-      body: { apiVersion: AV, kind: 'Listener', metadata: { name: 'l3' }, spec: { port: 1, nope: 2 } },
-    }));
+    const strict = await failure(
+      api.createNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural: lp,
+        fieldValidation: 'Strict',
+        body: { apiVersion: AV, kind: 'Listener', metadata: { name: 'l3' }, spec: { port: 1, nope: 2 } },
+      }),
+    );
     expect(strict.code).toBe(422);
     expect(strict.status.message).toContain('unknown field "spec.nope"');
 

@@ -27,7 +27,10 @@ describe('ManifestDirectory', () => {
     await mkdir(join(dir, '.git'));
     await writeFile(join(dir, 'a.yaml'), lb('a', '10.201.0.1'));
     await writeFile(join(dir, 'sub', 'b.yml'), lb('b', '10.201.0.2'));
-    await writeFile(join(dir, 'c.json'), JSON.stringify({ apiVersion: 'nslb.dev/v1alpha1', kind: 'LoadBalancer', metadata: { name: 'c' }, spec: { vip: { address: '10.201.0.3' } } }));
+    await writeFile(
+      join(dir, 'c.json'),
+      JSON.stringify({ apiVersion: 'nslb.dev/v1alpha1', kind: 'LoadBalancer', metadata: { name: 'c' }, spec: { vip: { address: '10.201.0.3' } } }),
+    );
     await writeFile(join(dir, '.git', 'd.yaml'), lb('d', '10.201.0.4'));
     await writeFile(join(dir, 'README.md'), '# not a manifest');
     const s = await new ManifestDirectory(dir).read();
@@ -59,7 +62,13 @@ describe('ManifestDirectory', () => {
 describe('FileSource', () => {
   it('reconciles a burst of changes from one snapshot after the debounce', async () => {
     const snapshots: Snapshot[] = [];
-    const source = new FileSource(dir, { debounceMs: 150, onSnapshot: (s) => snapshots.push(s), onError: (e) => { throw e; } });
+    const source = new FileSource(dir, {
+      debounceMs: 150,
+      onSnapshot: (s) => snapshots.push(s),
+      onError: (e) => {
+        throw e;
+      },
+    });
     await source.start();
     expect(snapshots).toHaveLength(1);
     for (let i = 0; i < 10; i++) await writeFile(join(dir, `lb${i}.yaml`), lb(`lb${i}`, `10.201.0.${i + 1}`));
@@ -76,7 +85,13 @@ describe('FileSource', () => {
     await writeFile(join(dir, 'v2', 'lb.yaml'), lb('two', '10.201.0.2'));
     await symlink(join(dir, 'v1'), join(dir, 'current'));
     const snapshots: Snapshot[] = [];
-    const source = new FileSource(join(dir, 'current'), { debounceMs: 50, onSnapshot: (s) => snapshots.push(s), onError: (e) => { throw e; } });
+    const source = new FileSource(join(dir, 'current'), {
+      debounceMs: 50,
+      onSnapshot: (s) => snapshots.push(s),
+      onError: (e) => {
+        throw e;
+      },
+    });
     await source.start();
     expect(names(snapshots.at(-1)!)).toEqual(['one']);
     await symlink(join(dir, 'v2'), join(dir, 'current.new'));

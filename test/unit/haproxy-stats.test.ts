@@ -253,17 +253,19 @@ describe.skipIf(!existsSync(HAPROXY))('against a real HAProxy 2.6 on loopback', 
   }
 
   it('reports what the aggregation needs, by the names the renderer gave', async () => {
-    await until(() => queryRuntime(socket, 'show info'), (s) => s.includes('Name: HAProxy'));
+    await until(
+      () => queryRuntime(socket, 'show info'),
+      (s) => s.includes('Name: HAProxy'),
+    );
     expect(await queryRuntime(socket, 'set server pool.web/drained state drain')).toBe('\n');
     const full = lb.listeners.find((l) => l.name === 'full')!;
     const client = createConnection({ host: '127.0.0.1', port: full.port });
     client.on('error', () => {});
     clients.push(client);
 
-    const rows = await until(stats, (r) =>
-      row(r, 'pool.web', 'up')?.status === 'UP' &&
-      row(r, 'pool.web', 'down')?.status === 'DOWN' &&
-      row(r, 'listener.full', 'FRONTEND')?.sessions === 1,
+    const rows = await until(
+      stats,
+      (r) => row(r, 'pool.web', 'up')?.status === 'UP' && row(r, 'pool.web', 'down')?.status === 'DOWN' && row(r, 'listener.full', 'FRONTEND')?.sessions === 1,
     );
 
     expect(row(rows, 'listener.web', 'FRONTEND')).toMatchObject({ status: 'OPEN', type: 'frontend' });

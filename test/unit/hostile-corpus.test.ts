@@ -161,7 +161,10 @@ afterAll(async () => {
   console.log(
     `hostile corpus: ${cases.length} cases in ${Math.round(total)} ms\n` +
       [...groups].map(([g, n]) => `  ${String(n).padStart(5)}  ${g}`).join('\n') +
-      `\n  slowest: ${slowest.slice(0, 5).map(([id, ms]) => `${id} ${Math.round(ms)} ms`).join('; ')}`,
+      `\n  slowest: ${slowest
+        .slice(0, 5)
+        .map(([id, ms]) => `${id} ${Math.round(ms)} ms`)
+        .join('; ')}`,
   );
 });
 
@@ -169,7 +172,29 @@ describe('the corpus', () => {
   it('has at least 150 rejected cases, and every group', () => {
     expect(cases.filter((c) => c.expect.outcome === 'rejected').length).toBeGreaterThanOrEqual(150);
     expect(new Set(cases.map((c) => c.group))).toEqual(
-      new Set(['literal', 'string field', 'map key', 'wrong type', 'out of range', 'unknown field', 'unknown kind', 'unknown apiVersion', 'not an object', 'bad name', 'bad namespace', 'bad IP', 'bad CIDR', 'bad MAC', 'cross-object rule', 'reference', 'TLS material', 'duplicate', 'huge', 'file type', 'file name']),
+      new Set([
+        'literal',
+        'string field',
+        'map key',
+        'wrong type',
+        'out of range',
+        'unknown field',
+        'unknown kind',
+        'unknown apiVersion',
+        'not an object',
+        'bad name',
+        'bad namespace',
+        'bad IP',
+        'bad CIDR',
+        'bad MAC',
+        'cross-object rule',
+        'reference',
+        'TLS material',
+        'duplicate',
+        'huge',
+        'file type',
+        'file name',
+      ]),
     );
     expect(new Set(cases.map((c) => c.id)).size).toBe(cases.length);
   });
@@ -180,7 +205,13 @@ describe('the corpus', () => {
 
   it('puts every hostile string into every string field of every kind', () => {
     const strings = ALL_FIELDS.filter((f) => f.schema.type === 'string');
-    for (const f of ['Listener /spec/tls/sniCertificates/0/keyFile', 'L7Rule /spec/value', 'LoadBalancer /metadata/annotations/note', 'Pool /spec/tls/alpnProtocols/0', 'L7Policy /metadata/name']) {
+    for (const f of [
+      'Listener /spec/tls/sniCertificates/0/keyFile',
+      'L7Rule /spec/value',
+      'LoadBalancer /metadata/annotations/note',
+      'Pool /spec/tls/alpnProtocols/0',
+      'L7Policy /metadata/name',
+    ]) {
       expect(strings.map((s) => `${s.kind} ${s.path}`)).toContain(f);
     }
     const ids = new Set(cases.map((c) => c.id));
@@ -190,7 +221,13 @@ describe('the corpus', () => {
   });
 
   it('starts from a victim that builds without a problem', async () => {
-    await place(root, { id: 'victim', group: 'victim', file: `${SUBDIR}/victim.yaml`, make: { content: yamlOf(victim()) }, expect: { outcome: 'rejected', document: 0 } });
+    await place(root, {
+      id: 'victim',
+      group: 'victim',
+      file: `${SUBDIR}/victim.yaml`,
+      make: { content: yamlOf(victim()) },
+      expect: { outcome: 'rejected', document: 0 },
+    });
     const read = await readRoot(new ManifestDirectory(root));
     expect(reportsOf(read)).toEqual([]);
     expect([...read.desired.lbs.keys()]).toEqual([GOOD, VICTIM]);
@@ -279,11 +316,17 @@ describe('a file that breaks keeps its last valid contents', () => {
       const breaks = bytes === undefined || parseDocuments(c.file, bytes).issues.length > 0;
       if (breaks) {
         expect(json(objectsFrom(after, c.file)), c.id).toBe(inForce.objects);
-        expect(after.issues.some((i) => i.file === c.file), c.id).toBe(true);
+        expect(
+          after.issues.some((i) => i.file === c.file),
+          c.id,
+        ).toBe(true);
         kept++;
       } else {
         const parsed = parseDocuments(c.file, bytes).objects.map((o) => objectId(o));
-        expect(objectsFrom(after, c.file).every((o) => parsed.includes(objectId(o))), c.id).toBe(true);
+        expect(
+          objectsFrom(after, c.file).every((o) => parsed.includes(objectId(o))),
+          c.id,
+        ).toBe(true);
         inForce = undefined;
       }
       expect(json(objectsFrom(after, 'good.yaml')), c.id).toBe(baseline.objects);

@@ -144,7 +144,13 @@ describe('nslb import octavia: API responses', () => {
   });
 
   it('Members (listed without their pool: the pool lists them): weight, backup, monitor, admin state, IPv6', () => {
-    expect(find(result.objects, 'Member', 'web-server-1').spec).toEqual({ pool: 'web-4029d267', address: '192.0.2.16', port: 80, weight: 20, monitorPort: 8080 });
+    expect(find(result.objects, 'Member', 'web-server-1').spec).toEqual({
+      pool: 'web-4029d267',
+      address: '192.0.2.16',
+      port: 80,
+      weight: 20,
+      monitorPort: 8080,
+    });
     expect(find(result.objects, 'Member', 'member-3c6857f4').spec).toEqual({
       pool: 'web-4029d267',
       address: '2001:db8::17',
@@ -170,7 +176,7 @@ describe('nslb import octavia: API responses', () => {
     });
   });
 
-  it('L7Policy and its rules (found through the policy\'s rule ids)', () => {
+  it("L7Policy and its rules (found through the policy's rule ids)", () => {
     expect(find(result.objects, 'L7Policy', 'to-api').spec).toEqual({
       listener: 'http',
       action: 'REDIRECT_TO_POOL',
@@ -199,7 +205,9 @@ describe('nslb import octavia: API responses', () => {
     ['loadbalancer "Shop LB" (8a562351-f0fb-424c-a0af-513461424ea5): vip_network_id: '],
     ['loadbalancer "Shop LB" (8a562351-f0fb-424c-a0af-513461424ea5): vip_vnic_type: '],
     ['loadbalancer "Shop LB" (8a562351-f0fb-424c-a0af-513461424ea5): tags: '],
-    ['listener "https" (1341fbaf-ad4f-4cfe-a943-ad5e14e664cb): default_tls_container_ref: Barbican secret http://198.51.100.10:9311/v1/containers/a570068c-d295-4780-91d4-3046a325db51: put the certificate chain and key (PEM) in certs/https.crt and certs/https.key'],
+    [
+      'listener "https" (1341fbaf-ad4f-4cfe-a943-ad5e14e664cb): default_tls_container_ref: Barbican secret http://198.51.100.10:9311/v1/containers/a570068c-d295-4780-91d4-3046a325db51: put the certificate chain and key (PEM) in certs/https.crt and certs/https.key',
+    ],
     ['listener "https" (1341fbaf-ad4f-4cfe-a943-ad5e14e664cb): sni_container_refs[0]: Barbican secret'],
     ['listener "https" (1341fbaf-ad4f-4cfe-a943-ad5e14e664cb): client_ca_tls_container_ref: Barbican secret'],
     ['listener "https" (1341fbaf-ad4f-4cfe-a943-ad5e14e664cb): insert_headers.X-Forwarded-Prefix: not a header nslb inserts'],
@@ -211,7 +219,9 @@ describe('nslb import octavia: API responses', () => {
     ['listener "dns" (f1c0a6c4-1f6b-4c8e-9d33-5b7e3a1f0c53): skipped: protocol "UDP" is not supported'],
     ['pool "dns-pool" (c2b0a9a4-7b1e-4f52-9a3c-0f2d8e4b6a71): skipped: protocol "UDP" is not supported'],
     ['healthmonitor "dns-hm" (a1b2c3d4-0000-4000-8000-00000000dd53): skipped: its pool "dns-pool" (c2b0a9a4-7b1e-4f52-9a3c-0f2d8e4b6a71) was not imported'],
-    ['l7policy "cert-only" (8a1412f0-4c32-4257-8b07-af4770b604fd): skipped: its rule l7rule (9d1f7e0a-5c2b-4a8e-b3f6-7e0d2c4a1b95) cannot be imported (type "SSL_CONN_HAS_CERT" is not supported'],
+    [
+      'l7policy "cert-only" (8a1412f0-4c32-4257-8b07-af4770b604fd): skipped: its rule l7rule (9d1f7e0a-5c2b-4a8e-b3f6-7e0d2c4a1b95) cannot be imported (type "SSL_CONN_HAS_CERT" is not supported',
+    ],
     ['l7rule (9d1f7e0a-5c2b-4a8e-b3f6-7e0d2c4a1b95): skipped: its l7policy "cert-only" (8a1412f0-4c32-4257-8b07-af4770b604fd) was not imported'],
   ])('warns: %s', (warning) => {
     expect(result.warnings.filter((w) => w.startsWith(warning))).toHaveLength(1);
@@ -227,9 +237,25 @@ describe('nslb import octavia: API responses', () => {
     await mkdir(join(work, 'certs'));
     // One self-signed CA certificate stands in for every Barbican secret.
     await exec('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-subj', '/CN=shop.example.com',
-      '-addext', 'subjectAltName=DNS:shop.example.com', '-addext', 'basicConstraints=critical,CA:TRUE',
-      '-keyout', join(work, 'certs', 'key.pem'), '-out', join(work, 'certs', 'cert.pem'),
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '30',
+      '-subj',
+      '/CN=shop.example.com',
+      '-addext',
+      'subjectAltName=DNS:shop.example.com',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-keyout',
+      join(work, 'certs', 'key.pem'),
+      '-out',
+      join(work, 'certs', 'cert.pem'),
     ]);
     for (const base of ['https', 'https-sni-1', 'web-8189d6a9-client']) {
       await copyFile(join(work, 'certs', 'cert.pem'), join(work, 'certs', `${base}.crt`));
@@ -256,7 +282,14 @@ describe('nslb import octavia: openstack CLI output (show, list, status show)', 
     expect(find(result.objects, 'Listener', 'tcp-listener').spec).toEqual({ loadBalancer: 'lb-0c1d2e3f', protocol: 'TCP', port: 5432, defaultPool: 'db' });
     expect(find(result.objects, 'Pool', 'db').spec).toEqual({ loadBalancer: 'lb-0c1d2e3f', protocol: 'TCP', lbAlgorithm: 'SOURCE_IP' });
     expect(find(result.objects, 'Member', 'member-aa000002').spec).toEqual({ pool: 'db', address: '198.51.100.32', port: 5432, weight: 0 });
-    expect(find(result.objects, 'HealthMonitor', 'hm-bb000001').spec).toEqual({ pool: 'db', type: 'TCP', delay: 5, timeout: 4, maxRetries: 3, maxRetriesDown: 2 });
+    expect(find(result.objects, 'HealthMonitor', 'hm-bb000001').spec).toEqual({
+      pool: 'db',
+      type: 'TCP',
+      delay: 5,
+      timeout: 4,
+      maxRetries: 3,
+      maxRetriesDown: 2,
+    });
     expect(result.warnings).toContain(
       "member (aa000003-0000-4000-8000-000000000003): weight: only the status tree names this member: weight, backup, monitor and admin state are nslb's defaults",
     );
@@ -307,7 +340,14 @@ describe('nslb import octavia: shapes, names, errors', () => {
       'HealthMonitor/hm-1',
     ]);
     expect(find(result.objects, 'Listener', 'http-listener').spec).toMatchObject({ loadBalancer: 'best-lb', defaultPool: 'rr-pool' });
-    expect(find(result.objects, 'HealthMonitor', 'hm-1').spec).toEqual({ pool: 'rr-pool', type: 'HTTP', delay: 3, timeout: 1, maxRetries: 2, urlPath: '/index.html' });
+    expect(find(result.objects, 'HealthMonitor', 'hm-1').spec).toEqual({
+      pool: 'rr-pool',
+      type: 'HTTP',
+      delay: 3,
+      timeout: 1,
+      maxRetries: 2,
+      urlPath: '/index.html',
+    });
     expect(find(result.objects, 'LoadBalancer', 'best-lb').metadata.annotations).toBeUndefined();
   });
 
@@ -332,7 +372,12 @@ describe('nslb import octavia: shapes, names, errors', () => {
     const result = importOctavia([
       { file: 'lb.json', value: { loadbalancer: { id: 'lb1', vip_address: '192.0.2.1' } } },
       { file: 'pool.json', value: { pool: { id: 'p1', loadbalancers: [{ id: 'lb1' }], protocol: 'HTTP', lb_algorithm: 'ROUND_ROBIN' } } },
-      { file: 'rules.json', value: { l7policies: [{ id: 'pol1', listener_id: 'l1', action: 'REJECT', rules: [{ id: 'r1', type: 'PATH', compare_type: 'EQUAL_TO', value: '/a b' }] }] } },
+      {
+        file: 'rules.json',
+        value: {
+          l7policies: [{ id: 'pol1', listener_id: 'l1', action: 'REJECT', rules: [{ id: 'r1', type: 'PATH', compare_type: 'EQUAL_TO', value: '/a b' }] }],
+        },
+      },
       { file: 'l.json', value: { listener: { id: 'l1', loadbalancers: [{ id: 'lb1' }], protocol: 'HTTP', protocol_port: 80 } } },
       { file: 'm.json', value: { member: { id: 'm1', pool_id: 'p1', address: 'not-an-ip', protocol_port: 80 } } },
     ]);

@@ -60,7 +60,7 @@ const build = (materials: Map<string, string>, ...objects: AnyObject[]) =>
   buildDesired([lb('web'), pool('app'), ...objects], { defaultBridge: 'br-int', materials });
 
 describe('TLS material from Secrets', () => {
-  it('tls.secretName: the Secret\'s tls.crt and tls.key become the listener\'s bundle; Opaque Secrets too', () => {
+  it("tls.secretName: the Secret's tls.crt and tls.key become the listener's bundle; Opaque Secrets too", () => {
     for (const type of ['kubernetes.io/tls', 'Opaque']) {
       const d = build(materialsOf([{ name: 'web-tls', type, data: { 'tls.crt': www.crt, 'tls.key': www.key } }]), https({ secretName: 'web-tls' }));
       expect(d.problems.map(brief)).toEqual([]);
@@ -75,7 +75,10 @@ describe('TLS material from Secrets', () => {
       { name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } },
       { name: 'other-tls', data: { 'tls.crt': other.crt, 'tls.key': other.key } },
     ]);
-    for (const tls of [{ secretName: 'web-tls', sniSecretNames: ['other-tls'] }, { secretName: 'web-tls', sniCertificates: [{ secretName: 'other-tls' }] }]) {
+    for (const tls of [
+      { secretName: 'web-tls', sniSecretNames: ['other-tls'] },
+      { secretName: 'web-tls', sniCertificates: [{ secretName: 'other-tls' }] },
+    ]) {
       const d = build(m, https(tls));
       expect(d.problems.map(brief)).toEqual([]);
       expect(d.lbs.get('default/web')?.listeners[0]?.tls?.sniCertificates.map((c) => c.pem.includes(other.crt.trim()))).toEqual([true]);
@@ -84,24 +87,71 @@ describe('TLS material from Secrets', () => {
 
   it('a missing, foreign-typed, incomplete, broken or unreadable Secret is an error on the object, naming it', () => {
     const cases: [Map<string, string>, object, string][] = [
-      [materialsOf([]), { secretName: 'web-tls' }, 'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" not found in namespace "default"'],
-      [materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } }], 'elsewhere'), { secretName: 'web-tls' }, 'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" not found in namespace "default"'],
-      [materialsOf([{ name: 'web-tls', type: 'kubernetes.io/basic-auth', data: {} }]), { secretName: 'web-tls' }, 'Listener https InvalidSpec /spec/tls/secretName: tls.secretName: Secret "web-tls" is of type kubernetes.io/basic-auth; nslb reads kubernetes.io/tls and Opaque Secrets'],
-      [materialsOf([{ name: 'web-tls', type: 'Opaque', data: { 'tls.crt': www.crt } }]), { secretName: 'web-tls' }, 'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" key tls.key not found'],
-      [materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': other.key } }]), { secretName: 'web-tls' }, 'Listener https InvalidSpec /spec/tls/secretName: tls.secretName: the key in Secret "web-tls" key tls.key does not belong to the certificate in Secret "web-tls" key tls.crt'],
-      [materialsOf([{ name: 'web-tls', data: { 'tls.crt': 'garbage', 'tls.key': www.key } }]), { secretName: 'web-tls' }, 'Listener https InvalidSpec /spec/tls/secretName: tls.secretName: Secret "web-tls" key tls.crt holds no PEM certificate (-----BEGIN CERTIFICATE-----)'],
-      [new Map([[SECRETS_READABLE, '1'], [secretReadErrorKey('default', 'web-tls'), 'the agent may not read Secrets in namespace "default" (403 Forbidden)']]), { secretName: 'web-tls' }, 'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls": the agent may not read Secrets in namespace "default" (403 Forbidden)'],
-      [materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } }]), { secretName: 'web-tls', certificateFile: 'a.pem', keyFile: 'a.key' }, 'Listener https InvalidSpec /spec/tls/secretName: tls: give secretName or certificateFile and keyFile, not both'],
-      [materialsOf([]), { secretName: 'web-tls', sniSecretNames: ['gone'] }, 'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" not found in namespace "default"'],
+      [
+        materialsOf([]),
+        { secretName: 'web-tls' },
+        'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" not found in namespace "default"',
+      ],
+      [
+        materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } }], 'elsewhere'),
+        { secretName: 'web-tls' },
+        'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" not found in namespace "default"',
+      ],
+      [
+        materialsOf([{ name: 'web-tls', type: 'kubernetes.io/basic-auth', data: {} }]),
+        { secretName: 'web-tls' },
+        'Listener https InvalidSpec /spec/tls/secretName: tls.secretName: Secret "web-tls" is of type kubernetes.io/basic-auth; nslb reads kubernetes.io/tls and Opaque Secrets',
+      ],
+      [
+        materialsOf([{ name: 'web-tls', type: 'Opaque', data: { 'tls.crt': www.crt } }]),
+        { secretName: 'web-tls' },
+        'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" key tls.key not found',
+      ],
+      [
+        materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': other.key } }]),
+        { secretName: 'web-tls' },
+        'Listener https InvalidSpec /spec/tls/secretName: tls.secretName: the key in Secret "web-tls" key tls.key does not belong to the certificate in Secret "web-tls" key tls.crt',
+      ],
+      [
+        materialsOf([{ name: 'web-tls', data: { 'tls.crt': 'garbage', 'tls.key': www.key } }]),
+        { secretName: 'web-tls' },
+        'Listener https InvalidSpec /spec/tls/secretName: tls.secretName: Secret "web-tls" key tls.crt holds no PEM certificate (-----BEGIN CERTIFICATE-----)',
+      ],
+      [
+        new Map([
+          [SECRETS_READABLE, '1'],
+          [secretReadErrorKey('default', 'web-tls'), 'the agent may not read Secrets in namespace "default" (403 Forbidden)'],
+        ]),
+        { secretName: 'web-tls' },
+        'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls": the agent may not read Secrets in namespace "default" (403 Forbidden)',
+      ],
+      [
+        materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } }]),
+        { secretName: 'web-tls', certificateFile: 'a.pem', keyFile: 'a.key' },
+        'Listener https InvalidSpec /spec/tls/secretName: tls: give secretName or certificateFile and keyFile, not both',
+      ],
+      [
+        materialsOf([]),
+        { secretName: 'web-tls', sniSecretNames: ['gone'] },
+        'Listener https InvalidReference /spec/tls/secretName: tls.secretName: Secret "web-tls" not found in namespace "default"',
+      ],
     ];
     for (const [m, tls, want] of cases) expect(build(m, https(tls)).problems.map(brief)[0]).toBe(want);
-    const all = build(materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } }]), https({ secretName: 'web-tls', sniSecretNames: ['gone'] }));
-    expect(all.problems.map(brief)).toEqual(['Listener https InvalidReference /spec/tls/sniSecretNames/0: tls.sniSecretNames[0]: Secret "gone" not found in namespace "default"']);
+    const all = build(
+      materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } }]),
+      https({ secretName: 'web-tls', sniSecretNames: ['gone'] }),
+    );
+    expect(all.problems.map(brief)).toEqual([
+      'Listener https InvalidReference /spec/tls/sniSecretNames/0: tls.sniSecretNames[0]: Secret "gone" not found in namespace "default"',
+    ]);
     for (const [m, tls] of cases) for (const p of build(m, https(tls)).problems) noKeyMaterial(p.message);
   });
 
   it('Pool tls.secretName is the client certificate, tls.caSecretName the CA (ca.crt) members are verified with', () => {
-    const m = materialsOf([{ name: 'client-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } }, { name: 'members-ca', type: 'Opaque', data: { 'ca.crt': caPem } }]);
+    const m = materialsOf([
+      { name: 'client-tls', data: { 'tls.crt': www.crt, 'tls.key': www.key } },
+      { name: 'members-ca', type: 'Opaque', data: { 'ca.crt': caPem } },
+    ]);
     const d = build(m, pool('re', { tls: { enabled: true, secretName: 'client-tls', caSecretName: 'members-ca' } }));
     expect(d.problems.map(brief)).toEqual([]);
     expect(build(m, pool('re', { tls: { enabled: true, caSecretName: 'client-tls' } })).problems.map(brief)).toEqual([
@@ -114,7 +164,9 @@ describe('TLS material from Secrets', () => {
 
   it('in file mode secretName is refused as Kubernetes-only', () => {
     const d = buildDesired([lb('web'), pool('app'), https({ secretName: 'web-tls' })], { defaultBridge: 'br-int', materials: new Map() });
-    expect(d.problems.map(brief)).toEqual(['Listener https NotSupported /spec/tls/secretName: tls.secretName is only for Kubernetes mode (Secrets); in file mode use certificateFile and keyFile']);
+    expect(d.problems.map(brief)).toEqual([
+      'Listener https NotSupported /spec/tls/secretName: tls.secretName is only for Kubernetes mode (Secrets); in file mode use certificateFile and keyFile',
+    ]);
   });
 
   it('referencedSecrets lists every Secret the objects name, by namespace', () => {
@@ -133,12 +185,17 @@ describe('Events about Secrets', () => {
 
   it('missing, unreadable, invalid, rotated: on each object that names the Secret', () => {
     const at = (e: { kind: string; name: string; reason: string; type: string }) => `${e.type} ${e.reason} ${e.kind}/${e.name}`;
-    expect(secretEvents({ namespace: 'default', name: 'web-tls', state: 'missing', rotated: false }, objects, materialsOf([])).map(at))
-      .toEqual(['Warning SecretMissing Listener/https', 'Warning SecretMissing Pool/re']);
-    expect(secretEvents({ namespace: 'default', name: 'web-tls', state: 'unreadable', rotated: false, message: '403' }, objects, materialsOf([])).map(at))
-      .toEqual(['Warning SecretUnreadable Listener/https', 'Warning SecretUnreadable Pool/re']);
-    expect(secretEvents({ namespace: 'default', name: 'web-tls', state: 'present', rotated: true }, objects, good()).map(at))
-      .toEqual(['Normal SecretRotated Listener/https', 'Normal SecretRotated Pool/re']);
+    expect(secretEvents({ namespace: 'default', name: 'web-tls', state: 'missing', rotated: false }, objects, materialsOf([])).map(at)).toEqual([
+      'Warning SecretMissing Listener/https',
+      'Warning SecretMissing Pool/re',
+    ]);
+    expect(
+      secretEvents({ namespace: 'default', name: 'web-tls', state: 'unreadable', rotated: false, message: '403' }, objects, materialsOf([])).map(at),
+    ).toEqual(['Warning SecretUnreadable Listener/https', 'Warning SecretUnreadable Pool/re']);
+    expect(secretEvents({ namespace: 'default', name: 'web-tls', state: 'present', rotated: true }, objects, good()).map(at)).toEqual([
+      'Normal SecretRotated Listener/https',
+      'Normal SecretRotated Pool/re',
+    ]);
     expect(secretEvents({ namespace: 'default', name: 'web-tls', state: 'present', rotated: false }, objects, good())).toEqual([]);
     const broken = materialsOf([{ name: 'web-tls', data: { 'tls.crt': www.crt, 'tls.key': other.key, 'ca.crt': caPem } }]);
     const events = secretEvents({ namespace: 'default', name: 'web-tls', state: 'present', rotated: true }, objects, broken);
@@ -151,16 +208,23 @@ describe('Events about Secrets', () => {
 
 describe('the in-test API server: Secrets and reviews', () => {
   const api = new FakeApiServer();
-  const secret = (data: Record<string, string>, more: object = {}) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default' }, type: 'kubernetes.io/tls', data, ...more });
+  const secret = (data: Record<string, string>, more: object = {}) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 's', namespace: 'default' },
+    type: 'kubernetes.io/tls',
+    data,
+    ...more,
+  });
 
-  it('keeps the apiserver\'s Secret rules: required TLS keys, immutable type and immutable data, key names', () => {
+  it("keeps the apiserver's Secret rules: required TLS keys, immutable type and immutable data, key names", () => {
     expect(() => api.create(secret({ 'tls.crt': b64('x') }))).toThrow(ApiError);
     const created = api.create(secret({ 'tls.crt': b64('x'), 'tls.key': b64('y') }, { immutable: true }));
     expect(() => api.update({ ...created, type: 'Opaque' })).toThrow(/field is immutable/);
     expect(() => api.update({ ...created, data: { 'tls.crt': b64('z'), 'tls.key': b64('y') } })).toThrow(/immutable/);
     expect(() => api.create({ ...secret({ 'bad key': b64('x') }), type: 'Opaque', metadata: { name: 't', namespace: 'default' } })).toThrow(/valid config key/);
     api.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'u', namespace: 'default' }, stringData: { a: 'b' } });
-    expect((api.get('v1', 'secrets', 'default', 'u') as { type: string; data: Record<string, string> })).toMatchObject({ type: 'Opaque', data: { a: b64('b') } });
+    expect(api.get('v1', 'secrets', 'default', 'u') as { type: string; data: Record<string, string> }).toMatchObject({ type: 'Opaque', data: { a: b64('b') } });
   });
 
   it('answers TokenReviews and SubjectAccessReviews over HTTP, from declared tokens and grants', async () => {
@@ -177,7 +241,8 @@ describe('the in-test API server: Secrets and reviews', () => {
       expect(tr.body.status).toMatchObject({ authenticated: true, user: { username: 'prom', groups: ['monitoring', 'system:authenticated'] } });
       expect((await post('/apis/authentication.k8s.io/v1/tokenreviews', { spec: { token: 'nope' } })).body.status).toMatchObject({ authenticated: false });
       expect((await post('/apis/authentication.k8s.io/v1/tokenreviews', { spec: {} })).code).toBe(422);
-      const sar = (user: string, groups: string[], path: string) => post('/apis/authorization.k8s.io/v1/subjectaccessreviews', { spec: { user, groups, nonResourceAttributes: { path, verb: 'get' } } });
+      const sar = (user: string, groups: string[], path: string) =>
+        post('/apis/authorization.k8s.io/v1/subjectaccessreviews', { spec: { user, groups, nonResourceAttributes: { path, verb: 'get' } } });
       expect((await sar('prom', ['monitoring'], '/metrics')).body.status).toMatchObject({ allowed: true });
       expect((await sar('prom', ['monitoring'], '/status')).body.status).toMatchObject({ allowed: false });
       expect((await sar('someone', [], '/metrics')).body.status).toMatchObject({ allowed: false });
@@ -203,22 +268,32 @@ describe('--metrics-listen: /metrics behind TokenReview and SubjectAccessReview'
     api.reviews.allow({ subject: 'prom', verbs: ['get'], nonResourceURLs: ['/metrics'] });
     const stateDir = await mkdtemp(join(tmpdir(), 'nslb-metrics-unit-'));
     const server = await serveSecureMetrics({
-      listen: '127.0.0.1:0', kubeConfig: kc, stateDir, run: runCommand, logger: createLogger('silent'),
+      listen: '127.0.0.1:0',
+      kubeConfig: kc,
+      stateDir,
+      run: runCommand,
+      logger: createLogger('silent'),
       render: async () => ({ contentType: 'text/plain; version=0.0.4', body: 'nslb_up 1\n' }),
     });
     try {
       await new Promise((r) => (server.listening ? r(undefined) : server.once('listening', r)));
       const port = (server.address() as { port: number }).port;
       const { request } = await import('node:https');
-      const get = (path: string, token?: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port, path, rejectUnauthorized: false, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } }, (res) => {
-          let body = '';
-          res.on('data', (c) => { body += String(c); });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      const get = (path: string, token?: string) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = request(
+            { host: '127.0.0.1', port, path, rejectUnauthorized: false, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } },
+            (res) => {
+              let body = '';
+              res.on('data', (c) => {
+                body += String(c);
+              });
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
+          req.on('error', reject);
+          req.end();
         });
-        req.on('error', reject);
-        req.end();
-      });
       expect((await get('/metrics')).status).toBe(401);
       expect((await get('/status')).status).toBe(401);
       expect((await get('/metrics', 'wrong')).status).toBe(401);

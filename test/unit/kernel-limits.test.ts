@@ -32,7 +32,13 @@ function lbs(n: number, second = 230) {
   return Array.from({ length: n }, (_, i) =>
     loadBalancer({
       key: `default/lb${i}`,
-      vip: { address: `10.${second}.${Math.floor(i / 250)}.${(i % 250) + 1}`, family: 4, prefixLength: 16, gateway: `10.${second}.255.1`, mac: 'fa:16:3e:00:00:01' },
+      vip: {
+        address: `10.${second}.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+        family: 4,
+        prefixLength: 16,
+        gateway: `10.${second}.255.1`,
+        mac: 'fa:16:3e:00:00:01',
+      },
       pools: [pool('p', { members: [member('m1', `10.${second}.255.11`, 8080), member('m2', `10.${second}.255.12`, 8080)] })],
     }),
   );
@@ -69,7 +75,11 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
   });
 
   it("500 of the issue's load balancers do not fit the default gc_thresh3 of 1024; 40 do", () => {
-    const readings: KernelReadings = { sysctls: { 'net.ipv4.neigh.default.gc_thresh3': 1024, 'net.ipv4.neigh.default.gc_thresh2': 512 }, overflowed: none, cpus: 2 };
+    const readings: KernelReadings = {
+      sysctls: { 'net.ipv4.neigh.default.gc_thresh3': 1024, 'net.ipv4.neigh.default.gc_thresh2': 512 },
+      overflowed: none,
+      cpus: 2,
+    };
     const big = planKernelLimits(nodeLoadOf(lbs(500), 0), readings);
     const thresh3 = byName(big, 'net.ipv4.neigh.default.gc_thresh3');
     const perLb = 2 + 1 + CLIENT_NEIGHBOURS_PER_LB;
@@ -106,7 +116,9 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
     expect(cg.settable).toBe(false);
     expect(verdictOf(cg, true)).toBe('insufficient');
     // No limit on the cgroup: nothing to check.
-    expect(planKernelLimits(nodeLoadOf(lbs(2000), 0), { ...readings, cgroupPids: { current: 40, max: undefined } }).some((c) => c.name === 'cgroup pids.max')).toBe(false);
+    expect(
+      planKernelLimits(nodeLoadOf(lbs(2000), 0), { ...readings, cgroupPids: { current: 40, max: undefined } }).some((c) => c.name === 'cgroup pids.max'),
+    ).toBe(false);
   });
 
   it('checks inotify watches only when a directory is watched, and namespaces per load balancer', () => {
@@ -121,7 +133,10 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
     const load = nodeLoadOf(lbs(10), 0);
     const need = load.neighbours.ipv4 + NODE_NEIGHBOURS;
     const at = (current: number) =>
-      byName(planKernelLimits(load, { sysctls: { 'net.ipv4.neigh.default.gc_thresh3': current }, overflowed: { ipv4: true, ipv6: false }, cpus: 2 }), 'net.ipv4.neigh.default.gc_thresh3');
+      byName(
+        planKernelLimits(load, { sysctls: { 'net.ipv4.neigh.default.gc_thresh3': current }, overflowed: { ipv4: true, ipv6: false }, cpus: 2 }),
+        'net.ipv4.neigh.default.gc_thresh3',
+      );
     expect(need * 8).toBeGreaterThan(2048);
     expect(at(1024).required).toBe(1025);
     expect(at(1024).target).toBe(2048);

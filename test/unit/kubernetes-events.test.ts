@@ -24,7 +24,8 @@ const NS = 'team-a';
 const PLURAL: Record<string, string> = { Member: 'members', Pool: 'pools', LoadBalancer: 'loadbalancers' };
 /** kubectl comes with the machine image (not with Debian 12's packages): the describe check runs where it is. */
 const KUBECTL = (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, 'kubectl')));
-const isEventWrite = (e: RequestLogEntry): boolean => e.path.endsWith('/events') ? e.method === 'POST' : /\/events\/[^/]+$/.test(e.path) && e.method === 'PATCH';
+const isEventWrite = (e: RequestLogEntry): boolean =>
+  e.path.endsWith('/events') ? e.method === 'POST' : /\/events\/[^/]+$/.test(e.path) && e.method === 'PATCH';
 
 function memberStatus(operating: ObjectStatus['operatingStatus']): ObjectStatus {
   return {
@@ -37,10 +38,17 @@ function memberStatus(operating: ObjectStatus['operatingStatus']): ObjectStatus 
 
 function memberFile(operating: ObjectStatus['operatingStatus'], check = 'L4CON'): StatusFile {
   return {
-    objects: [{
-      apiVersion: NSLB_API_VERSION, kind: 'Member', namespace: NS, name: 'web-m1', spec: {}, status: memberStatus(operating),
-      stats: { currentSessions: 0, totalSessions: 0, bytesIn: 0, bytesOut: 0, checkStatus: check, state: operating === 'ERROR' ? 'DOWN' : 'UP' },
-    }],
+    objects: [
+      {
+        apiVersion: NSLB_API_VERSION,
+        kind: 'Member',
+        namespace: NS,
+        name: 'web-m1',
+        spec: {},
+        status: memberStatus(operating),
+        stats: { currentSessions: 0, totalSessions: 0, bytesIn: 0, bytesOut: 0, checkStatus: check, state: operating === 'ERROR' ? 'DOWN' : 'UP' },
+      },
+    ],
     errors: [],
   };
 }
@@ -50,15 +58,30 @@ describe('Events through the API server', () => {
   let kc: KubeConfig;
   const view: ServerView = { cached: (kind, namespace, name) => fake.get(NSLB_API_VERSION, PLURAL[kind] ?? `${kind.toLowerCase()}s`, namespace, name) };
   const recorder = (extra: Partial<EventRecorderOptions> = {}): KubernetesEventRecorder =>
-    new KubernetesEventRecorder(kc, view, { limiter: new ApiRateLimiter({ qps: 50, burst: 100 }), logger: createLogger('silent', false), node: 'node-1', ...extra });
+    new KubernetesEventRecorder(kc, view, {
+      limiter: new ApiRateLimiter({ qps: 50, burst: 100 }),
+      logger: createLogger('silent', false),
+      node: 'node-1',
+      ...extra,
+    });
 
   async function serve(options: ConstructorParameters<typeof FakeApiServer>[0] = {}): Promise<void> {
     fake = new FakeApiServer({ crds: loadCrdFiles(join(import.meta.dirname, '..', '..', 'crds')), requestDelayMs: 5, ...options });
     await fake.start();
     kc = new KubeConfig();
     kc.loadFromString(fake.kubeconfig());
-    fake.create({ apiVersion: NSLB_API_VERSION, kind: 'Member', metadata: { namespace: NS, name: 'bad' }, spec: { pool: 'nope', address: '10.0.0.9', port: 80 } });
-    fake.create({ apiVersion: NSLB_API_VERSION, kind: 'Member', metadata: { namespace: NS, name: 'web-m1' }, spec: { pool: 'web-pool', address: '10.0.0.1', port: 80 } });
+    fake.create({
+      apiVersion: NSLB_API_VERSION,
+      kind: 'Member',
+      metadata: { namespace: NS, name: 'bad' },
+      spec: { pool: 'nope', address: '10.0.0.9', port: 80 },
+    });
+    fake.create({
+      apiVersion: NSLB_API_VERSION,
+      kind: 'Member',
+      metadata: { namespace: NS, name: 'web-m1' },
+      spec: { pool: 'web-pool', address: '10.0.0.1', port: 80 },
+    });
   }
 
   afterEach(async () => {
@@ -70,7 +93,16 @@ describe('Events through the API server', () => {
 
     it('a Member with a dangling pool gets a Warning naming spec.pool, on the Member, with its uid', async () => {
       const r = recorder();
-      r.emit(problemEvent({ kind: 'Member', namespace: NS, name: 'bad', reason: 'InvalidReference', message: `pool "nope" does not exist in namespace "${NS}"`, path: '/spec/pool' }));
+      r.emit(
+        problemEvent({
+          kind: 'Member',
+          namespace: NS,
+          name: 'bad',
+          reason: 'InvalidReference',
+          message: `pool "nope" does not exist in namespace "${NS}"`,
+          path: '/spec/pool',
+        }),
+      );
       await r.idle();
       expect(r.api).toBe('events.k8s.io/v1');
       const uid = (fake.get(NSLB_API_VERSION, 'members', NS, 'bad')?.metadata as JsonObject).uid as string;
@@ -87,17 +119,16 @@ describe('Events through the API server', () => {
       });
     });
 
-    it.skipIf(!KUBECTL)(
-      'kubectl describe lbm bad shows the Warning naming spec.pool',
-      async () => {
-        const r = recorder();
-        r.emit(problemEvent({ kind: 'Member', namespace: NS, name: 'bad', reason: 'InvalidReference', message: 'pool "nope" does not exist', path: '/spec/pool' }));
-        await r.idle();
-        const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', fake.writeKubeconfig(), 'describe', 'lbm', 'bad', '-n', NS]);
-        expect(stdout).toMatch(/Events:\s+Type\s+Reason\s+Age\s+From\s+Message/);
-        expect(stdout).toMatch(/Warning\s+InvalidReference\s+\S+\s+nslb\.dev\/agent\s+spec\.pool: pool "nope" does not exist/);
-      },
-    );
+    it.skipIf(!KUBECTL)('kubectl describe lbm bad shows the Warning naming spec.pool', async () => {
+      const r = recorder();
+      r.emit(
+        problemEvent({ kind: 'Member', namespace: NS, name: 'bad', reason: 'InvalidReference', message: 'pool "nope" does not exist', path: '/spec/pool' }),
+      );
+      await r.idle();
+      const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', fake.writeKubeconfig(), 'describe', 'lbm', 'bad', '-n', NS]);
+      expect(stdout).toMatch(/Events:\s+Type\s+Reason\s+Age\s+From\s+Message/);
+      expect(stdout).toMatch(/Warning\s+InvalidReference\s+\S+\s+nslb\.dev\/agent\s+spec\.pool: pool "nope" does not exist/);
+    });
 
     it('1,000 health flaps of one member: two series (down, up), a bounded number of writes', async () => {
       const r = recorder();
@@ -123,7 +154,13 @@ describe('Events through the API server', () => {
 
     it('a series held back by the spam filter is written later with its full count: nothing is lost', async () => {
       const r = recorder({ correlator: { spamBurst: 2, spamQps: 20 } });
-      const flap: AgentEvent = { regarding: { kind: 'Member', namespace: NS, name: 'web-m1' }, type: 'Warning', reason: 'MemberDown', action: 'HealthCheck', note: 'health check failing' };
+      const flap: AgentEvent = {
+        regarding: { kind: 'Member', namespace: NS, name: 'web-m1' },
+        type: 'Warning',
+        reason: 'MemberDown',
+        action: 'HealthCheck',
+        note: 'health check failing',
+      };
       for (let i = 0; i < 500; i++) r.emit(flap);
       await vi.waitFor(() => expect(r.stats().waiting).toBe(0), { timeout: 5_000 });
       const [event] = fake.list('events.k8s.io/v1', 'events', NS, 'regarding.name=web-m1');
@@ -134,7 +171,13 @@ describe('Events through the API server', () => {
     it('ten different notes of one kind of event are combined into one Event, as client-go aggregates them', async () => {
       const r = recorder();
       for (let i = 0; i < 30; i++) {
-        r.emit({ regarding: { kind: 'Member', namespace: NS, name: 'web-m1' }, type: 'Warning', reason: 'MemberDown', action: 'HealthCheck', note: `health check failing (attempt ${i})` });
+        r.emit({
+          regarding: { kind: 'Member', namespace: NS, name: 'web-m1' },
+          type: 'Warning',
+          reason: 'MemberDown',
+          action: 'HealthCheck',
+          note: `health check failing (attempt ${i})`,
+        });
       }
       await r.idle();
       const events = fake.list('events.k8s.io/v1', 'events', NS, 'regarding.name=web-m1');
@@ -144,18 +187,29 @@ describe('Events through the API server', () => {
 
     it('API server down: Events wait and are written when it answers (created once, counts kept); one warning', async () => {
       const lines: { level: number; msg: string }[] = [];
-      const logger = pino({ level: 'debug' }, new Writable({
-        write(chunk: Buffer, _enc, done) {
-          lines.push(JSON.parse(chunk.toString('utf8')) as { level: number; msg: string });
-          done();
-        },
-      })) as unknown as Logger;
+      const logger = pino(
+        { level: 'debug' },
+        new Writable({
+          write(chunk: Buffer, _enc, done) {
+            lines.push(JSON.parse(chunk.toString('utf8')) as { level: number; msg: string });
+            done();
+          },
+        }),
+      ) as unknown as Logger;
       const r = recorder({ logger });
-      const up: AgentEvent = { regarding: { kind: 'Member', namespace: NS, name: 'web-m1' }, type: 'Normal', reason: 'MemberUp', action: 'HealthCheck', note: 'up' };
+      const up: AgentEvent = {
+        regarding: { kind: 'Member', namespace: NS, name: 'web-m1' },
+        type: 'Normal',
+        reason: 'MemberUp',
+        action: 'HealthCheck',
+        note: 'up',
+      };
       r.emit(up); // the Events API is known before the server goes
       await r.idle();
       await fake.stop();
-      r.emit(problemEvent({ kind: 'Member', namespace: NS, name: 'bad', reason: 'InvalidReference', message: 'pool "nope" does not exist', path: '/spec/pool' }));
+      r.emit(
+        problemEvent({ kind: 'Member', namespace: NS, name: 'bad', reason: 'InvalidReference', message: 'pool "nope" does not exist', path: '/spec/pool' }),
+      );
       r.emit(up);
       await new Promise((res) => setTimeout(res, 1_000));
       await fake.start();
@@ -173,7 +227,13 @@ describe('Events through the API server', () => {
 
     it('falls back to core/v1 Events, series as count and lastTimestamp', async () => {
       const r = recorder();
-      const e: AgentEvent = { regarding: { kind: 'Member', namespace: NS, name: 'bad' }, type: 'Warning', reason: 'InvalidReference', action: 'Validate', note: 'spec.pool: pool "nope" does not exist' };
+      const e: AgentEvent = {
+        regarding: { kind: 'Member', namespace: NS, name: 'bad' },
+        type: 'Warning',
+        reason: 'InvalidReference',
+        action: 'Validate',
+        note: 'spec.pool: pool "nope" does not exist',
+      };
       r.emit(e);
       await r.idle();
       r.emit(e);
@@ -195,23 +255,67 @@ describe('what becomes an Event (pure)', () => {
   });
 
   it('an object the schema refuses: every path named', () => {
-    const e = invalidObjectEvent({ kind: 'Listener' as Kind, namespace: NS, name: 'l', message: '/spec/port: must be <= 65535 (got 70000); /spec/protocol: must be one of TCP, HTTP' });
+    const e = invalidObjectEvent({
+      kind: 'Listener' as Kind,
+      namespace: NS,
+      name: 'l',
+      message: '/spec/port: must be <= 65535 (got 70000); /spec/protocol: must be one of TCP, HTTP',
+    });
     expect(e.note).toBe('spec.port: must be <= 65535 (got 70000); spec.protocol: must be one of TCP, HTTP');
     expect(e).toMatchObject({ type: 'Warning', reason: 'InvalidSpec', regarding: { kind: 'Listener', name: 'l' } });
   });
 
   it('a reconcile: reload on the load balancer, runtime-API changes on each member, failures with their hint', () => {
     const actions: Action[] = [
-      { kind: 'haproxy.runtime', netns: 'n', config: '', certificates: [], commands: [{ command: 'set server pool.web-pool/web-m2 weight 0' }, { command: 'add server pool.web-pool/web-m3 10.0.0.3:80 check' }, { command: 'enable health pool.web-pool/web-m3' }, { command: 'set server pool.web-pool/web-m3 state ready' }, { command: 'set server pool.web-pool/web-m4 state maint' }, { command: 'del server pool.web-pool/web-m4', mayBeRefused: true }] },
+      {
+        kind: 'haproxy.runtime',
+        netns: 'n',
+        config: '',
+        certificates: [],
+        commands: [
+          { command: 'set server pool.web-pool/web-m2 weight 0' },
+          { command: 'add server pool.web-pool/web-m3 10.0.0.3:80 check' },
+          { command: 'enable health pool.web-pool/web-m3' },
+          { command: 'set server pool.web-pool/web-m3 state ready' },
+          { command: 'set server pool.web-pool/web-m4 state maint' },
+          { command: 'del server pool.web-pool/web-m4', mayBeRefused: true },
+        ],
+      },
     ];
-    const events = reconcileEvents({ key: `${NS}/web`, type: 'Normal', reason: 'Updated', message: 'updated on node-1 in 12 ms: 1 actions', actions }, 'node-1');
+    const events = reconcileEvents(
+      { key: `${NS}/web`, type: 'Normal', reason: 'Updated', message: 'updated on node-1 in 12 ms: 1 actions', actions },
+      'node-1',
+    );
     expect(events.map((e) => [e.regarding.kind, e.regarding.name, e.reason, e.note])).toEqual([
       ['Member', 'web-m2', 'RuntimeUpdated', "weight set to 0 through HAProxy's runtime API on node-1, without a reload"],
       ['Member', 'web-m3', 'RuntimeUpdated', "added to pool web-pool, enabled through HAProxy's runtime API on node-1, without a reload"],
     ]);
-    const reload = reconcileEvents({ key: `${NS}/web`, type: 'Normal', reason: 'Updated', message: 'm', actions: [{ kind: 'haproxy.writeConfig', netns: 'n', config: '', certificates: [], reason: 'changed' }, { kind: 'haproxy.reload', netns: 'n' }] }, 'node-1');
-    expect(reload).toEqual([{ regarding: { kind: 'LoadBalancer', namespace: NS, name: 'web' }, type: 'Normal', reason: 'Reloaded', action: 'Reload', note: 'HAProxy reloaded on node-1 (configuration changed): m' }]);
-    const failed = reconcileEvents({ key: `${NS}/web`, type: 'Warning', reason: 'ReconcileFailed', message: 'Open vSwitch is not running: start ovsdb-server (…)' }, 'node-1');
+    const reload = reconcileEvents(
+      {
+        key: `${NS}/web`,
+        type: 'Normal',
+        reason: 'Updated',
+        message: 'm',
+        actions: [
+          { kind: 'haproxy.writeConfig', netns: 'n', config: '', certificates: [], reason: 'changed' },
+          { kind: 'haproxy.reload', netns: 'n' },
+        ],
+      },
+      'node-1',
+    );
+    expect(reload).toEqual([
+      {
+        regarding: { kind: 'LoadBalancer', namespace: NS, name: 'web' },
+        type: 'Normal',
+        reason: 'Reloaded',
+        action: 'Reload',
+        note: 'HAProxy reloaded on node-1 (configuration changed): m',
+      },
+    ]);
+    const failed = reconcileEvents(
+      { key: `${NS}/web`, type: 'Warning', reason: 'ReconcileFailed', message: 'Open vSwitch is not running: start ovsdb-server (…)' },
+      'node-1',
+    );
     expect(failed[0]).toMatchObject({ type: 'Warning', reason: 'ReconcileFailed', regarding: { kind: 'LoadBalancer', name: 'web' } });
   });
 

@@ -23,7 +23,9 @@ function pending(generation = 1): ObjectStatus {
   return {
     provisioningStatus: 'PENDING_CREATE',
     operatingStatus: 'OFFLINE',
-    conditions: [{ type: 'Ready', status: 'False', reason: 'Pending', message: 'reconcile in progress', lastTransitionTime: T0, ...(generation > 1 ? {} : {}) }],
+    conditions: [
+      { type: 'Ready', status: 'False', reason: 'Pending', message: 'reconcile in progress', lastTransitionTime: T0, ...(generation > 1 ? {} : {}) },
+    ],
   };
 }
 
@@ -32,7 +34,16 @@ function ready(generation = 1, operating: ObjectStatus['operatingStatus'] = 'ONL
     provisioningStatus: 'ACTIVE',
     operatingStatus: operating,
     observedGeneration: generation,
-    conditions: [{ type: 'Ready', status: 'True', reason: 'Provisioned', message: 'applied to the node', lastTransitionTime: '2026-01-01T00:00:05Z', observedGeneration: generation }],
+    conditions: [
+      {
+        type: 'Ready',
+        status: 'True',
+        reason: 'Provisioned',
+        message: 'applied to the node',
+        lastTransitionTime: '2026-01-01T00:00:05Z',
+        observedGeneration: generation,
+      },
+    ],
   };
 }
 
@@ -48,7 +59,10 @@ function objects(lbs: number): Obj[] {
 }
 
 function statusFile(objs: readonly Obj[], status: (o: Obj, i: number) => ObjectStatus): StatusFile {
-  return { objects: objs.map((o, i) => ({ apiVersion: NSLB_API_VERSION, kind: o.kind, namespace: NS, name: o.name, spec: {}, status: status(o, i) })), errors: [] };
+  return {
+    objects: objs.map((o, i) => ({ apiVersion: NSLB_API_VERSION, kind: o.kind, namespace: NS, name: o.name, spec: {}, status: status(o, i) })),
+    errors: [],
+  };
 }
 
 function spec(kind: Kind): Record<string, unknown> {
@@ -142,7 +156,12 @@ describe('Kubernetes status writer', () => {
     expect(fake.longestChain(isStatusWrite)).toBeLessThanOrEqual(Math.ceil(writes / 10));
     // Every write took a token; every one was a merge patch of the status subresource.
     expect(limiter.taken).toBe(writes);
-    expect(fake.requestLog().filter(isStatusWrite).every((e) => e.contentType === 'application/merge-patch+json')).toBe(true);
+    expect(
+      fake
+        .requestLog()
+        .filter(isStatusWrite)
+        .every((e) => e.contentType === 'application/merge-patch+json'),
+    ).toBe(true);
     expect(fake.countRequests((e) => e.method === 'PUT')).toBe(0);
     expect(writer.queue()).toEqual({ depth: 0, oldestSeconds: 0 });
     expect(writer.writes().every(([l]) => l.result === 'ok')).toBe(true);

@@ -36,7 +36,16 @@ class FakeManager implements MetricsSource {
   stats: StatRow[] = [
     { pxname: 'pool.web-p', svname: 'BACKEND', type: 'backend', status: 'UP', sessions: 9, totalSessions: 100 },
     server('m1', { sessions: 3, totalSessions: 40, bytesIn: 1000, bytesOut: 52000, checkStatus: 'L7OK', checkDescription: 'Layer7 check passed' }),
-    server('m2', { status: 'DOWN', sessions: 0, totalSessions: 7, bytesIn: 70, bytesOut: 0, checkStatus: '* L4CON', checkDescription: 'Layer4 connection problem', lastCheck: 'Connection refused' }),
+    server('m2', {
+      status: 'DOWN',
+      sessions: 0,
+      totalSessions: 7,
+      bytesIn: 70,
+      bytesOut: 0,
+      checkStatus: '* L4CON',
+      checkDescription: 'Layer4 connection problem',
+      lastCheck: 'Connection refused',
+    }),
   ];
   loadBalancerStats(): LbStatsView[] {
     return [{ key: 'team-a/web', applied: web, stats: this.stats }];
@@ -45,7 +54,10 @@ class FakeManager implements MetricsSource {
 
 const counters = () => ({
   engine: { haproxyReloads: { ok: 3, failed: 1 }, haproxyStarts: 2, runtimeUpdates: 11, runtimeFallbacks: 0 },
-  spawnsByTool: new Map([['ip', 14], ['haproxy', 4]]),
+  spawnsByTool: new Map([
+    ['ip', 14],
+    ['haproxy', 4],
+  ]),
 });
 
 /** The value of one sample line (`name{labels} value`), or undefined when the line is absent. */
@@ -84,12 +96,21 @@ describe('/metrics from the agent state', () => {
 
   it('Kubernetes mode adds status writes by kind and result, the write queue and its oldest wait, and Event writes', async () => {
     const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
-    const writes: [{ kind: string; result: string }, number][] = [[{ kind: 'Member', result: 'ok' }, 7], [{ kind: 'Member', result: 'conflict' }, 1]];
+    const writes: [{ kind: string; result: string }, number][] = [
+      [{ kind: 'Member', result: 'ok' }, 7],
+      [{ kind: 'Member', result: 'conflict' }, 1],
+    ];
     let queue = { depth: 3, oldestSeconds: 1.5 };
     metrics.addKubernetes({
       statusWrites: () => writes,
       statusQueue: () => queue,
-      events: () => ({ writes: [['created', 4], ['updated', 9]], occurrences: 40 }),
+      events: () => ({
+        writes: [
+          ['created', 4],
+          ['updated', 9],
+        ],
+        occurrences: 40,
+      }),
     });
     let body = (await metrics.render()).body;
     const types = Object.fromEntries([...body.matchAll(/^# TYPE (nslb_kube\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));

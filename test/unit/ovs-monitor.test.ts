@@ -9,4 +9,3 @@ describe('JsonStream (OVSDB sends JSON texts back to back)', () => {
     expect(s.push(',"method":"echo","params":[]}')).toEqual([{ id: 'echo', method: 'echo', params: [] }]);
   });
 });
-

@@ -54,7 +54,27 @@ beforeAll(async () => {
   console.log(`property test: seed ${SEED}, ${SETS} sets (NSLB_PROPERTY_SEED=${SEED} reproduces this run)`);
   dir = await mkdtemp(join(tmpdir(), 'nslb-property-'));
   // One real self-signed certificate and key, reused by every TERMINATED_HTTPS listener.
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=property.test', '-days', '2', '-keyout', join(dir, 'site.key'), '-out', join(dir, 'site.crt')], { stdio: 'ignore', timeout: 30_000 });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=property.test',
+      '-days',
+      '2',
+      '-keyout',
+      join(dir, 'site.key'),
+      '-out',
+      join(dir, 'site.crt'),
+    ],
+    { stdio: 'ignore', timeout: 30_000 },
+  );
   const certificate = await readFile(join(dir, 'site.crt'), 'utf8');
   const key = await readFile(join(dir, 'site.key'), 'utf8');
   materials = new Map([
@@ -87,7 +107,10 @@ describe(`generated object sets (seed ${SEED})`, () => {
   it('(a) validate, and build with no problem', () => {
     for (const s of sets) {
       expect(s.invalid, where(s)).toEqual([]);
-      expect(s.desired.problems.map((p) => `${p.kind} ${p.namespace}/${p.name} ${p.path ?? ''}: ${p.message}`), where(s)).toEqual([]);
+      expect(
+        s.desired.problems.map((p) => `${p.kind} ${p.namespace}/${p.name} ${p.path ?? ''}: ${p.message}`),
+        where(s),
+      ).toEqual([]);
       const lbs = s.objects.filter((o) => o.kind === 'LoadBalancer').length;
       expect(s.desired.lbs.size, where(s)).toBe(lbs);
     }
@@ -108,7 +131,12 @@ describe(`generated object sets (seed ${SEED})`, () => {
     const jobs = sets.flatMap((s) => [...s.desired.lbs.values()].map((lb) => ({ s, lb })));
     const results = await inPool(jobs, Math.max(2, availableParallelism()), async ({ s, lb }) => {
       const lbDir = join(dir, `set-${s.index}`, lb.names.netns);
-      const paths: HaproxyPaths = { socket: join(lbDir, 'haproxy.sock'), stateFile: join(lbDir, 'server-state'), certsDir: join(lbDir, 'certs'), pingCheckCommand: PING_CHECK };
+      const paths: HaproxyPaths = {
+        socket: join(lbDir, 'haproxy.sock'),
+        stateFile: join(lbDir, 'server-state'),
+        certsDir: join(lbDir, 'certs'),
+        pingCheckCommand: PING_CHECK,
+      };
       await mkdir(paths.certsDir, { recursive: true });
       for (const c of desiredCertificates(lb)) await writeFile(join(paths.certsDir, c.fileName), c.pem, { mode: 0o600 });
       const config = renderHaproxyConfig(lb, paths);
@@ -127,7 +155,9 @@ describe(`generated object sets (seed ${SEED})`, () => {
     for (const r of results) {
       for (const w of warningsOf(r.output)) warnings.set(w, (warnings.get(w) ?? 0) + 1);
     }
-    console.log(`haproxy -c: ${results.length} configs valid; warnings: ${warnings.size === 0 ? 'none' : [...warnings].map(([w, n]) => `\n  ${n}× ${w}`).join('')}`);
+    console.log(
+      `haproxy -c: ${results.length} configs valid; warnings: ${warnings.size === 0 ? 'none' : [...warnings].map(([w, n]) => `\n  ${n}× ${w}`).join('')}`,
+    );
     // Only the ones a valid spec may cause: a timeout of 0 (no timeout, as the schema allows).
     expect([...warnings.keys()].filter((w) => !/missing timeouts/.test(w))).toEqual([]);
   }, 180_000);
@@ -180,7 +210,9 @@ describe(`generated object sets (seed ${SEED})`, () => {
       for (const lb of gone) {
         if (s.desired.lbs.has(lb.key)) continue;
         const { netns, iface } = lb.names;
-        expect([node.netns.has(netns), node.ports.has(iface), node.haproxy.has(netns), node.stateDirs.has(netns)], `${context}: ${lb.key} left behind`).toEqual([false, false, false, false]);
+        expect([node.netns.has(netns), node.ports.has(iface), node.haproxy.has(netns), node.stateDirs.has(netns)], `${context}: ${lb.key} left behind`).toEqual(
+          [false, false, false, false],
+        );
       }
       previous = s;
     }
@@ -203,7 +235,10 @@ describe(`generated object sets (seed ${SEED})`, () => {
     const wronglyRefused = refused.filter((v) => !failing.has(v));
     console.log(
       `regex check: ${accepted.length} accepted (all compile), ${refused.length} refused, of which ${wronglyRefused.length} HAProxy would have compiled` +
-        wronglyRefused.slice(0, 5).map((v) => `\n  ${JSON.stringify(v)}: ${regexProblem(v) ?? ''}`).join(''),
+        wronglyRefused
+          .slice(0, 5)
+          .map((v) => `\n  ${JSON.stringify(v)}: ${regexProblem(v) ?? ''}`)
+          .join(''),
     );
     expect(accepted.length).toBeGreaterThan(500);
   }, 60_000);
@@ -218,7 +253,13 @@ function configOf(lb: DesiredLoadBalancer): string {
 
 function planAll(node: FakeNode, desired: DesiredState): Action[] {
   return [...desired.lbs.values()].flatMap((lb) =>
-    planLoadBalancer({ netns: lb.names.netns, iface: lb.names.iface, desired: lb, config: configOf(lb), observed: node.observe(lb.names.netns, lb.names.iface) }),
+    planLoadBalancer({
+      netns: lb.names.netns,
+      iface: lb.names.iface,
+      desired: lb,
+      config: configOf(lb),
+      observed: node.observe(lb.names.netns, lb.names.iface),
+    }),
   );
 }
 
@@ -324,7 +365,12 @@ function warningsOf(output: string): string[] {
   return output
     .split('\n')
     .filter((l) => l.includes('[WARNING]') && !l.includes('server state file'))
-    .map((l) => l.replace(/^\[WARNING\]\s+\(\d+\)\s*:\s*/, '').replace(/parsing \[[^\]]*\]/, 'parsing [...]').replace(/'[^']*'/g, "'…'"));
+    .map((l) =>
+      l
+        .replace(/^\[WARNING\]\s+\(\d+\)\s*:\s*/, '')
+        .replace(/parsing \[[^\]]*\]/, 'parsing [...]')
+        .replace(/'[^']*'/g, "'…'"),
+    );
 }
 
 /** The patterns HAProxy refuses to compile, each tried in its own ACL, as renderAcl writes it. */
@@ -332,7 +378,15 @@ async function compileRegexes(patterns: readonly string[]): Promise<string[]> {
   // HAProxy stops at 50 errors in one file: a chunk must not be able to reach that.
   const chunks = Array.from({ length: Math.ceil(patterns.length / 40) }, (_, i) => patterns.slice(i * 40, i * 40 + 40));
   const refused = await inPool(chunks, Math.max(2, availableParallelism()), async (chunk) => {
-    const header = ['defaults', '    mode http', '    timeout client 1s', '    timeout connect 1s', '    timeout server 1s', 'frontend f', '    bind 127.0.0.1:8080'];
+    const header = [
+      'defaults',
+      '    mode http',
+      '    timeout client 1s',
+      '    timeout connect 1s',
+      '    timeout server 1s',
+      'frontend f',
+      '    bind 127.0.0.1:8080',
+    ];
     const lines = chunk.map((p, i) => `    acl a${i} path -m reg${p.startsWith('-') ? ' --' : ''} ${p}`);
     const file = join(dir, `regex-${randomInt(1e9)}.cfg`);
     await writeFile(file, `${[...header, ...lines].join('\n')}\n`);

@@ -81,7 +81,9 @@ describe('a Service of class nslb.dev/haproxy', () => {
     const lb = await waitFor(() => lbs().find((l) => l.metadata.name === 'web'), 'LoadBalancer web');
     expect(lb.spec.vip).toEqual({ address: '10.9.0.10', prefixLength: 24, gateway: '10.9.0.1', bridge: 'br-sim' });
     expect(lb.metadata.labels).toEqual({ 'nslb.dev/service': 'web' });
-    expect(lb.metadata.ownerReferences).toEqual([{ apiVersion: 'v1', kind: 'Service', name: 'web', uid: svc('web')!.metadata.uid, controller: true, blockOwnerDeletion: true }]);
+    expect(lb.metadata.ownerReferences).toEqual([
+      { apiVersion: 'v1', kind: 'Service', name: 'web', uid: svc('web')!.metadata.uid, controller: true, blockOwnerDeletion: true },
+    ]);
     expect(svc('web')!.metadata.finalizers).toEqual(['nslb.dev/load-balancer-cleanup']);
     expect(pool('pool-a').status.allocations).toMatchObject([{ address: '10.9.0.10', service: 'default/web', serviceUid: svc('web')!.metadata.uid }]);
     const members = await waitFor(() => (of('members').length === 2 ? of('members') : undefined), 'two members');
@@ -117,7 +119,14 @@ describe('a Service of class nslb.dev/haproxy', () => {
   });
 
   it('refuses UDP ports with an Event and a condition, and serves the TCP ones', async () => {
-    api.create(service('dns', { ports: [{ name: 'dns-udp', port: 53, protocol: 'UDP', nodePort: 30053 }, { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30054 }] }));
+    api.create(
+      service('dns', {
+        ports: [
+          { name: 'dns-udp', port: 53, protocol: 'UDP', nodePort: 30053 },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30054 },
+        ],
+      }),
+    );
     await waitFor(() => of('listeners').find((l) => l.metadata.name === 'dns-tcp-53'), 'TCP listener');
     expect(of('listeners').some((l) => l.spec.port === 53 && l.metadata.name !== 'dns-tcp-53')).toBe(false);
     const cond = await waitFor(() => svc('dns')!.status?.conditions?.find((c: Obj) => c.type === 'nslb.dev/PortsServed'), 'PortsServed');
@@ -145,7 +154,7 @@ describe('a Service of class nslb.dev/haproxy', () => {
     await waitFor(() => of('listeners').every((l) => l.metadata.labels['nslb.dev/service'] !== 'third'), 'children deleted');
     // Our LoadBalancers carry the engine's finalizer in real life: here nothing holds them, so they go at once.
     await waitFor(() => svc('third') === undefined, 'service gone');
-    await waitFor(() => !pool('pool-a').status.allocations.some((a: Obj) => a.serviceUid === third), 'third\'s address released');
+    await waitFor(() => !pool('pool-a').status.allocations.some((a: Obj) => a.serviceUid === third), "third's address released");
     // The freed address goes to the Service that was waiting.
     const lb = await waitFor(() => lbs().find((l) => l.metadata.name === 'fourth'), 'fourth served');
     expect(lb.spec.vip.address).toBe('10.9.0.12');
@@ -166,7 +175,7 @@ describe('a Service of class nslb.dev/haproxy', () => {
   });
 });
 
-describe('a Service that stops being the provider\'s', () => {
+describe("a Service that stops being the provider's", () => {
   it('type changed to ClusterIP: its objects go, the ingress IP is cleared, the address released, the finalizer removed', async () => {
     const s = svc('web')!;
     expect(s.status.loadBalancer.ingress).toHaveLength(1);
@@ -181,7 +190,7 @@ describe('a Service that stops being the provider\'s', () => {
   });
 });
 
-describe('Services that are not the provider\'s', () => {
+describe("Services that are not the provider's", () => {
   it('another class, no class (flag off), and other types are never touched: no write at all', async () => {
     api.clearRequestLog();
     api.create(service('metallb', { loadBalancerClass: 'metallb.io/metallb', ports: [{ port: 80, nodePort: 30100 }] }));
@@ -202,14 +211,37 @@ describe('Services that are not the provider\'s', () => {
 describe('endpoints as members, externalTrafficPolicy Local, source ranges', () => {
   it('allocateLoadBalancerNodePorts: false → the ready endpoints are the members; scaling changes Members only', async () => {
     api.create(addressPool('pool-b', { addresses: ['10.9.1.0/28'], namespaces: ['team-b'] }));
-    api.create(service('api', { namespace: 'team-b', allocateLoadBalancerNodePorts: false, ports: [{ port: 443, targetPort: 8443 }], annotations: { 'nslb.dev/address-pool': 'pool-b' } }));
-    api.create(endpointSlice('api', [{ address: '10.244.1.5', nodeName: 'n1' }, { address: '10.244.2.7', nodeName: 'n2', ready: false }], { namespace: 'team-b', port: 8443 }));
+    api.create(
+      service('api', {
+        namespace: 'team-b',
+        allocateLoadBalancerNodePorts: false,
+        ports: [{ port: 443, targetPort: 8443 }],
+        annotations: { 'nslb.dev/address-pool': 'pool-b' },
+      }),
+    );
+    api.create(
+      endpointSlice(
+        'api',
+        [
+          { address: '10.244.1.5', nodeName: 'n1' },
+          { address: '10.244.2.7', nodeName: 'n2', ready: false },
+        ],
+        { namespace: 'team-b', port: 8443 },
+      ),
+    );
     const members = await waitFor(() => (of('members', 'team-b').length === 1 ? of('members', 'team-b') : undefined), 'one ready endpoint');
     expect(members[0]!.spec).toMatchObject({ address: '10.244.1.5', port: 8443 });
     // The /28's network address is never given.
     expect(lbs('team-b')[0]!.spec.vip.address).toBe('10.9.1.1');
     const slice = api.get('discovery.k8s.io/v1', 'endpointslices', 'team-b', 'api-abcde') as JsonObject;
-    api.update({ ...slice, endpoints: [{ addresses: ['10.244.1.5'], conditions: { ready: true } }, { addresses: ['10.244.2.7'], conditions: { ready: true } }, { addresses: ['10.244.3.9'], conditions: { ready: true } }] });
+    api.update({
+      ...slice,
+      endpoints: [
+        { addresses: ['10.244.1.5'], conditions: { ready: true } },
+        { addresses: ['10.244.2.7'], conditions: { ready: true } },
+        { addresses: ['10.244.3.9'], conditions: { ready: true } },
+      ],
+    });
     await waitFor(() => of('members', 'team-b').length === 3, 'three members');
   });
 
@@ -220,7 +252,14 @@ describe('endpoints as members, externalTrafficPolicy Local, source ranges', () 
   });
 
   it('externalTrafficPolicy Local: only nodes with a ready local endpoint, an HTTP monitor on healthCheckNodePort; source ranges become allowedCidrs', async () => {
-    api.create(service('local', { externalTrafficPolicy: 'Local', ports: [{ port: 80, nodePort: 30120 }], loadBalancerSourceRanges: ['10.50.0.0/16'], annotations: { 'nslb.dev/address-pool': 'pool-a', 'nslb.dev/loadBalancerIPs': '10.9.0.11' } }));
+    api.create(
+      service('local', {
+        externalTrafficPolicy: 'Local',
+        ports: [{ port: 80, nodePort: 30120 }],
+        loadBalancerSourceRanges: ['10.50.0.0/16'],
+        annotations: { 'nslb.dev/address-pool': 'pool-a', 'nslb.dev/loadBalancerIPs': '10.9.0.11' },
+      }),
+    );
     // 10.9.0.11 is dns's: refused, named.
     const cond = await waitFor(() => svc('local')?.status?.conditions?.find((c: Obj) => c.type === 'nslb.dev/AddressAssigned'), 'condition');
     expect(cond).toMatchObject({ status: 'False', reason: 'AddressInUse' });
@@ -235,7 +274,11 @@ describe('endpoints as members, externalTrafficPolicy Local, source ranges', () 
       return m.length === 1 ? m : undefined;
     }, 'one member: n2');
     expect(members[0]!.spec).toEqual({ pool: 'local-tcp-80', address: '192.168.7.2', port: 30120, monitorPort: hc });
-    expect(of('healthmonitors').find((h) => h.metadata.name === 'local-tcp-80')!.spec).toMatchObject({ type: 'HTTP', urlPath: '/healthz', expectedCodes: '200' });
+    expect(of('healthmonitors').find((h) => h.metadata.name === 'local-tcp-80')!.spec).toMatchObject({
+      type: 'HTTP',
+      urlPath: '/healthz',
+      expectedCodes: '200',
+    });
     expect(of('listeners').find((l) => l.metadata.name === 'local-tcp-80')!.spec.allowedCidrs).toEqual(['10.50.0.0/16']);
   });
 });
@@ -256,7 +299,10 @@ describe('drift and hostile edits', () => {
     api.create(addressPool('pool-c', { addresses: ['10.9.2.10/32'] }));
     const s = svc('mine')!;
     api.update({ ...s, metadata: { ...s.metadata, annotations: { 'nslb.dev/address-pool': 'pool-c' } } });
-    const cond = await waitFor(() => svc('mine')?.status?.conditions?.find((c: Obj) => c.type === 'nslb.dev/LoadBalancerReady' && c.reason === 'NameConflict'), 'conflict');
+    const cond = await waitFor(
+      () => svc('mine')?.status?.conditions?.find((c: Obj) => c.type === 'nslb.dev/LoadBalancerReady' && c.reason === 'NameConflict'),
+      'conflict',
+    );
     expect(cond.message).toMatch(/LoadBalancer default\/mine exists and was not made by nslb/);
     expect(lbs().find((l) => l.metadata.name === 'mine')!.spec.vip.address).toBe('10.77.0.1');
   });
@@ -264,7 +310,12 @@ describe('drift and hostile edits', () => {
 
 describe('objects nobody made for a Service', () => {
   it('a user-written object that merely carries the label is neither deleted nor overwritten', async () => {
-    api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: 'labelled', namespace: 'default', labels: { 'nslb.dev/service': 'labelled' } }, spec: { vip: { address: '10.78.0.1' } } });
+    api.create({
+      apiVersion: V,
+      kind: 'LoadBalancer',
+      metadata: { name: 'labelled', namespace: 'default', labels: { 'nslb.dev/service': 'labelled' } },
+      spec: { vip: { address: '10.78.0.1' } },
+    });
     api.create(service('labelled', { loadBalancerClass: 'example.com/other', ports: [{ port: 80, nodePort: 30140 }] }));
     await new Promise((r) => setTimeout(r, 300));
     expect(lbs().find((l) => l.metadata.name === 'labelled')?.spec.vip.address).toBe('10.78.0.1');
@@ -279,7 +330,7 @@ describe('objects nobody made for a Service', () => {
   });
 });
 
-describe('members from the pool\'s setting', () => {
+describe("members from the pool's setting", () => {
   it('an AddressPool with members: Endpoints serves its Services from the ready endpoints, though they have node ports', async () => {
     api.create(addressPool('pool-e', { addresses: ['10.9.4.10/32'], members: 'Endpoints' }));
     api.create(service('pods', { ports: [{ port: 80, targetPort: 8080, nodePort: 30150 }], annotations: { 'nslb.dev/address-pool': 'pool-e' } }));

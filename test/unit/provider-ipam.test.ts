@@ -10,7 +10,11 @@ describe('parsePool', () => {
   it('reads CIDRs and ranges of both families', () => {
     const p = parsePool('p', { addresses: ['10.0.0.0/30', '10.0.1.5-10.0.1.6', '2001:db8::/126'], prefixLength: 24, gateway: '10.0.0.1' });
     expect(p.problems).toEqual([]);
-    expect(p.ranges.map((r) => [r.family, r.last - r.first + 1n])).toEqual([[4, 4n], [4, 2n], [6, 4n]]);
+    expect(p.ranges.map((r) => [r.family, r.last - r.first + 1n])).toEqual([
+      [4, 4n],
+      [4, 2n],
+      [6, 4n],
+    ]);
     expect(p.autoAssign).toBe(true);
     expect(vipSettings(p, '10.0.1.5')).toEqual({ address: '10.0.1.5', family: 4, prefixLength: 24, gateway: '10.0.0.1' });
     // The other family gets its default prefix and no gateway.
@@ -22,7 +26,9 @@ describe('parsePool', () => {
     expect(parsePool('p', { addresses: ['10.0.0.1-2001:db8::1'] }).problems[0]).toMatch(/both ends of a range must be of one family/);
     expect(parsePool('p', { addresses: ['10.0.0.0/33'] }).problems[0]).toMatch(/\/spec\/addresses\/0: must be a CIDR/);
     expect(parsePool('p', { addresses: ['10.0.0.0/24', '10.0.0.128/25'] }).problems).toEqual(['/spec/addresses/1: overlaps /spec/addresses/0']);
-    expect(parsePool('p', { addresses: ['10.0.0.0/24'], gateway: '2001:db8::1' }).problems[0]).toMatch(/\/spec\/gateway: must be of the family of the first entry/);
+    expect(parsePool('p', { addresses: ['10.0.0.0/24'], gateway: '2001:db8::1' }).problems[0]).toMatch(
+      /\/spec\/gateway: must be of the family of the first entry/,
+    );
     expect(parsePool('p', { addresses: ['10.0.0.0/24'], prefixLength: 64 }).problems[0]).toMatch(/at most 32/);
     expect(parsePool('p', { addresses: [] }).problems[0]).toMatch(/\/spec\/addresses/);
     expect(parsePool('p', { addresses: ['10.0.0.0/24'], vlan: 5000 }).problems[0]).toMatch(/\/spec\/vlan/);
@@ -56,7 +62,12 @@ describe('who may use a pool', () => {
 
 describe('allocateInPool', () => {
   const pool = parsePool('p', { addresses: ['10.0.0.0/30'], prefixLength: 30 });
-  const req = (uid: string, requested?: string) => ({ service: `default/${uid}`, serviceUid: uid, family: 4 as const, ...(requested === undefined ? {} : { requested }) });
+  const req = (uid: string, requested?: string) => ({
+    service: `default/${uid}`,
+    serviceUid: uid,
+    family: 4 as const,
+    ...(requested === undefined ? {} : { requested }),
+  });
 
   it('gives the lowest free address, never the network or broadcast address of the VIP subnet', () => {
     const r1 = allocateInPool(pool, [], new Map(), req('a'), NOW);
@@ -87,7 +98,11 @@ describe('allocateInPool', () => {
 
   it('a requested address: given when free, refused when outside the pool or reserved; asking for another one moves the Service', () => {
     expect(allocateInPool(pool, [], new Map(), req('a', '10.0.0.9'), NOW).result).toMatchObject({ ok: false, reason: 'AddressNotInPool' });
-    expect(allocateInPool(pool, [], new Map(), req('a', '10.0.0.3'), NOW).result).toMatchObject({ ok: false, reason: 'AddressReserved', message: expect.stringMatching(/broadcast/) });
+    expect(allocateInPool(pool, [], new Map(), req('a', '10.0.0.3'), NOW).result).toMatchObject({
+      ok: false,
+      reason: 'AddressReserved',
+      message: expect.stringMatching(/broadcast/),
+    });
     const moved = allocateInPool(pool, [alloc('10.0.0.1', 'a')], new Map(), req('a', '10.0.0.2'), NOW);
     expect(moved.result).toEqual({ ok: true, address: '10.0.0.2', existing: false });
     expect(moved.allocations.map((x) => x.address)).toEqual(['10.0.0.2']);
@@ -97,7 +112,9 @@ describe('allocateInPool', () => {
     const v6 = parsePool('v6', { addresses: ['2001:db8::-2001:db8::3'] });
     const r = allocateInPool(v6, [], new Map(), { service: 'default/a', serviceUid: 'a', family: 6 }, NOW);
     expect(r.result).toEqual({ ok: true, address: '2001:db8::1', existing: false });
-    expect(allocateInPool(v6, [], new Map(), { service: 'default/a', serviceUid: 'a', family: 6, requested: '2001:0db8:0:0::2' }, NOW).result).toMatchObject({ address: '2001:db8::2' });
+    expect(allocateInPool(v6, [], new Map(), { service: 'default/a', serviceUid: 'a', family: 6, requested: '2001:0db8:0:0::2' }, NOW).result).toMatchObject({
+      address: '2001:db8::2',
+    });
   });
 
   it('the gateway is never given', () => {
@@ -105,7 +122,7 @@ describe('allocateInPool', () => {
     expect(allocateInPool(g, [], new Map(), req('a'), NOW).result).toMatchObject({ address: '10.0.0.2' });
   });
 
-  it('releaseInPool drops a Service\'s addresses (all, or all but some)', () => {
+  it("releaseInPool drops a Service's addresses (all, or all but some)", () => {
     const all = [alloc('10.0.0.1', 'a'), alloc('10.0.0.2', 'b')];
     expect(releaseInPool(all, 'a')).toEqual([all[1]]);
     expect(releaseInPool(all, 'a', ['10.0.0.1'])).toEqual(all);

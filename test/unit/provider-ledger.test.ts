@@ -78,7 +78,9 @@ describe('AddressLedger', () => {
 
   it('a pool that is gone is an error for the caller, not a silent success', async () => {
     const l = ledger(() => undefined);
-    await expect(l.allocate(parsePool('nope', { addresses: ['10.22.0.0/30'] }), { service: 'default/a', serviceUid: 'a', family: 4 })).rejects.toThrow(/AddressPool nope does not exist/);
+    await expect(l.allocate(parsePool('nope', { addresses: ['10.22.0.0/30'] }), { service: 'default/a', serviceUid: 'a', family: 4 })).rejects.toThrow(
+      /AddressPool nope does not exist/,
+    );
   });
 });
 

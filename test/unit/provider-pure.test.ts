@@ -141,7 +141,15 @@ describe('planWrites', () => {
 
   it('deletes objects no longer desired (children first) and those of an earlier Service of the same name', () => {
     const stale = existing(lb, { ownerReferences: [{ ...owner[0]!, uid: 'old' }] });
-    const plan = planWrites([lb], new Map([['LoadBalancer', [stale]], ['Member', [existing(m1)]]]), 'web', UID);
+    const plan = planWrites(
+      [lb],
+      new Map([
+        ['LoadBalancer', [stale]],
+        ['Member', [existing(m1)]],
+      ]),
+      'web',
+      UID,
+    );
     expect(plan.map((a) => `${a.op} ${a.op === 'delete' ? `${a.kind}/${a.name} ${a.uid}` : a.object.metadata.name}`)).toEqual([
       'delete Member/web-m1 uid-web-m1',
       'delete LoadBalancer/web uid-web',
@@ -150,7 +158,15 @@ describe('planWrites', () => {
   });
 
   it('a member change is a member-only plan', () => {
-    const plan = planWrites([lb, m1, m2], new Map([['LoadBalancer', [existing(lb)]], ['Member', [existing(m1)]]]), 'web', UID);
+    const plan = planWrites(
+      [lb, m1, m2],
+      new Map([
+        ['LoadBalancer', [existing(lb)]],
+        ['Member', [existing(m1)]],
+      ]),
+      'web',
+      UID,
+    );
     expect(plan).toEqual([{ op: 'create', object: m2 }]);
   });
 });
@@ -158,7 +174,11 @@ describe('planWrites', () => {
 describe('Service status', () => {
   const service = { metadata: { name: 'web', namespace: 'default', generation: 3 }, spec: {}, status: {} };
   const lbUp = { name: 'web', generation: 1, status: { provisioningStatus: 'ACTIVE' as const, observedGeneration: 1, vip: '10.0.0.1' } };
-  const listenerUp = { name: 'web-tcp-80', generation: 2, status: { provisioningStatus: 'ACTIVE' as const, operatingStatus: 'ONLINE' as const, observedGeneration: 2 } };
+  const listenerUp = {
+    name: 'web-tcp-80',
+    generation: 2,
+    status: { provisioningStatus: 'ACTIVE' as const, operatingStatus: 'ONLINE' as const, observedGeneration: 2 },
+  };
   const base: StatusInput = {
     service,
     now: '2026-01-01T00:00:00Z',
@@ -204,8 +224,20 @@ describe('Service status', () => {
   });
 
   it('refused ports: a condition, and ports with an error in the ingress', () => {
-    const want = wantedServiceStatus({ ...base, refused: [{ port: 53, protocol: 'UDP', reason: 'UnsupportedProtocol', message: 'UDP port 53 is not served' }] });
-    expect(want.ingress).toEqual([{ ip: '10.0.0.1', ipMode: 'VIP', ports: [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP', error: 'nslb.dev/UnsupportedProtocol' }] }]);
+    const want = wantedServiceStatus({
+      ...base,
+      refused: [{ port: 53, protocol: 'UDP', reason: 'UnsupportedProtocol', message: 'UDP port 53 is not served' }],
+    });
+    expect(want.ingress).toEqual([
+      {
+        ip: '10.0.0.1',
+        ipMode: 'VIP',
+        ports: [
+          { port: 80, protocol: 'TCP' },
+          { port: 53, protocol: 'UDP', error: 'nslb.dev/UnsupportedProtocol' },
+        ],
+      },
+    ]);
     expect(want.conditions[1]).toMatchObject({ status: 'False', reason: 'UnsupportedProtocol', message: 'UDP port 53 is not served; served: TCP/80' });
   });
 });

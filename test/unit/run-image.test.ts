@@ -51,10 +51,13 @@ function podmanShape(argv: string[]): string[] {
   return shape;
 }
 
-describe('scripts/run-image.sh runs the image as the chart\'s DaemonSet does', () => {
+describe("scripts/run-image.sh runs the image as the chart's DaemonSet does", () => {
   const docs = renderChart();
   const pod = daemonSet(docs).spec.template.spec;
-  const dryRun = (...args: string[]): string[] => sh(['bash', 'scripts/run-image.sh', '--dry-run', ...args]).trim().split('\n');
+  const dryRun = (...args: string[]): string[] =>
+    sh(['bash', 'scripts/run-image.sh', '--dry-run', ...args])
+      .trim()
+      .split('\n');
 
   it('same namespaces, privileges and host mounts (state dir from --state-dir, as the chart from stateDir)', () => {
     const argv = dryRun('--', 'run', '--kubernetes', '--state-dir=/var/lib/nslb');
@@ -63,7 +66,7 @@ describe('scripts/run-image.sh runs the image as the chart\'s DaemonSet does', (
     expect(podmanShape(elsewhere)).toEqual(runtimeShape(daemonSet(renderChart(['stateDir=/srv/nslb'])).spec.template.spec));
   });
 
-  it('the agent is the image\'s entrypoint in both, and gets the arguments after --', () => {
+  it("the agent is the image's entrypoint in both, and gets the arguments after --", () => {
     expect(pod.containers[0].command).toEqual(['nslb']);
     expect(readFileSync(join(REPO, 'Containerfile'), 'utf8')).toMatch(/^ENTRYPOINT \["nslb"\]$/m);
     const argv = dryRun('--name', 'x', '--', 'run', '--kubernetes');
@@ -89,13 +92,13 @@ describe('the chart', () => {
   const pod = daemonSet(docs).spec.template.spec;
   const args: string[] = pod.containers[0].args;
 
-  it('keeps HAProxy out of the pod\'s cgroup, and replaces an agent only after the old one stopped', () => {
+  it("keeps HAProxy out of the pod's cgroup, and replaces an agent only after the old one stopped", () => {
     expect(args).toContain('--daemon-cgroup=/nslb');
     expect(pod.hostPID).toBe(true);
     expect(daemonSet(docs).spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
   });
 
-  it('serves nothing unauthenticated off the node: health on loopback, /metrics on the node\'s address behind RBAC', () => {
+  it("serves nothing unauthenticated off the node: health on loopback, /metrics on the node's address behind RBAC", () => {
     expect(args).toContain('--listen=127.0.0.1:9910');
     expect(args).toContain('--metrics-listen=$(HOST_IP):9911');
     expect(pod.containers[0].env).toContainEqual({ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
@@ -129,7 +132,8 @@ describe('the chart', () => {
 describe('Containerfile and scripts/build-image.sh describe one image', () => {
   const containerfile = readFileSync(join(REPO, 'Containerfile'), 'utf8');
   const script = readFileSync(join(REPO, 'scripts', 'build-image.sh'), 'utf8');
-  const arg = (name: string): string => /^ARG (\w+)=(.*)$/m.exec(containerfile.split('\n').find((l) => l.startsWith(`ARG ${name}=`)) ?? '')?.[2]?.replace(/^"|"$/g, '') ?? '';
+  const arg = (name: string): string =>
+    /^ARG (\w+)=(.*)$/m.exec(containerfile.split('\n').find((l) => l.startsWith(`ARG ${name}=`)) ?? '')?.[2]?.replace(/^"|"$/g, '') ?? '';
 
   it('the script takes the Node version and Debian packages from the Containerfile, and builds its last stage', () => {
     expect(script).toContain('containerfile_arg NODE_VERSION');
@@ -137,8 +141,10 @@ describe('Containerfile and scripts/build-image.sh describe one image', () => {
     expect(script).toMatch(/build --file "\$REPO\/Containerfile" --build-arg "RUNTIME=\$BASE" --build-arg "APP=\$APP"/);
   });
 
-  it('holds what the agent runs, Node >= 20.19, and package.json\'s version', () => {
-    expect(arg('DEBIAN_PACKAGES').split(' ')).toEqual(expect.arrayContaining(['haproxy', 'keepalived', 'iproute2', 'nftables', 'openvswitch-switch', 'iputils-ping', 'openssl']));
+  it("holds what the agent runs, Node >= 20.19, and package.json's version", () => {
+    expect(arg('DEBIAN_PACKAGES').split(' ')).toEqual(
+      expect.arrayContaining(['haproxy', 'keepalived', 'iproute2', 'nftables', 'openvswitch-switch', 'iputils-ping', 'openssl']),
+    );
     const [major, minor] = arg('NODE_VERSION').split('.').map(Number) as [number, number];
     expect(major > 20 || (major === 20 && minor >= 19)).toBe(true);
     expect(arg('NSLB_VERSION')).toBe(JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version);

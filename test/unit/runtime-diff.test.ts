@@ -49,10 +49,7 @@ describe('runtimeCommands', () => {
 
   it('removes a member through maintenance; the deletion may be refused while connections drain', () => {
     const out = runtimeCommands(base([a, b]), base([a]));
-    expect(out).toEqual([
-      { command: 'set server pool.web/b state maint' },
-      { command: 'del server pool.web/b', mayBeRefused: true },
-    ]);
+    expect(out).toEqual([{ command: 'set server pool.web/b state maint' }, { command: 'del server pool.web/b', mayBeRefused: true }]);
   });
 
   it('changes weight, address and port in place', () => {
@@ -111,13 +108,7 @@ describe('runtimeAnswerOk', () => {
 
 describe('carriedServerState', () => {
   it('keeps only servers whose line stays the same', () => {
-    const dump = [
-      '1',
-      '# be_id be_name srv_id srv_name srv_addr srv_op_state',
-      '3 pool.web 1 a 10.0.0.1 2',
-      '3 pool.web 2 b 10.0.0.2 2',
-      '',
-    ].join('\n');
+    const dump = ['1', '# be_id be_name srv_id srv_name srv_addr srv_op_state', '3 pool.web 1 a 10.0.0.1 2', '3 pool.web 2 b 10.0.0.2 2', ''].join('\n');
     const before = base(['a 10.0.0.1:80 weight 1 check', 'b 10.0.0.2:80 weight 1 check']);
     const after = base(['a 10.0.0.1:80 weight 1 check', 'b 10.0.0.2:81 weight 1 check']);
     expect(carriedServerState(dump, before, after)).toBe(

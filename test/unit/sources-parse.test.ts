@@ -34,9 +34,7 @@ describe('parseDocuments', () => {
         label: 'Member m1',
       },
     ]);
-    expect(describeIssue(issues[0]!)).toBe(
-      'a.yaml: document 4 (Member m1): /spec/address: must be an IPv4 or IPv6 address (got "nope")',
-    );
+    expect(describeIssue(issues[0]!)).toBe('a.yaml: document 4 (Member m1): /spec/address: must be an IPv4 or IPv6 address (got "nope")');
   });
 
   it('treats an empty file as no objects', () => {
@@ -53,9 +51,7 @@ describe('parseDocuments', () => {
     const { issues } = parseDocuments('a.yaml', dump(lb('web')).replace('name: web', 'name: web\n  uid: 2001-01-01') + 'status:\n  at: 2001-01-01\n');
     expect(issues).toEqual([]);
     const bad = parseDocuments('a.yaml', `${dump(lb('web'))}`.replace('spec:\n', 'spec:\n  adminStateUp: yes\n'));
-    expect(bad.issues.map(describeIssue)).toEqual([
-      'a.yaml: document 1 (LoadBalancer web): /spec/adminStateUp: must be a boolean (got "yes")',
-    ]);
+    expect(bad.issues.map(describeIssue)).toEqual(['a.yaml: document 1 (LoadBalancer web): /spec/adminStateUp: must be a boolean (got "yes")']);
   });
 
   it('labels a document with what can be read of it', () => {
@@ -120,9 +116,7 @@ describe('hostile input', () => {
   it('rejects a file over 4 MiB without parsing it', () => {
     const content = `# ${'x'.repeat(PARSE_LIMITS.maxFileBytes)}\n`;
     const { issues } = parseDocuments('big.yaml', content);
-    expect(issues).toEqual([
-      { file: 'big.yaml', document: 0, path: '', message: `file is too large (${content.length} bytes; the limit is 4194304)` },
-    ]);
+    expect(issues).toEqual([{ file: 'big.yaml', document: 0, path: '', message: `file is too large (${content.length} bytes; the limit is 4194304)` }]);
   });
 
   it('counts bytes, not characters', () => {
@@ -132,9 +126,7 @@ describe('hostile input', () => {
 
   it('rejects more than 1000 documents', () => {
     const content = '---\n'.repeat(1001);
-    expect(parseDocuments('many.yaml', content).issues.map(describeIssue)).toEqual([
-      'many.yaml: too many documents (at least 1001; the limit is 1000)',
-    ]);
+    expect(parseDocuments('many.yaml', content).issues.map(describeIssue)).toEqual(['many.yaml: too many documents (at least 1001; the limit is 1000)']);
     // A file of nothing but separators stops at the limit with one issue (the test's timeout catches a hang;
     // speed itself is not asserted in tests).
     expect(parseDocuments('many.yaml', '---\n'.repeat(PARSE_LIMITS.maxFileBytes / 4)).issues).toHaveLength(1);

@@ -21,16 +21,40 @@ describe('mergeFiles', () => {
       'Member/default/m2',
       'HealthMonitor/default/hm',
     ];
-    expect(ids(mergeFiles(new Map([['a.yaml', a], ['b.yaml', b]])).objects)).toEqual(expected);
-    expect(ids(mergeFiles(new Map([['b.yaml', b], ['a.yaml', a]])).objects)).toEqual(expected);
+    expect(
+      ids(
+        mergeFiles(
+          new Map([
+            ['a.yaml', a],
+            ['b.yaml', b],
+          ]),
+        ).objects,
+      ),
+    ).toEqual(expected);
+    expect(
+      ids(
+        mergeFiles(
+          new Map([
+            ['b.yaml', b],
+            ['a.yaml', a],
+          ]),
+        ).objects,
+      ),
+    ).toEqual(expected);
   });
 
   it('keeps the copy from the lexicographically first file and reports the other', () => {
     const first = lb('web', { address: '192.0.2.1' });
     const second = lb('web', { address: '192.0.2.2' });
     for (const files of [
-      new Map([['b/x.yaml', [second]], ['a/y.yaml', [first]]]),
-      new Map([['a/y.yaml', [first]], ['b/x.yaml', [second]]]),
+      new Map([
+        ['b/x.yaml', [second]],
+        ['a/y.yaml', [first]],
+      ]),
+      new Map([
+        ['a/y.yaml', [first]],
+        ['b/x.yaml', [second]],
+      ]),
     ]) {
       const { objects, issues } = mergeFiles(files);
       expect(objects).toEqual([first]);
@@ -49,7 +73,12 @@ describe('mergeFiles', () => {
   it('names the documents when the objects came from parseDocuments', () => {
     const a = parseDocuments('a.yaml', `---\n---\n${dump(lb('web'))}`).objects;
     const b = parseDocuments('b.yaml', `${dump(pool('app'))}---\n${dump(lb('web'))}`).objects;
-    const { issues } = mergeFiles(new Map([['b.yaml', b], ['a.yaml', a]]));
+    const { issues } = mergeFiles(
+      new Map([
+        ['b.yaml', b],
+        ['a.yaml', a],
+      ]),
+    );
     expect(issues.map(describeIssue)).toEqual([
       'b.yaml: document 2 (LoadBalancer web): /metadata/name: duplicate LoadBalancer default/web: already defined in a.yaml document 2, which is used; this copy is ignored',
     ]);
@@ -62,7 +91,12 @@ describe('mergeFiles', () => {
   });
 
   it('compares file names by code unit, not locale', () => {
-    const { objects } = mergeFiles(new Map([['a.yaml', [lb('web', { address: '192.0.2.2' })]], ['B.yaml', [lb('web')]]]));
+    const { objects } = mergeFiles(
+      new Map([
+        ['a.yaml', [lb('web', { address: '192.0.2.2' })]],
+        ['B.yaml', [lb('web')]],
+      ]),
+    );
     expect(objects[0]?.spec).toEqual(lb('web').spec);
   });
 });

@@ -64,10 +64,7 @@ describe('pool status', () => {
   function poolStatus(p: Partial<DesiredPool>, statuses: string[], backend: string | null): OperatingStatus | undefined {
     const members = statuses.map((_, i) => member(`m${i}`, '10.0.0.1', 80 + i));
     const lb = loadBalancer({ pools: [pool('p', { members, ...p })] });
-    const rows = [
-      ...(backend === null ? [] : [be('p', backend)]),
-      ...statuses.map((s, i) => srv('p', `m${i}`, s)),
-    ];
+    const rows = [...(backend === null ? [] : [be('p', backend)]), ...statuses.map((s, i) => srv('p', `m${i}`, s))];
     return operatingStatuses(lb, rows).pools.get('p');
   }
 

@@ -4,12 +4,33 @@ import { buildDesired } from '../../src/desired/build.js';
 import { computeStatuses, type OutcomeView } from '../../src/status/compute.js';
 
 const objects = [
-  { apiVersion: 'nslb.dev/v1alpha1', kind: 'LoadBalancer', metadata: { name: 'web', namespace: 'default', generation: 2 }, spec: { vip: { address: '10.201.0.10' } } },
-  { apiVersion: 'nslb.dev/v1alpha1', kind: 'Member', metadata: { name: 'lost', namespace: 'default', generation: 1 }, spec: { pool: 'nope', address: '10.201.0.11', port: 80 } },
+  {
+    apiVersion: 'nslb.dev/v1alpha1',
+    kind: 'LoadBalancer',
+    metadata: { name: 'web', namespace: 'default', generation: 2 },
+    spec: { vip: { address: '10.201.0.10' } },
+  },
+  {
+    apiVersion: 'nslb.dev/v1alpha1',
+    kind: 'Member',
+    metadata: { name: 'lost', namespace: 'default', generation: 1 },
+    spec: { pool: 'nope', address: '10.201.0.11', port: 80 },
+  },
 ] as AnyObject[];
 const desired = buildDesired(objects, { defaultBridge: 'br-int' });
 const outcome = (phase: OutcomeView['phase']): Map<string, OutcomeView> =>
-  new Map([['default/web', { phase, netns: 'nslb-x', iface: 'nslbx', appliedGenerations: new Map([['LoadBalancer/default/web', 2]]), ...(phase === 'active' ? { applied: desired.lbs.get('default/web')! } : {}) }]]);
+  new Map([
+    [
+      'default/web',
+      {
+        phase,
+        netns: 'nslb-x',
+        iface: 'nslbx',
+        appliedGenerations: new Map([['LoadBalancer/default/web', 2]]),
+        ...(phase === 'active' ? { applied: desired.lbs.get('default/web')! } : {}),
+      },
+    ],
+  ]);
 
 describe('computeStatuses', () => {
   it('reports ACTIVE with observedGeneration once applied; a dangling reference is ERROR with its reason', () => {
@@ -35,15 +56,46 @@ describe('computeStatuses', () => {
   it('never reports a load balancer ONLINE while the node refuses neighbours of its family, and says why', () => {
     const withListener = [
       objects[0]!,
-      { apiVersion: 'nslb.dev/v1alpha1', kind: 'Listener', metadata: { name: 'l', namespace: 'default', generation: 1 }, spec: { loadBalancer: 'web', protocol: 'TCP', port: 80 } },
+      {
+        apiVersion: 'nslb.dev/v1alpha1',
+        kind: 'Listener',
+        metadata: { name: 'l', namespace: 'default', generation: 1 },
+        spec: { loadBalancer: 'web', protocol: 'TCP', port: 80 },
+      },
     ] as AnyObject[];
     const d = buildDesired(withListener, { defaultBridge: 'br-int' });
     const outcomes = new Map<string, OutcomeView>([
-      ['default/web', { phase: 'active', netns: 'nslb-x', iface: 'nslbx', appliedGenerations: new Map([['LoadBalancer/default/web', 2], ['Listener/default/l', 1]]), applied: d.lbs.get('default/web')!, stats: [{ pxname: 'listener.l', svname: 'FRONTEND', status: 'OPEN', type: 'frontend' }] }],
+      [
+        'default/web',
+        {
+          phase: 'active',
+          netns: 'nslb-x',
+          iface: 'nslbx',
+          appliedGenerations: new Map([
+            ['LoadBalancer/default/web', 2],
+            ['Listener/default/l', 1],
+          ]),
+          applied: d.lbs.get('default/web')!,
+          stats: [{ pxname: 'listener.l', svname: 'FRONTEND', status: 'OPEN', type: 'frontend' }],
+        },
+      ],
     ]);
     const run = (now: string, previous: Map<string, ObjectStatus>, refusing?: Set<'ipv4' | 'ipv6'>) =>
-      computeStatuses({ objects: withListener, desired: d, outcomes, previous, now, node: 'n', ...(refusing === undefined ? {} : { refusing: { families: refusing, condition } }) });
-    const condition = { type: 'KernelLimitsSufficient', status: 'False' as const, reason: 'NeighbourTableTooSmall', message: 'net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512' };
+      computeStatuses({
+        objects: withListener,
+        desired: d,
+        outcomes,
+        previous,
+        now,
+        node: 'n',
+        ...(refusing === undefined ? {} : { refusing: { families: refusing, condition } }),
+      });
+    const condition = {
+      type: 'KernelLimitsSufficient',
+      status: 'False' as const,
+      reason: 'NeighbourTableTooSmall',
+      message: 'net.ipv4.neigh.default.gc_thresh3 is 1024, needs 5512',
+    };
     const base = run('t1', new Map());
     expect(base.get('LoadBalancer/default/web')?.operatingStatus).toBe('ONLINE');
     const refused = run('t2', base, new Set(['ipv4']));

@@ -15,7 +15,9 @@ const status: ObjectStatus = {
   provisioningStatus: 'ACTIVE',
   operatingStatus: 'ONLINE',
   observedGeneration: 1,
-  conditions: [{ type: 'Ready', status: 'True', reason: 'Provisioned', message: 'applied to the node', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }],
+  conditions: [
+    { type: 'Ready', status: 'True', reason: 'Provisioned', message: 'applied to the node', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 },
+  ],
 };
 
 function file(stats: MemberStats): StatusFile {
@@ -26,7 +28,12 @@ function file(stats: MemberStats): StatusFile {
 }
 
 const traffic = (totalSessions: number): MemberStats => ({
-  currentSessions: 1, totalSessions, bytesIn: totalSessions * 100, bytesOut: totalSessions * 900, checkStatus: 'L7OK', state: 'UP',
+  currentSessions: 1,
+  totalSessions,
+  bytesIn: totalSessions * 100,
+  bytesOut: totalSessions * 900,
+  checkStatus: 'L7OK',
+  state: 'UP',
 });
 
 describe('member traffic and the Kubernetes status subresource', () => {
@@ -35,7 +42,12 @@ describe('member traffic and the Kubernetes status subresource', () => {
 
   beforeAll(async () => {
     await fake.start();
-    fake.create({ apiVersion: NSLB_API_VERSION, kind: 'Member', metadata: { namespace: 'default', name: 'm1' }, spec: { pool: 'p', address: '10.0.0.1', port: 80 } });
+    fake.create({
+      apiVersion: NSLB_API_VERSION,
+      kind: 'Member',
+      metadata: { namespace: 'default', name: 'm1' },
+      spec: { pool: 'p', address: '10.0.0.1', port: 80 },
+    });
     const kc = new KubeConfig();
     kc.loadFromString(fake.kubeconfig());
     // The writer reads the object it updates from the informer cache; here, straight from the server.

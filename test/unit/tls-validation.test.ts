@@ -59,8 +59,7 @@ afterAll(async () => {
 const TERMINATED = { certificateFile: 'www.pem', keyFile: 'www.key' };
 const https = (tls: Partial<NonNullable<ApiObject<'Listener'>['spec']['tls']>>, more: Partial<ApiObject<'Listener'>['spec']> = {}) =>
   listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, defaultPool: 'app', tls: { ...TERMINATED, ...tls }, ...more });
-const problems = (...objects: AnyObject[]) =>
-  buildDesired([lb('web'), pool('app'), ...objects], { defaultBridge: 'br-int', materials }).problems.map(brief);
+const problems = (...objects: AnyObject[]) => buildDesired([lb('web'), pool('app'), ...objects], { defaultBridge: 'br-int', materials }).problems.map(brief);
 
 describe('certificate material', () => {
   it('an expired certificate is an InvalidSpec problem that says when it expired', () => {
@@ -113,7 +112,9 @@ describe('certificate material', () => {
       now: later,
     });
     expect(d.problems.map(brief)).toContainEqual(
-      expect.stringMatching(/^Pool app InvalidSpec \/spec\/tls\/crlFile: tls\.crlFile: CRL 1 in "crl\.pem" expired on \S+ \(its nextUpdate\); issue a new one$/),
+      expect.stringMatching(
+        /^Pool app InvalidSpec \/spec\/tls\/crlFile: tls\.crlFile: CRL 1 in "crl\.pem" expired on \S+ \(its nextUpdate\); issue a new one$/,
+      ),
     );
     expect(problems(pool('re', { tls: { enabled: true, caFile: 'ca.pem', crlFile: 'crl.pem' } }))).toEqual([]);
   });
@@ -168,9 +169,7 @@ describe('TLS settings', () => {
     expect(problems(pool('raw', { protocol: 'TCP', tls: { enabled: true, alpnProtocols: ['h2'] } }))).toEqual([
       'Pool raw InvalidSpec /spec/tls/alpnProtocols: needs an HTTP pool: a TCP pool passes bytes through without speaking HTTP (protocol is TCP)',
     ]);
-    expect(problems(pool('off', { tls: { caFile: 'ca.pem' } }))).toEqual([
-      'Pool off InvalidSpec /spec/tls/caFile: only takes effect with tls.enabled: true',
-    ]);
+    expect(problems(pool('off', { tls: { caFile: 'ca.pem' } }))).toEqual(['Pool off InvalidSpec /spec/tls/caFile: only takes effect with tls.enabled: true']);
     expect(validateObject(https({ hsts: { includeSubdomains: true } as never })).ok).toBe(false);
   });
 
@@ -227,7 +226,9 @@ describe('a load balancer using every TLS field', () => {
       pingCheckCommand: '/bin/true',
     });
     const bind = config.split('\n').find((l) => l.startsWith('    bind '))!;
-    expect(bind).toMatch(/ ssl crt \S+ verify required ca-file \S+ crl-file \S+ ssl-min-ver TLSv1\.2 ssl-max-ver TLSv1\.3 ciphers ECDHE-ECDSA-AES128-GCM-SHA256 ciphersuites TLS_AES_128_GCM_SHA256 alpn h2,http\/1\.1$/);
+    expect(bind).toMatch(
+      / ssl crt \S+ verify required ca-file \S+ crl-file \S+ ssl-min-ver TLSv1\.2 ssl-max-ver TLSv1\.3 ciphers ECDHE-ECDSA-AES128-GCM-SHA256 ciphersuites TLS_AES_128_GCM_SHA256 alpn h2,http\/1\.1$/,
+    );
     expect(config).toContain('    http-response set-header Strict-Transport-Security max-age=31536000;\\ includeSubDomains;\\ preload\n');
     expect(config).toContain('    http-request set-header X-SSL-Client-Verify %[ssl_c_verify]\n');
     expect(config).toContain('    http-request del-header X-SSL-Client-CN\n    http-request set-header X-SSL-Client-CN %[ssl_c_s_dn(cn)] if { ssl_c_used }\n');

@@ -21,18 +21,35 @@ describe('WorkQueue', () => {
         },
       },
     );
-    q.add('a'); q.add('b'); q.add('bad');
+    q.add('a');
+    q.add('b');
+    q.add('bad');
     expect(q.depth).toBe(2); // 'a' is running
     await q.idle();
     expect(q.depth).toBe(0);
-    expect(told).toEqual([['a', 'ok'], ['b', 'ok'], ['bad', 'error'], ['bad', 'error'], ['bad', 'ok']]);
+    expect(told).toEqual([
+      ['a', 'ok'],
+      ['b', 'ok'],
+      ['bad', 'error'],
+      ['bad', 'error'],
+      ['bad', 'ok'],
+    ]);
     expect(q.retries).toBe(2);
   });
 
   it('merges repeats of a key that is waiting', async () => {
     const seen: string[] = [];
-    const q = new WorkQueue(async (k) => { seen.push(k); await tick(); }, { concurrency: 1 });
-    q.add('a'); q.add('b'); q.add('b'); q.add('b');
+    const q = new WorkQueue(
+      async (k) => {
+        seen.push(k);
+        await tick();
+      },
+      { concurrency: 1 },
+    );
+    q.add('a');
+    q.add('b');
+    q.add('b');
+    q.add('b');
     await q.idle();
     expect(seen).toEqual(['a', 'b']);
   });
@@ -41,15 +58,20 @@ describe('WorkQueue', () => {
     let running = 0;
     let maxRunning = 0;
     let runs = 0;
-    const q = new WorkQueue(async () => {
-      running++; runs++;
-      maxRunning = Math.max(maxRunning, running);
-      await tick(20);
-      running--;
-    }, { concurrency: 4 });
+    const q = new WorkQueue(
+      async () => {
+        running++;
+        runs++;
+        maxRunning = Math.max(maxRunning, running);
+        await tick(20);
+        running--;
+      },
+      { concurrency: 4 },
+    );
     q.add('a');
     await tick();
-    q.add('a'); q.add('a');
+    q.add('a');
+    q.add('a');
     await q.idle();
     expect(maxRunning).toBe(1);
     expect(runs).toBe(2);
@@ -58,12 +80,15 @@ describe('WorkQueue', () => {
   it('runs different keys concurrently up to the limit', async () => {
     let running = 0;
     let maxRunning = 0;
-    const q = new WorkQueue(async () => {
-      running++;
-      maxRunning = Math.max(maxRunning, running);
-      await tick(20);
-      running--;
-    }, { concurrency: 3 });
+    const q = new WorkQueue(
+      async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await tick(20);
+        running--;
+      },
+      { concurrency: 3 },
+    );
     for (const k of ['a', 'b', 'c', 'd', 'e']) q.add(k);
     await q.idle();
     expect(maxRunning).toBe(3);
@@ -71,10 +96,13 @@ describe('WorkQueue', () => {
 
   it('retries a failing key with per-key exponential backoff, and forgets on success', async () => {
     const times: number[] = [];
-    const q = new WorkQueue(async () => {
-      times.push(Date.now());
-      if (times.length < 4) throw new Error('not yet');
-    }, { concurrency: 1, baseDelayMs: 20, maxDelayMs: 1000 });
+    const q = new WorkQueue(
+      async () => {
+        times.push(Date.now());
+        if (times.length < 4) throw new Error('not yet');
+      },
+      { concurrency: 1, baseDelayMs: 20, maxDelayMs: 1000 },
+    );
     q.add('a');
     await q.idle();
     expect(times).toHaveLength(4);
@@ -87,13 +115,20 @@ describe('WorkQueue', () => {
 
   it('quiet() resolves once every key was tried, while a failing key waits in backoff (idle() does not)', async () => {
     const seen: string[] = [];
-    const q = new WorkQueue(async (k) => {
-      seen.push(k);
-      if (k === 'broken') throw new Error('bridge missing');
-    }, { concurrency: 2, baseDelayMs: 60_000 });
-    q.add('broken'); q.add('a'); q.add('b');
+    const q = new WorkQueue(
+      async (k) => {
+        seen.push(k);
+        if (k === 'broken') throw new Error('bridge missing');
+      },
+      { concurrency: 2, baseDelayMs: 60_000 },
+    );
+    q.add('broken');
+    q.add('a');
+    q.add('b');
     let idle = false;
-    void q.idle().then(() => { idle = true; });
+    void q.idle().then(() => {
+      idle = true;
+    });
     await q.quiet();
     expect(seen.sort()).toEqual(['a', 'b', 'broken']);
     expect(q.failures('broken')).toBe(1);

@@ -119,11 +119,19 @@ export const ADDRESS_POOL_SPEC_SCHEMA: JsonSchema = obj(
       maxItems: 64,
       items: str('A CIDR or a first-last range', { minLength: 3, maxLength: 91, pattern: ADDRESS_OR_RANGE }),
     },
-    prefixLength: { type: 'integer', description: 'Prefix length of the VIP subnet for the family of the first entry of addresses; 24 for IPv4 and 64 for IPv6 when omitted', minimum: 1, maximum: 128 },
+    prefixLength: {
+      type: 'integer',
+      description: 'Prefix length of the VIP subnet for the family of the first entry of addresses; 24 for IPv4 and 64 for IPv6 when omitted',
+      minimum: 1,
+      maximum: 128,
+    },
     gateway: ip("Default gateway of the VIPs' namespace, in the family of the first entry of addresses and inside the prefix"),
     bridge: str('Open vSwitch bridge of the VIP ports; the agent default when omitted', { minLength: 1, maxLength: 15, pattern: PATTERNS.bridge.pattern }),
     vlan: { type: 'integer', description: 'OVS access tag of the VIP ports', minimum: 1, maximum: 4094 },
-    autoAssign: { type: 'boolean', description: 'false: only Services that ask for this pool (nslb.dev/address-pool) or one of its addresses get one. Default: true' },
+    autoAssign: {
+      type: 'boolean',
+      description: 'false: only Services that ask for this pool (nslb.dev/address-pool) or one of its addresses get one. Default: true',
+    },
     serviceSelector: labelSelector,
     namespaces: {
       type: 'array',
@@ -132,7 +140,8 @@ export const ADDRESS_POOL_SPEC_SCHEMA: JsonSchema = obj(
     },
     members: {
       type: 'string',
-      description: "Members of the Services served from this pool: Nodes (each Ready node's address on the NodePort) or Endpoints (the ready endpoints, when pods are routable from the network node). Default: the agent's --service-members",
+      description:
+        "Members of the Services served from this pool: Nodes (each Ready node's address on the NodePort) or Endpoints (the ready endpoints, when pods are routable from the network node). Default: the agent's --service-members",
       enum: ['Nodes', 'Endpoints'],
     },
   },

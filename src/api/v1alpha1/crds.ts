@@ -125,12 +125,7 @@ const COLUMNS: Readonly<Record<Kind, PrinterColumn[]>> = {
   LoadBalancer: [col('VIP', '.spec.vip.address')],
   Listener: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Port', '.spec.port', 'integer')],
   Pool: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Algorithm', '.spec.lbAlgorithm')],
-  Member: [
-    col('Pool', '.spec.pool'),
-    col('Address', '.spec.address'),
-    col('Port', '.spec.port', 'integer'),
-    col('Weight', '.spec.weight', 'integer'),
-  ],
+  Member: [col('Pool', '.spec.pool'), col('Address', '.spec.address'), col('Port', '.spec.port', 'integer'), col('Weight', '.spec.weight', 'integer')],
   HealthMonitor: [col('Pool', '.spec.pool'), col('Type', '.spec.type')],
   L7Policy: [col('Listener', '.spec.listener'), col('Action', '.spec.action'), col('Position', '.spec.position', 'integer')],
   L7Rule: [col('Policy', '.spec.l7Policy'), col('Type', '.spec.type'), col('Compare', '.spec.compareType'), col('Value', '.spec.value')],
@@ -215,7 +210,8 @@ function structural(s: JsonSchema): CrdSchema {
   const { properties, items, additionalProperties, ...rest } = s;
   const out: CrdSchema = { ...rest };
   if (properties !== undefined) out.properties = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, structural(v)]));
-  else if (additionalProperties !== undefined) out.additionalProperties = typeof additionalProperties === 'boolean' ? additionalProperties : structural(additionalProperties);
+  else if (additionalProperties !== undefined)
+    out.additionalProperties = typeof additionalProperties === 'boolean' ? additionalProperties : structural(additionalProperties);
   if (items !== undefined) out.items = structural(items);
   return out;
 }

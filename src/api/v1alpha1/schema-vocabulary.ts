@@ -64,12 +64,11 @@ export const PATTERNS = {
   },
   filePath: {
     pattern: `^/?${PATH_SEGMENT}(/${PATH_SEGMENT})*$`,
-    description:
-      'a file path of letters, digits and ._+@=,:~- separated by single "/", without ".." segments, whitespace, quotes, "#" or "\\"',
+    description: 'a file path of letters, digits and ._+@=,:~- separated by single "/", without ".." segments, whitespace, quotes, "#" or "\\"',
   },
   // RFC 3986 path characters minus the quote, plus "?" so a check can carry a query as Octavia allows.
   urlPath: {
-    pattern: "^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$",
+    pattern: '^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$',
     description: 'an absolute URL path: "/" followed by letters, digits and ._~!$&()*+,;=:@%/?-',
   },
   expectedCodes: {
@@ -93,7 +92,7 @@ export const PATTERNS = {
   // and a quote even inside a word, and minus "%", which starts an expression wherever HAProxy expects a
   // log-format string. The rest cannot end a sample-fetch argument ("(", ")" and "," are not tchar).
   httpToken: {
-    pattern: "^[A-Za-z0-9!$&*+.^_`|~-]+$",
+    pattern: '^[A-Za-z0-9!$&*+.^_`|~-]+$',
     description: 'an HTTP token (header or cookie name): letters, digits and !$&*+.^_`|~-',
   },
   // L7 rule values are regexes and strings matched as written. Out: whitespace (splits words), "#" (comment),
@@ -113,7 +112,8 @@ export const PATTERNS = {
   // at most 63 characters) and label values, so that a file nslb accepts is one `kubectl apply` accepts.
   qualifiedName: {
     pattern: String.raw`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`,
-    description: 'a Kubernetes qualified name: an optional DNS subdomain and "/", then at most 63 letters, digits and -_. starting and ending with a letter or digit',
+    description:
+      'a Kubernetes qualified name: an optional DNS subdomain and "/", then at most 63 letters, digits and -_. starting and ending with a letter or digit',
   },
   labelValue: {
     pattern: '^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$',

@@ -152,10 +152,7 @@ const listenerSpec = object(
       [],
       'Headers to insert into requests to members (HTTP listeners)',
     ),
-    allowedCidrs: list(
-      { type: 'string', maxLength: 49, pattern: PATTERNS.cidr.pattern, format: 'cidr' },
-      'Source CIDRs allowed to connect; empty = everyone',
-    ),
+    allowedCidrs: list({ type: 'string', maxLength: 49, pattern: PATTERNS.cidr.pattern, format: 'cidr' }, 'Source CIDRs allowed to connect; empty = everyone'),
     tls: listenerTls,
     adminStateUp,
     description: description(),

@@ -52,7 +52,12 @@ export class HaproxyDriver {
     this.#run = run;
     this.#stateDir = stateDir;
     this.#starts = new Batcher(
-      async (items) => void (await execInNetnsBatch(run, items.map(({ netns, paths }) => ({ netns, argv: haproxyStartCommand(paths) })), { detached: true })),
+      async (items) =>
+        void (await execInNetnsBatch(
+          run,
+          items.map(({ netns, paths }) => ({ netns, argv: haproxyStartCommand(paths) })),
+          { detached: true },
+        )),
       ({ netns, paths }) => this.#launch(netns, paths),
       { maxBatch: NETNS_BATCH_SIZE },
     );

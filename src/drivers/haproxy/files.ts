@@ -42,7 +42,9 @@ export async function writePrivateFile(path: string, content: string, mode: numb
 /** Names of the certificate files present (contents are never read back: they are named by their hash). */
 export function observeCertFiles(paths: LbPaths): string[] {
   try {
-    return readdirSync(paths.certsDir).filter((f) => f.endsWith('.pem')).sort();
+    return readdirSync(paths.certsDir)
+      .filter((f) => f.endsWith('.pem'))
+      .sort();
   } catch {
     return [];
   }

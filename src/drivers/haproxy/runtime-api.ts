@@ -120,7 +120,10 @@ export async function applyRuntimeCommands(paths: LbPaths, commands: readonly Ru
         return false;
       }
       // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state …; 0x04 = config maintenance.
-      const fields = state.split('\n').map((l) => l.split(' ')).find((f) => f[1] === backend && f[3] === server);
+      const fields = state
+        .split('\n')
+        .map((l) => l.split(' '))
+        .find((f) => f[1] === backend && f[3] === server);
       if (fields === undefined) return false;
       if ((Number(fields[6]) & 0x04) !== 0 && !(await applyRuntimeCommands(paths, replace, counters))) return false;
     }

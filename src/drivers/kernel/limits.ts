@@ -127,7 +127,11 @@ export function readKernel(paths: KernelPaths): Omit<KernelReadings, 'overflowed
   if (tasks !== undefined) readings.tasks = tasks;
   const pids = readCgroupPids(paths);
   if (pids !== undefined) readings.cgroupPids = pids;
-  const fileNr = Number(readText(join(paths.proc, 'sys', 'fs', 'file-nr'))?.trim().split(/\s+/)[0]);
+  const fileNr = Number(
+    readText(join(paths.proc, 'sys', 'fs', 'file-nr'))
+      ?.trim()
+      .split(/\s+/)[0],
+  );
   if (Number.isFinite(fileNr)) readings.files = fileNr;
   return readings;
 }

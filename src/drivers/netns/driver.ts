@@ -70,7 +70,10 @@ export class NetnsDriver {
           mkdirSync(dir, { recursive: true, mode: 0o700 });
           writeFileSync(script, renderLinkBatch(config), { mode: 0o600 });
         }
-        await execInNetnsBatch(run, items.map(({ config, script }) => ({ netns: config.netns, argv: ['ip', '-batch', script] })));
+        await execInNetnsBatch(
+          run,
+          items.map(({ config, script }) => ({ netns: config.netns, argv: ['ip', '-batch', script] })),
+        );
       },
       ({ config }) => configureLink(run, config),
       { maxBatch: NETNS_BATCH_SIZE },
@@ -85,7 +88,10 @@ export class NetnsDriver {
     if (!nodeWide || !this.watch.active) return observeNetnsNames();
     const list = await observeNetnsIds(this.#run);
     this.watch.setIds(list);
-    await assignNetnsIds(this.#run, list.filter((e) => e.id === undefined && isNslbNetnsName(e.name)).map((e) => e.name)).catch(() => undefined);
+    await assignNetnsIds(
+      this.#run,
+      list.filter((e) => e.id === undefined && isNslbNetnsName(e.name)).map((e) => e.name),
+    ).catch(() => undefined);
     return list.map((e) => e.name);
   }
 
@@ -111,7 +117,11 @@ export class NetnsDriver {
       for (let i = 0; i < misses.length; i += NETNS_READS_PER_BATCH) {
         const chunk = misses.slice(i, i + NETNS_READS_PER_BATCH);
         try {
-          const values = await observeNetnsMany(this.#run, chunk.map(({ t }) => t), observeScriptPath(this.#stateDir));
+          const values = await observeNetnsMany(
+            this.#run,
+            chunk.map(({ t }) => t),
+            observeScriptPath(this.#stateDir),
+          );
           chunk.forEach(({ t, look }, j) => {
             found.set(t.netns, values[j]!);
             this.watch.remember(look.ticket, values[j]!);

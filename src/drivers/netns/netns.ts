@@ -83,9 +83,7 @@ function toObservedLink(l: IpLink): ObservedLink {
     up: l.flags.includes('UP'),
     mac: l.address.toLowerCase(),
     mtu: l.mtu,
-    addresses: (l.addr_info ?? [])
-      .filter((a) => a.scope === 'global')
-      .map((a) => `${a.local}/${a.prefixlen}`),
+    addresses: (l.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`),
   };
 }
 
@@ -94,14 +92,13 @@ function toObservedLink(l: IpLink): ObservedLink {
  * two commands as observeNetns, and prints two JSON lines. `script` is where that script is kept. Throws if
  * any read fails or the output does not add up: the caller then reads them one by one.
  */
-export async function observeNetnsMany(
-  run: Runner,
-  targets: readonly { netns: string; iface: string }[],
-  script: string,
-): Promise<ObservedNetns[]> {
+export async function observeNetnsMany(run: Runner, targets: readonly { netns: string; iface: string }[], script: string): Promise<ObservedNetns[]> {
   mkdirSync(dirname(script), { recursive: true, mode: 0o700 });
   writeFileSync(script, OBSERVE_COMMANDS, { mode: 0o600 });
-  const stdout = await execInNetnsBatch(run, targets.map((t) => ({ netns: t.netns, argv: ['ip', '-j', '-batch', script] })));
+  const stdout = await execInNetnsBatch(
+    run,
+    targets.map((t) => ({ netns: t.netns, argv: ['ip', '-j', '-batch', script] })),
+  );
   const lines = stdout.split('\n').filter((l) => l.trim() !== '');
   if (lines.length !== 2 * targets.length) {
     throw new Error(`ip -batch read of ${targets.length} netns printed ${lines.length} lines, not ${2 * targets.length}`);
@@ -257,7 +254,11 @@ export function renderNetnsExecBatch(cmds: readonly NetnsCommand[]): string {
 export async function execInNetnsBatch(run: Runner, cmds: readonly NetnsCommand[], options: { detached?: boolean } = {}): Promise<string> {
   const input = renderNetnsExecBatch(cmds);
   try {
-    const { stdout } = await run(['ip', '-batch', '-'], { input, timeoutMs: 15_000 + 2_000 * cmds.length, ...(options.detached === true ? { detached: true } : {}) });
+    const { stdout } = await run(['ip', '-batch', '-'], {
+      input,
+      timeoutMs: 15_000 + 2_000 * cmds.length,
+      ...(options.detached === true ? { detached: true } : {}),
+    });
     return stdout;
   } catch (err) {
     const line = /Command failed -:(\d+)/.exec(err instanceof Error ? err.message : String(err))?.[1];

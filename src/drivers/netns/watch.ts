@@ -154,14 +154,7 @@ export class NetnsWatch {
     const inode = netnsInode(netns);
     const hit = this.#cache.get(netns);
     const ticket: ReadTicket = { netns, iface, inode, generation: this.#generation };
-    if (
-      this.#running &&
-      hit !== undefined &&
-      hit.generation === this.#generation &&
-      hit.inode === inode &&
-      hit.iface === iface &&
-      !this.#dirty.has(netns)
-    ) {
+    if (this.#running && hit !== undefined && hit.generation === this.#generation && hit.inode === inode && hit.iface === iface && !this.#dirty.has(netns)) {
       return { hit: structuredClone(hit.value), ticket };
     }
     this.#dirty.delete(netns);

@@ -9,6 +9,7 @@ export const STATE_DIR_MARKER = 'nslb-state-dir';
 const TIMEOUT = ['--timeout=10'];
 
 export function argvObserveOvs(): string[] {
+  // biome-ignore format: one ovs-vsctl command per line
   return [
     'ovs-vsctl', ...TIMEOUT, '--format=json', '--data=json',
     '--', '--columns=name,ports', 'list', 'Bridge',
@@ -114,6 +115,7 @@ export interface AddPort {
  * (seconds on a node with hundreds of ports). Whoever needs the device waits for it to appear instead.
  */
 export function argvAddPort(p: AddPort): string[] {
+  // biome-ignore format: one ovs-vsctl command per line
   return [
     'ovs-vsctl', ...TIMEOUT, '--no-wait',
     '--', '--may-exist', 'add-port', p.bridge, p.iface,
