@@ -7,5 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup-node.sh
+# Format, lint (biome.json) and the import rules between src/ folders (.dependency-cruiser.cjs), before the tests.
+npm run --silent lint
 npm run --silent typecheck
 exec npx vitest run "$@"

@@ -70,9 +70,9 @@ export class DesiredSnapshot {
       for (const o of this.objects) {
         const owner = this.desired.owners.get(objectId(o));
         if (owner === undefined) continue;
-        let list = this.#byOwner.get(owner);
-        if (list === undefined) this.#byOwner.set(owner, (list = []));
-        list.push(o);
+        const list = this.#byOwner.get(owner);
+        if (list === undefined) this.#byOwner.set(owner, [o]);
+        else list.push(o);
       }
     }
     const result = new Map<string, number>();

@@ -125,7 +125,8 @@ function listenerTls(cx: ImportContext, r: Rec): Record<string, unknown> {
   const sni = idList(r.raw['sni_container_refs']);
   if (sni.length > 0) {
     tls['sniCertificates'] = sni.map((_, i) => ({ certificateFile: `certs/${name}-sni-${i + 1}.crt`, keyFile: `certs/${name}-sni-${i + 1}.key` }));
-    sni.forEach((ref, i) => cx.warn(r, `sni_container_refs[${i}]`, `Barbican secret ${ref}: put it (PEM) in certs/${name}-sni-${i + 1}.crt and .key`));
+    for (const [i, ref] of sni.entries())
+      cx.warn(r, `sni_container_refs[${i}]`, `Barbican secret ${ref}: put it (PEM) in certs/${name}-sni-${i + 1}.crt and .key`);
   }
   const auth = cx.string(r, 'client_authentication');
   if (auth !== undefined && auth !== 'NONE') tls['clientAuthentication'] = auth;

@@ -167,7 +167,7 @@ export class Collector {
       if (!isObj(l)) return;
       const path = `${where}.listeners[${i}]`;
       const listenerId = this.add('listener', l, path, { partial: true, parent: lbId });
-      arr(l['pools']).forEach((p, j) => pool(p, `${path}.pools[${j}]`));
+      for (const [j, p] of arr(l['pools']).entries()) pool(p, `${path}.pools[${j}]`);
       arr(l['l7policies']).forEach((p, j) => {
         if (!isObj(p)) return;
         const policyId = this.add('l7policy', p, `${path}.l7policies[${j}]`, { partial: true, parent: listenerId });
@@ -176,7 +176,7 @@ export class Collector {
         });
       });
     });
-    arr(lb['pools']).forEach((p, i) => pool(p, `${where}.pools[${i}]`));
+    for (const [i, p] of arr(lb['pools']).entries()) pool(p, `${where}.pools[${i}]`);
   }
 }
 
@@ -204,7 +204,7 @@ export function collect(c: Collector, input: OctaviaInput): void {
     c.full(kind!, o as Json, path);
   };
   if (Array.isArray(value)) {
-    value.forEach((o, i) => bare(o, `$[${i}]`));
+    for (const [i, o] of value.entries()) bare(o, `$[${i}]`);
     return;
   }
   if (!isObj(value)) fail('$', 'expected a JSON object or array');

@@ -91,7 +91,7 @@ function expectLine(expected: string): string {
 
 export function activeMonitor(pool: DesiredPool): DesiredHealthMonitor | undefined {
   const hm = pool.healthMonitor;
-  return hm !== undefined && hm.adminStateUp ? hm : undefined;
+  return hm?.adminStateUp ? hm : undefined;
 }
 
 function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mode): string[] {

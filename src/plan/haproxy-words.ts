@@ -37,6 +37,7 @@ export class UnsafeConfigValueError extends Error {
 // HAProxy splits config lines on whitespace, treats `#` as a comment, and interprets quotes and
 // backslashes; any of them in a value could change the meaning of the line or add a new one.
 // The schema already forbids all of these; this is the last line of defence against a validation gap.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
 const UNSAFE = /[\s#"'\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
 
 /** Throws unless `s` can be written as one bare HAProxy config word; returns it for inline use. */

@@ -103,7 +103,7 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   const present = new Set(o.certFiles ?? []);
   const certMissing = certificates.some((c) => !present.has(c.fileName));
   const configChanged = o.config !== config;
-  const running = o.haproxy !== undefined && o.haproxy.inNetns && !netnsMissing && o.stateDir;
+  const running = o.haproxy?.inNetns === true && !netnsMissing && o.stateDir;
   // Members only: the runtime API, no reload (and no new worker).
   const commands =
     running && configChanged && !certMissing && o.reloadPending !== true && o.config !== undefined ? runtimeCommands(o.config, config) : undefined;

@@ -95,7 +95,10 @@ export class AddressLedger {
         if (ops.length === 0) return;
         try {
           const results = await this.#write(name, ops);
-          ops.forEach((op, i) => (op.kind === 'allocate' ? op.resolve(results[i] as AllocationResult) : op.resolve(undefined)));
+          for (const [i, op] of ops.entries()) {
+            if (op.kind === 'allocate') op.resolve(results[i] as AllocationResult);
+            else op.resolve(undefined);
+          }
         } catch (err) {
           for (const op of ops) op.reject(err);
         }

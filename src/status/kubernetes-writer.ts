@@ -254,7 +254,10 @@ export class KubernetesStatusWriter {
   #canonicalOf(cached: CachedObject): string {
     if (cached.status === undefined || cached.status === null || typeof cached.status !== 'object') return canonicalJson(cached.status ?? null);
     let c = this.#canonicalOfCached.get(cached.status);
-    if (c === undefined) this.#canonicalOfCached.set(cached.status, (c = canonicalJson(cached.status)));
+    if (c === undefined) {
+      c = canonicalJson(cached.status);
+      this.#canonicalOfCached.set(cached.status, c);
+    }
     return c;
   }
 
@@ -362,7 +365,11 @@ export class KubernetesStatusWriter {
     const now = Date.now();
     // What failed may have been dropped from the queue meanwhile (the same status arrived again while it was in
     // flight): put it back unless something newer took its place.
-    const queued = this.#pending.get(id) ?? (this.#pending.set(id, item), item);
+    let queued = this.#pending.get(id);
+    if (queued === undefined) {
+      this.#pending.set(id, item);
+      queued = item;
+    }
     if (code === 404) {
       this.#count(item.kind, 'not_found');
       this.#serverAnswered();

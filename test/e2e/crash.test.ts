@@ -170,7 +170,11 @@ describe('crash anywhere (issue 6 item 1)', () => {
         env.agent = agent;
         let last = '';
         try {
-          await waitFor(async () => (last = await notConverged(STATES[next]!, agent!)) === '', {
+          const converged = async (): Promise<boolean> => {
+            last = await notConverged(STATES[next]!, agent!);
+            return last === '';
+          };
+          await waitFor(converged, {
             timeoutMs: 20_000,
             intervalMs: 200,
             message: 'convergence',

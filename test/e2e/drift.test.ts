@@ -73,12 +73,24 @@ describe('drift is repaired within one resync (issue 6 item 2)', () => {
             .filter((l) => l.includes('"applying"'))
             .flatMap((l) => (JSON.parse(l) as { actions: string[] }).actions);
           const missing = repairs.filter((r) => !actions.some((a) => r.test(a)));
-          if (missing.length > 0) return void (last = `no action matching ${missing.join(', ')} yet; logged: ${JSON.stringify(actions)}`);
-          if (!(await serving())) return void (last = 'VIP does not answer');
+          if (missing.length > 0) {
+            last = `no action matching ${missing.join(', ')} yet; logged: ${JSON.stringify(actions)}`;
+            return;
+          }
+          if (!(await serving())) {
+            last = 'VIP does not answer';
+            return;
+          }
           const lb = (await env.status())?.objects.find((o) => o.kind === 'LoadBalancer' && o.name === 'web');
-          if (lb?.status.provisioningStatus !== 'ACTIVE') return void (last = `status ${lb?.status.provisioningStatus}`);
+          if (lb?.status.provisioningStatus !== 'ACTIVE') {
+            last = `status ${lb?.status.provisioningStatus}`;
+            return;
+          }
           const problems = await inventoryProblems(env.stateDir, [NETNS], [{ netns: NETNS, iface: IFACE }]);
-          if (problems.length > 0) return void (last = problems.join('; '));
+          if (problems.length > 0) {
+            last = problems.join('; ');
+            return;
+          }
           return true;
         },
         { timeoutMs: REPAIR_MS, intervalMs: 100, message: `${what} to be repaired` },

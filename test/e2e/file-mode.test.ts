@@ -172,8 +172,7 @@ describe('file-watch mode on a real node', () => {
           ['Member', 'web-m2'],
         ];
         return (
-          s !== undefined &&
-          s.objects.every((o) => o.status.provisioningStatus === 'ACTIVE') &&
+          s?.objects.every((o) => o.status.provisioningStatus === 'ACTIVE') === true &&
           names.every(([k, n]) => statusOf(s, k, n)?.operatingStatus === 'ONLINE') &&
           statusOf(s, 'HealthMonitor', 'web-hm')?.operatingStatus === 'ONLINE'
         );

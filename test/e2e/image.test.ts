@@ -28,8 +28,7 @@ import {
   type HttpServerHandle,
 } from './harness.js';
 import { PODMAN, buildImage, cgroupsOf, containerLogs, removeCgroup, removeContainer, runImage } from './image-harness.js';
-
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(18);
 const BRIDGE = `br-${run.prefix}`;

@@ -28,8 +28,7 @@ import {
   type HttpServerHandle,
   type TestPki,
 } from './harness.js';
-
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(19);
 const BRIDGE = `br-${run.prefix}`;

@@ -46,7 +46,7 @@ const putDefaults = async () => {
 };
 
 describe('kernel limits at 500 load balancers (issue 13)', () => {
-  let saved: Record<string, number> = {};
+  const saved: Record<string, number> = {};
   let dir: string;
   let watch: string;
   let stateDir: string;

@@ -29,8 +29,7 @@ import {
   type HttpServerHandle,
 } from './harness.js';
 import { cli } from './agent.js';
-
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(9);
 const BRIDGE = `br-${run.prefix}`;

@@ -14,8 +14,8 @@ function proxyV2(src: string, dst: string, sport: number, dport: number): Buffer
   const signature = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
   const head = Buffer.from([0x21, 0x11, 0x00, 12]);
   const addresses = Buffer.alloc(12);
-  src.split('.').forEach((o, i) => addresses.writeUInt8(Number(o), i));
-  dst.split('.').forEach((o, i) => addresses.writeUInt8(Number(o), 4 + i));
+  for (const [i, o] of src.split('.').entries()) addresses.writeUInt8(Number(o), i);
+  for (const [i, o] of dst.split('.').entries()) addresses.writeUInt8(Number(o), 4 + i);
   addresses.writeUInt16BE(sport, 8);
   addresses.writeUInt16BE(dport, 10);
   return Buffer.concat([signature, head, addresses]);

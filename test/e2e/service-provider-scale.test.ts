@@ -11,8 +11,7 @@ import { addressPool, service } from '../support/k8s-objects.js';
 import { Agent, cli } from './agent.js';
 import { REPO_ROOT, createBridge, createHost, deleteBridge, deleteHost, httpGet, listNetns, uniqueRun, waitFor, type Host } from './harness.js';
 import { createSimNode, deleteSimNode, nodeObject, type SimNode } from './k8s-nodes.js';
-
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(20);
 const BRIDGE = `br-${run.prefix}`;
@@ -112,7 +111,7 @@ describe('the Service provider at scale and across crashes, on a real node', () 
           return false;
         }),
       );
-      batch.forEach((ip, j) => !answers[j] && failed.push(ip));
+      for (const [j, ip] of batch.entries()) if (!answers[j]) failed.push(ip);
     }
     expect(failed).toEqual([]);
   });

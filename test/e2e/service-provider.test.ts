@@ -25,8 +25,7 @@ import {
   type Host,
 } from './harness.js';
 import { createSimNode, deleteSimNode, nodeObject, setNodeReady, type SimNode } from './k8s-nodes.js';
-
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(19);
 const BRIDGE = `br-${run.prefix}`;

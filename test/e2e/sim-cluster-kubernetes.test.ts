@@ -10,8 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
 import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
 import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, providerHost, sim, simStatus } from './sim-rig.js';
-
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(18);
 const NS = run.prefix;

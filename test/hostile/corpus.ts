@@ -593,8 +593,9 @@ const del =
     deleteAt(docOf(d, kind), path);
 const all =
   (...changes: Change[]): Change =>
-  (d) =>
-    changes.forEach((c) => c(d));
+  (d) => {
+    for (const c of changes) c(d);
+  };
 /** Appends a document (it becomes document 8, 9, …). */
 const add =
   (doc: Doc): Change =>

@@ -40,7 +40,10 @@ export interface CoreKind {
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 const err = (field: string, type: CoreFieldError['type'], message: string): CoreFieldError => ({ field, type, message });
 /** The spec, created when absent: for the object being written only. */
-const spec = (o: JsonObject): JsonObject => (isObject(o.spec) ? o.spec : (o.spec = {}));
+const spec = (o: JsonObject): JsonObject => {
+  if (!isObject(o.spec)) o.spec = {};
+  return o.spec as JsonObject;
+};
 /** The spec of a stored object: never changes it. */
 const specOf = (o: JsonObject): JsonObject => (isObject(o.spec) ? o.spec : {});
 const status = (o: JsonObject): JsonObject => (isObject(o.status) ? o.status : {});
@@ -290,7 +293,10 @@ function validateServiceStatus(st: JsonObject): CoreFieldError[] {
   const ingress = Array.isArray(lb.ingress) ? lb.ingress : [];
   ingress.forEach((ing, i) => {
     const f = `status.loadBalancer.ingress[${i}]`;
-    if (!isObject(ing)) return errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
+    if (!isObject(ing)) {
+      errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
+      return;
+    }
     if (ing.ip !== undefined && (typeof ing.ip !== 'string' || isIP(ing.ip) === 0)) {
       errors.push(err(`${f}.ip`, 'Invalid', `Invalid value: ${JSON.stringify(ing.ip)}: must be a valid IP address`));
     }
@@ -299,13 +305,15 @@ function validateServiceStatus(st: JsonObject): CoreFieldError[] {
       if (ing.ipMode !== 'VIP' && ing.ipMode !== 'Proxy')
         errors.push(err(`${f}.ipMode`, 'NotSupported', `Unsupported value: ${JSON.stringify(ing.ipMode)}: supported values: "Proxy", "VIP"`));
     }
-    return undefined;
   });
   const conditions = Array.isArray(st.conditions) ? st.conditions : [];
   const types = new Set<string>();
   conditions.forEach((c, i) => {
     const f = `status.conditions[${i}]`;
-    if (!isObject(c)) return errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
+    if (!isObject(c)) {
+      errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
+      return;
+    }
     if (typeof c.type !== 'string' || !QUALIFIED_NAME.test(c.type))
       errors.push(err(`${f}.type`, 'Invalid', `Invalid value: ${JSON.stringify(c.type)}: name part must consist of alphanumeric characters, '-', '_' or '.'`));
     else if (types.has(c.type)) errors.push(err(`${f}.type`, 'Duplicate', `Duplicate value: ${JSON.stringify(c.type)}`));
@@ -323,7 +331,6 @@ function validateServiceStatus(st: JsonObject): CoreFieldError[] {
         ),
       );
     if (typeof c.message === 'string' && c.message.length > 32768) errors.push(err(`${f}.message`, 'TooLong', 'Too long: may not be longer than 32768'));
-    return undefined;
   });
   return errors;
 }
@@ -347,7 +354,10 @@ function validateEndpointSlice(obj: JsonObject): CoreFieldError[] {
   if (endpoints.length > 1000) errors.push(err('endpoints', 'TooLong', 'Too many: must have at most 1000 items'));
   endpoints.forEach((e, i) => {
     const f = `endpoints[${i}]`;
-    if (!isObject(e)) return errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
+    if (!isObject(e)) {
+      errors.push(err(f, 'Invalid', 'Invalid value: must be an object'));
+      return;
+    }
     const addrs = Array.isArray(e.addresses) ? e.addresses : [];
     if (addrs.length < 1 || addrs.length > 100)
       errors.push(err(`${f}.addresses`, 'Required', 'Required value: must contain at least 1 address and at most 100'));
@@ -356,7 +366,6 @@ function validateEndpointSlice(obj: JsonObject): CoreFieldError[] {
       if (!ok) errors.push(err(`${f}.addresses[${j}]`, 'Invalid', `Invalid value: ${JSON.stringify(a)}: must be a valid ${String(type)} address`));
     });
     if (e.conditions !== undefined && !isObject(e.conditions)) errors.push(err(`${f}.conditions`, 'Invalid', 'Invalid value: must be an object'));
-    return undefined;
   });
   const ps = Array.isArray(obj.ports) ? obj.ports : [];
   ps.forEach((p, i) => {

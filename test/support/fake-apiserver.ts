@@ -61,6 +61,10 @@ import { coreKinds } from './fake-apiserver-core.js';
 
 export type JsonObject = Record<string, unknown>;
 
+/** An API object as tests read it: any field, loosely typed. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read API objects loosely, as kubectl users do
+export type Obj = Record<string, any>;
+
 export const NSLB_GROUP = 'nslb.dev';
 export const NSLB_VERSION = 'v1alpha1';
 export const NSLB_API_VERSION = `${NSLB_GROUP}/${NSLB_VERSION}`;
@@ -522,12 +526,12 @@ function parseLabelSelector(s: string | undefined): Requirement[] {
   if (s === undefined || s.trim() === '') return [];
   return s.split(',').map((part) => {
     const p = part.trim();
-    let m: RegExpMatchArray | null;
-    if ((m = p.match(/^([A-Za-z0-9._/-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$/))) {
-      return { key: m[1] ?? '', op: m[2] === '!=' ? '!=' : '=', value: m[3] ?? '' };
-    }
-    if ((m = p.match(/^!([A-Za-z0-9._/-]+)$/))) return { key: m[1] ?? '', op: '!exists' };
-    if ((m = p.match(/^([A-Za-z0-9._/-]+)$/))) return { key: m[1] ?? '', op: 'exists' };
+    const equality = p.match(/^([A-Za-z0-9._/-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$/);
+    if (equality !== null) return { key: equality[1] ?? '', op: equality[2] === '!=' ? '!=' : '=', value: equality[3] ?? '' };
+    const absent = p.match(/^!([A-Za-z0-9._/-]+)$/);
+    if (absent !== null) return { key: absent[1] ?? '', op: '!exists' };
+    const present = p.match(/^([A-Za-z0-9._/-]+)$/);
+    if (present !== null) return { key: present[1] ?? '', op: 'exists' };
     throw badRequest(`unable to parse requirement: ${p} (the fake API server supports =, ==, != and existence only)`);
   });
 }
@@ -575,7 +579,6 @@ function matches(obj: JsonObject, f: Filter): boolean {
 // Schemas (custom resources declared through `crds`)
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 function validCidr(s: string): boolean {
   const [addr, prefix, ...rest] = s.split('/');
@@ -603,7 +606,7 @@ const FORMATS: Record<string, (s: string) => boolean> = {
 function prune(value: unknown, schema: unknown, path: string, dropped: string[]): void {
   if (!isObject(schema)) return;
   if (Array.isArray(value)) {
-    value.forEach((v, i) => prune(v, schema.items, `${path}[${i}]`, dropped));
+    for (const [i, v] of value.entries()) prune(v, schema.items, `${path}[${i}]`, dropped);
     return;
   }
   if (!isObject(value)) return;
@@ -1161,7 +1164,10 @@ export class FakeApiServer {
     marks.sort((a, b) => a[0] - b[0]);
     let now = 0;
     let peak = 0;
-    for (const [, d] of marks) peak = Math.max(peak, (now += d));
+    for (const [, d] of marks) {
+      now += d;
+      peak = Math.max(peak, now);
+    }
     return peak;
   }
 
@@ -1752,9 +1758,9 @@ export class FakeApiServer {
       const groups = new Map<string, Set<string>>();
       for (const rt of this.#types.values()) {
         if (rt.group === '') continue;
-        let s = groups.get(rt.group);
-        if (s === undefined) groups.set(rt.group, (s = new Set()));
-        s.add(rt.version);
+        const s = groups.get(rt.group);
+        if (s === undefined) groups.set(rt.group, new Set([rt.version]));
+        else s.add(rt.version);
       }
       return {
         kind: 'APIGroupList',

@@ -237,9 +237,11 @@ export class FakeNodeDriver implements NodeDriver {
   }
 
   #claim(netns: string): { stateDir: string; key?: string } {
-    let dir = this.node.stateDirOwners.get(netns);
-    if (dir?.stateDir !== this.stateDir) this.node.stateDirOwners.set(netns, (dir = { stateDir: this.stateDir }));
-    return dir;
+    const dir = this.node.stateDirOwners.get(netns);
+    if (dir?.stateDir === this.stateDir) return dir;
+    const mine = { stateDir: this.stateDir };
+    this.node.stateDirOwners.set(netns, mine);
+    return mine;
   }
 
   haproxyPid(netns: string): number | undefined {

@@ -76,7 +76,7 @@ function lbObjects(ns: string, name: string, over: { memberProv?: Prov } = {}): 
   ];
 }
 
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is what starts a colour code
 const ANSI = /\u001b\[[0-9;]*m/g;
 
 describe('nslb status table', () => {

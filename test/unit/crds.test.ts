@@ -254,7 +254,10 @@ function structuralViolations(node: Node, path: string, inJunctor: boolean, prob
     if (!(j in node)) continue;
     const branches = j === 'not' ? [node[j]] : (node[j] as unknown[]);
     branches.forEach((b, i) => {
-      if (!isObject(b)) return void at(`${j}[${i}] is not a schema`);
+      if (!isObject(b)) {
+        at(`${j}[${i}] is not a schema`);
+        return;
+      }
       // A field a junctor constrains must also be declared outside it, or pruning would drop it.
       for (const k of Object.keys((b['properties'] ?? {}) as Node)) {
         if (!isObject(node['properties']) || !(k in node['properties'])) at(`${j}[${i}] constrains "${k}", which is not a property outside it`);
@@ -459,7 +462,7 @@ describe('charts/nslb', () => {
     const text = read(f);
     // Actions never nest, so a scan that alternates between the two delimiters finds any stray one.
     const delimiters = [...text.matchAll(/\{\{|\}\}/g)].map((m) => m[0]);
-    delimiters.forEach((d, i) => expect(d, `${f}: delimiter ${i + 1}`).toBe(i % 2 === 0 ? '{{' : '}}'));
+    for (const [i, d] of delimiters.entries()) expect(d, `${f}: delimiter ${i + 1}`).toBe(i % 2 === 0 ? '{{' : '}}');
     expect(delimiters.length % 2, `${f}: unclosed {{`).toBe(0);
 
     let depth = 0;

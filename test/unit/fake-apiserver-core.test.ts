@@ -13,8 +13,8 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer, loadCrdFiles, type JsonObject } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, node, service } from '../support/k8s-objects.js';
+import type { Obj } from '../support/fake-apiserver.js';
 
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const repo = new URL('../..', import.meta.url).pathname;
 let api: FakeApiServer;
 let kc: KubeConfig;

@@ -105,7 +105,7 @@ describe('Events through the API server', () => {
       );
       await r.idle();
       expect(r.api).toBe('events.k8s.io/v1');
-      const uid = (fake.get(NSLB_API_VERSION, 'members', NS, 'bad')?.metadata as JsonObject).uid as string;
+      const uid = (fake.get(NSLB_API_VERSION, 'members', NS, 'bad')!.metadata as JsonObject).uid as string;
       const events = fake.list('events.k8s.io/v1', 'events', NS, `regarding.uid=${uid}`);
       expect(events).toHaveLength(1);
       expect(events[0]).toMatchObject({

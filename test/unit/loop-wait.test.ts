@@ -13,7 +13,11 @@ describe('waitUntil', () => {
   it('resolves false once the time is up, having asked at least once', async () => {
     let asked = 0;
     const started = Date.now();
-    expect(await waitUntil(() => (asked++, false), { intervalMs: 10, timeoutMs: 50 })).toBe(false);
+    const never = (): boolean => {
+      asked++;
+      return false;
+    };
+    expect(await waitUntil(never, { intervalMs: 10, timeoutMs: 50 })).toBe(false);
     expect(Date.now() - started).toBeGreaterThanOrEqual(50);
     expect(asked).toBeGreaterThanOrEqual(2);
   });

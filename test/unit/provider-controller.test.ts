@@ -6,8 +6,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ServiceProvider, type ServiceRef } from '../../src/provider/controller.js';
 import { FakeApiServer, loadCrdFiles, type JsonObject } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, node, service } from '../support/k8s-objects.js';
+import type { Obj } from '../support/fake-apiserver.js';
 
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const V = 'nslb.dev/v1alpha1';
 const repo = new URL('../..', import.meta.url).pathname;
 

@@ -9,8 +9,8 @@ import { LeaderElector } from '../../src/provider/leader.js';
 import { AddressLedger, type RawPool } from '../../src/provider/ledger.js';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
 import { addressPool } from '../support/k8s-objects.js';
+import type { Obj } from '../support/fake-apiserver.js';
 
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const repo = new URL('../..', import.meta.url).pathname;
 const V = 'nslb.dev/v1alpha1';
 let api: FakeApiServer;

@@ -6,8 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { describe, expect, it } from 'vitest';
-
-type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+import type { Obj } from '../support/fake-apiserver.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const sh = (argv: string[]): string => execFileSync(argv[0]!, argv.slice(1), { cwd: REPO, encoding: 'utf8', timeout: 120_000 });

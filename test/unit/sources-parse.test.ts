@@ -48,14 +48,14 @@ describe('parseDocuments', () => {
   });
 
   it('keeps YAML 1.1 surprises out: yes is a string, no timestamps', () => {
-    const { issues } = parseDocuments('a.yaml', dump(lb('web')).replace('name: web', 'name: web\n  uid: 2001-01-01') + 'status:\n  at: 2001-01-01\n');
+    const { issues } = parseDocuments('a.yaml', `${dump(lb('web')).replace('name: web', 'name: web\n  uid: 2001-01-01')}status:\n  at: 2001-01-01\n`);
     expect(issues).toEqual([]);
     const bad = parseDocuments('a.yaml', `${dump(lb('web'))}`.replace('spec:\n', 'spec:\n  adminStateUp: yes\n'));
     expect(bad.issues.map(describeIssue)).toEqual(['a.yaml: document 1 (LoadBalancer web): /spec/adminStateUp: must be a boolean (got "yes")']);
   });
 
   it('labels a document with what can be read of it', () => {
-    const { issues } = parseDocuments('a.yaml', 'kind: Pool\nmetadata: {name: "x y"}\n---\n- 1\n---\n' + dump(lb('web')).replace('spec:', 'spec:\n  x: 1'));
+    const { issues } = parseDocuments('a.yaml', `kind: Pool\nmetadata: {name: "x y"}\n---\n- 1\n---\n${dump(lb('web')).replace('spec:', 'spec:\n  x: 1')}`);
     const described = issues.map(describeIssue);
     expect(described.filter((d) => d.startsWith('a.yaml: document 1 (Pool): '))).toHaveLength(3);
     expect(described.filter((d) => !d.startsWith('a.yaml: document 1 '))).toEqual([

@@ -144,7 +144,7 @@ describe('load balancer status', () => {
           ];
     const rows: StatRow[] = [be('p', 'UP')];
     if (typeof listenerRow === 'object') rows.push(listenerRow);
-    if (Array.isArray(poolMembers)) poolMembers.forEach((s, i) => rows.push(srv('p', `m${i}`, s)));
+    if (Array.isArray(poolMembers)) for (const [i, s] of poolMembers.entries()) rows.push(srv('p', `m${i}`, s));
     return operatingStatuses(loadBalancer({ adminStateUp: lbUp, listeners, pools }), rows).loadBalancer;
   }
 

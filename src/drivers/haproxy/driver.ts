@@ -181,7 +181,13 @@ export class HaproxyDriver {
     await launch();
     // The daemon writes the pidfile before it lets go of our stderr; a slow one gets a few seconds more.
     let pid: number | undefined;
-    await waitUntil(() => (pid = readPid(paths.pidfile)) !== undefined, { intervalMs: 20, timeoutMs: 5_000 });
+    await waitUntil(
+      () => {
+        pid = readPid(paths.pidfile);
+        return pid !== undefined;
+      },
+      { intervalMs: 20, timeoutMs: 5_000 },
+    );
     if (pid === undefined) throw new Error(`haproxy in ${netns} started but wrote no pidfile ${paths.pidfile}`);
     await chmod(paths.socket, 0o600).catch(() => undefined);
     return pid;

@@ -1,0 +1,123 @@
+// The import rules between the folders of src/ (README "Architecture" draws them; DESIGN §4 is the model).
+// `npm run lint` runs this; a violation fails the tests. Each rule says which folder may not import which, and why.
+/** @type {import('dependency-cruiser').IConfiguration} */
+
+/** A folder of src/ as a path pattern. */
+const folder = (name) => `^src/${name}/`;
+/** Any of these folders. */
+const folders = (...names) => `^src/(${names.join('|')})/`;
+
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-cycles',
+      comment: 'A cycle, even of types only, means two modules are one: merge them or move what both need lower.',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'api-is-the-bottom',
+      comment: 'api/ is the contract (types, schemas, CRDs, Kubernetes names): it depends on no other folder.',
+      severity: 'error',
+      from: { path: folder('api') },
+      to: { path: '^src/', pathNot: folder('api') },
+    },
+    {
+      name: 'desired-is-pure',
+      comment: 'desired/ turns objects into the desired model and names what nslb makes on the node: api/ only.',
+      severity: 'error',
+      from: { path: folder('desired') },
+      to: { path: '^src/', pathNot: folders('api', 'desired') },
+    },
+    {
+      name: 'plan-is-pure',
+      comment: 'plan/ is pure (plan, render, the observed model, the node-driver contract): api/ and desired/ only.',
+      severity: 'error',
+      from: { path: folder('plan') },
+      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan') },
+    },
+    {
+      name: 'import-is-pure',
+      comment: 'import/ converts other systems\' objects into ours: api/ only.',
+      severity: 'error',
+      from: { path: folder('import') },
+      to: { path: '^src/', pathNot: folders('api', 'import') },
+    },
+    {
+      name: 'sources-feed-the-engine',
+      comment: 'sources/ read desired objects (files, informers); they know nothing of the node, the engine or status.',
+      severity: 'error',
+      from: { path: folder('sources') },
+      to: { path: '^src/', pathNot: folders('api', 'desired', 'sources', 'kube', 'loop', 'log') },
+    },
+    {
+      name: 'drivers-only-do',
+      comment: 'drivers/ observe and change the node as plan/ says; they never decide, publish or read sources.',
+      severity: 'error',
+      from: { path: folder('drivers') },
+      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan', 'drivers', 'exec', 'loop', 'log') },
+    },
+    {
+      name: 'exec-and-log-are-leaves',
+      comment: 'exec/ (the only module that starts processes) and log/ import no project module but each other.',
+      severity: 'error',
+      from: { path: folders('exec', 'log') },
+      to: { path: '^src/', pathNot: folders('exec', 'log') },
+    },
+    {
+      name: 'kube-is-plumbing',
+      comment: 'kube/ is the Kubernetes client plumbing shared by sources, status writers and the provider.',
+      severity: 'error',
+      from: { path: folder('kube') },
+      to: { path: '^src/', pathNot: folders('api', 'kube', 'log') },
+    },
+    {
+      name: 'loop-is-generic',
+      comment: 'loop/ is what every loop here is built from (the keyed work queue, waitUntil): it knows no nslb object.',
+      severity: 'error',
+      from: { path: folder('loop') },
+      to: { path: '^src/', pathNot: folder('loop') },
+    },
+    {
+      name: 'status-is-computed-not-driven',
+      comment: 'status/ computes and writes status from what the engine reports; it never touches the node or the engine.',
+      severity: 'error',
+      from: { path: folder('status') },
+      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan', 'status', 'kube', 'loop', 'log') },
+    },
+    {
+      name: 'controller-talks-to-the-node-through-an-interface',
+      comment: 'controller/ gets its node driver injected (plan/node-driver.ts); it never imports a concrete driver or the CLI.',
+      severity: 'error',
+      from: { path: folder('controller') },
+      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan', 'sources', 'status', 'controller', 'loop', 'exec', 'log') },
+    },
+    {
+      name: 'metrics-read-the-engine',
+      comment: 'metrics/ reads what the engine and the exec counters report when scraped; it changes nothing.',
+      severity: 'error',
+      from: { path: folder('metrics') },
+      to: { path: '^src/', pathNot: folders('api', 'status', 'controller', 'metrics', 'exec', 'plan') },
+    },
+    {
+      name: 'provider-is-a-translator',
+      comment: 'provider/ turns Services into nslb objects through the API server: never the engine, the node or sources.',
+      severity: 'error',
+      from: { path: folder('provider') },
+      to: { path: '^src/', pathNot: folders('api', 'desired', 'provider', 'kube', 'loop', 'log') },
+    },
+    {
+      name: 'nobody-imports-the-cli',
+      comment: 'cli/ is the composition root and the commands: everything may be imported by it, it by nothing else.',
+      severity: 'error',
+      from: { pathNot: folder('cli') },
+      to: { path: folder('cli') },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+  },
+};
