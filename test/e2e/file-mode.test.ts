@@ -11,20 +11,15 @@ import { nodeNames } from '../../src/desired/names.js';
 import { Agent, cli, readStatus, statusOf } from './agent.js';
 import {
   REPO_ROOT,
-  createBridge,
-  createHost,
-  deleteBridge,
-  deleteHost,
-  ensureNode,
   httpGet,
   httpGetMany,
   listNetns,
+  MemberHosts,
   openLongConnection,
   startHttpServer,
   uniqueRun,
   waitFor,
   type Host,
-  type HttpServerHandle,
   type LongConnection,
 } from './harness.js';
 
@@ -108,8 +103,9 @@ async function ovsHasPort(name: string): Promise<boolean> {
 }
 
 describe('file-watch mode on a real node', () => {
-  let m1: Host, m2: Host, m3: Host, client: Host;
-  const servers = new Map<string, HttpServerHandle>();
+  const hosts = new MemberHosts(run, 3);
+  let m2: Host, client: Host;
+  const servers = hosts.servers;
   let agent: Agent | undefined;
   let long: LongConnection | undefined;
 
@@ -117,19 +113,9 @@ describe('file-watch mode on a real node', () => {
   const serving = async (): Promise<boolean> => (await httpGet(client, `http://${VIP}/`, { timeoutMs: 1000 })).status === 200;
 
   beforeAll(async () => {
-    await ensureNode();
-    await createBridge(BRIDGE);
-    m1 = await createHost({ name: run.name('m1'), bridge: BRIDGE, address: run.cidr(11) });
-    m2 = await createHost({ name: run.name('m2'), bridge: BRIDGE, address: run.cidr(12) });
-    m3 = await createHost({ name: run.name('m3'), bridge: BRIDGE, address: run.cidr(13) });
-    client = await createHost({ name: run.name('c'), bridge: BRIDGE, address: run.cidr(100) });
-    for (const [h, name] of [
-      [m1, 'member m1'],
-      [m2, 'member m2'],
-      [m3, 'member m3'],
-    ] as const) {
-      servers.set(name, await startHttpServer(h, { port: 8080, name }));
-    }
+    await hosts.create();
+    m2 = hosts.member(2);
+    client = hosts.client;
     await rm(root, { recursive: true, force: true });
     await mkdir(join(root, 'checkout-0'), { recursive: true });
     await symlink(join(root, 'checkout-0'), watch);
@@ -140,10 +126,8 @@ describe('file-watch mode on a real node', () => {
     await long?.close().catch(() => {});
     await agent?.stop().catch(() => {});
     await cli(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
-    for (const s of servers.values()) await s.stop().catch(() => {});
-    for (const h of ['m1', 'm2', 'm3', 'c']) await deleteHost(run.name(h)).catch(() => {});
     await exec('ip', ['netns', 'delete', 'nslb-foreign']).catch(() => {});
-    await deleteBridge(BRIDGE).catch(() => {});
+    await hosts.remove();
     await rm(root, { recursive: true, force: true });
   });
 
@@ -454,7 +438,7 @@ describe('file-watch mode on a real node', () => {
     expect(await ovsHasPort(foreignPort)).toBe(true);
     expect(await alive(foreignPid), 'hand-started HAProxy').toBe(true);
     process.kill(foreignPid, 'SIGTERM');
-    expect(await listNetns()).toEqual(expect.arrayContaining([m1.netns, m2.netns, m3.netns, client.netns]));
+    expect(await listNetns()).toEqual(expect.arrayContaining([...hosts.members.map((h) => h.netns), client.netns]));
     await exec('ovs-vsctl', ['--timeout=5', 'del-port', foreignPort]);
   });
 });

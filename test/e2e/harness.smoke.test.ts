@@ -2,15 +2,13 @@
 // is about the machine (OVS, offloads, netns), not about nslb.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  createBridge,
   createHost,
-  deleteBridge,
   deleteHost,
-  ensureNode,
   httpGet,
   httpGetMany,
   keepAliveRequests,
   listNetns,
+  MemberHosts,
   openLongConnection,
   ovsPorts,
   startHttpServer,
@@ -21,8 +19,9 @@ import {
   type LongConnection,
 } from './harness.js';
 
-const BRIDGE = 'br-nslbt';
 const run = uniqueRun(1);
+const hosts = new MemberHosts(run, 1);
+const BRIDGE = hosts.bridge;
 const memberName = run.name('m1');
 const clientName = run.name('c');
 
@@ -33,20 +32,17 @@ describe('e2e harness', () => {
   let connection: LongConnection | undefined;
 
   beforeAll(async () => {
-    await ensureNode();
-    await createBridge(BRIDGE);
-    member = await createHost({ name: memberName, bridge: BRIDGE, address: run.cidr(11) });
-    client = await createHost({ name: clientName, bridge: BRIDGE, address: run.cidr(100) });
-    server = await startHttpServer(member, { port: 8080, name: 'member m1' });
+    await hosts.create();
+    member = hosts.member(1);
+    client = hosts.client;
+    server = hosts.servers.get('member m1');
   });
 
   // Each step is guarded on its own so one failure does not leave the rest behind.
   afterAll(async () => {
     await connection?.close().catch(() => {});
     await server?.stop().catch(() => {});
-    await deleteHost(memberName).catch(() => {});
-    await deleteHost(clientName).catch(() => {});
-    await deleteBridge(BRIDGE).catch(() => {});
+    await hosts.remove();
   });
 
   it('plugs hosts into the bridge', async () => {

@@ -10,10 +10,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import yaml from 'js-yaml';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MEMBER_SERVER = join(REPO_ROOT, 'scripts', 'member-server.mjs');
@@ -570,6 +571,71 @@ async function stopChild(child: ChildProcess, exited: Promise<void>): Promise<vo
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------------------
+// The usual set-up: members and a client on a bridge of the test's own
+
+/**
+ * What most e2e files start from, on a bridge of their own (`br-<prefix>`): member hosts m1…mN at .11, .12, …,
+ * each serving HTTP on port 8080 and answering "member mK", and a client host at .100. Made in beforeAll with
+ * `create()`, removed in afterAll with `remove()`, which finds everything by name: it cleans up after a create
+ * that failed halfway too, each step on its own so that one failure does not leave the rest behind.
+ */
+export class MemberHosts {
+  readonly bridge: string;
+  readonly members: Host[] = [];
+  /** Each member's server by its answer ("member m1"): a test may stop one and start it again. */
+  readonly servers = new Map<string, HttpServerHandle>();
+  #client: Host | undefined;
+
+  constructor(
+    readonly run: TestRun,
+    readonly count: number,
+  ) {
+    this.bridge = `br-${run.prefix}`;
+  }
+
+  get client(): Host {
+    if (this.#client === undefined) throw new Error('MemberHosts: create() first');
+    return this.#client;
+  }
+
+  /** Member `i` (1-based), as m1, m2, … */
+  member(i: number): Host {
+    const h = this.members[i - 1];
+    if (h === undefined) throw new Error(`MemberHosts: no member m${i}`);
+    return h;
+  }
+
+  async create(): Promise<this> {
+    await ensureNode();
+    await createBridge(this.bridge);
+    for (let i = 1; i <= this.count; i++) {
+      this.members.push(await createHost({ name: this.run.name(`m${i}`), bridge: this.bridge, address: this.run.cidr(10 + i) }));
+    }
+    this.#client = await createHost({ name: this.run.name('c'), bridge: this.bridge, address: this.run.cidr(100) });
+    for (const [i, h] of this.members.entries()) {
+      const name = `member m${i + 1}`;
+      this.servers.set(name, await startHttpServer(h, { port: 8080, name }));
+    }
+    return this;
+  }
+
+  async remove(): Promise<void> {
+    for (const s of this.servers.values()) await s.stop().catch(() => {});
+    for (let i = 1; i <= this.count; i++) await deleteHost(this.run.name(`m${i}`)).catch(() => {});
+    await deleteHost(this.run.name('c')).catch(() => {});
+    await deleteBridge(this.bridge).catch(() => {});
+  }
+}
+
+/** examples/http-lb.yaml's objects, on this run's /24 and in `namespace`, as an API client would send them. */
+export async function exampleObjects(run: TestRun, namespace: string): Promise<Record<string, unknown>[]> {
+  const text = (await readFile(join(REPO_ROOT, 'examples', 'http-lb.yaml'), 'utf8')).replaceAll('10.200.0.', `${run.subnet}.`);
+  return (yaml.loadAll(text) as (Record<string, unknown> | null)[])
+    .filter((d): d is Record<string, unknown> => d !== null)
+    .map((d) => ({ ...d, metadata: { ...(d.metadata as object), namespace } }));
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Clients: curl inside the client's netns

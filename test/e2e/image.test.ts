@@ -12,21 +12,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
 import { cli } from './agent.js';
 import { startClientLoop } from './client-loop.js';
-import {
-  REPO_ROOT,
-  createBridge,
-  createHost,
-  deleteBridge,
-  deleteHost,
-  ensureNode,
-  httpGetMany,
-  runCommand,
-  startHttpServer,
-  uniqueRun,
-  waitFor,
-  type Host,
-  type HttpServerHandle,
-} from './harness.js';
+import { REPO_ROOT, httpGetMany, MemberHosts, exampleObjects, runCommand, uniqueRun, waitFor, type Host } from './harness.js';
 import { PODMAN, buildImage, cgroupsOf, containerLogs, removeCgroup, removeContainer, runImage } from './image-harness.js';
 import type { Obj } from '../support/fake-apiserver.js';
 
@@ -39,15 +25,10 @@ const stateDir = join(tmpdir(), `nslb-image-${run.prefix}`);
 const CONTAINER = `nslb-e2e-${run.prefix}`;
 const CGROUP = `/nslb-e2e-${run.prefix}`;
 
-async function exampleObjects(): Promise<Obj[]> {
-  const text = (await readFile(join(REPO_ROOT, 'examples', 'http-lb.yaml'), 'utf8')).replaceAll('10.200.0.', `${run.subnet}.`);
-  return (yaml.loadAll(text) as Obj[]).filter((d) => d !== null).map((d) => ({ ...d, metadata: { ...d.metadata, namespace: NS } }));
-}
-
 describe('the agent image under podman, as the DaemonSet runs it', () => {
   const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
+  const hosts = new MemberHosts(run, 2);
   let client: Host;
-  const servers: HttpServerHandle[] = [];
   let kubeconfig = '';
   let image = '';
   const agentArgs = [
@@ -66,12 +47,7 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
 
   beforeAll(async () => {
     image = await buildImage();
-    await ensureNode();
-    await createBridge(BRIDGE);
-    const m1 = await createHost({ name: run.name('m1'), bridge: BRIDGE, address: run.cidr(11) });
-    const m2 = await createHost({ name: run.name('m2'), bridge: BRIDGE, address: run.cidr(12) });
-    client = await createHost({ name: run.name('c'), bridge: BRIDGE, address: run.cidr(100) });
-    servers.push(await startHttpServer(m1, { port: 8080, name: 'member m1' }), await startHttpServer(m2, { port: 8080, name: 'member m2' }));
+    client = (await hosts.create()).client;
     await api.start();
     kubeconfig = api.writeKubeconfig();
   }, 16 * 60_000);
@@ -81,9 +57,7 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
     await cli(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
     await removeCgroup(CGROUP);
     await api.stop().catch(() => {});
-    for (const s of servers) await s.stop().catch(() => {});
-    for (const h of ['m1', 'm2', 'c']) await deleteHost(run.name(h)).catch(() => {});
-    await deleteBridge(BRIDGE).catch(() => {});
+    await hosts.remove();
     await rm(stateDir, { recursive: true, force: true });
   });
 
@@ -122,7 +96,7 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
     const id = await runImage(CONTAINER, { kubeconfig, args: agentArgs });
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     await waitFor(() => logsSay('initial sync done'), { timeoutMs: 60_000, message: 'the containerized agent never synced' });
-    for (const o of await exampleObjects()) api.create(o);
+    for (const o of await exampleObjects(run, NS)) api.create(o);
     await waitFor(async () => (await httpGetMany(client, `http://${VIP}/`, 2, { timeoutMs: 1000 }).catch(() => [] as string[])).includes('member m1'), {
       timeoutMs: 30_000,
       message: 'the VIP never served',
@@ -166,7 +140,7 @@ describe('the agent image under podman, as the DaemonSet runs it', () => {
     // `nslb plan` on the desired objects (as the API server holds them) finds nothing to do.
     const dir = await mkdtemp(join(tmpdir(), 'nslb-image-plan-'));
     try {
-      const objects = (await exampleObjects()).map(({ apiVersion, kind, metadata, spec }) => ({
+      const objects = ((await exampleObjects(run, NS)) as Obj[]).map(({ apiVersion, kind, metadata, spec }) => ({
         apiVersion,
         kind,
         metadata: { name: metadata.name, namespace: metadata.namespace },

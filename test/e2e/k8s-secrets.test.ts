@@ -10,24 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
 import { Agent, cli } from './agent.js';
 import { startClientLoop } from './client-loop.js';
-import {
-  REPO_ROOT,
-  createBridge,
-  createHost,
-  createTestPki,
-  deleteBridge,
-  deleteHost,
-  ensureNode,
-  runCommand,
-  startHttpServer,
-  tcpConnects,
-  tlsPeerCertificate,
-  uniqueRun,
-  waitFor,
-  type Host,
-  type HttpServerHandle,
-  type TestPki,
-} from './harness.js';
+import { REPO_ROOT, createTestPki, MemberHosts, runCommand, tcpConnects, tlsPeerCertificate, uniqueRun, waitFor, type Host, type TestPki } from './harness.js';
 import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(19);
@@ -65,9 +48,9 @@ async function httpsFrom(host: Host, url: string, token?: string): Promise<{ sta
 
 describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => {
   const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
+  const hosts = new MemberHosts(run, 1);
   let client: Host;
   let pki: TestPki;
-  const servers: HttpServerHandle[] = [];
   let agent: Agent | undefined;
   const pem = async (leaf: string, which: 'certFile' | 'keyFile'): Promise<string> => readFile(pki.leaves.get(leaf)![which], 'utf8');
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
@@ -82,12 +65,8 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
   const served = async (): Promise<string | null> => (await tlsPeerCertificate(client, VIP, 443, SNI)).subject;
 
   beforeAll(async () => {
-    await ensureNode();
-    await createBridge(BRIDGE);
+    client = (await hosts.create()).client;
     await runCommand(['ip', 'addr', 'add', `${NODE_ADDRESS}/24`, 'dev', BRIDGE]);
-    const m1 = await createHost({ name: run.name('m1'), bridge: BRIDGE, address: run.cidr(11) });
-    client = await createHost({ name: run.name('c'), bridge: BRIDGE, address: run.cidr(100) });
-    servers.push(await startHttpServer(m1, { port: 8080, name: 'member m1' }));
     pki = await createTestPki(pkiDir, [
       { name: 'www-a', dnsNames: [SNI] },
       { name: 'www-b', dnsNames: [SNI] },
@@ -125,9 +104,7 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
     await agent?.stop().catch(() => {});
     await cli(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
     await api.stop().catch(() => {});
-    for (const s of servers) await s.stop().catch(() => {});
-    for (const h of ['m1', 'c']) await deleteHost(run.name(h)).catch(() => {});
-    await deleteBridge(BRIDGE).catch(() => {});
+    await hosts.remove();
     await rm(stateDir, { recursive: true, force: true });
     await rm(pkiDir, { recursive: true, force: true });
   });

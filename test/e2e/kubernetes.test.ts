@@ -6,23 +6,18 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
 import { Agent } from './agent.js';
 import {
   REPO_ROOT,
-  createBridge,
-  createHost,
-  deleteBridge,
-  deleteHost,
-  ensureNode,
   httpGet,
   httpGetMany,
+  exampleObjects,
   listNetns,
+  MemberHosts,
   ovsPorts,
-  startHttpServer,
   uniqueRun,
   waitFor,
   type Host,
@@ -47,28 +42,18 @@ const PLURAL: Record<string, string> = {
   HealthMonitor: 'healthmonitors',
 };
 
-/** The repository's example, on this run's subnet and in this run's namespace. */
-async function exampleObjects(): Promise<Obj[]> {
-  const text = (await readFile(join(REPO_ROOT, 'examples', 'http-lb.yaml'), 'utf8')).replaceAll('10.200.0.', `${run.subnet}.`);
-  return (yaml.loadAll(text) as Obj[]).filter((d) => d !== null).map((d) => ({ ...d, metadata: { ...d.metadata, namespace: NS } }));
-}
-
 describe('Kubernetes mode against an in-test API server, on a real node', () => {
   // A realistic latency on every request (the agent's writes go in parallel; a serial writer would crawl).
   const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')), requestDelayMs: 20 });
-  let m1: Host, m2: Host, client: Host;
-  const servers: HttpServerHandle[] = [];
+  const hosts = new MemberHosts(run, 2);
+  let client: Host;
+  const server = (i: number): HttpServerHandle => hosts.servers.get(`member m${i}`)!;
   let agent: Agent | undefined;
   const get = (kind: string, name: string): Obj | undefined => api.get(V, PLURAL[kind]!, NS, name) as Obj | undefined;
   const serving = async (): Promise<boolean> => (await httpGet(client, `http://${VIP}/`, { timeoutMs: 1000 })).status === 200;
 
   beforeAll(async () => {
-    await ensureNode();
-    await createBridge(BRIDGE);
-    m1 = await createHost({ name: run.name('m1'), bridge: BRIDGE, address: run.cidr(11) });
-    m2 = await createHost({ name: run.name('m2'), bridge: BRIDGE, address: run.cidr(12) });
-    client = await createHost({ name: run.name('c'), bridge: BRIDGE, address: run.cidr(100) });
-    servers.push(await startHttpServer(m1, { port: 8080, name: 'member m1' }), await startHttpServer(m2, { port: 8080, name: 'member m2' }));
+    client = (await hosts.create()).client;
     await api.start();
     agent = new Agent({ kubeconfig: api.writeKubeconfig(), stateDir, bridge: BRIDGE, resync: 2 });
     await waitFor(async () => agent!.logs.some((l) => l.includes('initial sync done')), { timeoutMs: 15_000, message: 'agent never synced' });
@@ -78,14 +63,12 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     await agent?.stop().catch(() => {});
     await cli(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
     await api.stop().catch(() => {});
-    for (const s of servers) await s.stop().catch(() => {});
-    for (const h of ['m1', 'm2', 'c']) await deleteHost(run.name(h)).catch(() => {});
-    await deleteBridge(BRIDGE).catch(() => {});
+    await hosts.remove();
     await rm(stateDir, { recursive: true, force: true });
   });
 
   it('3. a child applied before its parent shows ERROR with a clear message and heals when the parent appears', async () => {
-    const objects = await exampleObjects();
+    const objects = (await exampleObjects(run, NS)) as Obj[];
     for (const o of objects.filter((x) => x.kind !== 'LoadBalancer')) api.create(o);
     await waitFor(
       async () => {
@@ -200,7 +183,7 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
       { timeoutMs: 10_000, message: 'no RuntimeUpdated Event on web-m2' },
     );
 
-    await servers[1]!.setHealthy(false);
+    await server(2).setHealthy(false);
     await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=MemberDown,type=Warning').length === 1, {
       timeoutMs: 20_000,
       message: 'no MemberDown Event',
@@ -209,7 +192,7 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
       timeoutMs: 10_000,
       message: 'member ERROR / pool DEGRADED never written',
     });
-    await servers[1]!.setHealthy(true);
+    await server(2).setHealthy(true);
     await waitFor(async () => api.events(NS, 'involvedObject.name=web-m2,reason=MemberUp').length === 1, { timeoutMs: 20_000, message: 'no MemberUp Event' });
     await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ONLINE', { timeoutMs: 10_000, message: 'member never ONLINE again' });
   });
@@ -223,10 +206,10 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     await api.stop();
     const stoppedAt = Date.now();
     // Members change while it is down: m2 fails its health check, then m1 too, then m1 comes back.
-    await servers[1]!.setHealthy(false);
-    await servers[0]!.setHealthy(false);
+    await server(2).setHealthy(false);
+    await server(1).setHealthy(false);
     await new Promise((r) => setTimeout(r, 12_000));
-    await servers[0]!.setHealthy(true);
+    await server(1).setHealthy(true);
     const quietFrom = agent!.logs.length;
     await new Promise((r) => setTimeout(r, Math.max(0, 30_000 - (Date.now() - stoppedAt))));
     const outage = agent!.logs.slice(logsBefore).map((l) => JSON.parse(l) as { level: number; msg: string });
@@ -260,7 +243,7 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
       timeoutMs: 20_000,
       message: 'a spec change after the API server came back was never applied',
     });
-    await servers[1]!.setHealthy(true);
+    await server(2).setHealthy(true);
     await waitFor(async () => get('Member', 'web-m2')?.status?.operatingStatus === 'ONLINE', { timeoutMs: 20_000, message: 'm2 never ONLINE again' });
   });
 

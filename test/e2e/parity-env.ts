@@ -122,6 +122,18 @@ export class ParityEnv {
     return createHost({ name, bridge: this.bridge, address: this.run.cidr(hostOctet) });
   }
 
+  /**
+   * The usual hosts (as harness.ts's MemberHosts): members m1…mN at .11, .12, … each serving HTTP on 8080 as
+   * "member mK", and a client at .100.
+   */
+  async membersAndClient(count: number): Promise<{ members: Host[]; client: Host }> {
+    const members: Host[] = [];
+    for (let i = 1; i <= count; i++) members.push(await this.host(`m${i}`, 10 + i));
+    const client = await this.host('c', 100);
+    for (const [i, m] of members.entries()) await this.server(m, { port: 8080, name: `member m${i + 1}` });
+    return { members, client };
+  }
+
   async server(host: Host, options: HttpServerOptions): Promise<HttpServerHandle> {
     const server = await startHttpServer(host, options);
     this.#servers.push(server);

@@ -25,13 +25,9 @@ describe('parity: L7 policies and rules; HTTP monitor codes and methods', () => 
 
   beforeAll(async () => {
     await env.start();
-    m1 = await env.host('m1', 11);
-    m2 = await env.host('m2', 12);
-    m3 = await env.host('m3', 13);
-    client = await env.host('c', 100);
-    await env.server(m1, { port: 8080, name: 'member m1' });
-    await env.server(m2, { port: 8080, name: 'member m2' });
-    await env.server(m3, { port: 8080, name: 'member m3' });
+    const hosts = await env.membersAndClient(3);
+    [m1, m2, m3] = hosts.members as [Host, Host, Host];
+    client = hosts.client;
   });
 
   afterAll(() => env.cleanup());

@@ -7,22 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeNames } from '../../src/desired/names.js';
-import {
-  createBridge,
-  createHost,
-  deleteBridge,
-  deleteHost,
-  ensureNode,
-  httpGet,
-  runNslb,
-  spawnNslb,
-  startHttpServer,
-  uniqueRun,
-  waitFor,
-  type Host,
-  type HttpServerHandle,
-  type NslbProcess,
-} from './harness.js';
+import { httpGet, MemberHosts, runNslb, spawnNslb, uniqueRun, waitFor, type Host, type NslbProcess } from './harness.js';
 import { killHaproxiesUnder } from './node-inventory.js';
 
 const run = uniqueRun(15);
@@ -118,8 +103,8 @@ function alive(pid: number): boolean {
 }
 
 describe('the agent as a service: --config, SIGHUP, SIGTERM', () => {
-  let member: Host, client: Host;
-  let server: HttpServerHandle | undefined;
+  const hosts = new MemberHosts(run, 1);
+  let client: Host;
   let agent: NslbProcess | undefined;
 
   const serving = async (): Promise<boolean> => (await httpGet(client, `http://${VIP}/`, { timeoutMs: 1000 })).status === 200;
@@ -131,11 +116,7 @@ describe('the agent as a service: --config, SIGHUP, SIGTERM', () => {
   };
 
   beforeAll(async () => {
-    await ensureNode();
-    await createBridge(BRIDGE);
-    member = await createHost({ name: run.name('m1'), bridge: BRIDGE, address: run.cidr(11) });
-    client = await createHost({ name: run.name('c'), bridge: BRIDGE, address: run.cidr(100) });
-    server = await startHttpServer(member, { port: 8080, name: 'member m1' });
+    client = (await hosts.create()).client;
     await rm(root, { recursive: true, force: true });
     await mkdir(watch, { recursive: true });
     await writeAtomically(join(watch, 'lb.yaml'), manifest(1));
@@ -145,9 +126,7 @@ describe('the agent as a service: --config, SIGHUP, SIGTERM', () => {
     await agent?.stop().catch(() => {});
     await runNslb(['cleanup', '--scope', 'state-dir', '--state-dir', stateDir, '--bridge', BRIDGE]).catch(() => {});
     await killHaproxiesUnder(stateDir).catch(() => {});
-    await server?.stop().catch(() => {});
-    for (const h of ['m1', 'c']) await deleteHost(run.name(h)).catch(() => {});
-    await deleteBridge(BRIDGE).catch(() => {});
+    await hosts.remove();
     await rm(root, { recursive: true, force: true });
   });
 

@@ -5,10 +5,20 @@
 // balancer applied through the API serves from inside a node.
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
-import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
+import {
+  ensureNode,
+  exampleObjects,
+  httpGet,
+  REPO_ROOT,
+  runCommand,
+  startHttpServer,
+  uniqueRun,
+  waitFor,
+  type Host,
+  type HttpServerHandle,
+} from './harness.js';
 import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, providerHost, sim, simStatus } from './sim-rig.js';
 import type { Obj } from '../support/fake-apiserver.js';
 
@@ -17,11 +27,9 @@ const NS = run.prefix;
 const VIP = run.ip(10);
 const V = 'nslb.dev/v1alpha1';
 
-async function exampleObjects(): Promise<Obj[]> {
-  const text = (await readFile(join(REPO_ROOT, 'examples', 'http-lb.yaml'), 'utf8')).replaceAll('10.200.0.', `${run.subnet}.`);
-  return (yaml.loadAll(text) as Obj[])
-    .filter((d) => d !== null && d.kind !== 'HealthMonitor' && d.metadata.name !== 'web-m2')
-    .map((d) => ({ ...d, metadata: { ...d.metadata, namespace: NS } }));
+/** The example with one member and no health monitor: the simulated nodes reach one member host. */
+async function oneMemberExample(): Promise<Obj[]> {
+  return ((await exampleObjects(run, NS)) as Obj[]).filter((d) => d.kind !== 'HealthMonitor' && d.metadata.name !== 'web-m2');
 }
 
 describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on simulated nodes', () => {
@@ -97,7 +105,7 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
 
   it('a load balancer applied through the API serves a client on sim-provider from inside a node', async () => {
     await sim('cut', 'node2'); // every agent serves every load balancer (no placement yet): one wire up
-    for (const o of await exampleObjects()) api.create(o);
+    for (const o of await oneMemberExample()) api.create(o);
     await waitFor(async () => (await httpGet(client, `http://${VIP}/`, { timeoutMs: 1_000 })).body.trim() === 'member m1', {
       timeoutMs: 30_000,
       message: 'member m1 through the VIP',
