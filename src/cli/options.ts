@@ -8,7 +8,7 @@ export const DEFAULTS = {
   listen: '127.0.0.1:9910',
   resync: 30,
   // Reconciles mostly wait (on ip, Open vSwitch, HAProxy) and their node work is batched: many at once cost
-  // little and keep the batches full (bench: 500 load balancers converge ~1.5× faster than with 16).
+  // little and keep the batches full (bench/'s bulk convergence is the measure).
   concurrency: 128,
   logLevel: 'info',
   nodeName: hostname(),

@@ -2,6 +2,7 @@
 // status show` prints it, with each member's traffic from the agent's last `show stat`. Colour only on a
 // terminal, and never with NO_COLOR or -o json/yaml. `--wait` blocks until everything shown is ACTIVE.
 import yaml from 'js-yaml';
+import { waitUntil } from '../loop/wait.js';
 import { readStatusFile, type StatusFile, type StatusFileObject } from '../status/status-file.js';
 import type { MemberStats } from '../status/status-file.js';
 
@@ -306,16 +307,18 @@ export async function showStatus(flags: StatusFlags, io: StatusIo = processIo(),
     io.stdout.write(formatStatus(got.file, flags.output, colour));
     return 0;
   }
-  const until = Date.now() + flags.timeout * 1000;
-  for (;;) {
-    const got = await read();
-    // A load balancer asked for by name that is not there yet is waited for (its file may just have been written).
-    const v = got === undefined || got.unmatched.length > 0 ? 'waiting' : verdict(got.file);
-    if (v !== 'waiting' || Date.now() > until) {
-      if (got !== undefined) io.stdout.write(formatStatus(got.file, flags.output, colour));
-      if (v !== 'done') io.stderr.write(`${explainEnd(got?.file, v, flags, got?.unmatched ?? [])}\n`);
-      return v === 'done' ? 0 : 1;
-    }
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
+  let last: { got: Awaited<ReturnType<typeof read>>; v: Verdict } = { got: undefined, v: 'waiting' };
+  await waitUntil(
+    async () => {
+      const got = await read();
+      // A load balancer asked for by name that is not there yet is waited for (its file may just have been written).
+      last = { got, v: got === undefined || got.unmatched.length > 0 ? 'waiting' : verdict(got.file) };
+      return last.v !== 'waiting';
+    },
+    { intervalMs: pollMs, timeoutMs: flags.timeout * 1000 },
+  );
+  const { got, v } = last;
+  if (got !== undefined) io.stdout.write(formatStatus(got.file, flags.output, colour));
+  if (v !== 'done') io.stderr.write(`${explainEnd(got?.file, v, flags, got?.unmatched ?? [])}\n`);
+  return v === 'done' ? 0 : 1;
 }

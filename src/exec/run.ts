@@ -56,9 +56,9 @@ interface Outcome {
 }
 
 /**
- * node:child_process directly rather than through execa: at 500 load balancers the agent's main thread spent
- * most of its time starting processes, and execa's per-call machinery (environment merging, abort signals,
- * stream plumbing) cost 2.5× the spawn itself (bench: 3.8-4.6 ms vs 1.5-1.7 ms of CPU per `true`). What
+ * node:child_process directly rather than through execa: at hundreds of load balancers the agent's main thread
+ * spends most of its time starting processes, and execa's per-call machinery (environment merging, abort
+ * signals, stream plumbing) cost more CPU than the spawn itself (README "Architecture" has the measurement). What
  * execa gave us is kept: argv only (no shell), a timeout that ends in SIGKILL, stdin input, captured output.
  */
 function spawnAndWait(file: string, args: readonly string[], options: RunOptions, timeoutMs: number): Promise<Outcome> {

@@ -40,8 +40,8 @@ function renderGlobal(maxconn: number, paths: HaproxyPaths, pingChecks: boolean)
     `    stats socket ${assertSafeToken(paths.socket)} mode 600 level admin expose-fd listeners`,
     `    server-state-file ${assertSafeToken(paths.stateFile)}`,
     // HAProxy's internal HTTP client (Lua, OCSP updates) is never used by these configs, yet by default
-    // it loads the whole system CA store at every start, check and reload: ~30 ms of CPU each time,
-    // most of a new load balancer's start-up. Not loading it changes nothing that nslb renders.
+    // it loads the whole system CA store at every start, check and reload: most of a new load balancer's
+    // start-up CPU. Not loading it changes nothing that nslb renders.
     '    httpclient.ssl.verify none',
     // No hard-stop-after: an old worker keeps serving its established connections until they end,
     // so a reload never cuts a long-lived TCP session.

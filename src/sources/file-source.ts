@@ -181,7 +181,7 @@ export class ManifestDirectory {
 /**
  * The quiet time after the last event before the tree is read. A checkout writes its files back to back
  * (well under a millisecond apart), so 5 ms still reads a `git pull` once, whole; every millisecond here is
- * a millisecond added to each change (a member added through the runtime API takes effect ~15 ms after it).
+ * a millisecond added to each change (a member added through the runtime API takes effect milliseconds after).
  * Checkouts swapped in by a symlink (git-sync) are atomic whatever this is.
  */
 const DEFAULT_DEBOUNCE_MS = 5;

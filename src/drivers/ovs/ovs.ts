@@ -111,8 +111,9 @@ export interface AddPort {
 }
 
 /**
- * One transaction: the internal port, its VLAN tag and every marker of DESIGN §2. `--no-wait`: return once the database has the port, not once ovs-vswitchd has reconfigured every bridge
- * (seconds on a node with hundreds of ports). Whoever needs the device waits for it to appear instead.
+ * One transaction: the internal port, its VLAN tag and every marker of DESIGN §2. `--no-wait`: return once the
+ * database has the port, not once ovs-vswitchd has reconfigured every bridge (seconds on a node with hundreds of
+ * ports). Whoever needs the device waits for it to appear instead.
  */
 export function argvAddPort(p: AddPort): string[] {
   // biome-ignore format: one ovs-vsctl command per line
