@@ -46,7 +46,7 @@ export interface KernelLimitsReport {
   /** Families whose neighbour table refuses (or would refuse) new entries. */
   refusing: Family[];
   neighbours: Partial<Record<Family, NeighbourTableStats>>;
-  /** Not yet in a Condition's final form: the Manager stamps lastTransitionTime. */
+  /** Not yet in a Condition's final form: the status publisher stamps lastTransitionTime. */
   condition: Omit<Condition, 'lastTransitionTime'>;
 }
 

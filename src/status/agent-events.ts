@@ -39,7 +39,7 @@ export function invalidObjectEvent(o: { kind: Kind; namespace: string; name: str
   return { regarding: { kind: o.kind, namespace: o.namespace, name: o.name }, type: 'Warning', reason: 'InvalidSpec', action: 'Validate', note };
 }
 
-/** What the Manager reports after a reconcile (its onEvent). */
+/** What the controller reports after a reconcile (its onEvent). */
 export interface ReconcileReport {
   key: string;
   type: 'Normal' | 'Warning';

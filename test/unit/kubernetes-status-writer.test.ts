@@ -208,7 +208,7 @@ describe('Kubernetes status writer', () => {
     for (let i = 0; i < 3; i++) writer.write(statusFile(objs, () => ready()));
     await writer.idle();
     expect(fake.statusWrites()).toBe(objs.length);
-    // A new agent: its Manager says the conditions became True "now"; the server's times are kept.
+    // A new agent: its controller says the conditions became True "now"; the server's times are kept.
     const restarted = new KubernetesStatusWriter(kc, view, { limiter, logger: capture().logger });
     const now = (): ObjectStatus => ({ ...ready(), conditions: [{ ...ready().conditions[0]!, lastTransitionTime: '2026-06-01T00:00:00Z' }] });
     restarted.write(statusFile(objs, now));

@@ -1,4 +1,4 @@
-// /metrics rendered from a fake Manager state: names, HELP and TYPE lines, labels, and figures read at
+// /metrics rendered from a fake controller state: names, HELP and TYPE lines, labels, and figures read at
 // scrape time (a change in the state shows on the next scrape, nothing is cached).
 import { describe, expect, it } from 'vitest';
 import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
@@ -24,7 +24,7 @@ function server(svname: string, extra: Partial<StatRow>): StatRow {
   return { pxname: 'pool.web-p', svname, type: 'server', status: 'UP', ...extra };
 }
 
-class FakeManager implements MetricsSource {
+class FakeController implements MetricsSource {
   statuses = new Map<string, ObjectStatus>([
     ['LoadBalancer/team-a/web', status('ACTIVE', 'DEGRADED')],
     ['Pool/team-a/web-p', status('ACTIVE', 'DEGRADED')],
@@ -68,7 +68,7 @@ function sample(text: string, series: string): number | undefined {
 
 describe('/metrics from the agent state', () => {
   it('renders every nslb metric with HELP and TYPE, in Prometheus naming', async () => {
-    const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
+    const metrics = createAgentMetrics(new FakeController(), { processMetrics: false, counters: counters() });
     const { body, contentType } = await metrics.render();
     expect(contentType).toMatch(/^text\/plain; version=0\.0\.4/);
     const types = Object.fromEntries([...body.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
@@ -95,7 +95,7 @@ describe('/metrics from the agent state', () => {
   });
 
   it('Kubernetes mode adds status writes by kind and result, the write queue and its oldest wait, and Event writes', async () => {
-    const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
+    const metrics = createAgentMetrics(new FakeController(), { processMetrics: false, counters: counters() });
     const writes: [{ kind: string; result: string }, number][] = [
       [{ kind: 'Member', result: 'ok' }, 7],
       [{ kind: 'Member', result: 'conflict' }, 1],
@@ -137,7 +137,7 @@ describe('/metrics from the agent state', () => {
   });
 
   it('counts reconciles by result, with a duration histogram; both results exist before the first', async () => {
-    const metrics = createAgentMetrics(new FakeManager(), { processMetrics: false, counters: counters() });
+    const metrics = createAgentMetrics(new FakeController(), { processMetrics: false, counters: counters() });
     let body = (await metrics.render()).body;
     expect(sample(body, 'nslb_reconciles_total{result="error"}')).toBe(0);
     expect(sample(body, 'nslb_reconcile_duration_seconds_count{result="error"}')).toBe(0);
@@ -154,7 +154,7 @@ describe('/metrics from the agent state', () => {
   });
 
   it('reads queue, objects and engine counters when scraped, not when made', async () => {
-    const fake = new FakeManager();
+    const fake = new FakeController();
     const c = counters();
     const metrics = createAgentMetrics(fake, { processMetrics: false, counters: c });
     let body = (await metrics.render()).body;
@@ -190,7 +190,7 @@ describe('/metrics from the agent state', () => {
   });
 
   it('gives each member its HAProxy figures, labelled by load balancer, pool and member', async () => {
-    const fake = new FakeManager();
+    const fake = new FakeController();
     const metrics = createAgentMetrics(fake, { processMetrics: false, counters: counters() });
     let body = (await metrics.render()).body;
     const m1 = '{loadbalancer="team-a/web",pool="web-p",member="m1"}';
@@ -221,14 +221,14 @@ describe('/metrics from the agent state', () => {
   });
 
   it('adds Node.js process metrics unless told not to', async () => {
-    const metrics = createAgentMetrics(new FakeManager(), { counters: counters() });
+    const metrics = createAgentMetrics(new FakeController(), { counters: counters() });
     const { body } = await metrics.render();
     expect(body).toMatch(/^process_resident_memory_bytes \d+/m);
   });
 });
 
 describe('member figures in status.json', () => {
-  const fake = new FakeManager();
+  const fake = new FakeController();
 
   it('reads scur, stot, bin, bout and the last check per member', () => {
     expect(memberStats(web, fake.stats).get('web-p/m2')).toEqual({
@@ -261,7 +261,7 @@ describe('member figures in status.json', () => {
     expect(out.objects[1]).not.toHaveProperty('stats');
     expect(out.objects[2]).not.toHaveProperty('stats');
     expect(out.objects[3]).not.toHaveProperty('stats');
-    // The input is left as it was (the Manager's copy).
+    // The input is left as it was (the controller's copy).
     expect(file.objects[0]).not.toHaveProperty('stats');
   });
 
@@ -276,7 +276,7 @@ describe('member figures in status.json', () => {
       neighbours: { ipv4: { entries: 1020, tableFulls: 42 } },
       condition: { type: 'KernelLimitsSufficient', status: 'False', reason: 'NeighbourTableTooSmall', message: '' },
     };
-    const metrics = createAgentMetrics(new FakeManager(), {
+    const metrics = createAgentMetrics(new FakeController(), {
       processMetrics: false,
       counters: counters(),
       kernelLimits: { report, raises: new Map([['kernel.pid_max', 1]]) },

@@ -30,7 +30,7 @@ const SEED = process.env['NSLB_PROPERTY_SEED'] === undefined ? randomInt(2 ** 31
 const SETS = Number(process.env['NSLB_PROPERTY_SETS'] ?? 200);
 const HAPROXY = '/usr/sbin/haproxy';
 const PING_CHECK = fileURLToPath(new URL('../../scripts/ping-check.sh', import.meta.url));
-/** What planKey renders with (src/controller/manager.ts): the agent's state dir layout. */
+/** What planKey renders with (src/controller/reconciler.ts): the agent's state dir layout. */
 const STATE_DIR = '/var/lib/nslb';
 
 /** Set i's own seed: a failure names it, and NSLB_PROPERTY_SEED with set index 0 is not needed to replay it. */
