@@ -6,8 +6,8 @@
 // from the old worker to the new one through the same section.
 //
 // Wiring into haproxy.cfg (src/plan/haproxy-config.ts): `localpeer <name>` in `global`, this section after
-// `defaults`, ` peers <PEERS_SECTION>` at the end of every `stick-table` line, and `freebind` on every VIP
-// `bind` line (BIND_NONLOCAL) so that the BACKUP listens on a VIP it does not hold yet.
+// `defaults`, ` peers <PEERS_SECTION>` at the end of every `stick-table` line, and BIND_NONLOCAL on every VIP
+// `bind` line so that the BACKUP listens on a VIP it does not hold yet.
 import { isIP } from 'node:net';
 
 /** The section's name, as stick tables refer to it. */
@@ -18,10 +18,14 @@ export const PEER_PORT = 1025;
 
 /**
  * The bind option that lets HAProxy listen on an address that is not (yet) on any interface: the BACKUP's
- * listeners are bound and ready when keepalived adds the VIP. Per socket (IP_FREEBIND, IPv4 and IPv6), so it
- * needs no sysctl in the netns and travels with the config (drift repair and `haproxy -c` see it).
+ * listeners are bound and ready when keepalived adds the VIP, and serve from the first packet. HAProxy 2.6
+ * has no `freebind` on bind lines; `transparent` sets IP_TRANSPARENT / IPV6_TRANSPARENT (root has the
+ * CAP_NET_ADMIN it needs), which allows the non-local bind and intercepts nothing without TPROXY rules, of
+ * which the load balancer's netns has none. Per socket and in the config, unlike the equivalent sysctls
+ * (net.ipv4.ip_nonlocal_bind, net.ipv6.ip_nonlocal_bind in the netns, which work too): `haproxy -c`, the
+ * goldens and drift repair all see it, and no netns-wide setting has to be observed.
  */
-export const BIND_NONLOCAL = 'freebind';
+export const BIND_NONLOCAL = 'transparent';
 
 export interface HaproxyPeer {
   /** The node name (`--node-name` of its agent). */

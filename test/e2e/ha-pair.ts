@@ -61,6 +61,8 @@ export class HaPair {
   members: Host[] = [];
   client!: Host;
   private servers: HttpServerHandle[] = [];
+  /** Killed nodes: what is left in their netns (a VIP keepalived had no time to remove) is not there for anyone. */
+  private readonly dead = new Set<PairNode>();
   private bridge = '';
   private base = '';
 
@@ -184,23 +186,26 @@ export class HaPair {
 
   /** The nodes whose VIP interface holds the (IPv4) VIP now. */
   async vipHolders(): Promise<PairNode[]> {
+    const alive = this.nodes.filter((n) => !this.dead.has(n));
     const held = await Promise.all(
-      this.nodes.map(async (n) => {
+      alive.map(async (n) => {
         const { stdout } = await runCommand(['ip', '-n', n.host.netns, '-j', 'addr', 'show', 'dev', 'eth0']);
         const links = JSON.parse(stdout) as { addr_info?: { local: string }[] }[];
         return links.some((l) => (l.addr_info ?? []).some((a) => a.local === this.vip));
       }),
     );
-    return this.nodes.filter((_, i) => held[i] === true);
+    return alive.filter((_, i) => held[i] === true);
   }
 
-  /** Waits until exactly one node holds the VIP and says MASTER; returns it. */
-  async waitForMaster(timeoutMs = 15_000): Promise<PairNode> {
+  /** Waits until exactly one node (`want`, if given) holds the VIP and says MASTER; returns it. */
+  async waitForMaster(timeoutMs = 15_000, want?: PairNode): Promise<PairNode> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const holders = await this.vipHolders();
       const first = holders[0];
-      if (holders.length === 1 && first !== undefined && (await this.vrrpState(first))?.state === 'MASTER') return first;
+      if (holders.length === 1 && first !== undefined && (want === undefined || first === want) && (await this.vrrpState(first))?.state === 'MASTER') {
+        return first;
+      }
       if (Date.now() > until) {
         const states = await Promise.all(this.nodes.map(async (n) => `${n.name}: ${(await this.vrrpState(n))?.state ?? 'none'}`));
         throw new Error(`no single MASTER after ${timeoutMs} ms: VIP on [${holders.map((h) => h.name).join(', ')}], ${states.join(', ')}`);
@@ -221,19 +226,28 @@ export class HaPair {
     }
   }
 
-  /** The node dies: its processes are killed and its wire goes dead (a dead node answers no ARP either). */
+  /**
+   * The node dies: its wire goes dead first (a dead node answers no ARP and says no goodbye: killed one by one,
+   * keepalived's VRRP child would see its parent die and hand the VIP over cleanly), then its processes go.
+   */
   async killNode(node: PairNode): Promise<void> {
-    await this.killProcesses(node);
+    this.dead.add(node);
     await runCommand(['ip', 'link', 'set', 'dev', node.host.vethHost, 'down']);
+    await this.killProcesses(node);
   }
 
-  /** Only the wire: a partition between the two nodes (and the client, which stays with the other). */
+  /**
+   * A partition: the switch stops forwarding to and from the node's port, while the node's link stays up (a
+   * link that goes down is a local fault keepalived sees, not a partition).
+   */
   async cut(node: PairNode): Promise<void> {
-    await runCommand(['ip', 'link', 'set', 'dev', node.host.vethHost, 'down']);
+    await runCommand(['ovs-ofctl', 'mod-port', this.bridge, node.host.vethHost, 'no-receive']);
+    await runCommand(['ovs-ofctl', 'mod-port', this.bridge, node.host.vethHost, 'no-forward']);
   }
 
   async heal(node: PairNode): Promise<void> {
-    await runCommand(['ip', 'link', 'set', 'dev', node.host.vethHost, 'up']);
+    await runCommand(['ovs-ofctl', 'mod-port', this.bridge, node.host.vethHost, 'receive']);
+    await runCommand(['ovs-ofctl', 'mod-port', this.bridge, node.host.vethHost, 'forward']);
   }
 
   /** The node boots again: a fresh netns holds only its own VRRP address, then HAProxy and keepalived start. */
@@ -242,6 +256,7 @@ export class HaPair {
       await runCommand(['ip', '-n', node.host.netns, 'addr', 'del', a, 'dev', 'eth0'], { allowFailure: true });
     }
     await runCommand(['ip', 'link', 'set', 'dev', node.host.vethHost, 'up']);
+    this.dead.delete(node);
     await this.startNode(node);
   }
 
@@ -269,6 +284,14 @@ export class HaPair {
     if (this.bridge !== '') await deleteBridge(this.bridge).catch(() => undefined);
     if (this.base !== '') await rm(this.base, { recursive: true, force: true });
   }
+}
+
+/** n processes spinning on the CPU (NSLB_HA_LOAD), to see the pair hold steady and fail over under load. */
+export function startCpuLoad(n: number): () => void {
+  const children = Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+  return () => {
+    for (const c of children) c.kill('SIGKILL');
+  };
 }
 
 export interface ProbeResult {
