@@ -34,7 +34,7 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'nslb-peers-golden-'));
   // The driver writes it before every reload; without one, haproxy -c warns.
-  await writeFile(join(dir, 'server-state'), '');
+  await writeFile(join(dir, 'server-state'), '1\n');
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
