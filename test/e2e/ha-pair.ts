@@ -260,6 +260,19 @@ export class HaPair {
     await this.startNode(node);
   }
 
+  /** keepalived's processes (parent, VRRP child, notify script), SIGKILLed at once; HAProxy keeps running. */
+  async killKeepalived(node: PairNode): Promise<void> {
+    const { stdout } = await runCommand(['ip', 'netns', 'pids', node.host.netns]);
+    const pids: number[] = [];
+    for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
+      const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if ((cmd[0] ?? '').endsWith('keepalived') || cmd.some((a) => a.endsWith('keepalived-notify.sh'))) pids.push(pid);
+    }
+    // SIGSTOP first: killed one after the other, the VRRP child would see its parent die and clean up.
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+  }
+
   /** The master HAProxy process and its workers, SIGKILLed; keepalived keeps running. */
   async killHaproxy(node: PairNode): Promise<void> {
     const master = Number((await readFile(node.haproxy.pidfile, 'utf8')).trim());
@@ -274,6 +287,23 @@ export class HaPair {
         }
       }
     }
+  }
+
+  /** RSS and Pss (KiB) of the node's keepalived processes and the notify script (from smaps_rollup). */
+  async keepalivedMemory(node: PairNode): Promise<{ processes: number; rssKiB: number; pssKiB: number }> {
+    const { stdout } = await runCommand(['ip', 'netns', 'pids', node.host.netns]);
+    let processes = 0;
+    let rssKiB = 0;
+    let pssKiB = 0;
+    for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+      const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (!(cmd[0] ?? '').endsWith('keepalived') && !cmd.some((a) => a.endsWith('keepalived-notify.sh'))) continue;
+      const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '');
+      processes++;
+      rssKiB += Number(/^Rss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+      pssKiB += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+    }
+    return { processes, rssKiB, pssKiB };
   }
 
   async cleanup(): Promise<void> {

@@ -5,7 +5,7 @@
 // measures speed): NSLB_HA_ADVERT_MS sets the advert interval, NSLB_HA_KILLS the number of node kills.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRuntime } from '../../src/drivers/haproxy/stats.js';
-import { observeKeepalived } from '../../src/drivers/keepalived/keepalived.js';
+import { observeKeepalived, reloadKeepalived, stopKeepalived } from '../../src/drivers/keepalived/keepalived.js';
 import { DEFAULT_ADVERT_INTERVAL_MS } from '../../src/plan/keepalived-config.js';
 import { httpGet, runCommand } from './harness.js';
 import { HaPair, percentile, recoveryMs, sleep, startCpuLoad, startProbe, type PairNode } from './ha-pair.js';
@@ -58,6 +58,10 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
     const r6 = await httpGet(pair.client, `http://[${pair.vip6}]/`);
     expect(r6.status).toBe(200);
     expect(r6.headers['x-nslb-node']).toEqual([master.name]);
+    for (const n of pair.nodes) {
+      const m = await pair.keepalivedMemory(n);
+      console.log(`keepalived memory on ${n.name}: ${m.processes} processes, RSS ${m.rssKiB} KiB, Pss ${m.pssKiB} KiB`);
+    }
   });
 
   it('the BACKUP listens on the VIP it does not hold (bind option transparent)', async () => {
@@ -101,11 +105,18 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
   it(`holds the VIP steady, no flapping (${STEADY_MS} ms, ${LOAD} busy processes)`, async () => {
     const master = await pair.waitForMaster();
     const stopLoad = startCpuLoad(LOAD);
+    const probe = startProbe(pair.client, url(), 20, 2_000);
     try {
-      expect(await assertNeverTwoHolders(STEADY_MS)).toEqual([master]);
+      const watch = assertNeverTwoHolders(STEADY_MS);
+      // A reload (SIGHUP, what drift repair does) of either node keeps the roles where they are.
+      await sleep(STEADY_MS / 3);
+      for (const n of pair.nodes) expect(reloadKeepalived((await observeKeepalived(n.keepalived, n.host.netns))?.pid ?? 0, n.keepalived)).toBe(true);
+      expect(await watch).toEqual([master]);
       expect((await pair.vrrpState(master))?.state).toBe('MASTER');
+      expect(probe.results().filter((r) => !r.ok)).toEqual([]);
     } finally {
       stopLoad();
+      await probe.stop();
     }
   }, 30_000 + STEADY_MS);
 
@@ -144,29 +155,79 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
     );
   }, 60_000 + KILLS * 20_000);
 
-  it('fails over when only the MASTER HAProxy dies (track script), and the node returns as BACKUP', async () => {
+  it(`fails over when only the MASTER HAProxy dies (track script; ${KILLS} kills), and the node returns as BACKUP`, async () => {
+    const times: number[] = [];
+    const probe = startProbe(pair.client, url(), 20, 2_000);
+    try {
+      for (let k = 0; k < KILLS; k++) {
+        const master = await pair.waitForMaster();
+        const backup = pair.other(master);
+        await sleep(300 + Math.random() * 1_000); // anywhere in the check's one-second cycle
+        const killedAt = Date.now();
+        await pair.killHaproxy(master);
+        await pair.waitForMaster(10_000, backup);
+        let ms: number | undefined;
+        for (const until = Date.now() + 5_000; ms === undefined && Date.now() < until; await sleep(50)) {
+          ms = recoveryMs(probe.results(), killedAt, backup.name);
+        }
+        expect(ms, 'the BACKUP answers through the VIP').toBeDefined();
+        times.push(ms ?? Number.NaN);
+        expect((await pair.vrrpState(master))?.state).toBe('FAULT');
+        await pair.startHaproxy(master);
+        // Leaves FAULT after two good checks, as BACKUP: the VIP stays where it is.
+        for (const until = Date.now() + 10_000; (await pair.vrrpState(master))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
+        expect((await pair.vrrpState(master))?.state).toBe('BACKUP');
+        expect(await assertNeverTwoHolders(ADVERT_MS * 10)).toEqual([backup]);
+      }
+    } finally {
+      await probe.stop();
+    }
+    console.log(
+      `VRRP failover, MASTER HAProxy killed, advert ${ADVERT_MS} ms: ${times.map((t) => t.toFixed(0)).join(' ')} ms; ` +
+        `p50 ${percentile(times, 50)} ms, max ${Math.max(...times)} ms`,
+    );
+  }, 60_000 + KILLS * 15_000);
+
+  it('hands over at once when the MASTER keepalived is stopped (a planned switchover)', async () => {
     const master = await pair.waitForMaster();
     const backup = pair.other(master);
     const probe = startProbe(pair.client, url(), 20, 2_000);
     let ms: number | undefined;
     try {
-      await sleep(300 + Math.random() * 700);
-      const killedAt = Date.now();
-      await pair.killHaproxy(master);
+      await sleep(500);
+      const stoppedAt = Date.now();
+      await stopKeepalived((await observeKeepalived(master.keepalived, master.host.netns))?.pid ?? 0, master.keepalived);
       await pair.waitForMaster(10_000, backup);
       for (const until = Date.now() + 5_000; ms === undefined && Date.now() < until; await sleep(50)) {
-        ms = recoveryMs(probe.results(), killedAt, backup.name);
+        ms = recoveryMs(probe.results(), stoppedAt, backup.name);
       }
+      await sleep(500);
     } finally {
       await probe.stop();
     }
     expect(ms).toBeDefined();
-    console.log(`VRRP failover, MASTER HAProxy killed, advert ${ADVERT_MS} ms: ${ms} ms`);
-    expect((await pair.vrrpState(master))?.state).toBe('FAULT');
-    await pair.startHaproxy(master);
-    // Leaves FAULT after two good checks, as BACKUP: the VIP stays where it is.
+    const failed = probe.results().filter((r) => !r.ok);
+    console.log(`planned switchover (keepalived SIGTERM), advert ${ADVERT_MS} ms: ${ms} ms, ${failed.length} failed requests`);
+    expect(await observeKeepalived(master.keepalived, master.host.netns)).toBeUndefined();
+    expect(await pair.vrrpState(master)).toBeUndefined();
+    await pair.startNode(master);
     for (const until = Date.now() + 10_000; (await pair.vrrpState(master))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
-    expect((await pair.vrrpState(master))?.state).toBe('BACKUP');
+    expect(await assertNeverTwoHolders(ADVERT_MS * 10)).toEqual([backup]);
+  }, 60_000);
+
+  it('keepalived killed outright on the MASTER: the peer takes over, a new keepalived drops the stale VIP as BACKUP', async () => {
+    const master = await pair.waitForMaster();
+    const backup = pair.other(master);
+    await pair.killKeepalived(master);
+    // Nothing removed the VIP from the old MASTER's interface: for a while, both hold it.
+    for (const until = Date.now() + 10_000; (await pair.vrrpState(backup))?.state !== 'MASTER' && Date.now() < until; ) await sleep(20);
+    expect((await pair.vrrpState(backup))?.state).toBe('MASTER');
+    const holdersBefore = (await pair.vipHolders()).map((n) => n.name);
+    await pair.startNode(master);
+    for (const until = Date.now() + 10_000; (await pair.vrrpState(master))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
+    const holdersAfter = (await pair.vipHolders()).map((n) => n.name);
+    console.log(`keepalived SIGKILLed on MASTER: VIP on [${holdersBefore.join(', ')}] before the restart, [${holdersAfter.join(', ')}] after`);
+    expect(holdersAfter).toEqual([backup.name]);
     expect(await assertNeverTwoHolders(ADVERT_MS * 10)).toEqual([backup]);
   }, 60_000);
 

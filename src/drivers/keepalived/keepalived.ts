@@ -282,22 +282,22 @@ async function exited(pid: number, timeoutMs: number): Promise<boolean> {
 
 /**
  * SIGTERM: keepalived removes the VIPs it holds and sends a priority-0 advert, so that the peer takes over at
- * once instead of after the master-down timer (a planned switchover). SIGKILL if it does not go.
+ * once instead of after the master-down timer (a planned switchover). SIGKILL if it does not go. The state file
+ * goes with the process: its notify script is ended before it can record the stop, and a stale MASTER there
+ * must not outlive the keepalived that wrote it.
  */
 export async function stopKeepalived(pid: number, files: KeepalivedFiles): Promise<void> {
   if (!isOurKeepalived(pid, files.config)) return;
   try {
     process.kill(pid, 'SIGTERM');
+    if (!(await exited(pid, 5_000))) {
+      process.kill(pid, 'SIGKILL');
+      await exited(pid, 2_000);
+    }
   } catch {
-    return;
+    // gone already
   }
-  if (await exited(pid, 5_000)) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    return;
-  }
-  await exited(pid, 2_000);
+  await rm(files.stateFile, { force: true });
 }
 
 /** Removes keepalived's files from the state dir (the rest of the directory belongs to the HAProxy driver). */
