@@ -92,6 +92,12 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
 
     await pair.killNode(master);
     await pair.waitForMaster(15_000, backup);
+    // The IPv6 VIP went along, announced by an unsolicited NA: the client's neighbour entry for it points
+    // at the new MASTER without waiting for neighbour unreachability detection (seconds).
+    const before6 = Date.now();
+    const r6 = await httpGet(pair.client, `http://[${pair.vip6}]/`, { timeoutMs: 2_000 });
+    expect(r6.headers['x-nslb-node']).toEqual([backup.name]);
+    console.log(`IPv6 VIP answered from the new MASTER ${Date.now() - before6} ms after it took over`);
     for (let i = 0; i < 4; i++) {
       const r = await httpGet(pair.client, url());
       expect(r.headers['x-nslb-node']).toEqual([backup.name]);
