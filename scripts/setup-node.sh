@@ -14,8 +14,11 @@ BRIDGE="${NSLB_BRIDGE:-br-int}"
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 # iputils-ping: the PING health monitor's external check; openssl: TLS test material; wrk: the load that
 # `npm run bench` sends through a VIP while members and listeners change; nftables: the NodePort redirect of
-# the simulated Kubernetes nodes in the Service provider's tests and bench (test/e2e/k8s-nodes.ts).
-PACKAGES=(openvswitch-switch haproxy iproute2 ethtool curl procps psmisc iputils-ping openssl wrk nftables)
+# the simulated Kubernetes nodes in the Service provider's tests and bench (test/e2e/k8s-nodes.ts);
+# keepalived: VRRP of ACTIVE_STANDBY load balancers, one per load balancer in its netns (Debian's service does
+# not start: it has no /etc/keepalived/keepalived.conf); socat: keepalived's HAProxy check
+# (scripts/haproxy-vrrp-check.sh) asks HAProxy's runtime socket with it.
+PACKAGES=(openvswitch-switch haproxy keepalived socat iproute2 ethtool curl procps psmisc iputils-ping openssl wrk nftables)
 # vitest 4 and package.json's engines need 20.19 on the 20 line.
 NODE_MIN_MAJOR=20
 NODE_MIN_MINOR=19
