@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// A UDP "member" for the e2e tests and the demo: answers every datagram with its name and what it got
-// ("<name> <payload>"), so a client can tell which member served it.
+// A UDP "member" for the e2e tests and the demo: answers every datagram with its name, the source address it
+// saw and what it got ("<name> <source> <payload>"), so a client can tell which member served it and from
+// which address the member saw the request come.
 //
 //   node scripts/udp-echo-server.mjs --host 10.221.0.11 --port 5353 --name m1
 //
@@ -20,7 +21,7 @@ if (values.name === undefined || !Number.isInteger(port) || port < 1 || port > 6
 }
 const socket = dgram.createSocket(isIPv6(values.host) ? 'udp6' : 'udp4');
 socket.on('message', (msg, rinfo) => {
-  socket.send(`${values.name} ${msg.toString('utf8').slice(0, 200)}`, rinfo.port, rinfo.address);
+  socket.send(`${values.name} ${rinfo.address} ${msg.toString('utf8').slice(0, 200)}`, rinfo.port, rinfo.address);
 });
 socket.on('error', (error) => {
   process.stderr.write(`udp-echo-server: ${error.message}\n`);

@@ -83,8 +83,11 @@ afterAll(async () => {
 
 describe('UDP listener forwarded by nftables', () => {
   it('ROUND_ROBIN alternates between the members, one new flow after the other', async () => {
-    const got = names(await udpAsk(client, vip, VIP_PORT, 10));
+    const answers = await udpAsk(client, vip, VIP_PORT, 10);
+    const got = names(answers);
     expect(got.filter((n) => n === 'm1')).toHaveLength(5);
+    // One-arm return path: the members saw the load balancer's address, never the client's.
+    expect(new Set(answers.map((a) => a.seenFrom))).toEqual(new Set([lbHost.address]));
     for (let i = 1; i < got.length; i++) expect(got[i]).not.toBe(got[i - 1]);
   });
 

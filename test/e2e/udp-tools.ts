@@ -35,7 +35,8 @@ export async function startUdpEcho(host: Host, port: number, name: string): Prom
 }
 
 // Run inside the client netns: `node -e ASK address port count timeoutMs intervalMs sports`. One JSON line
-// per request: {seq, name} or {seq, error}. sports: "" = a new socket (new source port, new flow) per
+// per request: {seq, name, seenFrom} or {seq, error}. Only an answer from the VIP and port asked counts, as
+// for a real client's connected socket: a member answering the client directly is no answer. sports: "" = a new socket (new source port, new flow) per
 // request; "P" = every request from one socket bound to port P (one flow); "P1,P2,…" = request i from Pi.
 const ASK = `
 const dgram = require('node:dgram');
@@ -53,7 +54,12 @@ const ask = async (seq) => {
   return new Promise((resolve) => {
     const done = (r) => { clearTimeout(timer); s.removeAllListeners('message'); if (s !== shared) s.close(); resolve(r); };
     const timer = setTimeout(() => done({ seq, error: 'timeout' }), Number(timeout));
-    s.on('message', (m) => { const text = m.toString(); if (text.endsWith(' ' + seq)) done({ seq, name: text.split(' ')[0] }); });
+    s.on('message', (m, rinfo) => {
+      const [name, seenFrom, got] = m.toString().split(' ');
+      if (got !== String(seq)) return;
+      if (rinfo.address !== address || rinfo.port !== Number(port)) return done({ seq, error: 'answer from ' + rinfo.address + ':' + rinfo.port });
+      done({ seq, name, seenFrom });
+    });
     s.send(String(seq), Number(port), address);
   });
 };
@@ -69,6 +75,8 @@ const ask = async (seq) => {
 export interface UdpAnswer {
   seq: number;
   name?: string;
+  /** The source address the member saw. */
+  seenFrom?: string;
   error?: string;
 }
 
