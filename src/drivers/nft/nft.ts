@@ -75,6 +75,15 @@ function atom(v: unknown): string {
   throw new NftParseError(`unexpected element ${JSON.stringify(v)}`);
 }
 
+/** `address . protocol . port`: the protocol may come as a number, which would otherwise read as a port. */
+function verdictKey(v: unknown): string {
+  if (isObj(v) && Array.isArray(v.concat) && v.concat.length === 3) {
+    const [a, p, port] = v.concat as unknown[];
+    return `${atom(a)} . ${PROTO_NAMES[String(p)] ?? String(p)} . ${atom(port)}`;
+  }
+  return atom(v);
+}
+
 function mapKind(m: Json): NftMapKind | undefined {
   const type = Array.isArray(m.type) ? m.type.join(' . ') : m.type;
   if (type === 'integer' && m.map === 'ipv4_addr . inet_service') return 'pool4';
@@ -128,10 +137,11 @@ export function parseNftTable(json: string): NftState | undefined {
       case 'map': {
         if (typeof o.name !== 'string') break;
         const elements = new Map<string, string>();
+        const mk = mapKind(o) ?? FOREIGN_KIND;
         for (const e of Array.isArray(o.elem) ? o.elem : []) {
-          if (Array.isArray(e) && e.length === 2) elements.set(atom(e[0]), atom(e[1]));
+          if (Array.isArray(e) && e.length === 2) elements.set(mk === 'verdict4' || mk === 'verdict6' ? verdictKey(e[0]) : atom(e[0]), atom(e[1]));
         }
-        maps.set(o.name, { kind: mapKind(o) ?? FOREIGN_KIND, elements });
+        maps.set(o.name, { kind: mk, elements });
         break;
       }
       case 'set':
