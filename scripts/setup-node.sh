@@ -14,8 +14,10 @@ BRIDGE="${NSLB_BRIDGE:-br-int}"
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 # iputils-ping: the PING health monitor's external check; openssl: TLS test material; wrk: the load that
 # `npm run bench` sends through a VIP while members and listeners change; nftables: the NodePort redirect of
-# the simulated Kubernetes nodes in the Service provider's tests and bench (test/e2e/k8s-nodes.ts).
-PACKAGES=(openvswitch-switch haproxy iproute2 ethtool curl procps psmisc iputils-ping openssl wrk nftables)
+# the simulated Kubernetes nodes in the Service provider's tests and bench (test/e2e/k8s-nodes.ts), and the
+# kernel forwarding of UDP/SCTP listeners; conntrack: moving the flows of a UDP member that went down; socat:
+# the UDP-CONNECT health monitor's probe (scripts/udp-check.sh).
+PACKAGES=(openvswitch-switch haproxy iproute2 ethtool curl procps psmisc iputils-ping openssl wrk nftables conntrack socat)
 # vitest 4 and package.json's engines need 20.19 on the 20 line.
 NODE_MIN_MAJOR=20
 NODE_MIN_MINOR=19
