@@ -2,6 +2,7 @@
 // few verbs the controller needs (observe, apply one transaction, delete the table, forget a member's
 // flows). Every command runs inside the load balancer's namespace through `ip netns exec`; the script goes
 // to `nft -f -` on stdin, so that there is no file to leave behind on a crash.
+import { access } from 'node:fs/promises';
 import { canonicalIp } from '../../desired/addresses.js';
 import type { Runner } from '../../exec/run.js';
 import { CommandError } from '../../exec/errors.js';
@@ -222,4 +223,33 @@ export async function forgetFlows(run: Runner, netns: string, flows: readonly Me
       if (!(error instanceof CommandError && /0 flow entries have been deleted/.test(error.stderrTail))) throw error;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// What the node's kernel offers SCTP
+
+export interface SctpSupport {
+  /** conntrack (and so NAT) knows SCTP: SCTP listeners can be forwarded. */
+  forwarding: boolean;
+  /** The kernel has an SCTP stack (CONFIG_IP_SCTP): processes on this node can be SCTP endpoints. */
+  sockets: boolean;
+  /** Why SCTP listeners cannot be served here; undefined when they can. */
+  reason?: string;
+}
+
+/**
+ * Reads /proc (the namespace-independent parts): an SCTP listener needs conntrack's SCTP tracker, which
+ * every kernel with nf_conntrack_proto_sctp has (built in since 5.x when conntrack is); the SCTP socket
+ * stack is not needed to forward, and monitors probe members with raw sockets.
+ */
+export async function probeSctp(proc = '/proc'): Promise<SctpSupport> {
+  const exists = (path: string) => access(`${proc}/${path}`).then(() => true, () => false);
+  const forwarding = await exists('sys/net/netfilter/nf_conntrack_sctp_timeout_established');
+  const sockets = await exists('net/sctp');
+  if (forwarding) return { forwarding, sockets };
+  return {
+    forwarding,
+    sockets,
+    reason: 'the kernel has no SCTP connection tracking (nf_conntrack_proto_sctp), so SCTP flows cannot be NATed to members',
+  };
 }
