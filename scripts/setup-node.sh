@@ -16,8 +16,9 @@ OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 # `npm run bench` sends through a VIP while members and listeners change; nftables: the NodePort redirect of
 # the simulated Kubernetes nodes in the Service provider's tests and bench (test/e2e/k8s-nodes.ts), and the
 # kernel forwarding of UDP/SCTP listeners; conntrack: moving the flows of a UDP member that went down; socat:
-# the UDP-CONNECT health monitor's probe (scripts/udp-check.sh).
-PACKAGES=(openvswitch-switch haproxy iproute2 ethtool curl procps psmisc iputils-ping openssl wrk nftables conntrack socat)
+# the UDP-CONNECT health monitor's probe (scripts/udp-check.sh); nmap: the SCTP monitor's INIT scan
+# (scripts/sctp-check.sh); python3: the raw-socket SCTP endpoints of test/e2e/sctp-nft.test.ts.
+PACKAGES=(openvswitch-switch haproxy iproute2 ethtool curl procps psmisc iputils-ping openssl wrk nftables conntrack socat nmap python3)
 # vitest 4 and package.json's engines need 20.19 on the 20 line.
 NODE_MIN_MAJOR=20
 NODE_MIN_MINOR=19
