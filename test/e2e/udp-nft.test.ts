@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HealthFollower } from '../../src/drivers/nft/health-follower.js';
-import { applyNftTransaction, ensureForwarding, forgetFlows, observeNftTable } from '../../src/drivers/nft/nft.js';
+import { applyNftTransaction, deleteNftTable, ensureForwarding, forgetFlows, observeNftTable } from '../../src/drivers/nft/nft.js';
 import { runCommand as run } from '../../src/exec/run.js';
 import { flowsToForget, renderNftState, type NftLoadBalancer, type NftMember } from '../../src/plan/nft-ruleset.js';
 import { planNftTransaction } from '../../src/plan/nft-transaction.js';
@@ -46,6 +46,9 @@ const member = (name: string, host: Host, over: Partial<NftMember> = {}): NftMem
 
 let current: NftLoadBalancer | undefined;
 
+/** fd00:221:<third octet>::<last octet>: this run's IPv6 twin of a host's address. */
+const v6 = (h: Host) => `fd00:221:${t.subnet.split('.')[2]}::${h.address.split('.')[3]}`;
+
 /** What the agent will do on a spec change: observe, plan, one transaction, forget flows that must move. */
 async function apply(next: NftLoadBalancer): Promise<string[]> {
   const lines = planNftTransaction(await observeNftTable(run, lbHost.netns), renderNftState(next));
@@ -68,8 +71,14 @@ beforeAll(async () => {
   client = await createHost({ name: t.name('c1'), bridge, address: t.cidr(50) });
   client2 = await createHost({ name: t.name('c2'), bridge, address: t.cidr(51) });
   vip = lbHost.address;
+  // A second family on the same segment: IPv6 VIP, members and client (t.ip's last octet as the host part).
+  for (const h of [lbHost, m1, m2, client]) {
+    await runCommand(['ip', '-n', h.netns, 'addr', 'add', `${v6(h)}/64`, 'dev', 'eth0', 'nodad']);
+  }
   servers.set('m1', await startUdpEcho(m1, PORT, 'm1'));
   servers.set('m2', await startUdpEcho(m2, PORT, 'm2'));
+  servers.set('m1-6', await startUdpEcho(m1, PORT, 'm1', v6(m1)));
+  servers.set('m2-6', await startUdpEcho(m2, PORT, 'm2', v6(m2)));
   await ensureForwarding(run, lbHost.netns);
   await apply(model([member('m1', m1), member('m2', m2)]));
 });
@@ -219,6 +228,33 @@ describe('UDP listener forwarded by nftables', () => {
       await follower.stop();
       if (haproxyPid !== undefined) process.kill(haproxyPid, 'SIGTERM');
     }
+  });
+
+  it('IPv6: a VIP of each family balances over the members of its own family', async () => {
+    const dual = model([member('m1', m1), member('m2', m2), member('m1-6', m1, { address: v6(m1) }), member('m2-6', m2, { address: v6(m2) })]);
+    await apply({ ...dual, vips: [vip, v6(lbHost)] });
+    const six = await udpAsk(client, v6(lbHost), VIP_PORT, 8);
+    expect(names(six)).toEqual(['m1', 'm2', 'm1', 'm2', 'm1', 'm2', 'm1', 'm2']);
+    expect(new Set(six.map((a) => a.seenFrom))).toEqual(new Set([v6(lbHost)]));
+    expect(failures(await udpAsk(client, vip, VIP_PORT, 4))).toEqual([]);
+    await apply(model([member('m1', m1), member('m2', m2)]));
+  });
+
+  it('drift: a table deleted or a map emptied by hand is repaired by the next apply; cleanup removes it', async () => {
+    const spec = model([member('m1', m1), member('m2', m2)]);
+    await runCommand(['ip', 'netns', 'exec', lbHost.netns, 'nft', 'flush', 'map', 'inet', 'nslb', 'p_dns_4']);
+    expect(failures(await udpAsk(client, vip, VIP_PORT, 2, { timeoutMs: 300 }))).toHaveLength(2);
+    expect((await apply(spec)).every((l) => l.startsWith('add element inet nslb p_dns_4 '))).toBe(true);
+    expect(failures(await udpAsk(client, vip, VIP_PORT, 4))).toEqual([]);
+    await runCommand(['ip', 'netns', 'exec', lbHost.netns, 'nft', 'delete', 'table', 'inet', 'nslb']);
+    expect(await observeNftTable(run, lbHost.netns)).toBeUndefined();
+    await apply(spec);
+    expect(failures(await udpAsk(client, vip, VIP_PORT, 4))).toEqual([]);
+    expect(planNftTransaction(await observeNftTable(run, lbHost.netns), renderNftState(spec))).toEqual([]);
+    await deleteNftTable(run, lbHost.netns);
+    await deleteNftTable(run, lbHost.netns);
+    expect(await observeNftTable(run, lbHost.netns)).toBeUndefined();
+    await apply(spec);
   });
 
   it('no nslb process handles a packet: with nothing of ours running in the namespace, UDP keeps flowing', async () => {

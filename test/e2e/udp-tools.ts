@@ -12,8 +12,8 @@ export interface UdpServer {
   stop(): Promise<void>;
 }
 
-export async function startUdpEcho(host: Host, port: number, name: string): Promise<UdpServer> {
-  const child = spawn('ip', ['netns', 'exec', host.netns, process.execPath, ECHO_SERVER, '--host', host.address, '--port', String(port), '--name', name], {
+export async function startUdpEcho(host: Host, port: number, name: string, address = host.address): Promise<UdpServer> {
+  const child = spawn('ip', ['netns', 'exec', host.netns, process.execPath, ECHO_SERVER, '--host', address, '--port', String(port), '--name', name], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   await new Promise<void>((resolve, reject) => {
