@@ -58,6 +58,13 @@ async function apply(next: NftLoadBalancer): Promise<string[]> {
   return lines;
 }
 
+/** Icmp InRedirects of a host's namespace (/proc/net/snmp). */
+async function icmpRedirectsReceived(h: Host): Promise<number> {
+  const lines = (await runCommand(['ip', 'netns', 'exec', h.netns, 'cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Icmp:'));
+  const [header, values] = lines.map((l) => l.split(/\s+/));
+  return Number(values?.[header?.indexOf('InRedirects') ?? -1]);
+}
+
 const names = (answers: UdpAnswer[]) => answers.map((a) => a.name ?? `error:${a.error}`);
 const failures = (answers: UdpAnswer[]) => answers.filter((a) => a.name === undefined);
 
@@ -92,6 +99,7 @@ afterAll(async () => {
 
 describe('UDP listener forwarded by nftables', () => {
   it('ROUND_ROBIN alternates between the members, one new flow after the other', async () => {
+    const redirectsBefore = await icmpRedirectsReceived(client);
     const answers = await udpAsk(client, vip, VIP_PORT, 10);
     const got = names(answers);
     expect(got.filter((n) => n === 'm1')).toHaveLength(5);
