@@ -5,7 +5,8 @@
 //   <state-dir>/observe.batch         the `ip -batch` script a resync reads netns with
 //   <state-dir>/metrics-tls/          the self-signed certificate of --metrics-listen
 //   <state-dir>/lb/<netns>/           one directory per load balancer (lbPaths): HAProxy's config, pidfile,
-//                                     runtime socket, server state, certificates, and the owner marker
+//                                     runtime socket, server state, certificates, and the owner marker;
+//                                     keepalived's files beside them (keepalivedFiles)
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -68,5 +69,34 @@ export function lbPaths(stateDir: string, netns: string): LbPaths {
     owner: join(dir, 'owner'),
     linkScript: join(dir, 'link.batch'),
     pingCheckCommand: PING_CHECK,
+  };
+}
+
+export interface KeepalivedFiles {
+  dir: string;
+  config: string;
+  /** The parent process's (what reload and stop signal). */
+  pidfile: string;
+  /** The VRRP child's, which does the work. */
+  vrrpPidfile: string;
+  /** keepalived writes state changes into it; scripts/keepalived-notify.sh reads them. */
+  fifo: string;
+  /** `STATE PRIORITY`, the last state the notify script read (MASTER, BACKUP, FAULT, STOP). */
+  stateFile: string;
+  /** From the rename of a new config until keepalived was started with it or told to reload it. */
+  reloadPending: string;
+}
+
+/** keepalived's files, in the load balancer's directory beside HAProxy's (ACTIVE_STANDBY, DESIGN §6). */
+export function keepalivedFiles(stateDir: string, netns: string): KeepalivedFiles {
+  const { dir } = lbPaths(stateDir, netns);
+  return {
+    dir,
+    config: join(dir, 'keepalived.conf'),
+    pidfile: join(dir, 'keepalived.pid'),
+    vrrpPidfile: join(dir, 'keepalived-vrrp.pid'),
+    fifo: join(dir, 'keepalived.fifo'),
+    stateFile: join(dir, 'keepalived.state'),
+    reloadPending: join(dir, 'keepalived.reload-pending'),
   };
 }

@@ -13,12 +13,13 @@ import type { DriverCounters, NodeDriver, ObserveOptions, ObserveTarget, Running
 import { madeBy, type ObservedLoadBalancer, type ObservedNode } from '../plan/observed.js';
 import { HaproxyDriver } from './haproxy/driver.js';
 import { ensureStateDir, readOwner } from './haproxy/files.js';
-import { haproxyPid, processAlive } from './haproxy/process.js';
+import { haproxyPid } from './haproxy/process.js';
 import { queryRuntime } from './haproxy/runtime-api.js';
 import { HOST_PATHS, KernelDriver } from './kernel/limits.js';
 import { DEVICE_WAIT_MS, NetnsDriver } from './netns/driver.js';
 import { hostHasLink } from './netns/netns.js';
 import { OvsDriver } from './ovs/driver.js';
+import { processAlive } from './proc.js';
 
 export interface LinuxNodeOptions {
   run: Runner;

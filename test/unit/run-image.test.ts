@@ -142,16 +142,16 @@ describe('Containerfile and scripts/build-image.sh describe one image', () => {
 
   it("holds what the agent runs, Node >= 20.19, and package.json's version", () => {
     expect(arg('DEBIAN_PACKAGES').split(' ')).toEqual(
-      expect.arrayContaining(['haproxy', 'keepalived', 'iproute2', 'nftables', 'openvswitch-switch', 'iputils-ping', 'openssl']),
+      expect.arrayContaining(['haproxy', 'keepalived', 'socat', 'iproute2', 'nftables', 'openvswitch-switch', 'iputils-ping', 'openssl']),
     );
     const [major, minor] = arg('NODE_VERSION').split('.').map(Number) as [number, number];
     expect(major > 20 || (major === 20 && minor >= 19)).toBe(true);
     expect(arg('NSLB_VERSION')).toBe(JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version);
   });
 
-  it('ships the scripts the agent runs from its package (PING checks, the daemon cgroup)', () => {
+  it("ships the scripts the agent runs from its package (PING checks, the daemon cgroup, keepalived's check and notify)", () => {
     const files: string[] = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).files;
-    for (const f of ['scripts/ping-check.sh', 'scripts/daemon-cgroup.sh']) {
+    for (const f of ['scripts/ping-check.sh', 'scripts/daemon-cgroup.sh', 'scripts/haproxy-vrrp-check.sh', 'scripts/keepalived-notify.sh']) {
       expect(files).toContain(f);
       expect(containerfile).toContain(f);
     }

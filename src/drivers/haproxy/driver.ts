@@ -24,7 +24,8 @@ import {
   writePrivateFile,
   type CertificateFile,
 } from './files.js';
-import { findHaproxyByConfig, haproxyInNetns, isOurHaproxy, observeHaproxy, readPid, stopHaproxy } from './process.js';
+import { readPid } from '../proc.js';
+import { findHaproxyByConfig, haproxyInNetns, isOurHaproxy, observeHaproxy, stopHaproxy } from './process.js';
 import { applyRuntimeCommands, runtimeWorkerPid } from './runtime-api.js';
 import { saveServerState } from './server-state.js';
 

@@ -1,0 +1,37 @@
+#!/bin/sh
+# keepalived's track script for ACTIVE_STANDBY load balancers: exit 0 while this node's HAProxy serves, so that
+# a MASTER whose HAProxy died or hangs goes to FAULT and its peer takes the VIP (Octavia's haproxy-vrrp-check).
+# keepalived runs it as root, every second, with an argv (no shell) rendered by src/plan/keepalived-config.ts:
+#
+#   haproxy-vrrp-check.sh PIDFILE SOCKET
+#
+# PIDFILE is HAProxy's (the master's PID), SOCKET its runtime API. POSIX sh, like scripts/ping-check.sh.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
+[ $# -eq 2 ] || exit 2
+pidfile=$1
+sock=$2
+
+# A dead master is the common failure (a crash, a kill): answered without starting anything.
+{ read -r pid <"$pidfile"; } 2>/dev/null || exit 1
+case $pid in
+  '' | *[!0-9]*) exit 1 ;;
+esac
+kill -0 "$pid" 2>/dev/null || exit 1
+
+# A live master whose worker does not answer its runtime API within a second does not serve either (hung,
+# or wait mode after a reload that failed). One retry: during a reload the socket passes to the new worker.
+query() {
+  socat -T 1 - "UNIX-CONNECT:$sock" 2>/dev/null <<'END'
+show info
+END
+}
+case $(query) in
+  *'Pid: '*) exit 0 ;;
+esac
+sleep 0.2
+case $(query) in
+  *'Pid: '*) exit 0 ;;
+esac
+exit 1

@@ -1,0 +1,229 @@
+// Renders the keepalived 2.2 configuration of one ACTIVE_STANDBY load balancer on one node (pure: same model →
+// same bytes). One process per load balancer per node, inside the load balancer's netns (DESIGN §6): one VRRP
+// instance, unicast to the peer's VRRP address, both nodes starting BACKUP with `nopreempt`, so that the VIP
+// moves only when its holder fails and never comes back on its own. Every golden config under
+// test/golden/keepalived/ is checked by the real `keepalived -t`.
+import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
+
+/** The model of one node's side of the VRRP pair. Built from LoadBalancer.spec.vrrp and the placement. */
+export interface DesiredVrrp {
+  /** `<namespace>/<name>` of the LoadBalancer, for the header comment. */
+  lbKey: string;
+  /** The VRRP instance's name, as keepalived logs it: the load balancer's netns name. */
+  name: string;
+  /** The VIP interface inside the netns: where adverts go and the VIPs are added. */
+  interface: string;
+  /** 1–255; both nodes of the pair use the same. */
+  virtualRouterId: number;
+  /** 1–254; the preferred MASTER's is higher (see vrrpPriority). Only decides who wins a tie. */
+  priority: number;
+  /** VRRPv3 advert interval: a multiple of 10 ms (keepalived's centiseconds), 10–40950. */
+  advertIntervalMs: number;
+  /** This node's VRRP address (its slot of spec.vrrp.addresses), already on the interface, never moved. */
+  localAddress: string;
+  /** The other node's VRRP address, the only source of adverts accepted (unicast, same family). */
+  peerAddress: string;
+  /** The VIP first, then the additional VIPs: what the MASTER holds. Each `address` with its prefix length. */
+  vips: readonly { address: string; prefixLength: number }[];
+}
+
+export interface KeepalivedPaths {
+  /** scripts/haproxy-vrrp-check.sh (shipped in the package). */
+  checkScript: string;
+  /** scripts/keepalived-notify.sh (shipped in the package). */
+  notifyScript: string;
+  /** HAProxy's pidfile and runtime socket in this load balancer's state dir: what the check asks. */
+  haproxyPidfile: string;
+  haproxySocket: string;
+  /** The FIFO keepalived writes state changes into, and the file the notify script keeps the last one in. */
+  notifyFifo: string;
+  stateFile: string;
+}
+
+/** The name of the track script in the config; also seen in keepalived's logs. */
+export const CHECK_SCRIPT_NAME = 'nslb_haproxy';
+
+// The HAProxy check runs every second (keepalived's vrrp_script takes whole seconds only). One failure moves
+// the VIP: the script retries the socket itself before it fails, so a failure is an outage, not a blip; two
+// successes are needed to leave FAULT, so a HAProxy that flaps does not bounce the VIP back and forth.
+const CHECK_INTERVAL_S = 1;
+const CHECK_TIMEOUT_S = 3;
+const CHECK_FALL = 1;
+const CHECK_RISE = 2;
+// Octavia's: a MASTER repeats its gratuitous ARPs / unsolicited NAs every 5 s, two at a time, so that a
+// switch or a client that missed the ones sent at takeover (or flushed its cache) finds the VIP again.
+const GARP_REFRESH_S = 5;
+const GARP_REFRESH_REPEAT = 2;
+
+/** spec.vrrp.advertIntervalMs's default (see docs/ha.md for the measurements behind it). */
+export const DEFAULT_ADVERT_INTERVAL_MS = 200;
+
+export const PRIORITY_PREFERRED_MASTER = 100;
+export const PRIORITY_OTHER = 90;
+
+/** The priority of placement slot 0 (the preferred MASTER) and slot 1. */
+export function vrrpPriority(slot: number): number {
+  if (slot !== 0 && slot !== 1) throw new RangeError(`an ACTIVE_STANDBY placement has slots 0 and 1, not ${slot}`);
+  return slot === 0 ? PRIORITY_PREFERRED_MASTER : PRIORITY_OTHER;
+}
+
+/**
+ * spec.vrrp.virtualRouterId's default: 1–255 from sha256 of the key. A collision between two load balancers
+ * is harmless here (each instance lives in its own netns and talks unicast to its own peer), so the hash only
+ * has to be stable.
+ */
+export function defaultVirtualRouterId(lbKey: string): number {
+  return (createHash('sha256').update(lbKey).digest().readUInt32BE(0) % 255) + 1;
+}
+
+export class UnsafeKeepalivedValueError extends Error {
+  override readonly name = 'UnsafeKeepalivedValueError';
+  constructor(
+    readonly value: string,
+    readonly reason: string,
+  ) {
+    super(`refusing to render ${JSON.stringify(value)} into keepalived.conf: ${reason}`);
+  }
+}
+
+// keepalived splits lines on whitespace, reads `#` and `!` as comments, `"` as quotes, `{ }` as blocks, `$` as
+// a parameter expansion and a leading `@` as a config id. Every value rendered here is one of these shapes,
+// none of which can hold any of that; the API schema constrains the fields first, this is the last defence.
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const INTERFACE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+// Absolute, plain names only; also what socat's address syntax (`UNIX-CONNECT:PATH`) reads literally.
+const PATH = /^(\/[A-Za-z0-9_.+-]+)+$/;
+
+function checked(value: string, pattern: RegExp, what: string): string {
+  if (typeof value !== 'string') throw new UnsafeKeepalivedValueError(String(value), `${what} is not a string`);
+  if (!pattern.test(value)) throw new UnsafeKeepalivedValueError(value, `not a valid ${what}`);
+  return value;
+}
+
+function path(value: string, what: string): string {
+  checked(value, PATH, what);
+  if (value.split('/').some((p) => p === '.' || p === '..')) throw new UnsafeKeepalivedValueError(value, `${what} has . or ..`);
+  return value;
+}
+
+function address(value: string, what: string): { address: string; family: 4 | 6 } {
+  const family = typeof value === 'string' ? isIP(value) : 0;
+  // isIP also accepts IPv6 zone ids (`fe80::1%eth0`): not an address keepalived can be given here.
+  if ((family !== 4 && family !== 6) || value.includes('%')) throw new UnsafeKeepalivedValueError(String(value), `${what} is not an IP address`);
+  return { address: value, family };
+}
+
+function integer(n: number, min: number, max: number, what: string): string {
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UnsafeKeepalivedValueError(String(n), `${what} must be an integer in ${min}–${max}`);
+  return String(n);
+}
+
+/** keepalived reads advert_int in seconds with centisecond resolution (VRRPv3). */
+export function advertIntSeconds(ms: number): string {
+  integer(ms, 10, 40950, 'advertIntervalMs');
+  if (ms % 10 !== 0) throw new UnsafeKeepalivedValueError(String(ms), 'advertIntervalMs must be a multiple of 10 (centiseconds)');
+  const whole = Math.floor(ms / 1000);
+  const fraction = String(ms % 1000)
+    .padStart(3, '0')
+    .replace(/0+$/, '');
+  return fraction === '' ? String(whole) : `${whole}.${fraction}`;
+}
+
+/** A keepalived string made of checked tokens: quoted, so that keepalived keeps it as one argument string. */
+function command(...words: string[]): string {
+  return `"${words.join(' ')}"`;
+}
+
+function renderVips(vrrp: DesiredVrrp, family: 4 | 6, dev: string): { same: string[]; other: string[] } {
+  if (vrrp.vips.length === 0) throw new UnsafeKeepalivedValueError('', 'an instance needs at least one VIP');
+  const same: string[] = [];
+  const other: string[] = [];
+  for (const vip of vrrp.vips) {
+    const a = address(vip.address, 'VIP');
+    const line = `        ${a.address}/${integer(vip.prefixLength, 0, a.family === 4 ? 32 : 128, 'VIP prefix length')} dev ${dev}`;
+    // Adverts list the addresses of the instance's own family; keepalived moves the others with them when
+    // they are "excluded" (IPv4 and IPv6 cannot share virtual_ipaddress).
+    (a.family === family ? same : other).push(line);
+  }
+  return { same, other };
+}
+
+export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths): string {
+  const name = checked(vrrp.name, NAME, 'instance name');
+  const lbKey = checked(vrrp.lbKey, /^[a-z0-9][a-z0-9.-]{0,252}\/[a-z0-9][a-z0-9-]{0,62}$/, 'load balancer key');
+  const dev = checked(vrrp.interface, INTERFACE, 'interface name');
+  const local = address(vrrp.localAddress, 'local VRRP address');
+  const peer = address(vrrp.peerAddress, 'peer VRRP address');
+  if (local.family !== peer.family) {
+    throw new UnsafeKeepalivedValueError(`${local.address} ${peer.address}`, 'the two VRRP addresses must be of one family');
+  }
+  if (local.address === peer.address) throw new UnsafeKeepalivedValueError(local.address, 'the two VRRP addresses must differ');
+  const { same, other } = renderVips(vrrp, local.family, dev);
+  const check = command(path(paths.checkScript, 'check script'), path(paths.haproxyPidfile, 'HAProxy pidfile'), path(paths.haproxySocket, 'HAProxy socket'));
+  const notify = command(path(paths.notifyScript, 'notify script'), path(paths.stateFile, 'state file'));
+
+  const lines = [
+    `# Generated by nslb for ${lbKey}. Do not edit: changes are overwritten.`,
+    'global_defs {',
+    `    router_id ${name}`,
+    // Scripts run as root (they read HAProxy's 0600 socket) and keepalived refuses any script, or directory
+    // above it, that another user could write: a check script is code run as root every second.
+    '    script_user root',
+    '    enable_script_security',
+    // Sub-second adverts need VRRPv3 (v2 counts whole seconds); IPv6 is v3 only anyway.
+    '    vrrp_version 3',
+    `    vrrp_notify_fifo ${path(paths.notifyFifo, 'notify FIFO')}`,
+    `    vrrp_notify_fifo_script ${notify}`,
+    '}',
+    '',
+    `vrrp_script ${CHECK_SCRIPT_NAME} {`,
+    `    script ${check}`,
+    `    interval ${CHECK_INTERVAL_S}`,
+    `    timeout ${CHECK_TIMEOUT_S}`,
+    `    fall ${CHECK_FALL}`,
+    `    rise ${CHECK_RISE}`,
+    // Until the first check passes, this node cannot be MASTER: a node whose HAProxy is not up yet never
+    // takes the VIP.
+    '    init_fail',
+    '}',
+    '',
+    `vrrp_instance ${name} {`,
+    // Both nodes start BACKUP: with nopreempt, a node that starts (or comes back) while its peer is MASTER
+    // stays BACKUP whatever the priorities; nopreempt needs a BACKUP start to apply at all.
+    '    state BACKUP',
+    '    nopreempt',
+    `    interface ${dev}`,
+    `    virtual_router_id ${integer(vrrp.virtualRouterId, 1, 255, 'virtual router id')}`,
+    `    priority ${integer(vrrp.priority, 1, 254, 'priority')}`,
+    `    advert_int ${advertIntSeconds(vrrp.advertIntervalMs)}`,
+    `    unicast_src_ip ${local.address}`,
+    '    unicast_peer {',
+    `        ${peer.address}`,
+    '    }',
+    // Adverts from anyone but the peer are ignored: another host on the segment cannot take the VIP.
+    '    check_unicast_src',
+    // Without it, a VIP in the VRRP addresses' subnet is a secondary address, and deleting the primary (the
+    // VRRP address) would silently take the VIP with it.
+    '    promote_secondaries',
+    // After a partition heals both nodes are MASTER; the lower priority steps down and first sends one more
+    // advert so that the winner re-announces the VIP (the last gratuitous ARPs the network saw were the loser's).
+    '    higher_prio_send_advert true',
+    `    garp_master_refresh ${GARP_REFRESH_S}`,
+    `    garp_master_refresh_repeat ${GARP_REFRESH_REPEAT}`,
+    '    virtual_ipaddress {',
+    ...same,
+    '    }',
+    ...(other.length === 0 ? [] : ['    virtual_ipaddress_excluded {', ...other, '    }']),
+    '    track_script {',
+    `        ${CHECK_SCRIPT_NAME}`,
+    '    }',
+    '}',
+  ];
+  if (same.length === 0) {
+    // VRRPv3 adverts carry the instance family's addresses; an instance with none is valid but its peer could
+    // not tell the pair apart from another one. The VRRP addresses must share a family with one VIP.
+    throw new UnsafeKeepalivedValueError(local.address, "no VIP is of the VRRP addresses' family");
+  }
+  return `${lines.join('\n')}\n`;
+}

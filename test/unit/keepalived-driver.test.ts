@@ -1,0 +1,266 @@
+// The keepalived driver without a data plane: file layout and argv, the state-file parser, the checked write
+// (a config that fails the check never replaces the live one), pidfiles that are not trusted unless /proc
+// agrees, and the two scripts keepalived runs (the HAProxy check and the notify FIFO reader).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  argvCheck,
+  argvStart,
+  findKeepalivedByConfig,
+  keepalivedConfigPaths,
+  keepalivedPid,
+  markKeepalivedConfigLoaded,
+  observeKeepalived,
+  observeKeepalivedReloadPending,
+  parseVrrpState,
+  readKeepalivedConfig,
+  startKeepalived,
+  stopKeepalived,
+  writeCheckedKeepalivedConfig,
+} from '../../src/drivers/keepalived/keepalived.js';
+import { keepalivedFiles } from '../../src/desired/state-dir.js';
+import { CommandError } from '../../src/exec/errors.js';
+import type { Runner } from '../../src/exec/run.js';
+
+const execFileAsync = promisify(execFile);
+const CHECK = fileURLToPath(new URL('../../scripts/haproxy-vrrp-check.sh', import.meta.url));
+const NOTIFY = fileURLToPath(new URL('../../scripts/keepalived-notify.sh', import.meta.url));
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'nslb-keepalived-unit-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+/** A process whose command line looks like keepalived running `config` (argv[0] and `-f config`). */
+function fakeKeepalived(config: string): ChildProcess {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', '--', '-f', config], { argv0: '/usr/sbin/keepalived', stdio: 'ignore' });
+  children.push(child);
+  return child;
+}
+
+const refuse: Runner = async (argv) => {
+  throw new Error(`unexpected command ${argv.join(' ')}`);
+};
+
+describe('keepalived files and argv', () => {
+  it('keeps everything under lb/<netns>/keepalived.* (DESIGN §6)', () => {
+    const f = keepalivedFiles('/var/lib/nslb', 'nslb-0123456789ab');
+    expect(f).toEqual({
+      dir: '/var/lib/nslb/lb/nslb-0123456789ab',
+      config: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.conf',
+      pidfile: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.pid',
+      vrrpPidfile: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived-vrrp.pid',
+      fifo: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.fifo',
+      stateFile: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.state',
+      reloadPending: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.reload-pending',
+    });
+    const p = keepalivedConfigPaths('/var/lib/nslb', 'nslb-0123456789ab');
+    expect(p.haproxyPidfile).toBe('/var/lib/nslb/lb/nslb-0123456789ab/haproxy.pid');
+    expect(p.haproxySocket).toBe('/var/lib/nslb/lb/nslb-0123456789ab/haproxy.sock');
+    expect(existsSync(p.checkScript) && existsSync(p.notifyScript)).toBe(true);
+  });
+
+  it('checks inside the netns and starts VRRP only, with pidfiles of its own', () => {
+    const f = keepalivedFiles('/s', 'nslb-0123456789ab');
+    expect(argvCheck('nslb-0123456789ab', '/s/x.next')).toEqual(['ip', 'netns', 'exec', 'nslb-0123456789ab', 'keepalived', '-t', '-f', '/s/x.next']);
+    expect(argvStart('nslb-0123456789ab', f)).toEqual([
+      'ip',
+      'netns',
+      'exec',
+      'nslb-0123456789ab',
+      'keepalived',
+      '-P',
+      '-f',
+      f.config,
+      '-p',
+      f.pidfile,
+      '-r',
+      f.vrrpPidfile,
+    ]);
+  });
+
+  it('parses the state file the notify script writes, and nothing else', () => {
+    expect(parseVrrpState('MASTER 100\n')).toEqual({ state: 'MASTER', priority: 100 });
+    expect(parseVrrpState('BACKUP 90')).toEqual({ state: 'BACKUP', priority: 90 });
+    expect(parseVrrpState('FAULT 0\n')).toEqual({ state: 'FAULT', priority: 0 });
+    expect(parseVrrpState('STOP 90\n')).toEqual({ state: 'STOP', priority: 90 });
+    for (const bad of [undefined, '', 'MASTER', 'master 100', 'MASTER 100\nBACKUP 90\n', 'GOD 1', 'MASTER 1000']) {
+      expect(parseVrrpState(bad)).toBeUndefined();
+    }
+  });
+});
+
+describe('checked write', () => {
+  it('a config that fails the check never replaces the live one', async () => {
+    const f = keepalivedFiles(join(dir, 'write'), 'nslb-aaaaaaaaaaaa');
+    const ok: Runner = async () => ({ stdout: '', stderr: '' });
+    await writeCheckedKeepalivedConfig(ok, 'nslb-aaaaaaaaaaaa', f, 'good\n');
+    expect(readKeepalivedConfig(f)).toBe('good\n');
+    expect(statSync(f.config).mode & 0o777).toBe(0o600);
+    expect(statSync(f.dir).mode & 0o777).toBe(0o700);
+    expect(observeKeepalivedReloadPending(f)).toBe(true);
+    await markKeepalivedConfigLoaded(f);
+    expect(observeKeepalivedReloadPending(f)).toBe(false);
+
+    const checked: string[][] = [];
+    const fails: Runner = async (argv) => {
+      checked.push([...argv]);
+      throw new CommandError(argv, 5, 'Configuration error');
+    };
+    await expect(writeCheckedKeepalivedConfig(fails, 'nslb-aaaaaaaaaaaa', f, 'bad\n')).rejects.toThrow(CommandError);
+    expect(checked).toEqual([argvCheck('nslb-aaaaaaaaaaaa', `${f.config}.next`)]);
+    expect(readKeepalivedConfig(f)).toBe('good\n');
+    expect(existsSync(`${f.config}.next`)).toBe(false);
+    expect(observeKeepalivedReloadPending(f)).toBe(false);
+  });
+});
+
+describe('pidfiles are trusted only when /proc agrees', () => {
+  it('a stale pidfile (dead PID, or a live process that is not our keepalived) names nothing', async () => {
+    const f = keepalivedFiles(join(dir, 'stale'), 'nslb-bbbbbbbbbbbb');
+    await writeCheckedKeepalivedConfig(async () => ({ stdout: '', stderr: '' }), 'nslb-bbbbbbbbbbbb', f, 'x\n');
+    await writeFile(f.pidfile, '999999999\n');
+    expect(keepalivedPid(f)).toBeUndefined();
+    await writeFile(f.pidfile, `${process.pid}\n`);
+    expect(keepalivedPid(f)).toBeUndefined();
+    expect(await observeKeepalived(f, 'nslb-bbbbbbbbbbbb')).toBeUndefined();
+    // Another keepalived (another config) is not ours either.
+    const other = fakeKeepalived(join(dir, 'other.conf'));
+    await new Promise((r) => setTimeout(r, 200));
+    await writeFile(f.pidfile, `${other.pid}\n`);
+    expect(keepalivedPid(f)).toBeUndefined();
+  });
+
+  it('a live keepalived of this config is adopted, not started twice, found without its pidfile, and stopped', async () => {
+    const f = keepalivedFiles(join(dir, 'live'), 'nslb-cccccccccccc');
+    await writeCheckedKeepalivedConfig(async () => ({ stdout: '', stderr: '' }), 'nslb-cccccccccccc', f, 'x\n');
+    const proc = fakeKeepalived(f.config);
+    await new Promise((r) => setTimeout(r, 200));
+    await writeFile(f.pidfile, `${proc.pid}\n`);
+    await writeFile(f.stateFile, 'BACKUP 90\n');
+    expect(keepalivedPid(f)).toBe(proc.pid);
+    expect(await startKeepalived(refuse, 'nslb-cccccccccccc', f)).toBe(proc.pid);
+    const observed = await observeKeepalived(f, 'nslb-cccccccccccc');
+    // No netns of that name here, and no VRRP child: both reported, neither guessed.
+    expect(observed).toEqual({ pid: proc.pid, inNetns: false, vrrpAlive: false, vrrp: { state: 'BACKUP', priority: 90 } });
+    expect(await findKeepalivedByConfig(new Set([f.config]))).toEqual(new Map([[f.config, proc.pid]]));
+    const gone = new Promise((r) => proc.once('exit', r));
+    await stopKeepalived(proc.pid ?? 0, f);
+    await gone;
+    expect(keepalivedPid(f)).toBeUndefined();
+  });
+
+  it('a start clears a stale pidfile and state before it runs keepalived', async () => {
+    const f = keepalivedFiles(join(dir, 'start'), 'nslb-dddddddddddd');
+    await writeCheckedKeepalivedConfig(async () => ({ stdout: '', stderr: '' }), 'nslb-dddddddddddd', f, 'x\n');
+    await writeFile(f.pidfile, '999999999\n');
+    await writeFile(f.stateFile, 'MASTER 100\n');
+    const ran: { argv: string[]; detached: boolean }[] = [];
+    let proc: ChildProcess | undefined;
+    const runner: Runner = async (argv, options) => {
+      ran.push({ argv: [...argv], detached: options?.detached === true });
+      proc = fakeKeepalived(f.config);
+      await new Promise((r) => setTimeout(r, 200));
+      await writeFile(f.pidfile, `${proc.pid}\n`);
+      return { stdout: '', stderr: '' };
+    };
+    expect(await startKeepalived(runner, 'nslb-dddddddddddd', f)).toBe(proc?.pid);
+    // detached: the agent's daemon-cgroup runner starts it outside the agent's container cgroup.
+    expect(ran).toEqual([{ argv: argvStart('nslb-dddddddddddd', f), detached: true }]);
+    expect(existsSync(f.stateFile)).toBe(false);
+  });
+});
+
+describe('scripts/haproxy-vrrp-check.sh', () => {
+  const check = async (...args: string[]) => {
+    try {
+      await execFileAsync(CHECK, args, { timeout: 10_000 });
+      return 0;
+    } catch (e) {
+      return (e as { code?: number }).code;
+    }
+  };
+  let server: Server | undefined;
+  afterEach(() => server?.close());
+
+  async function socketAnswering(answer: string | undefined): Promise<string> {
+    const sock = join(dir, `h${Math.random().toString(36).slice(2, 8)}.sock`);
+    server = createServer((c) => {
+      c.once('data', () => (answer === undefined ? c.destroy() : c.end(answer)));
+    });
+    await new Promise<void>((r) => server?.listen(sock, r));
+    return sock;
+  }
+
+  it('passes while the master lives and the runtime API answers', async () => {
+    const pidfile = join(dir, 'check-ok.pid');
+    await writeFile(pidfile, `${process.pid}\n`);
+    const sock = await socketAnswering('Name: HAProxy\nVersion: 2.6.12\nPid: 4242\n');
+    expect(await check(pidfile, sock)).toBe(0);
+  });
+
+  it('fails when the master is gone, the pidfile is missing or garbage, or the API does not answer', async () => {
+    const sock = await socketAnswering('Name: HAProxy\nPid: 4242\n');
+    const dead = join(dir, 'check-dead.pid');
+    await writeFile(dead, '999999999\n');
+    expect(await check(dead, sock)).toBe(1);
+    expect(await check(join(dir, 'missing.pid'), sock)).toBe(1);
+    const garbage = join(dir, 'check-garbage.pid');
+    await writeFile(garbage, '1; reboot\n');
+    expect(await check(garbage, sock)).toBe(1);
+    const alive = join(dir, 'check-alive.pid');
+    await writeFile(alive, `${process.pid}\n`);
+    expect(await check(alive, join(dir, 'no.sock'))).toBe(1);
+    server?.close();
+    const silent = await socketAnswering(undefined);
+    expect(await check(alive, silent)).toBe(1);
+    expect(await check(alive)).toBe(2);
+  });
+});
+
+describe('scripts/keepalived-notify.sh', () => {
+  it('keeps the last state keepalived wrote into the FIFO, in order, and ignores anything else', async () => {
+    const fifo = join(dir, 'notify.fifo');
+    const state = join(dir, 'notify.state');
+    await execFileAsync('mkfifo', ['-m', '600', fifo]);
+    const reader = spawn(NOTIFY, [state, fifo], { stdio: 'ignore' });
+    children.push(reader);
+    const lines = [
+      'INSTANCE "nslb-x" FAULT 0',
+      'INSTANCE "nslb-x" BACKUP 90',
+      'GROUP "g" MASTER 90',
+      'INSTANCE "nslb-x" MASTER 90',
+      'INSTANCE "nslb-x" BOGUS 1',
+    ];
+    await writeFile(fifo, `${lines.join('\n')}\n`);
+    let text: string | undefined;
+    for (const until = Date.now() + 5_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+      text = await readFile(state, 'utf8').catch(() => undefined);
+      if (text === 'MASTER 90\n') break;
+    }
+    expect(text).toBe('MASTER 90\n');
+    // keepalived closed its end: the script waits for the next writer rather than exiting or spinning.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(reader.exitCode).toBeNull();
+    await writeFile(fifo, 'INSTANCE "nslb-x" BACKUP 90\n');
+    for (const until = Date.now() + 5_000; Date.now() < until && text !== 'BACKUP 90\n'; await new Promise((r) => setTimeout(r, 20))) {
+      text = await readFile(state, 'utf8').catch(() => undefined);
+    }
+    expect(text).toBe('BACKUP 90\n');
+  });
+});
