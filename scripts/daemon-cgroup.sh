@@ -4,6 +4,8 @@
 # container's cgroup when it removes the container, whatever PID namespace they are in.
 #
 #   daemon-cgroup.sh CGROUP COMMAND [ARG…]
+#   daemon-cgroup.sh --move CGROUP PID…     the agent's drift repair: daemons moved out by hand go back
+#   daemon-cgroup.sh --remove CGROUP        `nslb cleanup --daemon-cgroup`: the directories, once empty
 #
 # CGROUP is a path in the host's cgroup tree (`/nslb`), which must be mounted at /sys/fs/cgroup (the chart
 # and scripts/run-image.sh mount the host's there). On cgroup v1 the process moves in every hierarchy (a
@@ -14,7 +16,18 @@ set -eu
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
-[ $# -ge 2 ] || { echo "usage: $0 CGROUP COMMAND [ARG...]" >&2; exit 2; }
+usage() {
+  echo "usage: $0 CGROUP COMMAND [ARG...]    start COMMAND in CGROUP" >&2
+  echo "       $0 --move CGROUP PID...       put running processes back into CGROUP (drift repair)" >&2
+  echo "       $0 --remove CGROUP            remove CGROUP's directories once empty (cleanup)" >&2
+  exit 2
+}
+mode=start
+case ${1:-} in
+  --move) mode=move; shift; [ $# -ge 2 ] || usage ;;
+  --remove) mode=remove; shift; [ $# -eq 1 ] || usage ;;
+  *) [ $# -ge 2 ] || usage ;;
+esac
 cgroup=$1
 case $cgroup in
   /*) ;;
@@ -27,13 +40,32 @@ esac
 # Unreadable (a host that hides its PID 1): then ours is the one to use.
 host_ns=$(readlink /proc/1/ns/cgroup 2>/dev/null || true)
 if [ "${NSLB_DAEMON_CGROUP_NS:-}" != joined ] && [ -n "$host_ns" ] && [ "$host_ns" != "$(readlink /proc/self/ns/cgroup)" ]; then
-  NSLB_DAEMON_CGROUP_NS=joined exec nsenter --cgroup=/proc/1/ns/cgroup -- "$0" "$@"
+  case $mode in
+    start) NSLB_DAEMON_CGROUP_NS=joined exec nsenter --cgroup=/proc/1/ns/cgroup -- "$0" "$@" ;;
+    *) NSLB_DAEMON_CGROUP_NS=joined exec nsenter --cgroup=/proc/1/ns/cgroup -- "$0" "--$mode" "$@" ;;
+  esac
 fi
 shift
 
 root=/sys/fs/cgroup
-join() { # $1: a hierarchy's root directory
+join() { # $1: a hierarchy's root directory; the rest: the PIDs (move) or the command (start)
   dir=$1$cgroup
+  shift
+  if [ "$mode" = remove ]; then
+    # Children first; a directory that still holds a process (or a child) stays, and says nothing.
+    [ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
+    return 0
+  fi
+  if [ "$mode" = move ]; then
+    # Only where the daemons were started: a hierarchy without the directory was skipped then, too.
+    [ -d "$dir" ] || return 0
+    for pid in "$@"; do
+      case $pid in *[!0-9]*|'') echo "$0: not a PID: \"$pid\"" >&2; exit 2 ;; esac
+      # A process that exited meanwhile is not an error.
+      echo "$pid" > "$dir/cgroup.procs" 2>/dev/null || [ ! -d "/proc/$pid" ] || { echo "$0: cannot move $pid into $dir" >&2; exit 1; }
+    done
+    return 0
+  fi
   mkdir -p "$dir"
   # A new cpuset cgroup has no CPUs or memory nodes, and takes no process until it has: give it its parent's.
   if [ -f "$dir/cpuset.cpus" ] && [ -z "$(cat "$dir/cpuset.cpus")" ]; then
@@ -43,13 +75,14 @@ join() { # $1: a hierarchy's root directory
   echo $$ > "$dir/cgroup.procs"
 }
 if [ -f "$root/cgroup.controllers" ]; then
-  join "$root" # cgroup v2
+  join "$root" "$@" # cgroup v2
 else
   for h in "$root"/*; do
     # v1 hierarchies (cpu,cpuacct is often one hierarchy under two names: once is enough), and the v2 one of
     # a hybrid host. Read-only or foreign mounts are skipped.
     [ -d "$h" ] && [ ! -L "$h" ] && [ -f "$h/cgroup.procs" ] && [ -w "$h/cgroup.procs" ] || continue
-    join "$h"
+    join "$h" "$@"
   done
 fi
+[ "$mode" = start ] || exit 0
 exec "$@"

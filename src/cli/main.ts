@@ -158,7 +158,8 @@ program
   )
   .addOption(stateDirOption())
   .addOption(bridgeOption())
-  .action(async (o: { stateDir: string; dryRun: boolean; scope: 'node' | 'state-dir' }) => {
+  .option('--daemon-cgroup <path>', "the agent's --daemon-cgroup: its directories are removed too, once empty")
+  .action(async (o: { stateDir: string; dryRun: boolean; scope: 'node' | 'state-dir'; daemonCgroup?: string }) => {
     process.exitCode = await cleanup(o);
   });
 

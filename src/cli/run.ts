@@ -39,7 +39,12 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
 
   const spawns = new SpawnCounter();
   const run = commandRunner(spawns);
-  const node = new LinuxNodeDriver({ run: daemonsInCgroup(run, flags.daemonCgroup), stateDir: flags.stateDir, spawns });
+  const node = new LinuxNodeDriver({
+    run: daemonsInCgroup(run, flags.daemonCgroup),
+    stateDir: flags.stateDir,
+    spawns,
+    ...(flags.daemonCgroup === undefined ? {} : { daemonCgroup: flags.daemonCgroup }),
+  });
   const kernelLimits = new KernelLimits({ kernel: node.kernel, mode: flags.kernelLimits, logger });
   const fileWriter = new StatusFileWriter(flags.stateDir);
   const engine = (): Controller => controller;

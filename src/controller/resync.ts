@@ -121,6 +121,7 @@ export class Resync {
       wanted.add(netnsOfKey(key));
       reconciler.add(key);
     }
+    await this.#keepDaemonsInCgroup();
     let changed = 0;
     let observed: ObservedNode;
     let observedAt = started;
@@ -179,6 +180,16 @@ export class Resync {
       },
       'resync',
     );
+  }
+
+  /** A daemon moved out of `--daemon-cgroup` would die with the container it was moved into: put it back. */
+  async #keepDaemonsInCgroup(): Promise<void> {
+    try {
+      const moved = (await this.#opts.node.keepDaemonsInCgroup?.()) ?? [];
+      if (moved.length > 0) this.#opts.logger.warn({ pids: moved }, 'daemons found outside --daemon-cgroup were moved back');
+    } catch (err) {
+      this.#opts.logger.warn({ err: explain(err) }, 'cannot move daemons back into --daemon-cgroup');
+    }
   }
 
   /**

@@ -11,6 +11,7 @@ import type { Action } from '../plan/actions.js';
 import { parseShowStat, type StatRow } from '../plan/haproxy-stats.js';
 import type { DriverCounters, NodeDriver, ObserveOptions, ObserveTarget, RunningHaproxy } from '../plan/node-driver.js';
 import { madeBy, type ObservedLoadBalancer, type ObservedNode } from '../plan/observed.js';
+import { DaemonCgroup } from './cgroup.js';
 import { HaproxyDriver } from './haproxy/driver.js';
 import { ensureStateDir, readOwner } from './haproxy/files.js';
 import { haproxyPid } from './haproxy/process.js';
@@ -26,6 +27,8 @@ export interface LinuxNodeOptions {
   stateDir: string;
   /** Counts what the watches start (the runner counts the rest). */
   spawns?: SpawnCounter;
+  /** `--daemon-cgroup`: the host cgroup the daemons start in (the runner starts them there), kept on resync. */
+  daemonCgroup?: string;
 }
 
 export interface Logger {
@@ -42,12 +45,14 @@ export class LinuxNodeDriver implements NodeDriver {
   readonly #netns: NetnsDriver;
   readonly #ovs: OvsDriver;
   readonly #haproxy: HaproxyDriver;
+  readonly #cgroup: DaemonCgroup | undefined;
 
   constructor(opts: LinuxNodeOptions) {
     this.stateDir = opts.stateDir;
     this.#netns = new NetnsDriver(opts.run, opts.stateDir, opts.spawns);
     this.#ovs = new OvsDriver(opts.run, opts.stateDir);
     this.#haproxy = new HaproxyDriver(opts.run, opts.stateDir);
+    this.#cgroup = opts.daemonCgroup === undefined ? undefined : new DaemonCgroup(opts.run, opts.daemonCgroup);
   }
 
   get counters(): DriverCounters {
@@ -187,6 +192,17 @@ export class LinuxNodeDriver implements NodeDriver {
 
   async showStat(netns: string): Promise<StatRow[]> {
     return parseShowStat(await queryRuntime(lbPaths(this.stateDir, netns).socket, 'show stat'));
+  }
+
+  async keepDaemonsInCgroup(): Promise<number[]> {
+    if (this.#cgroup === undefined) return [];
+    const out = this.#cgroup.misplaced(this.runningHaproxies().map((h) => h.pid));
+    await this.#cgroup.move(out);
+    return out;
+  }
+
+  async removeDaemonCgroup(): Promise<void> {
+    await this.#cgroup?.remove();
   }
 
   runningHaproxies(): RunningHaproxy[] {

@@ -67,4 +67,9 @@ export interface NodeDriver {
   showStat(netns: string): Promise<StatRow[]>;
   /** Every HAProxy of this state dir that runs now (adoption after an agent restart). */
   runningHaproxies(): RunningHaproxy[];
+  /**
+   * With `--daemon-cgroup`: puts the daemons found outside that cgroup back (a process only when one is) and
+   * returns their PIDs; without it, nothing.
+   */
+  keepDaemonsInCgroup?(): Promise<number[]>;
 }

@@ -105,6 +105,8 @@ describe('IPv6: VIP, members, allowedCidrs and health monitors', () => {
   });
 
   it('7a. the VIP is IPv6 and the load balancer reports it', async () => {
+    // Traffic flows before status says so (status is published at most every --status-interval).
+    await env.waitForActive(['LoadBalancer/v6']);
     const lb = (await env.status())?.objects.find((o) => o.kind === 'LoadBalancer' && o.name === 'v6');
     expect(lb?.status).toMatchObject({ provisioningStatus: 'ACTIVE', vip });
   });

@@ -98,7 +98,7 @@ export class ParityEnv {
   }
 
   /** Bridge, directories and a running agent. Call cleanup() in afterAll even if this throws. */
-  async start(options: { resync?: number } = {}): Promise<void> {
+  async start(options: { resync?: number; extraArgs?: string[] } = {}): Promise<void> {
     await ensureNode();
     const others = await otherAgents(undefined);
     if (others.length > 0) {
@@ -107,7 +107,13 @@ export class ParityEnv {
     await createBridge(this.bridge);
     await rm(this.root, { recursive: true, force: true });
     await mkdir(this.watchDir, { recursive: true });
-    this.agent = new Agent({ watch: this.watchDir, stateDir: this.stateDir, bridge: this.bridge, resync: options.resync ?? 3 });
+    this.agent = new Agent({
+      watch: this.watchDir,
+      stateDir: this.stateDir,
+      bridge: this.bridge,
+      resync: options.resync ?? 3,
+      ...(options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs }),
+    });
   }
 
   /** VIP number i (1–40) of this run: .201, .202, … (hosts use .11–.199). */
