@@ -126,14 +126,23 @@ export class Scheduler {
   }
 
   #cache(path: string, list: () => Promise<{ items: Raw[] }>): Cache {
-    const informer = makeInformer<Raw>(this.#opts.kubeConfig, path, list as never) as Cache;
-    for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, () => this.kick());
     let restarts = 0;
+    // Only a list that worked ends an outage (start() resolves even when its list failed).
+    const listed = async (): Promise<{ items: Raw[] }> => {
+      const r = await list();
+      restarts = 0;
+      return r;
+    };
+    const informer = makeInformer<Raw>(this.#opts.kubeConfig, path, listed as never) as Cache;
+    for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, () => this.kick());
     informer.on('error', (err: unknown) => {
       if (this.#stopped) return;
       restarts++;
       const delay = Math.min(10_000, 200 * 2 ** Math.min(restarts - 1, 8));
-      if (restarts === 1) this.#logger.warn({ path, err: String(err), retryInMs: delay }, 'scheduler informer stopped; restarting');
+      // Info, not warn: the agent's own informers already warn of an API server outage, and the scheduler stops
+      // at its renew deadline anyway; a refusal (403: RBAC) is the scheduler's alone.
+      const level = statusCode(err) === 403 ? 'warn' : 'info';
+      if (restarts === 1) this.#logger[level]({ path, err: String(err), retryInMs: delay }, 'scheduler informer stopped; restarting');
       setTimeout(() => {
         if (!this.#stopped)
           informer.start().then(
