@@ -168,7 +168,15 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
         failoverThreshold: opts.placement.failoverThreshold,
         logger,
         leading: (): boolean => elector.leading && scheduler === s,
-        emit: (e) => events.emit({ regarding: e.regarding, type: e.type, reason: e.reason, action: 'Schedule', note: e.note }),
+        emit: (e) =>
+          events.emit({
+            // A LoadBalancer by kind only: the recorder adds its uid, which `kubectl describe` selects Events by.
+            regarding: e.regarding.kind === 'LoadBalancer' ? { kind: 'LoadBalancer', namespace: e.regarding.namespace, name: e.regarding.name } : e.regarding,
+            type: e.type,
+            reason: e.reason,
+            action: 'Schedule',
+            note: e.note,
+          }),
       });
       scheduler = s;
       // Not awaited: start() lists everything first, and the Lease must be renewed meanwhile.
