@@ -47,6 +47,9 @@ export interface SchedulerOptions {
   concurrency?: number;
 }
 
+/** How long a placement written is trusted over a cache that does not show it yet. */
+const WRITTEN_TTL_MS = 10_000;
+
 const labelsOf = (o: Raw): Record<string, string> => (o.metadata?.labels ?? {}) as Record<string, string>;
 const keyOf = (o: Raw): LbKey => `${o.metadata?.namespace ?? 'default'}/${o.metadata?.name ?? ''}`;
 const recordedOf = (o: Raw): string[] => {
@@ -63,8 +66,11 @@ export class Scheduler {
   #leases!: Cache;
   #lbs!: Cache;
   #nodes: Cache | undefined;
-  /** Placements written and not yet seen back in the cache: the next run builds on them. */
-  readonly #written = new Map<LbKey, string[]>();
+  /**
+   * Placements written and not yet seen back in the cache: the next run builds on them. Forgotten once seen, or
+   * after a while (someone else wrote that status since: the cache is the truth again).
+   */
+  readonly #written = new Map<LbKey, { nodes: string[]; at: number }>();
   readonly #reported = new Map<LbKey, string>();
   #breakerOpen = false;
   #timer: NodeJS.Timeout | undefined;
@@ -193,7 +199,7 @@ export class Scheduler {
       const placement = (spec.placement ?? {}) as { nodes?: string[]; nodeSelector?: Record<string, string> };
       const recorded = recordedOf(o);
       const written = this.#written.get(key);
-      if (written !== undefined && written.join(',') === recorded.join(',')) this.#written.delete(key);
+      if (written !== undefined && (written.nodes.join(',') === recorded.join(',') || now - written.at > WRITTEN_TTL_MS)) this.#written.delete(key);
       const master = ((o.status?.nodes ?? []) as { name?: string; role?: string }[]).find((n) => n.role === 'MASTER')?.name;
       lbs.push({
         key,
@@ -201,7 +207,7 @@ export class Scheduler {
         ...(placement.nodes !== undefined && placement.nodes.length > 0 ? { explicit: placement.nodes } : {}),
         ...(placement.nodeSelector === undefined ? {} : { nodeSelector: placement.nodeSelector }),
         ...(labelsOf(o)[ANTI_AFFINITY_LABEL] === undefined ? {} : { antiAffinity: labelsOf(o)[ANTI_AFFINITY_LABEL]! }),
-        recorded: this.#written.get(key) ?? recorded,
+        recorded: this.#written.get(key)?.nodes ?? recorded,
         ...(master === undefined ? {} : { master }),
       });
     }
@@ -243,7 +249,7 @@ export class Scheduler {
         { group: GROUP, version: VERSION, namespace, plural: PLURALS.LoadBalancer, name, body: { status: { placement: { nodes } } } },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
-      this.#written.set(key, nodes);
+      this.#written.set(key, { nodes, at: Date.now() });
       this.writes++;
       const moved = from.length > 0;
       this.#opts.emit({
