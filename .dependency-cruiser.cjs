@@ -108,6 +108,20 @@ module.exports = {
       to: { path: '^src/', pathNot: folders('api', 'desired', 'provider', 'kube', 'loop', 'log') },
     },
     {
+      name: 'schedule-is-pure',
+      comment: 'schedule/schedule.ts and membership.ts decide where load balancers run from what they are given: api/ only.',
+      severity: 'error',
+      from: { path: '^src/schedule/(schedule|membership)\\.ts$' },
+      to: { path: '^src/', pathNot: folder('api') },
+    },
+    {
+      name: 'schedule-writes-placements-only',
+      comment: 'schedule/ watches Leases, Nodes and LoadBalancers and records placements: never the engine, the node or sources.',
+      severity: 'error',
+      from: { path: folder('schedule') },
+      to: { path: '^src/', pathNot: folders('api', 'schedule', 'kube', 'loop', 'log') },
+    },
+    {
       name: 'nobody-imports-the-cli',
       comment: 'cli/ is the composition root and the commands: everything may be imported by it, it by nothing else.',
       severity: 'error',

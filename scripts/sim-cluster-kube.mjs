@@ -20,6 +20,7 @@ const k8s = () => import('@kubernetes/client-node');
 const LEASE_DURATION_S = 40;
 const RENEW_MS = 10_000;
 const LEASE_NAMESPACE = 'kube-node-lease';
+const NODE_STATUS_MS = 60_000;
 
 function log(message, extra = {}) {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), msg: message, ...extra })}\n`);
@@ -146,10 +147,17 @@ async function kubelet(kc, node) {
   const { CoordinationV1Api, CoreV1Api } = await k8s();
   const core = kc.makeApiClient(CoreV1Api);
   const coord = kc.makeApiClient(CoordinationV1Api);
-  let nodeDone = false;
+  // The Node's Ready condition is posted at start and then every minute (a kubelet with node Leases posts its
+  // status when it changes, and at least every nodeStatusReportFrequency); an API server without Nodes is
+  // asked once.
+  let servesNodes = true;
+  let nodeAt = 0;
   for (;;) {
     try {
-      if (!nodeDone) nodeDone = (await ensureNode(core, node)) || true;
+      if (servesNodes && Date.now() - nodeAt >= NODE_STATUS_MS) {
+        servesNodes = await ensureNode(core, node);
+        nodeAt = Date.now();
+      }
     } catch (err) {
       log('cannot make the Node Ready (retrying)', { error: String(err?.message ?? err).slice(0, 300) });
     }

@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { KERNEL_LIMITS_MODES } from '../controller/kernel-limits.js';
 import { checkDaemonCgroup } from '../exec/daemon-cgroup.js';
-import { parseListen, parsePositiveInt, parsePositiveNumber } from './options.js';
+import { parseListen, parsePositiveInt, parsePositiveNumber, parseShare } from './options.js';
 import type { RunFlags } from './flags.js';
 
 export class FlagsFileError extends Error {
@@ -108,6 +108,10 @@ const KEYS: Record<string, KeySpec> = {
     live: false,
   },
   NSLB_PROVIDER_LEASE: { flag: 'providerLease', parse: positive('--provider-lease'), live: false },
+  NSLB_NODE_LEASE: { flag: 'nodeLease', parse: positive('--node-lease'), live: false },
+  NSLB_RESTART_GRACE: { flag: 'restartGrace', parse: positive('--restart-grace'), live: false },
+  NSLB_SCHEDULER_LEASE: { flag: 'schedulerLease', parse: positive('--scheduler-lease'), live: false },
+  NSLB_FAILOVER_THRESHOLD: { flag: 'failoverThreshold', parse: parseShare('--failover-threshold'), live: false },
   NSLB_KUBE_API_QPS: { flag: 'kubeApiQps', parse: parsePositiveNumber('--kube-api-qps'), live: true },
   NSLB_KUBE_API_BURST: { flag: 'kubeApiBurst', parse: positive('--kube-api-burst'), live: true },
   NSLB_LOG_LEVEL: {

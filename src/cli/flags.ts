@@ -30,6 +30,14 @@ export interface RunFlags {
   serviceMembers?: 'nodes' | 'endpoints';
   /** With serviceProvider: seconds of the provider's leader-election Lease. */
   providerLease?: number;
+  /** Kubernetes mode (DESIGN §6): seconds of the node Lease nslb-node-<node> (a node whose Lease expired is dead). */
+  nodeLease?: number;
+  /** Kubernetes mode: the duration the node Lease's last renewal asks for on a clean stop (upgrades move nothing). */
+  restartGrace?: number;
+  /** Kubernetes mode: seconds of the Lease nslb-scheduler (one agent schedules). */
+  schedulerLease?: number;
+  /** Kubernetes mode: the share of known nodes that may die at once and still be failed over (circuit breaker). */
+  failoverThreshold?: number;
   /** Kubernetes mode: status and Event writes per second, and at once (client-go's QPS and burst). */
   kubeApiQps: number;
   kubeApiBurst: number;

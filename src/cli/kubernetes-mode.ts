@@ -10,6 +10,10 @@ import type { AnyObject } from '../api/v1alpha1/types.js';
 import { referencedSecrets } from '../desired/secrets.js';
 import type { Logger } from '../log/logger.js';
 import type { ProviderAgent, ProviderAgentOptions } from '../provider/agent.js';
+import { agentNamespace, LeaderElector } from '../kube/leader.js';
+import { NodeLease } from '../kube/node-lease.js';
+import { SCHEDULER_LEASE } from '../api/v1alpha1/crds.js';
+import type { Scheduler } from '../schedule/scheduler.js';
 import { SecretWatcher } from '../sources/kubernetes-secrets.js';
 import { secretEvents } from '../status/secret-events.js';
 import { KubernetesSource, type InvalidObject } from '../sources/kubernetes.js';
@@ -32,8 +36,20 @@ export interface KubernetesModeOptions {
   fileWriter: StatusFileWriter;
   /** Serve Services of type LoadBalancer too (src/provider): its settings; absent: off. */
   provider?: Pick<ProviderAgentOptions, 'withoutClass' | 'members' | 'leaseSeconds'>;
+  /** Membership and scheduling (DESIGN §6): the Leases' durations and the circuit breaker. */
+  placement: PlacementOptions;
   /** --metrics-listen: /metrics over HTTPS; `run` makes its certificate, `stateDir` keeps it. */
   secureMetrics?: { listen: string; stateDir: string; run: Runner };
+}
+
+export interface PlacementOptions {
+  /** The node Lease nslb-node-<node>: its duration, and the one its last renewal asks for on a clean stop. */
+  nodeLeaseSeconds: number;
+  restartGraceSeconds: number;
+  /** The Lease nslb-scheduler. */
+  schedulerLeaseSeconds: number;
+  /** The circuit breaker: the share of known nodes that may die at once and still be failed over. */
+  failoverThreshold: number;
 }
 
 export interface KubernetesMode extends AgentMode {
@@ -59,6 +75,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   // Secrets named by Listeners and Pools (tls.secretName, …): their contents are the snapshot's TLS materials; a
   // change of one builds the snapshot again, and is an Event on each object naming it.
   let objects: AnyObject[] = [];
+  let placements: ReturnType<KubernetesSource['placements']> = new Map();
   const secrets = new SecretWatcher({
     kubeConfig: opts.kubeConfig,
     logger,
@@ -94,7 +111,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       // Until every named Secret has been listed once it is neither there nor missing: wait (the listing calls
       // back), rather than report a Listener ERROR that is not true.
       if (!secrets.synced) return;
-      engine().setSnapshot(s.objects, [], secrets.materials());
+      // Served here: what spec.placement.nodes or the scheduler (status.placement.nodes) places on this node.
+      placements = source.placements();
+      engine().setSnapshot(s.objects, [], secrets.materials(), (key) => servesHere(placements.get(key), nodeName));
       // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
       for (const d of source.deleting()) engine().enqueue(`${d.namespace}/${d.name}`);
       source.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
@@ -121,6 +140,54 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   };
   let provider: ProviderAgent | undefined;
   let secureMetrics: Server | undefined;
+  const leaseNamespace = agentNamespace(opts.kubeConfig);
+  const nodeLease = new NodeLease({
+    kubeConfig: opts.kubeConfig,
+    namespace: leaseNamespace,
+    node: nodeName,
+    leaseSeconds: opts.placement.nodeLeaseSeconds,
+    restartGraceSeconds: opts.placement.restartGraceSeconds,
+    logger,
+  });
+  // Every agent is a candidate; the one holding nslb-scheduler places load balancers (schedule/scheduler.ts).
+  let scheduler: Scheduler | undefined;
+  const elector = new LeaderElector({
+    kubeConfig: opts.kubeConfig,
+    role: 'scheduler',
+    namespace: leaseNamespace,
+    name: SCHEDULER_LEASE,
+    identity: nodeName,
+    leaseSeconds: opts.placement.schedulerLeaseSeconds,
+    logger,
+    onStartedLeading: async () => {
+      const { Scheduler } = await import('../schedule/scheduler.js');
+      const s: Scheduler = new Scheduler({
+        kubeConfig: opts.kubeConfig,
+        ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
+        leaseNamespace,
+        failoverThreshold: opts.placement.failoverThreshold,
+        logger,
+        leading: (): boolean => elector.leading && scheduler === s,
+        emit: (e) =>
+          events.emit({
+            // A LoadBalancer by kind only: the recorder adds its uid, which `kubectl describe` selects Events by.
+            regarding: e.regarding.kind === 'LoadBalancer' ? { kind: 'LoadBalancer', namespace: e.regarding.namespace, name: e.regarding.name } : e.regarding,
+            type: e.type,
+            reason: e.reason,
+            action: 'Schedule',
+            note: e.note,
+          }),
+      });
+      scheduler = s;
+      // Not awaited: start() lists everything first, and the Lease must be renewed meanwhile.
+      void s.start().catch((err: unknown) => logger.error({ err: String(err) }, 'scheduler: cannot start'));
+    },
+    onStoppedLeading: async () => {
+      const s = scheduler;
+      scheduler = undefined;
+      await s?.stop();
+    },
+  });
   return {
     describe: { kubernetes: opts.namespace ?? 'all namespaces' },
     statusWriter,
@@ -137,6 +204,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     },
     watchedPaths: () => undefined,
     async start() {
+      // A member before anything is served: the scheduler places load balancers on live nodes only.
+      await nodeLease.start();
+      elector.start();
       await source.start();
       if (opts.provider === undefined) return;
       const { startProviderAgent } = await import('../provider/agent.js');
@@ -171,6 +241,8 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     },
     async stop() {
       secureMetrics?.close();
+      await elector.stop();
+      await nodeLease.stop();
       await provider?.stop();
       await secrets.stop();
       await source.stop();
@@ -183,8 +255,13 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       for (const e of transitionEvents(memory, file)) events.emit(e);
     },
     async onRemoved(key) {
-      events.emit(deletedEvent(key, nodeName));
       const { namespace, name } = parseLbKey(key);
+      // Placed elsewhere now (it moved, or was never here): the node is clean, the object lives on.
+      if (!source.deleting().some((d) => d.namespace === namespace && d.name === name)) return;
+      // Being deleted: the node that serves it lets it go (any node, when none is named).
+      const placed = placements.get(key)?.nodes ?? [];
+      if (placed.length > 0 && !placed.includes(nodeName)) return;
+      events.emit(deletedEvent(key, nodeName));
       await source.removeFinalizer(namespace, name);
     },
     onEvent(e) {
@@ -199,6 +276,15 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   };
 }
 
+/**
+ * Whether this node serves a load balancer placed there. ACTIVE_STANDBY: until keepalived is wired into the agent
+ * (the ACTIVE_STANDBY issue), only its first node (MASTER) serves it, so that a VIP is never up on two nodes.
+ */
+export function servesHere(placement: { nodes: readonly string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' } | undefined, nodeName: string): boolean {
+  if (placement === undefined) return false;
+  return placement.topology === 'ACTIVE_STANDBY' ? placement.nodes[0] === nodeName : placement.nodes.includes(nodeName);
+}
+
 /** Kubernetes mode as the flags of `nslb run --kubernetes` set it up. */
 export async function kubernetesModeFor(
   flags: RunFlags,
@@ -209,6 +295,12 @@ export async function kubernetesModeFor(
     ...(flags.namespace === undefined ? {} : { namespace: flags.namespace }),
     nodeName: flags.nodeName,
     rateLimit: { qps: flags.kubeApiQps, burst: flags.kubeApiBurst },
+    placement: {
+      nodeLeaseSeconds: flags.nodeLease ?? 6,
+      restartGraceSeconds: flags.restartGrace ?? 30,
+      schedulerLeaseSeconds: flags.schedulerLease ?? 15,
+      failoverThreshold: flags.failoverThreshold ?? 0.5,
+    },
     engine: wiring.engine,
     logger: wiring.logger,
     fileWriter: wiring.fileWriter,

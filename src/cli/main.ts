@@ -5,7 +5,7 @@ import { KERNEL_LIMITS_MODES, type KernelLimitsMode } from '../controller/kernel
 import { cleanup } from './cleanup.js';
 import { LOG_LEVELS } from './config-file.js';
 import { importOctaviaFiles } from './import.js';
-import { DEFAULTS, parsePositiveInt, parsePositiveNumber } from './options.js';
+import { DEFAULTS, parsePositiveInt, parsePositiveNumber, parseShare } from './options.js';
 import { printPlan } from './plan.js';
 import type { RunFlags } from './flags.js';
 import { showStatus } from './status.js';
@@ -79,6 +79,30 @@ program
     positive('--provider-lease'),
     15,
   )
+  .option(
+    '--node-lease <seconds>',
+    'with --kubernetes: seconds of the Lease nslb-node-<node>, renewed every quarter of it; a node whose Lease expired is dead and what it served is placed again',
+    positive('--node-lease'),
+    6,
+  )
+  .option(
+    '--restart-grace <seconds>',
+    'with --kubernetes: on a clean stop (upgrade, restart) the node Lease is renewed for this long, so that nothing moves while the agent is replaced',
+    positive('--restart-grace'),
+    30,
+  )
+  .option(
+    '--scheduler-lease <seconds>',
+    'with --kubernetes: seconds of the Lease nslb-scheduler that lets one agent at a time schedule',
+    positive('--scheduler-lease'),
+    15,
+  )
+  .option(
+    '--failover-threshold <share>',
+    'with --kubernetes: when more than this share of the known nodes is dead at once, nothing is moved off them (circuit breaker, Octavia failover_threshold)',
+    positive('--failover-threshold', parseShare('--failover-threshold')),
+    0.5,
+  )
   .option('--config <file>', 'flags file (NSLB_LOG_LEVEL=debug lines, as deploy/nslb.env); re-read on SIGHUP; the command line wins')
   .action(async (o: Record<string, unknown>, command: Command) => {
     const flags: RunFlags = {
@@ -101,6 +125,10 @@ program
       ...(o.servicesWithoutClass === true ? { servicesWithoutClass: true } : {}),
       serviceMembers: o.serviceMembers as 'nodes' | 'endpoints',
       providerLease: o.providerLease as number,
+      nodeLease: o.nodeLease as number,
+      restartGrace: o.restartGrace as number,
+      schedulerLease: o.schedulerLease as number,
+      failoverThreshold: o.failoverThreshold as number,
       kubeApiQps: o.kubeApiQps as number,
       kubeApiBurst: o.kubeApiBurst as number,
     };

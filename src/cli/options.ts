@@ -37,6 +37,17 @@ export function parsePositiveNumber(flag: string) {
   };
 }
 
+/** A share: a number in (0, 1], `0.5` or `50%`. */
+export function parseShare(flag: string) {
+  return (value: string): number => {
+    const percent = value.trim().endsWith('%');
+    const n = Number(percent ? value.trim().slice(0, -1) : value) / (percent ? 100 : 1);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1)
+      throw new Error(`${flag} must be a share in (0, 1], such as 0.5 or 50% (got ${JSON.stringify(value)})`);
+    return n;
+  };
+}
+
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(value);
   const port = Number(m?.[2]);

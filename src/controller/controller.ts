@@ -110,8 +110,8 @@ export class Controller {
   }
 
   /** A new snapshot of the desired objects: queue every load balancer whose desired model changed. */
-  setSnapshot(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string> = new Map()): void {
-    this.#snapshot.update(objects, issues, materials);
+  setSnapshot(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string> = new Map(), served?: (key: LbKey) => boolean): void {
+    this.#snapshot.update(objects, issues, materials, served);
     // Before anything is queued: a limit raised now is raised before the load balancers that need it exist.
     this.#resync.checkKernelLimits();
     this.#reconciler.queueChanged();

@@ -26,6 +26,8 @@ export class DesiredSnapshot {
   objects: AnyObject[] = [];
   issues: FileIssue[] = [];
   desired: DesiredState = { lbs: new Map(), blocked: new Map(), problems: [], owners: new Map() };
+  /** Load balancers placed on other nodes (Kubernetes mode): neither served nor reported here. */
+  elsewhere: ReadonlySet<LbKey> = new Set();
   /** Why the source cannot be read now (the last snapshot stays in force), or undefined. */
   sourceError: string | undefined;
   readonly #bridge: string;
@@ -40,13 +42,39 @@ export class DesiredSnapshot {
     this.#nodeName = opts.nodeName;
   }
 
-  /** Takes a new snapshot of the desired objects, and keeps the load balancers this node serves. */
-  update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>): void {
+  /**
+   * Takes a new snapshot of the desired objects, and keeps the load balancers this node serves: `served` (the
+   * placements Kubernetes mode reads) decides where given, else servedHere.
+   */
+  update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>, served?: (key: LbKey) => boolean): void {
     this.objects = objects.map((o) => this.#stampGeneration(o));
     this.issues = issues;
     this.desired = buildDesired(this.objects, { defaultBridge: this.#bridge, materials });
     this.#byOwner = undefined;
-    for (const [key, lb] of this.desired.lbs) if (!servedHere(lb, this.#nodeName)) this.desired.lbs.delete(key);
+    const elsewhere = new Set<LbKey>();
+    for (const [key, lb] of this.desired.lbs) {
+      if (served === undefined ? servedHere(lb, this.#nodeName) : served(key)) continue;
+      this.desired.lbs.delete(key);
+      elsewhere.add(key);
+    }
+    // Invalid children keep the last valid configuration serving: not here, where it is no longer placed.
+    if (served !== undefined) {
+      for (const key of this.desired.blocked.keys()) {
+        if (served(key)) continue;
+        this.desired.blocked.delete(key);
+        elsewhere.add(key);
+      }
+    }
+    this.elsewhere = elsewhere;
+  }
+
+  /** The objects whose status this node reports: all but those of load balancers placed elsewhere. */
+  reported(): AnyObject[] {
+    if (this.elsewhere.size === 0) return this.objects;
+    return this.objects.filter((o) => {
+      const owner = this.desired.owners.get(objectId(o));
+      return owner === undefined || !this.elsewhere.has(owner);
+    });
   }
 
   /** Logs the problems of desired objects (and reports them) when they appear, not on every resync's re-read. */

@@ -103,8 +103,9 @@ export class StatusPublisher {
     const now = new Date().toISOString();
     const node = this.#nodeStatus(now);
     const report = this.#opts.kernelLimits?.report;
+    const objects = snapshot.reported();
     this.#statuses = computeStatuses({
-      objects: snapshot.objects,
+      objects,
       desired: snapshot.desired,
       outcomes,
       previous: this.#statuses,
@@ -122,7 +123,7 @@ export class StatusPublisher {
     if (snapshot.sourceError !== undefined) errors.unshift({ file: '.', document: 0, message: snapshot.sourceError });
     try {
       // Members' traffic figures go to status.json and /status only (see status/traffic.ts).
-      const file = withMemberStats(renderStatusFile(snapshot.objects, this.#statuses, errors, node), statsViews(outcomes));
+      const file = withMemberStats(renderStatusFile(objects, this.#statuses, errors, node), statsViews(outcomes));
       this.#last = file;
       await this.#opts.sink(file);
     } catch (err) {

@@ -4,7 +4,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { PoolMembers } from '../api/v1alpha1/addresspool.js';
 import type { Logger } from '../log/logger.js';
 import { ServiceProvider, type ProviderEvents } from './controller.js';
-import { LeaderElector } from './leader.js';
+import { agentNamespace, LeaderElector } from '../kube/leader.js';
 import { PROVIDER_LEASE } from './names.js';
 
 export interface ProviderAgentOptions {
@@ -25,19 +25,13 @@ export interface ProviderAgent {
   readonly leading: boolean;
 }
 
-/** The agent's own namespace: the pod's (POD_NAMESPACE, set by the chart), else the kubeconfig context's. */
-export function agentNamespace(kc: KubeConfig): string {
-  const fromPod = process.env.POD_NAMESPACE;
-  if (fromPod !== undefined && fromPod !== '') return fromPod;
-  return kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-}
-
 export function startProviderAgent(opts: ProviderAgentOptions): ProviderAgent {
   const logger = opts.logger.child({ component: 'provider' });
   let provider: ServiceProvider | undefined;
   const elector = new LeaderElector({
     kubeConfig: opts.kubeConfig,
     namespace: agentNamespace(opts.kubeConfig),
+    role: 'provider',
     name: PROVIDER_LEASE,
     identity: opts.nodeName,
     leaseSeconds: opts.leaseSeconds,

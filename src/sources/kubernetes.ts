@@ -33,6 +33,12 @@ export interface KubernetesSnapshot {
 
 type RawObject = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: KubernetesObject['metadata'] & { deletionTimestamp?: unknown } };
 
+/** status.placement.nodes of a LoadBalancer as the informer holds it. */
+function placedOn(o: RawObject): string[] {
+  const nodes = ((o.status ?? {}) as { placement?: { nodes?: unknown } }).placement?.nodes;
+  return Array.isArray(nodes) ? nodes.filter((n): n is string => typeof n === 'string') : [];
+}
+
 /** An informer restarted this long ago without an error since is taken as running. */
 const HEALTHY_AFTER_MS = 1_000;
 
@@ -105,8 +111,13 @@ export class KubernetesSource {
     const id = (o: RawObject): string => `${kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
     // A write to the status subresource (ours, hundreds during a bulk apply) changes nothing a snapshot holds:
     // it must not cost one (each is O(objects)).
+    // A LoadBalancer's status.placement is the exception: it says which node serves it.
     const fingerprint = (o: RawObject): string =>
-      JSON.stringify({ ...o, status: undefined, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
+      JSON.stringify({
+        ...o,
+        status: kind === 'LoadBalancer' ? placedOn(o) : undefined,
+        metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined },
+      });
     informer.on('add', (o) => {
       this.#seen.set(id(o), fingerprint(o));
       this.#changed();
@@ -183,6 +194,23 @@ export class KubernetesSource {
   cached(kind: Kind, namespace: string, name: string): RawObject | undefined {
     // A map lookup: the status writer asks for every object on every publish.
     return this.#informers.get(kind)?.get(name, namespace);
+  }
+
+  /**
+   * Where each LoadBalancer is placed (DESIGN §6): spec.placement.nodes, else status.placement.nodes (the
+   * scheduler's); a load balancer not placed yet has none.
+   */
+  placements(): Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' }> {
+    const result = new Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' }>();
+    for (const o of this.#informers.get('LoadBalancer')?.list() ?? []) {
+      const spec = (o.spec ?? {}) as { placement?: { nodes?: unknown }; topology?: unknown };
+      const explicit = Array.isArray(spec.placement?.nodes) ? (spec.placement.nodes as unknown[]).filter((n): n is string => typeof n === 'string') : [];
+      result.set(`${o.metadata?.namespace ?? 'default'}/${o.metadata?.name ?? ''}`, {
+        nodes: explicit.length > 0 ? explicit : placedOn(o),
+        topology: spec.topology === 'ACTIVE_STANDBY' ? 'ACTIVE_STANDBY' : 'SINGLE',
+      });
+    }
+    return result;
   }
 
   /** LoadBalancers that are being deleted and still carry our finalizer. */

@@ -55,6 +55,16 @@ export function keepTransitionTimes(status: ObjectStatus, server: unknown): Obje
 }
 
 /**
+ * What the scheduler writes in a LoadBalancer's status (status.placement, DESIGN §6) is not the agent's: its
+ * writes neither compare nor null it, so that the two never undo each other.
+ */
+export function withoutScheduled(status: object): Record<string, unknown> {
+  if (!('placement' in status)) return status as Record<string, unknown>;
+  const { placement: _, ...rest } = status as Record<string, unknown>;
+  return rest;
+}
+
+/**
  * The RFC 7386 merge patch that turns `from` into `to`: `to` itself, plus null for every key `from` has and
  * `to` has not (arrays are replaced whole, as merge patches do).
  */
@@ -255,7 +265,7 @@ export class KubernetesStatusWriter {
     if (cached.status === undefined || cached.status === null || typeof cached.status !== 'object') return canonicalJson(cached.status ?? null);
     let c = this.#canonicalOfCached.get(cached.status);
     if (c === undefined) {
-      c = canonicalJson(cached.status);
+      c = canonicalJson(withoutScheduled(cached.status));
       this.#canonicalOfCached.set(cached.status, c);
     }
     return c;
@@ -340,7 +350,10 @@ export class KubernetesStatusWriter {
     this.#inFlight.set(id, canonical);
     const plural = pluralOf(kind);
     // Null for whatever the server's copy (or our last write) has that this status has not.
-    const base = { ...(this.#view.cached(kind, namespace, name)?.status as Record<string, unknown> | undefined), ...this.#written.get(id)?.status };
+    const base = withoutScheduled({
+      ...(this.#view.cached(kind, namespace, name)?.status as Record<string, unknown> | undefined),
+      ...this.#written.get(id)?.status,
+    });
     const body = { status: mergePatch(base, status as unknown as Record<string, unknown>) };
     try {
       const result = (await this.#api.patchNamespacedCustomObjectStatus(

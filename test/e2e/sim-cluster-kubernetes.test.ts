@@ -2,7 +2,7 @@
 // the DaemonSet does (run --kubernetes, NODE_NAME), the in-test API server, listening on this machine's
 // 127.0.0.1 only, is reached from inside every node at the URL of its kubeconfig (through the rig's relay),
 // each node renews its kubelet-like Lease kube-node-lease/nodeK and stops when the node is killed, and a load
-// balancer applied through the API serves from inside a node.
+// balancer applied through the API is placed on one node and serves from inside it.
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,8 +103,7 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
     await waitFor(() => lease('node1')!.spec.renewTime !== frozen, { timeoutMs: 10_000, message: 'renewals after start' });
   }, 60_000);
 
-  it('a load balancer applied through the API serves a client on sim-provider from inside a node', async () => {
-    await sim('cut', 'node2'); // every agent serves every load balancer (no placement yet): one wire up
+  it('a load balancer applied through the API is placed on one node and serves a client on sim-provider from inside it', async () => {
     for (const o of await oneMemberExample()) api.create(o);
     await waitFor(async () => (await httpGet(client, `http://${VIP}/`, { timeoutMs: 1_000 })).body.trim() === 'member m1', {
       timeoutMs: 30_000,
@@ -114,5 +113,13 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
       timeoutMs: 15_000,
       message: 'the LoadBalancer ACTIVE in the API',
     });
+    // Served where the scheduler placed it, and only there.
+    const placed = (api.get(V, 'loadbalancers', NS, 'web') as Obj).status.placement.nodes as string[];
+    expect(placed).toHaveLength(1);
+    expect((api.get(V, 'loadbalancers', NS, 'web') as Obj).status.node).toBe(placed[0]);
+    for (const node of ['node1', 'node2']) {
+      const netns = await inNode(node, 'ip', 'netns', 'list');
+      expect(netns.includes('nslb-'), node).toBe(node === placed[0]);
+    }
   }, 60_000);
 });

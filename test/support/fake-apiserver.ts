@@ -57,7 +57,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import yaml from 'js-yaml';
 import { FakeReviews } from './fake-reviews.js';
-import { coreKinds } from './fake-apiserver-core.js';
+import { coreKinds, validateLease } from './fake-apiserver-core.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -178,7 +178,7 @@ function builtinTypes(eventsV1: boolean): ResourceType[] {
           },
         ]
       : []),
-    { ...base, group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', singular: 'lease' },
+    { ...base, group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', singular: 'lease', validate: validateLease, fieldLabels: {} },
     {
       ...base,
       group: '',

@@ -106,6 +106,25 @@ describe('the controller against a fake node', () => {
     expect(node.netns.has(netnsOf('ns2'))).toBe(true);
   });
 
+  it('placement (Kubernetes mode): only what is placed here is served and reported; moved away, it is removed', async () => {
+    const node = new FakeNode();
+    const a = agent(node);
+    let here = new Set(['ns1/web', 'ns2/web']);
+    const objects = [...stack('ns1', 11), ...stack('ns2', 12), ...stack('ns3', 13)];
+    a.controller.setSnapshot(objects, [], new Map(), (key) => here.has(key));
+    await a.controller.initialSyncDone();
+    await a.controller.idle();
+    expect([...node.netns].sort()).toEqual([netnsOf('ns1'), netnsOf('ns2')].sort());
+    // ns3's objects are another node's to report.
+    expect(a.published.at(-1)!.objects.filter((o) => o.namespace === 'ns3')).toEqual([]);
+    expect(lbStatus(a, 'ns1')?.provisioningStatus).toBe('ACTIVE');
+    // ns2 moves away, ns3 comes here.
+    here = new Set(['ns1/web', 'ns3/web']);
+    a.controller.setSnapshot(objects, [], new Map(), (key) => here.has(key));
+    await waitUntil(() => node.netns.has(netnsOf('ns3')) && !node.netns.has(netnsOf('ns2')), { intervalMs: 10, timeoutMs: 5_000 });
+    expect([...node.netns].sort()).toEqual([netnsOf('ns1'), netnsOf('ns3')].sort());
+  });
+
   it('a failed reconcile is ERROR with its message and is retried with growing backoff until it converges', async () => {
     const node = new FakeNode();
     const a = agent(node);

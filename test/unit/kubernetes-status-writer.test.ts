@@ -197,6 +197,25 @@ describe('Kubernetes status writer', () => {
     expect(fake.get(NSLB_API_VERSION, 'loadbalancers', NS, 'lb1-loadbalancer')?.status).toMatchObject({ provisioningStatus: 'PENDING_CREATE' });
   });
 
+  it("leaves the scheduler's status.placement alone: not nulled by a write, not a reason to write", async () => {
+    const objs = objects(1);
+    create(objs);
+    const lb = fake.get(NSLB_API_VERSION, 'loadbalancers', NS, 'lb0-loadbalancer')!;
+    fake.updateStatus({ ...lb, status: { placement: { nodes: ['node2'] } } });
+    const writer = new KubernetesStatusWriter(kc, view, { limiter: new ApiRateLimiter({ qps: 1000, burst: 100 }), logger: capture().logger });
+    writer.write(statusFile(objs, () => ready()));
+    await writer.idle();
+    expect(fake.get(NSLB_API_VERSION, 'loadbalancers', NS, 'lb0-loadbalancer')?.status).toMatchObject({
+      provisioningStatus: 'ACTIVE',
+      placement: { nodes: ['node2'] },
+    });
+    // The server's copy differs from ours by the placement only: nothing to write.
+    const writes = fake.statusWrites();
+    writer.write(statusFile(objs, () => ready()));
+    await writer.idle();
+    expect(fake.statusWrites()).toBe(writes);
+  });
+
   it('no write when the server holds the status already, also after a restart that forgot when conditions flipped', async () => {
     const objs = objects(10);
     create(objs);

@@ -5,7 +5,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePool } from '../../src/provider/ipam.js';
-import { LeaderElector } from '../../src/provider/leader.js';
+import { LeaderElector } from '../../src/kube/leader.js';
 import { AddressLedger, type RawPool } from '../../src/provider/ledger.js';
 import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
 import { addressPool } from '../support/k8s-objects.js';
@@ -89,6 +89,7 @@ describe('LeaderElector', () => {
   const elector = (identity: string, log: string[]) =>
     new LeaderElector({
       kubeConfig: kc,
+      role: 'provider',
       namespace: 'nslb-system',
       name: 'nslb-provider',
       identity,

@@ -43,6 +43,20 @@ export const PLURALS: Readonly<Record<Kind, string>> = Object.fromEntries(KINDS.
 /** The finalizer on every LoadBalancer: deleting one cleans the node before the object goes. */
 export const FINALIZER = 'nslb.dev/cleanup';
 
+// Multi-node names (DESIGN §6).
+
+/** The Lease an agent renews for its node, in its own namespace: a node whose Lease expired is dead. */
+export function nodeLeaseName(node: string): string {
+  return `${NODE_LEASE_PREFIX}${node}`;
+}
+export const NODE_LEASE_PREFIX = 'nslb-node-';
+/** The Lease whose holder is the one agent that schedules. */
+export const SCHEDULER_LEASE = 'nslb-scheduler';
+/** A Node labelled `nslb.dev/drain=true` gets no new load balancer, and those it serves move away. */
+export const DRAIN_LABEL = 'nslb.dev/drain';
+/** Load balancers with the same value of this label are spread over different nodes where there are enough. */
+export const ANTI_AFFINITY_LABEL = 'nslb.dev/anti-affinity';
+
 /** `<plural>.nslb.dev`, the CRD's metadata.name. */
 export function crdNameOf(kind: Kind): string {
   return `${NAMES[kind].plural}.${GROUP}`;
@@ -106,6 +120,13 @@ export const STATUS_SCHEMA: CrdSchema = {
     netns: str('LoadBalancer only: the network namespace holding the VIP'),
     port: str('LoadBalancer only: the Open vSwitch interface of the VIP'),
     node: str('LoadBalancer only: the node serving it'),
+    placement: {
+      type: 'object',
+      description: "LoadBalancer only, Kubernetes mode: where it is placed (spec.placement.nodes, or the scheduler's choice)",
+      properties: {
+        nodes: { type: 'array', description: 'Node names, MASTER first', items: { type: 'string' }, 'x-kubernetes-list-type': 'atomic' },
+      },
+    },
   },
 };
 
@@ -117,12 +138,14 @@ interface PrinterColumn {
   type: 'string' | 'integer' | 'date' | 'boolean';
   jsonPath: string;
   description?: string;
+  /** 1: shown with `-o wide` only. */
+  priority?: number;
 }
 
 const col = (name: string, jsonPath: string, type: PrinterColumn['type'] = 'string'): PrinterColumn => ({ name, type, jsonPath });
 
 const COLUMNS: Readonly<Record<Kind, PrinterColumn[]>> = {
-  LoadBalancer: [col('VIP', '.spec.vip.address')],
+  LoadBalancer: [col('VIP', '.spec.vip.address'), { ...col('Nodes', '.status.placement.nodes'), priority: 1, description: 'Where it is placed, MASTER first' }],
   Listener: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Port', '.spec.port', 'integer')],
   Pool: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Algorithm', '.spec.lbAlgorithm')],
   Member: [col('Pool', '.spec.pool'), col('Address', '.spec.address'), col('Port', '.spec.port', 'integer'), col('Weight', '.spec.weight', 'integer')],

@@ -20,6 +20,7 @@ import {
   type JsonSchema,
   labels,
   list,
+  metadataKey,
   object,
   objectName,
   patterned,
@@ -72,6 +73,30 @@ const loadBalancerSpec = object(
       ),
       maxItems: MAX_ADDITIONAL_VIPS,
     },
+    topology: stringEnum(
+      ['SINGLE', 'ACTIVE_STANDBY'],
+      'SINGLE: one node serves it; ACTIVE_STANDBY: two, one MASTER holding the VIP (VRRP); SINGLE when omitted',
+    ),
+    placement: object(
+      {
+        nodes: {
+          ...list(
+            patterned(PATTERNS.dnsSubdomain, 253, "A node's name (its agent's --node-name)"),
+            'The nodes that serve it, preferred MASTER first: one for SINGLE, two for ACTIVE_STANDBY; without it, Kubernetes mode schedules it',
+          ),
+          minItems: 1,
+          maxItems: 2,
+        },
+        nodeSelector: {
+          type: 'object',
+          description: 'Kubernetes mode, without nodes: the scheduler places it only on Nodes that carry all these labels',
+          propertyNames: metadataKey,
+          additionalProperties: { type: 'string', maxLength: 63, pattern: PATTERNS.labelValue.pattern },
+        },
+      },
+      [],
+      'Where it runs (DESIGN §6)',
+    ),
     adminStateUp,
     description: description(),
   },
@@ -338,6 +363,8 @@ export function crdSchemaFor(kind: Kind): JsonSchema {
       out.properties = Object.fromEntries(Object.entries(s.properties).map(([k, v]) => [k, toCrd(v)]));
       if (s.additionalProperties === false) delete out.additionalProperties;
     }
+    // Kubernetes' schema dialect has no propertyNames: label keys are checked by ajv in the agent only.
+    delete out.propertyNames;
     if (s.items !== undefined) out.items = toCrd(s.items);
     return out;
   };

@@ -39,6 +39,8 @@ export interface ObjectStatus {
   netns?: string;
   port?: string;
   node?: string;
+  /** LoadBalancer only, Kubernetes mode: where the scheduler placed it (or spec.placement.nodes), MASTER first. */
+  placement?: { nodes: string[] };
 }
 
 export interface Vip {
@@ -58,9 +60,22 @@ export interface AdditionalVip {
   gateway?: string;
 }
 
+/** DESIGN §6 (Octavia's names). */
+export type Topology = 'SINGLE' | 'ACTIVE_STANDBY';
+
+/** DESIGN §6: where a load balancer runs. */
+export interface Placement {
+  /** Node names (the agents' --node-name): one for SINGLE, two for ACTIVE_STANDBY, the preferred MASTER first. */
+  nodes?: string[];
+  /** Kubernetes mode, without `nodes`: the scheduler chooses among Nodes carrying these labels. */
+  nodeSelector?: Record<string, string>;
+}
+
 export interface LoadBalancerSpec {
   vip: Vip;
   additionalVips?: AdditionalVip[];
+  topology?: Topology;
+  placement?: Placement;
   adminStateUp?: boolean;
   description?: string;
 }

@@ -5,12 +5,19 @@
 // resourceVersion, so two candidates cannot both win. The identity is the node name: an agent restarted on
 // its node takes its own Lease back at once instead of waiting for it to expire; on a clean stop the Lease
 // is released so that another agent takes over without waiting either.
+//
+// Fencing: a leader stops leading (its onStoppedLeading runs) once the renew deadline has passed since its last
+// successful renewal, on a timer of its own, even while a request to the API server hangs. The deadline is
+// shorter than the lease duration, and a candidate waits a whole lease duration from when it first saw that
+// renewal, so the old leader has stopped before anyone else can start.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { statusCode } from '../kube/errors.js';
 
 export interface LeaderOptions {
   kubeConfig: KubeConfig;
+  /** What leading means, for the log: `provider`, `scheduler`. */
+  role: string;
   namespace: string;
   name: string;
   identity: string;
@@ -33,16 +40,25 @@ export class LeaderElector {
   /** The record last seen, and when (our clock) it was first seen: expiry is judged from that. */
   #observed: { record: string; at: number } | undefined;
   #loop: Promise<void> = Promise.resolve();
+  #fence: NodeJS.Timeout | undefined;
+  /** Leading transitions, one after the other (the fence may fire while a tick starts or stops leading). */
+  #transitions: Promise<void> = Promise.resolve();
 
   constructor(opts: LeaderOptions) {
     this.#opts = opts;
     this.#api = opts.kubeConfig.makeApiClient(CoordinationV1Api);
     this.#retryMs = Math.max(200, (opts.leaseSeconds * 1000) / 7.5);
     this.#renewDeadlineMs = (opts.leaseSeconds * 1000 * 2) / 3;
+    if (opts.leaseSeconds <= 0) throw new RangeError('leaseSeconds must be positive');
   }
 
   get leading(): boolean {
     return this.#leading;
+  }
+
+  /** The renew deadline in milliseconds: how long a leader goes on without a successful renewal. */
+  get renewDeadlineMs(): number {
+    return this.#renewDeadlineMs;
   }
 
   start(): void {
@@ -54,10 +70,47 @@ export class LeaderElector {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#loop;
+    await this.#transitions;
     if (!this.#leading) return;
-    this.#leading = false;
-    await this.#opts.onStoppedLeading();
-    await this.#release().catch((err: unknown) => this.#opts.logger.warn({ err: String(err) }, 'cannot release the provider Lease'));
+    await this.#stopLeading();
+    await this.#release().catch((err: unknown) => this.#opts.logger.warn({ err: String(err), role: this.#opts.role }, 'cannot release the Lease'));
+  }
+
+  #startLeading(): Promise<void> {
+    this.#transitions = this.#transitions.then(async () => {
+      if (this.#leading || this.#stopped) return;
+      this.#leading = true;
+      this.#opts.logger.info({ lease: `${this.#opts.namespace}/${this.#opts.name}`, identity: this.#opts.identity }, `${this.#opts.role}: leading`);
+      await this.#opts.onStartedLeading();
+    });
+    return this.#transitions;
+  }
+
+  #stopLeading(): Promise<void> {
+    clearTimeout(this.#fence);
+    this.#transitions = this.#transitions.then(async () => {
+      if (!this.#leading) return;
+      this.#leading = false;
+      await this.#opts.onStoppedLeading();
+    });
+    return this.#transitions;
+  }
+
+  /** A successful renewal at `at`: leading is safe until the renew deadline from then, and no longer. */
+  #armFence(at: number): void {
+    clearTimeout(this.#fence);
+    this.#fence = setTimeout(
+      () => {
+        if (!this.#leading || this.#lastRenew !== at) return;
+        this.#opts.logger.warn(
+          { lease: `${this.#opts.namespace}/${this.#opts.name}`, renewDeadlineMs: this.#renewDeadlineMs },
+          `${this.#opts.role}: could not renew the Lease in time; stopped leading`,
+        );
+        void this.#stopLeading();
+      },
+      Math.max(0, at + this.#renewDeadlineMs - Date.now()),
+    );
+    this.#fence.unref();
   }
 
   #schedule(ms: number): void {
@@ -69,26 +122,20 @@ export class LeaderElector {
   }
 
   async #tick(): Promise<void> {
+    // Taken before the request: the renewal is as old as the moment it was asked for, not when it came back.
+    const asked = Date.now();
     let ok = false;
     try {
       ok = await this.#tryAcquireOrRenew();
     } catch (err) {
-      this.#opts.logger.debug({ err: String(err) }, 'provider Lease: cannot read or write it');
+      this.#opts.logger.debug({ err: String(err), role: this.#opts.role }, 'Lease: cannot read or write it');
     }
     if (this.#stopped) return;
-    const now = Date.now();
-    if (ok) {
-      this.#lastRenew = now;
-      if (!this.#leading) {
-        this.#leading = true;
-        this.#opts.logger.info({ lease: `${this.#opts.namespace}/${this.#opts.name}`, identity: this.#opts.identity }, 'provider: leading');
-        await this.#opts.onStartedLeading();
-      }
-    } else if (this.#leading && now - this.#lastRenew > this.#renewDeadlineMs) {
-      this.#leading = false;
-      this.#opts.logger.warn({ lease: `${this.#opts.namespace}/${this.#opts.name}` }, 'provider: could not renew the Lease in time; stopped leading');
-      await this.#opts.onStoppedLeading();
-    }
+    // A renewal that came back after its own deadline is no ground to lead on: the next tick renews again.
+    if (!ok || asked + this.#renewDeadlineMs <= Date.now()) return;
+    this.#lastRenew = asked;
+    this.#armFence(asked);
+    if (!this.#leading) await this.#startLeading();
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {
@@ -154,4 +201,11 @@ export class LeaderElector {
       body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: new V1MicroTime(Date.now()) } },
     });
   }
+}
+
+/** The agent's own namespace: the pod's (POD_NAMESPACE, set by the chart), else the kubeconfig context's. */
+export function agentNamespace(kc: KubeConfig): string {
+  const fromPod = process.env.POD_NAMESPACE;
+  if (fromPod !== undefined && fromPod !== '') return fromPod;
+  return kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
 }

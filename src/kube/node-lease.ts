@@ -1,0 +1,136 @@
+// The agent's membership (DESIGN §6): it holds the Lease `nslb-node-<node>` in its own namespace and renews it,
+// as a kubelet renews its node's Lease in kube-node-lease. A node whose Lease expired is dead to the scheduler.
+//
+// One request per renewal: the Lease last written is kept and replaced with its resourceVersion; a 409 or 404
+// (someone else wrote it, or deleted it) reads it again. On a clean stop (an upgrade, a restart) the last
+// renewal asks for `restartGraceSeconds` instead: the node is not dead while its agent is being replaced, and
+// nothing moves; a crash or a killed node renews nothing, and its Lease expires after one duration.
+import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { nodeLeaseName } from '../api/v1alpha1/crds.js';
+import type { Logger } from '../log/logger.js';
+import { describeApiError, statusCode } from './errors.js';
+
+export interface NodeLeaseOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  node: string;
+  leaseSeconds: number;
+  /** How often it is renewed; a quarter of the duration (a kubelet's proportion) when omitted. */
+  renewSeconds?: number;
+  /** The duration the last renewal asks for on a clean stop. */
+  restartGraceSeconds: number;
+  logger: Logger;
+}
+
+export class NodeLease {
+  readonly #opts: NodeLeaseOptions;
+  readonly #api: CoordinationV1Api;
+  readonly #name: string;
+  #lease: V1Lease | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #renewing: Promise<void> = Promise.resolve();
+  #failing = false;
+  /** Renewals that worked (tests, /metrics). */
+  renewals = 0;
+
+  constructor(opts: NodeLeaseOptions) {
+    this.#opts = opts;
+    this.#api = opts.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.#name = nodeLeaseName(opts.node);
+  }
+
+  get renewMs(): number {
+    return (this.#opts.renewSeconds ?? this.#opts.leaseSeconds / 4) * 1000;
+  }
+
+  /** Renews once now (the node is a member before the agent serves anything), then every renewal period. */
+  async start(): Promise<void> {
+    await this.#renewNow(this.#opts.leaseSeconds);
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#renewing;
+    await this.#renew(this.#opts.restartGraceSeconds).catch((err: unknown) =>
+      this.#opts.logger.warn({ err: describeApiError(err), lease: this.#name }, 'cannot extend the node Lease for the restart'),
+    );
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#renewing = this.#renewNow(this.#opts.leaseSeconds).finally(() => this.#schedule());
+    }, this.renewMs);
+    this.#timer.unref();
+  }
+
+  async #renewNow(seconds: number): Promise<void> {
+    try {
+      await this.#renew(seconds);
+      if (this.#failing) this.#opts.logger.info({ lease: this.#name }, 'node Lease renewed again');
+      this.#failing = false;
+    } catch (err) {
+      // Once per outage: a partitioned agent keeps trying, as a kubelet does, without filling the log.
+      if (!this.#failing) this.#opts.logger.warn({ err: describeApiError(err), lease: this.#name }, 'cannot renew the node Lease; retrying');
+      this.#failing = true;
+    }
+  }
+
+  async #renew(seconds: number): Promise<void> {
+    const { namespace, node } = this.#opts;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const now = new V1MicroTime(Date.now());
+      if (this.#lease === undefined) {
+        try {
+          this.#lease = await this.#api.readNamespacedLease({ name: this.#name, namespace });
+        } catch (err) {
+          if (statusCode(err) !== 404) throw err;
+          try {
+            this.#lease = await this.#api.createNamespacedLease({
+              namespace,
+              body: {
+                apiVersion: 'coordination.k8s.io/v1',
+                kind: 'Lease',
+                metadata: { name: this.#name, namespace, labels: { 'nslb.dev/node': node } },
+                spec: { holderIdentity: node, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
+              },
+            });
+            this.renewals++;
+            return;
+          } catch (e) {
+            if (statusCode(e) !== 409) throw e;
+            continue;
+          }
+        }
+      }
+      const spec = this.#lease.spec ?? {};
+      const taking = spec.holderIdentity !== node;
+      try {
+        this.#lease = await this.#api.replaceNamespacedLease({
+          name: this.#name,
+          namespace,
+          body: {
+            ...this.#lease,
+            spec: {
+              ...spec,
+              holderIdentity: node,
+              leaseDurationSeconds: seconds,
+              renewTime: now,
+              ...(taking ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+            },
+          },
+        });
+        this.renewals++;
+        return;
+      } catch (err) {
+        const code = statusCode(err);
+        if (code !== 409 && code !== 404) throw err;
+        this.#lease = undefined;
+      }
+    }
+    throw new Error(`node Lease ${namespace}/${this.#name}: conflicts kept happening`);
+  }
+}

@@ -1,0 +1,188 @@
+// Pure: where each load balancer runs (DESIGN §6), given the nodes Kubernetes knows and what was decided
+// before. The Kubernetes side (scheduler.ts) feeds it the Leases, Nodes and LoadBalancers it watches and writes
+// back what changed; everything that decides lives here, so that it is deterministic and tested without an API
+// server.
+//
+// The rules, in the order they apply:
+// - an explicit `spec.placement.nodes` wins and is recorded as it is;
+// - a recorded placement stays while its nodes live (stable: the node selector and the anti-affinity are
+//   checked when a slot is filled, not afterwards, as Kubernetes' IgnoredDuringExecution);
+// - a slot on a dead node is filled again on a live one (ACTIVE_STANDBY: the survivor, whose keepalived has
+//   taken the VIP, moves to the MASTER slot and a new BACKUP is chosen), unless the circuit breaker is open;
+// - a slot on a draining node moves (ACTIVE_STANDBY: MASTER is switched first, the BACKUP slot moves after the
+//   survivor reports itself MASTER);
+// - an empty slot goes to the eligible node (alive, not draining, labels matching the selector, not already
+//   in this load balancer) with the fewest load balancers of the same anti-affinity group, then the fewest
+//   load balancers, then the smallest name.
+import type { LbKey, Topology } from '../api/v1alpha1/types.js';
+
+export interface NodeView {
+  name: string;
+  /** The labels of its Node object (none when the API server has no Node of that name). */
+  labels: Readonly<Record<string, string>>;
+  /** Its Lease is held and not expired. */
+  alive: boolean;
+  /** Labelled nslb.dev/drain=true. */
+  draining: boolean;
+}
+
+export interface LbView {
+  key: LbKey;
+  topology: Topology;
+  /** spec.placement.nodes. */
+  explicit?: readonly string[];
+  nodeSelector?: Readonly<Record<string, string>>;
+  /** Its anti-affinity group (the label nslb.dev/anti-affinity). */
+  antiAffinity?: string;
+  /** status.placement.nodes as recorded. */
+  recorded: readonly string[];
+  /** ACTIVE_STANDBY: the node that reports itself MASTER (status.nodes), when known. */
+  master?: string;
+}
+
+export interface ScheduleOptions {
+  /**
+   * The circuit breaker (Octavia's failover_threshold, as a share): when more than this share of the known
+   * nodes is dead at once, nothing is moved off a dead node; new load balancers are still placed.
+   */
+  failoverThreshold: number;
+}
+
+export type ChangeReason = 'new' | 'explicit' | 'node-dead' | 'drain' | 'switch-master' | 'incomplete';
+
+export interface PlacementChange {
+  key: LbKey;
+  from: readonly string[];
+  to: string[];
+  reason: ChangeReason;
+}
+
+export interface Schedule {
+  /** Every load balancer's placement (MASTER first); missing: nowhere to place it, and never placed. */
+  placements: Map<LbKey, string[]>;
+  /** What differs from the recorded placements: the writes to make. */
+  changes: PlacementChange[];
+  /** Load balancers with a slot no eligible node can take, and why. */
+  unschedulable: { key: LbKey; message: string }[];
+  /** The breaker: open, with the dead nodes and how many nodes are known; `held`: what stays on dead nodes. */
+  breaker: { open: boolean; dead: string[]; known: number; held: LbKey[] };
+}
+
+function slotsOf(topology: Topology): number {
+  return topology === 'ACTIVE_STANDBY' ? 2 : 1;
+}
+
+function matches(labels: Readonly<Record<string, string>>, selector: Readonly<Record<string, string>> | undefined): boolean {
+  if (selector === undefined) return true;
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opts: ScheduleOptions): Schedule {
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const alive = (n: string): boolean => byName.get(n)?.alive === true;
+  const usable = (n: string): boolean => alive(n) && byName.get(n)?.draining !== true;
+  const dead = nodes.filter((n) => !n.alive).map((n) => n.name);
+  const open = nodes.length > 0 && dead.length / nodes.length > opts.failoverThreshold;
+  const held: LbKey[] = [];
+
+  // Keys in one order, whatever order the caches listed them in: the same inputs give the same schedule.
+  const ordered = [...lbs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const load = new Map<string, number>(nodes.map((n) => [n.name, 0]));
+  const groupLoad = new Map<string, number>();
+  const count = (node: string, group: string | undefined): void => {
+    load.set(node, (load.get(node) ?? 0) + 1);
+    if (group !== undefined) groupLoad.set(`${group}\0${node}`, (groupLoad.get(`${group}\0${node}`) ?? 0) + 1);
+  };
+
+  // First what stays (explicit, and the slots that keep their node), so that the load every choice below
+  // compares is the load that will be.
+  const kept = new Map<LbKey, { nodes: (string | undefined)[]; reason: ChangeReason | undefined }>();
+  for (const lb of ordered) {
+    if (lb.explicit !== undefined && lb.explicit.length > 0) {
+      const nodesOf = [...lb.explicit];
+      for (const n of nodesOf) count(n, lb.antiAffinity);
+      kept.set(lb.key, { nodes: nodesOf, reason: 'explicit' });
+      continue;
+    }
+    const slots = slotsOf(lb.topology);
+    let nodesOf: (string | undefined)[] = lb.recorded.slice(0, slots);
+    let reason: ChangeReason | undefined = lb.recorded.length > slots ? 'incomplete' : undefined;
+    const lost = nodesOf.some((n) => n !== undefined && !alive(n));
+    if (lost && open) {
+      // Breaker open: what is on dead nodes stays recorded there; only live slots are looked after.
+      held.push(lb.key);
+    } else if (lost) {
+      nodesOf = nodesOf.filter((n) => n !== undefined && alive(n));
+      reason = 'node-dead';
+    }
+    const draining = nodesOf.findIndex((n) => n !== undefined && alive(n) && !usable(n));
+    if (draining >= 0 && reason === undefined) {
+      const other = nodesOf[1 - draining];
+      if (slots === 2 && draining === 0 && other !== undefined && usable(other)) {
+        // MASTER first: the survivor takes the VIP before the draining node's slot moves.
+        nodesOf = [other, nodesOf[0]];
+        reason = 'switch-master';
+      } else if (slots === 2 && draining === 1 && lb.master !== undefined && lb.master !== nodesOf[0]) {
+        // Wait until the switch has happened.
+      } else {
+        nodesOf = nodesOf.filter((_, i) => i !== draining);
+        reason = 'drain';
+      }
+    }
+    while (nodesOf.length < slots) nodesOf.push(undefined);
+    if (reason === undefined && nodesOf.some((n) => n === undefined)) reason = lb.recorded.length === 0 ? 'new' : 'incomplete';
+    for (const n of nodesOf) if (n !== undefined) count(n, lb.antiAffinity);
+    kept.set(lb.key, { nodes: nodesOf, reason });
+  }
+
+  const placements = new Map<LbKey, string[]>();
+  const changes: PlacementChange[] = [];
+  const unschedulable: { key: LbKey; message: string }[] = [];
+  for (const lb of ordered) {
+    const k = kept.get(lb.key)!;
+    const chosen: string[] = [];
+    let missing = 0;
+    for (const n of k.nodes) {
+      if (n !== undefined) {
+        chosen.push(n);
+        continue;
+      }
+      const candidate = nodes
+        .filter((n) => usable(n.name) && matches(n.labels, lb.nodeSelector) && !k.nodes.includes(n.name) && !chosen.includes(n.name))
+        .map((n) => n.name)
+        .sort((a, b) => {
+          const g = (x: string): number => (lb.antiAffinity === undefined ? 0 : (groupLoad.get(`${lb.antiAffinity}\0${x}`) ?? 0));
+          return g(a) - g(b) || (load.get(a) ?? 0) - (load.get(b) ?? 0) || (a < b ? -1 : a > b ? 1 : 0);
+        })[0];
+      if (candidate === undefined) {
+        missing++;
+        continue;
+      }
+      chosen.push(candidate);
+      count(candidate, lb.antiAffinity);
+    }
+    if (missing > 0) {
+      const eligible = nodes.filter((n) => usable(n.name) && matches(n.labels, lb.nodeSelector)).length;
+      const selector =
+        lb.nodeSelector === undefined
+          ? ''
+          : ` matching ${Object.entries(lb.nodeSelector)
+              .map(([a, b]) => `${a}=${b}`)
+              .join(',')}`;
+      unschedulable.push({
+        key: lb.key,
+        message: `${slotsOf(lb.topology)} node(s) needed, ${eligible} live node(s)${selector} not draining`,
+      });
+    }
+    if (chosen.length === 0) {
+      // Nowhere at all: what was recorded stays (a dead node's placement is better than none to read).
+      if (lb.recorded.length > 0) placements.set(lb.key, [...lb.recorded]);
+      continue;
+    }
+    placements.set(lb.key, chosen);
+    if (!same(chosen, lb.recorded)) changes.push({ key: lb.key, from: lb.recorded, to: chosen, reason: k.reason ?? 'incomplete' });
+  }
+  return { placements, changes, unschedulable, breaker: { open, dead, known: nodes.length, held } };
+}

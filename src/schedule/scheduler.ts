@@ -1,0 +1,339 @@
+// The scheduler's Kubernetes side (DESIGN §6): on the one agent holding the Lease `nslb-scheduler`, it watches
+// the node Leases (membership), the Nodes (labels, drain) and the LoadBalancers, runs the pure schedule
+// (schedule.ts) whenever one of them changes or a Lease runs out, and records each placement in
+// `status.placement.nodes` with a merge patch of that field alone (the agents' status writes leave it alone).
+// Every write first checks that this agent still leads: the elector stops leading before the Lease can be taken
+// (kube/leader.ts), so two schedulers never write at once.
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+  type Informer,
+  type KubeConfig,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { ANTI_AFFINITY_LABEL, DRAIN_LABEL, FINALIZER, GROUP, PLURALS, SCHEDULER_LEASE, VERSION } from '../api/v1alpha1/crds.js';
+import type { LbKey, Topology } from '../api/v1alpha1/types.js';
+import { describeApiError, statusCode } from '../kube/errors.js';
+import type { Logger } from '../log/logger.js';
+import { Membership, type LeaseView } from './membership.js';
+import { schedule, type LbView, type NodeView, type Schedule } from './schedule.js';
+
+type Raw = KubernetesObject & { spec?: Record<string, unknown>; status?: Record<string, unknown> };
+type Cache = Informer<Raw> & { list(namespace?: string): Raw[] };
+
+export interface SchedulerEvent {
+  regarding: { apiVersion: string; kind: string; namespace: string; name: string };
+  type: 'Normal' | 'Warning';
+  reason: string;
+  note: string;
+}
+
+export interface SchedulerOptions {
+  kubeConfig: KubeConfig;
+  /** LoadBalancers of this namespace only; all when undefined. */
+  namespace?: string;
+  /** Where the node Leases and the scheduler's Lease are (the agents' namespace). */
+  leaseNamespace: string;
+  failoverThreshold: number;
+  logger: Logger;
+  /** Still the leader? Checked before every write. */
+  leading: () => boolean;
+  emit: (e: SchedulerEvent) => void;
+  /** Writes in flight at once. */
+  concurrency?: number;
+}
+
+/** How long a placement written is trusted over a cache that does not show it yet. */
+const WRITTEN_TTL_MS = 10_000;
+
+const labelsOf = (o: Raw): Record<string, string> => (o.metadata?.labels ?? {}) as Record<string, string>;
+const keyOf = (o: Raw): LbKey => `${o.metadata?.namespace ?? 'default'}/${o.metadata?.name ?? ''}`;
+const recordedOf = (o: Raw): string[] => {
+  const nodes = (o.status?.placement as { nodes?: unknown } | undefined)?.nodes;
+  return Array.isArray(nodes) ? nodes.filter((n): n is string => typeof n === 'string') : [];
+};
+
+export class Scheduler {
+  readonly #opts: SchedulerOptions;
+  readonly #logger: Logger;
+  readonly #custom: CustomObjectsApi;
+  readonly #membership = new Membership();
+  readonly #caches: Cache[] = [];
+  #leases!: Cache;
+  #lbs!: Cache;
+  #nodes: Cache | undefined;
+  /**
+   * Placements written and not yet seen back in the cache: the next run builds on them. Forgotten once seen, or
+   * after a while (someone else wrote that status since: the cache is the truth again).
+   */
+  readonly #written = new Map<LbKey, { nodes: string[]; at: number }>();
+  readonly #reported = new Map<LbKey, string>();
+  #breakerOpen = false;
+  #timer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+  /** Runs that wrote something, and placements written (tests, logs). */
+  runs = 0;
+  writes = 0;
+
+  constructor(opts: SchedulerOptions) {
+    this.#opts = opts;
+    this.#logger = opts.logger.child({ component: 'scheduler' });
+    this.#custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** Lists everything once (nothing is placed before the caches hold what was placed before), then schedules. */
+  async start(): Promise<void> {
+    const kc = this.#opts.kubeConfig;
+    const coord = kc.makeApiClient(CoordinationV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const ns = this.#opts.namespace;
+    const leaseNs = this.#opts.leaseNamespace;
+    this.#leases = this.#cache(`/apis/coordination.k8s.io/v1/namespaces/${leaseNs}/leases`, () => coord.listNamespacedLease({ namespace: leaseNs }) as never);
+    this.#lbs = this.#cache(
+      `/apis/${GROUP}/${VERSION}/${ns === undefined ? '' : `namespaces/${ns}/`}${PLURALS.LoadBalancer}`,
+      () =>
+        (ns === undefined
+          ? this.#custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURALS.LoadBalancer })
+          : this.#custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURALS.LoadBalancer })) as never,
+    );
+    // Node labels are optional: without Nodes (an API server that serves none, or RBAC that grants none) every
+    // member is a node without labels, and only a nodeSelector keeps a load balancer from it.
+    try {
+      await core.listNode({ limit: 1 });
+      this.#nodes = this.#cache('/api/v1/nodes', () => core.listNode() as never);
+    } catch (err) {
+      this.#logger.warn({ err: describeApiError(err) }, 'cannot list Nodes: node selectors and the drain label are not seen');
+    }
+    await Promise.all(this.#caches.map((c) => c.start()));
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    clearTimeout(this.#expiryTimer);
+    await Promise.all(this.#caches.map((c) => c.stop()));
+    await this.#running;
+  }
+
+  /** Something changed: schedule again soon (changes within the debounce are one run). */
+  kick(): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#run(), 50);
+    this.#timer.unref();
+  }
+
+  #cache(path: string, list: () => Promise<{ items: Raw[] }>): Cache {
+    let restarts = 0;
+    // Only a list that worked ends an outage (start() resolves even when its list failed).
+    const listed = async (): Promise<{ items: Raw[] }> => {
+      const r = await list();
+      restarts = 0;
+      return r;
+    };
+    const informer = makeInformer<Raw>(this.#opts.kubeConfig, path, listed as never) as Cache;
+    for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, () => this.kick());
+    informer.on('error', (err: unknown) => {
+      if (this.#stopped) return;
+      restarts++;
+      const delay = Math.min(10_000, 200 * 2 ** Math.min(restarts - 1, 8));
+      // Info, not warn: the agent's own informers already warn of an API server outage, and the scheduler stops
+      // at its renew deadline anyway; a refusal (403: RBAC) is the scheduler's alone.
+      const level = statusCode(err) === 403 ? 'warn' : 'info';
+      if (restarts === 1) this.#logger[level]({ path, err: String(err), retryInMs: delay }, 'scheduler informer stopped; restarting');
+      setTimeout(() => {
+        if (!this.#stopped)
+          informer.start().then(
+            () => (restarts = 0),
+            () => undefined,
+          );
+      }, delay).unref();
+    });
+    this.#caches.push(informer);
+    return informer;
+  }
+
+  #run(): void {
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return;
+    }
+    this.#running = this.#once()
+      .catch((err: unknown) => this.#logger.error({ err: String(err) }, 'scheduling failed; will retry'))
+      .finally(() => {
+        this.#running = undefined;
+        if (this.#again) {
+          this.#again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** The inputs of the pure schedule, from the caches (and the placements written but not yet seen). */
+  inputs(now = Date.now()): { nodes: NodeView[]; lbs: LbView[]; nextExpiry: number | undefined } {
+    const leases: LeaseView[] = this.#leases.list().map((l) => ({
+      name: l.metadata?.name ?? '',
+      ...(typeof l.spec?.holderIdentity === 'string' ? { holderIdentity: l.spec.holderIdentity } : {}),
+      ...(l.spec?.renewTime === undefined ? {} : { renewTime: String(l.spec.renewTime instanceof Date ? l.spec.renewTime.toISOString() : l.spec.renewTime) }),
+      ...(typeof l.spec?.leaseDurationSeconds === 'number' ? { leaseDurationSeconds: l.spec.leaseDurationSeconds } : {}),
+    }));
+    const members = this.#membership.observe(leases, now);
+    const nodeObjects = new Map((this.#nodes?.list() ?? []).map((n) => [n.metadata?.name ?? '', n]));
+    const nodes: NodeView[] = members.map((m) => {
+      const labels = nodeObjects.get(m.node) === undefined ? {} : labelsOf(nodeObjects.get(m.node)!);
+      return { name: m.node, labels, alive: m.alive, draining: labels[DRAIN_LABEL] === 'true' };
+    });
+    const lbs: LbView[] = [];
+    for (const o of this.#lbs.list()) {
+      if (o.metadata?.deletionTimestamp !== undefined) continue;
+      const key = keyOf(o);
+      const spec = o.spec ?? {};
+      const placement = (spec.placement ?? {}) as { nodes?: string[]; nodeSelector?: Record<string, string> };
+      const recorded = recordedOf(o);
+      const written = this.#written.get(key);
+      if (written !== undefined && (written.nodes.join(',') === recorded.join(',') || now - written.at > WRITTEN_TTL_MS)) this.#written.delete(key);
+      const master = ((o.status?.nodes ?? []) as { name?: string; role?: string }[]).find((n) => n.role === 'MASTER')?.name;
+      lbs.push({
+        key,
+        topology: (spec.topology === 'ACTIVE_STANDBY' ? 'ACTIVE_STANDBY' : 'SINGLE') as Topology,
+        ...(placement.nodes !== undefined && placement.nodes.length > 0 ? { explicit: placement.nodes } : {}),
+        ...(placement.nodeSelector === undefined ? {} : { nodeSelector: placement.nodeSelector }),
+        ...(labelsOf(o)[ANTI_AFFINITY_LABEL] === undefined ? {} : { antiAffinity: labelsOf(o)[ANTI_AFFINITY_LABEL]! }),
+        recorded: this.#written.get(key)?.nodes ?? recorded,
+        ...(master === undefined ? {} : { master }),
+      });
+    }
+    return { nodes, lbs, nextExpiry: Membership.nextExpiry(members, now) };
+  }
+
+  async #once(): Promise<void> {
+    if (!this.#opts.leading() || this.#stopped) return;
+    const { nodes, lbs, nextExpiry } = this.inputs();
+    clearTimeout(this.#expiryTimer);
+    if (nextExpiry !== undefined) {
+      // A Lease running out changes nothing in the caches: wake up when it does.
+      this.#expiryTimer = setTimeout(() => this.kick(), Math.max(0, nextExpiry - Date.now()) + 10);
+      this.#expiryTimer.unref();
+    }
+    const result = schedule(nodes, lbs, { failoverThreshold: this.#opts.failoverThreshold });
+    this.#report(result);
+    await this.#releaseFinalizers(new Set(nodes.filter((n) => n.alive).map((n) => n.name)));
+    if (result.changes.length === 0) return;
+    this.runs++;
+    this.#logger.info(
+      { changes: result.changes.length, byReason: countBy(result.changes.map((c) => c.reason)), alive: nodes.filter((n) => n.alive).map((n) => n.name) },
+      'placing load balancers',
+    );
+    const queue = [...result.changes];
+    const worker = async (): Promise<void> => {
+      for (let c = queue.shift(); c !== undefined; c = queue.shift()) {
+        if (!this.#opts.leading() || this.#stopped) return;
+        await this.#write(c.key, c.to, c.from, c.reason);
+      }
+    };
+    await Promise.all(Array.from({ length: this.#opts.concurrency ?? 8 }, worker));
+  }
+
+  async #write(key: LbKey, nodes: string[], from: readonly string[], reason: string): Promise<void> {
+    const [namespace = 'default', name = ''] = key.split('/');
+    try {
+      await this.#custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, namespace, plural: PLURALS.LoadBalancer, name, body: { status: { placement: { nodes } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      this.#written.set(key, { nodes, at: Date.now() });
+      this.writes++;
+      const moved = from.length > 0;
+      this.#opts.emit({
+        regarding: { apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancer', namespace, name },
+        type: 'Normal',
+        reason: moved ? 'Rescheduled' : 'Scheduled',
+        note: moved ? `placed on ${nodes.join(', ')} (was ${from.join(', ')}: ${reason})` : `placed on ${nodes.join(', ')}`,
+      });
+    } catch (err) {
+      if (statusCode(err) !== 404) this.#logger.warn({ lb: key, err: describeApiError(err) }, 'cannot record the placement; will retry');
+      this.#written.delete(key);
+      if (statusCode(err) !== 404) setTimeout(() => this.kick(), 1_000).unref();
+    }
+  }
+
+  /** Unschedulable load balancers and the breaker, each said once when it starts (and the breaker when it ends). */
+  #report(result: Schedule): void {
+    const now = new Map(result.unschedulable.map((u) => [u.key, u.message]));
+    for (const [key, message] of now) {
+      if (this.#reported.get(key) === message) continue;
+      const [namespace = 'default', name = ''] = key.split('/');
+      this.#logger.warn({ lb: key }, `cannot place: ${message}`);
+      this.#opts.emit({
+        regarding: { apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancer', namespace, name },
+        type: 'Warning',
+        reason: 'FailedScheduling',
+        note: message,
+      });
+    }
+    this.#reported.clear();
+    for (const [k, v] of now) this.#reported.set(k, v);
+    const { breaker } = result;
+    if (breaker.open === this.#breakerOpen) return;
+    this.#breakerOpen = breaker.open;
+    const regarding = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: this.#opts.leaseNamespace, name: SCHEDULER_LEASE };
+    if (breaker.open) {
+      const note =
+        `${breaker.dead.length} of ${breaker.known} nodes are dead (${breaker.dead.join(', ')}), more than the failover threshold ` +
+        `${this.#opts.failoverThreshold}: load balancers on them are not moved (${breaker.held.length} held) until enough nodes are back`;
+      this.#logger.error({ dead: breaker.dead, known: breaker.known, held: breaker.held.length }, `circuit breaker open: ${note}`);
+      this.#opts.emit({ regarding, type: 'Warning', reason: 'FailoverSuppressed', note });
+    } else {
+      this.#logger.info({ known: breaker.known }, 'circuit breaker closed: load balancers on dead nodes are placed again');
+      this.#opts.emit({ regarding, type: 'Normal', reason: 'FailoverResumed', note: 'enough nodes are alive again: failover resumed' });
+    }
+  }
+
+  /**
+   * A LoadBalancer being deleted waits for the node that serves it to clean up and drop the finalizer; when no
+   * live node serves it (never placed, or its nodes are dead), nobody would: the scheduler drops it. A dead
+   * node's agent removes what it kept when it comes back (its markers name a load balancer that no longer is).
+   */
+  async #releaseFinalizers(alive: ReadonlySet<string>): Promise<void> {
+    for (const o of this.#lbs.list()) {
+      if (o.metadata?.deletionTimestamp === undefined || !(o.metadata.finalizers ?? []).includes(FINALIZER)) continue;
+      const explicit = ((o.spec?.placement ?? {}) as { nodes?: string[] }).nodes ?? [];
+      const placed = explicit.length > 0 ? explicit : recordedOf(o);
+      if (placed.some((n) => alive.has(n)) || !this.#opts.leading()) continue;
+      const namespace = o.metadata.namespace ?? 'default';
+      const name = o.metadata.name ?? '';
+      const finalizers = (o.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+      try {
+        await this.#custom.patchNamespacedCustomObject(
+          {
+            group: GROUP,
+            version: VERSION,
+            namespace,
+            plural: PLURALS.LoadBalancer,
+            name,
+            body: { metadata: { finalizers, resourceVersion: o.metadata.resourceVersion } },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        this.#logger.info({ lb: `${namespace}/${name}`, placed }, 'deleted load balancer served by no live node: finalizer dropped');
+      } catch (err) {
+        if (statusCode(err) !== 404 && statusCode(err) !== 409)
+          this.#logger.warn({ lb: `${namespace}/${name}`, err: describeApiError(err) }, 'cannot drop the finalizer');
+      }
+    }
+  }
+}
+
+function countBy(xs: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
+  return out;
+}

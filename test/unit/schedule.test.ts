@@ -1,0 +1,212 @@
+// The pure scheduler (src/schedule/schedule.ts) and membership from Leases (src/schedule/membership.ts):
+// deterministic, stable, balanced, anti-affinity, node selector, drain, failover and the circuit breaker.
+import { describe, expect, it } from 'vitest';
+import { Membership } from '../../src/schedule/membership.js';
+import { schedule, type LbView, type NodeView } from '../../src/schedule/schedule.js';
+
+const node = (name: string, extra: Partial<NodeView> = {}): NodeView => ({ name, labels: {}, alive: true, draining: false, ...extra });
+const single = (key: string, extra: Partial<LbView> = {}): LbView => ({ key, topology: 'SINGLE', recorded: [], ...extra });
+const pair = (key: string, extra: Partial<LbView> = {}): LbView => ({ key, topology: 'ACTIVE_STANDBY', recorded: [], ...extra });
+const OPTS = { failoverThreshold: 0.5 };
+const keys = (n: number, prefix = 'ns/lb') => Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(3, '0')}`);
+
+/** Load balancers per node (every slot counts). */
+function spread(placements: Map<string, string[]>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const nodes of placements.values()) for (const n of nodes) out[n] = (out[n] ?? 0) + 1;
+  return out;
+}
+
+/** Apply a schedule's placements as the next round's recorded ones. */
+const recordAll = (lbs: LbView[], placements: Map<string, string[]>): LbView[] => lbs.map((l) => ({ ...l, recorded: placements.get(l.key) ?? [] }));
+
+describe('schedule', () => {
+  const three = [node('node1'), node('node2'), node('node3')];
+
+  it('balanced: 300 SINGLE load balancers on 3 nodes, 100 each, each on exactly one node', () => {
+    const r = schedule(
+      three,
+      keys(300).map((k) => single(k)),
+      OPTS,
+    );
+    expect(spread(r.placements)).toEqual({ node1: 100, node2: 100, node3: 100 });
+    for (const nodes of r.placements.values()) expect(nodes).toHaveLength(1);
+    expect(r.changes).toHaveLength(300);
+    expect(r.changes.every((c) => c.reason === 'new')).toBe(true);
+  });
+
+  it('least-loaded first: a new load balancer goes to the emptiest node; ties by name', () => {
+    const lbs = [single('a/x', { recorded: ['node1'] }), single('a/y', { recorded: ['node1'] }), single('a/z', { recorded: ['node2'] }), single('a/new')];
+    expect(schedule(three, lbs, OPTS).placements.get('a/new')).toEqual(['node3']);
+    expect(schedule(three, [single('a/only')], OPTS).placements.get('a/only')).toEqual(['node1']);
+  });
+
+  it('deterministic: the same inputs in any order give the same placements', () => {
+    const lbs = [...keys(50).map((k) => single(k)), ...keys(20, 'p/as').map((k) => pair(k))];
+    const a = schedule(three, lbs, OPTS);
+    const b = schedule([...three].reverse(), [...lbs].reverse(), OPTS);
+    expect([...b.placements].sort()).toEqual([...a.placements].sort());
+  });
+
+  it('stable: once recorded, nothing moves while its nodes live, even when a node joins or the load is uneven', () => {
+    const first = schedule(
+      three.slice(0, 2),
+      keys(30).map((k) => single(k)),
+      OPTS,
+    );
+    const recorded = recordAll(
+      keys(30).map((k) => single(k)),
+      first.placements,
+    );
+    const again = schedule([...three, node('node4')], recorded, OPTS);
+    expect(again.changes).toEqual([]);
+    // A newcomer fills the empty node first.
+    expect(schedule([...three, node('node4')], [...recorded, single('ns/new')], OPTS).placements.get('ns/new')).toEqual(['node3']);
+  });
+
+  it('ACTIVE_STANDBY: two different nodes, MASTERs spread too', () => {
+    const r = schedule(
+      three,
+      keys(30).map((k) => pair(k)),
+      OPTS,
+    );
+    for (const nodes of r.placements.values()) {
+      expect(nodes).toHaveLength(2);
+      expect(nodes[0]).not.toBe(nodes[1]);
+    }
+    expect(spread(r.placements)).toEqual({ node1: 20, node2: 20, node3: 20 });
+  });
+
+  it('node selector: only Nodes with every label; none matching is unschedulable and says why', () => {
+    const nodes = [node('node1', { labels: { zone: 'a' } }), node('node2', { labels: { zone: 'b', ssd: 'true' } }), node('node3', { labels: { zone: 'b' } })];
+    const r = schedule(nodes, [single('a/b', { nodeSelector: { zone: 'b', ssd: 'true' } }), single('a/z', { nodeSelector: { zone: 'c' } })], OPTS);
+    expect(r.placements.get('a/b')).toEqual(['node2']);
+    expect(r.placements.has('a/z')).toBe(false);
+    expect(r.unschedulable).toEqual([{ key: 'a/z', message: '1 node(s) needed, 0 live node(s) matching zone=c not draining' }]);
+    // ACTIVE_STANDBY with one eligible node: placed there (degraded) and reported.
+    const p = schedule(nodes, [pair('a/p', { nodeSelector: { zone: 'a' } })], OPTS);
+    expect(p.placements.get('a/p')).toEqual(['node1']);
+    expect(p.unschedulable.map((u) => u.key)).toEqual(['a/p']);
+  });
+
+  it('anti-affinity: load balancers of one group go to different nodes while there are enough, whatever the load', () => {
+    const busy = keys(10, 'x/busy').map((k) => single(k, { recorded: ['node1'] }));
+    const group = ['g/a', 'g/b', 'g/c'].map((k) => single(k, { antiAffinity: 'shop' }));
+    const r = schedule(three, [...busy, ...group], OPTS);
+    expect(new Set(['g/a', 'g/b', 'g/c'].map((k) => r.placements.get(k)![0])).size).toBe(3);
+    // Without the group the least-loaded rule keeps them off node1.
+    const plain = schedule(three, [...busy, ...['g/a', 'g/b', 'g/c'].map((k) => single(k))], OPTS);
+    expect(['g/a', 'g/b', 'g/c'].map((k) => plain.placements.get(k)![0])).not.toContain('node1');
+  });
+
+  it('explicit spec.placement.nodes wins, is recorded as it is, and counts as load', () => {
+    const lbs = [single('a/e', { explicit: ['node9'] }), single('a/f', { explicit: ['node1'], recorded: ['node1'] }), single('a/n')];
+    const r = schedule(three, lbs, OPTS);
+    expect(r.placements.get('a/e')).toEqual(['node9']);
+    expect(r.changes.find((c) => c.key === 'a/e')).toMatchObject({ to: ['node9'], reason: 'explicit' });
+    expect(r.changes.find((c) => c.key === 'a/f')).toBeUndefined();
+    expect(r.placements.get('a/n')).toEqual(['node2']);
+  });
+
+  it('node death: what it served goes to live nodes, spread; the rest stays', () => {
+    const lbs = recordAll(
+      keys(90).map((k) => single(k)),
+      schedule(
+        three,
+        keys(90).map((k) => single(k)),
+        OPTS,
+      ).placements,
+    );
+    const dead = [node('node1'), node('node2', { alive: false }), node('node3')];
+    const r = schedule(dead, lbs, OPTS);
+    expect(r.changes).toHaveLength(30);
+    expect(r.changes.every((c) => c.from[0] === 'node2' && c.reason === 'node-dead')).toBe(true);
+    expect(spread(r.placements)).toEqual({ node1: 45, node3: 45 });
+    expect(r.breaker.open).toBe(false);
+  });
+
+  it('ACTIVE_STANDBY: MASTER dies → the BACKUP becomes first and a new BACKUP is chosen; BACKUP dies → replaced', () => {
+    const nodes = [node('node1', { alive: false }), node('node2'), node('node3')];
+    const r = schedule(nodes, [pair('a/m', { recorded: ['node1', 'node2'] }), pair('a/b', { recorded: ['node2', 'node1'] })], OPTS);
+    expect(r.placements.get('a/m')).toEqual(['node2', 'node3']);
+    expect(r.placements.get('a/b')).toEqual(['node2', 'node3']);
+  });
+
+  it('drain: SINGLE moves away; ACTIVE_STANDBY switches MASTER first, then moves the BACKUP slot once the switch is seen', () => {
+    const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
+    const s = schedule(nodes, [single('a/s', { recorded: ['node1'] })], OPTS);
+    expect(s.changes).toEqual([{ key: 'a/s', from: ['node1'], to: ['node2'], reason: 'drain' }]);
+    // Nothing new goes to a draining node.
+    expect(
+      [
+        ...schedule(
+          nodes,
+          keys(4).map((k) => single(k)),
+          OPTS,
+        ).placements.values(),
+      ].flat(),
+    ).not.toContain('node1');
+
+    const step1 = schedule(nodes, [pair('a/p', { recorded: ['node1', 'node2'], master: 'node1' })], OPTS);
+    expect(step1.changes).toEqual([{ key: 'a/p', from: ['node1', 'node2'], to: ['node2', 'node1'], reason: 'switch-master' }]);
+    // node1 still MASTER: wait.
+    expect(schedule(nodes, [pair('a/p', { recorded: ['node2', 'node1'], master: 'node1' })], OPTS).changes).toEqual([]);
+    const step2 = schedule(nodes, [pair('a/p', { recorded: ['node2', 'node1'], master: 'node2' })], OPTS);
+    expect(step2.changes).toEqual([{ key: 'a/p', from: ['node2', 'node1'], to: ['node2', 'node3'], reason: 'drain' }]);
+  });
+
+  it('circuit breaker: more than the threshold of nodes dead at once → nothing moves off them; new ones are still placed', () => {
+    const nodes = [node('node1', { alive: false }), node('node2', { alive: false }), node('node3')];
+    const lbs = [single('a/1', { recorded: ['node1'] }), single('a/2', { recorded: ['node2'] }), single('a/3', { recorded: ['node3'] }), single('a/new')];
+    const r = schedule(nodes, lbs, OPTS);
+    expect(r.breaker).toEqual({ open: true, dead: ['node1', 'node2'], known: 3, held: ['a/1', 'a/2'] });
+    expect(r.changes).toEqual([{ key: 'a/new', from: [], to: ['node3'], reason: 'new' }]);
+    // At the threshold (1 of 2) failover still happens: a two-node cluster fails over.
+    const two = schedule([node('node1', { alive: false }), node('node2')], [single('a/1', { recorded: ['node1'] })], OPTS);
+    expect(two.breaker.open).toBe(false);
+    expect(two.placements.get('a/1')).toEqual(['node2']);
+    // With a higher threshold, 2 dead of 3 still fail over.
+    expect(schedule(nodes, lbs, { failoverThreshold: 0.7 }).placements.get('a/1')).toEqual(['node3']);
+  });
+
+  it('no live node: nothing placed, recorded placements kept, reported unschedulable', () => {
+    const r = schedule([node('node1', { alive: false })], [single('a/1', { recorded: ['node1'] }), single('a/2')], { failoverThreshold: 1 });
+    expect(r.changes).toEqual([]);
+    expect(r.placements.get('a/1')).toEqual(['node1']);
+    expect(r.unschedulable.map((u) => u.key)).toEqual(['a/1', 'a/2']);
+  });
+});
+
+describe('Membership', () => {
+  const lease = (node: string, renewTime: string, holder = node, seconds = 6) => ({
+    name: `nslb-node-${node}`,
+    holderIdentity: holder,
+    renewTime,
+    leaseDurationSeconds: seconds,
+  });
+
+  it('alive while renewed; dead one duration after the last renewal was first seen (observer clock only)', () => {
+    const m = new Membership();
+    // A renewTime far in the past (another clock) does not matter: the count starts when it is seen.
+    expect(m.observe([lease('node1', '2001-01-01T00:00:00Z')], 1_000)).toEqual([{ node: 'node1', alive: true, expiresAt: 7_000 }]);
+    expect(m.observe([lease('node1', '2001-01-01T00:00:00Z')], 6_999)[0]!.alive).toBe(true);
+    expect(m.observe([lease('node1', '2001-01-01T00:00:00Z')], 7_000)[0]!.alive).toBe(false);
+    // A renewal brings it back.
+    expect(m.observe([lease('node1', '2001-01-01T00:00:05Z')], 8_000)[0]).toEqual({ node: 'node1', alive: true, expiresAt: 14_000 });
+    expect(Membership.nextExpiry(m.observe([lease('node1', '2001-01-01T00:00:05Z')], 9_000), 9_000)).toBe(14_000);
+  });
+
+  it('a released Lease (no holder) is dead at once; other Leases are not members', () => {
+    const m = new Membership();
+    const members = m.observe([lease('node1', 't', ''), { name: 'nslb-scheduler', holderIdentity: 'node2', renewTime: 't', leaseDurationSeconds: 15 }], 0);
+    expect(members).toEqual([{ node: 'node1', alive: false, expiresAt: 0 }]);
+  });
+
+  it('a longer duration on the last renewal (a clean stop) keeps the node alive through a restart', () => {
+    const m = new Membership();
+    m.observe([lease('node1', 'a')], 0);
+    expect(m.observe([lease('node1', 'b', 'node1', 30)], 1_000)[0]!.alive).toBe(true);
+    expect(m.observe([lease('node1', 'b', 'node1', 30)], 25_000)[0]!.alive).toBe(true);
+    expect(m.observe([lease('node1', 'b', 'node1', 30)], 31_000)[0]!.alive).toBe(false);
+  });
+});

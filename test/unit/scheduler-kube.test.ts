@@ -1,0 +1,223 @@
+// Membership, leader election and the scheduler against the in-test API server: the node Lease is held and
+// renewed (and extended on a clean stop), a leader that cannot renew stops before anyone else can start
+// (fencing), and the scheduler records placements in status.placement.nodes, re-places what a dead node
+// served, leaves everything else alone, and stops at the circuit breaker with an Event.
+import { KubeConfig } from '@kubernetes/client-node';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LeaderElector } from '../../src/kube/leader.js';
+import { NodeLease } from '../../src/kube/node-lease.js';
+import { Scheduler, type SchedulerEvent } from '../../src/schedule/scheduler.js';
+import { FakeApiServer, loadCrdFiles, type Obj } from '../support/fake-apiserver.js';
+
+const repo = new URL('../..', import.meta.url).pathname;
+const NS = 'nslb-system';
+const V = 'nslb.dev/v1alpha1';
+const logger = pino({ level: 'silent' });
+let api: FakeApiServer;
+let kc: KubeConfig;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until<T>(f: () => T | undefined | false, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+const leaseOf = (name: string, ns = NS) => api.get('coordination.k8s.io/v1', 'leases', ns, name) as Obj | undefined;
+const placementOf = (ns: string, name: string): string[] | undefined => (api.get(V, 'loadbalancers', ns, name) as Obj | undefined)?.status?.placement?.nodes;
+
+beforeAll(async () => {
+  api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
+  await api.start();
+  kc = new KubeConfig();
+  kc.loadFromString(api.kubeconfig());
+});
+
+afterAll(async () => {
+  await api.stop();
+});
+
+describe('NodeLease', () => {
+  it('creates nslb-node-<node>, renews it every quarter of its duration, and asks for the restart grace on a clean stop', async () => {
+    const l = new NodeLease({ kubeConfig: kc, namespace: 'agents', node: 'n1', leaseSeconds: 1, restartGraceSeconds: 30, logger });
+    await l.start();
+    const first = leaseOf('nslb-node-n1', 'agents')!;
+    expect(first.spec).toMatchObject({ holderIdentity: 'n1', leaseDurationSeconds: 1, leaseTransitions: 0 });
+    await until(() => leaseOf('nslb-node-n1', 'agents')!.spec.renewTime !== first.spec.renewTime, 2_000, 'a renewal');
+    // Someone deletes it: it comes back.
+    api.delete('coordination.k8s.io/v1', 'leases', 'agents', 'nslb-node-n1');
+    await until(() => leaseOf('nslb-node-n1', 'agents'), 2_000, 'the Lease again');
+    await l.stop();
+    expect(leaseOf('nslb-node-n1', 'agents')!.spec).toMatchObject({ holderIdentity: 'n1', leaseDurationSeconds: 30 });
+    const stopped = leaseOf('nslb-node-n1', 'agents')!.spec.renewTime;
+    await sleep(600);
+    expect(leaseOf('nslb-node-n1', 'agents')!.spec.renewTime).toBe(stopped);
+  });
+});
+
+describe('LeaderElector fencing', () => {
+  it('a leader whose renewals hang stops leading within the renew deadline (on its own clock); never two leaders', async () => {
+    const log: string[] = [];
+    const elector = (identity: string) =>
+      new LeaderElector({
+        kubeConfig: kc,
+        role: 'scheduler',
+        namespace: NS,
+        name: 'fence-test',
+        identity,
+        leaseSeconds: 2,
+        logger,
+        onStartedLeading: async () => void log.push(`${identity} start ${Date.now()}`),
+        onStoppedLeading: async () => void log.push(`${identity} stop ${Date.now()}`),
+      });
+    const a = elector('a');
+    const b = elector('b');
+    let both = 0;
+    const watch = setInterval(() => {
+      if (a.leading && b.leading) both++;
+    }, 5);
+    a.start();
+    await until(() => a.leading, 2_000, 'a leading');
+    b.start();
+    await sleep(300);
+    // Every request now takes 5 s: a cannot renew, and stops leading on its own clock.
+    api.setRequestDelay(5_000);
+    const hung = Date.now();
+    await until(() => !a.leading, 2_000, 'a fenced');
+    // The safety bound, not a speed: stopped before a candidate could take the Lease (one duration after it saw
+    // the last renewal, which was before the hang).
+    expect(Date.now() - hung).toBeLessThan(2_000);
+    expect(log.at(-1)).toMatch(/^a stop/);
+    api.setRequestDelay(0);
+    // Then one of them leads again (a may renew its own Lease first), never both.
+    await until(() => a.leading || b.leading, 8_000, 'a leader again');
+    await sleep(500);
+    clearInterval(watch);
+    expect(both).toBe(0);
+    await b.stop();
+    await a.stop();
+  }, 20_000);
+});
+
+describe('Scheduler', () => {
+  const lb = (ns: string, name: string, spec: Obj = {}, labels?: Record<string, string>) => ({
+    apiVersion: V,
+    kind: 'LoadBalancer',
+    metadata: { name, namespace: ns, ...(labels === undefined ? {} : { labels }) },
+    spec: { vip: { address: '10.9.0.10' }, ...spec },
+  });
+  /** Renews node Leases by hand (a node that stops being renewed is a dead node). */
+  const renewing = new Set<string>();
+  const renew = () => {
+    for (const n of renewing) {
+      const cur = leaseOf(`nslb-node-${n}`);
+      const spec = { holderIdentity: n, leaseDurationSeconds: 1, renewTime: new Date().toISOString() };
+      if (cur === undefined) api.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: `nslb-node-${n}`, namespace: NS }, spec });
+      else api.update({ ...cur, spec });
+    }
+  };
+  let timer: NodeJS.Timeout;
+  const events: SchedulerEvent[] = [];
+  let scheduler: Scheduler;
+  let leading = true;
+
+  beforeAll(async () => {
+    for (const n of ['s1', 's2', 's3']) renewing.add(n);
+    renew();
+    timer = setInterval(renew, 200);
+    for (let i = 0; i < 30; i++) api.create(lb('shop', `lb${String(i).padStart(2, '0')}`));
+    api.create(lb('shop', 'pinned', { placement: { nodes: ['s1'] } }));
+    api.create(lb('shop', 'picky', { placement: { nodeSelector: { disk: 'ssd' } } }));
+    api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 's3', labels: { disk: 'ssd' } }, spec: {}, status: {} });
+    scheduler = new Scheduler({ kubeConfig: kc, leaseNamespace: NS, failoverThreshold: 0.5, logger, leading: () => leading, emit: (e) => void events.push(e) });
+    await scheduler.start();
+  });
+
+  afterAll(async () => {
+    clearInterval(timer);
+    await scheduler.stop();
+  });
+
+  const all = () =>
+    (api.list(V, 'loadbalancers', 'shop') as Obj[]).map((o) => [o.metadata.name as string, (o.status?.placement?.nodes ?? []) as string[]] as const);
+  const spread = () => {
+    const out: Record<string, number> = {};
+    for (const [, nodes] of all()) for (const n of nodes) out[n] = (out[n] ?? 0) + 1;
+    return out;
+  };
+
+  it('places every load balancer once, balanced, recording explicit ones and honouring the node selector', async () => {
+    await until(() => all().every(([, nodes]) => nodes.length === 1), 5_000, 'every placement');
+    expect(placementOf('shop', 'pinned')).toEqual(['s1']);
+    expect(placementOf('shop', 'picky')).toEqual(['s3']);
+    // 32 over 3: no node more than one above another.
+    const counts = Object.values(spread());
+    expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
+    await until(() => events.filter((e) => e.reason === 'Scheduled').length === 32, 1_000, 'an Event per placement');
+    // The agents' status writes (other fields) do not disturb it, and nothing is rewritten.
+    const writes = scheduler.writes;
+    const o = api.get(V, 'loadbalancers', 'shop', 'lb00') as Obj;
+    api.updateStatus({ ...o, status: { ...o.status, provisioningStatus: 'ACTIVE' } });
+    await sleep(1_500);
+    expect(scheduler.writes).toBe(writes);
+  });
+
+  it('a node whose Lease expires: what it served moves to live nodes, nothing else moves, each with an Event', async () => {
+    const before = new Map(all());
+    const onS2 = [...before].filter(([, n]) => n[0] === 's2').map(([k]) => k);
+    renewing.delete('s2');
+    await until(() => onS2.every((k) => placementOf('shop', k)?.[0] !== 's2'), 4_000, 're-placement');
+    for (const [k, nodes] of all()) {
+      if (onS2.includes(k)) expect(['s1', 's3']).toContain(nodes[0]);
+      else expect(nodes).toEqual(before.get(k));
+    }
+    expect(
+      events
+        .filter((e) => e.reason === 'Rescheduled')
+        .map((e) => e.regarding.name)
+        .sort(),
+    ).toEqual([...onS2].sort());
+  });
+
+  it('the circuit breaker: two of three dead → nothing moves, an Event on the scheduler Lease; one back → failover resumes', async () => {
+    renewing.add('s2');
+    await sleep(400);
+    const before = new Map(all());
+    renewing.delete('s2');
+    renewing.delete('s3');
+    await until(() => events.find((e) => e.reason === 'FailoverSuppressed'), 4_000, 'the breaker Event');
+    const e = events.find((x) => x.reason === 'FailoverSuppressed')!;
+    expect(e).toMatchObject({ type: 'Warning', regarding: { kind: 'Lease', name: 'nslb-scheduler', namespace: NS } });
+    expect(e.note).toMatch(/2 of 3 nodes are dead \(s2, s3\)/);
+    await sleep(500);
+    expect(new Map(all())).toEqual(before);
+    renewing.add('s2');
+    await until(() => events.find((x) => x.reason === 'FailoverResumed'), 4_000, 'failover resumed');
+    await until(() => all().every(([k, n]) => k === 'picky' || n[0] !== 's3'), 4_000, 'what s3 served moved');
+    // picky can only go to s3 (the selector): it stays recorded there, unschedulable.
+    expect(placementOf('shop', 'picky')).toEqual(['s3']);
+    expect(events.some((x) => x.reason === 'FailedScheduling' && x.regarding.name === 'picky')).toBe(true);
+  });
+
+  it('a scheduler that no longer leads writes nothing', async () => {
+    // What the last test set moving is written first (a write in flight completes).
+    let last = -1;
+    while (last !== scheduler.writes) {
+      last = scheduler.writes;
+      await sleep(300);
+    }
+    leading = false;
+    const writes = scheduler.writes;
+    api.create(lb('shop', 'late'));
+    await sleep(500);
+    expect(placementOf('shop', 'late')).toBeUndefined();
+    expect(scheduler.writes).toBe(writes);
+    leading = true;
+    scheduler.kick();
+    await until(() => placementOf('shop', 'late'), 5_000, 'placed once leading');
+  });
+});
