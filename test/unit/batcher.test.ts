@@ -159,3 +159,26 @@ describe('deletions of load balancers removed together', () => {
     expect(argvDeletePort('nslbx')).toEqual(['ovs-vsctl', '--timeout=10', '--no-wait', '--', '--if-exists', 'del-port', 'nslbx']);
   });
 });
+
+describe('Batcher serial', () => {
+  it('sends the first item at once and merges what arrives while it runs into the next batch', async () => {
+    const batches: number[][] = [];
+    let release: () => void = () => undefined;
+    const b = new Batcher<number>(
+      async (items) => void batches.push(items),
+      async (i) => {
+        batches.push([i]);
+        if (i === 1) await new Promise<void>((r) => (release = r));
+      },
+      { serial: true },
+    );
+    const first = b.submit(1);
+    await new Promise((r) => setImmediate(r));
+    const later = [2, 3, 4].map((i) => b.submit(i));
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[1]]);
+    release();
+    await Promise.all([first, ...later]);
+    expect(batches).toEqual([[1], [2, 3, 4]]);
+  });
+});

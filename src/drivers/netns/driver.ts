@@ -59,6 +59,7 @@ export class NetnsDriver {
     this.#delete = new Batcher(
       (names) => deleteNetnsMany(run, names),
       (n) => deleteNetns(run, n),
+      { serial: true },
     );
     this.#move = new Batcher(
       (moves) => moveLinksToNetns(run, moves),

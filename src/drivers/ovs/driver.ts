@@ -31,6 +31,7 @@ export class OvsDriver {
     this.#deletePort = new Batcher(
       async (ifaces) => void (await run(argvDeletePorts(ifaces))),
       (iface) => deletePort(run, iface),
+      { serial: true },
     );
   }
 
