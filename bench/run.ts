@@ -26,7 +26,7 @@ import { runBareLoop } from './lib/bare-loop.js';
 import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
 import { phaseServices, type ServicesResult } from './lib/services.js';
 import { phaseH, teardownRows, type TeardownResult } from './lib/teardown.js';
-import { densityRows, phaseI, type DensityResult } from './lib/density.js';
+import { type Breakdown, breakdownRows, densityRows, phaseI, readBreakdown, type DensityResult } from './lib/density.js';
 import {
   checkInterrupted,
   checkVips,
@@ -182,6 +182,8 @@ interface BulkResult {
   within30s?: VipsAnswering;
   errors?: number;
   engine?: EngineCounts;
+  /** (j) over this convergence. */
+  breakdown?: Breakdown;
 }
 
 /** What the agent's /metrics counted over a phase. */
@@ -497,6 +499,7 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
   const took = now() - agent.startedAt;
   log(`(c) nslb N=${n}: all ACTIVE after ${ms(took)}; checking every VIP from the client`);
   const doneAt = now();
+  const breakdown = await readBreakdown(agent, n, took);
   const check = await checkVips(node.client, vips);
   log(
     `(c) nslb N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`,
@@ -506,7 +509,7 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
     `(c) nslb N=${n}: ${within30s.ok}/${n} VIPs answered 200 within 30 s of ACTIVE${within30s.allByMs === undefined ? ` (first failures: ${JSON.stringify(within30s.failed.slice(0, 3))})` : ` (all by ${ms(within30s.allByMs)})`}`,
   );
   const entry = results.bulk.get(n) ?? {};
-  entry.nslb = { ms: took, check, within30s, errors: agent.errors };
+  entry.nslb = { ms: took, check, within30s, errors: agent.errors, ...(breakdown === undefined ? {} : { breakdown }) };
   const totals = await agent.metrics();
   if (totals !== undefined) {
     entry.nslb.engine = {
@@ -782,6 +785,7 @@ function buildRows(s: Settings, r: Results): Row[] {
       });
     };
     side('nslb', b.nslb);
+    if (b.nslb?.breakdown !== undefined && n === s.bulk.at(-1)) rows.push(...breakdownRows(b.nslb.breakdown));
     if (b.nslb?.within30s !== undefined) {
       const w = b.nslb.within30s;
       rows.push({
