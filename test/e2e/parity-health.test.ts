@@ -134,7 +134,7 @@ describe('parity: health monitors, backup members, drain', () => {
     const socket = join(env.lbDir('first'), 'haproxy.sock');
     // `show servers state` fields: … srv_op_state (6th), … srv_check_status (11th), srv_check_result, srv_check_health (13th).
     const state = async (): Promise<{ op: number; status: number; health: number }> => {
-      const line = (await queryRuntime(socket, 'show servers state first-p', 1_000)).split('\n').find((l) => l.includes(' first-m '));
+      const line = (await queryRuntime(socket, 'show servers state pool.first-p', 1_000)).split('\n').find((l) => l.includes(' first-m '));
       const f = (line ?? '').split(' ');
       return { op: Number(f[5]), status: Number(f[10]), health: Number(f[12]) };
     };
@@ -142,7 +142,7 @@ describe('parity: health monitors, backup members, drain', () => {
     await waitFor(
       async () => {
         first = await state();
-        return first.status !== 1; // no longer "initializing": the first check has a result
+        return Number.isInteger(first.status) && first.status !== 1; // no longer "initializing": the first check has a result
       },
       { timeoutMs: 10_000, intervalMs: 20, message: 'the first check' },
     );
