@@ -136,7 +136,7 @@ describe('batched creation, deletion and cleanup survive a crash anywhere (issue
     await rm(env.root, { recursive: true, force: true }).catch(() => {});
   });
 
-  it('removes load balancers deleted together with one OVS transaction and no ip process per netns, drift included', async () => {
+  it('removes load balancers deleted together with fewer OVS and ip processes than deletions, drift included', async () => {
     agent = startAgent({ env: { NSLB_TRACE_SPAWN: '1' } });
     env.agent = agent;
     await writeBatch(true);
