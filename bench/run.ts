@@ -5,9 +5,10 @@
 // Options:
 //   --quick            small N and few runs (development; about 2–3 minutes); verdicts that need the full
 //                      sizes are shown as "info"
-//   --phases a,b,e,c,k,s only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
+//   --phases a,b,e,c,k,s,h only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
 //                      k: Kubernetes mode against the in-test API server, s: a Service of type LoadBalancer →
-//                      ingress IP and traffic)
+//                      ingress IP and traffic, g: the bare serial shell loop at the largest bulk N, h: deletion
+//                      and nslb cleanup of N, i: density at N = 2,000 with (j), where the agent's time goes)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -21,8 +22,11 @@ import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../te
 import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
 import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
 import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
+import { runBareLoop } from './lib/bare-loop.js';
 import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
 import { phaseServices, type ServicesResult } from './lib/services.js';
+import { phaseH, teardownRows, type TeardownResult } from './lib/teardown.js';
+import { type Breakdown, breakdownRows, densityRows, phaseI, readBreakdown, type DensityResult } from './lib/density.js';
 import {
   checkInterrupted,
   checkVips,
@@ -69,7 +73,13 @@ interface Settings {
   sRuns: number;
   /** Load balancers applied at once in phase (k). */
   kubeN: number;
+  /** Load balancers deleted, then cleaned up, in phase (h). */
+  teardownN: number;
+  /** Load balancers on the node in phase (i). */
+  densityN: number;
 }
+
+const ALL_PHASES = ['a', 'b', 'e', 'c', 'g', 'k', 's', 'h', 'i'];
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
@@ -77,11 +87,11 @@ function parseArgs(argv: string[]): Settings {
     argv.find((a) => a.startsWith('--phases='))?.slice('--phases='.length) ?? (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
   for (const a of argv) {
     if (a.startsWith('--') && !['--quick', '--phases', '--no-setup'].includes(a) && !a.startsWith('--phases=')) {
-      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,k,s, --no-setup)`);
+      throw new Error(`unknown option ${a} (known: --quick, --phases ${ALL_PHASES.join(',')}, --no-setup)`);
     }
   }
-  const phases = new Set((phasesArg ?? 'a,b,e,c,k,s').split(',').map((p) => p.trim()));
-  for (const p of phases) if (!['a', 'b', 'e', 'c', 'k', 's'].includes(p)) throw new Error(`--phases takes a,b,e,c,k,s; got ${p}`);
+  const phases = new Set((phasesArg ?? ALL_PHASES.join(',')).split(',').map((p) => p.trim()));
+  for (const p of phases) if (!ALL_PHASES.includes(p)) throw new Error(`--phases takes ${ALL_PHASES.join(',')}; got ${p}`);
   return {
     quick,
     phases,
@@ -94,6 +104,8 @@ function parseArgs(argv: string[]): Settings {
     bulkResyncS: quick ? 5 : 10,
     sRuns: quick ? 5 : 20,
     kubeN: quick ? 20 : 100,
+    teardownN: quick ? 50 : 500,
+    densityN: quick ? 100 : 2000,
   };
 }
 
@@ -152,13 +164,15 @@ interface Results {
     membersEngine?: EngineCounts;
     reloadsEngine?: EngineCounts;
   };
-  bulk: Map<number, { nslb?: BulkResult; baseline?: BulkResult; nslbRemoveMs?: number }>;
+  bulk: Map<number, { nslb?: BulkResult; baseline?: BulkResult; bare?: BulkResult; nslbRemoveMs?: number }>;
   d?: { resyncs: { spawned?: number; ms?: number; changed?: number }[] };
   /** Things outside the benchmark that happened during a phase (another session restarting Open vSwitch). */
   disturbances: string[];
   f?: { rssMiB: number; peakMiB: number; n: number };
   s?: ServicesResult;
   k?: KubeResult;
+  h?: TeardownResult;
+  i?: DensityResult;
 }
 
 interface BulkResult {
@@ -168,6 +182,8 @@ interface BulkResult {
   within30s?: VipsAnswering;
   errors?: number;
   engine?: EngineCounts;
+  /** (j) over this convergence. */
+  breakdown?: Breakdown;
 }
 
 /** What the agent's /metrics counted over a phase. */
@@ -483,6 +499,7 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
   const took = now() - agent.startedAt;
   log(`(c) nslb N=${n}: all ACTIVE after ${ms(took)}; checking every VIP from the client`);
   const doneAt = now();
+  const breakdown = await readBreakdown(agent, n, took);
   const check = await checkVips(node.client, vips);
   log(
     `(c) nslb N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200${check.failed.length > 0 ? ` (first failures: ${JSON.stringify(check.failed.slice(0, 3))})` : ''}`,
@@ -492,7 +509,7 @@ async function bulkNslb(s: Settings, node: BenchNode, n: number, cleanup: Cleanu
     `(c) nslb N=${n}: ${within30s.ok}/${n} VIPs answered 200 within 30 s of ACTIVE${within30s.allByMs === undefined ? ` (first failures: ${JSON.stringify(within30s.failed.slice(0, 3))})` : ` (all by ${ms(within30s.allByMs)})`}`,
   );
   const entry = results.bulk.get(n) ?? {};
-  entry.nslb = { ms: took, check, within30s, errors: agent.errors };
+  entry.nslb = { ms: took, check, within30s, errors: agent.errors, ...(breakdown === undefined ? {} : { breakdown }) };
   const totals = await agent.metrics();
   if (totals !== undefined) {
     entry.nslb.engine = {
@@ -591,6 +608,25 @@ async function bulkBaseline(node: BenchNode, n: number, cleanup: Cleanup, result
   );
   const entry = results.bulk.get(n) ?? {};
   entry.baseline = { ms: took, check };
+  results.bulk.set(n, entry);
+  await deleteBaselineLbs(BRIDGE, lbs.splice(0));
+}
+
+async function bulkBare(node: BenchNode, n: number, cleanup: Cleanup, results: Results): Promise<void> {
+  const lbs: BaselineLb[] = [];
+  cleanup.add(`bare loop ${n}`, () => deleteBaselineLbs(BRIDGE, lbs));
+  const dir = join(ROOT, `bare-${n}`);
+  const run = await runBareLoop(dir, BRIDGE, n, lbs);
+  for (const lb of lbs) await appendFile(join(ROOT, 'baseline.journal'), `${lb.netns} ${lb.port} ${lb.dir}\n`);
+  log(`(g) bare loop N=${n}: exit ${run.exitCode} after ${ms(run.ms)}; checking every VIP from the client`);
+  if (run.exitCode !== 0) log(`(g) bare loop stderr: ${run.stderr.trim().slice(-500)}`);
+  const check = await checkVips(
+    node.client,
+    lbs.map((lb) => lb.vip),
+  );
+  log(`(g) bare loop N=${n}: ${check.http}/${n} VIPs answer HTTP, ${check.ok} with 200`);
+  const entry = results.bulk.get(n) ?? {};
+  entry.bare = { ms: run.ms, check };
   results.bulk.set(n, entry);
   await deleteBaselineLbs(BRIDGE, lbs.splice(0));
 }
@@ -742,13 +778,14 @@ function buildRows(s: Settings, r: Results): Row[] {
     const side = (who: string, x: BulkResult | undefined) => {
       if (x === undefined) return;
       rows.push({
-        figure: `(c) ${who}, N=${n}: cold converge (clock stops when the tool says done)`,
+        figure: `${who.startsWith('(') ? who : `(c) ${who}`}, N=${n}: cold converge (clock stops when the tool says done)`,
         value: `${ms(x.ms)}, ${(n / (x.ms / 1000)).toFixed(1)} LB/s; after it ${x.check.http}/${n} VIPs answer HTTP, ${x.check.ok} with 200${x.engine === undefined ? '' : `; ${x.engine.spawned} processes spawned`}`,
         target: 'every VIP answers',
         verdict: verdict(x.check.http === n),
       });
     };
     side('nslb', b.nslb);
+    if (b.nslb?.breakdown !== undefined && n === s.bulk.at(-1)) rows.push(...breakdownRows(b.nslb.breakdown));
     if (b.nslb?.within30s !== undefined) {
       const w = b.nslb.within30s;
       rows.push({
@@ -759,6 +796,17 @@ function buildRows(s: Settings, r: Results): Row[] {
       });
     }
     side('baseline (serial, neutron-lbaas style)', b.baseline);
+    side('(g) bare serial shell loop (netns, port, link, haproxy -D; nothing else)', b.bare);
+    if (b.nslb !== undefined && b.bare !== undefined) {
+      const ratio = b.bare.ms / b.nslb.ms;
+      const isTarget = n === 500;
+      rows.push({
+        figure: `(c)+(g) N=${n}: bare shell loop time / nslb time`,
+        value: `${ratio.toFixed(2)}×`,
+        target: isTarget ? '≥ 4× at N=500' : '—',
+        verdict: isTarget ? verdict(ratio >= 4) : 'info',
+      });
+    }
     if (b.nslb !== undefined && b.baseline !== undefined) {
       const ratio = b.baseline.ms / b.nslb.ms;
       const isTarget = n === 500;
@@ -828,6 +876,8 @@ function buildRows(s: Settings, r: Results): Row[] {
       verdict: sized(verdict(r.f.peakMiB * 1.048576 < 250)),
     });
   }
+  if (r.h) rows.push(...teardownRows(r.h, sized));
+  if (r.i) rows.push(...densityRows(r.i, sized));
   if (r.k) rows.push(...kubeRows(r.k));
   if (r.s) {
     // Both must have happened: the address in status, and traffic through it.
@@ -904,6 +954,20 @@ async function main(): Promise<number> {
         await watched(`baseline N=${n}`, results, () => bulkBaseline(node, n, cleanup, results));
       }
     }
+    if (s.phases.has('g')) {
+      const n = s.bulk.at(-1)!;
+      await watched(`(g) bare loop N=${n}`, results, () => bulkBare(node, n, cleanup, results));
+    }
+    if (s.phases.has('h')) {
+      results.h = await watched(`(h) N=${s.teardownN}`, results, () =>
+        phaseH({ n: s.teardownN, root: ROOT, bridge: BRIDGE, resyncS: s.bulkResyncS, cleanup, nslbCleanup }),
+      );
+    }
+    if (s.phases.has('i')) {
+      results.i = await watched(`(i) N=${s.densityN}`, results, () =>
+        phaseI({ n: s.densityN, root: ROOT, bridge: BRIDGE, node, changes: s.quick ? 3 : 10, resyncS: s.quick ? 5 : 20, cleanup, nslbCleanup }),
+      );
+    }
   } catch (err) {
     if (interruption.signal.aborted) {
       aborted = `interrupted by ${String(interruption.signal.reason)}`;
@@ -922,7 +986,7 @@ async function main(): Promise<number> {
   const command = s.quick ? 'npm run bench -- --quick' : 'npm run bench';
   const failed = rows.filter((r) => r.verdict === 'FAIL').length;
   const text = [
-    `Command: \`${command}${s.phases.size < 5 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
+    `Command: \`${command}${s.phases.size < ALL_PHASES.length ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
     '',
     ...header.map((h) => `${h}  `),
     ...(s.quick ? ['', 'Quick run: fewer runs and smaller N than the targets assume; size-dependent verdicts are "info".'] : []),

@@ -70,7 +70,15 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     watchedPaths: () => mode.watchedPaths(),
     spawned: () => spawns.total,
   });
-  const metrics = createAgentMetrics(controller, { kernelLimits, counters: { engine: node.counters, spawnsByTool: spawns.byTool } });
+  const metrics = createAgentMetrics(controller, {
+    kernelLimits,
+    counters: {
+      engine: node.counters,
+      spawnsByTool: spawns.byTool,
+      spawnSecondsByTool: spawns.secondsByTool,
+      publishes: controller.publishes,
+    },
+  });
   await mode.addMetrics(metrics);
 
   logger.info({ ...mode.describe, stateDir: flags.stateDir, bridge: flags.bridge }, 'nslb starting');

@@ -90,6 +90,11 @@ export class Controller {
     return this.#synced;
   }
 
+  /** Status publishes done and their wall time (for /metrics). */
+  get publishes(): { readonly count: number; readonly seconds: number } {
+    return this.#publisher.totals;
+  }
+
   get statuses(): ReadonlyMap<string, ObjectStatus> {
     return this.#publisher.statuses;
   }

@@ -32,7 +32,7 @@ export interface LbEvent {
 export async function planKey(node: NodeDriver, stateDir: string, key: string, desired: DesiredLoadBalancer | undefined): Promise<Action[]> {
   const netns = desired?.names.netns ?? netnsOfKey(key);
   const iface = desired?.names.iface ?? ifaceOfNetns(netns);
-  const observed = await node.observe([{ netns, iface }]);
+  const observed = await node.observe([{ netns, iface, ...(desired === undefined ? { outsideOnly: true } : {}) }]);
   const o = observed.lbs.get(netns) ?? { ifaceInHost: false, stateDir: false };
   const config = desired === undefined ? undefined : renderHaproxyConfig(desired, lbPaths(stateDir, netns));
   return planLoadBalancer({

@@ -32,6 +32,8 @@ export class StatusPublisher {
   #queued: Promise<void> | undefined;
   #lastPublished = 0;
   #lastCost = 0;
+  /** Publishes done and their wall time (seconds), for /metrics. */
+  readonly totals = { count: 0, seconds: 0 };
   /** Ends the wait of a queued publish; with #urgent, none waits (the initial sync's status goes out at once). */
   #wake: (() => void) | undefined;
   #urgent = false;
@@ -77,6 +79,8 @@ export class StatusPublisher {
       await this.#publishNow();
       this.#lastPublished = Date.now();
       this.#lastCost = this.#lastPublished - started;
+      this.totals.count++;
+      this.totals.seconds += this.#lastCost / 1000;
     });
     this.#queued = next;
     this.#publishing = next;

@@ -53,8 +53,14 @@ export class LinuxNodeDriver implements NodeDriver {
     this.#ovs = new OvsDriver(opts.run, opts.stateDir);
     this.#haproxy = new HaproxyDriver(opts.run, opts.stateDir);
     this.#cgroup = opts.daemonCgroup === undefined ? undefined : new DaemonCgroup(opts.run, opts.daemonCgroup);
+    this.#haproxy.counters.actions = this.#actions;
+    this.#haproxy.counters.observe = this.#observeTime;
   }
 
+  readonly #actions = new Map<string, { count: number; seconds: number }>();
+  readonly #observeTime = { count: 0, seconds: 0 };
+
+  /** One object for the agent's lifetime: /metrics holds on to it and reads it at every scrape. */
   get counters(): DriverCounters {
     return this.#haproxy.counters;
   }
@@ -74,6 +80,16 @@ export class LinuxNodeDriver implements NodeDriver {
   }
 
   async observe(targets: readonly ObserveTarget[], options: ObserveOptions = {}): Promise<ObservedNode> {
+    const started = performance.now();
+    try {
+      return await this.#observe(targets, options);
+    } finally {
+      this.#observeTime.count++;
+      this.#observeTime.seconds += (performance.now() - started) / 1000;
+    }
+  }
+
+  async #observe(targets: readonly ObserveTarget[], options: ObserveOptions): Promise<ObservedNode> {
     const scope = options.scope ?? 'mine';
     const nodeWide = options.nodeWide === true;
     const stateDirs = this.#stateDirs();
@@ -124,7 +140,7 @@ export class LinuxNodeDriver implements NodeDriver {
     // A load balancer that should have a HAProxy but whose pidfile says nothing: look for it by its config.
     await this.#haproxy.observeByConfig(close.filter(([, e]) => e.haproxy === undefined && (e.netns !== undefined || e.stateDir)));
     const inside = await this.#netns.read(
-      targets.filter((t) => existingNetns.has(t.netns)),
+      targets.filter((t) => existingNetns.has(t.netns) && t.outsideOnly !== true),
       nodeWide,
     );
     for (const [netns, value] of inside) entry(netns).netns = value;
@@ -144,9 +160,14 @@ export class LinuxNodeDriver implements NodeDriver {
     // through the runtime API or a reload: the next change to that load balancer would wait on an `ip` read.
     const dirties = 'netns' in a && CHANGES_NETNS.has(a.kind);
     if (dirties) this.#netns.watch.markDirty(a.netns);
+    const started = performance.now();
     try {
       await this.#applyOne(a);
     } finally {
+      const t = this.#actions.get(a.kind) ?? { count: 0, seconds: 0 };
+      t.count++;
+      t.seconds += (performance.now() - started) / 1000;
+      this.#actions.set(a.kind, t);
       if (dirties) this.#netns.watch.markDirty(a.netns);
       if (a.kind.startsWith('ovs.') || a.kind === 'link.moveToNetns') this.#ovs.changed();
     }

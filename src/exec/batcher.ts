@@ -19,12 +19,21 @@ export interface BatcherOptions {
    * after the other (an `ip -batch` of `netns exec` lines): one big batch would leave the other cores idle.
    */
   maxBatch?: number;
+  /**
+   * One batch at a time: what arrives while a batch runs waits for it and goes in the next one. For work that
+   * the kernel or OVSDB does one transaction at a time anyway (netns, link moves, OVS ports): load balancers
+   * that reach the same step a few milliseconds apart share a process instead of each starting its own, and
+   * the first one waits for nothing.
+   */
+  serial?: boolean;
 }
 
 export class Batcher<T> {
   readonly #runBatch: (items: T[]) => Promise<void>;
   readonly #runOne: (item: T) => Promise<void>;
   readonly #maxBatch: number;
+  readonly #serial: boolean;
+  #running = false;
   #pending: { item: T; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #scheduled = false;
 
@@ -32,6 +41,7 @@ export class Batcher<T> {
     this.#runBatch = runBatch;
     this.#runOne = runOne;
     this.#maxBatch = options.maxBatch ?? Number.POSITIVE_INFINITY;
+    this.#serial = options.serial === true;
   }
 
   submit(item: T): Promise<void> {
@@ -42,7 +52,7 @@ export class Batcher<T> {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#pending.length === 0) return;
+    if (this.#scheduled || this.#pending.length === 0 || (this.#serial && this.#running)) return;
     this.#scheduled = true;
     setImmediate(() => void this.#flush());
   }
@@ -50,6 +60,16 @@ export class Batcher<T> {
   async #flush(): Promise<void> {
     this.#scheduled = false;
     const batch = this.#pending.splice(0, this.#maxBatch);
+    if (this.#serial) {
+      this.#running = true;
+      try {
+        await this.#run(batch);
+      } finally {
+        this.#running = false;
+        this.#schedule();
+      }
+      return;
+    }
     // The rest (beyond maxBatch) goes in its own batch now, alongside this one.
     this.#schedule();
     await this.#run(batch);

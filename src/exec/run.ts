@@ -27,11 +27,18 @@ const DEFAULT_TIMEOUT_MS = 15_000;
 export class SpawnCounter {
   total = 0;
   readonly byTool = new Map<string, number>();
+  /** Wall time from spawn to exit, by program: where the agent waits on processes (bench figure (j)). */
+  readonly secondsByTool = new Map<string, number>();
 
   count(file: string): void {
     this.total++;
     const tool = basename(file);
     this.byTool.set(tool, (this.byTool.get(tool) ?? 0) + 1);
+  }
+
+  took(file: string, seconds: number): void {
+    const tool = basename(file);
+    this.secondsByTool.set(tool, (this.secondsByTool.get(tool) ?? 0) + seconds);
   }
 }
 
@@ -139,8 +146,14 @@ export function commandRunner(spawns?: SpawnCounter): Runner {
   return async (argv, options = {}) => {
     const [file] = argv;
     if (file === undefined) throw new Error('runCommand: empty argv');
-    spawns?.count(file);
-    return runOnce(argv, options);
+    if (spawns === undefined) return runOnce(argv, options);
+    spawns.count(file);
+    const started = performance.now();
+    try {
+      return await runOnce(argv, options);
+    } finally {
+      spawns.took(file, (performance.now() - started) / 1000);
+    }
   };
 }
 

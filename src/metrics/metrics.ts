@@ -22,7 +22,14 @@ export interface MetricsOptions {
   /** Node.js process metrics (CPU, memory, event loop lag, …) under their usual names. Default true. */
   processMetrics?: boolean;
   /** What the node driver did, and the processes started by program (exec/run.ts's SpawnCounter). */
-  counters: { engine: DriverCounters; spawnsByTool: ReadonlyMap<string, number> };
+  counters: {
+    engine: DriverCounters;
+    spawnsByTool: ReadonlyMap<string, number>;
+    /** Wall time from spawn to exit, by program. */
+    spawnSecondsByTool?: ReadonlyMap<string, number>;
+    /** Status publishes done and their wall time. */
+    publishes?: { readonly count: number; readonly seconds: number };
+  };
   /** The node's kernel limits as last checked, and the raises done (absent: no kernel-limit metrics). */
   kernelLimits?: { readonly report: KernelLimitsReport | undefined; readonly raises: ReadonlyMap<string, number> };
 }
@@ -132,6 +139,58 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
         this,
         [...counters.spawnsByTool].map(([tool, n]) => [{ tool }, n]),
       );
+    },
+  });
+  new Counter({
+    name: 'nslb_process_seconds_total',
+    help: 'Wall time of the processes the agent started, from spawn to exit, by program (summed over those running at once).',
+    labelNames: ['tool'],
+    registers,
+    collect() {
+      mirror(
+        this,
+        [...(counters.spawnSecondsByTool ?? [])].map(([tool, s]) => [{ tool }, s]),
+      );
+    },
+  });
+  new Counter({
+    name: 'nslb_node_actions_total',
+    help: 'Node actions applied (netns.add, ovs.addPort, haproxy.start, ...), by action.',
+    labelNames: ['action'],
+    registers,
+    collect() {
+      mirror(
+        this,
+        [...(counters.engine.actions ?? [])].map(([action, t]) => [{ action }, t.count]),
+      );
+    },
+  });
+  new Counter({
+    name: 'nslb_node_action_seconds_total',
+    help: 'Wall time of the node actions applied, by action (summed over those running at once).',
+    labelNames: ['action'],
+    registers,
+    collect() {
+      mirror(
+        this,
+        [...(counters.engine.actions ?? [])].map(([action, t]) => [{ action }, t.seconds]),
+      );
+    },
+  });
+  new Counter({
+    name: 'nslb_node_observe_seconds_total',
+    help: 'Wall time of node observations (reconciles and resyncs, summed over those running at once).',
+    registers,
+    collect() {
+      mirror(this, [[{}, counters.engine.observe?.seconds ?? 0]]);
+    },
+  });
+  new Counter({
+    name: 'nslb_status_publish_seconds_total',
+    help: 'Wall time spent computing and writing status (status.json, and in Kubernetes mode the status subresources).',
+    registers,
+    collect() {
+      mirror(this, [[{}, counters.publishes?.seconds ?? 0]]);
     },
   });
   new Counter({

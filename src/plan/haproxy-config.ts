@@ -43,6 +43,9 @@ function renderGlobal(maxconn: number, paths: HaproxyPaths, pingChecks: boolean)
     // it loads the whole system CA store at every start, check and reload: most of a new load balancer's
     // start-up CPU. Not loading it changes nothing that nslb renders.
     '    httpclient.ssl.verify none',
+    // Each check a random ±5% off its interval: HAProxies started together (8 per batch) would otherwise
+    // check the same members at the same instants for as long as they run.
+    '    spread-checks 5',
     // No hard-stop-after: an old worker keeps serving its established connections until they end,
     // so a reload never cuts a long-lived TCP session.
     // No `log`: daemonized (-D) there is no stdout to log to, and per-request logs of every load

@@ -13,6 +13,11 @@ import type { ObservedNode } from './observed.js';
 export interface ObserveTarget {
   netns: string;
   iface: string;
+  /**
+   * Only whether its netns exists, not what is inside (links, addresses, routes): a load balancer being removed
+   * needs nothing more, and reading it would cost an `ip` process per deletion.
+   */
+  outsideOnly?: boolean;
 }
 
 export interface ObserveOptions {
@@ -39,6 +44,10 @@ export interface DriverCounters {
   runtimeUpdates: number;
   /** Runtime-API change sets that HAProxy refused, so a reload was done instead. */
   runtimeFallbacks: number;
+  /** Actions applied and their wall time (seconds, summed over concurrent ones), by action kind. */
+  actions?: Map<string, { count: number; seconds: number }>;
+  /** Observations and their wall time (seconds). */
+  observe?: { count: number; seconds: number };
 }
 
 /** A HAProxy of this state dir that runs now, and the load balancer its state dir says it serves. */

@@ -192,3 +192,31 @@ export function backendServers(config: string): Map<string, ReadonlyMap<string, 
   for (const s of parseSections(config)) if (s.header.startsWith('backend ')) result.set(s.header, s.servers);
   return result;
 }
+
+/**
+ * The server-state file a HAProxy loads when it starts afresh (not a reload): every health-checked server that
+ * is not disabled, marked fully up. HAProxy otherwise starts a checked server "up, but down at the first failed
+ * check", so one check lost while hundreds of load balancers start at once on a busy node (a neighbour not
+ * resolved yet, a CPU that is not there) takes a healthy member out for `rise` intervals; fully up, it takes
+ * `fall` failures in a row, as at any other time, and as a reload already carries a member seen up. Version 1
+ * of the format (HAProxy's server_state.c), names only: the IDs are not compared for a global state file, the
+ * address is left to the config ("-"), the port and weights are the config's so nothing is overridden.
+ */
+export function startingServerState(config: string): string {
+  const lines = [
+    '1',
+    '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord',
+  ];
+  for (const s of parseSections(config)) {
+    if (!s.header.startsWith('backend ')) continue;
+    const backend = s.header.slice('backend '.length).trim();
+    for (const [name, args] of s.servers) {
+      const parsed = parseServerArgs(args);
+      if (parsed === undefined || parsed.disabled || !args.includes('check')) continue;
+      // op state 2 (running: health becomes rise + fall - 1), admin 0, check status 1 (initializing), result 0,
+      // health 0 (recomputed for a running server), check state 6 (configured, enabled), agent 0, ids not forced.
+      lines.push(`0 ${backend} 0 ${name} - 2 0 ${parsed.weight} ${parsed.weight} 0 1 0 0 6 0 0 0 - ${parsed.port} -`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -3,6 +3,7 @@
 // port; a backup member serves only when every primary is down; weight 0 drains (no new connections,
 // existing ones kept, DRAINING).
 import { join } from 'node:path';
+import { queryRuntime } from '../../src/drivers/haproxy/runtime-api.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestPki,
@@ -105,6 +106,49 @@ describe('parity: health monitors, backup members, drain', () => {
       await env.waitForOperating({ [`Member/${lb}-victim`]: 'ERROR', [`Member/${lb}-good`]: 'ONLINE', [`Pool/${lb}-p`]: 'DEGRADED' });
       expect(tally(await httpGetMany(client, url, 6, { curlArgs }))).toEqual({ [tls ? 'good tls' : 'good']: 6 });
     });
+  });
+
+  it('a new member takes maxRetriesDown failed checks in a row to go down, from the first check on (issue 20)', async () => {
+    // HAProxy alone starts a checked server "up, but down at the first failure": one check lost while a node
+    // starts hundreds of load balancers would take a healthy member out. nslb starts it fully up instead.
+    const vip = env.vip(14);
+    const sick = await env.host('sick', 36);
+    const server = await env.server(sick, { port: 8080, name: 'sick', healthStatus: 503 });
+    await env.apply('first.yaml', [
+      loadBalancer('first', { vip: { address: vip } }),
+      listener('first-l', { loadBalancer: 'first', protocol: 'HTTP', port: 80, defaultPool: 'first-p' }),
+      pool('first-p', { loadBalancer: 'first', protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' }),
+      member('first-m', { pool: 'first-p', address: sick.address, port: 8080 }),
+      healthMonitor('first-hm', {
+        pool: 'first-p',
+        type: 'HTTP',
+        delay: 2,
+        timeout: 1,
+        maxRetries: 2,
+        maxRetriesDown: 3,
+        urlPath: '/healthz',
+        expectedCodes: '200',
+      }),
+    ]);
+    await env.waitForActive(['LoadBalancer/first']);
+    const socket = join(env.lbDir('first'), 'haproxy.sock');
+    // `show servers state` fields: … srv_op_state (6th), … srv_check_status (11th), srv_check_result, srv_check_health (13th).
+    const state = async (): Promise<{ op: number; status: number; health: number }> => {
+      const line = (await queryRuntime(socket, 'show servers state pool.first-p', 1_000)).split('\n').find((l) => l.includes(' first-m '));
+      const f = (line ?? '').split(' ');
+      return { op: Number(f[5]), status: Number(f[10]), health: Number(f[12]) };
+    };
+    let first = await state();
+    await waitFor(
+      async () => {
+        first = await state();
+        return Number.isInteger(first.status) && first.status !== 1; // no longer "initializing": the first check has a result
+      },
+      { timeoutMs: 10_000, intervalMs: 20, message: 'the first check' },
+    );
+    expect(first, 'after one failed check: still up (running), health rise + fall - 2').toMatchObject({ op: 2, health: 3 });
+    await waitFor(async () => (await state()).op === 0, { timeoutMs: 20_000, intervalMs: 100, message: 'the member to go down' });
+    expect((await server.healthLog()).filter((r) => r.url === '/healthz').length).toBeGreaterThanOrEqual(3);
   });
 
   it('an HTTP monitor fails on a wrong status code or a wrong path, and passes on the right ones', async () => {

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { execInNetnsBatch, observeNetnsMany, parseObserveNetns, renderNetnsExecBatch } from '../../src/drivers/netns/netns.js';
 import { CommandError } from '../../src/exec/errors.js';
 import type { Runner } from '../../src/exec/run.js';
+import { OvsDriver } from '../../src/drivers/ovs/driver.js';
+import { argvDeletePort } from '../../src/drivers/ovs/ovs.js';
 
 describe('Batcher', () => {
   it('runs items submitted together as one batch', async () => {
@@ -120,5 +122,63 @@ describe('observeNetnsMany', () => {
     const script = join(mkdtempSync(join(tmpdir(), 'nslb-observe-')), 'observe.batch');
     const run: Runner = async () => ({ stdout: fixture('ip/observe-v4.json'), stderr: '' });
     await expect(observeNetnsMany(run, targets, script)).rejects.toThrow(/printed 2 lines, not 4/);
+  });
+});
+
+describe('deletions of load balancers removed together', () => {
+  it('removes their OVS ports in one transaction, without waiting for ovs-vswitchd', async () => {
+    const seen: string[][] = [];
+    const run: Runner = async (argv) => {
+      seen.push([...argv]);
+      return { stdout: '', stderr: '', exitCode: 0 };
+    };
+    const ovs = new OvsDriver(run, '/var/lib/nslb');
+    await Promise.all(['nslba', 'nslbb', 'nslbc'].map((iface) => ovs.apply({ kind: 'ovs.deletePort', iface })));
+    expect(seen).toEqual([
+      // biome-ignore format: one ovs-vsctl command per line
+      [
+        'ovs-vsctl', '--timeout=10', '--no-wait',
+        '--', '--if-exists', 'del-port', 'nslba',
+        '--', '--if-exists', 'del-port', 'nslbb',
+        '--', '--if-exists', 'del-port', 'nslbc',
+      ],
+    ]);
+  });
+
+  it('after a failed transaction, removes each port on its own, so that the error lands on its load balancer', async () => {
+    const seen: string[][] = [];
+    const run: Runner = async (argv) => {
+      seen.push([...argv]);
+      if (argv.includes('nslbb')) throw new CommandError(argv, 1, 'ovs-vsctl: no bridge named nslbb');
+      return { stdout: '', stderr: '', exitCode: 0 };
+    };
+    const ovs = new OvsDriver(run, '/var/lib/nslb');
+    const results = await Promise.allSettled(['nslba', 'nslbb', 'nslbc'].map((iface) => ovs.apply({ kind: 'ovs.deletePort', iface })));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(seen.slice(1)).toEqual(['nslba', 'nslbb', 'nslbc'].map((i) => argvDeletePort(i)));
+    expect(argvDeletePort('nslbx')).toEqual(['ovs-vsctl', '--timeout=10', '--no-wait', '--', '--if-exists', 'del-port', 'nslbx']);
+  });
+});
+
+describe('Batcher serial', () => {
+  it('sends the first item at once and merges what arrives while it runs into the next batch', async () => {
+    const batches: number[][] = [];
+    let release: () => void = () => undefined;
+    const b = new Batcher<number>(
+      async (items) => void batches.push(items),
+      async (i) => {
+        batches.push([i]);
+        if (i === 1) await new Promise<void>((r) => (release = r));
+      },
+      { serial: true },
+    );
+    const first = b.submit(1);
+    await new Promise((r) => setImmediate(r));
+    const later = [2, 3, 4].map((i) => b.submit(i));
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[1]]);
+    release();
+    await Promise.all([first, ...later]);
+    expect(batches).toEqual([[1], [2, 3, 4]]);
   });
 });

@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runtimeAnswerOk } from '../../src/drivers/haproxy/runtime-api.js';
 import { carriedServerState } from '../../src/drivers/haproxy/server-state.js';
-import { runtimeCommands } from '../../src/plan/runtime-diff.js';
+import { runtimeCommands, startingServerState } from '../../src/plan/runtime-diff.js';
 
 const base = (servers: string[], extra: string[] = []): string =>
   [
@@ -114,5 +115,42 @@ describe('carriedServerState', () => {
     expect(carriedServerState(dump, before, after)).toBe(
       ['1', '# be_id be_name srv_id srv_name srv_addr srv_op_state', '3 pool.web 1 a 10.0.0.1 2', ''].join('\n'),
     );
+  });
+});
+
+describe('startingServerState', () => {
+  const golden = (name: string) => readFileSync(new URL(`../golden/haproxy/${name}.cfg`, import.meta.url), 'utf8');
+
+  it('marks every health-checked server fully up, by name, with the config port and weight', () => {
+    expect(startingServerState(golden('http-round-robin')).split('\n').slice(2)).toEqual([
+      '0 pool.web 0 web-1 - 2 0 1 1 0 1 0 0 6 0 0 0 - 8080 -',
+      '0 pool.web 0 web-2 - 2 0 1 1 0 1 0 0 6 0 0 0 - 8080 -',
+      '',
+    ]);
+  });
+
+  it('leaves out servers without a check and disabled ones (HAProxy decides those from the config)', () => {
+    const config = [
+      'backend pool.a',
+      '    server a-1 10.0.0.1:80 weight 3',
+      '    server a-2 10.0.0.2:81 weight 0 check',
+      '    server a-3 10.0.0.3:82 weight 1 check disabled',
+      '    server a-4 [2001:db8::4]:83 weight 2 check backup',
+      '',
+    ].join('\n');
+    expect(startingServerState(config).split('\n').slice(2)).toEqual([
+      '0 pool.a 0 a-2 - 2 0 0 0 0 1 0 0 6 0 0 0 - 81 -',
+      '0 pool.a 0 a-4 - 2 0 2 2 0 1 0 0 6 0 0 0 - 83 -',
+      '',
+    ]);
+  });
+
+  it('is the version 1 format: a version line, then 20 fields per server', () => {
+    for (const name of ['every-monitor-type', 'tls-to-members', 'shared-and-mixed-pools']) {
+      const [version, , ...rows] = startingServerState(golden(name)).trimEnd().split('\n');
+      expect(version).toBe('1');
+      expect(rows.length).toBeGreaterThan(0);
+      for (const r of rows) expect(r.split(' ')).toHaveLength(20);
+    }
   });
 });

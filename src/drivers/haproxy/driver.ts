@@ -27,6 +27,7 @@ import {
 import { readPid } from '../proc.js';
 import { findHaproxyByConfig, haproxyInNetns, isOurHaproxy, observeHaproxy, stopHaproxy } from './process.js';
 import { applyRuntimeCommands, runtimeWorkerPid } from './runtime-api.js';
+import { startingServerState } from '../../plan/runtime-diff.js';
 import { saveServerState } from './server-state.js';
 
 export const HAPROXY_BIN = process.env.NSLB_HAPROXY ?? 'haproxy';
@@ -176,8 +177,8 @@ export class HaproxyDriver {
   async #start(netns: string, paths: LbPaths, launch: () => Promise<void> = () => this.#launch(netns, paths)): Promise<number> {
     await unlink(paths.pidfile).catch(() => undefined);
     // A fresh process starts with fresh health: a state file from an earlier process may name servers and
-    // addresses this config no longer has.
-    await rm(paths.stateFile, { force: true });
+    // addresses this config no longer has. Its checked servers start fully up (see startingServerState).
+    await writePrivateFile(paths.stateFile, startingServerState(readConfig(paths) ?? ''), 0o600);
     this.counters.haproxyStarts++;
     await launch();
     // The daemon writes the pidfile before it lets go of our stderr; a slow one gets a few seconds more.

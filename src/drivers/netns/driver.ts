@@ -14,6 +14,7 @@ import {
   assignNetnsIds,
   configureLink,
   deleteNetns,
+  deleteNetnsMany,
   ensureNetns,
   ensureNetnsMany,
   execInNetnsBatch,
@@ -43,6 +44,7 @@ export class NetnsDriver {
   readonly #run: Runner;
   readonly #stateDir: string;
   readonly #add: Batcher<string>;
+  readonly #delete: Batcher<string>;
   readonly #move: Batcher<{ iface: string; netns: string }>;
   readonly #configure: Batcher<{ config: LinkConfig; dir: string; script: string }>;
 
@@ -53,6 +55,11 @@ export class NetnsDriver {
     this.#add = new Batcher(
       (names) => ensureNetnsMany(run, names),
       (n) => ensureNetns(run, n),
+    );
+    this.#delete = new Batcher(
+      (names) => deleteNetnsMany(run, names),
+      (n) => deleteNetns(run, n),
+      { serial: true },
     );
     this.#move = new Batcher(
       (moves) => moveLinksToNetns(run, moves),
@@ -149,7 +156,7 @@ export class NetnsDriver {
       case 'netns.add':
         return this.#add.submit(a.netns);
       case 'netns.delete':
-        return deleteNetns(this.#run, a.netns);
+        return this.#delete.submit(a.netns);
       case 'link.moveToNetns':
         // Until the device is in the host namespace (or the time is up: the move then says what is wrong).
         await waitUntil(() => hostHasLink(a.iface), { intervalMs: 10, timeoutMs: DEVICE_WAIT_MS });

@@ -159,6 +159,17 @@ export async function deleteNetns(run: Runner, netns: string): Promise<void> {
   await run(['ip', 'netns', 'delete', netns]);
 }
 
+/**
+ * Several netns deleted by one `ip -batch` (those still there). Without -force ip stops at a line that fails
+ * (a netns deleted by hand in between): the caller then deletes the rest one by one, each with its own error.
+ */
+export async function deleteNetnsMany(run: Runner, names: readonly string[]): Promise<void> {
+  const present = names.filter((n) => netnsInode(n) !== undefined);
+  for (const n of present) if (!/^[A-Za-z0-9._-]+$/.test(n)) throw new Error(`unsafe netns name: ${JSON.stringify(n)}`);
+  if (present.length === 0) return;
+  await run(['ip', '-batch', '-'], { input: present.map((n) => `netns delete ${n}\n`).join('') });
+}
+
 export async function moveLinkToNetns(run: Runner, iface: string, netns: string, replaceStale = false): Promise<void> {
   if (replaceStale) {
     try {

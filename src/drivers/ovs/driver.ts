@@ -7,7 +7,7 @@ import { Batcher, Coalescer } from '../../exec/batcher.js';
 import type { Runner } from '../../exec/run.js';
 import type { Action } from '../../plan/actions.js';
 import { OvsMonitor } from './monitor.js';
-import { argvAddPorts, deletePort, ensurePort, observeOvs, type AddPort, type ObservedOvs } from './ovs.js';
+import { argvAddPorts, argvDeletePorts, deletePort, ensurePort, observeOvs, type AddPort, type ObservedOvs } from './ovs.js';
 
 export type OvsAction = Extract<Action, { kind: `ovs.${string}` }>;
 
@@ -17,6 +17,7 @@ export class OvsDriver {
   readonly #stateDir: string;
   readonly #observe: Coalescer<ObservedOvs>;
   readonly #addPort: Batcher<AddPort>;
+  readonly #deletePort: Batcher<string>;
 
   constructor(run: Runner, stateDir: string) {
     this.#run = run;
@@ -25,6 +26,12 @@ export class OvsDriver {
     this.#addPort = new Batcher(
       async (ports) => void (await run(argvAddPorts(ports))),
       (p) => ensurePort(run, p),
+    );
+    // Deletions of load balancers removed together: one transaction (`--if-exists` makes a replay harmless).
+    this.#deletePort = new Batcher(
+      async (ifaces) => void (await run(argvDeletePorts(ifaces))),
+      (iface) => deletePort(run, iface),
+      { serial: true },
     );
   }
 
@@ -61,7 +68,7 @@ export class OvsDriver {
           ...(a.vlan === undefined ? {} : { vlan: a.vlan }),
         });
       case 'ovs.deletePort':
-        return deletePort(this.#run, a.iface);
+        return this.#deletePort.submit(a.iface);
     }
   }
 }

@@ -136,8 +136,18 @@ export function argvAddPorts(ports: readonly AddPort[]): string[] {
   return ['ovs-vsctl', ...TIMEOUT, '--no-wait', ...ports.flatMap((p) => argvAddPort(p).slice(2 + TIMEOUT.length))];
 }
 
+/**
+ * `--no-wait`, as for additions: the port is gone from the database when this returns, which is what every
+ * observation reads; ovs-vswitchd lets go of the device when it gets to it (a device whose netns was deleted
+ * meanwhile is simply gone already). Waiting for it cost a bridge reconfiguration per deletion.
+ */
 export function argvDeletePort(iface: string): string[] {
-  return ['ovs-vsctl', ...TIMEOUT, '--if-exists', 'del-port', iface];
+  return ['ovs-vsctl', ...TIMEOUT, '--no-wait', '--', '--if-exists', 'del-port', iface];
+}
+
+/** Several ports removed in one transaction (one process, one reconfiguration of ovs-vswitchd). */
+export function argvDeletePorts(ifaces: readonly string[]): string[] {
+  return ['ovs-vsctl', ...TIMEOUT, '--no-wait', ...ifaces.flatMap((i) => ['--', '--if-exists', 'del-port', i])];
 }
 
 export async function ensurePort(run: Runner, p: AddPort): Promise<void> {
