@@ -12,6 +12,8 @@
 import { objectId, type AnyObject, type ApiObject, type Kind, type LbKey } from '../api/v1alpha1/types.js';
 import { assemble, treesByOwner } from './assemble.js';
 import { checkHealthMonitors, checkL7Policies, checkL7Rules, checkListeners, checkLoadBalancers, checkMembers, checkPools } from './checks.js';
+import { checkKernelProtocols } from './checks-kernel.js';
+import { checkMemberNetworks } from './member-networks.js';
 import type { DesiredListenerTls, DesiredLoadBalancer, DesiredMemberTls, DesiredState, ObjectProblem } from './model.js';
 import { find, indexObjects, keyOf, missing, Problems, type Index } from './object-index.js';
 
@@ -44,6 +46,8 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   checkHealthMonitors(ix, problems);
   checkL7Policies(ix, problems);
   checkL7Rules(ix, problems);
+  checkKernelProtocols(ix, problems);
+  checkMemberNetworks(ix, problems);
 
   const all = problems.sorted();
   const problemsByOwner = new Map<LbKey, ObjectProblem[]>();

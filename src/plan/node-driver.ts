@@ -13,6 +13,8 @@ import type { ObservedNode } from './observed.js';
 export interface ObserveTarget {
   netns: string;
   iface: string;
+  /** It has UDP or SCTP listeners: read its nft table and its members' health too. */
+  nft?: boolean;
 }
 
 export interface ObserveOptions {
