@@ -89,14 +89,20 @@ describe('UDP listeners through the agent (issue 21 acceptance 1)', () => {
   it('ROUND_ROBIN alternates between the members; status says the listener and both members are ONLINE', async () => {
     await env.waitForOperating({ 'Listener/dns': 'ONLINE', 'Member/m1': 'ONLINE', 'Member/m2': 'ONLINE', 'LoadBalancer/udp': 'ONLINE' });
     const got = names(await udpAsk(client, env.vip(1), VIP_PORT, 20));
-    expect(got.every((n) => n === 'm1' || n === 'm2'), got.join(',')).toBe(true);
+    expect(
+      got.every((n) => n === 'm1' || n === 'm2'),
+      got.join(','),
+    ).toBe(true);
     // numgen inc over a table filled by smooth weighted round robin: one, then the other.
     let alternations = 0;
     for (let i = 1; i < got.length; i++) if (got[i] !== got[i - 1]) alternations++;
     expect(alternations, got.join(',')).toBeGreaterThanOrEqual(17);
     // The members see the load balancer, not the client (one-arm: masquerade).
     const seen = (await udpAsk(client, env.vip(1), VIP_PORT, 2)).map((a) => a.seenFrom);
-    expect(seen.every((s) => s === env.vip(1)), seen.join(',')).toBe(true);
+    expect(
+      seen.every((s) => s === env.vip(1)),
+      seen.join(','),
+    ).toBe(true);
   });
 
   it('SOURCE_IP keeps a client on one member, whatever its source port', async () => {

@@ -15,7 +15,14 @@ const netns = 'nslb-0123456789ab';
 
 function udpLb(over: Partial<DesiredLoadBalancer> = {}, algorithm: 'ROUND_ROBIN' | 'SOURCE_IP' | 'SOURCE_IP_PORT' = 'ROUND_ROBIN'): DesiredLoadBalancer {
   return loadBalancer({
-    listeners: [listener('dns', { protocol: 'UDP', port: 53, defaultPool: 'dns', timeouts: { clientData: 30_500, memberConnect: 5000, memberData: 50000, tcpInspect: 0 } })],
+    listeners: [
+      listener('dns', {
+        protocol: 'UDP',
+        port: 53,
+        defaultPool: 'dns',
+        timeouts: { clientData: 30_500, memberConnect: 5000, memberData: 50000, tcpInspect: 0 },
+      }),
+    ],
     pools: [
       pool('dns', {
         protocol: 'UDP',
