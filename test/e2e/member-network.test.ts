@@ -75,7 +75,7 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
     await env.apply('two.yaml', twoArm('two', 1));
     await env.waitForOperating({ 'Member/two-m3': 'ONLINE', 'Member/two-m4': 'ONLINE', 'LoadBalancer/two': 'ONLINE' });
     const bodies = new Set<string>();
-    for (let i = 0; i < 6; i++) bodies.add((await httpGet(client, `http://${env.vip(1)}/`)).body ?? '');
+    for (let i = 0; i < 6; i++) bodies.add((await httpGet(client, `http://${env.vip(1)}/`)).body.trim());
     expect([...bodies].sort()).toEqual(['member m3', 'member m4']);
     expect(await ports()).toContain(portOf('two'));
   });
@@ -90,7 +90,7 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
     await waitFor(
       async () => {
         const bodies = new Set<string>();
-        for (let i = 0; i < 4; i++) bodies.add((await httpGet(client, `http://${env.vip(1)}/`, { timeoutMs: 1_000 })).body ?? '');
+        for (let i = 0; i < 4; i++) bodies.add((await httpGet(client, `http://${env.vip(1)}/`, { timeoutMs: 1_000 })).body.trim());
         return bodies.has('member m3') && bodies.has('member m4');
       },
       { timeoutMs: 20_000, intervalMs: 500, message: 'members reachable again' },
@@ -141,15 +141,17 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
       ['delete', false],
     ] as const) {
       for (let n = 1; ; n++) {
-        if (present) await env.apply('cr.yaml', docs);
-        else {
-          // Back to the created state, with a clean agent, before crashing the deletion.
-          await env.apply('cr.yaml', docs);
-          const a = new Agent({ watch: env.watchDir, stateDir: env.stateDir, bridge: env.bridge, resync: 2 });
-          await waitFor(async () => (await check(true)) === '', { timeoutMs: 20_000, intervalMs: 300, message: `${phase} N=${n}: created` });
-          await a.stop();
-          await env.removeWatched('cr.yaml');
+        // The state before the phase, made by a clean agent; then the phase's change, applied by one that crashes.
+        if (present) await env.removeWatched('cr.yaml');
+        else await env.apply('cr.yaml', docs);
+        const clean = new Agent({ watch: env.watchDir, stateDir: env.stateDir, bridge: env.bridge, resync: 2 });
+        try {
+          await waitFor(async () => (await check(!present)) === '', { timeoutMs: 20_000, intervalMs: 300, message: `${phase} N=${n}: before` });
+        } finally {
+          await clean.stop();
         }
+        if (present) await env.apply('cr.yaml', docs);
+        else await env.removeWatched('cr.yaml');
         const crashing = new Agent({
           watch: env.watchDir,
           stateDir: env.stateDir,
