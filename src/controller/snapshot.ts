@@ -30,21 +30,27 @@ export class DesiredSnapshot {
   sourceError: string | undefined;
   readonly #bridge: string;
   readonly #nodeName: string;
+  readonly #sctpUnsupported: string | undefined;
   /** The objects of each load balancer, from objects and desired; rebuilt on first use after a snapshot. */
   #byOwner: Map<LbKey, AnyObject[]> | undefined;
   readonly #generations = new Map<string, { spec: string; generation: number }>();
   #loggedProblems = new Set<string>();
 
-  constructor(opts: { bridge: string; nodeName: string }) {
+  constructor(opts: { bridge: string; nodeName: string; sctpUnsupported?: string | undefined }) {
     this.#bridge = opts.bridge;
     this.#nodeName = opts.nodeName;
+    this.#sctpUnsupported = opts.sctpUnsupported;
   }
 
   /** Takes a new snapshot of the desired objects, and keeps the load balancers this node serves. */
   update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>): void {
     this.objects = objects.map((o) => this.#stampGeneration(o));
     this.issues = issues;
-    this.desired = buildDesired(this.objects, { defaultBridge: this.#bridge, materials });
+    this.desired = buildDesired(this.objects, {
+      defaultBridge: this.#bridge,
+      materials,
+      ...(this.#sctpUnsupported === undefined ? {} : { sctpUnsupported: this.#sctpUnsupported }),
+    });
     this.#byOwner = undefined;
     for (const [key, lb] of this.desired.lbs) if (!servedHere(lb, this.#nodeName)) this.desired.lbs.delete(key);
   }

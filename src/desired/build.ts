@@ -27,6 +27,8 @@ export interface BuildOptions {
   materials?: ReadonlyMap<string, string>;
   /** The moment certificates must be valid at (expiry checks); now when omitted. */
   now?: Date;
+  /** Why this node cannot forward SCTP (its kernel has no SCTP conntrack): SCTP listeners are NotSupported here. */
+  sctpUnsupported?: string;
 }
 
 export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions): DesiredState {
@@ -46,7 +48,7 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   checkHealthMonitors(ix, problems);
   checkL7Policies(ix, problems);
   checkL7Rules(ix, problems);
-  checkKernelProtocols(ix, problems);
+  checkKernelProtocols(ix, problems, opts.sctpUnsupported);
   checkMemberNetworks(ix, problems);
 
   const all = problems.sorted();

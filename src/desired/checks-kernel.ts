@@ -13,9 +13,13 @@ const KERNEL_MONITORS: Readonly<Record<'UDP' | 'SCTP', readonly string[]>> = {
   SCTP: ['SCTP', 'PING', 'TCP', 'HTTP'],
 };
 
-export function checkKernelProtocols(ix: Index, problems: Problems): void {
+export function checkKernelProtocols(ix: Index, problems: Problems, sctpUnsupported?: string): void {
   for (const l of ix.listeners) {
     const { spec } = l;
+    // Validated and rendered as anywhere else, but not applied half: the load balancer keeps what it had.
+    if (spec.protocol === 'SCTP' && sctpUnsupported !== undefined) {
+      problems.add(l, 'NotSupported', `SCTP listeners cannot be served on this node: ${sctpUnsupported}`, '/spec/protocol');
+    }
     if (KERNEL_PROTOCOLS.has(spec.protocol)) {
       if ((spec.connectionLimit ?? -1) !== -1) {
         problems.add(

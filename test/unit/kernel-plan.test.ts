@@ -1,6 +1,8 @@
 // Issue 21, pure parts: UDP/SCTP listeners as the nft renderer's model (health from HAProxy's checks), the one
 // nft action a plan carries, the flows that must move, and the member-network ports planned like the VIP port.
 import { describe, expect, it } from 'vitest';
+import type { AnyObject } from '../../src/api/v1alpha1/types.js';
+import { buildDesired } from '../../src/desired/build.js';
 import type { DesiredLoadBalancer, DesiredMemberNetwork } from '../../src/desired/model.js';
 import { isMemberNetworkIfaceOf, memberNetworkIface, nodeNames } from '../../src/desired/names.js';
 import { formatAction } from '../../src/plan/actions.js';
@@ -172,5 +174,62 @@ describe('member networks', () => {
       observed: { ifaceInHost: false, stateDir: false, memberPorts: [{ port, inHost: false }] },
     });
     expect(actions.map(formatAction)).toEqual([`ovs del-port ${net().iface}`]);
+  });
+});
+
+describe('validation of the new fields (every source alike)', () => {
+  const o = (kind: string, name: string, spec: Record<string, unknown>) =>
+    ({ apiVersion: 'nslb.dev/v1alpha1', kind, metadata: { name, namespace: 'default' }, spec }) as unknown as AnyObject;
+  const objects = (over: { listener?: Record<string, unknown>; pool?: Record<string, unknown>; member?: Record<string, unknown> } = {}) => [
+    o('LoadBalancer', 'sig', {
+      vip: { address: '192.0.2.10' },
+      memberNetworks: [{ name: 'back', address: '10.30.0.2', routes: [{ destination: '10.31.0.0/24', gateway: '10.30.0.1' }] }],
+    }),
+    o('Listener', 'l', { loadBalancer: 'sig', protocol: 'SCTP', port: 3868, defaultPool: 'p', ...over.listener }),
+    o('Pool', 'p', { loadBalancer: 'sig', protocol: 'SCTP', lbAlgorithm: 'SOURCE_IP_PORT', ...over.pool }),
+    o('Member', 'm', { pool: 'p', address: '10.31.0.7', port: 3868, ...over.member }),
+  ];
+  const problems = (objs: AnyObject[], sctpUnsupported?: string) =>
+    buildDesired(objs, { defaultBridge: 'br-int', ...(sctpUnsupported === undefined ? {} : { sctpUnsupported }) }).problems.map(
+      (p) => `${p.kind} ${p.reason} ${p.path}: ${p.message}`,
+    );
+
+  it('a two-arm SCTP load balancer builds; its member is placed on the network that routes to it', () => {
+    const d = buildDesired(objects(), { defaultBridge: 'br-int' });
+    expect(d.problems).toEqual([]);
+    const lb = d.lbs.get('default/sig')!;
+    expect(lb.memberNetworks?.map((n) => [n.name, n.bridge, n.iface.length, n.prefixLength])).toEqual([['back', 'br-int', 15, 24]]);
+    expect(lb.pools[0]!.members[0]!.network).toBe('back');
+  });
+
+  it('on a node without SCTP conntrack, SCTP listeners are NotSupported with the reason (nothing applied)', () => {
+    const d = buildDesired(objects(), { defaultBridge: 'br-int', sctpUnsupported: 'no nf_conntrack_proto_sctp' });
+    expect(d.lbs.has('default/sig')).toBe(false);
+    expect(problems(objects(), 'no nf_conntrack_proto_sctp')).toEqual([
+      'Listener NotSupported /spec/protocol: SCTP listeners cannot be served on this node: no nf_conntrack_proto_sctp',
+    ]);
+  });
+
+  it('says what is wrong, on the field', () => {
+    expect(problems(objects({ pool: { lbAlgorithm: 'LEAST_CONNECTIONS' } }))).toEqual([
+      'Pool NotSupported /spec/lbAlgorithm: LEAST_CONNECTIONS is not available for SCTP pools: the kernel balances flows without counting them per member; use ROUND_ROBIN, SOURCE_IP, SOURCE_IP_PORT',
+    ]);
+    expect(problems(objects({ member: { network: 'front' } }))).toEqual([
+      'Member InvalidReference /spec/network: load balancer "sig" has no member network "front" (it has back)',
+    ]);
+    expect(problems(objects({ member: { address: '10.99.0.7', network: 'back' } }))).toEqual([
+      'Member InvalidSpec /spec/address: 10.99.0.7 is neither inside member network "back" nor behind one of its routes',
+    ]);
+    expect(problems(objects({ listener: { connectionLimit: 5 } }))).toEqual([
+      'Listener NotSupported /spec/connectionLimit: is not enforced on SCTP listeners (the kernel forwards them, flow by flow); leave it at -1',
+    ]);
+  });
+
+  it('UDP and TCP listeners may share a port number; two UDP listeners may not', () => {
+    const base = objects({ listener: { protocol: 'UDP' }, pool: { protocol: 'UDP' } });
+    const tcp = o('Listener', 'tcp', { loadBalancer: 'sig', protocol: 'TCP', port: 3868 });
+    expect(problems([...base, tcp])).toEqual([]);
+    const udp2 = o('Listener', 'udp2', { loadBalancer: 'sig', protocol: 'UDP', port: 3868 });
+    expect(problems([...base, udp2])).toEqual(['Listener Conflict /spec/port: UDP port 3868 is already used by listener "l" of load balancer "sig"']);
   });
 });
