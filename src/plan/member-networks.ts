@@ -54,8 +54,7 @@ function planOne(d: DesiredLoadBalancer, n: DesiredMemberNetwork, o: ObservedLoa
   const configured = needMove ? undefined : link;
   const extra = (configured?.addresses ?? []).filter((a) => a !== cidr);
   const right =
-    configured !== undefined &&
-    configured.up &&
+    configured?.up === true &&
     configured.mac === n.mac &&
     (n.mtu === undefined || configured.mtu === n.mtu) &&
     configured.addresses.includes(cidr) &&
