@@ -6,6 +6,7 @@ import { reportAdopted } from '../controller/adoption.js';
 import { Controller } from '../controller/controller.js';
 import { KernelLimits } from '../controller/kernel-limits.js';
 import { lockStateDir } from '../controller/lock.js';
+import { probeSctp } from '../drivers/nft/nft.js';
 import { LinuxNodeDriver } from '../drivers/node-driver.js';
 import { daemonsInCgroup } from '../exec/daemon-cgroup.js';
 import { commandRunner, SpawnCounter } from '../exec/run.js';
@@ -46,6 +47,9 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     ...(flags.daemonCgroup === undefined ? {} : { daemonCgroup: flags.daemonCgroup }),
   });
   const kernelLimits = new KernelLimits({ kernel: node.kernel, mode: flags.kernelLimits, logger });
+  // What the kernel offers SCTP listeners, once: a kernel does not gain conntrack's SCTP tracker while running.
+  const sctp = await probeSctp();
+  if (sctp.reason !== undefined) logger.warn({ sctp }, 'SCTP listeners are not supported on this node');
   const fileWriter = new StatusFileWriter(flags.stateDir);
   const engine = (): Controller => controller;
   const mode: AgentMode =
@@ -67,6 +71,7 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
     onProblem: (p) => mode.onProblem(p),
     onReconciled: (key, result, seconds) => metrics.observeReconcile(key, result, seconds),
     kernelLimits,
+    ...(sctp.reason === undefined ? {} : { sctpUnsupported: sctp.reason }),
     watchedPaths: () => mode.watchedPaths(),
     spawned: () => spawns.total,
   });

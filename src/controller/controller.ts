@@ -39,6 +39,8 @@ export interface ControllerOptions {
   watchedPaths?: () => number | undefined;
   /** Processes the agent started so far (the resync's summary line says how many it cost). */
   spawned?: () => number;
+  /** Why this node cannot forward SCTP, when it cannot (SCTP listeners are then NotSupported, DESIGN §8). */
+  sctpUnsupported?: string;
 }
 
 export class Controller {
@@ -52,7 +54,7 @@ export class Controller {
 
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
-    this.#snapshot = new DesiredSnapshot({ bridge: opts.bridge, nodeName: opts.nodeName });
+    this.#snapshot = new DesiredSnapshot({ bridge: opts.bridge, nodeName: opts.nodeName, sctpUnsupported: opts.sctpUnsupported });
     const shared = { snapshot: this.#snapshot, outcomes: this.#outcomes, logger: opts.logger };
     this.#publisher = new StatusPublisher({
       ...shared,

@@ -4,6 +4,7 @@
 import type { LbKey } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
+import { hasKernelListeners, kernelHealthFromStats, kernelHealthSignature } from '../plan/kernel-model.js';
 import type { NodeDriver } from '../plan/node-driver.js';
 import type { OutcomeView } from '../status/compute.js';
 import type { LbStatsView } from '../status/traffic.js';
@@ -16,6 +17,8 @@ export interface LbOutcome extends OutcomeView {
   stats?: StatRow[];
   /** The HAProxy master serving it, watched so that its exit is noticed at once. */
   pid?: number;
+  /** Which members of its UDP and SCTP pools the last stats poll found DOWN (kernel-model.ts's signature). */
+  kernelHealth?: string;
 }
 
 export type Outcomes = Map<LbKey, LbOutcome>;
@@ -39,4 +42,17 @@ export async function pollStats(node: NodeDriver, outcome: LbOutcome): Promise<v
   } catch {
     delete outcome.stats;
   }
+}
+
+/**
+ * Whether the last stats poll changed which UDP or SCTP members are DOWN since the one before: the kernel's
+ * maps must follow. Remembers the new signature.
+ */
+export function kernelHealthChanged(outcome: LbOutcome): boolean {
+  const lb = outcome.applied;
+  if (lb === undefined || outcome.stats === undefined || !hasKernelListeners(lb)) return false;
+  const signature = kernelHealthSignature(kernelHealthFromStats(lb, outcome.stats));
+  const changed = outcome.kernelHealth !== undefined && outcome.kernelHealth !== signature;
+  outcome.kernelHealth = signature;
+  return changed;
 }

@@ -13,6 +13,7 @@ import type { Logger } from '../log/logger.js';
 import { WorkQueue } from '../loop/work-queue.js';
 import { formatAction, type Action } from '../plan/actions.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
+import { hasKernelListeners } from '../plan/kernel-model.js';
 import type { NodeDriver } from '../plan/node-driver.js';
 import { planLoadBalancer } from '../plan/plan.js';
 import { crashPoint } from './crash-points.js';
@@ -32,7 +33,8 @@ export interface LbEvent {
 export async function planKey(node: NodeDriver, stateDir: string, key: string, desired: DesiredLoadBalancer | undefined): Promise<Action[]> {
   const netns = desired?.names.netns ?? netnsOfKey(key);
   const iface = desired?.names.iface ?? ifaceOfNetns(netns);
-  const observed = await node.observe([{ netns, iface, ...(desired === undefined ? { outsideOnly: true } : {}) }]);
+  const nft = desired !== undefined && hasKernelListeners(desired);
+  const observed = await node.observe([{ netns, iface, ...(desired === undefined ? { outsideOnly: true } : {}), ...(nft ? { nft } : {}) }]);
   const o = observed.lbs.get(netns) ?? { ifaceInHost: false, stateDir: false };
   const config = desired === undefined ? undefined : renderHaproxyConfig(desired, lbPaths(stateDir, netns));
   return planLoadBalancer({

@@ -10,11 +10,12 @@ import { explain } from '../exec/hints.js';
 import type { Logger } from '../log/logger.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import { nodeLoadOf, type Family } from '../plan/kernel-limits.js';
+import { hasKernelListeners } from '../plan/kernel-model.js';
 import type { NodeDriver, ObserveTarget } from '../plan/node-driver.js';
 import type { ObservedNode } from '../plan/observed.js';
 import { planLoadBalancer } from '../plan/plan.js';
 import type { KernelLimits } from './kernel-limits.js';
-import { pollStats, type Outcomes } from './outcomes.js';
+import { kernelHealthChanged, pollStats, type Outcomes } from './outcomes.js';
 import type { LbEvent, Reconciler } from './reconciler.js';
 import { fingerprint, type DesiredSnapshot } from './snapshot.js';
 
@@ -115,7 +116,7 @@ export class Resync {
     for (const [key, lb] of desired.lbs) {
       wanted.add(lb.names.netns);
       if (reconciler.busy(key)) busy.add(key);
-      else if (!desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface });
+      else if (!desired.blocked.has(key)) targets.push({ netns: lb.names.netns, iface: lb.names.iface, ...(hasKernelListeners(lb) ? { nft: true } : {}) });
     }
     for (const key of desired.blocked.keys()) {
       wanted.add(netnsOfKey(key));
@@ -210,6 +211,11 @@ export class Resync {
   async pollStats(): Promise<void> {
     if (this.#opts.kernelLimits?.pollNeighbours() === true) this.#afterKernelLimits();
     await Promise.all([...this.#opts.outcomes.values()].map((outcome) => pollStats(this.#opts.node, outcome)));
+    // A UDP or SCTP member that went DOWN or came back changes the kernel's maps: its load balancer is queued,
+    // and its reconcile observes the health again and applies the one transaction that follows.
+    for (const [key, outcome] of this.#opts.outcomes) {
+      if (kernelHealthChanged(outcome)) this.#opts.reconciler.add(key);
+    }
     await this.#opts.publish();
   }
 

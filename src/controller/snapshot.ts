@@ -32,14 +32,16 @@ export class DesiredSnapshot {
   sourceError: string | undefined;
   readonly #bridge: string;
   readonly #nodeName: string;
+  readonly #sctpUnsupported: string | undefined;
   /** The objects of each load balancer, from objects and desired; rebuilt on first use after a snapshot. */
   #byOwner: Map<LbKey, AnyObject[]> | undefined;
   readonly #generations = new Map<string, { spec: string; generation: number }>();
   #loggedProblems = new Set<string>();
 
-  constructor(opts: { bridge: string; nodeName: string }) {
+  constructor(opts: { bridge: string; nodeName: string; sctpUnsupported?: string | undefined }) {
     this.#bridge = opts.bridge;
     this.#nodeName = opts.nodeName;
+    this.#sctpUnsupported = opts.sctpUnsupported;
   }
 
   /**
@@ -49,7 +51,11 @@ export class DesiredSnapshot {
   update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>, served?: (key: LbKey) => boolean): void {
     this.objects = objects.map((o) => this.#stampGeneration(o));
     this.issues = issues;
-    this.desired = buildDesired(this.objects, { defaultBridge: this.#bridge, materials });
+    this.desired = buildDesired(this.objects, {
+      defaultBridge: this.#bridge,
+      materials,
+      ...(this.#sctpUnsupported === undefined ? {} : { sctpUnsupported: this.#sctpUnsupported }),
+    });
     this.#byOwner = undefined;
     const elsewhere = new Set<LbKey>();
     for (const [key, lb] of this.desired.lbs) {

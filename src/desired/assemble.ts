@@ -17,6 +17,7 @@ import {
   type DesiredVip,
   type DesiredVipAddress,
 } from './model.js';
+import { desiredMemberNetworks, memberNetworkOf } from './member-networks.js';
 import { derivedMac, nodeNames } from './names.js';
 import { compareStrings, keyOf, type Index } from './object-index.js';
 
@@ -60,6 +61,11 @@ export function assemble(
 ): DesiredLoadBalancer {
   const { namespace, name } = lb.metadata;
   const { listeners = [], pools = [], members = [], healthMonitors = [], l7Policies = [], l7Rules = [] } = tree ?? {};
+  const memberNetworks = desiredMemberNetworks(lb, defaultBridge);
+  const onNetwork = (m: DesiredMember, spec: ApiObject<'Member'>['spec']): DesiredMember => {
+    const network = memberNetworks === undefined ? undefined : memberNetworkOf(lb, spec);
+    return network === undefined ? m : { ...m, network };
+  };
   return {
     key: keyOf(lb),
     namespace,
@@ -84,8 +90,10 @@ export function assemble(
         members.filter((m) => m.spec.pool === p.metadata.name),
         healthMonitors.find((hm) => hm.spec.pool === p.metadata.name),
         memberTls.get(objectId(p)),
+        onNetwork,
       ),
     ),
+    ...(memberNetworks === undefined ? {} : { memberNetworks }),
   };
 }
 
@@ -186,6 +194,7 @@ function desiredPool(
   members: ApiObject<'Member'>[],
   monitor: ApiObject<'HealthMonitor'> | undefined,
   memberTls: DesiredMemberTls | undefined,
+  onNetwork: (m: DesiredMember, spec: ApiObject<'Member'>['spec']) => DesiredMember,
 ): DesiredPool {
   return {
     name: p.metadata.name,
@@ -195,7 +204,7 @@ function desiredPool(
     ...(p.spec.sessionPersistence === undefined ? {} : { sessionPersistence: { ...p.spec.sessionPersistence } }),
     tlsToMembers: p.spec.tls?.enabled === true,
     ...(memberTls === undefined ? {} : { memberTls }),
-    members: members.map(desiredMember),
+    members: members.map((m) => onNetwork(desiredMember(m), m.spec)),
     ...(monitor === undefined ? {} : { healthMonitor: desiredHealthMonitor(monitor) }),
   };
 }

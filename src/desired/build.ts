@@ -12,6 +12,8 @@
 import { objectId, type AnyObject, type ApiObject, type Kind, type LbKey } from '../api/v1alpha1/types.js';
 import { assemble, treesByOwner } from './assemble.js';
 import { checkHealthMonitors, checkL7Policies, checkL7Rules, checkListeners, checkLoadBalancers, checkMembers, checkPools } from './checks.js';
+import { checkKernelProtocols } from './checks-kernel.js';
+import { checkMemberNetworks } from './member-networks.js';
 import type { DesiredListenerTls, DesiredLoadBalancer, DesiredMemberTls, DesiredState, ObjectProblem } from './model.js';
 import { find, indexObjects, keyOf, missing, Problems, type Index } from './object-index.js';
 
@@ -25,6 +27,8 @@ export interface BuildOptions {
   materials?: ReadonlyMap<string, string>;
   /** The moment certificates must be valid at (expiry checks); now when omitted. */
   now?: Date;
+  /** Why this node cannot forward SCTP (its kernel has no SCTP conntrack): SCTP listeners are NotSupported here. */
+  sctpUnsupported?: string;
 }
 
 export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions): DesiredState {
@@ -44,6 +48,8 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   checkHealthMonitors(ix, problems);
   checkL7Policies(ix, problems);
   checkL7Rules(ix, problems);
+  checkKernelProtocols(ix, problems, opts.sctpUnsupported);
+  checkMemberNetworks(ix, problems);
 
   const all = problems.sorted();
   const problemsByOwner = new Map<LbKey, ObjectProblem[]>();

@@ -1,8 +1,8 @@
 // The cross-object rules of DESIGN §1, one function per kind: each adds what it finds to `problems` and never
 // throws. They live here, not in the schemas, so that files and Kubernetes get the same answers.
-import { objectId, type AnyObject, type ApiObject, type L7Action, type LbKey, type PoolSpec } from '../api/v1alpha1/types.js';
+import { objectId, type AnyObject, type ApiObject, type L7Action, type LbKey, type ListenerProtocol, type PoolSpec } from '../api/v1alpha1/types.js';
 import { bitsOf, canonicalCidr, canonicalIp, inPrefix, networkOf, parseIp } from './addresses.js';
-import { ALLOWED_POOL_PROTOCOLS, HTTP_LISTENERS, SPEC_DEFAULTS, TCP_ONLY_POOLS } from './defaults.js';
+import { ALLOWED_POOL_PROTOCOLS, HTTP_LISTENERS, KERNEL_PROTOCOLS, SPEC_DEFAULTS, TCP_ONLY_POOLS } from './defaults.js';
 import { SSL_CLIENT_HEADERS, type DesiredListenerTls, type DesiredMemberTls } from './model.js';
 import { compareNames, find, keyOf, missing, type Index, type Problems } from './object-index.js';
 import { regexProblem } from './regex.js';
@@ -148,7 +148,9 @@ export function checkListeners(
 
     const owner = owners.get(objectId(l));
     if (owner === undefined) continue;
-    const slot = `${owner}|${spec.port}`;
+    // UDP and SCTP ports are other ports than TCP's: a DNS service has a UDP and a TCP listener on 53.
+    const transport = transportOf(spec.protocol);
+    const slot = `${owner}|${transport}|${spec.port}`;
     const first = ports.get(slot);
     if (first === undefined) {
       ports.set(slot, l);
@@ -156,11 +158,15 @@ export function checkListeners(
       problems.add(
         l,
         'Conflict',
-        `port ${spec.port} is already used by listener "${first.metadata.name}" of load balancer "${spec.loadBalancer}"`,
+        `${transport === 'tcp' ? 'port' : `${transport.toUpperCase()} port`} ${spec.port} is already used by listener "${first.metadata.name}" of load balancer "${spec.loadBalancer}"`,
         '/spec/port',
       );
     }
   }
+}
+
+function transportOf(protocol: ListenerProtocol): 'tcp' | 'udp' | 'sctp' {
+  return protocol === 'UDP' ? 'udp' : protocol === 'SCTP' ? 'sctp' : 'tcp';
 }
 
 /** A listener's default pool or an L7 policy's redirect pool: same load balancer, compatible protocol. */
@@ -176,7 +182,9 @@ function checkPoolReference(ix: Index, referrer: AnyObject, l: ApiObject<'Listen
     return;
   }
   const allowed = ALLOWED_POOL_PROTOCOLS[l.spec.protocol];
-  if (!allowed.includes(pool.spec.protocol)) {
+  if (allowed.length === 0) {
+    problems.add(referrer, 'InvalidSpec', `a ${l.spec.protocol} listener has no pool: it answers with the load balancer's own metrics`, path);
+  } else if (!allowed.includes(pool.spec.protocol)) {
     problems.add(
       referrer,
       'InvalidSpec',
@@ -233,7 +241,7 @@ function checkSessionPersistence(
   if (type !== 'APP_COOKIE' && cookieName !== undefined) {
     problems.add(p, 'InvalidSpec', `is only allowed with APP_COOKIE persistence (type is ${type})`, '/spec/sessionPersistence/cookieName');
   }
-  if (type === 'SOURCE_IP') return;
+  if (type === 'SOURCE_IP' || KERNEL_PROTOCOLS.has(p.spec.protocol)) return;
   // Cookies live in HTTP: a tcp-mode backend would never see one, and the "persistence" would silently
   // be none at all.
   if (TCP_ONLY_POOLS.has(p.spec.protocol)) {

@@ -24,7 +24,17 @@ export const ALLOWED_POOL_PROTOCOLS: Readonly<Record<ListenerProtocol, readonly 
   HTTP: ['HTTP', 'PROXY', 'PROXYV2'],
   TERMINATED_HTTPS: ['HTTP', 'PROXY', 'PROXYV2'],
   HTTPS: ['HTTPS', 'TCP', 'PROXY', 'PROXYV2'],
+  // Forwarded by the kernel (nftables): the member speaks what the client speaks.
+  UDP: ['UDP'],
+  SCTP: ['SCTP'],
+  // HAProxy's own exporter answers: there is no pool to send anything to.
+  PROMETHEUS: [],
 };
+
+/** Listener and pool protocols the kernel forwards (nftables in the namespace), never HAProxy (DESIGN §8). */
+export const KERNEL_PROTOCOLS: ReadonlySet<ListenerProtocol | PoolProtocol> = new Set(['UDP', 'SCTP']);
+/** Algorithms nftables can express per flow; LEAST_CONNECTIONS would need a count per member. */
+export const KERNEL_ALGORITHMS = ['ROUND_ROBIN', 'SOURCE_IP', 'SOURCE_IP_PORT'] as const;
 
 /** Listener protocols HAProxy runs in `mode http`: the only ones with headers, cookies and L7 policies. */
 export const HTTP_LISTENERS: ReadonlySet<ListenerProtocol> = new Set(['HTTP', 'TERMINATED_HTTPS']);

@@ -68,6 +68,26 @@ export interface DesiredMember {
   adminStateUp: boolean;
   monitorAddress?: string;
   monitorPort?: number;
+  /** The member network it is reached through (named, or the one whose prefix holds its address). */
+  network?: string;
+}
+
+/** LoadBalancer.spec.memberNetworks[i]: one more port of the load balancer, on another segment (DESIGN §8). */
+export interface DesiredMemberNetwork {
+  name: string;
+  /** Its position in spec.memberNetworks: part of the port's name. */
+  index: number;
+  /** `nslb` + 9 hex digits of the load balancer's hash + the 2-digit index. */
+  iface: string;
+  bridge: string;
+  vlan?: number;
+  mtu?: number;
+  mac: string;
+  address: string;
+  family: 4 | 6;
+  prefixLength: number;
+  /** Canonical CIDR → gateway, in spec order. */
+  routes: { destination: string; gateway: string }[];
 }
 
 /**
@@ -207,6 +227,8 @@ export interface DesiredLoadBalancer {
   listeners: DesiredListener[];
   /** Sorted by name. */
   pools: DesiredPool[];
+  /** spec.memberNetworks in order; absent when there are none. */
+  memberNetworks?: DesiredMemberNetwork[];
 }
 
 /** The VIP and then the additional VIPs: every address the load balancer listens on. */

@@ -35,6 +35,26 @@ export function derivedMac(namespace: string, name: string): string {
   return `${MAC_PREFIX}:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
 }
 
+/** Hex digits of the hash in a member network's port name: `nslb` + 9 + a 2-digit index is 15 characters. */
+const MEMBER_NET_HEX = 9;
+
+/** The port of member network `index` (0-based) of a load balancer (DESIGN §8). */
+export function memberNetworkIface(namespace: string, name: string, index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index > 99) throw new RangeError(`member network index must be 0–99, got ${index}`);
+  return IFACE_PREFIX + lbHash(namespace, name).slice(0, MEMBER_NET_HEX) + String(index).padStart(2, '0');
+}
+
+/** Whether `iface` is one of the member-network ports of the load balancer whose netns this is. */
+export function isMemberNetworkIfaceOf(netns: string, iface: string): boolean {
+  const prefix = IFACE_PREFIX + netns.slice(NETNS_PREFIX.length, NETNS_PREFIX.length + MEMBER_NET_HEX);
+  return iface.length === prefix.length + 2 && iface.startsWith(prefix) && /^[0-9]{2}$/.test(iface.slice(prefix.length)) && iface !== ifaceOfNetns(netns);
+}
+
+/** A MAC per member network: the VIP's derivation over `<namespace>/<name>#<index>`. */
+export function memberNetworkMac(namespace: string, name: string, index: number): string {
+  return derivedMac(namespace, `${name}#${index}`);
+}
+
 export function lbKey(namespace: string, name: string): LbKey {
   return `${namespace}/${name}`;
 }

@@ -12,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 
 // dist/desired/ and src/desired/ are both two levels below the package root.
 const PING_CHECK = fileURLToPath(new URL('../../scripts/ping-check.sh', import.meta.url));
+/** The external checks of UDP-CONNECT and SCTP monitors (plan/udp-health-checks.ts), shipped in the package. */
+export const UDP_CHECK = fileURLToPath(new URL('../../scripts/udp-check.sh', import.meta.url));
+export const SCTP_CHECK = fileURLToPath(new URL('../../scripts/sctp-check.sh', import.meta.url));
 
 export function agentLockPath(stateDir: string): string {
   return join(stateDir, 'agent.lock');
@@ -54,6 +57,10 @@ export interface LbPaths {
   linkScript: string;
   /** The external check HAProxy runs for PING health monitors (shipped in the package, not in the state dir). */
   pingCheckCommand: string;
+  udpCheckCommand: string;
+  sctpCheckCommand: string;
+  /** Present while nslb's nft table of this netns may exist (written before the first apply): observe it. */
+  nftMarker: string;
 }
 
 export function lbPaths(stateDir: string, netns: string): LbPaths {
@@ -69,6 +76,9 @@ export function lbPaths(stateDir: string, netns: string): LbPaths {
     owner: join(dir, 'owner'),
     linkScript: join(dir, 'link.batch'),
     pingCheckCommand: PING_CHECK,
+    udpCheckCommand: UDP_CHECK,
+    sctpCheckCommand: SCTP_CHECK,
+    nftMarker: join(dir, 'nft-table'),
   };
 }
 

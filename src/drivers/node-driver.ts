@@ -4,7 +4,7 @@
 // batchers, the counters), so that two of them in one process share nothing. Nothing here decides: plan/ does.
 import { writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync } from 'node:fs';
-import { ifaceOfNetns, isNslbNetnsName, netnsOfKey } from '../desired/names.js';
+import { ifaceOfNetns, isMemberNetworkIfaceOf, isNslbNetnsName, netnsOfKey } from '../desired/names.js';
 import { lbPaths, lbRoot } from '../desired/state-dir.js';
 import type { Runner, SpawnCounter } from '../exec/run.js';
 import type { Action } from '../plan/actions.js';
@@ -19,6 +19,7 @@ import { queryRuntime } from './haproxy/runtime-api.js';
 import { HOST_PATHS, KernelDriver } from './kernel/limits.js';
 import { DEVICE_WAIT_MS, NetnsDriver } from './netns/driver.js';
 import { hostHasLink } from './netns/netns.js';
+import { NftDriver } from './nft/driver.js';
 import { OvsDriver } from './ovs/driver.js';
 import { processAlive } from './proc.js';
 
@@ -38,6 +39,8 @@ export interface Logger {
 
 /** Actions that change what a netns read sees (links, addresses, routes); HAProxy's own do not. */
 const CHANGES_NETNS: ReadonlySet<Action['kind']> = new Set(['netns.add', 'netns.delete', 'link.moveToNetns', 'link.configure']);
+/** nft reads at a time (each an `ip netns exec … nft -j list`). */
+const NFT_READS_AT_ONCE = 8;
 
 export class LinuxNodeDriver implements NodeDriver {
   readonly stateDir: string;
@@ -46,6 +49,7 @@ export class LinuxNodeDriver implements NodeDriver {
   readonly #ovs: OvsDriver;
   readonly #haproxy: HaproxyDriver;
   readonly #cgroup: DaemonCgroup | undefined;
+  readonly #nft: NftDriver;
 
   constructor(opts: LinuxNodeOptions) {
     this.stateDir = opts.stateDir;
@@ -55,6 +59,7 @@ export class LinuxNodeDriver implements NodeDriver {
     this.#cgroup = opts.daemonCgroup === undefined ? undefined : new DaemonCgroup(opts.run, opts.daemonCgroup);
     this.#haproxy.counters.actions = this.#actions;
     this.#haproxy.counters.observe = this.#observeTime;
+    this.#nft = new NftDriver(opts.run, opts.stateDir);
   }
 
   readonly #actions = new Map<string, { count: number; seconds: number }>();
@@ -112,8 +117,12 @@ export class LinuxNodeDriver implements NodeDriver {
       const netns = netnsOfKey(port.lb);
       if (!wantedHere(netns)) continue;
       const e = entry(netns);
-      e.port = port;
       e.lbKey = port.lb;
+      // A member network's port (DESIGN §8) is the load balancer's too, but not its VIP port.
+      if (isMemberNetworkIfaceOf(netns, port.iface)) {
+        e.memberPorts ??= [];
+        e.memberPorts.push({ port, inHost: false });
+      } else e.port = port;
     }
     const existingNetns = new Set(netnsNames.filter((n) => isNslbNetnsName(n) && wantedHere(n)));
     for (const netns of stateDirs.filter(wantedHere)) {
@@ -136,6 +145,17 @@ export class LinuxNodeDriver implements NodeDriver {
     for (const [netns, e] of close) {
       this.#haproxy.observe(netns, e);
       e.ifaceInHost = hostHasLink(ifaceOfNetns(netns));
+      for (const m of e.memberPorts ?? []) m.inHost = hostHasLink(m.port.iface);
+    }
+    // The kernel's side of load balancers with UDP or SCTP listeners (one `nft` each), or whose table may exist.
+    const nftTargets = new Set(targets.filter((t) => t.nft === true).map((t) => t.netns));
+    const nftClose = close.filter(([netns]) => nftTargets.has(netns) || this.#nft.mayHaveTable(netns));
+    for (let i = 0; i < nftClose.length; i += NFT_READS_AT_ONCE) {
+      await Promise.all(
+        nftClose.slice(i, i + NFT_READS_AT_ONCE).map(async ([netns, e]) => {
+          e.nft = await this.#nft.observe(netns, existingNetns.has(netns));
+        }),
+      );
     }
     // A load balancer that should have a HAProxy but whose pidfile says nothing: look for it by its config.
     await this.#haproxy.observeByConfig(close.filter(([, e]) => e.haproxy === undefined && (e.netns !== undefined || e.stateDir)));
@@ -192,6 +212,8 @@ export class LinuxNodeDriver implements NodeDriver {
       case 'haproxy.stop':
       case 'stateDir.delete':
         return this.#haproxy.apply(a);
+      case 'nft.apply':
+        return this.#nft.apply(a);
     }
   }
 

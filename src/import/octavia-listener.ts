@@ -3,7 +3,7 @@
 import { isObj, idList, type Rec } from './octavia-read.js';
 import { set, type ImportContext } from './octavia-context.js';
 
-const LISTENER_PROTOCOLS = ['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS'];
+const LISTENER_PROTOCOLS = ['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS', 'UDP', 'SCTP', 'PROMETHEUS'];
 const INSERT_HEADERS = [
   'X-Forwarded-For',
   'X-Forwarded-Port',
@@ -72,13 +72,19 @@ export function importListener(cx: ImportContext, r: Rec): void {
   if (port === undefined) return void cx.skip(r, 'no protocol_port');
   const spec: Record<string, unknown> = { loadBalancer: lb, protocol, port };
   const poolId = cx.string(r, 'default_pool_id') ?? (isObj(r.raw['default_pool']) ? (r.raw['default_pool']['id'] as string | undefined) : undefined);
-  if (poolId !== undefined) {
+  if (poolId !== undefined && protocol === 'PROMETHEUS') {
+    cx.warn(r, 'default_pool_id', "a PROMETHEUS listener answers with the load balancer's own metrics; dropped");
+  } else if (poolId !== undefined) {
     const pool = cx.emitted.get(`pool:${poolId}`);
     if (pool !== undefined) spec['defaultPool'] = pool;
     else cx.warn(r, 'default_pool_id', `pool ${poolId} was not imported: no defaultPool (requests get 503)`);
   }
   const limit = cx.number(r, 'connection_limit');
-  if (limit !== undefined && limit !== -1) spec['connectionLimit'] = limit;
+  const kernel = protocol === 'UDP' || protocol === 'SCTP';
+  if (limit !== undefined && limit !== -1) {
+    if (kernel) cx.warn(r, 'connection_limit', `${limit}: the kernel forwards ${protocol} flow by flow, with no limit; dropped`);
+    else spec['connectionLimit'] = limit;
+  }
   const timeouts: Record<string, number> = {};
   for (const [field, key, dflt] of [
     ['timeout_client_data', 'clientData', 50000],

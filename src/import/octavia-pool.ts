@@ -3,8 +3,10 @@
 import { isObj, idList, type Rec } from './octavia-read.js';
 import { SHOW, set, type ImportContext } from './octavia-context.js';
 
-const POOL_PROTOCOLS = ['TCP', 'HTTP', 'HTTPS', 'PROXY', 'PROXYV2'];
-const MONITOR_TYPES = ['PING', 'TCP', 'HTTP', 'HTTPS', 'TLS-HELLO'];
+const POOL_PROTOCOLS = ['TCP', 'HTTP', 'HTTPS', 'PROXY', 'PROXYV2', 'UDP', 'SCTP'];
+const MONITOR_TYPES = ['PING', 'TCP', 'HTTP', 'HTTPS', 'TLS-HELLO', 'UDP-CONNECT', 'SCTP'];
+/** Forwarded by the kernel (nftables): it hashes or counts round, it cannot count connections per member. */
+const KERNEL_POOLS = ['UDP', 'SCTP'];
 
 export function importPool(cx: ImportContext, r: Rec): void {
   if (cx.partial(r)) return;
@@ -33,10 +35,15 @@ export function importPool(cx: ImportContext, r: Rec): void {
   if (protocol === undefined || !POOL_PROTOCOLS.includes(protocol)) {
     return void cx.skip(r, `protocol ${JSON.stringify(protocol ?? null)} is not supported (nslb pools: ${POOL_PROTOCOLS.join(', ')})`);
   }
+  const kernel = KERNEL_POOLS.includes(protocol);
   let lbAlgorithm = cx.string(r, 'lb_algorithm');
-  if (lbAlgorithm === 'SOURCE_IP_PORT') {
-    cx.warn(r, 'lb_algorithm', 'SOURCE_IP_PORT is not supported: SOURCE_IP used');
+  if (lbAlgorithm === 'SOURCE_IP_PORT' && !kernel) {
+    cx.warn(r, 'lb_algorithm', `SOURCE_IP_PORT is for UDP and SCTP pools: SOURCE_IP used for ${protocol}`);
     lbAlgorithm = 'SOURCE_IP';
+  }
+  if (lbAlgorithm === 'LEAST_CONNECTIONS' && kernel) {
+    cx.warn(r, 'lb_algorithm', `the kernel forwards ${protocol} flows without counting them per member: ROUND_ROBIN used`);
+    lbAlgorithm = 'ROUND_ROBIN';
   }
   if (lbAlgorithm === undefined) return void cx.skip(r, `no lb_algorithm: pass \`${SHOW.pool} ${r.id} -f json\``);
   const spec: Record<string, unknown> = { loadBalancer: lb, protocol, lbAlgorithm };
@@ -47,7 +54,15 @@ export function importPool(cx: ImportContext, r: Rec): void {
       ...(sp['type'] === 'APP_COOKIE' && typeof sp['cookie_name'] === 'string' ? { cookieName: sp['cookie_name'] } : {}),
     };
     for (const f of ['persistence_timeout', 'persistence_granularity']) {
-      if (set(sp[f])) cx.warn(r, `session_persistence.${f}`, 'UDP-only setting; dropped');
+      if (set(sp[f])) {
+        cx.warn(
+          r,
+          `session_persistence.${f}`,
+          kernel
+            ? "dropped: a flow keeps its member for its listener's timeouts.clientData (conntrack), and SOURCE_IP hashes every flow of a client to one member"
+            : 'UDP-only setting; dropped',
+        );
+      }
     }
     if (sp['type'] !== 'APP_COOKIE' && set(sp['cookie_name']))
       cx.warn(r, 'session_persistence.cookie_name', `only APP_COOKIE names a cookie; dropped for ${String(sp['type'])}`);
@@ -102,7 +117,8 @@ export function importMember(cx: ImportContext, r: Rec): void {
   cx.common(r, spec, used);
   if (r.raw['vnic_type'] === 'normal') used.add('vnic_type');
   cx.leftovers(r, used, {
-    subnet_id: "Neutron subnets are not used: the member must be reachable from the VIP's bridge (or through vip.gateway)",
+    subnet_id:
+      "a member on another Neutron subnet is reached through one of the load balancer's spec.memberNetworks (name, bridge, vlan, the load balancer's own address and prefixLength on it, from `openstack subnet show`); the member is found on it by prefix, or names it in spec.network",
     vnic_type: 'vNIC types are not carried',
   });
   cx.emit(r, { kind: 'Member', metadata: cx.meta(r), spec });

@@ -1,6 +1,7 @@
 // What a reconcile may do to the node: a discriminated union, printable (that is `nslb plan`).
 // Each action is idempotent on its own, so replaying a plan after a crash is safe.
 
+import type { MemberFlows } from './nft-ruleset.js';
 import type { RuntimeCommand } from './runtime-diff.js';
 
 export type Action =
@@ -15,6 +16,8 @@ export type Action =
       vlan?: number;
       /** Remove a stale row of the same name first (the device vanished with its netns). */
       recreate: boolean;
+      /** A member network's port (DESIGN §8), not the VIP's: named in its iface-id. */
+      network?: string;
     }
   | { kind: 'ovs.deletePort'; iface: string }
   | {
@@ -38,6 +41,22 @@ export type Action =
       removeAddresses: string[];
       /** Default routes, one per family at most. */
       gateways: string[];
+      /** Member networks: routes to members beyond the network (`route replace`). */
+      routes?: { destination: string; gateway: string }[];
+    }
+  | {
+      /**
+       * One nft transaction in the netns (all or nothing: element updates for member and health changes, the
+       * listener's chains when a listener changed, the whole table when new), then the conntrack entries of
+       * members that can no longer answer are dropped so their clients are balanced again.
+       */
+      kind: 'nft.apply';
+      netns: string;
+      lines: string[];
+      forget: MemberFlows[];
+      /** The transaction deletes the table (no UDP or SCTP listener left). */
+      deletesTable: boolean;
+      reason: string;
     }
   | {
       kind: 'haproxy.writeConfig';
@@ -76,7 +95,7 @@ export function formatAction(a: Action): string {
     case 'netns.delete':
       return `netns delete ${a.netns}`;
     case 'ovs.addPort':
-      return `ovs add-port ${a.bridge} ${a.iface} (internal, mac ${a.mac}${a.vlan === undefined ? '' : `, tag ${a.vlan}`}, nslb-lb=${a.lb})${a.recreate ? ' replacing a stale row' : ''}`;
+      return `ovs add-port ${a.bridge} ${a.iface} (internal, mac ${a.mac}${a.vlan === undefined ? '' : `, tag ${a.vlan}`}, nslb-lb=${a.lb}${a.network === undefined ? '' : `, member network ${a.network}`})${a.recreate ? ' replacing a stale row' : ''}`;
     case 'ovs.deletePort':
       return `ovs del-port ${a.iface}`;
     case 'link.moveToNetns':
@@ -87,8 +106,14 @@ export function formatAction(a: Action): string {
       parts.push(`addr ${a.addresses.join(',')}`);
       if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
       for (const g of a.gateways) parts.push(`default via ${g}`);
+      for (const r of a.routes ?? []) parts.push(`${r.destination} via ${r.gateway}`);
       parts.push('up');
       return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
+    }
+    case 'nft.apply': {
+      const what = a.lines.length === 0 ? 'no table change' : `${a.lines.length} nft statements, one transaction`;
+      const forget = a.forget.length === 0 ? '' : `; forget flows of ${a.forget.map((f) => `${f.address}:${f.port}`).join(', ')}`;
+      return `nft ${a.netns} inet nslb: ${what} (${a.reason})${forget}`;
     }
     case 'haproxy.writeConfig':
       return `haproxy write ${a.netns}/haproxy.cfg (${a.config.split('\n').length} lines${a.certificates.length === 0 ? '' : `, ${a.certificates.length} certificates`}; ${a.reason})`;

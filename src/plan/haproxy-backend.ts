@@ -35,6 +35,9 @@ const SEND_PROXY: Record<DesiredPool['protocol'], string | undefined> = {
   HTTPS: undefined,
   PROXY: 'send-proxy',
   PROXYV2: 'send-proxy-v2',
+  // Check-only backends (udp-health-checks.ts): never rendered through here.
+  UDP: undefined,
+  SCTP: undefined,
 };
 
 function redirectsTo(policy: DesiredL7Policy, pool: string): boolean {
@@ -60,6 +63,8 @@ const BALANCE: Record<DesiredPool['lbAlgorithm'], string> = {
   ROUND_ROBIN: 'roundrobin',
   LEAST_CONNECTIONS: 'leastconn',
   SOURCE_IP: 'source',
+  // Only UDP and SCTP pools may use it (desired/checks-kernel.ts), and those are the kernel's.
+  SOURCE_IP_PORT: 'source',
 };
 
 /**

@@ -22,6 +22,9 @@ export interface HaproxyPaths {
   certsDir: string;
   /** Absolute path of scripts/ping-check.sh, run by HAProxy for PING health monitors. */
   pingCheckCommand: string;
+  /** scripts/udp-check.sh and scripts/sctp-check.sh (UDP-CONNECT and SCTP monitors); the packaged ones when absent. */
+  udpCheckCommand?: string;
+  sctpCheckCommand?: string;
 }
 
 export class UnsafeConfigValueError extends Error {
@@ -104,6 +107,10 @@ const LISTENER_MODE: Record<DesiredListener['protocol'], Mode> = {
   HTTP: 'http',
   HTTPS: 'tcp',
   TERMINATED_HTTPS: 'http',
+  // UDP and SCTP have no frontend at all (the kernel forwards them); listed so that the table is total.
+  UDP: 'tcp',
+  SCTP: 'tcp',
+  PROMETHEUS: 'http',
 };
 
 export function listenerMode(l: DesiredListener): Mode {

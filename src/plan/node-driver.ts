@@ -18,6 +18,8 @@ export interface ObserveTarget {
    * needs nothing more, and reading it would cost an `ip` process per deletion.
    */
   outsideOnly?: boolean;
+  /** It has UDP or SCTP listeners: read its nft table and its members' health too. */
+  nft?: boolean;
 }
 
 export interface ObserveOptions {

@@ -1,6 +1,7 @@
 // The observed model: what the drivers found on the node, for every load balancer at once (batched reads).
 // plan.ts reads it; the node driver (drivers/node-driver.ts, or a fake in tests) fills it.
 import { resolve } from 'node:path';
+import type { MemberHealth, NftState } from './nft-ruleset.js';
 
 export interface ObservedOvsPort {
   iface: string;
@@ -31,6 +32,8 @@ export interface ObservedNetns {
   loUp: boolean;
   /** The main table's default route of each family, if any. */
   defaultGateways?: DefaultGateways;
+  /** Every other link in it but lo (member-network ports, or anything put there by hand). */
+  otherLinks?: ObservedLink[];
 }
 
 export interface DefaultGateways {
@@ -43,6 +46,20 @@ export interface ObservedHaproxy {
   pid: number;
   /** The process lives in the netns of that name (not in a deleted or foreign one). */
   inNetns: boolean;
+}
+
+/** The kernel-forwarding side of a load balancer (UDP and SCTP listeners, DESIGN §8). */
+export interface ObservedNft {
+  /** nslb's table in the netns; undefined: there is none. */
+  table?: NftState;
+  /** pool → member → health from HAProxy's check-only backends; undefined when HAProxy could not be asked. */
+  health?: Map<string, Map<string, MemberHealth>>;
+}
+
+/** A member-network port's OVS row, and whether its device is still in the host (not moved yet). */
+export interface ObservedMemberPort {
+  port: ObservedOvsPort;
+  inHost: boolean;
 }
 
 export interface ObservedLoadBalancer {
@@ -60,6 +77,10 @@ export interface ObservedLoadBalancer {
   /** Certificate file names in the state dir's certs/ (named by content hash). */
   certFiles?: string[];
   stateDir: boolean;
+  /** Looked at only for load balancers with UDP or SCTP listeners, or whose table may exist. */
+  nft?: ObservedNft;
+  /** OVS rows of its member-network ports (DESIGN §8), by marker and name. */
+  memberPorts?: ObservedMemberPort[];
 }
 
 export interface ObservedNode {

@@ -4,6 +4,8 @@ import type { DesiredCertificate, DesiredLoadBalancer } from '../desired/model.j
 import { vipAddresses } from '../desired/model.js';
 import type { ObservedLoadBalancer } from './observed.js';
 import type { Action } from './actions.js';
+import { planNft } from './kernel-model.js';
+import { planDeleteMemberNetworks, planMemberNetworks } from './member-networks.js';
 import { runtimeCommands } from './runtime-diff.js';
 
 export interface PlanInput {
@@ -17,13 +19,26 @@ export interface PlanInput {
 }
 
 export function planLoadBalancer(input: PlanInput): Action[] {
-  return input.desired === undefined ? planDelete(input.netns, input.iface, input.observed) : planEnsure(input.desired, input.config ?? '', input.observed);
+  if (input.desired === undefined) return planDelete(input.netns, input.iface, input.observed);
+  const d = input.desired;
+  const o = input.observed;
+  const actions = planEnsure(d, input.config ?? '', o);
+  // Member networks once the netns exists, before HAProxy starts checking the members behind them.
+  const networks = planMemberNetworks(d, o, o.netns === undefined);
+  const haproxyAt = actions.findIndex((a) => a.kind.startsWith('haproxy.'));
+  actions.splice(haproxyAt === -1 ? actions.length : haproxyAt, 0, ...networks);
+  // The kernel's part last: HAProxy runs by then, and its checks decide which members get flows.
+  const nft = planNft(d.names.netns, d, o.nft);
+  if (nft !== undefined) actions.push(nft);
+  return actions;
 }
 
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
   const actions: Action[] = [];
   if (o.haproxy !== undefined) actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
   if (o.port !== undefined || o.ifaceInHost) actions.push({ kind: 'ovs.deletePort', iface });
+  // Their devices die with the netns, but their OVS rows would stay behind.
+  actions.push(...planDeleteMemberNetworks(o));
   if (o.netns !== undefined) actions.push({ kind: 'netns.delete', netns });
   if (o.stateDir) actions.push({ kind: 'stateDir.delete', netns });
   return actions;

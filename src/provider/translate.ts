@@ -243,7 +243,8 @@ export function translateService(input: TranslateInput): Translation {
       spec.loadBalancerSourceRanges !== undefined && spec.loadBalancerSourceRanges.length > 0 ? spec.loadBalancerSourceRanges : settings.sourceRanges;
     if (cidrs !== undefined && cidrs.length > 0) listener.allowedCidrs = cidrs.map((c) => c.trim());
     if (Object.keys(settings.timeouts).length > 0) listener.timeouts = { ...settings.timeouts };
-    if (settings.connectionLimit !== undefined) listener.connectionLimit = settings.connectionLimit;
+    // The kernel forwards UDP and SCTP flow by flow: no connection limit, no connection counts to balance by.
+    if (settings.connectionLimit !== undefined && tcp) listener.connectionLimit = settings.connectionLimit;
     if (http && settings.xForwardedFor) listener.insertHeaders = { 'X-Forwarded-For': true };
     if (listenerProtocol === 'TERMINATED_HTTPS') {
       listener.insertHeaders = { ...listener.insertHeaders, 'X-Forwarded-Proto': true };
@@ -252,7 +253,8 @@ export function translateService(input: TranslateInput): Translation {
     result.objects.push(object('Listener', name, listener));
 
     const poolProtocol = !tcp ? protocol : settings.proxyProtocol === 'v1' ? 'PROXY' : settings.proxyProtocol === 'v2' ? 'PROXYV2' : http ? 'HTTP' : 'TCP';
-    const pool: PoolSpec = { loadBalancer: lbName, protocol: poolProtocol as PoolSpec['protocol'], lbAlgorithm: settings.lbMethod };
+    const lbAlgorithm = !tcp && settings.lbMethod === 'LEAST_CONNECTIONS' ? 'ROUND_ROBIN' : settings.lbMethod;
+    const pool: PoolSpec = { loadBalancer: lbName, protocol: poolProtocol as PoolSpec['protocol'], lbAlgorithm };
     if (spec.sessionAffinity === 'ClientIP') pool.sessionPersistence = { type: 'SOURCE_IP' };
     result.objects.push(object('Pool', name, pool));
 

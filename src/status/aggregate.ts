@@ -5,6 +5,7 @@ import type { OperatingStatus } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer, DesiredMember, DesiredPool } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
 import { backendName, frontendName } from '../plan/haproxy-words.js';
+import { isKernelListener } from '../plan/kernel-model.js';
 
 export interface OperatingStatusTree {
   loadBalancer: OperatingStatus;
@@ -130,7 +131,9 @@ export function operatingStatuses(lb: DesiredLoadBalancer, stats: readonly StatR
 
   const index = new StatIndex(stats);
   for (const l of lb.listeners) {
-    tree.listeners.set(l.name, listenerStatus(l.adminStateUp && lb.adminStateUp, index.frontend(l.name)));
+    const adminUp = l.adminStateUp && lb.adminStateUp;
+    // UDP and SCTP listeners have no frontend: the kernel serves them (the reconcile put their table in place).
+    tree.listeners.set(l.name, isKernelListener(l) ? (adminUp ? 'ONLINE' : 'OFFLINE') : listenerStatus(adminUp, index.frontend(l.name)));
   }
   for (const p of lb.pools) {
     const members = p.members.map((m) => {

@@ -28,6 +28,8 @@ const paths: HaproxyPaths = {
   stateFile: '/var/lib/nslb/lb/nslb-0123456789ab/server-state',
   certsDir: '/var/lib/nslb/lb/nslb-0123456789ab/certs',
   pingCheckCommand: '/usr/lib/node_modules/nslb/scripts/ping-check.sh',
+  udpCheckCommand: '/usr/lib/node_modules/nslb/scripts/udp-check.sh',
+  sctpCheckCommand: '/usr/lib/node_modules/nslb/scripts/sctp-check.sh',
 };
 
 // File names as the builder derives them (16 hex digits of the PEM's hash).
@@ -599,6 +601,35 @@ const cases: Record<string, DesiredLoadBalancer> = {
     pools: [pool('web', { members: [member('web-1', '10.202.0.11', 80)] }), pool('api', { members: [member('api-1', '10.202.6.11', 8080)] })],
   }),
 
+  // UDP and SCTP listeners have no frontend (the kernel forwards them): their pools are check-only backends,
+  // and the PROMETHEUS listener serves HAProxy's exporter on the VIP to the monitoring network only.
+  'udp-sctp-checks-and-prometheus': loadBalancer({
+    listeners: [
+      listener('dns', { protocol: 'UDP', port: 53, defaultPool: 'resolvers' }),
+      listener('sig', { protocol: 'SCTP', port: 3868, defaultPool: 'diameter' }),
+      listener('dns-tcp', { protocol: 'TCP', port: 53, defaultPool: 'resolvers-tcp' }),
+      listener('metrics', { protocol: 'PROMETHEUS', port: 9100, allowedCidrs: ['192.0.2.0/28', '2001:db8:1::/64'] }),
+    ],
+    pools: [
+      pool('resolvers', {
+        protocol: 'UDP',
+        lbAlgorithm: 'SOURCE_IP_PORT',
+        members: [
+          member('r-1', '10.202.0.11', 53, { monitorPort: 5353 }),
+          member('r-2', '10.202.0.12', 53, { weight: 0 }),
+          member('r-3', '10.202.0.13', 53, { backup: true, adminStateUp: false }),
+        ],
+        healthMonitor: monitor({ type: 'UDP-CONNECT', delay: 5, timeout: 3, maxRetries: 2, maxRetriesDown: 2 }),
+      }),
+      pool('diameter', {
+        protocol: 'SCTP',
+        members: [member('d-1', '10.202.0.21', 3868)],
+        healthMonitor: monitor({ type: 'SCTP', delay: 10, timeout: 5, maxRetries: 3 }),
+      }),
+      pool('resolvers-tcp', { protocol: 'TCP', members: [member('r-1', '10.202.0.11', 53)] }),
+    ],
+  }),
+
   empty: loadBalancer(),
 };
 
@@ -637,7 +668,13 @@ async function writeTestCertificates(certsDir: string): Promise<void> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'nslb-golden-'));
-  checkPaths = { ...paths, certsDir: join(dir, 'certs'), pingCheckCommand: PING_CHECK };
+  checkPaths = {
+    ...paths,
+    certsDir: join(dir, 'certs'),
+    pingCheckCommand: PING_CHECK,
+    udpCheckCommand: fileURLToPath(new URL('../../scripts/udp-check.sh', import.meta.url)),
+    sctpCheckCommand: fileURLToPath(new URL('../../scripts/sctp-check.sh', import.meta.url)),
+  };
   await writeTestCertificates(checkPaths.certsDir);
 }, 60_000);
 afterAll(async () => {

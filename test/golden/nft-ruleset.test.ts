@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNftTable } from '../../src/drivers/nft/nft.js';
 import { renderNftState, type NftLoadBalancer, type NftState } from '../../src/plan/nft-ruleset.js';
 import { planNftTransaction, renderNftScript } from '../../src/plan/nft-transaction.js';
+import { nftModelOf } from '../../src/plan/kernel-model.js';
+import { listener, loadBalancer, member, monitor, pool } from '../support/desired-lb.js';
 import { nftLb, nftListener, nftMember, nftPool } from '../support/nft-lb.js';
 
 const run = promisify(execFile);
@@ -68,6 +70,49 @@ const cases: Record<string, NftLoadBalancer> = {
     ],
   }),
 };
+
+// The agent's path (issue 21): a desired load balancer as the builder makes it, through plan/kernel-model.ts, with
+// HAProxy's verdict on its members: TCP and PROMETHEUS listeners are not the kernel's, a DOWN member is out,
+// SOURCE_IP persistence on a ROUND_ROBIN pool hashes by source, clientData is the idle timeout.
+const fromDesired = nftModelOf(
+  loadBalancer({
+    vip: {
+      address: '10.210.0.10',
+      family: 4,
+      prefixLength: 24,
+      mac: 'fa:16:3e:01:02:03',
+      additional: [{ address: 'fd00:210::10', family: 6, prefixLength: 64 }],
+    },
+    listeners: [
+      listener('dns', {
+        protocol: 'UDP',
+        port: 53,
+        defaultPool: 'resolvers',
+        timeouts: { clientData: 20_000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 },
+      }),
+      listener('dns-tcp', { protocol: 'TCP', port: 53, defaultPool: 'resolvers-tcp' }),
+      listener('metrics', { protocol: 'PROMETHEUS', port: 9100 }),
+      listener('sig', { protocol: 'SCTP', port: 3868, defaultPool: 'diameter', allowedCidrs: ['10.0.0.0/8'] }),
+    ],
+    pools: [
+      pool('resolvers', {
+        protocol: 'UDP',
+        lbAlgorithm: 'SOURCE_IP_PORT',
+        members: [member('r-1', '10.210.0.11', 53), member('r-2', '10.210.0.12', 53, { weight: 2 }), member('r-6', 'fd00:210::11', 53)],
+        healthMonitor: monitor({ type: 'UDP-CONNECT' }),
+      }),
+      pool('diameter', {
+        protocol: 'SCTP',
+        sessionPersistence: { type: 'SOURCE_IP' },
+        members: [member('d-1', '10.210.0.21', 3868), member('d-2', '10.210.0.22', 3868)],
+      }),
+      pool('resolvers-tcp', { protocol: 'TCP', members: [member('r-1', '10.210.0.11', 53)] }),
+    ],
+  }),
+  new Map([['resolvers', new Map([['r-2', 'DOWN' as const]])]]),
+);
+if (fromDesired === undefined) throw new Error('the desired fixture has UDP and SCTP listeners');
+cases['desired-udp-sctp-with-health'] = fromDesired;
 
 const base = cases['udp-round-robin'] as NftLoadBalancer;
 const basePool = base.pools[0]!;

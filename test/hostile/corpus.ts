@@ -97,6 +97,17 @@ export function victim(): Doc[] {
       metadata: { ...meta('victim'), labels: { app: 'victim' }, annotations: { note: 'victim' } },
       spec: {
         vip: { address: '192.0.2.50', prefixLength: 24, gateway: '192.0.2.1', mac: 'fa:16:3e:00:00:50', bridge: 'br-ex', vlan: 100, mtu: 1450 },
+        memberNetworks: [
+          {
+            name: 'victim-back',
+            bridge: 'br-members',
+            vlan: 101,
+            address: '198.51.100.2',
+            prefixLength: 24,
+            mtu: 1450,
+            routes: [{ destination: '203.0.113.0/24', gateway: '198.51.100.1' }],
+          },
+        ],
         adminStateUp: true,
         description: 'victim',
       },
@@ -150,6 +161,7 @@ export function victim(): Doc[] {
         backup: false,
         monitorAddress: '198.51.100.51',
         monitorPort: 8081,
+        network: 'victim-back',
         adminStateUp: true,
         description: 'member',
       },
@@ -615,7 +627,74 @@ const tcpListener = (name: string, changes: Record<string, unknown> = {}): Doc =
   return doc;
 };
 
+const kernelListener = (name: string, protocol: string, changes: Record<string, unknown> = {}): Doc =>
+  tcpListener(name, { '/spec/protocol': protocol, ...changes });
+const udpPool = (name: string, changes: Record<string, unknown> = {}): Doc => {
+  const doc: Doc = { apiVersion: API_VERSION, kind: 'Pool', metadata: { name }, spec: { loadBalancer: 'victim', protocol: 'UDP', lbAlgorithm: 'ROUND_ROBIN' } };
+  for (const [path, value] of Object.entries(changes)) setAt(doc, path, value);
+  return doc;
+};
+
 const CROSS_OBJECT: readonly [string, Change, number, string, RegExp?][] = [
+  // Issue 21: kernel-forwarded protocols, PROMETHEUS listeners, member networks.
+  ['SOURCE_IP_PORT on an HTTP pool', set('Pool', '/spec/lbAlgorithm', 'SOURCE_IP_PORT'), 3, '/spec/lbAlgorithm', /UDP and SCTP pools/],
+  ['UDP-CONNECT monitor on an HTTP pool', set('HealthMonitor', '/spec/type', 'UDP-CONNECT'), 5, '/spec/type', /UDP pools/],
+  [
+    'LEAST_CONNECTIONS on a UDP pool',
+    add(udpPool('victim-udp', { '/spec/lbAlgorithm': 'LEAST_CONNECTIONS' })),
+    8,
+    '/spec/lbAlgorithm',
+    /not available for UDP/,
+  ],
+  [
+    'APP_COOKIE persistence on a UDP pool',
+    add(udpPool('victim-udp', { '/spec/sessionPersistence': { type: 'APP_COOKIE', cookieName: 'S' } })),
+    8,
+    '/spec/sessionPersistence/type',
+  ],
+  ['connectionLimit on a UDP listener', add(kernelListener('victim-udp', 'UDP', { '/spec/connectionLimit': 10 })), 8, '/spec/connectionLimit', /not enforced/],
+  [
+    'a UDP listener idle timeout under a second',
+    add(kernelListener('victim-udp', 'UDP', { '/spec/timeouts': { clientData: 500 } })),
+    8,
+    '/spec/timeouts/clientData',
+  ],
+  ['a UDP listener on the HTTP pool', add(kernelListener('victim-udp', 'UDP', { '/spec/defaultPool': 'victim-app' })), 8, '/spec/defaultPool'],
+  [
+    'a PROMETHEUS listener with a pool',
+    add(kernelListener('victim-prom', 'PROMETHEUS', { '/spec/defaultPool': 'victim-app' })),
+    8,
+    '/spec/defaultPool',
+    /no pool/,
+  ],
+  [
+    'a PROMETHEUS listener with insertHeaders',
+    add(kernelListener('victim-prom', 'PROMETHEUS', { '/spec/insertHeaders/X-Forwarded-For': true })),
+    8,
+    '/spec/insertHeaders',
+  ],
+  ['member on a network its load balancer lacks', set('Member', '/spec/network', 'nowhere'), 4, '/spec/network', /no member network "nowhere"/],
+  ['member outside the network it names', set('Member', '/spec/address', '192.0.2.77'), 4, '/spec/address', /neither inside member network/],
+  [
+    'member network route via a gateway off the network',
+    set('LoadBalancer', '/spec/memberNetworks/0/routes/0/gateway', '10.9.9.9'),
+    1,
+    '/spec/memberNetworks/0/routes/0/gateway',
+  ],
+  [
+    'member network route of the other family',
+    set('LoadBalancer', '/spec/memberNetworks/0/routes/0/destination', '2001:db8::/64'),
+    1,
+    '/spec/memberNetworks/0/routes/0/destination',
+  ],
+  ['member network prefix length 33 on IPv4', set('LoadBalancer', '/spec/memberNetworks/0/prefixLength', 33), 1, '/spec/memberNetworks/0/prefixLength'],
+  [
+    'two member networks of one name',
+    set('LoadBalancer', '/spec/memberNetworks/1', { name: 'victim-back', address: '198.51.99.2' }),
+    1,
+    '/spec/memberNetworks/1/name',
+    /already used/,
+  ],
   ['gateway of the other family', set('LoadBalancer', '/spec/vip/gateway', '2001:db8::1'), 1, '/spec/vip/gateway'],
   ['gateway outside the VIP prefix', set('LoadBalancer', '/spec/vip/gateway', '192.0.3.1'), 1, '/spec/vip/gateway'],
   ['prefix length 33 on IPv4', set('LoadBalancer', '/spec/vip/prefixLength', 33), 1, '/spec/vip/prefixLength'],

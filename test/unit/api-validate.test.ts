@@ -112,7 +112,7 @@ describe('validateObject messages', () => {
 
   it('names unknown fields and the allowed ones', () => {
     expect(issuesOf(withValue(lb('web'), '/spec/fooBar', 1))).toEqual([
-      '/spec: unknown field "fooBar" (allowed: vip, additionalVips, topology, placement, adminStateUp, description)',
+      '/spec: unknown field "fooBar" (allowed: vip, additionalVips, topology, placement, memberNetworks, adminStateUp, description)',
     ]);
     expect(issuesOf(withValue(lb('web'), '/metadata/nmae', 'x'))[0]).toMatch(/^\/metadata: unknown field "nmae" \(allowed: name, namespace, /);
     expect(issuesOf(withValue(lb('web'), '/extra', 1))).toEqual(['unknown field "extra" (allowed: apiVersion, kind, metadata, spec, status)']);
@@ -138,8 +138,8 @@ describe('validateObject messages', () => {
   });
 
   it('lists enum values', () => {
-    expect(issuesOf(withValue(listener('l'), '/spec/protocol', 'UDP'))).toEqual([
-      '/spec/protocol: must be one of "TCP", "HTTP", "HTTPS", "TERMINATED_HTTPS" (got "UDP")',
+    expect(issuesOf(withValue(listener('l'), '/spec/protocol', 'QUIC'))).toEqual([
+      '/spec/protocol: must be one of "TCP", "HTTP", "HTTPS", "TERMINATED_HTTPS", "UDP", "SCTP", "PROMETHEUS" (got "QUIC")',
     ]);
     expect(issuesOf(withValue(monitor('hm'), '/spec/httpMethod', 'get'))).toEqual([
       '/spec/httpMethod: must be one of "GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "PATCH", "CONNECT" (got "get")',

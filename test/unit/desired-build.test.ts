@@ -224,15 +224,22 @@ describe('listener → pool protocols', () => {
     HTTP: ['HTTP', 'PROXY', 'PROXYV2'],
     TERMINATED_HTTPS: ['HTTP', 'PROXY', 'PROXYV2'],
     HTTPS: ['HTTPS', 'TCP', 'PROXY', 'PROXYV2'],
+    UDP: ['UDP'],
+    SCTP: ['SCTP'],
+    PROMETHEUS: [],
   };
   const pairs = (Object.keys(allowed) as ListenerProtocol[]).flatMap((l) =>
-    (['TCP', 'HTTP', 'HTTPS', 'PROXY', 'PROXYV2'] as PoolProtocol[]).map((p) => [l, p, allowed[l].includes(p)] as const),
+    (['TCP', 'HTTP', 'HTTPS', 'PROXY', 'PROXYV2', 'UDP', 'SCTP'] as PoolProtocol[]).map((p) => [l, p, allowed[l].includes(p)] as const),
   );
 
   it.each(pairs)('%s → %s allowed: %s', (l, p, ok) => {
     const problems = build([lb('web'), listener('l', { protocol: l, defaultPool: 'app' }), pool('app', { protocol: p })]).problems;
     const pairProblem = problems.find((x) => x.path === '/spec/defaultPool');
     if (ok) expect(pairProblem).toBeUndefined();
+    else if (l === 'PROMETHEUS')
+      expect(pairProblem && brief(pairProblem)).toBe(
+        "Listener l InvalidSpec /spec/defaultPool: a PROMETHEUS listener has no pool: it answers with the load balancer's own metrics",
+      );
     else
       expect(pairProblem && brief(pairProblem)).toBe(
         `Listener l InvalidSpec /spec/defaultPool: a ${l} listener cannot use ${p} pool "app" (pool protocol must be one of ${allowed[l].join(', ')})`,

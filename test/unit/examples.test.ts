@@ -24,7 +24,7 @@ describe('examples/', () => {
     expect(snapshot.issues).toEqual([]);
     const desired = buildDesired(snapshot.objects, { defaultBridge: 'br-int', materials: snapshot.materials });
     expect(desired.problems).toEqual([]);
-    expect([...desired.lbs.keys()].sort()).toEqual(['default/web', 'default/web-l7', 'default/web-tls']);
+    expect([...desired.lbs.keys()].sort()).toEqual(['default/dns', 'default/web', 'default/web-l7', 'default/web-tls']);
     expect(desired.lbs.get('default/web-tls')?.listeners[0]?.tls?.sniCertificates).toHaveLength(1);
   });
 });

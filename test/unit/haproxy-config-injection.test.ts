@@ -162,7 +162,7 @@ describe('renderHaproxyConfig refuses hostile values in every field', () => {
     ['a CIDR that is an ACL expression', ['listeners', 0, 'allowedCidrs', 0], '-f/etc/passwd'],
     ['a Host header that is a log-format expression', ['pools', 0, 'healthMonitor', 'domainName'], 'a%[src]'],
     ['an unknown rule type', ['listeners', 0, 'l7Policies', 0, 'rules', 0, 'type'], 'SSL_CONN_HAS_CERT'],
-    ['an unknown listener protocol', ['listeners', 1, 'protocol'], 'UDP'],
+    ['an unknown listener protocol', ['listeners', 1, 'protocol'], 'QUIC'],
     ['a redirect code HAProxy would refuse', ['listeners', 0, 'l7Policies', 1, 'redirectHttpCode'], 200],
   ] as const)('%s', (_what, path, evil) => {
     expect(() => renderHaproxyConfig(withLeaf(lb, [...path], evil), paths)).toThrow(UnsafeConfigValueError);

@@ -59,11 +59,14 @@ describe('nslb import octavia: API responses', () => {
       'LoadBalancer/shop-lb',
       'Pool/web-4029d267',
       'Pool/web-8189d6a9',
+      'Pool/dns-pool',
       'Listener/http',
       'Listener/https',
+      'Listener/dns',
       'Member/web-server-1',
       'Member/member-3c6857f4',
       'HealthMonitor/web-hm',
+      'HealthMonitor/dns-hm',
       'L7Policy/to-api',
       'L7Rule/l7rule-16621dbb',
       'L7Rule/l7rule-27f3007a',
@@ -216,9 +219,6 @@ describe('nslb import octavia: API responses', () => {
     ['pool "web" (8189d6a9-646e-4d23-b742-548dab991951): ca_tls_container_ref: Barbican secret'],
     ['member "web-server-1" (957a1ace-1bd2-449b-8455-820b6e4b63f3): subnet_id: '],
     ['healthmonitor "web-hm" (8ed3c5ac-6efa-420c-bedb-99ba14e58db5): timeout: 15 s is longer than delay (10 s), which nslb refuses: set to 10'],
-    ['listener "dns" (f1c0a6c4-1f6b-4c8e-9d33-5b7e3a1f0c53): skipped: protocol "UDP" is not supported'],
-    ['pool "dns-pool" (c2b0a9a4-7b1e-4f52-9a3c-0f2d8e4b6a71): skipped: protocol "UDP" is not supported'],
-    ['healthmonitor "dns-hm" (a1b2c3d4-0000-4000-8000-00000000dd53): skipped: its pool "dns-pool" (c2b0a9a4-7b1e-4f52-9a3c-0f2d8e4b6a71) was not imported'],
     [
       'l7policy "cert-only" (8a1412f0-4c32-4257-8b07-af4770b604fd): skipped: its rule l7rule (9d1f7e0a-5c2b-4a8e-b3f6-7e0d2c4a1b95) cannot be imported (type "SSL_CONN_HAS_CERT" is not supported',
     ],
@@ -227,9 +227,15 @@ describe('nslb import octavia: API responses', () => {
     expect(result.warnings.filter((w) => w.startsWith(warning))).toHaveLength(1);
   });
 
+  it('UDP: listener, SOURCE_IP_PORT pool and UDP-CONNECT monitor carried as they are (issue 21)', () => {
+    expect(find(result.objects, 'Listener', 'dns').spec).toEqual({ loadBalancer: 'shop-lb', protocol: 'UDP', port: 53, defaultPool: 'dns-pool' });
+    expect(find(result.objects, 'Pool', 'dns-pool').spec).toEqual({ loadBalancer: 'shop-lb', protocol: 'UDP', lbAlgorithm: 'SOURCE_IP_PORT' });
+    expect(find(result.objects, 'HealthMonitor', 'dns-hm').spec).toEqual({ pool: 'dns-pool', type: 'UDP-CONNECT', delay: 5, timeout: 3, maxRetries: 2 });
+  });
+
   it('warns about nothing else, and counts what it skipped', () => {
-    expect(result.warnings).toHaveLength(24);
-    expect(result.skipped).toBe(5);
+    expect(result.warnings).toHaveLength(21);
+    expect(result.skipped).toBe(2);
   });
 
   it('the YAML passes nslb validate (schema, cross-object rules, TLS files) once the PEM files are in place', async () => {
@@ -349,6 +355,51 @@ describe('nslb import octavia: shapes, names, errors', () => {
       urlPath: '/index.html',
     });
     expect(find(result.objects, 'LoadBalancer', 'best-lb').metadata.annotations).toBeUndefined();
+  });
+
+  it('SCTP and PROMETHEUS listeners are carried; what the kernel cannot do is said and dropped (issue 21)', () => {
+    const result = importOctavia([
+      {
+        file: 'create.json',
+        value: {
+          loadbalancer: {
+            name: 'sig',
+            vip_address: '203.0.113.60',
+            listeners: [
+              {
+                name: 'diameter',
+                protocol: 'SCTP',
+                protocol_port: 3868,
+                connection_limit: 100,
+                default_pool: {
+                  name: 'peers',
+                  protocol: 'SCTP',
+                  lb_algorithm: 'LEAST_CONNECTIONS',
+                  healthmonitor: { type: 'SCTP', delay: 5, timeout: 2, max_retries: 3 },
+                  members: [{ address: '192.0.2.30', protocol_port: 3868, subnet_id: 'c0ffee00-0000-4000-8000-000000000001' }],
+                },
+              },
+              { name: 'metrics', protocol: 'PROMETHEUS', protocol_port: 9100, allowed_cidrs: ['192.0.2.0/28'] },
+            ],
+          },
+        },
+      },
+    ]);
+    expect(find(result.objects, 'Listener', 'diameter').spec).toEqual({ loadBalancer: 'sig', protocol: 'SCTP', port: 3868, defaultPool: 'peers' });
+    expect(find(result.objects, 'Pool', 'peers').spec).toEqual({ loadBalancer: 'sig', protocol: 'SCTP', lbAlgorithm: 'ROUND_ROBIN' });
+    expect(find(result.objects, 'HealthMonitor', 'hm-1').spec).toMatchObject({ type: 'SCTP' });
+    expect(find(result.objects, 'Listener', 'metrics').spec).toEqual({
+      loadBalancer: 'sig',
+      protocol: 'PROMETHEUS',
+      port: 9100,
+      allowedCidrs: ['192.0.2.0/28'],
+    });
+    expect(result.warnings.some((w) => w.includes('connection_limit: 100: the kernel forwards SCTP'))).toBe(true);
+    expect(result.warnings.some((w) => w.includes('lb_algorithm: the kernel forwards SCTP flows without counting'))).toBe(true);
+    expect(result.warnings.some((w) => w.includes('subnet_id:') && w.includes('spec.memberNetworks'))).toBe(true);
+    expect(result.skipped).toBe(0);
+    const built = buildDesired(result.objects as AnyObject[], { defaultBridge: 'br-int' });
+    expect(built.problems).toEqual([]);
   });
 
   it('sanitizes names to DNS-1123 labels', () => {

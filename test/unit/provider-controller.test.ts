@@ -118,7 +118,7 @@ describe('a Service of class nslb.dev/haproxy', () => {
     await waitFor(() => of('members').length === 2, 'member of n2 back');
   });
 
-  it('refuses UDP ports with an Event and a condition, and serves the TCP ones', async () => {
+  it('serves UDP ports (forwarded by the kernel) beside the TCP ones', async () => {
     api.create(
       service('dns', {
         ports: [
@@ -128,11 +128,11 @@ describe('a Service of class nslb.dev/haproxy', () => {
       }),
     );
     await waitFor(() => of('listeners').find((l) => l.metadata.name === 'dns-tcp-53'), 'TCP listener');
-    expect(of('listeners').some((l) => l.spec.port === 53 && l.metadata.name !== 'dns-tcp-53')).toBe(false);
+    const udp = await waitFor(() => of('listeners').find((l) => l.metadata.name === 'dns-udp-53'), 'UDP listener');
+    expect(udp.spec).toMatchObject({ protocol: 'UDP', port: 53 });
     const cond = await waitFor(() => svc('dns')!.status?.conditions?.find((c: Obj) => c.type === 'nslb.dev/PortsServed'), 'PortsServed');
-    expect(cond).toMatchObject({ status: 'False', reason: 'UnsupportedProtocol' });
-    expect(cond.message).toMatch(/UDP port dns-udp \(53\) is not served/);
-    expect(events.some((e) => e.reason === 'PortNotServed' && e.ref.name === 'dns' && e.type === 'Warning')).toBe(true);
+    expect(cond).toMatchObject({ status: 'True', reason: 'AllPortsServed' });
+    expect(events.some((e) => e.reason === 'PortNotServed' && e.ref.name === 'dns')).toBe(false);
   });
 
   it('pool exhausted: the Service stays pending with an Event; nothing else is disturbed', async () => {

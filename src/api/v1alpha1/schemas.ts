@@ -36,6 +36,8 @@ import { API_VERSION, KINDS, type Kind } from './types.js';
 
 /** LoadBalancer.spec.additionalVips: at most this many (Octavia's use is one per other subnet, typically one). */
 export const MAX_ADDITIONAL_VIPS = 4;
+/** LoadBalancer.spec.memberNetworks: at most this many (the port name carries a 2-digit index). */
+export const MAX_MEMBER_NETWORKS = 16;
 
 const loadBalancerSpec = object(
   {
@@ -97,6 +99,38 @@ const loadBalancerSpec = object(
       [],
       'Where it runs (DESIGN §6)',
     ),
+    memberNetworks: {
+      ...list(
+        object(
+          {
+            name: objectName('Name of the network, unique in this load balancer; Member.spec.network refers to it'),
+            bridge: patterned(PATTERNS.bridge, 15, 'Open vSwitch bridge of the network; the VIP bridge when omitted'),
+            vlan: integer(1, 4094, 'OVS access tag of the port'),
+            address: ipAddress("The load balancer's own address on the network (IPv4 or IPv6)"),
+            prefixLength: integer(0, 128, 'Prefix length of the network; 24 for IPv4 and 64 for IPv6 when omitted'),
+            mtu: integer(68, 65535, 'MTU of the port'),
+            routes: {
+              ...list(
+                object(
+                  {
+                    destination: { type: 'string', maxLength: 49, pattern: PATTERNS.cidr.pattern, format: 'cidr', description: 'Destination CIDR' },
+                    gateway: ipAddress('Next hop, inside the network prefix'),
+                  },
+                  ['destination', 'gateway'],
+                  'A route through this network',
+                ),
+                'Routes to members beyond the network itself (Octavia host_routes of the member subnet)',
+              ),
+              maxItems: 16,
+            },
+          },
+          ['name', 'address'],
+          'A member network',
+        ),
+        'Member networks (two-arm): one more port of the load balancer on each, through which members there are reached (Octavia member subnet_id)',
+      ),
+      maxItems: MAX_MEMBER_NETWORKS,
+    },
     adminStateUp,
     description: description(),
   },
@@ -146,7 +180,10 @@ const timeout = (what: string, dflt: number) => integer(0, 86_400_000, `${what} 
 const listenerSpec = object(
   {
     loadBalancer: objectName('Name of the LoadBalancer in the same namespace'),
-    protocol: stringEnum(['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS'], 'Protocol clients speak to the VIP'),
+    protocol: stringEnum(
+      ['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS', 'UDP', 'SCTP', 'PROMETHEUS'],
+      "Protocol clients speak to the VIP; UDP and SCTP are forwarded by the kernel; PROMETHEUS serves the load balancer's own metrics",
+    ),
     port: integer(1, 65535, 'Port on the VIP'),
     defaultPool: objectName('Name of the Pool in the same namespace that receives the traffic'),
     connectionLimit: { type: 'integer', description: 'Maximum concurrent connections; -1 = unlimited', minimum: -1, maximum: 2147483647, default: -1 },
@@ -188,8 +225,8 @@ const listenerSpec = object(
 const poolSpec = object(
   {
     loadBalancer: objectName('Name of the LoadBalancer in the same namespace'),
-    protocol: stringEnum(['TCP', 'HTTP', 'HTTPS', 'PROXY', 'PROXYV2'], 'Protocol spoken to members'),
-    lbAlgorithm: stringEnum(['ROUND_ROBIN', 'LEAST_CONNECTIONS', 'SOURCE_IP'], 'How members are chosen'),
+    protocol: stringEnum(['TCP', 'HTTP', 'HTTPS', 'PROXY', 'PROXYV2', 'UDP', 'SCTP'], 'Protocol spoken to members'),
+    lbAlgorithm: stringEnum(['ROUND_ROBIN', 'LEAST_CONNECTIONS', 'SOURCE_IP', 'SOURCE_IP_PORT'], 'How members are chosen (SOURCE_IP_PORT: UDP and SCTP pools)'),
     sessionPersistence: object(
       {
         type: stringEnum(['SOURCE_IP', 'HTTP_COOKIE', 'APP_COOKIE'], 'How sessions stick to a member'),
@@ -229,6 +266,7 @@ const memberSpec = object(
     backup: boolean('Only used when every non-backup member is down', false),
     monitorAddress: ipAddress('Address health checks go to instead of address'),
     monitorPort: integer(1, 65535, 'Port health checks go to instead of port'),
+    network: objectName("Name of the load balancer's member network the member is on; found by its prefix when omitted"),
     adminStateUp,
     description: description(),
   },
@@ -240,7 +278,7 @@ const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'OPTIONS'
 const healthMonitorSpec = object(
   {
     pool: objectName('Name of the Pool in the same namespace'),
-    type: stringEnum(['PING', 'TCP', 'HTTP', 'HTTPS', 'TLS-HELLO'], 'Kind of check'),
+    type: stringEnum(['PING', 'TCP', 'HTTP', 'HTTPS', 'TLS-HELLO', 'UDP-CONNECT', 'SCTP'], 'Kind of check (UDP-CONNECT: UDP pools; SCTP: SCTP pools)'),
     delay: integer(1, 86_400, 'Seconds between checks'),
     timeout: integer(1, 86_400, 'Seconds a check may take; at most delay'),
     maxRetries: integer(1, 10, 'Successful checks before a member is up'),

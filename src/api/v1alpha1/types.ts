@@ -71,16 +71,38 @@ export interface Placement {
   nodeSelector?: Record<string, string>;
 }
 
+/** A route through a member network: `destination` (a CIDR) via `gateway` (on that network). */
+export interface MemberNetworkRoute {
+  destination: string;
+  gateway: string;
+}
+
+/**
+ * A second arm of the load balancer (Octavia's member subnet_id): an extra OVS port in its namespace, on another
+ * segment, through which members there are reached (DESIGN §8).
+ */
+export interface MemberNetwork {
+  name: string;
+  bridge?: string;
+  vlan?: number;
+  /** The load balancer's own address on that network. */
+  address: string;
+  prefixLength?: number;
+  mtu?: number;
+  routes?: MemberNetworkRoute[];
+}
+
 export interface LoadBalancerSpec {
   vip: Vip;
   additionalVips?: AdditionalVip[];
   topology?: Topology;
   placement?: Placement;
+  memberNetworks?: MemberNetwork[];
   adminStateUp?: boolean;
   description?: string;
 }
 
-export type ListenerProtocol = 'TCP' | 'HTTP' | 'HTTPS' | 'TERMINATED_HTTPS';
+export type ListenerProtocol = 'TCP' | 'HTTP' | 'HTTPS' | 'TERMINATED_HTTPS' | 'UDP' | 'SCTP' | 'PROMETHEUS';
 
 export interface ListenerTimeouts {
   clientData?: number;
@@ -139,8 +161,8 @@ export interface ListenerSpec {
   description?: string;
 }
 
-export type PoolProtocol = 'TCP' | 'HTTP' | 'HTTPS' | 'PROXY' | 'PROXYV2';
-export type LbAlgorithm = 'ROUND_ROBIN' | 'LEAST_CONNECTIONS' | 'SOURCE_IP';
+export type PoolProtocol = 'TCP' | 'HTTP' | 'HTTPS' | 'PROXY' | 'PROXYV2' | 'UDP' | 'SCTP';
+export type LbAlgorithm = 'ROUND_ROBIN' | 'LEAST_CONNECTIONS' | 'SOURCE_IP' | 'SOURCE_IP_PORT';
 
 export interface PoolTls {
   enabled?: boolean;
@@ -175,11 +197,13 @@ export interface MemberSpec {
   backup?: boolean;
   monitorAddress?: string;
   monitorPort?: number;
+  /** The member network (LoadBalancer.spec.memberNetworks[].name) it is reached through; else found by prefix. */
+  network?: string;
   adminStateUp?: boolean;
   description?: string;
 }
 
-export type HealthMonitorType = 'PING' | 'TCP' | 'HTTP' | 'HTTPS' | 'TLS-HELLO';
+export type HealthMonitorType = 'PING' | 'TCP' | 'HTTP' | 'HTTPS' | 'TLS-HELLO' | 'UDP-CONNECT' | 'SCTP';
 
 export interface HealthMonitorSpec {
   pool: string;

@@ -67,6 +67,8 @@ export function parseObserveNetns(netns: string, iface: string, stdout: string):
   const vip = links.find((l) => l.ifname === iface);
   const result: ObservedNetns = { name: netns, loUp: lo?.flags.includes('UP') ?? false };
   if (vip !== undefined) result.link = toObservedLink(vip);
+  const others = links.filter((l) => l.ifname !== 'lo' && l.ifname !== iface).map(toObservedLink);
+  if (others.length > 0) result.otherLinks = others;
   const gateways: DefaultGateways = {};
   for (const r of routes) {
     if (r.dst !== 'default' || r.table !== undefined || r.gateway === undefined) continue;
@@ -199,11 +201,22 @@ export interface LinkConfig {
   removeAddresses: readonly string[];
   /** One per family at most: each becomes that family's default route. */
   gateways: readonly string[];
+  /** Member networks: routes through this link. */
+  routes?: readonly { destination: string; gateway: string }[];
 }
 
 /** The `ip -batch` script that configures the VIP link: every line idempotent (`replace`, `set`). */
 export function renderLinkBatch(c: LinkConfig): string {
-  for (const token of [c.iface, c.mac, ...c.addresses, ...c.gateways, ...c.removeAddresses, String(c.mtu ?? '')]) {
+  const routes = c.routes ?? [];
+  for (const token of [
+    c.iface,
+    c.mac,
+    ...c.addresses,
+    ...c.gateways,
+    ...c.removeAddresses,
+    String(c.mtu ?? ''),
+    ...routes.flatMap((r) => [r.destination, r.gateway]),
+  ]) {
     if (/[\s#"'\\]/.test(token)) throw new Error(`unsafe token for ip -batch: ${JSON.stringify(token)}`);
   }
   const lines = ['link set dev lo up', `link set dev ${c.iface} address ${c.mac}`];
@@ -219,6 +232,7 @@ export function renderLinkBatch(c: LinkConfig): string {
   for (const a of c.addresses) lines.push(`address replace ${a} dev ${c.iface}${a.includes(':') ? ' nodad' : ''}`);
   lines.push(`link set dev ${c.iface} up`);
   for (const g of c.gateways) lines.push(`route replace default via ${g} dev ${c.iface}`);
+  for (const r of routes) lines.push(`route replace ${r.destination} via ${r.gateway} dev ${c.iface}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -64,7 +64,7 @@ export class OvsDriver {
           lb: a.lb,
           mac: a.mac,
           // No Neutron port here: the netns name is this port's stable, unique identity.
-          ifaceId: netnsOfKey(a.lb),
+          ifaceId: a.network === undefined ? netnsOfKey(a.lb) : `${netnsOfKey(a.lb)}-${a.network}`,
           ...(a.vlan === undefined ? {} : { vlan: a.vlan }),
         });
       case 'ovs.deletePort':
