@@ -1,7 +1,7 @@
-// Which load balancers this node serves. Today: every one the agent watches (all namespaces, or --namespace).
-// Scheduling across nodes (a node label, a lease, a VIP's segment) will change only this function.
+// Which load balancers this node serves (DESIGN §6): those placed on it (spec.placement.nodes names its
+// --node-name), and those placed nowhere (every agent that sees them serves them, as before placement existed).
 import type { DesiredLoadBalancer } from '../desired/model.js';
 
-export function servedHere(_lb: DesiredLoadBalancer, _nodeName: string): boolean {
-  return true;
+export function servedHere(lb: DesiredLoadBalancer, nodeName: string): boolean {
+  return lb.placement === undefined || lb.placement.includes(nodeName);
 }

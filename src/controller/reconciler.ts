@@ -14,7 +14,9 @@ import { WorkQueue } from '../loop/work-queue.js';
 import { formatAction, type Action } from '../plan/actions.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import type { NodeDriver } from '../plan/node-driver.js';
-import { planLoadBalancer } from '../plan/plan.js';
+import { planLoadBalancer, type PlanInput } from '../plan/plan.js';
+import { renderKeepalivedFor } from '../plan/keepalived-config.js';
+import type { ObservedLoadBalancer } from '../plan/observed.js';
 import { crashPoint } from './crash-points.js';
 import { pendingOutcome, pollStats, type LbOutcome, type Outcomes } from './outcomes.js';
 import { fingerprint, type DesiredSnapshot } from './snapshot.js';
@@ -34,14 +36,28 @@ export async function planKey(node: NodeDriver, stateDir: string, key: string, d
   const iface = desired?.names.iface ?? ifaceOfNetns(netns);
   const observed = await node.observe([{ netns, iface }]);
   const o = observed.lbs.get(netns) ?? { ifaceInHost: false, stateDir: false };
-  const config = desired === undefined ? undefined : renderHaproxyConfig(desired, lbPaths(stateDir, netns));
-  return planLoadBalancer({
+  return planLoadBalancer(planInput(node, stateDir, netns, iface, desired, o));
+}
+
+/** What plan() needs for one load balancer: its models, its configs rendered for this node, what was observed. */
+export function planInput(
+  node: NodeDriver,
+  stateDir: string,
+  netns: string,
+  iface: string,
+  desired: DesiredLoadBalancer | undefined,
+  observed: ObservedLoadBalancer,
+): PlanInput {
+  if (desired === undefined) return { netns, iface, observed };
+  const keepalivedConfig = renderKeepalivedFor(desired, node.keepalivedPaths(netns));
+  return {
     netns,
     iface,
-    ...(desired === undefined ? {} : { desired }),
-    ...(config === undefined ? {} : { config }),
-    observed: o,
-  });
+    desired,
+    config: renderHaproxyConfig(desired, lbPaths(stateDir, netns)),
+    ...(keepalivedConfig === undefined ? {} : { keepalivedConfig }),
+    observed,
+  };
 }
 
 export interface ReconcilerOptions {

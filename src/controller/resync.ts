@@ -5,17 +5,15 @@
 import type { LbKey } from '../api/v1alpha1/types.js';
 import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
 import { netnsOfKey, orphanKey } from '../desired/names.js';
-import { lbPaths } from '../desired/state-dir.js';
 import { explain } from '../exec/hints.js';
 import type { Logger } from '../log/logger.js';
-import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import { nodeLoadOf, type Family } from '../plan/kernel-limits.js';
 import type { NodeDriver, ObserveTarget } from '../plan/node-driver.js';
 import type { ObservedNode } from '../plan/observed.js';
 import { planLoadBalancer } from '../plan/plan.js';
 import type { KernelLimits } from './kernel-limits.js';
 import { pollStats, type Outcomes } from './outcomes.js';
-import type { LbEvent, Reconciler } from './reconciler.js';
+import { planInput, type LbEvent, type Reconciler } from './reconciler.js';
 import { fingerprint, type DesiredSnapshot } from './snapshot.js';
 
 /** How often the periodic work runs; changed live on SIGHUP (`--resync`, `--status-interval`). */
@@ -138,13 +136,7 @@ export class Resync {
       const o = observed.lbs.get(lb.names.netns) ?? { ifaceInHost: false, stateDir: false };
       const outcome = outcomes.get(key);
       const fresh = outcome?.phase === 'active' && outcome.applied !== undefined && fingerprint(outcome.applied) === fingerprint(lb);
-      const actions = planLoadBalancer({
-        netns: lb.names.netns,
-        iface: lb.names.iface,
-        desired: lb,
-        config: renderHaproxyConfig(lb, lbPaths(this.#opts.stateDir, lb.names.netns)),
-        observed: o,
-      });
+      const actions = planLoadBalancer(planInput(node, this.#opts.stateDir, lb.names.netns, lb.names.iface, lb, o));
       if (actions.length === 0 && o.haproxy !== undefined) {
         // Already right on the node: adopt it (an agent restart) or keep it, without a reconcile.
         if (!fresh) reconciler.converged(key, lb, o.haproxy.pid);

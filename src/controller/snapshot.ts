@@ -44,7 +44,7 @@ export class DesiredSnapshot {
   update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>): void {
     this.objects = objects.map((o) => this.#stampGeneration(o));
     this.issues = issues;
-    this.desired = buildDesired(this.objects, { defaultBridge: this.#bridge, materials });
+    this.desired = buildDesired(this.objects, { defaultBridge: this.#bridge, materials, nodeName: this.#nodeName });
     this.#byOwner = undefined;
     for (const [key, lb] of this.desired.lbs) if (!servedHere(lb, this.#nodeName)) this.desired.lbs.delete(key);
   }

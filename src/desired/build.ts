@@ -25,6 +25,11 @@ export interface BuildOptions {
   materials?: ReadonlyMap<string, string>;
   /** The moment certificates must be valid at (expiry checks); now when omitted. */
   now?: Date;
+  /**
+   * The agent's --node-name: an ACTIVE_STANDBY load balancer placed on it gets this node's side of the pair
+   * (model.ts DesiredHa). Omitted (offline validation): no node's side is built.
+   */
+  nodeName?: string;
 }
 
 export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions): DesiredState {
@@ -61,7 +66,7 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   for (const lb of ix.loadBalancers) {
     const key = keyOf(lb);
     const own = problemsByOwner.get(key);
-    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts.defaultBridge, listenerTls, memberTls));
+    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts.defaultBridge, listenerTls, memberTls, opts.nodeName));
     else blocked.set(key, own);
   }
   return { lbs, blocked, problems: all, owners };

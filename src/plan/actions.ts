@@ -67,6 +67,21 @@ export type Action =
   | { kind: 'haproxy.start'; netns: string; reason: string }
   | { kind: 'haproxy.reload'; netns: string }
   | { kind: 'haproxy.stop'; netns: string; pid: number }
+  | {
+      /** Written to a side file, checked with `keepalived -t` in the netns, renamed over the live one (0600). */
+      kind: 'keepalived.writeConfig';
+      netns: string;
+      config: string;
+      reason: string;
+    }
+  | { kind: 'keepalived.start'; netns: string; reason: string }
+  | { kind: 'keepalived.reload'; netns: string }
+  /**
+   * SIGTERM: keepalived drops the VIPs it holds and sends a priority-0 advert, so the peer takes over at once.
+   * `removeFiles`: the load balancer stays but is no longer ACTIVE_STANDBY.
+   */
+  | { kind: 'keepalived.stop'; netns: string; pid: number; removeFiles?: true }
+  | { kind: 'keepalived.removeFiles'; netns: string }
   | { kind: 'stateDir.delete'; netns: string };
 
 export function formatAction(a: Action): string {
@@ -100,6 +115,16 @@ export function formatAction(a: Action): string {
       return `haproxy reload in ${a.netns}`;
     case 'haproxy.stop':
       return `haproxy stop in ${a.netns} (pid ${a.pid})`;
+    case 'keepalived.writeConfig':
+      return `keepalived write ${a.netns}/keepalived.conf (${a.config.split('\n').length} lines; ${a.reason})`;
+    case 'keepalived.start':
+      return `keepalived start in ${a.netns} (${a.reason})`;
+    case 'keepalived.reload':
+      return `keepalived reload in ${a.netns}`;
+    case 'keepalived.stop':
+      return `keepalived stop in ${a.netns} (pid ${a.pid})${a.removeFiles === true ? ', removing its files' : ''}`;
+    case 'keepalived.removeFiles':
+      return `keepalived remove files of ${a.netns}`;
     case 'stateDir.delete':
       return `state dir delete lb/${a.netns}`;
   }

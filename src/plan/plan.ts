@@ -13,15 +13,22 @@ export interface PlanInput {
   desired?: DesiredLoadBalancer;
   /** The rendered HAProxy config for `desired`. */
   config?: string;
+  /** The rendered keepalived config for `desired`, when it is ACTIVE_STANDBY on this node. */
+  keepalivedConfig?: string;
   observed: ObservedLoadBalancer;
 }
 
 export function planLoadBalancer(input: PlanInput): Action[] {
-  return input.desired === undefined ? planDelete(input.netns, input.iface, input.observed) : planEnsure(input.desired, input.config ?? '', input.observed);
+  if (input.desired === undefined) return planDelete(input.netns, input.iface, input.observed);
+  const actions = planEnsure(input.desired, input.config ?? '', input.observed);
+  if (input.desired.ha !== undefined) actions.push(...planKeepalived(input.netns, input.keepalivedConfig ?? '', input.observed));
+  return actions;
 }
 
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
   const actions: Action[] = [];
+  // keepalived first: stopped, it hands the VIP to the peer at once (a planned switchover, not a failover).
+  if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid });
   if (o.haproxy !== undefined) actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
   if (o.port !== undefined || o.ifaceInHost) actions.push({ kind: 'ovs.deletePort', iface });
   if (o.netns !== undefined) actions.push({ kind: 'netns.delete', netns });
@@ -33,6 +40,11 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   const { netns, iface } = d.names;
   const actions: Action[] = [];
   const netnsMissing = o.netns === undefined;
+  if (d.ha === undefined) {
+    // No longer ACTIVE_STANDBY: keepalived goes (taking the VIPs it holds with it) before the link gets the VIP.
+    if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid, removeFiles: true });
+    else if (o.keepalivedConfig !== undefined) actions.push({ kind: 'keepalived.removeFiles', netns });
+  }
   if (netnsMissing) actions.push({ kind: 'netns.add', netns });
 
   const linkInNetns = !netnsMissing && o.netns?.link !== undefined;
@@ -71,12 +83,17 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   }
   if (needMove) actions.push({ kind: 'link.moveToNetns', iface, netns, ...(staleInNetns ? { replaceStale: true as const } : {}) });
 
-  // The VIP and the additional VIPs, and nothing else: an address nobody asked for is removed.
+  // The VIP and the additional VIPs, and nothing else: an address nobody asked for is removed. ACTIVE_STANDBY:
+  // the port holds this node's VRRP address, and the VIPs are keepalived's to add and remove.
   const vips = vipAddresses(d.vip);
-  const cidrs = vips.map((a) => `${a.address}/${a.prefixLength}`);
-  const gateways = vips.filter((a) => a.gateway !== undefined);
+  const vipCidrs = vips.map((a) => `${a.address}/${a.prefixLength}`);
+  const fixed = d.ha === undefined ? vips : [{ address: d.ha.localAddress, family: d.vip.family, prefixLength: d.vip.prefixLength }];
+  const cidrs = fixed.map((a) => `${a.address}/${a.prefixLength}`);
+  // A default route needs an address of its family on the link (the VRRP address's family, for a pair).
+  const families = new Set(fixed.map((a) => a.family));
+  const gateways = vips.filter((a) => a.gateway !== undefined && families.has(a.family));
   const link = needMove ? undefined : o.netns?.link;
-  const extra = (link?.addresses ?? []).filter((a) => !cidrs.includes(a));
+  const extra = (link?.addresses ?? []).filter((a) => !cidrs.includes(a) && (d.ha === undefined || !vipCidrs.includes(a)));
   const linkRight =
     link !== undefined &&
     o.netns?.loUp === true &&
@@ -130,6 +147,28 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   } else if (configChanged || certMissing || o.reloadPending === true) {
     // reloadPending: the config on disk is right but was never loaded (the agent died between the two).
     actions.push({ kind: 'haproxy.reload', netns });
+  }
+  return actions;
+}
+
+/**
+ * keepalived of an ACTIVE_STANDBY load balancer, after its HAProxy (keepalived's check asks HAProxy, and until
+ * it answers this node never takes the VIP): the same checked write, start and reload as HAProxy's.
+ */
+function planKeepalived(netns: string, config: string, o: ObservedLoadBalancer): Action[] {
+  const actions: Action[] = [];
+  const configChanged = o.keepalivedConfig !== config;
+  if (configChanged) actions.push({ kind: 'keepalived.writeConfig', netns, config, reason: o.keepalivedConfig === undefined ? 'new' : 'changed' });
+  const k = o.keepalived;
+  if (k === undefined) {
+    actions.push({ kind: 'keepalived.start', netns, reason: 'not running' });
+  } else if (!k.inNetns || o.netns === undefined) {
+    actions.push({ kind: 'keepalived.stop', netns, pid: k.pid }, { kind: 'keepalived.start', netns, reason: 'was running outside its netns' });
+  } else if (!o.stateDir) {
+    // Its pidfile and notify FIFO went with the state dir: only a restart gives us a keepalived we can see.
+    actions.push({ kind: 'keepalived.stop', netns, pid: k.pid }, { kind: 'keepalived.start', netns, reason: 'its state dir was deleted' });
+  } else if (configChanged || o.keepalivedReloadPending === true) {
+    actions.push({ kind: 'keepalived.reload', netns });
   }
   return actions;
 }

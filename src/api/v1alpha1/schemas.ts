@@ -28,7 +28,10 @@ import {
   stringEnum,
   tlsVersions,
 } from './schema-vocabulary.js';
-import { API_VERSION, KINDS, type Kind } from './types.js';
+import { API_VERSION, KINDS, TOPOLOGIES, type Kind } from './types.js';
+
+/** spec.vrrp.advertIntervalMs when omitted (docs/ha.md has the measurements behind it). */
+export const DEFAULT_ADVERT_INTERVAL_MS = 200;
 
 // ---------------------------------------------------------------------------------------------------------
 // Specs, one per kind.
@@ -72,6 +75,45 @@ const loadBalancerSpec = object(
       ),
       maxItems: MAX_ADDITIONAL_VIPS,
     },
+    topology: stringEnum(
+      [...TOPOLOGIES],
+      'SINGLE: one node serves the VIP. ACTIVE_STANDBY: two nodes (placement.nodes), keepalived VRRP moves the VIP between them',
+      'SINGLE',
+    ),
+    placement: object(
+      {
+        nodes: {
+          ...list(
+            patterned(PATTERNS.dnsSubdomain, 253, 'A node name (the --node-name of its agent)'),
+            'The nodes that serve this load balancer: one for SINGLE, two for ACTIVE_STANDBY (the first the preferred MASTER). ' +
+              'Omitted: every agent that sees the load balancer serves it',
+          ),
+          minItems: 1,
+          maxItems: 2,
+        },
+      },
+      [],
+      'Where the load balancer is served',
+    ),
+    vrrp: object(
+      {
+        addresses: {
+          ...list(
+            ipAddress("A VRRP address: on the VIP port of the node in the same placement slot, inside the VIP's prefix"),
+            'ACTIVE_STANDBY: one address per placement slot on the VIP segment (Octavia VRRP ports); slot i belongs to placement.nodes[i]',
+          ),
+          minItems: 2,
+          maxItems: 2,
+        },
+        advertIntervalMs: {
+          ...integer(50, 40950, 'VRRP advert interval in ms, a multiple of 10; a node is declared dead after about 3.6 intervals', DEFAULT_ADVERT_INTERVAL_MS),
+          multipleOf: 10,
+        },
+        virtualRouterId: integer(1, 255, 'VRRP virtual router id; derived from the hash of namespace/name when omitted'),
+      },
+      [],
+      'ACTIVE_STANDBY: the VRRP pair',
+    ),
     adminStateUp,
     description: description(),
   },

@@ -39,6 +39,21 @@ export interface ObjectStatus {
   netns?: string;
   port?: string;
   node?: string;
+  /** ACTIVE_STANDBY (DESIGN §6): each node of the placement as this node's agent sees it, MASTER first. */
+  nodes?: NodeStatus[];
+}
+
+/** Octavia's amphora roles: STANDALONE for SINGLE, MASTER or BACKUP for the two nodes of ACTIVE_STANDBY. */
+export type NodeRole = 'MASTER' | 'BACKUP' | 'STANDALONE';
+
+/**
+ * One node serving a load balancer (status.nodes). `role` is absent when the reporting agent cannot know it
+ * (its peer's role while the two cannot talk, or a node whose keepalived is not running).
+ */
+export interface NodeStatus {
+  name: string;
+  role?: NodeRole;
+  ready: boolean;
 }
 
 export interface Vip {
@@ -58,9 +73,29 @@ export interface AdditionalVip {
   gateway?: string;
 }
 
+export type Topology = 'SINGLE' | 'ACTIVE_STANDBY';
+export const TOPOLOGIES: readonly Topology[] = ['SINGLE', 'ACTIVE_STANDBY'];
+
+/** Where a load balancer is served (DESIGN §6): node names, the `--node-name` of their agents. */
+export interface Placement {
+  /** One node for SINGLE, two for ACTIVE_STANDBY, the first the preferred MASTER. */
+  nodes?: string[];
+}
+
+/** ACTIVE_STANDBY's VRRP (DESIGN §6). */
+export interface VrrpSpec {
+  /** One address per placement slot, on the VIP's segment (Octavia's VRRP ports); slot i is node i's. */
+  addresses?: string[];
+  advertIntervalMs?: number;
+  virtualRouterId?: number;
+}
+
 export interface LoadBalancerSpec {
   vip: Vip;
   additionalVips?: AdditionalVip[];
+  topology?: Topology;
+  placement?: Placement;
+  vrrp?: VrrpSpec;
   adminStateUp?: boolean;
   description?: string;
 }
