@@ -4,7 +4,9 @@
 import type { LbKey } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
+import type { PeerSession } from '../plan/haproxy-peers.js';
 import type { NodeDriver } from '../plan/node-driver.js';
+import type { ObservedVrrpState } from '../plan/observed.js';
 import type { OutcomeView } from '../status/compute.js';
 import type { LbStatsView } from '../status/traffic.js';
 
@@ -16,6 +18,10 @@ export interface LbOutcome extends OutcomeView {
   stats?: StatRow[];
   /** The HAProxy master serving it, watched so that its exit is noticed at once. */
   pid?: number;
+  /** ACTIVE_STANDBY: its keepalived, watched the same way (a keepalived killed outright cannot drop the VIP). */
+  keepalivedPid?: number;
+  vrrp?: ObservedVrrpState;
+  peers?: PeerSession[];
 }
 
 export type Outcomes = Map<LbKey, LbOutcome>;
@@ -38,5 +44,15 @@ export async function pollStats(node: NodeDriver, outcome: LbOutcome): Promise<v
     outcome.stats = await node.showStat(outcome.netns);
   } catch {
     delete outcome.stats;
+  }
+  if (outcome.applied.ha === undefined) return;
+  // ACTIVE_STANDBY: this node's VRRP state (a file read) and whether the peer's HAProxy talks to ours.
+  const vrrp = node.vrrpState(outcome.netns);
+  if (vrrp === undefined) delete outcome.vrrp;
+  else outcome.vrrp = vrrp;
+  try {
+    outcome.peers = await node.showPeers(outcome.netns);
+  } catch {
+    delete outcome.peers;
   }
 }

@@ -137,12 +137,15 @@ export class Reconciler {
 
   /** The load balancer is on the node as desired: ACTIVE, with the generations it now serves. */
   converged(key: LbKey, desired: DesiredLoadBalancer, pid: number | undefined): void {
-    const { outcomes, snapshot } = this.#opts;
+    const { outcomes, snapshot, node } = this.#opts;
     const outcome = outcomes.get(key) ?? pendingOutcome(desired.names.netns, desired.names.iface);
     outcome.phase = 'active';
     delete outcome.message;
     outcome.applied = desired;
     if (pid !== undefined) outcome.pid = pid;
+    const keepalivedPid = desired.ha === undefined ? undefined : node.keepalivedPid(desired.names.netns);
+    if (keepalivedPid === undefined) delete outcome.keepalivedPid;
+    else outcome.keepalivedPid = keepalivedPid;
     if (!snapshot.desired.blocked.has(key)) outcome.appliedGenerations = snapshot.generationsOf(key);
     outcomes.set(key, outcome);
   }

@@ -179,11 +179,19 @@ export class Resync {
    */
   #checkExits(): void {
     for (const [key, outcome] of this.#opts.outcomes) {
-      if (outcome.pid === undefined || outcome.phase !== 'active') continue;
-      if (this.#opts.node.processAlive(outcome.pid)) continue;
-      this.#opts.logger.warn({ lb: key, pid: outcome.pid }, 'haproxy exited; reconciling now');
-      delete outcome.pid;
-      this.#opts.reconciler.add(key);
+      if (outcome.phase !== 'active') continue;
+      if (outcome.pid !== undefined && !this.#opts.node.processAlive(outcome.pid)) {
+        this.#opts.logger.warn({ lb: key, pid: outcome.pid }, 'haproxy exited; reconciling now');
+        delete outcome.pid;
+        this.#opts.reconciler.add(key);
+      }
+      // keepalived killed outright leaves its VIPs behind while the peer takes them too: the sooner a new one
+      // starts (as BACKUP, removing them), the shorter both nodes hold the VIP.
+      if (outcome.keepalivedPid !== undefined && !this.#opts.node.processAlive(outcome.keepalivedPid)) {
+        this.#opts.logger.warn({ lb: key, pid: outcome.keepalivedPid }, 'keepalived exited; reconciling now');
+        delete outcome.keepalivedPid;
+        this.#opts.reconciler.add(key);
+      }
     }
   }
 

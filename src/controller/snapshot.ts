@@ -7,7 +7,7 @@ import { buildDesired } from '../desired/build.js';
 import type { DesiredLoadBalancer, DesiredState, ObjectProblem } from '../desired/model.js';
 import type { Logger } from '../log/logger.js';
 import type { FileIssue } from '../sources/parse.js';
-import { servedHere } from './placement.js';
+import { placedElsewhere } from './placement.js';
 
 const fingerprints = new WeakMap<DesiredLoadBalancer, string>();
 
@@ -26,6 +26,8 @@ export class DesiredSnapshot {
   objects: AnyObject[] = [];
   issues: FileIssue[] = [];
   desired: DesiredState = { lbs: new Map(), blocked: new Map(), problems: [], owners: new Map() };
+  /** Load balancers whose spec.placement.nodes does not name this node. */
+  elsewhere: ReadonlySet<LbKey> = new Set();
   /** Why the source cannot be read now (the last snapshot stays in force), or undefined. */
   sourceError: string | undefined;
   readonly #bridge: string;
@@ -46,7 +48,12 @@ export class DesiredSnapshot {
     this.issues = issues;
     this.desired = buildDesired(this.objects, { defaultBridge: this.#bridge, materials, nodeName: this.#nodeName });
     this.#byOwner = undefined;
-    for (const [key, lb] of this.desired.lbs) if (!servedHere(lb, this.#nodeName)) this.desired.lbs.delete(key);
+    // Placed on other nodes only (valid or not): not this node's to serve, nor to report on.
+    this.elsewhere = placedElsewhere(this.objects, this.#nodeName);
+    for (const key of this.elsewhere) {
+      this.desired.lbs.delete(key);
+      this.desired.blocked.delete(key);
+    }
   }
 
   /** Logs the problems of desired objects (and reports them) when they appear, not on every resync's re-read. */
