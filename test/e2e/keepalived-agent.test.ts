@@ -168,7 +168,11 @@ describe('keepalived under the agent (issue 16 acceptance 6)', () => {
       message: 'a new keepalived',
     });
     console.log(`keepalived killed by hand: a new one ran ${Date.now() - killedAt} ms later`);
-    await waitFor(async () => (await notConverged(['ha'], agent!)) === '', { timeoutMs: 10_000, intervalMs: 200, message: 'one keepalived, one notify script' });
+    await waitFor(async () => (await notConverged(['ha'], agent!)) === '', {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+      message: 'one keepalived, one notify script',
+    });
     await waitFor(async () => (await httpGet(client, `http://${env.vip(1)}/`, { timeoutMs: 1_000 })).status === 200, {
       timeoutMs: 15_000,
       intervalMs: 200,
