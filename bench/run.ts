@@ -5,9 +5,9 @@
 // Options:
 //   --quick            small N and few runs (development; about 2–3 minutes); verdicts that need the full
 //                      sizes are shown as "info"
-//   --phases a,b,e,c,k,s only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
+//   --phases a,b,e,c,k,s,h only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
 //                      k: Kubernetes mode against the in-test API server, s: a Service of type LoadBalancer →
-//                      ingress IP and traffic)
+//                      ingress IP and traffic, h: ACTIVE_STANDBY failover on the simulated cluster)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nodeNames } from '../src/desired/names.js';
+import { phaseHa, type HaResult } from './lib/ha-phase.js';
 import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
 import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
@@ -69,6 +70,9 @@ interface Settings {
   sRuns: number;
   /** Load balancers applied at once in phase (k). */
   kubeN: number;
+  /** Phase (h): node kills and HAProxy kills each, and the pairs whose MASTER node dies at once. */
+  haKills: number;
+  haBulk: number;
 }
 
 function parseArgs(argv: string[]): Settings {
@@ -77,11 +81,11 @@ function parseArgs(argv: string[]): Settings {
     argv.find((a) => a.startsWith('--phases='))?.slice('--phases='.length) ?? (argv.includes('--phases') ? argv[argv.indexOf('--phases') + 1] : undefined);
   for (const a of argv) {
     if (a.startsWith('--') && !['--quick', '--phases', '--no-setup'].includes(a) && !a.startsWith('--phases=')) {
-      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,k,s, --no-setup)`);
+      throw new Error(`unknown option ${a} (known: --quick, --phases a,b,e,c,k,s,h, --no-setup)`);
     }
   }
-  const phases = new Set((phasesArg ?? 'a,b,e,c,k,s').split(',').map((p) => p.trim()));
-  for (const p of phases) if (!['a', 'b', 'e', 'c', 'k', 's'].includes(p)) throw new Error(`--phases takes a,b,e,c,k,s; got ${p}`);
+  const phases = new Set((phasesArg ?? 'a,b,e,c,k,s,h').split(',').map((p) => p.trim()));
+  for (const p of phases) if (!['a', 'b', 'e', 'c', 'k', 's', 'h'].includes(p)) throw new Error(`--phases takes a,b,e,c,k,s,h; got ${p}`);
   return {
     quick,
     phases,
@@ -94,6 +98,8 @@ function parseArgs(argv: string[]): Settings {
     bulkResyncS: quick ? 5 : 10,
     sRuns: quick ? 5 : 20,
     kubeN: quick ? 20 : 100,
+    haKills: quick ? 5 : 20,
+    haBulk: quick ? 20 : 100,
   };
 }
 
@@ -130,6 +136,7 @@ async function waitUntil(what: string, fn: () => Promise<boolean>, timeoutMs: nu
 // Results
 
 interface Results {
+  h?: HaResult;
   a?: { create: number[]; remove: number[] };
   b?: {
     add: number[];
@@ -687,6 +694,53 @@ async function machine(): Promise<string[]> {
 // ---------------------------------------------------------------------------------------------------------
 // The table
 
+function haRows(h: HaResult, sized: (v: Verdict) => Verdict): Row[] {
+  const p = (values: readonly number[], q: number) => percentile(values, q);
+  const kill = h.nodeKill;
+  const crash = h.haproxyKill;
+  const rows: Row[] = [
+    {
+      figure: '(h) ACTIVE_STANDBY: MASTER node killed → first 200 from the BACKUP (probe every 20 ms)',
+      value: `p50 ${ms(p(kill, 50))}, p99 ${ms(p(kill, 99))} (n=${kill.length})`,
+      target: 'p50 ≤ 1.5 s, p99 ≤ 3 s',
+      verdict: sized(verdict(p(kill, 50) === undefined ? undefined : p(kill, 50)! <= 1500 && p(kill, 99)! <= 3000)),
+    },
+    {
+      figure: "(h) ACTIVE_STANDBY: MASTER's HAProxy killed → first 200 from the BACKUP",
+      value: `p50 ${ms(p(crash, 50))}, p99 ${ms(p(crash, 99))} (n=${crash.length})`,
+      target: 'p50 ≤ 2 s',
+      verdict: sized(verdict(p(crash, 50) === undefined ? undefined : p(crash, 50)! <= 2000)),
+    },
+  ];
+  if (h.switchover !== undefined) {
+    const e = h.switchover.socketErrors;
+    const failed = e.connect + e.read + e.write + e.timeout + h.switchover.non2xx3xx;
+    rows.push({
+      figure: '(h) planned switchover (MASTER taken out of the placement) under wrk, 4 connections, Connection: close',
+      value: `${failed} failed of ${h.switchover.requests} (connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}, non-2xx ${h.switchover.non2xx3xx})`,
+      target: '0 failed',
+      verdict: verdict(failed === 0),
+    });
+  }
+  if (h.bulkFailover !== undefined) {
+    rows.push({
+      figure: `(h) ${h.bulkN} ACTIVE_STANDBY load balancers, their MASTER node killed → every VIP answers 200`,
+      value: `${ms(h.bulkFailover)} (${h.bulkAnswered}/${h.bulkN} answered)`,
+      target: '≤ 5 s',
+      verdict: sized(verdict(Number.isFinite(h.bulkFailover) && h.bulkFailover <= 5000)),
+    });
+  }
+  if (h.keepalivedPssKiB !== undefined) {
+    rows.push({
+      figure: `(h) keepalived memory per load balancer per node (${h.bulkN} pairs; keepalived, its VRRP child and the notify script)`,
+      value: `Pss ${(h.keepalivedPssKiB / 1024).toFixed(2)} MiB, RSS ${((h.keepalivedRssKiB ?? 0) / 1024).toFixed(1)} MiB`,
+      target: '—',
+      verdict: 'info',
+    });
+  }
+  return rows;
+}
+
 function buildRows(s: Settings, r: Results): Row[] {
   const rows: Row[] = [];
   const sized = (v: Verdict): Verdict => (s.quick && v !== 'n/a' ? 'info' : v);
@@ -829,6 +883,7 @@ function buildRows(s: Settings, r: Results): Row[] {
     });
   }
   if (r.k) rows.push(...kubeRows(r.k));
+  if (r.h) rows.push(...haRows(r.h, sized));
   if (r.s) {
     // Both must have happened: the address in status, and traffic through it.
     const both = r.s.ingress.map((v, i) => Math.max(v, r.s!.traffic[i] ?? Infinity));
@@ -898,6 +953,9 @@ async function main(): Promise<number> {
       results.s = await watched('(s)', results, () => phaseServices(s.sRuns, node, ROOT, cleanup));
       await nslbCleanup(join(ROOT, 'state-services'));
     }
+    if (s.phases.has('h')) {
+      results.h = await watched('(h)', results, () => phaseHa({ kills: s.haKills, bulkN: s.haBulk, cleanup }));
+    }
     if (s.phases.has('c')) {
       for (const n of s.bulk) {
         await watched(`nslb N=${n}${n === s.bulk.at(-1) ? ', (d) and (f)' : ''}`, results, () => bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1)));
@@ -922,7 +980,7 @@ async function main(): Promise<number> {
   const command = s.quick ? 'npm run bench -- --quick' : 'npm run bench';
   const failed = rows.filter((r) => r.verdict === 'FAIL').length;
   const text = [
-    `Command: \`${command}${s.phases.size < 5 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
+    `Command: \`${command}${s.phases.size < 7 ? ` --phases ${[...s.phases].join(',')}` : ''}\` — ${new Date().toISOString()}, ${ms(now() - started)}`,
     '',
     ...header.map((h) => `${h}  `),
     ...(s.quick ? ['', 'Quick run: fewer runs and smaller N than the targets assume; size-dependent verdicts are "info".'] : []),
