@@ -174,7 +174,7 @@ export async function phaseHa(opts: { kills: number; bulkN: number; cleanup: Cle
     await probe.stop();
   }
 
-  // Planned switchover: the MASTER leaves the placement (node3 does not exist: the pair runs DEGRADED after).
+  // Planned switchover: the MASTER leaves the placement.
   await until('ha0 redundant', () => redundant(['ha0']), 60_000);
   const m = (await masterOf('ha0')) ?? 'node1';
   const wrk = runCommand(
@@ -184,7 +184,9 @@ export async function phaseHa(opts: { kills: number; bulkN: number; cleanup: Cle
     },
   );
   await sleep(3_000);
-  placement = [placement.find((n) => n !== m)!, 'node3'];
+  // node3 takes the MASTER's slot: the BACKUP keeps its slot and VRRP address (node3 does not exist here, so
+  // the pair runs DEGRADED afterwards).
+  placement = placement.map((n) => (n === m ? 'node3' : n));
   await writeFile(join(watch, 'ha0.yaml'), lbYaml(0, placement));
   result.switchover = parseWrk((await wrk).stdout);
   log(

@@ -90,35 +90,20 @@ export function stickTablePeers(): string {
 /** One remote peer in HAProxy's `show peers`: its name and whether its session is established now. */
 export interface PeerSession {
   name: string;
-  /** `last_status=ESTA` and a live session (HAProxy shows `state=EST` on its applet): the peer's HAProxy is there. */
+  /** `(remote,active)` (a session applet exists) and `last_status=ESTA` (its handshake succeeded). */
   established: boolean;
 }
 
 /**
- * Parses `show peers` (HAProxy 2.6): a peer line looks like
- * `0x…: id=node2(remote,active) addr=10.0.0.3:1025 last_status=ESTA last_hdshk=1s` and is followed by indented
- * detail lines, one of which names the applet (`appctx:0x… st0=7 … state=EST`) while a session is up.
+ * Parses `show peers` (HAProxy 2.6): each peer is a line such as
+ * `0x…: id=node2(remote,active) addr=10.0.0.3:1025 last_status=ESTA last_hdshk=1s`, followed by indented
+ * details. `active` says a session to the peer exists; ESTA that its last handshake succeeded.
  */
 export function parseShowPeers(text: string): PeerSession[] {
   const peers: PeerSession[] = [];
-  let current: { name: string; esta: boolean; est: boolean } | undefined;
-  const flush = () => {
-    if (current !== undefined) peers.push({ name: current.name, established: current.esta && current.est });
-    current = undefined;
-  };
   for (const line of text.split('\n')) {
-    const head = /\bid=([^(\s]+)\(remote[^)]*\).*\blast_status=(\w+)/.exec(line);
-    if (head !== null) {
-      flush();
-      current = { name: head[1] ?? '', esta: head[2] === 'ESTA', est: false };
-      continue;
-    }
-    if (/\bid=\S+\(local/.test(line) || /^\S/.test(line)) {
-      flush();
-      continue;
-    }
-    if (current !== undefined && /\bstate=EST\b/.test(line)) current.est = true;
+    const m = /\bid=([^(\s]+)\(remote,(active|inactive)\).*\blast_status=(\w+)/.exec(line);
+    if (m !== null) peers.push({ name: m[1] ?? '', established: m[2] === 'active' && m[3] === 'ESTA' });
   }
-  flush();
   return peers;
 }

@@ -15,7 +15,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { readStatus } from './agent.js';
 import { percentile, startProbe, type Probe } from './ha-pair.js';
 import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
-import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, sim } from './sim-rig.js';
+import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, sim, simStatus } from './sim-rig.js';
 import { VipSampler } from './sim-vip-sampler.js';
 
 const run = uniqueRun(23);
@@ -86,6 +86,13 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
   /** Boots the node again; samples it once its agent has converged (a restarted OVS leaves dead devices behind until then). */
   async function startNode(node: string, lbs: { name: string }[]): Promise<void> {
     await sim('start', node);
+    // status.json from before the kill is still there: the new agent's own says so only after /readyz.
+    const { listen } = (await simStatus())[node]!;
+    await waitFor(async () => (await runCommand(['curl', '-fsS', '-m', '2', `http://${listen}/readyz`], { allowFailure: true })).exitCode === 0, {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      message: `${node}'s agent ready`,
+    });
     await waitFor(
       async () => {
         const file = await readStatus(nodeStateDir(node));
@@ -266,8 +273,9 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     const m = await master(PA);
     const other = PA.nodes.find((n) => n !== m)!;
     const sticky = (await httpGet(client, url(PA))).body.trim();
-    // The MASTER leaves the placement: its agent stops keepalived first, which hands the VIP over at once.
-    const moved = { ...PA, nodes: [other, 'node3'].sort() };
+    // The MASTER leaves the placement, node3 takes its slot (so the BACKUP keeps its slot and VRRP address):
+    // the leaving agent stops keepalived first, which hands the VIP over at once.
+    const moved = { ...PA, nodes: PA.nodes.map((n) => (n === m ? 'node3' : n)) };
     const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d12s', '--timeout', '3s', '-H', 'Connection: close', url(PA)], {
       timeoutMs: 30_000,
     });
