@@ -38,6 +38,8 @@ export type Action =
       removeAddresses: string[];
       /** Default routes, one per family at most. */
       gateways: string[];
+      /** ACTIVE_STANDBY: announce the VRRP address when the link comes up (gratuitous ARP / unsolicited NA). */
+      announce?: true;
     }
   | {
       kind: 'haproxy.writeConfig';
@@ -102,7 +104,7 @@ export function formatAction(a: Action): string {
       parts.push(`addr ${a.addresses.join(',')}`);
       if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
       for (const g of a.gateways) parts.push(`default via ${g}`);
-      parts.push('up');
+      parts.push(a.announce === true ? 'up, announced' : 'up');
       return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
     }
     case 'haproxy.writeConfig':

@@ -167,7 +167,10 @@ describe('planning a pair against a node', () => {
 
   it('builds it in order: the port holds the VRRP address, HAProxy first, then keepalived', () => {
     const node = new FakeNode();
-    const kinds = converge(node).map((a) => a.kind);
+    const actions = converge(node);
+    const kinds = actions.map((a) => a.kind);
+    // The VRRP address is announced when the port comes up: the peer may know that address at another MAC.
+    expect(actions.find((a) => a.kind === 'link.configure')).toMatchObject({ addresses: ['192.0.2.2/24'], announce: true });
     expect(kinds).toEqual([
       'netns.add',
       'ovs.addPort',
