@@ -53,6 +53,7 @@ export async function pollStats(node: NodeDriver, outcome: LbOutcome): Promise<v
   try {
     outcome.peers = await node.showPeers(outcome.netns);
   } catch {
-    delete outcome.peers;
+    // A HAProxy that answered `show stat` a moment ago and not this: the last answer stands for one poll.
+    if (outcome.stats === undefined) delete outcome.peers;
   }
 }
