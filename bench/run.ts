@@ -8,7 +8,8 @@
 //   --phases a,b,e,c,k,s,h only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
 //                      k: Kubernetes mode against the in-test API server, s: a Service of type LoadBalancer →
 //                      ingress IP and traffic, g: the bare serial shell loop at the largest bulk N, h: deletion
-//                      and nslb cleanup of N, i: density at N = 2,000 with (j), where the agent's time goes)
+//                      and nslb cleanup of N, i: density at N = 2,000 with (j), where the agent's time goes,
+//                      v: ACTIVE_STANDBY failover on the simulated cluster)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nodeNames } from '../src/desired/names.js';
+import { phaseHa, type HaResult } from './lib/ha-phase.js';
 import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
 import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
@@ -77,9 +79,12 @@ interface Settings {
   teardownN: number;
   /** Load balancers on the node in phase (i). */
   densityN: number;
+  /** Phase (v): node kills and HAProxy kills each, and the pairs whose MASTER node dies at once. */
+  haKills: number;
+  haBulk: number;
 }
 
-const ALL_PHASES = ['a', 'b', 'e', 'c', 'g', 'k', 's', 'h', 'i'];
+const ALL_PHASES = ['a', 'b', 'e', 'c', 'g', 'k', 's', 'h', 'i', 'v'];
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
@@ -106,6 +111,8 @@ function parseArgs(argv: string[]): Settings {
     kubeN: quick ? 20 : 100,
     teardownN: quick ? 50 : 500,
     densityN: quick ? 100 : 2000,
+    haKills: quick ? 5 : 20,
+    haBulk: quick ? 20 : 100,
   };
 }
 
@@ -142,6 +149,7 @@ async function waitUntil(what: string, fn: () => Promise<boolean>, timeoutMs: nu
 // Results
 
 interface Results {
+  v?: HaResult;
   a?: { create: number[]; remove: number[] };
   b?: {
     add: number[];
@@ -723,6 +731,53 @@ async function machine(): Promise<string[]> {
 // ---------------------------------------------------------------------------------------------------------
 // The table
 
+function haRows(v: HaResult, sized: (v: Verdict) => Verdict): Row[] {
+  const p = (values: readonly number[], q: number) => percentile(values, q);
+  const kill = v.nodeKill;
+  const crash = v.haproxyKill;
+  const rows: Row[] = [
+    {
+      figure: '(v) ACTIVE_STANDBY: MASTER node killed → first 200 from the BACKUP (probe every 20 ms)',
+      value: `p50 ${ms(p(kill, 50))}, p99 ${ms(p(kill, 99))} (n=${kill.length})`,
+      target: 'p50 ≤ 1.5 s, p99 ≤ 3 s',
+      verdict: sized(verdict(p(kill, 50) === undefined ? undefined : p(kill, 50)! <= 1500 && p(kill, 99)! <= 3000)),
+    },
+    {
+      figure: "(v) ACTIVE_STANDBY: MASTER's HAProxy killed → first 200 from the BACKUP",
+      value: `p50 ${ms(p(crash, 50))}, p99 ${ms(p(crash, 99))} (n=${crash.length})`,
+      target: 'p50 ≤ 2 s',
+      verdict: sized(verdict(p(crash, 50) === undefined ? undefined : p(crash, 50)! <= 2000)),
+    },
+  ];
+  if (v.switchover !== undefined) {
+    const e = v.switchover.socketErrors;
+    const failed = e.connect + e.read + e.write + e.timeout + v.switchover.non2xx3xx;
+    rows.push({
+      figure: '(v) planned switchover (MASTER taken out of the placement) under wrk, 4 connections, Connection: close',
+      value: `${failed} failed of ${v.switchover.requests} (connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}, non-2xx ${v.switchover.non2xx3xx})`,
+      target: '0 failed',
+      verdict: verdict(failed === 0),
+    });
+  }
+  if (v.bulkFailover !== undefined) {
+    rows.push({
+      figure: `(v) ${v.bulkN} ACTIVE_STANDBY load balancers, their MASTER node killed → every VIP answers 200`,
+      value: `${ms(v.bulkFailover)} (${v.bulkAnswered}/${v.bulkN} answered)`,
+      target: '≤ 5 s',
+      verdict: sized(verdict(Number.isFinite(v.bulkFailover) && v.bulkFailover <= 5000)),
+    });
+  }
+  if (v.keepalivedPssKiB !== undefined) {
+    rows.push({
+      figure: `(v) keepalived memory per load balancer per node (${v.bulkN} pairs; keepalived, its VRRP child and the notify script)`,
+      value: `Pss ${(v.keepalivedPssKiB / 1024).toFixed(2)} MiB, RSS ${((v.keepalivedRssKiB ?? 0) / 1024).toFixed(1)} MiB`,
+      target: '—',
+      verdict: 'info',
+    });
+  }
+  return rows;
+}
+
 function buildRows(s: Settings, r: Results): Row[] {
   const rows: Row[] = [];
   const sized = (v: Verdict): Verdict => (s.quick && v !== 'n/a' ? 'info' : v);
@@ -879,6 +934,7 @@ function buildRows(s: Settings, r: Results): Row[] {
   if (r.h) rows.push(...teardownRows(r.h, sized));
   if (r.i) rows.push(...densityRows(r.i, sized));
   if (r.k) rows.push(...kubeRows(r.k));
+  if (r.v) rows.push(...haRows(r.v, sized));
   if (r.s) {
     // Both must have happened: the address in status, and traffic through it.
     const both = r.s.ingress.map((v, i) => Math.max(v, r.s!.traffic[i] ?? Infinity));
@@ -947,6 +1003,9 @@ async function main(): Promise<number> {
     if (s.phases.has('s')) {
       results.s = await watched('(s)', results, () => phaseServices(s.sRuns, node, ROOT, cleanup));
       await nslbCleanup(join(ROOT, 'state-services'));
+    }
+    if (s.phases.has('v')) {
+      results.v = await watched('(v)', results, () => phaseHa({ kills: s.haKills, bulkN: s.haBulk, cleanup }));
     }
     if (s.phases.has('c')) {
       for (const n of s.bulk) {

@@ -20,18 +20,19 @@ case $pid in
 esac
 kill -0 "$pid" 2>/dev/null || exit 1
 
-# A live master whose worker does not answer its runtime API within a second does not serve either (hung,
-# or wait mode after a reload that failed). One retry: during a reload the socket passes to the new worker.
+# A live master whose worker does not answer its runtime API does not serve either (hung, or wait mode after a
+# reload that failed). Asked up to 5 times over about 1.5 s: during a reload (a config change, or the peer
+# node replaced in the placement) the socket passes to the new worker, which on a busy node takes a while, and a
+# failure here moves the VIP.
 query() {
   socat -T 1 - "UNIX-CONNECT:$sock" 2>/dev/null <<'END'
 show info
 END
 }
-case $(query) in
-  *'Pid: '*) exit 0 ;;
-esac
-sleep 0.2
-case $(query) in
-  *'Pid: '*) exit 0 ;;
-esac
+for attempt in 1 2 3 4 5; do
+  case $(query) in
+    *'Pid: '*) exit 0 ;;
+  esac
+  [ "$attempt" -eq 5 ] || sleep 0.3
+done
 exit 1

@@ -154,7 +154,8 @@ program
   .requiredOption('--watch <dir>', 'directory of manifests')
   .addOption(stateDirOption())
   .addOption(bridgeOption())
-  .action(async (o: { watch: string; stateDir: string; bridge: string }) => {
+  .option('--node-name <name>', 'plan as the agent of this node does (spec.placement, ACTIVE_STANDBY)', DEFAULTS.nodeName)
+  .action(async (o: { watch: string; stateDir: string; bridge: string; nodeName: string }) => {
     process.exitCode = await printPlan(o);
   });
 

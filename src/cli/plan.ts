@@ -1,4 +1,5 @@
 // `nslb plan --watch DIR`: what a reconcile would do now. Reads the node, changes nothing.
+import { placedElsewhere } from '../controller/placement.js';
 import { planKey } from '../controller/reconciler.js';
 import { buildDesired } from '../desired/build.js';
 import { netnsOfKey, orphanKey } from '../desired/names.js';
@@ -8,11 +9,16 @@ import { formatAction } from '../plan/actions.js';
 import { ManifestDirectory } from '../sources/file-source.js';
 import { describeIssue } from '../sources/parse.js';
 
-export async function printPlan(flags: { watch: string; stateDir: string; bridge: string }): Promise<number> {
+export async function printPlan(flags: { watch: string; stateDir: string; bridge: string; nodeName: string }): Promise<number> {
   const node = new LinuxNodeDriver({ run: runCommand, stateDir: flags.stateDir });
   const snapshot = await new ManifestDirectory(flags.watch).read();
   for (const issue of snapshot.issues) process.stderr.write(`invalid, ignored: ${describeIssue(issue)}\n`);
-  const desired = buildDesired(snapshot.objects, { defaultBridge: flags.bridge, materials: snapshot.materials });
+  const desired = buildDesired(snapshot.objects, { defaultBridge: flags.bridge, materials: snapshot.materials, nodeName: flags.nodeName });
+  // As the agent of --node-name sees it: what is placed on other nodes only is not this node's.
+  for (const key of placedElsewhere(snapshot.objects, flags.nodeName)) {
+    desired.lbs.delete(key);
+    desired.blocked.delete(key);
+  }
   let changes = 0;
   const wanted = new Set<string>();
   const section = (title: string, lines: string[]): void => {

@@ -5,6 +5,7 @@ import yaml from 'js-yaml';
 import { waitUntil } from '../loop/wait.js';
 import { readStatusFile, type StatusFile, type StatusFileObject } from '../status/status-file.js';
 import type { MemberStats } from '../status/status-file.js';
+import type { NodeStatus } from '../api/v1alpha1/types.js';
 
 export interface StatusFlags {
   stateDir: string;
@@ -174,6 +175,20 @@ function checkText(s: MemberStats): string {
   return passed || s.lastCheck === undefined ? s.checkStatus : `${s.checkStatus} (${s.lastCheck})`;
 }
 
+/**
+ * status.nodes in a few words, MASTER first: `node1 MASTER, node2 BACKUP`; a node that is not ready says so, and
+ * a role the reporting agent cannot know is a `?`.
+ */
+export function formatNodes(nodes: readonly NodeStatus[]): string {
+  return nodes.map((n) => `${n.name} ${n.role ?? '?'}${n.ready ? '' : ' (not ready)'}`).join(', ');
+}
+
+function nodesCell(o: StatusFileObject): Cell {
+  const nodes = o.status.nodes;
+  if (nodes === undefined) return { text: '' };
+  return { text: formatNodes(nodes), colour: nodes.every((n) => n.ready) ? undefined : 'yellow' };
+}
+
 interface Cell {
   text: string;
   colour?: Colour | undefined;
@@ -189,7 +204,16 @@ export function formatStatusTable(file: StatusFile, options: TableOptions = { co
   const rows = treeRows(file);
   const shown = new Set(rows.map((r) => r.o));
   const withTraffic = file.objects.some((o) => o.stats !== undefined);
-  const header = ['NAME', 'PROVISIONING', 'OPERATING', 'DETAIL', ...(withTraffic ? ['SESSIONS', 'TOTAL', 'BYTES IN', 'BYTES OUT', 'CHECK'] : [])];
+  // Only once some load balancer is placed on nodes (DESIGN §6): the table of a one-node setup is unchanged.
+  const withNodes = file.objects.some((o) => o.status.nodes !== undefined);
+  const header = [
+    'NAME',
+    'PROVISIONING',
+    'OPERATING',
+    ...(withNodes ? ['NODES'] : []),
+    'DETAIL',
+    ...(withTraffic ? ['SESSIONS', 'TOTAL', 'BYTES IN', 'BYTES OUT', 'CHECK'] : []),
+  ];
   const cells = (name: string, o: StatusFileObject, detail: string): Cell[] => {
     const traffic: Cell[] = [];
     if (withTraffic) {
@@ -206,6 +230,7 @@ export function formatStatusTable(file: StatusFile, options: TableOptions = { co
       { text: name },
       { text: o.status.provisioningStatus, colour: statusColour(o.status.provisioningStatus) },
       { text: o.status.operatingStatus, colour: statusColour(o.status.operatingStatus) },
+      ...(withNodes ? [nodesCell(o)] : []),
       { text: detail },
       ...traffic,
     ];

@@ -5,7 +5,9 @@ import type { LbKey } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
 import { hasKernelListeners, kernelHealthFromStats, kernelHealthSignature } from '../plan/kernel-model.js';
+import type { PeerSession } from '../plan/haproxy-peers.js';
 import type { NodeDriver } from '../plan/node-driver.js';
+import type { ObservedVrrpState } from '../plan/observed.js';
 import type { OutcomeView } from '../status/compute.js';
 import type { LbStatsView } from '../status/traffic.js';
 
@@ -19,6 +21,10 @@ export interface LbOutcome extends OutcomeView {
   pid?: number;
   /** Which members of its UDP and SCTP pools the last stats poll found DOWN (kernel-model.ts's signature). */
   kernelHealth?: string;
+  /** ACTIVE_STANDBY: its keepalived, watched the same way (a keepalived killed outright cannot drop the VIP). */
+  keepalivedPid?: number;
+  vrrp?: ObservedVrrpState;
+  peers?: PeerSession[];
 }
 
 export type Outcomes = Map<LbKey, LbOutcome>;
@@ -41,6 +47,17 @@ export async function pollStats(node: NodeDriver, outcome: LbOutcome): Promise<v
     outcome.stats = await node.showStat(outcome.netns);
   } catch {
     delete outcome.stats;
+  }
+  if (outcome.applied.ha === undefined) return;
+  // ACTIVE_STANDBY: this node's VRRP state (a file read) and whether the peer's HAProxy talks to ours.
+  const vrrp = node.vrrpState(outcome.netns);
+  if (vrrp === undefined) delete outcome.vrrp;
+  else outcome.vrrp = vrrp;
+  try {
+    outcome.peers = await node.showPeers(outcome.netns);
+  } catch {
+    // A HAProxy that answered `show stat` a moment ago and not this: the last answer stands for one poll.
+    if (outcome.stats === undefined) delete outcome.peers;
   }
 }
 

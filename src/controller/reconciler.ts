@@ -15,7 +15,9 @@ import { formatAction, type Action } from '../plan/actions.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import { hasKernelListeners } from '../plan/kernel-model.js';
 import type { NodeDriver } from '../plan/node-driver.js';
-import { planLoadBalancer } from '../plan/plan.js';
+import { planLoadBalancer, type PlanInput } from '../plan/plan.js';
+import { renderKeepalivedFor } from '../plan/keepalived-config.js';
+import type { ObservedLoadBalancer } from '../plan/observed.js';
 import { crashPoint } from './crash-points.js';
 import { pendingOutcome, pollStats, type LbOutcome, type Outcomes } from './outcomes.js';
 import { fingerprint, type DesiredSnapshot } from './snapshot.js';
@@ -36,14 +38,28 @@ export async function planKey(node: NodeDriver, stateDir: string, key: string, d
   const nft = desired !== undefined && hasKernelListeners(desired);
   const observed = await node.observe([{ netns, iface, ...(desired === undefined ? { outsideOnly: true } : {}), ...(nft ? { nft } : {}) }]);
   const o = observed.lbs.get(netns) ?? { ifaceInHost: false, stateDir: false };
-  const config = desired === undefined ? undefined : renderHaproxyConfig(desired, lbPaths(stateDir, netns));
-  return planLoadBalancer({
+  return planLoadBalancer(planInput(node, stateDir, netns, iface, desired, o));
+}
+
+/** What plan() needs for one load balancer: its models, its configs rendered for this node, what was observed. */
+export function planInput(
+  node: NodeDriver,
+  stateDir: string,
+  netns: string,
+  iface: string,
+  desired: DesiredLoadBalancer | undefined,
+  observed: ObservedLoadBalancer,
+): PlanInput {
+  if (desired === undefined) return { netns, iface, observed };
+  const keepalivedConfig = renderKeepalivedFor(desired, node.keepalivedPaths(netns));
+  return {
     netns,
     iface,
-    ...(desired === undefined ? {} : { desired }),
-    ...(config === undefined ? {} : { config }),
-    observed: o,
-  });
+    desired,
+    config: renderHaproxyConfig(desired, lbPaths(stateDir, netns)),
+    ...(keepalivedConfig === undefined ? {} : { keepalivedConfig }),
+    observed,
+  };
 }
 
 export interface ReconcilerOptions {
@@ -123,12 +139,15 @@ export class Reconciler {
 
   /** The load balancer is on the node as desired: ACTIVE, with the generations it now serves. */
   converged(key: LbKey, desired: DesiredLoadBalancer, pid: number | undefined): void {
-    const { outcomes, snapshot } = this.#opts;
+    const { outcomes, snapshot, node } = this.#opts;
     const outcome = outcomes.get(key) ?? pendingOutcome(desired.names.netns, desired.names.iface);
     outcome.phase = 'active';
     delete outcome.message;
     outcome.applied = desired;
     if (pid !== undefined) outcome.pid = pid;
+    const keepalivedPid = desired.ha === undefined ? undefined : node.keepalivedPid(desired.names.netns);
+    if (keepalivedPid === undefined) delete outcome.keepalivedPid;
+    else outcome.keepalivedPid = keepalivedPid;
     if (!snapshot.desired.blocked.has(key)) outcome.appliedGenerations = snapshot.generationsOf(key);
     outcomes.set(key, outcome);
   }

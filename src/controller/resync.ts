@@ -5,10 +5,8 @@
 import type { LbKey } from '../api/v1alpha1/types.js';
 import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
 import { netnsOfKey, orphanKey } from '../desired/names.js';
-import { lbPaths } from '../desired/state-dir.js';
 import { explain } from '../exec/hints.js';
 import type { Logger } from '../log/logger.js';
-import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import { nodeLoadOf, type Family } from '../plan/kernel-limits.js';
 import { hasKernelListeners } from '../plan/kernel-model.js';
 import type { NodeDriver, ObserveTarget } from '../plan/node-driver.js';
@@ -16,7 +14,7 @@ import type { ObservedNode } from '../plan/observed.js';
 import { planLoadBalancer } from '../plan/plan.js';
 import type { KernelLimits } from './kernel-limits.js';
 import { kernelHealthChanged, pollStats, type Outcomes } from './outcomes.js';
-import type { LbEvent, Reconciler } from './reconciler.js';
+import { planInput, type LbEvent, type Reconciler } from './reconciler.js';
 import { fingerprint, type DesiredSnapshot } from './snapshot.js';
 
 /** How often the periodic work runs; changed live on SIGHUP (`--resync`, `--status-interval`). */
@@ -140,13 +138,7 @@ export class Resync {
       const o = observed.lbs.get(lb.names.netns) ?? { ifaceInHost: false, stateDir: false };
       const outcome = outcomes.get(key);
       const fresh = outcome?.phase === 'active' && outcome.applied !== undefined && fingerprint(outcome.applied) === fingerprint(lb);
-      const actions = planLoadBalancer({
-        netns: lb.names.netns,
-        iface: lb.names.iface,
-        desired: lb,
-        config: renderHaproxyConfig(lb, lbPaths(this.#opts.stateDir, lb.names.netns)),
-        observed: o,
-      });
+      const actions = planLoadBalancer(planInput(node, this.#opts.stateDir, lb.names.netns, lb.names.iface, lb, o));
       if (actions.length === 0 && o.haproxy !== undefined) {
         // Already right on the node: adopt it (an agent restart) or keep it, without a reconcile.
         if (!fresh) reconciler.converged(key, lb, o.haproxy.pid);
@@ -199,11 +191,19 @@ export class Resync {
    */
   #checkExits(): void {
     for (const [key, outcome] of this.#opts.outcomes) {
-      if (outcome.pid === undefined || outcome.phase !== 'active') continue;
-      if (this.#opts.node.processAlive(outcome.pid)) continue;
-      this.#opts.logger.warn({ lb: key, pid: outcome.pid }, 'haproxy exited; reconciling now');
-      delete outcome.pid;
-      this.#opts.reconciler.add(key);
+      if (outcome.phase !== 'active') continue;
+      if (outcome.pid !== undefined && !this.#opts.node.processAlive(outcome.pid)) {
+        this.#opts.logger.warn({ lb: key, pid: outcome.pid }, 'haproxy exited; reconciling now');
+        delete outcome.pid;
+        this.#opts.reconciler.add(key);
+      }
+      // keepalived killed outright leaves its VIPs behind while the peer takes them too: the sooner a new one
+      // starts (as BACKUP, removing them), the shorter both nodes hold the VIP.
+      if (outcome.keepalivedPid !== undefined && !this.#opts.node.processAlive(outcome.keepalivedPid)) {
+        this.#opts.logger.warn({ lb: key, pid: outcome.keepalivedPid }, 'keepalived exited; reconciling now');
+        delete outcome.keepalivedPid;
+        this.#opts.reconciler.add(key);
+      }
     }
   }
 

@@ -7,7 +7,7 @@ import { buildDesired } from '../desired/build.js';
 import type { DesiredLoadBalancer, DesiredState, ObjectProblem } from '../desired/model.js';
 import type { Logger } from '../log/logger.js';
 import type { FileIssue } from '../sources/parse.js';
-import { servedHere } from './placement.js';
+import { placedElsewhere } from './placement.js';
 
 const fingerprints = new WeakMap<DesiredLoadBalancer, string>();
 
@@ -26,7 +26,7 @@ export class DesiredSnapshot {
   objects: AnyObject[] = [];
   issues: FileIssue[] = [];
   desired: DesiredState = { lbs: new Map(), blocked: new Map(), problems: [], owners: new Map() };
-  /** Load balancers placed on other nodes (Kubernetes mode): neither served nor reported here. */
+  /** Load balancers placed on other nodes (spec.placement.nodes; in Kubernetes mode, the scheduler's placement): neither served nor reported here. */
   elsewhere: ReadonlySet<LbKey> = new Set();
   /** Why the source cannot be read now (the last snapshot stays in force), or undefined. */
   sourceError: string | undefined;
@@ -46,7 +46,7 @@ export class DesiredSnapshot {
 
   /**
    * Takes a new snapshot of the desired objects, and keeps the load balancers this node serves: `served` (the
-   * placements Kubernetes mode reads) decides where given, else servedHere.
+   * placements Kubernetes mode reads) decides where given, else spec.placement.nodes.
    */
   update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>, served?: (key: LbKey) => boolean): void {
     this.objects = objects.map((o) => this.#stampGeneration(o));
@@ -54,22 +54,19 @@ export class DesiredSnapshot {
     this.desired = buildDesired(this.objects, {
       defaultBridge: this.#bridge,
       materials,
+      nodeName: this.#nodeName,
       ...(this.#sctpUnsupported === undefined ? {} : { sctpUnsupported: this.#sctpUnsupported }),
     });
     this.#byOwner = undefined;
-    const elsewhere = new Set<LbKey>();
-    for (const [key, lb] of this.desired.lbs) {
-      if (served === undefined ? servedHere(lb, this.#nodeName) : served(key)) continue;
+    // Placed on other nodes only (valid or not): not this node's to serve, nor to report on. Invalid children
+    // keep the last valid configuration serving, but not here where it is no longer placed.
+    const elsewhere =
+      served === undefined
+        ? placedElsewhere(this.objects, this.#nodeName)
+        : new Set([...this.desired.lbs.keys(), ...this.desired.blocked.keys()].filter((k) => !served(k)));
+    for (const key of elsewhere) {
       this.desired.lbs.delete(key);
-      elsewhere.add(key);
-    }
-    // Invalid children keep the last valid configuration serving: not here, where it is no longer placed.
-    if (served !== undefined) {
-      for (const key of this.desired.blocked.keys()) {
-        if (served(key)) continue;
-        this.desired.blocked.delete(key);
-        elsewhere.add(key);
-      }
+      this.desired.blocked.delete(key);
     }
     this.elsewhere = elsewhere;
   }

@@ -115,6 +115,7 @@ export class StatusPublisher {
       previous: this.#statuses,
       now,
       node: this.#opts.nodeName,
+      elsewhere: snapshot.elsewhere,
       ...(report === undefined || report.refusing.length === 0
         ? {}
         : { refusing: { families: new Set(report.refusing), condition: { ...report.condition, type: KERNEL_LIMITS_CONDITION } } }),

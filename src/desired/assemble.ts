@@ -20,6 +20,7 @@ import {
 import { desiredMemberNetworks, memberNetworkOf } from './member-networks.js';
 import { derivedMac, nodeNames } from './names.js';
 import { compareStrings, keyOf, type Index } from './object-index.js';
+import { desiredHa, placementNodes, slotMac } from './topology.js';
 
 export interface Tree {
   listeners: ApiObject<'Listener'>[];
@@ -58,6 +59,7 @@ export function assemble(
   defaultBridge: string,
   listenerTls: ReadonlyMap<string, DesiredListenerTls>,
   memberTls: ReadonlyMap<string, DesiredMemberTls>,
+  nodeName?: string,
 ): DesiredLoadBalancer {
   const { namespace, name } = lb.metadata;
   const { listeners = [], pools = [], members = [], healthMonitors = [], l7Policies = [], l7Rules = [] } = tree ?? {};
@@ -66,14 +68,20 @@ export function assemble(
     const network = memberNetworks === undefined ? undefined : memberNetworkOf(lb, spec);
     return network === undefined ? m : { ...m, network };
   };
+  const key = keyOf(lb);
+  const placement = placementNodes(lb);
+  const ha = desiredHa(lb, key, nodeName);
+  const vip = desiredVip(lb);
   return {
-    key: keyOf(lb),
+    key,
     namespace,
     name,
     names: nodeNames(namespace, name),
     bridge: lb.spec.vip.bridge ?? defaultBridge,
-    vip: desiredVip(lb),
+    vip: ha === undefined ? vip : { ...vip, mac: slotMac(key, ha.slot) },
     adminStateUp: lb.spec.adminStateUp ?? SPEC_DEFAULTS.adminStateUp,
+    ...(placement === undefined ? {} : { placement }),
+    ...(ha === undefined ? {} : { ha }),
     listeners: listeners.map((l) =>
       desiredListener(
         l,

@@ -29,6 +29,11 @@ export interface BuildOptions {
   now?: Date;
   /** Why this node cannot forward SCTP (its kernel has no SCTP conntrack): SCTP listeners are NotSupported here. */
   sctpUnsupported?: string;
+  /**
+   * The agent's --node-name: an ACTIVE_STANDBY load balancer placed on it gets this node's side of the pair
+   * (model.ts DesiredHa). Omitted (offline validation): no node's side is built.
+   */
+  nodeName?: string;
 }
 
 export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions): DesiredState {
@@ -67,7 +72,7 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   for (const lb of ix.loadBalancers) {
     const key = keyOf(lb);
     const own = problemsByOwner.get(key);
-    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts.defaultBridge, listenerTls, memberTls));
+    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts.defaultBridge, listenerTls, memberTls, opts.nodeName));
     else blocked.set(key, own);
   }
   return { lbs, blocked, problems: all, owners };

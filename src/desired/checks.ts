@@ -7,6 +7,7 @@ import { SSL_CLIENT_HEADERS, type DesiredListenerTls, type DesiredMemberTls } fr
 import { compareNames, find, keyOf, missing, type Index, type Problems } from './object-index.js';
 import { regexProblem } from './regex.js';
 import { resolveListenerTls, resolvePoolTls } from './tls.js';
+import { checkTopology, vrrpAddresses } from './topology.js';
 
 export function checkLoadBalancers(ix: Index, defaultBridge: string, problems: Problems): void {
   // A VIP is unique per L2 segment (bridge + VLAN), across namespaces: two ports answering ARP for one
@@ -14,6 +15,7 @@ export function checkLoadBalancers(ix: Index, defaultBridge: string, problems: P
   const vipUsers = new Map<string, ApiObject<'LoadBalancer'>>();
   for (const lb of ix.loadBalancers) {
     checkVip(lb, problems);
+    checkTopology(lb, problems);
     const { vip } = lb.spec;
     const bridge = vip.bridge ?? defaultBridge;
     const segment = vip.vlan === undefined ? `bridge ${bridge} (untagged)` : `bridge ${bridge} VLAN ${vip.vlan}`;
@@ -21,6 +23,8 @@ export function checkLoadBalancers(ix: Index, defaultBridge: string, problems: P
     const addresses: [string, string][] = [
       [vip.address, '/spec/vip/address'],
       ...(lb.spec.additionalVips ?? []).map((a, i): [string, string] => [a.address, `/spec/additionalVips/${i}/address`]),
+      // An ACTIVE_STANDBY pair's VRRP addresses answer on the segment too, each on its own node.
+      ...vrrpAddresses(lb),
     ];
     const seen = new Set<string>();
     for (const [given, path] of addresses) {
@@ -32,7 +36,8 @@ export function checkLoadBalancers(ix: Index, defaultBridge: string, problems: P
       if (first === undefined) {
         vipUsers.set(slot, lb);
       } else {
-        problems.add(lb, 'Conflict', `VIP ${address} on ${segment} is already used by load balancer ${keyOf(first)}`, path);
+        const what = path.startsWith('/spec/vrrp') ? 'VRRP address' : 'VIP';
+        problems.add(lb, 'Conflict', `${what} ${address} on ${segment} is already used by load balancer ${keyOf(first)}`, path);
       }
     }
   }

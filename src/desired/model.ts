@@ -215,6 +215,23 @@ export interface DesiredListener {
   l7Policies: DesiredL7Policy[];
 }
 
+/**
+ * This node's side of an ACTIVE_STANDBY pair (DESIGN §6): its VIP port holds its VRRP address, keepalived moves
+ * the VIPs, HAProxy binds them non-locally and shares stick tables with the peer.
+ */
+export interface DesiredHa {
+  /** This node (the agent's --node-name) and its slot in spec.placement.nodes: 0 is the preferred MASTER. */
+  node: string;
+  slot: 0 | 1;
+  /** The other node of the placement. */
+  peer: string;
+  /** spec.vrrp.addresses[slot] and [1 - slot], canonically spelled. */
+  localAddress: string;
+  peerAddress: string;
+  advertIntervalMs: number;
+  virtualRouterId: number;
+}
+
 export interface DesiredLoadBalancer {
   key: LbKey;
   namespace: string;
@@ -223,6 +240,10 @@ export interface DesiredLoadBalancer {
   bridge: string;
   vip: DesiredVip;
   adminStateUp: boolean;
+  /** spec.placement.nodes when given: only the agents of these nodes serve it. Absent: every agent that sees it. */
+  placement?: string[];
+  /** ACTIVE_STANDBY on this node; absent for SINGLE. */
+  ha?: DesiredHa;
   /** Sorted by name. */
   listeners: DesiredListener[];
   /** Sorted by name. */

@@ -10,9 +10,12 @@ import type { Runner, SpawnCounter } from '../exec/run.js';
 import type { Action } from '../plan/actions.js';
 import { parseShowStat, type StatRow } from '../plan/haproxy-stats.js';
 import type { DriverCounters, NodeDriver, ObserveOptions, ObserveTarget, RunningHaproxy } from '../plan/node-driver.js';
-import { madeBy, type ObservedLoadBalancer, type ObservedNode } from '../plan/observed.js';
+import { madeBy, type ObservedLoadBalancer, type ObservedNode, type ObservedVrrpState } from '../plan/observed.js';
 import { DaemonCgroup } from './cgroup.js';
 import { HaproxyDriver } from './haproxy/driver.js';
+import { KeepalivedDriver } from './keepalived/driver.js';
+import type { KeepalivedPaths } from '../plan/keepalived-config.js';
+import { parseShowPeers, type PeerSession } from '../plan/haproxy-peers.js';
 import { ensureStateDir, readOwner } from './haproxy/files.js';
 import { haproxyPid } from './haproxy/process.js';
 import { queryRuntime } from './haproxy/runtime-api.js';
@@ -50,6 +53,7 @@ export class LinuxNodeDriver implements NodeDriver {
   readonly #haproxy: HaproxyDriver;
   readonly #cgroup: DaemonCgroup | undefined;
   readonly #nft: NftDriver;
+  readonly #keepalived: KeepalivedDriver;
 
   constructor(opts: LinuxNodeOptions) {
     this.stateDir = opts.stateDir;
@@ -60,6 +64,7 @@ export class LinuxNodeDriver implements NodeDriver {
     this.#haproxy.counters.actions = this.#actions;
     this.#haproxy.counters.observe = this.#observeTime;
     this.#nft = new NftDriver(opts.run, opts.stateDir);
+    this.#keepalived = new KeepalivedDriver(opts.run, opts.stateDir);
   }
 
   readonly #actions = new Map<string, { count: number; seconds: number }>();
@@ -144,6 +149,7 @@ export class LinuxNodeDriver implements NodeDriver {
     const close = targets.length === 0 && !nodeWide ? [...lbs.entries()] : targets.map((t) => [t.netns, entry(t.netns)] as const);
     for (const [netns, e] of close) {
       this.#haproxy.observe(netns, e);
+      this.#keepalived.observe(netns, e);
       e.ifaceInHost = hostHasLink(ifaceOfNetns(netns));
       for (const m of e.memberPorts ?? []) m.inHost = hostHasLink(m.port.iface);
     }
@@ -159,6 +165,10 @@ export class LinuxNodeDriver implements NodeDriver {
     }
     // A load balancer that should have a HAProxy but whose pidfile says nothing: look for it by its config.
     await this.#haproxy.observeByConfig(close.filter(([, e]) => e.haproxy === undefined && (e.netns !== undefined || e.stateDir)));
+    // The same for keepalived, where one may run: its config is there, or the state dir is gone.
+    await this.#keepalived.observeByConfig(
+      close.filter(([, e]) => e.keepalived === undefined && (e.keepalivedConfig !== undefined || (!e.stateDir && e.netns !== undefined))),
+    );
     const inside = await this.#netns.read(
       targets.filter((t) => existingNetns.has(t.netns) && t.outsideOnly !== true),
       nodeWide,
@@ -210,10 +220,19 @@ export class LinuxNodeDriver implements NodeDriver {
       case 'haproxy.start':
       case 'haproxy.reload':
       case 'haproxy.stop':
-      case 'stateDir.delete':
         return this.#haproxy.apply(a);
       case 'nft.apply':
         return this.#nft.apply(a);
+      case 'stateDir.delete':
+        // A notify script whose keepalived was killed outright would outlive the directory (blocked on its FIFO).
+        await this.#keepalived.stopStrayNotifiers(a.netns);
+        return this.#haproxy.apply(a);
+      case 'keepalived.writeConfig':
+      case 'keepalived.start':
+      case 'keepalived.reload':
+      case 'keepalived.stop':
+      case 'keepalived.removeFiles':
+        return this.#keepalived.apply(a);
     }
   }
 
@@ -229,6 +248,22 @@ export class LinuxNodeDriver implements NodeDriver {
     return haproxyPid(lbPaths(this.stateDir, netns));
   }
 
+  keepalivedPaths(netns: string): KeepalivedPaths {
+    return this.#keepalived.configPaths(netns);
+  }
+
+  keepalivedPid(netns: string): number | undefined {
+    return this.#keepalived.pid(netns);
+  }
+
+  vrrpState(netns: string): ObservedVrrpState | undefined {
+    return this.#keepalived.vrrpState(netns);
+  }
+
+  async showPeers(netns: string): Promise<PeerSession[]> {
+    return parseShowPeers(await queryRuntime(lbPaths(this.stateDir, netns).socket, 'show peers'));
+  }
+
   processAlive(pid: number): boolean {
     return processAlive(pid);
   }
@@ -239,7 +274,10 @@ export class LinuxNodeDriver implements NodeDriver {
 
   async keepDaemonsInCgroup(): Promise<number[]> {
     if (this.#cgroup === undefined) return [];
-    const out = this.#cgroup.misplaced(this.runningHaproxies().map((h) => h.pid));
+    // HAProxy and (ACTIVE_STANDBY) keepalived, each with its children (workers, the VRRP child).
+    const haproxies = this.runningHaproxies();
+    const keepaliveds = haproxies.map((h) => this.#keepalived.pid(h.netns)).filter((p): p is number => p !== undefined);
+    const out = this.#cgroup.misplaced([...haproxies.map((h) => h.pid), ...keepaliveds]);
     await this.#cgroup.move(out);
     return out;
   }

@@ -43,6 +43,8 @@ export type Action =
       gateways: string[];
       /** Member networks: routes to members beyond the network (`route replace`). */
       routes?: { destination: string; gateway: string }[];
+      /** ACTIVE_STANDBY: announce the VRRP address when the link comes up (gratuitous ARP / unsolicited NA). */
+      announce?: true;
     }
   | {
       /**
@@ -86,6 +88,21 @@ export type Action =
   | { kind: 'haproxy.start'; netns: string; reason: string }
   | { kind: 'haproxy.reload'; netns: string }
   | { kind: 'haproxy.stop'; netns: string; pid: number }
+  | {
+      /** Written to a side file, checked with `keepalived -t` in the netns, renamed over the live one (0600). */
+      kind: 'keepalived.writeConfig';
+      netns: string;
+      config: string;
+      reason: string;
+    }
+  | { kind: 'keepalived.start'; netns: string; reason: string }
+  | { kind: 'keepalived.reload'; netns: string }
+  /**
+   * SIGTERM: keepalived drops the VIPs it holds and sends a priority-0 advert, so the peer takes over at once.
+   * `removeFiles`: the load balancer stays but is no longer ACTIVE_STANDBY.
+   */
+  | { kind: 'keepalived.stop'; netns: string; pid: number; removeFiles?: true }
+  | { kind: 'keepalived.removeFiles'; netns: string }
   | { kind: 'stateDir.delete'; netns: string };
 
 export function formatAction(a: Action): string {
@@ -107,7 +124,7 @@ export function formatAction(a: Action): string {
       if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
       for (const g of a.gateways) parts.push(`default via ${g}`);
       for (const r of a.routes ?? []) parts.push(`${r.destination} via ${r.gateway}`);
-      parts.push('up');
+      parts.push(a.announce === true ? 'up, announced' : 'up');
       return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
     }
     case 'nft.apply': {
@@ -125,6 +142,16 @@ export function formatAction(a: Action): string {
       return `haproxy reload in ${a.netns}`;
     case 'haproxy.stop':
       return `haproxy stop in ${a.netns} (pid ${a.pid})`;
+    case 'keepalived.writeConfig':
+      return `keepalived write ${a.netns}/keepalived.conf (${a.config.split('\n').length} lines; ${a.reason})`;
+    case 'keepalived.start':
+      return `keepalived start in ${a.netns} (${a.reason})`;
+    case 'keepalived.reload':
+      return `keepalived reload in ${a.netns}`;
+    case 'keepalived.stop':
+      return `keepalived stop in ${a.netns} (pid ${a.pid})${a.removeFiles === true ? ', removing its files' : ''}`;
+    case 'keepalived.removeFiles':
+      return `keepalived remove files of ${a.netns}`;
     case 'stateDir.delete':
       return `state dir delete lb/${a.netns}`;
   }

@@ -1,5 +1,6 @@
 // One backend per pool: balancing, persistence, timeouts shared by its listeners, its health monitor, and one
 // server line per member (runtime-diff.ts reads these lines back to change members without a reload).
+import { stickTablePeers } from './haproxy-peers.js';
 import type { DesiredHealthMonitor, DesiredListener, DesiredLoadBalancer, DesiredMember, DesiredL7Policy, DesiredPool } from '../desired/model.js';
 import { vipAddresses } from '../desired/model.js';
 import { renderServerTls } from './haproxy-tls.js';
@@ -99,6 +100,11 @@ export function activeMonitor(pool: DesiredPool): DesiredHealthMonitor | undefin
   return hm?.adminStateUp ? hm : undefined;
 }
 
+/** ACTIVE_STANDBY: every stick-table is shared with the peer node, so persistence survives a failover. */
+function peersOf(lb: DesiredLoadBalancer): string {
+  return lb.ha === undefined ? '' : ` ${stickTablePeers()}`;
+}
+
 function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mode): string[] {
   const sp = pool.sessionPersistence;
   if (sp === undefined) return [];
@@ -106,7 +112,10 @@ function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mod
     case 'SOURCE_IP':
       // Keys are client addresses, of the family of the address they came to. With an IPv6 address among
       // them, `ipv6` keys hold both: HAProxy stores an IPv4 source as an IPv4-mapped IPv6 address.
-      return [`    stick-table type ${vipAddresses(lb.vip).some((a) => a.family === 6) ? 'ipv6' : 'ip'} size ${STICK_TABLE_SIZE}`, '    stick on src'];
+      return [
+        `    stick-table type ${vipAddresses(lb.vip).some((a) => a.family === 6) ? 'ipv6' : 'ip'} size ${STICK_TABLE_SIZE}${peersOf(lb)}`,
+        '    stick on src',
+      ];
     case 'HTTP_COOKIE':
     case 'APP_COOKIE':
       // HAProxy cannot see cookies in a tcp backend (and only warns about `cookie` there).
@@ -119,7 +128,11 @@ function renderPersistence(lb: DesiredLoadBalancer, pool: DesiredPool, mode: Mod
   if (sp.cookieName === undefined) throw new Error(`pool ${pool.name}: APP_COOKIE persistence needs a cookieName`);
   const cookie = matching(sp.cookieName, FIELD_NAME, 'cookie name');
   // Learn the member from the cookie the application sets, then route requests that carry it back.
-  return [`    stick-table type string len 64 size ${STICK_TABLE_SIZE}`, `    stick store-response res.cook(${cookie})`, `    stick match req.cook(${cookie})`];
+  return [
+    `    stick-table type string len 64 size ${STICK_TABLE_SIZE}${peersOf(lb)}`,
+    `    stick store-response res.cook(${cookie})`,
+    `    stick match req.cook(${cookie})`,
+  ];
 }
 
 interface ServerOptions {

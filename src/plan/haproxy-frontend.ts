@@ -21,9 +21,11 @@ import {
   UnsafeConfigValueError,
   type HaproxyPaths,
 } from './haproxy-words.js';
+import { BIND_NONLOCAL } from './haproxy-peers.js';
 
-function renderBind(l: DesiredListener, vipHost: string, paths: HaproxyPaths): string {
-  const bind = `    bind ${vipHost}:${int(l.port, 'port')}`;
+function renderBind(l: DesiredListener, vipHost: string, paths: HaproxyPaths, nonLocal: boolean): string {
+  // ACTIVE_STANDBY: the VIP is on this node only while it is MASTER; the BACKUP listens all the same.
+  const bind = `    bind ${vipHost}:${int(l.port, 'port')}${nonLocal ? ` ${BIND_NONLOCAL}` : ''}`;
   if (l.protocol !== 'TERMINATED_HTTPS') return bind;
   if (l.tls === undefined) throw new Error(`listener ${l.name}: TERMINATED_HTTPS without a certificate`);
   // The first crt is the default certificate; for a client's SNI HAProxy picks among all of them by
@@ -171,7 +173,7 @@ export function renderFrontend(
   const lines = [`frontend ${frontendName(assertSafeToken(l.name))}`];
   if (!l.adminStateUp || !lb.adminStateUp) lines.push('    disabled');
   // One bind per address of the load balancer (VIP, then additional VIPs), each with the same options.
-  for (const host of vipHosts) lines.push(renderBind(l, host, paths));
+  for (const host of vipHosts) lines.push(renderBind(l, host, paths, lb.ha !== undefined));
   lines.push(`    mode ${mode}`);
   // On a reload, the old worker would close idle keep-alive connections, and a client sending its next
   // request at that moment gets a reset. Instead it answers that request with `Connection: close`.

@@ -86,3 +86,24 @@ export function renderHaproxyPeers(peers: DesiredPeers): string[] {
 export function stickTablePeers(): string {
   return `peers ${PEERS_SECTION}`;
 }
+
+/** One remote peer in HAProxy's `show peers`: its name and whether its session is established now. */
+export interface PeerSession {
+  name: string;
+  /** `(remote,active)` (a session applet exists) and `last_status=ESTA` (its handshake succeeded). */
+  established: boolean;
+}
+
+/**
+ * Parses `show peers` (HAProxy 2.6): each peer is a line such as
+ * `0x…: id=node2(remote,active) addr=10.0.0.3:1025 last_status=ESTA last_hdshk=1s`, followed by indented
+ * details. `active` says a session to the peer exists; ESTA that its last handshake succeeded.
+ */
+export function parseShowPeers(text: string): PeerSession[] {
+  const peers: PeerSession[] = [];
+  for (const line of text.split('\n')) {
+    const m = /\bid=([^(\s]+)\(remote,(active|inactive)\).*\blast_status=(\w+)/.exec(line);
+    if (m !== null) peers.push({ name: m[1] ?? '', established: m[2] === 'active' && m[3] === 'ESTA' });
+  }
+  return peers;
+}

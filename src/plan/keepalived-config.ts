@@ -3,8 +3,8 @@
 // instance, unicast to the peer's VRRP address, both nodes starting BACKUP with `nopreempt`, so that the VIP
 // moves only when its holder fails and never comes back on its own. Every golden config under
 // test/golden/keepalived/ is checked by the real `keepalived -t`.
-import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
+import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
 
 /** The model of one node's side of the VRRP pair. Built from LoadBalancer.spec.vrrp and the placement. */
 export interface DesiredVrrp {
@@ -57,7 +57,9 @@ const GARP_REFRESH_S = 5;
 const GARP_REFRESH_REPEAT = 2;
 
 /** spec.vrrp.advertIntervalMs's default (see docs/ha.md for the measurements behind it). */
-export const DEFAULT_ADVERT_INTERVAL_MS = 200;
+export { DEFAULT_ADVERT_INTERVAL_MS } from '../api/v1alpha1/schemas.js';
+/** spec.vrrp.virtualRouterId's default. */
+export { defaultVirtualRouterId } from '../desired/topology.js';
 
 export const PRIORITY_PREFERRED_MASTER = 100;
 export const PRIORITY_OTHER = 90;
@@ -66,15 +68,6 @@ export const PRIORITY_OTHER = 90;
 export function vrrpPriority(slot: number): number {
   if (slot !== 0 && slot !== 1) throw new RangeError(`an ACTIVE_STANDBY placement has slots 0 and 1, not ${slot}`);
   return slot === 0 ? PRIORITY_PREFERRED_MASTER : PRIORITY_OTHER;
-}
-
-/**
- * spec.vrrp.virtualRouterId's default: 1–255 from sha256 of the key. A collision between two load balancers
- * is harmless here (each instance lives in its own netns and talks unicast to its own peer), so the hash only
- * has to be stable.
- */
-export function defaultVirtualRouterId(lbKey: string): number {
-  return (createHash('sha256').update(lbKey).digest().readUInt32BE(0) % 255) + 1;
 }
 
 export class UnsafeKeepalivedValueError extends Error {
@@ -226,4 +219,27 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     throw new UnsafeKeepalivedValueError(local.address, "no VIP is of the VRRP addresses' family");
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** This node's side of the VRRP pair of an ACTIVE_STANDBY load balancer; undefined for SINGLE. */
+export function desiredVrrp(lb: DesiredLoadBalancer): DesiredVrrp | undefined {
+  const { ha } = lb;
+  if (ha === undefined) return undefined;
+  return {
+    lbKey: lb.key,
+    name: lb.names.netns,
+    interface: lb.names.iface,
+    virtualRouterId: ha.virtualRouterId,
+    priority: vrrpPriority(ha.slot),
+    advertIntervalMs: ha.advertIntervalMs,
+    localAddress: ha.localAddress,
+    peerAddress: ha.peerAddress,
+    vips: vipAddresses(lb.vip).map((a) => ({ address: a.address, prefixLength: a.prefixLength })),
+  };
+}
+
+/** The keepalived config of an ACTIVE_STANDBY load balancer on this node; undefined for SINGLE. */
+export function renderKeepalivedFor(lb: DesiredLoadBalancer, paths: KeepalivedPaths): string | undefined {
+  const vrrp = desiredVrrp(lb);
+  return vrrp === undefined ? undefined : renderKeepalivedConfig(vrrp, paths);
 }

@@ -7,7 +7,9 @@
 // actions.ts, planned in plan.ts, and one more sub-driver that observes and applies them behind this interface.
 import type { Action } from './actions.js';
 import type { StatRow } from './haproxy-stats.js';
-import type { ObservedNode } from './observed.js';
+import type { PeerSession } from './haproxy-peers.js';
+import type { KeepalivedPaths } from './keepalived-config.js';
+import type { ObservedNode, ObservedVrrpState } from './observed.js';
 
 /** A load balancer the observer is asked to look at closely (inside its netns, its HAProxy). */
 export interface ObserveTarget {
@@ -72,6 +74,14 @@ export interface NodeDriver {
   recordOwner(netns: string, key: string): Promise<void>;
   /** The master PID of the HAProxy serving the netns, if one runs its config. Reads /proc only. */
   haproxyPid(netns: string): number | undefined;
+  /** What an ACTIVE_STANDBY load balancer's keepalived config names (scripts shipped with nslb, files in the state dir). */
+  keepalivedPaths(netns: string): KeepalivedPaths;
+  /** The PID of the keepalived running the netns's config, if one does. Reads /proc only. */
+  keepalivedPid(netns: string): number | undefined;
+  /** The last VRRP state keepalived announced, while the keepalived that announced it runs. No process spawned. */
+  vrrpState(netns: string): ObservedVrrpState | undefined;
+  /** HAProxy's `show peers` for the netns, over its runtime socket (ACTIVE_STANDBY: is the peer node's HAProxy there?). */
+  showPeers(netns: string): Promise<PeerSession[]>;
   /** Alive and not a zombie. Reads /proc only. */
   processAlive(pid: number): boolean;
   /** HAProxy's `show stat` for the netns, over its runtime socket (no process). */

@@ -62,6 +62,25 @@ export interface ObservedMemberPort {
   inHost: boolean;
 }
 
+export type VrrpState = 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP';
+
+export interface ObservedVrrpState {
+  state: VrrpState;
+  /** The effective priority keepalived reported with it. */
+  priority: number;
+}
+
+export interface ObservedKeepalived {
+  /** The parent's PID (pidfile, or found by its config in /proc), verified to be keepalived running our config. */
+  pid: number;
+  /** The process lives in the netns of that name (not in a deleted or foreign one). */
+  inNetns: boolean;
+  /** The VRRP child is alive (keepalived respawns it when it dies; until then nothing speaks VRRP). */
+  vrrpAlive: boolean;
+  /** The last state keepalived announced, if the notify script recorded one. */
+  vrrp?: ObservedVrrpState;
+}
+
 export interface ObservedLoadBalancer {
   /** The LoadBalancer key found in a marker (OVS external_ids or the state dir's owner file), if any. */
   lbKey?: string;
@@ -74,6 +93,12 @@ export interface ObservedLoadBalancer {
   config?: string;
   /** A config was written that the running HAProxy has not loaded (a crash between write and reload). */
   reloadPending?: boolean;
+  /** ACTIVE_STANDBY: keepalived running this load balancer's config, if any. */
+  keepalived?: ObservedKeepalived;
+  /** keepalived.conf as it is on disk, or undefined. */
+  keepalivedConfig?: string;
+  /** A keepalived config was written that the running keepalived has not loaded. */
+  keepalivedReloadPending?: boolean;
   /** Certificate file names in the state dir's certs/ (named by content hash). */
   certFiles?: string[];
   stateDir: boolean;

@@ -15,6 +15,8 @@ export interface PlanInput {
   desired?: DesiredLoadBalancer;
   /** The rendered HAProxy config for `desired`. */
   config?: string;
+  /** The rendered keepalived config for `desired`, when it is ACTIVE_STANDBY on this node. */
+  keepalivedConfig?: string;
   observed: ObservedLoadBalancer;
 }
 
@@ -27,6 +29,7 @@ export function planLoadBalancer(input: PlanInput): Action[] {
   const networks = planMemberNetworks(d, o, o.netns === undefined);
   const haproxyAt = actions.findIndex((a) => a.kind.startsWith('haproxy.'));
   actions.splice(haproxyAt === -1 ? actions.length : haproxyAt, 0, ...networks);
+  if (d.ha !== undefined) actions.push(...planKeepalived(input.netns, input.keepalivedConfig ?? '', o));
   // The kernel's part last: HAProxy runs by then, and its checks decide which members get flows.
   const nft = planNft(d.names.netns, d, o.nft);
   if (nft !== undefined) actions.push(nft);
@@ -35,6 +38,8 @@ export function planLoadBalancer(input: PlanInput): Action[] {
 
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
   const actions: Action[] = [];
+  // keepalived first: stopped, it hands the VIP to the peer at once (a planned switchover, not a failover).
+  if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid });
   if (o.haproxy !== undefined) actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
   if (o.port !== undefined || o.ifaceInHost) actions.push({ kind: 'ovs.deletePort', iface });
   // Their devices die with the netns, but their OVS rows would stay behind.
@@ -48,6 +53,11 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   const { netns, iface } = d.names;
   const actions: Action[] = [];
   const netnsMissing = o.netns === undefined;
+  if (d.ha === undefined) {
+    // No longer ACTIVE_STANDBY: keepalived goes (taking the VIPs it holds with it) before the link gets the VIP.
+    if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid, removeFiles: true });
+    else if (o.keepalivedConfig !== undefined) actions.push({ kind: 'keepalived.removeFiles', netns });
+  }
   if (netnsMissing) actions.push({ kind: 'netns.add', netns });
 
   const linkInNetns = !netnsMissing && o.netns?.link !== undefined;
@@ -86,12 +96,17 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   }
   if (needMove) actions.push({ kind: 'link.moveToNetns', iface, netns, ...(staleInNetns ? { replaceStale: true as const } : {}) });
 
-  // The VIP and the additional VIPs, and nothing else: an address nobody asked for is removed.
+  // The VIP and the additional VIPs, and nothing else: an address nobody asked for is removed. ACTIVE_STANDBY:
+  // the port holds this node's VRRP address, and the VIPs are keepalived's to add and remove.
   const vips = vipAddresses(d.vip);
-  const cidrs = vips.map((a) => `${a.address}/${a.prefixLength}`);
-  const gateways = vips.filter((a) => a.gateway !== undefined);
+  const vipCidrs = vips.map((a) => `${a.address}/${a.prefixLength}`);
+  const fixed = d.ha === undefined ? vips : [{ address: d.ha.localAddress, family: d.vip.family, prefixLength: d.vip.prefixLength }];
+  const cidrs = fixed.map((a) => `${a.address}/${a.prefixLength}`);
+  // A default route needs an address of its family on the link (the VRRP address's family, for a pair).
+  const families = new Set(fixed.map((a) => a.family));
+  const gateways = vips.filter((a) => a.gateway !== undefined && families.has(a.family));
   const link = needMove ? undefined : o.netns?.link;
-  const extra = (link?.addresses ?? []).filter((a) => !cidrs.includes(a));
+  const extra = (link?.addresses ?? []).filter((a) => !cidrs.includes(a) && (d.ha === undefined || !vipCidrs.includes(a)));
   const linkRight =
     link !== undefined &&
     o.netns?.loUp === true &&
@@ -111,6 +126,7 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
       addresses: cidrs,
       removeAddresses: extra,
       gateways: gateways.map((a) => a.gateway!),
+      ...(d.ha === undefined ? {} : { announce: true as const }),
     });
   }
 
@@ -145,6 +161,28 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   } else if (configChanged || certMissing || o.reloadPending === true) {
     // reloadPending: the config on disk is right but was never loaded (the agent died between the two).
     actions.push({ kind: 'haproxy.reload', netns });
+  }
+  return actions;
+}
+
+/**
+ * keepalived of an ACTIVE_STANDBY load balancer, after its HAProxy (keepalived's check asks HAProxy, and until
+ * it answers this node never takes the VIP): the same checked write, start and reload as HAProxy's.
+ */
+function planKeepalived(netns: string, config: string, o: ObservedLoadBalancer): Action[] {
+  const actions: Action[] = [];
+  const configChanged = o.keepalivedConfig !== config;
+  if (configChanged) actions.push({ kind: 'keepalived.writeConfig', netns, config, reason: o.keepalivedConfig === undefined ? 'new' : 'changed' });
+  const k = o.keepalived;
+  if (k === undefined) {
+    actions.push({ kind: 'keepalived.start', netns, reason: 'not running' });
+  } else if (!k.inNetns || o.netns === undefined) {
+    actions.push({ kind: 'keepalived.stop', netns, pid: k.pid }, { kind: 'keepalived.start', netns, reason: 'was running outside its netns' });
+  } else if (!o.stateDir) {
+    // Its pidfile and notify FIFO went with the state dir: only a restart gives us a keepalived we can see.
+    actions.push({ kind: 'keepalived.stop', netns, pid: k.pid }, { kind: 'keepalived.start', netns, reason: 'its state dir was deleted' });
+  } else if (configChanged || o.keepalivedReloadPending === true) {
+    actions.push({ kind: 'keepalived.reload', netns });
   }
   return actions;
 }

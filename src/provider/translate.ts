@@ -207,14 +207,14 @@ export function translateService(input: TranslateInput): Translation {
   if (extra !== undefined) {
     lbSpec.additionalVips = [{ address: extra.address, prefixLength: extra.prefixLength, ...(extra.gateway === undefined ? {} : { gateway: extra.gateway }) }];
   }
-  if (settings.topology !== undefined) {
-    if (capabilities.topology) lbSpec.topology = settings.topology;
-    else if (settings.topology !== 'SINGLE') {
-      warnings.push({
-        reason: 'TopologyNotSupported',
-        message: `topology ${settings.topology} is not supported by this version of nslb (LoadBalancer.spec.topology does not exist yet): served as SINGLE`,
-      });
-    }
+  if (settings.topology !== undefined && settings.topology !== 'SINGLE') {
+    // ACTIVE_STANDBY needs two nodes and two VRRP addresses: neither is allocated for Services yet.
+    warnings.push({
+      reason: 'TopologyNotSupported',
+      message: capabilities.topology
+        ? `topology ${settings.topology} needs placement.nodes and vrrp.addresses, which the Service provider does not allocate yet: served as SINGLE`
+        : `topology ${settings.topology} is not supported by this version of nslb (LoadBalancer.spec.topology does not exist yet): served as SINGLE`,
+    });
   }
   result.objects.push(object('LoadBalancer', lbName, lbSpec));
 

@@ -1,6 +1,8 @@
 // Pure: every object's status from what the engine knows: its own problems, its load balancer's last
 // reconcile, and HAProxy's stats. lastTransitionTime moves only when Ready flips.
-import type { AnyObject, Condition, LbKey, ObjectStatus, OperatingStatus, ProvisioningStatus } from '../api/v1alpha1/types.js';
+import type { AnyObject, Condition, LbKey, NodeRole, NodeStatus, ObjectStatus, OperatingStatus, ProvisioningStatus } from '../api/v1alpha1/types.js';
+import type { PeerSession } from '../plan/haproxy-peers.js';
+import type { ObservedVrrpState } from '../plan/observed.js';
 import { objectId } from '../api/v1alpha1/types.js';
 import { vipAddresses, type DesiredLoadBalancer, type DesiredState, type ObjectProblem } from '../desired/model.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
@@ -18,6 +20,10 @@ export interface OutcomeView {
   readonly stats?: readonly StatRow[];
   readonly netns: string;
   readonly iface: string;
+  /** ACTIVE_STANDBY: the last state this node's keepalived announced, while it runs. */
+  readonly vrrp?: ObservedVrrpState;
+  /** ACTIVE_STANDBY: HAProxy's peer sessions (`show peers`); undefined when HAProxy could not be asked. */
+  readonly peers?: readonly PeerSession[];
 }
 
 export interface StatusInput {
@@ -27,6 +33,8 @@ export interface StatusInput {
   previous: ReadonlyMap<string, ObjectStatus>;
   now: string;
   node: string;
+  /** Load balancers placed on other nodes only: their objects get no status from this node. */
+  elsewhere?: ReadonlySet<LbKey>;
   /**
    * The node's neighbour tables of these families refuse (or would refuse) new entries: a load balancer with an
    * address of such a family may be unreachable for new clients, so it is never ONLINE, and says why.
@@ -118,6 +126,7 @@ export function computeStatuses(input: StatusInput): Map<string, ObjectStatus> {
   for (const o of input.objects) {
     const id = objectId(o);
     const lb = input.desired.owners.get(id);
+    if (lb !== undefined && input.elsewhere?.has(lb) === true) continue;
     const r = readiness(o, problemsById.get(id) ?? [], lb, input);
     const outcome = lb === undefined ? undefined : input.outcomes.get(lb);
     const generation = r.ready ? outcome?.appliedGenerations.get(id) : undefined;
@@ -143,8 +152,36 @@ export function computeStatuses(input: StatusInput): Map<string, ObjectStatus> {
       status.netns = outcome.netns;
       status.port = outcome.iface;
       status.node = input.node;
+      const nodes = nodeStatuses(outcome, input.node, r.ready);
+      if (nodes !== undefined) {
+        status.nodes = nodes;
+        // ACTIVE_STANDBY with one node not ready: one node serves, nothing stands by.
+        if (nodes.some((n) => !n.ready) && status.operatingStatus === 'ONLINE') status.operatingStatus = 'DEGRADED';
+      }
     }
     result.set(id, status);
   }
   return result;
+}
+
+/**
+ * status.nodes as this node's agent sees it (DESIGN §6), MASTER first. Its own role comes from its keepalived;
+ * the peer is ready when its HAProxy holds a peers session with ours, and its role is said only when it
+ * follows: a peer that talks to a MASTER is its BACKUP, and the other way round. A placed SINGLE load
+ * balancer is STANDALONE on its node; one placed nowhere has no nodes.
+ */
+export function nodeStatuses(outcome: OutcomeView, node: string, ready: boolean): NodeStatus[] | undefined {
+  const applied = outcome.applied;
+  if (applied === undefined) return undefined;
+  const ha = applied.ha;
+  if (ha === undefined) return applied.placement === undefined ? undefined : [{ name: node, role: 'STANDALONE', ready }];
+  const state = outcome.vrrp?.state;
+  const role: NodeRole | undefined = state === 'MASTER' || state === 'BACKUP' ? state : undefined;
+  const local: NodeStatus = { name: ha.node, ...(role === undefined ? {} : { role }), ready: ready && role !== undefined && outcome.stats !== undefined };
+  const peerUp = outcome.peers?.some((p) => p.name === ha.peer && p.established) === true;
+  const peerRole: NodeRole | undefined = !peerUp || role === undefined ? undefined : role === 'MASTER' ? 'BACKUP' : 'MASTER';
+  const peer: NodeStatus = { name: ha.peer, ...(peerRole === undefined ? {} : { role: peerRole }), ready: peerUp };
+  const nodes = [local, peer];
+  const rank = (n: NodeStatus): number => (n.role === 'MASTER' ? 0 : n.role === 'BACKUP' ? 1 : 2);
+  return nodes.sort((a, b) => rank(a) - rank(b));
 }

@@ -570,6 +570,25 @@ const cases: Record<string, DesiredLoadBalancer> = {
   // Position decides, not the action: the pool redirect at 1 beats the REJECT at 2 for /api/admin,
   // which plain HAProxy rules would reject (every http-request rule runs before use_backend). Also on a
   // TERMINATED_HTTPS listener, and given out of order.
+  // ACTIVE_STANDBY on its second node: VIP binds non-local, stick tables shared through the peers section.
+  'active-standby-node2': loadBalancer({
+    vip: {
+      address: '10.201.0.10',
+      family: 4,
+      prefixLength: 24,
+      gateway: '10.201.0.1',
+      mac: 'fa:16:3e:01:02:04',
+      additional: [{ address: 'fd00:201::10', family: 6, prefixLength: 64 }],
+    },
+    placement: ['node1', 'node2'],
+    ha: { node: 'node2', slot: 1, peer: 'node1', localAddress: '10.201.0.3', peerAddress: '10.201.0.2', advertIntervalMs: 200, virtualRouterId: 42 },
+    listeners: [listener('http', { defaultPool: 'web' }), listener('tcp', { protocol: 'TCP', port: 9000, defaultPool: 'app' })],
+    pools: [
+      pool('web', { sessionPersistence: { type: 'APP_COOKIE', cookieName: 'JSESSIONID' }, members: [member('web-1', '10.202.0.11', 8080)] }),
+      pool('app', { protocol: 'TCP', sessionPersistence: { type: 'SOURCE_IP' }, members: [member('app-1', '10.202.0.12', 9000)] }),
+    ],
+  }),
+
   'l7-position-order': loadBalancer({
     listeners: [
       listener('https', {

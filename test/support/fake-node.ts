@@ -4,7 +4,9 @@ import { ifaceOfNetns, netnsOfKey } from '../../src/desired/names.js';
 import type { Action } from '../../src/plan/actions.js';
 import type { StatRow } from '../../src/plan/haproxy-stats.js';
 import type { NodeDriver, ObserveOptions, ObserveTarget, RunningHaproxy } from '../../src/plan/node-driver.js';
-import { madeBy, type DefaultGateways, type ObservedLoadBalancer, type ObservedNode } from '../../src/plan/observed.js';
+import { madeBy, type DefaultGateways, type ObservedLoadBalancer, type ObservedNode, type ObservedVrrpState } from '../../src/plan/observed.js';
+import type { PeerSession } from '../../src/plan/haproxy-peers.js';
+import type { KeepalivedPaths } from '../../src/plan/keepalived-config.js';
 
 interface Link {
   mac: string;
@@ -38,6 +40,12 @@ export class FakeNode {
   portStateDirs = new Map<string, string>();
   /** Under which agent's state dir each load balancer's directory is, and the owner marker in it. */
   stateDirOwners = new Map<string, { stateDir: string; key?: string }>();
+  keepalived = new Map<string, { pid: number; netnsEpoch: number }>();
+  keepalivedConfigs = new Map<string, string>();
+  keepalivedPendingReload = new Set<string>();
+  keepalivedReloads = 0;
+  /** What each netns's keepalived says (MASTER, BACKUP…), set by tests. */
+  vrrp = new Map<string, { state: 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP'; priority: number }>();
 
   apply(a: Action): void {
     switch (a.kind) {
@@ -108,7 +116,35 @@ export class FakeNode {
       case 'haproxy.stop':
         this.haproxy.delete(a.netns);
         return;
+      case 'keepalived.writeConfig':
+        if (!this.links.has(ifaceOfNetns(a.netns)) || this.where.get(ifaceOfNetns(a.netns)) !== a.netns) throw new Error('keepalived -t: no interface');
+        this.stateDirs.add(a.netns);
+        this.keepalivedConfigs.set(a.netns, a.config);
+        this.keepalivedPendingReload.add(a.netns);
+        return;
+      case 'keepalived.start':
+        if (!this.keepalivedConfigs.has(a.netns)) throw new Error('keepalived start without config');
+        if (!this.netns.has(a.netns)) throw new Error('keepalived start without netns');
+        if (!this.keepalived.has(a.netns)) this.keepalived.set(a.netns, { pid: this.nextPid++, netnsEpoch: this.netnsEpoch.get(a.netns) ?? 0 });
+        this.keepalivedPendingReload.delete(a.netns);
+        return;
+      case 'keepalived.reload':
+        if (!this.keepalived.has(a.netns)) throw new Error('reload without keepalived');
+        this.keepalivedReloads++;
+        this.keepalivedPendingReload.delete(a.netns);
+        return;
+      case 'keepalived.stop':
+        this.keepalived.delete(a.netns);
+        this.vrrp.delete(a.netns);
+        if (a.removeFiles === true) this.apply({ kind: 'keepalived.removeFiles', netns: a.netns });
+        return;
+      case 'keepalived.removeFiles':
+        this.keepalivedConfigs.delete(a.netns);
+        this.keepalivedPendingReload.delete(a.netns);
+        return;
       case 'stateDir.delete':
+        this.keepalivedConfigs.delete(a.netns);
+        this.keepalivedPendingReload.delete(a.netns);
         this.stateDirs.delete(a.netns);
         this.configs.delete(a.netns);
         this.certFiles.delete(a.netns);
@@ -161,6 +197,19 @@ export class FakeNode {
     const certs = this.certFiles.get(netns);
     if (certs !== undefined && certs.size > 0) o.certFiles = [...certs].sort();
     if (this.stateDirs.has(netns) && this.pendingReload.has(netns)) o.reloadPending = true;
+    const k = this.keepalived.get(netns);
+    if (k !== undefined) {
+      const vrrp = this.vrrp.get(netns);
+      o.keepalived = {
+        pid: k.pid,
+        inNetns: this.netns.has(netns) && k.netnsEpoch === this.netnsEpoch.get(netns),
+        vrrpAlive: true,
+        ...(vrrp === undefined ? {} : { vrrp }),
+      };
+    }
+    const kc = this.keepalivedConfigs.get(netns);
+    if (kc !== undefined && this.stateDirs.has(netns)) o.keepalivedConfig = kc;
+    if (kc !== undefined && this.keepalivedPendingReload.has(netns)) o.keepalivedReloadPending = true;
     return o;
   }
 }
@@ -199,6 +248,8 @@ export class FakeNodeDriver implements NodeDriver {
         delete o.config;
         delete o.certFiles;
         delete o.reloadPending;
+        delete o.keepalivedConfig;
+        delete o.keepalivedReloadPending;
       }
       const owner = o.stateDir ? dir?.key : undefined;
       if (o.port !== undefined) {
@@ -227,7 +278,7 @@ export class FakeNodeDriver implements NodeDriver {
     this.applied.push(a);
     if (a.kind === 'ovs.addPort') this.node.portStateDirs.set(a.iface, this.stateDir);
     if (a.kind === 'ovs.deletePort') this.node.portStateDirs.delete(a.iface);
-    if (a.kind === 'haproxy.writeConfig' || a.kind === 'haproxy.runtime') this.#claim(a.netns);
+    if (a.kind === 'haproxy.writeConfig' || a.kind === 'haproxy.runtime' || a.kind === 'keepalived.writeConfig') this.#claim(a.netns);
     if (a.kind === 'stateDir.delete') this.node.stateDirOwners.delete(a.netns);
   }
 
@@ -249,7 +300,35 @@ export class FakeNodeDriver implements NodeDriver {
   }
 
   processAlive(pid: number): boolean {
-    return [...this.node.haproxy.values()].some((h) => h.pid === pid);
+    return [...this.node.haproxy.values(), ...this.node.keepalived.values()].some((h) => h.pid === pid);
+  }
+
+  keepalivedPaths(netns: string): KeepalivedPaths {
+    const dir = `${this.stateDir}/lb/${netns}`;
+    return {
+      checkScript: '/opt/nslb/scripts/haproxy-vrrp-check.sh',
+      notifyScript: '/opt/nslb/scripts/keepalived-notify.sh',
+      haproxyPidfile: `${dir}/haproxy.pid`,
+      haproxySocket: `${dir}/haproxy.sock`,
+      notifyFifo: `${dir}/keepalived.fifo`,
+      stateFile: `${dir}/keepalived.state`,
+    };
+  }
+
+  keepalivedPid(netns: string): number | undefined {
+    return this.node.keepalived.get(netns)?.pid;
+  }
+
+  vrrpState(netns: string): ObservedVrrpState | undefined {
+    return this.node.keepalived.has(netns) ? this.node.vrrp.get(netns) : undefined;
+  }
+
+  /** Peers whose HAProxy is connected, set by tests: netns → peer names. */
+  peers = new Map<string, string[]>();
+
+  async showPeers(netns: string): Promise<PeerSession[]> {
+    if (!this.node.haproxy.has(netns)) throw new Error(`no haproxy in ${netns}`);
+    return (this.peers.get(netns) ?? []).map((name) => ({ name, established: true }));
   }
 
   async showStat(netns: string): Promise<StatRow[]> {

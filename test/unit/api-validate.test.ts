@@ -112,7 +112,7 @@ describe('validateObject messages', () => {
 
   it('names unknown fields and the allowed ones', () => {
     expect(issuesOf(withValue(lb('web'), '/spec/fooBar', 1))).toEqual([
-      '/spec: unknown field "fooBar" (allowed: vip, additionalVips, topology, placement, memberNetworks, adminStateUp, description)',
+      '/spec: unknown field "fooBar" (allowed: vip, additionalVips, topology, placement, memberNetworks, vrrp, adminStateUp, description)',
     ]);
     expect(issuesOf(withValue(lb('web'), '/metadata/nmae', 'x'))[0]).toMatch(/^\/metadata: unknown field "nmae" \(allowed: name, namespace, /);
     expect(issuesOf(withValue(lb('web'), '/extra', 1))).toEqual(['unknown field "extra" (allowed: apiVersion, kind, metadata, spec, status)']);

@@ -60,7 +60,7 @@ describe('parseDocuments', () => {
     expect(described.filter((d) => d.startsWith('a.yaml: document 1 (Pool): '))).toHaveLength(3);
     expect(described.filter((d) => !d.startsWith('a.yaml: document 1 '))).toEqual([
       'a.yaml: document 2: must be an object with apiVersion, kind, metadata and spec (got an array)',
-      'a.yaml: document 3 (LoadBalancer web): /spec: unknown field "x" (allowed: vip, additionalVips, topology, placement, memberNetworks, adminStateUp, description)',
+      'a.yaml: document 3 (LoadBalancer web): /spec: unknown field "x" (allowed: vip, additionalVips, topology, placement, memberNetworks, vrrp, adminStateUp, description)',
     ]);
   });
 });

@@ -22,6 +22,7 @@ export interface JsonSchema {
   maxLength?: number;
   minimum?: number;
   maximum?: number;
+  multipleOf?: number;
   default?: unknown;
   'x-kubernetes-preserve-unknown-fields'?: boolean;
 }

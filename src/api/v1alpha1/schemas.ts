@@ -29,7 +29,10 @@ import {
   stringEnum,
   tlsVersions,
 } from './schema-vocabulary.js';
-import { API_VERSION, KINDS, type Kind } from './types.js';
+import { API_VERSION, KINDS, TOPOLOGIES, type Kind } from './types.js';
+
+/** spec.vrrp.advertIntervalMs when omitted (docs/ha.md has the measurements behind it). */
+export const DEFAULT_ADVERT_INTERVAL_MS = 200;
 
 // ---------------------------------------------------------------------------------------------------------
 // Specs, one per kind.
@@ -76,15 +79,17 @@ const loadBalancerSpec = object(
       maxItems: MAX_ADDITIONAL_VIPS,
     },
     topology: stringEnum(
-      ['SINGLE', 'ACTIVE_STANDBY'],
-      'SINGLE: one node serves it; ACTIVE_STANDBY: two, one MASTER holding the VIP (VRRP); SINGLE when omitted',
+      [...TOPOLOGIES],
+      'SINGLE: one node serves the VIP. ACTIVE_STANDBY: two nodes (placement.nodes), keepalived VRRP moves the VIP between them',
+      'SINGLE',
     ),
     placement: object(
       {
         nodes: {
           ...list(
             patterned(PATTERNS.dnsSubdomain, 253, "A node's name (its agent's --node-name)"),
-            'The nodes that serve it, preferred MASTER first: one for SINGLE, two for ACTIVE_STANDBY; without it, Kubernetes mode schedules it',
+            'The nodes that serve it, preferred MASTER first: one for SINGLE, two for ACTIVE_STANDBY. ' +
+              'Omitted: Kubernetes mode schedules it; file mode serves it on every agent that sees it',
           ),
           minItems: 1,
           maxItems: 2,
@@ -131,6 +136,25 @@ const loadBalancerSpec = object(
       ),
       maxItems: MAX_MEMBER_NETWORKS,
     },
+    vrrp: object(
+      {
+        addresses: {
+          ...list(
+            ipAddress("A VRRP address: on the VIP port of the node in the same placement slot, inside the VIP's prefix"),
+            'ACTIVE_STANDBY: one address per placement slot on the VIP segment (Octavia VRRP ports); slot i belongs to placement.nodes[i]',
+          ),
+          minItems: 2,
+          maxItems: 2,
+        },
+        advertIntervalMs: {
+          ...integer(50, 40950, 'VRRP advert interval in ms, a multiple of 10; a node is declared dead after about 3.6 intervals', DEFAULT_ADVERT_INTERVAL_MS),
+          multipleOf: 10,
+        },
+        virtualRouterId: integer(1, 255, 'VRRP virtual router id; derived from the hash of namespace/name when omitted'),
+      },
+      [],
+      'ACTIVE_STANDBY: the VRRP pair',
+    ),
     adminStateUp,
     description: description(),
   },

@@ -41,6 +41,21 @@ export interface ObjectStatus {
   node?: string;
   /** LoadBalancer only, Kubernetes mode: where the scheduler placed it (or spec.placement.nodes), MASTER first. */
   placement?: { nodes: string[] };
+  /** ACTIVE_STANDBY (DESIGN §6): each node of the placement as this node's agent sees it, MASTER first. */
+  nodes?: NodeStatus[];
+}
+
+/** Octavia's amphora roles: STANDALONE for SINGLE, MASTER or BACKUP for the two nodes of ACTIVE_STANDBY. */
+export type NodeRole = 'MASTER' | 'BACKUP' | 'STANDALONE';
+
+/**
+ * One node serving a load balancer (status.nodes). `role` is absent when the reporting agent cannot know it
+ * (its peer's role while the two cannot talk, or a node whose keepalived is not running).
+ */
+export interface NodeStatus {
+  name: string;
+  role?: NodeRole;
+  ready: boolean;
 }
 
 export interface Vip {
@@ -62,6 +77,7 @@ export interface AdditionalVip {
 
 /** DESIGN §6 (Octavia's names). */
 export type Topology = 'SINGLE' | 'ACTIVE_STANDBY';
+export const TOPOLOGIES: readonly Topology[] = ['SINGLE', 'ACTIVE_STANDBY'];
 
 /** DESIGN §6: where a load balancer runs. */
 export interface Placement {
@@ -92,12 +108,21 @@ export interface MemberNetwork {
   routes?: MemberNetworkRoute[];
 }
 
+/** ACTIVE_STANDBY's VRRP (DESIGN §6). */
+export interface VrrpSpec {
+  /** One address per placement slot, on the VIP's segment (Octavia's VRRP ports); slot i is node i's. */
+  addresses?: string[];
+  advertIntervalMs?: number;
+  virtualRouterId?: number;
+}
+
 export interface LoadBalancerSpec {
   vip: Vip;
   additionalVips?: AdditionalVip[];
   topology?: Topology;
   placement?: Placement;
   memberNetworks?: MemberNetwork[];
+  vrrp?: VrrpSpec;
   adminStateUp?: boolean;
   description?: string;
 }

@@ -159,6 +159,8 @@ function toIssue(e: ErrorObject): ValidationIssue {
     case 'minLength':
     case 'maxLength':
       return { path, message: `${describeLength(parent)} ${got}` };
+    case 'multipleOf':
+      return { path, message: `must be a multiple of ${String(parent?.multipleOf ?? '?')} ${got}` };
     case 'minItems':
     case 'maxItems': {
       const n = Array.isArray(e.data) ? e.data.length : 0;

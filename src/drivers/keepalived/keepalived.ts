@@ -11,8 +11,11 @@ import { keepalivedFiles, lbPaths, type KeepalivedFiles } from '../../desired/st
 import type { Runner } from '../../exec/run.js';
 import { waitUntil } from '../../loop/wait.js';
 import type { KeepalivedPaths } from '../../plan/keepalived-config.js';
+import type { ObservedKeepalived, ObservedVrrpState, VrrpState } from '../../plan/observed.js';
 import { netnsInode } from '../netns/netns.js';
 import { cmdline, findParentsByConfig, processAlive, processNetnsInode, readPid, statFields } from '../proc.js';
+
+export type { ObservedKeepalived, ObservedVrrpState, VrrpState };
 
 function readSmall(path: string): string | undefined {
   try {
@@ -42,25 +45,6 @@ export function keepalivedConfigPaths(stateDir: string, netns: string): Keepaliv
   };
 }
 
-export type VrrpState = 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP';
-
-export interface ObservedVrrpState {
-  state: VrrpState;
-  /** The effective priority keepalived reported with it. */
-  priority: number;
-}
-
-export interface ObservedKeepalived {
-  /** The parent's PID from the pidfile, verified in /proc to be keepalived running this config. */
-  pid: number;
-  /** The process lives in the netns of that name (not in a deleted or foreign one). */
-  inNetns: boolean;
-  /** The VRRP child is alive (keepalived respawns it when it dies; until then nothing speaks VRRP). */
-  vrrpAlive: boolean;
-  /** The last state keepalived announced, if the notify script recorded one. */
-  vrrp?: ObservedVrrpState;
-}
-
 /** Parses the state file (`MASTER 100`); undefined for anything else (missing, half-written, unknown). */
 export function parseVrrpState(text: string | undefined): ObservedVrrpState | undefined {
   const m = /^(MASTER|BACKUP|FAULT|STOP) (\d{1,3})\n?$/.exec(text ?? '');
@@ -81,7 +65,7 @@ export function keepalivedPid(files: KeepalivedFiles): number | undefined {
 }
 
 /** Whether the process lives in the netns of that name (not in a deleted one that had the same name). */
-function inNetns(pid: number, netns: string): boolean {
+export function inNetns(pid: number, netns: string): boolean {
   const mine = processNetnsInode(pid);
   return mine !== undefined && mine === netnsInode(netns);
 }

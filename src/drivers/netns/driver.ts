@@ -12,6 +12,7 @@ import type { ObserveTarget } from '../../plan/node-driver.js';
 import type { ObservedNetns } from '../../plan/observed.js';
 import {
   assignNetnsIds,
+  announceArgv,
   configureLink,
   deleteNetns,
   deleteNetnsMany,
@@ -79,7 +80,10 @@ export class NetnsDriver {
         }
         await execInNetnsBatch(
           run,
-          items.map(({ config, script }) => ({ netns: config.netns, argv: ['ip', '-batch', script] })),
+          items.flatMap(({ config, script }) => [
+            ...(config.announce === true ? [{ netns: config.netns, argv: announceArgv(config.iface) }] : []),
+            { netns: config.netns, argv: ['ip', '-batch', script] },
+          ]),
         );
       },
       ({ config }) => configureLink(run, config),

@@ -203,6 +203,19 @@ export interface LinkConfig {
   gateways: readonly string[];
   /** Member networks: routes through this link. */
   routes?: readonly { destination: string; gateway: string }[];
+  /** Announce the link's address when it comes up (an ACTIVE_STANDBY node's VRRP address: see announceArgv). */
+  announce?: boolean;
+}
+
+/**
+ * The link sends a gratuitous ARP (IPv4) and an unsolicited NA (IPv6) for its address when it comes up. A
+ * VRRP address that moves to a new node (a planned switchover puts another node in a slot) is otherwise still
+ * resolved to the old node's MAC by the peer, whose unicast adverts then go nowhere: the newcomer would take
+ * the VIP too. Set inside the netns, on the VIP port only.
+ */
+export function announceArgv(iface: string): string[] {
+  if (!/^[A-Za-z0-9._-]+$/.test(iface)) throw new Error(`unsafe interface name: ${JSON.stringify(iface)}`);
+  return ['sysctl', '-q', '-w', `net.ipv4.conf.${iface}.arp_notify=1`, `net.ipv6.conf.${iface}.ndisc_notify=1`];
 }
 
 /** The `ip -batch` script that configures the VIP link: every line idempotent (`replace`, `set`). */
@@ -237,6 +250,7 @@ export function renderLinkBatch(c: LinkConfig): string {
 }
 
 export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
+  if (c.announce === true) await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
   await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
 }
 

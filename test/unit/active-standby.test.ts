@@ -1,0 +1,384 @@
+// ACTIVE_STANDBY (issue 16, DESIGN §6) without a node: spec validation and its messages, the model each node of
+// the pair gets, what the planner does with keepalived (new, drift, dead, moved away, topology changed), the
+// HAProxy config of a pair, status.nodes, and an agent serving only what is placed on its --node-name.
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AnyObject } from '../../src/api/v1alpha1/types.js';
+import { validateObject } from '../../src/api/v1alpha1/validate.js';
+import { Controller } from '../../src/controller/controller.js';
+import { buildDesired } from '../../src/desired/build.js';
+import type { DesiredLoadBalancer } from '../../src/desired/model.js';
+import { nodeNames } from '../../src/desired/names.js';
+import type { Action } from '../../src/plan/actions.js';
+import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
+import { parseShowPeers } from '../../src/plan/haproxy-peers.js';
+import { renderKeepalivedFor } from '../../src/plan/keepalived-config.js';
+import { planLoadBalancer } from '../../src/plan/plan.js';
+import { nodeStatuses, type OutcomeView } from '../../src/status/compute.js';
+import { formatNodes, formatStatusTable } from '../../src/cli/status.js';
+import type { StatusFile } from '../../src/status/status-file.js';
+import { FakeNode, FakeNodeDriver } from '../support/fake-node.js';
+import { lb, listener, member, pool } from './fixtures/objects.js';
+
+const PAIR = { topology: 'ACTIVE_STANDBY' as const, placement: { nodes: ['node1', 'node2'] }, vrrp: { addresses: ['192.0.2.2', '192.0.2.3'] } };
+
+function stack(more: Record<string, unknown> = PAIR, namespace = 'default', vip = '192.0.2.10'): AnyObject[] {
+  return [
+    lb('web', { address: vip }, more, namespace),
+    listener('http', { defaultPool: 'app' }, namespace),
+    pool('app', { sessionPersistence: { type: 'SOURCE_IP' } }, namespace),
+    member('app-1', {}, namespace),
+  ];
+}
+
+function build(objects: AnyObject[], nodeName?: string) {
+  return buildDesired(objects, { defaultBridge: 'br-int', ...(nodeName === undefined ? {} : { nodeName }) });
+}
+
+function problems(more: Record<string, unknown>): string[] {
+  return build(stack(more), 'node1').problems.map((p) => `${p.path ?? ''}: ${p.message}`);
+}
+
+describe('validation', () => {
+  it('accepts a pair, and a SINGLE load balancer placed on one node', () => {
+    expect(problems(PAIR)).toEqual([]);
+    expect(problems({ placement: { nodes: ['node1'] } })).toEqual([]);
+  });
+
+  it('says what is wrong with a pair, on the field at fault', () => {
+    expect(problems({ topology: 'ACTIVE_STANDBY' })).toEqual([
+      '/spec/placement: ACTIVE_STANDBY needs two nodes, the first the preferred MASTER (got 0)',
+      "/spec/vrrp: ACTIVE_STANDBY needs two VRRP addresses on the VIP's segment, one per node of the placement (got 0)",
+    ]);
+    expect(problems({ ...PAIR, placement: { nodes: ['node1', 'node1'] } })).toEqual([
+      '/spec/placement/nodes/1: the two nodes of ACTIVE_STANDBY must differ (both are "node1")',
+    ]);
+    expect(problems({ ...PAIR, vrrp: { addresses: ['192.0.2.2', '198.51.100.3'] } })).toEqual([
+      '/spec/vrrp/addresses/1: must be inside the VIP\'s prefix 192.0.2.0/24 (got "198.51.100.3")',
+    ]);
+    expect(problems({ ...PAIR, vrrp: { addresses: ['192.0.2.2', '192.0.2.10'] } })).toEqual([
+      '/spec/vrrp/addresses/1: must differ from /spec/vip/address (both are 192.0.2.10)',
+    ]);
+    expect(problems({ ...PAIR, vrrp: { addresses: ['192.0.2.2', '192.0.2.2'] } })).toEqual([
+      '/spec/vrrp/addresses/1: must differ from /spec/vrrp/addresses/0 (both are 192.0.2.2)',
+    ]);
+    expect(build([lb('web', { mac: 'fa:16:3e:00:00:01' }, PAIR)], 'node1').problems.map((p) => p.path)).toEqual(['/spec/vip/mac']);
+  });
+
+  it('refuses pair settings on a SINGLE load balancer', () => {
+    expect(problems({ placement: { nodes: ['node1', 'node2'] } })).toEqual([
+      '/spec/placement/nodes: a SINGLE load balancer is served by one node (got 2); topology ACTIVE_STANDBY takes two',
+    ]);
+    expect(problems({ vrrp: { advertIntervalMs: 100 } })).toEqual(['/spec/vrrp: is only allowed with topology ACTIVE_STANDBY']);
+  });
+
+  it('a VRRP address is unique on the segment like a VIP', () => {
+    const other = lb('other', { address: '192.0.2.3' }, {}, 'default');
+    const found = build([...stack(), other], 'node1').problems.map((p) => `${p.name}${p.path}: ${p.message}`);
+    expect(found).toEqual(['web/spec/vrrp/addresses/1: VRRP address 192.0.2.3 on bridge br-int (untagged) is already used by load balancer default/other']);
+  });
+
+  it('the schema bounds the VRRP fields, with messages that say how', () => {
+    const doc = {
+      ...stack()[0],
+      spec: { vip: { address: '192.0.2.10' }, ...PAIR, vrrp: { addresses: ['192.0.2.2'], advertIntervalMs: 205, virtualRouterId: 0 } },
+    };
+    const issues = (d: unknown) => {
+      const r = validateObject(d);
+      return r.ok ? [] : r.issues;
+    };
+    expect(issues(doc).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      '/spec/vrrp/addresses: must have at least 2 items (got 1)',
+      '/spec/vrrp/advertIntervalMs: must be a multiple of 10 (got 205)',
+      '/spec/vrrp/virtualRouterId: must be between 1 and 255 (got 0)',
+    ]);
+    const bad = { ...stack()[0], spec: { vip: { address: '192.0.2.10' }, topology: 'ACTIVE_PASSIVE', placement: { nodes: ['Node 1'] } } };
+    expect(issues(bad).map((i) => i.path)).toEqual(['/spec/topology', '/spec/placement/nodes/0']);
+  });
+});
+
+describe('the model of each node of a pair', () => {
+  it('gives each placed node its slot, VRRP address, peer and MAC; a node outside the placement gets no side', () => {
+    const [one, two, three] = ['node1', 'node2', 'node3'].map((n) => build(stack(), n).lbs.get('default/web')!);
+    expect(one?.ha).toMatchObject({ node: 'node1', slot: 0, peer: 'node2', localAddress: '192.0.2.2', peerAddress: '192.0.2.3', advertIntervalMs: 200 });
+    expect(two?.ha).toMatchObject({ node: 'node2', slot: 1, peer: 'node1', localAddress: '192.0.2.3', peerAddress: '192.0.2.2' });
+    expect(one?.ha?.virtualRouterId).toBe(two?.ha?.virtualRouterId);
+    expect(one?.vip.mac).not.toBe(two?.vip.mac);
+    expect(three?.ha).toBeUndefined();
+    expect(three?.placement).toEqual(['node1', 'node2']);
+  });
+
+  it('leaves a SINGLE load balancer exactly as it was', () => {
+    const single = build(stack({}), 'node1').lbs.get('default/web');
+    expect(single).not.toHaveProperty('ha');
+    expect(single).not.toHaveProperty('placement');
+    expect(single).toEqual(build(stack({})).lbs.get('default/web'));
+  });
+});
+
+function modelOn(node: string): DesiredLoadBalancer {
+  return build(stack(), node).lbs.get('default/web')!;
+}
+
+describe('the HAProxy config of a pair', () => {
+  const paths = { socket: '/s/haproxy.sock', stateFile: '/s/server-state', certsDir: '/s/certs', pingCheckCommand: '/p/ping-check.sh' };
+  it('binds the VIP non-locally, names this node as its local peer and shares stick tables with the other', () => {
+    const config = renderHaproxyConfig(modelOn('node2'), paths);
+    expect(config).toContain('    localpeer node2\n');
+    expect(config).toContain('peers nslb\n    peer node1 192.0.2.2:1025\n    peer node2 192.0.2.3:1025\n');
+    expect(config).toContain('    bind 192.0.2.10:80 transparent\n');
+    expect(config).toMatch(/stick-table type ip size \w+ peers nslb\n/);
+    const single = renderHaproxyConfig(build(stack({}), 'node1').lbs.get('default/web')!, paths);
+    expect(single).not.toMatch(/peers|transparent|localpeer/);
+  });
+});
+
+const KEEPALIVED_PATHS = {
+  checkScript: '/opt/nslb/scripts/haproxy-vrrp-check.sh',
+  notifyScript: '/opt/nslb/scripts/keepalived-notify.sh',
+  haproxyPidfile: '/s/haproxy.pid',
+  haproxySocket: '/s/haproxy.sock',
+  notifyFifo: '/s/keepalived.fifo',
+  stateFile: '/s/keepalived.state',
+};
+
+describe('planning a pair against a node', () => {
+  const d = modelOn('node1');
+  const { netns, iface } = d.names;
+  const config = 'haproxy config\n';
+  const keepalivedConfig = renderKeepalivedFor(d, KEEPALIVED_PATHS)!;
+  // null: the load balancer is no longer desired.
+  const plan = (node: FakeNode, wanted: DesiredLoadBalancer | null = d) => {
+    const desired = wanted ?? undefined;
+    return planLoadBalancer({
+      netns,
+      iface,
+      ...(desired === undefined ? {} : { desired, config, ...(desired.ha === undefined ? {} : { keepalivedConfig }) }),
+      observed: node.observe(netns, iface),
+    });
+  };
+  const converge = (node: FakeNode, desired: DesiredLoadBalancer | null = d): Action[] => {
+    const actions = plan(node, desired);
+    for (const a of actions) node.apply(a);
+    expect(plan(node, desired)).toEqual([]);
+    return actions;
+  };
+
+  it('builds it in order: the port holds the VRRP address, HAProxy first, then keepalived', () => {
+    const node = new FakeNode();
+    const actions = converge(node);
+    const kinds = actions.map((a) => a.kind);
+    // The VRRP address is announced when the port comes up: the peer may know that address at another MAC.
+    expect(actions.find((a) => a.kind === 'link.configure')).toMatchObject({ addresses: ['192.0.2.2/24'], announce: true });
+    expect(kinds).toEqual([
+      'netns.add',
+      'ovs.addPort',
+      'link.moveToNetns',
+      'link.configure',
+      'haproxy.writeConfig',
+      'haproxy.start',
+      'keepalived.writeConfig',
+      'keepalived.start',
+    ]);
+    expect(node.links.get(iface)?.addresses).toEqual(['192.0.2.2/24']);
+    expect(keepalivedConfig).toContain('unicast_src_ip 192.0.2.2');
+    expect(keepalivedConfig).toContain('priority 100');
+  });
+
+  it('leaves the VIP keepalived added alone, but removes an address nobody asked for', () => {
+    const node = new FakeNode();
+    converge(node);
+    node.links.get(iface)!.addresses.push('192.0.2.10/24');
+    expect(plan(node)).toEqual([]);
+    node.links.get(iface)!.addresses.push('192.0.2.99/24');
+    expect(plan(node)).toMatchObject([{ kind: 'link.configure', removeAddresses: ['192.0.2.99/24'] }]);
+  });
+
+  it('repairs keepalived: killed → started; config edited → rewritten and reloaded; crash before the reload → reloaded', () => {
+    const node = new FakeNode();
+    converge(node);
+    node.keepalived.delete(netns);
+    expect(converge(node).map((a) => a.kind)).toEqual(['keepalived.start']);
+    node.keepalivedConfigs.set(netns, 'edited by hand\n');
+    expect(converge(node).map((a) => a.kind)).toEqual(['keepalived.writeConfig', 'keepalived.reload']);
+    node.keepalivedPendingReload.add(netns);
+    expect(converge(node).map((a) => a.kind)).toEqual(['keepalived.reload']);
+  });
+
+  it('a netns deleted by hand takes keepalived with it: replaced, not reloaded', () => {
+    const node = new FakeNode();
+    converge(node);
+    node.deleteNetnsByHand(netns);
+    const actions = converge(node).map((a) => a.kind);
+    expect(actions.slice(-2)).toEqual(['keepalived.stop', 'keepalived.start']);
+  });
+
+  it('removing the load balancer stops keepalived first, so the peer takes the VIP at once', () => {
+    const node = new FakeNode();
+    converge(node);
+    expect(converge(node, null).map((a) => a.kind)).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
+    expect(node.keepalived.size).toBe(0);
+  });
+
+  it('ACTIVE_STANDBY → SINGLE: keepalived and its files go before the link gets the VIP; and back', () => {
+    const node = new FakeNode();
+    converge(node);
+    const single = build(stack({}), 'node1').lbs.get('default/web')!;
+    const kinds = converge(node, single).map((a) => a.kind);
+    expect(kinds.slice(0, 2)).toEqual(['keepalived.stop', 'ovs.addPort']);
+    expect(node.keepalivedConfigs.has(netns)).toBe(false);
+    expect(node.links.get(iface)?.addresses).toEqual(['192.0.2.10/24']);
+    // Back to a pair: the VIP stays on the link until keepalived starts (as BACKUP it removes it, as MASTER it
+    // keeps it), so the load balancer does not stop serving in between.
+    converge(node);
+    expect(node.links.get(iface)?.addresses).toEqual(['192.0.2.10/24', '192.0.2.2/24']);
+    expect(node.keepalived.has(netns)).toBe(true);
+  });
+});
+
+describe('status.nodes', () => {
+  const applied = modelOn('node1');
+  const view = (o: Partial<OutcomeView>): OutcomeView => ({
+    phase: 'active',
+    applied,
+    appliedGenerations: new Map(),
+    netns: applied.names.netns,
+    iface: applied.names.iface,
+    stats: [],
+    ...o,
+  });
+
+  it('says what this node knows: its own role, and the peer when their HAProxies talk', () => {
+    const peers = [{ name: 'node2', established: true }];
+    expect(nodeStatuses(view({ vrrp: { state: 'MASTER', priority: 100 }, peers }), 'node1', true)).toEqual([
+      { name: 'node1', role: 'MASTER', ready: true },
+      { name: 'node2', role: 'BACKUP', ready: true },
+    ]);
+    expect(nodeStatuses(view({ vrrp: { state: 'BACKUP', priority: 100 }, peers }), 'node1', true)).toEqual([
+      { name: 'node2', role: 'MASTER', ready: true },
+      { name: 'node1', role: 'BACKUP', ready: true },
+    ]);
+    // The peer is gone: its role is not guessed.
+    expect(nodeStatuses(view({ vrrp: { state: 'MASTER', priority: 100 }, peers: [] }), 'node1', true)).toEqual([
+      { name: 'node1', role: 'MASTER', ready: true },
+      { name: 'node2', ready: false },
+    ]);
+    // keepalived in FAULT (its HAProxy failed the check): not ready, no role.
+    expect(nodeStatuses(view({ vrrp: { state: 'FAULT', priority: 0 }, peers }), 'node1', true)?.[0]).toEqual({ name: 'node1', ready: false });
+    const placedSingle = build(stack({ placement: { nodes: ['node1'] } }), 'node1').lbs.get('default/web')!;
+    expect(nodeStatuses(view({ applied: placedSingle }), 'node1', true)).toEqual([{ name: 'node1', role: 'STANDALONE', ready: true }]);
+    expect(nodeStatuses(view({ applied: build(stack({}), 'node1').lbs.get('default/web')! }), 'node1', true)).toBeUndefined();
+  });
+
+  it('nslb status shows a NODES column once a load balancer has nodes', () => {
+    expect(
+      formatNodes([
+        { name: 'node1', role: 'MASTER', ready: true },
+        { name: 'node2', ready: false },
+      ]),
+    ).toBe('node1 MASTER, node2 ? (not ready)');
+    const file: StatusFile = {
+      objects: [
+        {
+          apiVersion: 'nslb.dev/v1alpha1',
+          kind: 'LoadBalancer',
+          namespace: 'default',
+          name: 'web',
+          spec: {},
+          status: {
+            provisioningStatus: 'ACTIVE',
+            operatingStatus: 'DEGRADED',
+            conditions: [],
+            vip: '192.0.2.10',
+            netns: 'nslb-x',
+            nodes: [
+              { name: 'node1', role: 'MASTER', ready: true },
+              { name: 'node2', ready: false },
+            ],
+          },
+        },
+      ],
+      errors: [],
+    };
+    expect(formatStatusTable(file)).toBe(
+      'NAME                      PROVISIONING  OPERATING  NODES                              DETAIL\n' +
+        'loadbalancer default/web  ACTIVE        DEGRADED   node1 MASTER, node2 ? (not ready)  vip 192.0.2.10 netns nslb-x\n',
+    );
+  });
+
+  it('parses HAProxy 2.6 show peers', () => {
+    const text = [
+      '0x55d0c7a4f0a0: [04/Dec/2026:18:00:00] id=nslb disabled=0 flags=0x6213 resync_timeout=<PAST> task_calls=6',
+      '  2 remote peers:',
+      '    0x55d0c7a51c20: id=node2(remote,active) addr=192.0.2.3:1025 last_status=ESTA last_hdshk=2s',
+      '        reconnect=3s heartbeat=2s confirm=0 tx_hbt=1 rx_hbt=1 no_hbt=0 new_conn=1 proto_err=0 coll=0',
+      '        flags=0x0 appctx:0x55d0c7b0a8e0 st0=7 st1=0 task_calls=7 state=EST',
+      '    0x55d0c7a51e00: id=node3(remote,active) addr=192.0.2.4:1025 last_status=CONN last_hdshk=<NEVER>',
+      '        reconnect=<PAST> heartbeat=<NEVER> confirm=0 tx_hbt=0 rx_hbt=0 no_hbt=0 new_conn=3 proto_err=0 coll=0',
+      '        flags=0x0',
+      '    0x55d0c7a51f00: id=node1(local,inactive) addr=192.0.2.2:1025 last_status=NONE last_hdshk=<NEVER>',
+    ].join('\n');
+    expect(parseShowPeers(text)).toEqual([
+      { name: 'node2', established: true },
+      { name: 'node3', established: false },
+    ]);
+  });
+});
+
+describe('an agent serves what is placed on its node', () => {
+  const running: Controller[] = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((c) => c.stop()));
+  });
+
+  function agent(nodeName: string) {
+    const node = new FakeNode();
+    const driver = new FakeNodeDriver(node, `/var/lib/nslb-${nodeName}`);
+    const published: StatusFile[] = [];
+    const controller = new Controller({
+      node: driver,
+      stateDir: `/var/lib/nslb-${nodeName}`,
+      bridge: 'br-int',
+      nodeName,
+      concurrency: 4,
+      logger: pino({ level: 'silent' }, new Writable({ write: (_c, _e, done) => done() })),
+      publish: async (file) => {
+        published.push(file);
+      },
+    });
+    running.push(controller);
+    return { node, driver, controller, published };
+  }
+
+  it('placed on node1 and node2: node3 builds nothing and reports nothing about it; moved away, it is removed', async () => {
+    const objects = [...stack(), ...stack({ placement: { nodes: ['node3'] } }, 'other', '192.0.2.20')];
+    const [one, three] = [agent('node1'), agent('node3')];
+    for (const a of [one, three]) {
+      a.controller.setSnapshot(objects, []);
+      await a.controller.initialSyncDone();
+    }
+    const netns = nodeNames('default', 'web').netns;
+    expect(one.node.keepalived.has(netns)).toBe(true);
+    expect(three.node.netns.has(netns)).toBe(false);
+    expect(three.node.netns.has(nodeNames('other', 'web').netns)).toBe(true);
+    expect(one.node.netns.has(nodeNames('other', 'web').netns)).toBe(false);
+    const names = (a: typeof one) => a.controller.lastStatus?.objects.map((o) => `${o.kind}/${o.namespace}/${o.name}`) ?? [];
+    expect(names(three).filter((n) => n.includes('/default/'))).toEqual([]);
+    expect(names(one).filter((n) => n.includes('/other/'))).toEqual([]);
+    expect(
+      one.controller.statuses
+        .get('LoadBalancer/default/web')
+        ?.nodes?.map((n) => n.name)
+        .sort(),
+    ).toEqual(['node1', 'node2']);
+
+    // The pair moves to node2 and node3: node1 stops keepalived first (the VIP goes to its peer), then the rest.
+    const moved = [...stack({ ...PAIR, placement: { nodes: ['node2', 'node3'] } }), ...stack({ placement: { nodes: ['node3'] } }, 'other', '192.0.2.20')];
+    one.controller.setSnapshot(moved, []);
+    await one.controller.idle();
+    const removal = one.driver.applied.slice(-5).map((a) => a.kind);
+    expect(removal).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
+    expect(one.node.netns.has(netns)).toBe(false);
+  });
+});
