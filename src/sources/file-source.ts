@@ -130,10 +130,26 @@ export async function listManifests(dir: string): Promise<string[]> {
   return out.map((p) => relative(dir, p)).sort();
 }
 
+/**
+ * A file read whose mtime is at least this much older than the read is not read and parsed again while its
+ * inode, size, mtime and ctime stay the same: with 2,000 files in the tree, reading and parsing all of them cost
+ * 0.6–1.9 s per change. Younger ones are read every time, as git does with "racy" index entries: a write in the
+ * same clock tick as our read would leave mtime and size unchanged.
+ */
+const STABLE_MS = 1_000;
+
+interface ParsedFile {
+  /** ino, size, mtime and ctime (ns) of the file read. */
+  identity: string;
+  objects: AnyObject[];
+  issues: FileIssue[];
+}
+
 /** Reads a directory into a snapshot, keeping the last valid contents of files that are now broken. */
 export class ManifestDirectory {
   readonly path: string;
   readonly #lastValid = new Map<string, AnyObject[]>();
+  readonly #parsed = new Map<string, ParsedFile>();
 
   constructor(path: string) {
     this.path = path;
@@ -145,8 +161,11 @@ export class ManifestDirectory {
     const issues: FileIssue[] = [];
     const present = new Set(files);
     for (const file of [...this.#lastValid.keys()]) if (!present.has(file)) this.#lastValid.delete(file);
+    for (const file of [...this.#parsed.keys()]) if (!present.has(file)) this.#parsed.delete(file);
+    const startedMs = Date.now();
     for (const file of files) {
       let content: Buffer;
+      let identity: string | undefined;
       try {
         // A manifest symlinked out of the checkout (to /etc/shadow, say) would be read as root and quoted,
         // a line at a time, into error messages and status.json. Argo CD refuses such links too.
@@ -154,6 +173,15 @@ export class ManifestDirectory {
         const inside = relative(root, real);
         if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
           issues.push({ file, document: 0, path: '', message: 'is a symbolic link to outside the watched directory; not read' });
+          continue;
+        }
+        const st = await stat(real, { bigint: true });
+        const mtimeMs = Number(st.mtimeNs / 1_000_000n);
+        if (st.isFile() && startedMs - mtimeMs >= STABLE_MS) identity = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+        const known = this.#parsed.get(file);
+        if (identity !== undefined && known?.identity === identity) {
+          if (known.issues.length === 0) this.#lastValid.set(file, known.objects);
+          else issues.push(...known.issues);
           continue;
         }
         const read = await readBounded(real, PARSE_LIMITS.maxFileBytes);
@@ -171,6 +199,8 @@ export class ManifestDirectory {
       const parsed = parseDocuments(file, content);
       if (parsed.issues.length === 0) this.#lastValid.set(file, parsed.objects);
       else issues.push(...parsed.issues);
+      if (identity === undefined) this.#parsed.delete(file);
+      else this.#parsed.set(file, { identity, objects: parsed.objects, issues: parsed.issues });
     }
     const merged = mergeFiles(this.#lastValid);
     const materials = await readMaterials(root, merged.objects);

@@ -1,5 +1,5 @@
 // The file source on a real directory (no root needed): snapshots, last valid contents, symlink swaps.
-import { mkdtemp, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -47,6 +47,29 @@ describe('ManifestDirectory', () => {
     expect(names(s)).toEqual(['a']);
     expect(s.objects[0]?.kind === 'LoadBalancer' && s.objects[0].spec.vip.address).toBe('10.201.0.1');
     expect(s.issues).toEqual([expect.objectContaining({ file: 'a.yaml', document: 1, path: '/spec/vip/address' })]);
+  });
+
+  it('parses a file that has not changed since a read (older than a second) once, and sees any change to it', async () => {
+    const d = new ManifestDirectory(dir);
+    const file = join(dir, 'a.yaml');
+    const aged = async (secondsAgo: number) => {
+      const t = new Date(Date.now() - secondsAgo * 1000);
+      await utimes(file, t, t);
+    };
+    await writeFile(file, lb('a', '10.201.0.1'));
+    await aged(10);
+    const first = (await d.read()).objects[0];
+    expect((await d.read()).objects[0]).toBe(first);
+    // Same size, another address: a new mtime (and ctime) says it changed.
+    await writeFile(file, lb('a', '10.201.0.2'));
+    await aged(5);
+    const second = (await d.read()).objects[0];
+    expect(second).not.toBe(first);
+    expect(second?.kind === 'LoadBalancer' && second.spec.vip.address).toBe('10.201.0.2');
+    // Written just now: read again every time (a write in the same clock tick would not change its mtime).
+    await writeFile(file, lb('a', '10.201.0.3'));
+    const young = (await d.read()).objects[0];
+    expect((await d.read()).objects[0]).not.toBe(young);
   });
 
   it('deletes the objects of a file that is removed', async () => {
