@@ -10,7 +10,7 @@ import { cgroupsOf, removeCgroup } from './image-harness.js';
 import { runNslb, waitFor, type Host } from './harness.js';
 import { listener, loadBalancer, member, ParityEnv, pool } from './parity-env.js';
 
-const env = ParityEnv.create(23);
+const env = ParityEnv.create(27);
 const CGROUP = `/nslb-e2e-${env.namespace}`;
 const ROOT = '/sys/fs/cgroup';
 const RESYNC_S = 2;
