@@ -277,12 +277,11 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
 }
 
 /**
- * Whether this node serves a load balancer placed there. ACTIVE_STANDBY: until keepalived is wired into the agent
- * (the ACTIVE_STANDBY issue), only its first node (MASTER) serves it, so that a VIP is never up on two nodes.
+ * Whether this node serves a load balancer placed there: either node of an ACTIVE_STANDBY pair (keepalived
+ * decides which one holds the VIP; the pair's VRRP side is built from spec.placement.nodes and spec.vrrp).
  */
 export function servesHere(placement: { nodes: readonly string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' } | undefined, nodeName: string): boolean {
-  if (placement === undefined) return false;
-  return placement.topology === 'ACTIVE_STANDBY' ? placement.nodes[0] === nodeName : placement.nodes.includes(nodeName);
+  return placement !== undefined && placement.nodes.includes(nodeName);
 }
 
 /** Kubernetes mode as the flags of `nslb run --kubernetes` set it up. */
