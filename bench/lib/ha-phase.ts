@@ -69,10 +69,13 @@ async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number
   }
 }
 
+/** The node whose own status says MASTER, waited for (status.json follows keepalived every status interval). */
 async function masterOf(name: string): Promise<string | undefined> {
-  for (const node of ['node1', 'node2']) {
-    const nodes = (await lbOf(node, name).catch(() => undefined))?.nodes;
-    if (nodes?.find((n) => n.name === node)?.role === 'MASTER') return node;
+  for (const end = Date.now() + 30_000; Date.now() < end; await sleep(100)) {
+    for (const node of ['node1', 'node2']) {
+      const nodes = (await lbOf(node, name).catch(() => undefined))?.nodes;
+      if (nodes?.find((n) => n.name === node)?.role === 'MASTER') return node;
+    }
   }
   return undefined;
 }

@@ -15,7 +15,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { readStatus } from './agent.js';
 import { percentile, startProbe, type Probe } from './ha-pair.js';
 import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
-import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, sim, simStatus } from './sim-rig.js';
+import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, SIM_DIR, sim, simStatus } from './sim-rig.js';
 import { VipSampler } from './sim-vip-sampler.js';
 
 const run = uniqueRun(23);
@@ -324,7 +324,14 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     watching = false;
     await watchStates;
     console.log(`VRRP states during the switchover:\n${states.join('\n')}`);
-    console.log(await inNode(other, 'ip', '-n', netnsOf('pa'), 'neigh', 'show'));
+    const agentLog = await readFile(join(SIM_DIR, other, 'agent.log'), 'utf8').catch(() => '');
+    console.log(
+      `${other}'s agent during the switchover:\n${agentLog
+        .split('\n')
+        .filter((l) => l.includes('default/pa') && /applying|exited|failed/.test(l))
+        .slice(-8)
+        .join('\n')}`,
+    );
     console.log(out.stdout);
     await waitFor(async () => !(await inNode(m, 'ip', 'netns', 'list')).includes(netnsOf('pa')), { timeoutMs: 20_000, message: `pa gone from ${m}` });
     console.log(`switchover from ${m}: VIP on ${holders(PA).join(',')} ${Date.now() - switchedAt} ms after the change`);
