@@ -20,7 +20,7 @@ import {
 import { desiredMemberNetworks, memberNetworkOf } from './member-networks.js';
 import { derivedMac, nodeNames } from './names.js';
 import { compareStrings, keyOf, type Index } from './object-index.js';
-import { desiredHa, placementNodes, slotMac } from './topology.js';
+import { desiredHa, nodeMac, placementNodes } from './topology.js';
 
 export interface Tree {
   listeners: ApiObject<'Listener'>[];
@@ -78,7 +78,7 @@ export function assemble(
     name,
     names: nodeNames(namespace, name),
     bridge: lb.spec.vip.bridge ?? defaultBridge,
-    vip: ha === undefined ? vip : { ...vip, mac: slotMac(key, ha.slot) },
+    vip: ha === undefined ? vip : { ...vip, mac: nodeMac(key, ha.node) },
     adminStateUp: lb.spec.adminStateUp ?? SPEC_DEFAULTS.adminStateUp,
     ...(placement === undefined ? {} : { placement }),
     ...(ha === undefined ? {} : { ha }),

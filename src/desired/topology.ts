@@ -45,7 +45,7 @@ export function checkTopology(lb: ApiObject<'LoadBalancer'>, problems: Problems)
     problems.add(
       lb,
       'InvalidSpec',
-      "is not allowed with ACTIVE_STANDBY: each node's VIP port has its own MAC, derived from the name and its slot",
+      "is not allowed with ACTIVE_STANDBY: each node's VIP port has its own MAC, derived from the name and the node",
       '/spec/vip/mac',
     );
   }
@@ -105,10 +105,12 @@ export function defaultVirtualRouterId(lbKey: string): number {
 
 /**
  * The MAC of one node's VIP port: the two nodes of a pair are on one segment, so each port has its own
- * (`fa:16:3e` and three bytes of sha256 of the key and the slot), stable across restarts.
+ * (`fa:16:3e` and three bytes of sha256 of the key and the node name), stable across restarts. Per node, not
+ * per slot: a node put in another's slot must not reuse its MAC, which switches and the peer's neighbour
+ * table still place at the old node (the peer's adverts would go there, and the newcomer would take the VIP).
  */
-export function slotMac(lbKey: string, slot: number): string {
-  const hex = createHash('sha256').update(`${lbKey}#vrrp-slot-${slot}`).digest('hex').slice(0, 6);
+export function nodeMac(lbKey: string, nodeName: string): string {
+  const hex = createHash('sha256').update(`${lbKey}#node-${nodeName}`).digest('hex').slice(0, 6);
   return `fa:16:3e:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
 }
 

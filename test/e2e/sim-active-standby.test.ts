@@ -5,7 +5,7 @@
 // back as BACKUP without preempting and the pair is redundant again), the MASTER's HAProxy killed, a partition
 // and its heal, and a planned switchover (a placement change) under wrk with SOURCE_IP persistence kept.
 // Times are printed, never asserted (bench/ measures them). NSLB_HA_KILLS sets the number of node kills.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
@@ -15,7 +15,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { readStatus } from './agent.js';
 import { percentile, startProbe, type Probe } from './ha-pair.js';
 import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
-import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, sim, simStatus } from './sim-rig.js';
+import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, SIM_DIR, sim, simStatus } from './sim-rig.js';
 import { VipSampler } from './sim-vip-sampler.js';
 
 const run = uniqueRun(23);
@@ -305,8 +305,33 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     });
     await sleep(3_000);
     const switchedAt = Date.now();
+    // Each node's VRRP state as its notify script records it, every 50 ms, to say how the VIP moved.
+    const states: string[] = [];
+    let watching = true;
+    const watchStates = (async () => {
+      const last = new Map<string, string>();
+      while (watching) {
+        for (const node of ['node1', 'node2', 'node3']) {
+          const state = (await readFile(join(nodeStateDir(node), 'lb', netnsOf('pa'), 'keepalived.state'), 'utf8').catch(() => 'none')).trim();
+          if (last.get(node) !== state) states.push(`+${Date.now() - switchedAt} ms ${node} ${state}`);
+          last.set(node, state);
+        }
+        await sleep(50);
+      }
+    })();
     await writeFile(join(watchDir, 'pa.yaml'), docs(moved));
     const out = await wrk;
+    watching = false;
+    await watchStates;
+    console.log(`VRRP states during the switchover:\n${states.join('\n')}`);
+    const agentLog = await readFile(join(SIM_DIR, other, 'agent.log'), 'utf8').catch(() => '');
+    console.log(
+      `${other}'s agent during the switchover:\n${agentLog
+        .split('\n')
+        .filter((l) => l.includes('default/pa') && /applying|exited|failed/.test(l))
+        .slice(-8)
+        .join('\n')}`,
+    );
     console.log(out.stdout);
     await waitFor(async () => !(await inNode(m, 'ip', 'netns', 'list')).includes(netnsOf('pa')), { timeoutMs: 20_000, message: `pa gone from ${m}` });
     console.log(`switchover from ${m}: VIP on ${holders(PA).join(',')} ${Date.now() - switchedAt} ms after the change`);
