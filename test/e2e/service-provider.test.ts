@@ -65,7 +65,7 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
       stateDir,
       bridge: BRIDGE,
       resync: 3,
-      extraArgs: ['--service-provider', '--provider-lease', '3'],
+      extraArgs: ['--service-provider', '--provider-lease', '3', '--scheduler-lease', '3'],
       env: { POD_NAMESPACE: 'nslb-system' },
     });
     await waitFor(async () => agent!.logs.some((l) => l.includes('provider: started')), { timeoutMs: 20_000, message: 'provider never started' });
@@ -179,7 +179,7 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
     expect(next).toBe(ip);
   });
 
-  it('a UDP port is refused with an Event and a condition; the TCP port of the same Service is served', async () => {
+  it('a UDP port is served beside the TCP port of the same Service (issue 21): no refusal, no Event', async () => {
     api.create(
       service('dns', {
         namespace: NS,
@@ -191,12 +191,13 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
     );
     const ip = await waitFor(async () => ingress('dns'), { timeoutMs: 15_000, message: 'no ingress for dns' });
     expect((await httpGet(client, `http://${ip}/`)).status).toBe(200);
-    expect(condition('dns', 'nslb.dev/PortsServed')).toMatchObject({ status: 'False', reason: 'UnsupportedProtocol' });
-    expect(events('dns').some((e) => e.reason === 'PortNotServed' && /UDP port dns \(53\)/.test(e.message))).toBe(true);
-    expect(svc('dns')!.status.loadBalancer.ingress[0].ports).toEqual([
-      { port: 80, protocol: 'TCP' },
-      { port: 53, protocol: 'UDP', error: 'nslb.dev/UnsupportedProtocol' },
-    ]);
+    expect(condition('dns', 'nslb.dev/PortsServed')).toMatchObject({ status: 'True', reason: 'AllPortsServed' });
+    expect(events('dns').some((e) => e.reason === 'PortNotServed')).toBe(false);
+    // Every port served: the ingress carries no per-port list (only refusals are listed there).
+    expect(svc('dns')!.status.loadBalancer.ingress[0].ports).toBeUndefined();
+    expect((api.list(V, 'listeners', NS) as { spec: { protocol: string; port: number } }[]).some((l) => l.spec.protocol === 'UDP' && l.spec.port === 53)).toBe(
+      true,
+    );
   });
 
   it('6. a Service of another class, and one without a class (flag off), are never touched', async () => {
@@ -222,14 +223,16 @@ describe('Services of type LoadBalancer, served by nslb on a real node', () => {
       stateDir: stateDir2,
       bridge: BRIDGE,
       resync: 3,
-      extraArgs: ['--service-provider', '--provider-lease', '3', '--node-name', 'other-node'],
+      extraArgs: ['--service-provider', '--provider-lease', '3', '--scheduler-lease', '3', '--node-name', 'other-node'],
       env: { POD_NAMESPACE: 'nslb-system' },
     });
     try {
       await waitFor(async () => second.logs.some((l) => l.includes('initial sync done')), { timeoutMs: 20_000, message: 'second agent never synced' });
       api.create(service('standby', { namespace: ns2, ports: [{ port: 80, targetPort: 8080 }] }));
       await new Promise((r) => setTimeout(r, 3000));
-      // The first agent's provider watches its own namespace only, and the second is not the provider.
+      // The first agent's provider watches its own namespace only, and the second is not the provider. Both run
+      // with a 3 s scheduler Lease: once the first dies, the second must also take over scheduling (issue 17)
+      // before the Service's LoadBalancer is placed and served.
       expect(second.logs.some((l) => l.includes('provider: leading'))).toBe(false);
       expect((api.get('v1', 'services', ns2, 'standby') as Obj).metadata.finalizers).toBeUndefined();
       const lease = api.get('coordination.k8s.io/v1', 'leases', 'nslb-system', 'nslb-provider') as Obj;
