@@ -3,10 +3,11 @@
 // with that container, so every resync looks in /proc for one out of place and puts it back through
 // scripts/daemon-cgroup.sh --move. Reading costs no process; a process is spawned only to repair. `nslb cleanup
 // --daemon-cgroup` removes the directories the script made, once empty.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DAEMON_CGROUP_SCRIPT } from '../exec/daemon-cgroup.js';
 import type { Runner } from '../exec/run.js';
+import { readSmall } from './proc.js';
 
 export interface CgroupPaths {
   /** Where the host's cgroup tree is mounted (the chart and scripts/run-image.sh mount it here). */
@@ -15,14 +16,6 @@ export interface CgroupPaths {
 }
 
 export const HOST_CGROUP_PATHS: CgroupPaths = { root: '/sys/fs/cgroup', proc: '/proc' };
-
-function readSmall(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The directory of the hierarchy a /proc/PID/cgroup line names: `0::` is the unified one (the root itself on a

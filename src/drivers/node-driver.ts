@@ -3,7 +3,7 @@
 // it holds what the sub-drivers keep between calls (the `ip monitor` watch, the OVSDB monitor session, the
 // batchers, the counters), so that two of them in one process share nothing. Nothing here decides: plan/ does.
 import { writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { ifaceOfNetns, isMemberNetworkIfaceOf, isNslbNetnsName, netnsOfKey } from '../desired/names.js';
 import { lbPaths, lbRoot } from '../desired/state-dir.js';
 import type { Runner, SpawnCounter } from '../exec/run.js';
@@ -24,7 +24,7 @@ import { DEVICE_WAIT_MS, NetnsDriver } from './netns/driver.js';
 import { hostHasLink } from './netns/netns.js';
 import { NftDriver } from './nft/driver.js';
 import { OvsDriver } from './ovs/driver.js';
-import { processAlive } from './proc.js';
+import { processAlive, readSmall } from './proc.js';
 
 export interface LinuxNodeOptions {
   run: Runner;
@@ -239,7 +239,7 @@ export class LinuxNodeDriver implements NodeDriver {
   async recordOwner(netns: string, key: string): Promise<void> {
     const paths = lbPaths(this.stateDir, netns);
     // Every reconcile asks; only the first one (or one after a hand edit) writes.
-    if (readIfPresent(paths.owner) === `${key}\n`) return;
+    if (readSmall(paths.owner) === `${key}\n`) return;
     await ensureStateDir(paths);
     await writeFile(paths.owner, `${key}\n`, { mode: 0o600 });
   }
@@ -302,13 +302,5 @@ export class LinuxNodeDriver implements NodeDriver {
       if (pid !== undefined) found.push({ key, netns, pid });
     }
     return found;
-  }
-}
-
-function readIfPresent(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
   }
 }

@@ -5,7 +5,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 
-function readSmall(path: string): string | undefined {
+/** A small file's text, or undefined when it cannot be read (gone, or not there yet). */
+export function readSmall(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
   } catch {
