@@ -281,7 +281,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
  * decides which one holds the VIP; the pair's VRRP side is built from spec.placement.nodes and spec.vrrp).
  */
 export function servesHere(placement: { nodes: readonly string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' } | undefined, nodeName: string): boolean {
-  return placement !== undefined && placement.nodes.includes(nodeName);
+  return placement?.nodes.includes(nodeName) ?? false;
 }
 
 /** Kubernetes mode as the flags of `nslb run --kubernetes` set it up. */

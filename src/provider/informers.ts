@@ -1,7 +1,8 @@
 // The provider's view of the cluster: one informer (list + watch) per kind it reads, each restarted with
 // backoff when it stops on an error (client-node relists by itself after 410 Gone). Events only say which
 // Service to look at again; the reconcile reads these caches.
-import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, makeInformer, type Informer, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type Informer, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { makeInformer } from '../kube/informer.js';
 import { ADDRESS_POOL_PLURAL } from '../api/v1alpha1/addresspool.js';
 import type { Kind } from '../api/v1alpha1/types.js';
 import type { Logger } from '../log/logger.js';
@@ -41,7 +42,7 @@ export class Cache<T> {
       this.#listed = true;
       return r;
     };
-    this.#informer = makeInformer<Cacheable>(kc, path, listed as never, labelSelector) as CachingInformer;
+    this.#informer = makeInformer<Cacheable>(kc, path, listed as never, labelSelector === undefined ? {} : { labelSelector }) as unknown as CachingInformer;
     for (const verb of ['add', 'update', 'delete'] as const) this.#informer.on(verb, (o) => onChange(o as T, verb));
     this.#informer.on('error', (err: unknown) => {
       if (this.#stopped) return;

@@ -8,13 +8,13 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  makeInformer,
   PatchStrategy,
   setHeaderOptions,
   type Informer,
   type KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
+import { makeInformer } from '../kube/informer.js';
 import { ANTI_AFFINITY_LABEL, DRAIN_LABEL, FINALIZER, GROUP, PLURALS, SCHEDULER_LEASE, VERSION } from '../api/v1alpha1/crds.js';
 import type { LbKey, Topology } from '../api/v1alpha1/types.js';
 import { describeApiError, statusCode } from '../kube/errors.js';

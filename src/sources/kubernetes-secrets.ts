@@ -6,14 +6,15 @@
 //
 // Key material stays in this module's cache and the materials map: it is never logged, and what this
 // module reports (changes, errors) names Secrets, never their data.
-import { CoreV1Api, ListWatch, Watch, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import { SECRET_KEYS, SECRETS_READABLE, secretMaterials, secretReadErrorKey, type SecretChange } from '../desired/secrets.js';
 import { statusCode } from '../kube/errors.js';
+import { makeInformer, type StoppableInformer } from '../kube/informer.js';
 
 interface Watched {
-  informer: ListWatch<V1Secret & KubernetesObject>;
+  informer: StoppableInformer<V1Secret & KubernetesObject>;
   /** false until the first list answered (or failed): until then the Secret is neither there nor missing. */
   synced: boolean;
   /** Why it cannot be read (403: RBAC does not reach its namespace), or undefined. */
@@ -97,7 +98,7 @@ export class SecretWatcher {
       }
       return result as { items: (V1Secret & KubernetesObject)[]; metadata: { resourceVersion?: string } };
     };
-    const informer = new ListWatch<V1Secret & KubernetesObject>(path, new Watch(this.#opts.kubeConfig), list, false, undefined, fieldSelector);
+    const informer = makeInformer<V1Secret & KubernetesObject>(this.#opts.kubeConfig, path, list, { fieldSelector });
     const w: Watched = { informer, synced: false, error: undefined, digest: undefined, restarts: 0 };
     this.#watched.set(key, w);
     informer.on('add', () => this.#changed(key, w));

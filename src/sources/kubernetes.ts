@@ -2,20 +2,13 @@
 // Events only say "something changed"; after a short debounce the informers' caches become one snapshot, the
 // same shape file mode produces, so the engine does not know where objects come from.
 // LoadBalancers carry a finalizer so that deleting one cleans the node before the object goes.
-import {
-  CustomObjectsApi,
-  makeInformer,
-  PatchStrategy,
-  setHeaderOptions,
-  type Informer,
-  type KubeConfig,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type Informer, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { AnyObject, Kind } from '../api/v1alpha1/types.js';
 import { API_VERSION, KINDS } from '../api/v1alpha1/types.js';
 import { FINALIZER, GROUP, PLURALS, VERSION } from '../api/v1alpha1/crds.js';
 import { validateObject } from '../api/v1alpha1/validate.js';
 import { statusCode } from '../kube/errors.js';
+import { makeInformer } from '../kube/informer.js';
 import type { Logger } from '../log/logger.js';
 
 /** An object the API server holds that our schema refuses (the CRD schema is looser in places). */
@@ -104,7 +97,7 @@ export class KubernetesSource {
       this.#restarts.set(kind, 0);
       return result;
     };
-    const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list) as Informer<RawObject> & {
+    const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list as never) as Informer<RawObject> & {
       list(namespace?: string): RawObject[];
       get(name: string, namespace?: string): RawObject | undefined;
     };

@@ -146,7 +146,7 @@ describe('the Service provider at scale and across crashes, on a real node', () 
       expect((await httpGet(client, `http://${ingress(s)!}/`, { timeoutMs: 2000 })).status).toBe(200);
       checkLedger();
       expect(allocations().filter((a) => a.serviceUid === s.metadata.uid)).toHaveLength(1);
-      // Its own waits add up to 65 s (20 + 15 + 30); the first restart after the 200-Service bulk uses most of them.
+      // Its own waits add up to 65 s (20 + 15 + 30), more than the default minute.
     }, 90_000);
   }
 
