@@ -126,7 +126,6 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
       addresses: cidrs,
       removeAddresses: extra,
       gateways: gateways.map((a) => a.gateway!),
-      ...(d.ha === undefined ? {} : { announce: true as const }),
     });
   }
 

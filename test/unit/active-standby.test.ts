@@ -169,8 +169,8 @@ describe('planning a pair against a node', () => {
     const node = new FakeNode();
     const actions = converge(node);
     const kinds = actions.map((a) => a.kind);
-    // The VRRP address is announced when the port comes up: the peer may know that address at another MAC.
-    expect(actions.find((a) => a.kind === 'link.configure')).toMatchObject({ addresses: ['192.0.2.2/24'], announce: true });
+    // The port holds the VRRP address (every VIP port announces its addresses when it comes up: drivers/netns).
+    expect(actions.find((a) => a.kind === 'link.configure')).toMatchObject({ addresses: ['192.0.2.2/24'] });
     expect(kinds).toEqual([
       'netns.add',
       'ovs.addPort',

@@ -81,7 +81,7 @@ export class NetnsDriver {
         await execInNetnsBatch(
           run,
           items.flatMap(({ config, script }) => [
-            ...(config.announce === true ? [{ netns: config.netns, argv: announceArgv(config.iface) }] : []),
+            { netns: config.netns, argv: announceArgv(config.iface) },
             { netns: config.netns, argv: ['ip', '-batch', script] },
           ]),
         );

@@ -203,15 +203,16 @@ export interface LinkConfig {
   gateways: readonly string[];
   /** Member networks: routes through this link. */
   routes?: readonly { destination: string; gateway: string }[];
-  /** Announce the link's address when it comes up (an ACTIVE_STANDBY node's VRRP address: see announceArgv). */
-  announce?: boolean;
 }
 
 /**
- * The link sends a gratuitous ARP (IPv4) and an unsolicited NA (IPv6) for its address when it comes up. A
- * VRRP address that moves to a new node (a planned switchover puts another node in a slot) is otherwise still
- * resolved to the old node's MAC by the peer, whose unicast adverts then go nowhere: the newcomer would take
- * the VIP too. Set inside the netns, on the VIP port only.
+ * The link sends a gratuitous ARP (IPv4) and an unsolicited NA (IPv6) for its addresses when it comes up.
+ * Every VIP port does: a SINGLE load balancer re-placed on another node keeps its MAC, but the segment's
+ * switches still forward that MAC to the dead node's port, and its clients wait out their neighbour entries,
+ * until the new port sends a frame (an IPv4-only port sends none by itself: no IPv6 link-local, no DAD). An
+ * ACTIVE_STANDBY node's VRRP address that moves to a new node is otherwise still resolved to the old node's
+ * MAC by the peer, whose unicast adverts then go nowhere: the newcomer would take the VIP too. Set inside
+ * the netns, on the VIP port only, before the batch brings it up.
  */
 export function announceArgv(iface: string): string[] {
   if (!/^[A-Za-z0-9._-]+$/.test(iface)) throw new Error(`unsafe interface name: ${JSON.stringify(iface)}`);
@@ -250,7 +251,7 @@ export function renderLinkBatch(c: LinkConfig): string {
 }
 
 export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
-  if (c.announce === true) await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
+  await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
   await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
 }
 
