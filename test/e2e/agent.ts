@@ -27,6 +27,8 @@ export interface AgentOptions {
   extraArgs?: string[];
 }
 
+const STOP_TIMEOUT_MS = 60_000;
+
 export class Agent {
   readonly child: ChildProcess;
   readonly logs: string[] = [];
@@ -74,8 +76,21 @@ export class Agent {
     this.closed = new Promise((resolve) => this.child.on('close', () => resolve()));
   }
 
+  /**
+   * SIGTERM, as a service manager stops it. An agent still running a minute later is SIGKILLed and the call fails:
+   * a stop that hangs is a bug to see, not a process to leave behind holding its state dir.
+   */
   async stop(): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
     this.child.kill('SIGTERM');
+    const timer = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), STOP_TIMEOUT_MS).unref());
+    if ((await Promise.race([this.exited, timer])) === 'hung') {
+      this.child.kill('SIGKILL');
+      await this.exited;
+      throw new Error(
+        `the agent (pid ${this.child.pid}) did not exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; last lines:\n${this.logs.slice(-5).join('\n')}`,
+      );
+    }
     return this.exited;
   }
 
