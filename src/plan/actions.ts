@@ -43,6 +43,8 @@ export type Action =
       gateways: string[];
       /** Member networks: routes to members beyond the network (`route replace`). */
       routes?: { destination: string; gateway: string }[];
+      /** Member networks: routes through the link that the spec does not have (no longer, or added by hand). */
+      removeRoutes?: { destination: string; gateway: string }[];
       /** ACTIVE_STANDBY: announce the VRRP address when the link comes up (gratuitous ARP / unsolicited NA). */
       announce?: true;
     }
@@ -124,6 +126,7 @@ export function formatAction(a: Action): string {
       if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
       for (const g of a.gateways) parts.push(`default via ${g}`);
       for (const r of a.routes ?? []) parts.push(`${r.destination} via ${r.gateway}`);
+      for (const r of a.removeRoutes ?? []) parts.push(`remove ${r.destination} via ${r.gateway}`);
       parts.push(a.announce === true ? 'up, announced' : 'up');
       return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
     }
