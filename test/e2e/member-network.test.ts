@@ -139,8 +139,18 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
     // Each hand edit cuts the member off (checked right away, before a resync can have repaired it), and the
     // agent's repair is in its log: the edit was seen, not merely outlived.
     for (const edit of [
-      { what: 'route deleted', argv: ['ip', '-n', netns, 'route', 'del', route], repaired: async () => (await routes()).includes(`via ${m3.address}`), log: `${route} via ${m3.address}` },
-      { what: 'ip_forward off', argv: ['ip', 'netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0'], repaired: async () => (await ipForward()) === '1', log: 'forwarding was off' },
+      {
+        what: 'route deleted',
+        argv: ['ip', '-n', netns, 'route', 'del', route],
+        repaired: async () => (await routes()).includes(`via ${m3.address}`),
+        log: `${route} via ${m3.address}`,
+      },
+      {
+        what: 'ip_forward off',
+        argv: ['ip', 'netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0'],
+        repaired: async () => (await ipForward()) === '1',
+        log: 'forwarding was off',
+      },
     ]) {
       const logged = env.agent!.logs.length;
       await runCommand(edit.argv);

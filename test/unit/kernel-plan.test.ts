@@ -105,7 +105,10 @@ describe('planNft', () => {
   it('forwarding turned off in the namespace is drift: the action turns it on again, the table as it is', () => {
     const applied = renderNftState(nftModelOf(udpLb(), health([]))!)!;
     const observed = { table: applied, health: health([]) };
-    for (const forwarding of [{ 4: false, 6: true }, { 4: true, 6: false }]) {
+    for (const forwarding of [
+      { 4: false, 6: true },
+      { 4: true, 6: false },
+    ]) {
       const a = planNft(netns, udpLb(), observed, forwarding);
       expect(a).toMatchObject({ kind: 'nft.apply', lines: [], forget: [], deletesTable: false });
       expect(formatAction(a!)).toBe('nft nslb-0123456789ab inet nslb: no table change (forwarding was off in the namespace)');
@@ -116,7 +119,12 @@ describe('planNft', () => {
     // Nothing for the kernel to forward: forwarding is none of nslb's business there.
     expect(planNft(netns, loadBalancer(), {}, { 4: false, 6: false })).toBeUndefined();
     // Through planLoadBalancer: the netns read carries it.
-    const o: ObservedLoadBalancer = { ifaceInHost: false, stateDir: true, nft: observed, netns: { name: netns, loUp: true, forwarding: { 4: false, 6: true } } };
+    const o: ObservedLoadBalancer = {
+      ifaceInHost: false,
+      stateDir: true,
+      nft: observed,
+      netns: { name: netns, loUp: true, forwarding: { 4: false, 6: true } },
+    };
     expect(planLoadBalancer({ netns, iface: 'nslb0123456789a', desired: udpLb(), config: '', observed: o }).map((a) => a.kind)).toContain('nft.apply');
   });
 
