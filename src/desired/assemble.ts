@@ -1,10 +1,9 @@
 // Assembly of one load balancer's desired model from its objects, with defaults filled in. Only called for load
 // balancers without problems (checks.ts found none), so every reference resolves.
-import { objectId, type AnyObject, type ApiObject, type LbKey } from '../api/v1alpha1/types.js';
+import { objectId, SSL_CLIENT_HEADERS, type AnyObject, type ApiObject, type LbKey } from '../api/v1alpha1/types.js';
 import { canonicalCidr, canonicalIp, parseIp } from './addresses.js';
 import { SPEC_DEFAULTS } from './defaults.js';
 import {
-  SSL_CLIENT_HEADERS,
   type DesiredHealthMonitor,
   type DesiredL7Policy,
   type DesiredL7Rule,
