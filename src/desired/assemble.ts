@@ -3,18 +3,18 @@
 import { objectId, SSL_CLIENT_HEADERS, type AnyObject, type ApiObject, type LbKey } from '../api/v1alpha1/types.js';
 import { canonicalCidr, canonicalIp, parseIp } from './addresses.js';
 import { SPEC_DEFAULTS } from './defaults.js';
-import {
-  type DesiredHealthMonitor,
-  type DesiredL7Policy,
-  type DesiredL7Rule,
-  type DesiredListener,
-  type DesiredListenerTls,
-  type DesiredLoadBalancer,
-  type DesiredMember,
-  type DesiredMemberTls,
-  type DesiredPool,
-  type DesiredVip,
-  type DesiredVipAddress,
+import type {
+  DesiredHealthMonitor,
+  DesiredL7Policy,
+  DesiredL7Rule,
+  DesiredListener,
+  DesiredListenerTls,
+  DesiredLoadBalancer,
+  DesiredMember,
+  DesiredMemberTls,
+  DesiredPool,
+  DesiredVip,
+  DesiredVipAddress,
 } from './model.js';
 import { desiredMemberNetworks, memberNetworkOf } from './member-networks.js';
 import { derivedMac, nodeNames } from './names.js';

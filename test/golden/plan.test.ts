@@ -15,7 +15,9 @@ const desired = loadBalancer;
 /** A TERMINATED_HTTPS listener with a default and an SNI certificate. */
 function withTls(): DesiredLoadBalancer {
   const cert = (n: string) => ({ fileName: `${n.repeat(16)}.pem`, pem: `-----BEGIN CERTIFICATE-----\n${n}\n` });
-  return desired({ listeners: [listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, tls: { certificate: cert('a'), sniCertificates: [cert('b')] } })] });
+  return desired({
+    listeners: [listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, tls: { certificate: cert('a'), sniCertificates: [cert('b')] } })],
+  });
 }
 
 function plan(node: FakeNode, d: DesiredLoadBalancer | undefined, config = 'cfg v1\n'): string[] {

@@ -166,7 +166,12 @@ export const SSL_CLIENT_HEADERS = [
 ] as const;
 export type SslClientHeader = (typeof SSL_CLIENT_HEADERS)[number];
 /** Every key of InsertHeaders (Octavia's insert_headers). */
-export const INSERT_HEADERS = ['X-Forwarded-For', 'X-Forwarded-Port', 'X-Forwarded-Proto', ...SSL_CLIENT_HEADERS] as const satisfies readonly (keyof InsertHeaders)[];
+export const INSERT_HEADERS = [
+  'X-Forwarded-For',
+  'X-Forwarded-Port',
+  'X-Forwarded-Proto',
+  ...SSL_CLIENT_HEADERS,
+] as const satisfies readonly (keyof InsertHeaders)[];
 
 export type TlsVersion = 'SSLv3' | 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 export type AlpnProtocol = 'h2' | 'http/1.1' | 'http/1.0';
