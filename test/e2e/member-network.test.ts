@@ -7,7 +7,7 @@
 //
 // Run under the data-plane lock: flock -o /tmp/nslb-dataplane.lock npx vitest run test/e2e/member-network.test.ts
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memberNetworkIface } from '../../src/desired/names.js';
 import { Agent } from './agent.js';
@@ -134,6 +134,13 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
     await waitFor(answered, { timeoutMs: 30_000, intervalMs: 500, message: 'the member behind the route answers' });
     const routes = async () => (await runCommand(['ip', '-n', netns, 'route', 'show', route])).stdout;
     expect(await routes()).toContain(`via ${m3.address}`);
+    // A UDP listener on the node: the kernel-limits check looks at nf_conntrack_max too (the kernel's own value, if it suffices).
+    const hostMax = Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
+    const conntrack = await waitFor(async () => (await env.status())?.node?.kernelLimits?.limits.find((l) => l.name === 'net.netfilter.nf_conntrack_max'), {
+      timeoutMs: 15_000,
+      message: 'nf_conntrack_max in the status file',
+    });
+    expect(conntrack).toMatchObject({ current: hostMax, required: 65_536, verdict: hostMax >= 65_536 ? 'ok' : expect.any(String) });
     const ipForward = async () => (await runCommand(['ip', 'netns', 'exec', netns, 'sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim();
 
     // Each hand edit cuts the member off (checked right away, before a resync can have repaired it), and the
