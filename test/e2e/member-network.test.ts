@@ -159,6 +159,9 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
         log: 'forwarding was off',
       },
     ]) {
+      // Two resyncs with nothing to do first: the agent's read of the netns is then cached, and only an event from
+      // `ip monitor` (not a dirty mark left by an earlier repair) can make it look again.
+      await sleep(7_000);
       const logged = env.agent!.logs.length;
       await runCommand(edit.argv);
       const cut = (await udpAsk(client, env.vip(3), 53, 1, { timeoutMs: 300 }))[0];
