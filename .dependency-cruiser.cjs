@@ -6,6 +6,11 @@
 const folder = (name) => `^src/${name}/`;
 /** Any of these folders. */
 const folders = (...names) => `^src/(${names.join('|')})/`;
+/** The rule most folders follow: code in `from` (a folder, or several) imports only from them and from `allowed`. */
+const importsOnly = (from, allowed, { name, comment }) => {
+  const own = Array.isArray(from) ? from : [from];
+  return { name, comment, severity: 'error', from: { path: folders(...own) }, to: { path: '^src/', pathNot: folders(...own, ...allowed) } };
+};
 
 module.exports = {
   forbidden: [
@@ -16,97 +21,58 @@ module.exports = {
       from: {},
       to: { circular: true },
     },
-    {
+    importsOnly('api', [], {
       name: 'api-is-the-bottom',
       comment: 'api/ is the contract (types, schemas, CRDs, Kubernetes names): it depends on no other folder.',
-      severity: 'error',
-      from: { path: folder('api') },
-      to: { path: '^src/', pathNot: folder('api') },
-    },
-    {
+    }),
+    importsOnly('desired', ['api'], {
       name: 'desired-is-pure',
       comment: 'desired/ turns objects into the desired model and names what nslb makes on the node: api/ only.',
-      severity: 'error',
-      from: { path: folder('desired') },
-      to: { path: '^src/', pathNot: folders('api', 'desired') },
-    },
-    {
+    }),
+    importsOnly('plan', ['api', 'desired'], {
       name: 'plan-is-pure',
       comment: 'plan/ is pure (plan, render, the observed model, the node-driver contract): api/ and desired/ only.',
-      severity: 'error',
-      from: { path: folder('plan') },
-      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan') },
-    },
-    {
+    }),
+    importsOnly('import', ['api'], {
       name: 'import-is-pure',
       comment: 'import/ converts other systems\' objects into ours: api/ only.',
-      severity: 'error',
-      from: { path: folder('import') },
-      to: { path: '^src/', pathNot: folders('api', 'import') },
-    },
-    {
+    }),
+    importsOnly('sources', ['api', 'desired', 'kube', 'loop', 'log'], {
       name: 'sources-feed-the-engine',
       comment: 'sources/ read desired objects (files, informers); they know nothing of the node, the engine or status.',
-      severity: 'error',
-      from: { path: folder('sources') },
-      to: { path: '^src/', pathNot: folders('api', 'desired', 'sources', 'kube', 'loop', 'log') },
-    },
-    {
+    }),
+    importsOnly('drivers', ['api', 'desired', 'plan', 'exec', 'loop', 'log'], {
       name: 'drivers-only-do',
       comment: 'drivers/ observe and change the node as plan/ says; they never decide, publish or read sources.',
-      severity: 'error',
-      from: { path: folder('drivers') },
-      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan', 'drivers', 'exec', 'loop', 'log') },
-    },
-    {
+    }),
+    importsOnly(['exec', 'log'], [], {
       name: 'exec-and-log-are-leaves',
       comment: 'exec/ (the only module that starts processes) and log/ import no project module but each other.',
-      severity: 'error',
-      from: { path: folders('exec', 'log') },
-      to: { path: '^src/', pathNot: folders('exec', 'log') },
-    },
-    {
+    }),
+    importsOnly('kube', ['api', 'log'], {
       name: 'kube-is-plumbing',
       comment: 'kube/ is the Kubernetes client plumbing shared by sources, status writers and the provider.',
-      severity: 'error',
-      from: { path: folder('kube') },
-      to: { path: '^src/', pathNot: folders('api', 'kube', 'log') },
-    },
-    {
+    }),
+    importsOnly('loop', [], {
       name: 'loop-is-generic',
       comment: 'loop/ is what every loop here is built from (the keyed work queue, waitUntil): it knows no nslb object.',
-      severity: 'error',
-      from: { path: folder('loop') },
-      to: { path: '^src/', pathNot: folder('loop') },
-    },
-    {
+    }),
+    importsOnly('status', ['api', 'desired', 'plan', 'kube', 'loop', 'log'], {
       name: 'status-is-computed-not-driven',
       comment: 'status/ computes and writes status from what the engine reports; it never touches the node or the engine.',
-      severity: 'error',
-      from: { path: folder('status') },
-      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan', 'status', 'kube', 'loop', 'log') },
-    },
-    {
+    }),
+    importsOnly('controller', ['api', 'desired', 'plan', 'sources', 'status', 'loop', 'exec', 'log'], {
       name: 'controller-talks-to-the-node-through-an-interface',
       comment: 'controller/ gets its node driver injected (plan/node-driver.ts); it never imports a concrete driver or the CLI.',
-      severity: 'error',
-      from: { path: folder('controller') },
-      to: { path: '^src/', pathNot: folders('api', 'desired', 'plan', 'sources', 'status', 'controller', 'loop', 'exec', 'log') },
-    },
-    {
+    }),
+    importsOnly('metrics', ['api', 'status', 'controller', 'exec', 'plan'], {
       name: 'metrics-read-the-engine',
       comment: 'metrics/ reads what the engine and the exec counters report when scraped; it changes nothing.',
-      severity: 'error',
-      from: { path: folder('metrics') },
-      to: { path: '^src/', pathNot: folders('api', 'status', 'controller', 'metrics', 'exec', 'plan') },
-    },
-    {
+    }),
+    importsOnly('provider', ['api', 'desired', 'kube', 'loop', 'log'], {
       name: 'provider-is-a-translator',
       comment: 'provider/ turns Services into nslb objects through the API server: never the engine, the node or sources.',
-      severity: 'error',
-      from: { path: folder('provider') },
-      to: { path: '^src/', pathNot: folders('api', 'desired', 'provider', 'kube', 'loop', 'log') },
-    },
+    }),
     {
       name: 'schedule-is-pure',
       comment: 'schedule/schedule.ts and membership.ts decide where load balancers run from what they are given: api/ only.',
@@ -114,13 +80,10 @@ module.exports = {
       from: { path: '^src/schedule/(schedule|membership)\\.ts$' },
       to: { path: '^src/', pathNot: folder('api') },
     },
-    {
+    importsOnly('schedule', ['api', 'kube', 'loop', 'log'], {
       name: 'schedule-writes-placements-only',
       comment: 'schedule/ watches Leases, Nodes and LoadBalancers and records placements: never the engine, the node or sources.',
-      severity: 'error',
-      from: { path: folder('schedule') },
-      to: { path: '^src/', pathNot: folders('api', 'schedule', 'kube', 'loop', 'log') },
-    },
+    }),
     {
       name: 'nobody-imports-the-cli',
       comment: 'cli/ is the composition root and the commands: everything may be imported by it, it by nothing else.',

@@ -1,21 +1,20 @@
 // Assembly of one load balancer's desired model from its objects, with defaults filled in. Only called for load
 // balancers without problems (checks.ts found none), so every reference resolves.
-import { objectId, type AnyObject, type ApiObject, type LbKey } from '../api/v1alpha1/types.js';
+import { objectId, SSL_CLIENT_HEADERS, type AnyObject, type ApiObject, type LbKey } from '../api/v1alpha1/types.js';
 import { canonicalCidr, canonicalIp, parseIp } from './addresses.js';
 import { SPEC_DEFAULTS } from './defaults.js';
-import {
-  SSL_CLIENT_HEADERS,
-  type DesiredHealthMonitor,
-  type DesiredL7Policy,
-  type DesiredL7Rule,
-  type DesiredListener,
-  type DesiredListenerTls,
-  type DesiredLoadBalancer,
-  type DesiredMember,
-  type DesiredMemberTls,
-  type DesiredPool,
-  type DesiredVip,
-  type DesiredVipAddress,
+import type {
+  DesiredHealthMonitor,
+  DesiredL7Policy,
+  DesiredL7Rule,
+  DesiredListener,
+  DesiredListenerTls,
+  DesiredLoadBalancer,
+  DesiredMember,
+  DesiredMemberTls,
+  DesiredPool,
+  DesiredVip,
+  DesiredVipAddress,
 } from './model.js';
 import { desiredMemberNetworks, memberNetworkOf } from './member-networks.js';
 import { derivedMac, nodeNames } from './names.js';

@@ -1,9 +1,18 @@
 // The cross-object rules of DESIGN §1, one function per kind: each adds what it finds to `problems` and never
 // throws. They live here, not in the schemas, so that files and Kubernetes get the same answers.
-import { objectId, type AnyObject, type ApiObject, type L7Action, type LbKey, type ListenerProtocol, type PoolSpec } from '../api/v1alpha1/types.js';
+import {
+  objectId,
+  SSL_CLIENT_HEADERS,
+  type AnyObject,
+  type ApiObject,
+  type L7Action,
+  type LbKey,
+  type ListenerProtocol,
+  type PoolSpec,
+} from '../api/v1alpha1/types.js';
 import { bitsOf, canonicalCidr, canonicalIp, inPrefix, networkOf, parseIp } from './addresses.js';
 import { ALLOWED_POOL_PROTOCOLS, HTTP_LISTENERS, KERNEL_PROTOCOLS, SPEC_DEFAULTS, TCP_ONLY_POOLS } from './defaults.js';
-import { SSL_CLIENT_HEADERS, type DesiredListenerTls, type DesiredMemberTls } from './model.js';
+import type { DesiredListenerTls, DesiredMemberTls } from './model.js';
 import { compareNames, find, keyOf, missing, type Index, type Problems } from './object-index.js';
 import { regexProblem } from './regex.js';
 import { resolveListenerTls, resolvePoolTls } from './tls.js';

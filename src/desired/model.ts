@@ -13,6 +13,7 @@ import type {
   ListenerProtocol,
   PoolProtocol,
   SessionPersistenceType,
+  SslClientHeader,
   TlsVersion,
 } from '../api/v1alpha1/types.js';
 
@@ -139,19 +140,6 @@ export interface DesiredMemberTls {
   clientCertificate?: DesiredCertificate;
   policy: DesiredTlsPolicy;
 }
-
-/** Client-certificate headers (Octavia's names), in the order they are rendered. */
-export const SSL_CLIENT_HEADERS = [
-  'X-SSL-Client-Verify',
-  'X-SSL-Client-Has-Cert',
-  'X-SSL-Client-DN',
-  'X-SSL-Client-CN',
-  'X-SSL-Issuer',
-  'X-SSL-Client-SHA1',
-  'X-SSL-Client-Not-Before',
-  'X-SSL-Client-Not-After',
-] as const;
-export type SslClientHeader = (typeof SSL_CLIENT_HEADERS)[number];
 
 export interface DesiredL7Rule {
   name: string;

@@ -1,22 +1,8 @@
 // Octavia listeners → Listener: protocol and port, limits and timeouts, inserted headers, allowed CIDRs, and the TLS
 // of a TERMINATED_HTTPS listener, whose Barbican secrets become files next to the YAML.
+import { INSERT_HEADERS, LISTENER_PROTOCOLS } from '../api/v1alpha1/types.js';
 import { isObj, idList, type Rec } from './octavia-read.js';
 import { set, type ImportContext } from './octavia-context.js';
-
-const LISTENER_PROTOCOLS = ['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS', 'UDP', 'SCTP', 'PROMETHEUS'];
-const INSERT_HEADERS = [
-  'X-Forwarded-For',
-  'X-Forwarded-Port',
-  'X-Forwarded-Proto',
-  'X-SSL-Client-Verify',
-  'X-SSL-Client-Has-Cert',
-  'X-SSL-Client-DN',
-  'X-SSL-Client-CN',
-  'X-SSL-Issuer',
-  'X-SSL-Client-SHA1',
-  'X-SSL-Client-Not-Before',
-  'X-SSL-Client-Not-After',
-];
 
 function truthy(v: unknown): boolean | undefined {
   if (typeof v === 'boolean') return v;
@@ -65,7 +51,7 @@ export function importListener(cx: ImportContext, r: Rec): void {
   const lb = cx.emittedParent(r, 'loadbalancer', cx.parent(r, 'loadbalancer', ['loadbalancers', 'loadbalancer_id'], 'listeners'), 'loadbalancers');
   if (lb === undefined) return;
   const protocol = cx.string(r, 'protocol');
-  if (protocol === undefined || !LISTENER_PROTOCOLS.includes(protocol)) {
+  if (protocol === undefined || !(LISTENER_PROTOCOLS as readonly string[]).includes(protocol)) {
     return void cx.skip(r, `protocol ${JSON.stringify(protocol ?? null)} is not supported (nslb listeners: ${LISTENER_PROTOCOLS.join(', ')})`);
   }
   const port = cx.number(r, 'protocol_port');
@@ -98,7 +84,7 @@ export function importListener(cx: ImportContext, r: Rec): void {
   if (Object.keys(timeouts).length > 0) spec['timeouts'] = timeouts;
   const headers: Record<string, boolean> = {};
   for (const [h, v] of Object.entries(headerMap(r.raw['insert_headers']))) {
-    if (!INSERT_HEADERS.includes(h)) {
+    if (!(INSERT_HEADERS as readonly string[]).includes(h)) {
       cx.warn(r, `insert_headers.${h}`, `not a header nslb inserts (${INSERT_HEADERS.join(', ')}); dropped`);
       continue;
     }

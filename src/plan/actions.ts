@@ -43,6 +43,8 @@ export type Action =
       gateways: string[];
       /** Member networks: routes to members beyond the network (`route replace`). */
       routes?: { destination: string; gateway: string }[];
+      /** Member networks: routes through the link that the spec does not have (no longer, or added by hand). */
+      removeRoutes?: { destination: string; gateway: string }[];
     }
   | {
       /**
@@ -122,6 +124,7 @@ export function formatAction(a: Action): string {
       if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
       for (const g of a.gateways) parts.push(`default via ${g}`);
       for (const r of a.routes ?? []) parts.push(`${r.destination} via ${r.gateway}`);
+      for (const r of a.removeRoutes ?? []) parts.push(`remove ${r.destination} via ${r.gateway}`);
       parts.push('up');
       return `link configure ${a.netns}/${a.iface}: ${parts.join(', ')}`;
     }

@@ -1,6 +1,7 @@
 // TLS in haproxy.cfg: versions, ciphers and ALPN (the same keywords on a bind line and on a server line), the
 // client-certificate headers and HSTS of a TERMINATED_HTTPS listener, and re-encryption towards members.
-import type { DesiredPool, DesiredTlsPolicy, SslClientHeader } from '../desired/model.js';
+import type { SslClientHeader } from '../api/v1alpha1/types.js';
+import type { DesiredPool, DesiredTlsPolicy } from '../desired/model.js';
 import { certificatePath, CIPHER_LIST, FIELD_NAME, int, lookup, matching, UnsafeConfigValueError, type HaproxyPaths, type Mode } from './haproxy-words.js';
 
 export const CLIENT_VERIFY: Record<'OPTIONAL' | 'MANDATORY', string> = { OPTIONAL: 'optional', MANDATORY: 'required' };

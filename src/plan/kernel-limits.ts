@@ -7,6 +7,7 @@
 // headroom, what a raise sets), so that a growing node is raised rarely, in steps, never lowered.
 import { inPrefix, parseIp } from '../desired/addresses.js';
 import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
+import { hasKernelListeners } from './kernel-model.js';
 
 /** Neighbour entries one load balancer's namespace may hold for clients on its VIP segment. */
 export const CLIENT_NEIGHBOURS_PER_LB = 8;
@@ -18,6 +19,11 @@ export const FILES_PER_LB = 64;
 export const NODE_NAMESPACES = 1024;
 /** inotify watches left to the rest of the node: the kernel's old default for max_user_watches. */
 export const NODE_INOTIFY_WATCHES = 8192;
+/**
+ * conntrack entries one load balancer's namespace may hold for its UDP and SCTP flows (one per flow, for the
+ * listener's idle timeout): a DNS or syslog service with tens of thousands of clients, each from its own port.
+ */
+export const FLOWS_PER_KERNEL_LB = 65_536;
 /** HAProxy 2.6 starts one thread per CPU it may run on, at most 64 (its MAX_THREADS), when nbthread is not set. */
 const HAPROXY_MAX_THREADS = 64;
 /** What a raise sets, as a multiple of what is required (headroom for growth until the next check). */
@@ -36,6 +42,8 @@ export interface NodeLoad {
   neighbours: Record<Family, number>;
   /** Files and directories the file source watches (one inotify watch each); absent in Kubernetes mode. */
   watchedPaths?: number;
+  /** Of them, how many have UDP or SCTP listeners (forwarded by the kernel, one conntrack entry per flow). */
+  kernelForwarding?: number;
 }
 
 /** What the kernel says now. A value that cannot be read (another network namespace, an older kernel) is absent. */
@@ -82,6 +90,7 @@ export const SYSCTLS = [
   'user.max_mnt_namespaces',
   'fs.file-max',
   'fs.inotify.max_user_watches',
+  'net.netfilter.nf_conntrack_max',
 ] as const;
 export type Sysctl = (typeof SYSCTLS)[number];
 
@@ -93,9 +102,19 @@ export type LimitName = Sysctl | typeof CGROUP_PIDS;
  * What a limit too low breaks. `neighbours-*`: the node refuses new neighbour entries of that family, so a load
  * balancer of that family may be unreachable for new clients and cannot resolve its members (never ONLINE then).
  * `neighbour-gc-*`: entries idle for 5 s are dropped and resolved again (churn, not refusal). The others make
- * creating load balancers (netns, HAProxy) or watching manifests fail.
+ * creating load balancers (netns, HAProxy) or watching manifests fail. `conntrack`: a load balancer with more UDP or
+ * SCTP flows than it allows drops new ones ("nf_conntrack: table full, dropping packet").
  */
-export type Impact = 'neighbours-ipv4' | 'neighbours-ipv6' | 'neighbour-gc-ipv4' | 'neighbour-gc-ipv6' | 'processes' | 'namespaces' | 'files' | 'watches';
+export type Impact =
+  | 'neighbours-ipv4'
+  | 'neighbours-ipv6'
+  | 'neighbour-gc-ipv4'
+  | 'neighbour-gc-ipv6'
+  | 'processes'
+  | 'namespaces'
+  | 'files'
+  | 'watches'
+  | 'conntrack';
 
 export interface LimitCheck {
   name: LimitName;
@@ -154,12 +173,15 @@ export function neighboursOf(lb: DesiredLoadBalancer): Record<Family, number> {
 
 export function nodeLoadOf(lbs: Iterable<DesiredLoadBalancer>, running: number, watchedPaths?: number): NodeLoad {
   const load: NodeLoad = { loadBalancers: 0, running, neighbours: { ipv4: 0, ipv6: 0 } };
+  let kernelForwarding = 0;
   for (const lb of lbs) {
     load.loadBalancers++;
     const n = neighboursOf(lb);
     load.neighbours.ipv4 += n.ipv4;
     load.neighbours.ipv6 += n.ipv6;
+    if (hasKernelListeners(lb)) kernelForwarding++;
   }
+  if (kernelForwarding > 0) load.kernelForwarding = kernelForwarding;
   if (watchedPaths !== undefined) load.watchedPaths = watchedPaths;
   return load;
 }
@@ -276,6 +298,19 @@ export function planKernelLimits(load: NodeLoad, readings: KernelReadings): Limi
       impact: 'watches',
       settable: true,
       why: `one watch per file and directory under --watch (${load.watchedPaths}) + ${NODE_INOTIFY_WATCHES} for the rest of the node`,
+    });
+  }
+  if (load.kernelForwarding !== undefined && load.kernelForwarding > 0) {
+    // Each namespace's own entries are counted against it (the kernel keeps a count per namespace), so the need
+    // is one load balancer's flows however many there are. Only the host's namespace may write it.
+    checks.push({
+      name: 'net.netfilter.nf_conntrack_max',
+      ...current('net.netfilter.nf_conntrack_max'),
+      required: FLOWS_PER_KERNEL_LB,
+      target: withHeadroom(FLOWS_PER_KERNEL_LB),
+      impact: 'conntrack',
+      settable: true,
+      why: `${FLOWS_PER_KERNEL_LB} UDP/SCTP flows in each namespace of the ${load.kernelForwarding} load balancers with UDP or SCTP listeners (the limit counts per namespace)`,
     });
   }
   return checks;

@@ -24,7 +24,7 @@ import {
 } from './nft-ruleset.js';
 import { planNftTransaction } from './nft-transaction.js';
 import { memberHealthFromStats, type CheckCommands } from './udp-health-checks.js';
-import type { ObservedNft } from './observed.js';
+import type { Forwarding, ObservedNft } from './observed.js';
 
 export const isKernelListener = (l: Pick<DesiredListener, 'protocol'>): boolean => l.protocol === 'UDP' || l.protocol === 'SCTP';
 export const isKernelPool = (p: Pick<DesiredPool, 'protocol'>): boolean => p.protocol === 'UDP' || p.protocol === 'SCTP';
@@ -137,23 +137,29 @@ export function flowsToMove(observed: NftState | undefined, model: NftLoadBalanc
   return [...out.values()];
 }
 
-/** The nft action for a desired load balancer, or undefined when the namespace's table is already right. */
-export function planNft(netns: string, lb: DesiredLoadBalancer, observed: ObservedNft | undefined): Action | undefined {
+/**
+ * The nft action for a desired load balancer, or undefined when the namespace's table is already right and
+ * forwarding is on in it (`forwarding`: as the netns read saw it; the action turns it on before its transaction).
+ */
+export function planNft(netns: string, lb: DesiredLoadBalancer, observed: ObservedNft | undefined, forwarding?: Forwarding): Action | undefined {
   const model = nftModelOf(lb, observed?.health);
   // Not looked at: nothing is known, so nothing is planned (the target said it had no kernel listener).
   if (observed === undefined) return undefined;
   const desired = model === undefined ? undefined : renderNftState(model);
   const lines = planNftTransaction(observed.table, desired);
   const forget = flowsToMove(observed.table, model);
-  if (lines.length === 0 && forget.length === 0) return undefined;
-  return {
-    kind: 'nft.apply',
-    netns,
-    lines,
-    forget,
-    deletesTable: desired === undefined,
-    reason: observed.table === undefined ? 'new' : desired === undefined ? 'no UDP or SCTP listener left' : 'changed',
-  };
+  // Turned off by hand: DNATed flows would die in the namespace, so it is drift like a changed table.
+  const forwardingOff = desired !== undefined && (forwarding?.[4] === false || forwarding?.[6] === false);
+  if (lines.length === 0 && forget.length === 0 && !forwardingOff) return undefined;
+  const reason =
+    observed.table === undefined
+      ? 'new'
+      : desired === undefined
+        ? 'no UDP or SCTP listener left'
+        : lines.length === 0 && forget.length === 0
+          ? 'forwarding was off in the namespace'
+          : 'changed';
+  return { kind: 'nft.apply', netns, lines, forget, deletesTable: desired === undefined, reason };
 }
 
 /** `inet nslb`, as `nslb plan` names the table. */

@@ -1,9 +1,10 @@
 // Pure: the member-network ports of a load balancer (DESIGN §8) against what is on the node, as the VIP port
-// is planned in plan.ts: an internal OVS port per network, moved into the netns and given its address (and
-// routes); a port of a network no longer in the spec is deleted, and so is every one when the load balancer goes.
+// is planned in plan.ts: an internal OVS port per network, moved into the netns and given its address and
+// routes (both observed: one deleted by hand comes back within a resync); a port of a network no longer in the
+// spec is deleted, and so is every one when the load balancer goes.
 import type { DesiredLoadBalancer, DesiredMemberNetwork } from '../desired/model.js';
 import type { Action } from './actions.js';
-import type { ObservedLoadBalancer, ObservedMemberPort } from './observed.js';
+import type { ObservedLoadBalancer, ObservedMemberPort, ObservedRoute as Route } from './observed.js';
 
 export function planMemberNetworks(d: DesiredLoadBalancer, o: ObservedLoadBalancer, netnsMissing: boolean): Action[] {
   const actions: Action[] = [];
@@ -53,12 +54,17 @@ function planOne(d: DesiredLoadBalancer, n: DesiredMemberNetwork, o: ObservedLoa
   const cidr = `${n.address}/${n.prefixLength}`;
   const configured = needMove ? undefined : link;
   const extra = (configured?.addresses ?? []).filter((a) => a !== cidr);
+  // Its routes, as observed like its addresses: one deleted by hand comes back, one the spec lost goes.
+  const routes = configured?.routes ?? [];
+  const extraRoutes = routes.filter((r) => !n.routes.some((w) => sameRoute(r, w)));
   const right =
     configured?.up === true &&
     configured.mac === n.mac &&
     (n.mtu === undefined || configured.mtu === n.mtu) &&
     configured.addresses.includes(cidr) &&
-    extra.length === 0;
+    extra.length === 0 &&
+    n.routes.every((w) => routes.some((r) => sameRoute(r, w))) &&
+    extraRoutes.length === 0;
   if (!right) {
     actions.push({
       kind: 'link.configure',
@@ -70,7 +76,10 @@ function planOne(d: DesiredLoadBalancer, n: DesiredMemberNetwork, o: ObservedLoa
       removeAddresses: extra,
       gateways: [],
       ...(n.routes.length === 0 ? {} : { routes: n.routes }),
+      ...(extraRoutes.length === 0 ? {} : { removeRoutes: extraRoutes }),
     });
   }
   return actions;
 }
+
+const sameRoute = (a: Route, b: Route): boolean => a.destination === b.destination && a.gateway === b.gateway;

@@ -23,6 +23,14 @@ export interface ObservedLink {
   mtu: number;
   /** `address/prefix`, global scope only. */
   addresses: string[];
+  /** Main-table routes through a gateway on this link, default routes aside (member networks' routes). */
+  routes?: ObservedRoute[];
+}
+
+export interface ObservedRoute {
+  /** Canonical CIDR (`10.31.0.5/32`, not ip's `10.31.0.5`). */
+  destination: string;
+  gateway: string;
 }
 
 export interface ObservedNetns {
@@ -34,6 +42,13 @@ export interface ObservedNetns {
   defaultGateways?: DefaultGateways;
   /** Every other link in it but lo (member-network ports, or anything put there by hand). */
   otherLinks?: ObservedLink[];
+  /** The namespace's own net.ipv4.ip_forward and net.ipv6.conf.all.forwarding (`ip netconf`), where reported. */
+  forwarding?: Forwarding;
+}
+
+export interface Forwarding {
+  4?: boolean;
+  6?: boolean;
 }
 
 export interface DefaultGateways {

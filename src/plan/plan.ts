@@ -31,7 +31,7 @@ export function planLoadBalancer(input: PlanInput): Action[] {
   actions.splice(haproxyAt === -1 ? actions.length : haproxyAt, 0, ...networks);
   if (d.ha !== undefined) actions.push(...planKeepalived(input.netns, input.keepalivedConfig ?? '', o));
   // The kernel's part last: HAProxy runs by then, and its checks decide which members get flows.
-  const nft = planNft(d.names.netns, d, o.nft);
+  const nft = planNft(d.names.netns, d, o.nft, o.netns?.forwarding);
   if (nft !== undefined) actions.push(nft);
   return actions;
 }

@@ -11,6 +11,7 @@
 // Servers are named after members, so status (ONLINE/ERROR/OFFLINE/DRAINING/NO_MONITOR) comes out of the
 // same aggregation as for TCP pools; they point at monitorAddress/monitorPort when given, because an
 // external check is handed the server's own address (the traffic goes through nft, not through it).
+import type { DesiredHealthMonitor, DesiredMember } from '../desired/model.js';
 import { expandExpectedCodes } from './haproxy-backend.js';
 import type { StatRow } from './haproxy-stats.js';
 import { assertSafeToken, backendName, UnsafeConfigValueError } from './haproxy-words.js';
@@ -18,30 +19,11 @@ import type { MemberHealth } from './nft-ruleset.js';
 
 export type UdpMonitorType = 'UDP-CONNECT' | 'SCTP' | 'PING' | 'TCP' | 'HTTP';
 
-export interface UdpHealthMonitor {
-  type: UdpMonitorType;
-  delay: number;
-  timeout: number;
-  maxRetries: number;
-  maxRetriesDown: number;
-  httpMethod: string;
-  urlPath: string;
-  expectedCodes: string;
-  httpVersion?: '1.0' | '1.1';
-  domainName?: string;
-  adminStateUp: boolean;
-}
+/** A pool's monitor as the desired model has it, of a type a kernel pool may have (its name is not rendered). */
+export type UdpHealthMonitor = Omit<DesiredHealthMonitor, 'name' | 'type'> & { type: UdpMonitorType };
 
-export interface CheckedMember {
-  name: string;
-  address: string;
-  port: number;
-  weight: number;
-  backup: boolean;
-  adminStateUp: boolean;
-  monitorAddress?: string;
-  monitorPort?: number;
-}
+/** A member as the check-only backend needs it (the network it is reached through changes nothing here). */
+export type CheckedMember = Omit<DesiredMember, 'network'>;
 
 export interface CheckedPool {
   name: string;

@@ -1,12 +1,13 @@
 // Issue 21 acceptance 3, through the agent (file-watch mode): members on a second segment, reached through a
 // member network (an extra OVS port of the load balancer, on another bridge). The port deleted by hand comes back
-// within a resync; removing the network from the spec removes its port; SIGKILL at every crash point while a
+// within a resync; removing the network from the spec removes its port; a route of the network deleted by hand,
+// and forwarding turned off by hand in the namespace (UDP), come back within a resync; SIGKILL at every crash point while a
 // load balancer with a member network and a UDP listener is created and deleted leaves no orphan port, no
 // duplicate, and the node converges.
 //
 // Run under the data-plane lock: flock -o /tmp/nslb-dataplane.lock npx vitest run test/e2e/member-network.test.ts
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memberNetworkIface } from '../../src/desired/names.js';
 import { Agent } from './agent.js';
@@ -19,10 +20,14 @@ const env = ParityEnv.create(24);
 /** The member segment: another /24 (10.225.x), on a bridge of its own. */
 const backSubnet = `10.225.${randomBytes(1).readUInt8(0)}`;
 const backBridge = `${env.run.prefix}mn`;
+/** Behind a route of the member network: an address of m3's own (on its lo), m3 the gateway. */
+const farSubnet = `10.226.${backSubnet.split('.')[2]}`;
+const farIp = `${farSubnet}.11`;
 let client: Host;
 let m3: Host;
 let m4: Host;
 let udp: UdpServer | undefined;
+let farUdp: UdpServer | undefined;
 
 const backIp = (octet: number) => `${backSubnet}.${octet}`;
 const portOf = (lb: string, index = 0) => memberNetworkIface(env.namespace, lb, index);
@@ -61,10 +66,13 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
     await env.server(m3, { port: 8080, name: 'member m3' });
     await env.server(m4, { port: 8080, name: 'member m4' });
     udp = await startUdpEcho(m3, 5353, 'm3');
+    await runCommand(['ip', '-n', m3.netns, 'addr', 'add', `${farIp}/32`, 'dev', 'lo']);
+    farUdp = await startUdpEcho(m3, 5354, 'far', farIp);
   }, 60_000);
 
   afterAll(async () => {
     await udp?.stop().catch(() => undefined);
+    await farUdp?.stop().catch(() => undefined);
     await env.cleanup();
     await deleteHost(env.run.name('m3')).catch(() => undefined);
     await deleteHost(env.run.name('m4')).catch(() => undefined);
@@ -107,6 +115,65 @@ describe('member networks through the agent (issue 21 acceptance 3)', () => {
     await env.removeWatched('two.yaml');
     await waitFor(async () => !(await listNetns()).includes(env.netnsOf('two')), { timeoutMs: 20_000, message: 'two removed' });
   });
+
+  it('a route of the member network deleted by hand, and forwarding turned off by hand, are repaired within a resync', async () => {
+    const name = 'rt';
+    const netns = env.netnsOf(name);
+    const route = `${farSubnet}.0/24`;
+    await env.apply('rt.yaml', [
+      loadBalancer(name, {
+        vip: { address: env.vip(3), prefixLength: 24 },
+        memberNetworks: [{ name: 'back', bridge: backBridge, address: backIp(4), prefixLength: 24, routes: [{ destination: route, gateway: m3.address }] }],
+      }),
+      listener(`${name}-dns`, { loadBalancer: name, protocol: 'UDP', port: 53, defaultPool: `${name}-dns` }),
+      pool(`${name}-dns`, { loadBalancer: name, protocol: 'UDP', lbAlgorithm: 'ROUND_ROBIN' }),
+      // Placed on "back" by the network's route, not its prefix.
+      member(`${name}-far`, { pool: `${name}-dns`, address: farIp, port: 5354 }),
+    ]);
+    const answered = async () => (await udpAsk(client, env.vip(3), 53, 2, { timeoutMs: 500 })).every((a) => a.name === 'far');
+    await waitFor(answered, { timeoutMs: 30_000, intervalMs: 500, message: 'the member behind the route answers' });
+    const routes = async () => (await runCommand(['ip', '-n', netns, 'route', 'show', route])).stdout;
+    expect(await routes()).toContain(`via ${m3.address}`);
+    // A UDP listener on the node: the kernel-limits check looks at nf_conntrack_max too (the kernel's own value, if it suffices).
+    const hostMax = Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
+    const conntrack = await waitFor(async () => (await env.status())?.node?.kernelLimits?.limits.find((l) => l.name === 'net.netfilter.nf_conntrack_max'), {
+      timeoutMs: 15_000,
+      message: 'nf_conntrack_max in the status file',
+    });
+    expect(conntrack).toMatchObject({ current: hostMax, required: 65_536, verdict: hostMax >= 65_536 ? 'ok' : expect.any(String) });
+    const ipForward = async () => (await runCommand(['ip', 'netns', 'exec', netns, 'sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim();
+
+    // Each hand edit cuts the member off (checked right away, before a resync can have repaired it), and the
+    // agent's repair is in its log: the edit was seen, not merely outlived.
+    for (const edit of [
+      {
+        what: 'route deleted',
+        argv: ['ip', '-n', netns, 'route', 'del', route],
+        repaired: async () => (await routes()).includes(`via ${m3.address}`),
+        log: `${route} via ${m3.address}`,
+      },
+      {
+        what: 'ip_forward off',
+        argv: ['ip', 'netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0'],
+        repaired: async () => (await ipForward()) === '1',
+        log: 'forwarding was off',
+      },
+    ]) {
+      // Two resyncs with nothing to do first: the agent's read of the netns is then cached, and only an event from
+      // `ip monitor` (not a dirty mark left by an earlier repair) can make it look again.
+      await sleep(7_000);
+      const logged = env.agent!.logs.length;
+      await runCommand(edit.argv);
+      const cut = (await udpAsk(client, env.vip(3), 53, 1, { timeoutMs: 300 }))[0];
+      expect(cut?.name === undefined || !(await edit.repaired()), `${edit.what}: the member still answered (${JSON.stringify(cut)})`).toBe(true);
+      await waitFor(edit.repaired, { timeoutMs: 20_000, intervalMs: 300, message: `${edit.what}: repaired` });
+      await waitFor(answered, { timeoutMs: 10_000, intervalMs: 300, message: `${edit.what}: the member answers again` });
+      const repairs = env.agent!.logs.slice(logged).filter((l) => l.includes('"applying"') && l.includes(edit.log));
+      expect(repairs.length, `${edit.what}: the agent's repair is in its log`).toBeGreaterThanOrEqual(1);
+    }
+    await env.removeWatched('rt.yaml');
+    await waitFor(async () => !(await listNetns()).includes(netns), { timeoutMs: 20_000, message: 'rt removed' });
+  }, 120_000);
 
   it('SIGKILL at every crash point of creating and deleting a two-arm UDP load balancer leaves no orphan and no duplicate', async () => {
     await env.agent!.stop();

@@ -4,26 +4,17 @@
 // brings it back, and ROUND_ROBIN / SOURCE_IP_PORT behave as for UDP.
 //
 // Run under the data-plane lock: flock -o /tmp/nslb-dataplane.lock npx vitest run test/e2e/sctp-agent.test.ts
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, runCommand, waitFor, type Host } from './harness.js';
+import { waitFor, type Host } from './harness.js';
 import { healthMonitor, listener, loadBalancer, member, ParityEnv, pool, type ApiDoc } from './parity-env.js';
+import { SctpMembers, sctpAsk, type SctpAnswer } from './sctp-tools.js';
 
-const SCTP_RAW = join(REPO_ROOT, 'test', 'e2e', 'sctp-raw.py');
 const PORT = 2905;
 const env = ParityEnv.create(26);
 let m1: Host;
 let m2: Host;
 let client: Host;
-const servers = new Map<string, ChildProcess>();
-
-interface Answer {
-  sport: number;
-  name?: string;
-  seenFrom?: string;
-  error?: string;
-}
+const members = new SctpMembers(PORT);
 
 function docs(lbAlgorithm = 'ROUND_ROBIN'): ApiDoc[] {
   return [
@@ -36,52 +27,10 @@ function docs(lbAlgorithm = 'ROUND_ROBIN'): ApiDoc[] {
   ];
 }
 
-async function startMember(name: string, host: Host): Promise<void> {
-  const child = spawn('ip', ['netns', 'exec', host.netns, 'python3', SCTP_RAW, 'serve', '--name', name, '--port', String(PORT)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  servers.set(name, child);
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`sctp member ${name} exited ${code}`)));
-  });
-}
-
-async function stopMember(name: string): Promise<void> {
-  const child = servers.get(name);
-  servers.delete(name);
-  if (child === undefined || child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
-
-async function ask(sports: number[]): Promise<Answer[]> {
-  const answers: Answer[] = [];
-  for (const sport of sports) {
-    const { stdout } = await runCommand([
-      'ip',
-      'netns',
-      'exec',
-      client.netns,
-      'python3',
-      SCTP_RAW,
-      'ask',
-      '--to',
-      env.vip(1),
-      '--port',
-      String(PORT),
-      '--sport',
-      String(sport),
-    ]);
-    answers.push(JSON.parse(stdout) as Answer);
-  }
-  return answers;
-}
+const ask = (sports: number[]): Promise<SctpAnswer[]> => sctpAsk(client, env.vip(1), PORT, sports);
 
 const ports = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
-const names = (a: Answer[]) => a.map((x) => x.name ?? `error:${x.error}`);
+const names = (a: SctpAnswer[]) => a.map((x) => x.name ?? `error:${x.error}`);
 
 describe('SCTP listeners through the agent (issue 21 acceptance 2)', () => {
   beforeAll(async () => {
@@ -89,14 +38,14 @@ describe('SCTP listeners through the agent (issue 21 acceptance 2)', () => {
     m1 = await env.host('m1', 11);
     m2 = await env.host('m2', 12);
     client = await env.host('c', 100);
-    await startMember('m1', m1);
-    await startMember('m2', m2);
+    await members.start('m1', m1);
+    await members.start('m2', m2);
     await env.apply('sig.yaml', docs());
     await env.waitForOperating({ 'LoadBalancer/sig': 'ONLINE', 'Listener/m3ua': 'ONLINE', 'Member/m1': 'ONLINE', 'Member/m2': 'ONLINE' }, 30_000);
   }, 60_000);
 
   afterAll(async () => {
-    for (const name of [...servers.keys()]) await stopMember(name).catch(() => undefined);
+    await members.stopAll();
     await env.cleanup();
   });
 
@@ -125,14 +74,14 @@ describe('SCTP listeners through the agent (issue 21 acceptance 2)', () => {
 
   it('a silent member is taken out by the SCTP monitor (ERROR) and comes back (ONLINE)', async () => {
     await env.apply('sig.yaml', docs());
-    await stopMember('m2');
+    await members.stop('m2');
     await env.waitForOperating({ 'Member/m2': 'ERROR', 'Pool/stp': 'DEGRADED' }, 20_000);
     await waitFor(async () => names(await ask(ports(48000 + Math.floor(Math.random() * 1000), 4))).every((n) => n === 'm1'), {
       timeoutMs: 10_000,
       intervalMs: 300,
       message: 'm2 out of the map',
     });
-    await startMember('m2', m2);
+    await members.start('m2', m2);
     await env.waitForOperating({ 'Member/m2': 'ONLINE' }, 20_000);
     await waitFor(async () => new Set(names(await ask(ports(50000 + Math.floor(Math.random() * 1000), 4)))).size === 2, {
       timeoutMs: 10_000,

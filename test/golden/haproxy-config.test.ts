@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SSL_CLIENT_HEADERS } from '../../src/api/v1alpha1/types.js';
 import type { DesiredCertificate, DesiredLoadBalancer } from '../../src/desired/model.js';
 import { expandExpectedCodes } from '../../src/plan/haproxy-backend.js';
 import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
@@ -297,16 +298,7 @@ const cases: Record<string, DesiredLoadBalancer> = {
           forwardedFor: true,
           forwardedPort: false,
           forwardedProto: true,
-          sslClient: [
-            'X-SSL-Client-Verify',
-            'X-SSL-Client-Has-Cert',
-            'X-SSL-Client-DN',
-            'X-SSL-Client-CN',
-            'X-SSL-Issuer',
-            'X-SSL-Client-SHA1',
-            'X-SSL-Client-Not-Before',
-            'X-SSL-Client-Not-After',
-          ],
+          sslClient: [...SSL_CLIENT_HEADERS],
         },
         tls: {
           certificate: CERT_WWW,

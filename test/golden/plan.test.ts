@@ -4,44 +4,19 @@ import { describe, expect, it } from 'vitest';
 import type { DesiredLoadBalancer } from '../../src/desired/model.js';
 import { formatAction } from '../../src/plan/actions.js';
 import { planLoadBalancer } from '../../src/plan/plan.js';
+import { listener, loadBalancer } from '../support/desired-lb.js';
 import { FakeNode } from '../support/fake-node.js';
 
-const netns = 'nslb-0123456789ab';
-const iface = 'nslb0123456789a';
+// The names desired-lb.ts gives its load balancer.
+const { netns, iface } = loadBalancer().names;
 
-function desired(overrides: Partial<DesiredLoadBalancer> = {}): DesiredLoadBalancer {
-  return {
-    key: 'default/web',
-    namespace: 'default',
-    name: 'web',
-    names: { netns, iface },
-    bridge: 'br-int',
-    vip: { address: '10.201.0.10', family: 4, prefixLength: 24, gateway: '10.201.0.1', mac: 'fa:16:3e:01:02:03' },
-    adminStateUp: true,
-    listeners: [],
-    pools: [],
-    ...overrides,
-  };
-}
+const desired = loadBalancer;
 
 /** A TERMINATED_HTTPS listener with a default and an SNI certificate. */
 function withTls(): DesiredLoadBalancer {
   const cert = (n: string) => ({ fileName: `${n.repeat(16)}.pem`, pem: `-----BEGIN CERTIFICATE-----\n${n}\n` });
   return desired({
-    listeners: [
-      {
-        name: 'https',
-        protocol: 'TERMINATED_HTTPS',
-        port: 443,
-        connectionLimit: -1,
-        timeouts: { clientData: 50000, memberConnect: 5000, memberData: 50000, tcpInspect: 0 },
-        adminStateUp: true,
-        insertHeaders: { forwardedFor: false, forwardedPort: false, forwardedProto: false },
-        allowedCidrs: [],
-        l7Policies: [],
-        tls: { certificate: cert('a'), sniCertificates: [cert('b')] },
-      },
-    ],
+    listeners: [listener('https', { protocol: 'TERMINATED_HTTPS', port: 443, tls: { certificate: cert('a'), sniCertificates: [cert('b')] } })],
   });
 }
 

@@ -99,7 +99,7 @@ describe('observeNetnsMany', () => {
     { netns: 'nslb-82b3ade9d00d', iface: 'nslb82b3ade9d00' },
   ];
 
-  it('reads every netns from one ip -batch and gives each its own two lines', async () => {
+  it('reads every netns from one ip -batch and gives each its own three lines', async () => {
     const script = join(mkdtempSync(join(tmpdir(), 'nslb-observe-')), 'observe.batch');
     const calls: { argv: readonly string[]; input?: string }[] = [];
     const run: Runner = async (argv, options) => {
@@ -113,15 +113,15 @@ describe('observeNetnsMany', () => {
         input: `netns exec nslb-82b3ade9d00c ip -j -batch ${script}\nnetns exec nslb-82b3ade9d00d ip -j -batch ${script}\n`,
       },
     ]);
-    expect(readFileSync(script, 'utf8')).toBe('addr show\nroute show table all default\n');
+    expect(readFileSync(script, 'utf8')).toBe('addr show\nroute show table all type unicast\nnetconf show\n');
     expect(first).toEqual(parseObserveNetns(targets[0]!.netns, targets[0]!.iface, fixture('ip/observe-v4.json')));
     expect(second).toEqual(parseObserveNetns(targets[1]!.netns, targets[1]!.iface, fixture('ip/observe-dual.json')));
   });
 
-  it('refuses output that does not add up to two lines per netns (the caller reads them one by one)', async () => {
+  it('refuses output that does not add up to three lines per netns (the caller reads them one by one)', async () => {
     const script = join(mkdtempSync(join(tmpdir(), 'nslb-observe-')), 'observe.batch');
     const run: Runner = async () => ({ stdout: fixture('ip/observe-v4.json'), stderr: '' });
-    await expect(observeNetnsMany(run, targets, script)).rejects.toThrow(/printed 2 lines, not 4/);
+    await expect(observeNetnsMany(run, targets, script)).rejects.toThrow(/printed 3 lines, not 6/);
   });
 });
 

@@ -16,11 +16,27 @@ describe('ip -batch observation', () => {
   it('reads addresses and default routes of both families from one process (other tables ignored)', () => {
     const { argv, input } = argvObserveNetns('nslb-82b3ade9d00c');
     expect(argv).toEqual(['ip', '-n', 'nslb-82b3ade9d00c', '-j', '-batch', '-']);
-    expect(input).toBe('addr show\nroute show table all default\n');
+    expect(input).toBe('addr show\nroute show table all type unicast\nnetconf show\n');
     const o = parseObserveNetns('nslb-82b3ade9d00c', 'nslb82b3ade9d00', fixture('ip/observe-dual.json'));
     expect(o.link?.addresses).toEqual(['10.210.0.10/24', '10.211.0.10/24', 'fd00:210::10/64']);
     // The fixture also has a default route via 10.211.0.1 in table 100: not the namespace's default route.
     expect(o.defaultGateways).toEqual({ 4: '10.210.0.1', 6: 'fd00:210::1' });
+  });
+
+  it('reads the routes of other links (member networks) and the forwarding switches; other tables and the VIP link aside', () => {
+    const o = parseObserveNetns('nslb-82b3ade9d00c', 'nslb82b3ade9d00', fixture('ip/observe-member-network.json'));
+    expect(o.defaultGateways).toEqual({ 4: '10.210.0.1' });
+    expect(o.link?.routes).toBeUndefined();
+    const member = o.otherLinks?.find((l) => l.name === 'nslb82b3ade9d01');
+    // ip prints a host route without /32; the fixture also has 10.232.0.0/24 in table 100 on this link.
+    expect(member?.routes).toEqual([
+      { destination: '10.231.0.0/24', gateway: '10.230.0.1' },
+      { destination: '10.233.0.7/32', gateway: '10.230.0.1' },
+      { destination: 'fd00:231::/64', gateway: 'fd00:230::1' },
+    ]);
+    expect(o.otherLinks?.find((l) => l.name === 'peer1')?.routes).toBeUndefined();
+    expect(o.forwarding).toEqual({ 4: true, 6: false });
+    expect(parseObserveNetns('x', 'nslb82b3ade9d00', fixture('ip/observe-v4.json')).forwarding).toEqual({ 4: false, 6: false });
   });
 
   it('has no default gateways when there is no default route', () => {
@@ -51,6 +67,32 @@ describe('ip -batch observation', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('deletes the routes a member network lost before its addresses, then puts its routes in place', () => {
+    const batch = renderLinkBatch({
+      netns: 'n',
+      iface: 'm',
+      mac: 'fa:16:3e:00:00:02',
+      addresses: ['10.30.0.2/24'],
+      removeAddresses: ['10.29.0.2/24'],
+      gateways: [],
+      routes: [{ destination: '10.31.0.0/24', gateway: '10.30.0.1' }],
+      removeRoutes: [{ destination: '10.28.0.0/16', gateway: '10.29.0.1' }],
+    }).split('\n');
+    expect(batch.indexOf('route del 10.28.0.0/16 via 10.29.0.1 dev m')).toBeLessThan(batch.indexOf('address del 10.29.0.2/24 dev m'));
+    expect(batch.at(-2)).toBe('route replace 10.31.0.0/24 via 10.30.0.1 dev m');
+    expect(() =>
+      renderLinkBatch({
+        netns: 'n',
+        iface: 'm',
+        mac: 'fa:16:3e:00:00:02',
+        addresses: [],
+        removeAddresses: [],
+        gateways: [],
+        removeRoutes: [{ destination: '10.28.0.0/16 dev lo', gateway: '10.29.0.1' }],
+      }),
+    ).toThrow(/unsafe/);
   });
 
   it('gives an IPv4-only VIP port no IPv6 link-local address (no DAD, RS or MLD flooding the bridge)', () => {

@@ -9,6 +9,7 @@ import { KernelLimits } from '../../src/controller/kernel-limits.js';
 import { KernelDriver, parseLoadavgTasks, parseNeighbourStats, readCgroupPids, readKernel, type KernelPaths } from '../../src/drivers/kernel/limits.js';
 import {
   CLIENT_NEIGHBOURS_PER_LB,
+  FLOWS_PER_KERNEL_LB,
   NODE_NEIGHBOURS,
   neighboursOf,
   nodeLoadOf,
@@ -18,7 +19,7 @@ import {
   type KernelReadings,
   type LimitCheck,
 } from '../../src/plan/kernel-limits.js';
-import { loadBalancer, member, pool } from '../support/desired-lb.js';
+import { listener, loadBalancer, member, pool } from '../support/desired-lb.js';
 
 const none = { ipv4: false, ipv6: false };
 const byName = (checks: LimitCheck[], name: string): LimitCheck => {
@@ -143,6 +144,32 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
     // A flood cannot push it past 8 × the computed need.
     expect(verdictOf(at(need * 8), true)).toBe('ok');
     expect(at(need * 5).target).toBeLessThanOrEqual(Math.ceil((need * 8) / 1024) * 1024);
+  });
+
+  it("checks nf_conntrack_max only with UDP or SCTP listeners: one namespace's flows, however many there are", () => {
+    const readings = (max?: number): KernelReadings => ({
+      sysctls: max === undefined ? {} : { 'net.netfilter.nf_conntrack_max': max },
+      overflowed: none,
+      cpus: 2,
+    });
+    const conntrack = (load: ReturnType<typeof nodeLoadOf>, max?: number) =>
+      planKernelLimits(load, readings(max)).find((c) => c.name === 'net.netfilter.nf_conntrack_max');
+    // HTTP only: the kernel forwards nothing, conntrack is none of nslb's business.
+    expect(nodeLoadOf(lbs(3), 0).kernelForwarding).toBeUndefined();
+    expect(conntrack(nodeLoadOf(lbs(3), 0), 1024)).toBeUndefined();
+    const withUdp = (n: number) => lbs(n).map((lb, i) => (i % 2 === 0 ? { ...lb, listeners: [listener('dns', { protocol: 'UDP', port: 53 })] } : lb));
+    const sctp = { ...lbs(1)[0]!, listeners: [listener('m3ua', { protocol: 'SCTP', port: 2905 })] };
+    expect(nodeLoadOf([...withUdp(10), sctp], 0).kernelForwarding).toBe(6);
+    const few = conntrack(nodeLoadOf(withUdp(2), 0), 32_768)!;
+    const many = conntrack(nodeLoadOf(withUdp(2000), 0), 32_768)!;
+    expect(few).toMatchObject({ required: FLOWS_PER_KERNEL_LB, target: 2 * FLOWS_PER_KERNEL_LB, impact: 'conntrack', settable: true, current: 32_768 });
+    expect(many.required).toBe(few.required);
+    expect(many.why).toMatch(/1000 load balancers with UDP or SCTP listeners/);
+    // Raised when lower (never lowered: a larger default, 262144 on the development node, is ok); unreadable: unknown.
+    expect(verdictOf(few, true)).toBe('raise');
+    expect(verdictOf(few, false)).toBe('insufficient');
+    expect(verdictOf(conntrack(nodeLoadOf(withUdp(2), 0), 262_144)!, true)).toBe('ok');
+    expect(verdictOf(conntrack(nodeLoadOf(withUdp(2), 0))!, true)).toBe('unknown');
   });
 
   it('an unreadable limit is unknown, never raised', () => {

@@ -102,6 +102,32 @@ describe('planNft', () => {
     expect(flowsToMove(applied, nftModelOf(drained, health([])))).toEqual([]);
   });
 
+  it('forwarding turned off in the namespace is drift: the action turns it on again, the table as it is', () => {
+    const applied = renderNftState(nftModelOf(udpLb(), health([]))!)!;
+    const observed = { table: applied, health: health([]) };
+    for (const forwarding of [
+      { 4: false, 6: true },
+      { 4: true, 6: false },
+    ]) {
+      const a = planNft(netns, udpLb(), observed, forwarding);
+      expect(a).toMatchObject({ kind: 'nft.apply', lines: [], forget: [], deletesTable: false });
+      expect(formatAction(a!)).toBe('nft nslb-0123456789ab inet nslb: no table change (forwarding was off in the namespace)');
+    }
+    expect(planNft(netns, udpLb(), observed, { 4: true, 6: true })).toBeUndefined();
+    // Not reported (IPv6 off in the namespace, or a netns not read): nothing is known to be wrong.
+    expect(planNft(netns, udpLb(), observed, { 4: true })).toBeUndefined();
+    // Nothing for the kernel to forward: forwarding is none of nslb's business there.
+    expect(planNft(netns, loadBalancer(), {}, { 4: false, 6: false })).toBeUndefined();
+    // Through planLoadBalancer: the netns read carries it.
+    const o: ObservedLoadBalancer = {
+      ifaceInHost: false,
+      stateDir: true,
+      nft: observed,
+      netns: { name: netns, loUp: true, forwarding: { 4: false, 6: true } },
+    };
+    expect(planLoadBalancer({ netns, iface: 'nslb0123456789a', desired: udpLb(), config: '', observed: o }).map((a) => a.kind)).toContain('nft.apply');
+  });
+
   it('the last UDP listener removed deletes the table', () => {
     const applied = renderNftState(nftModelOf(udpLb(), undefined)!)!;
     const a = planNft(netns, loadBalancer(), { table: applied });
@@ -147,9 +173,17 @@ describe('member networks', () => {
     ]);
   });
 
+  const port = { iface: net().iface, bridge: 'br-members', lb: 'default/web', mac: 'fa:16:3e:aa:bb:cc' };
+  const link = {
+    name: net().iface,
+    up: true,
+    mac: 'fa:16:3e:aa:bb:cc',
+    mtu: 1500,
+    addresses: ['10.30.0.2/24'],
+    routes: [{ destination: '10.31.0.0/24', gateway: '10.30.0.1' }],
+  };
+
   it('a port in place is left alone; one deleted by hand comes back; one no longer in the spec goes', () => {
-    const port = { iface: net().iface, bridge: 'br-members', lb: 'default/web', mac: 'fa:16:3e:aa:bb:cc' };
-    const link = { name: net().iface, up: true, mac: 'fa:16:3e:aa:bb:cc', mtu: 1500, addresses: ['10.30.0.2/24'] };
     const o: ObservedLoadBalancer = {
       ifaceInHost: false,
       stateDir: true,
@@ -166,8 +200,33 @@ describe('member networks', () => {
     expect(planMemberNetworks(lb([]), o, false).map(formatAction)).toEqual([`ovs del-port ${net().iface}`]);
   });
 
+  it('its routes are observed: one deleted by hand comes back, one the spec no longer has goes, nothing else is touched', () => {
+    const observed = (routes: { destination: string; gateway: string }[]): ObservedLoadBalancer => ({
+      ifaceInHost: false,
+      stateDir: true,
+      netns: { name: names.netns, loUp: true, otherLinks: [{ ...link, routes }] },
+      memberPorts: [{ port, inHost: false }],
+    });
+    const configure = `link configure ${names.netns}/${net().iface}: mac fa:16:3e:aa:bb:cc, addr 10.30.0.2/24`;
+    // Deleted by hand (`ip route del`): put back, and only that (no new port, no move).
+    expect(planMemberNetworks(lb([net()]), observed([]), false).map(formatAction)).toEqual([`${configure}, 10.31.0.0/24 via 10.30.0.1, up`]);
+    // The spec lost a route, or one was added by hand through the port: it goes.
+    const stray = { destination: '10.32.0.0/16', gateway: '10.30.0.1' };
+    expect(planMemberNetworks(lb([net({ routes: [] })]), observed(link.routes), false).map(formatAction)).toEqual([
+      `${configure}, remove 10.31.0.0/24 via 10.30.0.1, up`,
+    ]);
+    expect(planMemberNetworks(lb([net()]), observed([...link.routes, stray]), false)).toEqual([
+      expect.objectContaining({ kind: 'link.configure', routes: link.routes, removeRoutes: [stray] }),
+    ]);
+    // A gateway changed in the spec: the old route goes, the new one is put in its place.
+    const moved = net({ routes: [{ destination: '10.31.0.0/24', gateway: '10.30.0.9' }] });
+    expect(planMemberNetworks(lb([moved]), observed(link.routes), false).map(formatAction)).toEqual([
+      `${configure}, 10.31.0.0/24 via 10.30.0.9, remove 10.31.0.0/24 via 10.30.0.1, up`,
+    ]);
+    expect(planMemberNetworks(lb([net()]), observed(link.routes), false)).toEqual([]);
+  });
+
   it('deleting the load balancer deletes its member-network ports too', () => {
-    const port = { iface: net().iface, bridge: 'br-members', lb: 'default/web' };
     const actions = planLoadBalancer({
       netns: names.netns,
       iface: names.iface,

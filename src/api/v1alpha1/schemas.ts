@@ -29,7 +29,7 @@ import {
   stringEnum,
   tlsVersions,
 } from './schema-vocabulary.js';
-import { API_VERSION, KINDS, TOPOLOGIES, type Kind } from './types.js';
+import { API_VERSION, KINDS, LISTENER_PROTOCOLS, TOPOLOGIES, type Kind } from './types.js';
 
 /** spec.vrrp.advertIntervalMs when omitted (docs/ha.md has the measurements behind it). */
 export const DEFAULT_ADVERT_INTERVAL_MS = 200;
@@ -205,7 +205,7 @@ const listenerSpec = object(
   {
     loadBalancer: objectName('Name of the LoadBalancer in the same namespace'),
     protocol: stringEnum(
-      ['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS', 'UDP', 'SCTP', 'PROMETHEUS'],
+      LISTENER_PROTOCOLS,
       "Protocol clients speak to the VIP; UDP and SCTP are forwarded by the kernel; PROMETHEUS serves the load balancer's own metrics",
     ),
     port: integer(1, 65535, 'Port on the VIP'),

@@ -127,7 +127,9 @@ export interface LoadBalancerSpec {
   description?: string;
 }
 
-export type ListenerProtocol = 'TCP' | 'HTTP' | 'HTTPS' | 'TERMINATED_HTTPS' | 'UDP' | 'SCTP' | 'PROMETHEUS';
+/** Listener protocols, in the order the schema and messages list them. */
+export const LISTENER_PROTOCOLS = ['TCP', 'HTTP', 'HTTPS', 'TERMINATED_HTTPS', 'UDP', 'SCTP', 'PROMETHEUS'] as const;
+export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
 
 export interface ListenerTimeouts {
   clientData?: number;
@@ -150,6 +152,26 @@ export interface InsertHeaders {
   'X-SSL-Client-Not-Before'?: boolean;
   'X-SSL-Client-Not-After'?: boolean;
 }
+
+/** Client-certificate headers (Octavia's names), in the order they are rendered. */
+export const SSL_CLIENT_HEADERS = [
+  'X-SSL-Client-Verify',
+  'X-SSL-Client-Has-Cert',
+  'X-SSL-Client-DN',
+  'X-SSL-Client-CN',
+  'X-SSL-Issuer',
+  'X-SSL-Client-SHA1',
+  'X-SSL-Client-Not-Before',
+  'X-SSL-Client-Not-After',
+] as const;
+export type SslClientHeader = (typeof SSL_CLIENT_HEADERS)[number];
+/** Every key of InsertHeaders (Octavia's insert_headers). */
+export const INSERT_HEADERS = [
+  'X-Forwarded-For',
+  'X-Forwarded-Port',
+  'X-Forwarded-Proto',
+  ...SSL_CLIENT_HEADERS,
+] as const satisfies readonly (keyof InsertHeaders)[];
 
 export type TlsVersion = 'SSLv3' | 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 export type AlpnProtocol = 'h2' | 'http/1.1' | 'http/1.0';

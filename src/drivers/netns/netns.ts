@@ -3,8 +3,9 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { PartialBatchError } from '../../exec/batcher.js';
+import { canonicalCidr, canonicalIp } from '../../desired/addresses.js';
 import type { Runner } from '../../exec/run.js';
-import type { DefaultGateways, ObservedLink, ObservedNetns } from '../../plan/observed.js';
+import type { DefaultGateways, Forwarding, ObservedLink, ObservedNetns, ObservedRoute } from '../../plan/observed.js';
 
 export const NETNS_DIR = '/run/netns';
 
@@ -43,55 +44,84 @@ interface IpLink {
 interface IpRoute {
   dst: string;
   gateway?: string;
+  dev?: string;
   /** Absent for the main table. */
   table?: string;
+}
+/** A main-table route through a gateway. */
+type ViaRoute = IpRoute & { gateway: string };
+interface IpNetconf {
+  family: string;
+  interface: string;
+  forwarding?: boolean;
 }
 
 /**
  * What one read of a netns asks `ip -j -batch`: the links with their addresses of both families (`addr show`
- * without -4/-6 also gives each link's MAC, MTU and flags) and the default routes of both families: `ip -batch`
+ * without -4/-6 also gives each link's MAC, MTU and flags); the unicast routes of both families (`ip -batch`
  * takes no per-line -4/-6, and `route show` without a family lists IPv4 only, except with `table all`, which
- * lists every family (the main table's routes are the ones without a `table` field).
+ * lists every family; the main table's routes are the ones without a `table` field): the default routes of
+ * the VIP and the member networks' routes; and the namespace's forwarding switches (`netconf show`, whose
+ * changes `ip monitor netconf` reports, unlike other sysctls).
  */
-const OBSERVE_COMMANDS = 'addr show\nroute show table all default\n';
+const OBSERVE_COMMANDS = 'addr show\nroute show table all type unicast\nnetconf show\n';
+/** JSON lines one read prints: one per command. */
+const OBSERVE_LINES = 3;
 
 export function argvObserveNetns(netns: string): { argv: string[]; input: string } {
   return { argv: ['ip', '-n', netns, '-j', '-batch', '-'], input: OBSERVE_COMMANDS };
 }
 
 export function parseObserveNetns(netns: string, iface: string, stdout: string): ObservedNetns {
-  const [linksLine = '[]', routesLine = '[]'] = stdout.split('\n').filter((l) => l.trim() !== '');
+  const [linksLine = '[]', routesLine = '[]', netconfLine = '[]'] = stdout.split('\n').filter((l) => l.trim() !== '');
   const links = JSON.parse(linksLine) as IpLink[];
-  const routes = JSON.parse(routesLine) as IpRoute[];
+  const routes = (JSON.parse(routesLine) as IpRoute[]).filter((r): r is ViaRoute => r.table === undefined && r.gateway !== undefined);
   const lo = links.find((l) => l.ifname === 'lo');
   const vip = links.find((l) => l.ifname === iface);
   const result: ObservedNetns = { name: netns, loUp: lo?.flags.includes('UP') ?? false };
-  if (vip !== undefined) result.link = toObservedLink(vip);
-  const others = links.filter((l) => l.ifname !== 'lo' && l.ifname !== iface).map(toObservedLink);
+  if (vip !== undefined) result.link = toObservedLink(vip, []);
+  const others = links.filter((l) => l.ifname !== 'lo' && l.ifname !== iface).map((l) => toObservedLink(l, routes));
   if (others.length > 0) result.otherLinks = others;
   const gateways: DefaultGateways = {};
   for (const r of routes) {
-    if (r.dst !== 'default' || r.table !== undefined || r.gateway === undefined) continue;
+    if (r.dst !== 'default') continue;
     const family = r.gateway.includes(':') ? 6 : 4;
     gateways[family] ??= r.gateway;
   }
   if (gateways[4] !== undefined || gateways[6] !== undefined) result.defaultGateways = gateways;
+  const forwarding: Forwarding = {};
+  for (const c of JSON.parse(netconfLine) as IpNetconf[]) {
+    if (c.interface !== 'all' || c.forwarding === undefined) continue;
+    if (c.family === 'inet') forwarding[4] = c.forwarding;
+    if (c.family === 'inet6') forwarding[6] = c.forwarding;
+  }
+  if (forwarding[4] !== undefined || forwarding[6] !== undefined) result.forwarding = forwarding;
   return result;
 }
 
-function toObservedLink(l: IpLink): ObservedLink {
-  return {
+/** ip prints a host route without its prefix length. */
+function routeOf(r: ViaRoute): ObservedRoute {
+  const gateway = canonicalIp(r.gateway);
+  const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${gateway.includes(':') ? 128 : 32}`;
+  return { destination: canonicalCidr(dst) ?? r.dst, gateway };
+}
+
+function toObservedLink(l: IpLink, routes: readonly ViaRoute[]): ObservedLink {
+  const link: ObservedLink = {
     name: l.ifname,
     up: l.flags.includes('UP'),
     mac: l.address.toLowerCase(),
     mtu: l.mtu,
     addresses: (l.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`),
   };
+  const own = routes.filter((r) => r.dev === l.ifname && r.dst !== 'default').map(routeOf);
+  if (own.length > 0) link.routes = own;
+  return link;
 }
 
 /**
  * Reads many netns from one `ip -batch` (see execInNetnsBatch): each runs `ip -j -batch SCRIPT`, the same
- * two commands as observeNetns, and prints two JSON lines. `script` is where that script is kept. Throws if
+ * commands as observeNetns, and prints a JSON line each. `script` is where that script is kept. Throws if
  * any read fails or the output does not add up: the caller then reads them one by one.
  */
 export async function observeNetnsMany(run: Runner, targets: readonly { netns: string; iface: string }[], script: string): Promise<ObservedNetns[]> {
@@ -102,10 +132,10 @@ export async function observeNetnsMany(run: Runner, targets: readonly { netns: s
     targets.map((t) => ({ netns: t.netns, argv: ['ip', '-j', '-batch', script] })),
   );
   const lines = stdout.split('\n').filter((l) => l.trim() !== '');
-  if (lines.length !== 2 * targets.length) {
-    throw new Error(`ip -batch read of ${targets.length} netns printed ${lines.length} lines, not ${2 * targets.length}`);
+  if (lines.length !== OBSERVE_LINES * targets.length) {
+    throw new Error(`ip -batch read of ${targets.length} netns printed ${lines.length} lines, not ${OBSERVE_LINES * targets.length}`);
   }
-  return targets.map((t, i) => parseObserveNetns(t.netns, t.iface, `${lines[2 * i]}\n${lines[2 * i + 1]}\n`));
+  return targets.map((t, i) => parseObserveNetns(t.netns, t.iface, `${lines.slice(OBSERVE_LINES * i, OBSERVE_LINES * (i + 1)).join('\n')}\n`));
 }
 
 export async function observeNetns(run: Runner, netns: string, iface: string): Promise<ObservedNetns> {
@@ -203,6 +233,8 @@ export interface LinkConfig {
   gateways: readonly string[];
   /** Member networks: routes through this link. */
   routes?: readonly { destination: string; gateway: string }[];
+  /** Member networks: routes through this link to delete first. */
+  removeRoutes?: readonly { destination: string; gateway: string }[];
 }
 
 /**
@@ -222,6 +254,7 @@ export function announceArgv(iface: string): string[] {
 /** The `ip -batch` script that configures the VIP link: every line idempotent (`replace`, `set`). */
 export function renderLinkBatch(c: LinkConfig): string {
   const routes = c.routes ?? [];
+  const removeRoutes = c.removeRoutes ?? [];
   for (const token of [
     c.iface,
     c.mac,
@@ -229,7 +262,7 @@ export function renderLinkBatch(c: LinkConfig): string {
     ...c.gateways,
     ...c.removeAddresses,
     String(c.mtu ?? ''),
-    ...routes.flatMap((r) => [r.destination, r.gateway]),
+    ...[...routes, ...removeRoutes].flatMap((r) => [r.destination, r.gateway]),
   ]) {
     if (/[\s#"'\\]/.test(token)) throw new Error(`unsafe token for ip -batch: ${JSON.stringify(token)}`);
   }
@@ -240,6 +273,8 @@ export function renderLinkBatch(c: LinkConfig): string {
   // other port. With hundreds of load balancers on one bridge that flood alone kept ovs-vswitchd busy.
   const v6 = c.addresses.some((a) => a.includes(':'));
   lines.push(`link set dev ${c.iface} addrgenmode ${v6 ? 'eui64' : 'none'}`);
+  // Routes before addresses: each was there when observed, and deleting an address may take its routes along.
+  for (const r of removeRoutes) lines.push(`route del ${r.destination} via ${r.gateway} dev ${c.iface}`);
   for (const old of c.removeAddresses) lines.push(`address del ${old} dev ${c.iface}`);
   // nodad: a VIP must answer at once; the planner already refuses duplicate VIPs on one bridge. Without -4/-6
   // on the command line, ip takes each line's family from its address.

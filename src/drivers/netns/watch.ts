@@ -1,6 +1,6 @@
-// Event-driven observation of what is inside the load balancers' netns. One long-lived
-// `ip -o monitor all-nsid link address route` reports every link, address and route change in every netns
-// that has a netns id here, tagged `[nsid N]`. A netns whose last `ip -batch` read has seen no event since is
+// Event-driven observation of what is inside the load balancers' netns. One long-lived `ip -o monitor all-nsid
+// link address route netconf` reports every link, address, route and forwarding change in every netns that has a
+// netns id here, tagged `[nsid N]`. A netns whose last `ip -batch` read has seen no event since is
 // known without asking again: a resync of 500 unchanged load balancers spawns no `ip` per load balancer.
 //
 // Safe by construction: the cache is only trusted while the monitor runs; a netns is dirty from the moment an
@@ -73,7 +73,7 @@ export class NetnsWatch {
     this.#cache.clear();
     let watcher: Watcher;
     try {
-      watcher = runWatcher(['ip', '-o', 'monitor', 'all-nsid', 'link', 'address', 'route'], (line) => this.#event(line), this.#spawns);
+      watcher = runWatcher(['ip', '-o', 'monitor', 'all-nsid', 'link', 'address', 'route', 'netconf'], (line) => this.#event(line), this.#spawns);
     } catch (err) {
       this.#log?.warn({ err }, 'cannot start ip monitor; netns are read on every resync');
       this.#scheduleRestart();
