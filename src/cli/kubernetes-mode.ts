@@ -113,7 +113,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       if (!secrets.synced) return;
       // Served here: what spec.placement.nodes or the scheduler (status.placement.nodes) places on this node.
       placements = source.placements();
-      engine().setSnapshot(s.objects, [], secrets.materials(), (key) => servesHere(placements.get(key), nodeName));
+      engine().setSnapshot(s.objects, [], secrets.materials(), (key) => servesHere(placements.get(key), nodeName), scheduledOf(placements));
       // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
       for (const d of source.deleting()) engine().enqueue(`${d.namespace}/${d.name}`);
       source.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
@@ -278,10 +278,20 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
 
 /**
  * Whether this node serves a load balancer placed there: either node of an ACTIVE_STANDBY pair (keepalived
- * decides which one holds the VIP; the pair's VRRP side is built from spec.placement.nodes and spec.vrrp).
+ * decides which one holds the VIP; the pair's VRRP side is built from the placement in force and spec.vrrp).
  */
 export function servesHere(placement: { nodes: readonly string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' } | undefined, nodeName: string): boolean {
   return placement !== undefined && placement.nodes.includes(nodeName);
+}
+
+/**
+ * The scheduler's placements (status.placement.nodes) of the load balancers without spec.placement.nodes: the
+ * desired model builds a scheduler-placed pair's VRRP side from them (slot i owns spec.vrrp.addresses[i]).
+ */
+export function scheduledOf(placements: ReadonlyMap<string, { nodes: readonly string[]; explicit?: boolean }>): Map<string, readonly string[]> {
+  const scheduled = new Map<string, readonly string[]>();
+  for (const [key, p] of placements) if (p.explicit !== true && p.nodes.length > 0) scheduled.set(key, p.nodes);
+  return scheduled;
 }
 
 /** Kubernetes mode as the flags of `nslb run --kubernetes` set it up. */
