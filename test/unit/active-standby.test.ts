@@ -126,7 +126,7 @@ describe('the model of a pair the scheduler placed (Kubernetes mode: status.plac
       scheduled: new Map(placed === undefined ? [] : [['default/web', placed]]),
     });
 
-  it('builds each node\'s side from the recorded placement: slot i owns vrrp.addresses[i]', () => {
+  it("builds each node's side from the recorded placement: slot i owns vrrp.addresses[i]", () => {
     const [a, b] = ['node1', 'node3'].map((n) => on(n, ['node3', 'node1']).lbs.get('default/web')!);
     expect(a.ha).toMatchObject({ node: 'node1', slot: 1, peer: 'node3', localAddress: '192.0.2.3', peerAddress: '192.0.2.2' });
     expect(b.ha).toMatchObject({ node: 'node3', slot: 0, peer: 'node1', localAddress: '192.0.2.2', peerAddress: '192.0.2.3' });

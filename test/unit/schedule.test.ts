@@ -127,7 +127,7 @@ describe('schedule', () => {
     expect(r.breaker.open).toBe(false);
   });
 
-  it('ACTIVE_STANDBY is slot-stable: the dead node\'s slot (and VRRP address) goes to a new node, the survivor keeps its own', () => {
+  it("ACTIVE_STANDBY is slot-stable: the dead node's slot (and VRRP address) goes to a new node, the survivor keeps its own", () => {
     const nodes = [node('node1', { alive: false }), node('node2'), node('node3')];
     const r = schedule(nodes, [pair('a/m', { recorded: ['node1', 'node2'], master: 'node2' }), pair('a/b', { recorded: ['node2', 'node1'] })], OPTS);
     expect(r.placements.get('a/m')).toEqual(['node3', 'node2']);
@@ -186,7 +186,6 @@ describe('schedule', () => {
         ).placements.values(),
       ].flat(),
     ).not.toContain('node1');
-
   });
 
   it('circuit breaker: more than the threshold of nodes dead at once → nothing moves off them; new ones are still placed', () => {
