@@ -21,6 +21,7 @@ import { deletedEvent, invalidObjectEvent, problemEvent, reconcileEvents, transi
 import { ApiRateLimiter, type RateLimit } from '../status/api-rate-limit.js';
 import { KubernetesEventRecorder } from '../status/kubernetes-events.js';
 import { KubernetesStatusWriter } from '../status/kubernetes-writer.js';
+import { reportedToApi } from '../status/pair-reporter.js';
 import type { StatusFile, StatusFileWriter } from '../status/status-file.js';
 import type { AgentMode, Engine } from './agent-mode.js';
 import type { RunFlags } from './flags.js';
@@ -251,7 +252,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     async publish(file) {
       // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
       writeFileLatest(file);
-      statusWriter.write(file, invalid);
+      // A pair's status is written by the node that holds its VIP (status/pair-reporter.ts); status.json keeps this
+      // node's own view of everything.
+      statusWriter.write(reportedToApi(file, nodeName), invalid);
       for (const e of transitionEvents(memory, file)) events.emit(e);
     },
     async onRemoved(key) {

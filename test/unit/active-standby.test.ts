@@ -127,7 +127,7 @@ describe('the model of a pair the scheduler placed (Kubernetes mode: status.plac
     });
 
   it("builds each node's side from the recorded placement: slot i owns vrrp.addresses[i]", () => {
-    const [a, b] = ['node1', 'node3'].map((n) => on(n, ['node3', 'node1']).lbs.get('default/web')!);
+    const [a, b] = ['node1', 'node3'].map((n) => on(n, ['node3', 'node1']).lbs.get('default/web')!) as [DesiredLoadBalancer, DesiredLoadBalancer];
     expect(a.ha).toMatchObject({ node: 'node1', slot: 1, peer: 'node3', localAddress: '192.0.2.3', peerAddress: '192.0.2.2' });
     expect(b.ha).toMatchObject({ node: 'node3', slot: 0, peer: 'node1', localAddress: '192.0.2.2', peerAddress: '192.0.2.3' });
     expect(a.placement).toEqual(['node3', 'node1']);
