@@ -164,7 +164,10 @@ interface PrinterColumn {
 const col = (name: string, jsonPath: string, type: PrinterColumn['type'] = 'string'): PrinterColumn => ({ name, type, jsonPath });
 
 const COLUMNS: Readonly<Record<Kind, PrinterColumn[]>> = {
-  LoadBalancer: [col('VIP', '.spec.vip.address'), { ...col('Nodes', '.status.placement.nodes'), priority: 1, description: 'Where it is placed, the preferred MASTER first' }],
+  LoadBalancer: [
+    col('VIP', '.spec.vip.address'),
+    { ...col('Nodes', '.status.placement.nodes'), priority: 1, description: 'Where it is placed, the preferred MASTER first' },
+  ],
   Listener: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Port', '.spec.port', 'integer')],
   Pool: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Algorithm', '.spec.lbAlgorithm')],
   Member: [col('Pool', '.spec.pool'), col('Address', '.spec.address'), col('Port', '.spec.port', 'integer'), col('Weight', '.spec.weight', 'integer')],
