@@ -9,7 +9,8 @@
 //                      k: Kubernetes mode against the in-test API server, s: a Service of type LoadBalancer →
 //                      ingress IP and traffic, g: the bare serial shell loop at the largest bulk N, h: deletion
 //                      and nslb cleanup of N, i: density at N = 2,000 with (j), where the agent's time goes,
-//                      v: ACTIVE_STANDBY failover on the simulated cluster)
+//                      v: ACTIVE_STANDBY failover on the simulated cluster, w: ACTIVE_STANDBY placed by the
+//                      scheduler in Kubernetes mode: redundancy after a MASTER node dies, drain)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
