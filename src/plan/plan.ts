@@ -37,7 +37,7 @@ export function planLoadBalancer(input: PlanInput): Action[] {
 }
 
 /** How long a pair's HAProxy may take to finish its sessions when its node lets the pair go. */
-export const PAIR_STOP_GRACE_MS = 2_000;
+export const PAIR_STOP_GRACE_MS = 1_000;
 
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
   const actions: Action[] = [];

@@ -14,7 +14,7 @@ import type { Action } from '../../src/plan/actions.js';
 import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
 import { parseShowPeers } from '../../src/plan/haproxy-peers.js';
 import { renderKeepalivedFor } from '../../src/plan/keepalived-config.js';
-import { planLoadBalancer } from '../../src/plan/plan.js';
+import { PAIR_STOP_GRACE_MS, planLoadBalancer } from '../../src/plan/plan.js';
 import { nodeStatuses, type OutcomeView } from '../../src/status/compute.js';
 import { formatNodes, formatStatusTable } from '../../src/cli/status.js';
 import type { StatusFile } from '../../src/status/status-file.js';
@@ -274,8 +274,11 @@ describe('planning a pair against a node', () => {
   it('removing the load balancer stops keepalived first, so the peer takes the VIP at once', () => {
     const node = new FakeNode();
     converge(node);
-    expect(converge(node, null).map((a) => a.kind)).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
+    const removal = converge(node, null);
+    expect(removal.map((a) => a.kind)).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
     expect(node.keepalived.size).toBe(0);
+    // HAProxy softly: the requests it was answering when the VIP left get their responses.
+    expect(removal.find((a) => a.kind === 'haproxy.stop')).toMatchObject({ graceMs: PAIR_STOP_GRACE_MS });
   });
 
   it('ACTIVE_STANDBY → SINGLE: keepalived and its files go before the link gets the VIP; and back', () => {
