@@ -138,7 +138,9 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   }
   const results = probes.flatMap((p) => p.results().filter((r) => r.at >= at - 1_000));
   result.drainRequests = results.length;
-  result.drainFailed = results.filter((r) => !r.ok).length;
+  const failed = results.filter((r) => !r.ok);
+  result.drainFailed = failed.length;
+  for (const f of failed.slice(0, 5)) log(`(w): failed: sent +${f.at - at} ms, ended +${f.done - at} ms: ${f.detail ?? `HTTP answer ${f.body ?? ''}`}`);
   log(
     `(w): drained ${drained} (MASTER of ${mastered.length}, on ${on.length} of ${opts.drainN} pairs) in ${result.drainMs} ms; ${result.drainFailed} failed of ${result.drainRequests}`,
   );
