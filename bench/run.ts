@@ -5,11 +5,12 @@
 // Options:
 //   --quick            small N and few runs (development; about 2–3 minutes); verdicts that need the full
 //                      sizes are shown as "info"
-//   --phases a,b,e,c,k,s,h only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
+//   --phases a,b,e,c,k,s,h,v,w only these groups (a: new LB, b: member changes, e: wrk, c: bulk with d and f,
 //                      k: Kubernetes mode against the in-test API server, s: a Service of type LoadBalancer →
 //                      ingress IP and traffic, g: the bare serial shell loop at the largest bulk N, h: deletion
 //                      and nslb cleanup of N, i: density at N = 2,000 with (j), where the agent's time goes,
-//                      v: ACTIVE_STANDBY failover on the simulated cluster)
+//                      v: ACTIVE_STANDBY failover on the simulated cluster, w: ACTIVE_STANDBY placed by the
+//                      scheduler in Kubernetes mode: redundancy after a MASTER node dies, drain)
 //   --no-setup         skip scripts/setup-node.sh (and its build)
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nodeNames } from '../src/desired/names.js';
 import { phaseHa, type HaResult } from './lib/ha-phase.js';
+import { phaseSched, type SchedResult } from './lib/sched-phase.js';
 import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent, loadBalancerStatuses, workerPid } from './lib/agent.js';
 import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
@@ -82,9 +84,11 @@ interface Settings {
   /** Phase (v): node kills and HAProxy kills each, and the pairs whose MASTER node dies at once. */
   haKills: number;
   haBulk: number;
+  schedKills: number;
+  schedDrainN: number;
 }
 
-const ALL_PHASES = ['a', 'b', 'e', 'c', 'g', 'k', 's', 'h', 'i', 'v'];
+const ALL_PHASES = ['a', 'b', 'e', 'c', 'g', 'k', 's', 'h', 'i', 'v', 'w'];
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
@@ -113,6 +117,8 @@ function parseArgs(argv: string[]): Settings {
     densityN: quick ? 100 : 2000,
     haKills: quick ? 5 : 20,
     haBulk: quick ? 20 : 100,
+    schedKills: quick ? 3 : 10,
+    schedDrainN: quick ? 10 : 100,
   };
 }
 
@@ -150,6 +156,7 @@ async function waitUntil(what: string, fn: () => Promise<boolean>, timeoutMs: nu
 
 interface Results {
   v?: HaResult;
+  w?: SchedResult;
   a?: { create: number[]; remove: number[] };
   b?: {
     add: number[];
@@ -731,6 +738,27 @@ async function machine(): Promise<string[]> {
 // ---------------------------------------------------------------------------------------------------------
 // The table
 
+function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
+  const p50 = percentile(w.redundancy, 50);
+  const rows: Row[] = [
+    {
+      figure: '(w) ACTIVE_STANDBY placed by the scheduler: MASTER node killed → redundancy restored (new BACKUP on the third node ready)',
+      value: `p50 ${ms(p50)}, p99 ${ms(percentile(w.redundancy, 99))} (n=${w.redundancy.length})`,
+      target: 'p50 ≤ 20 s',
+      verdict: sized(verdict(p50 === undefined ? undefined : p50 <= 20_000)),
+    },
+  ];
+  if (w.drainMs !== undefined) {
+    rows.push({
+      figure: `(w) drain of a node that is MASTER for ${w.drainMasterOf} of ${w.drainN} pairs: label → every pair off it and redundant; failed probe requests (≤ 5 VIPs, every 20 ms)`,
+      value: `${ms(w.drainMs)}; ${w.drainFailed} failed of ${w.drainRequests}`,
+      target: '≤ 10 s, 0 failed',
+      verdict: sized(verdict(w.drainMs <= 10_000 && w.drainFailed === 0)),
+    });
+  }
+  return rows;
+}
+
 function haRows(v: HaResult, sized: (v: Verdict) => Verdict): Row[] {
   const p = (values: readonly number[], q: number) => percentile(values, q);
   const kill = v.nodeKill;
@@ -935,6 +963,7 @@ function buildRows(s: Settings, r: Results): Row[] {
   if (r.i) rows.push(...densityRows(r.i, sized));
   if (r.k) rows.push(...kubeRows(r.k));
   if (r.v) rows.push(...haRows(r.v, sized));
+  if (r.w) rows.push(...schedRows(r.w, sized));
   if (r.s) {
     // Both must have happened: the address in status, and traffic through it.
     const both = r.s.ingress.map((v, i) => Math.max(v, r.s!.traffic[i] ?? Infinity));
@@ -1006,6 +1035,9 @@ async function main(): Promise<number> {
     }
     if (s.phases.has('v')) {
       results.v = await watched('(v)', results, () => phaseHa({ kills: s.haKills, bulkN: s.haBulk, cleanup }));
+    }
+    if (s.phases.has('w')) {
+      results.w = await watched('(w)', results, () => phaseSched({ kills: s.schedKills, drainN: s.schedDrainN, cleanup }));
     }
     if (s.phases.has('c')) {
       for (const n of s.bulk) {

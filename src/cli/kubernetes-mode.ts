@@ -21,6 +21,7 @@ import { deletedEvent, invalidObjectEvent, problemEvent, reconcileEvents, transi
 import { ApiRateLimiter, type RateLimit } from '../status/api-rate-limit.js';
 import { KubernetesEventRecorder } from '../status/kubernetes-events.js';
 import { KubernetesStatusWriter } from '../status/kubernetes-writer.js';
+import { reportedToApi } from '../status/pair-reporter.js';
 import type { StatusFile, StatusFileWriter } from '../status/status-file.js';
 import type { AgentMode, Engine } from './agent-mode.js';
 import type { RunFlags } from './flags.js';
@@ -113,7 +114,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       if (!secrets.synced) return;
       // Served here: what spec.placement.nodes or the scheduler (status.placement.nodes) places on this node.
       placements = source.placements();
-      engine().setSnapshot(s.objects, [], secrets.materials(), (key) => servesHere(placements.get(key), nodeName));
+      engine().setSnapshot(s.objects, [], secrets.materials(), (key) => servesHere(placements.get(key), nodeName), scheduledOf(placements));
       // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
       for (const d of source.deleting()) engine().enqueue(`${d.namespace}/${d.name}`);
       source.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
@@ -251,7 +252,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     async publish(file) {
       // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
       writeFileLatest(file);
-      statusWriter.write(file, invalid);
+      // A pair's status is written by the node that holds its VIP (status/pair-reporter.ts); status.json keeps this
+      // node's own view of everything.
+      statusWriter.write(reportedToApi(file, nodeName), invalid);
       for (const e of transitionEvents(memory, file)) events.emit(e);
     },
     async onRemoved(key) {
@@ -278,10 +281,20 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
 
 /**
  * Whether this node serves a load balancer placed there: either node of an ACTIVE_STANDBY pair (keepalived
- * decides which one holds the VIP; the pair's VRRP side is built from spec.placement.nodes and spec.vrrp).
+ * decides which one holds the VIP; the pair's VRRP side is built from the placement in force and spec.vrrp).
  */
 export function servesHere(placement: { nodes: readonly string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' } | undefined, nodeName: string): boolean {
   return placement?.nodes.includes(nodeName) ?? false;
+}
+
+/**
+ * The scheduler's placements (status.placement.nodes) of the load balancers without spec.placement.nodes: the
+ * desired model builds a scheduler-placed pair's VRRP side from them (slot i owns spec.vrrp.addresses[i]).
+ */
+export function scheduledOf(placements: ReadonlyMap<string, { nodes: readonly string[]; explicit?: boolean }>): Map<string, readonly string[]> {
+  const scheduled = new Map<string, readonly string[]>();
+  for (const [key, p] of placements) if (p.explicit !== true && p.nodes.length > 0) scheduled.set(key, p.nodes);
+  return scheduled;
 }
 
 /** Kubernetes mode as the flags of `nslb run --kubernetes` set it up. */

@@ -4,6 +4,7 @@
 // controller knows the node only through plan/node-driver.ts.
 import type { AnyObject, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
 import type { ObjectProblem } from '../desired/model.js';
+import type { ScheduledPlacements } from '../desired/topology.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeDriver } from '../plan/node-driver.js';
 import type { FileIssue } from '../sources/parse.js';
@@ -117,8 +118,14 @@ export class Controller {
   }
 
   /** A new snapshot of the desired objects: queue every load balancer whose desired model changed. */
-  setSnapshot(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string> = new Map(), served?: (key: LbKey) => boolean): void {
-    this.#snapshot.update(objects, issues, materials, served);
+  setSnapshot(
+    objects: AnyObject[],
+    issues: FileIssue[],
+    materials: ReadonlyMap<string, string> = new Map(),
+    served?: (key: LbKey) => boolean,
+    scheduled?: ScheduledPlacements,
+  ): void {
+    this.#snapshot.update(objects, issues, materials, served, scheduled);
     // Before anything is queued: a limit raised now is raised before the load balancers that need it exist.
     this.#resync.checkKernelLimits();
     this.#reconciler.queueChanged();

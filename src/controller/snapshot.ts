@@ -8,6 +8,7 @@ import type { DesiredLoadBalancer, DesiredState, ObjectProblem } from '../desire
 import type { Logger } from '../log/logger.js';
 import type { FileIssue } from '../sources/parse.js';
 import { placedElsewhere } from './placement.js';
+import type { ScheduledPlacements } from '../desired/topology.js';
 
 const fingerprints = new WeakMap<DesiredLoadBalancer, string>();
 
@@ -48,13 +49,20 @@ export class DesiredSnapshot {
    * Takes a new snapshot of the desired objects, and keeps the load balancers this node serves: `served` (the
    * placements Kubernetes mode reads) decides where given, else spec.placement.nodes.
    */
-  update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>, served?: (key: LbKey) => boolean): void {
+  update(
+    objects: AnyObject[],
+    issues: FileIssue[],
+    materials: ReadonlyMap<string, string>,
+    served?: (key: LbKey) => boolean,
+    scheduled?: ScheduledPlacements,
+  ): void {
     this.objects = objects.map((o) => this.#stampGeneration(o));
     this.issues = issues;
     this.desired = buildDesired(this.objects, {
       defaultBridge: this.#bridge,
       materials,
       nodeName: this.#nodeName,
+      ...(scheduled === undefined ? {} : { scheduled }),
       ...(this.#sctpUnsupported === undefined ? {} : { sctpUnsupported: this.#sctpUnsupported }),
     });
     this.#byOwner = undefined;

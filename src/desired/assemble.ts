@@ -19,7 +19,7 @@ import type {
 import { desiredMemberNetworks, memberNetworkOf } from './member-networks.js';
 import { derivedMac, nodeNames } from './names.js';
 import { compareStrings, keyOf, type Index } from './object-index.js';
-import { desiredHa, nodeMac, placementNodes } from './topology.js';
+import { desiredHa, nodeMac, placementNodes, type ScheduledPlacements } from './topology.js';
 
 export interface Tree {
   listeners: ApiObject<'Listener'>[];
@@ -59,6 +59,7 @@ export function assemble(
   listenerTls: ReadonlyMap<string, DesiredListenerTls>,
   memberTls: ReadonlyMap<string, DesiredMemberTls>,
   nodeName?: string,
+  scheduled?: ScheduledPlacements,
 ): DesiredLoadBalancer {
   const { namespace, name } = lb.metadata;
   const { listeners = [], pools = [], members = [], healthMonitors = [], l7Policies = [], l7Rules = [] } = tree ?? {};
@@ -68,8 +69,8 @@ export function assemble(
     return network === undefined ? m : { ...m, network };
   };
   const key = keyOf(lb);
-  const placement = placementNodes(lb);
-  const ha = desiredHa(lb, key, nodeName);
+  const placement = placementNodes(lb, scheduled);
+  const ha = desiredHa(lb, key, nodeName, scheduled);
   const vip = desiredVip(lb);
   return {
     key,

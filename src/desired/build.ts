@@ -16,6 +16,7 @@ import { checkKernelProtocols } from './checks-kernel.js';
 import { checkMemberNetworks } from './member-networks.js';
 import type { DesiredListenerTls, DesiredLoadBalancer, DesiredMemberTls, DesiredState, ObjectProblem } from './model.js';
 import { find, indexObjects, keyOf, missing, Problems, type Index } from './object-index.js';
+import type { ScheduledPlacements } from './topology.js';
 
 export interface BuildOptions {
   /** Bridge for VIP ports that do not name one (the agent's `--bridge`). */
@@ -34,6 +35,12 @@ export interface BuildOptions {
    * (model.ts DesiredHa). Omitted (offline validation): no node's side is built.
    */
   nodeName?: string;
+  /**
+   * Kubernetes mode: the scheduler's placements (status.placement.nodes) of the load balancers without
+   * spec.placement.nodes. Given, a load balancer without any placement is not placed yet (no problem); omitted
+   * (file mode), spec.placement is the only placement.
+   */
+  scheduled?: ScheduledPlacements;
 }
 
 export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions): DesiredState {
@@ -46,7 +53,7 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   const materials = opts.materials ?? new Map<string, string>();
   const now = opts.now ?? new Date();
 
-  checkLoadBalancers(ix, opts.defaultBridge, problems);
+  checkLoadBalancers(ix, opts.defaultBridge, problems, opts.scheduled);
   checkListeners(ix, owners, materials, now, listenerTls, problems);
   checkPools(ix, materials, now, memberTls, problems);
   checkMembers(ix, problems);
@@ -72,7 +79,7 @@ export function buildDesired(objects: readonly AnyObject[], opts: BuildOptions):
   for (const lb of ix.loadBalancers) {
     const key = keyOf(lb);
     const own = problemsByOwner.get(key);
-    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts.defaultBridge, listenerTls, memberTls, opts.nodeName));
+    if (own === undefined) lbs.set(key, assemble(lb, trees.get(key), opts.defaultBridge, listenerTls, memberTls, opts.nodeName, opts.scheduled));
     else blocked.set(key, own);
   }
   return { lbs, blocked, problems: all, owners };

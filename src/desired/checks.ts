@@ -16,15 +16,15 @@ import type { DesiredListenerTls, DesiredMemberTls } from './model.js';
 import { compareNames, find, keyOf, missing, type Index, type Problems } from './object-index.js';
 import { regexProblem } from './regex.js';
 import { resolveListenerTls, resolvePoolTls } from './tls.js';
-import { checkTopology, vrrpAddresses } from './topology.js';
+import { checkTopology, vrrpAddresses, type ScheduledPlacements } from './topology.js';
 
-export function checkLoadBalancers(ix: Index, defaultBridge: string, problems: Problems): void {
+export function checkLoadBalancers(ix: Index, defaultBridge: string, problems: Problems, scheduled?: ScheduledPlacements): void {
   // A VIP is unique per L2 segment (bridge + VLAN), across namespaces: two ports answering ARP for one
   // address break both.
   const vipUsers = new Map<string, ApiObject<'LoadBalancer'>>();
   for (const lb of ix.loadBalancers) {
     checkVip(lb, problems);
-    checkTopology(lb, problems);
+    checkTopology(lb, problems, scheduled);
     const { vip } = lb.spec;
     const bridge = vip.bridge ?? defaultBridge;
     const segment = vip.vlan === undefined ? `bridge ${bridge} (untagged)` : `bridge ${bridge} VLAN ${vip.vlan}`;

@@ -208,7 +208,10 @@ export interface DesiredListener {
  * the VIPs, HAProxy binds them non-locally and shares stick tables with the peer.
  */
 export interface DesiredHa {
-  /** This node (the agent's --node-name) and its slot in spec.placement.nodes: 0 is the preferred MASTER. */
+  /**
+   * This node (the agent's --node-name) and its slot in the placement in force (spec.placement.nodes, else the
+   * scheduler's status.placement.nodes): 0 is the preferred MASTER.
+   */
   node: string;
   slot: 0 | 1;
   /** The other node of the placement. */
@@ -228,7 +231,10 @@ export interface DesiredLoadBalancer {
   bridge: string;
   vip: DesiredVip;
   adminStateUp: boolean;
-  /** spec.placement.nodes when given: only the agents of these nodes serve it. Absent: every agent that sees it. */
+  /**
+   * The placement in force (spec.placement.nodes, else in Kubernetes mode the scheduler's): only the agents of
+   * these nodes serve it. Absent: every agent that sees it (file mode).
+   */
   placement?: string[];
   /** ACTIVE_STANDBY on this node; absent for SINGLE. */
   ha?: DesiredHa;

@@ -4,9 +4,12 @@
 // An ACTIVE_STANDBY load balancer is the same model on both of its nodes but for the node's own side of the
 // pair: its slot in the placement (which VRRP address its port holds, its VRRP priority, its MAC). The model is
 // built for the agent's node (BuildOptions.nodeName); a node that is not in the placement does not serve it.
+//
+// The placement is spec.placement.nodes, else, in Kubernetes mode, the scheduler's status.placement.nodes (the
+// `scheduled` map): slot i is the i-th node of whichever of the two applies, and owns spec.vrrp.addresses[i].
 import { createHash } from 'node:crypto';
 import { DEFAULT_ADVERT_INTERVAL_MS } from '../api/v1alpha1/schemas.js';
-import type { ApiObject } from '../api/v1alpha1/types.js';
+import type { ApiObject, LbKey } from '../api/v1alpha1/types.js';
 import { canonicalIp, inPrefix, networkOf, parseIp } from './addresses.js';
 import { SPEC_DEFAULTS } from './defaults.js';
 import type { DesiredHa } from './model.js';
@@ -15,9 +18,26 @@ import type { Problems } from './object-index.js';
 /** The two slots of an ACTIVE_STANDBY placement: 0 is the preferred MASTER. */
 export const PAIR_SIZE = 2;
 
-export function checkTopology(lb: ApiObject<'LoadBalancer'>, problems: Problems): void {
-  const { topology = 'SINGLE', placement, vrrp, vip } = lb.spec;
-  const nodes = placement?.nodes;
+/**
+ * The scheduler's placements (status.placement.nodes) of the load balancers without spec.placement.nodes, in
+ * Kubernetes mode; undefined in file mode, where nothing places a load balancer but its spec.
+ */
+export type ScheduledPlacements = ReadonlyMap<LbKey, readonly string[]>;
+
+const keyOfLb = (lb: ApiObject<'LoadBalancer'>): LbKey => `${lb.metadata.namespace}/${lb.metadata.name}`;
+
+/** The placement in force and where it comes from: spec.placement.nodes, else the scheduler's. */
+function effective(lb: ApiObject<'LoadBalancer'>, scheduled: ScheduledPlacements | undefined): { nodes: readonly string[]; path: string } | undefined {
+  const explicit = lb.spec.placement?.nodes;
+  if (explicit !== undefined) return { nodes: explicit, path: '/spec/placement/nodes' };
+  const recorded = scheduled?.get(keyOfLb(lb));
+  return recorded === undefined || recorded.length === 0 ? undefined : { nodes: recorded, path: '/status/placement/nodes' };
+}
+
+export function checkTopology(lb: ApiObject<'LoadBalancer'>, problems: Problems, scheduled?: ScheduledPlacements): void {
+  const { topology = 'SINGLE', vrrp, vip } = lb.spec;
+  const placed = effective(lb, scheduled);
+  const nodes = placed?.nodes;
   if (topology === 'SINGLE') {
     if (nodes !== undefined && nodes.length > 1) {
       problems.add(
@@ -30,16 +50,19 @@ export function checkTopology(lb: ApiObject<'LoadBalancer'>, problems: Problems)
     if (vrrp !== undefined) problems.add(lb, 'InvalidSpec', 'is only allowed with topology ACTIVE_STANDBY', '/spec/vrrp');
     return;
   }
-  // ACTIVE_STANDBY.
-  if (nodes === undefined || nodes.length !== PAIR_SIZE) {
+  // ACTIVE_STANDBY. Not placed yet where a scheduler places it (Kubernetes mode): not a problem, it is served
+  // nowhere until then.
+  if (nodes === undefined && scheduled !== undefined) {
+    // Nothing to check about the nodes.
+  } else if (nodes === undefined || nodes.length !== PAIR_SIZE) {
     problems.add(
       lb,
       'InvalidSpec',
       `ACTIVE_STANDBY needs two nodes, the first the preferred MASTER (got ${nodes?.length ?? 0})`,
-      nodes === undefined ? '/spec/placement' : '/spec/placement/nodes',
+      placed === undefined ? '/spec/placement' : placed.path,
     );
   } else if (nodes[0] === nodes[1]) {
-    problems.add(lb, 'InvalidSpec', `the two nodes of ACTIVE_STANDBY must differ (both are "${nodes[0] ?? ''}")`, '/spec/placement/nodes/1');
+    problems.add(lb, 'InvalidSpec', `the two nodes of ACTIVE_STANDBY must differ (both are "${nodes[0] ?? ''}")`, `${placed!.path}/1`);
   }
   if (vip.mac !== undefined) {
     problems.add(
@@ -88,9 +111,12 @@ export function vrrpAddresses(lb: ApiObject<'LoadBalancer'>): [string, string][]
   return (lb.spec.vrrp?.addresses ?? []).map((a, i): [string, string] => [a, `/spec/vrrp/addresses/${i}`]);
 }
 
-/** The nodes named by spec.placement.nodes, if any (an agent serves what is placed on it, or what is placed nowhere). */
-export function placementNodes(lb: ApiObject<'LoadBalancer'>): string[] | undefined {
-  const nodes = lb.spec.placement?.nodes;
+/**
+ * The nodes of the placement in force (spec.placement.nodes, else the scheduler's), if any: an agent serves what
+ * is placed on it, or, in file mode, what is placed nowhere.
+ */
+export function placementNodes(lb: ApiObject<'LoadBalancer'>, scheduled?: ScheduledPlacements): string[] | undefined {
+  const nodes = effective(lb, scheduled)?.nodes;
   return nodes === undefined ? undefined : [...nodes];
 }
 
@@ -116,12 +142,13 @@ export function nodeMac(lbKey: string, nodeName: string): string {
 
 /**
  * The ACTIVE_STANDBY part of the model on `nodeName` (checkTopology found no problem); undefined for SINGLE
- * or for a node outside the placement.
+ * or for a node outside the placement. The placement is the one in force (explicit, else the scheduler's): a
+ * scheduler-placed pair gets its VRRP side the same way, slot i owning spec.vrrp.addresses[i].
  */
-export function desiredHa(lb: ApiObject<'LoadBalancer'>, key: string, nodeName: string | undefined): DesiredHa | undefined {
-  const { topology, placement, vrrp } = lb.spec;
+export function desiredHa(lb: ApiObject<'LoadBalancer'>, key: string, nodeName: string | undefined, scheduled?: ScheduledPlacements): DesiredHa | undefined {
+  const { topology, vrrp } = lb.spec;
   if (topology !== 'ACTIVE_STANDBY' || nodeName === undefined) return undefined;
-  const nodes = placement?.nodes ?? [];
+  const nodes = effective(lb, scheduled)?.nodes ?? [];
   const slot = nodes.indexOf(nodeName);
   const addresses = (vrrp?.addresses ?? []).map(canonicalIp);
   const peerSlot = 1 - slot;

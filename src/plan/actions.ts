@@ -87,7 +87,13 @@ export type Action =
     }
   | { kind: 'haproxy.start'; netns: string; reason: string }
   | { kind: 'haproxy.reload'; netns: string }
-  | { kind: 'haproxy.stop'; netns: string; pid: number }
+  | {
+      kind: 'haproxy.stop';
+      netns: string;
+      pid: number;
+      /** Soft stop first, for up to this long: the sessions in progress finish (a pair's node letting it go). */
+      graceMs?: number;
+    }
   | {
       /** Written to a side file, checked with `keepalived -t` in the netns, renamed over the live one (0600). */
       kind: 'keepalived.writeConfig';
@@ -142,7 +148,7 @@ export function formatAction(a: Action): string {
     case 'haproxy.reload':
       return `haproxy reload in ${a.netns}`;
     case 'haproxy.stop':
-      return `haproxy stop in ${a.netns} (pid ${a.pid})`;
+      return `haproxy stop in ${a.netns} (pid ${a.pid}${a.graceMs === undefined ? '' : `, sessions given ${a.graceMs} ms`})`;
     case 'keepalived.writeConfig':
       return `keepalived write ${a.netns}/keepalived.conf (${a.config.split('\n').length} lines; ${a.reason})`;
     case 'keepalived.start':

@@ -36,11 +36,17 @@ export function planLoadBalancer(input: PlanInput): Action[] {
   return actions;
 }
 
+/** How long a pair's HAProxy may take to finish its sessions when its node lets the pair go. */
+export const PAIR_STOP_GRACE_MS = 1_000;
+
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
   const actions: Action[] = [];
   // keepalived first: stopped, it hands the VIP to the peer at once (a planned switchover, not a failover).
   if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid });
-  if (o.haproxy !== undefined) actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
+  // Then HAProxy, softly on a pair: the requests it was answering when the VIP left still get their responses
+  // (its sockets stay, and a drained node's last requests are not failed requests).
+  if (o.haproxy !== undefined)
+    actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid, ...(o.keepalived === undefined ? {} : { graceMs: PAIR_STOP_GRACE_MS }) });
   if (o.port !== undefined || o.ifaceInHost) actions.push({ kind: 'ovs.deletePort', iface });
   // Their devices die with the netns, but their OVS rows would stay behind.
   actions.push(...planDeleteMemberNetworks(o));

@@ -7,10 +7,17 @@
 // - an explicit `spec.placement.nodes` wins and is recorded as it is;
 // - a recorded placement stays while its nodes live (stable: the node selector and the anti-affinity are
 //   checked when a slot is filled, not afterwards, as Kubernetes' IgnoredDuringExecution);
+// - ACTIVE_STANDBY placements are slot-stable: slot i owns spec.vrrp.addresses[i] and its keepalived priority,
+//   so a node never changes slot (that would move its VRRP address under a serving pair); a slot changes node,
+//   the other stays where it is;
 // - a slot on a dead node is filled again on a live one (ACTIVE_STANDBY: the survivor, whose keepalived has
-//   taken the VIP, moves to the MASTER slot and a new BACKUP is chosen), unless the circuit breaker is open;
-// - a slot on a draining node moves (ACTIVE_STANDBY: MASTER is switched first, the BACKUP slot moves after the
-//   survivor reports itself MASTER);
+//   taken the VIP, keeps its own slot, and the new BACKUP takes the dead node's slot and VRRP address; with no
+//   node to take it, the dead node stays recorded in its slot, the pair DEGRADED), unless the circuit breaker
+//   is open;
+// - a slot on a draining node moves (SINGLE: at once; ACTIVE_STANDBY: once the other node of the pair is ready
+//   to carry the VIP alone, and with both on draining nodes the one not MASTER first). The draining node's agent
+//   stops its keepalived first when it lets the pair go, so the VIP moves to the other node at once (a planned
+//   switchover) and only then does its HAProxy stop;
 // - an empty slot goes to the eligible node (alive, not draining, labels matching the selector, not already
 //   in this load balancer) with the fewest load balancers of the same anti-affinity group, then the fewest
 //   load balancers, then the smallest name.
@@ -38,6 +45,8 @@ export interface LbView {
   recorded: readonly string[];
   /** ACTIVE_STANDBY: the node that reports itself MASTER (status.nodes), when known. */
   master?: string;
+  /** ACTIVE_STANDBY: the nodes status.nodes says are ready. */
+  ready?: readonly string[];
 }
 
 export interface ScheduleOptions {
@@ -48,7 +57,7 @@ export interface ScheduleOptions {
   failoverThreshold: number;
 }
 
-export type ChangeReason = 'new' | 'explicit' | 'node-dead' | 'drain' | 'switch-master' | 'incomplete';
+export type ChangeReason = 'new' | 'explicit' | 'node-dead' | 'drain' | 'incomplete';
 
 export interface PlacementChange {
   key: LbKey;
@@ -86,6 +95,22 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
   const dead = nodes.filter((n) => !n.alive).map((n) => n.name);
   const open = nodes.length > 0 && dead.length / nodes.length > opts.failoverThreshold;
   const held: LbKey[] = [];
+  /**
+   * The slots of a placement on draining nodes that may move now: SINGLE's at once; a pair's only while the other
+   * node is alive, reported ready and not draining itself (with both draining, the one not MASTER goes first), one
+   * slot at a time, so the pair never loses its last ready node to a drain.
+   */
+  const drainable = (lb: LbView, placed: readonly (string | undefined)[], slots: number): number[] => {
+    const draining = (n: string | undefined): n is string => n !== undefined && alive(n) && !usable(n);
+    if (slots === 1) return draining(placed[0]) ? [0] : [];
+    for (const i of [1, 0]) {
+      const n = placed[i];
+      const other = placed[1 - i];
+      if (!draining(n) || other === undefined || !alive(other) || !(lb.ready ?? []).includes(other)) continue;
+      if (usable(other) || lb.master === other || (lb.master === undefined && i === 1)) return [i];
+    }
+    return [];
+  };
 
   // Keys in one order, whatever order the caches listed them in: the same inputs give the same schedule.
   const ordered = [...lbs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -98,12 +123,12 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
 
   // First what stays (explicit, and the slots that keep their node), so that the load every choice below
   // compares is the load that will be.
-  const kept = new Map<LbKey, { nodes: (string | undefined)[]; reason: ChangeReason | undefined }>();
+  const kept = new Map<LbKey, { nodes: (string | undefined)[]; reason: ChangeReason | undefined; before: readonly (string | undefined)[] }>();
   for (const lb of ordered) {
     if (lb.explicit !== undefined && lb.explicit.length > 0) {
       const nodesOf = [...lb.explicit];
       for (const n of nodesOf) count(n, lb.antiAffinity);
-      kept.set(lb.key, { nodes: nodesOf, reason: 'explicit' });
+      kept.set(lb.key, { nodes: nodesOf, reason: 'explicit', before: nodesOf });
       continue;
     }
     const slots = slotsOf(lb.topology);
@@ -114,27 +139,18 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
       // Breaker open: what is on dead nodes stays recorded there; only live slots are looked after.
       held.push(lb.key);
     } else if (lost) {
-      nodesOf = nodesOf.filter((n) => n !== undefined && alive(n));
+      // The slot is emptied where it is (the other keeps its index: a pair's slots own its VRRP addresses).
+      nodesOf = nodesOf.map((n) => (n !== undefined && alive(n) ? n : undefined));
       reason = 'node-dead';
     }
-    const draining = nodesOf.findIndex((n) => n !== undefined && alive(n) && !usable(n));
-    if (draining >= 0 && reason === undefined) {
-      const other = nodesOf[1 - draining];
-      if (slots === 2 && draining === 0 && other !== undefined && usable(other)) {
-        // MASTER first: the survivor takes the VIP before the draining node's slot moves.
-        nodesOf = [other, nodesOf[0]];
-        reason = 'switch-master';
-      } else if (slots === 2 && draining === 1 && lb.master !== undefined && lb.master !== nodesOf[0]) {
-        // Wait until the switch has happened.
-      } else {
-        nodesOf = nodesOf.filter((_, i) => i !== draining);
-        reason = 'drain';
-      }
+    for (const i of drainable(lb, nodesOf, slots)) {
+      nodesOf[i] = undefined;
+      reason ??= 'drain';
     }
     while (nodesOf.length < slots) nodesOf.push(undefined);
     if (reason === undefined && nodesOf.some((n) => n === undefined)) reason = lb.recorded.length === 0 ? 'new' : 'incomplete';
     for (const n of nodesOf) if (n !== undefined) count(n, lb.antiAffinity);
-    kept.set(lb.key, { nodes: nodesOf, reason });
+    kept.set(lb.key, { nodes: nodesOf, reason, before: lb.recorded.slice(0, slots) });
   }
 
   const placements = new Map<LbKey, string[]>();
@@ -144,7 +160,7 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
     const k = kept.get(lb.key)!;
     const chosen: string[] = [];
     let missing = 0;
-    for (const n of k.nodes) {
+    for (const [slot, n] of k.nodes.entries()) {
       if (n !== undefined) {
         chosen.push(n);
         continue;
@@ -158,6 +174,10 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
         })[0];
       if (candidate === undefined) {
         missing++;
+        // Nobody can take the slot: the node that held it keeps it (dead, or draining), so that the other slot
+        // keeps its index; a slot that never had a node stays empty.
+        const before = k.before[slot];
+        if (before !== undefined) chosen.push(before);
         continue;
       }
       chosen.push(candidate);
@@ -176,8 +196,10 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
         message: `${slotsOf(lb.topology)} node(s) needed, ${eligible} live node(s)${selector} not draining`,
       });
     }
-    if (chosen.length === 0) {
-      // Nowhere at all: what was recorded stays (a dead node's placement is better than none to read).
+    // Nowhere at all, or (a pair) not on as many nodes as it needs and never placed: what was recorded stays (a
+    // dead node's placement is better than none to read); a half-placed pair is not written (it would have no
+    // peer, and its one node would have to change slot later).
+    if (chosen.length === 0 || (lb.recorded.length === 0 && chosen.length < slotsOf(lb.topology))) {
       if (lb.recorded.length > 0) placements.set(lb.key, [...lb.recorded]);
       continue;
     }

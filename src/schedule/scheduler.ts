@@ -200,7 +200,9 @@ export class Scheduler {
       const recorded = recordedOf(o);
       const written = this.#written.get(key);
       if (written !== undefined && (written.nodes.join(',') === recorded.join(',') || now - written.at > WRITTEN_TTL_MS)) this.#written.delete(key);
-      const master = ((o.status?.nodes ?? []) as { name?: string; role?: string }[]).find((n) => n.role === 'MASTER')?.name;
+      const reported = Array.isArray(o.status?.nodes) ? (o.status.nodes as { name?: unknown; role?: unknown; ready?: unknown }[]) : [];
+      const master = reported.find((n) => n.role === 'MASTER' && typeof n.name === 'string')?.name as string | undefined;
+      const ready = reported.filter((n) => n.ready === true && typeof n.name === 'string').map((n) => n.name as string);
       lbs.push({
         key,
         topology: (spec.topology === 'ACTIVE_STANDBY' ? 'ACTIVE_STANDBY' : 'SINGLE') as Topology,
@@ -209,6 +211,7 @@ export class Scheduler {
         ...(labelsOf(o)[ANTI_AFFINITY_LABEL] === undefined ? {} : { antiAffinity: labelsOf(o)[ANTI_AFFINITY_LABEL]! }),
         recorded: this.#written.get(key)?.nodes ?? recorded,
         ...(master === undefined ? {} : { master }),
+        ...(ready.length === 0 ? {} : { ready }),
       });
     }
     return { nodes, lbs, nextExpiry: Membership.nextExpiry(members, now) };

@@ -193,14 +193,15 @@ export class KubernetesSource {
    * Where each LoadBalancer is placed (DESIGN §6): spec.placement.nodes, else status.placement.nodes (the
    * scheduler's); a load balancer not placed yet has none.
    */
-  placements(): Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' }> {
-    const result = new Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' }>();
+  placements(): Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY'; explicit: boolean }> {
+    const result = new Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY'; explicit: boolean }>();
     for (const o of this.#informers.get('LoadBalancer')?.list() ?? []) {
       const spec = (o.spec ?? {}) as { placement?: { nodes?: unknown }; topology?: unknown };
       const explicit = Array.isArray(spec.placement?.nodes) ? (spec.placement.nodes as unknown[]).filter((n): n is string => typeof n === 'string') : [];
       result.set(`${o.metadata?.namespace ?? 'default'}/${o.metadata?.name ?? ''}`, {
         nodes: explicit.length > 0 ? explicit : placedOn(o),
         topology: spec.topology === 'ACTIVE_STANDBY' ? 'ACTIVE_STANDBY' : 'SINGLE',
+        explicit: explicit.length > 0,
       });
     }
     return result;

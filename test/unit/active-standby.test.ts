@@ -14,7 +14,7 @@ import type { Action } from '../../src/plan/actions.js';
 import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
 import { parseShowPeers } from '../../src/plan/haproxy-peers.js';
 import { renderKeepalivedFor } from '../../src/plan/keepalived-config.js';
-import { planLoadBalancer } from '../../src/plan/plan.js';
+import { PAIR_STOP_GRACE_MS, planLoadBalancer } from '../../src/plan/plan.js';
 import { nodeStatuses, type OutcomeView } from '../../src/status/compute.js';
 import { formatNodes, formatStatusTable } from '../../src/cli/status.js';
 import type { StatusFile } from '../../src/status/status-file.js';
@@ -114,6 +114,63 @@ describe('the model of each node of a pair', () => {
     expect(single).not.toHaveProperty('ha');
     expect(single).not.toHaveProperty('placement');
     expect(single).toEqual(build(stack({})).lbs.get('default/web'));
+  });
+});
+
+describe('the model of a pair the scheduler placed (Kubernetes mode: status.placement.nodes)', () => {
+  const SCHEDULED = { topology: 'ACTIVE_STANDBY' as const, vrrp: { addresses: ['192.0.2.2', '192.0.2.3'] } };
+  const on = (node: string, placed: string[] | undefined) =>
+    buildDesired(stack(SCHEDULED), {
+      defaultBridge: 'br-int',
+      nodeName: node,
+      scheduled: new Map(placed === undefined ? [] : [['default/web', placed]]),
+    });
+
+  it("builds each node's side from the recorded placement: slot i owns vrrp.addresses[i]", () => {
+    const [a, b] = ['node1', 'node3'].map((n) => on(n, ['node3', 'node1']).lbs.get('default/web')!) as [DesiredLoadBalancer, DesiredLoadBalancer];
+    expect(a.ha).toMatchObject({ node: 'node1', slot: 1, peer: 'node3', localAddress: '192.0.2.3', peerAddress: '192.0.2.2' });
+    expect(b.ha).toMatchObject({ node: 'node3', slot: 0, peer: 'node1', localAddress: '192.0.2.2', peerAddress: '192.0.2.3' });
+    expect(a.placement).toEqual(['node3', 'node1']);
+    expect(on('node2', ['node3', 'node1']).lbs.get('default/web')?.ha).toBeUndefined();
+  });
+
+  it('is the same model as the explicit placement of the same nodes', () => {
+    const explicit = build(stack({ ...SCHEDULED, placement: { nodes: ['node1', 'node2'] } }), 'node2').lbs.get('default/web')!;
+    const scheduled = on('node2', ['node1', 'node2']).lbs.get('default/web')!;
+    expect(scheduled.ha).toEqual(explicit.ha);
+    expect(scheduled.vip).toEqual(explicit.vip);
+    expect(renderKeepalivedFor(scheduled, KEEPALIVED_PATHS)).toBe(renderKeepalivedFor(explicit, KEEPALIVED_PATHS));
+  });
+
+  it('the survivor of a dead node keeps its slot: a new node in the other slot changes nothing in its keepalived config', () => {
+    // node1 (slot 0, MASTER) died; the scheduler put node3 in its slot. node2's keepalived config is unchanged
+    // (same addresses, same priority), so the agent neither reloads nor restarts it: the VIP it holds stays.
+    const before = on('node2', ['node1', 'node2']).lbs.get('default/web')!;
+    const after = on('node2', ['node3', 'node2']).lbs.get('default/web')!;
+    expect(renderKeepalivedFor(after, KEEPALIVED_PATHS)).toBe(renderKeepalivedFor(before, KEEPALIVED_PATHS));
+    expect(after.vip).toEqual(before.vip);
+    expect(after.ha).toMatchObject({ slot: 1, peer: 'node3', localAddress: '192.0.2.3' });
+    // Only HAProxy's peers section names the new node.
+    const paths = { socket: '/s/haproxy.sock', stateFile: '/s/server-state', certsDir: '/s/certs', pingCheckCommand: '/p/ping-check.sh' };
+    expect(renderHaproxyConfig(after, paths)).toContain('peers nslb\n    peer node2 192.0.2.3:1025\n    peer node3 192.0.2.2:1025\n');
+  });
+
+  it('not placed yet is no problem (the scheduler places it); a bad recorded placement is, on status.placement', () => {
+    const unplaced = on('node1', undefined);
+    expect(unplaced.problems).toEqual([]);
+    expect(unplaced.lbs.get('default/web')?.ha).toBeUndefined();
+    expect(on('node1', ['node1']).problems.map((p) => `${p.path ?? ''}: ${p.message}`)).toEqual([
+      '/status/placement/nodes: ACTIVE_STANDBY needs two nodes, the first the preferred MASTER (got 1)',
+    ]);
+    // File mode has no scheduler: a pair without spec.placement is still an error there.
+    expect(build(stack(SCHEDULED), 'node1').problems.map((p) => p.path)).toEqual(['/spec/placement']);
+    // spec.placement.nodes wins over what is recorded.
+    const explicit = buildDesired(stack({ ...SCHEDULED, placement: { nodes: ['node1', 'node2'] } }), {
+      defaultBridge: 'br-int',
+      nodeName: 'node1',
+      scheduled: new Map([['default/web', ['node2', 'node3']]]),
+    });
+    expect(explicit.lbs.get('default/web')?.ha).toMatchObject({ slot: 0, peer: 'node2' });
   });
 });
 
@@ -217,8 +274,11 @@ describe('planning a pair against a node', () => {
   it('removing the load balancer stops keepalived first, so the peer takes the VIP at once', () => {
     const node = new FakeNode();
     converge(node);
-    expect(converge(node, null).map((a) => a.kind)).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
+    const removal = converge(node, null);
+    expect(removal.map((a) => a.kind)).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
     expect(node.keepalived.size).toBe(0);
+    // HAProxy softly: the requests it was answering when the VIP left get their responses.
+    expect(removal.find((a) => a.kind === 'haproxy.stop')).toMatchObject({ graceMs: PAIR_STOP_GRACE_MS });
   });
 
   it('ACTIVE_STANDBY → SINGLE: keepalived and its files go before the link gets the VIP; and back', () => {

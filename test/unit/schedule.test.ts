@@ -83,10 +83,12 @@ describe('schedule', () => {
     expect(r.placements.get('a/b')).toEqual(['node2']);
     expect(r.placements.has('a/z')).toBe(false);
     expect(r.unschedulable).toEqual([{ key: 'a/z', message: '1 node(s) needed, 0 live node(s) matching zone=c not draining' }]);
-    // ACTIVE_STANDBY with one eligible node: placed there (degraded) and reported.
+    // ACTIVE_STANDBY with one eligible node: not placed at all (a half pair would have no peer, and its node would
+    // have to change slot later), and reported.
     const p = schedule(nodes, [pair('a/p', { nodeSelector: { zone: 'a' } })], OPTS);
-    expect(p.placements.get('a/p')).toEqual(['node1']);
-    expect(p.unschedulable.map((u) => u.key)).toEqual(['a/p']);
+    expect(p.placements.has('a/p')).toBe(false);
+    expect(p.changes).toEqual([]);
+    expect(p.unschedulable).toEqual([{ key: 'a/p', message: '2 node(s) needed, 1 live node(s) matching zone=a not draining' }]);
   });
 
   it('anti-affinity: load balancers of one group go to different nodes while there are enough, whatever the load', () => {
@@ -125,14 +127,52 @@ describe('schedule', () => {
     expect(r.breaker.open).toBe(false);
   });
 
-  it('ACTIVE_STANDBY: MASTER dies → the BACKUP becomes first and a new BACKUP is chosen; BACKUP dies → replaced', () => {
+  it("ACTIVE_STANDBY is slot-stable: the dead node's slot (and VRRP address) goes to a new node, the survivor keeps its own", () => {
     const nodes = [node('node1', { alive: false }), node('node2'), node('node3')];
-    const r = schedule(nodes, [pair('a/m', { recorded: ['node1', 'node2'] }), pair('a/b', { recorded: ['node2', 'node1'] })], OPTS);
-    expect(r.placements.get('a/m')).toEqual(['node2', 'node3']);
+    const r = schedule(nodes, [pair('a/m', { recorded: ['node1', 'node2'], master: 'node2' }), pair('a/b', { recorded: ['node2', 'node1'] })], OPTS);
+    expect(r.placements.get('a/m')).toEqual(['node3', 'node2']);
     expect(r.placements.get('a/b')).toEqual(['node2', 'node3']);
+    expect(r.changes.map((c) => c.reason)).toEqual(['node-dead', 'node-dead']);
+    // No node to take the slot: the dead node stays recorded in it (the pair is DEGRADED), and it is said why.
+    const two = [node('node1', { alive: false }), node('node2')];
+    const d = schedule(two, [pair('a/m', { recorded: ['node1', 'node2'] })], { failoverThreshold: 0.6 });
+    expect(d.placements.get('a/m')).toEqual(['node1', 'node2']);
+    expect(d.changes).toEqual([]);
+    expect(d.unschedulable.map((u) => u.key)).toEqual(['a/m']);
+    // Both dead: a new pair on live nodes.
+    const both = schedule(
+      [node('node1', { alive: false }), node('node2', { alive: false }), node('node3'), node('node4'), node('node5')],
+      [pair('a/m', { recorded: ['node1', 'node2'] })],
+      OPTS,
+    );
+    expect(both.placements.get('a/m')).toEqual(['node3', 'node4']);
   });
 
-  it('drain: SINGLE moves away; ACTIVE_STANDBY switches MASTER first, then moves the BACKUP slot once the switch is seen', () => {
+  it('drain of ACTIVE_STANDBY: the draining slot moves once the other node is ready, one slot at a time, MASTER last', () => {
+    const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
+    // The other node is not ready (yet): nothing moves.
+    expect(schedule(nodes, [pair('a/p', { recorded: ['node1', 'node2'], master: 'node1', ready: ['node1'] })], OPTS).changes).toEqual([]);
+    // Ready: the draining MASTER's slot goes to node3, node2 keeps slot 1 (its agent is not touched; node1's agent
+    // stops keepalived first, handing the VIP to node2 at once).
+    const moved = schedule(nodes, [pair('a/p', { recorded: ['node1', 'node2'], master: 'node1', ready: ['node1', 'node2'] })], OPTS);
+    expect(moved.changes).toEqual([{ key: 'a/p', from: ['node1', 'node2'], to: ['node3', 'node2'], reason: 'drain' }]);
+    // A draining BACKUP the same way.
+    const backup = schedule(nodes, [pair('a/q', { recorded: ['node2', 'node1'], master: 'node2', ready: ['node1', 'node2'] })], OPTS);
+    expect(backup.changes).toEqual([{ key: 'a/q', from: ['node2', 'node1'], to: ['node2', 'node3'], reason: 'drain' }]);
+    // Both nodes draining: the one that is not MASTER moves first; the MASTER's slot waits for the newcomer to be ready.
+    const both = [node('node1', { draining: true }), node('node2', { draining: true }), node('node3'), node('node4')];
+    const first = schedule(both, [pair('a/p', { recorded: ['node1', 'node2'], master: 'node1', ready: ['node1', 'node2'] })], OPTS);
+    expect(first.changes).toEqual([{ key: 'a/p', from: ['node1', 'node2'], to: ['node1', 'node3'], reason: 'drain' }]);
+    expect(schedule(both, [pair('a/p', { recorded: ['node1', 'node3'], master: 'node1', ready: ['node1'] })], OPTS).changes).toEqual([]);
+    const second = schedule(both, [pair('a/p', { recorded: ['node1', 'node3'], master: 'node1', ready: ['node1', 'node3'] })], OPTS);
+    expect(second.changes).toEqual([{ key: 'a/p', from: ['node1', 'node3'], to: ['node4', 'node3'], reason: 'drain' }]);
+    // No node to go to: it stays (and is reported).
+    const none = schedule([node('node1', { draining: true }), node('node2')], [pair('a/p', { recorded: ['node1', 'node2'], ready: ['node1', 'node2'] })], OPTS);
+    expect(none.changes).toEqual([]);
+    expect(none.unschedulable.map((u) => u.key)).toEqual(['a/p']);
+  });
+
+  it('drain: SINGLE moves away at once; nothing new goes to a draining node', () => {
     const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
     const s = schedule(nodes, [single('a/s', { recorded: ['node1'] })], OPTS);
     expect(s.changes).toEqual([{ key: 'a/s', from: ['node1'], to: ['node2'], reason: 'drain' }]);
@@ -146,13 +186,6 @@ describe('schedule', () => {
         ).placements.values(),
       ].flat(),
     ).not.toContain('node1');
-
-    const step1 = schedule(nodes, [pair('a/p', { recorded: ['node1', 'node2'], master: 'node1' })], OPTS);
-    expect(step1.changes).toEqual([{ key: 'a/p', from: ['node1', 'node2'], to: ['node2', 'node1'], reason: 'switch-master' }]);
-    // node1 still MASTER: wait.
-    expect(schedule(nodes, [pair('a/p', { recorded: ['node2', 'node1'], master: 'node1' })], OPTS).changes).toEqual([]);
-    const step2 = schedule(nodes, [pair('a/p', { recorded: ['node2', 'node1'], master: 'node2' })], OPTS);
-    expect(step2.changes).toEqual([{ key: 'a/p', from: ['node2', 'node1'], to: ['node2', 'node3'], reason: 'drain' }]);
   });
 
   it('circuit breaker: more than the threshold of nodes dead at once → nothing moves off them; new ones are still placed', () => {

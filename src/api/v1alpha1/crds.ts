@@ -124,7 +124,26 @@ export const STATUS_SCHEMA: CrdSchema = {
       type: 'object',
       description: "LoadBalancer only, Kubernetes mode: where it is placed (spec.placement.nodes, or the scheduler's choice)",
       properties: {
-        nodes: { type: 'array', description: 'Node names, MASTER first', items: { type: 'string' }, 'x-kubernetes-list-type': 'atomic' },
+        nodes: {
+          type: 'array',
+          description: 'Node names; ACTIVE_STANDBY: slot order (slot i holds spec.vrrp.addresses[i]), the preferred MASTER first',
+          items: { type: 'string' },
+          'x-kubernetes-list-type': 'atomic',
+        },
+      },
+    },
+    nodes: {
+      type: 'array',
+      description: 'LoadBalancer only: each node of the placement as the node speaking for it sees it (ACTIVE_STANDBY: the MASTER), MASTER first',
+      'x-kubernetes-list-type': 'atomic',
+      items: {
+        type: 'object',
+        required: ['name', 'ready'],
+        properties: {
+          name: str('The node name'),
+          role: { type: 'string', description: 'STANDALONE (SINGLE), MASTER or BACKUP; absent when not known', enum: ['STANDALONE', 'MASTER', 'BACKUP'] },
+          ready: { type: 'boolean', description: 'Serving, or ready to take the VIP over' },
+        },
       },
     },
   },
@@ -145,7 +164,10 @@ interface PrinterColumn {
 const col = (name: string, jsonPath: string, type: PrinterColumn['type'] = 'string'): PrinterColumn => ({ name, type, jsonPath });
 
 const COLUMNS: Readonly<Record<Kind, PrinterColumn[]>> = {
-  LoadBalancer: [col('VIP', '.spec.vip.address'), { ...col('Nodes', '.status.placement.nodes'), priority: 1, description: 'Where it is placed, MASTER first' }],
+  LoadBalancer: [
+    col('VIP', '.spec.vip.address'),
+    { ...col('Nodes', '.status.placement.nodes'), priority: 1, description: 'Where it is placed, the preferred MASTER first' },
+  ],
   Listener: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Port', '.spec.port', 'integer')],
   Pool: [col('LB', '.spec.loadBalancer'), col('Protocol', '.spec.protocol'), col('Algorithm', '.spec.lbAlgorithm')],
   Member: [col('Pool', '.spec.pool'), col('Address', '.spec.address'), col('Port', '.spec.port', 'integer'), col('Weight', '.spec.weight', 'integer')],

@@ -141,7 +141,7 @@ const loadBalancerSpec = object(
         addresses: {
           ...list(
             ipAddress("A VRRP address: on the VIP port of the node in the same placement slot, inside the VIP's prefix"),
-            'ACTIVE_STANDBY: one address per placement slot on the VIP segment (Octavia VRRP ports); slot i belongs to placement.nodes[i]',
+            'ACTIVE_STANDBY: one address per placement slot on the VIP segment (Octavia VRRP ports); slot i belongs to placement.nodes[i] (Kubernetes mode without it: to status.placement.nodes[i], which the scheduler keeps slot-stable)',
           ),
           minItems: 2,
           maxItems: 2,

@@ -122,7 +122,7 @@ export class HaproxyDriver {
         return markConfigLoaded(paths);
       }
       case 'haproxy.stop':
-        return stopHaproxy(a.pid, paths.config);
+        return stopHaproxy(a.pid, paths.config, a.graceMs);
       case 'stateDir.delete':
         return deleteStateDir(paths);
     }

@@ -38,9 +38,20 @@ function exited(pid: number, timeoutMs: number): Promise<boolean> {
   return waitUntil(() => !processAlive(pid), { intervalMs: 20, timeoutMs });
 }
 
-/** Hard stop (SIGTERM to the master stops its workers); SIGKILL if it does not go. */
-export async function stopHaproxy(pid: number, configPath: string): Promise<void> {
+/**
+ * Hard stop (SIGTERM to the master stops its workers); SIGKILL if it does not go. With `graceMs`, a soft stop
+ * first (SIGUSR1: the listeners close and the sessions in progress finish), for up to that long.
+ */
+export async function stopHaproxy(pid: number, configPath: string, graceMs = 0): Promise<void> {
   if (!isOurHaproxy(pid, configPath)) return;
+  if (graceMs > 0) {
+    try {
+      process.kill(pid, 'SIGUSR1');
+    } catch {
+      return;
+    }
+    if (await exited(pid, graceMs)) return;
+  }
   try {
     process.kill(pid, 'SIGTERM');
   } catch {

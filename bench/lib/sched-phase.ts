@@ -1,0 +1,153 @@
+// Phase (w): issue 17's ACTIVE_STANDBY figures on the simulated cluster in Kubernetes mode (scripts/sim-cluster.sh
+// up 3 --kubeconfig, the in-test API server in this process), load balancers placed by the scheduler:
+// - redundancy restored after a MASTER node dies: a pair's MASTER node SIGKILLed whole; the figure is kill → the
+//   LoadBalancer's status says redundant again (placed on two live nodes, one MASTER and one BACKUP, both ready),
+//   the new BACKUP on the third node. The killed node is booted again before the next kill.
+// - drain of a node that is MASTER for some of N pairs (BACKUP for others): the Node labelled nslb.dev/drain=true;
+//   duration (label → every pair off the node and redundant again) and failed requests of clients probing the VIPs
+//   of the pairs it was MASTER of (every 20 ms each, new connection per request).
+import { rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
+import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
+import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
+import { assertNoRig, deleteProviderHost, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
+import { log, sleep, type Cleanup } from './node-env.js';
+
+export interface SchedResult {
+  /** Kill of a pair's MASTER node → redundant again on live nodes, ms. */
+  redundancy: number[];
+  drainN: number;
+  /** Pairs the drained node was MASTER of. */
+  drainMasterOf?: number;
+  drainMs?: number;
+  drainRequests?: number;
+  drainFailed?: number;
+}
+
+// 10.234.0.0/16 on sim-provider: hosts at .255.x, VIPs at .1.x, VRRP addresses at .2.x and .3.x.
+const net: TestRun = {
+  prefix: 'bsc',
+  subnet: '10.234.255',
+  name: (s: string) => `bsc${s}`,
+  ip: (o: number) => `10.234.255.${o}`,
+  cidr: (o: number) => `10.234.255.${o}/16`,
+} as unknown as TestRun;
+const NS = 'bench-sched';
+const V = 'nslb.dev/v1alpha1';
+const vip = (i: number) => `10.234.1.${i + 1}`;
+
+function pair(i: number): Obj[] {
+  const name = `w${i}`;
+  const meta = (n: string) => ({ name: n, namespace: NS });
+  return [
+    {
+      apiVersion: V,
+      kind: 'LoadBalancer',
+      metadata: meta(name),
+      spec: { vip: { address: vip(i), prefixLength: 16 }, topology: 'ACTIVE_STANDBY', vrrp: { addresses: [`10.234.2.${i + 1}`, `10.234.3.${i + 1}`] } },
+    },
+    { apiVersion: V, kind: 'Listener', metadata: meta(`${name}-l`), spec: { loadBalancer: name, protocol: 'HTTP', port: 80, defaultPool: `${name}-p` } },
+    { apiVersion: V, kind: 'Pool', metadata: meta(`${name}-p`), spec: { loadBalancer: name, protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' } },
+    { apiVersion: V, kind: 'Member', metadata: meta(`${name}-m`), spec: { pool: `${name}-p`, address: net.ip(11), port: 8080 } },
+  ];
+}
+
+async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs: number): Promise<NonNullable<T>> {
+  for (const end = Date.now() + timeoutMs; ; await sleep(100)) {
+    const v = await fn();
+    if (v !== undefined && v !== null && v !== false) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`(w): ${what} not within ${timeoutMs} ms`);
+  }
+}
+
+export async function phaseSched(opts: { kills: number; drainN: number; cleanup: Cleanup }): Promise<SchedResult> {
+  const result: SchedResult = { redundancy: [], drainN: opts.drainN };
+  await assertNoRig();
+  const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
+  await api.start();
+  const kubeconfig = api.writeKubeconfig();
+  opts.cleanup.add('simulated cluster (w)', async () => {
+    await sim('down');
+    await api.stop().catch(() => undefined);
+    await rm(dirname(kubeconfig), { recursive: true, force: true });
+  });
+  log('(w): booting 3 simulated nodes in Kubernetes mode');
+  await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '10');
+  const member = await providerHost(net, 'm1', 11);
+  opts.cleanup.add(`host ${member.name}`, () => deleteProviderHost(member));
+  const server = await startHttpServer(member, { port: 8080, name: 'm1', bindAddress: '0.0.0.0' });
+  opts.cleanup.add(`server in ${member.name}`, () => server.stop());
+  const client: Host = await providerHost(net, 'c', 100);
+  opts.cleanup.add(`host ${client.name}`, () => deleteProviderHost(client));
+
+  const lb = (i: number) => api.get(V, 'loadbalancers', NS, `w${i}`) as Obj | undefined;
+  const placement = (i: number): string[] => lb(i)?.status?.placement?.nodes ?? [];
+  const reported = (i: number): { name: string; role?: string; ready: boolean }[] => lb(i)?.status?.nodes ?? [];
+  const masterOf = (i: number) => reported(i).find((n) => n.role === 'MASTER')?.name;
+  const redundant = (i: number): boolean => {
+    const placed = placement(i);
+    const nodes = reported(i);
+    return (
+      placed.length === 2 &&
+      nodes.length === 2 &&
+      nodes.every((n) => n.ready && placed.includes(n.name)) &&
+      nodes.some((n) => n.role === 'MASTER') &&
+      nodes.some((n) => n.role === 'BACKUP')
+    );
+  };
+  const allUp = async () => Object.values(await simStatus()).every((s) => s.agent === 'up');
+
+  // Redundancy restored after a MASTER node dies.
+  for (const o of pair(0)) api.create(o);
+  for (let k = 0; k < opts.kills; k++) {
+    await until('all nodes up', allUp, 120_000);
+    await until('w0 redundant', () => redundant(0), 120_000);
+    const master = masterOf(0)!;
+    const before = placement(0);
+    await sleep(500 + Math.random() * 500);
+    const at = Date.now();
+    await sim('kill', master);
+    await until('w0 redundant on live nodes', () => redundant(0) && !placement(0).includes(master), 120_000);
+    result.redundancy.push(Date.now() - at);
+    log(`(w): MASTER ${master} killed (${before.join(',')} → ${placement(0).join(',')}): redundant again in ${result.redundancy.at(-1)} ms`);
+    await sim('start', master);
+  }
+
+  // Drain of a node that is MASTER for some of N pairs.
+  await until('all nodes up', allUp, 120_000);
+  for (let i = 1; i <= opts.drainN; i++) for (const o of pair(i)) api.create(o);
+  const ids = Array.from({ length: opts.drainN }, (_, i) => i + 1);
+  await until(`${opts.drainN} pairs redundant`, () => ids.every(redundant), 600_000);
+  const masters = new Map<string, number[]>();
+  for (const i of ids) masters.set(masterOf(i)!, [...(masters.get(masterOf(i)!) ?? []), i]);
+  const [drained, mastered] = [...masters].sort((a, b) => b[1].length - a[1].length)[0]!;
+  result.drainMasterOf = mastered.length;
+  const on = ids.filter((i) => placement(i).includes(drained));
+  const probes: Probe[] = mastered.slice(0, 5).map((i) => startProbe(client, `http://${vip(i)}/`, 20, 3_000));
+  await sleep(2_000);
+  const at = Date.now();
+  const node = api.get('v1', 'nodes', '', drained) as Obj;
+  api.update({ ...node, metadata: { ...node.metadata, labels: { ...node.metadata.labels, 'nslb.dev/drain': 'true' } } });
+  try {
+    await until(`every pair off ${drained}`, () => on.every((i) => redundant(i) && !placement(i).includes(drained)), 300_000);
+    result.drainMs = Date.now() - at;
+    await sleep(3_000);
+  } finally {
+    for (const p of probes) await p.stop();
+  }
+  const results = probes.flatMap((p) => p.results().filter((r) => r.at >= at - 1_000));
+  result.drainRequests = results.length;
+  const failed = results.filter((r) => !r.ok);
+  result.drainFailed = failed.length;
+  for (const f of failed.slice(0, 5)) log(`(w): failed: sent +${f.at - at} ms, ended +${f.done - at} ms: ${f.detail ?? `HTTP answer ${f.body ?? ''}`}`);
+  log(
+    `(w): drained ${drained} (MASTER of ${mastered.length}, on ${on.length} of ${opts.drainN} pairs) in ${result.drainMs} ms; ${result.drainFailed} failed of ${result.drainRequests}`,
+  );
+  await server.stop().catch(() => undefined);
+  for (const h of [member, client]) await deleteProviderHost(h);
+  await sim('down');
+  await api.stop().catch(() => undefined);
+  await rm(dirname(kubeconfig), { recursive: true, force: true });
+  return result;
+}
