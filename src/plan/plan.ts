@@ -38,8 +38,12 @@ export function planLoadBalancer(input: PlanInput): Action[] {
 
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
   const actions: Action[] = [];
-  // keepalived first: stopped, it hands the VIP to the peer at once (a planned switchover, not a failover).
-  if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid });
+  // keepalived first: stopped, it hands the VIP to the peer at once (a planned switchover, not a failover); a
+  // MASTER first lets the connections it serves finish.
+  if (o.keepalived !== undefined) {
+    const handOver = o.keepalived.vrrp?.state === 'MASTER' && o.netns !== undefined;
+    actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid, ...(handOver ? { handOver: true as const } : {}) });
+  }
   if (o.haproxy !== undefined) actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid });
   if (o.port !== undefined || o.ifaceInHost) actions.push({ kind: 'ovs.deletePort', iface });
   // Their devices die with the netns, but their OVS rows would stay behind.
@@ -184,6 +188,7 @@ function planKeepalived(netns: string, config: string, o: ObservedLoadBalancer):
   } else if (configChanged || o.keepalivedReloadPending === true) {
     actions.push({ kind: 'keepalived.reload', netns });
   }
+  if (o.keepalivedHandoverStale === true) actions.push({ kind: 'keepalived.endHandover', netns });
   return actions;
 }
 

@@ -312,6 +312,7 @@ export class FakeNodeDriver implements NodeDriver {
       haproxySocket: `${dir}/haproxy.sock`,
       notifyFifo: `${dir}/keepalived.fifo`,
       stateFile: `${dir}/keepalived.state`,
+      releaseFile: `${dir}/keepalived.release`,
     };
   }
 

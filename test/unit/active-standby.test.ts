@@ -140,6 +140,7 @@ const KEEPALIVED_PATHS = {
   haproxyPidfile: '/s/haproxy.pid',
   haproxySocket: '/s/haproxy.sock',
   notifyFifo: '/s/keepalived.fifo',
+  releaseFile: '/s/keepalived.release',
   stateFile: '/s/keepalived.state',
 };
 
