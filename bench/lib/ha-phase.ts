@@ -16,7 +16,8 @@ import { nodeNames } from '../../src/desired/names.js';
 import { readStatus } from '../../test/e2e/agent.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { runCommand, startHttpServer, type Host, type HttpServerHandle, type TestRun } from '../../test/e2e/harness.js';
-import { assertNoRig, cmdline, deleteProviderHost, nodePids, nodeStateDir, providerHost, sim } from '../../test/e2e/sim-rig.js';
+import { stat } from 'node:fs/promises';
+import { assertNoRig, cmdline, deleteProviderHost, nodePids, nodeStateDir, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
 import { checkVips, log, sleep, type Cleanup } from './node-env.js';
 import { parseWrk, type WrkSummary } from './report.js';
 
@@ -78,6 +79,30 @@ async function masterOf(name: string): Promise<string | undefined> {
     }
   }
   return undefined;
+}
+
+/**
+ * Boots a killed node and waits until its new agent is ready and has written status.json itself: the file the
+ * killed agent left says what was true before the kill (its node MASTER, both ready), and a pair judged
+ * redundant or a MASTER picked from it would be wrong (a "failover" of 0 ms, the BACKUP killed).
+ */
+async function startNode(node: string): Promise<void> {
+  const startedAt = Date.now();
+  await sim('start', node);
+  const { listen } = (await simStatus())[node]!;
+  await until(
+    `${node}'s agent ready`,
+    async () =>
+      await runCommand(['curl', '-fsS', '-m', '2', `http://${listen}/readyz`])
+        .then(() => true)
+        .catch(() => false),
+    60_000,
+  );
+  await until(
+    `${node}'s own status.json`,
+    async () => ((await stat(join(nodeStateDir(node), 'status.json')).catch(() => undefined))?.mtimeMs ?? 0) > startedAt,
+    60_000,
+  );
 }
 
 async function redundant(names: string[]): Promise<boolean> {
@@ -164,7 +189,7 @@ export async function phaseHa(opts: { kills: number; bulkN: number; cleanup: Cle
       const at = Date.now();
       await sim('kill', m);
       result.nodeKill.push(await measure(probe, at));
-      await sim('start', m);
+      await startNode(m);
       log(`(v): node kill ${k + 1}/${opts.kills}: ${result.nodeKill.at(-1)} ms`);
     }
     for (let k = 0; k < opts.kills; k++) {
