@@ -302,7 +302,15 @@ describe('member figures in status.json', () => {
   });
 
   it('shows keepalived per ACTIVE_STANDBY load balancer: up, VRRP state, transitions; nothing of its config', async () => {
-    const ha = { node: 'node1', slot: 0 as const, peer: 'node2', localAddress: '10.0.0.2', peerAddress: '10.0.0.3', advertIntervalMs: 200, virtualRouterId: 51 };
+    const ha = {
+      node: 'node1',
+      slot: 0 as const,
+      peer: 'node2',
+      localAddress: '10.0.0.2',
+      peerAddress: '10.0.0.3',
+      advertIntervalMs: 200,
+      virtualRouterId: 51,
+    };
     const pair = (name: string) => loadBalancer({ key: `team-a/${name}`, namespace: 'team-a', name, ha });
     const views: LbStatsView[] = [
       { key: 'team-a/web', applied: web, stats: [] },
