@@ -142,6 +142,8 @@ export class FakeNode {
         this.keepalivedConfigs.delete(a.netns);
         this.keepalivedPendingReload.delete(a.netns);
         return;
+      case 'keepalived.endHandover':
+        return;
       case 'stateDir.delete':
         this.keepalivedConfigs.delete(a.netns);
         this.keepalivedPendingReload.delete(a.netns);

@@ -187,6 +187,14 @@ describe('planning a pair against a node', () => {
     expect(keepalivedConfig).toContain('priority 100');
   });
 
+  it('ends a planned handover that a dead process left unfinished (its marker long there), and only then', () => {
+    const node = new FakeNode();
+    converge(node);
+    const observed = node.observe(netns, iface);
+    const stale = planLoadBalancer({ netns, iface, desired: d, config, keepalivedConfig, observed: { ...observed, keepalivedHandoverStale: true } });
+    expect(stale).toEqual([{ kind: 'keepalived.endHandover', netns }]);
+  });
+
   it('leaves the VIP keepalived added alone, but removes an address nobody asked for', () => {
     const node = new FakeNode();
     converge(node);
