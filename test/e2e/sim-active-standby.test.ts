@@ -112,6 +112,9 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
   }
 
   const url = (lb: { vip: string }) => `http://${lb.vip}/`;
+  // Under wrk during a switchover: each answer takes 100 ms, so that requests are in flight on the old MASTER
+  // when the VIP moves (a fast answer leaves that to chance): they are what a careless handover loses.
+  const SLOW = (lb: { vip: string }) => `http://${lb.vip}/__slow?ms=100`;
 
   /**
    * The outage a kill caused, in ms: from the first request that failed after `since` (the node was dead by
@@ -305,7 +308,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     const other = PA.nodes.find((n) => n !== m)!;
     const pbMasterBefore = await master(PB);
     const sticky = (await httpGet(client, url(PA))).body.trim();
-    const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d8s', '--timeout', '3s', '-H', 'Connection: close', url(PA)], {
+    const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d8s', '--timeout', '3s', '-H', 'Connection: close', SLOW(PA)], {
       timeoutMs: 30_000,
     });
     await sleep(2_500);
@@ -361,7 +364,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     // The MASTER leaves the placement, node3 takes its slot (so the BACKUP keeps its slot and VRRP address):
     // the leaving agent stops keepalived first, which hands the VIP over at once.
     const moved = { ...PA, nodes: PA.nodes.map((n) => (n === m ? 'node3' : n)) };
-    const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d12s', '--timeout', '3s', '-H', 'Connection: close', url(PA)], {
+    const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d12s', '--timeout', '3s', '-H', 'Connection: close', SLOW(PA)], {
       timeoutMs: 30_000,
     });
     await sleep(3_000);
