@@ -15,7 +15,7 @@ import yaml from 'js-yaml';
 import { nodeNames } from '../../src/desired/names.js';
 import { readStatus } from '../../test/e2e/agent.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
-import { runCommand, startHttpServer, type Host, type HttpServerHandle, type TestRun } from '../../test/e2e/harness.js';
+import { REPO_ROOT, runCommand, startHttpServer, type Host, type HttpServerHandle, type TestRun } from '../../test/e2e/harness.js';
 import { stat } from 'node:fs/promises';
 import { assertNoRig, cmdline, deleteProviderHost, nodePids, nodeStateDir, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
 import { checkVips, log, sleep, type Cleanup } from './node-env.js';
@@ -25,6 +25,8 @@ export interface HaResult {
   nodeKill: number[];
   haproxyKill: number[];
   switchover?: WrkSummary;
+  /** The same under `nslb drain` on the MASTER (the pair stays, roles swapped). */
+  drain?: WrkSummary;
   bulkN: number;
   /** Kill → every one of bulkN VIPs answered 200, ms (Infinity: not within the wait). */
   bulkFailover?: number;
@@ -208,6 +210,18 @@ export async function phaseHa(opts: { kills: number; bulkN: number; cleanup: Cle
   } finally {
     await probe.stop();
   }
+
+  // Planned switchover by `nslb drain` on the MASTER: the pair stays, the roles swap.
+  await until('ha0 redundant', () => redundant(['ha0']), 60_000);
+  const drained = (await masterOf('ha0')) ?? 'node1';
+  const drainWrk = runCommand(
+    ['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d8s', '--timeout', '3s', '-H', 'Connection: close', `http://${vip(0)}/`],
+    { timeoutMs: 30_000 },
+  );
+  await sleep(3_000);
+  await sim('exec', drained, '--', process.execPath, join(REPO_ROOT, 'dist/cli/main.js'), 'drain', drained, '--state-dir', nodeStateDir(drained));
+  result.drain = parseWrk((await drainWrk).stdout);
+  log(`(v): nslb drain: ${result.drain.requests} requests, socket errors ${JSON.stringify(result.drain.socketErrors)}, non-2xx ${result.drain.non2xx3xx}`);
 
   // Planned switchover: the MASTER leaves the placement.
   await until('ha0 redundant', () => redundant(['ha0']), 60_000);
