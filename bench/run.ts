@@ -777,6 +777,16 @@ function haRows(v: HaResult, sized: (v: Verdict) => Verdict): Row[] {
       verdict: sized(verdict(p(crash, 50) === undefined ? undefined : p(crash, 50)! <= 2000)),
     },
   ];
+  if (v.drain !== undefined) {
+    const e = v.drain.socketErrors;
+    const failed = e.connect + e.read + e.write + e.timeout + v.drain.non2xx3xx;
+    rows.push({
+      figure: '(v) planned switchover (`nslb drain` on the MASTER) under wrk, 4 connections, Connection: close',
+      value: `${failed} failed of ${v.drain.requests} (connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}, non-2xx ${v.drain.non2xx3xx})`,
+      target: '0 failed',
+      verdict: verdict(failed === 0),
+    });
+  }
   if (v.switchover !== undefined) {
     const e = v.switchover.socketErrors;
     const failed = e.connect + e.read + e.write + e.timeout + v.switchover.non2xx3xx;

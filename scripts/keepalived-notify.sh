@@ -14,10 +14,12 @@ export PATH
 state_file=$1
 fifo=$2
 
-# Written under another name and renamed: the agent never reads half a line.
+# Written under another name and renamed: the agent never reads half a line. The third field counts the
+# changes of state since keepalived started this script (nslb_vrrp_transitions_total).
 record() {
-  printf '%s %s\n' "$1" "$2" >"$state_file.tmp" && mv -f "$state_file.tmp" "$state_file"
+  printf '%s %s %s\n' "$1" "$2" "$3" >"$state_file.tmp" && mv -f "$state_file.tmp" "$state_file"
 }
+changes=0
 
 # keepalived ends this script with SIGTERM when it stops. Opening the FIFO blocks until keepalived holds it
 # open; should it ever close it, the next open waits for it again (and a FIFO removed ends the script).
@@ -25,7 +27,10 @@ while [ -p "$fifo" ]; do
   while read -r type _name state priority; do
     [ "$type" = INSTANCE ] || continue
     case $state in
-      MASTER | BACKUP | FAULT | STOP) record "$state" "$priority" ;;
+      MASTER | BACKUP | FAULT | STOP)
+        changes=$((changes + 1))
+        record "$state" "$priority" "$changes"
+        ;;
     esac
   done <"$fifo"
 done

@@ -15,8 +15,9 @@ import yaml from 'js-yaml';
 import { nodeNames } from '../../src/desired/names.js';
 import { readStatus } from '../../test/e2e/agent.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
-import { runCommand, startHttpServer, type Host, type HttpServerHandle, type TestRun } from '../../test/e2e/harness.js';
-import { assertNoRig, cmdline, deleteProviderHost, nodePids, nodeStateDir, providerHost, sim } from '../../test/e2e/sim-rig.js';
+import { REPO_ROOT, runCommand, startHttpServer, type Host, type HttpServerHandle, type TestRun } from '../../test/e2e/harness.js';
+import { stat } from 'node:fs/promises';
+import { assertNoRig, cmdline, deleteProviderHost, nodePids, nodeStateDir, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
 import { checkVips, log, sleep, type Cleanup } from './node-env.js';
 import { parseWrk, type WrkSummary } from './report.js';
 
@@ -24,6 +25,8 @@ export interface HaResult {
   nodeKill: number[];
   haproxyKill: number[];
   switchover?: WrkSummary;
+  /** The same under `nslb drain` on the MASTER (the pair stays, roles swapped). */
+  drain?: WrkSummary;
   bulkN: number;
   /** Kill → every one of bulkN VIPs answered 200, ms (Infinity: not within the wait). */
   bulkFailover?: number;
@@ -78,6 +81,30 @@ async function masterOf(name: string): Promise<string | undefined> {
     }
   }
   return undefined;
+}
+
+/**
+ * Boots a killed node and waits until its new agent is ready and has written status.json itself: the file the
+ * killed agent left says what was true before the kill (its node MASTER, both ready), and a pair judged
+ * redundant or a MASTER picked from it would be wrong (a "failover" of 0 ms, the BACKUP killed).
+ */
+async function startNode(node: string): Promise<void> {
+  const startedAt = Date.now();
+  await sim('start', node);
+  const { listen } = (await simStatus())[node]!;
+  await until(
+    `${node}'s agent ready`,
+    async () =>
+      await runCommand(['curl', '-fsS', '-m', '2', `http://${listen}/readyz`])
+        .then(() => true)
+        .catch(() => false),
+    60_000,
+  );
+  await until(
+    `${node}'s own status.json`,
+    async () => ((await stat(join(nodeStateDir(node), 'status.json')).catch(() => undefined))?.mtimeMs ?? 0) > startedAt,
+    60_000,
+  );
 }
 
 async function redundant(names: string[]): Promise<boolean> {
@@ -164,7 +191,7 @@ export async function phaseHa(opts: { kills: number; bulkN: number; cleanup: Cle
       const at = Date.now();
       await sim('kill', m);
       result.nodeKill.push(await measure(probe, at));
-      await sim('start', m);
+      await startNode(m);
       log(`(v): node kill ${k + 1}/${opts.kills}: ${result.nodeKill.at(-1)} ms`);
     }
     for (let k = 0; k < opts.kills; k++) {
@@ -183,6 +210,18 @@ export async function phaseHa(opts: { kills: number; bulkN: number; cleanup: Cle
   } finally {
     await probe.stop();
   }
+
+  // Planned switchover by `nslb drain` on the MASTER: the pair stays, the roles swap.
+  await until('ha0 redundant', () => redundant(['ha0']), 60_000);
+  const drained = (await masterOf('ha0')) ?? 'node1';
+  const drainWrk = runCommand(
+    ['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d8s', '--timeout', '3s', '-H', 'Connection: close', `http://${vip(0)}/`],
+    { timeoutMs: 30_000 },
+  );
+  await sleep(3_000);
+  await sim('exec', drained, '--', process.execPath, join(REPO_ROOT, 'dist/cli/main.js'), 'drain', drained, '--state-dir', nodeStateDir(drained));
+  result.drain = parseWrk((await drainWrk).stdout);
+  log(`(v): nslb drain: ${result.drain.requests} requests, socket errors ${JSON.stringify(result.drain.socketErrors)}, non-2xx ${result.drain.non2xx3xx}`);
 
   // Planned switchover: the MASTER leaves the placement.
   await until('ha0 redundant', () => redundant(['ha0']), 60_000);

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { KERNEL_LIMITS_MODES, type KernelLimitsMode } from '../controller/kernel-limits.js';
 import { cleanup } from './cleanup.js';
+import { drain } from './drain.js';
 import { LOG_LEVELS } from './config-file.js';
 import { importOctaviaFiles } from './import.js';
 import { DEFAULTS, parsePositiveInt, parsePositiveNumber, parseShare } from './options.js';
@@ -190,6 +191,17 @@ program
   .option('--daemon-cgroup <path>', "the agent's --daemon-cgroup: its directories are removed too, once empty")
   .action(async (o: { stateDir: string; dryRun: boolean; scope: 'node' | 'state-dir'; daemonCgroup?: string }) => {
     process.exitCode = await cleanup(o);
+  });
+
+program
+  .command('drain')
+  .description('on NODE: hand the MASTER role of every ACTIVE_STANDBY load balancer to its peer without losing a request')
+  .argument('<node>', "this node's --node-name (the agent of --state-dir must be it)")
+  .option('--dry-run', 'say what would move', false)
+  .option('--force', 'hand over even when the peer is not ready (nobody may serve the VIP then)', false)
+  .addOption(stateDirOption())
+  .action(async (node: string, o: { stateDir: string; dryRun: boolean; force: boolean }) => {
+    process.exitCode = await drain({ node, ...o });
   });
 
 program

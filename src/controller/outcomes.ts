@@ -24,6 +24,8 @@ export interface LbOutcome extends OutcomeView {
   /** ACTIVE_STANDBY: its keepalived, watched the same way (a keepalived killed outright cannot drop the VIP). */
   keepalivedPid?: number;
   vrrp?: ObservedVrrpState;
+  /** ACTIVE_STANDBY: a keepalived runs this load balancer's config here (as of the last stats poll). */
+  keepalivedUp?: boolean;
   peers?: PeerSession[];
 }
 
@@ -36,7 +38,11 @@ export function pendingOutcome(netns: string, iface: string): LbOutcome {
 /** Each load balancer on the node and its last `show stat`, for status.json and /metrics. */
 export function statsViews(outcomes: Outcomes): LbStatsView[] {
   const views: LbStatsView[] = [];
-  for (const [key, o] of outcomes) if (o.applied !== undefined) views.push({ key, applied: o.applied, stats: o.stats });
+  for (const [key, o] of outcomes) {
+    if (o.applied === undefined) continue;
+    const ha = o.applied.ha === undefined ? {} : { keepalivedUp: o.keepalivedUp === true, ...(o.vrrp === undefined ? {} : { vrrp: o.vrrp }) };
+    views.push({ key, applied: o.applied, stats: o.stats, ...ha });
+  }
   return views;
 }
 
@@ -50,6 +56,7 @@ export async function pollStats(node: NodeDriver, outcome: LbOutcome): Promise<v
   }
   if (outcome.applied.ha === undefined) return;
   // ACTIVE_STANDBY: this node's VRRP state (a file read) and whether the peer's HAProxy talks to ours.
+  outcome.keepalivedUp = node.keepalivedPid(outcome.netns) !== undefined;
   const vrrp = node.vrrpState(outcome.netns);
   if (vrrp === undefined) delete outcome.vrrp;
   else outcome.vrrp = vrrp;

@@ -95,6 +95,10 @@ export interface KeepalivedFiles {
   stateFile: string;
   /** From the rename of a new config until keepalived was started with it or told to reload it. */
   reloadPending: string;
+  /** keepalived's track file: a non-zero number in it puts the instance in FAULT (a MASTER lets go of the VIP). */
+  release: string;
+  /** From the start of a planned handover until its SYN drop is gone and the release file says 0 again. */
+  handover: string;
 }
 
 /** keepalived's files, in the load balancer's directory beside HAProxy's (ACTIVE_STANDBY, DESIGN §6). */
@@ -108,5 +112,7 @@ export function keepalivedFiles(stateDir: string, netns: string): KeepalivedFile
     fifo: join(dir, 'keepalived.fifo'),
     stateFile: join(dir, 'keepalived.state'),
     reloadPending: join(dir, 'keepalived.reload-pending'),
+    release: join(dir, 'keepalived.release'),
+    handover: join(dir, 'keepalived.handover'),
   };
 }

@@ -232,6 +232,7 @@ export class LinuxNodeDriver implements NodeDriver {
       case 'keepalived.reload':
       case 'keepalived.stop':
       case 'keepalived.removeFiles':
+      case 'keepalived.endHandover':
         return this.#keepalived.apply(a);
     }
   }

@@ -288,6 +288,7 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
     },
   });
 
+  vrrpMetrics(source, registers);
   if (options.kernelLimits !== undefined) kernelLimitMetrics(options.kernelLimits, registers);
 
   return {
@@ -303,6 +304,48 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
+}
+
+const VRRP_STATES = ['MASTER', 'BACKUP', 'FAULT', 'STOP'] as const;
+
+/**
+ * keepalived of ACTIVE_STANDBY load balancers, from the state file its notify script keeps (read at the last
+ * stats poll, no process): nothing of its config, and so never the VRRP addresses' secrets (VRRPv3 has none).
+ */
+function vrrpMetrics(source: MetricsSource, registers: Registry[]): void {
+  const pairs = () => source.loadBalancerStats().filter((v) => v.applied.ha !== undefined);
+  new Gauge({
+    name: 'nslb_keepalived_up',
+    help: "1 when the load balancer's keepalived runs on this node (ACTIVE_STANDBY only), else 0.",
+    labelNames: ['loadbalancer'],
+    registers,
+    collect() {
+      this.reset();
+      for (const v of pairs()) this.set({ loadbalancer: v.key }, v.keepalivedUp === true ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'nslb_vrrp_state',
+    help: "This node's VRRP state of the load balancer as its keepalived last announced it: 1 for the current state (MASTER, BACKUP, FAULT, STOP), 0 for the others; all 0 while keepalived is not running or has announced nothing.",
+    labelNames: ['loadbalancer', 'state'],
+    registers,
+    collect() {
+      this.reset();
+      for (const v of pairs()) for (const state of VRRP_STATES) this.set({ loadbalancer: v.key, state }, v.vrrp?.state === state ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'nslb_vrrp_transitions_total',
+    help: "Changes of VRRP state this node's keepalived announced for the load balancer since it started (a restart of keepalived starts it again from 0).",
+    labelNames: ['loadbalancer'],
+    registers,
+    collect() {
+      mirror(
+        this,
+        pairs().map((v) => [{ loadbalancer: v.key }, v.vrrp?.transitions ?? 0]),
+      );
+    },
+  });
 }
 
 /** The kernel limits the load depends on (src/controller/kernel-limits.ts): what they are, need, and were raised. */

@@ -105,10 +105,14 @@ export type Action =
   | { kind: 'keepalived.reload'; netns: string }
   /**
    * SIGTERM: keepalived drops the VIPs it holds and sends a priority-0 advert, so the peer takes over at once.
-   * `removeFiles`: the load balancer stays but is no longer ACTIVE_STANDBY.
+   * `removeFiles`: the load balancer stays but is no longer ACTIVE_STANDBY. `handOver`: it is MASTER and
+   * leaves the pair: new connections held off and open ones finished first, so that none is lost
+   * (src/drivers/keepalived/handover.ts).
    */
-  | { kind: 'keepalived.stop'; netns: string; pid: number; removeFiles?: true }
+  | { kind: 'keepalived.stop'; netns: string; pid: number; removeFiles?: true; handOver?: true }
   | { kind: 'keepalived.removeFiles'; netns: string }
+  /** A planned handover that did not finish (its process died): SYN drop removed, release file back to 0. */
+  | { kind: 'keepalived.endHandover'; netns: string }
   | { kind: 'stateDir.delete'; netns: string };
 
 export function formatAction(a: Action): string {
@@ -156,7 +160,9 @@ export function formatAction(a: Action): string {
     case 'keepalived.reload':
       return `keepalived reload in ${a.netns}`;
     case 'keepalived.stop':
-      return `keepalived stop in ${a.netns} (pid ${a.pid})${a.removeFiles === true ? ', removing its files' : ''}`;
+      return `keepalived stop in ${a.netns} (pid ${a.pid})${a.handOver === true ? ', handing the VIP over' : ''}${a.removeFiles === true ? ', removing its files' : ''}`;
+    case 'keepalived.endHandover':
+      return `keepalived end the unfinished handover in ${a.netns}`;
     case 'keepalived.removeFiles':
       return `keepalived remove files of ${a.netns}`;
     case 'stateDir.delete':

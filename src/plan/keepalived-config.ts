@@ -39,10 +39,14 @@ export interface KeepalivedPaths {
   /** The FIFO keepalived writes state changes into, and the file the notify script keeps the last one in. */
   notifyFifo: string;
   stateFile: string;
+  /** The track file a planned switchover writes 1 into (FAULT: the MASTER lets go) and 0 after. */
+  releaseFile: string;
 }
 
 /** The name of the track script in the config; also seen in keepalived's logs. */
 export const CHECK_SCRIPT_NAME = 'nslb_haproxy';
+/** The name of the track file of planned switchovers (`nslb drain`, src/drivers/keepalived/handover.ts). */
+export const RELEASE_FILE_NAME = 'nslb_release';
 
 // The HAProxy check runs every second (keepalived's vrrp_script takes whole seconds only). One failure moves
 // the VIP: the script retries the socket itself before it fails, so a failure is an outage, not a blip; two
@@ -181,6 +185,15 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     '    init_fail',
     '}',
     '',
+    // A planned switchover writes 1 here: weight 0 makes a non-zero value FAULT, which drops the VIP and sends
+    // a priority-0 advert (the peer takes over at once); 0 again and the node is BACKUP. keepalived watches it
+    // with inotify, so the handover waits for no check interval; it starts at 0 whatever a crash left in it.
+    `track_file ${RELEASE_FILE_NAME} {`,
+    `    file "${path(paths.releaseFile, 'release file')}"`,
+    '    weight 0',
+    '    init_file 0 overwrite',
+    '}',
+    '',
     `vrrp_instance ${name} {`,
     // Both nodes start BACKUP: with nopreempt, a node that starts (or comes back) while its peer is MASTER
     // stays BACKUP whatever the priorities; nopreempt needs a BACKUP start to apply at all.
@@ -210,6 +223,9 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     ...(other.length === 0 ? [] : ['    virtual_ipaddress_excluded {', ...other, '    }']),
     '    track_script {',
     `        ${CHECK_SCRIPT_NAME}`,
+    '    }',
+    '    track_file {',
+    `        ${RELEASE_FILE_NAME}`,
     '    }',
     '}',
   ];

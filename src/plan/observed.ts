@@ -83,6 +83,8 @@ export interface ObservedVrrpState {
   state: VrrpState;
   /** The effective priority keepalived reported with it. */
   priority: number;
+  /** Changes of state keepalived announced since it started (absent from an older notify script's file). */
+  transitions?: number;
 }
 
 export interface ObservedKeepalived {
@@ -114,6 +116,8 @@ export interface ObservedLoadBalancer {
   keepalivedConfig?: string;
   /** A keepalived config was written that the running keepalived has not loaded. */
   keepalivedReloadPending?: boolean;
+  /** A planned handover began long ago and never ended (the agent or `nslb drain` died in it). */
+  keepalivedHandoverStale?: boolean;
   /** Certificate file names in the state dir's certs/ (named by content hash). */
   certFiles?: string[];
   stateDir: boolean;

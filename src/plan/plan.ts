@@ -41,8 +41,12 @@ export const PAIR_STOP_GRACE_MS = 1_000;
 
 function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Action[] {
   const actions: Action[] = [];
-  // keepalived first: stopped, it hands the VIP to the peer at once (a planned switchover, not a failover).
-  if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid });
+  // keepalived first: stopped, it hands the VIP to the peer at once (a planned switchover, not a failover); a
+  // MASTER first lets the connections it serves finish (drivers/keepalived/handover.ts).
+  if (o.keepalived !== undefined) {
+    const handOver = o.keepalived.vrrp?.state === 'MASTER' && o.netns !== undefined;
+    actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid, ...(handOver ? { handOver: true as const } : {}) });
+  }
   // Then HAProxy, softly on a pair: the requests it was answering when the VIP left still get their responses
   // (its sockets stay, and a drained node's last requests are not failed requests).
   if (o.haproxy !== undefined)
@@ -189,6 +193,7 @@ function planKeepalived(netns: string, config: string, o: ObservedLoadBalancer):
   } else if (configChanged || o.keepalivedReloadPending === true) {
     actions.push({ kind: 'keepalived.reload', netns });
   }
+  if (o.keepalivedHandoverStale === true) actions.push({ kind: 'keepalived.endHandover', netns });
   return actions;
 }
 

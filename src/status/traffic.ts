@@ -5,6 +5,7 @@ import type { LbKey } from '../api/v1alpha1/types.js';
 import type { DesiredLoadBalancer } from '../desired/model.js';
 import { parseLbKey } from '../desired/names.js';
 import type { StatRow } from '../plan/haproxy-stats.js';
+import type { ObservedVrrpState } from '../plan/observed.js';
 import { StatIndex } from './aggregate.js';
 import type { MemberStats, StatusFile } from './status-file.js';
 
@@ -15,6 +16,9 @@ export interface LbStatsView {
   applied: DesiredLoadBalancer;
   /** The last `show stat`; undefined when HAProxy could not be asked. */
   stats: readonly StatRow[] | undefined;
+  /** ACTIVE_STANDBY only: whether its keepalived runs here, and the last state it announced (while it runs). */
+  keepalivedUp?: boolean;
+  vrrp?: ObservedVrrpState;
 }
 
 /** Keyed by `${pool}/${member}`; a member HAProxy does not run (yet) is absent. */

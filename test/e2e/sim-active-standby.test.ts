@@ -15,7 +15,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { readStatus } from './agent.js';
 import { percentile, startProbe, type Probe } from './ha-pair.js';
 import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
-import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, SIM_DIR, sim, simStatus } from './sim-rig.js';
+import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, nodeStateDir, providerHost, SIM, SIM_DIR, sim, simStatus } from './sim-rig.js';
 import { VipSampler } from './sim-vip-sampler.js';
 
 const run = uniqueRun(23);
@@ -40,6 +40,13 @@ function docs(lb: { name: string; vip: string; vrrp?: string[]; nodes: string[] 
     { kind: 'Member', metadata: { name: `${lb.name}-m2` }, spec: { pool: `${lb.name}-pool`, address: ip(12), port: 8080 } },
   ];
   return objects.map((o) => yaml.dump({ apiVersion: 'nslb.dev/v1alpha1', ...o })).join('---\n');
+}
+
+/** Requests wrk saw fail: socket errors (connect, read, write, timeout) and non-2xx/3xx answers. */
+function lostRequests(wrkOut: string): number {
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(wrkOut);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(wrkOut);
+  return (socket === null ? 0 : socket.slice(1).reduce((n, v) => n + Number(v), 0)) + Number(non2xx?.[1] ?? 0);
 }
 
 const lbStatus = (file: StatusFile | undefined, name: string) => file?.objects.find((o) => o.kind === 'LoadBalancer' && o.name === name)?.status;
@@ -105,6 +112,9 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
   }
 
   const url = (lb: { vip: string }) => `http://${lb.vip}/`;
+  // Under wrk during a switchover: each answer takes 100 ms, so that requests are in flight on the old MASTER
+  // when the VIP moves (a fast answer leaves that to chance): they are what a careless handover loses.
+  const SLOW = (lb: { vip: string }) => `http://${lb.vip}/__slow?ms=100`;
 
   /**
    * The outage a kill caused, in ms: from the first request that failed after `since` (the node was dead by
@@ -255,7 +265,13 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
           }
           expect(pids.length).toBeGreaterThan(0);
           const killedAt = Date.now();
-          for (const pid of pids) process.kill(pid, 'SIGKILL');
+          for (const pid of pids) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              // Gone since it was listed: an old worker finishing after a reload, or a `haproxy -c` of the agent.
+            }
+          }
           let ms: number | undefined;
           for (const until = Date.now() + 10_000; ms === undefined && Date.now() < until; await sleep(50)) ms = recovery(probe, killedAt, killedAt + 3_000);
           expect(ms, 'an answer through the VIP').toBeDefined();
@@ -292,6 +308,60 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     expect(await master(PA)).toBe('node1');
   }, 60_000);
 
+  it('3: nslb drain NODE under wrk hands every MASTER role it holds to the peer, loses no request and keeps SOURCE_IP persistence', async () => {
+    await waitFor(async () => (await redundant(PA)) && (await redundant(PB)), { timeoutMs: 30_000, message: 'both pairs redundant before the drain' });
+    const m = await master(PA);
+    const other = PA.nodes.find((n) => n !== m)!;
+    const pbMasterBefore = await master(PB);
+    const sticky = (await httpGet(client, url(PA))).body.trim();
+    const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d8s', '--timeout', '3s', '-H', 'Connection: close', SLOW(PA)], {
+      timeoutMs: 30_000,
+    });
+    await sleep(2_500);
+    const drainedAt = Date.now();
+    // As an operator runs it on the node: its state dir, its name.
+    const table = await inNode(m, process.execPath, join(REPO_ROOT, 'dist/cli/main.js'), 'drain', m, '--state-dir', nodeStateDir(m));
+    const drainMs = Date.now() - drainedAt;
+    const out = await wrk;
+    console.log(`nslb drain ${m} (${drainMs} ms):\n${table}\n${out.stdout}`);
+    const lost = lostRequests(out.stdout);
+    console.log(`switchover by nslb drain: lost ${lost} of ${/(\d+) requests in/.exec(out.stdout)?.[1]} requests`);
+    expect(table).toMatch(new RegExp(`default/pa\\s+moved\\s+MASTER → ${other}; this node BACKUP; no connection cut`));
+    // A pair whose MASTER was elsewhere is left alone; node3's SINGLE s3 is not on this node.
+    if (PB.nodes.includes(m) && pbMasterBefore !== m) expect(table).toMatch(/default\/pb\s+not MASTER\s+this node is BACKUP/);
+    expect(lost).toBe(0);
+    expect(Number(/(\d+) requests in/.exec(out.stdout)?.[1] ?? 0)).toBeGreaterThan(100);
+    expect(holders(PA)).toEqual([other]);
+    // The drained node stays in the pair as BACKUP (nopreempt: it takes nothing back), and the pair is redundant.
+    await waitFor(() => redundant(PA), { timeoutMs: 20_000, message: 'redundant after the drain' });
+    expect(lbStatus(await readStatus(nodeStateDir(m)), 'pa')?.nodes).toEqual([
+      { name: other, role: 'MASTER', ready: true },
+      { name: m, role: 'BACKUP', ready: true },
+    ]);
+    await sleep(1_000);
+    expect(holders(PA)).toEqual([other]);
+    expect((await httpGet(client, url(PA))).body.trim()).toBe(sticky);
+    // s3 is SINGLE on node3: drained, it says it stays.
+    const single = await inNode(
+      'node3',
+      process.execPath,
+      join(REPO_ROOT, 'dist/cli/main.js'),
+      'drain',
+      'node3',
+      '--dry-run',
+      '--state-dir',
+      nodeStateDir('node3'),
+    );
+    expect(single).toMatch(/default\/s3\s+stays\s+SINGLE: no other node serves it/);
+    // Another node's name is refused: file mode has no channel between nodes.
+    const wrong = await runCommand(
+      [SIM, 'exec', 'node3', '--', process.execPath, join(REPO_ROOT, 'dist/cli/main.js'), 'drain', 'node1', '--state-dir', nodeStateDir('node3')],
+      { allowFailure: true },
+    );
+    expect(wrong.exitCode).toBe(2);
+    expect(wrong.stderr).toMatch(/is node node3, not node1/);
+  }, 90_000);
+
   it('3: a planned switchover (placement change) under wrk loses no request and keeps SOURCE_IP persistence', async () => {
     await waitFor(() => redundant(PA), { timeoutMs: 20_000, message: 'redundant before the switchover' });
     const m = await master(PA);
@@ -300,7 +370,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     // The MASTER leaves the placement, node3 takes its slot (so the BACKUP keeps its slot and VRRP address):
     // the leaving agent stops keepalived first, which hands the VIP over at once.
     const moved = { ...PA, nodes: PA.nodes.map((n) => (n === m ? 'node3' : n)) };
-    const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d12s', '--timeout', '3s', '-H', 'Connection: close', url(PA)], {
+    const wrk = runCommand(['ip', 'netns', 'exec', client.netns, 'wrk', '-t1', '-c4', '-d12s', '--timeout', '3s', '-H', 'Connection: close', SLOW(PA)], {
       timeoutMs: 30_000,
     });
     await sleep(3_000);
@@ -333,6 +403,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
         .join('\n')}`,
     );
     console.log(out.stdout);
+    console.log(`switchover by placement change: lost ${lostRequests(out.stdout)} of ${/(\d+) requests in/.exec(out.stdout)?.[1]} requests`);
     await waitFor(async () => !(await inNode(m, 'ip', 'netns', 'list')).includes(netnsOf('pa')), { timeoutMs: 20_000, message: `pa gone from ${m}` });
     console.log(`switchover from ${m}: VIP on ${holders(PA).join(',')} ${Date.now() - switchedAt} ms after the change`);
     // The node that stayed is MASTER; the newcomer in the other slot came up as its BACKUP (it heard the

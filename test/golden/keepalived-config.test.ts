@@ -32,6 +32,7 @@ const paths: KeepalivedPaths = {
   haproxySocket: `${LB_DIR}/haproxy.sock`,
   notifyFifo: `${LB_DIR}/keepalived.fifo`,
   stateFile: `${LB_DIR}/keepalived.state`,
+  releaseFile: `${LB_DIR}/keepalived.release`,
 };
 const checkPaths: KeepalivedPaths = {
   ...paths,

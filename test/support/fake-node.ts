@@ -142,6 +142,8 @@ export class FakeNode {
         this.keepalivedConfigs.delete(a.netns);
         this.keepalivedPendingReload.delete(a.netns);
         return;
+      case 'keepalived.endHandover':
+        return;
       case 'stateDir.delete':
         this.keepalivedConfigs.delete(a.netns);
         this.keepalivedPendingReload.delete(a.netns);
@@ -312,6 +314,7 @@ export class FakeNodeDriver implements NodeDriver {
       haproxySocket: `${dir}/haproxy.sock`,
       notifyFifo: `${dir}/keepalived.fifo`,
       stateFile: `${dir}/keepalived.state`,
+      releaseFile: `${dir}/keepalived.release`,
     };
   }
 

@@ -197,6 +197,7 @@ const KEEPALIVED_PATHS = {
   haproxyPidfile: '/s/haproxy.pid',
   haproxySocket: '/s/haproxy.sock',
   notifyFifo: '/s/keepalived.fifo',
+  releaseFile: '/s/keepalived.release',
   stateFile: '/s/keepalived.state',
 };
 
@@ -241,6 +242,14 @@ describe('planning a pair against a node', () => {
     expect(node.links.get(iface)?.addresses).toEqual(['192.0.2.2/24']);
     expect(keepalivedConfig).toContain('unicast_src_ip 192.0.2.2');
     expect(keepalivedConfig).toContain('priority 100');
+  });
+
+  it('ends a planned handover that a dead process left unfinished (its marker long there), and only then', () => {
+    const node = new FakeNode();
+    converge(node);
+    const observed = node.observe(netns, iface);
+    const stale = planLoadBalancer({ netns, iface, desired: d, config, keepalivedConfig, observed: { ...observed, keepalivedHandoverStale: true } });
+    expect(stale).toEqual([{ kind: 'keepalived.endHandover', netns }]);
   });
 
   it('leaves the VIP keepalived added alone, but removes an address nobody asked for', () => {

@@ -68,6 +68,8 @@ describe('keepalived files and argv', () => {
       fifo: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.fifo',
       stateFile: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.state',
       reloadPending: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.reload-pending',
+      release: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.release',
+      handover: '/var/lib/nslb/lb/nslb-0123456789ab/keepalived.handover',
     });
     const p = keepalivedConfigPaths('/var/lib/nslb', 'nslb-0123456789ab');
     expect(p.haproxyPidfile).toBe('/var/lib/nslb/lb/nslb-0123456789ab/haproxy.pid');
@@ -99,6 +101,7 @@ describe('keepalived files and argv', () => {
     expect(parseVrrpState('BACKUP 90')).toEqual({ state: 'BACKUP', priority: 90 });
     expect(parseVrrpState('FAULT 0\n')).toEqual({ state: 'FAULT', priority: 0 });
     expect(parseVrrpState('STOP 90\n')).toEqual({ state: 'STOP', priority: 90 });
+    expect(parseVrrpState('MASTER 100 7\n')).toEqual({ state: 'MASTER', priority: 100, transitions: 7 });
     for (const bad of [undefined, '', 'MASTER', 'master 100', 'MASTER 100\nBACKUP 90\n', 'GOD 1', 'MASTER 1000']) {
       expect(parseVrrpState(bad)).toBeUndefined();
     }
@@ -251,16 +254,17 @@ describe('scripts/keepalived-notify.sh', () => {
     let text: string | undefined;
     for (const until = Date.now() + 5_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
       text = await readFile(state, 'utf8').catch(() => undefined);
-      if (text === 'MASTER 90\n') break;
+      if (text === 'MASTER 90 3\n') break;
     }
-    expect(text).toBe('MASTER 90\n');
+    // The third field counts the changes of state announced (FAULT, BACKUP, MASTER).
+    expect(text).toBe('MASTER 90 3\n');
     // keepalived closed its end: the script waits for the next writer rather than exiting or spinning.
     await new Promise((r) => setTimeout(r, 200));
     expect(reader.exitCode).toBeNull();
     await writeFile(fifo, 'INSTANCE "nslb-x" BACKUP 90\n');
-    for (const until = Date.now() + 5_000; Date.now() < until && text !== 'BACKUP 90\n'; await new Promise((r) => setTimeout(r, 20))) {
+    for (const until = Date.now() + 5_000; Date.now() < until && text !== 'BACKUP 90 4\n'; await new Promise((r) => setTimeout(r, 20))) {
       text = await readFile(state, 'utf8').catch(() => undefined);
     }
-    expect(text).toBe('BACKUP 90\n');
+    expect(text).toBe('BACKUP 90 4\n');
   });
 });

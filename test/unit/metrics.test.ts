@@ -95,6 +95,9 @@ describe('/metrics from the agent state', () => {
       nslb_member_bytes_out_total: 'counter',
       nslb_member_up: 'gauge',
       nslb_member_check_status: 'gauge',
+      nslb_keepalived_up: 'gauge',
+      nslb_vrrp_state: 'gauge',
+      nslb_vrrp_transitions_total: 'counter',
     });
     for (const name of Object.keys(types)) expect(body).toMatch(new RegExp(`^# HELP ${name} \\S.{10,}$`, 'm'));
   });
@@ -296,5 +299,37 @@ describe('member figures in status.json', () => {
     expect(sample(body, 'nslb_neighbour_table_overflows_total{family="ipv4"}')).toBe(42);
     expect(sample(body, 'nslb_node_neighbours_refused{family="ipv4"}')).toBe(1);
     expect(sample(body, 'nslb_node_neighbours_refused{family="ipv6"}')).toBe(0);
+  });
+
+  it('shows keepalived per ACTIVE_STANDBY load balancer: up, VRRP state, transitions; nothing of its config', async () => {
+    const ha = {
+      node: 'node1',
+      slot: 0 as const,
+      peer: 'node2',
+      localAddress: '10.0.0.2',
+      peerAddress: '10.0.0.3',
+      advertIntervalMs: 200,
+      virtualRouterId: 51,
+    };
+    const pair = (name: string) => loadBalancer({ key: `team-a/${name}`, namespace: 'team-a', name, ha });
+    const views: LbStatsView[] = [
+      { key: 'team-a/web', applied: web, stats: [] },
+      { key: 'team-a/pa', applied: pair('pa'), stats: [], keepalivedUp: true, vrrp: { state: 'MASTER', priority: 100, transitions: 3 } },
+      { key: 'team-a/pb', applied: pair('pb'), stats: [], keepalivedUp: false },
+    ];
+    const fake = Object.assign(new FakeController(), { loadBalancerStats: () => views });
+    const { body } = await createAgentMetrics(fake, { processMetrics: false, counters: counters() }).render();
+    expect(sample(body, 'nslb_keepalived_up{loadbalancer="team-a/pa"}')).toBe(1);
+    expect(sample(body, 'nslb_keepalived_up{loadbalancer="team-a/pb"}')).toBe(0);
+    // SINGLE load balancers have no keepalived series at all.
+    expect(body).not.toMatch(/nslb_(keepalived_up|vrrp_\w+)\{loadbalancer="team-a\/web"/);
+    expect(sample(body, 'nslb_vrrp_state{loadbalancer="team-a/pa",state="MASTER"}')).toBe(1);
+    expect(sample(body, 'nslb_vrrp_state{loadbalancer="team-a/pa",state="BACKUP"}')).toBe(0);
+    expect(sample(body, 'nslb_vrrp_state{loadbalancer="team-a/pb",state="MASTER"}')).toBe(0);
+    expect(sample(body, 'nslb_vrrp_state{loadbalancer="team-a/pb",state="FAULT"}')).toBe(0);
+    expect(sample(body, 'nslb_vrrp_transitions_total{loadbalancer="team-a/pa"}')).toBe(3);
+    expect(sample(body, 'nslb_vrrp_transitions_total{loadbalancer="team-a/pb"}')).toBe(0);
+    // The VRRP addresses and router id stay out of /metrics (VRRPv3 has no password; nothing of the config is exported).
+    expect(body).not.toMatch(/10\.0\.0\.[23]|virtual_router|auth/);
   });
 });

@@ -10,6 +10,7 @@ import type { ObservedLoadBalancer, ObservedVrrpState } from '../../plan/observe
 import { cmdline, processAlive, statFields } from '../proc.js';
 import { readdir } from 'node:fs/promises';
 import {
+  configVips,
   deleteKeepalivedFiles,
   findKeepalivedByConfig,
   inNetns,
@@ -27,12 +28,13 @@ import {
   writeCheckedKeepalivedConfig,
 } from './keepalived.js';
 import { readFileSync } from 'node:fs';
+import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted } from './handover.js';
 
 export type KeepalivedAction = Extract<Action, { kind: `keepalived.${string}` }>;
 
 export class KeepalivedDriver {
   /** keepalived processes started and reloads signalled, for /metrics. */
-  readonly counters = { starts: 0, reloads: 0 };
+  readonly counters = { starts: 0, reloads: 0, handovers: 0, handoverCut: 0 };
   readonly #run: Runner;
   readonly #stateDir: string;
 
@@ -58,6 +60,8 @@ export class KeepalivedDriver {
     const config = readKeepalivedConfig(files);
     if (config !== undefined) e.keepalivedConfig = config;
     if (config !== undefined && observeKeepalivedReloadPending(files)) e.keepalivedReloadPending = true;
+    const handover = handoverStarted(files);
+    if (handover !== undefined && Date.now() - handover.getTime() > HANDOVER_STALE_MS) e.keepalivedHandoverStale = true;
   }
 
   /** keepalived running these load balancers' configs though no pidfile names it (one read of /proc for all). */
@@ -105,14 +109,31 @@ export class KeepalivedDriver {
         this.counters.reloads++;
         return markKeepalivedConfigLoaded(files);
       }
-      case 'keepalived.stop':
-        await stopKeepalived(a.pid, files);
+      case 'keepalived.stop': {
+        const { pid } = a;
+        if (a.handOver === true) {
+          // Its /proc/PID/net tables are the netns's: the connections it still serves there.
+          const result = await handOverMarked(this.#run, files, {
+            netns: a.netns,
+            vips: configVips(readKeepalivedConfig(files) ?? ''),
+            pidInNetns: pid,
+            release: () => stopKeepalived(pid, files),
+            released: () => true,
+          });
+          this.counters.handovers++;
+          this.counters.handoverCut += result.cut;
+        } else {
+          await stopKeepalived(pid, files);
+        }
         await this.stopStrayNotifiers(a.netns);
         if (a.removeFiles === true) await deleteKeepalivedFiles(files);
         return;
+      }
       case 'keepalived.removeFiles':
         await this.stopStrayNotifiers(a.netns);
         return deleteKeepalivedFiles(files);
+      case 'keepalived.endHandover':
+        return endHandover(this.#run, a.netns, files);
     }
   }
 

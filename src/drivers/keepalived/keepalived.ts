@@ -42,14 +42,30 @@ export function keepalivedConfigPaths(stateDir: string, netns: string): Keepaliv
     haproxySocket: haproxy.socket,
     notifyFifo: files.fifo,
     stateFile: files.stateFile,
+    releaseFile: files.release,
   };
 }
 
-/** Parses the state file (`MASTER 100`); undefined for anything else (missing, half-written, unknown). */
+/**
+ * Parses the state file (`MASTER 100 3`: state, priority, and the changes of state keepalived announced since
+ * it started; the count is absent in files of an older notify script). Undefined for anything else (missing,
+ * half-written, unknown).
+ */
 export function parseVrrpState(text: string | undefined): ObservedVrrpState | undefined {
-  const m = /^(MASTER|BACKUP|FAULT|STOP) (\d{1,3})\n?$/.exec(text ?? '');
+  const m = /^(MASTER|BACKUP|FAULT|STOP) (\d{1,3})(?: (\d{1,12}))?\n?$/.exec(text ?? '');
   if (m === null) return undefined;
-  return { state: m[1] as VrrpState, priority: Number(m[2]) };
+  return { state: m[1] as VrrpState, priority: Number(m[2]), ...(m[3] === undefined ? {} : { transitions: Number(m[3]) }) };
+}
+
+/** The VIPs a rendered keepalived.conf moves (virtual_ipaddress and virtual_ipaddress_excluded): `ADDR/LEN dev IF`. */
+export function configVips(config: string): string[] {
+  return [...config.matchAll(/^ {8}([0-9A-Fa-f.:]+)\/\d{1,3} dev \S+$/gm)].map((m) => m[1]!);
+}
+
+/** advert_int of a rendered keepalived.conf, in ms; undefined if it has none. */
+export function configAdvertMs(config: string): number | undefined {
+  const m = /^ {4}advert_int (\d+(?:\.\d+)?)$/m.exec(config);
+  return m === null ? undefined : Math.round(Number(m[1]) * 1000);
 }
 
 /** The PID is a live keepalived running this config file (not a recycled PID or another keepalived). */
@@ -222,6 +238,8 @@ export async function deleteKeepalivedFiles(files: KeepalivedFiles): Promise<voi
     files.stateFile,
     `${files.stateFile}.tmp`,
     files.reloadPending,
+    files.release,
+    files.handover,
   ]) {
     await rm(f, { force: true });
   }

@@ -1,0 +1,97 @@
+// The pieces of a lossless planned switchover (src/drivers/keepalived/handover.ts) that need no netns: how
+// /proc/net/tcp spells an address, counting the connections still served, the SYN drop nft accepts, what the
+// planner asks of a leaving MASTER, and the VIPs and advert interval read back from a rendered config.
+import { createConnection, createServer, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectionsServed, procNetAddress, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
+import { configAdvertMs, configVips } from '../../src/drivers/keepalived/keepalived.js';
+import { renderKeepalivedConfig } from '../../src/plan/keepalived-config.js';
+import { planLoadBalancer } from '../../src/plan/plan.js';
+import { runCommand } from '../../src/exec/run.js';
+
+const closers: (() => void)[] = [];
+afterEach(() => {
+  for (const c of closers.splice(0)) c();
+});
+
+describe('handover helpers', () => {
+  it('spells addresses as /proc/net/tcp{,6} does', () => {
+    expect(procNetAddress('10.0.0.1')).toBe('0100000A');
+    expect(procNetAddress('127.0.0.1')).toBe('0100007F');
+    expect(procNetAddress('::1')).toBe('00000000000000000000000001000000');
+    expect(procNetAddress('2001:db8::10')).toBe('B80D0120000000000000000010000000');
+  });
+
+  it('counts the connections served on an address, not listeners, and none once they are closed', async () => {
+    // A loopback address of its own: /proc/PID/net/tcp lists the whole netns, other tests included.
+    const vip = '127.31.41.59';
+    const accepted: Socket[] = [];
+    const server = createServer((s) => accepted.push(s));
+    await new Promise<void>((r) => server.listen(0, vip, r));
+    closers.push(() => server.close());
+    expect(connectionsServed(process.pid, [vip])).toBe(0);
+    const port = (server.address() as { port: number }).port;
+    const client = createConnection({ host: vip, port });
+    await new Promise<void>((r) => client.on('connect', () => r()));
+    await new Promise((r) => setTimeout(r, 50));
+    // The server's end (the client's leaves from 127.0.0.1, the loopback's own address).
+    expect(connectionsServed(process.pid, [vip])).toBe(1);
+    expect(connectionsServed(process.pid, ['127.31.41.60'])).toBe(0);
+    client.end();
+    for (const s of accepted) s.end();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(connectionsServed(process.pid, [vip])).toBe(0);
+  });
+
+  it('renders a SYN drop that nft accepts, per family', async () => {
+    const text = renderSynDrop(['10.0.0.10', '2001:db8::10', '10.0.0.11']);
+    expect(text).toContain('ip daddr { 10.0.0.10, 10.0.0.11 } tcp flags & (syn | ack) == syn drop');
+    expect(text).toContain('ip6 daddr { 2001:db8::10 } tcp flags & (syn | ack) == syn drop');
+    // -c: parsed and checked by the kernel, nothing applied.
+    await runCommand(['nft', '-c', '-f', '-'], { input: text });
+  });
+
+  it('reads the VIPs and advert interval back from a rendered config', () => {
+    const config = renderKeepalivedConfig(
+      {
+        lbKey: 'default/web',
+        name: 'nslb-0123456789ab',
+        interface: 'nslb0123456789a',
+        virtualRouterId: 51,
+        priority: 100,
+        advertIntervalMs: 250,
+        localAddress: '10.0.0.2',
+        peerAddress: '10.0.0.3',
+        vips: [
+          { address: '10.0.0.10', prefixLength: 24 },
+          { address: '2001:db8::10', prefixLength: 64 },
+        ],
+      },
+      {
+        checkScript: '/s/check.sh',
+        notifyScript: '/s/notify.sh',
+        haproxyPidfile: '/s/haproxy.pid',
+        haproxySocket: '/s/haproxy.sock',
+        notifyFifo: '/s/keepalived.fifo',
+        stateFile: '/s/keepalived.state',
+        releaseFile: '/s/keepalived.release',
+      },
+    );
+    expect(configVips(config)).toEqual(['10.0.0.10', '2001:db8::10']);
+    expect(configAdvertMs(config)).toBe(250);
+    expect(config).toMatch(/track_file nslb_release \{\n {4}file "\/s\/keepalived.release"\n {4}weight 0\n {4}init_file 0 overwrite\n\}/);
+  });
+
+  it('a leaving MASTER hands over before keepalived stops; a BACKUP just stops', () => {
+    const observed = (state: 'MASTER' | 'BACKUP') => ({
+      ifaceInHost: false,
+      stateDir: true,
+      netns: { loUp: true },
+      keepalived: { pid: 42, inNetns: true, vrrpAlive: true, vrrp: { state, priority: 100 } },
+    });
+    const stop = (state: 'MASTER' | 'BACKUP') =>
+      planLoadBalancer({ netns: 'nslb-0123456789ab', iface: 'nslb0123456789a', observed: observed(state) as never }).find((a) => a.kind === 'keepalived.stop');
+    expect(stop('MASTER')).toEqual({ kind: 'keepalived.stop', netns: 'nslb-0123456789ab', pid: 42, handOver: true });
+    expect(stop('BACKUP')).toEqual({ kind: 'keepalived.stop', netns: 'nslb-0123456789ab', pid: 42 });
+  });
+});
