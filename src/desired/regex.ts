@@ -144,6 +144,10 @@ class Parser {
   #class(): void {
     const start = this.#i;
     this.#i++;
+    // PCRE2 reads "[:…:]", "[.….]" and "[=…=]" right after a class's "[" as a POSIX class outside a class and
+    // refuses the pattern ("[=({=]]" included), so the same test as its check_posix_syntax() refuses them here.
+    if (posixSyntaxAt(this.#s, this.#i))
+      this.#fail(`"[${this.#peek() ?? ''}" at position ${start + 1} reads as a POSIX class outside a class; write it inside one, as in "[[:alpha:]]"`);
     if (this.#peek() === '^') this.#i++;
     let first = true;
     let previous: string | undefined;
@@ -204,4 +208,19 @@ class Parser {
     const max = m[2] === undefined ? min : m[3] === '' ? undefined : Number(m[3]);
     return [min, max, m[0].length];
   }
+}
+
+/**
+ * PCRE2's check_posix_syntax(): does s[i] (":", "." or "=") start "[:…:]"-style syntax, that is, is it followed
+ * by the same character and "]" before any "]" or "[" + that character? A backslash before "]" or "\\" skips both.
+ */
+function posixSyntaxAt(s: string, i: number): boolean {
+  const terminator = s[i];
+  if (terminator !== ':' && terminator !== '.' && terminator !== '=') return false;
+  for (let p = i + 1; s.length - p >= 2; p++) {
+    if (s[p] === '\\' && (s[p + 1] === ']' || s[p + 1] === '\\')) p++;
+    else if ((s[p] === '[' && s[p + 1] === terminator) || s[p] === ']') return false;
+    else if (s[p] === terminator && s[p + 1] === ']') return true;
+  }
+  return false;
 }

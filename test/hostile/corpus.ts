@@ -740,6 +740,8 @@ const CROSS_OBJECT: readonly [string, Change, number, string, RegExp?][] = [
   ['REGEX with a backwards class range', set('L7Rule', '/spec/value', '^v[9-0]$'), 7, '/spec/value', /runs backwards/],
   ['REGEX with two quantifiers in a row', set('L7Rule', '/spec/value', '^v1**'), 7, '/spec/value', /two quantifiers/],
   ['REGEX starting with a quantifier', set('L7Rule', '/spec/value', '*.php'), 7, '/spec/value', /repeat/],
+  // PCRE2 reads "[=…=]" right after a class opens as a POSIX class outside a class (property test seed 544139465).
+  ['REGEX with a POSIX class outside a class', set('L7Rule', '/spec/value', '[=({=]]--'), 7, '/spec/value', /POSIX class outside a class/],
   [
     'FILE_TYPE rule with STARTS_WITH',
     all(set('L7Rule', '/spec/type', 'FILE_TYPE'), set('L7Rule', '/spec/compareType', 'STARTS_WITH'), del('L7Rule', '/spec/key')),
