@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { PartialBatchError } from '../../exec/batcher.js';
+import { CommandError } from '../../exec/errors.js';
 import { canonicalCidr, canonicalIp } from '../../desired/addresses.js';
 import type { Runner } from '../../exec/run.js';
 import type { DefaultGateways, Forwarding, ObservedLink, ObservedNetns, ObservedRoute } from '../../plan/observed.js';
@@ -235,6 +236,8 @@ export interface LinkConfig {
   routes?: readonly { destination: string; gateway: string }[];
   /** Member networks: routes through this link to delete first. */
   removeRoutes?: readonly { destination: string; gateway: string }[];
+  /** IPv4 addresses to find unused on the segment (an ARP probe) before any address is added. */
+  probe?: readonly string[];
 }
 
 /**
@@ -285,9 +288,62 @@ export function renderLinkBatch(c: LinkConfig): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Probes per address and the wait for an answer, in whole seconds (iputils' arping takes no fractions). An
+ * address in use is answered within milliseconds and arping exits at once; a free one costs the second.
+ */
+const PROBE_COUNT = 2;
+const PROBE_DEADLINE_S = 1;
+
+/** An address another host on the segment answered for: the configure waits (the reconcile retries). */
+export class AddressInUseError extends Error {
+  constructor(address: string, netns: string, options?: { cause?: unknown }) {
+    super(
+      `${address} is in use on the segment (another host answered an ARP probe for it): it is not added to ${netns} until it is released, ` +
+        'as when the node that had this placement slot is still leaving',
+      options,
+    );
+  }
+}
+
+/**
+ * The commands (each to run inside the netns, in order) that bring the link up without addresses, so that it
+ * can send ARP probes (RFC 5227 duplicate address detection: `arping -D` exits 1 when someone answers), and
+ * then probe for each address in `c.probe`. Empty without probes.
+ */
+export function probeArgvs(c: LinkConfig): string[][] {
+  if (c.probe === undefined || c.probe.length === 0) return [];
+  for (const token of [c.iface, c.mac, ...c.probe]) {
+    if (!/^[A-Za-z0-9.:_-]+$/.test(token)) throw new Error(`unsafe token for a probe: ${JSON.stringify(token)}`);
+  }
+  return [
+    ['ip', 'link', 'set', 'dev', c.iface, 'address', c.mac, 'up'],
+    ...c.probe.map((a) => ['arping', '-D', '-q', '-c', String(PROBE_COUNT), '-w', String(PROBE_DEADLINE_S), '-I', c.iface, a]),
+  ];
+}
+
+/**
+ * After probing, the addresses were added to a link that was already up, which announced nothing (arp_notify
+ * acts when a link comes up): one gratuitous ARP each, so that the peer sends its adverts here at once, not to
+ * the previous holder's MAC until its neighbour entry ages out. arping sends it at once, then waits a second.
+ */
+export function announceProbedArgvs(c: LinkConfig): string[][] {
+  return (c.probe ?? []).map((a) => ['arping', '-U', '-q', '-c', '1', '-w', '1', '-I', c.iface, a]);
+}
+
 export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
   await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
+  for (const argv of probeArgvs(c)) {
+    try {
+      await run(['ip', 'netns', 'exec', c.netns, ...argv]);
+    } catch (err) {
+      // arping -D exits 1 when someone answered; other failures (2: no such device, …) are what they are.
+      if (argv[0] === 'arping' && err instanceof CommandError && err.exitCode === 1) throw new AddressInUseError(argv.at(-1)!, c.netns, { cause: err });
+      throw err;
+    }
+  }
   await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
+  await Promise.all(announceProbedArgvs(c).map((argv) => run(['ip', 'netns', 'exec', c.netns, ...argv])));
 }
 
 /**
