@@ -59,10 +59,10 @@ export interface KubernetesMode extends AgentMode {
 }
 
 // @kubernetes/client-node is loaded in Kubernetes mode only: in file mode it would cost about a second of
-// start-up and tens of MB of memory for nothing.
+// start-up and tens of MB of memory for nothing. Its API clients read responses through kube/http.ts.
 export async function loadKubeConfig(kubeconfig: string | undefined): Promise<KubeConfig> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
+  const { AgentKubeConfig } = await import('../kube/http.js');
+  const kc = new AgentKubeConfig();
   if (kubeconfig !== undefined) kc.loadFromFile(kubeconfig);
   else kc.loadFromCluster();
   return kc;
