@@ -103,6 +103,38 @@ describe('LeaderElector fencing', () => {
   }, 20_000);
 });
 
+describe('LeaderElector callbacks', () => {
+  it('a leader whose start (or a previous stop) takes long goes on renewing meanwhile, and stays the leader', async () => {
+    let started = 0;
+    const e = new LeaderElector({
+      kubeConfig: kc,
+      role: 'scheduler',
+      namespace: NS,
+      name: 'slow-callback-test',
+      identity: 'a',
+      // Renew deadline 1.33 s; the start below takes twice that.
+      leaseSeconds: 2,
+      logger,
+      onStartedLeading: async () => {
+        started++;
+        await sleep(2_700);
+      },
+      onStoppedLeading: async () => {},
+    });
+    e.start();
+    await until(() => e.leading, 2_000, 'a leading');
+    const renewTime = () => leaseOf('slow-callback-test')?.spec?.renewTime as string | undefined;
+    const first = renewTime();
+    // While onStartedLeading still runs, the Lease is renewed (a renewal loop waiting for it would let the fence
+    // stop a leader that is only busy, and start it again, over and over).
+    await until(() => renewTime() !== first, 2_000, 'a renewal during the slow start');
+    await sleep(2_000);
+    expect(e.leading).toBe(true);
+    expect(started).toBe(1);
+    await e.stop();
+  }, 15_000);
+});
+
 describe('NodeLeaseWatch', () => {
   it("watched from the agent's start, a new leader calls a node dead that went silent before it took over", async () => {
     const ns = 'lease-watch';

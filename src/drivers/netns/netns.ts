@@ -6,6 +6,7 @@ import { PartialBatchError } from '../../exec/batcher.js';
 import { CommandError } from '../../exec/errors.js';
 import { canonicalCidr, canonicalIp } from '../../desired/addresses.js';
 import type { Runner } from '../../exec/run.js';
+import { RetryLater } from '../../loop/work-queue.js';
 import type { DefaultGateways, Forwarding, ObservedLink, ObservedNetns, ObservedRoute } from '../../plan/observed.js';
 
 export const NETNS_DIR = '/run/netns';
@@ -295,10 +296,21 @@ export function renderLinkBatch(c: LinkConfig): string {
 const PROBE_COUNT = 2;
 const PROBE_DEADLINE_S = 1;
 
-/** An address another host on the segment answered for: the configure waits (the reconcile retries). */
-export class AddressInUseError extends Error {
+/**
+ * How soon a configure that found its address in use probes again: a short fixed delay, not the failure
+ * backoff (whose doubling left a drain's newcomers probing 13 s apart after the leaving node had let go),
+ * spread over half of it so that the keys waiting together do not spawn their probes together.
+ */
+export const ADDRESS_WAIT_MS = 500;
+
+/**
+ * An address another host on the segment answered for: the configure waits (the reconcile is tried again
+ * after ADDRESS_WAIT_MS or so; a wait, not a failure).
+ */
+export class AddressInUseError extends RetryLater {
   constructor(address: string, netns: string, options?: { cause?: unknown }) {
     super(
+      ADDRESS_WAIT_MS + Math.floor(Math.random() * (ADDRESS_WAIT_MS / 2)),
       `${address} is in use on the segment (another host answered an ARP probe for it): it is not added to ${netns} until it is released, ` +
         'as when the node that had this placement slot is still leaving',
       options,
