@@ -9,7 +9,6 @@ import type { MemberStats } from '../status/status-file.js';
 import { memberStats, type LbStatsView } from '../status/traffic.js';
 import type { KernelLimitsReport } from '../controller/kernel-limits.js';
 import type { DriverCounters } from '../plan/node-driver.js';
-import type { ProcessResult } from '../loop/work-queue.js';
 
 /** What /metrics reads at scrape time: the controller, or a fake of it in tests. */
 export interface MetricsSource {
@@ -48,7 +47,8 @@ export interface KubernetesWriteStats {
 export interface AgentMetrics {
   readonly registry: Registry;
   /** Give this to the controller as onReconciled. */
-  observeReconcile(key: string, result: ProcessResult, seconds: number): void;
+  /** The work queue's outcome of one reconcile (loop/work-queue.ts ProcessResult). */
+  observeReconcile(key: string, result: 'ok' | 'error' | 'wait', seconds: number): void;
   /** Kubernetes mode: add the status-write and Event metrics. */
   addKubernetes(stats: KubernetesWriteStats): void;
   /** The exposition text, and its content type. */
