@@ -261,8 +261,11 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       writeFileLatest(file);
       // A pair's status is written by the node that holds its VIP (status/pair-reporter.ts); status.json keeps this
       // node's own view of everything.
-      statusWriter.write(reportedToApi(file, nodeName), invalid);
-      for (const e of transitionEvents(memory, file)) events.emit(e);
+      const reported = reportedToApi(file, nodeName);
+      statusWriter.write(reported, invalid);
+      // Health transitions are told by the same node that writes the status: both nodes of a pair see a member go
+      // down, one Event is enough.
+      for (const e of transitionEvents(memory, reported)) events.emit(e);
     },
     async onRemoved(key) {
       const { namespace, name } = parseLbKey(key);

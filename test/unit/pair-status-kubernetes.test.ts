@@ -12,6 +12,7 @@ import type { NodeStatus as PairNode, ObjectStatus } from '../../src/api/v1alpha
 import type { Logger } from '../../src/log/logger.js';
 import { ApiRateLimiter } from '../../src/status/api-rate-limit.js';
 import { KubernetesStatusWriter, type ServerView } from '../../src/status/kubernetes-writer.js';
+import { type StatusMemory, transitionEvents } from '../../src/status/agent-events.js';
 import { ownersOf, reportedToApi, speaksFor } from '../../src/status/pair-reporter.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import { FakeApiServer, loadCrdFiles, NSLB_API_VERSION } from '../support/fake-apiserver.js';
@@ -111,6 +112,18 @@ describe('which node speaks for a pair', () => {
     expect([...ownersOf(all.objects).values()]).toEqual([...Array(4).fill(`${NS}/web`), `${NS}/other`, `${NS}/web`, `${NS}/web`]);
     expect(reportedToApi(all, 'n2').objects.map((o) => o.name)).toEqual(['other']);
     expect(reportedToApi(all, 'n1')).toBe(all);
+  });
+});
+
+describe('health transition Events of a pair', () => {
+  it('both nodes see the member go down and come back; only the node that speaks for the pair tells it', () => {
+    const pair = [MASTER('n1'), BACKUP('n2')];
+    const memory = { n1: new Map() as StatusMemory, n2: new Map() as StatusMemory };
+    const told = (node: 'n1' | 'n2', operating: ObjectStatus['operatingStatus']) =>
+      transitionEvents(memory[node], reportedToApi(view(node, pair, operating), node)).map((e) => `${node} ${e.reason} ${e.regarding.name}`);
+    expect([...told('n1', 'ONLINE'), ...told('n2', 'ONLINE')]).toEqual([]);
+    expect([...told('n1', 'ERROR'), ...told('n2', 'ERROR')]).toEqual(['n1 MemberDown m']);
+    expect([...told('n1', 'ONLINE'), ...told('n2', 'ONLINE')]).toEqual(['n1 MemberUp m']);
   });
 });
 
