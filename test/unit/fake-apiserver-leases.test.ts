@@ -5,7 +5,7 @@
 import {
   CoordinationV1Api,
   CoreV1Api,
-  KubeConfig,
+  type KubeConfig,
   makeInformer,
   PatchStrategy,
   setHeaderOptions,
@@ -13,8 +13,9 @@ import {
   type V1Lease,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeApiServer, type JsonObject, type Obj } from '../support/fake-apiserver.js';
+import type { FakeApiServer, JsonObject, Obj } from '../support/fake-apiserver.js';
 import { node } from '../support/k8s-objects.js';
+import { startFakeApiServer } from '../support/start-fake-apiserver.js';
 
 let api: FakeApiServer;
 let kc: KubeConfig;
@@ -65,10 +66,7 @@ async function watchLines(url: string, count: number, act: () => Promise<void>):
 }
 
 beforeAll(async () => {
-  api = new FakeApiServer();
-  await api.start();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
+  ({ server: api, kubeConfig: kc } = await startFakeApiServer());
   coord = kc.makeApiClient(CoordinationV1Api);
   core = kc.makeApiClient(CoreV1Api);
 });

@@ -6,7 +6,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   EventsV1Api,
-  KubeConfig,
+  type KubeConfig,
   makeInformer,
   PatchStrategy,
   setHeaderOptions,
@@ -15,6 +15,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeApiServer, type JsonObject } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/start-fake-apiserver.js';
 
 const group = 'nslb.dev';
 const version = 'v1alpha1';
@@ -85,10 +86,7 @@ let kc: KubeConfig;
 let api: CustomObjectsApi;
 
 beforeEach(async () => {
-  fake = new FakeApiServer();
-  await fake.start();
-  kc = new KubeConfig();
-  kc.loadFromString(fake.kubeconfig());
+  ({ server: fake, kubeConfig: kc } = await startFakeApiServer());
   api = kc.makeApiClient(CustomObjectsApi);
 });
 
@@ -816,9 +814,7 @@ describe('CRD schemas (crds option)', () => {
 
   it('prunes unknown fields, applies defaults, validates (422 with field paths)', async () => {
     await fake.stop();
-    fake = new FakeApiServer({ crds: [crd] });
-    await fake.start();
-    kc.loadFromString(fake.kubeconfig());
+    ({ server: fake, kubeConfig: kc } = await startFakeApiServer({ crds: [crd] }));
     api = kc.makeApiClient(CustomObjectsApi);
     const lp = 'listeners';
     const created = (await api.createNamespacedCustomObject({
