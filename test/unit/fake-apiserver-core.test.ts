@@ -13,22 +13,12 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeApiServer, JsonObject, Obj } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, node, service } from '../support/k8s-objects.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { failure, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 let api: FakeApiServer;
 let kc: KubeConfig;
 let core: CoreV1Api;
 let custom: CustomObjectsApi;
-
-async function failure(p: Promise<unknown>): Promise<{ code: number; status: Obj }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: number; body?: unknown };
-    return { code: e.code ?? 0, status: (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as Obj };
-  }
-  throw new Error('expected the request to fail');
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

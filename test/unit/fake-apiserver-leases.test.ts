@@ -15,23 +15,13 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeApiServer, JsonObject, Obj } from '../support/fake-apiserver.js';
 import { node } from '../support/k8s-objects.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { failure, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 let api: FakeApiServer;
 let kc: KubeConfig;
 let coord: CoordinationV1Api;
 let core: CoreV1Api;
 const namespace = 'nslb-system';
-
-async function failure(p: Promise<unknown>): Promise<{ code: number; status: Obj }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: number; body?: unknown };
-    return { code: e.code ?? 0, status: (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as Obj };
-  }
-  throw new Error('expected the request to fail');
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => new Date().toISOString().replace('Z', '000Z');

@@ -15,7 +15,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeApiServer, type JsonObject } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { failure, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const group = 'nslb.dev';
 const version = 'v1alpha1';
@@ -31,18 +31,6 @@ type Obj = KubernetesObject & {
 
 function lb(name: string, extra: JsonObject = {}): JsonObject {
   return { apiVersion: AV, kind: 'LoadBalancer', metadata: { name, namespace }, spec: { vip: { address: '10.0.0.10' } }, ...extra };
-}
-
-/** The Status an ApiException carries (client-node 1.x keeps the raw body text for untyped answers). */
-async function failure(p: Promise<unknown>): Promise<{ code: number; status: JsonObject }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: number; body?: unknown };
-    const status = (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as JsonObject;
-    return { code: e.code ?? 0, status };
-  }
-  throw new Error('expected the request to fail');
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

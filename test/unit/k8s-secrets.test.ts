@@ -12,7 +12,7 @@ import { SECRETS_READABLE, referencedSecrets, secretMaterials, secretReadErrorKe
 import { secretEvents } from '../../src/status/secret-events.js';
 import { ApiError, FakeApiServer } from '../support/fake-apiserver.js';
 import { TestCa, type Leaf } from '../support/pki.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 import { lb, listener, pool } from './fixtures/objects.js';
 
 const brief = (p: ObjectProblem) => `${p.kind} ${p.name} ${p.reason} ${p.path ?? '-'}: ${p.message}`;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeApiError, statusCode } from '../../src/kube/errors.js';
 import type { AgentKubeConfig } from '../../src/kube/http.js';
 import type { FakeApiServer } from '../support/fake-apiserver.js';
-import { agentKubeConfig, startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { agentKubeConfig, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const V = 'nslb.dev/v1alpha1';
 

@@ -4,7 +4,7 @@ import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kuber
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeInformer } from '../../src/kube/informer.js';
 import type { FakeApiServer } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const PATH = '/apis/nslb.dev/v1alpha1/namespaces/inf/loadbalancers';
 let api: FakeApiServer;

@@ -19,7 +19,7 @@ import { KubernetesEventRecorder, microTime, sanitizeNote, type EventRecorderOpt
 import type { ServerView } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import { NSLB_API_VERSION, type FakeApiServer, type FakeApiServerOptions, type JsonObject, type RequestLogEntry } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'team-a';
 const PLURAL: Record<string, string> = { Member: 'members', Pool: 'pools', LoadBalancer: 'loadbalancers' };

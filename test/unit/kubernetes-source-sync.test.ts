@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KubernetesSource, type KubernetesSnapshot } from '../../src/sources/kubernetes.js';
 import type { FakeApiServer } from '../support/fake-apiserver.js';
-import { agentKubeConfig, startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { agentKubeConfig, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const V = 'nslb.dev/v1alpha1';
 const NS = 'ns1';

@@ -13,7 +13,7 @@ import { ApiRateLimiter, type RateLimit, type RequestLimiter } from '../../src/s
 import { KubernetesStatusWriter, keepTransitionTimes, mergePatch, type ServerView } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import { NSLB_API_VERSION, type FakeApiServer, type RequestLogEntry } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'bulk';
 const KINDS_PER_LB: Kind[] = ['LoadBalancer', 'Listener', 'Pool', 'Member'];

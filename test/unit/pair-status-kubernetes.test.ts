@@ -14,7 +14,7 @@ import { KubernetesStatusWriter, type ServerView } from '../../src/status/kubern
 import { ownersOf, reportedToApi, speaksFor } from '../../src/status/pair-reporter.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import { NSLB_API_VERSION, type FakeApiServer } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'pair';
 const T0 = '2026-01-01T00:00:00Z';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ServiceProvider, type ServiceRef } from '../../src/provider/controller.js';
 import type { FakeApiServer, JsonObject, Obj } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, node, service } from '../support/k8s-objects.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const V = 'nslb.dev/v1alpha1';
 

@@ -9,7 +9,7 @@ import { LeaderElector } from '../../src/kube/leader.js';
 import { AddressLedger, type RawPool } from '../../src/provider/ledger.js';
 import type { FakeApiServer, Obj } from '../support/fake-apiserver.js';
 import { addressPool } from '../support/k8s-objects.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const V = 'nslb.dev/v1alpha1';
 let api: FakeApiServer;

@@ -9,7 +9,7 @@ import { LeaderElector } from '../../src/kube/leader.js';
 import { NodeLease } from '../../src/kube/node-lease.js';
 import { NodeLeaseWatch, Scheduler, type SchedulerEvent } from '../../src/schedule/scheduler.js';
 import type { FakeApiServer, Obj } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'nslb-system';
 const V = 'nslb.dev/v1alpha1';

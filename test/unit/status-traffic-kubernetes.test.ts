@@ -9,7 +9,7 @@ import { KubernetesStatusWriter } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import type { MemberStats } from '../../src/status/status-file.js';
 import { NSLB_API_VERSION, type FakeApiServer } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/start-fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const status: ObjectStatus = {
   provisioningStatus: 'ACTIVE',

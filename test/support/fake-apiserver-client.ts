@@ -1,8 +1,9 @@
-// The in-test API server started for a test, with the KubeConfig the code under test reaches it through: one
-// place for what every Kubernetes-mode unit test sets up, so that they all build the client the same way.
+// Reaching the in-test API server from a test: started, with the KubeConfig the code under test reaches it
+// through (one place for what every Kubernetes-mode unit test sets up, so that they all build the client the same
+// way), and the Status of a call it refused.
 import { KubeConfig } from '@kubernetes/client-node';
 import { AgentKubeConfig } from '../../src/kube/http.js';
-import { FakeApiServer, loadCrdFiles, type FakeApiServerOptions } from './fake-apiserver.js';
+import { FakeApiServer, loadCrdFiles, type FakeApiServerOptions, type Obj } from './fake-apiserver.js';
 
 const CRD_DIR = new URL('../../crds', import.meta.url).pathname;
 
@@ -49,4 +50,15 @@ export async function startFakeApiServer(opts: StartFakeApiServerOptions = {}): 
     kubeConfig.loadFromString(server.kubeconfig());
   }
   return { server, kubeConfig, url: server.url, close: () => server.stop() };
+}
+
+/** The HTTP code and the Status an ApiException carries (client-node 1.x keeps the raw body text for untyped answers). */
+export async function failure(p: Promise<unknown>): Promise<{ code: number; status: Obj }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { code?: number; body?: unknown };
+    return { code: e.code ?? 0, status: (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as Obj };
+  }
+  throw new Error('expected the request to fail');
 }
