@@ -4,40 +4,26 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   DiscoveryV1Api,
-  KubeConfig,
+  type KubeConfig,
   makeInformer,
   PatchStrategy,
   setHeaderOptions,
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeApiServer, loadCrdFiles, type JsonObject } from '../support/fake-apiserver.js';
+import type { FakeApiServer, JsonObject, Obj } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, node, service } from '../support/k8s-objects.js';
-import type { Obj } from '../support/fake-apiserver.js';
+import { failure, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
-const repo = new URL('../..', import.meta.url).pathname;
 let api: FakeApiServer;
 let kc: KubeConfig;
 let core: CoreV1Api;
 let custom: CustomObjectsApi;
 
-async function failure(p: Promise<unknown>): Promise<{ code: number; status: Obj }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: number; body?: unknown };
-    return { code: e.code ?? 0, status: (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as Obj };
-  }
-  throw new Error('expected the request to fail');
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
-  await api.start();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
+  ({ server: api, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo' }));
   core = kc.makeApiClient(CoreV1Api);
   custom = kc.makeApiClient(CustomObjectsApi);
 });

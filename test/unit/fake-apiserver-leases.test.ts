@@ -5,7 +5,7 @@
 import {
   CoordinationV1Api,
   CoreV1Api,
-  KubeConfig,
+  type KubeConfig,
   makeInformer,
   PatchStrategy,
   setHeaderOptions,
@@ -13,24 +13,15 @@ import {
   type V1Lease,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeApiServer, type JsonObject, type Obj } from '../support/fake-apiserver.js';
+import type { FakeApiServer, JsonObject, Obj } from '../support/fake-apiserver.js';
 import { node } from '../support/k8s-objects.js';
+import { failure, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 let api: FakeApiServer;
 let kc: KubeConfig;
 let coord: CoordinationV1Api;
 let core: CoreV1Api;
 const namespace = 'nslb-system';
-
-async function failure(p: Promise<unknown>): Promise<{ code: number; status: Obj }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: number; body?: unknown };
-    return { code: e.code ?? 0, status: (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as Obj };
-  }
-  throw new Error('expected the request to fail');
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => new Date().toISOString().replace('Z', '000Z');
@@ -65,10 +56,7 @@ async function watchLines(url: string, count: number, act: () => Promise<void>):
 }
 
 beforeAll(async () => {
-  api = new FakeApiServer();
-  await api.start();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
+  ({ server: api, kubeConfig: kc } = await startFakeApiServer());
   coord = kc.makeApiClient(CoordinationV1Api);
   core = kc.makeApiClient(CoreV1Api);
 });

@@ -6,7 +6,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   EventsV1Api,
-  KubeConfig,
+  type KubeConfig,
   makeInformer,
   PatchStrategy,
   setHeaderOptions,
@@ -15,6 +15,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeApiServer, type JsonObject } from '../support/fake-apiserver.js';
+import { failure, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const group = 'nslb.dev';
 const version = 'v1alpha1';
@@ -30,18 +31,6 @@ type Obj = KubernetesObject & {
 
 function lb(name: string, extra: JsonObject = {}): JsonObject {
   return { apiVersion: AV, kind: 'LoadBalancer', metadata: { name, namespace }, spec: { vip: { address: '10.0.0.10' } }, ...extra };
-}
-
-/** The Status an ApiException carries (client-node 1.x keeps the raw body text for untyped answers). */
-async function failure(p: Promise<unknown>): Promise<{ code: number; status: JsonObject }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { code?: number; body?: unknown };
-    const status = (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as JsonObject;
-    return { code: e.code ?? 0, status };
-  }
-  throw new Error('expected the request to fail');
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -85,10 +74,7 @@ let kc: KubeConfig;
 let api: CustomObjectsApi;
 
 beforeEach(async () => {
-  fake = new FakeApiServer();
-  await fake.start();
-  kc = new KubeConfig();
-  kc.loadFromString(fake.kubeconfig());
+  ({ server: fake, kubeConfig: kc } = await startFakeApiServer());
   api = kc.makeApiClient(CustomObjectsApi);
 });
 
@@ -816,9 +802,7 @@ describe('CRD schemas (crds option)', () => {
 
   it('prunes unknown fields, applies defaults, validates (422 with field paths)', async () => {
     await fake.stop();
-    fake = new FakeApiServer({ crds: [crd] });
-    await fake.start();
-    kc.loadFromString(fake.kubeconfig());
+    ({ server: fake, kubeConfig: kc } = await startFakeApiServer({ crds: [crd] }));
     api = kc.makeApiClient(CustomObjectsApi);
     const lp = 'listeners';
     const created = (await api.createNamespacedCustomObject({

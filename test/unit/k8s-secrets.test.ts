@@ -12,6 +12,7 @@ import { SECRETS_READABLE, referencedSecrets, secretMaterials, secretReadErrorKe
 import { secretEvents } from '../../src/status/secret-events.js';
 import { ApiError, FakeApiServer } from '../support/fake-apiserver.js';
 import { TestCa, type Leaf } from '../support/pki.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 import { lb, listener, pool } from './fixtures/objects.js';
 
 const brief = (p: ObjectProblem) => `${p.kind} ${p.name} ${p.reason} ${p.path ?? '-'}: ${p.message}`;
@@ -255,14 +256,10 @@ describe('the in-test API server: Secrets and reviews', () => {
 
 describe('--metrics-listen: /metrics behind TokenReview and SubjectAccessReview', () => {
   it('401 without or with an unknown token, 403 without the permission, 404 elsewhere, metrics for the scraper; answers cached', async () => {
-    const api = new FakeApiServer();
-    await api.start();
-    const { KubeConfig } = await import('@kubernetes/client-node');
+    const { server: api, kubeConfig: kc } = await startFakeApiServer();
     const { serveSecureMetrics } = await import('../../src/cli/metrics-server.js');
     const { runCommand } = await import('../../src/exec/run.js');
     const { createLogger } = await import('../../src/log/logger.js');
-    const kc = new KubeConfig();
-    kc.loadFromString(api.kubeconfig());
     api.reviews.addToken('prom-token', { username: 'prom' });
     api.reviews.addToken('app-token', { username: 'app' });
     api.reviews.allow({ subject: 'prom', verbs: ['get'], nonResourceURLs: ['/metrics'] });

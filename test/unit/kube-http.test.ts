@@ -6,22 +6,11 @@ import { CoordinationV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } 
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeApiError, statusCode } from '../../src/kube/errors.js';
-import { AgentKubeConfig } from '../../src/kube/http.js';
-import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
+import type { AgentKubeConfig } from '../../src/kube/http.js';
+import type { FakeApiServer } from '../support/fake-apiserver.js';
+import { agentKubeConfig, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
-const repo = new URL('../..', import.meta.url).pathname;
 const V = 'nslb.dev/v1alpha1';
-
-function kubeConfigFor(server: string, requestTimeoutMs?: number): AgentKubeConfig {
-  const kc = new AgentKubeConfig(requestTimeoutMs === undefined ? {} : { requestTimeoutMs });
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  return kc;
-}
 
 /** An HTTP server whose every answer is written by `answer`. */
 async function rawServer(answer: (res: ServerResponse) => void): Promise<{ url: string; server: Server }> {
@@ -42,7 +31,7 @@ describe('a response that does not arrive whole', () => {
       setTimeout(() => res.socket?.destroy(), 50);
     });
     const started = Date.now();
-    const err = await list(kubeConfigFor(url)).then(
+    const err = await list(agentKubeConfig(url)).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -59,14 +48,14 @@ describe('a response that does not arrive whole', () => {
       res.write('{"kind":"LoadBalancerList","items":[');
       setTimeout(() => res.socket?.destroy(), 50);
     });
-    await expect(list(kubeConfigFor(url))).rejects.toMatchObject({ code: 'ECONNRESET' });
+    await expect(list(agentKubeConfig(url))).rejects.toMatchObject({ code: 'ECONNRESET' });
     server.close();
   });
 
   it('no answer within the request timeout: abandoned', async () => {
     const { url, server } = await rawServer(() => {});
     const started = Date.now();
-    await expect(list(kubeConfigFor(url, 300))).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+    await expect(list(agentKubeConfig(url, { requestTimeoutMs: 300 }))).rejects.toMatchObject({ code: 'ETIMEDOUT' });
     expect(Date.now() - started).toBeLessThan(5_000);
     server.closeAllConnections();
     server.close();
@@ -75,16 +64,15 @@ describe('a response that does not arrive whole', () => {
   it('nobody listening: rejected with the system error', async () => {
     const { url, server } = await rawServer(() => {});
     server.close();
-    await expect(list(kubeConfigFor(url))).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(list(agentKubeConfig(url))).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 });
 
 describe('against the in-test API server', () => {
-  const api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
+  let api: FakeApiServer;
   let kc: AgentKubeConfig;
   beforeAll(async () => {
-    await api.start();
-    kc = kubeConfigFor(api.url);
+    ({ server: api, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo', client: 'agent' }));
   });
   afterAll(async () => {
     await api.stop();

@@ -1,20 +1,17 @@
 // kube/informer.ts: an informer's stop() leaves no watch open, even one being opened at that moment (the
 // client-node 1.x race that kept a SIGTERMed agent alive on a socket).
-import { CustomObjectsApi, KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeInformer } from '../../src/kube/informer.js';
-import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
+import type { FakeApiServer } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
-const repo = new URL('../..', import.meta.url).pathname;
 const PATH = '/apis/nslb.dev/v1alpha1/namespaces/inf/loadbalancers';
 let api: FakeApiServer;
 let kc: KubeConfig;
 
 beforeAll(async () => {
-  api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
-  await api.start();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
+  ({ server: api, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo' }));
 });
 
 afterAll(async () => {

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Kind, ObjectStatus } from '../../src/api/v1alpha1/types.js';
@@ -18,7 +18,8 @@ import { EventCorrelator, type AgentEvent } from '../../src/status/event-correla
 import { KubernetesEventRecorder, microTime, sanitizeNote, type EventRecorderOptions } from '../../src/status/kubernetes-events.js';
 import type { ServerView } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
-import { FakeApiServer, loadCrdFiles, NSLB_API_VERSION, type JsonObject, type RequestLogEntry } from '../support/fake-apiserver.js';
+import { NSLB_API_VERSION, type FakeApiServer, type FakeApiServerOptions, type JsonObject, type RequestLogEntry } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'team-a';
 const PLURAL: Record<string, string> = { Member: 'members', Pool: 'pools', LoadBalancer: 'loadbalancers' };
@@ -65,11 +66,8 @@ describe('Events through the API server', () => {
       ...extra,
     });
 
-  async function serve(options: ConstructorParameters<typeof FakeApiServer>[0] = {}): Promise<void> {
-    fake = new FakeApiServer({ crds: loadCrdFiles(join(import.meta.dirname, '..', '..', 'crds')), requestDelayMs: 5, ...options });
-    await fake.start();
-    kc = new KubeConfig();
-    kc.loadFromString(fake.kubeconfig());
+  async function serve(options: FakeApiServerOptions = {}): Promise<void> {
+    ({ server: fake, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo', requestDelayMs: 5, ...options }));
     fake.create({
       apiVersion: NSLB_API_VERSION,
       kind: 'Member',

@@ -5,26 +5,14 @@
 import { createServer, request, type Server } from 'node:http';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AgentKubeConfig } from '../../src/kube/http.js';
 import { KubernetesSource, type KubernetesSnapshot } from '../../src/sources/kubernetes.js';
-import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
+import type { FakeApiServer } from '../support/fake-apiserver.js';
+import { agentKubeConfig, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
-const repo = new URL('../..', import.meta.url).pathname;
 const V = 'nslb.dev/v1alpha1';
 const NS = 'ns1';
 const logger = pino({ level: process.env.DBG ? 'debug' : 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function kubeConfigFor(server: string): AgentKubeConfig {
-  const kc = new AgentKubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  return kc;
-}
 
 /** The kinds of a snapshot, and whether every Listener's load balancer is in it. */
 function shape(s: KubernetesSnapshot): { kinds: string[]; orphanListeners: number } {
@@ -39,8 +27,7 @@ describe('KubernetesSource waits for every kind to be listed', () => {
   let proxy: Server | undefined;
 
   beforeEach(async () => {
-    api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
-    await api.start();
+    ({ server: api } = await startFakeApiServer({ crds: 'repo' }));
     for (let i = 0; i < 50; i++) {
       api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: `lb${i}`, namespace: NS }, spec: { vip: { address: `10.0.1.${i + 1}` } } });
       api.create({
@@ -65,7 +52,7 @@ describe('KubernetesSource waits for every kind to be listed', () => {
   it('a LoadBalancer list that fails: no snapshot until it is listed, then one with everything', async () => {
     api.failNext({ method: 'GET', plural: 'loadbalancers', watch: false, code: 500 }, 2);
     const snapshots: KubernetesSnapshot[] = [];
-    source = new KubernetesSource({ kubeConfig: kubeConfigFor(api.url), logger, onSnapshot: (s) => snapshots.push(s) });
+    source = new KubernetesSource({ kubeConfig: agentKubeConfig(api.url), logger, onSnapshot: (s) => snapshots.push(s) });
     await source.start();
     expect(source.synced).toBe(true);
     expect(snapshots.length).toBeGreaterThan(0);
@@ -77,7 +64,7 @@ describe('KubernetesSource waits for every kind to be listed', () => {
     const url = api.url;
     await api.stop();
     const snapshots: KubernetesSnapshot[] = [];
-    source = new KubernetesSource({ kubeConfig: kubeConfigFor(url), logger, onSnapshot: (s) => snapshots.push(s) });
+    source = new KubernetesSource({ kubeConfig: agentKubeConfig(url), logger, onSnapshot: (s) => snapshots.push(s) });
     let started = false;
     const starting = source.start().then(() => {
       started = true;
@@ -121,7 +108,7 @@ describe('KubernetesSource waits for every kind to be listed', () => {
     await new Promise<void>((r) => proxy!.listen(0, '127.0.0.1', r));
     const { port } = proxy.address() as { port: number };
     const snapshots: KubernetesSnapshot[] = [];
-    source = new KubernetesSource({ kubeConfig: kubeConfigFor(`http://127.0.0.1:${port}`), logger, onSnapshot: (s) => snapshots.push(s) });
+    source = new KubernetesSource({ kubeConfig: agentKubeConfig(`http://127.0.0.1:${port}`), logger, onSnapshot: (s) => snapshots.push(s) });
     const outcome = await Promise.race([source.start().then(() => 'started'), sleep(10_000).then(() => 'still starting after 10 s')]);
     expect(outcome).toBe('started');
     expect(cut).toBe(1);

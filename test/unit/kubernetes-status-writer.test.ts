@@ -3,8 +3,7 @@
 // down, and one log line per outage. Requests are counted (in flight at once, longest chain of one-after-
 // another), never timed.
 import { Writable } from 'node:stream';
-import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pluralOf } from '../../src/api/v1alpha1/crds.js';
@@ -13,7 +12,8 @@ import type { Logger } from '../../src/log/logger.js';
 import { ApiRateLimiter, type RateLimit, type RequestLimiter } from '../../src/status/api-rate-limit.js';
 import { KubernetesStatusWriter, keepTransitionTimes, mergePatch, type ServerView } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
-import { FakeApiServer, loadCrdFiles, NSLB_API_VERSION, type RequestLogEntry } from '../support/fake-apiserver.js';
+import { NSLB_API_VERSION, type FakeApiServer, type RequestLogEntry } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'bulk';
 const KINDS_PER_LB: Kind[] = ['LoadBalancer', 'Listener', 'Pool', 'Member'];
@@ -119,10 +119,7 @@ describe('Kubernetes status writer', () => {
     objs.every((o) => (fake.get(NSLB_API_VERSION, pluralOf(o.kind), NS, o.name)?.status as ObjectStatus | undefined)?.conditions[0]?.status === 'True');
 
   beforeEach(async () => {
-    fake = new FakeApiServer({ crds: loadCrdFiles(join(import.meta.dirname, '..', '..', 'crds')), requestDelayMs: 20 });
-    await fake.start();
-    kc = new KubeConfig();
-    kc.loadFromString(fake.kubeconfig());
+    ({ server: fake, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo', requestDelayMs: 20 }));
   });
 
   afterEach(async () => {

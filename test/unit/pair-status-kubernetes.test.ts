@@ -3,8 +3,7 @@
 // one per node, publishing their own views over and over: the server ends with the MASTER's view, nothing flaps,
 // the BACKUP never writes while it talks to its MASTER, and the survivor of a failover takes over the writing.
 import { Writable } from 'node:stream';
-import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pluralOf } from '../../src/api/v1alpha1/crds.js';
@@ -15,7 +14,8 @@ import { KubernetesStatusWriter, type ServerView } from '../../src/status/kubern
 import { type StatusMemory, transitionEvents } from '../../src/status/agent-events.js';
 import { ownersOf, reportedToApi, speaksFor } from '../../src/status/pair-reporter.js';
 import type { StatusFile } from '../../src/status/status-file.js';
-import { FakeApiServer, loadCrdFiles, NSLB_API_VERSION } from '../support/fake-apiserver.js';
+import { NSLB_API_VERSION, type FakeApiServer } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'pair';
 const T0 = '2026-01-01T00:00:00Z';
@@ -136,10 +136,7 @@ describe('two agents of a pair writing one status subresource', () => {
   const writer = () => new KubernetesStatusWriter(kc, viewOf, { limiter: new ApiRateLimiter({ qps: 1000, burst: 100 }), logger: silent() });
 
   beforeEach(async () => {
-    fake = new FakeApiServer({ crds: loadCrdFiles(join(import.meta.dirname, '..', '..', 'crds')), requestDelayMs: 5 });
-    await fake.start();
-    kc = new KubeConfig();
-    kc.loadFromString(fake.kubeconfig());
+    ({ server: fake, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo', requestDelayMs: 5 }));
     fake.create({ apiVersion: NSLB_API_VERSION, kind: 'LoadBalancer', metadata: { namespace: NS, name: 'web' }, spec: LB_SPEC });
     for (const c of CHILDREN) fake.create({ apiVersion: NSLB_API_VERSION, kind: c.kind, metadata: { namespace: NS, name: c.name }, spec: c.spec });
     fake.clearRequestLog();

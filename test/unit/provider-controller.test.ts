@@ -1,15 +1,13 @@
 // The Service provider against the in-test API server, without a data plane: the engine's part (status of
 // the nslb objects) is played by the test. What the provider writes, when, and what it never touches.
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ServiceProvider, type ServiceRef } from '../../src/provider/controller.js';
-import { FakeApiServer, loadCrdFiles, type JsonObject } from '../support/fake-apiserver.js';
+import type { FakeApiServer, JsonObject, Obj } from '../support/fake-apiserver.js';
 import { addressPool, endpointSlice, node, service } from '../support/k8s-objects.js';
-import type { Obj } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const V = 'nslb.dev/v1alpha1';
-const repo = new URL('../..', import.meta.url).pathname;
 
 async function waitFor<T>(f: () => T | undefined | false, what: string, ms = 5000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -49,12 +47,10 @@ function engineServes(ns: string, name: string): void {
 }
 
 beforeAll(async () => {
-  api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
-  await api.start();
-  const kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
+  const started = await startFakeApiServer({ crds: 'repo' });
+  api = started.server;
   provider = new ServiceProvider({
-    kubeConfig: kc,
+    kubeConfig: started.kubeConfig,
     withoutClass: false,
     members: 'Nodes',
     logger: pino({ level: 'silent' }),

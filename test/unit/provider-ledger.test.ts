@@ -1,26 +1,22 @@
 // The two things that keep several providers honest, against the in-test API server: the address ledger
 // (AddressPool status written under optimistic concurrency: never one address twice, whoever writes) and the
 // Lease that lets one provider at a time work.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePool } from '../../src/provider/ipam.js';
 import { LeaderElector } from '../../src/kube/leader.js';
 import { AddressLedger, type RawPool } from '../../src/provider/ledger.js';
-import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
+import type { FakeApiServer, Obj } from '../support/fake-apiserver.js';
 import { addressPool } from '../support/k8s-objects.js';
-import type { Obj } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
-const repo = new URL('../..', import.meta.url).pathname;
 const V = 'nslb.dev/v1alpha1';
 let api: FakeApiServer;
 let kc: KubeConfig;
 
 beforeAll(async () => {
-  api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
-  await api.start();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
+  ({ server: api, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo' }));
 });
 
 afterAll(async () => {

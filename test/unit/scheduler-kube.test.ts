@@ -2,15 +2,15 @@
 // renewed (and extended on a clean stop), a leader that cannot renew stops before anyone else can start
 // (fencing), and the scheduler records placements in status.placement.nodes, re-places what a dead node
 // served, leaves everything else alone, and stops at the circuit breaker with an Event.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderElector } from '../../src/kube/leader.js';
 import { NodeLease } from '../../src/kube/node-lease.js';
 import { NodeLeaseWatch, Scheduler, type SchedulerEvent } from '../../src/schedule/scheduler.js';
-import { FakeApiServer, loadCrdFiles, type Obj } from '../support/fake-apiserver.js';
+import type { FakeApiServer, Obj } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
-const repo = new URL('../..', import.meta.url).pathname;
 const NS = 'nslb-system';
 const V = 'nslb.dev/v1alpha1';
 const logger = pino({ level: 'silent' });
@@ -31,10 +31,7 @@ const leaseOf = (name: string, ns = NS) => api.get('coordination.k8s.io/v1', 'le
 const placementOf = (ns: string, name: string): string[] | undefined => (api.get(V, 'loadbalancers', ns, name) as Obj | undefined)?.status?.placement?.nodes;
 
 beforeAll(async () => {
-  api = new FakeApiServer({ crds: loadCrdFiles(`${repo}crds`) });
-  await api.start();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
+  ({ server: api, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo' }));
 });
 
 afterAll(async () => {

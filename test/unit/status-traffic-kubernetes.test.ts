@@ -1,6 +1,5 @@
 // Members' traffic figures live in status.json only: the Kubernetes status writer, handed the same status
 // file, never sends them, and traffic that changes on every poll causes no status write.
-import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ObjectStatus } from '../../src/api/v1alpha1/types.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -9,7 +8,8 @@ import { ApiRateLimiter } from '../../src/status/api-rate-limit.js';
 import { KubernetesStatusWriter } from '../../src/status/kubernetes-writer.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import type { MemberStats } from '../../src/status/status-file.js';
-import { FakeApiServer, NSLB_API_VERSION } from '../support/fake-apiserver.js';
+import { NSLB_API_VERSION, type FakeApiServer } from '../support/fake-apiserver.js';
+import { startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const status: ObjectStatus = {
   provisioningStatus: 'ACTIVE',
@@ -37,22 +37,21 @@ const traffic = (totalSessions: number): MemberStats => ({
 });
 
 describe('member traffic and the Kubernetes status subresource', () => {
-  const fake = new FakeApiServer();
+  let fake: FakeApiServer;
   let writer: KubernetesStatusWriter;
 
   beforeAll(async () => {
-    await fake.start();
+    const { server, kubeConfig } = await startFakeApiServer();
+    fake = server;
     fake.create({
       apiVersion: NSLB_API_VERSION,
       kind: 'Member',
       metadata: { namespace: 'default', name: 'm1' },
       spec: { pool: 'p', address: '10.0.0.1', port: 80 },
     });
-    const kc = new KubeConfig();
-    kc.loadFromString(fake.kubeconfig());
     // The writer reads the object it updates from the informer cache; here, straight from the server.
     const source: ServerView = { cached: () => fake.get(NSLB_API_VERSION, 'members', 'default', 'm1') };
-    writer = new KubernetesStatusWriter(kc, source, { limiter: new ApiRateLimiter({ qps: 50, burst: 100 }), logger: createLogger('silent', false) });
+    writer = new KubernetesStatusWriter(kubeConfig, source, { limiter: new ApiRateLimiter({ qps: 50, burst: 100 }), logger: createLogger('silent', false) });
   });
 
   afterAll(() => fake.stop());
