@@ -24,6 +24,8 @@ import { schedule, type LbView, type NodeView, type Schedule } from './schedule.
 
 type Raw = KubernetesObject & { spec?: Record<string, unknown>; status?: Record<string, unknown> };
 type Cache = Informer<Raw> & { list(namespace?: string): Raw[] };
+/** A cache that knows whether it has listed once (client-go's HasSynced): before that, empty means "not known yet". */
+type SyncedCache = Cache & { readonly listed: boolean };
 
 export interface SchedulerEvent {
   regarding: { apiVersion: string; kind: string; namespace: string; name: string };
@@ -69,9 +71,9 @@ export class Scheduler {
   readonly #leaseWatch: NodeLeaseWatch;
   readonly #ownLeaseWatch: boolean;
   #unsubscribe: (() => void) | undefined;
-  readonly #caches: Cache[] = [];
-  #lbs!: Cache;
-  #nodes: Cache | undefined;
+  readonly #caches: SyncedCache[] = [];
+  #lbs!: SyncedCache;
+  #nodes: SyncedCache | undefined;
   /**
    * Placements written and not yet seen back in the cache: the next run builds on them. Forgotten once seen, or
    * after a while (someone else wrote that status since: the cache is the truth again).
@@ -138,8 +140,15 @@ export class Scheduler {
     this.#timer.unref();
   }
 
-  #cache(path: string, list: () => Promise<{ items: Raw[] }>): Cache {
-    const informer = restartingInformer(this.#opts.kubeConfig, path, list, this.#logger, () => this.#stopped);
+  #cache(path: string, list: () => Promise<{ items: Raw[] }>): SyncedCache {
+    const informer = restartingInformer(
+      this.#opts.kubeConfig,
+      path,
+      list,
+      this.#logger,
+      () => this.#stopped,
+      () => this.kick(),
+    );
     for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, () => this.kick());
     this.#caches.push(informer);
     return informer;
@@ -195,8 +204,15 @@ export class Scheduler {
     return { nodes, lbs, nextExpiry: Membership.nextExpiry(members, now) };
   }
 
+  /** Every cache has listed once (WaitForCacheSync): until then a missing Lease is not a dead node. */
+  get synced(): boolean {
+    return this.#leaseWatch.listed && this.#caches.every((c) => c.listed);
+  }
+
   async #once(): Promise<void> {
-    if (!this.#opts.leading() || this.#stopped) return;
+    // Not synced: nothing is decided (a Lease list that failed would read as every node dead; each list that
+    // succeeds kicks a run).
+    if (!this.#opts.leading() || this.#stopped || !this.synced) return;
     const { nodes, lbs, nextExpiry } = this.inputs();
     clearTimeout(this.#expiryTimer);
     if (nextExpiry !== undefined) {
@@ -323,14 +339,28 @@ function countBy(xs: readonly string[]): Record<string, number> {
  * An informer that starts again after an error (an API server outage, a 410 it cannot recover from), with
  * backoff, until stopped. Only a list that worked ends an outage (start() resolves even when its list failed).
  */
-function restartingInformer(kubeConfig: KubeConfig, path: string, list: () => Promise<{ items: Raw[] }>, logger: Logger, stopped: () => boolean): Cache {
+function restartingInformer(
+  kubeConfig: KubeConfig,
+  path: string,
+  list: () => Promise<{ items: Raw[] }>,
+  logger: Logger,
+  stopped: () => boolean,
+  onListed: () => void,
+): SyncedCache {
   let restarts = 0;
+  let everListed = false;
   const listed = async (): Promise<{ items: Raw[] }> => {
     const r = await list();
     restarts = 0;
+    if (!everListed) {
+      everListed = true;
+      // After the informer has taken the items in (an empty list emits no add).
+      setImmediate(onListed);
+    }
     return r;
   };
   const informer = makeInformer<Raw>(kubeConfig, path, listed as never) as Cache;
+  Object.defineProperty(informer, 'listed', { get: () => everListed });
   informer.on('error', (err: unknown) => {
     if (stopped()) return;
     restarts++;
@@ -347,7 +377,7 @@ function restartingInformer(kubeConfig: KubeConfig, path: string, list: () => Pr
         );
     }, delay).unref();
   });
-  return informer;
+  return informer as SyncedCache;
 }
 
 /**
@@ -358,7 +388,7 @@ function restartingInformer(kubeConfig: KubeConfig, path: string, list: () => Pr
  */
 export class NodeLeaseWatch {
   readonly #membership = new Membership();
-  readonly #informer: Cache;
+  readonly #informer: SyncedCache;
   readonly #listeners = new Set<() => void>();
   #stopped = false;
 
@@ -370,14 +400,24 @@ export class NodeLeaseWatch {
       () => coord.listNamespacedLease({ namespace }) as never,
       logger.child({ component: 'scheduler' }),
       () => this.#stopped,
+      () => this.#changed(),
     );
     for (const verb of ['add', 'update', 'delete'] as const) {
       this.#informer.on(verb, () => {
         // Every renewal is counted from the moment it is seen here, whoever leads.
         this.observe();
-        for (const l of this.#listeners) l();
+        this.#changed();
       });
     }
+  }
+
+  #changed(): void {
+    for (const l of this.#listeners) l();
+  }
+
+  /** The Leases have been listed once. */
+  get listed(): boolean {
+    return this.#informer.listed;
   }
 
   start(): Promise<void> {

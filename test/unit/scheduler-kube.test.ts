@@ -167,6 +167,41 @@ describe('NodeLeaseWatch', () => {
   }, 15_000);
 });
 
+describe('Scheduler before its caches have listed', () => {
+  it('a node Lease list that fails: nothing is decided (no write, no FailedScheduling) until it lists', async () => {
+    const ns = 'unsynced';
+    api.create({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'nslb-node-u1', namespace: ns },
+      spec: { holderIdentity: 'u1', leaseDurationSeconds: 30, renewTime: new Date().toISOString() },
+    });
+    api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: 'lb', namespace: ns }, spec: { vip: { address: '10.9.0.10' } } });
+    // The first three lists of Leases fail: before, the scheduler ran with no node known and told every load
+    // balancer it had nowhere to go.
+    api.failNext({ method: 'GET', plural: 'leases', watch: false, code: 500 }, 3);
+    const events: SchedulerEvent[] = [];
+    const scheduler = new Scheduler({
+      kubeConfig: kc,
+      namespace: ns,
+      leaseNamespace: ns,
+      failoverThreshold: 0.5,
+      logger,
+      leading: () => true,
+      emit: (e) => void events.push(e),
+    });
+    await scheduler.start();
+    expect(scheduler.synced).toBe(false);
+    expect(placementOf(ns, 'lb')).toBeUndefined();
+    await until(() => placementOf(ns, 'lb'), 10_000, 'placed once the Leases are listed');
+    expect(scheduler.synced).toBe(true);
+    expect(placementOf(ns, 'lb')).toEqual(['u1']);
+    expect(events.map((e) => e.reason)).toEqual(['Scheduled']);
+    await scheduler.stop();
+    api.delete(V, 'loadbalancers', ns, 'lb');
+  }, 15_000);
+});
+
 describe('Scheduler', () => {
   const lb = (ns: string, name: string, spec: Obj = {}, labels?: Record<string, string>) => ({
     apiVersion: V,
