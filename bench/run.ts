@@ -828,8 +828,8 @@ function buildRows(s: Settings, r: Results): Row[] {
     rows.push({
       figure: '(a) new load balancer: file written → first 200 through the VIP',
       value: pp(r.a.create),
-      target: 'p50 ≤ 400 ms',
-      verdict: verdict(p50(r.a.create) === undefined ? undefined : p50(r.a.create)! <= 400),
+      target: 'p50 ≤ 80 ms',
+      verdict: verdict(p50(r.a.create) === undefined ? undefined : p50(r.a.create)! <= 80),
     });
     rows.push({ figure: '(a) load balancer deleted: file removed → netns gone', value: pp(r.a.remove), target: '—', verdict: 'info' });
   }
@@ -839,8 +839,8 @@ function buildRows(s: Settings, r: Results): Row[] {
       rows.push({
         figure: `(b) ${what} → effective on traffic`,
         value: pp(values),
-        target: 'p50 ≤ 50 ms',
-        verdict: verdict(v === undefined ? undefined : v <= 50),
+        target: 'p50 ≤ 20 ms',
+        verdict: verdict(v === undefined ? undefined : v <= 20),
       });
     };
     row('member add', r.b.add);
