@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isNslbNetnsName } from '../../desired/names.js';
 import { lbPaths, observeScriptPath } from '../../desired/state-dir.js';
-import { Batcher } from '../../exec/batcher.js';
+import { Batcher, Coalescer } from '../../exec/batcher.js';
 import type { Runner, SpawnCounter } from '../../exec/run.js';
 import { waitUntil } from '../../loop/wait.js';
 import type { Action } from '../../plan/actions.js';
@@ -48,11 +48,15 @@ export class NetnsDriver {
   readonly #delete: Batcher<string>;
   readonly #move: Batcher<{ iface: string; netns: string }>;
   readonly #configure: Batcher<{ config: LinkConfig; dir: string; script: string }>;
+  /** `ip -j netns list` for the watch, between node-wide observations (which read it anyway). */
+  readonly #ids: Coalescer<void>;
 
   constructor(run: Runner, stateDir: string, spawns?: SpawnCounter) {
     this.#run = run;
     this.#stateDir = stateDir;
-    this.watch = new NetnsWatch(run, spawns);
+    this.#ids = new Coalescer(async () => this.watch.setIds(await observeNetnsIds(run)));
+    // Not awaited by anyone: a failed listing leaves the netns unnamed until the next resync names it.
+    this.watch = new NetnsWatch(run, spawns, () => void this.#ids.run().catch(() => undefined));
     this.#add = new Batcher(
       (names) => ensureNetnsMany(run, names),
       (n) => ensureNetns(run, n),
