@@ -4,7 +4,6 @@
 // own, a read first waits for an echo on that session (OVSDB answers it after the updates of everything
 // committed before), so it never misses what we just did. When the session is down, ovs-vsctl is asked.
 import { createConnection, type Socket } from 'node:net';
-import { waitUntil } from '../../loop/wait.js';
 import { observedFromRows, type ObservedOvs, type OvsRow } from './ovs.js';
 
 export const OVSDB_SOCKET = process.env.NSLB_OVSDB_SOCKET ?? '/var/run/openvswitch/db.sock';
@@ -75,6 +74,8 @@ export class OvsMonitor {
   #needBarrier = false;
   #barrier: Promise<boolean> | undefined;
   readonly #echoes = new Map<string, (ok: boolean) => void>();
+  /** waitForOfport callers by interface name, woken by the updates of that interface's row. */
+  readonly #ofportWaiters = new Map<string, Set<() => void>>();
   #echoId = 0;
   #log: OvsMonitorLogger | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -103,6 +104,12 @@ export class OvsMonitor {
   #failEchoes(): void {
     for (const resolve of this.#echoes.values()) resolve(false);
     this.#echoes.clear();
+    this.#wakeOfportWaiters();
+  }
+
+  #wakeOfportWaiters(names?: Iterable<string>): void {
+    const sets = names === undefined ? [...this.#ofportWaiters.values()] : [...names].map((n) => this.#ofportWaiters.get(n));
+    for (const set of sets) for (const wake of [...(set ?? [])]) wake();
   }
 
   #connect(path: string): void {
@@ -165,6 +172,7 @@ export class OvsMonitor {
 
   #apply(updates: TableUpdates | undefined): void {
     if (updates === undefined || updates === null || typeof updates !== 'object') return;
+    const interfaces = new Set<string>();
     for (const [table, rows] of Object.entries(updates)) {
       let t = this.#tables.get(table);
       if (t === undefined) {
@@ -175,8 +183,10 @@ export class OvsMonitor {
         // Insert and modify carry every monitored column in `new`; a delete has none.
         if (row.new === undefined) t.delete(uuid);
         else t.set(uuid, { ...row.new, _uuid: ['uuid', uuid] });
+        if (table === 'Interface' && typeof row.new?.name === 'string') interfaces.add(row.new.name);
       }
     }
+    if (interfaces.size > 0 && this.#ofportWaiters.size > 0) this.#wakeOfportWaiters(interfaces);
   }
 
   /** We changed OVS ourselves: the next read waits until the monitor has seen it. */
@@ -216,16 +226,28 @@ export class OvsMonitor {
    * when the monitor is not live (the caller waits its own way) or the time is up.
    */
   async waitForOfport(iface: string, timeoutMs: number): Promise<boolean> {
-    let ready = false;
-    await waitUntil(
-      () => {
-        if (!this.#live) return true;
-        ready = this.#hasOfport(iface);
-        return ready;
-      },
-      { intervalMs: 10, timeoutMs },
-    );
-    return ready;
+    // Woken by the monitor's update rather than polled: a new load balancer's every step waits on this one.
+    return new Promise<boolean>((resolve) => {
+      const check = (): void => {
+        if (!this.#live) finish(false);
+        else if (this.#hasOfport(iface)) finish(true);
+      };
+      const finish = (ready: boolean): void => {
+        clearTimeout(timer);
+        const set = this.#ofportWaiters.get(iface);
+        set?.delete(check);
+        if (set?.size === 0) this.#ofportWaiters.delete(iface);
+        resolve(ready);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      let set = this.#ofportWaiters.get(iface);
+      if (set === undefined) {
+        set = new Set();
+        this.#ofportWaiters.set(iface, set);
+      }
+      set.add(check);
+      check();
+    });
   }
 
   #hasOfport(iface: string): boolean {
