@@ -90,7 +90,7 @@ export class NetnsDriver {
           ]),
         );
       },
-      ({ config }) => configureLink(run, config),
+      ({ config, script }) => configureLink(run, config, script),
       { maxBatch: NETNS_BATCH_SIZE },
     );
   }

@@ -285,9 +285,30 @@ export function renderLinkBatch(c: LinkConfig): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
-  await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
-  await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
+/**
+ * Configures one load balancer's link: the announce switches and the link script, both inside its netns, from
+ * one `ip -batch` of `netns exec` lines (one process from us rather than two: a new load balancer waits for
+ * each). `script` is where the link script is kept (0600). A path `ip -batch` cannot read back as one word
+ * takes the two processes instead.
+ */
+export async function configureLink(run: Runner, c: LinkConfig, script: string): Promise<void> {
+  let batch: string | undefined;
+  try {
+    batch = renderNetnsExecBatch([
+      { netns: c.netns, argv: announceArgv(c.iface) },
+      { netns: c.netns, argv: ['ip', '-batch', script] },
+    ]);
+  } catch {
+    batch = undefined;
+  }
+  if (batch === undefined) {
+    await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
+    await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
+    return;
+  }
+  mkdirSync(dirname(script), { recursive: true, mode: 0o700 });
+  writeFileSync(script, renderLinkBatch(c), { mode: 0o600 });
+  await run(['ip', '-batch', '-'], { input: batch });
 }
 
 /**
