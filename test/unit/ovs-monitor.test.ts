@@ -1,11 +1,15 @@
 // The OVSDB monitor session: its JSON framing, and against a fake database socket, a port's OpenFlow number
-// awaited on the monitor's updates, and a session that goes away letting the waiters go.
+// awaited on the monitor's updates, a session that goes away letting the waiters go, and new ports added by a
+// transaction on the session (ovs-vsctl only when that does not go through).
 import { mkdtempSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { OvsDriver } from '../../src/drivers/ovs/driver.js';
 import { JsonStream, OvsMonitor } from '../../src/drivers/ovs/monitor.js';
+import { addPortOperations, addPortsCommitted, argvAddPort, type AddPort } from '../../src/drivers/ovs/ovs.js';
+import type { Runner } from '../../src/exec/run.js';
 
 describe('JsonStream (OVSDB sends JSON texts back to back)', () => {
   it('splits concatenated values, across chunks, with braces and quotes inside strings', () => {
@@ -102,5 +106,110 @@ describe('OvsMonitor.waitForOfport', () => {
   it('gives up after the timeout', async () => {
     const { monitor } = await start({ Interface: {} });
     expect(await monitor.waitForOfport('p1', 1)).toBe(false);
+  });
+});
+
+describe('OvsDriver: new ports on the OVSDB session', () => {
+  const port = (iface: string, vlan?: number): AddPort => ({
+    stateDir: '/var/lib/nslb',
+    bridge: 'br-lb',
+    iface,
+    lb: `ns/${iface}`,
+    mac: 'fa:16:3e:00:00:01',
+    ifaceId: `nslb-${iface}`,
+    ...(vlan === undefined ? {} : { vlan }),
+  });
+  const addPort = (iface: string) => ({ kind: 'ovs.addPort' as const, bridge: 'br-lb', iface, lb: `ns/${iface}`, mac: 'fa:16:3e:00:00:01', recreate: false });
+  const closers: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of closers.splice(0)) c();
+  });
+
+  async function driverOn(initial: object, transact: Transact) {
+    const seen: string[][] = [];
+    const run: Runner = async (argv) => {
+      seen.push([...argv]);
+      return { stdout: '', stderr: '', exitCode: 0 };
+    };
+    const db = await fakeOvsdb(initial, transact);
+    const ovs = new OvsDriver(run, '/var/lib/nslb');
+    ovs.monitor.start(quiet, db.path);
+    closers.push(
+      () => ovs.monitor.stop(),
+      () => db.server.close(),
+    );
+    await db.session;
+    while (!ovs.monitor.active) await new Promise((r) => setImmediate(r));
+    return { ovs, seen };
+  }
+
+  it('sends the rows and markers of ovs-vsctl add-port in one transaction', () => {
+    const ops = addPortOperations([port('nslba'), port('nslbb', 7)]);
+    expect(ops).toHaveLength(7);
+    expect(ops[1]).toEqual({
+      op: 'insert',
+      table: 'Interface',
+      'uuid-name': 'iface0',
+      row: {
+        name: 'nslba',
+        type: 'internal',
+        external_ids: [
+          'map',
+          [
+            ['nslb-lb', 'ns/nslba'],
+            ['nslb-state-dir', '/var/lib/nslb'],
+            ['iface-id', 'nslb-nslba'],
+            ['attached-mac', 'fa:16:3e:00:00:01'],
+            ['iface-status', 'active'],
+          ],
+        ],
+      },
+    });
+    expect(ops[2]).toEqual({ op: 'insert', table: 'Port', 'uuid-name': 'port0', row: { name: 'nslba', interfaces: ['named-uuid', 'iface0'] } });
+    expect(ops[5]).toMatchObject({ table: 'Port', row: { name: 'nslbb', tag: 7 } });
+    expect(ops[6]).toEqual({
+      op: 'mutate',
+      table: 'Bridge',
+      where: [['name', '==', 'br-lb']],
+      mutations: [['ports', 'insert', ['set', [['named-uuid', 'port1']]]]],
+    });
+    // The same markers as ovs-vsctl's.
+    for (const [k, v] of (ops[1] as { row: { external_ids: [string, [string, string][]] } }).row.external_ids[1]) {
+      expect(argvAddPort(port('nslba'))).toContain(`external_ids:${k}=${v}`);
+    }
+  });
+
+  it('reads the result: committed only when every operation succeeded and every bridge took its port', () => {
+    const ports = [port('nslba')];
+    expect(addPortsCommitted([{}, { uuid: ['uuid', 'a'] }, { uuid: ['uuid', 'b'] }, { count: 1 }], ports)).toBe(true);
+    // No such bridge: the port is garbage-collected at commit.
+    expect(addPortsCommitted([{}, { uuid: ['uuid', 'a'] }, { uuid: ['uuid', 'b'] }, { count: 0 }], ports)).toBe(false);
+    // A port of that name exists: the unique index fails the commit (one more element than operations).
+    expect(addPortsCommitted([{}, { uuid: ['uuid', 'a'] }, { uuid: ['uuid', 'b'] }, { count: 1 }, { error: 'constraint violation' }], ports)).toBe(false);
+    expect(addPortsCommitted([{}, { error: 'referential integrity violation' }, null, null], ports)).toBe(false);
+  });
+
+  it('adds a new port without a process when the transaction goes through', async () => {
+    const transactions: unknown[][] = [];
+    const { ovs, seen } = await driverOn({ Interface: {} }, (ops) => {
+      transactions.push(ops);
+      return ops.map((o) => ((o as { op: string }).op === 'mutate' ? { count: 1 } : {}));
+    });
+    await ovs.apply(addPort('nslba'));
+    expect(seen).toEqual([]);
+    expect(transactions).toHaveLength(1);
+  });
+
+  it('runs ovs-vsctl when the transaction fails, or when the monitor knows a row of that name', async () => {
+    const { ovs, seen } = await driverOn({ Interface: { u1: iface('nslbb', 3) } }, (ops) =>
+      ops.map((o) => ((o as { op: string }).op === 'mutate' ? { count: 0 } : {})),
+    );
+    await ovs.apply(addPort('nslba'));
+    await ovs.apply(addPort('nslbb'));
+    expect(seen.map((argv) => argv.slice(0, 7))).toEqual([
+      ['ovs-vsctl', '--timeout=10', '--no-wait', '--', '--may-exist', 'add-port', 'br-lb'],
+      ['ovs-vsctl', '--timeout=10', '--no-wait', '--', '--may-exist', 'add-port', 'br-lb'],
+    ]);
+    expect(seen.map((argv) => argv[7])).toEqual(['nslba', 'nslbb']);
   });
 });

@@ -73,10 +73,11 @@ export class OvsMonitor {
    */
   #needBarrier = false;
   #barrier: Promise<boolean> | undefined;
-  readonly #echoes = new Map<string, (ok: boolean) => void>();
+  /** Our requests on the session (echoes, transactions) by id: their reply, or undefined when the session is lost. */
+  readonly #pending = new Map<string, (reply: Message | undefined) => void>();
   /** waitForOfport callers by interface name, woken by the updates of that interface's row. */
   readonly #ofportWaiters = new Map<string, Set<() => void>>();
-  #echoId = 0;
+  #requestId = 0;
   #log: OvsMonitorLogger | undefined;
   #retry: NodeJS.Timeout | undefined;
   #warned = false;
@@ -98,12 +99,13 @@ export class OvsMonitor {
     const socket = this.#socket;
     this.#socket = undefined;
     socket?.destroy();
-    this.#failEchoes();
+    this.#failPending();
   }
 
-  #failEchoes(): void {
-    for (const resolve of this.#echoes.values()) resolve(false);
-    this.#echoes.clear();
+  #failPending(): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const resolve of pending) resolve(undefined);
     this.#wakeOfportWaiters();
   }
 
@@ -138,7 +140,7 @@ export class OvsMonitor {
         this.#warned = true;
       }
       this.#live = false;
-      this.#failEchoes();
+      this.#failPending();
       if (!this.#stopped) {
         clearTimeout(this.#retry);
         this.#retry = setTimeout(() => this.#connect(path), 1_000);
@@ -164,9 +166,10 @@ export class OvsMonitor {
       } else {
         socket.destroy();
       }
-    } else if (typeof m.id === 'string' && this.#echoes.has(m.id)) {
-      this.#echoes.get(m.id)?.(m.error === null || m.error === undefined);
-      this.#echoes.delete(m.id);
+    } else if (typeof m.id === 'string' && this.#pending.has(m.id)) {
+      const resolve = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      resolve?.(m);
     }
   }
 
@@ -198,26 +201,52 @@ export class OvsMonitor {
     if (!this.#needBarrier) return Promise.resolve(true);
     if (this.#barrier !== undefined) return this.#barrier;
     this.#needBarrier = false;
-    const socket = this.#socket;
-    const id = `nslb-echo-${++this.#echoId}`;
-    const barrier = new Promise<boolean>((resolve) => {
-      if (socket === undefined) return resolve(false);
-      const timer = setTimeout(() => {
-        this.#echoes.delete(id);
-        resolve(false);
-      }, 2_000);
-      this.#echoes.set(id, (ok) => {
-        clearTimeout(timer);
-        resolve(ok);
-      });
-      socket.write(JSON.stringify({ id, method: 'echo', params: [] }));
-    });
+    const barrier = this.#request('echo', [], 2_000).then((reply) => reply !== undefined && (reply.error === null || reply.error === undefined));
     this.#barrier = barrier;
     const clear = (): void => {
       if (this.#barrier === barrier) this.#barrier = undefined;
     };
     void barrier.then(clear, clear);
     return barrier;
+  }
+
+  /** Sends a request on the session: its reply, or undefined when the session is down, is lost or the time is up. */
+  #request(method: string, params: unknown[], timeoutMs: number): Promise<Message | undefined> {
+    const socket = this.#socket;
+    if (socket === undefined) return Promise.resolve(undefined);
+    const id = `nslb-${method}-${++this.#requestId}`;
+    return new Promise<Message | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        resolve(undefined);
+      }, timeoutMs);
+      this.#pending.set(id, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      socket.write(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  /**
+   * One OVSDB transaction on the session (RFC 7047 `transact`, database Open_vSwitch): the result of each
+   * operation, or undefined when the monitor is not live or no answer came (the transaction may or may not have
+   * been committed: the caller falls back to something idempotent).
+   */
+  async transact(operations: readonly object[], timeoutMs = 10_000): Promise<unknown[] | undefined> {
+    if (!this.#live) return undefined;
+    const reply = await this.#request('transact', ['Open_vSwitch', ...operations], timeoutMs);
+    if (reply === undefined || (reply.error !== null && reply.error !== undefined) || !Array.isArray(reply.result)) return undefined;
+    return reply.result as unknown[];
+  }
+
+  /** Whether the monitor knows a Port or an Interface of that name (false when it is not live). */
+  hasPortNamed(name: string): boolean {
+    if (!this.#live) return false;
+    for (const table of ['Port', 'Interface']) {
+      for (const row of this.#tables.get(table)?.values() ?? []) if (row.name === name) return true;
+    }
+    return false;
   }
 
   /**
