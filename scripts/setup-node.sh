@@ -12,7 +12,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BRIDGE="${NSLB_BRIDGE:-br-int}"
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
-# iputils-ping: the PING health monitor's external check; openssl: TLS test material; wrk: the load that
+# iputils-ping: the PING health monitor's external check; iputils-arping: the ARP probe before an ACTIVE_STANDBY
+# node adds its VRRP address (the node that had its slot may still hold it); openssl: TLS test material; wrk: the load that
 # `npm run bench` sends through a VIP while members and listeners change; nftables: the NodePort redirect of
 # the simulated Kubernetes nodes in the Service provider's tests and bench (test/e2e/k8s-nodes.ts), and the
 # kernel forwarding of UDP/SCTP listeners; keepalived: VRRP of ACTIVE_STANDBY load balancers, one per load balancer
@@ -20,7 +21,7 @@ OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 # HAProxy check (scripts/haproxy-vrrp-check.sh) asks HAProxy's runtime socket with it, and the UDP-CONNECT health
 # monitor's probe (scripts/udp-check.sh); conntrack: moving the flows of a UDP member that went down; nmap: the SCTP
 # monitor's INIT scan (scripts/sctp-check.sh); python3: the raw-socket SCTP endpoints of test/e2e/sctp-nft.test.ts.
-PACKAGES=(openvswitch-switch haproxy keepalived socat iproute2 ethtool curl procps psmisc iputils-ping openssl wrk nftables conntrack nmap python3)
+PACKAGES=(openvswitch-switch haproxy keepalived socat iproute2 ethtool curl procps psmisc iputils-ping iputils-arping openssl wrk nftables conntrack nmap python3)
 # vitest 4 and package.json's engines need 20.19 on the 20 line.
 NODE_MIN_MAJOR=20
 NODE_MIN_MINOR=19

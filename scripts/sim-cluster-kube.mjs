@@ -45,15 +45,19 @@ async function addresses(host) {
   return [...new Set(found.map((a) => a.address))];
 }
 
+// Each side's end reaches the other through pipe(), after every byte before it has been written; only an error
+// cuts both at once. (Destroying the other side as soon as one closed dropped what was still buffered for it: an
+// API server that answers and closes, as it does for a client that asked for Connection: close, had the tail of
+// its larger responses cut, hundreds of kB into a list.)
 function pipeBoth(a, b) {
   a.pipe(b);
   b.pipe(a);
-  const end = () => {
+  const cut = () => {
     a.destroy();
     b.destroy();
   };
-  a.on('error', end).on('close', end);
-  b.on('error', end).on('close', end);
+  a.on('error', cut);
+  b.on('error', cut);
 }
 
 function listen(server, options) {

@@ -9,8 +9,15 @@ import type { AgentMode, Engine } from './agent-mode.js';
 
 export function fileMode(watch: string, engine: () => Engine, fileWriter: StatusFileWriter, logger: Logger): AgentMode {
   let logged = new Set<string>();
+  let settling = new Set<string>();
   const files = new FileSource(watch, {
     onSnapshot: (s) => {
+      // Said once per file, so that a removal applied a second late, or not at all (the rest of the file came),
+      // has an explanation in the log.
+      const nowSettling = new Set(s.settling.map((x) => x.file));
+      const message = 'file modified within the last second would remove objects; they stay until it is left alone for a second';
+      for (const file of nowSettling) if (!settling.has(file)) logger.info({ file }, message);
+      settling = nowSettling;
       // Each broken file is logged once when it breaks, not on every resync's re-read.
       const now = new Set<string>();
       for (const issue of s.issues) {

@@ -13,7 +13,7 @@ import type { ProviderAgent, ProviderAgentOptions } from '../provider/agent.js';
 import { agentNamespace, LeaderElector } from '../kube/leader.js';
 import { NodeLease } from '../kube/node-lease.js';
 import { SCHEDULER_LEASE } from '../api/v1alpha1/crds.js';
-import type { Scheduler } from '../schedule/scheduler.js';
+import type { NodeLeaseWatch, Scheduler } from '../schedule/scheduler.js';
 import { SecretWatcher } from '../sources/kubernetes-secrets.js';
 import { secretEvents } from '../status/secret-events.js';
 import { KubernetesSource, type InvalidObject } from '../sources/kubernetes.js';
@@ -59,10 +59,10 @@ export interface KubernetesMode extends AgentMode {
 }
 
 // @kubernetes/client-node is loaded in Kubernetes mode only: in file mode it would cost about a second of
-// start-up and tens of MB of memory for nothing.
+// start-up and tens of MB of memory for nothing. Its API clients read responses through kube/http.ts.
 export async function loadKubeConfig(kubeconfig: string | undefined): Promise<KubeConfig> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
+  const { AgentKubeConfig } = await import('../kube/http.js');
+  const kc = new AgentKubeConfig();
   if (kubeconfig !== undefined) kc.loadFromFile(kubeconfig);
   else kc.loadFromCluster();
   return kc;
@@ -151,6 +151,8 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     logger,
   });
   // Every agent is a candidate; the one holding nslb-scheduler places load balancers (schedule/scheduler.ts).
+  // Every agent watches the node Leases from its start, so that a new leader knows who died already.
+  let leaseWatch: NodeLeaseWatch | undefined;
   let scheduler: Scheduler | undefined;
   const elector = new LeaderElector({
     kubeConfig: opts.kubeConfig,
@@ -168,6 +170,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
         leaseNamespace,
         failoverThreshold: opts.placement.failoverThreshold,
         logger,
+        ...(leaseWatch === undefined ? {} : { leaseWatch }),
         leading: (): boolean => elector.leading && scheduler === s,
         emit: (e) =>
           events.emit({
@@ -207,6 +210,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     async start() {
       // A member before anything is served: the scheduler places load balancers on live nodes only.
       await nodeLease.start();
+      const { NodeLeaseWatch } = await import('../schedule/scheduler.js');
+      leaseWatch = new NodeLeaseWatch(opts.kubeConfig, leaseNamespace, logger);
+      await leaseWatch.start();
       elector.start();
       await source.start();
       if (opts.provider === undefined) return;
@@ -243,6 +249,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     async stop() {
       secureMetrics?.close();
       await elector.stop();
+      await leaseWatch?.stop();
       await nodeLease.stop();
       await provider?.stop();
       await secrets.stop();
@@ -310,7 +317,7 @@ export async function kubernetesModeFor(
     placement: {
       nodeLeaseSeconds: flags.nodeLease ?? 6,
       restartGraceSeconds: flags.restartGrace ?? 30,
-      schedulerLeaseSeconds: flags.schedulerLease ?? 15,
+      schedulerLeaseSeconds: flags.schedulerLease ?? 10,
       failoverThreshold: flags.failoverThreshold ?? 0.5,
     },
     engine: wiring.engine,

@@ -96,7 +96,7 @@ program
     '--scheduler-lease <seconds>',
     'with --kubernetes: seconds of the Lease nslb-scheduler that lets one agent at a time schedule',
     positive('--scheduler-lease'),
-    15,
+    10,
   )
   .option(
     '--failover-threshold <share>',

@@ -6,6 +6,7 @@ import type { AnyObject, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
 import type { ObjectProblem } from '../desired/model.js';
 import type { ScheduledPlacements } from '../desired/topology.js';
 import type { Logger } from '../log/logger.js';
+import type { ProcessResult } from '../loop/work-queue.js';
 import type { NodeDriver } from '../plan/node-driver.js';
 import type { FileIssue } from '../sources/parse.js';
 import type { StatusFile } from '../status/status-file.js';
@@ -33,7 +34,7 @@ export interface ControllerOptions {
   /** A problem of one desired object (invalid spec, dangling reference) when it appears, for Kubernetes Events. */
   onProblem?: (p: ObjectProblem) => void;
   /** After each reconcile of a key: how it ended and how long it took (for /metrics). */
-  onReconciled?: (key: LbKey, result: 'ok' | 'error', seconds: number) => void;
+  onReconciled?: (key: LbKey, result: ProcessResult, seconds: number) => void;
   /** The node's kernel limits, checked against the load on every snapshot and resync (absent in tests). */
   kernelLimits?: KernelLimits;
   /** Files and directories the source watches (one inotify watch each); undefined when it watches none. */

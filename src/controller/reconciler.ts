@@ -10,7 +10,7 @@ import { ifaceOfNetns, isOrphanKey, netnsOfKey } from '../desired/names.js';
 import { lbPaths } from '../desired/state-dir.js';
 import { explain } from '../exec/hints.js';
 import type { Logger } from '../log/logger.js';
-import { WorkQueue } from '../loop/work-queue.js';
+import { RetryLater, WorkQueue, type ProcessResult } from '../loop/work-queue.js';
 import { formatAction, type Action } from '../plan/actions.js';
 import { applyStages } from '../plan/apply-stages.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
@@ -77,7 +77,7 @@ export interface ReconcilerOptions {
   onRemoved?: (key: LbKey) => Promise<void>;
   onEvent?: (e: LbEvent) => void;
   /** After each reconcile of a key: how it ended and how long it took (for /metrics). */
-  onReconciled?: (key: LbKey, result: 'ok' | 'error', seconds: number) => void;
+  onReconciled?: (key: LbKey, result: ProcessResult, seconds: number) => void;
 }
 
 export class Reconciler {
@@ -198,6 +198,20 @@ export class Reconciler {
         for (const lane of lanes) if (lane.status === 'rejected') throw lane.reason;
       }
     } catch (cause) {
+      if (cause instanceof RetryLater) {
+        // Not a failure: something outside this node is in the way for now (another node still holds the
+        // address of the placement slot this one is taking). PENDING with the reason, no Warning, no backoff:
+        // the key comes back after the retry's fixed delay.
+        const first = outcome.phase !== 'pending' || outcome.message !== cause.message;
+        outcome.phase = 'pending';
+        outcome.message = cause.message;
+        if (first) {
+          log.info({ reason: cause.message, retryInMs: cause.delayMs }, 'waiting');
+          this.#opts.onEvent?.({ key, type: 'Normal', reason: 'Waiting', message: cause.message });
+        }
+        this.#opts.publish();
+        throw cause;
+      }
       const err = explain(cause);
       outcome.phase = 'error';
       outcome.message = err.message;

@@ -34,6 +34,8 @@ export class LeaderElector {
   readonly #retryMs: number;
   readonly #renewDeadlineMs: number;
   #leading = false;
+  /** A start of leading is queued (behind a stop still running): one is enough. */
+  #starting = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
   #lastRenew = 0;
@@ -79,7 +81,10 @@ export class LeaderElector {
   #startLeading(): Promise<void> {
     this.#transitions = this.#transitions.then(async () => {
       if (this.#leading || this.#stopped) return;
+      // Queued behind a slow stop, the renewal that won may be past its deadline by now: the next one leads.
+      if (this.#lastRenew + this.#renewDeadlineMs <= Date.now()) return;
       this.#leading = true;
+      this.#armFence(this.#lastRenew);
       this.#opts.logger.info({ lease: `${this.#opts.namespace}/${this.#opts.name}`, identity: this.#opts.identity }, `${this.#opts.role}: leading`);
       await this.#opts.onStartedLeading();
     });
@@ -135,7 +140,17 @@ export class LeaderElector {
     if (!ok || asked + this.#renewDeadlineMs <= Date.now()) return;
     this.#lastRenew = asked;
     this.#armFence(asked);
-    if (!this.#leading) await this.#startLeading();
+    // Not awaited: the callbacks (the scheduler starting, or a previous one stopping while its writes finish)
+    // can take seconds on a loaded node, and the renewals must go on meanwhile, or the fence fires on a
+    // leader that is only busy, and it stops and starts again and again.
+    if (!this.#leading && !this.#starting) {
+      this.#starting = true;
+      void this.#startLeading()
+        .catch((err: unknown) => this.#opts.logger.error({ err: String(err), role: this.#opts.role }, 'cannot start leading'))
+        .finally(() => {
+          this.#starting = false;
+        });
+    }
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {

@@ -1,15 +1,29 @@
 // A keyed work queue in the manner of client-go's: a key queued while it is waiting is merged; a key queued
 // while it is being processed runs once more afterwards (never twice at once); failures are retried with a
-// per-key exponential backoff, forgotten on success. The engine (controller/) and the Service provider
-// (provider/) are each built on one.
+// per-key exponential backoff, forgotten on success. A handler that is waiting for something outside (an
+// address another node still holds) throws RetryLater: the key comes back after that fixed delay, which is
+// neither a failure nor a step of the backoff (client-go's AddAfter rather than AddRateLimited). The engine
+// (controller/) and the Service provider (provider/) are each built on one.
 import { waitUntil } from './wait.js';
+
+/** How a run of the handler ended: `wait` is a RetryLater. */
+export type ProcessResult = 'ok' | 'error' | 'wait';
+
+/** Thrown by a handler that cannot go on yet and is not failing: run the key again after `delayMs`. */
+export class RetryLater extends Error {
+  readonly delayMs: number;
+  constructor(delayMs: number, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.delayMs = delayMs;
+  }
+}
 
 export interface QueueOptions {
   concurrency: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
   /** Told after each run of the handler: how it ended and how long it took (for /metrics). */
-  onProcessed?: (key: string, result: 'ok' | 'error', seconds: number) => void;
+  onProcessed?: (key: string, result: ProcessResult, seconds: number) => void;
 }
 
 export type Handler = (key: string) => Promise<void>;
@@ -136,7 +150,12 @@ export class WorkQueue {
       await this.#handler(key);
       this.#failures.delete(key);
       this.#onProcessed?.(key, 'ok', (performance.now() - started) / 1000);
-    } catch {
+    } catch (err) {
+      if (err instanceof RetryLater) {
+        this.#onProcessed?.(key, 'wait', (performance.now() - started) / 1000);
+        this.addAfter(key, err.delayMs);
+        return;
+      }
       this.#onProcessed?.(key, 'error', (performance.now() - started) / 1000);
       this.#retries++;
       const n = (this.#failures.get(key) ?? 0) + 1;

@@ -47,7 +47,8 @@ export interface KubernetesWriteStats {
 export interface AgentMetrics {
   readonly registry: Registry;
   /** Give this to the controller as onReconciled. */
-  observeReconcile(key: string, result: 'ok' | 'error', seconds: number): void;
+  /** The work queue's outcome of one reconcile (loop/work-queue.ts ProcessResult). */
+  observeReconcile(key: string, result: 'ok' | 'error' | 'wait', seconds: number): void;
   /** Kubernetes mode: add the status-write and Event metrics. */
   addKubernetes(stats: KubernetesWriteStats): void;
   /** The exposition text, and its content type. */
@@ -72,18 +73,18 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
 
   const reconcileSeconds = new Histogram({
     name: 'nslb_reconcile_duration_seconds',
-    help: 'Time one reconcile of a load balancer (observe, plan, apply) took, by result (ok or error).',
+    help: 'Time one reconcile of a load balancer (observe, plan, apply) took, by result (ok, error, or wait: held back until another node lets go of an address).',
     labelNames: ['result'],
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers,
   });
   const reconciles = new Counter({
     name: 'nslb_reconciles_total',
-    help: 'Reconciles of a load balancer (or of an orphan being removed), by result (ok or error).',
+    help: 'Reconciles of a load balancer (or of an orphan being removed), by result (ok, error, or wait: held back until another node lets go of an address).',
     labelNames: ['result'],
     registers,
   });
-  for (const result of ['ok', 'error']) {
+  for (const result of ['ok', 'error', 'wait']) {
     // Both series exist from the start: a rate() of errors is 0, not absent, before the first failure.
     reconciles.inc({ result }, 0);
     reconcileSeconds.zero({ result });

@@ -53,6 +53,11 @@ export type Action =
       routes?: { destination: string; gateway: string }[];
       /** Member networks: routes through the link that the spec does not have (no longer, or added by hand). */
       removeRoutes?: { destination: string; gateway: string }[];
+      /**
+       * IPv4 addresses (without prefix) to probe for on the segment before they are added (RFC 5227): an
+       * ACTIVE_STANDBY node's VRRP address, which the node that had its placement slot may still hold.
+       */
+      probe?: string[];
     }
   | {
       /**
@@ -138,6 +143,7 @@ export function formatAction(a: Action): string {
     case 'link.configure': {
       const parts = [`mac ${a.mac}`];
       if (a.mtu !== undefined) parts.push(`mtu ${a.mtu}`);
+      if (a.probe !== undefined && a.probe.length > 0) parts.push(`${a.probe.join(',')} unused on the segment (ARP probe)`);
       parts.push(`addr ${a.addresses.join(',')}`);
       if (a.removeAddresses.length > 0) parts.push(`remove ${a.removeAddresses.join(',')}`);
       for (const g of a.gateways) parts.push(`default via ${g}`);

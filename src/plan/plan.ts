@@ -127,6 +127,11 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
     cidrs.every((c) => link.addresses.includes(c)) &&
     extra.length === 0 &&
     gateways.every((a) => o.netns?.defaultGateways?.[a.family] === a.gateway);
+  // A VRRP address this port does not hold yet may still be held by the node that had this placement slot
+  // (a placement change: that node hands over and leaves while this one arrives). Two ports with one address
+  // split its traffic, the leaving node's last backend connections included: the address is added once no
+  // one answers for it.
+  const probe = d.ha !== undefined && d.vip.family === 4 && !(link?.addresses ?? []).includes(cidrs[0]!) ? [d.ha.localAddress] : [];
   if (!linkRight) {
     actions.push({
       kind: 'link.configure',
@@ -137,6 +142,7 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
       addresses: cidrs,
       removeAddresses: extra,
       gateways: gateways.map((a) => a.gateway!),
+      ...(probe.length === 0 ? {} : { probe }),
     });
   }
 

@@ -19,7 +19,7 @@ import { ANTI_AFFINITY_LABEL, DRAIN_LABEL, FINALIZER, GROUP, PLURALS, SCHEDULER_
 import type { LbKey, Topology } from '../api/v1alpha1/types.js';
 import { describeApiError, statusCode } from '../kube/errors.js';
 import type { Logger } from '../log/logger.js';
-import { Membership, type LeaseView } from './membership.js';
+import { Membership, type LeaseView, type Member } from './membership.js';
 import { schedule, type LbView, type NodeView, type Schedule } from './schedule.js';
 
 type Raw = KubernetesObject & { spec?: Record<string, unknown>; status?: Record<string, unknown> };
@@ -45,6 +45,11 @@ export interface SchedulerOptions {
   emit: (e: SchedulerEvent) => void;
   /** Writes in flight at once. */
   concurrency?: number;
+  /**
+   * The node Leases as this agent has watched them since it started (kubernetes-mode.ts): a new leader then
+   * knows when each was last renewed. Without it, the scheduler watches them itself from its start.
+   */
+  leaseWatch?: NodeLeaseWatch;
 }
 
 /** How long a placement written is trusted over a cache that does not show it yet. */
@@ -61,9 +66,10 @@ export class Scheduler {
   readonly #opts: SchedulerOptions;
   readonly #logger: Logger;
   readonly #custom: CustomObjectsApi;
-  readonly #membership = new Membership();
+  readonly #leaseWatch: NodeLeaseWatch;
+  readonly #ownLeaseWatch: boolean;
+  #unsubscribe: (() => void) | undefined;
   readonly #caches: Cache[] = [];
-  #leases!: Cache;
   #lbs!: Cache;
   #nodes: Cache | undefined;
   /**
@@ -86,16 +92,16 @@ export class Scheduler {
     this.#opts = opts;
     this.#logger = opts.logger.child({ component: 'scheduler' });
     this.#custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#ownLeaseWatch = opts.leaseWatch === undefined;
+    this.#leaseWatch = opts.leaseWatch ?? new NodeLeaseWatch(opts.kubeConfig, opts.leaseNamespace, opts.logger);
   }
 
   /** Lists everything once (nothing is placed before the caches hold what was placed before), then schedules. */
   async start(): Promise<void> {
     const kc = this.#opts.kubeConfig;
-    const coord = kc.makeApiClient(CoordinationV1Api);
     const core = kc.makeApiClient(CoreV1Api);
     const ns = this.#opts.namespace;
-    const leaseNs = this.#opts.leaseNamespace;
-    this.#leases = this.#cache(`/apis/coordination.k8s.io/v1/namespaces/${leaseNs}/leases`, () => coord.listNamespacedLease({ namespace: leaseNs }) as never);
+    this.#unsubscribe = this.#leaseWatch.onChange(() => this.kick());
     this.#lbs = this.#cache(
       `/apis/${GROUP}/${VERSION}/${ns === undefined ? '' : `namespaces/${ns}/`}${PLURALS.LoadBalancer}`,
       () =>
@@ -111,7 +117,7 @@ export class Scheduler {
     } catch (err) {
       this.#logger.warn({ err: describeApiError(err) }, 'cannot list Nodes: node selectors and the drain label are not seen');
     }
-    await Promise.all(this.#caches.map((c) => c.start()));
+    await Promise.all([...this.#caches.map((c) => c.start()), ...(this.#ownLeaseWatch ? [this.#leaseWatch.start()] : [])]);
     this.kick();
   }
 
@@ -119,7 +125,8 @@ export class Scheduler {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#expiryTimer);
-    await Promise.all(this.#caches.map((c) => c.stop()));
+    this.#unsubscribe?.();
+    await Promise.all([...this.#caches.map((c) => c.stop()), ...(this.#ownLeaseWatch ? [this.#leaseWatch.stop()] : [])]);
     await this.#running;
   }
 
@@ -132,31 +139,8 @@ export class Scheduler {
   }
 
   #cache(path: string, list: () => Promise<{ items: Raw[] }>): Cache {
-    let restarts = 0;
-    // Only a list that worked ends an outage (start() resolves even when its list failed).
-    const listed = async (): Promise<{ items: Raw[] }> => {
-      const r = await list();
-      restarts = 0;
-      return r;
-    };
-    const informer = makeInformer<Raw>(this.#opts.kubeConfig, path, listed as never) as Cache;
+    const informer = restartingInformer(this.#opts.kubeConfig, path, list, this.#logger, () => this.#stopped);
     for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, () => this.kick());
-    informer.on('error', (err: unknown) => {
-      if (this.#stopped) return;
-      restarts++;
-      const delay = Math.min(10_000, 200 * 2 ** Math.min(restarts - 1, 8));
-      // Info, not warn: the agent's own informers already warn of an API server outage, and the scheduler stops
-      // at its renew deadline anyway; a refusal (403: RBAC) is the scheduler's alone.
-      const level = statusCode(err) === 403 ? 'warn' : 'info';
-      if (restarts === 1) this.#logger[level]({ path, err: String(err), retryInMs: delay }, 'scheduler informer stopped; restarting');
-      setTimeout(() => {
-        if (!this.#stopped)
-          informer.start().then(
-            () => (restarts = 0),
-            () => undefined,
-          );
-      }, delay).unref();
-    });
     this.#caches.push(informer);
     return informer;
   }
@@ -179,13 +163,7 @@ export class Scheduler {
 
   /** The inputs of the pure schedule, from the caches (and the placements written but not yet seen). */
   inputs(now = Date.now()): { nodes: NodeView[]; lbs: LbView[]; nextExpiry: number | undefined } {
-    const leases: LeaseView[] = this.#leases.list().map((l) => ({
-      name: l.metadata?.name ?? '',
-      ...(typeof l.spec?.holderIdentity === 'string' ? { holderIdentity: l.spec.holderIdentity } : {}),
-      ...(l.spec?.renewTime === undefined ? {} : { renewTime: String(l.spec.renewTime instanceof Date ? l.spec.renewTime.toISOString() : l.spec.renewTime) }),
-      ...(typeof l.spec?.leaseDurationSeconds === 'number' ? { leaseDurationSeconds: l.spec.leaseDurationSeconds } : {}),
-    }));
-    const members = this.#membership.observe(leases, now);
+    const members = this.#leaseWatch.observe(now);
     const nodeObjects = new Map((this.#nodes?.list() ?? []).map((n) => [n.metadata?.name ?? '', n]));
     const nodes: NodeView[] = members.map((m) => {
       const labels = nodeObjects.get(m.node) === undefined ? {} : labelsOf(nodeObjects.get(m.node)!);
@@ -339,4 +317,93 @@ function countBy(xs: readonly string[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const x of xs) out[x] = (out[x] ?? 0) + 1;
   return out;
+}
+
+/**
+ * An informer that starts again after an error (an API server outage, a 410 it cannot recover from), with
+ * backoff, until stopped. Only a list that worked ends an outage (start() resolves even when its list failed).
+ */
+function restartingInformer(kubeConfig: KubeConfig, path: string, list: () => Promise<{ items: Raw[] }>, logger: Logger, stopped: () => boolean): Cache {
+  let restarts = 0;
+  const listed = async (): Promise<{ items: Raw[] }> => {
+    const r = await list();
+    restarts = 0;
+    return r;
+  };
+  const informer = makeInformer<Raw>(kubeConfig, path, listed as never) as Cache;
+  informer.on('error', (err: unknown) => {
+    if (stopped()) return;
+    restarts++;
+    const delay = Math.min(10_000, 200 * 2 ** Math.min(restarts - 1, 8));
+    // Info, not warn: the agent's own informers already warn of an API server outage, and the scheduler stops
+    // at its renew deadline anyway; a refusal (403: RBAC) is the scheduler's alone.
+    const level = statusCode(err) === 403 ? 'warn' : 'info';
+    if (restarts === 1) logger[level]({ path, err: String(err), retryInMs: delay }, 'scheduler informer stopped; restarting');
+    setTimeout(() => {
+      if (!stopped())
+        informer.start().then(
+          () => (restarts = 0),
+          () => undefined,
+        );
+    }, delay).unref();
+  });
+  return informer;
+}
+
+/**
+ * The node Leases (membership), watched by every agent from its start, leader or not. A Lease is judged on the
+ * observer's own clock from the renewals it saw (membership.ts), so a scheduler that began watching only when it
+ * took over waited one more node Lease before it called a silent node dead: when the node that died also held
+ * the scheduler, that came on top of the scheduler Lease. Watched all along, a new leader knows at once.
+ */
+export class NodeLeaseWatch {
+  readonly #membership = new Membership();
+  readonly #informer: Cache;
+  readonly #listeners = new Set<() => void>();
+  #stopped = false;
+
+  constructor(kubeConfig: KubeConfig, namespace: string, logger: Logger) {
+    const coord = kubeConfig.makeApiClient(CoordinationV1Api);
+    this.#informer = restartingInformer(
+      kubeConfig,
+      `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+      () => coord.listNamespacedLease({ namespace }) as never,
+      logger.child({ component: 'scheduler' }),
+      () => this.#stopped,
+    );
+    for (const verb of ['add', 'update', 'delete'] as const) {
+      this.#informer.on(verb, () => {
+        // Every renewal is counted from the moment it is seen here, whoever leads.
+        this.observe();
+        for (const l of this.#listeners) l();
+      });
+    }
+  }
+
+  start(): Promise<void> {
+    this.#stopped = false;
+    return this.#informer.start();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#informer.stop();
+  }
+
+  /** Calls fn on every change of a node Lease; returns the function that stops it. */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** Which nodes are alive now. */
+  observe(now = Date.now()): Member[] {
+    const leases: LeaseView[] = this.#informer.list().map((l) => ({
+      name: l.metadata?.name ?? '',
+      ...(typeof l.spec?.holderIdentity === 'string' ? { holderIdentity: l.spec.holderIdentity } : {}),
+      ...(l.spec?.renewTime === undefined ? {} : { renewTime: String(l.spec.renewTime instanceof Date ? l.spec.renewTime.toISOString() : l.spec.renewTime) }),
+      ...(typeof l.spec?.leaseDurationSeconds === 'number' ? { leaseDurationSeconds: l.spec.leaseDurationSeconds } : {}),
+    }));
+    return this.#membership.observe(leases, now);
+  }
 }

@@ -3,12 +3,14 @@
 // consistent snapshot, so a `git pull` touching many files is reconciled once, never half-applied.
 // The watched path may be a symlink swapped atomically to a new checkout (git-sync): the link's parent is
 // watched too and the watcher follows the new target. A file that fails to parse or validate keeps its last
-// valid contents in force; only a file that is really gone deletes its objects.
-import { constants, type Stats } from 'node:fs';
+// valid contents in force; only a file that is really gone deletes its objects. A file read in the middle of
+// being written (empty, or holding some of its documents) does not delete the objects it held until it has been
+// left alone for a second (SETTLE_MS).
+import { type BigIntStats, constants, type Stats } from 'node:fs';
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
-import type { AnyObject } from '../api/v1alpha1/types.js';
+import { objectId, type AnyObject } from '../api/v1alpha1/types.js';
 import { PARSE_LIMITS, parseDocuments, type FileIssue } from './parse.js';
 import { mergeFiles } from './snapshot.js';
 
@@ -22,6 +24,11 @@ export interface Snapshot {
    * written in the spec. Key material: never logged.
    */
   materials: Map<string, string>;
+  /**
+   * Files whose new contents would remove objects but may be half-written (see SETTLE_MS): their previous
+   * contents are still in force. The file is to be read again at `untilMs` (epoch ms), event or not.
+   */
+  settling: { file: string; untilMs: number }[];
 }
 
 /** Paths of the TLS files an object names (relative paths are relative to the watched directory). */
@@ -138,6 +145,25 @@ export async function listManifests(dir: string): Promise<string[]> {
  */
 const STABLE_MS = 1_000;
 
+/**
+ * A file is not written in one step unless it is renamed into place. `cat > f`, editors that save in place and
+ * generators truncate it and then write it, and `git checkout` unlinks it, creates it empty and then writes it;
+ * a read can land in between (5 ms after an event, on a busy node). The empty file is valid YAML with no
+ * documents, so every object it held, a whole load balancer, would be deleted and re-created a moment later.
+ * So a read that removes objects from a file is not applied while the file may still be being written:
+ *   - it has no documents at all (zero bytes, whitespace, comments), whatever the inode: git's new file
+ *     starts empty; or it is the same inode as at the previous read (written in place, or deleted and made
+ *     again with a reused inode number), where any prefix of the new contents can be read;
+ *   - and it was modified less than SETTLE_MS ago.
+ * Its previous contents stay in force and it is read again once it has been left alone for SETTLE_MS: only
+ * then does what it removed go. A new inode with documents (renamed into place, the documented way to write)
+ * is complete and applies at once, removals included, as does a file that is deleted, and anything that adds
+ * or changes objects. A second: writers finish within milliseconds, but a loaded node can stall one for
+ * hundreds; the cost, a removal written in place taking effect a second late, is paid by nothing automated
+ * (tools rename). It must not exceed STABLE_MS: a file served from the parse cache is treated as settled.
+ */
+const SETTLE_MS = 1_000;
+
 interface ParsedFile {
   /** ino, size, mtime and ctime (ns) of the file read. */
   identity: string;
@@ -150,6 +176,10 @@ export class ManifestDirectory {
   readonly path: string;
   readonly #lastValid = new Map<string, AnyObject[]>();
   readonly #parsed = new Map<string, ParsedFile>();
+  /** Inode of each file at its last read, to tell a write in place from a new file. */
+  readonly #inodes = new Map<string, bigint>();
+  /** Files whose removals wait (SETTLE_MS): the stat of the read that found them, and when they may apply. */
+  readonly #settling = new Map<string, { identity: string; untilMs: number }>();
 
   constructor(path: string) {
     this.path = path;
@@ -161,11 +191,14 @@ export class ManifestDirectory {
     const issues: FileIssue[] = [];
     const present = new Set(files);
     for (const file of [...this.#lastValid.keys()]) if (!present.has(file)) this.#lastValid.delete(file);
-    for (const file of [...this.#parsed.keys()]) if (!present.has(file)) this.#parsed.delete(file);
+    for (const map of [this.#parsed, this.#inodes, this.#settling]) for (const file of [...map.keys()]) if (!present.has(file)) map.delete(file);
+    const settling: Snapshot['settling'] = [];
     const startedMs = Date.now();
     for (const file of files) {
       let content: Buffer;
       let identity: string | undefined;
+      let st: BigIntStats;
+      let inPlace: boolean;
       try {
         // A manifest symlinked out of the checkout (to /etc/shadow, say) would be read as root and quoted,
         // a line at a time, into error messages and status.json. Argo CD refuses such links too.
@@ -175,11 +208,14 @@ export class ManifestDirectory {
           issues.push({ file, document: 0, path: '', message: 'is a symbolic link to outside the watched directory; not read' });
           continue;
         }
-        const st = await stat(real, { bigint: true });
+        st = await stat(real, { bigint: true });
+        inPlace = this.#inodes.get(file) === st.ino;
+        this.#inodes.set(file, st.ino);
         const mtimeMs = Number(st.mtimeNs / 1_000_000n);
         if (st.isFile() && startedMs - mtimeMs >= STABLE_MS) identity = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
         const known = this.#parsed.get(file);
         if (identity !== undefined && known?.identity === identity) {
+          this.#settling.delete(file);
           if (known.issues.length === 0) this.#lastValid.set(file, known.objects);
           else issues.push(...known.issues);
           continue;
@@ -197,14 +233,38 @@ export class ManifestDirectory {
       // Bytes, not a string: the parser decodes strictly, so a file that is not UTF-8 is reported rather than
       // read with replacement characters.
       const parsed = parseDocuments(file, content);
-      if (parsed.issues.length === 0) this.#lastValid.set(file, parsed.objects);
-      else issues.push(...parsed.issues);
-      if (identity === undefined) this.#parsed.delete(file);
+      const untilMs = parsed.issues.length === 0 ? this.#settleUntil(file, st, inPlace, content.length, parsed.objects) : undefined;
+      if (untilMs !== undefined) settling.push({ file, untilMs });
+      else this.#settling.delete(file);
+      if (parsed.issues.length > 0) issues.push(...parsed.issues);
+      else if (untilMs === undefined) this.#lastValid.set(file, parsed.objects);
+      if (identity === undefined || untilMs !== undefined) this.#parsed.delete(file);
       else this.#parsed.set(file, { identity, objects: parsed.objects, issues: parsed.issues });
     }
     const merged = mergeFiles(this.#lastValid);
     const materials = await readMaterials(root, merged.objects);
-    return { objects: merged.objects, issues: [...issues, ...merged.issues], files, materials };
+    return { objects: merged.objects, issues: [...issues, ...merged.issues], files, materials, settling };
+  }
+
+  /** When the valid contents just read may replace the file's previous ones; undefined: now (SETTLE_MS). */
+  #settleUntil(file: string, st: BigIntStats, inPlace: boolean, bytesRead: number, objects: readonly AnyObject[]): number | undefined {
+    const before = this.#lastValid.get(file);
+    if (before === undefined || (objects.length > 0 && !inPlace)) return undefined;
+    const after = new Set(objects.map(objectId));
+    if (before.every((o) => after.has(objectId(o)))) return undefined;
+    const nowMs = Date.now();
+    // Fewer bytes than stat said (or more): written while it was read; its mtime is already stale.
+    const changing = BigInt(bytesRead) !== st.size;
+    const identity = changing ? '' : `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    let hold = this.#settling.get(file);
+    if (hold === undefined || changing || hold.identity !== identity) {
+      // From the file's mtime, but never later than now: an mtime in the future (a skewed NFS server, `touch
+      // -d`) must not hold the file longer than SETTLE_MS after it was first seen so.
+      const sinceMs = changing ? nowMs : Math.min(Number(st.mtimeNs / 1_000_000n), nowMs);
+      hold = { identity, untilMs: sinceMs + SETTLE_MS };
+      this.#settling.set(file, hold);
+    }
+    return nowMs < hold.untilMs ? hold.untilMs : undefined;
   }
 }
 
@@ -229,6 +289,9 @@ export class FileSource {
   #linkWatcher: FSWatcher | undefined;
   #target = '';
   #timer: NodeJS.Timeout | undefined;
+  /** The read again of files whose removals wait (Snapshot.settling): it must come without an event. */
+  #recheck: NodeJS.Timeout | undefined;
+  #stopped = false;
   #reading: Promise<void> = Promise.resolve();
 
   constructor(path: string, opts: FileSourceOptions) {
@@ -253,7 +316,9 @@ export class FileSource {
   }
 
   async stop(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    clearTimeout(this.#recheck);
     await Promise.all([this.#watcher?.close(), this.#linkWatcher?.close()]);
   }
 
@@ -267,7 +332,8 @@ export class FileSource {
 
   /** Something may have changed: read again after the debounce (repeats within it are merged). */
   changed(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
     this.#timer = setTimeout(() => void this.refresh(), this.#opts.debounceMs ?? DEFAULT_DEBOUNCE_MS);
   }
 
@@ -276,7 +342,9 @@ export class FileSource {
     this.#reading = this.#reading.then(async () => {
       try {
         await this.#watchTarget();
-        this.#opts.onSnapshot(await this.#dir.read());
+        const snapshot = await this.#dir.read();
+        this.#opts.onSnapshot(snapshot);
+        this.#scheduleRecheck(snapshot.settling);
       } catch (err) {
         // The directory is gone or is not one: drop its watcher, so that a directory coming back at that path
         // is watched afresh (the old watcher would stay blind to it, leaving edits to the next resync).
@@ -285,6 +353,15 @@ export class FileSource {
       }
     });
     await this.#reading;
+  }
+
+  #scheduleRecheck(settling: Snapshot['settling']): void {
+    clearTimeout(this.#recheck);
+    this.#recheck = undefined;
+    if (this.#stopped || settling.length === 0) return;
+    const untilMs = Math.min(...settling.map((s) => s.untilMs));
+    // One more millisecond: a read at untilMs - 0.5 (Date.now() is whole) would find it still settling.
+    this.#recheck = setTimeout(() => void this.refresh(), Math.max(0, untilMs - Date.now()) + 1);
   }
 
   async #forgetTarget(): Promise<void> {
@@ -306,6 +383,12 @@ export class FileSource {
       awaitWriteFinish: false,
     });
     this.#watcher.on('all', () => this.changed());
+    // chokidar reports one change of a file per 50 ms and drops the others: a file truncated and written 20 ms
+    // later would be read empty and its contents not read again before the next resync. Raw events are every
+    // inotify event, unthrottled (hidden files, such as an editor's swap file, are not ours).
+    this.#watcher.on('raw', (_event, path) => {
+      if (typeof path !== 'string' || !basename(path).startsWith('.')) this.changed();
+    });
     this.#watcher.on('error', (e) => this.#opts.onError(e as Error));
   }
 }

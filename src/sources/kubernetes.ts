@@ -1,6 +1,10 @@
 // Kubernetes mode's source: one informer (list + watch) per nslb kind, cluster-wide or in one namespace.
 // Events only say "something changed"; after a short debounce the informers' caches become one snapshot, the
 // same shape file mode produces, so the engine does not know where objects come from.
+// No snapshot before every kind has been listed once (controller-runtime's WaitForCacheSync): a cache not listed
+// yet is not "no objects". The engine would otherwise remove what the node serves (an agent started while the API
+// server is unreachable, or whose LoadBalancer list failed), and report every Listener, Pool and Member of the
+// cluster as naming a load balancer that does not exist (the other lists answer first).
 // LoadBalancers carry a finalizer so that deleting one cleans the node before the object goes.
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type Informer, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { AnyObject, Kind } from '../api/v1alpha1/types.js';
@@ -57,19 +61,33 @@ export class KubernetesSource {
   readonly #seen = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** Kinds listed at least once; snapshots wait for all of them. */
+  readonly #listed = new Set<Kind>();
+  #allListed: (() => void) | undefined;
 
   constructor(opts: KubernetesSourceOptions) {
     this.#opts = opts;
     this.#api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
   }
 
+  /** Resolves once every kind has been listed (a list that fails is retried with backoff), with the first snapshot. */
   async start(): Promise<void> {
+    const listed = new Promise<void>((resolve) => {
+      this.#allListed = resolve;
+    });
     await Promise.all(KINDS.map((kind) => this.#startInformer(kind)));
+    if (!this.synced) await listed;
     this.#emit();
+  }
+
+  /** Every kind has been listed once: the snapshots are the cluster's, not a part of it. */
+  get synced(): boolean {
+    return this.#listed.size === KINDS.length;
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#allListed?.();
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await Promise.all([...this.#informers.values()].map((i) => i.stop()));
   }
@@ -83,6 +101,12 @@ export class KubernetesSource {
     const plural = PLURALS[kind];
     const ns = this.#opts.namespace;
     const path = `/apis/${GROUP}/${VERSION}/${ns === undefined ? '' : `namespaces/${ns}/`}${plural}`;
+    // Set by a list that answered; the kind counts as listed once the informer's start() that ran it returns (its
+    // items are in the cache then).
+    let listedOnce = false;
+    const started = (): void => {
+      if (listedOnce) this.#markListed(kind);
+    };
     const list = async () => {
       const result = (
         ns === undefined
@@ -95,6 +119,7 @@ export class KubernetesSource {
       // A list that worked is the sign of health that ends a backoff ('connect' fires before every attempt).
       if ((this.#restarts.get(kind) ?? 0) > 0) this.#opts.logger.info({ kind }, 'informer running again');
       this.#restarts.set(kind, 0);
+      listedOnce = true;
       return result;
     };
     const informer = makeInformer<RawObject>(this.#opts.kubeConfig, path, list as never) as Informer<RawObject> & {
@@ -140,7 +165,7 @@ export class KubernetesSource {
       setTimeout(() => {
         if (this.#stopped) return;
         const restartedAt = Date.now();
-        informer.start().catch(() => undefined);
+        informer.start().then(started, () => undefined);
         // A restart re-watches from the informer's resourceVersion: no list says it worked. One that has not
         // failed within a moment is running, and the next failure is a new outage, backed off from the start.
         setTimeout(() => {
@@ -150,6 +175,13 @@ export class KubernetesSource {
     });
     this.#informers.set(kind, informer);
     await informer.start();
+    started();
+  }
+
+  #markListed(kind: Kind): void {
+    if (this.#listed.has(kind)) return;
+    this.#listed.add(kind);
+    if (this.synced) this.#allListed?.();
   }
 
   #changed(): void {
@@ -158,6 +190,7 @@ export class KubernetesSource {
   }
 
   #emit(): void {
+    if (!this.synced || this.#stopped) return;
     this.#opts.onSnapshot(this.snapshot());
   }
 

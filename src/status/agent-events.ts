@@ -90,7 +90,7 @@ export function runtimeChanges(actions: readonly Action[]): Map<string, string[]
 /** The Events of one reconcile report. */
 export function reconcileEvents(r: ReconcileReport, node: string): AgentEvent[] {
   const lb = loadBalancer(r.key);
-  if (r.type === 'Warning') return [{ regarding: lb, type: 'Warning', reason: r.reason, action: 'Reconcile', note: r.message }];
+  if (r.type === 'Warning' || r.reason === 'Waiting') return [{ regarding: lb, type: r.type, reason: r.reason, action: 'Reconcile', note: r.message }];
   if (r.reason === 'Provisioned' || r.actions === undefined) return [{ regarding: lb, type: 'Normal', reason: r.reason, action: 'Provision', note: r.message }];
   const events: AgentEvent[] = [];
   const kinds = new Set(r.actions.map((a) => a.kind));

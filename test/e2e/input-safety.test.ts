@@ -4,7 +4,7 @@
 // why; the condition clears when the input comes back. Really removing the files still deletes.
 // Permissions: the state dir is 0700, configs, the runtime socket, keys and the lock 0600, and a TLS run's
 // private key appears nowhere in the agent's log, status.json, `nslb plan` or `nslb status`.
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, cli } from './agent.js';
@@ -185,6 +185,29 @@ describe('input safety and permissions (issue 6 items 6 and 8)', () => {
       (errors) => ['lb.yaml', 'tls.yaml'].every((f) => errors.some((e) => e.file === f)),
     );
     await clears('manifests fixed', restoreCheckout);
+  });
+
+  it('a manifest rewritten in place, or re-created as git does, is not read as empty: nothing torn down', async () => {
+    const agent = env.agent!;
+    const from = agent.logs.length;
+    const path = join(env.watchDir, 'lb.yaml');
+    const text = await readFile(path);
+    // `cat > lb.yaml` from a writer that stalls for 50 ms: the agent reads the file while it is empty.
+    await truncate(path, 0);
+    await sleep(50);
+    await writeFile(path, text);
+    // git checkout: unlinked, created empty (O_CREAT|O_EXCL), written.
+    await sleep(100);
+    await rm(path);
+    await writeFile(path, '', { flag: 'wx' });
+    await sleep(50);
+    await writeFile(path, text);
+    await sleep(1_000 + 2 * RESYNC_S * 1000 + 500); // past the second the file is held, and two resyncs
+    await untouched('rewritten in place');
+    const logs = agent.logs.slice(from);
+    // The reads did land while the file was empty (or the test would prove nothing), and changed nothing.
+    expect(logs.filter((l) => l.includes('would remove objects')).length, 'empty reads held').toBeGreaterThanOrEqual(1);
+    expect(logs.filter((l) => l.includes('"applying"'))).toEqual([]);
   });
 
   it('permissions: state dir 0700; config, socket, certificates, owner and lock 0600', async () => {

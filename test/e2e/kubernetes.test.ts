@@ -269,6 +269,27 @@ describe('Kubernetes mode against an in-test API server, on a real node', () => 
     expect(agent!.logs.some((l) => l.includes('informer stopped; restarting'))).toBe(true);
   });
 
+  it('an agent restarted while the API server is down touches nothing until it has listed every kind, then adopts what runs', async () => {
+    const pidFile = join(stateDir, 'lb', NETNS, 'haproxy.pid');
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    await agent!.stop();
+    await api.stop();
+    agent = new Agent({ kubeconfig: api.writeKubeconfig(), stateDir, bridge: BRIDGE, resync: 2 });
+    // Several resync periods without an API server: nothing listed, so nothing is known to be unwanted.
+    await new Promise((r) => setTimeout(r, 8_000));
+    expect(agent.logs.filter((l) => /"msg":"(initial sync done|applying|removed)"/.test(l))).toEqual([]);
+    expect(await listNetns()).toContain(NETNS);
+    expect(await serving()).toBe(true);
+    await api.start();
+    await waitFor(async () => agent!.logs.some((l) => l.includes('initial sync done')), {
+      timeoutMs: 30_000,
+      message: 'agent never synced once the API server was back',
+    });
+    expect(agent.logs.filter((l) => l.includes('"adopted the running HAProxy without a restart"') && l.includes(`"lb":"${NS}/web"`))).toHaveLength(1);
+    expect(Number((await readFile(pidFile, 'utf8')).trim())).toBe(pid);
+    expect(await serving()).toBe(true);
+  }, 120_000);
+
   it('2. deleting the LoadBalancer removes netns, port and HAProxy, then the finalizer, then the object', async () => {
     const pid = Number((await readFile(join(stateDir, 'lb', NETNS, 'haproxy.pid'), 'utf8')).trim());
     const lb = get('LoadBalancer', 'web')!;

@@ -3,14 +3,17 @@
 // a SINGLE load balancer whose node is hard-killed is served again from another node (time measured); killing
 // the scheduling agent moves leadership, and nothing is placed anew while no node dies.
 //
-// NSLB_SCHED_LBS sets how many load balancers the spread test makes (300 by default: acceptance 1).
-import { rm } from 'node:fs/promises';
+// NSLB_SCHED_LBS sets how many load balancers the spread test makes (300 by default: acceptance 1);
+// NSLB_SCHED_ROUNDS how many kill-and-restart rounds acceptance 2 makes (3). With NSLB_SIM_KEEP=1 a failed run leaves
+// the rig up to be looked at (agent logs, state dirs, namespaces; `scripts/sim-cluster.sh down` afterwards) and
+// keeps the in-test API server for NSLB_SIM_KEEP_SECONDS more.
+import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { netnsOfKey } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../support/fake-apiserver.js';
 import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
-import { assertNoRig, deleteProviderHost, inNode, providerHost, sim, simStatus } from './sim-rig.js';
+import { assertNoRig, deleteProviderHost, inNode, providerHost, sim, SIM_DIR, simStatus } from './sim-rig.js';
 
 const run = uniqueRun(23);
 const NS = run.prefix;
@@ -18,6 +21,7 @@ const V = 'nslb.dev/v1alpha1';
 const AGENTS = 'nslb-system';
 const NODES = ['node1', 'node2', 'node3'];
 const COUNT = Number(process.env.NSLB_SCHED_LBS ?? 300);
+const ROUNDS = Number(process.env.NSLB_SCHED_ROUNDS ?? 3);
 // The VIPs live in the /16 around the run's /24 (a /24 holds fewer than 300); member and client route it.
 const [a, b, c] = run.subnet.split('.');
 const wide = `${a}.${b}.0.0/16`;
@@ -37,12 +41,26 @@ function lbObjects(name: string, vip: string, member: string, extra: { healthMon
   ];
 }
 
+/** A node's agent log lines that name one of `needles`, and since its last start its resyncs, changes and warnings. */
+async function dumpAgentLog(node: string, needles: string[]): Promise<void> {
+  const lines = (await readFile(join(SIM_DIR, node, 'agent.log'), 'utf8').catch(() => '')).split('\n');
+  const lastStart = lines.findLastIndex((l) => l.includes(`"msg":"nslb starting"`));
+  const picked = lines.filter(
+    (l, i) =>
+      needles.some((n) => l.includes(n)) ||
+      (i >= lastStart && (/"msg":"(nslb starting|resync|initial sync done|applying|removed)"/.test(l) || /"level":[456]0/.test(l))),
+  );
+  console.log(`--- ${node}/agent.log (${lines.length} lines; last start at line ${lastStart}): ${picked.length} lines ---\n${picked.slice(-200).join('\n')}`);
+}
+
 describe('scheduling across simulated nodes (Kubernetes mode)', () => {
   const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
   let kubeconfig: string;
   let member: Host, client: Host;
   let server: HttpServerHandle | undefined;
   let weMadeTheRig = false;
+  let failed = false;
+  const keep = () => failed && process.env.NSLB_SIM_KEEP === '1';
   const lb = (name: string) => api.get(V, 'loadbalancers', NS, name) as Obj | undefined;
   const placementOf = (name: string): string[] => lb(name)?.status?.placement?.nodes ?? [];
   const leader = (): string | undefined => (api.get('coordination.k8s.io/v1', 'leases', AGENTS, 'nslb-scheduler') as Obj | undefined)?.spec?.holderIdentity;
@@ -75,11 +93,19 @@ describe('scheduling across simulated nodes (Kubernetes mode)', () => {
     await waitFor(leader, { timeoutMs: 30_000, message: 'a scheduler' });
   }, 240_000);
 
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => {
+      failed = true;
+    });
+  });
+
   afterAll(async () => {
     await server?.stop();
     if (member) await deleteProviderHost(member);
     if (client) await deleteProviderHost(client);
-    if (weMadeTheRig) await sim('down');
+    if (keep()) await new Promise((r) => setTimeout(r, Number(process.env.NSLB_SIM_KEEP_SECONDS ?? 0) * 1000));
+    if (weMadeTheRig && keep()) console.log(`rig kept in ${SIM_DIR} (NSLB_SIM_KEEP=1): run scripts/sim-cluster.sh down`);
+    else if (weMadeTheRig) await sim('down');
     await api.stop().catch(() => {});
     if (kubeconfig) await rm(dirname(kubeconfig), { recursive: true, force: true });
   }, 300_000);
@@ -143,44 +169,55 @@ describe('scheduling across simulated nodes (Kubernetes mode)', () => {
     await sim('start', old);
   }, 180_000);
 
-  it('acceptance 2: a SINGLE load balancer whose node is hard-killed serves again from another node (measured)', async () => {
-    const times: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      const name = `fo${round}`;
-      const vip = vipOf(COUNT + round);
-      // Measured apart from leader election: on the two nodes that do not schedule (a label on their Nodes).
-      const scheduling = leader()!;
-      for (const node of NODES) {
-        const n = api.get('v1', 'nodes', '', node) as Obj;
-        const labels = { ...n.metadata.labels };
-        if (node === scheduling) delete labels['e2e.nslb.dev/failover'];
-        else labels['e2e.nslb.dev/failover'] = 'yes';
-        api.update({ ...n, metadata: { ...n.metadata, labels } });
+  it(
+    'acceptance 2: a SINGLE load balancer whose node is hard-killed serves again from another node (measured)',
+    async () => {
+      const times: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const name = `fo${round}`;
+        const vip = vipOf(COUNT + round);
+        // Measured apart from leader election: on the two nodes that do not schedule (a label on their Nodes).
+        const scheduling = leader()!;
+        for (const node of NODES) {
+          const n = api.get('v1', 'nodes', '', node) as Obj;
+          const labels = { ...n.metadata.labels };
+          if (node === scheduling) delete labels['e2e.nslb.dev/failover'];
+          else labels['e2e.nslb.dev/failover'] = 'yes';
+          api.update({ ...n, metadata: { ...n.metadata, labels } });
+        }
+        const spec = { placement: { nodeSelector: { 'e2e.nslb.dev/failover': 'yes' } } };
+        for (const o of lbObjects(name, vip, member.address, { healthMonitor: true, spec })) api.create(o);
+        await waitFor(async () => lb(name)?.status?.provisioningStatus === 'ACTIVE' && (await serves(vip)), { timeoutMs: 60_000, message: `${name} serving` });
+        const node = placementOf(name)[0]!;
+        await sim('kill', node);
+        const killed = Date.now();
+        await waitFor(async () => (await httpGet(client, `http://${vip}/`, { timeoutMs: 300 })).body.trim() === 'member m1', {
+          timeoutMs: 60_000,
+          intervalMs: 100,
+          message: `${name} served again after ${node} was killed`,
+        });
+        const ms = Date.now() - killed;
+        times.push(ms);
+        expect(placementOf(name)[0]).not.toBe(node);
+        console.log(JSON.stringify({ test: 'single-failover', round, from: node, to: placementOf(name)[0], ms }));
+        await sim('start', node);
+        await waitFor(async () => (await simStatus())[node]?.agent === 'up', { timeoutMs: 60_000, message: `${node} back` });
+        // The node that comes back removes what moved away: one node per load balancer.
+        const back = Date.now();
+        await waitFor(async () => !(await netnsOn(node)).has(netnsOfKey(`${NS}/${name}`)), { timeoutMs: 60_000, message: `${name} gone from ${node}` }).catch(
+          async (err: unknown) => {
+            await dumpAgentLog(node, [`${NS}/${name}`, netnsOfKey(`${NS}/${name}`)]);
+            throw err;
+          },
+        );
+        console.log(JSON.stringify({ test: 'single-failover', round, goneFrom: node, msAfterAgentUp: Date.now() - back }));
       }
-      const spec = { placement: { nodeSelector: { 'e2e.nslb.dev/failover': 'yes' } } };
-      for (const o of lbObjects(name, vip, member.address, { healthMonitor: true, spec })) api.create(o);
-      await waitFor(async () => lb(name)?.status?.provisioningStatus === 'ACTIVE' && (await serves(vip)), { timeoutMs: 60_000, message: `${name} serving` });
-      const node = placementOf(name)[0]!;
-      await sim('kill', node);
-      const killed = Date.now();
-      await waitFor(async () => (await httpGet(client, `http://${vip}/`, { timeoutMs: 300 })).body.trim() === 'member m1', {
-        timeoutMs: 60_000,
-        intervalMs: 100,
-        message: `${name} served again after ${node} was killed`,
-      });
-      const ms = Date.now() - killed;
-      times.push(ms);
-      expect(placementOf(name)[0]).not.toBe(node);
-      console.log(JSON.stringify({ test: 'single-failover', round, from: node, to: placementOf(name)[0], ms }));
-      await sim('start', node);
-      await waitFor(async () => (await simStatus())[node]?.agent === 'up', { timeoutMs: 60_000, message: `${node} back` });
-      // The node that comes back removes what moved away: one node per load balancer.
-      await waitFor(async () => !(await netnsOn(node)).has(netnsOfKey(`${NS}/${name}`)), { timeoutMs: 60_000, message: `${name} gone from ${node}` });
-    }
-    const sorted = [...times].sort((x, y) => x - y);
-    console.log(JSON.stringify({ test: 'single-failover', p50Ms: sorted[Math.floor(sorted.length / 2)], maxMs: sorted.at(-1) }));
-    // Measured and printed, not asserted: timings belong to bench/ (issue 17's target is p50 ≤ 10 s). The test
-    // asserts the behaviour: each round was served again from another node (its waits above are bounded).
-    expect(sorted).toHaveLength(3);
-  }, 600_000);
+      const sorted = [...times].sort((x, y) => x - y);
+      console.log(JSON.stringify({ test: 'single-failover', p50Ms: sorted[Math.floor(sorted.length / 2)], maxMs: sorted.at(-1) }));
+      // Measured and printed, not asserted: timings belong to bench/ (issue 17's target is p50 ≤ 10 s). The test
+      // asserts the behaviour: each round was served again from another node (its waits above are bounded).
+      expect(sorted).toHaveLength(ROUNDS);
+    },
+    600_000 + Math.max(0, ROUNDS - 3) * 150_000,
+  );
 });

@@ -178,6 +178,10 @@ function modelOn(node: string): DesiredLoadBalancer {
   return build(stack(), node).lbs.get('default/web')!;
 }
 
+function modelOnSingle(): DesiredLoadBalancer {
+  return build(stack({ placement: { nodes: ['node1'] } }), 'node1').lbs.get('default/web')!;
+}
+
 describe('the HAProxy config of a pair', () => {
   const paths = { socket: '/s/haproxy.sock', stateFile: '/s/server-state', certsDir: '/s/certs', pingCheckCommand: '/p/ping-check.sh' };
   it('binds the VIP non-locally, names this node as its local peer and shares stick tables with the other', () => {
@@ -228,7 +232,8 @@ describe('planning a pair against a node', () => {
     const actions = converge(node);
     const kinds = actions.map((a) => a.kind);
     // The port holds the VRRP address (every VIP port announces its addresses when it comes up: drivers/netns).
-    expect(actions.find((a) => a.kind === 'link.configure')).toMatchObject({ addresses: ['192.0.2.2/24'] });
+    // The node that had this slot may still hold the VRRP address (it is leaving): probed for first.
+    expect(actions.find((a) => a.kind === 'link.configure')).toMatchObject({ addresses: ['192.0.2.2/24'], probe: ['192.0.2.2'] });
     expect(kinds).toEqual([
       'netns.add',
       'ovs.addPort',
@@ -258,7 +263,31 @@ describe('planning a pair against a node', () => {
     node.links.get(iface)!.addresses.push('192.0.2.10/24');
     expect(plan(node)).toEqual([]);
     node.links.get(iface)!.addresses.push('192.0.2.99/24');
-    expect(plan(node)).toMatchObject([{ kind: 'link.configure', removeAddresses: ['192.0.2.99/24'] }]);
+    const repair = plan(node);
+    expect(repair).toMatchObject([{ kind: 'link.configure', removeAddresses: ['192.0.2.99/24'] }]);
+    // The port still holds its VRRP address: nothing to probe for.
+    expect(repair[0]).not.toHaveProperty('probe');
+  });
+
+  it('probes for the VRRP address again only when the port lost it (deleted by hand)', () => {
+    const node = new FakeNode();
+    converge(node);
+    node.links.get(iface)!.addresses = ['192.0.2.10/24'];
+    expect(plan(node)).toMatchObject([{ kind: 'link.configure', addresses: ['192.0.2.2/24'], probe: ['192.0.2.2'] }]);
+  });
+
+  it('a SINGLE load balancer probes for nothing (its VIP is its own; the planner refuses duplicates)', () => {
+    const single = modelOnSingle();
+    const actions = planLoadBalancer({
+      netns: single.names.netns,
+      iface: single.names.iface,
+      desired: single,
+      config,
+      observed: new FakeNode().observe(single.names.netns, single.names.iface),
+    });
+    const configure = actions.find((a) => a.kind === 'link.configure');
+    expect(configure).toBeDefined();
+    expect(configure).not.toHaveProperty('probe');
   });
 
   it('repairs keepalived: killed → started; config edited → rewritten and reloaded; crash before the reload → reloaded', () => {

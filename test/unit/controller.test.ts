@@ -8,6 +8,7 @@ import type { AnyObject } from '../../src/api/v1alpha1/types.js';
 import { Controller } from '../../src/controller/controller.js';
 import { nodeNames } from '../../src/desired/names.js';
 import { waitUntil } from '../../src/loop/wait.js';
+import { AddressInUseError } from '../../src/drivers/netns/netns.js';
 import type { Action } from '../../src/plan/actions.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import { FakeNode, FakeNodeDriver } from '../support/fake-node.js';
@@ -33,7 +34,7 @@ interface Agent {
   controller: Controller;
   driver: FakeNodeDriver;
   published: StatusFile[];
-  reconciled: { key: string; result: 'ok' | 'error'; at: number }[];
+  reconciled: { key: string; result: 'ok' | 'error' | 'wait'; at: number }[];
   logs: Record<string, unknown>[];
 }
 
@@ -139,6 +140,24 @@ describe('the controller against a fake node', () => {
     const errors = a.published.flatMap((f) => f.objects).filter((o) => o.kind === 'LoadBalancer' && o.status.provisioningStatus === 'ERROR');
     expect(errors.at(0)?.status.conditions[0]).toMatchObject({ status: 'False', reason: 'ApplyFailed', message: 'haproxy: cannot bind socket' });
     expect(node.haproxy.size).toBe(1);
+  });
+
+  it('a reconcile waiting for another node (an address still in use) is PENDING, not ERROR, logged once, retried without backoff', async () => {
+    const node = new FakeNode();
+    const a = agent(node);
+    let waits = 3;
+    a.driver.failWith = (x) => (x.kind === 'haproxy.start' && waits-- > 0 ? new AddressInUseError('192.0.2.2', 'nslb-x') : undefined);
+    a.controller.setSnapshot(stack('ns1', 11), []);
+    expect(await waitUntil(() => lbStatus(a, 'ns1')?.provisioningStatus === 'ACTIVE', { intervalMs: 10, timeoutMs: 10_000 })).toBe(true);
+    expect(a.reconciled.map((r) => r.result)).toEqual(['wait', 'wait', 'wait', 'ok']);
+    await a.controller.idle();
+    const states = a.published
+      .flatMap((f) => f.objects)
+      .filter((o) => o.kind === 'LoadBalancer')
+      .map((o) => o.status.provisioningStatus);
+    expect(states).not.toContain('ERROR');
+    expect(a.logs.filter((l) => l.msg === 'waiting')).toHaveLength(1);
+    expect(a.logs.filter((l) => l.msg === 'reconcile failed; will retry with backoff')).toHaveLength(0);
   });
 
   it('an invalid spec is terminal: nothing applied, no retries, status says why, the last valid config keeps serving', async () => {

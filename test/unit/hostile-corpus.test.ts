@@ -9,7 +9,7 @@
 //   (d) each case takes well under a second or two, the whole corpus well under a minute.
 // And a file that breaks keeps its last valid contents in force.
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,19 +69,22 @@ async function makeRoot(): Promise<string> {
 /** Makes the case's file, and only it, under hostile/. */
 async function place(root: string, c: HostileCase): Promise<void> {
   const path = join(root, c.file);
-  if (placed === path) {
-    // Unlinked, not overwritten: writing to a FIFO or through a symlink to /dev/zero is not what we want.
-    await rm(path, { force: true });
-  } else {
+  if (placed !== path) {
     await rm(join(root, SUBDIR), { recursive: true, force: true });
     await mkdir(join(root, SUBDIR));
   }
   placed = path;
+  // Made aside (hidden: not read) and renamed into place, as the documented way to write a file: complete when
+  // it appears, so the reader applies it at once. Never written over: writing to a FIFO or through a symlink to
+  // /dev/zero is not what we want.
+  const aside = join(dirname(path), '.placing');
+  await rm(aside, { force: true });
   const m = c.make;
-  if ('content' in m) await writeFile(path, m.content);
-  else if ('literal' in m) await copyFile(m.literal, path);
-  else if ('symlink' in m) await symlink(m.symlink, path);
-  else execFileSync('mkfifo', [path]);
+  if ('content' in m) await writeFile(aside, m.content);
+  else if ('literal' in m) await copyFile(m.literal, aside);
+  else if ('symlink' in m) await symlink(m.symlink, aside);
+  else execFileSync('mkfifo', [aside]);
+  await rename(aside, path);
 }
 
 async function bytesOf(c: HostileCase): Promise<Uint8Array | undefined> {

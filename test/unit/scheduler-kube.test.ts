@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderElector } from '../../src/kube/leader.js';
 import { NodeLease } from '../../src/kube/node-lease.js';
-import { Scheduler, type SchedulerEvent } from '../../src/schedule/scheduler.js';
+import { NodeLeaseWatch, Scheduler, type SchedulerEvent } from '../../src/schedule/scheduler.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../support/fake-apiserver.js';
 
 const repo = new URL('../..', import.meta.url).pathname;
@@ -101,6 +101,73 @@ describe('LeaderElector fencing', () => {
     await b.stop();
     await a.stop();
   }, 20_000);
+});
+
+describe('LeaderElector callbacks', () => {
+  it('a leader whose start (or a previous stop) takes long goes on renewing meanwhile, and stays the leader', async () => {
+    let started = 0;
+    const e = new LeaderElector({
+      kubeConfig: kc,
+      role: 'scheduler',
+      namespace: NS,
+      name: 'slow-callback-test',
+      identity: 'a',
+      // Renew deadline 1.33 s; the start below takes twice that.
+      leaseSeconds: 2,
+      logger,
+      onStartedLeading: async () => {
+        started++;
+        await sleep(2_700);
+      },
+      onStoppedLeading: async () => {},
+    });
+    e.start();
+    await until(() => e.leading, 2_000, 'a leading');
+    const renewTime = () => leaseOf('slow-callback-test')?.spec?.renewTime as string | undefined;
+    const first = renewTime();
+    // While onStartedLeading still runs, the Lease is renewed (a renewal loop waiting for it would let the fence
+    // stop a leader that is only busy, and start it again, over and over).
+    await until(() => renewTime() !== first, 2_000, 'a renewal during the slow start');
+    await sleep(2_000);
+    expect(e.leading).toBe(true);
+    expect(started).toBe(1);
+    await e.stop();
+  }, 15_000);
+});
+
+describe('NodeLeaseWatch', () => {
+  it("watched from the agent's start, a new leader calls a node dead that went silent before it took over", async () => {
+    const ns = 'lease-watch';
+    const spec = () => ({ holderIdentity: 'w1', leaseDurationSeconds: 1, renewTime: new Date().toISOString() });
+    api.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'nslb-node-w1', namespace: ns }, spec: spec() });
+    const watch = new NodeLeaseWatch(kc, ns, logger);
+    await watch.start();
+    await until(() => watch.observe().find((m) => m.node === 'w1')?.alive, 2_000, 'w1 seen alive');
+    // w1 renews once more, then dies: silent for longer than its Lease.
+    const cur = leaseOf('nslb-node-w1', ns)!;
+    api.update({ ...cur, spec: spec() });
+    await until(() => watch.observe().find((m) => m.node === 'w1')?.alive === false, 3_000, 'w1 dead to the watch');
+    const options = {
+      kubeConfig: kc,
+      namespace: 'nothing-here',
+      leaseNamespace: ns,
+      failoverThreshold: 0.5,
+      logger,
+      leading: () => false,
+      emit: () => undefined,
+    };
+    // A scheduler started now with the agent's watch knows at once; one that starts watching now must first wait
+    // one Lease duration, because it never saw w1 renew.
+    const informed = new Scheduler({ ...options, leaseWatch: watch });
+    const fresh = new Scheduler(options);
+    await Promise.all([informed.start(), fresh.start()]);
+    expect(informed.inputs().nodes.find((n) => n.name === 'w1')?.alive).toBe(false);
+    expect(fresh.inputs().nodes.find((n) => n.name === 'w1')?.alive).toBe(true);
+    await Promise.all([informed.stop(), fresh.stop()]);
+    // The scheduler's stop leaves the agent's watch running.
+    expect(watch.observe().map((m) => m.node)).toEqual(['w1']);
+    await watch.stop();
+  }, 15_000);
 });
 
 describe('Scheduler', () => {

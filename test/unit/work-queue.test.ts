@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WorkQueue } from '../../src/loop/work-queue.js';
+import { RetryLater, WorkQueue } from '../../src/loop/work-queue.js';
 
 const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -110,6 +110,32 @@ describe('WorkQueue', () => {
     expect(gaps[0]).toBeGreaterThanOrEqual(18);
     expect(gaps[1]).toBeGreaterThanOrEqual(38);
     expect(gaps[2]).toBeGreaterThanOrEqual(78);
+    expect(q.failures('a')).toBe(0);
+  });
+
+  it('a key that waits (RetryLater) comes back after its own delay: not a failure, no retry counted, no backoff step', async () => {
+    const told: [string, string][] = [];
+    const delays: number[] = [];
+    let runs = 0;
+    const q = new WorkQueue(
+      async () => {
+        runs++;
+        if (runs === 1) throw new Error('broken once');
+        if (runs <= 5) throw new RetryLater(7, 'address still in use');
+      },
+      { concurrency: 1, baseDelayMs: 1, onProcessed: (key, result) => told.push([key, result]) },
+    );
+    const addAfter = q.addAfter.bind(q);
+    q.addAfter = (key, ms) => {
+      delays.push(ms);
+      addAfter(key, ms);
+    };
+    q.add('a');
+    await q.idle();
+    expect(told.map(([, r]) => r)).toEqual(['error', 'wait', 'wait', 'wait', 'wait', 'ok']);
+    // One failure's backoff (1 ms), then the wait's own delay each time, not a doubling backoff.
+    expect(delays).toEqual([1, 7, 7, 7, 7]);
+    expect(q.retries).toBe(1);
     expect(q.failures('a')).toBe(0);
   });
 

@@ -172,6 +172,9 @@ export class NetnsDriver {
         if (a.replaceStale === true) return moveLinkToNetns(this.#run, a.iface, a.netns, true);
         return this.#move.submit({ iface: a.iface, netns: a.netns });
       case 'link.configure': {
+        // A probe waits about a second for an answer (arping counts whole seconds): on its own, beside the
+        // batches, so that the load balancers configured with it wait for nothing.
+        if (a.probe !== undefined && a.probe.length > 0) return configureLink(this.#run, a);
         const paths = lbPaths(this.#stateDir, a.netns);
         return this.#configure.submit({ config: a, dir: paths.dir, script: paths.linkScript });
       }

@@ -3,8 +3,10 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { PartialBatchError } from '../../exec/batcher.js';
+import { CommandError } from '../../exec/errors.js';
 import { canonicalCidr, canonicalIp } from '../../desired/addresses.js';
 import type { Runner } from '../../exec/run.js';
+import { RetryLater } from '../../loop/work-queue.js';
 import type { DefaultGateways, Forwarding, ObservedLink, ObservedNetns, ObservedRoute } from '../../plan/observed.js';
 
 export const NETNS_DIR = '/run/netns';
@@ -252,6 +254,8 @@ export interface LinkConfig {
   routes?: readonly { destination: string; gateway: string }[];
   /** Member networks: routes through this link to delete first. */
   removeRoutes?: readonly { destination: string; gateway: string }[];
+  /** IPv4 addresses to find unused on the segment (an ARP probe) before any address is added. */
+  probe?: readonly string[];
 }
 
 /**
@@ -303,29 +307,99 @@ export function renderLinkBatch(c: LinkConfig): string {
 }
 
 /**
- * Configures one load balancer's link: the announce switches and the link script, both inside its netns, from
- * one `ip -batch` of `netns exec` lines (one process from us rather than two: a new load balancer waits for
- * each). `script` is where the link script is kept (0600). A path `ip -batch` cannot read back as one word
- * takes the two processes instead.
+ * Probes per address and the wait for an answer, in whole seconds (iputils' arping takes no fractions). An
+ * address in use is answered within milliseconds and arping exits at once; a free one costs the second.
  */
-export async function configureLink(run: Runner, c: LinkConfig, script: string): Promise<void> {
-  let batch: string | undefined;
-  try {
-    batch = renderNetnsExecBatch([
-      { netns: c.netns, argv: announceArgv(c.iface) },
-      { netns: c.netns, argv: ['ip', '-batch', script] },
-    ]);
-  } catch {
-    batch = undefined;
+const PROBE_COUNT = 2;
+const PROBE_DEADLINE_S = 1;
+
+/**
+ * How soon a configure that found its address in use probes again: a short fixed delay, not the failure
+ * backoff (whose doubling left a drain's newcomers probing 13 s apart after the leaving node had let go),
+ * spread over half of it so that the keys waiting together do not spawn their probes together.
+ */
+export const ADDRESS_WAIT_MS = 500;
+
+/**
+ * An address another host on the segment answered for: the configure waits (the reconcile is tried again
+ * after ADDRESS_WAIT_MS or so; a wait, not a failure).
+ */
+export class AddressInUseError extends RetryLater {
+  constructor(address: string, netns: string, options?: { cause?: unknown }) {
+    super(
+      ADDRESS_WAIT_MS + Math.floor(Math.random() * (ADDRESS_WAIT_MS / 2)),
+      `${address} is in use on the segment (another host answered an ARP probe for it): it is not added to ${netns} until it is released, ` +
+        'as when the node that had this placement slot is still leaving',
+      options,
+    );
   }
-  if (batch === undefined) {
-    await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
-    await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
-    return;
+}
+
+/**
+ * The commands (each to run inside the netns, in order) that bring the link up without addresses, so that it
+ * can send ARP probes (RFC 5227 duplicate address detection: `arping -D` exits 1 when someone answers), and
+ * then probe for each address in `c.probe`. Empty without probes.
+ */
+export function probeArgvs(c: LinkConfig): string[][] {
+  if (c.probe === undefined || c.probe.length === 0) return [];
+  for (const token of [c.iface, c.mac, ...c.probe]) {
+    if (!/^[A-Za-z0-9.:_-]+$/.test(token)) throw new Error(`unsafe token for a probe: ${JSON.stringify(token)}`);
   }
-  mkdirSync(dirname(script), { recursive: true, mode: 0o700 });
-  writeFileSync(script, renderLinkBatch(c), { mode: 0o600 });
-  await run(['ip', '-batch', '-'], { input: batch });
+  return [
+    ['ip', 'link', 'set', 'dev', c.iface, 'address', c.mac, 'up'],
+    ...c.probe.map((a) => ['arping', '-D', '-q', '-c', String(PROBE_COUNT), '-w', String(PROBE_DEADLINE_S), '-I', c.iface, a]),
+  ];
+}
+
+/**
+ * After probing, the addresses were added to a link that was already up, which announced nothing (arp_notify
+ * acts when a link comes up): one gratuitous ARP each, so that the peer sends its adverts here at once, not to
+ * the previous holder's MAC until its neighbour entry ages out. arping sends it at once, then waits a second.
+ */
+export function announceProbedArgvs(c: LinkConfig): string[][] {
+  return (c.probe ?? []).map((a) => ['arping', '-U', '-q', '-c', '1', '-w', '1', '-I', c.iface, a]);
+}
+
+/**
+ * Configures one load balancer's link. Without probes: the announce switches and the link script, both inside
+ * its netns, from one `ip -batch` of `netns exec` lines (one process from us rather than two: a new load
+ * balancer waits for each); `script` is where the link script is kept (0600). A path `ip -batch` cannot read
+ * back as one word, or no `script`, takes separate processes instead. With probes (an ACTIVE_STANDBY pair
+ * port before its VRRP address): always separate processes, in order (the link up without addresses, each
+ * RFC 5227 probe, the link script, a gratuitous ARP each), since arping's exit status is what tells an
+ * address in use from a failure.
+ */
+export async function configureLink(run: Runner, c: LinkConfig, script?: string): Promise<void> {
+  const probes = probeArgvs(c);
+  if (probes.length === 0 && script !== undefined) {
+    let batch: string | undefined;
+    try {
+      batch = renderNetnsExecBatch([
+        { netns: c.netns, argv: announceArgv(c.iface) },
+        { netns: c.netns, argv: ['ip', '-batch', script] },
+      ]);
+    } catch {
+      batch = undefined;
+    }
+    if (batch !== undefined) {
+      mkdirSync(dirname(script), { recursive: true, mode: 0o700 });
+      writeFileSync(script, renderLinkBatch(c), { mode: 0o600 });
+      await run(['ip', '-batch', '-'], { input: batch });
+      return;
+    }
+  }
+  await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
+  for (const argv of probes) {
+    try {
+      await run(['ip', 'netns', 'exec', c.netns, ...argv]);
+    } catch (err) {
+      // arping -D exits 1 when someone answered; other failures (2: no such device, …) are what they are.
+      if (argv[0] === 'arping' && err instanceof CommandError && err.exitCode === 1) throw new AddressInUseError(argv.at(-1)!, c.netns, { cause: err });
+      throw err;
+    }
+  }
+  await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
+  await Promise.all(announceProbedArgvs(c).map((argv) => run(['ip', 'netns', 'exec', c.netns, ...argv])));
 }
 
 /**
