@@ -102,8 +102,10 @@ describe('/metrics and nslb status on a running agent', () => {
       async () => {
         const s = (await scrape(url)).samples;
         const grown =
-          sum(s, 'nslb_member_sessions_total', memberLabels('met-m1')) - sessionsBefore +
-          sum(s, 'nslb_member_sessions_total', memberLabels('met-m2')) - m2Before;
+          sum(s, 'nslb_member_sessions_total', memberLabels('met-m1')) -
+          sessionsBefore +
+          sum(s, 'nslb_member_sessions_total', memberLabels('met-m2')) -
+          m2Before;
         return grown >= 20 ? s : undefined;
       },
       { timeoutMs: 15_000, message: 'nslb_member_sessions_total of met-m1 and met-m2 to grow by 20 together' },
