@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { NSLB_CLI } from '../../test/e2e/harness.js';
+import { parseServersState, type ServerState } from './report.js';
 
 export interface ResyncLine {
   time: number;
@@ -194,6 +195,33 @@ export function runtimeCommand(socketPath: string, command: string, timeoutMs = 
       reject(err);
     });
   });
+}
+
+/**
+ * Asks the runtime socket for a backend's servers (`show servers state`) every `intervalMs` until `done` says a
+ * change is in force: milliseconds from `since` (epoch ms, as `now` in node-env.ts) to the answer that said so,
+ * so late by at most one interval and a round trip; Infinity after `timeoutMs`.
+ */
+export async function untilInForce(
+  socketPath: string,
+  backend: string,
+  since: number,
+  done: (servers: Map<string, ServerState>) => boolean,
+  timeoutMs: number,
+  intervalMs = 2,
+): Promise<number> {
+  const clock = () => performance.timeOrigin + performance.now();
+  for (;;) {
+    try {
+      const servers = parseServersState(await runtimeCommand(socketPath, `show servers state ${backend}`));
+      const t = clock();
+      if (done(servers)) return t - since;
+    } catch {
+      // Not answering for a moment: ask again.
+    }
+    if (clock() - since > timeoutMs) return Infinity;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
 }
 
 /** The worker's PID from `show info` (in master-worker mode the stats socket is the worker's). */

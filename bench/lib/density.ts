@@ -193,7 +193,7 @@ export async function phaseI(opts: {
   );
   const after = await meminfo();
   const haproxy = await haproxyMemory(fleet.stateDir);
-  log(`(i) N=${n}: ${haproxy.pss.length} HAProxies; Pss p50 ${median(haproxy.pss)} KiB`);
+  log(`(i) N=${n}: ${haproxy.pss.length} HAProxies; Pss p50 ${median(haproxy.pss)} KiB, anonymous p50 ${median(haproxy.pssAnon)} KiB`);
 
   // Member changes at that size: m3 added to, then removed from, one load balancer; the clock stops at m3's
   // first response (add) or at the status file's next rewrite without it (remove is (b)'s business).
@@ -253,6 +253,8 @@ export async function phaseI(opts: {
 }
 
 const mib = (kib: number | undefined) => (kib === undefined ? '?' : `${(kib / 1024).toFixed(1)} MiB`);
+/** The target is in MB (10^6 bytes), close to the figure: KiB, exact, beside the MiB. */
+const kib = (k: number | undefined) => (k === undefined ? '?' : `${k.toLocaleString('en')} KiB`);
 
 export function densityRows(d: DensityResult, sized: (v: ReturnType<typeof verdict>) => ReturnType<typeof verdict>): Row[] {
   const rows: Row[] = [];
@@ -278,7 +280,7 @@ export function densityRows(d: DensityResult, sized: (v: ReturnType<typeof verdi
   const pssP50 = median(h.pss);
   rows.push({
     figure: `(i) N=${d.n}: HAProxy memory per load balancer (master + worker, /proc smaps_rollup; ${h.pss.length} found)`,
-    value: `Pss p50 ${mib(pssP50)} (max ${mib(Math.max(...h.pss))}), of it anonymous ${mib(median(h.pssAnon))}; private ${mib(median(h.privateKiB))}; an Octavia amphora: ${OCTAVIA_AMPHORA_MB} MiB of VM`,
+    value: `Pss p50 ${mib(pssP50)} = ${kib(pssP50)} (max ${mib(Math.max(...h.pss))}), of it anonymous ${kib(median(h.pssAnon))}; private ${kib(median(h.privateKiB))}; an Octavia amphora: ${OCTAVIA_AMPHORA_MB} MiB of VM`,
     target: '≤ 6 MB',
     verdict: pssP50 === undefined ? 'n/a' : verdict(pssP50 * 1024 <= 6_000_000),
   });

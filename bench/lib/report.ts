@@ -118,6 +118,48 @@ export function goneFor(responses: readonly ProbeResponse[], since: number, k: n
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// When a change is in force in HAProxy
+
+/** One server of `show servers state BACKEND` on HAProxy's runtime socket. */
+export interface ServerState {
+  /** srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping. */
+  opState: number;
+  /** srv_admin_state: maintenance and drain flags; 0 when none is set. */
+  adminState: number;
+  /** srv_uweight: the weight set by the config or `set server … weight`. */
+  weight: number;
+}
+
+/** `show servers state` → its servers by name; fields found by the header line HAProxy prints before them. */
+export function parseServersState(text: string): Map<string, ServerState> {
+  const servers = new Map<string, ServerState>();
+  let columns: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# ')) {
+      columns = line.slice(2).trim().split(/\s+/);
+      continue;
+    }
+    const fields = line.trim().split(/\s+/);
+    const at = (name: string): string | undefined => {
+      const i = columns.indexOf(name);
+      return i < 0 ? undefined : fields[i];
+    };
+    const name = at('srv_name');
+    if (name === undefined || fields.length !== columns.length) continue;
+    servers.set(name, { opState: Number(at('srv_op_state')), adminState: Number(at('srv_admin_state')), weight: Number(at('srv_uweight')) });
+  }
+  return servers;
+}
+
+/**
+ * Whether HAProxy's load balancing may pick the server now: up (running), neither in maintenance nor draining,
+ * with a weight. Which request it gets first is the algorithm's business (round robin: when its turn comes).
+ */
+export function inRotation(s: ServerState | undefined): boolean {
+  return s !== undefined && s.opState === 2 && s.adminState === 0 && s.weight > 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // The table
 
 export type Verdict = 'pass' | 'FAIL' | 'n/a' | 'info';

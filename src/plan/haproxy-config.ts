@@ -14,6 +14,9 @@ import { assertSafeToken, byName, hasLimit, hostPart, int, type HaproxyPaths } f
 import { checkCommands, isKernelPool, isKernelListener } from './kernel-model.js';
 import { needsExternalCheck, renderCheckBackend, type CheckedPool } from './udp-health-checks.js';
 
+/** Worker threads of each HAProxy (`nbthread`); see renderGlobal. */
+export const HAPROXY_THREADS = 1;
+
 /** The process-wide connection target unless the listeners' own limits add up to more. */
 export const DEFAULT_GLOBAL_MAXCONN = 50000;
 
@@ -40,6 +43,11 @@ function renderGlobal(maxconn: number, paths: HaproxyPaths, pingChecks: boolean,
     // where RLIMIT_NOFILE is lower and cannot be raised (containers without CAP_SYS_RESOURCE). With
     // fd-hard-limit, HAProxy derives maxconn from whichever is lower, this or the node's limit.
     `    fd-hard-limit ${int(fdHardLimit(maxconn), 'fd-hard-limit')}`,
+    // One thread, not HAProxy's default of one per CPU (up to 64): a node runs hundreds or thousands of load
+    // balancers that share its CPUs, so a second thread adds no capacity to the node, only memory to each
+    // load balancer (about 0.3 MB of the worker's 3.9 MB here) and tasks to the kernel; how much each cost
+    // depended on the node's CPU count. An Octavia amphora (1 vCPU by default) runs its HAProxy on one thread too.
+    `    nbthread ${HAPROXY_THREADS}`,
     // expose-fd lets the new worker take over the listening sockets on reload, so no SYN is refused.
     `    stats socket ${assertSafeToken(paths.socket)} mode 600 level admin expose-fd listeners`,
     `    server-state-file ${assertSafeToken(paths.stateFile)}`,

@@ -7,6 +7,7 @@
 // headroom, what a raise sets), so that a growing node is raised rarely, in steps, never lowered.
 import { inPrefix, parseIp } from '../desired/addresses.js';
 import { vipAddresses, type DesiredLoadBalancer } from '../desired/model.js';
+import { HAPROXY_THREADS } from './haproxy-config.js';
 import { hasKernelListeners } from './kernel-model.js';
 
 /** Neighbour entries one load balancer's namespace may hold for clients on its VIP segment. */
@@ -24,8 +25,6 @@ export const NODE_INOTIFY_WATCHES = 8192;
  * listener's idle timeout): a DNS or syslog service with tens of thousands of clients, each from its own port.
  */
 export const FLOWS_PER_KERNEL_LB = 65_536;
-/** HAProxy 2.6 starts one thread per CPU it may run on, at most 64 (its MAX_THREADS), when nbthread is not set. */
-const HAPROXY_MAX_THREADS = 64;
 /** What a raise sets, as a multiple of what is required (headroom for growth until the next check). */
 export const HEADROOM = 2;
 /** Neighbour limits raised because the kernel refused entries grow at most to this multiple of the computed need. */
@@ -57,8 +56,6 @@ export interface KernelReadings {
   files?: number;
   /** Neighbour tables that refused new entries (table full) since the last reading. */
   overflowed: Record<Family, boolean>;
-  /** CPUs the agent (and so HAProxy) may run on. */
-  cpus: number;
 }
 
 /** Counters of one neighbour table: entries now, and how often it was full (summed over CPUs) since boot. */
@@ -186,10 +183,8 @@ export function nodeLoadOf(lbs: Iterable<DesiredLoadBalancer>, running: number, 
   return load;
 }
 
-/** Tasks one load balancer holds: the HAProxy master, and one worker thread per CPU. */
-export function tasksPerLoadBalancer(cpus: number): number {
-  return 1 + Math.min(Math.max(1, cpus), HAPROXY_MAX_THREADS);
-}
+/** Tasks one load balancer holds: the HAProxy master and its worker's threads (however many CPUs the node has). */
+export const TASKS_PER_LB = 1 + HAPROXY_THREADS;
 
 function neighbourChecks(family: Family, load: NodeLoad, readings: KernelReadings): LimitCheck[] {
   const need = load.neighbours[family] + NODE_NEIGHBOURS;
@@ -236,8 +231,8 @@ export function planKernelLimits(load: NodeLoad, readings: KernelReadings): Limi
   if (load.neighbours.ipv4 > 0) checks.push(...neighbourChecks('ipv4', load, readings));
   if (load.neighbours.ipv6 > 0) checks.push(...neighbourChecks('ipv6', load, readings));
 
-  const perLb = tasksPerLoadBalancer(readings.cpus);
-  const tasksWhy = `${perLb} tasks per load balancer (HAProxy master + one worker thread per CPU)`;
+  const perLb = TASKS_PER_LB;
+  const tasksWhy = `${perLb} tasks per load balancer (HAProxy master + ${HAPROXY_THREADS} worker thread${HAPROXY_THREADS === 1 ? '' : 's'})`;
   if (readings.tasks !== undefined) {
     const others = Math.max(0, readings.tasks - load.running * perLb);
     const required = others + lbs * perLb;

@@ -4,7 +4,14 @@ import { Batcher, PartialBatchError } from '../../src/exec/batcher.js';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execInNetnsBatch, observeNetnsMany, parseObserveNetns, renderNetnsExecBatch } from '../../src/drivers/netns/netns.js';
+import {
+  AddressInUseError,
+  configureLink,
+  execInNetnsBatch,
+  observeNetnsMany,
+  parseObserveNetns,
+  renderNetnsExecBatch,
+} from '../../src/drivers/netns/netns.js';
 import { CommandError } from '../../src/exec/errors.js';
 import type { Runner } from '../../src/exec/run.js';
 import { OvsDriver } from '../../src/drivers/ovs/driver.js';
@@ -68,6 +75,52 @@ describe('netns exec batches', () => {
     expect(seen[0]).toEqual(['ip', '-batch', '-']);
     expect(err).toBeInstanceOf(PartialBatchError);
     expect((err as PartialBatchError).done).toBe(2);
+  });
+});
+
+describe('configureLink', () => {
+  const link = { netns: 'nslb-a', iface: 'nslb-v1', mac: '02:00:00:00:00:01', addresses: ['10.0.0.5/24'], removeAddresses: [], gateways: [] };
+
+  it('without probes: the announce switches and the link script from one ip -batch, the script kept 0600', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'nslb-link-')), 'lb', 'link.batch');
+    const seen: { argv: readonly string[]; input?: string }[] = [];
+    const run: Runner = async (argv, options) => {
+      seen.push({ argv, ...(options?.input !== undefined ? { input: options.input } : {}) });
+      return { stdout: '', stderr: '' };
+    };
+    await configureLink(run, link, script);
+    expect(seen.map((s) => s.argv)).toEqual([['ip', '-batch', '-']]);
+    expect(seen[0]?.input).toBe(
+      `netns exec nslb-a sysctl -q -w net.ipv4.conf.nslb-v1.arp_notify=1 net.ipv6.conf.nslb-v1.ndisc_notify=1\nnetns exec nslb-a ip -batch ${script}\n`,
+    );
+    expect(readFileSync(script, 'utf8')).toContain('address replace 10.0.0.5/24 dev nslb-v1');
+  });
+
+  it('with probes: link up, each RFC 5227 probe, the link script, a gratuitous ARP each, in order and apart', async () => {
+    const seen: (readonly string[])[] = [];
+    const run: Runner = async (argv) => {
+      seen.push(argv);
+      return { stdout: '', stderr: '' };
+    };
+    await configureLink(run, { ...link, probe: ['10.0.0.5'] }, '/unused/link.batch');
+    expect(seen.map((a) => a.join(' '))).toEqual([
+      'ip netns exec nslb-a sysctl -q -w net.ipv4.conf.nslb-v1.arp_notify=1 net.ipv6.conf.nslb-v1.ndisc_notify=1',
+      'ip netns exec nslb-a ip link set dev nslb-v1 address 02:00:00:00:00:01 up',
+      'ip netns exec nslb-a arping -D -q -c 2 -w 1 -I nslb-v1 10.0.0.5',
+      'ip -n nslb-a -batch -',
+      'ip netns exec nslb-a arping -U -q -c 1 -w 1 -I nslb-v1 10.0.0.5',
+    ]);
+  });
+
+  it('with probes: an address someone answered for waits, and no address is added', async () => {
+    const seen: (readonly string[])[] = [];
+    const run: Runner = async (argv) => {
+      seen.push(argv);
+      if (argv.includes('-D')) throw new CommandError(argv, 1, '');
+      return { stdout: '', stderr: '' };
+    };
+    await expect(configureLink(run, { ...link, probe: ['10.0.0.5'] }, '/unused/link.batch')).rejects.toBeInstanceOf(AddressInUseError);
+    expect(seen.some((a) => a.includes('-batch'))).toBe(false);
   });
 });
 

@@ -4,7 +4,18 @@ import { describe, expect, it } from 'vitest';
 import { parsePrometheusTotals } from '../../bench/lib/agent.js';
 import { baselineHaproxyConfig, lbYaml } from '../../bench/lib/manifests.js';
 import { parseDocuments } from '../../src/sources/parse.js';
-import { firstSeen, goneFor, ms, parseWrk, percentile, renderTable, socketErrorTotal, type ProbeResponse } from '../../bench/lib/report.js';
+import {
+  firstSeen,
+  goneFor,
+  inRotation,
+  ms,
+  parseServersState,
+  parseWrk,
+  percentile,
+  renderTable,
+  socketErrorTotal,
+  type ProbeResponse,
+} from '../../bench/lib/report.js';
 
 const WRK = `Running 10s test @ http://10.230.2.20/
   1 threads and 8 connections
@@ -94,10 +105,39 @@ describe('goneFor', () => {
   });
 });
 
+// `show servers state pool.bench-b-pool` of HAProxy 2.6: m1 up at weight 0, m2 up, m3 added and still in
+// maintenance (admin state 0x01), m4 up but draining (0x08).
+const SERVERS_STATE = `1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+3 pool.bench-b-pool 1 bench-b-m1 10.230.255.11 2 0 0 1 42 6 3 4 6 0 0 0 - 8080 - 0 0 - - 0
+3 pool.bench-b-pool 2 bench-b-m2 10.230.255.12 2 0 1 1 42 6 3 4 6 0 0 0 - 8080 - 0 0 - - 0
+3 pool.bench-b-pool 3 bench-b-m3 10.230.255.13 0 1 1 1 0 1 0 0 6 0 0 0 - 8080 - 0 0 - - 0
+3 pool.bench-b-pool 4 bench-b-m4 10.230.255.14 2 8 1 1 7 6 3 4 6 0 0 0 - 8080 - 0 0 - - 0
+
+`;
+
+describe('a change in force in HAProxy (show servers state)', () => {
+  it('reads each server by name, with the columns the header names', () => {
+    const servers = parseServersState(SERVERS_STATE);
+    expect([...servers.keys()]).toEqual(['bench-b-m1', 'bench-b-m2', 'bench-b-m3', 'bench-b-m4']);
+    expect(servers.get('bench-b-m3')).toEqual({ opState: 0, adminState: 1, weight: 1 });
+    expect(parseServersState('No such backend.\n').size).toBe(0);
+  });
+
+  it('is in the rotation only when up, neither in maintenance nor draining, and weighted', () => {
+    const servers = parseServersState(SERVERS_STATE);
+    expect(inRotation(servers.get('bench-b-m2'))).toBe(true);
+    expect(inRotation(servers.get('bench-b-m1'))).toBe(false);
+    expect(inRotation(servers.get('bench-b-m3'))).toBe(false);
+    expect(inRotation(servers.get('bench-b-m4'))).toBe(false);
+    expect(inRotation(servers.get('bench-b-m9'))).toBe(false);
+  });
+});
+
 describe('table', () => {
   it('renders one markdown row per figure, escaping pipes', () => {
-    const text = renderTable([{ figure: 'a|b', value: ms(1234), target: 'p50 ≤ 400 ms', verdict: 'FAIL' }]);
-    expect(text).toBe('| figure | value | target | result |\n|---|---|---|---|\n| a\\|b | 1.23 s | p50 ≤ 400 ms | FAIL |\n');
+    const text = renderTable([{ figure: 'a|b', value: ms(1234), target: 'p50 ≤ 80 ms', verdict: 'FAIL' }]);
+    expect(text).toBe('| figure | value | target | result |\n|---|---|---|---|\n| a\\|b | 1.23 s | p50 ≤ 80 ms | FAIL |\n');
   });
 
   it('formats durations', () => {

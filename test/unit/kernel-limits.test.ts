@@ -14,7 +14,7 @@ import {
   neighboursOf,
   nodeLoadOf,
   planKernelLimits,
-  tasksPerLoadBalancer,
+  TASKS_PER_LB,
   verdictOf,
   type KernelReadings,
   type LimitCheck,
@@ -79,7 +79,6 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
     const readings: KernelReadings = {
       sysctls: { 'net.ipv4.neigh.default.gc_thresh3': 1024, 'net.ipv4.neigh.default.gc_thresh2': 512 },
       overflowed: none,
-      cpus: 2,
     };
     const big = planKernelLimits(nodeLoadOf(lbs(500), 0), readings);
     const thresh3 = byName(big, 'net.ipv4.neigh.default.gc_thresh3');
@@ -98,22 +97,22 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
   });
 
   it('counts tasks already running once: what the node uses now, minus our running HAProxies, plus all of ours', () => {
-    const perLb = tasksPerLoadBalancer(4);
-    expect(perLb).toBe(5);
-    expect(tasksPerLoadBalancer(256)).toBe(65);
-    const readings: KernelReadings = { sysctls: { 'kernel.pid_max': 32768 }, tasks: 300 + 100 * perLb, overflowed: none, cpus: 4 };
+    // The HAProxy master and one worker thread (nbthread 1), whatever the CPU count: not HAProxy's default of one per CPU.
+    const perLb = TASKS_PER_LB;
+    expect(perLb).toBe(2);
+    const readings: KernelReadings = { sysctls: { 'kernel.pid_max': 32768 }, tasks: 300 + 100 * perLb, overflowed: none };
     const pid = byName(planKernelLimits(nodeLoadOf(lbs(150), 100), readings), 'kernel.pid_max');
     expect(pid.required).toBe(300 + 150 * perLb);
-    // A 64-core node with 600 load balancers outgrows the default pid_max of 32768.
-    const wide = byName(planKernelLimits(nodeLoadOf(lbs(600), 0), { ...readings, tasks: 500, cpus: 64 }), 'kernel.pid_max');
-    expect(wide.required).toBe(500 + 600 * 65);
+    // 20,000 load balancers outgrow the default pid_max of 32768.
+    const wide = byName(planKernelLimits(nodeLoadOf(lbs(20_000), 0), { ...readings, tasks: 500 }), 'kernel.pid_max');
+    expect(wide.required).toBe(500 + 20_000 * 2);
     expect(verdictOf(wide, true)).toBe('raise');
   });
 
   it("reports the agent's cgroup pids limit but never offers to write it", () => {
-    const readings: KernelReadings = { sysctls: {}, cgroupPids: { current: 40, max: 4915 }, overflowed: none, cpus: 2 };
-    const cg = byName(planKernelLimits(nodeLoadOf(lbs(2000), 0), readings), 'cgroup pids.max');
-    expect(cg.required).toBe(40 + 2000 * 3);
+    const readings: KernelReadings = { sysctls: {}, cgroupPids: { current: 40, max: 4915 }, overflowed: none };
+    const cg = byName(planKernelLimits(nodeLoadOf(lbs(3000), 0), readings), 'cgroup pids.max');
+    expect(cg.required).toBe(40 + 3000 * 2);
     expect(cg.settable).toBe(false);
     expect(verdictOf(cg, true)).toBe('insufficient');
     // No limit on the cgroup: nothing to check.
@@ -123,7 +122,7 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
   });
 
   it('checks inotify watches only when a directory is watched, and namespaces per load balancer', () => {
-    const readings: KernelReadings = { sysctls: { 'fs.inotify.max_user_watches': 8192, 'user.max_net_namespaces': 3000 }, overflowed: none, cpus: 2 };
+    const readings: KernelReadings = { sysctls: { 'fs.inotify.max_user_watches': 8192, 'user.max_net_namespaces': 3000 }, overflowed: none };
     expect(planKernelLimits(nodeLoadOf(lbs(1), 0), readings).some((c) => c.name === 'fs.inotify.max_user_watches')).toBe(false);
     const checks = planKernelLimits(nodeLoadOf(lbs(2500), 0, 2501), readings);
     expect(byName(checks, 'fs.inotify.max_user_watches').required).toBe(2501 + 8192);
@@ -135,7 +134,7 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
     const need = load.neighbours.ipv4 + NODE_NEIGHBOURS;
     const at = (current: number) =>
       byName(
-        planKernelLimits(load, { sysctls: { 'net.ipv4.neigh.default.gc_thresh3': current }, overflowed: { ipv4: true, ipv6: false }, cpus: 2 }),
+        planKernelLimits(load, { sysctls: { 'net.ipv4.neigh.default.gc_thresh3': current }, overflowed: { ipv4: true, ipv6: false } }),
         'net.ipv4.neigh.default.gc_thresh3',
       );
     expect(need * 8).toBeGreaterThan(2048);
@@ -150,7 +149,6 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
     const readings = (max?: number): KernelReadings => ({
       sysctls: max === undefined ? {} : { 'net.netfilter.nf_conntrack_max': max },
       overflowed: none,
-      cpus: 2,
     });
     const conntrack = (load: ReturnType<typeof nodeLoadOf>, max?: number) =>
       planKernelLimits(load, readings(max)).find((c) => c.name === 'net.netfilter.nf_conntrack_max');
@@ -173,7 +171,7 @@ describe('sizing arithmetic (plan/kernel-limits.ts)', () => {
   });
 
   it('an unreadable limit is unknown, never raised', () => {
-    const c = byName(planKernelLimits(nodeLoadOf(lbs(500), 0), { sysctls: {}, overflowed: none, cpus: 2 }), 'net.ipv4.neigh.default.gc_thresh3');
+    const c = byName(planKernelLimits(nodeLoadOf(lbs(500), 0), { sysctls: {}, overflowed: none }), 'net.ipv4.neigh.default.gc_thresh3');
     expect(verdictOf(c, true)).toBe('unknown');
   });
 });

@@ -5,7 +5,6 @@
 // one table for every namespace and shows its limits in init_net only): an agent running elsewhere reads them
 // as absent and leaves them alone.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Family, KernelAccess, KernelReadings, NeighbourTableStats, RaiseResult, Sysctl } from '../../plan/kernel-limits.js';
 import { SYSCTLS } from '../../plan/kernel-limits.js';
@@ -121,7 +120,7 @@ export function readKernel(paths: KernelPaths): Omit<KernelReadings, 'overflowed
     const v = readSysctl(paths, name);
     if (v !== undefined) sysctls[name] = v;
   }
-  const readings: Omit<KernelReadings, 'overflowed'> = { sysctls, cpus: availableParallelism() };
+  const readings: Omit<KernelReadings, 'overflowed'> = { sysctls };
   const loadavg = readText(join(paths.proc, 'loadavg'));
   const tasks = loadavg === undefined ? undefined : parseLoadavgTasks(loadavg);
   if (tasks !== undefined) readings.tasks = tasks;

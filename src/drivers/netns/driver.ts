@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isNslbNetnsName } from '../../desired/names.js';
 import { lbPaths, observeScriptPath } from '../../desired/state-dir.js';
-import { Batcher } from '../../exec/batcher.js';
+import { Batcher, Coalescer } from '../../exec/batcher.js';
 import type { Runner, SpawnCounter } from '../../exec/run.js';
 import { waitUntil } from '../../loop/wait.js';
 import type { Action } from '../../plan/actions.js';
@@ -28,6 +28,7 @@ import {
   observeNetnsNames,
   renderLinkBatch,
   type LinkConfig,
+  type NetnsToAdd,
 } from './netns.js';
 import { NetnsWatch } from './watch.js';
 
@@ -44,17 +45,21 @@ export class NetnsDriver {
   readonly watch: NetnsWatch;
   readonly #run: Runner;
   readonly #stateDir: string;
-  readonly #add: Batcher<string>;
+  readonly #add: Batcher<NetnsToAdd>;
   readonly #delete: Batcher<string>;
   readonly #move: Batcher<{ iface: string; netns: string }>;
   readonly #configure: Batcher<{ config: LinkConfig; dir: string; script: string }>;
+  /** `ip -j netns list` for the watch, between node-wide observations (which read it anyway). */
+  readonly #ids: Coalescer<void>;
 
   constructor(run: Runner, stateDir: string, spawns?: SpawnCounter) {
     this.#run = run;
     this.#stateDir = stateDir;
-    this.watch = new NetnsWatch(run, spawns);
+    this.#ids = new Coalescer(async () => this.watch.setIds(await observeNetnsIds(run)));
+    // Not awaited by anyone: a failed listing leaves the netns unnamed until the next resync names it.
+    this.watch = new NetnsWatch(run, spawns, () => void this.#ids.run().catch(() => undefined));
     this.#add = new Batcher(
-      (names) => ensureNetnsMany(run, names),
+      (items) => ensureNetnsMany(run, items),
       (n) => ensureNetns(run, n),
     );
     this.#delete = new Batcher(
@@ -86,7 +91,7 @@ export class NetnsDriver {
           ]),
         );
       },
-      ({ config }) => configureLink(run, config),
+      ({ config, script }) => configureLink(run, config, script),
       { maxBatch: NETNS_BATCH_SIZE },
     );
   }
@@ -158,7 +163,7 @@ export class NetnsDriver {
   async apply(a: NetnsAction): Promise<void> {
     switch (a.kind) {
       case 'netns.add':
-        return this.#add.submit(a.netns);
+        return this.#add.submit(a.nonlocalBind === true ? { netns: a.netns, nonlocalBind: true } : { netns: a.netns });
       case 'netns.delete':
         return this.#delete.submit(a.netns);
       case 'link.moveToNetns':

@@ -155,21 +155,38 @@ export function hostHasLink(iface: string): boolean {
   }
 }
 
-/** `ip -batch` lines that add a netns and give it a netns id here, so that `ip monitor all-nsid` sees it. */
-export function netnsAddLines(netns: string): string {
-  if (!/^[A-Za-z0-9._-]+$/.test(netns)) throw new Error(`unsafe netns name: ${JSON.stringify(netns)}`);
-  return `netns add ${netns}\nnetns set ${netns} auto\n`;
+/** A netns to add; `nonlocalBind`: its processes may bind addresses it does not have yet (plan/apply-stages.ts). */
+export interface NetnsToAdd {
+  netns: string;
+  nonlocalBind?: boolean;
 }
 
-export async function ensureNetns(run: Runner, netns: string): Promise<void> {
-  if (netnsInode(netns) !== undefined) return;
-  await run(['ip', '-batch', '-'], { input: netnsAddLines(netns) });
+/** The sysctls that let HAProxy bind a VIP before the link has it; set inside the netns, for it alone. */
+export const NONLOCAL_BIND_ARGV = ['sysctl', '-q', '-w', 'net.ipv4.ip_nonlocal_bind=1', 'net.ipv6.ip_nonlocal_bind=1'] as const;
+
+/**
+ * `ip -batch` lines that add a netns and give it a netns id here, so that `ip monitor all-nsid` sees it (and
+ * allow non-local binds in it when asked: a line of the same batch, not a process of its own).
+ */
+export function netnsAddLines(n: NetnsToAdd): string {
+  const { netns } = n;
+  if (!/^[A-Za-z0-9._-]+$/.test(netns)) throw new Error(`unsafe netns name: ${JSON.stringify(netns)}`);
+  const nonlocal = n.nonlocalBind === true ? `netns exec ${netns} ${NONLOCAL_BIND_ARGV.join(' ')}\n` : '';
+  return `netns add ${netns}\nnetns set ${netns} auto\n${nonlocal}`;
+}
+
+/**
+ * A netns that exists already is left as it is: without its non-local binds a HAProxy started beside the link
+ * fails to bind, and the retry, in order then, finds the link done.
+ */
+export async function ensureNetns(run: Runner, n: NetnsToAdd): Promise<void> {
+  if (netnsInode(n.netns) !== undefined) return;
+  await run(['ip', '-batch', '-'], { input: netnsAddLines(n) });
 }
 
 /** Several at once, in one process. */
-export async function ensureNetnsMany(run: Runner, names: readonly string[]): Promise<void> {
-  const missing: string[] = [];
-  for (const n of names) if (netnsInode(n) === undefined) missing.push(n);
+export async function ensureNetnsMany(run: Runner, items: readonly NetnsToAdd[]): Promise<void> {
+  const missing = items.filter((n) => netnsInode(n.netns) === undefined);
   if (missing.length === 0) return;
   await run(['ip', '-batch', '-'], { input: missing.map(netnsAddLines).join('') });
 }
@@ -343,9 +360,36 @@ export function announceProbedArgvs(c: LinkConfig): string[][] {
   return (c.probe ?? []).map((a) => ['arping', '-U', '-q', '-c', '1', '-w', '1', '-I', c.iface, a]);
 }
 
-export async function configureLink(run: Runner, c: LinkConfig): Promise<void> {
+/**
+ * Configures one load balancer's link. Without probes: the announce switches and the link script, both inside
+ * its netns, from one `ip -batch` of `netns exec` lines (one process from us rather than two: a new load
+ * balancer waits for each); `script` is where the link script is kept (0600). A path `ip -batch` cannot read
+ * back as one word, or no `script`, takes separate processes instead. With probes (an ACTIVE_STANDBY pair
+ * port before its VRRP address): always separate processes, in order (the link up without addresses, each
+ * RFC 5227 probe, the link script, a gratuitous ARP each), since arping's exit status is what tells an
+ * address in use from a failure.
+ */
+export async function configureLink(run: Runner, c: LinkConfig, script?: string): Promise<void> {
+  const probes = probeArgvs(c);
+  if (probes.length === 0 && script !== undefined) {
+    let batch: string | undefined;
+    try {
+      batch = renderNetnsExecBatch([
+        { netns: c.netns, argv: announceArgv(c.iface) },
+        { netns: c.netns, argv: ['ip', '-batch', script] },
+      ]);
+    } catch {
+      batch = undefined;
+    }
+    if (batch !== undefined) {
+      mkdirSync(dirname(script), { recursive: true, mode: 0o700 });
+      writeFileSync(script, renderLinkBatch(c), { mode: 0o600 });
+      await run(['ip', '-batch', '-'], { input: batch });
+      return;
+    }
+  }
   await run(['ip', 'netns', 'exec', c.netns, ...announceArgv(c.iface)]);
-  for (const argv of probeArgvs(c)) {
+  for (const argv of probes) {
     try {
       await run(['ip', 'netns', 'exec', c.netns, ...argv]);
     } catch (err) {

@@ -42,10 +42,18 @@ export class NetnsWatch {
   #log: NetnsWatcherLogger | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   #onChange: ((netns: string) => void) | undefined;
+  readonly #learnIds: (() => void) | undefined;
 
-  constructor(run: Runner, spawns?: SpawnCounter) {
+  /**
+   * `learnIds`: asks for `setIds` soon, off the caller's path. Called when a netns that reports events under an
+   * nsid we cannot name yet (one made since the last node-wide observation) had to be read: until it is named,
+   * its reads are never cached, and each member change of a load balancer made since the last resync would
+   * wait for an `ip` read.
+   */
+  constructor(run: Runner, spawns?: SpawnCounter, learnIds?: () => void) {
     this.#run = run;
     this.#spawns = spawns;
+    this.#learnIds = learnIds;
   }
 
   get active(): boolean {
@@ -143,6 +151,7 @@ export class NetnsWatch {
     if (look.hit !== undefined) return look.hit;
     const value = await observeNetns(this.#run, netns, iface);
     this.remember(look.ticket, value);
+    if (this.#running && !this.#named.has(netns) && this.#unknownIds.size > 0) this.#learnIds?.();
     return value;
   }
 

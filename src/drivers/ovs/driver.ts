@@ -7,7 +7,17 @@ import { Batcher, Coalescer } from '../../exec/batcher.js';
 import type { Runner } from '../../exec/run.js';
 import type { Action } from '../../plan/actions.js';
 import { OvsMonitor } from './monitor.js';
-import { argvAddPorts, argvDeletePorts, deletePort, ensurePort, observeOvs, type AddPort, type ObservedOvs } from './ovs.js';
+import {
+  addPortOperations,
+  addPortsCommitted,
+  argvAddPorts,
+  argvDeletePorts,
+  deletePort,
+  ensurePort,
+  observeOvs,
+  type AddPort,
+  type ObservedOvs,
+} from './ovs.js';
 
 export type OvsAction = Extract<Action, { kind: `ovs.${string}` }>;
 
@@ -24,8 +34,12 @@ export class OvsDriver {
     this.#stateDir = stateDir;
     this.#observe = new Coalescer(() => this.monitor.read(() => observeOvs(run)));
     this.#addPort = new Batcher(
-      async (ports) => void (await run(argvAddPorts(ports))),
-      (p) => ensurePort(run, p),
+      async (ports) => {
+        if (!(await this.#addOnSession(ports))) await run(argvAddPorts(ports));
+      },
+      async (p) => {
+        if (!(await this.#addOnSession([p]))) await ensurePort(run, p);
+      },
     );
     // Deletions of load balancers removed together: one transaction (`--if-exists` makes a replay harmless).
     this.#deletePort = new Batcher(
@@ -33,6 +47,18 @@ export class OvsDriver {
       (iface) => deletePort(run, iface),
       { serial: true },
     );
+  }
+
+  /**
+   * New ports added by a transaction on the monitor's OVSDB session, without a process. Only ports the monitor
+   * knows nothing of: anything else (a row to update, a session that is down, a transaction that did not go
+   * through or whose answer was lost) is left to ovs-vsctl --may-exist, which is idempotent over whatever the
+   * transaction did.
+   */
+  async #addOnSession(ports: readonly AddPort[]): Promise<boolean> {
+    if (!this.monitor.active || ports.some((p) => this.monitor.hasPortNamed(p.iface))) return false;
+    const results = await this.monitor.transact(addPortOperations(ports));
+    return results !== undefined && addPortsCommitted(results, ports);
   }
 
   /** Bridges and nslb's ports: from the monitor, or one `ovs-vsctl` shared by the callers that ask at once. */

@@ -4,7 +4,6 @@
 // own, a read first waits for an echo on that session (OVSDB answers it after the updates of everything
 // committed before), so it never misses what we just did. When the session is down, ovs-vsctl is asked.
 import { createConnection, type Socket } from 'node:net';
-import { waitUntil } from '../../loop/wait.js';
 import { observedFromRows, type ObservedOvs, type OvsRow } from './ovs.js';
 
 export const OVSDB_SOCKET = process.env.NSLB_OVSDB_SOCKET ?? '/var/run/openvswitch/db.sock';
@@ -74,8 +73,11 @@ export class OvsMonitor {
    */
   #needBarrier = false;
   #barrier: Promise<boolean> | undefined;
-  readonly #echoes = new Map<string, (ok: boolean) => void>();
-  #echoId = 0;
+  /** Our requests on the session (echoes, transactions) by id: their reply, or undefined when the session is lost. */
+  readonly #pending = new Map<string, (reply: Message | undefined) => void>();
+  /** waitForOfport callers by interface name, woken by the updates of that interface's row. */
+  readonly #ofportWaiters = new Map<string, Set<() => void>>();
+  #requestId = 0;
   #log: OvsMonitorLogger | undefined;
   #retry: NodeJS.Timeout | undefined;
   #warned = false;
@@ -97,12 +99,19 @@ export class OvsMonitor {
     const socket = this.#socket;
     this.#socket = undefined;
     socket?.destroy();
-    this.#failEchoes();
+    this.#failPending();
   }
 
-  #failEchoes(): void {
-    for (const resolve of this.#echoes.values()) resolve(false);
-    this.#echoes.clear();
+  #failPending(): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const resolve of pending) resolve(undefined);
+    this.#wakeOfportWaiters();
+  }
+
+  #wakeOfportWaiters(names?: Iterable<string>): void {
+    const sets = names === undefined ? [...this.#ofportWaiters.values()] : [...names].map((n) => this.#ofportWaiters.get(n));
+    for (const set of sets) for (const wake of [...(set ?? [])]) wake();
   }
 
   #connect(path: string): void {
@@ -131,7 +140,7 @@ export class OvsMonitor {
         this.#warned = true;
       }
       this.#live = false;
-      this.#failEchoes();
+      this.#failPending();
       if (!this.#stopped) {
         clearTimeout(this.#retry);
         this.#retry = setTimeout(() => this.#connect(path), 1_000);
@@ -157,14 +166,16 @@ export class OvsMonitor {
       } else {
         socket.destroy();
       }
-    } else if (typeof m.id === 'string' && this.#echoes.has(m.id)) {
-      this.#echoes.get(m.id)?.(m.error === null || m.error === undefined);
-      this.#echoes.delete(m.id);
+    } else if (typeof m.id === 'string' && this.#pending.has(m.id)) {
+      const resolve = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      resolve?.(m);
     }
   }
 
   #apply(updates: TableUpdates | undefined): void {
     if (updates === undefined || updates === null || typeof updates !== 'object') return;
+    const interfaces = new Set<string>();
     for (const [table, rows] of Object.entries(updates)) {
       let t = this.#tables.get(table);
       if (t === undefined) {
@@ -175,8 +186,10 @@ export class OvsMonitor {
         // Insert and modify carry every monitored column in `new`; a delete has none.
         if (row.new === undefined) t.delete(uuid);
         else t.set(uuid, { ...row.new, _uuid: ['uuid', uuid] });
+        if (table === 'Interface' && typeof row.new?.name === 'string') interfaces.add(row.new.name);
       }
     }
+    if (interfaces.size > 0 && this.#ofportWaiters.size > 0) this.#wakeOfportWaiters(interfaces);
   }
 
   /** We changed OVS ourselves: the next read waits until the monitor has seen it. */
@@ -188,20 +201,7 @@ export class OvsMonitor {
     if (!this.#needBarrier) return Promise.resolve(true);
     if (this.#barrier !== undefined) return this.#barrier;
     this.#needBarrier = false;
-    const socket = this.#socket;
-    const id = `nslb-echo-${++this.#echoId}`;
-    const barrier = new Promise<boolean>((resolve) => {
-      if (socket === undefined) return resolve(false);
-      const timer = setTimeout(() => {
-        this.#echoes.delete(id);
-        resolve(false);
-      }, 2_000);
-      this.#echoes.set(id, (ok) => {
-        clearTimeout(timer);
-        resolve(ok);
-      });
-      socket.write(JSON.stringify({ id, method: 'echo', params: [] }));
-    });
+    const barrier = this.#request('echo', [], 2_000).then((reply) => reply !== undefined && (reply.error === null || reply.error === undefined));
     this.#barrier = barrier;
     const clear = (): void => {
       if (this.#barrier === barrier) this.#barrier = undefined;
@@ -210,22 +210,73 @@ export class OvsMonitor {
     return barrier;
   }
 
+  /** Sends a request on the session: its reply, or undefined when the session is down, is lost or the time is up. */
+  #request(method: string, params: unknown[], timeoutMs: number): Promise<Message | undefined> {
+    const socket = this.#socket;
+    if (socket === undefined) return Promise.resolve(undefined);
+    const id = `nslb-${method}-${++this.#requestId}`;
+    return new Promise<Message | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        resolve(undefined);
+      }, timeoutMs);
+      this.#pending.set(id, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      socket.write(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  /**
+   * One OVSDB transaction on the session (RFC 7047 `transact`, database Open_vSwitch): the result of each
+   * operation, or undefined when the monitor is not live or no answer came (the transaction may or may not have
+   * been committed: the caller falls back to something idempotent).
+   */
+  async transact(operations: readonly object[], timeoutMs = 10_000): Promise<unknown[] | undefined> {
+    if (!this.#live) return undefined;
+    const reply = await this.#request('transact', ['Open_vSwitch', ...operations], timeoutMs);
+    if (reply === undefined || (reply.error !== null && reply.error !== undefined) || !Array.isArray(reply.result)) return undefined;
+    return reply.result as unknown[];
+  }
+
+  /** Whether the monitor knows a Port or an Interface of that name (false when it is not live). */
+  hasPortNamed(name: string): boolean {
+    if (!this.#live) return false;
+    for (const table of ['Port', 'Interface']) {
+      for (const row of this.#tables.get(table)?.values() ?? []) if (row.name === name) return true;
+    }
+    return false;
+  }
+
   /**
    * Waits until ovs-vswitchd has taken the interface into its datapath (it has an OpenFlow port number, or an
    * error): a port added with --no-wait must not be moved away while ovs-vswitchd still sets it up. False
    * when the monitor is not live (the caller waits its own way) or the time is up.
    */
   async waitForOfport(iface: string, timeoutMs: number): Promise<boolean> {
-    let ready = false;
-    await waitUntil(
-      () => {
-        if (!this.#live) return true;
-        ready = this.#hasOfport(iface);
-        return ready;
-      },
-      { intervalMs: 10, timeoutMs },
-    );
-    return ready;
+    // Woken by the monitor's update rather than polled: a new load balancer's every step waits on this one.
+    return new Promise<boolean>((resolve) => {
+      const check = (): void => {
+        if (!this.#live) finish(false);
+        else if (this.#hasOfport(iface)) finish(true);
+      };
+      const finish = (ready: boolean): void => {
+        clearTimeout(timer);
+        const set = this.#ofportWaiters.get(iface);
+        set?.delete(check);
+        if (set?.size === 0) this.#ofportWaiters.delete(iface);
+        resolve(ready);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      let set = this.#ofportWaiters.get(iface);
+      if (set === undefined) {
+        set = new Set();
+        this.#ofportWaiters.set(iface, set);
+      }
+      set.add(check);
+      check();
+    });
   }
 
   #hasOfport(iface: string): boolean {

@@ -136,6 +136,51 @@ export function argvAddPorts(ports: readonly AddPort[]): string[] {
   return ['ovs-vsctl', ...TIMEOUT, '--no-wait', ...ports.flatMap((p) => argvAddPort(p).slice(2 + TIMEOUT.length))];
 }
 
+/** The external_ids of a port: every marker of DESIGN §2, the same as argvAddPort sets. */
+function externalIds(p: AddPort): [string, string][] {
+  return [
+    [LB_MARKER, p.lb],
+    [STATE_DIR_MARKER, p.stateDir],
+    ['iface-id', p.ifaceId],
+    ['attached-mac', p.mac],
+    ['iface-status', 'active'],
+  ];
+}
+
+/**
+ * The OVSDB operations (RFC 7047) of argvAddPorts for ports that do not exist yet: per port an Interface and a
+ * Port row, and the Port inserted into its bridge's ports, in one transaction as ovs-vsctl would send it. Made
+ * on the agent's OVSDB session, they cost no process: ovs-vsctl takes about 10 ms per call, on the path of
+ * every new load balancer. Port and Interface names are unique indexes of the schema, so a port that exists
+ * after all fails the whole transaction (the caller then runs ovs-vsctl with --may-exist).
+ */
+export function addPortOperations(ports: readonly AddPort[]): object[] {
+  const ops: object[] = [{ op: 'comment', comment: `nslb: add-port ${ports.map((p) => p.iface).join(' ')}` }];
+  ports.forEach((p, i) => {
+    ops.push(
+      { op: 'insert', table: 'Interface', 'uuid-name': `iface${i}`, row: { name: p.iface, type: 'internal', external_ids: ['map', externalIds(p)] } },
+      {
+        op: 'insert',
+        table: 'Port',
+        'uuid-name': `port${i}`,
+        row: { name: p.iface, interfaces: ['named-uuid', `iface${i}`], ...(p.vlan === undefined ? {} : { tag: p.vlan }) },
+      },
+      { op: 'mutate', table: 'Bridge', where: [['name', '==', p.bridge]], mutations: [['ports', 'insert', ['set', [['named-uuid', `port${i}`]]]]] },
+    );
+  });
+  return ops;
+}
+
+/**
+ * Whether the transaction of addPortOperations added every port: no operation failed, and each port's bridge
+ * was found (a Port that no bridge took in is dropped by OVSDB's garbage collection at commit: nothing stays).
+ */
+export function addPortsCommitted(results: readonly unknown[], ports: readonly AddPort[]): boolean {
+  if (results.length < 1 + 3 * ports.length) return false;
+  if (results.some((r) => typeof r === 'object' && r !== null && 'error' in r && (r as { error: unknown }).error !== null)) return false;
+  return ports.every((_, i) => (results[3 + 3 * i] as { count?: unknown } | null)?.count === 1);
+}
+
 /**
  * `--no-wait`, as for additions: the port is gone from the database when this returns, which is what every
  * observation reads; ovs-vswitchd lets go of the device when it gets to it (a device whose netns was deleted
