@@ -963,6 +963,8 @@ export interface FailureRule {
   method?: string | readonly string[];
   /** Resource plural, e.g. 'loadbalancers'. */
   plural?: string;
+  /** Only requests addressed to this namespace (a list of one namespace, or an object in it). */
+  namespace?: string;
   /** 'status' for the status subresource, 'main' for the resource itself. */
   subresource?: 'status' | 'main';
   watch?: boolean;
@@ -1896,6 +1898,7 @@ export class FakeApiServer {
         f.times > 0 &&
         (f.method === undefined || (typeof f.method === 'string' ? f.method === method : f.method.includes(method))) &&
         (f.plural === undefined || f.plural === rt.plural) &&
+        (f.namespace === undefined || f.namespace === namespace) &&
         (f.subresource === undefined || (f.subresource === 'status') === (sub === 'status')) &&
         (f.watch === undefined || f.watch === watch),
     );

@@ -179,7 +179,7 @@ describe('Scheduler before its caches have listed', () => {
     api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: 'lb', namespace: ns }, spec: { vip: { address: '10.9.0.10' } } });
     // The first three lists of Leases fail: before, the scheduler ran with no node known and told every load
     // balancer it had nowhere to go.
-    api.failNext({ method: 'GET', plural: 'leases', watch: false, code: 500 }, 3);
+    api.failNext({ method: 'GET', plural: 'leases', namespace: ns, watch: false, code: 500 }, 3);
     const events: SchedulerEvent[] = [];
     const scheduler = new Scheduler({
       kubeConfig: kc,
@@ -190,15 +190,19 @@ describe('Scheduler before its caches have listed', () => {
       leading: () => true,
       emit: (e) => void events.push(e),
     });
-    await scheduler.start();
-    expect(scheduler.synced).toBe(false);
-    expect(placementOf(ns, 'lb')).toBeUndefined();
-    await until(() => placementOf(ns, 'lb'), 10_000, 'placed once the Leases are listed');
-    expect(scheduler.synced).toBe(true);
-    expect(placementOf(ns, 'lb')).toEqual(['u1']);
-    expect(events.map((e) => e.reason)).toEqual(['Scheduled']);
-    await scheduler.stop();
-    api.delete(V, 'loadbalancers', ns, 'lb');
+    try {
+      await scheduler.start();
+      expect(scheduler.synced).toBe(false);
+      expect(placementOf(ns, 'lb')).toBeUndefined();
+      await until(() => placementOf(ns, 'lb'), 10_000, 'placed once the Leases are listed');
+      expect(scheduler.synced).toBe(true);
+      expect(placementOf(ns, 'lb')).toEqual(['u1']);
+      expect(events.map((e) => e.reason)).toEqual(['Scheduled']);
+    } finally {
+      await scheduler.stop();
+      // The next tests' scheduler watches every namespace: it must not find this one (its node has no Lease there).
+      api.delete(V, 'loadbalancers', ns, 'lb');
+    }
   }, 15_000);
 });
 
