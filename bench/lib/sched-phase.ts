@@ -69,7 +69,7 @@ async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs: numbe
 
 /**
  * Development aids (not for the figures): NSLB_BENCH_W_LOGS=DIR copies each node's agent.log there before the rig
- * goes down.
+ * goes down; NSLB_BENCH_W_AGENT_FLAGS='--flag value …' goes to every agent.
  */
 async function keepLogs(): Promise<void> {
   const to = process.env.NSLB_BENCH_W_LOGS;
@@ -93,7 +93,8 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
     await rm(dirname(kubeconfig), { recursive: true, force: true });
   });
   log('(w): booting 3 simulated nodes in Kubernetes mode');
-  await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '10');
+  const extra = (process.env.NSLB_BENCH_W_AGENT_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '10', ...extra);
   const member = await providerHost(net, 'm1', 11);
   opts.cleanup.add(`host ${member.name}`, () => deleteProviderHost(member));
   const server = await startHttpServer(member, { port: 8080, name: 'm1', bindAddress: '0.0.0.0' });
@@ -194,6 +195,14 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   log(
     `(w): drained ${drained} (MASTER of ${mastered.length}, on ${on.length} of ${opts.drainN} pairs) in ${result.drainMs} ms; ${result.drainFailed} failed of ${result.drainRequests}; ` +
       `placed off it p50 ${result.drainPlaced.p50} ms, last ${result.drainPlaced.max} ms; redundant p50 ${result.drainRedundant.p50} ms, last ${result.drainRedundant.max} ms`,
+  );
+  // What the API server (in this process) was asked during the drain: where its time went.
+  const during = (pred: (e: { method: string; path: string; watch: boolean }) => boolean) =>
+    api.countRequests((e) => e.at >= at && e.at <= at + (result.drainMs ?? 0) && !e.watch && pred(e));
+  const writing = (m: string) => m === 'PUT' || m === 'PATCH' || m === 'POST';
+  log(
+    `(w): API requests during the drain: ${during(() => true)}; status writes ${during((e) => writing(e.method) && e.path.endsWith('/status'))}, ` +
+      `Events ${during((e) => writing(e.method) && e.path.includes('/events'))}, Lease reads and writes ${during((e) => e.path.includes('/leases'))}`,
   );
   await keepLogs();
   await server.stop().catch(() => undefined);
