@@ -757,7 +757,9 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
         '(wrk -c4, Connection: close, on one VIP it was MASTER of; probes every 20 ms on up to 4 more)',
       value:
         `${ms(w.drainMs)}; ${w.drainFailed} failed of ${w.drainRequests}` +
-        (w.drainWrk === undefined ? ' (wrk gave no summary)' : ` (wrk: ${socketErrorTotal(w.drainWrk)} socket errors, ${w.drainWrk.non2xx3xx} non-2xx of ${w.drainWrk.requests})`) +
+        (w.drainWrk === undefined
+          ? ' (wrk gave no summary)'
+          : ` (wrk: ${socketErrorTotal(w.drainWrk)} socket errors, ${w.drainWrk.non2xx3xx} non-2xx of ${w.drainWrk.requests})`) +
         (w.drainPlaced === undefined || w.drainRedundant === undefined
           ? ''
           : `; pairs placed off it by ${ms(w.drainPlaced.max)} (p50 ${ms(w.drainPlaced.p50)}), redundant p50 ${ms(w.drainRedundant.p50)}`),

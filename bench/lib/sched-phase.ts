@@ -191,7 +191,9 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   result.drainFailed = failed.length + wrkFailed;
   for (const f of failed.slice(0, 5)) log(`(w): failed: sent +${f.at - at} ms, ended +${f.done - at} ms: ${f.detail ?? `HTTP answer ${f.body ?? ''}`}`);
   if (result.drainWrk !== undefined)
-    log(`(w): wrk on ${vip(mastered[0]!)}: ${result.drainWrk.requests} requests, socket errors ${JSON.stringify(result.drainWrk.socketErrors)}, non-2xx ${result.drainWrk.non2xx3xx}`);
+    log(
+      `(w): wrk on ${vip(mastered[0]!)}: ${result.drainWrk.requests} requests, socket errors ${JSON.stringify(result.drainWrk.socketErrors)}, non-2xx ${result.drainWrk.non2xx3xx}`,
+    );
   log(
     `(w): drained ${drained} (MASTER of ${mastered.length}, on ${on.length} of ${opts.drainN} pairs) in ${result.drainMs} ms; ${result.drainFailed} failed of ${result.drainRequests}; ` +
       `placed off it p50 ${result.drainPlaced.p50} ms, last ${result.drainPlaced.max} ms; redundant p50 ${result.drainRedundant.p50} ms, last ${result.drainRedundant.max} ms`,

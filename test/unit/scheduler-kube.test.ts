@@ -350,7 +350,12 @@ describe('Scheduler on a node being drained', () => {
     renew();
     const timer = setInterval(renew, 200);
     for (const n of ['d1', 'd2']) api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: n }, spec: {}, status: {} });
-    api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: 'x', namespace: 'drainshop' }, spec: { vip: { address: '10.9.0.11' }, placement: { nodeSelector: {} } } });
+    api.create({
+      apiVersion: V,
+      kind: 'LoadBalancer',
+      metadata: { name: 'x', namespace: 'drainshop' },
+      spec: { vip: { address: '10.9.0.11' }, placement: { nodeSelector: {} } },
+    });
     let calls = 0;
     const s = new Scheduler({
       kubeConfig: kc,
