@@ -238,8 +238,16 @@ export async function vipsAnsweringWithin(client: Host, ips: readonly string[], 
 }
 
 /** A running wrk against one URL from the client; `result` settles when its duration is over. */
-export function startWrk(client: Host, url: string, durationS: number, connections = 8): { result: Promise<WrkSummary>; stop: () => void } {
-  const child = spawn('ip', ['netns', 'exec', client.netns, 'wrk', '-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '5s', '--latency', url], {
+export function startWrk(
+  client: Host,
+  url: string,
+  durationS: number,
+  connections = 8,
+  o: { timeoutS?: number; close?: boolean } = {},
+): { result: Promise<WrkSummary>; stop: () => void; finish: () => Promise<WrkSummary> } {
+  const argv = ['netns', 'exec', client.netns, 'wrk', '-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', `${o.timeoutS ?? 5}s`, '--latency'];
+  if (o.close === true) argv.push('-H', 'Connection: close');
+  const child = spawn('ip', [...argv, url], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -260,5 +268,13 @@ export function startWrk(client: Host, url: string, durationS: number, connectio
       }
     });
   });
-  return { result, stop: () => child.kill('SIGKILL') };
+  // SIGINT: wrk stops early and still prints its summary (`ip netns exec` execs wrk, so the signal is wrk's).
+  return {
+    result,
+    stop: () => child.kill('SIGKILL'),
+    finish: () => {
+      child.kill('SIGINT');
+      return result;
+    },
+  };
 }

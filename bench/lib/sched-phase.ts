@@ -6,13 +6,14 @@
 // - drain of a node that is MASTER for some of N pairs (BACKUP for others): the Node labelled nslb.dev/drain=true;
 //   duration (label → every pair off the node and redundant again) and failed requests of clients probing the VIPs
 //   of the pairs it was MASTER of (every 20 ms each, new connection per request).
-import { rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
 import { assertNoRig, deleteProviderHost, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
-import { log, sleep, type Cleanup } from './node-env.js';
+import { log, sleep, startWrk, type Cleanup } from './node-env.js';
+import { socketErrorTotal, type WrkSummary } from './report.js';
 
 export interface SchedResult {
   /** Kill of a pair's MASTER node → redundant again on live nodes, ms. */
@@ -23,6 +24,11 @@ export interface SchedResult {
   drainMs?: number;
   drainRequests?: number;
   drainFailed?: number;
+  /** wrk on the first VIP the drained node was MASTER of (its failures are in drainFailed too). */
+  drainWrk?: WrkSummary;
+  /** Label → the pair placed off the drained node, and → redundant again: p50 and the last, ms. */
+  drainPlaced?: { p50: number; max: number };
+  drainRedundant?: { p50: number; max: number };
 }
 
 // 10.234.0.0/16 on sim-provider: hosts at .255.x, VIPs at .1.x, VRRP addresses at .2.x and .3.x.
@@ -61,6 +67,20 @@ async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs: numbe
   }
 }
 
+/**
+ * Development aids (not for the figures): NSLB_BENCH_W_LOGS=DIR copies each node's agent.log there before the rig
+ * goes down; NSLB_BENCH_W_AGENT_FLAGS='--flag value …' goes to every agent.
+ */
+async function keepLogs(): Promise<void> {
+  const to = process.env.NSLB_BENCH_W_LOGS;
+  if (to === undefined || to === '') return;
+  const from = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
+  await mkdir(to, { recursive: true });
+  for (const d of await readdir(from).catch(() => [] as string[]))
+    if (/^node\d+$/.test(d)) await cp(join(from, d, 'agent.log'), join(to, `${d}.log`)).catch(() => undefined);
+  log(`(w): agent logs copied to ${to}`);
+}
+
 export async function phaseSched(opts: { kills: number; drainN: number; cleanup: Cleanup }): Promise<SchedResult> {
   const result: SchedResult = { redundancy: [], drainN: opts.drainN };
   await assertNoRig();
@@ -73,7 +93,8 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
     await rm(dirname(kubeconfig), { recursive: true, force: true });
   });
   log('(w): booting 3 simulated nodes in Kubernetes mode');
-  await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '10');
+  const extra = (process.env.NSLB_BENCH_W_AGENT_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '10', ...extra);
   const member = await providerHost(net, 'm1', 11);
   opts.cleanup.add(`host ${member.name}`, () => deleteProviderHost(member));
   const server = await startHttpServer(member, { port: 8080, name: 'm1', bindAddress: '0.0.0.0' });
@@ -124,26 +145,68 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   const [drained, mastered] = [...masters].sort((a, b) => b[1].length - a[1].length)[0]!;
   result.drainMasterOf = mastered.length;
   const on = ids.filter((i) => placement(i).includes(drained));
-  const probes: Probe[] = mastered.slice(0, 5).map((i) => startProbe(client, `http://${vip(i)}/`, 20, 3_000));
-  await sleep(2_000);
+  // wrk (1 thread, 4 connections, Connection: close: a new connection per request, as a planned switchover
+  // promises to keep) on the first VIP it is MASTER of, and the 20 ms probes on the next four.
+  const wrk = startWrk(client, `http://${vip(mastered[0]!)}/`, 3_600, 4, { timeoutS: 3, close: true });
+  const probes: Probe[] = mastered.slice(1, 5).map((i) => startProbe(client, `http://${vip(i)}/`, 20, 3_000));
+  await sleep(1_000);
   const at = Date.now();
   const node = api.get('v1', 'nodes', '', drained) as Obj;
   api.update({ ...node, metadata: { ...node.metadata, labels: { ...node.metadata.labels, 'nslb.dev/drain': 'true' } } });
+  // When each pair left the drained node (placement) and was redundant again: where the time goes.
+  const placedAt = new Map<number, number>();
+  const redundantAt = new Map<number, number>();
   try {
-    await until(`every pair off ${drained}`, () => on.every((i) => redundant(i) && !placement(i).includes(drained)), 300_000);
+    await until(
+      `every pair off ${drained}`,
+      () => {
+        for (const i of on) {
+          if (!placedAt.has(i) && placement(i).length > 0 && !placement(i).includes(drained)) placedAt.set(i, Date.now() - at);
+          if (placedAt.has(i) && !redundantAt.has(i) && redundant(i)) redundantAt.set(i, Date.now() - at);
+        }
+        return redundantAt.size === on.length;
+      },
+      300_000,
+    );
     result.drainMs = Date.now() - at;
     await sleep(3_000);
   } finally {
+    const summary = await wrk.finish().catch((err: unknown) => {
+      log(`(w): wrk: ${String(err)}`);
+      return undefined;
+    });
+    if (summary !== undefined) result.drainWrk = summary;
     for (const p of probes) await p.stop();
   }
+  const spread = (m: Map<number, number>) => {
+    const v = [...m.values()].sort((a, b) => a - b);
+    return { p50: v[Math.floor((v.length - 1) / 2)] ?? 0, max: v.at(-1) ?? 0 };
+  };
+  result.drainPlaced = spread(placedAt);
+  result.drainRedundant = spread(redundantAt);
   const results = probes.flatMap((p) => p.results().filter((r) => r.at >= at - 1_000));
-  result.drainRequests = results.length;
+  const wrkFailed = result.drainWrk === undefined ? 0 : socketErrorTotal(result.drainWrk) + result.drainWrk.non2xx3xx;
+  result.drainRequests = results.length + (result.drainWrk?.requests ?? 0);
   const failed = results.filter((r) => !r.ok);
-  result.drainFailed = failed.length;
+  result.drainFailed = failed.length + wrkFailed;
   for (const f of failed.slice(0, 5)) log(`(w): failed: sent +${f.at - at} ms, ended +${f.done - at} ms: ${f.detail ?? `HTTP answer ${f.body ?? ''}`}`);
+  if (result.drainWrk !== undefined)
+    log(
+      `(w): wrk on ${vip(mastered[0]!)}: ${result.drainWrk.requests} requests, socket errors ${JSON.stringify(result.drainWrk.socketErrors)}, non-2xx ${result.drainWrk.non2xx3xx}`,
+    );
   log(
-    `(w): drained ${drained} (MASTER of ${mastered.length}, on ${on.length} of ${opts.drainN} pairs) in ${result.drainMs} ms; ${result.drainFailed} failed of ${result.drainRequests}`,
+    `(w): drained ${drained} (MASTER of ${mastered.length}, on ${on.length} of ${opts.drainN} pairs) in ${result.drainMs} ms; ${result.drainFailed} failed of ${result.drainRequests}; ` +
+      `placed off it p50 ${result.drainPlaced.p50} ms, last ${result.drainPlaced.max} ms; redundant p50 ${result.drainRedundant.p50} ms, last ${result.drainRedundant.max} ms`,
   );
+  // What the API server (in this process) was asked during the drain: where its time went.
+  const during = (pred: (e: { method: string; path: string; watch: boolean }) => boolean) =>
+    api.countRequests((e) => e.at >= at && e.at <= at + (result.drainMs ?? 0) && !e.watch && pred(e));
+  const writing = (m: string) => m === 'PUT' || m === 'PATCH' || m === 'POST';
+  log(
+    `(w): API requests during the drain: ${during(() => true)}; status writes ${during((e) => writing(e.method) && e.path.endsWith('/status'))}, ` +
+      `Events ${during((e) => writing(e.method) && e.path.includes('/events'))}, Lease reads and writes ${during((e) => e.path.includes('/leases'))}`,
+  );
+  await keepLogs();
   await server.stop().catch(() => undefined);
   for (const h of [member, client]) await deleteProviderHost(h);
   await sim('down');

@@ -171,6 +171,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
         failoverThreshold: opts.placement.failoverThreshold,
         logger,
         ...(leaseWatch === undefined ? {} : { leaseWatch }),
+        nodeName,
+        // Not awaited: stepping down stops this scheduler, which waits for the run that calls this.
+        onOwnNodeDraining: () => void elector.stepDown(),
         leading: (): boolean => elector.leading && scheduler === s,
         emit: (e) =>
           events.emit({

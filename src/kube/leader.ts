@@ -37,6 +37,8 @@ export class LeaderElector {
   /** A start of leading is queued (behind a stop still running): one is enough. */
   #starting = false;
   #stopped = false;
+  /** Until then (our clock) this candidate stands aside: no campaign, no leading (stepDown). */
+  #asideUntil = 0;
   #timer: NodeJS.Timeout | undefined;
   #lastRenew = 0;
   /** The record last seen, and when (our clock) it was first seen: expiry is judged from that. */
@@ -78,9 +80,28 @@ export class LeaderElector {
     await this.#release().catch((err: unknown) => this.#opts.logger.warn({ err: String(err), role: this.#opts.role }, 'cannot release the Lease'));
   }
 
+  /**
+   * Stop leading, release the Lease and stand aside for `pauseMs` (a lease duration by default): another candidate
+   * takes over at its next try instead of a whole lease duration later. For a leader whose node is being drained:
+   * the work that leaves the node would starve the leader (renewals late, fenced, started again). After the pause
+   * it is a candidate as before (and leads again if nobody else took the Lease).
+   */
+  async stepDown(pauseMs = this.#opts.leaseSeconds * 1000): Promise<void> {
+    this.#asideUntil = Date.now() + pauseMs;
+    if (!this.#leading) return;
+    this.#opts.logger.info({ lease: `${this.#opts.namespace}/${this.#opts.name}`, pauseMs }, `${this.#opts.role}: stepping down`);
+    await this.#stopLeading();
+    // Only once stopped (its writes ended), so that whoever takes the Lease never overlaps with it.
+    await this.#release().catch((err: unknown) => this.#opts.logger.warn({ err: String(err), role: this.#opts.role }, 'cannot release the Lease'));
+  }
+
+  #aside(): boolean {
+    return Date.now() < this.#asideUntil;
+  }
+
   #startLeading(): Promise<void> {
     this.#transitions = this.#transitions.then(async () => {
-      if (this.#leading || this.#stopped) return;
+      if (this.#leading || this.#stopped || this.#aside()) return;
       // Queued behind a slow stop, the renewal that won may be past its deadline by now: the next one leads.
       if (this.#lastRenew + this.#renewDeadlineMs <= Date.now()) return;
       this.#leading = true;
@@ -127,6 +148,7 @@ export class LeaderElector {
   }
 
   async #tick(): Promise<void> {
+    if (this.#aside()) return;
     // Taken before the request: the renewal is as old as the moment it was asked for, not when it came back.
     const asked = Date.now();
     let ok = false;
@@ -135,7 +157,7 @@ export class LeaderElector {
     } catch (err) {
       this.#opts.logger.debug({ err: String(err), role: this.#opts.role }, 'Lease: cannot read or write it');
     }
-    if (this.#stopped) return;
+    if (this.#stopped || this.#aside()) return;
     // A renewal that came back after its own deadline is no ground to lead on: the next tick renews again.
     if (!ok || asked + this.#renewDeadlineMs <= Date.now()) return;
     this.#lastRenew = asked;

@@ -52,6 +52,13 @@ export interface SchedulerOptions {
    * knows when each was last renewed. Without it, the scheduler watches them itself from its start.
    */
   leaseWatch?: NodeLeaseWatch;
+  /** This agent's node. */
+  nodeName?: string;
+  /**
+   * Called (once) instead of scheduling when this agent's node is labelled for drain while another node could
+   * schedule: the drain's work on this node would starve the scheduler (kubernetes-mode.ts steps down).
+   */
+  onOwnNodeDraining?: () => void;
 }
 
 /** How long a placement written is trusted over a cache that does not show it yet. */
@@ -81,6 +88,7 @@ export class Scheduler {
   readonly #written = new Map<LbKey, { nodes: string[]; at: number }>();
   readonly #reported = new Map<LbKey, string>();
   #breakerOpen = false;
+  #steppedDown = false;
   #timer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -214,6 +222,7 @@ export class Scheduler {
     // succeeds kicks a run).
     if (!this.#opts.leading() || this.#stopped || !this.synced) return;
     const { nodes, lbs, nextExpiry } = this.inputs();
+    if (this.#ownNodeDraining(nodes)) return;
     clearTimeout(this.#expiryTimer);
     if (nextExpiry !== undefined) {
       // A Lease running out changes nothing in the caches: wake up when it does.
@@ -237,6 +246,23 @@ export class Scheduler {
       }
     };
     await Promise.all(Array.from({ length: this.#opts.concurrency ?? 8 }, worker));
+  }
+
+  /**
+   * This agent's node is labelled for drain and another live node is not: it hands scheduling over before it
+   * writes the drain's placements (the node that leaves is the busiest one while they are carried out).
+   */
+  #ownNodeDraining(nodes: readonly NodeView[]): boolean {
+    const { nodeName, onOwnNodeDraining } = this.#opts;
+    if (nodeName === undefined || onOwnNodeDraining === undefined) return false;
+    const own = nodes.find((n) => n.name === nodeName);
+    if (own?.draining !== true || !nodes.some((n) => n.name !== nodeName && n.alive && !n.draining)) return false;
+    if (!this.#steppedDown) {
+      this.#steppedDown = true;
+      this.#logger.info({ node: nodeName }, 'this node is being drained: another agent schedules');
+      onOwnNodeDraining();
+    }
+    return true;
   }
 
   async #write(key: LbKey, nodes: string[], from: readonly string[], reason: string): Promise<void> {

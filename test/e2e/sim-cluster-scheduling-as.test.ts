@@ -251,4 +251,18 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
       setDrain(master, false);
     }
   }, 300_000);
+
+  it('a drained node does not schedule: the agent holding nslb-scheduler hands it to another node when its node is drained', async () => {
+    const holder = () => (api.get('coordination.k8s.io/v1', 'leases', AGENTS, 'nslb-scheduler') as Obj | undefined)?.spec?.holderIdentity as string | undefined;
+    const leader = await waitFor(() => NODES.find((n) => n === holder()), { timeoutMs: 60_000, message: 'a scheduler' });
+    setDrain(leader, true);
+    try {
+      const next = await waitFor(() => NODES.find((n) => n !== leader && n === holder()), { timeoutMs: 60_000, message: `nslb-scheduler off ${leader}` });
+      // Stable: the drained node does not take it back while it is drained and another node schedules.
+      await sleep(3_000);
+      expect(holder()).toBe(next);
+    } finally {
+      setDrain(leader, false);
+    }
+  }, 120_000);
 });

@@ -132,6 +132,52 @@ describe('LeaderElector callbacks', () => {
   }, 15_000);
 });
 
+describe('LeaderElector stepDown', () => {
+  it('a leader that steps down stops, releases the Lease (another candidate takes it at once) and stands aside', async () => {
+    const log: string[] = [];
+    const elector = (identity: string) =>
+      new LeaderElector({
+        kubeConfig: kc,
+        role: 'scheduler',
+        namespace: NS,
+        name: 'step-down-test',
+        identity,
+        // A candidate would wait 4 s for an expiry: taking over sooner shows the release.
+        leaseSeconds: 4,
+        logger,
+        onStartedLeading: async () => void log.push(`${identity} start`),
+        onStoppedLeading: async () => void log.push(`${identity} stop`),
+      });
+    const a = elector('a');
+    const b = elector('b');
+    let both = 0;
+    const watch = setInterval(() => {
+      if (a.leading && b.leading) both++;
+    }, 5);
+    a.start();
+    await until(() => a.leading, 2_000, 'a leading');
+    b.start();
+    await sleep(600);
+    expect(b.leading).toBe(false);
+    const stepped = Date.now();
+    await a.stepDown();
+    expect(a.leading).toBe(false);
+    expect(log.at(-1)).toBe('a stop');
+    await until(() => b.leading, 3_000, 'b leading');
+    // Taken from a released Lease, not after an expiry (4 s from when b last saw a renew).
+    expect(Date.now() - stepped).toBeLessThan(3_000);
+    expect(leaseOf('step-down-test')!.spec.holderIdentity).toBe('b');
+    // b goes away cleanly (releasing): a, still standing aside, does not take it before its pause ends.
+    await b.stop();
+    await sleep(300);
+    expect(a.leading).toBe(false);
+    await until(() => a.leading, 6_000, 'a leading again after its pause');
+    clearInterval(watch);
+    expect(both).toBe(0);
+    await a.stop();
+  }, 20_000);
+});
+
 describe('NodeLeaseWatch', () => {
   it("watched from the agent's start, a new leader calls a node dead that went silent before it took over", async () => {
     const ns = 'lease-watch';
@@ -324,4 +370,67 @@ describe('Scheduler', () => {
     scheduler.kick();
     await until(() => placementOf('shop', 'late'), 5_000, 'placed once leading');
   });
+});
+
+describe('Scheduler on a node being drained', () => {
+  it('hands scheduling over (once) instead of writing the drain, while another node could schedule', async () => {
+    const ns = 'drain-leases';
+    const renew = () => {
+      for (const n of ['d1', 'd2']) {
+        const cur = leaseOf(`nslb-node-${n}`, ns);
+        const spec = { holderIdentity: n, leaseDurationSeconds: 5, renewTime: new Date().toISOString() };
+        if (cur === undefined) api.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: `nslb-node-${n}`, namespace: ns }, spec });
+        else api.update({ ...cur, spec });
+      }
+    };
+    renew();
+    const timer = setInterval(renew, 200);
+    for (const n of ['d1', 'd2']) api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: n }, spec: {}, status: {} });
+    api.create({
+      apiVersion: V,
+      kind: 'LoadBalancer',
+      metadata: { name: 'x', namespace: 'drainshop' },
+      spec: { vip: { address: '10.9.0.11' }, placement: { nodeSelector: {} } },
+    });
+    let calls = 0;
+    const s = new Scheduler({
+      kubeConfig: kc,
+      namespace: 'drainshop',
+      leaseNamespace: ns,
+      failoverThreshold: 0.5,
+      logger,
+      leading: () => true,
+      emit: () => undefined,
+      nodeName: 'd1',
+      onOwnNodeDraining: () => void calls++,
+    });
+    try {
+      await s.start();
+      const placed = await until(() => placementOf('drainshop', 'x'), 5_000, 'x placed');
+      expect(calls).toBe(0);
+      // d2 is being drained: not this scheduler's node, it schedules on.
+      const label = (name: string, drain: boolean) => {
+        const n = api.get('v1', 'nodes', '', name) as Obj;
+        api.update({ ...n, metadata: { ...n.metadata, labels: drain ? { 'nslb.dev/drain': 'true' } : {} } });
+      };
+      if (placed[0] === 'd2') {
+        label('d2', true);
+        await until(() => placementOf('drainshop', 'x')?.[0] === 'd1', 5_000, 'x off d2');
+        label('d2', false);
+      }
+      // Its own node drained: it writes nothing and asks (once) to hand over.
+      for (let last = -1; last !== s.writes; await sleep(300)) last = s.writes;
+      const writes = s.writes;
+      label('d1', true);
+      await until(() => calls === 1, 5_000, 'the hand-over');
+      s.kick();
+      await sleep(500);
+      expect(calls).toBe(1);
+      expect(s.writes).toBe(writes);
+      expect(placementOf('drainshop', 'x')).toEqual(['d1']);
+    } finally {
+      clearInterval(timer);
+      await s.stop();
+    }
+  }, 20_000);
 });

@@ -354,7 +354,8 @@ export function probeArgvs(c: LinkConfig): string[][] {
 /**
  * After probing, the addresses were added to a link that was already up, which announced nothing (arp_notify
  * acts when a link comes up): one gratuitous ARP each, so that the peer sends its adverts here at once, not to
- * the previous holder's MAC until its neighbour entry ages out. arping sends it at once, then waits a second.
+ * the previous holder's MAC until its neighbour entry ages out. arping sends it at once, then waits a second
+ * (configureLink does not wait for that).
  */
 export function announceProbedArgvs(c: LinkConfig): string[][] {
   return (c.probe ?? []).map((a) => ['arping', '-U', '-q', '-c', '1', '-w', '1', '-I', c.iface, a]);
@@ -399,7 +400,9 @@ export async function configureLink(run: Runner, c: LinkConfig, script?: string)
     }
   }
   await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
-  await Promise.all(announceProbedArgvs(c).map((argv) => run(['ip', 'netns', 'exec', c.netns, ...argv])));
+  // Not awaited: arping sends at once and then sits out its one-second deadline, which held every newcomer of a
+  // drain a second longer. A failed announcement costs what it always did (the peer's neighbour entry re-resolves).
+  for (const argv of announceProbedArgvs(c)) void run(['ip', 'netns', 'exec', c.netns, ...argv]).catch(() => undefined);
 }
 
 /**
