@@ -12,7 +12,6 @@ import { explain } from '../exec/hints.js';
 import type { Logger } from '../log/logger.js';
 import { RetryLater, WorkQueue, type ProcessResult } from '../loop/work-queue.js';
 import { formatAction, type Action } from '../plan/actions.js';
-import { applyStages } from '../plan/apply-stages.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import { hasKernelListeners } from '../plan/kernel-model.js';
 import type { NodeDriver } from '../plan/node-driver.js';
@@ -183,19 +182,10 @@ export class Reconciler {
         log.info({ actions: actions.map(formatAction) }, 'applying');
       }
       if (desired !== undefined && !isOrphanKey(key)) await node.recordOwner(netns, key);
-      for (const stage of applyStages(actions)) {
-        // Lanes of one stage run at once (a new load balancer's HAProxy beside its link); a failed one fails
-        // the reconcile once the others have finished: nothing is left running behind the retry.
-        const lanes = await Promise.allSettled(
-          stage.map(async (lane) => {
-            for (const action of lane) {
-              crashPoint();
-              await node.apply(action);
-              crashPoint();
-            }
-          }),
-        );
-        for (const lane of lanes) if (lane.status === 'rejected') throw lane.reason;
+      for (const action of actions) {
+        crashPoint();
+        await node.apply(action);
+        crashPoint();
       }
     } catch (cause) {
       if (cause instanceof RetryLater) {

@@ -5,15 +5,7 @@ import type { MemberFlows } from './nft-ruleset.js';
 import type { RuntimeCommand } from './runtime-diff.js';
 
 export type Action =
-  | {
-      kind: 'netns.add';
-      netns: string;
-      /**
-       * Allow binds to addresses the netns does not have (yet): its HAProxy then starts while the VIP port is
-       * moved in and configured, rather than after (applyStages in plan.ts). Only for a new netns.
-       */
-      nonlocalBind?: true;
-    }
+  | { kind: 'netns.add'; netns: string }
   | { kind: 'netns.delete'; netns: string }
   | {
       kind: 'ovs.addPort';
@@ -131,7 +123,7 @@ export type Action =
 export function formatAction(a: Action): string {
   switch (a.kind) {
     case 'netns.add':
-      return `netns add ${a.netns}${a.nonlocalBind === true ? ' (non-local binds: HAProxy starts while the link is plumbed)' : ''}`;
+      return `netns add ${a.netns}`;
     case 'netns.delete':
       return `netns delete ${a.netns}`;
     case 'ovs.addPort':

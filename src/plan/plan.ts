@@ -4,7 +4,6 @@ import type { DesiredCertificate, DesiredLoadBalancer } from '../desired/model.j
 import { vipAddresses } from '../desired/model.js';
 import type { ObservedLoadBalancer } from './observed.js';
 import type { Action } from './actions.js';
-import { allowHaproxyBesideLink } from './apply-stages.js';
 import { planNft } from './kernel-model.js';
 import { planDeleteMemberNetworks, planMemberNetworks } from './member-networks.js';
 import { runtimeCommands } from './runtime-diff.js';
@@ -34,7 +33,7 @@ export function planLoadBalancer(input: PlanInput): Action[] {
   // The kernel's part last: HAProxy runs by then, and its checks decide which members get flows.
   const nft = planNft(d.names.netns, d, o.nft, o.netns?.forwarding);
   if (nft !== undefined) actions.push(nft);
-  return allowHaproxyBesideLink(actions, d, o);
+  return actions;
 }
 
 /** How long a pair's HAProxy may take to finish its sessions when its node lets the pair go. */

@@ -8,8 +8,7 @@
 // listener moved to another port) → S3 (delete c, add d) → S0 (delete a, b, d) → S1 … and every transition is
 // applied by a crashing agent, at a different crash point each cycle. The crashing agent runs with
 // --concurrency 1 so that crash point N names exactly one action: the ceil(N/2)-th it applies, before it
-// (odd N) or after it (even N) — except while a new load balancer's HAProxy starts beside its link
-// (plan/apply-stages.ts): the two lanes' points interleave there, and the action named is one of the two.
+// (odd N) or after it (even N).
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeNames } from '../../src/desired/names.js';
@@ -97,10 +96,7 @@ describe('crash anywhere (issue 6 item 1)', () => {
     return '';
   }
 
-  /**
-   * What crash point n interrupted, from the crashing agent's "applying" lines (it ran with concurrency 1; in
-   * the stage where a new load balancer's HAProxy starts beside its link, one of the two running then).
-   */
+  /** What crash point n interrupted, from the crashing agent's "applying" lines (it ran with concurrency 1). */
   function crashedAt(n: number, logs: readonly string[]): string {
     const applied: { lb: string; action: string }[] = [];
     for (const line of logs) {

@@ -28,7 +28,6 @@ import {
   observeNetnsNames,
   renderLinkBatch,
   type LinkConfig,
-  type NetnsToAdd,
 } from './netns.js';
 import { NetnsWatch } from './watch.js';
 
@@ -45,7 +44,7 @@ export class NetnsDriver {
   readonly watch: NetnsWatch;
   readonly #run: Runner;
   readonly #stateDir: string;
-  readonly #add: Batcher<NetnsToAdd>;
+  readonly #add: Batcher<string>;
   readonly #delete: Batcher<string>;
   readonly #move: Batcher<{ iface: string; netns: string }>;
   readonly #configure: Batcher<{ config: LinkConfig; dir: string; script: string }>;
@@ -59,7 +58,7 @@ export class NetnsDriver {
     // Not awaited by anyone: a failed listing leaves the netns unnamed until the next resync names it.
     this.watch = new NetnsWatch(run, spawns, () => void this.#ids.run().catch(() => undefined));
     this.#add = new Batcher(
-      (items) => ensureNetnsMany(run, items),
+      (names) => ensureNetnsMany(run, names),
       (n) => ensureNetns(run, n),
     );
     this.#delete = new Batcher(
@@ -163,7 +162,7 @@ export class NetnsDriver {
   async apply(a: NetnsAction): Promise<void> {
     switch (a.kind) {
       case 'netns.add':
-        return this.#add.submit(a.nonlocalBind === true ? { netns: a.netns, nonlocalBind: true } : { netns: a.netns });
+        return this.#add.submit(a.netns);
       case 'netns.delete':
         return this.#delete.submit(a.netns);
       case 'link.moveToNetns':

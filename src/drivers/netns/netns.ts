@@ -155,38 +155,21 @@ export function hostHasLink(iface: string): boolean {
   }
 }
 
-/** A netns to add; `nonlocalBind`: its processes may bind addresses it does not have yet (plan/apply-stages.ts). */
-export interface NetnsToAdd {
-  netns: string;
-  nonlocalBind?: boolean;
-}
-
-/** The sysctls that let HAProxy bind a VIP before the link has it; set inside the netns, for it alone. */
-export const NONLOCAL_BIND_ARGV = ['sysctl', '-q', '-w', 'net.ipv4.ip_nonlocal_bind=1', 'net.ipv6.ip_nonlocal_bind=1'] as const;
-
-/**
- * `ip -batch` lines that add a netns and give it a netns id here, so that `ip monitor all-nsid` sees it (and
- * allow non-local binds in it when asked: a line of the same batch, not a process of its own).
- */
-export function netnsAddLines(n: NetnsToAdd): string {
-  const { netns } = n;
+/** `ip -batch` lines that add a netns and give it a netns id here, so that `ip monitor all-nsid` sees it. */
+export function netnsAddLines(netns: string): string {
   if (!/^[A-Za-z0-9._-]+$/.test(netns)) throw new Error(`unsafe netns name: ${JSON.stringify(netns)}`);
-  const nonlocal = n.nonlocalBind === true ? `netns exec ${netns} ${NONLOCAL_BIND_ARGV.join(' ')}\n` : '';
-  return `netns add ${netns}\nnetns set ${netns} auto\n${nonlocal}`;
+  return `netns add ${netns}\nnetns set ${netns} auto\n`;
 }
 
-/**
- * A netns that exists already is left as it is: without its non-local binds a HAProxy started beside the link
- * fails to bind, and the retry, in order then, finds the link done.
- */
-export async function ensureNetns(run: Runner, n: NetnsToAdd): Promise<void> {
-  if (netnsInode(n.netns) !== undefined) return;
-  await run(['ip', '-batch', '-'], { input: netnsAddLines(n) });
+export async function ensureNetns(run: Runner, netns: string): Promise<void> {
+  if (netnsInode(netns) !== undefined) return;
+  await run(['ip', '-batch', '-'], { input: netnsAddLines(netns) });
 }
 
 /** Several at once, in one process. */
-export async function ensureNetnsMany(run: Runner, items: readonly NetnsToAdd[]): Promise<void> {
-  const missing = items.filter((n) => netnsInode(n.netns) === undefined);
+export async function ensureNetnsMany(run: Runner, names: readonly string[]): Promise<void> {
+  const missing: string[] = [];
+  for (const n of names) if (netnsInode(n) === undefined) missing.push(n);
   if (missing.length === 0) return;
   await run(['ip', '-batch', '-'], { input: missing.map(netnsAddLines).join('') });
 }
