@@ -43,6 +43,24 @@ describe('handover helpers', () => {
     expect(connectionsServed(process.pid, [vip])).toBe(0);
   });
 
+  it('a connection opened from the address (a health check, the peers session) is not one it serves', async () => {
+    const vip = '127.31.41.62';
+    const vipServer = createServer(() => undefined);
+    await new Promise<void>((r) => vipServer.listen(0, vip, r));
+    const member = createServer(() => undefined);
+    await new Promise<void>((r) => member.listen(0, '127.31.41.63', r));
+    closers.push(
+      () => vipServer.close(),
+      () => member.close(),
+    );
+    const out = createConnection({ host: '127.31.41.63', port: (member.address() as { port: number }).port, localAddress: vip });
+    await new Promise<void>((r) => out.on('connect', () => r()));
+    await new Promise((r) => setTimeout(r, 50));
+    // Before, its local address alone counted it: a handover waited for it and reported it cut.
+    expect(connectionsServed(process.pid, [vip])).toBe(0);
+    out.destroy();
+  });
+
   it('renders a SYN drop that nft accepts, per family', async () => {
     const text = renderSynDrop(['10.0.0.10', '2001:db8::10', '10.0.0.11']);
     expect(text).toContain('ip daddr { 10.0.0.10, 10.0.0.11 } tcp flags & (syn | ack) == syn drop');

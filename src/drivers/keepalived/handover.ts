@@ -31,6 +31,8 @@ export const DEFAULT_DRAIN_MS = 600;
 // and maybe the last bytes of the answer not acknowledged yet), CLOSE_WAIT, LAST_ACK, CLOSING. FIN_WAIT2 and
 // TIME_WAIT are done: the client has everything.
 const SERVING = new Set(['01', '03', '04', '08', '09', '0B']);
+/** LISTEN in /proc/net/tcp. */
+const LISTEN = '0A';
 
 /** The address as /proc/net/tcp{,6} spells a local address: hex, each 32-bit word in host (little-endian) order. */
 export function procNetAddress(address: string): string {
@@ -66,7 +68,7 @@ function expandIpv6(address: string): string[] {
  */
 export function connectionsServed(pid: number, vips: readonly string[]): number {
   const local = new Set(vips.map(procNetAddress));
-  let n = 0;
+  const rows: string[][] = [];
   for (const table of ['tcp', 'tcp6']) {
     let text: string;
     try {
@@ -74,11 +76,17 @@ export function connectionsServed(pid: number, vips: readonly string[]): number 
     } catch {
       continue;
     }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      const [address] = (f[1] ?? '').split(':');
-      if (address !== undefined && local.has(address) && SERVING.has(f[3] ?? '')) n++;
-    }
+    for (const line of text.split('\n').slice(1)) rows.push(line.trim().split(/\s+/));
+  }
+  // Only connections a client opened: their local port is one HAProxy listens on. A connection HAProxy opened
+  // itself (a health check, a backend connection, the peers session) has an ephemeral local port, whatever source
+  // address the kernel picked for it.
+  const listening = new Set<string>();
+  for (const f of rows) if (f[3] === LISTEN) listening.add((f[1] ?? '').split(':')[1] ?? '');
+  let n = 0;
+  for (const f of rows) {
+    const [address, port] = (f[1] ?? '').split(':');
+    if (address !== undefined && local.has(address) && listening.has(port ?? '') && SERVING.has(f[3] ?? '')) n++;
   }
   return n;
 }
