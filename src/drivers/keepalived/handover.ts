@@ -64,7 +64,7 @@ function expandIpv6(address: string): string[] {
 /**
  * Connections to the VIPs that this node still serves, counted in /proc/PID/net/tcp{,6} of a process inside
  * the load balancer's netns (the table is per netns; no process is spawned). Listening sockets do not count,
- * nor HAProxy's own connections to members (their local address is the VRRP address).
+ * nor connections HAProxy opened itself (to members, its peer): only those to a port it listens on.
  */
 export function connectionsServed(pid: number, vips: readonly string[]): number {
   const local = new Set(vips.map(procNetAddress));
