@@ -30,6 +30,20 @@ async function until<T>(f: () => T | undefined | false, ms: number, what: string
 const leaseOf = (name: string, ns = NS) => api.get('coordination.k8s.io/v1', 'leases', ns, name) as Obj | undefined;
 const placementOf = (ns: string, name: string): string[] | undefined => (api.get(V, 'loadbalancers', ns, name) as Obj | undefined)?.status?.placement?.nodes;
 
+/** Samples two electors every 5 ms; stop() ends it and says how often both were leading at once. */
+function leadersAtOnce(a: { leading: boolean }, b: { leading: boolean }): { stop(): number } {
+  let both = 0;
+  const timer = setInterval(() => {
+    if (a.leading && b.leading) both++;
+  }, 5);
+  return {
+    stop() {
+      clearInterval(timer);
+      return both;
+    },
+  };
+}
+
 beforeAll(async () => {
   ({ server: api, kubeConfig: kc } = await startFakeApiServer({ crds: 'repo' }));
 });
@@ -73,10 +87,7 @@ describe('LeaderElector fencing', () => {
       });
     const a = elector('a');
     const b = elector('b');
-    let both = 0;
-    const watch = setInterval(() => {
-      if (a.leading && b.leading) both++;
-    }, 5);
+    const overlap = leadersAtOnce(a, b);
     a.start();
     await until(() => a.leading, 2_000, 'a leading');
     b.start();
@@ -93,8 +104,7 @@ describe('LeaderElector fencing', () => {
     // Then one of them leads again (a may renew its own Lease first), never both.
     await until(() => a.leading || b.leading, 8_000, 'a leader again');
     await sleep(500);
-    clearInterval(watch);
-    expect(both).toBe(0);
+    expect(overlap.stop()).toBe(0);
     await b.stop();
     await a.stop();
   }, 20_000);
@@ -150,10 +160,7 @@ describe('LeaderElector stepDown', () => {
       });
     const a = elector('a');
     const b = elector('b');
-    let both = 0;
-    const watch = setInterval(() => {
-      if (a.leading && b.leading) both++;
-    }, 5);
+    const overlap = leadersAtOnce(a, b);
     a.start();
     await until(() => a.leading, 2_000, 'a leading');
     b.start();
@@ -172,8 +179,7 @@ describe('LeaderElector stepDown', () => {
     await sleep(300);
     expect(a.leading).toBe(false);
     await until(() => a.leading, 6_000, 'a leading again after its pause');
-    clearInterval(watch);
-    expect(both).toBe(0);
+    expect(overlap.stop()).toBe(0);
     await a.stop();
   }, 20_000);
 });
@@ -223,9 +229,10 @@ describe('Scheduler before its caches have listed', () => {
       spec: { holderIdentity: 'u1', leaseDurationSeconds: 30, renewTime: new Date().toISOString() },
     });
     api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: 'lb', namespace: ns }, spec: { vip: { address: '10.9.0.10' } } });
-    // The first three lists of Leases fail: before, the scheduler ran with no node known and told every load
+    // The first lists of Leases fail: before, the scheduler ran with no node known and told every load
     // balancer it had nowhere to go.
-    api.failNext({ method: 'GET', plural: 'leases', namespace: ns, watch: false, code: 500 }, 3);
+    // Five: their backoff (0.2 + 0.4 + 0.8 + 1.6 s) outlasts start() on a busy machine.
+    api.failNext({ method: 'GET', plural: 'leases', namespace: ns, watch: false, code: 500 }, 5);
     const events: SchedulerEvent[] = [];
     const scheduler = new Scheduler({
       kubeConfig: kc,
@@ -240,7 +247,7 @@ describe('Scheduler before its caches have listed', () => {
       await scheduler.start();
       expect(scheduler.synced).toBe(false);
       expect(placementOf(ns, 'lb')).toBeUndefined();
-      await until(() => placementOf(ns, 'lb'), 10_000, 'placed once the Leases are listed');
+      await until(() => placementOf(ns, 'lb'), 20_000, 'placed once the Leases are listed');
       expect(scheduler.synced).toBe(true);
       expect(placementOf(ns, 'lb')).toEqual(['u1']);
       expect(events.map((e) => e.reason)).toEqual(['Scheduled']);
@@ -249,7 +256,7 @@ describe('Scheduler before its caches have listed', () => {
       // The next tests' scheduler watches every namespace: it must not find this one (its node has no Lease there).
       api.delete(V, 'loadbalancers', ns, 'lb');
     }
-  }, 15_000);
+  }, 30_000);
 });
 
 describe('Scheduler', () => {
@@ -321,6 +328,8 @@ describe('Scheduler', () => {
     const onS2 = [...before].filter(([, n]) => n[0] === 's2').map(([k]) => k);
     renewing.delete('s2');
     await until(() => onS2.every((k) => placementOf('shop', k)?.[0] !== 's2'), 10_000, 're-placement');
+    // The Event follows the write's answer: wait for it too.
+    await until(() => events.filter((e) => e.reason === 'Rescheduled').length >= onS2.length, 2_000, 'an Event per move');
     for (const [k, nodes] of all()) {
       if (onS2.includes(k)) expect(['s1', 's3']).toContain(nodes[0]);
       else expect(nodes).toEqual(before.get(k));
