@@ -250,6 +250,8 @@ describe('Scheduler before its caches have listed', () => {
       await until(() => placementOf(ns, 'lb'), 20_000, 'placed once the Leases are listed');
       expect(scheduler.synced).toBe(true);
       expect(placementOf(ns, 'lb')).toEqual(['u1']);
+      // The Event follows the write's response, which can arrive after the object already shows the placement.
+      await until(() => events.length > 0 || undefined, 5_000, 'the Scheduled Event');
       expect(events.map((e) => e.reason)).toEqual(['Scheduled']);
     } finally {
       await scheduler.stop();
@@ -314,7 +316,7 @@ describe('Scheduler', () => {
     // 32 over 3: no node more than one above another.
     const counts = Object.values(spread());
     expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
-    await until(() => events.filter((e) => e.reason === 'Scheduled').length === 32, 1_000, 'an Event per placement');
+    await until(() => events.filter((e) => e.reason === 'Scheduled').length === 32, 10_000, 'an Event per placement');
     // The agents' status writes (other fields) do not disturb it, and nothing is rewritten.
     const writes = scheduler.writes;
     const o = api.get(V, 'loadbalancers', 'shop', 'lb00') as Obj;
@@ -329,7 +331,7 @@ describe('Scheduler', () => {
     renewing.delete('s2');
     await until(() => onS2.every((k) => placementOf('shop', k)?.[0] !== 's2'), 10_000, 're-placement');
     // The Event follows the write's answer: wait for it too.
-    await until(() => events.filter((e) => e.reason === 'Rescheduled').length >= onS2.length, 2_000, 'an Event per move');
+    await until(() => events.filter((e) => e.reason === 'Rescheduled').length >= onS2.length, 10_000, 'an Event per move');
     for (const [k, nodes] of all()) {
       if (onS2.includes(k)) expect(['s1', 's3']).toContain(nodes[0]);
       else expect(nodes).toEqual(before.get(k));
