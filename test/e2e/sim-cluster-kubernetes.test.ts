@@ -3,23 +3,11 @@
 // 127.0.0.1 only, is reached from inside every node at the URL of its kubeconfig (through the rig's relay),
 // each node renews its kubelet-like Lease kube-node-lease/nodeK and stops when the node is killed, and a load
 // balancer applied through the API is placed on one node and serves from inside it.
-import { readFile, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeApiServer, loadCrdFiles } from '../support/fake-apiserver.js';
-import {
-  ensureNode,
-  exampleObjects,
-  httpGet,
-  REPO_ROOT,
-  runCommand,
-  startHttpServer,
-  uniqueRun,
-  waitFor,
-  type Host,
-  type HttpServerHandle,
-} from './harness.js';
-import { assertNoRig, cmdline, deleteProviderHost, inNode, nodePids, providerHost, sim, simStatus } from './sim-rig.js';
+import { exampleObjects, httpGet, runCommand, uniqueRun, waitFor, type Host } from './harness.js';
+import { KubeSimRig } from './sim-kube-rig.js';
+import { cmdline, inNode, nodePids, sim, simStatus } from './sim-rig.js';
 import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(18);
@@ -33,34 +21,18 @@ async function oneMemberExample(): Promise<Obj[]> {
 }
 
 describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on simulated nodes', () => {
-  const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
-  let kubeconfig: string;
-  let member: Host, client: Host;
-  let server: HttpServerHandle | undefined;
-  let weMadeTheRig = false;
+  const rig = new KubeSimRig(run, { nodes: 2, agentFlags: ['--resync', '2'] });
+  const { api } = rig;
+  let client: Host;
   const lease = (node: string) => api.get('coordination.k8s.io/v1', 'leases', 'kube-node-lease', node) as Obj | undefined;
 
   beforeAll(async () => {
-    await ensureNode();
-    await assertNoRig();
-    await api.start();
-    kubeconfig = api.writeKubeconfig();
+    await rig.start();
+    ({ client } = rig);
     expect(api.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    weMadeTheRig = true;
-    await sim('up', '2', '--kubeconfig', kubeconfig, '--', '--resync', '2');
-    member = await providerHost(run, 'm1', 11);
-    client = await providerHost(run, 'c', 100);
-    server = await startHttpServer(member, { port: 8080, name: 'member m1' });
-  }, 180_000);
+  }, 240_000);
 
-  afterAll(async () => {
-    await server?.stop();
-    if (member) await deleteProviderHost(member);
-    if (client) await deleteProviderHost(client);
-    if (weMadeTheRig) await sim('down');
-    await api.stop().catch(() => {});
-    if (kubeconfig) await rm(dirname(kubeconfig), { recursive: true, force: true });
-  }, 120_000);
+  afterAll(() => rig.stop(), 300_000);
 
   it('every agent reaches the API server at its kubeconfig URL from inside its node, and syncs', async () => {
     const status = await simStatus();

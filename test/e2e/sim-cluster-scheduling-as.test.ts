@@ -5,14 +5,15 @@
 // third node, which comes up as the new BACKUP; its MASTER node drained (Node label nslb.dev/drain=true) with a
 // client probing every 20 ms → the VIP moves to the other node and the drained slot to a third, 0 failed requests.
 // Times are printed, never asserted (bench/ measures them).
-import { readFile, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsOfKey } from '../../src/desired/names.js';
-import { FakeApiServer, loadCrdFiles, type Obj } from '../support/fake-apiserver.js';
+import type { Obj } from '../support/fake-apiserver.js';
 import { startProbe, type Probe } from './ha-pair.js';
-import { ensureNode, httpGet, REPO_ROOT, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
-import { assertNoRig, deleteProviderHost, inNode, nodeStateDir, providerHost, sim, simStatus } from './sim-rig.js';
+import { httpGet, uniqueRun, waitFor, type Host } from './harness.js';
+import { KubeSimRig } from './sim-kube-rig.js';
+import { inNode, nodeStateDir, sim, simStatus } from './sim-rig.js';
 
 const run = uniqueRun(23);
 const NS = run.prefix;
@@ -59,11 +60,9 @@ function outage(probe: Probe, since: number): number | undefined {
 }
 
 describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acceptance 3 and 4)', () => {
-  const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
-  let kubeconfig: string;
+  const rig = new KubeSimRig(run, { nodes: 3, agentFlags: ['--resync', '5'], waitFor: { leasesIn: AGENTS } });
+  const { api } = rig;
   let member: Host, client: Host;
-  let server: HttpServerHandle | undefined;
-  let weMadeTheRig = false;
   const killed = new Set<string>();
   const lb = () => api.get(V, 'loadbalancers', NS, NAME) as Obj | undefined;
   const placement = (): string[] => lb()?.status?.placement?.nodes ?? [];
@@ -100,28 +99,11 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
   };
 
   beforeAll(async () => {
-    await ensureNode();
-    await assertNoRig();
-    await api.start();
-    kubeconfig = api.writeKubeconfig();
-    weMadeTheRig = true;
-    await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '5');
-    member = await providerHost(run, 'm1', 11);
-    client = await providerHost(run, 'c', 100);
-    server = await startHttpServer(member, { port: 8080, name: 'member m1' });
-    for (const node of NODES) {
-      await waitFor(() => api.get('coordination.k8s.io/v1', 'leases', AGENTS, `nslb-node-${node}`), { timeoutMs: 30_000, message: `${node}'s node Lease` });
-    }
+    await rig.start();
+    ({ member, client } = rig);
   }, 240_000);
 
-  afterAll(async () => {
-    await server?.stop();
-    if (member) await deleteProviderHost(member);
-    if (client) await deleteProviderHost(client);
-    if (weMadeTheRig) await sim('down');
-    await api.stop().catch(() => {});
-    if (kubeconfig) await rm(dirname(kubeconfig), { recursive: true, force: true });
-  }, 300_000);
+  afterAll(() => rig.stop(), 300_000);
 
   it('a scheduler-placed pair serves: each node holds the VRRP address of its slot, one holds the VIP', async () => {
     const started = Date.now();

@@ -7,13 +7,14 @@
 // NSLB_SCHED_ROUNDS how many kill-and-restart rounds acceptance 2 makes (3). With NSLB_SIM_KEEP=1 a failed run leaves
 // the rig up to be looked at (agent logs, state dirs, namespaces; `scripts/sim-cluster.sh down` afterwards) and
 // keeps the in-test API server for NSLB_SIM_KEEP_SECONDS more.
-import { readFile, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { netnsOfKey } from '../../src/desired/names.js';
-import { FakeApiServer, loadCrdFiles, type Obj } from '../support/fake-apiserver.js';
-import { ensureNode, httpGet, REPO_ROOT, runCommand, startHttpServer, uniqueRun, waitFor, type Host, type HttpServerHandle } from './harness.js';
-import { assertNoRig, deleteProviderHost, inNode, providerHost, sim, SIM_DIR, simStatus } from './sim-rig.js';
+import type { Obj } from '../support/fake-apiserver.js';
+import { httpGet, uniqueRun, waitFor, type Host } from './harness.js';
+import { KubeSimRig } from './sim-kube-rig.js';
+import { inNode, sim, SIM_DIR, simStatus } from './sim-rig.js';
 
 const run = uniqueRun(23);
 const NS = run.prefix;
@@ -54,11 +55,9 @@ async function dumpAgentLog(node: string, needles: string[]): Promise<void> {
 }
 
 describe('scheduling across simulated nodes (Kubernetes mode)', () => {
-  const api = new FakeApiServer({ crds: loadCrdFiles(join(REPO_ROOT, 'crds')) });
-  let kubeconfig: string;
+  const rig = new KubeSimRig(run, { nodes: 3, agentFlags: ['--resync', '10'], routes: [wide], waitFor: { leasesIn: AGENTS, scheduler: true } });
+  const { api } = rig;
   let member: Host, client: Host;
-  let server: HttpServerHandle | undefined;
-  let weMadeTheRig = false;
   let failed = false;
   const keep = () => failed && process.env.NSLB_SIM_KEEP === '1';
   const lb = (name: string) => api.get(V, 'loadbalancers', NS, name) as Obj | undefined;
@@ -77,20 +76,8 @@ describe('scheduling across simulated nodes (Kubernetes mode)', () => {
   const serves = async (vip: string) => (await httpGet(client, `http://${vip}/`, { timeoutMs: 1_000 })).body.trim() === 'member m1';
 
   beforeAll(async () => {
-    await ensureNode();
-    await assertNoRig();
-    await api.start();
-    kubeconfig = api.writeKubeconfig();
-    weMadeTheRig = true;
-    await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '10');
-    member = await providerHost(run, 'm1', 11);
-    client = await providerHost(run, 'c', 100);
-    for (const h of [member, client]) await runCommand(['ip', '-n', h.netns, 'route', 'add', wide, 'dev', 'eth0']);
-    server = await startHttpServer(member, { port: 8080, name: 'member m1' });
-    for (const node of NODES) {
-      await waitFor(() => api.get('coordination.k8s.io/v1', 'leases', AGENTS, `nslb-node-${node}`), { timeoutMs: 30_000, message: `${node}'s node Lease` });
-    }
-    await waitFor(leader, { timeoutMs: 30_000, message: 'a scheduler' });
+    await rig.start();
+    ({ member, client } = rig);
   }, 240_000);
 
   beforeEach(({ onTestFailed }) => {
@@ -99,16 +86,7 @@ describe('scheduling across simulated nodes (Kubernetes mode)', () => {
     });
   });
 
-  afterAll(async () => {
-    await server?.stop();
-    if (member) await deleteProviderHost(member);
-    if (client) await deleteProviderHost(client);
-    if (keep()) await new Promise((r) => setTimeout(r, Number(process.env.NSLB_SIM_KEEP_SECONDS ?? 0) * 1000));
-    if (weMadeTheRig && keep()) console.log(`rig kept in ${SIM_DIR} (NSLB_SIM_KEEP=1): run scripts/sim-cluster.sh down`);
-    else if (weMadeTheRig) await sim('down');
-    await api.stop().catch(() => {});
-    if (kubeconfig) await rm(dirname(kubeconfig), { recursive: true, force: true });
-  }, 300_000);
+  afterAll(() => rig.stop({ keep: keep() }), 300_000);
 
   it(`acceptance 1: ${COUNT} load balancers without placement on 3 nodes, each served where status says, ≤ 110 per node, none on two`, async () => {
     const started = Date.now();
