@@ -132,6 +132,8 @@ init_pid() {
     [[ $p/ns/mnt -ef $mnt ]] || continue
     [[ $p/ns/pid -ef /proc/self/ns/pid ]] && continue
     while read -r line; do
+      # A killed init not yet reaped is no init: the node is down (`start` boots a new one).
+      [[ $line =~ ^State:[[:space:]]*[ZX] ]] && break
       if [[ $line == NSpid:* ]]; then
         [[ $line =~ [[:space:]]1$ ]] && { printf '%s\n' "${p#/proc/}"; return 0; }
         break
@@ -183,6 +185,16 @@ in_node() {
   nsenter --target "$init" --net --mount --uts --pid --wdns=/ -- "$@"
 }
 
+# in_node for a question: the command's output goes, but a node that is not running is still said (a caller's
+# `2>/dev/null` on in_node would swallow that and exit 1 without a word).
+in_node_quiet() {
+  local node="$1" init
+  shift
+  init="$(init_pid "$node")"
+  [[ -n $init ]] || die "$node is not running"
+  nsenter --target "$init" --net --mount --uts --pid --wdns=/ -- "$@" >/dev/null 2>&1
+}
+
 boot_init() {
   local node="$1" dir tries=0
   dir="$(node_dir "$node")"
@@ -195,15 +207,15 @@ boot_init() {
   # Its /proc must be its own before anything else runs in the node (pid files, `ip netns exec`): there, PID 1
   # is the init and shares the caller's PID namespace.
   tries=0
-  until in_node "$node" test /proc/1/ns/pid -ef /proc/self/ns/pid 2>/dev/null; do
+  until in_node_quiet "$node" test /proc/1/ns/pid -ef /proc/self/ns/pid; do
     ((++tries <= 100)) || die "$node: its /proc was not mounted (see $dir/init.log)"
     sleep 0.05
   done
 }
 
 ovs_running() {
-  in_node "$1" ovs-appctl --timeout=2 -t ovsdb-server version >/dev/null 2>&1 &&
-    in_node "$1" ovs-appctl --timeout=2 -t ovs-vswitchd version >/dev/null 2>&1
+  in_node_quiet "$1" ovs-appctl --timeout=2 -t ovsdb-server version &&
+    in_node_quiet "$1" ovs-appctl --timeout=2 -t ovs-vswitchd version
 }
 
 # ovsdb-server and ovs-vswitchd of the node, as ovs-ctl would start them, minus what costs a shared machine:
@@ -214,7 +226,7 @@ boot_ovs() {
   if ! in_node "$node" test -e /etc/openvswitch/conf.db; then
     in_node "$node" ovsdb-tool create /etc/openvswitch/conf.db "$OVS_SCHEMA"
   fi
-  if ! in_node "$node" ovs-appctl --timeout=2 -t ovsdb-server version >/dev/null 2>&1; then
+  if ! in_node_quiet "$node" ovs-appctl --timeout=2 -t ovsdb-server version; then
     quietly in_node "$node" ovsdb-server /etc/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
       --pidfile=/run/openvswitch/ovsdb-server.pid --detach --no-chdir \
       --log-file=/var/log/openvswitch/ovsdb-server.log -vconsole:off -vsyslog:off -vfile:info
@@ -222,13 +234,13 @@ boot_ovs() {
   in_node "$node" ovs-vsctl --timeout=10 --no-wait -- init \
     -- set Open_vSwitch . "external_ids:system-id=$node" "external_ids:hostname=$node" \
     other_config:n-handler-threads=1 other_config:n-revalidator-threads=1 other_config:stats-update-interval=30000
-  if ! in_node "$node" ovs-appctl --timeout=2 -t ovs-vswitchd version >/dev/null 2>&1; then
+  if ! in_node_quiet "$node" ovs-appctl --timeout=2 -t ovs-vswitchd version; then
     quietly in_node "$node" ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid \
       --detach --no-chdir --log-file=/var/log/openvswitch/ovs-vswitchd.log -vconsole:off -vsyslog:off -vfile:info
   fi
   in_node "$node" ovs-vsctl --timeout=10 --may-exist add-br "$NODE_BRIDGE" \
     -- set bridge "$NODE_BRIDGE" datapath_type=netdev -- --may-exist add-port "$NODE_BRIDGE" provider
-  until in_node "$node" ip link show dev "$NODE_BRIDGE" >/dev/null 2>&1; do
+  until in_node_quiet "$node" ip link show dev "$NODE_BRIDGE"; do
     ((++tries <= 100)) || die "$node: bridge $NODE_BRIDGE has no device (see $(node_dir "$node")/ovs/log/ovs-vswitchd.log)"
     sleep 0.05
   done
@@ -240,7 +252,7 @@ boot_kube_helper() {
   local node="$1" dir tries=0
   dir="$(node_dir "$node")"
   [[ "$(config_mode)" == kubeconfig ]] || return 0
-  if [[ -f $dir/kubelet.pid ]] && in_node "$node" kill -0 "$(<"$dir/kubelet.pid")" 2>/dev/null &&
+  if [[ -f $dir/kubelet.pid ]] && in_node_quiet "$node" kill -0 "$(<"$dir/kubelet.pid")" &&
     [[ -e $dir/kubelet.ready ]]; then
     return 0
   fi

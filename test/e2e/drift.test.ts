@@ -16,8 +16,11 @@ import { listener, loadBalancer, member, ParityEnv, pool, sleep } from './parity
 const exec = promisify(execFile);
 const env = ParityEnv.create(5);
 const RESYNC_S = 2;
-/** One resync period, plus the time the repair itself takes (a HAProxy start, a port re-add). */
-const REPAIR_MS = (RESYNC_S + 4) * 1000;
+/**
+ * How long a repair may take to complete before the test gives up: generous, because on a loaded machine one
+ * `ovs-vsctl` can take seconds. "Within one resync" is checked on the agent's log instead (see faultIsRepaired).
+ */
+const REPAIR_MS = 30_000;
 const OVS_CTL = '/usr/share/openvswitch/scripts/ovs-ctl';
 
 /**
@@ -57,13 +60,14 @@ describe('drift is repaired within one resync (issue 6 item 2)', () => {
   /**
    * Does `fault`, then waits until the agent has logged an "applying" line with an action matching each of
    * `repairs`, the VIP answers, the load balancer is ACTIVE and the node has exactly this one load balancer.
-   * Returns how long the repair took.
+   * Within one resync: every repair action was applied before the agent's third resync summary after the fault
+   * (the first may be of a resync that observed before the fault; the summary precedes the resync's applying).
    */
-  async function faultIsRepaired(what: string, fault: () => Promise<void>, repairs: RegExp[]): Promise<number> {
+  async function faultIsRepaired(what: string, fault: () => Promise<void>, repairs: RegExp[]): Promise<void> {
     const agent = env.agent!;
     const from = agent.logs.length;
     await fault();
-    const started = Date.now();
+    const faulted = agent.logs.length;
     let last = '';
     try {
       await waitFor(
@@ -101,7 +105,16 @@ describe('drift is repaired within one resync (issue 6 item 2)', () => {
         cause: error,
       });
     }
-    return Date.now() - started;
+    const resyncs = agent.logs.map((l, i) => (i >= faulted && l.includes('"msg":"resync"') ? i : -1)).filter((i) => i >= 0);
+    const third = resyncs[2];
+    const withinOne = agent.logs
+      .slice(from, third)
+      .filter((l) => l.includes('"applying"'))
+      .flatMap((l) => (JSON.parse(l) as { actions: string[] }).actions);
+    expect(
+      repairs.filter((r) => !withinOne.some((a) => r.test(a))),
+      `${what}: repair actions not applied within one resync of the fault`,
+    ).toEqual([]);
   }
 
   beforeAll(async () => {
@@ -188,13 +201,12 @@ describe('drift is repaired within one resync (issue 6 item 2)', () => {
 
   it('ovs-vswitchd restarted: the VIP port is moved back and traffic recovers', async () => {
     const pid = await haproxyPid();
-    const took = await faultIsRepaired('ovs-vswitchd restarted', restartVswitchd, [/link .* → netns/, /link configure/]);
+    await faultIsRepaired('ovs-vswitchd restarted', restartVswitchd, [/link .* → netns/, /link configure/]);
     // Restarting the switch recreates internal ports in the host namespace; HAProxy's sockets (bound to the
     // VIP address) survive it, so the same process serves again.
     expect(await haproxyPid()).toBe(pid);
     // Members on the same bridge (veth ports) came back with the switch.
     expect(await serving()).toBe(true);
-    expect(took).toBeLessThan(REPAIR_MS);
   });
 
   it("the load balancer's state dir deleted: HAProxy found by its config path and restarted, files rewritten", async () => {
