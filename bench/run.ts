@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nodeNames } from '../src/desired/names.js';
+import { trace } from '../src/log/trace.js';
 import { phaseHa, type HaResult } from './lib/ha-phase.js';
 import { phaseSched, type SchedResult } from './lib/sched-phase.js';
 import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
@@ -299,6 +300,10 @@ async function mainPhases(s: Settings, node: BenchNode, cleanup: Cleanup, result
   await nslbCleanup(stateDir);
 }
 
+function traceBench(name: string, t0: number, took: number | undefined): void {
+  trace('bench', name, 't0', t0, 'took', took ?? -1);
+}
+
 async function phaseA(s: Settings, node: BenchNode, watch: string, agent: BenchAgent): Promise<{ create: number[]; remove: number[] }> {
   const create: number[] = [];
   const remove: number[] = [];
@@ -312,6 +317,8 @@ async function phaseA(s: Settings, node: BenchNode, watch: string, agent: BenchA
     const took = await probe.until((r) => firstSeen(r, t0, (x) => x.s === 200), 30_000);
     await probe.stop();
     create.push(took);
+    // For bench/trace-breakdown.mjs (with NSLB_TRACE_ACTIONS set for the agent too): when the file was written.
+    traceBench(name, t0, took);
     // Removal, for the record: file deleted → its netns gone.
     const netns = lbNetns(name);
     const t1 = now();

@@ -10,6 +10,7 @@ import { ifaceOfNetns, isOrphanKey, netnsOfKey } from '../desired/names.js';
 import { lbPaths } from '../desired/state-dir.js';
 import { explain } from '../exec/hints.js';
 import type { Logger } from '../log/logger.js';
+import { epochMs, trace, tracing } from '../log/trace.js';
 import { RetryLater, WorkQueue, type ProcessResult } from '../loop/work-queue.js';
 import { formatAction, type Action } from '../plan/actions.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
@@ -174,7 +175,9 @@ export class Reconciler {
     try {
       // Inside the try: a node that cannot even be observed (Open vSwitch down) is an error to report on the
       // load balancer, with its hint, not a silent retry behind a stale ACTIVE.
+      if (tracing) trace('rec', 'start', key, epochMs());
       actions = await planKey(node, this.#opts.stateDir, key, desired);
+      if (tracing) trace('rec', 'planned', key, epochMs());
       if (actions.length > 0) {
         outcome.phase = 'pending';
         // Not awaited: a member change must not wait for status.json of every load balancer to be written.

@@ -25,6 +25,7 @@ import { hostHasLink } from './netns/netns.js';
 import { NftDriver } from './nft/driver.js';
 import { OvsDriver } from './ovs/driver.js';
 import { processAlive, readSmall } from './proc.js';
+import { epochMs, trace, tracing } from '../log/trace.js';
 
 export interface LinuxNodeOptions {
   run: Runner;
@@ -198,6 +199,7 @@ export class LinuxNodeDriver implements NodeDriver {
       t.count++;
       t.seconds += (performance.now() - started) / 1000;
       this.#actions.set(a.kind, t);
+      if (tracing) trace('act', a.kind, 'netns' in a ? a.netns : '-', performance.timeOrigin + started, epochMs());
       if (dirties) this.#netns.watch.markDirty(a.netns);
       if (a.kind.startsWith('ovs.') || a.kind === 'link.moveToNetns') this.#ovs.changed();
     }
