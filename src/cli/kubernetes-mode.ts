@@ -25,6 +25,7 @@ import { reportedToApi } from '../status/pair-reporter.js';
 import type { StatusFile, StatusFileWriter } from '../status/status-file.js';
 import type { AgentMode, Engine } from './agent-mode.js';
 import type { RunFlags } from './flags.js';
+import { DEFAULTS } from './options.js';
 
 export interface KubernetesModeOptions {
   kubeConfig: KubeConfig;
@@ -51,6 +52,8 @@ export interface PlacementOptions {
   schedulerLeaseSeconds: number;
   /** The circuit breaker: the share of known nodes that may die at once and still be failed over. */
   failoverThreshold: number;
+  /** A drain lets at most this many load balancers be unready at once (schedule.ts, maxDrainMoves). */
+  drainConcurrency: number;
 }
 
 export interface KubernetesMode extends AgentMode {
@@ -169,6 +172,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
         ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
         leaseNamespace,
         failoverThreshold: opts.placement.failoverThreshold,
+        maxDrainMoves: opts.placement.drainConcurrency,
         logger,
         ...(leaseWatch === undefined ? {} : { leaseWatch }),
         nodeName,
@@ -325,6 +329,7 @@ export async function kubernetesModeFor(
       restartGraceSeconds: flags.restartGrace ?? 30,
       schedulerLeaseSeconds: flags.schedulerLease ?? 10,
       failoverThreshold: flags.failoverThreshold ?? 0.5,
+      drainConcurrency: flags.drainConcurrency ?? DEFAULTS.drainConcurrency,
     },
     engine: wiring.engine,
     logger: wiring.logger,

@@ -41,6 +41,8 @@ export interface SchedulerOptions {
   /** Where the node Leases and the scheduler's Lease are (the agents' namespace). */
   leaseNamespace: string;
   failoverThreshold: number;
+  /** A drain's bound on load balancers unready at once (schedule.ts); undefined: none. */
+  maxDrainMoves?: number;
   logger: Logger;
   /** Still the leader? Checked before every write. */
   leading: () => boolean;
@@ -229,7 +231,10 @@ export class Scheduler {
       this.#expiryTimer = setTimeout(() => this.kick(), Math.max(0, nextExpiry - Date.now()) + 10);
       this.#expiryTimer.unref();
     }
-    const result = schedule(nodes, lbs, { failoverThreshold: this.#opts.failoverThreshold });
+    const result = schedule(nodes, lbs, {
+      failoverThreshold: this.#opts.failoverThreshold,
+      ...(this.#opts.maxDrainMoves === undefined ? {} : { maxDrainMoves: this.#opts.maxDrainMoves }),
+    });
     this.#report(result);
     await this.#releaseFinalizers(new Set(nodes.filter((n) => n.alive).map((n) => n.name)));
     if (result.changes.length === 0) return;
