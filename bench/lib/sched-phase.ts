@@ -173,7 +173,8 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
         }
         return redundantAt.size === on.length;
       },
-      300_000,
+      // NSLB_BENCH_W_DRAIN_TIMEOUT_S: a shorter wait while developing.
+      Number(process.env.NSLB_BENCH_W_DRAIN_TIMEOUT_S ?? 300) * 1000,
     );
     result.drainMs = Date.now() - at;
     await sleep(3_000);
@@ -185,6 +186,19 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
     if (summary !== undefined) result.drainWrk = summary;
     for (const p of probes) await p.stop();
     clearInterval(loadTimer);
+    // Also when the drain did not end: that is when the timeline matters most.
+    await keepLogs({
+      drained,
+      at,
+      drainMs: result.drainMs,
+      loads,
+      pairs: on.map((i) => ({ i, master: mastered.includes(i), masterMoved: masterMovedAt.get(i), placed: placedAt.get(i), redundant: redundantAt.get(i) })),
+      status: on.map((i) => ({ i, placement: placement(i), nodes: reported(i) })),
+      requests: api
+        .requestLog()
+        .filter((e) => e.at >= at - 2_000 && !e.watch)
+        .map((e) => ({ m: e.method, p: e.path, s: e.status, t: e.at - at, ms: e.endedAt === 0 ? -1 : e.endedAt - e.at })),
+    });
   }
   const spread = (m: Map<number, number>) => {
     const v = [...m.values()].sort((a, b) => a - b);
@@ -214,17 +228,6 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
     `(w): API requests during the drain: ${during(() => true)}; status writes ${during((e) => writing(e.method) && e.path.endsWith('/status'))}, ` +
       `Events ${during((e) => writing(e.method) && e.path.includes('/events'))}, Lease reads and writes ${during((e) => e.path.includes('/leases'))}`,
   );
-  await keepLogs({
-    drained,
-    at,
-    drainMs: result.drainMs,
-    loads,
-    pairs: on.map((i) => ({ i, master: mastered.includes(i), masterMoved: masterMovedAt.get(i), placed: placedAt.get(i), redundant: redundantAt.get(i) })),
-    requests: api
-      .requestLog()
-      .filter((e) => e.at >= at - 2_000 && !e.watch)
-      .map((e) => ({ m: e.method, p: e.path, s: e.status, t: e.at - at, ms: e.endedAt === 0 ? -1 : e.endedAt - e.at })),
-  });
   await server.stop().catch(() => undefined);
   for (const h of [member, client]) await deleteProviderHost(h);
   await sim('down');

@@ -156,7 +156,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   // Every agent is a candidate; the one holding nslb-scheduler places load balancers (schedule/scheduler.ts).
   // Every agent watches the node Leases from its start, so that a new leader knows who died already.
   let leaseWatch: NodeLeaseWatch | undefined;
+  // Made at the first leadership and kept (paused while not leading): its caches stay warm for the next one.
   let scheduler: Scheduler | undefined;
+  let scheduling = false;
   const elector = new LeaderElector({
     kubeConfig: opts.kubeConfig,
     role: 'scheduler',
@@ -166,6 +168,11 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     leaseSeconds: opts.placement.schedulerLeaseSeconds,
     logger,
     onStartedLeading: async () => {
+      scheduling = true;
+      if (scheduler !== undefined) {
+        scheduler.resume();
+        return;
+      }
       const { Scheduler } = await import('../schedule/scheduler.js');
       const s: Scheduler = new Scheduler({
         kubeConfig: opts.kubeConfig,
@@ -176,9 +183,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
         logger,
         ...(leaseWatch === undefined ? {} : { leaseWatch }),
         nodeName,
-        // Not awaited: stepping down stops this scheduler, which waits for the run that calls this.
+        // Not awaited: stepping down pauses this scheduler, which waits for the run that calls this.
         onOwnNodeDraining: () => void elector.stepDown(),
-        leading: (): boolean => elector.leading && scheduler === s,
+        leading: (): boolean => elector.leading && scheduling && scheduler === s,
         emit: (e) =>
           events.emit({
             // A LoadBalancer by kind only: the recorder adds its uid, which `kubectl describe` selects Events by.
@@ -194,9 +201,8 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       void s.start().catch((err: unknown) => logger.error({ err: String(err) }, 'scheduler: cannot start'));
     },
     onStoppedLeading: async () => {
-      const s = scheduler;
-      scheduler = undefined;
-      await s?.stop();
+      scheduling = false;
+      await scheduler?.pause();
     },
   });
   return {
@@ -256,6 +262,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     async stop() {
       secureMetrics?.close();
       await elector.stop();
+      await scheduler?.stop();
       await leaseWatch?.stop();
       await nodeLease.stop();
       await provider?.stop();

@@ -133,6 +133,24 @@ export class Scheduler {
     this.kick();
   }
 
+  /**
+   * No longer leading: the run in progress ends (its writes check leading() first) and nothing more is written,
+   * but the caches stay up, so that leading again (a Lease lost under load and taken back) schedules at once
+   * instead of listing everything first.
+   */
+  async pause(): Promise<void> {
+    clearTimeout(this.#timer);
+    clearTimeout(this.#expiryTimer);
+    await this.#running;
+  }
+
+  /** Leading again after pause(): what this agent wrote before may have been overwritten since; schedule now. */
+  resume(): void {
+    this.#written.clear();
+    this.#steppedDown = false;
+    this.kick();
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
