@@ -47,7 +47,7 @@ export interface SchedulerOptions {
   /** Still the leader? Checked before every write. */
   leading: () => boolean;
   emit: (e: SchedulerEvent) => void;
-  /** Writes in flight at once. */
+  /** Writes in flight at once (default 16: a drain's round, --drain-concurrency's default, goes out together). */
   concurrency?: number;
   /**
    * The node Leases as this agent has watched them since it started (kubernetes-mode.ts): a new leader then
@@ -268,7 +268,7 @@ export class Scheduler {
         await this.#write(c.key, c.to, c.from, c.reason);
       }
     };
-    await Promise.all(Array.from({ length: this.#opts.concurrency ?? 8 }, worker));
+    await Promise.all(Array.from({ length: this.#opts.concurrency ?? 16 }, worker));
   }
 
   /**
