@@ -47,6 +47,8 @@ export interface LbView {
   master?: string;
   /** ACTIVE_STANDBY: the nodes status.nodes says are ready. */
   ready?: readonly string[];
+  /** status.provisioningStatus is ERROR: broken where it is, not on its way anywhere (the drain's pacing skips it). */
+  failed?: boolean;
 }
 
 export interface ScheduleOptions {
@@ -60,7 +62,8 @@ export interface ScheduleOptions {
    * node that does not report it ready yet: moved and not ready on its new node, or still coming up), as a
    * rollout's maxUnavailable: it bounds the handovers on the leaving node and the starts on the others that run at
    * once, so that each stays short (a pair's planned switchover must end within a client's SYN retransmission).
-   * A node that dies is not paced. Undefined: no bound.
+   * A load balancer in ERROR does not count (it is broken where it is: a few of them must not stop every drain). A
+   * node that dies is not paced. Undefined: no bound.
    */
   maxDrainMoves?: number;
 }
@@ -123,7 +126,8 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
   // Keys in one order, whatever order the caches listed them in: the same inputs give the same schedule.
   const ordered = [...lbs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   // The drain's budget: what may start moving now, given what is still settling.
-  const settling = (lb: LbView): boolean => lb.explicit === undefined && lb.recorded.length > 0 && lb.recorded.some((n) => !(lb.ready ?? []).includes(n));
+  const settling = (lb: LbView): boolean =>
+    lb.explicit === undefined && lb.failed !== true && lb.recorded.length > 0 && lb.recorded.some((n) => !(lb.ready ?? []).includes(n));
   let drainBudget = opts.maxDrainMoves === undefined ? Infinity : opts.maxDrainMoves - ordered.filter(settling).length;
   const load = new Map<string, number>(nodes.map((n) => [n.name, 0]));
   const groupLoad = new Map<string, number>();

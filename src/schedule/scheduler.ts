@@ -227,6 +227,7 @@ export class Scheduler {
         recorded: this.#written.get(key)?.nodes ?? recorded,
         ...(master === undefined ? {} : { master }),
         ...(ready.length === 0 ? {} : { ready }),
+        ...(o.status?.provisioningStatus === 'ERROR' ? { failed: true } : {}),
       });
     }
     return { nodes, lbs, nextExpiry: Membership.nextExpiry(members, now) };

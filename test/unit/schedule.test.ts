@@ -194,6 +194,8 @@ describe('schedule', () => {
     // A load balancer unready for another reason counts too (a drain adds no unavailability on top of it) ...
     const degraded = [pair('ns/other', { recorded: ['node2', 'node3'], master: 'node2', ready: ['node2'] }), ...lbs];
     expect(schedule(nodes, degraded, { ...OPTS, maxDrainMoves: 1 }).changes).toEqual([]);
+    // ... except one in ERROR: broken where it is, it is not on its way anywhere.
+    expect(schedule(nodes, [{ ...degraded[0]!, failed: true }, ...lbs], { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(1);
     // ... but a dead node's load balancers are failed over at once, whatever the budget.
     const dead = [node('node1', { alive: false }), node('node2'), node('node3')];
     expect(schedule(dead, lbs, { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(5);
