@@ -180,6 +180,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
         leaseNamespace,
         failoverThreshold: opts.placement.failoverThreshold,
         maxDrainMoves: opts.placement.drainConcurrency,
+        writeTimeoutMs: elector.renewDeadlineMs,
         logger,
         ...(leaseWatch === undefined ? {} : { leaseWatch }),
         nodeName,

@@ -14,6 +14,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
+import { makeApiClientWithTimeout } from '../kube/http.js';
 import { makeInformer } from '../kube/informer.js';
 import { ANTI_AFFINITY_LABEL, DRAIN_LABEL, FINALIZER, GROUP, PLURALS, SCHEDULER_LEASE, VERSION } from '../api/v1alpha1/crds.js';
 import type { LbKey, Topology } from '../api/v1alpha1/types.js';
@@ -47,6 +48,12 @@ export interface SchedulerOptions {
   /** Still the leader? Checked before every write. */
   leading: () => boolean;
   emit: (e: SchedulerEvent) => void;
+  /**
+   * A placement write not answered within this long is given up (and retried): one that hangs must neither hold
+   * the run (the next leader's, too, waited on it) nor land long after this agent stopped leading. The elector's
+   * renew deadline; REQUEST_TIMEOUT_MS when omitted.
+   */
+  writeTimeoutMs?: number;
   /** Writes in flight at once (default 16: a drain's round, --drain-concurrency's default, goes out together). */
   concurrency?: number;
   /**
@@ -103,7 +110,10 @@ export class Scheduler {
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     this.#logger = opts.logger.child({ component: 'scheduler' });
-    this.#custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#custom =
+      opts.writeTimeoutMs === undefined
+        ? opts.kubeConfig.makeApiClient(CustomObjectsApi)
+        : makeApiClientWithTimeout(opts.kubeConfig, CustomObjectsApi, opts.writeTimeoutMs);
     this.#ownLeaseWatch = opts.leaseWatch === undefined;
     this.#leaseWatch = opts.leaseWatch ?? new NodeLeaseWatch(opts.kubeConfig, opts.leaseNamespace, opts.logger);
   }
