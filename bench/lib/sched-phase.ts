@@ -6,7 +6,7 @@
 // - drain of a node that is MASTER for some of N pairs (BACKUP for others): the Node labelled nslb.dev/drain=true;
 //   duration (label → every pair off the node and redundant again) and failed requests of clients probing the VIPs
 //   of the pairs it was MASTER of (every 20 ms each, new connection per request).
-import { cp, mkdir, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
@@ -69,13 +69,15 @@ async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs: numbe
 
 /**
  * Development aids (not for the figures): NSLB_BENCH_W_LOGS=DIR copies each node's agent.log there before the rig
- * goes down; NSLB_BENCH_W_AGENT_FLAGS='--flag value …' goes to every agent.
+ * goes down, with drain.json (each pair's MASTER moved / placed off / redundant, the load average each second, and
+ * every API request from 2 s before the label on: method, path, status, arrival and answer time); NSLB_BENCH_W_AGENT_FLAGS='--flag value …' goes to every agent.
  */
-async function keepLogs(): Promise<void> {
+async function keepLogs(timeline: unknown): Promise<void> {
   const to = process.env.NSLB_BENCH_W_LOGS;
   if (to === undefined || to === '') return;
   const from = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
   await mkdir(to, { recursive: true });
+  await writeFile(join(to, 'drain.json'), JSON.stringify(timeline));
   for (const d of await readdir(from).catch(() => [] as string[]))
     if (/^node\d+$/.test(d)) await cp(join(from, d, 'agent.log'), join(to, `${d}.log`)).catch(() => undefined);
   log(`(w): agent logs copied to ${to}`);
@@ -156,17 +158,23 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   // When each pair left the drained node (placement) and was redundant again: where the time goes.
   const placedAt = new Map<number, number>();
   const redundantAt = new Map<number, number>();
+  // Development aid (NSLB_BENCH_W_LOGS): when each pair's MASTER left the drained node, and the load average.
+  const masterMovedAt = new Map<number, number>();
+  const loads: [number, string][] = [];
+  const loadTimer = setInterval(() => void readFile('/proc/loadavg', 'utf8').then((l) => loads.push([Date.now() - at, l.split(' ')[0] ?? ''])), 1_000);
   try {
     await until(
       `every pair off ${drained}`,
       () => {
         for (const i of on) {
           if (!placedAt.has(i) && placement(i).length > 0 && !placement(i).includes(drained)) placedAt.set(i, Date.now() - at);
+          if (!masterMovedAt.has(i) && masterOf(i) !== undefined && masterOf(i) !== drained) masterMovedAt.set(i, Date.now() - at);
           if (placedAt.has(i) && !redundantAt.has(i) && redundant(i)) redundantAt.set(i, Date.now() - at);
         }
         return redundantAt.size === on.length;
       },
-      300_000,
+      // NSLB_BENCH_W_DRAIN_TIMEOUT_S: a shorter wait while developing.
+      Number(process.env.NSLB_BENCH_W_DRAIN_TIMEOUT_S ?? 300) * 1000,
     );
     result.drainMs = Date.now() - at;
     await sleep(3_000);
@@ -177,6 +185,20 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
     });
     if (summary !== undefined) result.drainWrk = summary;
     for (const p of probes) await p.stop();
+    clearInterval(loadTimer);
+    // Also when the drain did not end: that is when the timeline matters most.
+    await keepLogs({
+      drained,
+      at,
+      drainMs: result.drainMs,
+      loads,
+      pairs: on.map((i) => ({ i, master: mastered.includes(i), masterMoved: masterMovedAt.get(i), placed: placedAt.get(i), redundant: redundantAt.get(i) })),
+      status: on.map((i) => ({ i, placement: placement(i), nodes: reported(i) })),
+      requests: api
+        .requestLog()
+        .filter((e) => e.at >= at - 2_000 && !e.watch)
+        .map((e) => ({ m: e.method, p: e.path, s: e.status, t: e.at - at, ms: e.endedAt === 0 ? -1 : e.endedAt - e.at })),
+    });
   }
   const spread = (m: Map<number, number>) => {
     const v = [...m.values()].sort((a, b) => a - b);
@@ -206,7 +228,6 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
     `(w): API requests during the drain: ${during(() => true)}; status writes ${during((e) => writing(e.method) && e.path.endsWith('/status'))}, ` +
       `Events ${during((e) => writing(e.method) && e.path.includes('/events'))}, Lease reads and writes ${during((e) => e.path.includes('/leases'))}`,
   );
-  await keepLogs();
   await server.stop().catch(() => undefined);
   for (const h of [member, client]) await deleteProviderHost(h);
   await sim('down');

@@ -112,6 +112,7 @@ const KEYS: Record<string, KeySpec> = {
   NSLB_RESTART_GRACE: { flag: 'restartGrace', parse: positive('--restart-grace'), live: false },
   NSLB_SCHEDULER_LEASE: { flag: 'schedulerLease', parse: positive('--scheduler-lease'), live: false },
   NSLB_FAILOVER_THRESHOLD: { flag: 'failoverThreshold', parse: parseShare('--failover-threshold'), live: false },
+  NSLB_DRAIN_CONCURRENCY: { flag: 'drainConcurrency', parse: positive('--drain-concurrency'), live: false },
   NSLB_KUBE_API_QPS: { flag: 'kubeApiQps', parse: parsePositiveNumber('--kube-api-qps'), live: true },
   NSLB_KUBE_API_BURST: { flag: 'kubeApiBurst', parse: positive('--kube-api-burst'), live: true },
   NSLB_LOG_LEVEL: {

@@ -25,6 +25,7 @@ import { reportedToApi } from '../status/pair-reporter.js';
 import type { StatusFile, StatusFileWriter } from '../status/status-file.js';
 import type { AgentMode, Engine } from './agent-mode.js';
 import type { RunFlags } from './flags.js';
+import { DEFAULTS } from './options.js';
 
 export interface KubernetesModeOptions {
   kubeConfig: KubeConfig;
@@ -51,6 +52,8 @@ export interface PlacementOptions {
   schedulerLeaseSeconds: number;
   /** The circuit breaker: the share of known nodes that may die at once and still be failed over. */
   failoverThreshold: number;
+  /** A drain lets at most this many load balancers be unready at once (schedule.ts, maxDrainMoves). */
+  drainConcurrency: number;
 }
 
 export interface KubernetesMode extends AgentMode {
@@ -153,7 +156,9 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   // Every agent is a candidate; the one holding nslb-scheduler places load balancers (schedule/scheduler.ts).
   // Every agent watches the node Leases from its start, so that a new leader knows who died already.
   let leaseWatch: NodeLeaseWatch | undefined;
+  // Made at the first leadership and kept (paused while not leading): its caches stay warm for the next one.
   let scheduler: Scheduler | undefined;
+  let scheduling = false;
   const elector = new LeaderElector({
     kubeConfig: opts.kubeConfig,
     role: 'scheduler',
@@ -163,18 +168,25 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     leaseSeconds: opts.placement.schedulerLeaseSeconds,
     logger,
     onStartedLeading: async () => {
+      scheduling = true;
+      if (scheduler !== undefined) {
+        scheduler.resume();
+        return;
+      }
       const { Scheduler } = await import('../schedule/scheduler.js');
       const s: Scheduler = new Scheduler({
         kubeConfig: opts.kubeConfig,
         ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
         leaseNamespace,
         failoverThreshold: opts.placement.failoverThreshold,
+        maxDrainMoves: opts.placement.drainConcurrency,
+        writeTimeoutMs: elector.renewDeadlineMs,
         logger,
         ...(leaseWatch === undefined ? {} : { leaseWatch }),
         nodeName,
-        // Not awaited: stepping down stops this scheduler, which waits for the run that calls this.
+        // Not awaited: stepping down pauses this scheduler, which waits for the run that calls this.
         onOwnNodeDraining: () => void elector.stepDown(),
-        leading: (): boolean => elector.leading && scheduler === s,
+        leading: (): boolean => elector.leading && scheduling && scheduler === s,
         emit: (e) =>
           events.emit({
             // A LoadBalancer by kind only: the recorder adds its uid, which `kubectl describe` selects Events by.
@@ -190,9 +202,8 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       void s.start().catch((err: unknown) => logger.error({ err: String(err) }, 'scheduler: cannot start'));
     },
     onStoppedLeading: async () => {
-      const s = scheduler;
-      scheduler = undefined;
-      await s?.stop();
+      scheduling = false;
+      await scheduler?.pause();
     },
   });
   return {
@@ -252,6 +263,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     async stop() {
       secureMetrics?.close();
       await elector.stop();
+      await scheduler?.stop();
       await leaseWatch?.stop();
       await nodeLease.stop();
       await provider?.stop();
@@ -325,6 +337,7 @@ export async function kubernetesModeFor(
       restartGraceSeconds: flags.restartGrace ?? 30,
       schedulerLeaseSeconds: flags.schedulerLease ?? 10,
       failoverThreshold: flags.failoverThreshold ?? 0.5,
+      drainConcurrency: flags.drainConcurrency ?? DEFAULTS.drainConcurrency,
     },
     engine: wiring.engine,
     logger: wiring.logger,

@@ -104,6 +104,12 @@ program
     positive('--failover-threshold', parseShare('--failover-threshold')),
     0.5,
   )
+  .option(
+    '--drain-concurrency <n>',
+    'with --kubernetes: a drain (nslb.dev/drain=true) moves a load balancer only while fewer than this many are not yet ready where they are placed',
+    positive('--drain-concurrency'),
+    DEFAULTS.drainConcurrency,
+  )
   .option('--config <file>', 'flags file (NSLB_LOG_LEVEL=debug lines, as deploy/nslb.env); re-read on SIGHUP; the command line wins')
   .action(async (o: Record<string, unknown>, command: Command) => {
     const flags: RunFlags = {
@@ -130,6 +136,7 @@ program
       restartGrace: o.restartGrace as number,
       schedulerLease: o.schedulerLease as number,
       failoverThreshold: o.failoverThreshold as number,
+      drainConcurrency: o.drainConcurrency as number,
       kubeApiQps: o.kubeApiQps as number,
       kubeApiBurst: o.kubeApiBurst as number,
     };

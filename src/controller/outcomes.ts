@@ -17,6 +17,8 @@ export interface LbOutcome extends OutcomeView {
   applied?: DesiredLoadBalancer;
   appliedGenerations: Map<string, number>;
   stats?: StatRow[];
+  /** When `stats` was answered (Date.now()). */
+  statsAt?: number;
   /** The HAProxy master serving it, watched so that its exit is noticed at once. */
   pid?: number;
   /** Which members of its UDP and SCTP pools the last stats poll found DOWN (kernel-model.ts's signature). */
@@ -46,13 +48,27 @@ export function statsViews(outcomes: Outcomes): LbStatsView[] {
   return views;
 }
 
+/**
+ * How long the last `show stat` answer stands for a HAProxy that is still running but did not answer in time. On
+ * a starved node (a drain of many pairs: bench (w)) a busy HAProxy misses the runtime socket's timeout now and
+ * then; taking that as "no stats" made every object of its load balancer OFFLINE and the pair not ready, then
+ * ONLINE again a second later: four status writes each way, hundreds per minute, which starved the node further.
+ * A HAProxy that exited has no grace: its exit is watched, and its stats go at once.
+ */
+export const STATS_GRACE_MS = 10_000;
+
 /** Asks the load balancer's HAProxy for `show stat` over its runtime socket (no process spawned). */
-export async function pollStats(node: NodeDriver, outcome: LbOutcome): Promise<void> {
+export async function pollStats(node: NodeDriver, outcome: LbOutcome, now: () => number = Date.now): Promise<void> {
   if (outcome.applied === undefined) return;
   try {
     outcome.stats = await node.showStat(outcome.netns);
+    outcome.statsAt = now();
   } catch {
-    delete outcome.stats;
+    const alive = outcome.pid !== undefined && node.processAlive(outcome.pid);
+    if (!alive || outcome.statsAt === undefined || now() - outcome.statsAt > STATS_GRACE_MS) {
+      delete outcome.stats;
+      delete outcome.statsAt;
+    }
   }
   if (outcome.applied.ha === undefined) return;
   // ACTIVE_STANDBY: this node's VRRP state (a file read) and whether the peer's HAProxy talks to ours.

@@ -55,6 +55,7 @@ export class Resync {
   #refusedLbs = new Set<LbKey>();
   #timers: NodeJS.Timeout[] = [];
   #refresh: (() => Promise<void>) | undefined;
+  #polling: Promise<void> | undefined;
 
   constructor(opts: ResyncOptions) {
     this.#opts = opts;
@@ -207,8 +208,18 @@ export class Resync {
     }
   }
 
-  /** Ask every running HAProxy for `show stat` over its runtime socket (no process spawned). */
-  async pollStats(): Promise<void> {
+  /**
+   * Ask every running HAProxy for `show stat` over its runtime socket (no process spawned). A poll still running
+   * when the next is due is not doubled: on a busy node the polls would pile up on HAProxies already late.
+   */
+  pollStats(): Promise<void> {
+    this.#polling ??= this.#pollStats().finally(() => {
+      this.#polling = undefined;
+    });
+    return this.#polling;
+  }
+
+  async #pollStats(): Promise<void> {
     if (this.#opts.kernelLimits?.pollNeighbours() === true) this.#afterKernelLimits();
     await Promise.all([...this.#opts.outcomes.values()].map((outcome) => pollStats(this.#opts.node, outcome)));
     // A UDP or SCTP member that went DOWN or came back changes the kernel's maps: its load balancer is queued,

@@ -106,10 +106,26 @@ export class AgentKubeConfig extends KubeConfig {
   }
 
   override makeApiClient<T extends ApiType>(apiClientType: ApiConstructor<T>): T {
+    return this.#client(apiClientType, this.#http);
+  }
+
+  /** A client whose requests are abandoned after `timeoutMs` instead of REQUEST_TIMEOUT_MS. */
+  makeApiClientWithTimeout<T extends ApiType>(apiClientType: ApiConstructor<T>, timeoutMs: number): T {
+    return this.#client(apiClientType, wrapHttpLibrary(new CompleteResponseHttp({ timeoutMs })));
+  }
+
+  #client<T extends ApiType>(apiClientType: ApiConstructor<T>, httpApi: ReturnType<typeof wrapHttpLibrary>): T {
     const cluster = this.getCurrentCluster();
     if (!cluster) throw new Error('No active cluster!');
-    return new apiClientType(
-      createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: this }, httpApi: this.#http }),
-    );
+    return new apiClientType(createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: this }, httpApi }));
   }
+}
+
+/**
+ * An API client for Lease renewals: one request that hangs (an API server or a path to it that takes the request
+ * and never answers) must not hold the renewal loop for a minute while the Lease runs out; client-go bounds each
+ * renewal by the renew deadline the same way. Another KubeConfig (tests) makes its usual client.
+ */
+export function makeApiClientWithTimeout<T extends ApiType>(kubeConfig: KubeConfig, apiClientType: ApiConstructor<T>, timeoutMs: number): T {
+  return kubeConfig instanceof AgentKubeConfig ? kubeConfig.makeApiClientWithTimeout(apiClientType, timeoutMs) : kubeConfig.makeApiClient(apiClientType);
 }

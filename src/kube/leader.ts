@@ -13,6 +13,7 @@
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { statusCode } from '../kube/errors.js';
+import { makeApiClientWithTimeout } from './http.js';
 
 export interface LeaderOptions {
   kubeConfig: KubeConfig;
@@ -50,9 +51,10 @@ export class LeaderElector {
 
   constructor(opts: LeaderOptions) {
     this.#opts = opts;
-    this.#api = opts.kubeConfig.makeApiClient(CoordinationV1Api);
     this.#retryMs = Math.max(200, (opts.leaseSeconds * 1000) / 7.5);
     this.#renewDeadlineMs = (opts.leaseSeconds * 1000 * 2) / 3;
+    // A renewal is a read and a write: each gets half the renew deadline.
+    this.#api = makeApiClientWithTimeout(opts.kubeConfig, CoordinationV1Api, this.#renewDeadlineMs / 2);
     if (opts.leaseSeconds <= 0) throw new RangeError('leaseSeconds must be positive');
   }
 

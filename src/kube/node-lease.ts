@@ -9,6 +9,7 @@ import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@
 import { nodeLeaseName } from '../api/v1alpha1/crds.js';
 import type { Logger } from '../log/logger.js';
 import { describeApiError, statusCode } from './errors.js';
+import { makeApiClientWithTimeout } from './http.js';
 
 export interface NodeLeaseOptions {
   kubeConfig: KubeConfig;
@@ -36,8 +37,10 @@ export class NodeLease {
 
   constructor(opts: NodeLeaseOptions) {
     this.#opts = opts;
-    this.#api = opts.kubeConfig.makeApiClient(CoordinationV1Api);
     this.#name = nodeLeaseName(opts.node);
+    // A renewal that hangs is given up after two renewal periods, so that the next one is tried well before the
+    // Lease runs out.
+    this.#api = makeApiClientWithTimeout(opts.kubeConfig, CoordinationV1Api, 2 * this.renewMs);
   }
 
   get renewMs(): number {

@@ -47,6 +47,8 @@ export interface LbView {
   master?: string;
   /** ACTIVE_STANDBY: the nodes status.nodes says are ready. */
   ready?: readonly string[];
+  /** status.provisioningStatus is ERROR: broken where it is, not on its way anywhere (the drain's pacing skips it). */
+  failed?: boolean;
 }
 
 export interface ScheduleOptions {
@@ -55,6 +57,15 @@ export interface ScheduleOptions {
    * nodes is dead at once, nothing is moved off a dead node; new load balancers are still placed.
    */
   failoverThreshold: number;
+  /**
+   * A drain moves a load balancer off a draining node only while fewer than this many are settling (placed on a
+   * node that does not report it ready yet: moved and not ready on its new node, or still coming up), as a
+   * rollout's maxUnavailable: it bounds the handovers on the leaving node and the starts on the others that run at
+   * once, so that each stays short (a pair's planned switchover must end within a client's SYN retransmission).
+   * A load balancer in ERROR does not count (it is broken where it is: a few of them must not stop every drain). A
+   * node that dies is not paced. Undefined: no bound.
+   */
+  maxDrainMoves?: number;
 }
 
 export type ChangeReason = 'new' | 'explicit' | 'node-dead' | 'drain' | 'incomplete';
@@ -114,6 +125,10 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
 
   // Keys in one order, whatever order the caches listed them in: the same inputs give the same schedule.
   const ordered = [...lbs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  // The drain's budget: what may start moving now, given what is still settling.
+  const settling = (lb: LbView): boolean =>
+    lb.explicit === undefined && lb.failed !== true && lb.recorded.length > 0 && lb.recorded.some((n) => !(lb.ready ?? []).includes(n));
+  let drainBudget = opts.maxDrainMoves === undefined ? Infinity : opts.maxDrainMoves - ordered.filter(settling).length;
   const load = new Map<string, number>(nodes.map((n) => [n.name, 0]));
   const groupLoad = new Map<string, number>();
   const count = (node: string, group: string | undefined): void => {
@@ -143,8 +158,10 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
       nodesOf = nodesOf.map((n) => (n !== undefined && alive(n) ? n : undefined));
       reason = 'node-dead';
     }
-    for (const i of drainable(lb, nodesOf, slots)) {
-      nodesOf[i] = undefined;
+    const moving = drainable(lb, nodesOf, slots);
+    if (moving.length > 0 && drainBudget > 0) {
+      drainBudget--;
+      for (const i of moving) nodesOf[i] = undefined;
       reason ??= 'drain';
     }
     while (nodesOf.length < slots) nodesOf.push(undefined);

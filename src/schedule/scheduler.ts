@@ -14,6 +14,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
+import { makeApiClientWithTimeout } from '../kube/http.js';
 import { makeInformer } from '../kube/informer.js';
 import { ANTI_AFFINITY_LABEL, DRAIN_LABEL, FINALIZER, GROUP, PLURALS, SCHEDULER_LEASE, VERSION } from '../api/v1alpha1/crds.js';
 import type { LbKey, Topology } from '../api/v1alpha1/types.js';
@@ -41,11 +42,19 @@ export interface SchedulerOptions {
   /** Where the node Leases and the scheduler's Lease are (the agents' namespace). */
   leaseNamespace: string;
   failoverThreshold: number;
+  /** A drain's bound on load balancers unready at once (schedule.ts); undefined: none. */
+  maxDrainMoves?: number;
   logger: Logger;
   /** Still the leader? Checked before every write. */
   leading: () => boolean;
   emit: (e: SchedulerEvent) => void;
-  /** Writes in flight at once. */
+  /**
+   * A placement write not answered within this long is given up (and retried): one that hangs must neither hold
+   * the run (the next leader's, too, waited on it) nor land long after this agent stopped leading. The elector's
+   * renew deadline; REQUEST_TIMEOUT_MS when omitted.
+   */
+  writeTimeoutMs?: number;
+  /** Writes in flight at once (default 16: a drain's round, --drain-concurrency's default, goes out together). */
   concurrency?: number;
   /**
    * The node Leases as this agent has watched them since it started (kubernetes-mode.ts): a new leader then
@@ -101,7 +110,10 @@ export class Scheduler {
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     this.#logger = opts.logger.child({ component: 'scheduler' });
-    this.#custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#custom =
+      opts.writeTimeoutMs === undefined
+        ? opts.kubeConfig.makeApiClient(CustomObjectsApi)
+        : makeApiClientWithTimeout(opts.kubeConfig, CustomObjectsApi, opts.writeTimeoutMs);
     this.#ownLeaseWatch = opts.leaseWatch === undefined;
     this.#leaseWatch = opts.leaseWatch ?? new NodeLeaseWatch(opts.kubeConfig, opts.leaseNamespace, opts.logger);
   }
@@ -128,6 +140,24 @@ export class Scheduler {
       this.#logger.warn({ err: describeApiError(err) }, 'cannot list Nodes: node selectors and the drain label are not seen');
     }
     await Promise.all([...this.#caches.map((c) => c.start()), ...(this.#ownLeaseWatch ? [this.#leaseWatch.start()] : [])]);
+    this.kick();
+  }
+
+  /**
+   * No longer leading: the run in progress ends (its writes check leading() first) and nothing more is written,
+   * but the caches stay up, so that leading again (a Lease lost under load and taken back) schedules at once
+   * instead of listing everything first.
+   */
+  async pause(): Promise<void> {
+    clearTimeout(this.#timer);
+    clearTimeout(this.#expiryTimer);
+    await this.#running;
+  }
+
+  /** Leading again after pause(): what this agent wrote before may have been overwritten since; schedule now. */
+  resume(): void {
+    this.#written.clear();
+    this.#steppedDown = false;
     this.kick();
   }
 
@@ -207,6 +237,7 @@ export class Scheduler {
         recorded: this.#written.get(key)?.nodes ?? recorded,
         ...(master === undefined ? {} : { master }),
         ...(ready.length === 0 ? {} : { ready }),
+        ...(o.status?.provisioningStatus === 'ERROR' ? { failed: true } : {}),
       });
     }
     return { nodes, lbs, nextExpiry: Membership.nextExpiry(members, now) };
@@ -229,7 +260,10 @@ export class Scheduler {
       this.#expiryTimer = setTimeout(() => this.kick(), Math.max(0, nextExpiry - Date.now()) + 10);
       this.#expiryTimer.unref();
     }
-    const result = schedule(nodes, lbs, { failoverThreshold: this.#opts.failoverThreshold });
+    const result = schedule(nodes, lbs, {
+      failoverThreshold: this.#opts.failoverThreshold,
+      ...(this.#opts.maxDrainMoves === undefined ? {} : { maxDrainMoves: this.#opts.maxDrainMoves }),
+    });
     this.#report(result);
     await this.#releaseFinalizers(new Set(nodes.filter((n) => n.alive).map((n) => n.name)));
     if (result.changes.length === 0) return;
@@ -245,7 +279,7 @@ export class Scheduler {
         await this.#write(c.key, c.to, c.from, c.reason);
       }
     };
-    await Promise.all(Array.from({ length: this.#opts.concurrency ?? 8 }, worker));
+    await Promise.all(Array.from({ length: this.#opts.concurrency ?? 16 }, worker));
   }
 
   /**

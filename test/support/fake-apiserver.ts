@@ -956,6 +956,8 @@ export interface RequestLogEntry {
   ended: number;
   /** Date.now() when the request arrived (for benchmarks' timelines; tests count, they do not time). */
   at: number;
+  /** Date.now() when it was answered (a watch: established); 0 while in flight. For benchmarks' timelines. */
+  endedAt: number;
 }
 
 export interface FailureRule {
@@ -1805,7 +1807,18 @@ export class FakeApiServer {
     const method = (req.method ?? 'GET').toUpperCase();
     const contentType = req.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
     const watch = query.watch === 'true' || query.watch === '1';
-    const entry: RequestLogEntry = { method, path: url.pathname, query, contentType, watch, status: 0, started: ++this.#seq, ended: 0, at: Date.now() };
+    const entry: RequestLogEntry = {
+      method,
+      path: url.pathname,
+      query,
+      contentType,
+      watch,
+      status: 0,
+      started: ++this.#seq,
+      ended: 0,
+      at: Date.now(),
+      endedAt: 0,
+    };
     this.#log.push(entry);
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -1825,6 +1838,7 @@ export class FakeApiServer {
       }
     }
     entry.ended = ++this.#seq;
+    entry.endedAt = Date.now();
   }
 
   #route(

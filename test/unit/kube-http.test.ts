@@ -6,7 +6,7 @@ import { CoordinationV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } 
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeApiError, statusCode } from '../../src/kube/errors.js';
-import type { AgentKubeConfig } from '../../src/kube/http.js';
+import { makeApiClientWithTimeout, type AgentKubeConfig } from '../../src/kube/http.js';
 import type { FakeApiServer } from '../support/fake-apiserver.js';
 import { agentKubeConfig, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
@@ -56,6 +56,16 @@ describe('a response that does not arrive whole', () => {
     const { url, server } = await rawServer(() => {});
     const started = Date.now();
     await expect(list(agentKubeConfig(url, { requestTimeoutMs: 300 }))).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    server.closeAllConnections();
+    server.close();
+  });
+
+  it("a Lease client's own, shorter timeout (makeApiClientWithTimeout): a hung renewal is given up, not waited on for a minute", async () => {
+    const { url, server } = await rawServer(() => {});
+    const started = Date.now();
+    const coord = makeApiClientWithTimeout(agentKubeConfig(url), CoordinationV1Api, 300);
+    await expect(coord.readNamespacedLease({ name: 'l', namespace: 'n' })).rejects.toMatchObject({ code: 'ETIMEDOUT' });
     expect(Date.now() - started).toBeLessThan(5_000);
     server.closeAllConnections();
     server.close();

@@ -172,6 +172,37 @@ describe('schedule', () => {
     expect(none.unschedulable.map((u) => u.key)).toEqual(['a/p']);
   });
 
+  it('drain pacing (maxDrainMoves): no more load balancers unready at once than the bound; the next move when one is ready', () => {
+    const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
+    const ready = (key: string, recorded: string[]) => pair(key, { recorded, master: recorded[0]!, ready: recorded });
+    const lbs = keys(5).map((k) => ready(k, ['node1', 'node2']));
+    const paced = { ...OPTS, maxDrainMoves: 2 };
+    // Two move (in key order), the rest wait.
+    const first = schedule(nodes, lbs, paced);
+    expect(first.changes.map((c) => c.key)).toEqual(['ns/lb000', 'ns/lb001']);
+    expect(first.changes.every((c) => c.reason === 'drain' && c.to[0] === 'node3')).toBe(true);
+    // Moved and not ready on node3 yet: they take the whole budget; nothing else moves.
+    const moving = [
+      pair('ns/lb000', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2'] }),
+      pair('ns/lb001', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2'] }),
+      ...lbs.slice(2),
+    ];
+    expect(schedule(nodes, moving, paced).changes).toEqual([]);
+    // One is ready on node3: one more moves.
+    moving[0] = ready('ns/lb000', ['node3', 'node2']);
+    expect(schedule(nodes, moving, paced).changes.map((c) => c.key)).toEqual(['ns/lb002']);
+    // A load balancer unready for another reason counts too (a drain adds no unavailability on top of it) ...
+    const degraded = [pair('ns/other', { recorded: ['node2', 'node3'], master: 'node2', ready: ['node2'] }), ...lbs];
+    expect(schedule(nodes, degraded, { ...OPTS, maxDrainMoves: 1 }).changes).toEqual([]);
+    // ... except one in ERROR: broken where it is, it is not on its way anywhere.
+    expect(schedule(nodes, [{ ...degraded[0]!, failed: true }, ...lbs], { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(1);
+    // ... but a dead node's load balancers are failed over at once, whatever the budget.
+    const dead = [node('node1', { alive: false }), node('node2'), node('node3')];
+    expect(schedule(dead, lbs, { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(5);
+    // Without a bound, all at once.
+    expect(schedule(nodes, lbs, OPTS).changes).toHaveLength(5);
+  });
+
   it('drain: SINGLE moves away at once; nothing new goes to a draining node', () => {
     const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
     const s = schedule(nodes, [single('a/s', { recorded: ['node1'] })], OPTS);

@@ -380,6 +380,18 @@ describe('Scheduler', () => {
     leading = true;
     scheduler.kick();
     await until(() => placementOf('shop', 'late'), 5_000, 'placed once leading');
+    // Paused (a Lease lost): nothing is written, the caches stay; resumed (the Lease taken again), what changed
+    // meanwhile is placed at once, without listing again.
+    leading = false;
+    await scheduler.pause();
+    const lists = api.countRequests((e) => e.method === 'GET' && !e.watch && e.path.endsWith('/loadbalancers'));
+    api.create(lb('shop', 'later'));
+    await sleep(500);
+    expect(placementOf('shop', 'later')).toBeUndefined();
+    leading = true;
+    scheduler.resume();
+    await until(() => placementOf('shop', 'later'), 5_000, 'placed once resumed');
+    expect(api.countRequests((e) => e.method === 'GET' && !e.watch && e.path.endsWith('/loadbalancers'))).toBe(lists);
   });
 });
 
