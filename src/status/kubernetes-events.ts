@@ -201,6 +201,12 @@ export class KubernetesEventRecorder {
     const last = series.last;
     try {
       const api = await this.#discover();
+      if (series.written > 0 && count <= series.written) {
+        // Nothing new to say (a create whose answer was lost, then AlreadyExists): an update with series.count 1
+        // is invalid on events.k8s.io (a series counts at least 2).
+        if (series.count === count) this.#waiting.delete(series.key);
+        return;
+      }
       if (series.written === 0) {
         // Named once: a create retried after a lost answer must not make a second Event.
         series.name ??= `${series.event.regarding.name}.${(BigInt(series.first) * 1_000_000n + BigInt(this.#seq++ % 1_000_000)).toString(16)}`;

@@ -117,6 +117,17 @@ describe('Events through the API server', () => {
       });
     });
 
+    it('a create answered AlreadyExists (its first answer lost) with nothing new: no update that counts 1', async () => {
+      const r = recorder();
+      fake.failNext({ method: 'POST', plural: 'events', code: 409, reason: 'AlreadyExists' });
+      r.emit(
+        problemEvent({ kind: 'Member', namespace: NS, name: 'bad', reason: 'InvalidReference', message: 'pool "nope" does not exist', path: '/spec/pool' }),
+      );
+      await r.idle();
+      const writes = fake.requestLog().filter(isEventWrite);
+      expect(writes.map((w) => [w.method, w.status])).toEqual([['POST', 409]]);
+    });
+
     it.skipIf(!KUBECTL)('kubectl describe lbm bad shows the Warning naming spec.pool', async () => {
       const r = recorder();
       r.emit(
