@@ -3,7 +3,7 @@
 // planner asks of a leaving MASTER, and the VIPs and advert interval read back from a rendered config.
 import { createConnection, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectionsServed, procNetAddress, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
+import { connectionsServed, countServed, procNetAddress, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
 import { configAdvertMs, configVips } from '../../src/drivers/keepalived/keepalived.js';
 import { renderKeepalivedConfig } from '../../src/plan/keepalived-config.js';
 import { planLoadBalancer } from '../../src/plan/plan.js';
@@ -41,6 +41,24 @@ describe('handover helpers', () => {
     for (const s of accepted) s.end();
     await new Promise((r) => setTimeout(r, 100));
     expect(connectionsServed(process.pid, [vip])).toBe(0);
+  });
+
+  it('a closing connection whose answer the client has acknowledged (only our FIN outstanding) is not served any more', () => {
+    const header = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode';
+    // VIP 10.0.0.10 listening on :80 (0050); a client 10.0.0.2 (0200000A) on one connection in each state.
+    const row = (st: string, tx: number) =>
+      `   1: 0A00000A:0050 0200000A:C350 ${st} ${tx.toString(16).padStart(8, '0')}:00000000 00:00000000 00000000     0        0 1 1`;
+    const table = (...rows: string[]) =>
+      [header, '   0: 0A00000A:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 9 1', ...rows].join('\n');
+    const vip = ['10.0.0.10'];
+    // FIN_WAIT1 / LAST_ACK / CLOSING with nothing but the FIN unacknowledged: done.
+    expect(countServed([table(row('04', 1), row('09', 1), row('0B', 0))], vip)).toBe(0);
+    // The same with answer bytes still unacknowledged: served (cutting it would lose them).
+    expect(countServed([table(row('04', 1200), row('09', 2), row('0B', 5))], vip)).toBe(3);
+    // ESTABLISHED, SYN_RECV, CLOSE_WAIT: served whatever their queue.
+    expect(countServed([table(row('01', 0), row('03', 0), row('08', 0))], vip)).toBe(3);
+    // FIN_WAIT2, TIME_WAIT: done.
+    expect(countServed([table(row('05', 0), row('06', 0))], vip)).toBe(0);
   });
 
   it('a connection opened from the address (a health check, the peers session) is not one it serves', async () => {

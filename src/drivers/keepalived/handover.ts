@@ -31,6 +31,12 @@ export const DEFAULT_DRAIN_MS = 600;
 // and maybe the last bytes of the answer not acknowledged yet), CLOSE_WAIT, LAST_ACK, CLOSING. FIN_WAIT2 and
 // TIME_WAIT are done: the client has everything.
 const SERVING = new Set(['01', '03', '04', '08', '09', '0B']);
+/**
+ * Closing states in which our FIN has gone out: FIN_WAIT1, LAST_ACK, CLOSING. One with nothing unacknowledged but
+ * that FIN (tx_queue ≤ 1: the FIN takes one sequence number) has given the client every byte: it is not served any
+ * more, only its last ACK is on its way (slow on a loaded node; cutting it then loses nothing).
+ */
+const FIN_SENT = new Set(['04', '09', '0B']);
 /** LISTEN in /proc/net/tcp. */
 const LISTEN = '0A';
 
@@ -67,17 +73,22 @@ function expandIpv6(address: string): string[] {
  * nor connections HAProxy opened itself (to members, its peer): only those to a port it listens on.
  */
 export function connectionsServed(pid: number, vips: readonly string[]): number {
+  const tables: string[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    try {
+      tables.push(readFileSync(`/proc/${pid}/net/${table}`, 'utf8'));
+    } catch {
+      // no such table (IPv6 off) or the process is gone
+    }
+  }
+  return countServed(tables, vips);
+}
+
+/** connectionsServed over the text of /proc/net/tcp{,6} tables. */
+export function countServed(tables: readonly string[], vips: readonly string[]): number {
   const local = new Set(vips.map(procNetAddress));
   const rows: string[][] = [];
-  for (const table of ['tcp', 'tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) rows.push(line.trim().split(/\s+/));
-  }
+  for (const text of tables) for (const line of text.split('\n').slice(1)) if (line.trim() !== '') rows.push(line.trim().split(/\s+/));
   // Only connections a client opened: their local port is one HAProxy listens on. A connection HAProxy opened
   // itself (a health check, a backend connection, the peers session) has an ephemeral local port, whatever source
   // address the kernel picked for it.
@@ -86,7 +97,10 @@ export function connectionsServed(pid: number, vips: readonly string[]): number 
   let n = 0;
   for (const f of rows) {
     const [address, port] = (f[1] ?? '').split(':');
-    if (address !== undefined && local.has(address) && listening.has(port ?? '') && SERVING.has(f[3] ?? '')) n++;
+    const state = f[3] ?? '';
+    if (address === undefined || !local.has(address) || !listening.has(port ?? '') || !SERVING.has(state)) continue;
+    if (FIN_SENT.has(state) && Number.parseInt((f[4] ?? '').split(':')[0] ?? '', 16) <= 1) continue;
+    n++;
   }
   return n;
 }
