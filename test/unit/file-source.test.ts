@@ -249,7 +249,10 @@ describe('a file read while it is being written', () => {
     await writeFile(file, two.replace('10.201.0.1', '10.201.0.12'));
     await until((s) => address(s, 'a') === '10.201.0.12');
     await source.stop();
-    for (const s of snapshots.slice(from)) expect(s.settling).toEqual([]);
+    // writeFile truncates before it writes: a read between the two sees an empty or partial file, and the
+    // source rightly holds that as a removal (settling). What must hold is that nothing was ever removed.
+    for (const s of snapshots.slice(from)) expect(names(s).sort().join()).toBe('a,b');
+    expect(snapshots.at(-1)?.settling).toEqual([]);
   });
 
   it('deletes the objects of a file that is removed at once', async () => {
