@@ -23,29 +23,10 @@ SECURITY_MIRROR="${NSLB_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-sec
 
 say() { printf 'build-image: %s\n' "$*" >&2; }
 die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
-quietly() {
-  local log
-  log="$(mktemp)"
-  if ! "$@" >"$log" 2>&1; then
-    cat "$log" >&2
-    rm -f "$log"
-    die "failed: $*"
-  fi
-  rm -f "$log"
-}
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 [[ $EUID -eq 0 ]] || die "must run as root (mmdebstrap and podman's root storage; try: sudo $0)"
-
-ensure_packages() {
-  local missing=() pkg
-  for pkg in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$pkg")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  say "installing ${missing[*]}"
-  quietly env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
 
 # `ARG NAME=value` or `ARG NAME="a b c"` in the Containerfile: the one place these are written.
 containerfile_arg() {

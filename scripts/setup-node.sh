@@ -28,35 +28,10 @@ NODE_MIN_MINOR=19
 
 say() { printf 'setup-node: %s\n' "$*"; }
 die() { printf 'setup-node: error: %s\n' "$*" >&2; exit 1; }
-
-# Runs a noisy command, showing its output only if it fails: ovs-ctl and apt chatter
-# (ulimit and system-id warnings) would otherwise bury the one line that matters.
-quietly() {
-  local log
-  log="$(mktemp)"
-  if ! "$@" >"$log" 2>&1; then
-    cat "$log" >&2
-    rm -f "$log"
-    die "failed: $*"
-  fi
-  rm -f "$log"
-}
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 [[ $EUID -eq 0 ]] || die "must run as root: it installs packages, starts Open vSwitch and creates bridges (try: sudo $0)"
-
-ensure_packages() {
-  local missing=() pkg
-  for pkg in "${PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep 'install ok installed' >/dev/null; then
-      missing+=("$pkg")
-    fi
-  done
-  ((${#missing[@]} == 0)) && return 0
-  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
-  say "installing ${missing[*]}"
-  quietly env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
 
 ensure_node() {
   command -v node >/dev/null ||
