@@ -16,6 +16,7 @@ import { CommandError } from '../../src/exec/errors.js';
 import type { Runner } from '../../src/exec/run.js';
 import { OvsDriver } from '../../src/drivers/ovs/driver.js';
 import { argvDeletePort } from '../../src/drivers/ovs/ovs.js';
+import { NetnsDriver } from '../../src/drivers/netns/driver.js';
 
 describe('Batcher', () => {
   it('runs items submitted together as one batch', async () => {
@@ -121,6 +122,30 @@ describe('configureLink', () => {
     };
     await expect(configureLink(run, { ...link, probe: ['10.0.0.5'] }, '/unused/link.batch')).rejects.toBeInstanceOf(AddressInUseError);
     expect(seen.some((a) => a.includes('-batch'))).toBe(false);
+  });
+});
+
+describe('link configure batch stopped by ip', () => {
+  it("counts the items whose every command went through, not ip's commands: the item it stopped in runs on its own", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nslb-state-'));
+    const inputs: string[] = [];
+    const run: Runner = async (argv, options) => {
+      inputs.push(options?.input ?? '');
+      // The batch: a's two commands, then b's; b's first (the 3rd) fails. On its own, b fails again.
+      throw new CommandError(argv, 1, inputs.length === 1 ? 'Command failed -:3' : 'Command failed -:1');
+    };
+    const driver = new NetnsDriver(run, dir);
+    const base = { kind: 'link.configure' as const, mac: '02:00:00:00:00:01', addresses: ['10.0.0.5/24'], removeAddresses: [], gateways: [] };
+    const outcome = await Promise.allSettled([
+      driver.apply({ ...base, netns: 'nslb-a', iface: 'nslb-va' }),
+      driver.apply({ ...base, netns: 'nslb-b', iface: 'nslb-vb' }),
+    ]);
+    expect(outcome.map((o) => o.status)).toEqual(['fulfilled', 'rejected']);
+    expect(inputs).toHaveLength(2);
+    expect(inputs[1]).toBe(
+      `netns exec nslb-b sysctl -q -w net.ipv4.conf.nslb-vb.arp_notify=1 net.ipv6.conf.nslb-vb.ndisc_notify=1\n` +
+        `netns exec nslb-b ip -batch ${dir}/lb/nslb-b/link.batch\n`,
+    );
   });
 });
 

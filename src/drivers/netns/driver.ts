@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isNslbNetnsName } from '../../desired/names.js';
 import { lbPaths, observeScriptPath } from '../../desired/state-dir.js';
-import { Batcher, Coalescer } from '../../exec/batcher.js';
+import { Batcher, Coalescer, PartialBatchError } from '../../exec/batcher.js';
 import type { Runner, SpawnCounter } from '../../exec/run.js';
 import { waitUntil } from '../../loop/wait.js';
 import type { Action } from '../../plan/actions.js';
@@ -82,13 +82,20 @@ export class NetnsDriver {
           mkdirSync(dir, { recursive: true, mode: 0o700 });
           writeFileSync(script, renderLinkBatch(config), { mode: 0o600 });
         }
-        await execInNetnsBatch(
-          run,
-          items.flatMap(({ config, script }) => [
-            { netns: config.netns, argv: announceArgv(config.iface) },
-            { netns: config.netns, argv: ['ip', '-batch', script] },
-          ]),
-        );
+        const perItem = items.map(({ config, script }) => [
+          { netns: config.netns, argv: announceArgv(config.iface) },
+          { netns: config.netns, argv: ['ip', '-batch', script] },
+        ]);
+        try {
+          await execInNetnsBatch(run, perItem.flat());
+        } catch (err) {
+          // ip counts commands, the batcher items: an item is done once all of its commands are.
+          if (!(err instanceof PartialBatchError)) throw err;
+          let commands = err.done;
+          let done = 0;
+          while (done < perItem.length && commands >= perItem[done]!.length) commands -= perItem[done++]!.length;
+          throw new PartialBatchError(done, err.message, { cause: err });
+        }
       },
       ({ config, script }) => configureLink(run, config, script),
       { maxBatch: NETNS_BATCH_SIZE },
