@@ -12,7 +12,7 @@ import { explain } from '../exec/hints.js';
 import type { Logger } from '../log/logger.js';
 import { epochMs, trace, tracing } from '../log/trace.js';
 import { RetryLater, WorkQueue, type ProcessResult } from '../loop/work-queue.js';
-import { formatAction, type Action } from '../plan/actions.js';
+import { formatAction, stagesOf, type Action } from '../plan/actions.js';
 import { renderHaproxyConfig } from '../plan/haproxy-config.js';
 import { hasKernelListeners } from '../plan/kernel-model.js';
 import type { NodeDriver } from '../plan/node-driver.js';
@@ -185,10 +185,25 @@ export class Reconciler {
         log.info({ actions: actions.map(formatAction) }, 'applying');
       }
       if (desired !== undefined && !isOrphanKey(key)) await node.recordOwner(netns, key);
-      for (const action of actions) {
-        crashPoint();
-        await node.apply(action);
-        crashPoint();
+      for (const stage of stagesOf(actions)) {
+        if (stage.length === 1) {
+          crashPoint();
+          await node.apply(stage[0]!);
+          crashPoint();
+          continue;
+        }
+        // Still two crash points per action: both before the stage, and each one's second as it ends (with
+        // the other possibly still running). Every action ends before the stage does, failed or not, so that
+        // a retry never runs beside the rest of this one.
+        for (const _ of stage) crashPoint();
+        const ended = await Promise.allSettled(
+          stage.map(async (action) => {
+            await node.apply(action);
+            crashPoint();
+          }),
+        );
+        const failed = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+        if (failed !== undefined) throw failed.reason;
       }
     } catch (cause) {
       if (cause instanceof RetryLater) {

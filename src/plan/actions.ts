@@ -50,6 +50,11 @@ export type Action =
        * ACTIVE_STANDBY node's VRRP address, which the node that had its placement slot may still hold.
        */
       probe?: string[];
+      /**
+       * The netns was added in the same reconcile, and netns.add switched the announcements on for every link in
+       * it (`all`): the link's own switches are not set again, and its configuration is one `ip -n` process.
+       */
+      netnsAnnounces?: true;
     }
   | {
       /**
@@ -174,4 +179,32 @@ export function formatAction(a: Action): string {
     case 'stateDir.delete':
       return `state dir delete lb/${a.netns}`;
   }
+}
+
+/**
+ * The plan's actions in stages: the actions of a stage run at once, stages one after the other. Only steps that
+ * cannot see each other's effect share a stage, so any mix of them done or not (a crash in the middle, one of
+ * them failing) is a state the next plan starts from, as with a crash between two steps run in order:
+ * - a new netns and the VIP port: the port is made in the host namespace, and moved into the netns only after
+ *   both (its move waits for them);
+ * - a new load balancer's config (unchecked: HAProxy's start checks it) beside its link's move into the netns:
+ *   files in the state dir, read by nothing until HAProxy starts, which stays after the link's configuration
+ *   (its first health check must find the link up).
+ * The order within a stage, and of the stages, is the plan's (the log and `nslb plan` print that order).
+ */
+export function stagesOf(actions: readonly Action[]): Action[][] {
+  const rest = [...actions];
+  const move = rest.find((a) => a.kind === 'link.moveToNetns');
+  const writeAt = rest.findIndex((a) => a.kind === 'haproxy.writeConfig' && a.unchecked === true);
+  const early = move !== undefined && writeAt > rest.indexOf(move) ? rest.splice(writeAt, 1)[0] : undefined;
+  const stages: Action[][] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    const next = rest[i + 1];
+    if (a.kind === 'netns.add' && next?.kind === 'ovs.addPort') {
+      stages.push([a, next]);
+      i++;
+    } else stages.push(a === move && early !== undefined ? [a, early] : [a]);
+  }
+  return stages;
 }

@@ -142,6 +142,7 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
       removeAddresses: extra,
       gateways: gateways.map((a) => a.gateway!),
       ...(probe.length === 0 ? {} : { probe }),
+      ...(netnsMissing ? { netnsAnnounces: true as const } : {}),
     });
   }
 

@@ -8,6 +8,7 @@ import {
   AddressInUseError,
   configureLink,
   execInNetnsBatch,
+  renderLinkBatch,
   observeNetnsMany,
   parseObserveNetns,
   renderNetnsExecBatch,
@@ -16,6 +17,7 @@ import { CommandError } from '../../src/exec/errors.js';
 import type { Runner } from '../../src/exec/run.js';
 import { OvsDriver } from '../../src/drivers/ovs/driver.js';
 import { argvDeletePort } from '../../src/drivers/ovs/ovs.js';
+import { NetnsDriver } from '../../src/drivers/netns/driver.js';
 
 describe('Batcher', () => {
   it('runs items submitted together as one batch', async () => {
@@ -96,6 +98,16 @@ describe('configureLink', () => {
     expect(readFileSync(script, 'utf8')).toContain('address replace 10.0.0.5/24 dev nslb-v1');
   });
 
+  it('in a netns that switched the announcements on when it was added: one ip -n process, no netns exec', async () => {
+    const seen: { argv: readonly string[]; input?: string }[] = [];
+    const run: Runner = async (argv, options) => {
+      seen.push({ argv, ...(options?.input !== undefined ? { input: options.input } : {}) });
+      return { stdout: '', stderr: '' };
+    };
+    await configureLink(run, { ...link, netnsAnnounces: true }, '/unused/link.batch');
+    expect(seen).toEqual([{ argv: ['ip', '-n', 'nslb-a', '-batch', '-'], input: renderLinkBatch(link) }]);
+  });
+
   it('with probes: link up, each RFC 5227 probe, the link script, a gratuitous ARP each, in order and apart', async () => {
     const seen: (readonly string[])[] = [];
     const run: Runner = async (argv) => {
@@ -121,6 +133,115 @@ describe('configureLink', () => {
     };
     await expect(configureLink(run, { ...link, probe: ['10.0.0.5'] }, '/unused/link.batch')).rejects.toBeInstanceOf(AddressInUseError);
     expect(seen.some((a) => a.includes('-batch'))).toBe(false);
+  });
+});
+
+describe('netns add', () => {
+  const configure = {
+    kind: 'link.configure' as const,
+    netns: 'nslb-test-absent-1',
+    iface: 'nslb-v1',
+    mac: '02:00:00:00:00:01',
+    addresses: ['10.0.0.5/24'],
+    removeAddresses: [],
+    gateways: [],
+    netnsAnnounces: true as const,
+  };
+  const announceLine = 'netns exec nslb-test-absent-1 sysctl -q -w net.ipv4.conf.all.arp_notify=1 net.ipv6.conf.all.ndisc_notify=1\n';
+
+  it('switches the announcements on for all links of the netns beside what follows; its link configure is one ip -n', async () => {
+    const seen: { argv: string; input?: string }[] = [];
+    const run: Runner = async (argv, options) => {
+      seen.push({ argv: argv.join(' '), ...(options?.input !== undefined ? { input: options.input } : {}) });
+      return { stdout: '', stderr: '' };
+    };
+    const driver = new NetnsDriver(run, mkdtempSync(join(tmpdir(), 'nslb-state-')));
+    await driver.apply({ kind: 'netns.add', netns: 'nslb-test-absent-1' });
+    expect(seen).toEqual([{ argv: 'ip -batch -', input: 'netns add nslb-test-absent-1\nnetns set nslb-test-absent-1 auto\n' }]);
+    await driver.apply(configure);
+    expect(seen.slice(1)).toEqual([
+      { argv: 'ip -batch -', input: announceLine },
+      { argv: 'ip -n nslb-test-absent-1 -batch -', input: renderLinkBatch(configure) },
+    ]);
+  });
+
+  it("a link configure whose netns could not switch them on sets the link's own", async () => {
+    const seen: string[] = [];
+    const run: Runner = async (argv, options) => {
+      seen.push(`${argv.join(' ')}: ${options?.input ?? ''}`);
+      if (options?.input === announceLine) throw new CommandError(argv, 1, 'sysctl: permission denied');
+      return { stdout: '', stderr: '' };
+    };
+    const driver = new NetnsDriver(run, mkdtempSync(join(tmpdir(), 'nslb-state-')));
+    await driver.apply({ kind: 'netns.add', netns: 'nslb-test-absent-1' });
+    await driver.apply(configure);
+    expect(seen.at(-1)).toMatch(
+      /^ip -batch -: netns exec nslb-test-absent-1 sysctl -q -w net.ipv4.conf.nslb-v1.arp_notify=1 .*\nnetns exec nslb-test-absent-1 ip -batch \S+link.batch\n$/,
+    );
+  });
+});
+
+describe('link configure batches', () => {
+  it('leave out the announce switches of links whose netns has them, and count a partial batch in items', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nslb-state-'));
+    const inputs: string[] = [];
+    const run: Runner = async (argv, options) => {
+      if (argv.join(' ') !== 'ip -batch -') throw new CommandError(argv, 1, 'one at a time');
+      // nslb-a's netns, added (and its announcements switched on) by this driver.
+      if (/^netns add|all\.arp_notify/.test(options?.input ?? '')) return { stdout: '', stderr: '' };
+      inputs.push(options?.input ?? '');
+      // Item b: 2 commands, item a: 1 (its netns announces); the 3rd command (a's ip -batch) fails.
+      throw new CommandError(argv, 1, 'Command failed -:3');
+    };
+    const done: string[] = [];
+    const failed: string[] = [];
+    const driver = new NetnsDriver(run, dir);
+    await driver.apply({ kind: 'netns.add', netns: 'nslb-test-absent-a' });
+    const base = { kind: 'link.configure' as const, mac: '02:00:00:00:00:01', addresses: ['10.0.0.5/24'], removeAddresses: [], gateways: [] };
+    await Promise.all(
+      [
+        { ...base, netns: 'nslb-test-absent-a', iface: 'nslb-va', netnsAnnounces: true as const },
+        { ...base, netns: 'nslb-b', iface: 'nslb-vb' },
+      ].map((a) =>
+        driver.apply(a).then(
+          () => done.push(a.netns),
+          () => failed.push(a.netns),
+        ),
+      ),
+    );
+    // a waited for its netns's switches, so b came first: b's two commands went through, a's one failed.
+    expect(inputs[0]).toBe(
+      `netns exec nslb-b sysctl -q -w net.ipv4.conf.nslb-vb.arp_notify=1 net.ipv6.conf.nslb-vb.ndisc_notify=1\n` +
+        `netns exec nslb-b ip -batch ${dir}/lb/nslb-b/link.batch\n` +
+        `netns exec nslb-test-absent-a ip -batch ${dir}/lb/nslb-test-absent-a/link.batch\n`,
+    );
+    // b went through in the batch; a (where the batch stopped) was tried on its own (one ip -n), and failed there.
+    expect(done).toEqual(['nslb-b']);
+    expect(failed).toEqual(['nslb-test-absent-a']);
+  });
+});
+
+describe('link configure batch stopped by ip', () => {
+  it("counts the items whose every command went through, not ip's commands: the item it stopped in runs on its own", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nslb-state-'));
+    const inputs: string[] = [];
+    const run: Runner = async (argv, options) => {
+      inputs.push(options?.input ?? '');
+      // The batch: a's two commands, then b's; b's first (the 3rd) fails. On its own, b fails again.
+      throw new CommandError(argv, 1, inputs.length === 1 ? 'Command failed -:3' : 'Command failed -:1');
+    };
+    const driver = new NetnsDriver(run, dir);
+    const base = { kind: 'link.configure' as const, mac: '02:00:00:00:00:01', addresses: ['10.0.0.5/24'], removeAddresses: [], gateways: [] };
+    const outcome = await Promise.allSettled([
+      driver.apply({ ...base, netns: 'nslb-a', iface: 'nslb-va' }),
+      driver.apply({ ...base, netns: 'nslb-b', iface: 'nslb-vb' }),
+    ]);
+    expect(outcome.map((o) => o.status)).toEqual(['fulfilled', 'rejected']);
+    expect(inputs).toHaveLength(2);
+    expect(inputs[1]).toBe(
+      `netns exec nslb-b sysctl -q -w net.ipv4.conf.nslb-vb.arp_notify=1 net.ipv6.conf.nslb-vb.ndisc_notify=1\n` +
+        `netns exec nslb-b ip -batch ${dir}/lb/nslb-b/link.batch\n`,
+    );
   });
 });
 

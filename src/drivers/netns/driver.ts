@@ -4,13 +4,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isNslbNetnsName } from '../../desired/names.js';
 import { lbPaths, observeScriptPath } from '../../desired/state-dir.js';
-import { Batcher, Coalescer } from '../../exec/batcher.js';
+import { Batcher, Coalescer, PartialBatchError } from '../../exec/batcher.js';
 import type { Runner, SpawnCounter } from '../../exec/run.js';
 import { waitUntil } from '../../loop/wait.js';
 import type { Action } from '../../plan/actions.js';
 import type { ObserveTarget } from '../../plan/node-driver.js';
 import type { ObservedNetns } from '../../plan/observed.js';
 import {
+  announceInNetns,
   assignNetnsIds,
   announceArgv,
   configureLink,
@@ -45,6 +46,9 @@ export class NetnsDriver {
   readonly #run: Runner;
   readonly #stateDir: string;
   readonly #add: Batcher<string>;
+  readonly #announce: Batcher<string>;
+  /** Netns added by this agent whose announcements are being switched on: whether that went through. */
+  readonly #announcing = new Map<string, Promise<boolean>>();
   readonly #delete: Batcher<string>;
   readonly #move: Batcher<{ iface: string; netns: string }>;
   readonly #configure: Batcher<{ config: LinkConfig; dir: string; script: string }>;
@@ -60,6 +64,11 @@ export class NetnsDriver {
     this.#add = new Batcher(
       (names) => ensureNetnsMany(run, names),
       (n) => ensureNetns(run, n),
+    );
+    this.#announce = new Batcher(
+      (names) => announceInNetns(run, names),
+      (n) => announceInNetns(run, [n]),
+      { maxBatch: NETNS_BATCH_SIZE },
     );
     this.#delete = new Batcher(
       (names) => deleteNetnsMany(run, names),
@@ -82,13 +91,20 @@ export class NetnsDriver {
           mkdirSync(dir, { recursive: true, mode: 0o700 });
           writeFileSync(script, renderLinkBatch(config), { mode: 0o600 });
         }
-        await execInNetnsBatch(
-          run,
-          items.flatMap(({ config, script }) => [
-            { netns: config.netns, argv: announceArgv(config.iface) },
-            { netns: config.netns, argv: ['ip', '-batch', script] },
-          ]),
-        );
+        const perItem = items.map(({ config, script }) => [
+          ...(config.netnsAnnounces === true ? [] : [{ netns: config.netns, argv: announceArgv(config.iface) }]),
+          { netns: config.netns, argv: ['ip', '-batch', script] },
+        ]);
+        try {
+          await execInNetnsBatch(run, perItem.flat());
+        } catch (err) {
+          // ip counts commands, the batcher items: an item is done once all of its commands are.
+          if (!(err instanceof PartialBatchError)) throw err;
+          let commands = err.done;
+          let done = 0;
+          while (done < perItem.length && commands >= perItem[done]!.length) commands -= perItem[done++]!.length;
+          throw new PartialBatchError(done, err.message, { cause: err });
+        }
       },
       ({ config, script }) => configureLink(run, config, script),
       { maxBatch: NETNS_BATCH_SIZE },
@@ -162,8 +178,19 @@ export class NetnsDriver {
   async apply(a: NetnsAction): Promise<void> {
     switch (a.kind) {
       case 'netns.add':
-        return this.#add.submit(a.netns);
+        await this.#add.submit(a.netns);
+        // Not awaited here: it runs beside the VIP port's move into the netns (tens of milliseconds in the
+        // kernel), and the link's configure waits for it. Run even when the netns was there already.
+        this.#announcing.set(
+          a.netns,
+          this.#announce.submit(a.netns).then(
+            () => true,
+            () => false,
+          ),
+        );
+        return;
       case 'netns.delete':
+        this.#announcing.delete(a.netns);
         return this.#delete.submit(a.netns);
       case 'link.moveToNetns':
         // Until the device is in the host namespace (or the time is up: the move then says what is wrong).
@@ -171,6 +198,15 @@ export class NetnsDriver {
         if (a.replaceStale === true) return moveLinkToNetns(this.#run, a.iface, a.netns, true);
         return this.#move.submit({ iface: a.iface, netns: a.netns });
       case 'link.configure': {
+        if (a.netnsAnnounces === true) {
+          const announced = this.#announcing.get(a.netns);
+          this.#announcing.delete(a.netns);
+          // Not switched on (failed, or the netns was added by an agent that is gone): the link's own switches.
+          if (announced === undefined || !(await announced)) {
+            const { netnsAnnounces: _, ...own } = a;
+            return this.apply(own);
+          }
+        }
         // A probe waits about a second for an answer (arping counts whole seconds): on its own, beside the
         // batches, so that the load balancers configured with it wait for nothing.
         if (a.probe !== undefined && a.probe.length > 0) return configureLink(this.#run, a);

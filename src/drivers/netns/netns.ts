@@ -161,6 +161,23 @@ export function netnsAddLines(netns: string): string {
   return `netns add ${netns}\nnetns set ${netns} auto\n`;
 }
 
+/**
+ * The `ip -batch` line that switches the announcements (announceArgv) on for every link of a netns. Set once
+ * the netns exists, beside its VIP link's move and before the link comes up, the link's configure (plan:
+ * `netnsAnnounces`) needs no `netns exec` of its own. `all` rather than the link's own switches (which go with
+ * the device when it changes netns) or `default` (copied when the device arrives): the kernel ORs `all` with
+ * the link's own (IPv4's arp_notify takes the larger, IPv6's ndisc_notify either), whenever the link arrived.
+ */
+export function netnsAnnounceLine(netns: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(netns)) throw new Error(`unsafe netns name: ${JSON.stringify(netns)}`);
+  return `netns exec ${netns} sysctl -q -w net.ipv4.conf.all.arp_notify=1 net.ipv6.conf.all.ndisc_notify=1\n`;
+}
+
+/** Switches the announcements on in each netns (netnsAnnounceLine): one process. */
+export async function announceInNetns(run: Runner, names: readonly string[]): Promise<void> {
+  await run(['ip', '-batch', '-'], { input: names.map(netnsAnnounceLine).join('') });
+}
+
 export async function ensureNetns(run: Runner, netns: string): Promise<void> {
   if (netnsInode(netns) !== undefined) return;
   await run(['ip', '-batch', '-'], { input: netnsAddLines(netns) });
@@ -239,6 +256,8 @@ export interface LinkConfig {
   removeRoutes?: readonly { destination: string; gateway: string }[];
   /** IPv4 addresses to find unused on the segment (an ARP probe) before any address is added. */
   probe?: readonly string[];
+  /** The netns switched the announcements on for all its links when it was added (netnsAnnounceLine). */
+  netnsAnnounces?: boolean;
 }
 
 /**
@@ -355,6 +374,10 @@ export function announceProbedArgvs(c: LinkConfig): string[][] {
  */
 export async function configureLink(run: Runner, c: LinkConfig, script?: string): Promise<void> {
   const probes = probeArgvs(c);
+  if (probes.length === 0 && c.netnsAnnounces === true) {
+    await run(['ip', '-n', c.netns, '-batch', '-'], { input: renderLinkBatch(c) });
+    return;
+  }
   if (probes.length === 0 && script !== undefined) {
     let batch: string | undefined;
     try {
