@@ -139,9 +139,11 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
 
   // Drain of a node that is MASTER for some of N pairs.
   await until('all nodes up', allUp, 120_000);
+  const createdAt = Date.now();
   for (let i = 1; i <= opts.drainN; i++) for (const o of pair(i)) api.create(o);
   const ids = Array.from({ length: opts.drainN }, (_, i) => i + 1);
   await until(`${opts.drainN} pairs redundant`, () => ids.every(redundant), 600_000);
+  log(`(w): ${opts.drainN} pairs created → all redundant (MASTER and BACKUP ready) in ${Date.now() - createdAt} ms`);
   const masters = new Map<string, number[]>();
   for (const i of ids) masters.set(masterOf(i)!, [...(masters.get(masterOf(i)!) ?? []), i]);
   const [drained, mastered] = [...masters].sort((a, b) => b[1].length - a[1].length)[0]!;

@@ -1,15 +1,13 @@
 // The one place that starts processes. argv arrays only, never a shell; every call has a timeout.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { CommandError } from './errors.js';
+import { childEnv, errorFromReply, type Outcome, type RunOptions, type SpawnReply, type SpawnRequest, spawnAndWait } from './spawn.js';
 
-export interface RunOptions {
-  /** Written to the process's stdin (e.g. `ip -batch -`). */
-  input?: string;
-  timeoutMs?: number;
-  /** Start a daemon: don't capture output (it would keep our pipes open) and don't wait for children. */
-  detached?: boolean;
-}
+export type { RunOptions } from './spawn.js';
 
 export interface RunResult {
   stdout: string;
@@ -42,103 +40,62 @@ export class SpawnCounter {
   }
 }
 
-/** The environment every command gets: ours, with messages in the C locale (the parsers read English). */
-const childEnv: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
-/** Output beyond this is a runaway command, not data: it is killed. */
-const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
-/** A command that ignores SIGTERM after its timeout gets SIGKILL this much later. */
-const KILL_GRACE_MS = 2_000;
-/** How long a daemon's failed foreground process may leave our stderr pipe open after exiting. */
-const DETACHED_GRACE_MS = 3_000;
-/** After a clean exit: long enough for what it wrote before exiting to be read. */
-const DETACHED_CLEAN_EXIT_MS = 20;
-
-interface Outcome {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  error?: Error;
-}
+/** Set once the agent asks for it (useSpawnWorker): commands then start on a worker thread. */
+let worker: { post: (r: Omit<SpawnRequest, 'id'>) => Promise<Outcome>; thread: Worker } | undefined;
 
 /**
- * node:child_process directly rather than through execa: at hundreds of load balancers the agent's main thread
- * spends most of its time starting processes, and execa's per-call machinery (environment merging, abort
- * signals, stream plumbing) cost more CPU than the spawn itself (README "Architecture" has the measurement). What
- * execa gave us is kept: argv only (no shell), a timeout that ends in SIGKILL, stdin input, captured output.
+ * Starts the agent's commands from a worker thread (spawn.ts says why). Without one (not built, or the worker
+ * cannot start) and after the worker has died, commands start on the calling thread as before: a command in
+ * flight when the worker dies fails (it may have run; it is not started twice), later ones run here.
+ * A worker that fails to load (before it is online) has started nothing: its queued commands run here.
+ * `script` is for the tests, whose sources are TypeScript (they pass spawn.ts compiled).
  */
-function spawnAndWait(file: string, args: readonly string[], options: RunOptions, timeoutMs: number): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const detached = options.detached === true;
-    const child = spawn(file, args, {
-      stdio: [options.input === undefined ? 'ignore' : 'pipe', detached ? 'ignore' : 'pipe', 'pipe'],
-      env: childEnv,
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let bytes = 0;
-    let timedOut = false;
-    let error: Error | undefined;
-    let settled = false;
-    const collect = (into: Buffer[]) => (chunk: Buffer) => {
-      bytes += chunk.length;
-      if (bytes > MAX_OUTPUT_BYTES) {
-        error ??= new Error(`output exceeded ${MAX_OUTPUT_BYTES} bytes`);
-        child.kill('SIGKILL');
-        return;
-      }
-      into.push(chunk);
-    };
-    child.stdout?.on('data', collect(out));
-    child.stderr?.on('data', collect(err));
-    let killTimer: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
-    }, timeoutMs);
-    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      clearTimeout(killTimer);
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-        timedOut,
-        ...(error === undefined ? {} : { error }),
-      });
-    };
-    child.on('error', (e) => {
-      error = e;
-      finish(null, null);
-    });
-    child.on('close', (code, signal) => finish(code, signal));
-    if (detached) {
-      // A daemon's foreground process exits once it has forked; the daemon keeps the stderr it inherited
-      // until it is up (HAProxy: until its worker is ready), which under load, or for a batch of them, can
-      // be long. After a clean exit, take what was written and let go; after a failed one, wait (a while)
-      // for the whole error.
-      child.on('exit', (code, signal) => {
-        setTimeout(
-          () => {
-            child.stderr?.destroy();
-            finish(code, signal);
-          },
-          code === 0 ? DETACHED_CLEAN_EXIT_MS : DETACHED_GRACE_MS,
-        ).unref();
-      });
-    }
-    if (options.input !== undefined && child.stdin !== null) {
-      // A command that exits without reading all its input (an early error) closes the pipe: its exit
-      // status says what went wrong, not our EPIPE.
-      child.stdin.on('error', () => undefined);
-      child.stdin.end(options.input);
-    }
+export function useSpawnWorker(options: { script?: URL } = {}): Worker | undefined {
+  if (worker !== undefined) return worker.thread;
+  const url = options.script ?? new URL('./spawn.js', import.meta.url);
+  // Run from sources (tsx, vitest) there is no spawn.js: commands start on the main thread, as before.
+  if (!existsSync(fileURLToPath(url))) return undefined;
+  let thread: Worker;
+  try {
+    thread = new Worker(url, { workerData: { nslbSpawner: true } });
+  } catch {
+    return undefined;
+  }
+  const pending = new Map<number, { request: Omit<SpawnRequest, 'id'>; resolve: (o: Outcome) => void }>();
+  let next = 0;
+  let online = false;
+  thread.once('online', () => {
+    online = true;
   });
+  const gone = (why: string): void => {
+    if (worker?.thread === thread) worker = undefined;
+    for (const { request: r, resolve } of pending.values()) {
+      if (online) resolve({ code: null, signal: null, stdout: '', stderr: '', timedOut: false, error: new Error(why) });
+      else void spawnAndWait(r.file, r.args, r.options, r.timeoutMs).then(resolve);
+    }
+    pending.clear();
+  };
+  thread.on('message', (m: SpawnReply) => {
+    const resolve = pending.get(m.id)?.resolve;
+    pending.delete(m.id);
+    // Referenced only while a command is in flight: an idle worker does not keep the process alive.
+    if (pending.size === 0) thread.unref();
+    resolve?.({ ...m.outcome, ...(m.error === undefined ? {} : { error: errorFromReply(m.error) }) });
+  });
+  thread.on('error', (e) => gone(`spawn worker failed: ${e.message}`));
+  thread.on('exit', (code) => gone(`spawn worker exited (code ${code}) with the command in flight`));
+  thread.unref();
+  worker = {
+    thread,
+    post: (r) =>
+      new Promise<Outcome>((resolve) => {
+        const id = next++;
+        pending.set(id, { request: r, resolve });
+        thread.ref();
+        thread.postMessage({ ...r, id } satisfies SpawnRequest);
+      }),
+  };
+  return thread;
 }
 
 /** A runner that counts what it starts into `spawns`, if given. */
@@ -164,7 +121,7 @@ async function runOnce(argv: readonly string[], options: RunOptions): Promise<Ru
   const [file = '', ...args] = argv;
   const trace = process.env.NSLB_TRACE_SPAWN === '1' ? Date.now() : undefined;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const result = await spawnAndWait(file, args, options, timeoutMs);
+  const result = await (worker === undefined ? spawnAndWait(file, args, options, timeoutMs) : worker.post({ file, args, options, timeoutMs }));
   if (trace !== undefined) process.stderr.write(`spawn: ${Date.now() - trace} ms ${trace % 100000} ${argv.slice(0, 6).join(' ')}\n`);
   if (result.error !== undefined) throw new CommandError(argv, undefined, result.error.message, { cause: result.error });
   if (result.timedOut) throw new CommandError(argv, undefined, `timed out after ${timeoutMs} ms`);
