@@ -1,11 +1,9 @@
 // The one place that starts processes. argv arrays only, never a shell; every call has a timeout.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { CommandError } from './errors.js';
-import { childEnv, errorFromReply, type Outcome, type RunOptions, type SpawnReply, type SpawnRequest, spawnAndWait } from './spawn.js';
+import { childEnv, type RunOptions, spawnAndWait } from './spawn.js';
+import { type Spawner, startSpawner } from './spawner.js';
 
 export type { RunOptions } from './spawn.js';
 
@@ -40,62 +38,20 @@ export class SpawnCounter {
   }
 }
 
-/** Set once the agent asks for it (useSpawnWorker): commands then start on a worker thread. */
-let worker: { post: (r: Omit<SpawnRequest, 'id'>) => Promise<Outcome>; thread: Worker } | undefined;
+/** Set once the agent asks for it (useSpawner): commands then start in the spawner process (spawner.ts). */
+let spawner: Spawner | undefined;
 
 /**
- * Starts the agent's commands from a worker thread (spawn.ts says why). Without one (not built, or the worker
- * cannot start) and after the worker has died, commands start on the calling thread as before: a command in
- * flight when the worker dies fails (it may have run; it is not started twice), later ones run here.
- * A worker that fails to load (before it is online) has started nothing: its queued commands run here.
- * `script` is for the tests, whose sources are TypeScript (they pass spawn.ts compiled).
+ * The agent's commands start in a small process of its own from now on (spawner.ts says why); after it has died,
+ * here again. Returns it (the tests kill it), or undefined when there is none (run from sources).
  */
-export function useSpawnWorker(options: { script?: URL } = {}): Worker | undefined {
-  if (worker !== undefined) return worker.thread;
-  const url = options.script ?? new URL('./spawn.js', import.meta.url);
-  // Run from sources (tsx, vitest) there is no spawn.js: commands start on the main thread, as before.
-  if (!existsSync(fileURLToPath(url))) return undefined;
-  let thread: Worker;
-  try {
-    thread = new Worker(url, { workerData: { nslbSpawner: true } });
-  } catch {
-    return undefined;
-  }
-  const pending = new Map<number, { request: Omit<SpawnRequest, 'id'>; resolve: (o: Outcome) => void }>();
-  let next = 0;
-  let online = false;
-  thread.once('online', () => {
-    online = true;
-  });
-  const gone = (why: string): void => {
-    if (worker?.thread === thread) worker = undefined;
-    for (const { request: r, resolve } of pending.values()) {
-      if (online) resolve({ code: null, signal: null, stdout: '', stderr: '', timedOut: false, error: new Error(why) });
-      else void spawnAndWait(r.file, r.args, r.options, r.timeoutMs).then(resolve);
-    }
-    pending.clear();
-  };
-  thread.on('message', (m: SpawnReply) => {
-    const resolve = pending.get(m.id)?.resolve;
-    pending.delete(m.id);
-    // Referenced only while a command is in flight: an idle worker does not keep the process alive.
-    if (pending.size === 0) thread.unref();
-    resolve?.({ ...m.outcome, ...(m.error === undefined ? {} : { error: errorFromReply(m.error) }) });
-  });
-  thread.on('error', (e) => gone(`spawn worker failed: ${e.message}`));
-  thread.on('exit', (code) => gone(`spawn worker exited (code ${code}) with the command in flight`));
-  thread.unref();
-  worker = {
-    thread,
-    post: (r) =>
-      new Promise<Outcome>((resolve) => {
-        const id = next++;
-        pending.set(id, { request: r, resolve });
-        thread.ref();
-        thread.postMessage({ ...r, id } satisfies SpawnRequest);
-      }),
-  };
-  return thread;
+export function useSpawner(options: { script?: URL } = {}): ChildProcess | undefined {
+  if (spawner !== undefined) return spawner.process;
+  const started = startSpawner(() => {
+    if (spawner === started) spawner = undefined;
+  }, options.script);
+  spawner = started;
+  return started?.process;
 }
 
 /** A runner that counts what it starts into `spawns`, if given. */
@@ -121,7 +77,7 @@ async function runOnce(argv: readonly string[], options: RunOptions): Promise<Ru
   const [file = '', ...args] = argv;
   const trace = process.env.NSLB_TRACE_SPAWN === '1' ? Date.now() : undefined;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const result = await (worker === undefined ? spawnAndWait(file, args, options, timeoutMs) : worker.post({ file, args, options, timeoutMs }));
+  const result = await (spawner === undefined ? spawnAndWait(file, args, options, timeoutMs) : spawner.post({ file, args, options, timeoutMs }));
   if (trace !== undefined) process.stderr.write(`spawn: ${Date.now() - trace} ms ${trace % 100000} ${argv.slice(0, 6).join(' ')}\n`);
   if (result.error !== undefined) throw new CommandError(argv, undefined, result.error.message, { cause: result.error });
   if (result.timedOut) throw new CommandError(argv, undefined, `timed out after ${timeoutMs} ms`);

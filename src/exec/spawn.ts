@@ -1,11 +1,11 @@
-// Starting one process and waiting for it: the part of run.ts that the agent runs on a worker thread.
+// Starting one process and waiting for it: what run.ts does, in the agent's process or, for the agent, in its
+// spawner process (spawner.ts), which runs this file as its main module.
 // child_process.spawn is synchronous up to the child's exec: libuv (1.46, Node 20) fork()s, which copies the page
-// tables of the whole agent (p50 4 ms at 200 MB RSS, 13 ms at 650 MB, against 1 ms at 50 MB), then waits on a pipe
-// until the child has exec'd or failed. On a node whose CPUs are starved that wait is tens to hundreds of
-// milliseconds per process, and a drain starts hundreds: on the main thread it stalled the event loop for seconds
-// (bench/README (w)). On a worker thread only the worker waits.
+// tables of the whole calling process (p50 4 ms at 200 MB RSS, 13 ms at 650 MB, against 1 ms at 50 MB), then waits
+// on a pipe until the child has exec'd or failed. On a node whose CPUs are starved that wait is tens to hundreds
+// of milliseconds per process, and a drain starts hundreds: in the agent it stalled the event loop for seconds
+// (bench/README (w)). In a small process of its own, the fork is cheap and only that process waits.
 import { spawn } from 'node:child_process';
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 export interface RunOptions {
   /** Written to the process's stdin (e.g. `ip -batch -`). */
@@ -114,7 +114,7 @@ export function spawnAndWait(file: string, args: readonly string[], options: Run
   });
 }
 
-/** What the main thread asks of the worker: one command. */
+/** What the agent asks of its spawner: one command. */
 export interface SpawnRequest {
   id: number;
   file: string;
@@ -123,7 +123,7 @@ export interface SpawnRequest {
   timeoutMs: number;
 }
 
-/** An Error crosses the thread boundary as its message and its errno fields (`code` ENOENT, `syscall`, `path`). */
+/** An Error crosses the process boundary as its message and its errno fields (`code` ENOENT, `syscall`, `path`). */
 export interface SpawnReply {
   id: number;
   outcome: Omit<Outcome, 'error'>;
@@ -146,12 +146,18 @@ function replyError(e: Error): NonNullable<SpawnReply['error']> {
   };
 }
 
-if (!isMainThread && (workerData as { nslbSpawner?: boolean } | undefined)?.nslbSpawner === true && parentPort !== null) {
-  const port = parentPort;
-  port.on('message', (r: SpawnRequest) => {
+/** The spawner's argv marker (spawner.ts starts this file with it). */
+export const SPAWNER_FLAG = '--nslb-spawner';
+
+if (process.argv.includes(SPAWNER_FLAG) && process.send !== undefined) {
+  const send = process.send.bind(process);
+  process.on('message', (r: SpawnRequest) => {
     void spawnAndWait(r.file, r.args, r.options, r.timeoutMs).then(({ error, ...outcome }) => {
       const reply: SpawnReply = { id: r.id, outcome, ...(error === undefined ? {} : { error: replyError(error) }) };
-      port.postMessage(reply);
+      send(reply);
     });
   });
+  // The agent gone (exited, killed): so is its spawner. What it started runs on, as the agent's own would.
+  process.on('disconnect', () => process.exit(0));
+  send({ ready: true });
 }

@@ -1,5 +1,5 @@
-// The agent's commands started from a worker thread: same argv, output, stdin, errors and timeouts as on the main
-// thread, and a dead worker does not lose later commands.
+// The agent's commands started by its spawner process: same argv, output, stdin, errors and timeouts as started
+// here, and a dead spawner does not lose later commands.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,25 +7,24 @@ import { pathToFileURL } from 'node:url';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../../src/exec/errors.js';
-import { runCommand, useSpawnWorker } from '../../src/exec/run.js';
+import { runCommand, useSpawner } from '../../src/exec/run.js';
+import { startSpawner } from '../../src/exec/spawner.js';
 
-// The worker runs spawn.ts as the build leaves it (it imports nothing but node: modules).
+// The spawner runs spawn.ts as the build leaves it (it imports nothing but node: modules).
 const compiled = join(mkdtempSync(join(tmpdir(), 'nslb-spawn-')), 'spawn.mjs');
 const source = readFileSync(new URL('../../src/exec/spawn.ts', import.meta.url), 'utf8');
 writeFileSync(compiled, ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText);
-const thread = useSpawnWorker({ script: pathToFileURL(compiled) });
+const spawner = useSpawner({ script: pathToFileURL(compiled) });
 
-describe('commands on the spawn worker', () => {
-  afterAll(async () => {
-    await thread?.terminate();
+describe('commands started by the spawner', () => {
+  afterAll(() => {
+    spawner?.kill('SIGKILL');
   });
 
-  it('runs on the worker (the worker is there)', async () => {
-    expect(thread).toBeDefined();
-    expect(thread?.threadId).toBeGreaterThan(0);
-    // A command's parent is the agent's process whichever thread started it: ask for our own pid.
+  it('starts them in the spawner (their parent is the spawner)', async () => {
+    expect(spawner?.pid).toBeGreaterThan(0);
     const { stdout } = await runCommand(['sh', '-c', 'echo $PPID']);
-    expect(Number(stdout.trim())).toBe(process.pid);
+    expect(Number(stdout.trim())).toBe(spawner?.pid);
   });
 
   it('passes argv untouched (no shell) and returns stdout and stderr', async () => {
@@ -65,14 +64,35 @@ describe('commands on the spawn worker', () => {
     expect(outs.map((o) => Number(o.stdout))).toEqual(Array.from({ length: 40 }, (_, i) => i));
   });
 
-  it('a worker that dies fails the command in flight, and later commands run on this thread', async () => {
+  it('a spawner that dies fails the command in flight, and later commands start here', async () => {
     const inFlight = runCommand(['sleep', '5']).catch((e: unknown) => e);
     await new Promise((r) => setTimeout(r, 200));
-    await thread?.terminate();
+    spawner?.kill('SIGKILL');
     const err = await inFlight;
     expect(err).toBeInstanceOf(CommandError);
-    expect((err as CommandError).message).toMatch(/spawn worker exited/);
+    expect((err as CommandError).message).toMatch(/spawner exited \(SIGKILL\) with the command in flight/);
     expect((await runCommand(['sh', '-c', 'echo $PPID'])).stdout.trim()).toBe(String(process.pid));
     expect((await runCommand(['cat'], { input: 'after\n' })).stdout).toBe('after\n');
+  });
+
+  it('a spawner that never comes up started nothing: its queued commands run here', async () => {
+    const broken = join(mkdtempSync(join(tmpdir(), 'nslb-spawn-')), 'broken.mjs');
+    writeFileSync(broken, 'process.exit(3);\n');
+    let goneCalled = false;
+    const s = startSpawner(() => {
+      goneCalled = true;
+    }, pathToFileURL(broken));
+    const outcome = await s!.post({ file: 'sh', args: ['-c', 'echo $PPID'], options: {}, timeoutMs: 5_000 });
+    expect(outcome.code).toBe(0);
+    expect(outcome.stdout.trim()).toBe(String(process.pid));
+    expect(goneCalled).toBe(true);
+  });
+
+  it('the spawner exits when the agent is gone (its IPC channel closed)', async () => {
+    const s = startSpawner(() => undefined, pathToFileURL(compiled))!;
+    await s.post({ file: 'true', args: [], options: {}, timeoutMs: 5_000 });
+    const exited = new Promise<number | null>((r) => s.process.once('exit', (code) => r(code)));
+    s.process.disconnect();
+    expect(await exited).toBe(0);
   });
 });
