@@ -104,13 +104,14 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   const client: Host = await providerHost(net, 'c', 100);
   opts.cleanup.add(`host ${client.name}`, () => deleteProviderHost(client));
 
-  // Each poll reads each load balancer once: the in-test API server copies an object on every get, and the drain's
-  // 100 ms poll asking up to 7 times per pair made this process (the API server) spend 50 s of a 125 s drain
-  // cloning, its event loop stalled up to 5.8 s, every agent's request waiting behind it.
+  // Each poll reads each load balancer once, without a copy: the in-test API server copies an object on every get,
+  // and the drain's 100 ms poll asking up to 7 times per pair made this process (the API server) spend 50 s of a
+  // 125 s drain cloning, its event loop stalled up to 5.8 s, every agent's request waiting behind it (22 s and
+  // 5.2 s still with one get per pair per poll).
   let polled: Map<number, Obj | undefined> | undefined;
   const lb = (i: number): Obj | undefined => {
     if (polled?.has(i)) return polled.get(i);
-    const o = api.get(V, 'loadbalancers', NS, `w${i}`) as Obj | undefined;
+    const o = api.peek(V, 'loadbalancers', NS, `w${i}`) as Obj | undefined;
     polled?.set(i, o);
     return o;
   };
@@ -124,7 +125,7 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
         polled = undefined;
       }
     };
-  const placement = (i: number): string[] => lb(i)?.status?.placement?.nodes ?? [];
+  const placement = (i: number): string[] => [...(lb(i)?.status?.placement?.nodes ?? [])];
   const reported = (i: number): { name: string; role?: string; ready: boolean }[] => lb(i)?.status?.nodes ?? [];
   const masterOf = (i: number) => reported(i).find((n) => n.role === 'MASTER')?.name;
   const redundant = (i: number): boolean => {
