@@ -9,7 +9,7 @@ import { lockStateDir } from '../controller/lock.js';
 import { probeSctp } from '../drivers/nft/nft.js';
 import { LinuxNodeDriver } from '../drivers/node-driver.js';
 import { daemonsInCgroup } from '../exec/daemon-cgroup.js';
-import { commandRunner, SpawnCounter } from '../exec/run.js';
+import { commandRunner, SpawnCounter, useSpawner } from '../exec/run.js';
 import { createLogger } from '../log/logger.js';
 import { StatusFileWriter } from '../status/status-file.js';
 import type { AgentMode } from './agent-mode.js';
@@ -38,6 +38,8 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   await chmod(flags.stateDir, 0o700);
   const unlock = await lockStateDir(flags.stateDir);
 
+  // The agent starts hundreds of processes in a drain: from a small process of its own (exec/spawner.ts).
+  useSpawner();
   const spawns = new SpawnCounter();
   const run = commandRunner(spawns);
   const node = new LinuxNodeDriver({

@@ -101,9 +101,22 @@ export function isOrphanKey(key: string): boolean {
   return key.startsWith(ORPHAN_PREFIX);
 }
 
+/**
+ * netnsOfKey's answers: every observation asks for each OVS port's load balancer, and a sha256 each time was 3 s
+ * of an agent's 150 s busy main thread while 100 pairs were placed (bench/README (w), issue-17-e profiles).
+ */
+const netnsOfKeyCache = new Map<string, string>();
+const NETNS_OF_KEY_CACHE_MAX = 20_000;
+
 /** The netns a work key is about. Throws on a key that is neither a load balancer key nor an orphan key. */
 export function netnsOfKey(key: string): string {
   if (isOrphanKey(key)) return key.slice(ORPHAN_PREFIX.length);
+  const cached = netnsOfKeyCache.get(key);
+  if (cached !== undefined) return cached;
   const { namespace, name } = parseLbKey(key);
-  return nodeNames(namespace, name).netns;
+  const netns = nodeNames(namespace, name).netns;
+  // Keys of deleted load balancers would pile up over months: start again past a bound no node reaches.
+  if (netnsOfKeyCache.size >= NETNS_OF_KEY_CACHE_MAX) netnsOfKeyCache.clear();
+  netnsOfKeyCache.set(key, netns);
+  return netns;
 }
