@@ -1044,6 +1044,7 @@ export class FakeApiServer {
   #port = 0;
   #url = '';
   #delayMs: number;
+  #answerDelay: { ms: number; plural?: string } | undefined;
   /** The sequence that orders the starts and ends of requests (RequestLogEntry.started/ended). */
   #seq = 0;
 
@@ -1170,6 +1171,15 @@ export class FakeApiServer {
   /** Every request from now on is answered this many milliseconds after it arrived (0: at once). */
   setRequestDelay(ms: number): void {
     this.#delayMs = ms;
+  }
+
+  /**
+   * Requests (of one plural, or all) are served at once, their writes done, but their answers sent this many
+   * milliseconds later (0: at once): a loaded network or client that gets answers after it gave up on them,
+   * while what it asked for was done. Watches are not delayed.
+   */
+  setAnswerDelay(ms: number, plural?: string): void {
+    this.#answerDelay = { ms, ...(plural === undefined ? {} : { plural }) };
   }
 
   requestLog(): RequestLogEntry[] {
@@ -1848,8 +1858,17 @@ export class FakeApiServer {
   #sendJson(res: http.ServerResponse, entry: RequestLogEntry | undefined, code: number, body: unknown, headers: Record<string, string> = {}): void {
     if (entry !== undefined) entry.status = code;
     const text = JSON.stringify(body);
-    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
-    res.end(text);
+    const send = (): void => {
+      if (res.destroyed) return;
+      res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
+      res.end(text);
+    };
+    const late = this.#answerDelay;
+    if (late !== undefined && late.ms > 0 && (late.plural === undefined || entry?.path.split('/').includes(late.plural) === true)) {
+      setTimeout(send, late.ms);
+    } else {
+      send();
+    }
   }
 
   #discovery(segments: string[]): unknown {
