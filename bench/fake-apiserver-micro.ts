@@ -1,13 +1,14 @@
 // Micro benchmark of the in-test API server (test/support/fake-apiserver.ts), no data plane, no lock: what one
-// watch event and one request cost its event loop. The server runs in this process; the clients in a child
-// process (as the agents are other processes): W clients each watch the 7 nslb kinds, the Leases and the Nodes;
-// O load balancers with a listener, a pool and a member; then B bursts in which every object's status is
-// patched once (the agents' status writes during a drain), plus one Lease PUT per client per burst.
+// watch event and one request cost its event loop. The server runs in this process, the clients in child
+// processes (as the agents are other processes): each client watches LoadBalancers, Listeners, Pools, Members,
+// Leases and Nodes; O load balancers with a listener, a pool and a member; then B bursts in which every one of
+// those objects' status is merge-patched once (the agents' status writes during a drain), the clients sharing
+// the writes.
 //
 //   npx tsx bench/fake-apiserver-micro.ts [--clients 3] [--objects 200] [--bursts 5]
 //
-// Prints the server process's CPU time per status write (each fans out to every watcher) and its event loop's
-// longest stall, and the time from the first write of a burst until every watcher saw every event of it.
+// Prints the server process's CPU time per status write (each fans out to every watcher), its event loop's
+// longest stall, and the time from a burst's start until every watcher saw every event of it.
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
