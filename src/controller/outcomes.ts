@@ -60,8 +60,16 @@ export const STATS_GRACE_MS = 10_000;
 /** Asks the load balancer's HAProxy for `show stat` over its runtime socket (no process spawned). */
 export async function pollStats(node: NodeDriver, outcome: LbOutcome, now: () => number = Date.now): Promise<void> {
   if (outcome.applied === undefined) return;
+  const both = outcome.applied.ha !== undefined && node.showStatAndPeers !== undefined;
+  let peers: PeerSession[] | undefined;
   try {
-    outcome.stats = await node.showStat(outcome.netns);
+    if (both) {
+      const answer = await node.showStatAndPeers!(outcome.netns);
+      outcome.stats = answer.stats;
+      peers = answer.peers;
+    } else {
+      outcome.stats = await node.showStat(outcome.netns);
+    }
     outcome.statsAt = now();
   } catch {
     const alive = outcome.pid !== undefined && node.processAlive(outcome.pid);
@@ -76,6 +84,16 @@ export async function pollStats(node: NodeDriver, outcome: LbOutcome, now: () =>
   const vrrp = node.vrrpState(outcome.netns);
   if (vrrp === undefined) delete outcome.vrrp;
   else outcome.vrrp = vrrp;
+  if (peers !== undefined) {
+    outcome.peers = peers;
+    return;
+  }
+  // The combined query failed (or this node driver has none): as when `show peers` alone fails, the last answer
+  // stands while the stats do.
+  if (both) {
+    if (outcome.stats === undefined) delete outcome.peers;
+    return;
+  }
   try {
     outcome.peers = await node.showPeers(outcome.netns);
   } catch {

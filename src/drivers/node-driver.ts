@@ -18,7 +18,7 @@ import type { KeepalivedPaths } from '../plan/keepalived-config.js';
 import { parseShowPeers, type PeerSession } from '../plan/haproxy-peers.js';
 import { ensureStateDir, readOwner } from './haproxy/files.js';
 import { haproxyPid } from './haproxy/process.js';
-import { queryRuntime } from './haproxy/runtime-api.js';
+import { queryRuntime, queryRuntimeAll } from './haproxy/runtime-api.js';
 import { HOST_PATHS, KernelDriver } from './kernel/limits.js';
 import { DEVICE_WAIT_MS, NetnsDriver } from './netns/driver.js';
 import { hostHasLink } from './netns/netns.js';
@@ -273,6 +273,12 @@ export class LinuxNodeDriver implements NodeDriver {
 
   async showStat(netns: string): Promise<StatRow[]> {
     return parseShowStat(await queryRuntime(lbPaths(this.stateDir, netns).socket, 'show stat'));
+  }
+
+  async showStatAndPeers(netns: string): Promise<{ stats: StatRow[]; peers: PeerSession[] }> {
+    // One answer holds both: each parser takes only its own lines (CSV rows with a known type; `id=…(remote,…)`).
+    const answer = await queryRuntimeAll(lbPaths(this.stateDir, netns).socket, ['show stat', 'show peers']);
+    return { stats: parseShowStat(answer), peers: parseShowPeers(answer) };
   }
 
   async keepDaemonsInCgroup(): Promise<number[]> {

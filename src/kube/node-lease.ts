@@ -1,11 +1,17 @@
 // The agent's membership (DESIGN §6): it holds the Lease `nslb-node-<node>` in its own namespace and renews it,
 // as a kubelet renews its node's Lease in kube-node-lease. A node whose Lease expired is dead to the scheduler.
 //
-// One request per renewal: the Lease last written is kept and replaced with its resourceVersion; a 409 or 404
-// (someone else wrote it, or deleted it) reads it again. On a clean stop (an upgrade, a restart) the last
+// One request per renewal, and one that counts even when its answer is lost: a merge patch of the renewal's
+// fields, without a resourceVersion. The Lease is this agent's alone (named after its node), so there is no
+// concurrent writer to guard against, and a renewal must not depend on seeing the answer to the one before: on a
+// loaded node the answers came after the client's timeout while the writes had landed, and a renewal that
+// replaced the Lease with the resourceVersion it last saw got 409 after 409 (the resourceVersion was its own
+// landed write's predecessor), the node looked dead to the scheduler while its agent was alive and writing
+// (bench (w), issue-17-f). Taking the Lease from another holder (or creating it) is a read and a conditional
+// write, as before: 409 or 404 reads it again. On a clean stop (an upgrade, a restart) the last
 // renewal asks for `restartGraceSeconds` instead: the node is not dead while its agent is being replaced, and
 // nothing moves; a crash or a killed node renews nothing, and its Lease expires after one duration.
-import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { CoordinationV1Api, PatchStrategy, setHeaderOptions, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import { nodeLeaseName } from '../api/v1alpha1/crds.js';
 import type { Logger } from '../log/logger.js';
 import { describeApiError, statusCode } from './errors.js';
@@ -111,6 +117,25 @@ export class NodeLease {
       }
       const spec = this.#lease.spec ?? {};
       const taking = spec.holderIdentity !== node;
+      if (!taking) {
+        try {
+          this.#lease = await this.#api.patchNamespacedLease(
+            {
+              name: this.#name,
+              namespace,
+              body: { spec: { holderIdentity: node, leaseDurationSeconds: seconds, renewTime: now } },
+            },
+            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          );
+          this.renewals++;
+          return;
+        } catch (err) {
+          // No answer: the patch may have landed or not; the next renewal patches again either way.
+          if (statusCode(err) !== 404) throw err;
+          this.#lease = undefined;
+          continue;
+        }
+      }
       try {
         this.#lease = await this.#api.replaceNamespacedLease({
           name: this.#name,

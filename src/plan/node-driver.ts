@@ -86,6 +86,8 @@ export interface NodeDriver {
   processAlive(pid: number): boolean;
   /** HAProxy's `show stat` for the netns, over its runtime socket (no process). */
   showStat(netns: string): Promise<StatRow[]>;
+  /** `show stat` and `show peers` in one connection to the runtime socket (ACTIVE_STANDBY's poll). */
+  showStatAndPeers?(netns: string): Promise<{ stats: StatRow[]; peers: PeerSession[] }>;
   /** Every HAProxy of this state dir that runs now (adoption after an agent restart). */
   runningHaproxies(): RunningHaproxy[];
   /**

@@ -40,6 +40,11 @@
 //   many were in flight at once and how long the longest chain of one-after-another requests was, without
 //   measuring time.
 //
+// - cost: stored objects are frozen and never changed in place (each write stores a new one), so that answers,
+//   the event history and peek() share them instead of copying; each watch event is serialized once for all the
+//   watchers of a resource and written to each watch once per turn of the event loop, together with the others
+//   of that turn (bench/fake-apiserver-micro.ts measures it).
+//
 // Simplifications (documented, deliberate): namespaces need not exist; labelSelector supports equality and
 // existence only, fieldSelector metadata.name / metadata.namespace and the labels a kind declares (Secret
 // type, Service spec.type and spec.clusterIP, Node spec.unschedulable, the Event fields above); limit/continue
@@ -348,6 +353,16 @@ function isObject(v: unknown): v is JsonObject {
 
 function clone<T>(v: T): T {
   return structuredClone(v);
+}
+
+function deepFreeze(v: unknown): void {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const x of Object.values(v)) deepFreeze(x);
+}
+
+function eventLine(type: WatchEventType, object: JsonObject): string {
+  return `${JSON.stringify({ type, object })}\n`;
 }
 
 function meta(obj: JsonObject): JsonObject {
@@ -937,6 +952,8 @@ interface Watcher {
   bookmarks: boolean;
   res: http.ServerResponse;
   timers: NodeJS.Timeout[];
+  /** Event lines not written yet (see #queueLine). */
+  pending: string[];
 }
 
 export interface RequestLogEntry {
@@ -1010,6 +1027,8 @@ export class FakeApiServer {
   readonly #store = new Map<string, Map<string, JsonObject>>();
   readonly #history: HistoryEvent[] = [];
   readonly #watchers = new Set<Watcher>();
+  /** Watchers with events to write at the end of this turn of the event loop. */
+  readonly #dirty = new Set<Watcher>();
   readonly #log: RequestLogEntry[] = [];
   readonly #failures: (FailureRule & { times: number })[] = [];
   readonly #validator = new SchemaValidator();
@@ -1025,6 +1044,7 @@ export class FakeApiServer {
   #port = 0;
   #url = '';
   #delayMs: number;
+  #answerDelay: { ms: number; plural?: string } | undefined;
   /** The sequence that orders the starts and ends of requests (RequestLogEntry.started/ended). */
   #seq = 0;
 
@@ -1151,6 +1171,15 @@ export class FakeApiServer {
   /** Every request from now on is answered this many milliseconds after it arrived (0: at once). */
   setRequestDelay(ms: number): void {
     this.#delayMs = ms;
+  }
+
+  /**
+   * Requests (of one plural, or all) are served at once, their writes done, but their answers sent this many
+   * milliseconds later (0: at once): a loaded network or client that gets answers after it gave up on them,
+   * while what it asked for was done. Watches are not delayed.
+   */
+  setAnswerDelay(ms: number, plural?: string): void {
+    this.#answerDelay = { ms, ...(plural === undefined ? {} : { plural }) };
   }
 
   requestLog(): RequestLogEntry[] {
@@ -1362,6 +1391,24 @@ export class FakeApiServer {
     return rt.fromStorage === undefined ? c : rt.fromStorage(c);
   }
 
+  /**
+   * A stored object as this resource's API shows it, to be serialized at once: the stored object itself when the
+   * resource does not convert it (stored objects are frozen, see #keep), so that an answer costs no copy.
+   */
+  #wire(rt: ResourceType, stored: JsonObject): JsonObject {
+    return rt.fromStorage === undefined ? stored : rt.fromStorage(clone(stored));
+  }
+
+  /**
+   * Stores an object. Stored objects are never changed in place (every write builds the next one): they are frozen,
+   * so that the event history, the answers and peek() share them instead of copying each (an in-place change
+   * anywhere would throw here, in tests, rather than alter what a watcher was already sent).
+   */
+  #keep(rt: ResourceType, key: string, obj: JsonObject): void {
+    deepFreeze(obj);
+    this.#bucket(rt).set(key, obj);
+  }
+
   #in(rt: ResourceType, obj: JsonObject): JsonObject {
     return rt.toStorage === undefined ? obj : rt.toStorage(obj);
   }
@@ -1389,14 +1436,23 @@ export class FakeApiServer {
   }
 
   #record(rt: ResourceType, type: HistoryEvent['type'], object: JsonObject): void {
-    const ev: HistoryEvent = { rv: Number(meta(object).resourceVersion), key: this.#storeOf(rt), type, object: clone(object) };
+    // `object` is stored (frozen) or gone (frozen too): the history shares it.
+    const ev: HistoryEvent = { rv: Number(meta(object).resourceVersion), key: this.#storeOf(rt), type, object };
     this.#history.push(ev);
     while (this.#history.length > this.#historyLimit) {
       const dropped = this.#history.shift();
       if (dropped !== undefined) this.#compactedRv = dropped.rv;
     }
+    // Serialized once per form (per resource a watcher watches through) for all the watchers that get it.
+    const lines = new Map<ResourceType, string>();
     for (const w of this.#watchers) {
-      if (this.#storeOf(w.rt) === ev.key && matches(ev.object, w.filter)) this.#writeEvent(w, ev.type, this.#out(w.rt, ev.object));
+      if (this.#storeOf(w.rt) !== ev.key || !matches(ev.object, w.filter)) continue;
+      let line = lines.get(w.rt);
+      if (line === undefined) {
+        line = eventLine(ev.type, this.#wire(w.rt, ev.object));
+        lines.set(w.rt, line);
+      }
+      this.#queueLine(w, line);
     }
   }
 
@@ -1531,11 +1587,11 @@ export class FakeApiServer {
         kind: rt.plural,
       });
     }
-    if (opts.dryRun === true) return clone(obj);
+    if (opts.dryRun === true) return obj;
     m.resourceVersion = String(this.#nextRv());
-    this.#bucket(rt).set(key, obj);
+    this.#keep(rt, key, obj);
     this.#record(rt, 'ADDED', obj);
-    return clone(obj);
+    return obj;
   }
 
   /**
@@ -1555,12 +1611,14 @@ export class FakeApiServer {
     if (precondition !== undefined && precondition !== om.resourceVersion) throw conflict(rt, name);
     let next: JsonObject;
     if (sub === 'status') {
-      // The status strategy: everything but status comes from the stored object.
-      next = clone(old);
-      if ('status' in candidate) next.status = clone(candidate.status);
+      // The status strategy: everything but status comes from the stored object (shared with it: stored objects
+      // are frozen; the metadata gets a resourceVersion, so it is a copy). `candidate` is the caller's to give.
+      next = { ...old, metadata: { ...om } };
+      if ('status' in candidate) next.status = candidate.status;
       else delete next.status;
     } else {
-      next = clone(candidate);
+      // `candidate` is the caller's to give (a parsed body, a patched copy, a helper's copy).
+      next = candidate;
       const nm = meta(next);
       for (const k of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generation', 'namespace', 'name'] as const) {
         if (om[k] === undefined) delete nm[k];
@@ -1575,7 +1633,16 @@ export class FakeApiServer {
       this.#admit(rt, next, old, `${str(om.namespace) ?? ''}/${str(om.name) ?? ''}`);
     }
     meta(next).resourceVersion = om.resourceVersion;
-    this.#decode(rt, next, opts.strict === true);
+    // Decoding prunes and defaults in place: on a status write only the new status (the rest is the stored
+    // object's, decoded when it was written, and frozen).
+    if (sub === 'status') {
+      const decoded: JsonObject = { metadata: next.metadata };
+      if ('status' in next) decoded.status = next.status;
+      this.#decode(rt, decoded, opts.strict === true);
+      if ('status' in decoded) next.status = decoded.status;
+    } else {
+      this.#decode(rt, next, opts.strict === true);
+    }
     this.#validate(rt, next, old);
     if (rt.custom && sub === 'main') {
       const strip = (o: JsonObject): JsonObject => {
@@ -1591,18 +1658,18 @@ export class FakeApiServer {
     if (om.deletionTimestamp !== undefined && finalizersOf(next).length === 0 && Number(om.deletionGracePeriodSeconds ?? 0) === 0) {
       if (opts.dryRun === true) return next;
       this.#bucket(rt).delete(key);
-      const gone = clone(old);
-      meta(gone).resourceVersion = String(this.#nextRv());
+      const gone = { ...old, metadata: { ...om, resourceVersion: String(this.#nextRv()) } };
+      deepFreeze(gone);
       this.#record(rt, 'DELETED', gone);
       return next;
     }
     // etcd3's GuaranteedUpdate: identical bytes are not written (no new resourceVersion, no event).
-    if (isDeepStrictEqual(next, old)) return clone(old);
+    if (isDeepStrictEqual(next, old)) return old;
     if (opts.dryRun === true) return next;
     meta(next).resourceVersion = String(this.#nextRv());
-    this.#bucket(rt).set(key, next);
+    this.#keep(rt, key, next);
     this.#record(rt, 'MODIFIED', next);
-    return clone(next);
+    return next;
   }
 
   #put(
@@ -1650,14 +1717,18 @@ export class FakeApiServer {
     let patched: unknown;
     if (type === 'json') {
       try {
-        patched = applyJsonPatch(this.#out(rt, old), patch);
+        // applyJsonPatch works on a copy of its own.
+        patched = applyJsonPatch(this.#wire(rt, old), patch);
       } catch (err) {
         if (err instanceof ApiError) throw err;
         throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${(err as Error).message}`);
       }
     } else {
       if (!isObject(patch)) throw badRequest('merge patch body must be a JSON object');
-      patched = applyMergePatch(this.#out(rt, old), patch);
+      // A merge patch copies what it changes and shares the rest with its target. A status write keeps only the
+      // patched status, which decoding leaves as it is where it came from the stored (already decoded) object:
+      // the stored object can be the target. A main-resource write is defaulted and normalized in place: a copy.
+      patched = applyMergePatch(sub === 'status' ? this.#wire(rt, old) : this.#out(rt, old), patch);
     }
     if (!isObject(patched)) throw new ApiError(422, 'Invalid', 'the patched object is not an object');
     const pm = meta(patched);
@@ -1685,20 +1756,16 @@ export class FakeApiServer {
       );
     }
     if (finalizersOf(old).length > 0) {
-      if (om.deletionTimestamp !== undefined || opts.dryRun === true) return { object: clone(old), deleted: false };
-      const next = clone(old);
-      const nm = meta(next);
-      nm.deletionTimestamp = rfc3339();
-      nm.deletionGracePeriodSeconds = 0;
-      nm.resourceVersion = String(this.#nextRv());
-      this.#bucket(rt).set(key, next);
+      if (om.deletionTimestamp !== undefined || opts.dryRun === true) return { object: old, deleted: false };
+      const next = { ...old, metadata: { ...om, deletionTimestamp: rfc3339(), deletionGracePeriodSeconds: 0, resourceVersion: String(this.#nextRv()) } };
+      this.#keep(rt, key, next);
       this.#record(rt, 'MODIFIED', next);
-      return { object: clone(next), deleted: false };
+      return { object: next, deleted: false };
     }
-    if (opts.dryRun === true) return { object: clone(old), deleted: true };
+    if (opts.dryRun === true) return { object: old, deleted: true };
     this.#bucket(rt).delete(key);
-    const gone = clone(old);
-    meta(gone).resourceVersion = String(this.#nextRv());
+    const gone = { ...old, metadata: { ...om, resourceVersion: String(this.#nextRv()) } };
+    deepFreeze(gone);
     this.#record(rt, 'DELETED', gone);
     return { object: gone, deleted: true };
   }
@@ -1706,8 +1773,34 @@ export class FakeApiServer {
   // ------------------------------------------------------------------------------------------- watches
 
   #writeEvent(w: Watcher, type: WatchEventType, object: JsonObject): void {
+    this.#queueLine(w, eventLine(type, object));
+  }
+
+  /**
+   * Events are written to a watch once per turn of the event loop, all that came in that turn in one write: a
+   * write is a system call (on loopback, the receiving side's TCP work too), and a drain's burst of status writes
+   * sent each event to each watcher in a write of its own (bench (w): most of the server's time was in writev).
+   */
+  #queueLine(w: Watcher, line: string): void {
     if (w.res.writableEnded || w.res.destroyed) return;
-    w.res.write(`${JSON.stringify({ type, object })}\n`);
+    w.pending.push(line);
+    if (w.pending.length > 1) return;
+    this.#dirty.add(w);
+    if (this.#dirty.size === 1) setImmediate(() => this.#flushAll());
+  }
+
+  #flushAll(): void {
+    const dirty = [...this.#dirty];
+    this.#dirty.clear();
+    for (const w of dirty) this.#flush(w);
+  }
+
+  #flush(w: Watcher): void {
+    this.#dirty.delete(w);
+    if (w.pending.length === 0) return;
+    const text = w.pending.join('');
+    w.pending = [];
+    if (!w.res.writableEnded && !w.res.destroyed) w.res.write(text);
   }
 
   #sendBookmark(w: Watcher): void {
@@ -1717,6 +1810,7 @@ export class FakeApiServer {
   #endWatch(w: Watcher): void {
     for (const t of w.timers) clearTimeout(t);
     this.#watchers.delete(w);
+    this.#flush(w);
     if (!w.res.writableEnded) w.res.end();
   }
 
@@ -1729,19 +1823,20 @@ export class FakeApiServer {
     }
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
-    const w: Watcher = { rt, filter, bookmarks: query.allowWatchBookmarks === 'true', res, timers: [] };
+    const w: Watcher = { rt, filter, bookmarks: query.allowWatchBookmarks === 'true', res, timers: [], pending: [] };
     if (from !== undefined && from < this.#compactedRv) {
       this.#writeEvent(w, 'ERROR', new ApiError(410, 'Expired', `too old resource version: ${from} (${this.#compactedRv + 1})`).toStatus());
+      this.#flush(w);
       res.end();
       return;
     }
     if (from === undefined) {
       // Unset or "0": synthetic ADDED events for the current state, then changes.
-      for (const o of this.#select(rt, filter)) this.#writeEvent(w, 'ADDED', this.#out(rt, o));
+      for (const o of this.#select(rt, filter)) this.#writeEvent(w, 'ADDED', this.#wire(rt, o));
     } else {
       const key = this.#storeOf(rt);
       for (const ev of this.#history) {
-        if (ev.rv > from && ev.key === key && matches(ev.object, filter)) this.#writeEvent(w, ev.type, this.#out(rt, ev.object));
+        if (ev.rv > from && ev.key === key && matches(ev.object, filter)) this.#writeEvent(w, ev.type, this.#wire(rt, ev.object));
       }
     }
     this.#watchers.add(w);
@@ -1763,8 +1858,17 @@ export class FakeApiServer {
   #sendJson(res: http.ServerResponse, entry: RequestLogEntry | undefined, code: number, body: unknown, headers: Record<string, string> = {}): void {
     if (entry !== undefined) entry.status = code;
     const text = JSON.stringify(body);
-    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
-    res.end(text);
+    const send = (): void => {
+      if (res.destroyed) return;
+      res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
+      res.end(text);
+    };
+    const late = this.#answerDelay;
+    if (late !== undefined && late.ms > 0 && (late.plural === undefined || entry?.path.split('/').includes(late.plural) === true)) {
+      setTimeout(send, late.ms);
+    } else {
+      send();
+    }
   }
 
   #discovery(segments: string[]): unknown {
@@ -1969,13 +2073,11 @@ export class FakeApiServer {
           return;
         }
         const items = this.#select(rt, filter).map((o) => {
-          const c = this.#out(rt, o);
+          const c = this.#wire(rt, o);
           // Typed (built-in) lists carry no kind/apiVersion per item; unstructured (custom resource) lists do.
-          if (!rt.custom) {
-            delete c.kind;
-            delete c.apiVersion;
-          }
-          return c;
+          if (rt.custom) return c;
+          const { kind: _kind, apiVersion: _apiVersion, ...item } = c;
+          return item;
         });
         this.#sendJson(res, entry, 200, {
           kind: `${rt.kind}List`,
@@ -1989,7 +2091,7 @@ export class FakeApiServer {
         needJson();
         const b = body();
         if (!isObject(b)) throw badRequest('the body of the request must be an object');
-        const created = this.#out(rt, this.#create(rt, namespace ?? '', b, { dryRun, strict }));
+        const created = this.#wire(rt, this.#create(rt, namespace ?? '', b, { dryRun, strict }));
         this.#sendJson(res, entry, 201, created, warnings());
         return;
       }
@@ -2002,7 +2104,7 @@ export class FakeApiServer {
       case 'GET': {
         const o = this.#bucket(rt).get(`${namespace}/${name}`);
         if (o === undefined) throw notFound(rt, name);
-        this.#sendJson(res, entry, 200, this.#out(rt, o));
+        this.#sendJson(res, entry, 200, this.#wire(rt, o));
         return;
       }
       case 'PUT': {
@@ -2010,7 +2112,7 @@ export class FakeApiServer {
         const b = body();
         if (!isObject(b)) throw badRequest('the body of the request must be an object');
         const existed = this.#bucket(rt).has(`${namespace}/${name}`);
-        const out = this.#out(rt, this.#put(rt, namespace, name, b, subresource, { dryRun, strict }));
+        const out = this.#wire(rt, this.#put(rt, namespace, name, b, subresource, { dryRun, strict }));
         this.#sendJson(res, entry, existed ? 200 : 201, out, warnings());
         return;
       }
@@ -2025,7 +2127,7 @@ export class FakeApiServer {
             }`,
           );
         }
-        const out = this.#out(rt, this.#patch(rt, namespace, name, type === 'strategic' ? 'merge' : type, body(), subresource, { dryRun, strict }));
+        const out = this.#wire(rt, this.#patch(rt, namespace, name, type === 'strategic' ? 'merge' : type, body(), subresource, { dryRun, strict }));
         this.#sendJson(res, entry, 200, out, warnings());
         return;
       }
@@ -2039,7 +2141,7 @@ export class FakeApiServer {
         const r = this.#delete(rt, namespace, name, options, { dryRun: dryRun || (Array.isArray(options.dryRun) && options.dryRun.includes('All')) });
         if (!r.deleted) {
           const accepted = options.orphanDependents === false;
-          this.#sendJson(res, entry, accepted ? 202 : 200, this.#out(rt, r.object));
+          this.#sendJson(res, entry, accepted ? 202 : 200, this.#wire(rt, r.object));
           return;
         }
         this.#sendJson(res, entry, 200, {

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { queryRuntime, RuntimeApiError } from '../../src/drivers/haproxy/runtime-api.js';
+import { queryRuntime, queryRuntimeAll, RuntimeApiError } from '../../src/drivers/haproxy/runtime-api.js';
+import { parseShowPeers } from '../../src/plan/haproxy-peers.js';
 import { parseShowStat, ShowStatError, type StatRow } from '../../src/plan/haproxy-stats.js';
 import { renderHaproxyConfig } from '../../src/plan/haproxy-config.js';
 import { operatingStatuses } from '../../src/status/aggregate.js';
@@ -140,6 +141,32 @@ describe('queryRuntime', () => {
     expect(err).toBeInstanceOf(RuntimeApiError);
     expect((err as RuntimeApiError).message).toMatch(/within 100 ms/);
     expect((err as RuntimeApiError).socketPath).toBe(path);
+  });
+
+  it('several commands go on one line, separated by ;, in one connection; a ; inside one is refused', async () => {
+    const lines: string[] = [];
+    const path = await fakeSocket('many.sock', (line, socket) => {
+      lines.push(line);
+      socket.end(`answers to ${line}\n`);
+    });
+    await expect(queryRuntimeAll(path, ['show stat', 'show peers'])).resolves.toBe('answers to show stat;show peers\n');
+    expect(lines).toEqual(['show stat;show peers']);
+    await expect(queryRuntimeAll(path, ['show stat', 'show peers;shutdown sessions'])).rejects.toBeInstanceOf(RuntimeApiError);
+    expect(lines).toHaveLength(1);
+  });
+
+  it('the answers to `show stat;show peers` one after the other: each parser reads its own', () => {
+    const peers = [
+      '0x55d0c7a4f0a0: [04/Dec/2026:18:00:00] id=nslb disabled=0 flags=0x6213 resync_timeout=<PAST> task_calls=6',
+      '  1 remote peers:',
+      '    0x55d0c7a51c20: id=node2(remote,active) addr=192.0.2.3:1025 last_status=ESTA last_hdshk=2s',
+      '        reconnect=3s heartbeat=2s confirm=0 tx_hbt=1 rx_hbt=1 no_hbt=0 new_conn=1 proto_err=0 coll=0',
+      '    0x55d0c7a51f00: id=node1(local,inactive) addr=192.0.2.2:1025 last_status=NONE last_hdshk=<NEVER>',
+      '',
+    ].join('\n');
+    const both = `${captured}\n${peers}\n`;
+    expect(parseShowStat(both)).toEqual(parseShowStat(captured));
+    expect(parseShowPeers(both)).toEqual([{ name: 'node2', established: true }]);
   });
 
   it('rejects when nothing listens', async () => {

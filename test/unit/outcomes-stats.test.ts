@@ -55,4 +55,39 @@ describe('pollStats', () => {
     await pollStats(node, o);
     expect(o.stats).toBeUndefined();
   });
+
+  it('ACTIVE_STANDBY: show stat and show peers in one query; when it fails, the last peers stand while the stats do', async () => {
+    const answer = { ok: true };
+    let queries = 0;
+    const node = {
+      showStat: async () => {
+        throw new Error('not asked alone');
+      },
+      showPeers: async () => {
+        throw new Error('not asked alone');
+      },
+      showStatAndPeers: async () => {
+        queries++;
+        if (!answer.ok) throw new Error('no complete answer to "show stat;show peers" within 2000 ms');
+        return { stats: ROWS, peers: [{ name: 'node2', established: true }] };
+      },
+      processAlive: () => true,
+      keepalivedPid: () => 4343,
+      vrrpState: () => undefined,
+    } as unknown as NodeDriver;
+    const o = { ...activeOutcome(), applied: { ha: {} } as unknown as DesiredLoadBalancer };
+    let now = 1_000_000;
+    await pollStats(node, o, () => now);
+    expect(queries).toBe(1);
+    expect(o.stats).toEqual(ROWS);
+    expect(o.peers).toEqual([{ name: 'node2', established: true }]);
+    answer.ok = false;
+    now += 1_000;
+    await pollStats(node, o, () => now);
+    expect(o.peers).toEqual([{ name: 'node2', established: true }]);
+    now += STATS_GRACE_MS;
+    await pollStats(node, o, () => now);
+    expect(o.stats).toBeUndefined();
+    expect(o.peers).toBeUndefined();
+  });
 });

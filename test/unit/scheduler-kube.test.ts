@@ -9,7 +9,7 @@ import { LeaderElector } from '../../src/kube/leader.js';
 import { NodeLease } from '../../src/kube/node-lease.js';
 import { NodeLeaseWatch, Scheduler, type SchedulerEvent } from '../../src/schedule/scheduler.js';
 import type { FakeApiServer, Obj } from '../support/fake-apiserver.js';
-import { startFakeApiServer } from '../support/fake-apiserver-client.js';
+import { agentKubeConfig, startFakeApiServer } from '../support/fake-apiserver-client.js';
 
 const NS = 'nslb-system';
 const V = 'nslb.dev/v1alpha1';
@@ -68,6 +68,28 @@ describe('NodeLease', () => {
     await sleep(600);
     expect(leaseOf('nslb-node-n1', 'agents')!.spec.renewTime).toBe(stopped);
   });
+});
+
+describe('NodeLease under late answers', () => {
+  it('renewals land even when every answer comes after the client gave up: no 409 on a resourceVersion it never saw', async () => {
+    // The agent's client (a renewal is given up after two renewal periods: 500 ms here); answers 1 s late.
+    const l = new NodeLease({ kubeConfig: agentKubeConfig(api.url), namespace: 'late', node: 'n2', leaseSeconds: 1, restartGraceSeconds: 30, logger });
+    await l.start();
+    const since = Date.now();
+    api.setAnswerDelay(1_000, 'leases');
+    await sleep(2_500);
+    api.setAnswerDelay(0);
+    const writes = api.requestLog().filter((e) => e.at >= since && e.path.includes('/namespaces/late/leases/') && (e.method === 'PUT' || e.method === 'PATCH'));
+    // Before: the first renewal landed, its answer was lost, and every later one was refused (409) for the
+    // resourceVersion that landed write replaced: the node looked dead while its agent was alive and writing.
+    expect(writes.filter((e) => e.status === 409)).toEqual([]);
+    expect(writes.filter((e) => e.status === 200).length).toBeGreaterThanOrEqual(2);
+    // Answers on time again: the agent sees its renewals work.
+    const seen = l.renewals;
+    await until(() => l.renewals > seen, 3_000, 'a renewal answered');
+    await l.stop();
+    expect(leaseOf('nslb-node-n2', 'late')!.spec).toMatchObject({ holderIdentity: 'n2', leaseDurationSeconds: 30 });
+  }, 15_000);
 });
 
 describe('LeaderElector fencing', () => {

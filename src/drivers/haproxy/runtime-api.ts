@@ -23,10 +23,22 @@ export class RuntimeApiError extends Error {
  * returns the whole answer. Rejects on a connection error or when the answer takes longer than timeoutMs.
  */
 export async function queryRuntime(socketPath: string, command: string, timeoutMs = 2000): Promise<string> {
-  if (/[\r\n;]/.test(command)) {
-    // HAProxy reads a line break or a `;` as the start of another command on this admin-level socket.
-    throw new RuntimeApiError('command contains a line break or a ;', { socketPath, command });
+  return queryRuntimeAll(socketPath, [command], timeoutMs);
+}
+
+/**
+ * Several commands in one connection (HAProxy runs the `;`-separated commands of a line in order and answers each
+ * in turn): the answers one after the other. A connection per command was a visible share of a busy agent's event
+ * loop (the stats poll of a hundred ACTIVE_STANDBY pairs: `show stat` and `show peers` each, every poll).
+ */
+export async function queryRuntimeAll(socketPath: string, commands: readonly string[], timeoutMs = 2000): Promise<string> {
+  for (const command of commands) {
+    if (/[\r\n;]/.test(command)) {
+      // HAProxy reads a line break or a `;` as the start of another command on this admin-level socket.
+      throw new RuntimeApiError('command contains a line break or a ;', { socketPath, command });
+    }
   }
+  const command = commands.join(';');
   return new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let settled = false;

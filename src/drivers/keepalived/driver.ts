@@ -7,7 +7,7 @@ import type { Runner } from '../../exec/run.js';
 import type { Action } from '../../plan/actions.js';
 import type { KeepalivedPaths } from '../../plan/keepalived-config.js';
 import type { ObservedLoadBalancer, ObservedVrrpState } from '../../plan/observed.js';
-import { cmdline, processAlive, statFields } from '../proc.js';
+import { processAlive, readSmall, statFields } from '../proc.js';
 import { readdir } from 'node:fs/promises';
 import {
   configVips,
@@ -37,6 +37,7 @@ export class KeepalivedDriver {
   readonly counters = { starts: 0, reloads: 0, handovers: 0, handoverCut: 0 };
   readonly #run: Runner;
   readonly #stateDir: string;
+  readonly #notifiers = new NotifierScan();
 
   constructor(run: Runner, stateDir: string) {
     this.#run = run;
@@ -100,6 +101,8 @@ export class KeepalivedDriver {
         // keepalived's events too, or linger for ever.
         await this.stopStrayNotifiers(a.netns);
         await startKeepalived(this.#run, a.netns, files);
+        // Its notify script is not in a scan made before it started.
+        this.#notifiers.forget();
         this.counters.starts++;
         return markKeepalivedConfigLoaded(files);
       case 'keepalived.reload': {
@@ -143,7 +146,7 @@ export class KeepalivedDriver {
    */
   async stopStrayNotifiers(netns: string): Promise<void> {
     const files = this.files(netns);
-    for (const pid of await findNotifiers(files.stateFile)) {
+    for (const pid of await this.#notifiers.find(files.stateFile)) {
       // keepalived's VRRP child starts it; one whose keepalived still runs this config is not a stray.
       const parent = parentOf(pid);
       if (parent !== undefined && parent > 1 && isOurKeepalived(parent, files.config)) continue;
@@ -156,16 +159,60 @@ export class KeepalivedDriver {
   }
 }
 
-/** Processes running scripts/keepalived-notify.sh for this state file (`sh SCRIPT STATEFILE FIFO`). */
-async function findNotifiers(stateFile: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = cmdline(Number(entry));
-    const at = argv.findIndex((a) => a.endsWith('/keepalived-notify.sh'));
-    if (at >= 0 && argv[at + 1] === stateFile) found.push(Number(entry));
+/** The state file a process running scripts/keepalived-notify.sh reports to (`sh SCRIPT STATEFILE FIFO`). */
+function notifierStateFile(argv: readonly string[]): string | undefined {
+  const at = argv.findIndex((a) => a.endsWith('/keepalived-notify.sh'));
+  return at >= 0 ? argv[at + 1] : undefined;
+}
+
+/** How long one /proc scan for notify scripts serves the load balancers stopped after it. */
+export const NOTIFIER_SCAN_FRESH_MS = 2_000;
+
+/**
+ * The notify scripts running, by state file: one /proc scan (a cmdline read per process, a thousand and more on a
+ * node with a hundred pairs) serves every load balancer stopped within NOTIFIER_SCAN_FRESH_MS of it, instead of
+ * three scans per load balancer (keepalived.stop, removeFiles, stateDir.delete): a drain's stops made them a
+ * visible share of the agent's event loop (bench (w), issue-17-f: 6.4 s). A script started after the scan is not
+ * in it: the driver forgets the scan when it starts a keepalived (whose VRRP child starts the script). Each pid
+ * found is checked again before it is returned (it may have ended, and its pid been reused).
+ */
+export class NotifierScan {
+  #scan: Promise<Map<string, number[]>> | undefined;
+  #at = 0;
+  readonly #now: () => number;
+  readonly #procDir: string;
+
+  constructor(opts: { now?: () => number; procDir?: string } = {}) {
+    this.#now = opts.now ?? Date.now;
+    this.#procDir = opts.procDir ?? '/proc';
   }
-  return found;
+
+  forget(): void {
+    this.#scan = undefined;
+  }
+
+  async find(stateFile: string): Promise<number[]> {
+    if (this.#scan === undefined || this.#now() - this.#at > NOTIFIER_SCAN_FRESH_MS) {
+      this.#at = this.#now();
+      this.#scan = this.#scanAll();
+    }
+    const candidates = (await this.#scan).get(stateFile) ?? [];
+    return candidates.filter((pid) => notifierStateFile(this.#argv(pid)) === stateFile);
+  }
+
+  #argv(pid: number): string[] {
+    return (readSmall(`${this.#procDir}/${pid}/cmdline`) ?? '').split('\0');
+  }
+
+  async #scanAll(): Promise<Map<string, number[]>> {
+    const found = new Map<string, number[]>();
+    for (const entry of await readdir(this.#procDir).catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry)) continue;
+      const file = notifierStateFile(this.#argv(Number(entry)));
+      if (file !== undefined) found.set(file, [...(found.get(file) ?? []), Number(entry)]);
+    }
+    return found;
+  }
 }
 
 function parentOf(pid: number): number | undefined {
