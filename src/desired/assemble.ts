@@ -21,14 +21,8 @@ import { derivedMac, nodeNames } from './names.js';
 import { compareStrings, keyOf, type Index } from './object-index.js';
 import { desiredHa, nodeMac, placementNodes, type ScheduledPlacements } from './topology.js';
 
-export interface Tree {
-  listeners: ApiObject<'Listener'>[];
-  pools: ApiObject<'Pool'>[];
-  members: ApiObject<'Member'>[];
-  healthMonitors: ApiObject<'HealthMonitor'>[];
-  l7Policies: ApiObject<'L7Policy'>[];
-  l7Rules: ApiObject<'L7Rule'>[];
-}
+/** A load balancer's objects below it, kind by kind (as in the Index). */
+export type Tree = Omit<Index, 'loadBalancers' | 'byId'>;
 
 /** Each load balancer's children, grouped in one pass (still in name order). */
 export function treesByOwner(ix: Index, owners: Map<string, LbKey>): Map<LbKey, Tree> {
