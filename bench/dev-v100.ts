@@ -1,0 +1,145 @@
+// Development tool (not a figure of the table): the "100 pairs" step of phase (v) alone, with a record of what
+// the machine does meanwhile. Boots 2 simulated nodes in file mode as bench/lib/ha-phase.ts does, writes N pair
+// files (ACTIVE_STANDBY, placement node1,node2) and every INTERVAL ms records the load average, the process
+// counts by command name, the processes in R/D/Z, and how many pairs each node calls ready; keeps the agents'
+// logs. Run under the data-plane lock, after `npm run build` (the rig runs dist/):
+//   flock -o /tmp/nslb-dataplane.lock npx tsx bench/dev-v100.ts [--n 100] [--timeout-s 300] [--out DIR] [--interval-ms 3000]
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import yaml from 'js-yaml';
+import { readStatus } from '../test/e2e/agent.js';
+import { assertNoRig, nodeStateDir, SIM_DIR, sim } from '../test/e2e/sim-rig.js';
+
+const arg = (name: string, dflt: string) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1]! : dflt;
+};
+const N = Number(arg('--n', '100'));
+const TIMEOUT_MS = Number(arg('--timeout-s', '300')) * 1_000;
+const INTERVAL_MS = Number(arg('--interval-ms', '3000'));
+const OUT = arg('--out', `/tmp/dev-v100-${Date.now()}`);
+const AGENT_FLAGS = (process.env.NSLB_DEV_AGENT_FLAGS ?? '--resync 10').split(' ').filter(Boolean);
+
+const vip = (i: number) => `10.233.1.${i + 1}`;
+const vrrp = (i: number, slot: number) => `10.233.${2 + slot}.${i + 1}`;
+function lbYaml(i: number, nodes: string[]): string {
+  const name = `ha${i}`;
+  const objects = [
+    {
+      kind: 'LoadBalancer',
+      metadata: { name },
+      spec: { vip: { address: vip(i), prefixLength: 16 }, topology: 'ACTIVE_STANDBY', placement: { nodes }, vrrp: { addresses: [vrrp(i, 0), vrrp(i, 1)] } },
+    },
+    { kind: 'Listener', metadata: { name: `${name}-l` }, spec: { loadBalancer: name, protocol: 'HTTP', port: 80, defaultPool: `${name}-p` } },
+    { kind: 'Pool', metadata: { name: `${name}-p` }, spec: { loadBalancer: name, protocol: 'HTTP', lbAlgorithm: 'SOURCE_IP' } },
+    { kind: 'Member', metadata: { name: `${name}-m1` }, spec: { pool: `${name}-p`, address: '10.233.255.11', port: 8080 } },
+    { kind: 'Member', metadata: { name: `${name}-m2` }, spec: { pool: `${name}-p`, address: '10.233.255.12', port: 8080 } },
+  ];
+  return objects.map((o) => yaml.dump({ apiVersion: 'nslb.dev/v1alpha1', ...o })).join('---\n');
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Per node: pairs whose status lists 2 nodes, all ready; and the roles this node reports for itself. */
+async function pairState(node: string, names: string[]) {
+  const file = await readStatus(nodeStateDir(node)).catch(() => undefined);
+  let redundant = 0;
+  let present = 0;
+  const roles: Record<string, number> = {};
+  const states: Record<string, number> = {};
+  for (const name of names) {
+    const lb = file?.objects.find((o) => o.kind === 'LoadBalancer' && o.name === name)?.status;
+    if (lb === undefined) continue;
+    present++;
+    const nodes = lb.nodes ?? [];
+    if (nodes.length === 2 && nodes.every((n) => n.ready)) redundant++;
+    const own = nodes.find((n) => n.name === node);
+    const role = String(own?.role ?? 'none');
+    roles[role] = (roles[role] ?? 0) + 1;
+    const st = `${String((lb as { operatingStatus?: string }).operatingStatus ?? '?')}/${String((lb as { provisioningStatus?: string }).provisioningStatus ?? '?')}`;
+    states[st] = (states[st] ?? 0) + 1;
+  }
+  return { present, redundant, roles, states };
+}
+
+async function procSnapshot() {
+  const byComm: Record<string, number> = {};
+  const byState: Record<string, Record<string, number>> = { R: {}, D: {}, Z: {} };
+  const wchans: Record<string, number> = {};
+  const zparents: Record<string, number> = {};
+  const stacks: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const m = /^\d+ \((.*)\) (\S)/s.exec(stat);
+    if (!m) continue;
+    const comm = m[1]!;
+    const st = m[2]!;
+    byComm[comm] = (byComm[comm] ?? 0) + 1;
+    if (st in byState) byState[st]![comm] = (byState[st]![comm] ?? 0) + 1;
+    if (st === 'D') {
+      const wchan = await readFile(`/proc/${pid}/wchan`, 'utf8').catch(() => '?');
+      const k = `${comm}@${wchan}`;
+      wchans[k] = (wchans[k] ?? 0) + 1;
+      if (stacks.length < 3) stacks.push(`${comm}: ${(await readFile(`/proc/${pid}/stack`, 'utf8').catch(() => '?')).replaceAll('\n', ' | ')}`);
+    }
+    if (st === 'Z') {
+      const ppid = /^\d+ \(.*\) \S (\d+)/s.exec(stat)?.[1] ?? '?';
+      const pcomm = (await readFile(`/proc/${ppid}/comm`, 'utf8').catch(() => '?')).trim();
+      const k = `${comm}<-${pcomm}`;
+      zparents[k] = (zparents[k] ?? 0) + 1;
+    }
+  }
+  const top = Object.fromEntries(
+    Object.entries(byComm)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 12),
+  );
+  return { top, R: byState.R, D: byState.D, Z: byState.Z, wchans, zparents, stacks };
+}
+
+async function main() {
+  await mkdir(OUT, { recursive: true });
+  const record = join(OUT, 'record.jsonl');
+  await assertNoRig();
+  const watch = await mkdtemp(join(tmpdir(), 'nslb-dev-v100-'));
+  const t0 = Date.now();
+  const say = (s: string) => console.log(`${((Date.now() - t0) / 1000).toFixed(1)}s ${s}`);
+  try {
+    say(`up 2 --watch ${watch} -- ${AGENT_FLAGS.join(' ')}`);
+    await sim('up', '2', '--watch', watch, '--', ...AGENT_FLAGS);
+    say('up');
+    const names = Array.from({ length: N }, (_, i) => `ha${i + 1}`);
+    const w0 = Date.now();
+    for (let i = 1; i <= N; i++) await writeFile(join(watch, `ha${i}.yaml`), lbYaml(i, ['node1', 'node2']));
+    say(`${N} files written`);
+    let done = false;
+    for (const end = w0 + TIMEOUT_MS; Date.now() < end; await sleep(INTERVAL_MS)) {
+      const load = (await readFile('/proc/loadavg', 'utf8')).trim();
+      const p = await procSnapshot();
+      const n1 = await pairState('node1', names);
+      const n2 = await pairState('node2', names);
+      const row = { t: (Date.now() - w0) / 1000, load, node1: n1, node2: n2, procs: p };
+      await writeFile(record, `${JSON.stringify(row)}\n`, { flag: 'a' });
+      say(
+        `load ${load.split(' ')[0]} R=${JSON.stringify(p.R)} D=${JSON.stringify(p.D)} Z=${JSON.stringify(p.zparents)} Dwchan=${JSON.stringify(p.wchans)} n1 ${n1.present}/${n1.redundant} ${JSON.stringify(n1.roles)} n2 ${n2.present}/${n2.redundant} ${JSON.stringify(n2.roles)}`,
+      );
+      if (n1.redundant === N && n2.redundant === N) {
+        done = true;
+        break;
+      }
+    }
+    say(done ? `${N} pairs redundant in ${Date.now() - w0} ms` : `${N} pairs NOT redundant within ${TIMEOUT_MS} ms`);
+  } finally {
+    for (const node of ['node1', 'node2']) {
+      await copyFile(join(SIM_DIR, node, 'agent.log'), join(OUT, `${node}-agent.log`)).catch(() => undefined);
+      await copyFile(join(nodeStateDir(node), 'status.json'), join(OUT, `${node}-status.json`)).catch(() => undefined);
+    }
+    await sim('down').catch((e) => console.error(e));
+    await rm(watch, { recursive: true, force: true });
+    say(`logs in ${OUT}`);
+  }
+}
+
+await main();
