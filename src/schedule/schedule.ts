@@ -62,7 +62,8 @@ export interface ScheduleOptions {
    * A drain paces only what costs the serving side: at most this many handovers at once. A handover is a move
    * that takes a load balancer from the node serving it: a pair's slot on the draining node while that node is
    * its MASTER (in flight from the placement write until the pair reports another node MASTER: the leaving agent
-   * let the VIP go and the peer took it), or a SINGLE load balancer (in flight until it is ready on its new node).
+   * let the VIP go and the peer took it), or a SINGLE load balancer, or a pair whose MASTER is not known (in flight
+   * until it is ready where it is placed).
    * Each planned switchover must end within a client's SYN retransmission, and many at once on one node made them
    * outlast it. A pair whose draining node is its BACKUP (the other node MASTER and ready) moves at once, unpaced:
    * its VIP stays where it is. A load balancer in ERROR does not count (it is broken where it is). A node that dies
@@ -131,8 +132,9 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
   // The drain's budget: the handovers that may start now, given those still in flight.
   const handingOver = (lb: LbView): boolean => {
     if (lb.explicit !== undefined || lb.failed === true || lb.recorded.length === 0) return false;
-    if (slotsOf(lb.topology) === 1) return lb.recorded.some((n) => !(lb.ready ?? []).includes(n));
-    return lb.master !== undefined && alive(lb.master) && !usable(lb.master) && !lb.recorded.includes(lb.master);
+    // SINGLE, or a pair whose MASTER is not known (moved as a handover, below): until ready where it is placed.
+    if (slotsOf(lb.topology) === 1 || lb.master === undefined) return lb.recorded.some((n) => !(lb.ready ?? []).includes(n));
+    return alive(lb.master) && !usable(lb.master) && !lb.recorded.includes(lb.master);
   };
   /** A move off a draining node that takes the VIP from where it is served (or might: the MASTER not known). */
   const handsOver = (lb: LbView, placed: readonly (string | undefined)[], moving: readonly number[]): boolean =>

@@ -216,6 +216,9 @@ describe('schedule', () => {
     // The MASTER not known (no status yet), or not ready: paced as a handover.
     const unknown = keys(3, 'ns/u').map((k) => pair(k, { recorded: ['node2', 'node1'], ready: ['node1', 'node2'] }));
     expect(schedule(nodes, unknown, { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(1);
+    // ... and in flight until ready where it is placed (no MASTER to see leave).
+    const unknownMoved = [pair('ns/u000', { recorded: ['node2', 'node3'], ready: ['node2'] }), ...unknown.slice(1)];
+    expect(schedule(nodes, unknownMoved, { ...OPTS, maxDrainMoves: 1 }).changes).toEqual([]);
     // Never a pair's last ready node: the other node not ready, nothing moves, budget or not.
     const lonely = pair('ns/l', { recorded: ['node2', 'node1'], master: 'node1', ready: ['node1'] });
     expect(schedule(nodes, [lonely], OPTS).changes).toEqual([]);
