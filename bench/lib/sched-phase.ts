@@ -68,6 +68,25 @@ function pair(i: number): Obj[] {
   ];
 }
 
+/** Failed probe requests, in runs of consecutive failures: [first sent, last sent, count], ms from `at`. */
+function failureRuns(results: readonly { ok: boolean; at: number }[], at: number): [number, number, number][] {
+  const runs: [number, number, number][] = [];
+  let open = false;
+  for (const r of [...results].sort((a, b) => a.at - b.at)) {
+    if (r.ok) {
+      open = false;
+      continue;
+    }
+    const last = runs.at(-1);
+    if (open && last !== undefined) {
+      last[1] = r.at - at;
+      last[2]++;
+    } else runs.push([r.at - at, r.at - at, 1]);
+    open = true;
+  }
+  return runs;
+}
+
 /** The load balancers' state dirs a node holds (none: no lb/ dir). */
 function lbDirs(dir: string): string[] {
   try {
@@ -195,6 +214,9 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   // promises to keep) on the first VIP it is MASTER of, and the 20 ms probes on the next four.
   const wrk = startWrk(client, `http://${vip(mastered[0]!)}/`, 3_600, 4, { timeoutS: 3, close: true });
   const probes: Probe[] = mastered.slice(1, 5).map((i) => startProbe(client, `http://${vip(i)}/`, 20, 3_000));
+  // A control, not counted: the member itself, straight from the client (no load balancer on the way). When it
+  // fails too, the client, the member or the provider segment failed, not the drain.
+  const control = startProbe(client, `http://${net.ip(11)}:8080/`, 20, 3_000);
   await sleep(1_000);
   const at = Date.now();
   const node = api.get('v1', 'nodes', '', drained) as Obj;
@@ -238,7 +260,7 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
       return undefined;
     });
     if (summary !== undefined) result.drainWrk = summary;
-    for (const p of probes) await p.stop();
+    for (const p of [...probes, control]) await p.stop();
     clearInterval(loadTimer);
     // Also when the drain did not end: that is when the timeline matters most.
     await keepLogs({
@@ -255,6 +277,9 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
         redundant: redundantAt.get(i),
       })),
       status: on.map((i) => ({ i, placement: placement(i), nodes: reported(i) })),
+      // Each probe's failed requests as runs [first sent, last sent, how many] (ms from the label): which VIP, when.
+      probeFailures: probes.map((p, k) => ({ i: mastered[k + 1], runs: failureRuns(p.results(), at) })),
+      controlFailures: failureRuns(control.results(), at),
       requests: api
         .requestLog()
         .filter((e) => e.at >= at - 2_000 && !e.watch)
@@ -273,6 +298,8 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   result.drainRequests = results.length + (result.drainWrk?.requests ?? 0);
   const failed = results.filter((r) => !r.ok);
   result.drainFailed = failed.length + wrkFailed;
+  const controlResults = control.results().filter((r) => r.at >= at - 1_000);
+  log(`(w): control (the member straight from the client, not counted): ${controlResults.filter((r) => !r.ok).length} failed of ${controlResults.length}`);
   for (const f of failed.slice(0, 5)) log(`(w): failed: sent +${f.at - at} ms, ended +${f.done - at} ms: ${f.detail ?? `HTTP answer ${f.body ?? ''}`}`);
   if (result.drainWrk !== undefined)
     log(
