@@ -801,7 +801,9 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
           : ` (wrk: ${socketErrorTotal(w.drainWrk)} socket errors, ${w.drainWrk.non2xx3xx} non-2xx of ${w.drainWrk.requests})`) +
         (w.drainPlaced === undefined || w.drainRedundant === undefined
           ? ''
-          : `; pairs placed off it by ${ms(w.drainPlaced.max)} (p50 ${ms(w.drainPlaced.p50)}), redundant p50 ${ms(w.drainRedundant.p50)}`),
+          : `; pairs placed off it by ${ms(w.drainPlaced.max)} (p50 ${ms(w.drainPlaced.p50)})` +
+            (w.drainReleased === undefined ? '' : `, the node serving nothing by ${ms(w.drainReleased.max)} (p50 ${ms(w.drainReleased.p50)})`) +
+            `, redundant p50 ${ms(w.drainRedundant.p50)}`),
       target: '≤ 10 s, 0 failed',
       verdict: sized(verdict(w.drainMs <= 10_000 && w.drainFailed === 0)),
     });

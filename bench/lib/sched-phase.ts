@@ -5,13 +5,16 @@
 //   the new BACKUP on the third node. The killed node is booted again before the next kill.
 // - drain of a node that is MASTER for some of N pairs (BACKUP for others): the Node labelled nslb.dev/drain=true;
 //   duration (label → every pair off the node and redundant again) and failed requests of clients probing the VIPs
-//   of the pairs it was MASTER of (every 20 ms each, new connection per request).
+//   of the pairs it was MASTER of (every 20 ms each, new connection per request). Beside it, label → the node
+//   serves nothing: every pair placed off it and let go by its agent (the pair's state dir gone on that node).
+import { readdirSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
-import { assertNoRig, deleteProviderHost, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
+import { assertNoRig, deleteProviderHost, nodeStateDir, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
 import { log, sleep, startWrk, type Cleanup } from './node-env.js';
 import { socketErrorTotal, type WrkSummary } from './report.js';
 
@@ -29,6 +32,12 @@ export interface SchedResult {
   /** Label → the pair placed off the drained node, and → redundant again: p50 and the last, ms. */
   drainPlaced?: { p50: number; max: number };
   drainRedundant?: { p50: number; max: number };
+  /**
+   * Label → the drained node let the pair go (placed off it, and its agent has torn it down: keepalived and HAProxy
+   * stopped, port and netns deleted, the state dir lb/<netns> removed last): p50 and the last, ms. The last is
+   * when the node serves nothing.
+   */
+  drainReleased?: { p50: number; max: number };
 }
 
 // 10.234.0.0/16 on sim-provider: hosts at .255.x, VIPs at .1.x, VRRP addresses at .2.x and .3.x.
@@ -57,6 +66,34 @@ function pair(i: number): Obj[] {
     { apiVersion: V, kind: 'Pool', metadata: meta(`${name}-p`), spec: { loadBalancer: name, protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' } },
     { apiVersion: V, kind: 'Member', metadata: meta(`${name}-m`), spec: { pool: `${name}-p`, address: net.ip(11), port: 8080 } },
   ];
+}
+
+/** Failed probe requests, in runs of consecutive failures: [first sent, last sent, count], ms from `at`. */
+function failureRuns(results: readonly { ok: boolean; at: number }[], at: number): [number, number, number][] {
+  const runs: [number, number, number][] = [];
+  let open = false;
+  for (const r of [...results].sort((a, b) => a.at - b.at)) {
+    if (r.ok) {
+      open = false;
+      continue;
+    }
+    const last = runs.at(-1);
+    if (open && last !== undefined) {
+      last[1] = r.at - at;
+      last[2]++;
+    } else runs.push([r.at - at, r.at - at, 1]);
+    open = true;
+  }
+  return runs;
+}
+
+/** The load balancers' state dirs a node holds (none: no lb/ dir). */
+function lbDirs(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
 
 async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs: number): Promise<NonNullable<T>> {
@@ -177,6 +214,9 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   // promises to keep) on the first VIP it is MASTER of, and the 20 ms probes on the next four.
   const wrk = startWrk(client, `http://${vip(mastered[0]!)}/`, 3_600, 4, { timeoutS: 3, close: true });
   const probes: Probe[] = mastered.slice(1, 5).map((i) => startProbe(client, `http://${vip(i)}/`, 20, 3_000));
+  // A control, not counted: the member itself, straight from the client (no load balancer on the way). When it
+  // fails too, the client, the member or the provider segment failed, not the drain.
+  const control = startProbe(client, `http://${net.ip(11)}:8080/`, 20, 3_000);
   await sleep(1_000);
   const at = Date.now();
   const node = api.get('v1', 'nodes', '', drained) as Obj;
@@ -184,25 +224,35 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   // When each pair left the drained node (placement) and was redundant again: where the time goes.
   const placedAt = new Map<number, number>();
   const redundantAt = new Map<number, number>();
+  // When the drained node's agent had let each pair go (its state dir gone there, after the placement left).
+  const releasedAt = new Map<number, number>();
+  const lbDir = join(nodeStateDir(drained), 'lb');
+  const netnsOf = new Map(on.map((i) => [i, nodeNames(NS, `w${i}`).netns]));
   // Development aid (NSLB_BENCH_W_LOGS): when each pair's MASTER left the drained node, and the load average.
   const masterMovedAt = new Map<number, number>();
   const loads: [number, string][] = [];
   const loadTimer = setInterval(() => void readFile('/proc/loadavg', 'utf8').then((l) => loads.push([Date.now() - at, l.split(' ')[0] ?? ''])), 1_000);
+  // NSLB_BENCH_W_DRAIN_TIMEOUT_S: a shorter wait while developing.
+  const drainTimeoutMs = Number(process.env.NSLB_BENCH_W_DRAIN_TIMEOUT_S ?? 300) * 1000;
   try {
     await until(
       `every pair off ${drained}`,
       onePoll(() => {
+        const held = new Set(lbDirs(lbDir));
         for (const i of on) {
           if (!placedAt.has(i) && placement(i).length > 0 && !placement(i).includes(drained)) placedAt.set(i, Date.now() - at);
           if (!masterMovedAt.has(i) && masterOf(i) !== undefined && masterOf(i) !== drained) masterMovedAt.set(i, Date.now() - at);
           if (placedAt.has(i) && !redundantAt.has(i) && redundant(i)) redundantAt.set(i, Date.now() - at);
+          if (placedAt.has(i) && !releasedAt.has(i) && !held.has(netnsOf.get(i)!)) releasedAt.set(i, Date.now() - at);
         }
-        return redundantAt.size === on.length;
+        // The verdict's clock: every pair off the node and redundant again.
+        if (result.drainMs === undefined && redundantAt.size === on.length) result.drainMs = Date.now() - at;
+        // Then (if the node still holds some) until its agent has let every pair go, 30 s at most.
+        const waited = Date.now() - at;
+        return result.drainMs !== undefined && (releasedAt.size === on.length || waited > result.drainMs + 30_000 || waited > drainTimeoutMs - 500);
       }),
-      // NSLB_BENCH_W_DRAIN_TIMEOUT_S: a shorter wait while developing.
-      Number(process.env.NSLB_BENCH_W_DRAIN_TIMEOUT_S ?? 300) * 1000,
+      drainTimeoutMs,
     );
-    result.drainMs = Date.now() - at;
     await sleep(3_000);
   } finally {
     const summary = await wrk.finish().catch((err: unknown) => {
@@ -210,7 +260,7 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
       return undefined;
     });
     if (summary !== undefined) result.drainWrk = summary;
-    for (const p of probes) await p.stop();
+    for (const p of [...probes, control]) await p.stop();
     clearInterval(loadTimer);
     // Also when the drain did not end: that is when the timeline matters most.
     await keepLogs({
@@ -218,8 +268,18 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
       at,
       drainMs: result.drainMs,
       loads,
-      pairs: on.map((i) => ({ i, master: mastered.includes(i), masterMoved: masterMovedAt.get(i), placed: placedAt.get(i), redundant: redundantAt.get(i) })),
+      pairs: on.map((i) => ({
+        i,
+        master: mastered.includes(i),
+        masterMoved: masterMovedAt.get(i),
+        placed: placedAt.get(i),
+        released: releasedAt.get(i),
+        redundant: redundantAt.get(i),
+      })),
       status: on.map((i) => ({ i, placement: placement(i), nodes: reported(i) })),
+      // Each probe's failed requests as runs [first sent, last sent, how many] (ms from the label): which VIP, when.
+      probeFailures: probes.map((p, k) => ({ i: mastered[k + 1], runs: failureRuns(p.results(), at) })),
+      controlFailures: failureRuns(control.results(), at),
       requests: api
         .requestLog()
         .filter((e) => e.at >= at - 2_000 && !e.watch)
@@ -232,11 +292,14 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   };
   result.drainPlaced = spread(placedAt);
   result.drainRedundant = spread(redundantAt);
+  result.drainReleased = spread(releasedAt);
   const results = probes.flatMap((p) => p.results().filter((r) => r.at >= at - 1_000));
   const wrkFailed = result.drainWrk === undefined ? 0 : socketErrorTotal(result.drainWrk) + result.drainWrk.non2xx3xx;
   result.drainRequests = results.length + (result.drainWrk?.requests ?? 0);
   const failed = results.filter((r) => !r.ok);
   result.drainFailed = failed.length + wrkFailed;
+  const controlResults = control.results().filter((r) => r.at >= at - 1_000);
+  log(`(w): control (the member straight from the client, not counted): ${controlResults.filter((r) => !r.ok).length} failed of ${controlResults.length}`);
   for (const f of failed.slice(0, 5)) log(`(w): failed: sent +${f.at - at} ms, ended +${f.done - at} ms: ${f.detail ?? `HTTP answer ${f.body ?? ''}`}`);
   if (result.drainWrk !== undefined)
     log(
@@ -244,7 +307,8 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
     );
   log(
     `(w): drained ${drained} (MASTER of ${mastered.length}, on ${on.length} of ${opts.drainN} pairs) in ${result.drainMs} ms; ${result.drainFailed} failed of ${result.drainRequests}; ` +
-      `placed off it p50 ${result.drainPlaced.p50} ms, last ${result.drainPlaced.max} ms; redundant p50 ${result.drainRedundant.p50} ms, last ${result.drainRedundant.max} ms`,
+      `placed off it p50 ${result.drainPlaced.p50} ms, last ${result.drainPlaced.max} ms; let go by it (serves nothing) p50 ${result.drainReleased.p50} ms, ` +
+      `last ${result.drainReleased.max} ms; redundant p50 ${result.drainRedundant.p50} ms, last ${result.drainRedundant.max} ms`,
   );
   // What the API server (in this process) was asked during the drain: where its time went.
   const during = (pred: (e: { method: string; path: string; watch: boolean }) => boolean) =>

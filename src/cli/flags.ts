@@ -38,7 +38,7 @@ export interface RunFlags {
   schedulerLease?: number;
   /** Kubernetes mode: the share of known nodes that may die at once and still be failed over (circuit breaker). */
   failoverThreshold?: number;
-  /** Kubernetes mode: how many load balancers a drain lets be unready at once (schedule.ts, maxDrainMoves). */
+  /** Kubernetes mode: how many handovers a drain makes at once (schedule.ts, maxDrainMoves). */
   drainConcurrency?: number;
   /** Kubernetes mode: status and Event writes per second, and at once (client-go's QPS and burst). */
   kubeApiQps: number;

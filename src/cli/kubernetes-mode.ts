@@ -52,7 +52,7 @@ export interface PlacementOptions {
   schedulerLeaseSeconds: number;
   /** The circuit breaker: the share of known nodes that may die at once and still be failed over. */
   failoverThreshold: number;
-  /** A drain lets at most this many load balancers be unready at once (schedule.ts, maxDrainMoves). */
+  /** A drain hands over at most this many load balancers at once (schedule.ts, maxDrainMoves). */
   drainConcurrency: number;
 }
 

@@ -106,7 +106,7 @@ program
   )
   .option(
     '--drain-concurrency <n>',
-    'with --kubernetes: a drain (nslb.dev/drain=true) moves a load balancer only while fewer than this many are not yet ready where they are placed',
+    'with --kubernetes: a drain (nslb.dev/drain=true) hands over at most this many load balancers at once (a pair whose MASTER leaves the node, a SINGLE one); a pair whose BACKUP leaves moves at once',
     positive('--drain-concurrency'),
     DEFAULTS.drainConcurrency,
   )

@@ -19,9 +19,10 @@ export const DEFAULTS = {
   // with nothing changing writes nothing.
   kubeApiQps: 100,
   kubeApiBurst: 200,
-  // A drain moves load balancers while fewer than this many are unready where they are placed (schedule.ts,
-  // maxDrainMoves): all at once, a drain of 100 pairs starved the node and every planned switchover outlasted
-  // the clients' SYN retransmissions (bench (w)).
+  // A drain hands over at most this many load balancers at once (a pair's MASTER leaving the draining node, or a
+  // SINGLE load balancer moving; schedule.ts, maxDrainMoves); a draining BACKUP's slot moves at once. All at once,
+  // a drain of 100 pairs starved the node and every planned switchover outlasted the clients' SYN
+  // retransmissions (bench (w)).
   drainConcurrency: 16,
 } as const;
 

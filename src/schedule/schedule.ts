@@ -17,7 +17,8 @@
 // - a slot on a draining node moves (SINGLE: at once; ACTIVE_STANDBY: once the other node of the pair is ready
 //   to carry the VIP alone, and with both on draining nodes the one not MASTER first). The draining node's agent
 //   stops its keepalived first when it lets the pair go, so the VIP moves to the other node at once (a planned
-//   switchover) and only then does its HAProxy stop;
+//   switchover) and only then does its HAProxy stop. Only the moves that take a VIP from its node are paced
+//   (maxDrainMoves); a draining BACKUP's slot moves at once;
 // - an empty slot goes to the eligible node (alive, not draining, labels matching the selector, not already
 //   in this load balancer) with the fewest load balancers of the same anti-affinity group, then the fewest
 //   load balancers, then the smallest name.
@@ -58,12 +59,15 @@ export interface ScheduleOptions {
    */
   failoverThreshold: number;
   /**
-   * A drain moves a load balancer off a draining node only while fewer than this many are settling (placed on a
-   * node that does not report it ready yet: moved and not ready on its new node, or still coming up), as a
-   * rollout's maxUnavailable: it bounds the handovers on the leaving node and the starts on the others that run at
-   * once, so that each stays short (a pair's planned switchover must end within a client's SYN retransmission).
-   * A load balancer in ERROR does not count (it is broken where it is: a few of them must not stop every drain). A
-   * node that dies is not paced. Undefined: no bound.
+   * A drain paces only what costs the serving side: at most this many handovers at once. A handover is a move
+   * that takes a load balancer from the node serving it: a pair's slot on the draining node while that node is
+   * its MASTER (in flight from the placement write until the pair reports another node MASTER: the leaving agent
+   * let the VIP go and the peer took it), or a SINGLE load balancer, or a pair whose MASTER is not known (in flight
+   * until it is ready where it is placed).
+   * Each planned switchover must end within a client's SYN retransmission, and many at once on one node made them
+   * outlast it. A pair whose draining node is its BACKUP (the other node MASTER and ready) moves at once, unpaced:
+   * its VIP stays where it is. A load balancer in ERROR does not count (it is broken where it is). A node that dies
+   * is not paced. Undefined: no bound.
    */
   maxDrainMoves?: number;
 }
@@ -125,10 +129,17 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
 
   // Keys in one order, whatever order the caches listed them in: the same inputs give the same schedule.
   const ordered = [...lbs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  // The drain's budget: what may start moving now, given what is still settling.
-  const settling = (lb: LbView): boolean =>
-    lb.explicit === undefined && lb.failed !== true && lb.recorded.length > 0 && lb.recorded.some((n) => !(lb.ready ?? []).includes(n));
-  let drainBudget = opts.maxDrainMoves === undefined ? Infinity : opts.maxDrainMoves - ordered.filter(settling).length;
+  // The drain's budget: the handovers that may start now, given those still in flight.
+  const handingOver = (lb: LbView): boolean => {
+    if (lb.explicit !== undefined || lb.failed === true || lb.recorded.length === 0) return false;
+    // SINGLE, or a pair whose MASTER is not known (moved as a handover, below): until ready where it is placed.
+    if (slotsOf(lb.topology) === 1 || lb.master === undefined) return lb.recorded.some((n) => !(lb.ready ?? []).includes(n));
+    return alive(lb.master) && !usable(lb.master) && !lb.recorded.includes(lb.master);
+  };
+  /** A move off a draining node that takes the VIP from where it is served (or might: the MASTER not known). */
+  const handsOver = (lb: LbView, placed: readonly (string | undefined)[], moving: readonly number[]): boolean =>
+    slotsOf(lb.topology) === 1 || lb.master === undefined || !(lb.ready ?? []).includes(lb.master) || moving.some((i) => placed[i] === lb.master);
+  let drainBudget = opts.maxDrainMoves === undefined ? Infinity : opts.maxDrainMoves - ordered.filter(handingOver).length;
   const load = new Map<string, number>(nodes.map((n) => [n.name, 0]));
   const groupLoad = new Map<string, number>();
   const count = (node: string, group: string | undefined): void => {
@@ -159,8 +170,9 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
       reason = 'node-dead';
     }
     const moving = drainable(lb, nodesOf, slots);
-    if (moving.length > 0 && drainBudget > 0) {
-      drainBudget--;
+    const costly = moving.length > 0 && handsOver(lb, nodesOf, moving);
+    if (moving.length > 0 && (!costly || drainBudget > 0)) {
+      if (costly) drainBudget--;
       for (const i of moving) nodesOf[i] = undefined;
       reason ??= 'drain';
     }

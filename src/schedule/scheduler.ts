@@ -42,7 +42,7 @@ export interface SchedulerOptions {
   /** Where the node Leases and the scheduler's Lease are (the agents' namespace). */
   leaseNamespace: string;
   failoverThreshold: number;
-  /** A drain's bound on load balancers unready at once (schedule.ts); undefined: none. */
+  /** A drain's bound on handovers at once (schedule.ts); undefined: none. */
   maxDrainMoves?: number;
   logger: Logger;
   /** Still the leader? Checked before every write. */

@@ -172,7 +172,7 @@ describe('schedule', () => {
     expect(none.unschedulable.map((u) => u.key)).toEqual(['a/p']);
   });
 
-  it('drain pacing (maxDrainMoves): no more load balancers unready at once than the bound; the next move when one is ready', () => {
+  it('drain pacing (maxDrainMoves): at most that many handovers of a MASTER at once, each in flight until another node reports MASTER', () => {
     const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
     const ready = (key: string, recorded: string[]) => pair(key, { recorded, master: recorded[0]!, ready: recorded });
     const lbs = keys(5).map((k) => ready(k, ['node1', 'node2']));
@@ -181,26 +181,52 @@ describe('schedule', () => {
     const first = schedule(nodes, lbs, paced);
     expect(first.changes.map((c) => c.key)).toEqual(['ns/lb000', 'ns/lb001']);
     expect(first.changes.every((c) => c.reason === 'drain' && c.to[0] === 'node3')).toBe(true);
-    // Moved and not ready on node3 yet: they take the whole budget; nothing else moves.
+    // Placed off node1, which still reports itself MASTER (its agent has not let the VIP go yet): in flight.
     const moving = [
-      pair('ns/lb000', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2'] }),
-      pair('ns/lb001', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2'] }),
+      pair('ns/lb000', { recorded: ['node3', 'node2'], master: 'node1', ready: ['node1', 'node2'] }),
+      pair('ns/lb001', { recorded: ['node3', 'node2'], master: 'node1', ready: ['node1', 'node2'] }),
       ...lbs.slice(2),
     ];
     expect(schedule(nodes, moving, paced).changes).toEqual([]);
-    // One is ready on node3: one more moves.
-    moving[0] = ready('ns/lb000', ['node3', 'node2']);
+    // One handed over (node2 MASTER), its new BACKUP on node3 not ready yet: that no longer holds the drain
+    // (before: it did, until node3 was ready). One more moves.
+    moving[0] = pair('ns/lb000', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2'] });
     expect(schedule(nodes, moving, paced).changes.map((c) => c.key)).toEqual(['ns/lb002']);
-    // A load balancer unready for another reason counts too (a drain adds no unavailability on top of it) ...
+    // A pair unready elsewhere (not a handover) does not hold the drain either.
     const degraded = [pair('ns/other', { recorded: ['node2', 'node3'], master: 'node2', ready: ['node2'] }), ...lbs];
-    expect(schedule(nodes, degraded, { ...OPTS, maxDrainMoves: 1 }).changes).toEqual([]);
-    // ... except one in ERROR: broken where it is, it is not on its way anywhere.
-    expect(schedule(nodes, [{ ...degraded[0]!, failed: true }, ...lbs], { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(1);
-    // ... but a dead node's load balancers are failed over at once, whatever the budget.
+    expect(schedule(nodes, degraded, { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(1);
+    // Nor does one in ERROR that still names node1 MASTER.
+    const broken = pair('ns/broken', { recorded: ['node3', 'node2'], master: 'node1', ready: ['node1'], failed: true });
+    expect(schedule(nodes, [broken, ...lbs], { ...OPTS, maxDrainMoves: 1 }).changes.map((c) => c.key)).toEqual(['ns/lb000']);
+    // A dead node's load balancers are failed over at once, whatever the budget.
     const dead = [node('node1', { alive: false }), node('node2'), node('node3')];
     expect(schedule(dead, lbs, { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(5);
     // Without a bound, all at once.
     expect(schedule(nodes, lbs, OPTS).changes).toHaveLength(5);
+  });
+
+  it('drain pacing: a pair whose draining node is its BACKUP (the other node MASTER and ready) moves at once, unpaced', () => {
+    const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
+    const backups = keys(4, 'ns/b').map((k) => pair(k, { recorded: ['node2', 'node1'], master: 'node2', ready: ['node1', 'node2'] }));
+    const masters = keys(3, 'ns/m').map((k) => pair(k, { recorded: ['node1', 'node2'], master: 'node1', ready: ['node1', 'node2'] }));
+    const r = schedule(nodes, [...backups, ...masters], { ...OPTS, maxDrainMoves: 1 });
+    // Every BACKUP slot at once (before: one load balancer in all), and one MASTER.
+    expect(r.changes.map((c) => c.key)).toEqual([...keys(4, 'ns/b'), 'ns/m000']);
+    expect(r.changes.filter((c) => c.key.startsWith('ns/b')).every((c) => c.to[0] === 'node2' && c.to[1] === 'node3')).toBe(true);
+    // The MASTER not known (no status yet), or not ready: paced as a handover.
+    const unknown = keys(3, 'ns/u').map((k) => pair(k, { recorded: ['node2', 'node1'], ready: ['node1', 'node2'] }));
+    expect(schedule(nodes, unknown, { ...OPTS, maxDrainMoves: 1 }).changes).toHaveLength(1);
+    // ... and in flight until ready where it is placed (no MASTER to see leave).
+    const unknownMoved = [pair('ns/u000', { recorded: ['node2', 'node3'], ready: ['node2'] }), ...unknown.slice(1)];
+    expect(schedule(nodes, unknownMoved, { ...OPTS, maxDrainMoves: 1 }).changes).toEqual([]);
+    // Never a pair's last ready node: the other node not ready, nothing moves, budget or not.
+    const lonely = pair('ns/l', { recorded: ['node2', 'node1'], master: 'node1', ready: ['node1'] });
+    expect(schedule(nodes, [lonely], OPTS).changes).toEqual([]);
+    // SINGLE load balancers are handovers (an outage while each moves): paced, in flight until ready on the new node.
+    const singles = keys(3, 'ns/s').map((k) => single(k, { recorded: ['node1'], ready: ['node1'] }));
+    expect(schedule(nodes, singles, { ...OPTS, maxDrainMoves: 2 }).changes).toHaveLength(2);
+    const movedSingle = single('ns/s000', { recorded: ['node2'] });
+    expect(schedule(nodes, [movedSingle, ...singles.slice(1)], { ...OPTS, maxDrainMoves: 2 }).changes.map((c) => c.key)).toEqual(['ns/s001']);
   });
 
   it('drain: SINGLE moves away at once; nothing new goes to a draining node', () => {

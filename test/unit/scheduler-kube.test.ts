@@ -132,6 +132,53 @@ describe('LeaderElector fencing', () => {
   }, 20_000);
 });
 
+describe('LeaderElector renewal fast path', () => {
+  it('a leader renews with one conditional write from the Lease it last wrote, no read; a conflict falls back to read + write', async () => {
+    const e = new LeaderElector({
+      kubeConfig: kc,
+      role: 'scheduler',
+      namespace: NS,
+      name: 'fast-path-test',
+      identity: 'a',
+      leaseSeconds: 2,
+      logger,
+      onStartedLeading: async () => {},
+      onStoppedLeading: async () => {},
+    });
+    const path = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/fast-path-test`;
+    /** The elector's answered requests to its Lease after position `from`, in order: 'GET 200', 'PUT 409', … */
+    const asked = (from: number) =>
+      api
+        .requestLog()
+        .filter((r) => r.started > from && r.ended > 0 && r.path === path)
+        .sort((x, y) => x.started - y.started)
+        .map((r) => `${r.method} ${r.status}`);
+    const mark = () => Math.max(0, ...api.requestLog().map((r) => r.started));
+    e.start();
+    await until(() => e.leading, 2_000, 'a leading');
+    const since = mark();
+    await until(() => asked(since).filter((r) => r === 'PUT 200').length >= 3, 5_000, 'three renewals');
+    // Before: every renewal was a GET and then a PUT (both to be answered within the renew deadline).
+    expect(asked(since).filter((r) => r.startsWith('GET'))).toEqual([]);
+    // Someone else writes the Lease (the holder unchanged): the next fast write is refused (409) and the same try
+    // reads the Lease and renews from it; then one write per renewal again.
+    const lease = leaseOf('fast-path-test')!;
+    api.update({ ...lease, metadata: { ...lease.metadata, labels: { touched: 'yes' } } });
+    const touched = mark();
+    await until(
+      () =>
+        asked(touched)
+          .join(',')
+          .match(/^PUT 409,GET 200,PUT 200,PUT 200,PUT 200/),
+      5_000,
+      'the fallback, then fast renewals',
+    );
+    expect(e.leading).toBe(true);
+    expect(leaseOf('fast-path-test')!.spec.holderIdentity).toBe('a');
+    await e.stop();
+  }, 20_000);
+});
+
 describe('LeaderElector callbacks', () => {
   it('a leader whose start (or a previous stop) takes long goes on renewing meanwhile, and stays the leader', async () => {
     let started = 0;
