@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs Debian's Prometheus binary (for the test that scrapes the agent as the chart's docs say), fetched
 # once from Debian's archive with `apt-get download` and unpacked into a cache: the package itself is not
-# installed, so no service is started and nothing else on the machine changes.
+# installed, so no service is started and nothing else on the machine changes. The download needs the
+# machine's network: run it once where that is reachable (e.g. `scripts/prometheus.sh --version`) before
+# running it in a netns of its own.
 #
 #   scripts/prometheus.sh --config.file=… --storage.tsdb.path=… --web.listen-address=127.0.0.1:9090
 set -euo pipefail

@@ -215,6 +215,9 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
         '',
       ].join('\n'),
     );
+    // Fetched first (once, into a cache) from here: the client's netns below has no way to Debian's archive, so
+    // on a fresh machine the first run of the script inside it could not download the binary.
+    await runCommand(['bash', join(REPO_ROOT, 'scripts', 'prometheus.sh'), '--version'], { timeoutMs: 300_000 });
     // In the client's netns: the scraper stands on the VIP segment too. Its own port is that netns' loopback.
     const prometheus = spawn(
       'ip',
@@ -255,7 +258,7 @@ describe('Kubernetes mode: TLS from Secrets, and what the agent exposes', () => 
       await new Promise((r) => (prometheus.exitCode !== null ? r(undefined) : prometheus.once('exit', r)));
       await rm(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, 420_000);
 
   it('5. no key material in any log line, status, Event or /metrics output; on disk only in 0600 files', async () => {
     // One read of the agent's loopback port. A CI run once failed here within 22 ms with the reason lost, so a
