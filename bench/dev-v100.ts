@@ -7,8 +7,8 @@
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import yaml from 'js-yaml';
 import { readStatus } from '../test/e2e/agent.js';
+import { lbYaml } from './lib/ha-phase.js';
 import { assertNoRig, nodeStateDir, SIM_DIR, sim } from '../test/e2e/sim-rig.js';
 
 const arg = (name: string, dflt: string) => {
@@ -20,24 +20,6 @@ const TIMEOUT_MS = Number(arg('--timeout-s', '300')) * 1_000;
 const INTERVAL_MS = Number(arg('--interval-ms', '3000'));
 const OUT = arg('--out', `/tmp/dev-v100-${Date.now()}`);
 const AGENT_FLAGS = (process.env.NSLB_DEV_AGENT_FLAGS ?? '--resync 10').split(' ').filter(Boolean);
-
-const vip = (i: number) => `10.233.1.${i + 1}`;
-const vrrp = (i: number, slot: number) => `10.233.${2 + slot}.${i + 1}`;
-function lbYaml(i: number, nodes: string[]): string {
-  const name = `ha${i}`;
-  const objects = [
-    {
-      kind: 'LoadBalancer',
-      metadata: { name },
-      spec: { vip: { address: vip(i), prefixLength: 16 }, topology: 'ACTIVE_STANDBY', placement: { nodes }, vrrp: { addresses: [vrrp(i, 0), vrrp(i, 1)] } },
-    },
-    { kind: 'Listener', metadata: { name: `${name}-l` }, spec: { loadBalancer: name, protocol: 'HTTP', port: 80, defaultPool: `${name}-p` } },
-    { kind: 'Pool', metadata: { name: `${name}-p` }, spec: { loadBalancer: name, protocol: 'HTTP', lbAlgorithm: 'SOURCE_IP' } },
-    { kind: 'Member', metadata: { name: `${name}-m1` }, spec: { pool: `${name}-p`, address: '10.233.255.11', port: 8080 } },
-    { kind: 'Member', metadata: { name: `${name}-m2` }, spec: { pool: `${name}-p`, address: '10.233.255.12', port: 8080 } },
-  ];
-  return objects.map((o) => yaml.dump({ apiVersion: 'nslb.dev/v1alpha1', ...o })).join('---\n');
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

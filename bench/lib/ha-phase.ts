@@ -46,7 +46,8 @@ const net: TestRun = {
 const vip = (i: number) => `10.233.1.${i + 1}`;
 const vrrp = (i: number, slot: number) => `10.233.${2 + slot}.${i + 1}`;
 
-function lbYaml(i: number, nodes: string[]): string {
+/** Pair `ha<i>`'s documents (the (v) phase's and bench/dev-v100.ts's). */
+export function lbYaml(i: number, nodes: string[]): string {
   const name = `ha${i}`;
   const objects = [
     {
