@@ -11,7 +11,7 @@ export interface StatRow {
   /** As HAProxy prints it: OPEN, FULL, STOP, UP, DOWN, "UP 1/3", "MAINT (via pool.x/y)", "no check", … */
   status: string;
   weight?: number;
-  /** The last check's result code (L4OK, L7STS, "* L4CON" while one runs); absent without checks. */
+  /** The last finished check's result code (L4OK, L7STS), also while the next one runs ("* L4CON" in HAProxy's CSV); absent without checks. */
   checkStatus?: string;
   type: StatType;
   /** scur: current sessions. */
@@ -107,7 +107,9 @@ export function parseShowStat(csv: string): StatRow[] {
     const weight = numberAt(f, iWeight);
     if (weight !== undefined) row.weight = weight;
     const check = iCheck >= 0 ? f[iCheck] : undefined;
-    if (check !== undefined && check !== '') row.checkStatus = check;
+    // "* L7OK" is HAProxy's "a check is running now; the last one gave L7OK": the status is the last result.
+    const lastCheck = check?.replace(/^\*\s*/, '');
+    if (lastCheck !== undefined && lastCheck !== '') row.checkStatus = lastCheck;
     const sessions = numberAt(f, iScur);
     if (sessions !== undefined) row.sessions = sessions;
     const limit = numberAt(f, iSlim);

@@ -80,6 +80,11 @@ describe('parseShowStat edge cases', () => {
     expect(parseShowStat(csv)).toEqual([{ pxname: 'listener.y', svname: 'sock-1', status: 'OPEN', type: 'listener' }]);
   });
 
+  it('a check running now ("* L7OK") reads as the last finished one (L7OK)', () => {
+    const csv = '# pxname,svname,status,type,check_status,\nb,m1,UP,2,* L7OK,\nb,m2,DOWN,2,* L4CON,\n';
+    expect(parseShowStat(csv).map((r) => r.checkStatus)).toEqual(['L7OK', 'L4CON']);
+  });
+
   it('returns no rows for a header alone', () => {
     expect(parseShowStat('# pxname,svname,status,type,\n')).toEqual([]);
   });
