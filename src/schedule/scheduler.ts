@@ -14,9 +14,9 @@ import {
   type KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import { makeApiClientWithTimeout } from '../kube/http.js';
+import { makeApiClientWithTimeout, REQUEST_TIMEOUT_MS } from '../kube/http.js';
 import { makeInformer } from '../kube/informer.js';
-import { ANTI_AFFINITY_LABEL, DRAIN_LABEL, FINALIZER, GROUP, PLURALS, SCHEDULER_LEASE, VERSION } from '../api/v1alpha1/crds.js';
+import { ANTI_AFFINITY_LABEL, DRAIN_LABEL, FINALIZER, GROUP, nodeLeaseName, PLURALS, SCHEDULER_LEASE, VERSION } from '../api/v1alpha1/crds.js';
 import type { LbKey, Topology } from '../api/v1alpha1/types.js';
 import { describeApiError, statusCode } from '../kube/errors.js';
 import type { Logger } from '../log/logger.js';
@@ -97,6 +97,8 @@ export class Scheduler {
   readonly #written = new Map<LbKey, { nodes: string[]; at: number }>();
   readonly #reported = new Map<LbKey, string>();
   #breakerOpen = false;
+  /** Nodes whose death a read of their Lease from the API server confirmed (forgotten when alive again). */
+  readonly #confirmedDead = new Set<string>();
   #steppedDown = false;
   #timer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
@@ -157,6 +159,7 @@ export class Scheduler {
   /** Leading again after pause(): what this agent wrote before may have been overwritten since; schedule now. */
   resume(): void {
     this.#written.clear();
+    this.#confirmedDead.clear();
     this.#steppedDown = false;
     this.kick();
   }
@@ -214,7 +217,10 @@ export class Scheduler {
     const nodeObjects = new Map((this.#nodes?.list() ?? []).map((n) => [n.metadata?.name ?? '', n]));
     const nodes: NodeView[] = members.map((m) => {
       const labels = nodeObjects.get(m.node) === undefined ? {} : labelsOf(nodeObjects.get(m.node)!);
-      return { name: m.node, labels, alive: m.alive, draining: labels[DRAIN_LABEL] === 'true' };
+      // This agent's own node is alive: it is running this. Its Lease can look expired when this process was
+      // starved for longer than a Lease (its renewal and this run wake up late together).
+      const alive = m.alive || (m.node === this.#opts.nodeName && this.#opts.leading());
+      return { name: m.node, labels, alive, draining: labels[DRAIN_LABEL] === 'true' };
     });
     const lbs: LbView[] = [];
     for (const o of this.#lbs.list()) {
@@ -252,7 +258,26 @@ export class Scheduler {
     // Not synced: nothing is decided (a Lease list that failed would read as every node dead; each list that
     // succeeds kicks a run).
     if (!this.#opts.leading() || this.#stopped || !this.synced) return;
-    const { nodes, lbs, nextExpiry } = this.inputs();
+    let { nodes, lbs, nextExpiry } = this.inputs();
+    // A node is dead only once the API server itself says so: each death is confirmed once by reading the Lease
+    // there (a lagging watch showed live nodes dead while the API server was loaded: issue 17, CI of 26a78b6).
+    for (const n of nodes) if (n.alive) this.#confirmedDead.delete(n.name);
+    const unconfirmed = nodes.filter((n) => !n.alive && !this.#confirmedDead.has(n.name)).map((n) => n.name);
+    if (unconfirmed.length > 0) {
+      try {
+        await this.#leaseWatch.confirm(unconfirmed, this.#opts.writeTimeoutMs ?? REQUEST_TIMEOUT_MS);
+      } catch (err) {
+        this.#logger.warn({ nodes: unconfirmed, err: describeApiError(err) }, 'cannot read the Leases of nodes that look dead; will retry');
+        setTimeout(() => this.kick(), 1_000).unref();
+        return;
+      }
+      if (!this.#opts.leading() || this.#stopped) return;
+      ({ nodes, lbs, nextExpiry } = this.inputs());
+      for (const n of nodes) if (!n.alive && unconfirmed.includes(n.name)) this.#confirmedDead.add(n.name);
+      // Dead meanwhile, not confirmed yet: the next run reads it.
+      if (nodes.some((n) => !n.alive && !this.#confirmedDead.has(n.name))) this.kick();
+      nodes = nodes.map((n) => (n.alive || this.#confirmedDead.has(n.name) ? n : { ...n, alive: true }));
+    }
     if (this.#ownNodeDraining(nodes)) return;
     clearTimeout(this.#expiryTimer);
     if (nextExpiry !== undefined) {
@@ -452,7 +477,12 @@ export class NodeLeaseWatch {
   readonly #listeners = new Set<() => void>();
   #stopped = false;
 
+  readonly #kubeConfig: KubeConfig;
+  readonly #namespace: string;
+
   constructor(kubeConfig: KubeConfig, namespace: string, logger: Logger) {
+    this.#kubeConfig = kubeConfig;
+    this.#namespace = namespace;
     const coord = kubeConfig.makeApiClient(CoordinationV1Api);
     this.#informer = restartingInformer(
       kubeConfig,
@@ -498,12 +528,35 @@ export class NodeLeaseWatch {
 
   /** Which nodes are alive now. */
   observe(now = Date.now()): Member[] {
-    const leases: LeaseView[] = this.#informer.list().map((l) => ({
-      name: l.metadata?.name ?? '',
-      ...(typeof l.spec?.holderIdentity === 'string' ? { holderIdentity: l.spec.holderIdentity } : {}),
-      ...(l.spec?.renewTime === undefined ? {} : { renewTime: String(l.spec.renewTime instanceof Date ? l.spec.renewTime.toISOString() : l.spec.renewTime) }),
-      ...(typeof l.spec?.leaseDurationSeconds === 'number' ? { leaseDurationSeconds: l.spec.leaseDurationSeconds } : {}),
-    }));
-    return this.#membership.observe(leases, now);
+    return this.#membership.observe(this.#informer.list().map(leaseView), now);
   }
+
+  /**
+   * Reads the Leases of nodes that look dead from the API server itself, not from the watch: a watch that lags (a
+   * loaded API server sends its events late) shows no renewal while the node renews. A renewal found this way
+   * counts from now. Throws when the API server does not answer (then nothing is known).
+   */
+  async confirm(nodes: readonly string[], timeoutMs: number): Promise<void> {
+    const coord = makeApiClientWithTimeout(this.#kubeConfig, CoordinationV1Api, timeoutMs);
+    await Promise.all(
+      nodes.map(async (node) => {
+        try {
+          const lease = await coord.readNamespacedLease({ name: nodeLeaseName(node), namespace: this.#namespace });
+          this.#membership.saw(leaseView(lease), Date.now());
+        } catch (err) {
+          // Gone: a node removed; the watch says so too.
+          if (statusCode(err) !== 404) throw err;
+        }
+      }),
+    );
+  }
+}
+
+function leaseView(l: { metadata?: { name?: string }; spec?: { holderIdentity?: unknown; renewTime?: unknown; leaseDurationSeconds?: unknown } }): LeaseView {
+  return {
+    name: l.metadata?.name ?? '',
+    ...(typeof l.spec?.holderIdentity === 'string' ? { holderIdentity: l.spec.holderIdentity } : {}),
+    ...(l.spec?.renewTime === undefined ? {} : { renewTime: String(l.spec.renewTime instanceof Date ? l.spec.renewTime.toISOString() : l.spec.renewTime) }),
+    ...(typeof l.spec?.leaseDurationSeconds === 'number' ? { leaseDurationSeconds: l.spec.leaseDurationSeconds } : {}),
+  };
 }

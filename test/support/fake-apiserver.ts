@@ -1044,6 +1044,8 @@ export class FakeApiServer {
   #port = 0;
   #url = '';
   #delayMs: number;
+  /** Plurals whose watch events are held back (holdWatches). */
+  readonly #held = new Set<string>();
   #answerDelay: { ms: number; plural?: string } | undefined;
   /** The sequence that orders the starts and ends of requests (RequestLogEntry.started/ended). */
   #seq = 0;
@@ -1180,6 +1182,20 @@ export class FakeApiServer {
    */
   setAnswerDelay(ms: number, plural?: string): void {
     this.#answerDelay = { ms, ...(plural === undefined ? {} : { plural }) };
+  }
+
+  /**
+   * Watches of a plural lag: their events are kept, not sent, until releaseWatches (a loaded API server sends
+   * watch events late; reads and writes are served as usual, so a read sees what a watch does not yet).
+   */
+  holdWatches(plural: string): void {
+    this.#held.add(plural);
+  }
+
+  /** Sends what holdWatches kept, in order, and no longer holds. */
+  releaseWatches(plural: string): void {
+    this.#held.delete(plural);
+    for (const w of this.#watchers) if (w.rt.plural === plural && w.pending.length > 0) this.#flush(w);
   }
 
   requestLog(): RequestLogEntry[] {
@@ -1784,7 +1800,7 @@ export class FakeApiServer {
   #queueLine(w: Watcher, line: string): void {
     if (w.res.writableEnded || w.res.destroyed) return;
     w.pending.push(line);
-    if (w.pending.length > 1) return;
+    if (w.pending.length > 1 || this.#held.has(w.rt.plural)) return;
     this.#dirty.add(w);
     if (this.#dirty.size === 1) setImmediate(() => this.#flushAll());
   }
@@ -1795,7 +1811,8 @@ export class FakeApiServer {
     for (const w of dirty) this.#flush(w);
   }
 
-  #flush(w: Watcher): void {
+  #flush(w: Watcher, force = false): void {
+    if (!force && this.#held.has(w.rt.plural)) return;
     this.#dirty.delete(w);
     if (w.pending.length === 0) return;
     const text = w.pending.join('');
@@ -1810,7 +1827,7 @@ export class FakeApiServer {
   #endWatch(w: Watcher): void {
     for (const t of w.timers) clearTimeout(t);
     this.#watchers.delete(w);
-    this.#flush(w);
+    this.#flush(w, true);
     if (!w.res.writableEnded) w.res.end();
   }
 

@@ -299,4 +299,28 @@ describe('Membership', () => {
     expect(m.observe([lease('node1', 'b', 'node1', 30)], 25_000)[0]!.alive).toBe(true);
     expect(m.observe([lease('node1', 'b', 'node1', 30)], 31_000)[0]!.alive).toBe(false);
   });
+
+  it('a renewal read from the API server counts from then; the lagging cache showing older records does not count again', () => {
+    const m = new Membership();
+    const at = (s: number) => `2001-01-01T00:00:0${s}.000000Z`;
+    m.observe([lease('node1', at(0))], 0);
+    expect(m.observe([lease('node1', at(0))], 6_000)[0]!.alive).toBe(false);
+    // The fresh read found renewals the watch has not delivered.
+    m.saw(lease('node1', at(4)), 6_500);
+    expect(m.observe([lease('node1', at(0))], 6_600)[0]).toEqual({ node: 'node1', alive: true, expiresAt: 12_500 });
+    // The watch catches up, through an older renewal: neither is new (no clocks compared: it lags until it shows at(4)).
+    expect(m.observe([lease('node1', at(2))], 10_000)[0]!.expiresAt).toBe(12_500);
+    expect(m.observe([lease('node1', at(4))], 11_000)[0]!.expiresAt).toBe(12_500);
+    expect(m.observe([lease('node1', at(4))], 12_500)[0]!.alive).toBe(false);
+    // The next renewal is; so is another holder's (its clock does not compare).
+    expect(m.observe([lease('node1', at(6))], 13_000)[0]).toEqual({ node: 'node1', alive: true, expiresAt: 19_000 });
+    expect(m.observe([lease('node1', at(1), 'node1-new')], 14_000)[0]!.expiresAt).toBe(20_000);
+    // A cache that never shows the record read (a relist went past it) lags for one duration at most.
+    m.saw(lease('node1', at(3), 'node1-new'), 15_000);
+    expect(m.observe([lease('node1', at(5), 'node1-new')], 20_999)[0]!.expiresAt).toBe(21_000);
+    expect(m.observe([lease('node1', at(5), 'node1-new')], 21_000)[0]).toEqual({ node: 'node1', alive: true, expiresAt: 27_000 });
+    // A read of another kind of Lease is ignored.
+    m.saw({ name: 'nslb-scheduler', holderIdentity: 'node1', renewTime: 'x', leaseDurationSeconds: 15 }, 13_000);
+    expect(m.observe([lease('node1', at(1), 'node1-new')], 14_000).map((x) => x.node)).toEqual(['node1']);
+  });
 });

@@ -526,3 +526,65 @@ describe('Scheduler on a node being drained', () => {
     }
   }, 20_000);
 });
+
+describe('Scheduler when the Lease watch lags (a loaded API server)', () => {
+  it('a node whose renewals the watch has not shown is read from the API server before it is called dead; its own node is alive to a leader', async () => {
+    const ns = 'lag-leases';
+    const shop = 'lagshop';
+    const renewing = new Set(['g1', 'g2', 'g3']);
+    const renew = () => {
+      for (const n of renewing) {
+        const cur = leaseOf(`nslb-node-${n}`, ns);
+        const spec = { holderIdentity: n, leaseDurationSeconds: 2, renewTime: new Date().toISOString() };
+        if (cur === undefined) api.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: `nslb-node-${n}`, namespace: ns }, spec });
+        else api.update({ ...cur, spec });
+      }
+    };
+    renew();
+    const timer = setInterval(renew, 200);
+    for (let i = 0; i < 6; i++) {
+      api.create({ apiVersion: V, kind: 'LoadBalancer', metadata: { name: `lb${i}`, namespace: shop }, spec: { vip: { address: `10.9.1.${10 + i}` } } });
+    }
+    const events: SchedulerEvent[] = [];
+    // g1 is this agent's node.
+    const s = new Scheduler({
+      kubeConfig: kc,
+      namespace: shop,
+      leaseNamespace: ns,
+      // No breaker in the way: without the read, the lag would move everything off g2 and g3.
+      failoverThreshold: 0.9,
+      logger,
+      leading: () => true,
+      emit: (e) => void events.push(e),
+      nodeName: 'g1',
+      writeTimeoutMs: 2_000,
+    });
+    const all = () =>
+      new Map((api.list(V, 'loadbalancers', shop) as Obj[]).map((o) => [o.metadata.name as string, (o.status?.placement?.nodes ?? []).join(',')]));
+    const reads = (node: string) => api.countRequests((e) => e.method === 'GET' && !e.watch && e.path.endsWith(`/leases/nslb-node-${node}`));
+    try {
+      await s.start();
+      await until(() => [...all().values()].every((n) => n !== '') || undefined, 5_000, 'every load balancer placed');
+      const before = all();
+      expect(new Set(before.values())).toEqual(new Set(['g1', 'g2', 'g3']));
+      // The watch lags for three Lease durations while every node renews: the scheduler's cache shows no renewal.
+      api.holdWatches('leases');
+      await sleep(6_000);
+      expect(all(), 'nothing moved while every node renewed').toEqual(before);
+      expect(events.filter((e) => e.reason === 'Rescheduled')).toEqual([]);
+      expect(reads('g2')).toBeGreaterThan(0);
+      // Now g2 really stops, and so do g1's renewals (this agent's process starved, say): g2 is read, found dead
+      // and what it served moves; g1 is alive to itself: what it serves stays.
+      renewing.delete('g2');
+      renewing.delete('g1');
+      const onG2 = [...before].filter(([, n]) => n === 'g2').map(([k]) => k);
+      await until(() => onG2.every((k) => all().get(k) !== 'g2') || undefined, 10_000, "g2's load balancers moved");
+      for (const [k, n] of all()) expect(n, k).toBe(onG2.includes(k) ? all().get(k) : before.get(k));
+      expect(onG2.every((k) => ['g1', 'g3'].includes(all().get(k)!))).toBe(true);
+    } finally {
+      api.releaseWatches('leases');
+      clearInterval(timer);
+      await s.stop();
+    }
+  }, 30_000);
+});
