@@ -61,8 +61,9 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
     const lbs = await allLbs();
     return lbs.length === N && lbs.every((o) => o.status.provisioningStatus === 'ACTIVE') ? lbs : undefined;
   };
-  const startAgent = (args: string[] = []) => {
-    if (agent !== undefined) throw new Error('an agent from an earlier step still runs');
+  const startAgent = async (args: string[] = []) => {
+    // An earlier step that failed left its agent running: each step starts its own.
+    if (agent !== undefined) await agent.kill();
     agent = new Agent({ watch, stateDir, bridge: BRIDGE, resync: 5, extraArgs: args });
     return agent;
   };
@@ -121,7 +122,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
 
   it('A: raises the neighbour limits before creating 500 load balancers; every VIP answers 200 within 30 s of ACTIVE', async () => {
     expect(await readThresh('gc_thresh3')).toBe(1024);
-    const a = startAgent();
+    const a = await startAgent();
     await waitFor(() => a.logs.find((l) => l.includes('"sysctl":"net.ipv4.neigh.default.gc_thresh3"') && l.includes('raised')), {
       message: 'the raise logged',
       timeoutMs: 60_000,
@@ -149,6 +150,23 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
         )
       ).failed;
     }
+    if (failed.length > 0) {
+      // Slow or broken? Ask those again for up to 90 s more, and say when they answered (the test fails either way).
+      const late = failed.length;
+      let still = failed;
+      while (still.length > 0 && Date.now() - activeAt < 120_000) {
+        await new Promise((r) => setTimeout(r, 2_000));
+        still = (
+          await checkVips(
+            client,
+            still.map((f) => f.ip),
+          )
+        ).failed;
+      }
+      console.log(
+        `issue 13 A: ${late} VIPs without a 200 30 s after ACTIVE; ${still.length} still without one ${Date.now() - activeAt} ms after; load ${(await readFile('/proc/loadavg', 'utf8')).trim()}`,
+      );
+    }
     expect(failed.slice(0, 5), `${failed.length} VIPs without a 200 30 s after ACTIVE`).toEqual([]);
     console.log(`issue 13 A: every VIP answered 200 ${Date.now() - activeAt} ms after all ${N} were ACTIVE; gc_thresh3 1024 → ${raisedTo}`);
     const status = await readStatus(stateDir);
@@ -165,7 +183,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
 
   it('C: with --kernel-limits check on default limits: node condition, log, `nslb status` and /metrics name the sysctl; nothing ONLINE, nothing raised', async () => {
     await putDefaults();
-    const a = startAgent(['--kernel-limits', 'check', '--listen', '127.0.0.1:0']);
+    const a = await startAgent(['--kernel-limits', 'check', '--listen', '127.0.0.1:0']);
     await waitFor(() => a.logs.find((l) => l.includes('"sysctl":"net.ipv4.neigh.default.gc_thresh3"') && l.includes('"level":40')), {
       message: 'the warning',
       timeoutMs: 60_000,
