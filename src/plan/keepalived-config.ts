@@ -43,18 +43,32 @@ export interface KeepalivedPaths {
   releaseFile: string;
 }
 
-/** The name of the track script in the config; also seen in keepalived's logs. */
+/** The name of the track script "HAProxy's master is alive" in the config; also seen in keepalived's logs. */
 export const CHECK_SCRIPT_NAME = 'nslb_haproxy';
+/** The name of the track script "and its runtime API answers". */
+export const API_CHECK_SCRIPT_NAME = 'nslb_haproxy_api';
 /** The name of the track file of planned switchovers (`nslb drain`, src/drivers/keepalived/handover.ts). */
 export const RELEASE_FILE_NAME = 'nslb_release';
 
-// The HAProxy check runs every second (keepalived's vrrp_script takes whole seconds only). One failure moves
-// the VIP: the script retries the socket itself before it fails, so a failure is an outage, not a blip; two
-// successes are needed to leave FAULT, so a HAProxy that flaps does not bounce the VIP back and forth.
+// Two track scripts, one file (scripts/haproxy-vrrp-check.sh), each a process keepalived forks and execs on every
+// run, in every load balancer, on every node: what a run costs sets how many load balancers a node can hold.
+// - nslb_haproxy asks only whether HAProxy's master is alive, with shell builtins (no process but the shell),
+//   every second (vrrp_script takes whole seconds only): the common failure, a crash or a kill, moves the VIP
+//   within a second. One failure moves it; two successes are needed to leave FAULT, so that a HAProxy that
+//   flaps does not bounce the VIP back and forth.
+// - nslb_haproxy_api also asks the runtime socket (`socat`, several times the cost of the rest), every 5 s as
+//   Octavia's check: a live master whose worker does not answer (hung, or wait mode after a failed reload).
+//   The script retries the socket itself before it fails, so one failure moves the VIP; one success leaves
+//   FAULT (as BACKUP: the VIP does not come back), so that both nodes failing it at once, during a reload of
+//   both, is an outage of at most one interval. Its timeout stays below its interval: no run is skipped.
 const CHECK_INTERVAL_S = 1;
 const CHECK_TIMEOUT_S = 3;
 const CHECK_FALL = 1;
 const CHECK_RISE = 2;
+const API_CHECK_INTERVAL_S = 5;
+const API_CHECK_TIMEOUT_S = 4;
+const API_CHECK_FALL = 1;
+const API_CHECK_RISE = 1;
 // Octavia's: a MASTER repeats its gratuitous ARPs / unsolicited NAs every 5 s, two at a time, so that a
 // switch or a client that missed the ones sent at takeover (or flushed its cache) finds the VIP again.
 const GARP_REFRESH_S = 5;
@@ -157,7 +171,10 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
   }
   if (local.address === peer.address) throw new UnsafeKeepalivedValueError(local.address, 'the two VRRP addresses must differ');
   const { same, other } = renderVips(vrrp, local.family, dev);
-  const check = command(path(paths.checkScript, 'check script'), path(paths.haproxyPidfile, 'HAProxy pidfile'), path(paths.haproxySocket, 'HAProxy socket'));
+  const script = path(paths.checkScript, 'check script');
+  const pidfile = path(paths.haproxyPidfile, 'HAProxy pidfile');
+  const check = command(script, pidfile);
+  const apiCheck = command(script, pidfile, path(paths.haproxySocket, 'HAProxy socket'));
   const notify = command(path(paths.notifyScript, 'notify script'), path(paths.stateFile, 'state file'));
 
   const lines = [
@@ -181,7 +198,16 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     `    fall ${CHECK_FALL}`,
     `    rise ${CHECK_RISE}`,
     // Until the first check passes, this node cannot be MASTER: a node whose HAProxy is not up yet never
-    // takes the VIP.
+    // takes the VIP. Both scripts run at once when keepalived starts.
+    '    init_fail',
+    '}',
+    '',
+    `vrrp_script ${API_CHECK_SCRIPT_NAME} {`,
+    `    script ${apiCheck}`,
+    `    interval ${API_CHECK_INTERVAL_S}`,
+    `    timeout ${API_CHECK_TIMEOUT_S}`,
+    `    fall ${API_CHECK_FALL}`,
+    `    rise ${API_CHECK_RISE}`,
     '    init_fail',
     '}',
     '',
@@ -223,6 +249,7 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     ...(other.length === 0 ? [] : ['    virtual_ipaddress_excluded {', ...other, '    }']),
     '    track_script {',
     `        ${CHECK_SCRIPT_NAME}`,
+    `        ${API_CHECK_SCRIPT_NAME}`,
     '    }',
     '    track_file {',
     `        ${RELEASE_FILE_NAME}`,

@@ -293,6 +293,19 @@ export class HaPair {
     }
   }
 
+  /** The PIDs of the node's HAProxy workers: the children of the master its pidfile names. */
+  async haproxyWorkers(node: PairNode): Promise<number[]> {
+    const master = (await readFile(node.haproxy.pidfile, 'utf8')).trim();
+    const { stdout } = await runCommand(['ip', 'netns', 'pids', node.host.netns]);
+    const workers: number[] = [];
+    for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      // The fields after the command name (which may hold spaces): state, then the parent's PID.
+      if (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === master) workers.push(Number(pid));
+    }
+    return workers;
+  }
+
   /** RSS and Pss (KiB) of the node's keepalived processes and the notify script (from smaps_rollup). */
   async keepalivedMemory(node: PairNode): Promise<{ processes: number; rssKiB: number; pssKiB: number }> {
     const { stdout } = await runCommand(['ip', 'netns', 'pids', node.host.netns]);

@@ -277,7 +277,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
           expect(ms, 'an answer through the VIP').toBeDefined();
           times.push(ms!);
           await waitFor(() => redundant(PA), { timeoutMs: 20_000, intervalMs: 200, message: 'the pair redundant again' });
-          // keepalived's check (every second) and the agent's exit watch (every second) race: the VIP moves to
+          // keepalived's master check (every second) and the agent's exit watch (every second) race: the VIP moves to
           // the BACKUP, or stays where HAProxy is back first.
           serving.push((await master(PA)) === backup ? 'moved' : 'stayed');
         }

@@ -1,6 +1,6 @@
 // Issue 16, the data plane of ACTIVE_STANDBY without the agent: two node namespaces, each with HAProxy and
 // keepalived started by the drivers, share one VIP. One MASTER, the VIP on exactly one node, failover when the
-// MASTER node dies or only its HAProxy does, no preemption by a node that returns, one MASTER again after a
+// MASTER node dies or only its HAProxy does or hangs, no preemption by a node that returns, one MASTER again after a
 // partition heals, and stick tables shared through HAProxy peers. Times are printed, never asserted (bench/
 // measures speed): NSLB_HA_ADVERT_MS sets the advert interval, NSLB_HA_KILLS the number of node kills.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -205,6 +205,29 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
     },
     60_000 + KILLS * 15_000,
   );
+
+  it('fails over when the MASTER HAProxy hangs (master alive, worker silent: the runtime-API check), and returns as BACKUP', async () => {
+    const master = await pair.waitForMaster();
+    const backup = pair.other(master);
+    const workers = await pair.haproxyWorkers(master);
+    expect(workers.length, 'the MASTER has a HAProxy worker').toBeGreaterThan(0);
+    // Stopped, the worker neither serves nor answers its runtime socket, while the master's PID stays alive: the
+    // every-second check (the master's PID) passes, only the runtime-API check can see it.
+    for (const w of workers) process.kill(w, 'SIGSTOP');
+    try {
+      await pair.waitForMaster(40_000, backup);
+      expect((await pair.vrrpState(master))?.state).toBe('FAULT');
+      let status = 0;
+      for (const until = Date.now() + 10_000; status !== 200 && Date.now() < until; await sleep(100))
+        status = (await httpGet(pair.client, url(), { timeoutMs: 2_000 })).status;
+      expect(status, 'the BACKUP answers through the VIP').toBe(200);
+    } finally {
+      for (const w of workers) process.kill(w, 'SIGCONT');
+    }
+    for (const until = Date.now() + 20_000; (await pair.vrrpState(master))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
+    expect((await pair.vrrpState(master))?.state).toBe('BACKUP');
+    expect(await pair.vipHolders()).toEqual([backup]);
+  }, 90_000);
 
   it('hands over at once when the MASTER keepalived is stopped (a planned switchover)', async () => {
     const master = await pair.waitForMaster();

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  API_CHECK_SCRIPT_NAME,
+  CHECK_SCRIPT_NAME,
   advertIntSeconds,
   defaultVirtualRouterId,
   renderKeepalivedConfig,
@@ -134,6 +136,33 @@ describe('renderKeepalivedConfig', () => {
     expect(text).not.toMatch(/state MASTER/);
   });
 
+  it("checks HAProxy's master every second without its runtime socket, and the socket every 5 s", () => {
+    const text = renderKeepalivedConfig(vrrp(), paths);
+    const block = (name: string) => new RegExp(`^vrrp_script ${name} \\{\n((?: {4}.*\n)*)}$`, 'm').exec(text)?.[1] ?? '';
+    const settings = (name: string) =>
+      Object.fromEntries(
+        block(name)
+          .trim()
+          .split('\n')
+          .map((l) => [l.trim().split(' ')[0], l.trim().slice(l.trim().indexOf(' ') + 1)]),
+      );
+    const fast = settings(CHECK_SCRIPT_NAME);
+    const api = settings(API_CHECK_SCRIPT_NAME);
+    // The every-second check gets the pidfile only: with no socket the script starts no process but the shell.
+    expect(fast.script).toBe(`"${paths.checkScript} ${paths.haproxyPidfile}"`);
+    expect(fast.interval).toBe('1');
+    expect(fast.fall).toBe('1');
+    expect(fast.rise).toBe('2');
+    expect(fast.init_fail).toBe('init_fail');
+    expect(api.script).toBe(`"${paths.checkScript} ${paths.haproxyPidfile} ${paths.haproxySocket}"`);
+    expect(api.interval).toBe('5');
+    expect(Number(api.timeout)).toBeLessThan(Number(api.interval));
+    expect(api.fall).toBe('1');
+    expect(api.init_fail).toBe('init_fail');
+    // Both are tracked by the instance, with no weight: a failure of either is FAULT.
+    expect(text).toMatch(new RegExp(`track_script \\{\n {8}${CHECK_SCRIPT_NAME}\n {8}${API_CHECK_SCRIPT_NAME}\n {4}}`));
+  });
+
   it('keeps IPv4 and IPv6 VIPs apart: the instance family in virtual_ipaddress, the other excluded', () => {
     const text = renderKeepalivedConfig(cases['dual-stack-additional-vips'] ?? vrrp(), paths);
     expect(text).toMatch(/virtual_ipaddress \{\n {8}10\.202\.0\.10\/24 dev nslb0123456789a\n {8}10\.202\.1\.10\/24 dev nslb0123456789a\n {4}\}/);
@@ -188,6 +217,8 @@ describe('renderKeepalivedConfig', () => {
     const badPaths: Partial<KeepalivedPaths>[] = [
       { checkScript: 'relative/check.sh' },
       { checkScript: '/x/check.sh; rm -rf /' },
+      { haproxyPidfile: '/x/a b.pid' },
+      { haproxyPidfile: 'haproxy.pid' },
       { haproxySocket: '/x/a b.sock' },
       { haproxySocket: '/x/a,b.sock' },
       { notifyFifo: '/x/"fifo' },

@@ -232,7 +232,42 @@ describe('scripts/haproxy-vrrp-check.sh', () => {
     server?.close();
     const silent = await socketAnswering(undefined);
     expect(await check(alive, silent)).toBe(1);
-    expect(await check(alive)).toBe(2);
+    expect(await check()).toBe(2);
+    expect(await check(alive, silent, 'extra')).toBe(2);
+  });
+
+  it('with the pidfile alone (the every-second check), asks only whether the master lives, not the socket', async () => {
+    const alive = join(dir, 'check-fast-alive.pid');
+    await writeFile(alive, `${process.pid}\n`);
+    // A socket that never answers would fail the two-argument form; the one-argument form never asks it.
+    server?.close();
+    const silent = await socketAnswering(undefined);
+    expect(await check(alive, silent)).toBe(1);
+    expect(await check(alive)).toBe(0);
+    const dead = join(dir, 'check-fast-dead.pid');
+    await writeFile(dead, '999999999\n');
+    expect(await check(dead)).toBe(1);
+    expect(await check(join(dir, 'missing-fast.pid'))).toBe(1);
+    const garbage = join(dir, 'check-fast-garbage.pid');
+    await writeFile(garbage, '$(reboot)\n');
+    expect(await check(garbage)).toBe(1);
+  });
+
+  it('calls a zombie master dead, which kill -0 does not (a daemon here may be reaped late or never)', async () => {
+    const pidfile = join(dir, 'check-zombie.pid');
+    // The shell starts a child that exits soon, then becomes a sleep that never waits for it: a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 0.5 & echo $! >"$1"; exec sleep 30', 'sh', pidfile], { stdio: 'ignore' });
+    children.push(parent);
+    let state: string | undefined;
+    for (const until = Date.now() + 5_000; state !== 'Z' && Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+      const pid = (await readFile(pidfile, 'utf8').catch(() => '')).trim();
+      if (pid !== '') state = (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.[0];
+    }
+    expect(state, 'the child became a zombie').toBe('Z');
+    const zombie = Number((await readFile(pidfile, 'utf8')).trim());
+    expect(() => process.kill(zombie, 0)).not.toThrow();
+    expect(await check(pidfile)).toBe(1);
+    expect(await check(pidfile, join(dir, 'no.sock'))).toBe(1);
   });
 });
 
