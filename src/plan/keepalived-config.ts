@@ -61,14 +61,31 @@ export const RELEASE_FILE_NAME = 'nslb_release';
 //   The script retries the socket itself before it fails, so one failure moves the VIP; one success leaves
 //   FAULT (as BACKUP: the VIP does not come back), so that both nodes failing it at once, during a reload of
 //   both, is an outage of at most one interval. Its timeout stays below its interval: no run is skipped.
-const CHECK_INTERVAL_S = 1;
-const CHECK_TIMEOUT_S = 3;
-const CHECK_FALL = 1;
-const CHECK_RISE = 2;
-const API_CHECK_INTERVAL_S = 5;
-const API_CHECK_TIMEOUT_S = 4;
-const API_CHECK_FALL = 1;
-const API_CHECK_RISE = 1;
+interface TrackScript {
+  interval: number;
+  timeout: number;
+  fall: number;
+  rise: number;
+}
+const CHECK: TrackScript = { interval: 1, timeout: 3, fall: 1, rise: 2 };
+const API_CHECK: TrackScript = { interval: 5, timeout: 4, fall: 1, rise: 1 };
+
+/**
+ * A vrrp_script block. `init_fail`: until its first run passes, this node cannot be MASTER, so a node whose HAProxy
+ * is not up yet never takes the VIP (both scripts run at once when keepalived starts).
+ */
+function vrrpScript(name: string, script: string, t: TrackScript): string[] {
+  return [
+    `vrrp_script ${name} {`,
+    `    script ${script}`,
+    `    interval ${t.interval}`,
+    `    timeout ${t.timeout}`,
+    `    fall ${t.fall}`,
+    `    rise ${t.rise}`,
+    '    init_fail',
+    '}',
+  ];
+}
 // Octavia's: a MASTER repeats its gratuitous ARPs / unsolicited NAs every 5 s, two at a time, so that a
 // switch or a client that missed the ones sent at takeover (or flushed its cache) finds the VIP again.
 const GARP_REFRESH_S = 5;
@@ -191,25 +208,9 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     `    vrrp_notify_fifo_script ${notify}`,
     '}',
     '',
-    `vrrp_script ${CHECK_SCRIPT_NAME} {`,
-    `    script ${check}`,
-    `    interval ${CHECK_INTERVAL_S}`,
-    `    timeout ${CHECK_TIMEOUT_S}`,
-    `    fall ${CHECK_FALL}`,
-    `    rise ${CHECK_RISE}`,
-    // Until the first check passes, this node cannot be MASTER: a node whose HAProxy is not up yet never
-    // takes the VIP. Both scripts run at once when keepalived starts.
-    '    init_fail',
-    '}',
+    ...vrrpScript(CHECK_SCRIPT_NAME, check, CHECK),
     '',
-    `vrrp_script ${API_CHECK_SCRIPT_NAME} {`,
-    `    script ${apiCheck}`,
-    `    interval ${API_CHECK_INTERVAL_S}`,
-    `    timeout ${API_CHECK_TIMEOUT_S}`,
-    `    fall ${API_CHECK_FALL}`,
-    `    rise ${API_CHECK_RISE}`,
-    '    init_fail',
-    '}',
+    ...vrrpScript(API_CHECK_SCRIPT_NAME, apiCheck, API_CHECK),
     '',
     // A planned switchover writes 1 here: weight 0 makes a non-zero value FAULT, which drops the VIP and sends
     // a priority-0 advert (the peer takes over at once); 0 again and the node is BACKUP. keepalived watches it
