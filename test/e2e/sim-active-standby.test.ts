@@ -61,6 +61,8 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
   const dead = new Set<string>();
 
   const holders = (lb: { name: string; vip: string }) => sampler.holders(netnsOf(lb.name), lb.vip);
+  /** Who holds the VIP as sampled from now on by both nodes of the pair (holders() may be empty while the sampler lags). */
+  const holdersNow = (lb: { name: string; vip: string; nodes: string[] }) => sampler.holdersNow(netnsOf(lb.name), lb.vip, lb.nodes);
 
   /** Waits until exactly one node holds the VIP and its keepalived says MASTER in its status.json; returns it. */
   async function master(lb: { name: string; vip: string; nodes: string[] }, timeoutMs = 20_000): Promise<string> {
@@ -229,7 +231,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
           back.push(Date.now() - startedAt);
           // nopreempt: the preferred node, back, stays BACKUP.
           await sleep(2_000);
-          expect(holders(PA)).toEqual([backup]);
+          expect(await holdersNow(PA)).toEqual([backup]);
           const nodes = lbStatus(await readStatus(nodeStateDir(m)), 'pa')?.nodes;
           expect(nodes?.find((n) => n.name === m)?.role).toBe('BACKUP');
         }
@@ -331,7 +333,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     if (PB.nodes.includes(m) && pbMasterBefore !== m) expect(table).toMatch(/default\/pb\s+not MASTER\s+this node is BACKUP/);
     expect(lost).toBe(0);
     expect(Number(/(\d+) requests in/.exec(out.stdout)?.[1] ?? 0)).toBeGreaterThan(100);
-    expect(holders(PA)).toEqual([other]);
+    expect(await holdersNow(PA)).toEqual([other]);
     // The drained node stays in the pair as BACKUP (nopreempt: it takes nothing back), and the pair is redundant.
     await waitFor(() => redundant(PA), { timeoutMs: 20_000, message: 'redundant after the drain' });
     expect(lbStatus(await readStatus(nodeStateDir(m)), 'pa')?.nodes).toEqual([
@@ -339,7 +341,7 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
       { name: m, role: 'BACKUP', ready: true },
     ]);
     await sleep(1_000);
-    expect(holders(PA)).toEqual([other]);
+    expect(await holdersNow(PA)).toEqual([other]);
     expect((await httpGet(client, url(PA))).body.trim()).toBe(sticky);
     // s3 is SINGLE on node3: drained, it says it stays.
     const single = await inNode(
@@ -408,12 +410,12 @@ describe('ACTIVE_STANDBY on simulated nodes (issue 16 acceptance 1–5)', () => 
     console.log(`switchover from ${m}: VIP on ${holders(PA).join(',')} ${Date.now() - switchedAt} ms after the change`);
     // The node that stayed is MASTER; the newcomer in the other slot came up as its BACKUP (it heard the
     // adverts: its VRRP address was announced when its port came up) and took nothing.
-    expect(holders(PA)).toEqual([other]);
+    expect(await holdersNow({ ...PA, nodes: [other, 'node3'] })).toEqual([other]);
     await waitFor(async () => lbStatus(await readStatus(nodeStateDir('node3')), 'pa')?.nodes?.find((n) => n.name === 'node3')?.role === 'BACKUP', {
       timeoutMs: 20_000,
       message: 'node3 BACKUP',
     });
-    expect(holders(PA)).toEqual([other]);
+    expect(await holdersNow({ ...PA, nodes: [other, 'node3'] })).toEqual([other]);
     expect(out.stdout).not.toMatch(/Socket errors|Non-2xx/);
     expect(Number(/(\d+) requests in/.exec(out.stdout)?.[1] ?? 0)).toBeGreaterThan(100);
     expect((await httpGet(client, url(PA))).body.trim()).toBe(sticky);

@@ -64,6 +64,24 @@ export class VipSampler {
   }
 
   /**
+   * Who holds `address` in `netns` as sampled after this call, by every node in `nodes` (each one's first sample
+   * taken after now): unlike holders(), a sampler that lags under load gives a late answer, not an empty one.
+   */
+  async holdersNow(netns: string, address: string, nodes: readonly string[], timeoutMs = 10_000): Promise<string[]> {
+    const since = Date.now();
+    for (const until = since + timeoutMs; Date.now() < until; await new Promise((r) => setTimeout(r, this.intervalMs))) {
+      const first = new Map<string, Sample>();
+      for (const s of this.samples) if (s.netns === netns && s.at >= since && nodes.includes(s.node) && !first.has(s.node)) first.set(s.node, s);
+      if (first.size === nodes.length)
+        return [...first.values()]
+          .filter((s) => s.addresses.includes(address))
+          .map((s) => s.node)
+          .sort();
+    }
+    throw new Error(`sampler: no sample of ${netns} from ${nodes.join(', ')} within ${timeoutMs} ms`);
+  }
+
+  /**
    * Moments when two nodes held `address` in `netns` at once: a sample of node B that holds it, taken between
    * two consecutive samples of node A that both hold it (so A held it throughout), outside exempt windows.
    */
