@@ -27,7 +27,7 @@ import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../te
 import { BenchAgent, loadBalancerStatuses, untilInForce, workerPid } from './lib/agent.js';
 import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
 import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
-import { runBareLoop } from './lib/bare-loop.js';
+import { prepareBareOne, runBareLoop } from './lib/bare-loop.js';
 import { lbYaml, type BenchLb, type BenchMember } from './lib/manifests.js';
 import { phaseServices, type ServicesResult } from './lib/services.js';
 import { phaseH, teardownRows, type TeardownResult } from './lib/teardown.js';
@@ -174,7 +174,7 @@ async function waitUntil(what: string, fn: () => Promise<boolean>, timeoutMs: nu
 interface Results {
   v?: HaResult;
   w?: SchedResult;
-  a?: { create: number[]; remove: number[] };
+  a?: { create: number[]; remove: number[]; bare: number[]; warm: number[] };
   b?: {
     /** In force in HAProxy: the runtime socket says its rotation has the change. */
     add: number[];
@@ -287,7 +287,7 @@ async function mainPhases(s: Settings, node: BenchNode, cleanup: Cleanup, result
   const ready = await checkVips(node.client, [lbB.vip, lbE.vip]);
   if (ready.ok !== 2) throw new Error(`bench-b/bench-e VIPs do not answer: ${JSON.stringify(ready.failed)}`);
 
-  if (s.phases.has('a')) results.a = await phaseA(s, node, watch, agent);
+  if (s.phases.has('a')) results.a = await phaseA(s, node, watch, agent, cleanup);
   if (s.phases.has('b')) {
     const counters = await countersFrom(agent);
     results.b = await phaseB(s, node, watch, stateDir, lbB);
@@ -304,9 +304,39 @@ function traceBench(name: string, t0: number, took: number | undefined): void {
   trace('bench', name, 't0', t0, 'took', took ?? -1);
 }
 
-async function phaseA(s: Settings, node: BenchNode, watch: string, agent: BenchAgent): Promise<{ create: number[]; remove: number[] }> {
+/**
+ * (a)'s floor on this machine, measured in the same run: the bare steps for one load balancer (the (g) loop's
+ * script for N = 1: netns, port, link, address, `haproxy -D`; nothing else), bash spawned → first 200 through its
+ * VIP, the same probe. One after each of nslb's runs, so that both see the same load.
+ */
+async function bareOne(node: BenchNode, i: number, cleanup: Cleanup, warm: boolean): Promise<number> {
+  const { lb, script, plumb, rest } = await prepareBareOne(join(ROOT, warm ? 'bare-aw' : 'bare-a'), warm ? 100 + i : i, BRIDGE);
+  await appendFile(join(ROOT, 'baseline.journal'), `${lb.netns} ${lb.port} ${lb.dir}\n`);
+  cleanup.add(`bare (a) ${lb.netns}`, () => deleteBaselineLbs(BRIDGE, [lb]));
+  if (warm) await runCommand(['bash', plumb], { timeoutMs: 60_000 });
+  const probe = new Probe(node.client, `http://${lb.vip}/`);
+  await sleep(100);
+  const t0 = now();
+  const run = runCommand(['bash', warm ? rest : script], { allowFailure: true, timeoutMs: 60_000 });
+  const took = await probe.until((r) => firstSeen(r, t0, (x) => x.s === 200), 30_000);
+  await probe.stop();
+  const r = await run;
+  if (r.exitCode !== 0) log(`(a) bare ${lb.netns}: exit ${r.exitCode}: ${r.stderr.trim().slice(-300)}`);
+  await deleteBaselineLbs(BRIDGE, [lb]);
+  return took;
+}
+
+async function phaseA(
+  s: Settings,
+  node: BenchNode,
+  watch: string,
+  agent: BenchAgent,
+  cleanup: Cleanup,
+): Promise<{ create: number[]; remove: number[]; bare: number[]; warm: number[] }> {
   const create: number[] = [];
   const remove: number[] = [];
+  const bare: number[] = [];
+  const warm: number[] = [];
   for (let i = 0; i < s.aRuns; i++) {
     const name = `a-${String(i).padStart(3, '0')}`;
     const lb: BenchLb = { namespace: NAMESPACE, name, vip: vipOf(230, 1, i), prefixLength: PREFIX, members: members('m1', 'm2') };
@@ -329,11 +359,16 @@ async function phaseA(s: Settings, node: BenchNode, watch: string, agent: BenchA
     } catch {
       remove.push(Infinity);
     }
-    log(`(a) ${i + 1}/${s.aRuns}: first 200 after ${ms(took)}; removed in ${ms(remove.at(-1))}`);
+    await sleep(300);
+    bare.push(await bareOne(node, i, cleanup, false));
+    warm.push(await bareOne(node, i, cleanup, true));
+    log(
+      `(a) ${i + 1}/${s.aRuns}: first 200 after ${ms(took)}; removed in ${ms(remove.at(-1))}; the bare steps: first 200 after ${ms(bare.at(-1))}, ${ms(warm.at(-1))} with netns and port made before`,
+    );
     if (agent.exited()) throw new Error(`the agent exited:\n${agent.tail.join('\n')}`);
     await sleep(300);
   }
-  return { create, remove };
+  return { create, remove, bare, warm };
 }
 
 async function phaseB(s: Settings, node: BenchNode, watch: string, stateDir: string, base: BenchLb): Promise<NonNullable<Results['b']>> {
@@ -882,6 +917,20 @@ function buildRows(s: Settings, r: Results): Row[] {
       value: pp(r.a.create),
       target: 'p50 ≤ 80 ms',
       verdict: verdict(p50(r.a.create) === undefined ? undefined : p50(r.a.create)! <= 80),
+    });
+    const floor = p50(r.a.bare);
+    const ratio = floor === undefined || p50(r.a.create) === undefined ? '' : `; nslb's p50 / this p50: ${(p50(r.a.create)! / floor).toFixed(2)}`;
+    rows.push({
+      figure: "(a) this machine's floor, same run: the bare steps for one load balancer ((g)'s script for N = 1) → first 200",
+      value: `${pp(r.a.bare)}${ratio}`,
+      target: '—',
+      verdict: 'info',
+    });
+    rows.push({
+      figure: '(a) the same bare steps with the netns and port made beforehand (what a warm pool would leave): address, up, haproxy -D → first 200',
+      value: pp(r.a.warm),
+      target: '—',
+      verdict: 'info',
     });
     rows.push({ figure: '(a) load balancer deleted: file removed → netns gone', value: pp(r.a.remove), target: '—', verdict: 'info' });
   }

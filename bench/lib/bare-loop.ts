@@ -31,6 +31,29 @@ export function bareLoopScript(bridge: string, lbs: readonly BaselineLb[]): stri
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Phase (a)'s floor: the same steps for one load balancer (`nslbbench-a…`, VIPs from 10.231.240.1), as one bash
+ * script. Its config and script are written before the clock starts; the caller starts the clock and spawns
+ * `bash SCRIPT`. `plumb` and `rest` are the same script cut after the link move: what an Octavia-style warm pool
+ * of netns and ports would do ahead of time, and what would be left for a new load balancer.
+ */
+export async function prepareBareOne(root: string, index: number, bridge: string): Promise<{ lb: BaselineLb; script: string; plumb: string; rest: string }> {
+  const id = String(index).padStart(4, '0');
+  const lb: BaselineLb = { index, netns: `nslbbench-a${id}`, port: `nba${id}`, vip: vipOf(231, 240, index), dir: join(root, `a${id}`) };
+  await mkdir(lb.dir, { recursive: true, mode: 0o700 });
+  const config = baselineHaproxyConfig({ vip: lb.vip, members: [baselineMember('m1'), baselineMember('m2')], socket: join(lb.dir, 'haproxy.sock') });
+  await writeFile(join(lb.dir, 'haproxy.cfg'), config, { mode: 0o600 });
+  const script = join(lb.dir, 'one.sh');
+  const lines = bareLoopScript(bridge, [lb]).trimEnd().split('\n');
+  await writeFile(script, `${lines.join('\n')}\n`, { mode: 0o700 });
+  // The same split in two: what a warm pool would have done beforehand (netns, port, link move), and the rest.
+  const plumb = join(lb.dir, 'plumb.sh');
+  const rest = join(lb.dir, 'rest.sh');
+  await writeFile(plumb, `${[...lines.slice(0, 2), ...lines.slice(2, 5)].join('\n')}\n`, { mode: 0o700 });
+  await writeFile(rest, `${[...lines.slice(0, 2), ...lines.slice(5)].join('\n')}\n`, { mode: 0o700 });
+  return { lb, script, plumb, rest };
+}
+
 /** Writes the configs and the script (not timed), then runs the script (timed). `lbs` is filled before it runs. */
 export async function runBareLoop(root: string, bridge: string, n: number, lbs: BaselineLb[]): Promise<{ ms: number; exitCode: number; stderr: string }> {
   await mkdir(root, { recursive: true, mode: 0o700 });
