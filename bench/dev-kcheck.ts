@@ -1,17 +1,21 @@
 // Development tool (not a figure of the table): what keepalived's HAProxy checks cost, per keepalived and second.
 // Starts N single load-balancer stand-ins, each its own netns with a veth VIP interface, a HAProxy (master-worker,
 // runtime socket, one listener) and a keepalived whose config is rendered by ROOT's src/plan/keepalived-config.ts
-// with ROOT's scripts (ROOT defaults to this checkout; point it at an export of another commit to compare). No
-// peer answers, so every keepalived becomes MASTER and stays there while its checks pass. After a warm-up, reads
-// /proc/<pid>/stat of keepalived's two processes (utime + stime, and cutime + cstime: the check scripts it reaped)
-// and of HAProxy's (the runtime-socket answers) at the start and end of a window, and prints CPU-ms per second
-// per keepalived, page faults per second, and the VRRP state changes seen in the window (a check that failed).
+// with ROOT's scripts (ROOT defaults to this checkout; point it at an export of another commit to compare). When
+// ROOT has the agent's HAProxy health monitor (src/drivers/keepalived/haproxy-health.ts), this process runs it
+// over the stand-ins, as the agent would, and its CPU counts too (`agentMonitor`: this process's whole CPU time in
+// the window, an upper bound). No peer answers, so every keepalived becomes MASTER and stays there while its
+// checks pass. After a warm-up, reads /proc/<pid>/stat of keepalived's two processes (utime + stime, and cutime +
+// cstime: the check scripts it reaped) and of HAProxy's (the runtime-socket answers) at the start and end of a
+// window, and prints CPU-ms per second per keepalived, page faults per second, and the VRRP state changes seen in
+// the window (a check that failed).
 // Run under the data-plane lock:
 //   flock -o /tmp/nslb-dataplane.lock npx tsx bench/dev-kcheck.ts [--n 20] [--seconds 60] [--root DIR]
 // Another commit as ROOT, outside /tmp and writable by root only (keepalived's enable_script_security):
 //   mkdir /root/old && git archive main src scripts | tar -x -C /root/old && chmod -R go-w /root/old &&
 //   ln -s "$PWD/node_modules" /root/old/node_modules
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -40,7 +44,8 @@ interface Stand {
   dir: string;
 }
 
-const stand = (i: number): Stand => ({ netns: `kcheck-${i}`, dir: join(BASE, String(i)) });
+// The agent's layout (<state-dir>/lb/<netns>/), so that the health monitor finds the stand-ins.
+const stand = (i: number): Stand => ({ netns: `kcheck-${i}`, dir: join(BASE, 'lb', `kcheck-${i}`) });
 
 function cleanup(): void {
   for (let i = 0; i < N; i++) {
@@ -97,6 +102,15 @@ async function total(list: number[]) {
   return sum;
 }
 
+interface Monitor {
+  start(): void;
+  stop(): void;
+  beforeStart(netns: string): void;
+  checkPids(): void;
+  counters: { writes: number; apiChecks: number; pidPasses: number };
+}
+let monitor: Monitor | undefined;
+
 async function start(i: number, render: (vrrp: unknown, paths: unknown) => string): Promise<void> {
   const s = stand(i);
   await mkdir(s.dir, { recursive: true, mode: 0o700 });
@@ -147,8 +161,11 @@ async function start(i: number, render: (vrrp: unknown, paths: unknown) => strin
       notifyFifo: join(s.dir, 'keepalived.fifo'),
       stateFile: join(s.dir, 'keepalived.state'),
       releaseFile: join(s.dir, 'keepalived.release'),
+      healthFile: join(s.dir, 'keepalived.health'),
     },
   );
+  // As the keepalived driver does before a start (no effect with a ROOT that has no health file).
+  monitor?.beforeStart(s.netns);
   await writeFile(join(s.dir, 'keepalived.conf'), config, { mode: 0o600 });
   const kfiles = ['-f', join(s.dir, 'keepalived.conf'), '-p', join(s.dir, 'keepalived.pid'), '-r', join(s.dir, 'keepalived-vrrp.pid')];
   run(['ip', 'netns', 'exec', s.netns, 'keepalived', '-P', ...kfiles]);
@@ -163,10 +180,16 @@ async function main(): Promise<void> {
   const mod = (await import(pathToFileURL(join(ROOT, 'src/plan/keepalived-config.ts')).href)) as {
     renderKeepalivedConfig: (vrrp: unknown, paths: unknown) => string;
   };
+  const healthModule = join(ROOT, 'src/drivers/keepalived/haproxy-health.ts');
+  if (existsSync(healthModule)) {
+    const h = (await import(pathToFileURL(healthModule).href)) as { HaproxyHealthMonitor: new (o: { stateDir: string }) => Monitor };
+    monitor = new h.HaproxyHealthMonitor({ stateDir: BASE });
+  }
   cleanup();
   await rm(BASE, { recursive: true, force: true });
-  await mkdir(BASE, { recursive: true, mode: 0o700 });
+  await mkdir(join(BASE, 'lb'), { recursive: true, mode: 0o700 });
   try {
+    monitor?.start();
     for (let i = 0; i < N; i++) await start(i, mod.renderKeepalivedConfig);
     await sleep(WARMUP_S * 1_000);
     const stands = Array.from({ length: N }, (_, i) => stand(i));
@@ -175,8 +198,20 @@ async function main(): Promise<void> {
     const k0 = await total(all.flatMap((p) => p.keepalived));
     const h0 = await total(all.flatMap((p) => p.haproxy));
     const s0 = await Promise.all(stands.map(transitions));
+    // One PID pass over every stand-in (what the monitor does every second), timed alone: CPU-ms per pass.
+    let pidPassMs: number | null = null;
+    if (monitor !== undefined) {
+      const p0 = process.cpuUsage();
+      for (let k = 0; k < 200; k++) monitor.checkPids();
+      const p1 = process.cpuUsage(p0);
+      pidPassMs = Number(((p1.user + p1.system) / 1_000 / 200).toFixed(3));
+    }
     const load0 = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0];
+    const c0 = process.cpuUsage();
+    const m0 = { ...(monitor?.counters ?? { writes: 0, apiChecks: 0, pidPasses: 0 }) };
     await sleep(SECONDS * 1_000);
+    const c1 = process.cpuUsage(c0);
+    const m1 = { ...(monitor?.counters ?? m0) };
     const k1 = await total(all.flatMap((p) => p.keepalived));
     const h1 = await total(all.flatMap((p) => p.haproxy));
     const s1 = await Promise.all(stands.map(transitions));
@@ -196,13 +231,18 @@ async function main(): Promise<void> {
           keepalived: Number(per(k1.self - k0.self).toFixed(2)),
           scripts: Number(per(k1.children - k0.children).toFixed(2)),
           haproxy: Number(per(h1.self + h1.children - h0.self - h0.children).toFixed(2)),
+          agentMonitor: monitor === undefined ? null : Number(((c1.user + c1.system) / 1_000 / N / secs).toFixed(3)),
         },
+        pidPassMs,
+        monitor:
+          monitor === undefined ? null : { writes: m1.writes - m0.writes, apiChecks: m1.apiChecks - m0.apiChecks, pidPasses: m1.pidPasses - m0.pidPasses },
         perKeepalivedFaultsPerS: Number(((k1.faults - k0.faults) / N / secs).toFixed(0)),
         standsWithStateChanges: changed,
         states,
       }),
     );
   } finally {
+    monitor?.stop();
     cleanup();
     await rm(BASE, { recursive: true, force: true });
   }

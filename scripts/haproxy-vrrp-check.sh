@@ -1,17 +1,21 @@
 #!/bin/sh
-# keepalived's track scripts for ACTIVE_STANDBY load balancers: exit 0 while this node's HAProxy serves, so that
-# a MASTER whose HAProxy died or hangs goes to FAULT and its peer takes the VIP (Octavia's haproxy-vrrp-check).
-# keepalived runs it as root with an argv (no shell) rendered by src/plan/keepalived-config.ts, as two scripts:
+# keepalived's backstop track script for ACTIVE_STANDBY load balancers: exit 0 while this node's HAProxy master
+# lives, so that a MASTER whose HAProxy died goes to FAULT and its peer takes the VIP even while the agent is
+# down (Octavia's haproxy-vrrp-check). While the agent runs, it judges HAProxy itself, in-process (its master
+# every second, its runtime API every 5 s: src/drivers/keepalived/haproxy-health.ts), and keepalived follows the
+# verdict through a track file. keepalived runs this as root, every 5 s, with an argv (no shell) rendered by
+# src/plan/keepalived-config.ts:
 #
-#   haproxy-vrrp-check.sh PIDFILE          every second: HAProxy's master is alive (shell builtins only)
-#   haproxy-vrrp-check.sh PIDFILE SOCKET   every few seconds: that, and its runtime API answers
+#   haproxy-vrrp-check.sh PIDFILE [SOCKET]
 #
-# PIDFILE is HAProxy's (the master's PID), SOCKET its runtime API. The one-argument form starts no process but
-# the shell keepalived execs: it runs every second in every load balancer, where a `socat` would cost several
-# times the rest. POSIX sh, like scripts/ping-check.sh.
+# PIDFILE is HAProxy's (the master's PID). It starts no process but the shell keepalived execs: it runs in every
+# load balancer. POSIX sh, like scripts/ping-check.sh.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
+# A second argument (the runtime socket) is accepted and not asked: keepalived processes that still run an older
+# agent's config, which asked the socket from here every 5 s, keep passing on a live HAProxy until the new agent
+# rewrites their config and reloads them, instead of failing every pair of the node during an upgrade.
 [ $# -eq 1 ] || [ $# -eq 2 ] || exit 2
 
 # A dead master is the common failure (a crash, a kill): answered without starting anything. Dead includes a
@@ -25,22 +29,4 @@ esac
 case ${stat##*') '} in
   Z* | X* | '') exit 1 ;;
 esac
-[ $# -eq 1 ] && exit 0
-sock=$2
-
-# A live master whose worker does not answer its runtime API does not serve either (hung, or wait mode after a
-# reload that failed). Asked up to 5 times over about 1.5 s: during a reload (a config change, or the peer
-# node replaced in the placement) the socket passes to the new worker, which on a busy node takes a while, and a
-# failure here moves the VIP.
-query() {
-  socat -T 1 - "UNIX-CONNECT:$sock" 2>/dev/null <<'END'
-show info
-END
-}
-for attempt in 1 2 3 4 5; do
-  case $(query) in
-    *'Pid: '*) exit 0 ;;
-  esac
-  [ "$attempt" -eq 5 ] || sleep 0.3
-done
-exit 1
+exit 0

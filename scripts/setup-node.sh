@@ -17,9 +17,8 @@ OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 # `npm run bench` sends through a VIP while members and listeners change; nftables: the NodePort redirect of
 # the simulated Kubernetes nodes in the Service provider's tests and bench (test/e2e/k8s-nodes.ts), and the
 # kernel forwarding of UDP/SCTP listeners; keepalived: VRRP of ACTIVE_STANDBY load balancers, one per load balancer
-# in its netns (Debian's service does not start: it has no /etc/keepalived/keepalived.conf); socat: keepalived's
-# HAProxy check (scripts/haproxy-vrrp-check.sh) asks HAProxy's runtime socket with it, and the UDP-CONNECT health
-# monitor's probe (scripts/udp-check.sh); conntrack: moving the flows of a UDP member that went down; nmap: the SCTP
+# in its netns (Debian's service does not start: it has no /etc/keepalived/keepalived.conf); socat: the UDP-CONNECT
+# health monitor's probe (scripts/udp-check.sh); conntrack: moving the flows of a UDP member that went down; nmap: the SCTP
 # monitor's INIT scan (scripts/sctp-check.sh); python3: the raw-socket SCTP endpoints of test/e2e/sctp-nft.test.ts.
 PACKAGES=(openvswitch-switch haproxy keepalived socat iproute2 ethtool curl procps psmisc iputils-ping iputils-arping openssl wrk nftables conntrack nmap python3)
 # vitest 4 and package.json's engines need 20.19 on the 20 line.

@@ -97,6 +97,11 @@ export interface KeepalivedFiles {
   reloadPending: string;
   /** keepalived's track file: a non-zero number in it puts the instance in FAULT (a MASTER lets go of the VIP). */
   release: string;
+  /**
+   * keepalived's track file of HAProxy's health: 0 while this node's HAProxy serves, 1 when not (FAULT). Written by
+   * the agent's monitor (src/drivers/keepalived/haproxy-health.ts), read by keepalived through inotify.
+   */
+  health: string;
   /** From the start of a planned handover until its SYN drop is gone and the release file says 0 again. */
   handover: string;
 }
@@ -113,6 +118,7 @@ export function keepalivedFiles(stateDir: string, netns: string): KeepalivedFile
     stateFile: join(dir, 'keepalived.state'),
     reloadPending: join(dir, 'keepalived.reload-pending'),
     release: join(dir, 'keepalived.release'),
+    health: join(dir, 'keepalived.health'),
     handover: join(dir, 'keepalived.handover'),
   };
 }

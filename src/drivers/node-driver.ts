@@ -37,6 +37,7 @@ export interface LinuxNodeOptions {
 }
 
 export interface Logger {
+  info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   debug(obj: object, msg: string): void;
 }
@@ -83,11 +84,14 @@ export class LinuxNodeDriver implements NodeDriver {
   startWatching(logger: Logger): void {
     this.#netns.watch.start(logger);
     this.#ovs.monitor.start(logger);
+    // Not a feed but the agent's too: HAProxy's health, judged for keepalived (keepalived/haproxy-health.ts).
+    this.#keepalived.health.start(logger);
   }
 
   stopWatching(): void {
     this.#netns.watch.stop();
     this.#ovs.monitor.stop();
+    this.#keepalived.health.stop();
   }
 
   async observe(targets: readonly ObserveTarget[], options: ObserveOptions = {}): Promise<ObservedNode> {
@@ -228,7 +232,10 @@ export class LinuxNodeDriver implements NodeDriver {
       case 'stateDir.delete':
         // A notify script whose keepalived was killed outright would outlive the directory (blocked on its FIFO).
         await this.#keepalived.stopStrayNotifiers(a.netns);
-        return this.#haproxy.apply(a);
+        this.#keepalived.health.forget(a.netns);
+        await this.#haproxy.apply(a);
+        this.#keepalived.health.forget(a.netns);
+        return;
       case 'keepalived.writeConfig':
       case 'keepalived.start':
       case 'keepalived.reload':

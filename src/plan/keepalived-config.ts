@@ -29,50 +29,47 @@ export interface DesiredVrrp {
 }
 
 export interface KeepalivedPaths {
-  /** scripts/haproxy-vrrp-check.sh (shipped in the package). */
+  /** scripts/haproxy-vrrp-check.sh (shipped in the package): the backstop script. */
   checkScript: string;
   /** scripts/keepalived-notify.sh (shipped in the package). */
   notifyScript: string;
-  /** HAProxy's pidfile and runtime socket in this load balancer's state dir: what the check asks. */
+  /** HAProxy's pidfile in this load balancer's state dir: what the backstop script asks. */
   haproxyPidfile: string;
-  haproxySocket: string;
   /** The FIFO keepalived writes state changes into, and the file the notify script keeps the last one in. */
   notifyFifo: string;
   stateFile: string;
   /** The track file a planned switchover writes 1 into (FAULT: the MASTER lets go) and 0 after. */
   releaseFile: string;
+  /** The track file the agent writes HAProxy's health into: 0 serves, 1 does not (FAULT). */
+  healthFile: string;
 }
 
-/** The name of the track script "HAProxy's master is alive" in the config; also seen in keepalived's logs. */
-export const CHECK_SCRIPT_NAME = 'nslb_haproxy';
-/** The name of the track script "and its runtime API answers". */
-export const API_CHECK_SCRIPT_NAME = 'nslb_haproxy_api';
+/** The track file of HAProxy's health, judged by the agent (src/drivers/keepalived/haproxy-health.ts). */
+export const HEALTH_FILE_NAME = 'nslb_haproxy';
+/** The track script that stands in for the agent while it is down: HAProxy's master is alive. */
+export const BACKSTOP_SCRIPT_NAME = 'nslb_haproxy_backstop';
 /** The name of the track file of planned switchovers (`nslb drain`, src/drivers/keepalived/handover.ts). */
 export const RELEASE_FILE_NAME = 'nslb_release';
 
-// Two track scripts, one file (scripts/haproxy-vrrp-check.sh), each a process keepalived forks and execs on every
-// run, in every load balancer, on every node: what a run costs sets how many load balancers a node can hold.
-// - nslb_haproxy asks only whether HAProxy's master is alive, with shell builtins (no process but the shell),
-//   every second (vrrp_script takes whole seconds only): the common failure, a crash or a kill, moves the VIP
-//   within a second. One failure moves it; two successes are needed to leave FAULT, so that a HAProxy that
-//   flaps does not bounce the VIP back and forth.
-// - nslb_haproxy_api also asks the runtime socket (`socat`, several times the cost of the rest), every 5 s as
-//   Octavia's check: a live master whose worker does not answer (hung, or wait mode after a failed reload).
-//   The script retries the socket itself before it fails, so one failure moves the VIP; one success leaves
-//   FAULT (as BACKUP: the VIP does not come back), so that both nodes failing it at once, during a reload of
-//   both, is an outage of at most one interval. Its timeout stays below its interval: no run is skipped.
+// Whether HAProxy serves is judged by the agent, in-process, for every load balancer of the node (its master
+// alive every second, its runtime API every 5 s: src/drivers/keepalived/haproxy-health.ts), and written into the
+// health track file, which keepalived follows with inotify: no process is forked per check. A vrrp_script is a
+// fork and exec per run, per keepalived; one every second in each of a hundred load balancers cost a node a core.
+// What stays a script is the backstop for when the agent is down (a crash, an upgrade) and the file says what it
+// last judged: HAProxy's master alive, with shell builtins (no process but the shell), every 5 s. It fails with
+// the agent's check when HAProxy dies, so it changes nothing while the agent runs; one failure moves the VIP, two
+// successes are needed to leave FAULT, as the agent's PID check. Its timeout stays below its interval.
 interface TrackScript {
   interval: number;
   timeout: number;
   fall: number;
   rise: number;
 }
-const CHECK: TrackScript = { interval: 1, timeout: 3, fall: 1, rise: 2 };
-const API_CHECK: TrackScript = { interval: 5, timeout: 4, fall: 1, rise: 1 };
+const BACKSTOP: TrackScript = { interval: 5, timeout: 3, fall: 1, rise: 2 };
 
 /**
  * A vrrp_script block. `init_fail`: until its first run passes, this node cannot be MASTER, so a node whose HAProxy
- * is not up yet never takes the VIP (both scripts run at once when keepalived starts).
+ * is not up yet never takes the VIP (it runs when keepalived starts).
  */
 function vrrpScript(name: string, script: string, t: TrackScript): string[] {
   return [
@@ -190,16 +187,15 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
   const { same, other } = renderVips(vrrp, local.family, dev);
   const script = path(paths.checkScript, 'check script');
   const pidfile = path(paths.haproxyPidfile, 'HAProxy pidfile');
-  const check = command(script, pidfile);
-  const apiCheck = command(script, pidfile, path(paths.haproxySocket, 'HAProxy socket'));
+  const backstop = command(script, pidfile);
   const notify = command(path(paths.notifyScript, 'notify script'), path(paths.stateFile, 'state file'));
 
   const lines = [
     `# Generated by nslb for ${lbKey}. Do not edit: changes are overwritten.`,
     'global_defs {',
     `    router_id ${name}`,
-    // Scripts run as root (they read HAProxy's 0600 socket) and keepalived refuses any script, or directory
-    // above it, that another user could write: a check script is code run as root every second.
+    // Scripts run as root (they read HAProxy's 0600 pidfile directory) and keepalived refuses any script, or
+    // directory above it, that another user could write: a check script is code run as root.
     '    script_user root',
     '    enable_script_security',
     // Sub-second adverts need VRRPv3 (v2 counts whole seconds); IPv6 is v3 only anyway.
@@ -208,9 +204,17 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     `    vrrp_notify_fifo_script ${notify}`,
     '}',
     '',
-    ...vrrpScript(CHECK_SCRIPT_NAME, check, CHECK),
+    ...vrrpScript(BACKSTOP_SCRIPT_NAME, backstop, BACKSTOP),
     '',
-    ...vrrpScript(API_CHECK_SCRIPT_NAME, apiCheck, API_CHECK),
+    // The agent's verdict on HAProxy: weight 0 makes a non-zero value FAULT. A missing file is created with 1
+    // (the agent writes it before it starts keepalived; this covers a hand deletion before a start), so that no
+    // node is MASTER before its HAProxy was judged. Without `overwrite`: an existing file is the agent's verdict,
+    // on a start as on a SIGHUP reload (keepalived 2.2 leaves an existing file alone on reloads either way).
+    `track_file ${HEALTH_FILE_NAME} {`,
+    `    file "${path(paths.healthFile, 'health file')}"`,
+    '    weight 0',
+    '    init_file 1',
+    '}',
     '',
     // A planned switchover writes 1 here: weight 0 makes a non-zero value FAULT, which drops the VIP and sends
     // a priority-0 advert (the peer takes over at once); 0 again and the node is BACKUP. keepalived watches it
@@ -249,10 +253,10 @@ export function renderKeepalivedConfig(vrrp: DesiredVrrp, paths: KeepalivedPaths
     '    }',
     ...(other.length === 0 ? [] : ['    virtual_ipaddress_excluded {', ...other, '    }']),
     '    track_script {',
-    `        ${CHECK_SCRIPT_NAME}`,
-    `        ${API_CHECK_SCRIPT_NAME}`,
+    `        ${BACKSTOP_SCRIPT_NAME}`,
     '    }',
     '    track_file {',
+    `        ${HEALTH_FILE_NAME}`,
     `        ${RELEASE_FILE_NAME}`,
     '    }',
     '}',

@@ -8,8 +8,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { keepalivedFiles, lbPaths, type KeepalivedFiles, type LbPaths } from '../../src/desired/state-dir.js';
 import { HaproxyDriver } from '../../src/drivers/haproxy/driver.js';
+import { HaproxyHealthMonitor } from '../../src/drivers/keepalived/haproxy-health.js';
 import {
   keepalivedConfigPaths,
+  keepalivedPid,
   markKeepalivedConfigLoaded,
   parseVrrpState,
   startKeepalived,
@@ -43,6 +45,8 @@ export interface PairNode {
   stateDir: string;
   haproxy: LbPaths;
   keepalived: KeepalivedFiles;
+  /** What the node's agent does for keepalived: HAProxy's health, judged and written into the health file. */
+  health: HaproxyHealthMonitor;
 }
 
 export interface PairOptions {
@@ -100,6 +104,7 @@ export class HaPair {
         stateDir,
         haproxy: lbPaths(stateDir, host.netns),
         keepalived: keepalivedFiles(stateDir, host.netns),
+        health: new HaproxyHealthMonitor({ stateDir }),
       });
     }
     this.members = [
@@ -176,12 +181,25 @@ export class HaPair {
     await haproxy.apply({ kind: 'haproxy.start', netns: node.host.netns, reason: 'not running' });
   }
 
-  /** HAProxy and keepalived, as the agent will start them on a node. */
+  /** HAProxy and keepalived, as the agent starts them on a node, and the agent's health monitor. */
   async startNode(node: PairNode): Promise<void> {
     await this.startHaproxy(node);
+    this.startAgent(node);
     await writeCheckedKeepalivedConfig(run, node.host.netns, node.keepalived, this.keepalivedConfig(node));
+    // As the keepalived driver: the health file says 1 (or the verdict) before keepalived starts.
+    if (keepalivedPid(node.keepalived) === undefined) node.health.beforeStart(node.host.netns);
     await startKeepalived(run, node.host.netns, node.keepalived);
     await markKeepalivedConfigLoaded(node.keepalived);
+  }
+
+  /** The node's agent (its HAProxy health monitor, the part keepalived depends on) starts, idempotent. */
+  startAgent(node: PairNode): void {
+    node.health.start();
+  }
+
+  /** The node's agent is gone (SIGKILLed, upgraded): its monitor stops, the health file stays as it was. */
+  stopAgent(node: PairNode): void {
+    node.health.stop();
   }
 
   async vrrpState(node: PairNode): Promise<ObservedVrrpState | undefined> {
@@ -236,6 +254,7 @@ export class HaPair {
    */
   async killNode(node: PairNode): Promise<void> {
     this.dead.add(node);
+    this.stopAgent(node);
     await runCommand(['ip', 'link', 'set', 'dev', node.host.vethHost, 'down']);
     await this.killProcesses(node);
   }
@@ -324,6 +343,7 @@ export class HaPair {
   }
 
   async cleanup(): Promise<void> {
+    for (const n of this.nodes) this.stopAgent(n);
     for (const s of this.servers) await s.stop().catch(() => undefined);
     for (const h of [...this.nodes.map((n) => n.host), ...this.members, ...(this.client === undefined ? [] : [this.client])]) {
       await deleteHost(h.name).catch(() => undefined);

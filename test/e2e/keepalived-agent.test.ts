@@ -96,6 +96,10 @@ describe('keepalived under the agent (issue 16 acceptance 6)', () => {
       const s = notifiers.get(files(n).stateFile) ?? [];
       if (k.length !== want) problems.push(`${n}: ${k.length} keepalived (want ${want})`);
       if (s.length > want) problems.push(`${n}: ${s.length} notify scripts (want at most ${want})`);
+      // The agent's verdict on HAProxy for keepalived: 0 where it serves, no file left where the pair is gone.
+      const health = await readFile(files(n).health, 'utf8').catch(() => undefined);
+      if (want === 1 && health !== '0\n') problems.push(`${n}: health file ${JSON.stringify(health)} (want "0\\n")`);
+      if (want === 0 && health !== undefined) problems.push(`${n}: health file left behind`);
     }
     const objects = (await env.status())?.objects ?? [];
     for (const o of objects) if (o.status.provisioningStatus !== 'ACTIVE') problems.push(`${o.kind}/${o.name} ${o.status.provisioningStatus}`);

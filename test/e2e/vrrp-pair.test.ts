@@ -3,6 +3,7 @@
 // MASTER node dies or only its HAProxy does or hangs, no preemption by a node that returns, one MASTER again after a
 // partition heals, and stick tables shared through HAProxy peers. Times are printed, never asserted (bench/
 // measures speed): NSLB_HA_ADVERT_MS sets the advert interval, NSLB_HA_KILLS the number of node kills.
+import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRuntime } from '../../src/drivers/haproxy/runtime-api.js';
 import { observeKeepalived, reloadKeepalived, stopKeepalived } from '../../src/drivers/keepalived/keepalived.js';
@@ -170,7 +171,7 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
   );
 
   it(
-    `fails over when only the MASTER HAProxy dies (track script; ${KILLS} kills), and the node returns as BACKUP`,
+    `fails over when only the MASTER HAProxy dies (the agent's health file; ${KILLS} kills), and the node returns as BACKUP`,
     async () => {
       const times: number[] = [];
       const probe = startProbe(pair.client, url(), 20, 2_000);
@@ -190,8 +191,9 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
           times.push(ms ?? Number.NaN);
           expect((await pair.vrrpState(master))?.state).toBe('FAULT');
           await pair.startHaproxy(master);
-          // Leaves FAULT after two good checks, as BACKUP: the VIP stays where it is.
-          for (const until = Date.now() + 10_000; (await pair.vrrpState(master))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
+          // Leaves FAULT after two good checks (the agent's, and the backstop script's every 5 s if it ran while
+          // HAProxy was dead), as BACKUP: the VIP stays where it is.
+          for (const until = Date.now() + 20_000; (await pair.vrrpState(master))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
           expect((await pair.vrrpState(master))?.state).toBe('BACKUP');
           expect(await assertNeverTwoHolders(ADVERT_MS * 10)).toEqual([backup]);
         }
@@ -203,8 +205,60 @@ describe('ACTIVE_STANDBY data plane: keepalived + HAProxy pair from the drivers'
           `p50 ${percentile(times, 50)} ms, max ${Math.max(...times)} ms`,
       );
     },
-    60_000 + KILLS * 15_000,
+    60_000 + KILLS * 25_000,
   );
+
+  it('repairs a hand edit of the health file: 0 written while HAProxy is dead is 1 again within seconds', async () => {
+    const master = await pair.waitForMaster();
+    const backup = pair.other(master);
+    const health = () => readFile(backup.keepalived.health, 'utf8').catch(() => undefined);
+    await pair.killHaproxy(backup);
+    for (const until = Date.now() + 10_000; (await health()) !== '1\n' && Date.now() < until; ) await sleep(50);
+    expect(await health()).toBe('1\n');
+    await writeFile(backup.keepalived.health, '0\n');
+    let repairedMs: number | undefined;
+    const editedAt = Date.now();
+    for (const until = Date.now() + 10_000; repairedMs === undefined && Date.now() < until; await sleep(20)) {
+      if ((await health()) === '1\n') repairedMs = Date.now() - editedAt;
+    }
+    expect(repairedMs, 'the agent wrote 1 again').toBeDefined();
+    console.log(`health file hand-edited to 0 with HAProxy dead: 1 again after ${repairedMs} ms`);
+    for (const until = Date.now() + 10_000; (await pair.vrrpState(backup))?.state !== 'FAULT' && Date.now() < until; ) await sleep(50);
+    expect((await pair.vrrpState(backup))?.state).toBe('FAULT');
+    expect(await pair.vipHolders()).toEqual([master]);
+    await pair.startHaproxy(backup);
+    for (const until = Date.now() + 20_000; (await pair.vrrpState(backup))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
+    expect((await pair.vrrpState(backup))?.state).toBe('BACKUP');
+  }, 60_000);
+
+  it("with the MASTER's agent gone, its HAProxy killed still moves the VIP (keepalived's backstop script)", async () => {
+    const master = await pair.waitForMaster();
+    const backup = pair.other(master);
+    pair.stopAgent(master);
+    const probe = startProbe(pair.client, url(), 20, 2_000);
+    let ms: number | undefined;
+    try {
+      await sleep(300 + Math.random() * 1_000);
+      const killedAt = Date.now();
+      await pair.killHaproxy(master);
+      await pair.waitForMaster(20_000, backup);
+      for (const until = Date.now() + 5_000; ms === undefined && Date.now() < until; await sleep(50)) {
+        ms = recoveryMs(probe.results(), killedAt, backup.name);
+      }
+    } finally {
+      await probe.stop();
+    }
+    expect(ms, 'the BACKUP answers through the VIP').toBeDefined();
+    console.log(`VRRP failover, MASTER HAProxy killed with its agent down (backstop script), advert ${ADVERT_MS} ms: ${ms} ms`);
+    expect((await pair.vrrpState(master))?.state).toBe('FAULT');
+    // The health file still says what the agent last judged: only the backstop moved the VIP.
+    expect(await readFile(master.keepalived.health, 'utf8')).toBe('0\n');
+    await pair.startHaproxy(master);
+    pair.startAgent(master);
+    for (const until = Date.now() + 20_000; (await pair.vrrpState(master))?.state !== 'BACKUP' && Date.now() < until; ) await sleep(100);
+    expect((await pair.vrrpState(master))?.state).toBe('BACKUP');
+    expect(await assertNeverTwoHolders(ADVERT_MS * 10)).toEqual([backup]);
+  }, 90_000);
 
   it('fails over when the MASTER HAProxy hangs (master alive, worker silent: the runtime-API check), and returns as BACKUP', async () => {
     const master = await pair.waitForMaster();

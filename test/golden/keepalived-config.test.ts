@@ -9,8 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  API_CHECK_SCRIPT_NAME,
-  CHECK_SCRIPT_NAME,
+  BACKSTOP_SCRIPT_NAME,
+  HEALTH_FILE_NAME,
+  RELEASE_FILE_NAME,
   advertIntSeconds,
   defaultVirtualRouterId,
   renderKeepalivedConfig,
@@ -31,10 +32,10 @@ const paths: KeepalivedPaths = {
   checkScript: '/usr/lib/node_modules/nslb/scripts/haproxy-vrrp-check.sh',
   notifyScript: '/usr/lib/node_modules/nslb/scripts/keepalived-notify.sh',
   haproxyPidfile: `${LB_DIR}/haproxy.pid`,
-  haproxySocket: `${LB_DIR}/haproxy.sock`,
   notifyFifo: `${LB_DIR}/keepalived.fifo`,
   stateFile: `${LB_DIR}/keepalived.state`,
   releaseFile: `${LB_DIR}/keepalived.release`,
+  healthFile: `${LB_DIR}/keepalived.health`,
 };
 const checkPaths: KeepalivedPaths = {
   ...paths,
@@ -136,31 +137,36 @@ describe('renderKeepalivedConfig', () => {
     expect(text).not.toMatch(/state MASTER/);
   });
 
-  it("checks HAProxy's master every second without its runtime socket, and the socket every 5 s", () => {
+  it("follows the agent's health file, and keeps one pidfile script every 5 s as the backstop for when the agent is down", () => {
     const text = renderKeepalivedConfig(vrrp(), paths);
-    const block = (name: string) => new RegExp(`^vrrp_script ${name} \\{\n((?: {4}.*\n)*)}$`, 'm').exec(text)?.[1] ?? '';
-    const settings = (name: string) =>
+    const block = (kind: string, name: string) => new RegExp(`^${kind} ${name} \\{\n((?: {4}.*\n)*)}$`, 'm').exec(text)?.[1] ?? '';
+    const settings = (kind: string, name: string) =>
       Object.fromEntries(
-        block(name)
+        block(kind, name)
           .trim()
           .split('\n')
           .map((l) => [l.trim().split(' ')[0], l.trim().slice(l.trim().indexOf(' ') + 1)]),
       );
-    const fast = settings(CHECK_SCRIPT_NAME);
-    const api = settings(API_CHECK_SCRIPT_NAME);
-    // The every-second check gets the pidfile only: with no socket the script starts no process but the shell.
-    expect(fast.script).toBe(`"${paths.checkScript} ${paths.haproxyPidfile}"`);
-    expect(fast.interval).toBe('1');
-    expect(fast.fall).toBe('1');
-    expect(fast.rise).toBe('2');
-    expect(fast.init_fail).toBe('init_fail');
-    expect(api.script).toBe(`"${paths.checkScript} ${paths.haproxyPidfile} ${paths.haproxySocket}"`);
-    expect(api.interval).toBe('5');
-    expect(Number(api.timeout)).toBeLessThan(Number(api.interval));
-    expect(api.fall).toBe('1');
-    expect(api.init_fail).toBe('init_fail');
-    // Both are tracked by the instance, with no weight: a failure of either is FAULT.
-    expect(text).toMatch(new RegExp(`track_script \\{\n {8}${CHECK_SCRIPT_NAME}\n {8}${API_CHECK_SCRIPT_NAME}\n {4}}`));
+    const backstop = settings('vrrp_script', BACKSTOP_SCRIPT_NAME);
+    // The pidfile only: with no socket the script starts no process but the shell.
+    expect(backstop.script).toBe(`"${paths.checkScript} ${paths.haproxyPidfile}"`);
+    expect(backstop.interval).toBe('5');
+    expect(Number(backstop.timeout)).toBeLessThan(Number(backstop.interval));
+    expect(backstop.fall).toBe('1');
+    expect(backstop.rise).toBe('2');
+    expect(backstop.init_fail).toBe('init_fail');
+    // The one vrrp_script: nothing asks the runtime socket from keepalived (the agent does).
+    expect(text.match(/^vrrp_script /gm)).toHaveLength(1);
+    expect(text).not.toContain('haproxy.sock');
+    const health = settings('track_file', HEALTH_FILE_NAME);
+    expect(health.file).toBe(`"${paths.healthFile}"`);
+    // weight 0: non-zero is FAULT. A missing file starts at 1 (no MASTER before HAProxy was judged); an existing
+    // one is the agent's verdict and is not overwritten.
+    expect(health.weight).toBe('0');
+    expect(health.init_file).toBe('1');
+    // Tracked by the instance, with no weight: a failure of either is FAULT.
+    expect(text).toMatch(new RegExp(`track_script \\{\n {8}${BACKSTOP_SCRIPT_NAME}\n {4}}`));
+    expect(text).toMatch(new RegExp(`track_file \\{\n {8}${HEALTH_FILE_NAME}\n {8}${RELEASE_FILE_NAME}\n {4}}`));
   });
 
   it('keeps IPv4 and IPv6 VIPs apart: the instance family in virtual_ipaddress, the other excluded', () => {
@@ -219,8 +225,8 @@ describe('renderKeepalivedConfig', () => {
       { checkScript: '/x/check.sh; rm -rf /' },
       { haproxyPidfile: '/x/a b.pid' },
       { haproxyPidfile: 'haproxy.pid' },
-      { haproxySocket: '/x/a b.sock' },
-      { haproxySocket: '/x/a,b.sock' },
+      { healthFile: '/x/a b.health' },
+      { healthFile: '/x/"health' },
       { notifyFifo: '/x/"fifo' },
       { stateFile: '/x/../etc/passwd' },
     ];

@@ -311,10 +311,10 @@ export class FakeNodeDriver implements NodeDriver {
       checkScript: '/opt/nslb/scripts/haproxy-vrrp-check.sh',
       notifyScript: '/opt/nslb/scripts/keepalived-notify.sh',
       haproxyPidfile: `${dir}/haproxy.pid`,
-      haproxySocket: `${dir}/haproxy.sock`,
       notifyFifo: `${dir}/keepalived.fifo`,
       stateFile: `${dir}/keepalived.state`,
       releaseFile: `${dir}/keepalived.release`,
+      healthFile: `${dir}/keepalived.health`,
     };
   }
 

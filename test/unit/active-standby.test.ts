@@ -199,9 +199,9 @@ const KEEPALIVED_PATHS = {
   checkScript: '/opt/nslb/scripts/haproxy-vrrp-check.sh',
   notifyScript: '/opt/nslb/scripts/keepalived-notify.sh',
   haproxyPidfile: '/s/haproxy.pid',
-  haproxySocket: '/s/haproxy.sock',
   notifyFifo: '/s/keepalived.fifo',
   releaseFile: '/s/keepalived.release',
+  healthFile: '/s/keepalived.health',
   stateFile: '/s/keepalived.state',
 };
 

@@ -107,10 +107,10 @@ describe('handover helpers', () => {
         checkScript: '/s/check.sh',
         notifyScript: '/s/notify.sh',
         haproxyPidfile: '/s/haproxy.pid',
-        haproxySocket: '/s/haproxy.sock',
         notifyFifo: '/s/keepalived.fifo',
         stateFile: '/s/keepalived.state',
         releaseFile: '/s/keepalived.release',
+        healthFile: '/s/keepalived.health',
       },
     );
     expect(configVips(config)).toEqual(['10.0.0.10', '2001:db8::10']);

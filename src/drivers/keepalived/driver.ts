@@ -29,6 +29,7 @@ import {
 } from './keepalived.js';
 import { readFileSync } from 'node:fs';
 import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted } from './handover.js';
+import { HaproxyHealthMonitor } from './haproxy-health.js';
 
 export type KeepalivedAction = Extract<Action, { kind: `keepalived.${string}` }>;
 
@@ -38,10 +39,13 @@ export class KeepalivedDriver {
   readonly #run: Runner;
   readonly #stateDir: string;
   readonly #notifiers = new NotifierScan();
+  /** Writes the health track file keepalived follows; started by the agent only (see startWatching). */
+  readonly health: HaproxyHealthMonitor;
 
   constructor(run: Runner, stateDir: string) {
     this.#run = run;
     this.#stateDir = stateDir;
+    this.health = new HaproxyHealthMonitor({ stateDir });
   }
 
   files(netns: string): KeepalivedFiles {
@@ -100,6 +104,11 @@ export class KeepalivedDriver {
         // A keepalived killed outright leaves its notify script waiting on the FIFO: it would read the next
         // keepalived's events too, or linger for ever.
         await this.stopStrayNotifiers(a.netns);
+        // The health file before keepalived: 1 unless HAProxy was judged already, so that a keepalived that
+        // starts before the agent judged HAProxy cannot be MASTER. Not under a keepalived that runs (a start
+        // that went through before a crash): its 0 is a MASTER's.
+        if (keepalivedPid(files) === undefined) this.health.beforeStart(a.netns);
+        else this.health.watch(a.netns);
         await startKeepalived(this.#run, a.netns, files);
         // Its notify script is not in a scan made before it started.
         this.#notifiers.forget();
@@ -108,7 +117,9 @@ export class KeepalivedDriver {
       case 'keepalived.reload': {
         const pid = keepalivedPid(files);
         // Gone since it was observed: the next reconcile starts it with the config on disk.
-        if (pid === undefined || !reloadKeepalived(pid, files)) throw new Error(`keepalived in ${a.netns} is not running; cannot reload it`);
+        if (pid === undefined) throw new Error(`keepalived in ${a.netns} is not running; cannot reload it`);
+        await this.health.beforeReload(a.netns);
+        if (!reloadKeepalived(pid, files)) throw new Error(`keepalived in ${a.netns} is not running; cannot reload it`);
         this.counters.reloads++;
         return markKeepalivedConfigLoaded(files);
       }
@@ -129,15 +140,25 @@ export class KeepalivedDriver {
           await stopKeepalived(pid, files);
         }
         await this.stopStrayNotifiers(a.netns);
-        if (a.removeFiles === true) await deleteKeepalivedFiles(files);
+        if (a.removeFiles === true) await this.#removeFiles(a.netns, files);
         return;
       }
       case 'keepalived.removeFiles':
         await this.stopStrayNotifiers(a.netns);
-        return deleteKeepalivedFiles(files);
+        return this.#removeFiles(a.netns, files);
       case 'keepalived.endHandover':
         return endHandover(this.#run, a.netns, files);
     }
+  }
+
+  /**
+   * keepalived's files, the health file with them, and the load balancer out of the health monitor: forgotten
+   * again after the deletion, since a scan of the monitor in between still found the config.
+   */
+  async #removeFiles(netns: string, files: KeepalivedFiles): Promise<void> {
+    this.health.forget(netns);
+    await deleteKeepalivedFiles(files);
+    this.health.forget(netns);
   }
 
   /**

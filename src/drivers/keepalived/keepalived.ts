@@ -39,10 +39,10 @@ export function keepalivedConfigPaths(stateDir: string, netns: string): Keepaliv
     checkScript: CHECK_SCRIPT,
     notifyScript: NOTIFY_SCRIPT,
     haproxyPidfile: haproxy.pidfile,
-    haproxySocket: haproxy.socket,
     notifyFifo: files.fifo,
     stateFile: files.stateFile,
     releaseFile: files.release,
+    healthFile: files.health,
   };
 }
 
@@ -240,6 +240,8 @@ export async function deleteKeepalivedFiles(files: KeepalivedFiles): Promise<voi
     files.reloadPending,
     files.release,
     files.handover,
+    files.health,
+    `${files.health}.tmp`,
   ]) {
     await rm(f, { force: true });
   }
