@@ -842,6 +842,16 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
       target: '≤ 10 s, 0 failed',
       verdict: sized(verdict(w.drainMs <= 10_000 && w.drainFailed === 0)),
     });
+  } else if (w.drainTimedOut !== undefined) {
+    const t = w.drainTimedOut;
+    rows.push({
+      figure: `(w) drain of a node that is MASTER for ${w.drainMasterOf} of ${w.drainN} pairs: label → every pair off it and redundant; failed requests`,
+      value:
+        `not within ${ms(t.afterMs)}: of the ${t.on} pairs on it, ${t.placed} placed off it, ${t.redundant} redundant again, ${t.released} let go by it; ` +
+        `${w.drainFailed} failed of ${w.drainRequests}`,
+      target: '≤ 10 s, 0 failed',
+      verdict: 'FAIL',
+    });
   }
   return rows;
 }

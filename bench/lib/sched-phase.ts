@@ -38,6 +38,11 @@ export interface SchedResult {
    * when the node serves nothing.
    */
   drainReleased?: { p50: number; max: number };
+  /**
+   * A drain that did not end within its timeout: how far it got (pairs placed off the node, redundant again, let
+   * go by it, of those on it). The figures of the kills before it stay in the table.
+   */
+  drainTimedOut?: { afterMs: number; on: number; placed: number; redundant: number; released: number };
 }
 
 // 10.234.0.0/16 on sim-provider: hosts at .255.x, VIPs at .1.x, VRRP addresses at .2.x and .3.x.
@@ -101,6 +106,16 @@ async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs: numbe
     const v = await fn();
     if (v !== undefined && v !== null && v !== false) return v as NonNullable<T>;
     if (Date.now() > end) throw new Error(`(w): ${what} not within ${timeoutMs} ms`);
+  }
+}
+
+/** `until`, but a timeout is handed to `timedOut` instead of thrown: the phase goes on to its summary. */
+async function untilOrRecord<T>(what: string, fn: () => T | Promise<T>, timeoutMs: number, timedOut: (err: Error) => void): Promise<void> {
+  try {
+    await until(what, fn, timeoutMs);
+  } catch (err) {
+    if (!(err instanceof Error) || !err.message.includes(' not within ')) throw err;
+    timedOut(err);
   }
 }
 
@@ -235,7 +250,7 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   // NSLB_BENCH_W_DRAIN_TIMEOUT_S: a shorter wait while developing.
   const drainTimeoutMs = Number(process.env.NSLB_BENCH_W_DRAIN_TIMEOUT_S ?? 300) * 1000;
   try {
-    await until(
+    await untilOrRecord(
       `every pair off ${drained}`,
       onePoll(() => {
         const held = new Set(lbDirs(lbDir));
@@ -252,6 +267,10 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
         return result.drainMs !== undefined && (releasedAt.size === on.length || waited > result.drainMs + 30_000 || waited > drainTimeoutMs - 500);
       }),
       drainTimeoutMs,
+      (err) => {
+        result.drainTimedOut = { afterMs: drainTimeoutMs, on: on.length, placed: placedAt.size, redundant: redundantAt.size, released: releasedAt.size };
+        log(`${err.message}: ${JSON.stringify(result.drainTimedOut)}`);
+      },
     );
     await sleep(3_000);
   } finally {
@@ -312,7 +331,7 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   );
   // What the API server (in this process) was asked during the drain: where its time went.
   const during = (pred: (e: { method: string; path: string; watch: boolean }) => boolean) =>
-    api.countRequests((e) => e.at >= at && e.at <= at + (result.drainMs ?? 0) && !e.watch && pred(e));
+    api.countRequests((e) => e.at >= at && e.at <= at + (result.drainMs ?? drainTimeoutMs) && !e.watch && pred(e));
   const writing = (m: string) => m === 'PUT' || m === 'PATCH' || m === 'POST';
   log(
     `(w): API requests during the drain: ${during(() => true)}; status writes ${during((e) => writing(e.method) && e.path.endsWith('/status'))}, ` +
