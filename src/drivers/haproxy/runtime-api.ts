@@ -31,6 +31,9 @@ export async function queryRuntime(socketPath: string, command: string, timeoutM
  * in turn): the answers one after the other. A connection per command was a visible share of a busy agent's event
  * loop (the stats poll of a hundred ACTIVE_STANDBY pairs: `show stat` and `show peers` each, every poll).
  */
+/** A timer this much past its time means the event loop was blocked (see queryRuntimeAll). */
+const LATE_TIMER_MS = 50;
+
 export async function queryRuntimeAll(socketPath: string, commands: readonly string[], timeoutMs = 2000): Promise<string> {
   for (const command of commands) {
     if (/[\r\n;]/.test(command)) {
@@ -51,9 +54,21 @@ export async function queryRuntimeAll(socketPath: string, commands: readonly str
       if (err === undefined) resolve(Buffer.concat(chunks).toString('utf8'));
       else reject(err);
     };
-    const timer = setTimeout(() => {
+    // A timeout counted in the event loop's own time: when the timer runs late (the loop was blocked: a busy
+    // agent), an answer may be waiting on the socket unread (its data and its end take a poll phase each, after
+    // the timer), and a HAProxy that answered in time would be called silent. A late timer gives it once more
+    // the same time, in which the loop reads what is pending.
+    const started = Date.now();
+    let extended = false;
+    const onTimeout = (): void => {
+      if (!extended && Date.now() - started - timeoutMs > LATE_TIMER_MS) {
+        extended = true;
+        timer = setTimeout(onTimeout, timeoutMs);
+        return;
+      }
       finish(new RuntimeApiError(`${socketPath}: no complete answer to "${command}" within ${timeoutMs} ms`, { socketPath, command }));
-    }, timeoutMs);
+    };
+    let timer = setTimeout(onTimeout, timeoutMs);
     socket.on('connect', () => socket.write(`${command}\n`));
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.on('end', () => finish(undefined));

@@ -12,7 +12,7 @@
 //   and the pidfile read again only when the master looks dead, and with each API check.
 // - every 5 s, its runtime API answers `show info` (a live master whose worker is hung, or in wait mode after a
 //   failed reload, does not serve either): up to 5 attempts over about 1.5 s, since a reload hands the socket to
-//   the new worker; one failure fails it, one success passes. The checks of different load balancers are
+//   the new worker; two failures in a row fail it (API_FALL), one success passes. The checks of different load balancers are
 //   spread over the 5 s, in slots of 100 ms, so that a hundred sockets are not asked in the same millisecond.
 //
 // The file is written only when its content differs from the verdict. It is read again at the next PID check
@@ -37,6 +37,13 @@ const FIRST_CHECKS_PER_SLOT = 5;
 const API_ATTEMPTS = 5;
 const API_RETRY_MS = 300;
 const API_TIMEOUT_MS = 1_000;
+/**
+ * Failed API checks in a row before the verdict is "does not serve" (Octavia's `vrrp_fail_count` 2): one check
+ * can fail on a node too busy to read the answer in time (79 false FAULTs in a drain at load average 30, with
+ * both nodes of a pair in FAULT at once), and a hung HAProxy is still caught within two intervals. A dead master
+ * is the PID check's, within a second.
+ */
+export const API_FALL = 2;
 
 export const PID_RISE = 2;
 export const PID_FALL = 1;
@@ -162,6 +169,8 @@ interface Entry {
   pidChecked: boolean;
   pidScore: number;
   api: boolean | undefined;
+  /** API checks failed in a row. */
+  apiFails: number;
   apiBusy: boolean;
   slot: number;
   /** The last verdict written or found in the file: what it says while not `dirty`. */
@@ -250,6 +259,7 @@ export class HaproxyHealthMonitor {
       pidChecked: false,
       pidScore: PID_RISE - 1,
       api: undefined,
+      apiFails: 0,
       apiBusy: false,
       slot,
       said: undefined,
@@ -410,7 +420,10 @@ export class HaproxyHealthMonitor {
         }
       }
       if (this.#entries.get(e.netns) !== e || this.#stopped) return;
-      e.api = ok;
+      // A dead master is not asked (ok is false, and the PID check already failed it): no need of API_FALL.
+      e.apiFails = ok ? 0 : e.apiFails + 1;
+      if (ok) e.api = true;
+      else if (e.apiFails >= API_FALL || !statAlive(e.statFd)) e.api = false;
       // The file read again at least every API_CHECK_MS, whatever inotify said.
       e.dirty = true;
       this.#judge(e);
