@@ -245,6 +245,22 @@ describe('HaproxyHealthMonitor', () => {
     expect(await says()).toBeUndefined();
   });
 
+  it('after the agent stopped keepalived: not watched again by a scan while the config is there, nothing written; a start watches it again', async () => {
+    const m = new HaproxyHealthMonitor({ stateDir });
+    m.scan();
+    m.stopped(NETNS);
+    m.scan();
+    expect(m.watched()).toEqual([]);
+    // The teardown stops HAProxy next: no verdict, no write.
+    await pidfile(999999999);
+    m.checkPids();
+    expect(await says()).toBeUndefined();
+    m.beforeStart(NETNS);
+    expect(m.watched()).toEqual([NETNS]);
+    m.scan();
+    expect(m.watched()).toEqual([NETNS]);
+  });
+
   it('keeps no process alive: its timer is unref’d, stop ends it', async () => {
     const m = new HaproxyHealthMonitor({ stateDir });
     m.start();

@@ -139,6 +139,7 @@ export class KeepalivedDriver {
         } else {
           await stopKeepalived(pid, files);
         }
+        this.health.stopped(a.netns);
         await this.stopStrayNotifiers(a.netns);
         if (a.removeFiles === true) await this.#removeFiles(a.netns, files);
         return;

@@ -192,6 +192,8 @@ export class HaproxyHealthMonitor {
   readonly #stateDir: string;
   #logger: HealthLogger | undefined;
   readonly #entries = new Map<string, Entry>();
+  /** Load balancers whose keepalived the agent stopped: the scan leaves them alone (see stopped()). */
+  readonly #parked = new Set<string>();
   readonly #slots: Entry[][] = Array.from({ length: SLOTS }, () => []);
   readonly #due: Entry[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -240,6 +242,22 @@ export class HaproxyHealthMonitor {
 
   /** Watches this load balancer (idempotent); its API is asked within a slot or a few. */
   watch(netns: string): void {
+    this.#parked.delete(netns);
+    this.#add(netns);
+  }
+
+  /**
+   * The agent stopped this load balancer's keepalived (a teardown, or a move off this node): nothing follows the
+   * health file any more, so it is neither judged nor written, and the scan does not watch it again while its
+   * config is still on disk (the rest of the teardown stops HAProxy next, which was logged as a FAULT verdict).
+   * A keepalived started again (beforeStart, watch) is watched again.
+   */
+  stopped(netns: string): void {
+    this.forget(netns);
+    this.#parked.add(netns);
+  }
+
+  #add(netns: string): void {
     if (this.#entries.has(netns)) return;
     const k = keepalivedFiles(this.#stateDir, netns);
     const h = lbPaths(this.#stateDir, netns);
@@ -346,10 +364,11 @@ export class HaproxyHealthMonitor {
       const known = this.#entries.get(netns);
       if (existsSync(known?.config ?? keepalivedFiles(this.#stateDir, netns).config)) {
         found.add(netns);
-        if (known === undefined) this.watch(netns);
+        if (known === undefined && !this.#parked.has(netns)) this.#add(netns);
       }
     }
     for (const netns of [...this.#entries.keys()]) if (!found.has(netns)) this.forget(netns);
+    for (const netns of [...this.#parked]) if (!found.has(netns)) this.#parked.delete(netns);
   }
 
   #onSlot(): void {
