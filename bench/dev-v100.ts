@@ -4,6 +4,7 @@
 // counts by command name, the processes in R/D/Z, and how many pairs each node calls ready; keeps the agents'
 // logs. Run under the data-plane lock, after `npm run build` (the rig runs dist/):
 //   flock -o /tmp/nslb-dataplane.lock npx tsx bench/dev-v100.ts [--n 100] [--timeout-s 300] [--out DIR] [--interval-ms 3000]
+//     [--steady-s S]   (once all are redundant: S seconds of the steady state, CPU seconds by command name)
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,8 @@ const arg = (name: string, dflt: string) => {
 const N = Number(arg('--n', '100'));
 const TIMEOUT_MS = Number(arg('--timeout-s', '300')) * 1_000;
 const INTERVAL_MS = Number(arg('--interval-ms', '3000'));
+/** Once all are redundant: this many seconds of the steady state, with CPU seconds by command name. */
+const STEADY_S = Number(arg('--steady-s', '0'));
 const OUT = arg('--out', `/tmp/dev-v100-${Date.now()}`);
 const AGENT_FLAGS = (process.env.NSLB_DEV_AGENT_FLAGS ?? '--resync 10').split(' ').filter(Boolean);
 
@@ -81,6 +84,36 @@ async function procSnapshot() {
   return { top, R: byState.R, D: byState.D, Z: byState.Z, wchans, zparents, stacks };
 }
 
+/** CPU ticks (utime + stime) of every process now, by PID, with its command name. */
+async function cpuTicks(): Promise<Map<number, { comm: string; ticks: number }>> {
+  const out = new Map<number, { comm: string; ticks: number }>();
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
+    const m = /^\d+ \((.*)\) (.*)$/s.exec(stat);
+    if (m === null) continue;
+    const f = m[2]!.split(' ');
+    out.set(Number(e), { comm: m[1]!, ticks: Number(f[11]) + Number(f[12]) });
+  }
+  return out;
+}
+
+/** CPU seconds by command name over `seconds` of the steady state (processes that lived through it, and new ones). */
+async function steady(seconds: number): Promise<string> {
+  const a = await cpuTicks();
+  const l0 = (await readFile('/proc/loadavg', 'utf8')).trim();
+  await sleep(seconds * 1_000);
+  const b = await cpuTicks();
+  const byComm = new Map<string, number>();
+  for (const [pid, x] of b) byComm.set(x.comm, (byComm.get(x.comm) ?? 0) + (x.ticks - (a.get(pid)?.ticks ?? 0)) / 100);
+  const total = [...byComm.values()].reduce((s, v) => s + v, 0);
+  const top = [...byComm].sort((x, y) => y[1] - x[1]).slice(0, 15);
+  return [
+    `steady state ${seconds} s: load ${l0} -> ${(await readFile('/proc/loadavg', 'utf8')).trim()}; user+system CPU of processes ${total.toFixed(1)} s (${((100 * total) / seconds).toFixed(0)} % of one core)`,
+    ...top.map(([c, v]) => `  ${c}: ${v.toFixed(2)} s`),
+  ].join('\n');
+}
+
 async function main() {
   await mkdir(OUT, { recursive: true });
   const record = join(OUT, 'record.jsonl');
@@ -113,6 +146,7 @@ async function main() {
       }
     }
     say(done ? `${N} pairs redundant in ${Date.now() - w0} ms` : `${N} pairs NOT redundant within ${TIMEOUT_MS} ms`);
+    if (done && STEADY_S > 0) say(await steady(STEADY_S));
   } finally {
     for (const node of ['node1', 'node2']) {
       await copyFile(join(SIM_DIR, node, 'agent.log'), join(OUT, `${node}-agent.log`)).catch(() => undefined);
