@@ -5,12 +5,13 @@
 // logs. Run under the data-plane lock, after `npm run build` (the rig runs dist/):
 //   flock -o /tmp/nslb-dataplane.lock npx tsx bench/dev-v100.ts [--n 100] [--timeout-s 300] [--out DIR] [--interval-ms 3000]
 //     [--steady-s S]   (once all are redundant: S seconds of the steady state, CPU seconds by command name)
+//   NODE_OPTIONS='--cpu-prof --cpu-prof-dir DIR' NSLB_DEV_TERM_AGENTS=1: the agents' CPU profiles (SIGTERM at the end)
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStatus } from '../test/e2e/agent.js';
 import { lbYaml } from './lib/ha-phase.js';
-import { assertNoRig, nodeStateDir, SIM_DIR, sim } from '../test/e2e/sim-rig.js';
+import { assertNoRig, nodePids, nodeStateDir, SIM_DIR, sim } from '../test/e2e/sim-rig.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(name);
@@ -147,6 +148,20 @@ async function main() {
     }
     say(done ? `${N} pairs redundant in ${Date.now() - w0} ms` : `${N} pairs NOT redundant within ${TIMEOUT_MS} ms`);
     if (done && STEADY_S > 0) say(await steady(STEADY_S));
+    // With NODE_OPTIONS=--cpu-prof in the environment, an agent writes its profile only when it exits by itself:
+    // SIGTERM each one (the rig's `down` SIGKILLs), and wait for it to exit.
+    if (process.env.NSLB_DEV_TERM_AGENTS === '1') {
+      for (const node of ['node1', 'node2']) {
+        for (const pid of await nodePids(node)) {
+          const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+          if (!cmd.includes('dist/cli/main.js')) continue;
+          process.kill(pid, 'SIGTERM');
+          const gone = async () => ((await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.[0] ?? 'Z') === 'Z';
+          for (let i = 0; i < 100 && !(await gone()); i++) await sleep(100);
+          say(`${node}: agent ${pid} stopped`);
+        }
+      }
+    }
   } finally {
     for (const node of ['node1', 'node2']) {
       await copyFile(join(SIM_DIR, node, 'agent.log'), join(OUT, `${node}-agent.log`)).catch(() => undefined);

@@ -824,6 +824,11 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
       verdict: sized(verdict(p50 === undefined ? undefined : p50 <= 20_000)),
     },
   ];
+  // The control beside the drain's failures: requests that failed without a load balancer on the way.
+  const control =
+    w.drainControl === undefined
+      ? ''
+      : `; control (the member straight from the client, not counted): ${w.drainControl.failed} failed of ${w.drainControl.total}`;
   if (w.drainMs !== undefined) {
     rows.push({
       figure:
@@ -838,7 +843,8 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
           ? ''
           : `; pairs placed off it by ${ms(w.drainPlaced.max)} (p50 ${ms(w.drainPlaced.p50)})` +
             (w.drainReleased === undefined ? '' : `, the node serving nothing by ${ms(w.drainReleased.max)} (p50 ${ms(w.drainReleased.p50)})`) +
-            `, redundant p50 ${ms(w.drainRedundant.p50)}`),
+            `, redundant p50 ${ms(w.drainRedundant.p50)}`) +
+        control,
       target: '≤ 10 s, 0 failed',
       verdict: sized(verdict(w.drainMs <= 10_000 && w.drainFailed === 0)),
     });
@@ -848,7 +854,7 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
       figure: `(w) drain of a node that is MASTER for ${w.drainMasterOf} of ${w.drainN} pairs: label → every pair off it and redundant; failed requests`,
       value:
         `not within ${ms(t.afterMs)}: of the ${t.on} pairs on it, ${t.placed} placed off it, ${t.redundant} redundant again, ${t.released} let go by it; ` +
-        `${w.drainFailed} failed of ${w.drainRequests}`,
+        `${w.drainFailed} failed of ${w.drainRequests}${control}`,
       target: '≤ 10 s, 0 failed',
       verdict: 'FAIL',
     });

@@ -43,6 +43,11 @@ export interface SchedResult {
    * go by it, of those on it). The figures of the kills before it stay in the table.
    */
   drainTimedOut?: { afterMs: number; on: number; placed: number; redundant: number; released: number };
+  /**
+   * The control probe over the same time: the member straight from the client, no load balancer on the way. Not
+   * counted in drainFailed; when it fails too, the client, the member or the machine failed those requests.
+   */
+  drainControl?: { failed: number; total: number };
 }
 
 // 10.234.0.0/16 on sim-provider: hosts at .255.x, VIPs at .1.x, VRRP addresses at .2.x and .3.x.
@@ -318,6 +323,7 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   const failed = results.filter((r) => !r.ok);
   result.drainFailed = failed.length + wrkFailed;
   const controlResults = control.results().filter((r) => r.at >= at - 1_000);
+  result.drainControl = { failed: controlResults.filter((r) => !r.ok).length, total: controlResults.length };
   log(`(w): control (the member straight from the client, not counted): ${controlResults.filter((r) => !r.ok).length} failed of ${controlResults.length}`);
   for (const f of failed.slice(0, 5)) log(`(w): failed: sent +${f.at - at} ms, ended +${f.done - at} ms: ${f.detail ?? `HTTP answer ${f.body ?? ''}`}`);
   if (result.drainWrk !== undefined)
