@@ -257,7 +257,7 @@ boot_kube_helper() {
     return 0
   fi
   rm -f "$dir/kubelet.ready"
-  printf '%s\0' node "$KUBE_HELPER" node "$SIM_DIR/api.sock" "$(config_target)" "$node" "$dir/kubelet.ready" >"$dir/kubelet.argv"
+  printf '%s\0' nice -n -10 node "$KUBE_HELPER" node "$SIM_DIR/api.sock" "$(config_target)" "$node" "$dir/kubelet.ready" >"$dir/kubelet.argv"
   in_node "$node" "$SELF" __spawn "$dir/kubelet.log" "$dir/kubelet.pid" / "$dir/kubelet.argv"
   until [[ -e $dir/kubelet.ready ]]; do
     ((++tries <= 200)) || { tail -n 20 "$dir/kubelet.log" >&2 || true; die "$node: the API relay did not start (see $dir/kubelet.log)"; }
@@ -347,7 +347,7 @@ ensure_relay() {
   rm -f "$SIM_DIR/api.sock" "$SIM_DIR/relay.ready"
   local address port
   read -r address port <"$SIM_DIR/config/api-addresses"
-  setsid node "$KUBE_HELPER" relay "$SIM_DIR/api.sock" "$address" "$port" "$SIM_DIR/relay.ready" \
+  setsid nice -n -10 node "$KUBE_HELPER" relay "$SIM_DIR/api.sock" "$address" "$port" "$SIM_DIR/relay.ready" \
     </dev/null >>"$SIM_DIR/relay.log" 2>&1 &
   printf '%s\n' "$!" >"$SIM_DIR/relay.pid"
   until [[ -e $SIM_DIR/relay.ready ]]; do
