@@ -26,14 +26,14 @@ export async function queryRuntime(socketPath: string, command: string, timeoutM
   return queryRuntimeAll(socketPath, [command], timeoutMs);
 }
 
+/** A timer this much past its time means the event loop was blocked (see queryRuntimeAll). */
+const LATE_TIMER_MS = 50;
+
 /**
  * Several commands in one connection (HAProxy runs the `;`-separated commands of a line in order and answers each
  * in turn): the answers one after the other. A connection per command was a visible share of a busy agent's event
  * loop (the stats poll of a hundred ACTIVE_STANDBY pairs: `show stat` and `show peers` each, every poll).
  */
-/** A timer this much past its time means the event loop was blocked (see queryRuntimeAll). */
-const LATE_TIMER_MS = 50;
-
 export async function queryRuntimeAll(socketPath: string, commands: readonly string[], timeoutMs = 2000): Promise<string> {
   for (const command of commands) {
     if (/[\r\n;]/.test(command)) {
