@@ -56,6 +56,10 @@ export class Resync {
   #timers: NodeJS.Timeout[] = [];
   #refresh: (() => Promise<void>) | undefined;
   #polling: Promise<void> | undefined;
+  /** The periodic resync (re-read + resync) still running, if one is. */
+  #ticking: Promise<void> | undefined;
+  /** Periodic ticks skipped because the last resync was still running (said in the next summary line). */
+  #skipped = 0;
 
   constructor(opts: ResyncOptions) {
     this.#opts = opts;
@@ -78,16 +82,33 @@ export class Resync {
     if (refresh === undefined) return;
     const [exits] = this.#timers;
     for (const t of this.#timers.slice(1)) clearInterval(t);
-    const resync = setInterval(() => {
-      void (async () => {
-        await refresh();
-        await this.once();
-      })().catch((err: unknown) => this.#opts.logger.error({ err }, 'resync failed'));
-    }, periods.resyncSeconds * 1000);
+    const resync = setInterval(() => void this.#tick(refresh), periods.resyncSeconds * 1000);
     const poll = setInterval(() => {
       this.pollStats().catch((err: unknown) => this.#opts.logger.error({ err }, 'stats poll failed'));
     }, periods.statusIntervalMs);
     this.#timers = [...(exits === undefined ? [] : [exits]), resync, poll];
+  }
+
+  /**
+   * One periodic resync. A tick that comes while the last one still runs (after a bulk creation the first
+   * resync can outlast the period) is skipped, not started beside it: two resyncs at once slow each other and
+   * observe the same node twice. The next summary line counts the skipped ticks.
+   */
+  #tick(refresh: () => Promise<void>): Promise<void> {
+    if (this.#ticking !== undefined) {
+      this.#skipped++;
+      this.#opts.logger.debug({ skipped: this.#skipped }, 'resync still running; this tick is skipped');
+      return this.#ticking;
+    }
+    this.#ticking = (async () => {
+      await refresh();
+      await this.once();
+    })()
+      .catch((err: unknown) => this.#opts.logger.error({ err }, 'resync failed'))
+      .finally(() => {
+        this.#ticking = undefined;
+      });
+    return this.#ticking;
   }
 
   stop(): void {
@@ -163,11 +184,14 @@ export class Resync {
       counts[phase]++;
     }
     void this.#opts.publish();
+    const skipped = this.#skipped;
+    this.#skipped = 0;
     logger.info(
       {
         loadBalancers: counts.active + counts.pending + counts.error,
         ...counts,
         changed,
+        ...(skipped > 0 ? { skippedTicks: skipped } : {}),
         spawned: (this.#opts.spawned?.() ?? 0) - spawnedBefore,
         ms: Date.now() - started,
         observeMs: observedAt - started,

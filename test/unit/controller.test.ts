@@ -107,6 +107,35 @@ describe('the controller against a fake node', () => {
     expect(node.netns.has(netnsOf('ns2'))).toBe(true);
   });
 
+  it('a periodic resync that outlasts its period is not started twice: the ticks in between are skipped and counted', async () => {
+    const node = new FakeNode();
+    const a = agent(node);
+    a.controller.setSnapshot(stack('ns1', 11), []);
+    await a.controller.initialSyncDone();
+    const before = resyncLines(a).length;
+    let refreshes = 0;
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    a.controller.startPeriodic({ resyncSeconds: 0.01, statusIntervalMs: 60_000 }, async () => {
+      refreshes++;
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      if (refreshes === 1) await held; // the first periodic resync is slow (a bulk creation's)
+      inFlight--;
+    });
+    // Several periods go by while the first is held.
+    await waitUntil(() => a.logs.filter((l) => l.msg === 'resync still running; this tick is skipped').length >= 3, { intervalMs: 5, timeoutMs: 5_000 });
+    expect(refreshes).toBe(1);
+    release();
+    await waitUntil(() => resyncLines(a).length > before, { intervalMs: 5, timeoutMs: 5_000 });
+    a.controller.stopPeriodic();
+    expect(maxInFlight).toBe(1);
+    expect(resyncLines(a)[before]).toMatchObject({ loadBalancers: 1, skippedTicks: expect.any(Number) });
+    expect(resyncLines(a)[before]!.skippedTicks as number).toBeGreaterThanOrEqual(3);
+  });
+
   it('placement (Kubernetes mode): only what is placed here is served and reported; moved away, it is removed', async () => {
     const node = new FakeNode();
     const a = agent(node);
