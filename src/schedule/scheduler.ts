@@ -261,7 +261,9 @@ export class Scheduler {
     let { nodes, lbs, nextExpiry } = this.inputs();
     // A node is dead only once the API server itself says so: each death is confirmed once by reading the Lease
     // there (a lagging watch showed live nodes dead while the API server was loaded: issue 17, CI of 26a78b6).
-    for (const n of nodes) if (n.alive) this.#confirmedDead.delete(n.name);
+    for (const n of nodes) {
+      if (n.alive && this.#confirmedDead.delete(n.name)) this.#logger.info({ node: n.name }, 'node Lease renewed again: the node is alive to the scheduler');
+    }
     const unconfirmed = nodes.filter((n) => !n.alive && !this.#confirmedDead.has(n.name)).map((n) => n.name);
     if (unconfirmed.length > 0) {
       try {
@@ -273,7 +275,16 @@ export class Scheduler {
       }
       if (!this.#opts.leading() || this.#stopped) return;
       ({ nodes, lbs, nextExpiry } = this.inputs());
-      for (const n of nodes) if (!n.alive && unconfirmed.includes(n.name)) this.#confirmedDead.add(n.name);
+      for (const n of nodes) {
+        if (n.alive || !unconfirmed.includes(n.name)) continue;
+        this.#confirmedDead.add(n.name);
+        // Said once per death (forgotten when the node renews again), with how long ago its Lease ran out.
+        const member = this.#leaseWatch.observe().find((m) => m.node === n.name);
+        this.#logger.warn(
+          { node: n.name, ...(member === undefined ? {} : { expiredMsAgo: Date.now() - member.expiresAt }) },
+          'node Lease expired (read from the API server): the node is dead to the scheduler',
+        );
+      }
       // Dead meanwhile, not confirmed yet: the next run reads it.
       if (nodes.some((n) => !n.alive && !this.#confirmedDead.has(n.name))) this.kick();
       nodes = nodes.map((n) => (n.alive || this.#confirmedDead.has(n.name) ? n : { ...n, alive: true }));

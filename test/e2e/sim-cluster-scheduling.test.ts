@@ -101,6 +101,14 @@ describe('scheduling across simulated nodes (Kubernetes mode)', () => {
     for (const n of names) byNode.get(placementOf(n)[0]!)!.push(n);
     const spread = Object.fromEntries([...byNode].map(([k, v]) => [k, v.length]));
     console.log(JSON.stringify({ test: 'spread', loadBalancers: COUNT, spread, convergedMs: converged }));
+    if ([...byNode.values()].some((l) => l.length > Math.ceil((COUNT * 110) / 300))) {
+      // Why: the scheduler's runs (which nodes it counted alive) and every node's Lease and leadership lines.
+      const needles = /placing load balancers|Lease|dead|alive|leading|stepping down|nslb starting|initial sync done/;
+      for (const node of NODES) {
+        const lines = (await readFile(join(SIM_DIR, node, 'agent.log'), 'utf8').catch(() => '')).split('\n').filter((l) => needles.test(l));
+        console.log(`--- ${node}/agent.log: ${lines.length} lines about membership and scheduling ---\n${lines.slice(-150).join('\n')}`);
+      }
+    }
     for (const [, list] of byNode) expect(list.length).toBeLessThanOrEqual(Math.ceil((COUNT * 110) / 300));
     // Served where status says, and nowhere else: each node's namespaces are exactly those placed on it.
     const seen = new Set<string>();
