@@ -8,9 +8,11 @@
 //   of the pairs it was MASTER of (every 20 ms each, new connection per request). Beside it, label → the node
 //   serves nothing: every pair placed off it and let go by its agent (the pair's state dir gone on that node).
 import { readdirSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { getPriority, setPriority } from 'node:os';
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { getPriority, setPriority, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
@@ -163,6 +165,48 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
 }
 
 const CONTROL_PLANE_NICE = -10;
+const execFileP = promisify(execFile);
+
+/**
+ * The pairs' one member: a HAProxy answering every request itself (`http-request return`), in the member's
+ * namespace, on port 8080 as scripts/member-server.mjs would. It stands for a server farm that keeps up: the
+ * drain's figures are about the load balancers, and with the one Node process as every VIP's only member, that
+ * process answered 1.9-3.5 s late during the drains of 2026-12-06 (the kernel ACKed at once; no listen overflow)
+ * and every path failed with it, the control too. NSLB_BENCH_W_MEMBER=node puts member-server.mjs back.
+ */
+async function startHaproxyMember(host: Host): Promise<{ stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'nslb-bench-w-member-'));
+  const cfg = join(dir, 'haproxy.cfg');
+  const pidfile = join(dir, 'haproxy.pid');
+  await writeFile(
+    cfg,
+    [
+      'global',
+      '  maxconn 20000',
+      'defaults',
+      '  mode http',
+      '  timeout connect 5s',
+      '  timeout client 30s',
+      '  timeout server 30s',
+      'frontend m1',
+      '  bind 0.0.0.0:8080',
+      '  http-request return status 200 content-type text/plain string "member m1"',
+      '',
+    ].join('\n'),
+  );
+  await execFileP('ip', ['netns', 'exec', host.netns, 'haproxy', '-D', '-f', cfg, '-p', pidfile]);
+  const pid = Number((await readFile(pidfile, 'utf8')).trim());
+  return {
+    stop: async () => {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
 
 async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Cleanup }): Promise<SchedResult> {
   const result: SchedResult = { redundancy: [], drainN: opts.drainN };
@@ -180,7 +224,10 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   await sim('up', '3', '--kubeconfig', kubeconfig, '--', '--resync', '10', ...extra);
   const member = await providerHost(net, 'm1', 11);
   opts.cleanup.add(`host ${member.name}`, () => deleteProviderHost(member));
-  const server = await startHttpServer(member, { port: 8080, name: 'm1', bindAddress: '0.0.0.0' });
+  const server =
+    process.env.NSLB_BENCH_W_MEMBER === 'node'
+      ? await startHttpServer(member, { port: 8080, name: 'm1', bindAddress: '0.0.0.0' })
+      : await startHaproxyMember(member);
   opts.cleanup.add(`server in ${member.name}`, () => server.stop());
   const client: Host = await providerHost(net, 'c', 100);
   opts.cleanup.add(`host ${client.name}`, () => deleteProviderHost(client));

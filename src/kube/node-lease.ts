@@ -38,6 +38,8 @@ export class NodeLease {
   #stopped = false;
   #renewing: Promise<void> = Promise.resolve();
   #failing = false;
+  /** When the last renewal landed (its answer came). */
+  #renewedAt: number | undefined;
   /** Renewals that worked (tests, /metrics). */
   renewals = 0;
 
@@ -70,15 +72,29 @@ export class NodeLease {
 
   #schedule(): void {
     if (this.#stopped) return;
+    const due = Date.now() + this.renewMs;
     this.#timer = setTimeout(() => {
-      this.#renewing = this.#renewNow(this.#opts.leaseSeconds).finally(() => this.#schedule());
+      this.#renewing = this.#renewNow(this.#opts.leaseSeconds, Date.now() - due).finally(() => this.#schedule());
     }, this.renewMs);
     this.#timer.unref();
   }
 
-  async #renewNow(seconds: number): Promise<void> {
+  /** `timerLateMs`: how late the renewal's timer fired (this process's event loop was busy that long). */
+  async #renewNow(seconds: number, timerLateMs = 0): Promise<void> {
+    const started = Date.now();
     try {
       await this.#renew(seconds);
+      const done = Date.now();
+      // Half the Lease gone since the last renewal that landed: the scheduler calls this node dead at the full
+      // Lease. Said with where the time went (this process's timer, or the request), so that a node that nearly
+      // looked dead, or did, can be told from one that died.
+      if (this.#renewedAt !== undefined && done - this.#renewedAt > (this.#opts.leaseSeconds * 1000) / 2) {
+        this.#opts.logger.warn(
+          { lease: this.#name, sinceLastMs: done - this.#renewedAt, leaseMs: this.#opts.leaseSeconds * 1000, timerLateMs, requestMs: done - started },
+          'node Lease renewed late',
+        );
+      }
+      this.#renewedAt = done;
       if (this.#failing) this.#opts.logger.info({ lease: this.#name }, 'node Lease renewed again');
       this.#failing = false;
     } catch (err) {
