@@ -5,7 +5,7 @@
 // logs. Run under the data-plane lock, after `npm run build` (the rig runs dist/):
 //   flock -o /tmp/nslb-dataplane.lock npx tsx bench/dev-v100.ts [--n 100] [--timeout-s 300] [--out DIR] [--interval-ms 3000]
 //     [--steady-s S]   (once all are redundant: S seconds of the steady state, CPU seconds by command name)
-//   NODE_OPTIONS='--cpu-prof --cpu-prof-dir DIR' NSLB_DEV_TERM_AGENTS=1: the agents' CPU profiles (SIGTERM at the end)
+//   NSLB_SIM_NODE_FLAGS='--cpu-prof --cpu-prof-dir=DIR' NSLB_DEV_TERM_AGENTS=1: the agents' CPU profiles (SIGTERM at the end)
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,7 +148,7 @@ async function main() {
     }
     say(done ? `${N} pairs redundant in ${Date.now() - w0} ms` : `${N} pairs NOT redundant within ${TIMEOUT_MS} ms`);
     if (done && STEADY_S > 0) say(await steady(STEADY_S));
-    // With NODE_OPTIONS=--cpu-prof in the environment, an agent writes its profile only when it exits by itself:
+    // With NSLB_SIM_NODE_FLAGS=--cpu-prof, an agent writes its profile only when it exits by itself:
     // SIGTERM each one (the rig's `down` SIGKILLs), and wait for it to exit.
     if (process.env.NSLB_DEV_TERM_AGENTS === '1') {
       for (const node of ['node1', 'node2']) {

@@ -17,7 +17,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
 import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
-import { assertNoRig, deleteProviderHost, nodeStateDir, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
+import { assertNoRig, deleteProviderHost, nodePids, nodeStateDir, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
 import { log, sleep, startWrk, type Cleanup } from './node-env.js';
 import { socketErrorTotal, type WrkSummary } from './report.js';
 
@@ -165,6 +165,19 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
 }
 
 const CONTROL_PLANE_NICE = -10;
+
+async function termAgents(nodes: readonly string[]): Promise<void> {
+  for (const node of nodes) {
+    for (const pid of await nodePids(node)) {
+      const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (!cmd.includes('dist/cli/main.js')) continue;
+      process.kill(pid, 'SIGTERM');
+      const gone = async () => ((await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.[0] ?? 'Z') === 'Z';
+      for (let i = 0; i < 150 && !(await gone()); i++) await sleep(100);
+      log(`(w): ${node}: agent ${pid} stopped`);
+    }
+  }
+}
 const execFileP = promisify(execFile);
 
 /**
@@ -182,7 +195,7 @@ async function startHaproxyMember(host: Host): Promise<{ stop: () => Promise<voi
     cfg,
     [
       'global',
-      '  maxconn 20000',
+      '  maxconn 4000',
       'defaults',
       '  mode http',
       '  timeout connect 5s',
@@ -414,6 +427,9 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
     `(w): API requests during the drain: ${during(() => true)}; status writes ${during((e) => writing(e.method) && e.path.endsWith('/status'))}, ` +
       `Events ${during((e) => writing(e.method) && e.path.includes('/events'))}, Lease reads and writes ${during((e) => e.path.includes('/leases'))}`,
   );
+  // Development aid: with NSLB_SIM_NODE_FLAGS=--cpu-prof (scripts/lib/sim-node.sh), an agent writes its profile only when it exits by itself (the
+  // rig's `down` SIGKILLs): NSLB_BENCH_W_TERM_AGENTS=1 SIGTERMs each one first and waits for it.
+  if (process.env.NSLB_BENCH_W_TERM_AGENTS === '1') await termAgents(['node1', 'node2', 'node3']);
   await server.stop().catch(() => undefined);
   for (const h of [member, client]) await deleteProviderHost(h);
   await sim('down');

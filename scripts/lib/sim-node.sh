@@ -268,7 +268,11 @@ boot_kube_helper() {
 agent_argv() {
   local node="$1" dir
   dir="$(node_dir "$node")"
-  AGENT_ARGV=(node "$AGENT_MAIN" run)
+  # NSLB_SIM_NODE_FLAGS: flags for node itself (development: `--cpu-prof --cpu-prof-dir=DIR`, which Node 20
+  # refuses in NODE_OPTIONS), split on spaces.
+  local -a node_flags=()
+  read -r -a node_flags <<<"${NSLB_SIM_NODE_FLAGS:-}"
+  AGENT_ARGV=(node "${node_flags[@]}" "$AGENT_MAIN" run)
   if [[ "$(config_mode)" == watch ]]; then
     AGENT_ARGV+=(--watch "$(config_target)")
   else

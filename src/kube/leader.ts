@@ -247,7 +247,10 @@ export class LeaderElector {
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
-    const record = `${holder}|${String(spec.renewTime)}|${spec.leaseDurationSeconds ?? ''}`;
+    // To the microsecond: String() of a Date keeps whole seconds, and two renewals within one second would read as one
+    // record, the later one's lease counted from the earlier (up to a second early; the fence's margin covers it).
+    const renewed = spec.renewTime instanceof Date ? spec.renewTime.toISOString() : String(spec.renewTime);
+    const record = `${holder}|${renewed}|${spec.leaseDurationSeconds ?? ''}`;
     if (this.#observed?.record !== record) this.#observed = { record, at: Date.now() };
     const duration = (spec.leaseDurationSeconds ?? leaseSeconds) * 1000;
     if (holder !== '' && holder !== identity && this.#observed.at + duration > Date.now()) return false;
