@@ -29,6 +29,9 @@ export interface NodeLeaseOptions {
   logger: Logger;
 }
 
+/** Renewals waiting for their answers at once, at most (a Lease duration holds four renewal periods). */
+const MAX_IN_FLIGHT = 4;
+
 export class NodeLease {
   readonly #opts: NodeLeaseOptions;
   readonly #api: CoordinationV1Api;
@@ -36,7 +39,8 @@ export class NodeLease {
   #lease: V1Lease | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
-  #renewing: Promise<void> = Promise.resolve();
+  /** Renewals sent and not answered yet (at most MAX_IN_FLIGHT). */
+  readonly #inFlight = new Set<Promise<void>>();
   #failing = false;
   /** When the last renewal landed (its answer came). */
   #renewedAt: number | undefined;
@@ -46,9 +50,10 @@ export class NodeLease {
   constructor(opts: NodeLeaseOptions) {
     this.#opts = opts;
     this.#name = nodeLeaseName(opts.node);
-    // A renewal that hangs is given up after two renewal periods, so that the next one is tried well before the
-    // Lease runs out.
-    this.#api = makeApiClientWithTimeout(opts.kubeConfig, CoordinationV1Api, 2 * this.renewMs);
+    // A renewal is waited for as long as it could still keep the node alive (one Lease duration): on a loaded node
+    // the answers took 1-3 s at steady state and up to 10 s in a drain, and a renewal given up after two renewal
+    // periods (3 s) failed while it landed, again and again (bench (w), 2026-12-06).
+    this.#api = makeApiClientWithTimeout(opts.kubeConfig, CoordinationV1Api, opts.leaseSeconds * 1000);
   }
 
   get renewMs(): number {
@@ -64,17 +69,28 @@ export class NodeLease {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.#renewing;
+    // The grace renewal goes last, so that no earlier one (asking for the short duration) lands after it.
+    await Promise.all(this.#inFlight);
     await this.#renew(this.#opts.restartGraceSeconds).catch((err: unknown) =>
       this.#opts.logger.warn({ err: describeApiError(err), lease: this.#name }, 'cannot extend the node Lease for the restart'),
     );
   }
 
+  /**
+   * A renewal every renewal period, on the clock, whether or not the last one has been answered (as a kubelet's
+   * do not wait behind a slow one): a slow answer no longer delays the next renewal, and any one that lands within
+   * the Lease keeps the node alive. Each is a merge patch of the renewal time, so their order does not matter.
+   */
   #schedule(): void {
     if (this.#stopped) return;
     const due = Date.now() + this.renewMs;
     this.#timer = setTimeout(() => {
-      this.#renewing = this.#renewNow(this.#opts.leaseSeconds, Date.now() - due).finally(() => this.#schedule());
+      if (this.#stopped) return;
+      if (this.#inFlight.size < MAX_IN_FLIGHT) {
+        const renewal: Promise<void> = this.#renewNow(this.#opts.leaseSeconds, Date.now() - due).finally(() => this.#inFlight.delete(renewal));
+        this.#inFlight.add(renewal);
+      }
+      this.#schedule();
     }, this.renewMs);
     this.#timer.unref();
   }

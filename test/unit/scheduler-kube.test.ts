@@ -92,6 +92,27 @@ describe('NodeLease under late answers', () => {
   }, 15_000);
 });
 
+describe('NodeLease under slow answers', () => {
+  it('renews on the clock while answers come later than a renewal period, and counts those that come within the Lease', async () => {
+    // Lease 2 s, a renewal every 500 ms; every answer 1.3 s late: later than the next renewal is due, within the Lease.
+    const l = new NodeLease({ kubeConfig: agentKubeConfig(api.url), namespace: 'slow', node: 'n3', leaseSeconds: 2, restartGraceSeconds: 30, logger });
+    await l.start();
+    api.setAnswerDelay(1_300, 'leases');
+    const since = Date.now();
+    const seen = l.renewals;
+    await sleep(3_000);
+    const writes = api.requestLog().filter((e) => e.at >= since && e.path.includes('/namespaces/slow/leases/') && e.method === 'PATCH' && e.status === 200);
+    const answered = l.renewals - seen;
+    api.setAnswerDelay(0);
+    await l.stop();
+    // Before: the next renewal waited for the last one's answer, which the client gave up on after two renewal
+    // periods (1 s here): about one write in 1.5 s landed, and not one was counted; the node looked dead to itself.
+    expect(writes.length).toBeGreaterThanOrEqual(4);
+    expect(answered).toBeGreaterThanOrEqual(3);
+    expect(leaseOf('nslb-node-n3', 'slow')!.spec).toMatchObject({ holderIdentity: 'n3', leaseDurationSeconds: 30 });
+  }, 15_000);
+});
+
 describe('LeaderElector fencing', () => {
   it('a leader whose renewals hang stops leading within the renew deadline (on its own clock); never two leaders', async () => {
     const log: string[] = [];
