@@ -80,8 +80,9 @@ export async function pollStats(node: NodeDriver, outcome: LbOutcome, now: () =>
   }
   if (outcome.applied.ha === undefined) return;
   // ACTIVE_STANDBY: this node's VRRP state (a file read) and whether the peer's HAProxy talks to ours.
-  outcome.keepalivedUp = node.keepalivedPid(outcome.netns) !== undefined;
   const vrrp = node.vrrpState(outcome.netns);
+  // A VRRP state is only read while its keepalived runs: one check of the process, not two.
+  outcome.keepalivedUp = vrrp !== undefined || node.keepalivedPid(outcome.netns) !== undefined;
   if (vrrp === undefined) delete outcome.vrrp;
   else outcome.vrrp = vrrp;
   if (peers !== undefined) {

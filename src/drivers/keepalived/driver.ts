@@ -7,7 +7,7 @@ import type { Runner } from '../../exec/run.js';
 import type { Action } from '../../plan/actions.js';
 import type { KeepalivedPaths } from '../../plan/keepalived-config.js';
 import type { ObservedLoadBalancer, ObservedVrrpState } from '../../plan/observed.js';
-import { processAlive, readSmall, statFields } from '../proc.js';
+import { readSmall, statFields } from '../proc.js';
 import { readdir } from 'node:fs/promises';
 import {
   configVips,
@@ -86,8 +86,8 @@ export class KeepalivedDriver {
   /** The last VRRP state of the load balancer's keepalived, trusted only while the keepalived that wrote it runs. */
   vrrpState(netns: string): ObservedVrrpState | undefined {
     const files = this.files(netns);
-    const pid = keepalivedPid(files);
-    if (pid === undefined || !processAlive(pid)) return undefined;
+    // keepalivedPid finds it alive, or not at all.
+    if (keepalivedPid(files) === undefined) return undefined;
     try {
       return parseVrrpState(readFileSync(files.stateFile, 'utf8'));
     } catch {

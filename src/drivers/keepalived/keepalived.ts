@@ -68,10 +68,36 @@ export function configAdvertMs(config: string): number | undefined {
   return m === null ? undefined : Math.round(Number(m[1]) * 1000);
 }
 
+/**
+ * Processes found to be a keepalived running a config file, by PID, with their start time (/proc/PID/stat field 22):
+ * the same PID with the same start time is the same process, whose argv does not change (keepalived does not
+ * exec), so its cmdline need not be read again. Each load balancer's keepalived is checked several times a second
+ * (stats poll, exit watch, health monitor); this halves the /proc reads, which block the agent's event loop.
+ * Only a positive answer is kept: a process read between its fork and its exec shows its parent's argv.
+ */
+const verified = new Map<number, { start: string; config: string }>();
+/** Bounds the cache (PIDs of keepalived processes that exited are dropped when next looked at, or all at once here). */
+const VERIFIED_MAX = 20_000;
+
 /** The PID is a live keepalived running this config file (not a recycled PID or another keepalived). */
 export function isOurKeepalived(pid: number, configPath: string): boolean {
+  const fields = statFields(readSmall(`/proc/${pid}/stat`) ?? '');
+  const state = fields[0];
+  if (state === undefined || state === '' || state === 'Z') {
+    verified.delete(pid);
+    return false;
+  }
+  const start = fields[19] ?? '';
+  const known = verified.get(pid);
+  if (known !== undefined && known.start === start) return known.config === configPath;
+  verified.delete(pid);
   const argv = cmdline(pid);
-  return processAlive(pid) && (argv[0] ?? '').endsWith('keepalived') && argv[argv.indexOf('-f') + 1] === configPath;
+  const f = argv.indexOf('-f');
+  const config = f < 0 ? undefined : argv[f + 1];
+  if (!(argv[0] ?? '').endsWith('keepalived') || config === undefined) return false;
+  if (verified.size >= VERIFIED_MAX) verified.clear();
+  verified.set(pid, { start, config });
+  return config === configPath;
 }
 
 /** The parent's PID if the pidfile names a live keepalived running this load balancer's config. */
