@@ -9,6 +9,12 @@
 // proxy settings, its auth headers): one cut short is an error (code ECONNRESET, no HTTP status: "unreachable"
 // to every caller), and one that does not end within REQUEST_TIMEOUT_MS is abandoned as an API server would
 // abandon it. The callers already retry both.
+//
+// client-node gives every request an http(s).Agent of its own (KubeConfig.applySecurityAuthentication), so no
+// connection is ever used twice: each request was a new TCP connection, and against a real API server a TLS
+// handshake. The agent's kubeconfig keeps one keep-alive agent per set of connection options instead (a proxy's
+// agent is left as it comes).
+import { createHash } from 'node:crypto';
 import {
   createConfiguration,
   KubeConfig,
@@ -20,8 +26,11 @@ import {
   type PromiseHttpLibrary,
   type RequestContext,
 } from '@kubernetes/client-node';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+
+/** An idle keep-alive connection is closed after this long (a free socket's timeout; one in use is not affected). */
+const IDLE_SOCKET_MS = 4_000;
 
 /** kube-apiserver's own bound for a request that is not a watch (--request-timeout, 1 minute). */
 export const REQUEST_TIMEOUT_MS = 60_000;
@@ -103,6 +112,34 @@ export class AgentKubeConfig extends KubeConfig {
   constructor(opts: { requestTimeoutMs?: number } = {}) {
     super();
     this.#http = wrapHttpLibrary(new CompleteResponseHttp(opts.requestTimeoutMs === undefined ? {} : { timeoutMs: opts.requestTimeoutMs }));
+  }
+
+  /** The keep-alive agents, by the connection options of the agents client-node made. */
+  readonly #agents = new Map<string, HttpAgent>();
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const made = context.getAgent();
+    if (made !== undefined) context.setAgent(this.#pooled(made));
+  }
+
+  /** The one keep-alive agent for the options `made` was built with (a plain HTTP or HTTPS agent; others as they are). */
+  #pooled(made: NonNullable<ReturnType<RequestContext['getAgent']>>): NonNullable<ReturnType<RequestContext['getAgent']>> {
+    const https = made.constructor === HttpsAgent;
+    if (!https && made.constructor !== HttpAgent) return made;
+    const options = (made as HttpAgent & { options: Record<string, unknown> }).options;
+    const hash = createHash('sha256');
+    for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername'] as const) hash.update(`${k}\0${String(options[k] ?? '')}\0`);
+    const key = `${https ? 'https' : 'http'}:${hash.digest('hex')}`;
+    let agent = this.#agents.get(key);
+    if (agent === undefined) {
+      // An idle connection is closed after 4 s, before a server that closes idle ones after 5 s (Node's default)
+      // does, so that a request is not sent on a connection the server is closing.
+      const pooled = { ...options, keepAlive: true, timeout: IDLE_SOCKET_MS };
+      agent = https ? new HttpsAgent(pooled) : new HttpAgent(pooled);
+      this.#agents.set(key, agent);
+    }
+    return agent;
   }
 
   override makeApiClient<T extends ApiType>(apiClientType: ApiConstructor<T>): T {

@@ -1041,6 +1041,8 @@ export class FakeApiServer {
   readonly #pruned: { kind: string; namespace: string; name: string; field: string }[] = [];
   #lastDropped: string[] = [];
   #server: http.Server | undefined;
+  /** TCP connections accepted so far (a client that keeps its connections alive opens few). */
+  connections = 0;
   #port = 0;
   #url = '';
   #delayMs: number;
@@ -1071,6 +1073,7 @@ export class FakeApiServer {
         else res.destroy();
       });
     });
+    server.on('connection', () => this.connections++);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.#port, '127.0.0.1', () => {
