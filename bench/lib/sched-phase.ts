@@ -13,11 +13,13 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/pr
 import { getPriority, setPriority, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { request as httpRequest } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
-import { startProbe, type Probe } from '../../test/e2e/ha-pair.js';
+import { percentile, startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
-import { assertNoRig, deleteProviderHost, nodePids, nodeStateDir, providerHost, sim, simStatus } from '../../test/e2e/sim-rig.js';
+import { assertNoRig, deleteProviderHost, nodePids, nodeStateDir, providerHost, SIM_DIR, sim, simStatus } from '../../test/e2e/sim-rig.js';
 import { log, sleep, startWrk, type Cleanup } from './node-env.js';
 import { socketErrorTotal, type WrkSummary } from './report.js';
 
@@ -165,6 +167,25 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
 }
 
 const CONTROL_PLANE_NICE = -10;
+
+/** ms from asking to the whole answer, or undefined when none came within 30 s. */
+function timedGet(target: { url: string; socketPath?: string }): Promise<number | undefined> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const req = httpRequest(
+      target.url,
+      { agent: false, timeout: 30_000, ...(target.socketPath === undefined ? {} : { socketPath: target.socketPath }) },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(Date.now() - started));
+        res.on('error', () => resolve(undefined));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end();
+  });
+}
 
 async function termAgents(nodes: readonly string[]): Promise<void> {
   for (const node of nodes) {
@@ -336,6 +357,23 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   const masterMovedAt = new Map<number, number>();
   const loads: [number, string][] = [];
   const loadTimer = setInterval(() => void readFile('/proc/loadavg', 'utf8').then((l) => loads.push([Date.now() - at, l.split(' ')[0] ?? ''])), 1_000);
+  // Where an agent's request waits: a GET of one Lease every second straight to the API server (this process's event
+  // loop) and through the rig's relay (its Unix socket, as every node's forwarder reaches it), and this process's
+  // event-loop delay.
+  const roundTrips: { t: number; direct?: number; relay?: number }[] = [];
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+  const rtTimer = setInterval(() => {
+    const row: { t: number; direct?: number; relay?: number } = { t: Date.now() - at };
+    roundTrips.push(row);
+    const path = '/apis/coordination.k8s.io/v1/namespaces/nslb-system/leases/nslb-scheduler';
+    void timedGet({ url: `${api.url}${path}` }).then((ms) => {
+      if (ms !== undefined) row.direct = ms;
+    });
+    void timedGet({ socketPath: join(SIM_DIR, 'api.sock'), url: `http://localhost${path}` }).then((ms) => {
+      if (ms !== undefined) row.relay = ms;
+    });
+  }, 1_000);
   // NSLB_BENCH_W_DRAIN_TIMEOUT_S: a shorter wait while developing.
   const drainTimeoutMs = Number(process.env.NSLB_BENCH_W_DRAIN_TIMEOUT_S ?? 300) * 1000;
   try {
@@ -370,12 +408,21 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
     if (summary !== undefined) result.drainWrk = summary;
     for (const p of [...probes, control]) await p.stop();
     clearInterval(loadTimer);
+    clearInterval(rtTimer);
+    loopDelay.disable();
+    const rt = (k: 'direct' | 'relay') => roundTrips.map((r) => r[k]).filter((x): x is number => x !== undefined);
+    log(
+      `(w): round trips of a Lease GET during the drain: direct p50 ${percentile(rt('direct'), 50)} ms, max ${Math.max(0, ...rt('direct'))} ms; ` +
+        `through the relay p50 ${percentile(rt('relay'), 50)} ms, max ${Math.max(0, ...rt('relay'))} ms (${roundTrips.length} asked); ` +
+        `this process's event-loop delay max ${Math.round(loopDelay.max / 1e6)} ms, p99 ${Math.round(loopDelay.percentile(99) / 1e6)} ms`,
+    );
     // Also when the drain did not end: that is when the timeline matters most.
     await keepLogs({
       drained,
       at,
       drainMs: result.drainMs,
       loads,
+      roundTrips,
       pairs: on.map((i) => ({
         i,
         master: mastered.includes(i),
