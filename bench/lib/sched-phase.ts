@@ -146,24 +146,46 @@ async function keepLogs(timeline: unknown): Promise<void> {
 }
 
 /**
- * The API server is in this process, on its main thread: for this phase that thread runs at nice -10, as the rig's
- * relay and each node's forwarder do (scripts/sim-cluster.sh), while the nodes (agents, HAProxy, keepalived, OVS)
- * run at 0. They stand for a control plane and a network with CPUs of their own; on this 2-core machine, at load
- * 20-30 during a drain, they otherwise waited behind three nodes' bulk work (the scheduler's Lease renewals took
- * longer than their 6.7 s deadline, and so did plain requests from the client to the member). Restored after.
+ * The API server is in this process: for this phase every thread of it runs at nice -10, as the rig's relay and each
+ * node's forwarder do (scripts/sim-cluster.sh), while the nodes (agents, HAProxy, keepalived, OVS) run at 0. They
+ * stand for a control plane and a network with CPUs of their own; on this 2-core machine, at load 20-30 during a
+ * drain, they otherwise waited behind three nodes' bulk work (the scheduler's Lease renewals took longer than their
+ * 6.7 s deadline, and so did plain requests from the client to the member). Every thread, not only the main one
+ * (Linux's nice is per thread): with the main thread alone at -10, V8's and libuv's helper threads stayed at 0, and a
+ * Lease GET from this process to itself took 3.1 s (p50) in the drain of 2026-12-06 03:41. Restored after.
  */
 export async function phaseSched(opts: { kills: number; drainN: number; cleanup: Cleanup }): Promise<SchedResult> {
-  const before = getPriority();
+  const before = threadPriorities();
   try {
-    setPriority(CONTROL_PLANE_NICE);
+    for (const [tid] of before) setPriority(tid, CONTROL_PLANE_NICE);
   } catch (err) {
     log(`(w): cannot raise the API server's priority (${String(err)}); measuring without`);
   }
   try {
     return await phaseSchedAt(opts);
   } finally {
-    setPriority(before);
+    for (const [tid, nice] of before) {
+      try {
+        setPriority(tid, nice);
+      } catch {
+        // a thread that ended meanwhile
+      }
+    }
   }
+}
+
+/** This process's threads (their Linux task IDs) and their nice values now. */
+function threadPriorities(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    const tid = Number(t);
+    try {
+      out.set(tid, getPriority(tid));
+    } catch {
+      // gone already
+    }
+  }
+  return out;
 }
 
 const CONTROL_PLANE_NICE = -10;
