@@ -1178,7 +1178,9 @@ async function main(): Promise<number> {
       }
     }
     if (s.phases.has('g')) {
-      const n = s.bulk.at(-1)!;
+      // NSLB_BENCH_G_N: another size for the bare loop alone (how far this machine's switch goes without nslb);
+      // not for the table's figures, whose (c)+(g) ratio compares the same N.
+      const n = Number(process.env.NSLB_BENCH_G_N ?? s.bulk.at(-1)!);
       await watched(`(g) bare loop N=${n}`, results, () => bulkBare(node, n, cleanup, results));
     }
     if (s.phases.has('h')) {

@@ -9,8 +9,9 @@
 // A Unix socket crosses network namespaces (it is a file), so the API server may listen on the machine's
 // loopback only and still be reached from every node at the URL its kubeconfig names.
 import { lookup } from 'node:dns/promises';
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP, connect, createServer } from 'node:net';
+import { getPriority } from 'node:os';
 
 // @kubernetes/client-node costs about 50 MiB of memory once loaded: the relay, which only moves bytes, never
 // loads it.
@@ -175,8 +176,27 @@ async function kubelet(kc, node) {
   }
 }
 
+/**
+ * The relay and the node side are started under `nice -n -10` in a session of their own (setsid). With the kernel's
+ * autogroup on (/proc/sys/kernel/sched_autogroup_enabled, the default of Debian's kernels), a thread's nice orders it
+ * only against the threads of its own session: across sessions each runnable session gets an equal share, so
+ * -10 alone gave these nothing against every node's HAProxies and keepalived (each a daemon in its own session).
+ * The session's autogroup takes the same nice (a no-op when autogroup is off or the nice is 0).
+ */
+function carryNiceToAutogroup() {
+  const nice = getPriority();
+  if (nice >= 0) return;
+  try {
+    readFileSync('/proc/self/autogroup', 'utf8');
+    writeFileSync('/proc/self/autogroup', `${nice}\n`);
+  } catch (err) {
+    log("cannot set the session's autogroup nice", { nice, error: String(err?.message ?? err) });
+  }
+}
+
 const [mode, ...args] = process.argv.slice(2);
 try {
+  if (mode === 'relay' || mode === 'node') carryNiceToAutogroup();
   if (mode === 'addresses' && args.length === 1) {
     const { host, port } = await apiServer(args[0]);
     process.stdout.write((await addresses(host)).map((a) => `${a} ${port}\n`).join(''));
