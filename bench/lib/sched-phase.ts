@@ -144,7 +144,10 @@ async function keepLogs(timeline: unknown): Promise<void> {
   await mkdir(to, { recursive: true });
   await writeFile(join(to, 'drain.json'), JSON.stringify(timeline));
   for (const d of await readdir(from).catch(() => [] as string[]))
-    if (/^node\d+$/.test(d)) await cp(join(from, d, 'agent.log'), join(to, `${d}.log`)).catch(() => undefined);
+    if (/^node\d+$/.test(d)) {
+      await cp(join(from, d, 'agent.log'), join(to, `${d}.log`)).catch(() => undefined);
+      await cp(join(from, d, 'ovs', 'log', 'ovs-vswitchd.log'), join(to, `${d}-ovs-vswitchd.log`)).catch(() => undefined);
+    }
   log(`(w): agent logs copied to ${to}`);
 }
 
