@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStatus } from '../test/e2e/agent.js';
 import { lbYaml } from './lib/ha-phase.js';
-import { assertNoRig, nodePids, nodeStateDir, SIM_DIR, sim } from '../test/e2e/sim-rig.js';
+import { assertNoRig, nodeStateDir, SIM_DIR, sim, stopAgents } from '../test/e2e/sim-rig.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(name);
@@ -150,18 +150,7 @@ async function main() {
     if (done && STEADY_S > 0) say(await steady(STEADY_S));
     // With NSLB_SIM_NODE_FLAGS=--cpu-prof, an agent writes its profile only when it exits by itself:
     // SIGTERM each one (the rig's `down` SIGKILLs), and wait for it to exit.
-    if (process.env.NSLB_DEV_TERM_AGENTS === '1') {
-      for (const node of ['node1', 'node2']) {
-        for (const pid of await nodePids(node)) {
-          const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-          if (!cmd.includes('dist/cli/main.js')) continue;
-          process.kill(pid, 'SIGTERM');
-          const gone = async () => ((await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.[0] ?? 'Z') === 'Z';
-          for (let i = 0; i < 100 && !(await gone()); i++) await sleep(100);
-          say(`${node}: agent ${pid} stopped`);
-        }
-      }
-    }
+    if (process.env.NSLB_DEV_TERM_AGENTS === '1') await stopAgents(['node1', 'node2'], say, 10_000);
   } finally {
     for (const node of ['node1', 'node2']) {
       await copyFile(join(SIM_DIR, node, 'agent.log'), join(OUT, `${node}-agent.log`)).catch(() => undefined);

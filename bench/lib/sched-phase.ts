@@ -19,7 +19,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
 import { percentile, startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
-import { assertNoRig, deleteProviderHost, nodePids, nodeStateDir, providerHost, SIM_DIR, sim, simStatus } from '../../test/e2e/sim-rig.js';
+import { assertNoRig, deleteProviderHost, nodeStateDir, providerHost, SIM_DIR, sim, simStatus, stopAgents } from '../../test/e2e/sim-rig.js';
 import { log, sleep, startWrk, type Cleanup } from './node-env.js';
 import { socketErrorTotal, type WrkSummary } from './report.js';
 
@@ -243,18 +243,6 @@ function timedGet(target: { url: string; socketPath?: string }): Promise<number 
   });
 }
 
-async function termAgents(nodes: readonly string[]): Promise<void> {
-  for (const node of nodes) {
-    for (const pid of await nodePids(node)) {
-      const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (!cmd.includes('dist/cli/main.js')) continue;
-      process.kill(pid, 'SIGTERM');
-      const gone = async () => ((await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.[0] ?? 'Z') === 'Z';
-      for (let i = 0; i < 150 && !(await gone()); i++) await sleep(100);
-      log(`(w): ${node}: agent ${pid} stopped`);
-    }
-  }
-}
 const execFileP = promisify(execFile);
 
 /**
@@ -545,7 +533,7 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   );
   // Development aid: with NSLB_SIM_NODE_FLAGS=--cpu-prof (scripts/lib/sim-node.sh), an agent writes its profile only when it exits by itself (the
   // rig's `down` SIGKILLs): NSLB_BENCH_W_TERM_AGENTS=1 SIGTERMs each one first and waits for it.
-  if (process.env.NSLB_BENCH_W_TERM_AGENTS === '1') await termAgents(['node1', 'node2', 'node3']);
+  if (process.env.NSLB_BENCH_W_TERM_AGENTS === '1') await stopAgents(['node1', 'node2', 'node3'], (m) => log(`(w): ${m}`));
   await server.stop().catch(() => undefined);
   for (const h of [member, client]) await deleteProviderHost(h);
   await sim('down');

@@ -290,6 +290,7 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
   });
 
   vrrpMetrics(source, registers);
+  keepalivedCounterMetrics(counters.engine, registers);
   if (options.kernelLimits !== undefined) kernelLimitMetrics(options.kernelLimits, registers);
 
   return {
@@ -308,6 +309,57 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
 }
 
 const VRRP_STATES = ['MASTER', 'BACKUP', 'FAULT', 'STOP'] as const;
+
+/** What the keepalived driver and the HAProxy health monitor did since the agent started (DriverCounters.keepalived). */
+function keepalivedCounterMetrics(counters: DriverCounters, registers: Registry[]): void {
+  const k = () => counters.keepalived;
+  const counter = (name: string, help: string, value: (c: NonNullable<DriverCounters['keepalived']>) => number): void => {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        const c = k();
+        mirror(this, c === undefined ? [] : [[{}, value(c)]]);
+      },
+    });
+  };
+  counter('nslb_keepalived_starts_total', 'keepalived processes started by the agent (ACTIVE_STANDBY load balancers).', (c) => c.starts);
+  counter('nslb_keepalived_reloads_total', 'keepalived configs reloaded in place (SIGHUP).', (c) => c.reloads);
+  counter(
+    'nslb_vrrp_handovers_total',
+    'Planned handovers of a VIP by this node (a MASTER taken out of the placement: new connections held off, open ones waited for, then keepalived let go).',
+    (c) => c.handovers,
+  );
+  counter(
+    'nslb_vrrp_handover_connections_cut_total',
+    'Connections still open when a planned handover let go of the VIP (they end as in a failover).',
+    (c) => c.handoverCut,
+  );
+  new Counter({
+    name: 'nslb_haproxy_health_checks_total',
+    help: "Checks of the HAProxies of ACTIVE_STANDBY load balancers by the agent's health monitor: pid (the master is alive, counted when passed), api (the runtime API asked `show info`).",
+    labelNames: ['check'],
+    registers,
+    collect() {
+      const c = k();
+      mirror(
+        this,
+        c === undefined
+          ? []
+          : [
+              [{ check: 'pid' }, c.health.pidPasses],
+              [{ check: 'api' }, c.health.apiChecks],
+            ],
+      );
+    },
+  });
+  counter(
+    'nslb_haproxy_health_file_writes_total',
+    "Writes of the health track files keepalived follows (each a change of a load balancer's verdict, or a repair).",
+    (c) => c.health.writes,
+  );
+}
 
 /**
  * keepalived of ACTIVE_STANDBY load balancers, from the state file its notify script keeps (read at the last

@@ -52,6 +52,19 @@ export interface DriverCounters {
   actions?: Map<string, { count: number; seconds: number }>;
   /** Observations and their wall time (seconds). */
   observe?: { count: number; seconds: number };
+  /** ACTIVE_STANDBY: what the keepalived driver and its HAProxy health monitor did (absent in fakes). */
+  keepalived?: KeepalivedCounters;
+}
+
+export interface KeepalivedCounters {
+  /** keepalived processes started, and configs reloaded (SIGHUP). */
+  readonly starts: number;
+  readonly reloads: number;
+  /** Planned handovers of a VIP (a MASTER stopped: SYN drop, open connections waited for), and connections still open when one let go. */
+  readonly handovers: number;
+  readonly handoverCut: number;
+  /** The HAProxy health monitor (drivers/keepalived/haproxy-health.ts): health file writes, runtime-API checks asked, PID checks passed. */
+  readonly health: { readonly writes: number; readonly apiChecks: number; readonly pidPasses: number };
 }
 
 /** A HAProxy of this state dir that runs now, and the load balancer its state dir says it serves. */

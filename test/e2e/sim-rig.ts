@@ -25,6 +25,22 @@ export async function nodePids(node: string): Promise<number[]> {
   return (await sim('pids', node)).stdout.split('\n').filter(Boolean).map(Number);
 }
 
+/**
+ * SIGTERMs the agent of each node and waits (up to `waitMs`) for it to exit: an agent under `--cpu-prof`
+ * (NSLB_SIM_NODE_FLAGS) writes its profile only when it exits by itself, and the rig's `down` SIGKILLs.
+ */
+export async function stopAgents(nodes: readonly string[], said: (message: string) => void, waitMs = 15_000): Promise<void> {
+  for (const node of nodes) {
+    for (const pid of await nodePids(node)) {
+      if (!(await cmdline(pid)).includes('dist/cli/main.js')) continue;
+      process.kill(pid, 'SIGTERM');
+      const gone = async () => ((await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.[0] ?? 'Z') === 'Z';
+      for (const end = Date.now() + waitMs; Date.now() < end && !(await gone()); ) await new Promise((r) => setTimeout(r, 100));
+      said(`${node}: agent ${pid} stopped`);
+    }
+  }
+}
+
 export function alive(pid: number): boolean {
   return existsSync(`/proc/${pid}`);
 }

@@ -98,6 +98,12 @@ describe('/metrics from the agent state', () => {
       nslb_keepalived_up: 'gauge',
       nslb_vrrp_state: 'gauge',
       nslb_vrrp_transitions_total: 'counter',
+      nslb_keepalived_starts_total: 'counter',
+      nslb_keepalived_reloads_total: 'counter',
+      nslb_vrrp_handovers_total: 'counter',
+      nslb_vrrp_handover_connections_cut_total: 'counter',
+      nslb_haproxy_health_checks_total: 'counter',
+      nslb_haproxy_health_file_writes_total: 'counter',
     });
     for (const name of Object.keys(types)) expect(body).toMatch(new RegExp(`^# HELP ${name} \\S.{10,}$`, 'm'));
   });
@@ -331,5 +337,25 @@ describe('member figures in status.json', () => {
     expect(sample(body, 'nslb_vrrp_transitions_total{loadbalancer="team-a/pb"}')).toBe(0);
     // The VRRP addresses and router id stay out of /metrics (VRRPv3 has no password; nothing of the config is exported).
     expect(body).not.toMatch(/10\.0\.0\.[23]|virtual_router|auth/);
+  });
+
+  it("counts the keepalived driver's starts, reloads and handovers and the HAProxy health monitor's checks, read at each scrape", async () => {
+    const keepalived = { starts: 4, reloads: 2, handovers: 3, handoverCut: 1, health: { writes: 5, apiChecks: 40, pidPasses: 200 } };
+    const c = counters();
+    const metrics = createAgentMetrics(new FakeController(), { processMetrics: false, counters: { ...c, engine: { ...c.engine, keepalived } } });
+    let { body } = await metrics.render();
+    expect(sample(body, 'nslb_keepalived_starts_total')).toBe(4);
+    expect(sample(body, 'nslb_keepalived_reloads_total')).toBe(2);
+    expect(sample(body, 'nslb_vrrp_handovers_total')).toBe(3);
+    expect(sample(body, 'nslb_vrrp_handover_connections_cut_total')).toBe(1);
+    expect(sample(body, 'nslb_haproxy_health_checks_total{check="pid"}')).toBe(200);
+    expect(sample(body, 'nslb_haproxy_health_checks_total{check="api"}')).toBe(40);
+    expect(sample(body, 'nslb_haproxy_health_file_writes_total')).toBe(5);
+    // The engine's numbers are read again at every scrape, not copied once.
+    keepalived.health.apiChecks = 41;
+    keepalived.handovers = 4;
+    ({ body } = await metrics.render());
+    expect(sample(body, 'nslb_haproxy_health_checks_total{check="api"}')).toBe(41);
+    expect(sample(body, 'nslb_vrrp_handovers_total')).toBe(4);
   });
 });

@@ -187,7 +187,7 @@ export interface HaproxyHealthOptions {
 }
 
 export class HaproxyHealthMonitor {
-  /** Health file writes, API checks asked, PID passes (read by bench/dev-kcheck.ts; not in /metrics). */
+  /** Health file writes, API checks asked, PID passes (/metrics: nslb_haproxy_health_*; bench/dev-kcheck.ts). */
   readonly counters = { writes: 0, apiChecks: 0, pidPasses: 0 };
   readonly #stateDir: string;
   #logger: HealthLogger | undefined;
