@@ -1,6 +1,7 @@
 // A development aid, never a figure in a test: NSLB_TRACE_ACTIONS=FILE makes the agent append a line when a
-// reconcile starts and has planned, and one per action it applies (its start and end), in epoch milliseconds
-// that compare with the bench's clock on the same machine. `node bench/trace-breakdown.mjs FILE` then says
+// reconcile starts and has planned, one per action it applies (`act KIND NETNS START END`), and one per step of a
+// planned VIP handover (`step handover.NAME NETNS START END`), in epoch milliseconds that compare with the
+// bench's clock on the same machine. `node bench/trace-breakdown.mjs FILE` then says
 // where a new load balancer's milliseconds go in phase (a) (bench/README.md). Unset, it costs one comparison.
 import { appendFileSync } from 'node:fs';
 

@@ -16,6 +16,7 @@ import type { VrrpState } from '../../plan/observed.js';
 import { readSmall } from '../proc.js';
 import { configAdvertMs, configVips, keepalivedPid, parseVrrpState } from './keepalived.js';
 import { NFT_BIN } from '../nft/nft.js';
+import { epochMs, trace, tracing } from '../../log/trace.js';
 
 /** The table that holds the SYN drop, apart from the load balancer's own `inet nslb` (which the agent owns). */
 export const HANDOVER_TABLE = 'nslb-handover';
@@ -160,19 +161,34 @@ export async function handOver(run: Runner, o: HandOverOptions): Promise<HandOve
   const vips = o.vips.filter((v) => isIP(v) !== 0);
   const started = Date.now();
   let cut = 0;
+  // NSLB_TRACE_ACTIONS (src/log/trace.ts): each step's start and end, for where a handover's window goes.
+  let at = epochMs();
+  const step = (name: string): void => {
+    if (!tracing) return;
+    const end = epochMs();
+    trace('step', `handover.${name}`, o.netns, at, end);
+    at = end;
+  };
   try {
     if (vips.length > 0 && o.pidInNetns !== undefined) {
       await run(inNetns(o.netns, [NFT_BIN, '-f', '-']), { input: renderSynDrop(vips) });
+      step('synDrop');
       const pid = o.pidInNetns;
       await waitUntil(() => connectionsServed(pid, vips) === 0, { intervalMs: 5, timeoutMs: o.drainMs ?? DEFAULT_DRAIN_MS });
       cut = connectionsServed(pid, vips);
+      step('connections');
     }
     const drainedMs = Date.now() - started;
     await o.release();
+    step('release');
     const released = await waitUntil(o.released, { intervalMs: 10, timeoutMs: 5_000 });
+    step('released');
     return { cut, drainedMs, released };
   } finally {
-    if (vips.length > 0 && o.pidInNetns !== undefined) await removeSynDrop(run, o.netns);
+    if (vips.length > 0 && o.pidInNetns !== undefined) {
+      await removeSynDrop(run, o.netns);
+      step('synDropRemoved');
+    }
   }
 }
 
