@@ -7,10 +7,10 @@
 //   duration (label → every pair off the node and redundant again) and failed requests of clients probing the VIPs
 //   of the pairs it was MASTER of (every 20 ms each, new connection per request). Beside it, label → the node
 //   serves nothing: every pair placed off it and let go by its agent (the pair's state dir gone on that node).
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { execFile, spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { getPriority, setPriority, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { request as httpRequest } from 'node:http';
@@ -19,7 +19,7 @@ import { nodeNames } from '../../src/desired/names.js';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../../test/support/fake-apiserver.js';
 import { percentile, startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
-import { assertNoRig, deleteProviderHost, nodeStateDir, providerHost, SIM_DIR, sim, simStatus, stopAgents } from '../../test/e2e/sim-rig.js';
+import { assertNoRig, deleteProviderHost, nodeStateDir, providerHost, SIM_DIR, sim, simStatus, stopAgents, raiseControlPlane } from '../../test/e2e/sim-rig.js';
 import { log, sleep, startWrk, type Cleanup } from './node-env.js';
 import { socketErrorTotal, type WrkSummary } from './report.js';
 
@@ -152,76 +152,21 @@ async function keepLogs(timeline: unknown): Promise<void> {
 }
 
 /**
- * The API server is in this process: for this phase every thread of it runs at nice -10, as the rig's relay and each
- * node's forwarder do (scripts/sim-cluster.sh), while the nodes (agents, HAProxy, keepalived, OVS) run at 0. They
- * stand for a control plane and a network with CPUs of their own; on this 2-core machine, at load 20-30 during a
- * drain, they otherwise waited behind three nodes' bulk work (the scheduler's Lease renewals took longer than their
- * 6.7 s deadline, and so did plain requests from the client to the member). Every thread, not only the main one
- * (Linux's nice is per thread): with the main thread alone at -10, V8's and libuv's helper threads stayed at 0, and a
- * Lease GET from this process to itself took 3.1 s (p50) in the drain of 2026-12-06 03:41. Restored after.
- *
- * And this process's session's autogroup too: with the kernel's autogroup on (Debian's default), nice orders a thread
- * only against its own session's, and every runnable session (each HAProxy and keepalived is a daemon in a session of
- * its own, each agent too) gets an equal share. At nice -10 alone, this process's main thread ran 22-33 ms a second
- * and waited 830-950 ms in the run queue during a drain (2026-12-06 04:43).
+ * The API server is in this process: for this phase it runs as the rig's control plane does (raiseControlPlane in
+ * test/e2e/sim-rig.ts: every thread and the session's autogroup at nice -10), restored after.
  */
 export async function phaseSched(opts: { kills: number; drainN: number; cleanup: Cleanup }): Promise<SchedResult> {
-  const before = threadPriorities();
-  const autogroupBefore = autogroupNice();
+  let restore: () => void = () => {};
   try {
-    for (const [tid] of before) setPriority(tid, CONTROL_PLANE_NICE);
-    if (autogroupBefore !== undefined) setAutogroupNice(CONTROL_PLANE_NICE);
+    restore = raiseControlPlane();
   } catch (err) {
     log(`(w): cannot raise the API server's priority (${String(err)}); measuring without`);
   }
   try {
     return await phaseSchedAt(opts);
   } finally {
-    if (autogroupBefore !== undefined) {
-      try {
-        setAutogroupNice(autogroupBefore);
-      } catch {
-        // left as it is: the session ends with the benchmark
-      }
-    }
-    for (const [tid, nice] of before) {
-      try {
-        setPriority(tid, nice);
-      } catch {
-        // a thread that ended meanwhile
-      }
-    }
+    restore();
   }
-}
-
-/** This process's threads (their Linux task IDs) and their nice values now. */
-function threadPriorities(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const t of readdirSync('/proc/self/task')) {
-    const tid = Number(t);
-    try {
-      out.set(tid, getPriority(tid));
-    } catch {
-      // gone already
-    }
-  }
-  return out;
-}
-
-const CONTROL_PLANE_NICE = -10;
-
-/** This session's autogroup nice (`/autogroup-N nice X`), or undefined without autogroup. */
-function autogroupNice(): number | undefined {
-  try {
-    const m = / nice (-?\d+)/.exec(readFileSync('/proc/self/autogroup', 'utf8'));
-    return m === null ? undefined : Number(m[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function setAutogroupNice(nice: number): void {
-  writeFileSync('/proc/self/autogroup', `${nice}\n`);
 }
 
 /** ms from asking to the whole answer, or undefined when none came within 30 s. */

@@ -6,7 +6,7 @@ import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FakeApiServer, loadCrdFiles, type Obj } from '../support/fake-apiserver.js';
 import { ensureNode, REPO_ROOT, runCommand, startHttpServer, waitFor, type Host, type HttpServerHandle, type TestRun } from './harness.js';
-import { assertNoRig, deleteProviderHost, providerHost, sim, SIM_DIR } from './sim-rig.js';
+import { assertNoRig, deleteProviderHost, providerHost, raiseControlPlane, sim, SIM_DIR } from './sim-rig.js';
 
 export interface KubeSimRigOptions {
   nodes: number;
@@ -25,6 +25,7 @@ export class KubeSimRig {
   client!: Host;
   #server: HttpServerHandle | undefined;
   #weMadeTheRig = false;
+  #restorePriority: (() => void) | undefined;
 
   constructor(
     private readonly run: TestRun,
@@ -40,6 +41,12 @@ export class KubeSimRig {
     await ensureNode();
     await assertNoRig();
     await this.api.start();
+    // The in-test API server stands for a control plane with CPUs of its own (raiseControlPlane says why).
+    try {
+      this.#restorePriority = raiseControlPlane();
+    } catch (err) {
+      console.log(`cannot raise the in-test API server's priority (${String(err)}): testing without`);
+    }
     this.kubeconfig = this.api.writeKubeconfig();
     this.#weMadeTheRig = true;
     await sim('up', String(this.o.nodes), '--kubeconfig', this.kubeconfig, '--', ...this.o.agentFlags);
@@ -72,6 +79,8 @@ export class KubeSimRig {
     if (this.#weMadeTheRig && keep) console.log(`rig kept in ${SIM_DIR} (NSLB_SIM_KEEP=1): run scripts/sim-cluster.sh down`);
     else if (this.#weMadeTheRig) await sim('down');
     await this.api.stop().catch(() => {});
+    this.#restorePriority?.();
+    this.#restorePriority = undefined;
     if (this.kubeconfig) await rm(dirname(this.kubeconfig), { recursive: true, force: true });
   }
 }

@@ -1,7 +1,8 @@
 // Driving scripts/sim-cluster.sh from e2e tests and benchmarks: its commands, node processes and status, and
 // member or client namespaces plugged into the shared provider segment (the Linux bridge sim-provider).
 // No test cases here. Tests that use the rig must run under the data-plane lock like every e2e test.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REPO_ROOT, runCommand, type Host, type TestRun } from './harness.js';
@@ -38,6 +39,56 @@ export async function stopAgents(nodes: readonly string[], said: (message: strin
       for (const end = Date.now() + waitMs; Date.now() < end && !(await gone()); ) await new Promise((r) => setTimeout(r, 100));
       said(`${node}: agent ${pid} stopped`);
     }
+  }
+}
+
+/**
+ * The in-test API server runs in the calling process (a test's, or the benchmark's); the nodes' agents, HAProxies,
+ * keepalived and switches run at the default priority. They stand for a control plane with CPUs of its own, as the
+ * rig's relay and forwarders do (scripts/sim-cluster-kube.mjs): this puts every thread of the process at nice -10,
+ * and its session's autogroup too. With the kernel's autogroup on (Debian's default), nice orders a thread only
+ * against its own session's threads and every runnable session gets an equal share; each HAProxy and keepalived is
+ * a daemon in a session of its own, each agent too. Without it, on this 2-core machine, a Lease GET from the
+ * process to its own API server took p50 0.5-5.1 s in a 30-pair drain (2-6 ms with it), and node Lease renewals
+ * took up to 6 s while 300 load balancers converged (a live node was called dead: sim-cluster-scheduling,
+ * 2026-12-06). Everything the process starts later without a session of its own (probes, wrk, member servers)
+ * shares that priority. Returns what puts the priorities back.
+ */
+export function raiseControlPlane(nice = -10): () => void {
+  const threads = new Map<number, number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      threads.set(Number(t), getPriority(Number(t)));
+    } catch {
+      // gone already
+    }
+  }
+  const autogroup = / nice (-?\d+)/.exec(readFileSafe('/proc/self/autogroup'))?.[1];
+  for (const [tid] of threads) setPriority(tid, nice);
+  if (autogroup !== undefined) writeFileSync('/proc/self/autogroup', `${nice}\n`);
+  return () => {
+    if (autogroup !== undefined) {
+      try {
+        writeFileSync('/proc/self/autogroup', `${autogroup}\n`);
+      } catch {
+        // left as it is: the session ends with the process
+      }
+    }
+    for (const [tid, before] of threads) {
+      try {
+        setPriority(tid, before);
+      } catch {
+        // a thread that ended meanwhile
+      }
+    }
+  };
+}
+
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
   }
 }
 
