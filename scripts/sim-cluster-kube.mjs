@@ -9,7 +9,7 @@
 // A Unix socket crosses network namespaces (it is a file), so the API server may listen on the machine's
 // loopback only and still be reached from every node at the URL its kubeconfig names.
 import { lookup } from 'node:dns/promises';
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP, connect, createServer } from 'node:net';
 import { getPriority } from 'node:os';
 
@@ -187,7 +187,6 @@ function carryNiceToAutogroup() {
   const nice = getPriority();
   if (nice >= 0) return;
   try {
-    readFileSync('/proc/self/autogroup', 'utf8');
     writeFileSync('/proc/self/autogroup', `${nice}\n`);
   } catch (err) {
     log("cannot set the session's autogroup nice", { nice, error: String(err?.message ?? err) });

@@ -68,21 +68,7 @@ export class LinuxNodeDriver implements NodeDriver {
     this.#nft = new NftDriver(opts.run, opts.stateDir);
     this.#keepalived = new KeepalivedDriver(opts.run, opts.stateDir);
     const k = this.#keepalived;
-    this.#haproxy.counters.keepalived = {
-      get starts() {
-        return k.counters.starts;
-      },
-      get reloads() {
-        return k.counters.reloads;
-      },
-      get handovers() {
-        return k.counters.handovers;
-      },
-      get handoverCut() {
-        return k.counters.handoverCut;
-      },
-      health: k.health.counters,
-    };
+    this.#haproxy.counters.keepalived = { driver: k.counters, health: k.health.counters };
   }
 
   readonly #actions = new Map<string, { count: number; seconds: number }>();

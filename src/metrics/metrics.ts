@@ -324,17 +324,17 @@ function keepalivedCounterMetrics(counters: DriverCounters, registers: Registry[
       },
     });
   };
-  counter('nslb_keepalived_starts_total', 'keepalived processes started by the agent (ACTIVE_STANDBY load balancers).', (c) => c.starts);
-  counter('nslb_keepalived_reloads_total', 'keepalived configs reloaded in place (SIGHUP).', (c) => c.reloads);
+  counter('nslb_keepalived_starts_total', 'keepalived processes started by the agent (ACTIVE_STANDBY load balancers).', (c) => c.driver.starts);
+  counter('nslb_keepalived_reloads_total', 'keepalived configs reloaded in place (SIGHUP).', (c) => c.driver.reloads);
   counter(
     'nslb_vrrp_handovers_total',
     'Planned handovers of a VIP by this node (a MASTER taken out of the placement: new connections held off, open ones waited for, then keepalived let go).',
-    (c) => c.handovers,
+    (c) => c.driver.handovers,
   );
   counter(
     'nslb_vrrp_handover_connections_cut_total',
     'Connections still open when a planned handover let go of the VIP (they end as in a failover).',
-    (c) => c.handoverCut,
+    (c) => c.driver.handoverCut,
   );
   new Counter({
     name: 'nslb_haproxy_health_checks_total',

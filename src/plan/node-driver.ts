@@ -57,12 +57,14 @@ export interface DriverCounters {
 }
 
 export interface KeepalivedCounters {
-  /** keepalived processes started, and configs reloaded (SIGHUP). */
-  readonly starts: number;
-  readonly reloads: number;
-  /** Planned handovers of a VIP (a MASTER stopped: SYN drop, open connections waited for), and connections still open when one let go. */
-  readonly handovers: number;
-  readonly handoverCut: number;
+  readonly driver: {
+    /** keepalived processes started, and configs reloaded (SIGHUP). */
+    readonly starts: number;
+    readonly reloads: number;
+    /** Planned handovers of a VIP (a MASTER stopped: SYN drop, open connections waited for), and connections still open when one let go. */
+    readonly handovers: number;
+    readonly handoverCut: number;
+  };
   /** The HAProxy health monitor (drivers/keepalived/haproxy-health.ts): health file writes, runtime-API checks asked, PID checks passed. */
   readonly health: { readonly writes: number; readonly apiChecks: number; readonly pidPasses: number };
 }

@@ -1,10 +1,11 @@
 // Driving scripts/sim-cluster.sh from e2e tests and benchmarks: its commands, node processes and status, and
 // member or client namespaces plugged into the shared provider segment (the Linux bridge sim-provider).
 // No test cases here. Tests that use the rig must run under the data-plane lock like every e2e test.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { processAlive, readSmall } from '../../src/drivers/proc.js';
 import { REPO_ROOT, runCommand, type Host, type TestRun } from './harness.js';
 
 export const SIM = join(REPO_ROOT, 'scripts', 'sim-cluster.sh');
@@ -35,8 +36,7 @@ export async function stopAgents(nodes: readonly string[], said: (message: strin
     for (const pid of await nodePids(node)) {
       if (!(await cmdline(pid)).includes('dist/cli/main.js')) continue;
       process.kill(pid, 'SIGTERM');
-      const gone = async () => ((await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.[0] ?? 'Z') === 'Z';
-      for (const end = Date.now() + waitMs; Date.now() < end && !(await gone()); ) await new Promise((r) => setTimeout(r, 100));
+      for (const end = Date.now() + waitMs; Date.now() < end && processAlive(pid); ) await new Promise((r) => setTimeout(r, 100));
       said(`${node}: agent ${pid} stopped`);
     }
   }
@@ -63,7 +63,7 @@ export function raiseControlPlane(nice = -10): () => void {
       // gone already
     }
   }
-  const autogroup = / nice (-?\d+)/.exec(readFileSafe('/proc/self/autogroup'))?.[1];
+  const autogroup = / nice (-?\d+)/.exec(readSmall('/proc/self/autogroup') ?? '')?.[1];
   for (const [tid] of threads) setPriority(tid, nice);
   if (autogroup !== undefined) writeFileSync('/proc/self/autogroup', `${nice}\n`);
   return () => {
@@ -82,14 +82,6 @@ export function raiseControlPlane(nice = -10): () => void {
       }
     }
   };
-}
-
-function readFileSafe(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
 }
 
 export function alive(pid: number): boolean {

@@ -340,7 +340,7 @@ describe('member figures in status.json', () => {
   });
 
   it("counts the keepalived driver's starts, reloads and handovers and the HAProxy health monitor's checks, read at each scrape", async () => {
-    const keepalived = { starts: 4, reloads: 2, handovers: 3, handoverCut: 1, health: { writes: 5, apiChecks: 40, pidPasses: 200 } };
+    const keepalived = { driver: { starts: 4, reloads: 2, handovers: 3, handoverCut: 1 }, health: { writes: 5, apiChecks: 40, pidPasses: 200 } };
     const c = counters();
     const metrics = createAgentMetrics(new FakeController(), { processMetrics: false, counters: { ...c, engine: { ...c.engine, keepalived } } });
     let { body } = await metrics.render();
@@ -353,7 +353,7 @@ describe('member figures in status.json', () => {
     expect(sample(body, 'nslb_haproxy_health_file_writes_total')).toBe(5);
     // The engine's numbers are read again at every scrape, not copied once.
     keepalived.health.apiChecks = 41;
-    keepalived.handovers = 4;
+    keepalived.driver.handovers = 4;
     ({ body } = await metrics.render());
     expect(sample(body, 'nslb_haproxy_health_checks_total{check="api"}')).toBe(41);
     expect(sample(body, 'nslb_vrrp_handovers_total')).toBe(4);
