@@ -157,3 +157,20 @@ describe('Containerfile and scripts/build-image.sh describe one image', () => {
     }
   });
 });
+
+// A script the agent runs (found by its path in the source, as each module finds it: new URL('…/scripts/X'))
+// must be in the image and in the npm package, or the agent fails there only, when it first needs it.
+describe('the scripts the agent runs are shipped', () => {
+  const sources = execFileSync('grep', ['-rhoE', "new URL\\('(\\.\\./)+scripts/[a-z0-9-]+\\.sh'", 'src'], { cwd: REPO, encoding: 'utf8' });
+  const scripts = [...new Set([...sources.matchAll(/scripts\/[a-z0-9-]+\.sh/g)].map((m) => m[0]))].sort();
+
+  it('in the Containerfile and in package.json files', () => {
+    expect(scripts).toContain('scripts/handover.sh');
+    const copied = readFileSync(join(REPO, 'Containerfile'), 'utf8');
+    const files = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { files: string[] }).files;
+    for (const script of scripts) {
+      expect(copied, script).toMatch(new RegExp(`^COPY .*\\b${script.replace('.', '\\.')}\\b.* \\./scripts/$`, 'm'));
+      expect(files, script).toContain(script);
+    }
+  });
+});

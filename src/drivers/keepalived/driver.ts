@@ -15,6 +15,7 @@ import {
   findKeepalivedByConfig,
   inNetns,
   isOurKeepalived,
+  keepalivedStopped,
   keepalivedConfigPaths,
   keepalivedPid,
   markKeepalivedConfigLoaded,
@@ -125,13 +126,15 @@ export class KeepalivedDriver {
       }
       case 'keepalived.stop': {
         const { pid } = a;
-        if (a.handOver === true) {
+        // The handover's script signals the PID itself: only while it is still this load balancer's keepalived.
+        if (a.handOver === true && isOurKeepalived(pid, files.config)) {
           // Its /proc/PID/net tables are the netns's: the connections it still serves there.
           const result = await handOverMarked(this.#run, files, {
             netns: a.netns,
             vips: configVips(readKeepalivedConfig(files) ?? ''),
             pidInNetns: pid,
-            release: () => stopKeepalived(pid, files),
+            release: { kill: pid },
+            afterRelease: () => keepalivedStopped(pid, files),
             released: () => true,
           });
           this.counters.handovers++;

@@ -243,7 +243,16 @@ export async function stopKeepalived(pid: number, files: KeepalivedFiles): Promi
   if (!isOurKeepalived(pid, files.config)) return;
   try {
     process.kill(pid, 'SIGTERM');
-    if (!(await exited(pid, 5_000))) {
+  } catch {
+    // gone already
+  }
+  await keepalivedStopped(pid, files);
+}
+
+/** The rest of stopKeepalived once SIGTERM was sent (by the agent, or by scripts/handover.sh). */
+export async function keepalivedStopped(pid: number, files: KeepalivedFiles): Promise<void> {
+  try {
+    if (!(await exited(pid, 5_000)) && isOurKeepalived(pid, files.config)) {
       process.kill(pid, 'SIGKILL');
       await exited(pid, 2_000);
     }
