@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # The window of a planned handover (src/drivers/keepalived/handover.ts), in one short-lived process inside the
 # load balancer's netns: new connections to the VIPs held off (the SYN drop read from stdin, given to nft),
 # the connections still served waited for, then keepalived let go. A SYN dropped in this window is sent again
@@ -13,11 +13,14 @@
 # non-zero (nothing let go) if nft refuses the drop. Counts as countServed does (handover.ts): rows of
 # /proc/net/tcp{,6} whose local address is a VIP, whose local port some socket listens on, and whose state is
 # still served (SYN_RECV, ESTABLISHED, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING); a closing one whose FIN is the
-# only thing unacknowledged is done. Only builtins in the loop (a `sleep` between polls). Run by the agent with
-# an argv, never through a shell string; POSIX sh, like scripts/ping-check.sh.
+# only thing unacknowledged is done. Only builtins in the loop: bash, for its clock ($EPOCHREALTIME) and a
+# timed `read` to wait between polls without a process (a `sleep` per poll, 200 a second in each of a node's
+# concurrent handovers, took the CPU the handovers were waiting for). Run by the agent with an argv, never
+# through a shell string.
 set -eu
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
-export PATH
+LC_ALL=C
+export PATH LC_ALL
 
 usage() {
   echo "usage: $0 NFT DRAIN_MS kill PID VIP_HEX... | $0 NFT DRAIN_MS release FILE VIP_HEX..." >&2
@@ -40,11 +43,14 @@ done
 # NSLB_HANDOVER_PROC_NET: the tables' directory (tests); /proc/net is this netns's.
 proc_net=${NSLB_HANDOVER_PROC_NET:-/proc/net}
 
-# Centiseconds since boot, from /proc/uptime (no process).
+# Microseconds (bash's clock, no process).
 now() {
-  read -r up _ </proc/uptime
-  fraction=${up#*.}
-  cs=$((${up%.*} * 100 + ${fraction#0}))
+  us=${EPOCHREALTIME/./}
+}
+# Waits 5 ms: a timed read on a pipe this shell holds both ends of (one process, once, for the pipe).
+exec 3<> <(:)
+pause() {
+  read -r -t 0.005 -u 3 _ || true
 }
 
 served() {
@@ -70,16 +76,16 @@ served() {
 
 "$nft" -f -
 now
-start=$cs
-until=$((cs + (drain_ms + 9) / 10))
+start=$us
+until=$((us + drain_ms * 1000))
 while served && [ "$n" -gt 0 ]; do
   now
-  [ "$cs" -lt "$until" ] || break
-  sleep 0.005
+  [ "$us" -lt "$until" ] || break
+  pause
 done
 now
 case $how in
   kill) kill -TERM "$target" 2>/dev/null || true ;;
   release) printf '1\n' >"$target" ;;
 esac
-echo "cut $n waited $(((cs - start) * 10))"
+echo "cut $n waited $(((us - start) / 1000))"
