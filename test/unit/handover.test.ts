@@ -3,11 +3,7 @@
 // planner asks of a leaving MASTER, and the VIPs and advert interval read back from a rendered config.
 import { createConnection, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connectionsServed, countServed, HANDOVER_SCRIPT, parseHandoverOutput, procNetAddress, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
+import { connectionsServed, countServed, procNetAddress, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
 import { configAdvertMs, configVips } from '../../src/drivers/keepalived/keepalived.js';
 import { renderKeepalivedConfig } from '../../src/plan/keepalived-config.js';
 import { planLoadBalancer } from '../../src/plan/plan.js';
@@ -133,116 +129,5 @@ describe('handover helpers', () => {
       planLoadBalancer({ netns: 'nslb-0123456789ab', iface: 'nslb0123456789a', observed: observed(state) as never }).find((a) => a.kind === 'keepalived.stop');
     expect(stop('MASTER')).toEqual({ kind: 'keepalived.stop', netns: 'nslb-0123456789ab', pid: 42, handOver: true });
     expect(stop('BACKUP')).toEqual({ kind: 'keepalived.stop', netns: 'nslb-0123456789ab', pid: 42 });
-  });
-});
-
-// scripts/handover.sh: the SYN drop, the wait for open connections and the release in one process. Run here
-// without a netns of its own: a stand-in nft (records its stdin), and /proc/net/tcp{,6} from fixtures
-// (NSLB_HANDOVER_PROC_NET) or this netns's own.
-describe('scripts/handover.sh', () => {
-  let dir: string;
-  const script = async (args: string[], env: Record<string, string> = {}) => {
-    const child = spawn(HANDOVER_SCRIPT, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    // A script that refuses its arguments exits before it reads its stdin.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(renderSynDrop(['10.0.0.10']));
-    const code = await new Promise<number | null>((r) => child.on('exit', r));
-    return { code, stdout, stderr };
-  };
-  const fakeNft = async (ok = true) => {
-    const path = join(dir, ok ? 'nft' : 'nft-refuses');
-    await writeFile(path, ok ? `#!/bin/sh\ncat > ${join(dir, 'rules')}\n` : '#!/bin/sh\necho "Error: refused" >&2\nexit 1\n');
-    await chmod(path, 0o755);
-    return path;
-  };
-  afterEach(async () => {
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-  });
-
-  it('counts what countServed counts, gives nft the drop, then writes 1 into the release file', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'nslb-handover-'));
-    const header = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode';
-    const row = (local: string, st: string, tx: number) =>
-      `   1: ${local} 0200000A:C350 ${st} ${tx.toString(16).padStart(8, '0')}:00000000 00:00000000 00000000     0        0 1 1`;
-    const v4 = [
-      header,
-      '   0: 0A00000A:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 9 1',
-      row('0A00000A:0050', '01', 0), // served
-      row('0A00000A:0050', '04', 1), // only our FIN outstanding: done
-      row('0A00000A:0050', '04', 1200), // answer bytes unacknowledged: served
-      row('0A00000A:0050', '06', 0), // TIME_WAIT: done
-      row('0A00000A:9C40', '01', 0), // opened from the VIP (a health check): not served
-      row('0B00000A:0050', '01', 0), // another address
-    ].join('\n');
-    const v6 = [
-      header,
-      '   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 9 1',
-      row(`${procNetAddress('2001:db8::10')}:01BB`, '08', 0), // CLOSE_WAIT: served
-    ].join('\n');
-    await writeFile(join(dir, 'tcp'), `${v4}\n`);
-    await writeFile(join(dir, 'tcp6'), `${v6}\n`);
-    const vips = ['10.0.0.10', '2001:db8::10'];
-    const expected = countServed([v4, v6], vips);
-    expect(expected).toBe(3);
-    const release = join(dir, 'release');
-    const out = await script([await fakeNft(), '0', 'release', release, ...vips.map(procNetAddress)], { NSLB_HANDOVER_PROC_NET: dir });
-    expect(out.code, out.stderr).toBe(0);
-    expect(parseHandoverOutput(out.stdout).cut).toBe(expected);
-    expect(await readFile(release, 'utf8')).toBe('1\n');
-    expect(await readFile(join(dir, 'rules'), 'utf8')).toBe(renderSynDrop(['10.0.0.10']));
-  });
-
-  it('waits for a connection it serves to end, then signals keepalived (kill)', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'nslb-handover-'));
-    // This netns's own table: a loopback address of its own, one connection served on it.
-    const vip = '127.31.41.70';
-    const accepted: Socket[] = [];
-    const server = createServer((s) => accepted.push(s));
-    await new Promise<void>((r) => server.listen(0, vip, r));
-    closers.push(() => server.close());
-    const client = createConnection({ host: vip, port: (server.address() as { port: number }).port });
-    await new Promise<void>((r) => client.on('connect', () => r()));
-    const keepalived = spawn('sleep', ['30'], { stdio: 'ignore' });
-    const exited = new Promise<NodeJS.Signals | null>((r) => keepalived.on('exit', (_code, signal) => r(signal)));
-    closers.push(() => keepalived.kill('SIGKILL'));
-    setTimeout(() => {
-      client.end();
-      for (const s of accepted) s.end();
-    }, 300);
-    const out = await script([await fakeNft(), '5000', 'kill', String(keepalived.pid), procNetAddress(vip)]);
-    expect(out.code, out.stderr).toBe(0);
-    const { cut, waitedMs } = parseHandoverOutput(out.stdout);
-    expect(cut).toBe(0);
-    // It waited for the connection (closed after 300 ms), not for the whole 5 s.
-    expect(waitedMs).toBeGreaterThan(0);
-    expect(waitedMs).toBeLessThan(5_000);
-    expect(await exited).toBe('SIGTERM');
-  });
-
-  it('lets nothing go when nft refuses the drop', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'nslb-handover-'));
-    const release = join(dir, 'release');
-    const out = await script([await fakeNft(false), '0', 'release', release, procNetAddress('10.0.0.10')], { NSLB_HANDOVER_PROC_NET: dir });
-    expect(out.code).not.toBe(0);
-    expect(out.stderr).toContain('refused');
-    await expect(readFile(release, 'utf8')).rejects.toThrow();
-  });
-
-  it('refuses arguments it cannot use (no shell words reach it: hex VIPs, a numeric PID, an absolute file)', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'nslb-handover-'));
-    const nft = await fakeNft();
-    for (const args of [
-      [nft, '0', 'kill', '12x', '0A00000A'],
-      [nft, '0', 'release', 'relative', '0A00000A'],
-      [nft, '0', 'kill', '1', '10.0.0.10'],
-      [nft, 'soon', 'kill', '1', '0A00000A'],
-      [nft, '0', 'stop', '1', '0A00000A'],
-    ]) {
-      expect((await script(args)).code, args.join(' ')).toBe(2);
-    }
   });
 });

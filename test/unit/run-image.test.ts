@@ -165,7 +165,7 @@ describe('the scripts the agent runs are shipped', () => {
   const scripts = [...new Set([...sources.matchAll(/scripts\/[a-z0-9-]+\.sh/g)].map((m) => m[0]))].sort();
 
   it('in the Containerfile and in package.json files', () => {
-    expect(scripts).toContain('scripts/handover.sh');
+    expect(scripts).toContain('scripts/keepalived-notify.sh');
     const copied = readFileSync(join(REPO, 'Containerfile'), 'utf8');
     const files = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { files: string[] }).files;
     for (const script of scripts) {

@@ -15,7 +15,6 @@ import {
   findKeepalivedByConfig,
   inNetns,
   isOurKeepalived,
-  keepalivedStopped,
   keepalivedConfigPaths,
   keepalivedPid,
   markKeepalivedConfigLoaded,
@@ -126,15 +125,13 @@ export class KeepalivedDriver {
       }
       case 'keepalived.stop': {
         const { pid } = a;
-        // The handover's script signals the PID itself: only while it is still this load balancer's keepalived.
-        if (a.handOver === true && isOurKeepalived(pid, files.config)) {
+        if (a.handOver === true) {
           // Its /proc/PID/net tables are the netns's: the connections it still serves there.
           const result = await handOverMarked(this.#run, files, {
             netns: a.netns,
             vips: configVips(readKeepalivedConfig(files) ?? ''),
             pidInNetns: pid,
-            release: { kill: pid },
-            afterRelease: () => keepalivedStopped(pid, files),
+            release: () => stopKeepalived(pid, files),
             released: () => true,
           });
           this.counters.handovers++;

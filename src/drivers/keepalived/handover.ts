@@ -7,7 +7,6 @@
 // and only then lets go of the VIP. A SYN that reaches it after that finds no VIP and is dropped the same way.
 // Connections that outlast the wait are cut as in any failover (long-lived ones: see docs/ha.md).
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { KeepalivedFiles } from '../../desired/state-dir.js';
@@ -132,19 +131,14 @@ export async function removeSynDrop(run: Runner, netns: string): Promise<void> {
   }
 }
 
-/** How a handover lets go of the VIP: SIGTERM to keepalived's parent (it leaves), or 1 into its release file (FAULT). */
-export type Release = { kill: number } | { file: string };
-
 export interface HandOverOptions {
   netns: string;
   /** The VIPs (every address keepalived holds there); only IPs, validated by the caller's model or config. */
   vips: readonly string[];
-  /** A process in the netns (HAProxy's master): without one nothing is served there, so nothing is held off. */
+  /** A process in the netns (HAProxy's master) whose /proc/PID/net tables are the netns's. */
   pidInNetns: number | undefined;
-  /** Lets go of the VIP. */
-  release: Release;
-  /** What follows the release (waiting for keepalived to exit). */
-  afterRelease?: () => Promise<void>;
+  /** Lets go of the VIP (SIGTERM to keepalived, or FAULT through its release file). */
+  release: () => Promise<void>;
   /** The VIP has left this node (keepalived no longer MASTER). */
   released: () => boolean;
   drainMs?: number;
@@ -159,48 +153,14 @@ export interface HandOverResult {
   released: boolean;
 }
 
-/** scripts/handover.sh (shipped in the package): the handover's window in one process inside the netns. */
-export const HANDOVER_SCRIPT = fileURLToPath(new URL('../../../scripts/handover.sh', import.meta.url));
-
-/** The script's argv inside the netns (its stdin: renderSynDrop's table). */
-export function handoverArgv(netns: string, vips: readonly string[], release: Release, drainMs: number): string[] {
-  const [how, target] = 'kill' in release ? ['kill', String(release.kill)] : ['release', release.file];
-  return inNetns(netns, [HANDOVER_SCRIPT, NFT_BIN, String(drainMs), how, target, ...vips.map(procNetAddress)]);
-}
-
-/** The script's one line: `cut N waited MS`. */
-export function parseHandoverOutput(stdout: string): { cut: number; waitedMs: number } {
-  const m = /^cut (\d+) waited (\d+)$/m.exec(stdout);
-  if (m === null) throw new Error(`handover.sh printed ${JSON.stringify(stdout.trim().slice(0, 200))}, not "cut N waited MS"`);
-  return { cut: Number(m[1]), waitedMs: Number(m[2]) };
-}
-
-async function releaseNow(release: Release): Promise<void> {
-  if ('kill' in release) {
-    try {
-      process.kill(release.kill, 'SIGTERM');
-    } catch {
-      // gone already
-    }
-  } else {
-    await writeFile(release.file, '1\n');
-  }
-}
-
 /**
- * Hands the VIP over without losing a request: new connections held off, open ones finished, then the release.
- * Those three steps are one process (scripts/handover.sh, inside the netns), so that the window in which new
- * connections are held off does not wait on this process's event loop: on a node busy enough to starve the
- * agent, each step that came back through it took a second or more, and a SYN held off for more than a second
- * is sent again into the same window (bench/README.md (w)). The SYN drop goes once the VIP has left (or on any
- * failure: it must never outlive the handover).
+ * Hands the VIP over without losing a request: new connections held off, open ones finished, then `release`.
+ * The SYN drop goes once the VIP has left (or on any failure: it must never outlive the handover).
  */
 export async function handOver(run: Runner, o: HandOverOptions): Promise<HandOverResult> {
   const vips = o.vips.filter((v) => isIP(v) !== 0);
   const started = Date.now();
-  const hold = vips.length > 0 && o.pidInNetns !== undefined;
   let cut = 0;
-  let drainedMs = 0;
   // NSLB_TRACE_ACTIONS (src/log/trace.ts): each step's start and end, for where a handover's window goes.
   let at = epochMs();
   const step = (name: string): void => {
@@ -210,21 +170,22 @@ export async function handOver(run: Runner, o: HandOverOptions): Promise<HandOve
     at = end;
   };
   try {
-    if (hold) {
-      const { stdout } = await run(handoverArgv(o.netns, vips, o.release, o.drainMs ?? DEFAULT_DRAIN_MS), { input: renderSynDrop(vips) });
-      ({ cut, waitedMs: drainedMs } = parseHandoverOutput(stdout));
-      step('window');
-    } else {
-      await releaseNow(o.release);
-      drainedMs = Date.now() - started;
+    if (vips.length > 0 && o.pidInNetns !== undefined) {
+      await run(inNetns(o.netns, [NFT_BIN, '-f', '-']), { input: renderSynDrop(vips) });
+      step('synDrop');
+      const pid = o.pidInNetns;
+      await waitUntil(() => connectionsServed(pid, vips) === 0, { intervalMs: 5, timeoutMs: o.drainMs ?? DEFAULT_DRAIN_MS });
+      cut = connectionsServed(pid, vips);
+      step('connections');
     }
-    await o.afterRelease?.();
+    const drainedMs = Date.now() - started;
+    await o.release();
     step('release');
     const released = await waitUntil(o.released, { intervalMs: 10, timeoutMs: 5_000 });
     step('released');
     return { cut, drainedMs, released };
   } finally {
-    if (hold) {
+    if (vips.length > 0 && o.pidInNetns !== undefined) {
       await removeSynDrop(run, o.netns);
       step('synDropRemoved');
     }
@@ -289,7 +250,7 @@ export async function switchOver(run: Runner, netns: string, files: KeepalivedFi
       netns,
       vips: configVips(config),
       pidInNetns: pid,
-      release: { file: files.release },
+      release: () => writeRelease(files, true),
       released: () => state() === 'FAULT',
       ...(o.drainMs === undefined ? {} : { drainMs: o.drainMs }),
     });

@@ -243,16 +243,7 @@ export async function stopKeepalived(pid: number, files: KeepalivedFiles): Promi
   if (!isOurKeepalived(pid, files.config)) return;
   try {
     process.kill(pid, 'SIGTERM');
-  } catch {
-    // gone already
-  }
-  await keepalivedStopped(pid, files);
-}
-
-/** The rest of stopKeepalived once SIGTERM was sent (by the agent, or by scripts/handover.sh). */
-export async function keepalivedStopped(pid: number, files: KeepalivedFiles): Promise<void> {
-  try {
-    if (!(await exited(pid, 5_000)) && isOurKeepalived(pid, files.config)) {
+    if (!(await exited(pid, 5_000))) {
       process.kill(pid, 'SIGKILL');
       await exited(pid, 2_000);
     }
