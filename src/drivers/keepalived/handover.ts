@@ -85,22 +85,27 @@ export function connectionsServed(pid: number, vips: readonly string[]): number 
   return countServed(tables, vips);
 }
 
+/**
+ * A row of /proc/net/tcp{,6} in a state that matters here (LISTEN, or one of SERVING): local address, local port,
+ * state, tx_queue. The rows of a busy VIP are mostly TIME_WAIT (thousands: each connection a client closed leaves
+ * one for a minute), and the handover reads the table every 5 ms; the regex skips them without splitting them.
+ */
+const ROW = /^ *\d+: ([0-9A-F]+):([0-9A-F]{4}) [0-9A-F]+:[0-9A-F]{4} (0[1348AB9]) ([0-9A-Fa-f]{8}):/gm;
+
 /** connectionsServed over the text of /proc/net/tcp{,6} tables. */
 export function countServed(tables: readonly string[], vips: readonly string[]): number {
   const local = new Set(vips.map(procNetAddress));
-  const rows: string[][] = [];
-  for (const text of tables) for (const line of text.split('\n').slice(1)) if (line.trim() !== '') rows.push(line.trim().split(/\s+/));
+  const rows: [address: string, port: string, state: string, tx: string][] = [];
+  for (const text of tables) for (const m of text.matchAll(ROW)) rows.push([m[1]!, m[2]!, m[3]!, m[4]!]);
   // Only connections a client opened: their local port is one HAProxy listens on. A connection HAProxy opened
   // itself (a health check, a backend connection, the peers session) has an ephemeral local port, whatever source
   // address the kernel picked for it.
   const listening = new Set<string>();
-  for (const f of rows) if (f[3] === LISTEN) listening.add((f[1] ?? '').split(':')[1] ?? '');
+  for (const [, port, state] of rows) if (state === LISTEN) listening.add(port);
   let n = 0;
-  for (const f of rows) {
-    const [address, port] = (f[1] ?? '').split(':');
-    const state = f[3] ?? '';
-    if (address === undefined || !local.has(address) || !listening.has(port ?? '') || !SERVING.has(state)) continue;
-    if (FIN_SENT.has(state) && Number.parseInt((f[4] ?? '').split(':')[0] ?? '', 16) <= 1) continue;
+  for (const [address, port, state, tx] of rows) {
+    if (!local.has(address) || !listening.has(port) || !SERVING.has(state)) continue;
+    if (FIN_SENT.has(state) && Number.parseInt(tx, 16) <= 1) continue;
     n++;
   }
   return n;
