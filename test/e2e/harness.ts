@@ -232,6 +232,27 @@ async function ovsRowsWithTestPid(table: 'Bridge' | 'Interface'): Promise<{ name
 }
 
 /** Deletes test hosts and bridges whose creating process is gone. */
+/**
+ * Gives the machine's ovs-vswitchd the priority Open vSwitch's own start script asks for (ovs-ctl: nice -10) in
+ * its session's autogroup, where the kernel counts it: with autogroup on (Debian's default) a nice orders threads
+ * only inside their session, and ovs-ctl's daemons are sessions of their own, so the -10 it set does nothing
+ * against hundreds of HAProxies. The userspace switch stands for a kernel datapath, which forwards in softirq
+ * whatever the load. Without it, 500 load balancers starting their health checks on two cores can starve the
+ * switch into a flood-and-retry loop that lasts minutes (kernel-limits A in the landing CI of 2dbb7f4: poll
+ * intervals of 13-22 s for two minutes, 1,298 involuntary context switches in one, 171 VIPs unreachable).
+ * Returns what puts it back. A switch restarted meanwhile is a new session: nothing to put back there.
+ */
+export async function raiseSwitch(nice = -10): Promise<() => Promise<void>> {
+  const pid = Number((await readFile('/var/run/openvswitch/ovs-vswitchd.pid', 'utf8')).trim());
+  const file = `/proc/${pid}/autogroup`;
+  const before = / nice (-?\d+)/.exec(await readFile(file, 'utf8').catch(() => ''))?.[1];
+  if (before === undefined) return async () => undefined;
+  await writeFile(file, `${nice}\n`);
+  return async () => {
+    await writeFile(file, `${before}\n`).catch(() => undefined);
+  };
+}
+
 export async function sweepStaleTestResources(): Promise<void> {
   for (const { name, pid } of await ovsRowsWithTestPid('Interface')) {
     if (!pidAlive(pid) && name.endsWith('-h')) await deleteHost(name.slice(0, -2));

@@ -3,10 +3,12 @@
 // outright is started again, a config edited by hand is rewritten, and the agent SIGKILLed at every crash
 // point of creating and of deleting a pair leaves, once a normal agent has run, exactly one keepalived (and one
 // notify script) per desired load balancer and none for the others.
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keepalivedFiles } from '../../src/desired/state-dir.js';
+import { HANDOVER_STALE_MS, HANDOVER_TABLE, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
+import { runCommand } from '../../src/exec/run.js';
 import { Agent } from './agent.js';
 import { httpGet, waitFor, type Host } from './harness.js';
 import { inventoryProblems, killHaproxiesUnder } from './node-inventory.js';
@@ -197,6 +199,38 @@ describe('keepalived under the agent (issue 16 acceptance 6)', () => {
     expect((await keepalivedProcesses(env.stateDir)).parents.get(files('ha').config)).toEqual([pid]);
     expect(agent!.logs.some((l) => l.includes('keepalived reload in'))).toBe(true);
   }, 30_000);
+
+  it('what a handover killed midway leaves (the SYN drop, the release file at 1, its marker) is undone within a resync once the marker is stale', async () => {
+    // As a process SIGKILLed between the steps of handOverMarked / switchOver leaves it: the VIP held off and let
+    // go, the marker naming a dead process. The agent plans keepalived.endHandover for a marker older than
+    // HANDOVER_STALE_MS (30 s): here its mtime is set back instead of waiting.
+    const netns = env.netnsOf('ha');
+    const f = files('ha');
+    await runCommand(['ip', 'netns', 'exec', netns, 'nft', '-f', '-'], { input: renderSynDrop([env.vip(1)]) });
+    await writeFile(f.release, '1\n');
+    await writeFile(f.handover, '999999\n', { mode: 0o600 });
+    const old = new Date(Date.now() - HANDOVER_STALE_MS - 10_000);
+    await utimes(f.handover, old, old);
+    const dropGone = async () => (await runCommand(['ip', 'netns', 'exec', netns, 'nft', 'list', 'tables']).catch(() => ({ stdout: '' }))).stdout;
+    expect(await dropGone()).toContain(HANDOVER_TABLE);
+    const leftAt = Date.now();
+    await waitFor(
+      async () =>
+        !(await dropGone()).includes(HANDOVER_TABLE) &&
+        (await readFile(f.release, 'utf8').catch(() => '')) === '0\n' &&
+        (await readFile(f.handover, 'utf8').catch(() => undefined)) === undefined,
+      { timeoutMs: RESYNC_S * 1000 + 10_000, intervalMs: 200, message: 'the SYN drop removed, the release file at 0, the marker gone' },
+    );
+    console.log(`an unfinished handover undone ${Date.now() - leftAt} ms after it was left`);
+    expect(agent!.logs.some((l) => l.includes('end the unfinished handover in'))).toBe(true);
+    // keepalived is MASTER again (alone, nothing preempts it) and the VIP answers.
+    await waitFor(async () => (await httpGet(client, `http://${env.vip(1)}/`, { timeoutMs: 1_000 })).status === 200, {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+      message: 'the VIP answers again',
+    });
+    await waitFor(async () => (await notConverged(['ha'], agent!)) === '', { timeoutMs: 10_000, intervalMs: 200, message: 'converged' });
+  }, 60_000);
 
   // Creating a pair is 8 actions (netns, port, move, link, HAProxy config and start, keepalived config and
   // start) and deleting one 5: crash points 1–16 and 1–10, before and after each.

@@ -23,6 +23,7 @@ import {
   deleteHost,
   ensureNode,
   listNetns,
+  raiseSwitch,
   runNslb,
   startHttpServer,
   waitFor,
@@ -66,6 +67,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
   const servers: HttpServerHandle[] = [];
   let agent: Agent | undefined;
   let raisedTo = 0;
+  let lowerSwitch: (() => Promise<void>) | undefined;
 
   const allLbs = async () => (await readStatus(stateDir))?.objects.filter((o) => o.kind === 'LoadBalancer' && o.namespace === NAMESPACE) ?? [];
   const allActive = async () => {
@@ -81,6 +83,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
 
   beforeAll(async () => {
     await ensureNode();
+    lowerSwitch = await raiseSwitch();
     for (const key of THRESH) saved[key] = await readThresh(key);
     await putDefaults();
     dir = await mkdtemp(join(tmpdir(), 'nslb-kl-'));
@@ -128,6 +131,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
     for (const h of hosts) await deleteHost(h);
     await deleteBridge(BRIDGE);
     for (const [key, value] of Object.entries(saved)) await setThresh(key, value);
+    await lowerSwitch?.();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   }, 600_000);
 
