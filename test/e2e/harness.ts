@@ -231,7 +231,6 @@ async function ovsRowsWithTestPid(table: 'Bridge' | 'Interface'): Promise<{ name
   return rows;
 }
 
-/** Deletes test hosts and bridges whose creating process is gone. */
 /**
  * Gives the machine's ovs-vswitchd the priority Open vSwitch's own start script asks for (ovs-ctl: nice -10) in
  * its session's autogroup, where the kernel counts it: with autogroup on (Debian's default) a nice orders threads
@@ -253,6 +252,7 @@ export async function raiseSwitch(nice = -10): Promise<() => Promise<void>> {
   };
 }
 
+/** Deletes test hosts and bridges whose creating process is gone. */
 export async function sweepStaleTestResources(): Promise<void> {
   for (const { name, pid } of await ovsRowsWithTestPid('Interface')) {
     if (!pidAlive(pid) && name.endsWith('-h')) await deleteHost(name.slice(0, -2));
