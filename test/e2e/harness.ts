@@ -9,7 +9,8 @@
 // 10.200.0.0/24). uniqueRun() hands out names and a /24 so that two runs sharing a bridge do not collide.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { readSmall } from '../../src/drivers/proc.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -241,14 +242,26 @@ async function ovsRowsWithTestPid(table: 'Bridge' | 'Interface'): Promise<{ name
  * intervals of 13-22 s for two minutes, 1,298 involuntary context switches in one, 171 VIPs unreachable).
  * Returns what puts it back. A switch restarted meanwhile is a new session: nothing to put back there.
  */
-export async function raiseSwitch(nice = -10): Promise<() => Promise<void>> {
+export async function raiseSwitch(nice = -10): Promise<() => void> {
   const pid = Number((await readFile('/var/run/openvswitch/ovs-vswitchd.pid', 'utf8')).trim());
+  return raiseAutogroup(pid, nice);
+}
+
+/**
+ * Sets the nice of a process's session autogroup (`/proc/PID/autogroup`), where the kernel counts nice between
+ * sessions; returns what puts the old value back. Does nothing (and puts nothing back) without autogroup.
+ */
+export function raiseAutogroup(pid: number | 'self', nice: number): () => void {
   const file = `/proc/${pid}/autogroup`;
-  const before = / nice (-?\d+)/.exec(await readFile(file, 'utf8').catch(() => ''))?.[1];
-  if (before === undefined) return async () => undefined;
-  await writeFile(file, `${nice}\n`);
-  return async () => {
-    await writeFile(file, `${before}\n`).catch(() => undefined);
+  const before = / nice (-?\d+)/.exec(readSmall(file) ?? '')?.[1];
+  if (before === undefined) return () => undefined;
+  writeFileSync(file, `${nice}\n`);
+  return () => {
+    try {
+      writeFileSync(file, `${before}\n`);
+    } catch {
+      // gone, or its session ended: nothing to put back
+    }
   };
 }
 

@@ -67,7 +67,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
   const servers: HttpServerHandle[] = [];
   let agent: Agent | undefined;
   let raisedTo = 0;
-  let lowerSwitch: (() => Promise<void>) | undefined;
+  let lowerSwitch: (() => void) | undefined;
 
   const allLbs = async () => (await readStatus(stateDir))?.objects.filter((o) => o.kind === 'LoadBalancer' && o.namespace === NAMESPACE) ?? [];
   const allActive = async () => {
@@ -131,7 +131,7 @@ describe('kernel limits at 500 load balancers (issue 13)', () => {
     for (const h of hosts) await deleteHost(h);
     await deleteBridge(BRIDGE);
     for (const [key, value] of Object.entries(saved)) await setThresh(key, value);
-    await lowerSwitch?.();
+    lowerSwitch?.();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   }, 600_000);
 

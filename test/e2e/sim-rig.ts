@@ -1,12 +1,12 @@
 // Driving scripts/sim-cluster.sh from e2e tests and benchmarks: its commands, node processes and status, and
 // member or client namespaces plugged into the shared provider segment (the Linux bridge sim-provider).
 // No test cases here. Tests that use the rig must run under the data-plane lock like every e2e test.
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { processAlive, readSmall } from '../../src/drivers/proc.js';
-import { REPO_ROOT, runCommand, type Host, type TestRun } from './harness.js';
+import { processAlive } from '../../src/drivers/proc.js';
+import { raiseAutogroup, REPO_ROOT, runCommand, type Host, type TestRun } from './harness.js';
 
 export const SIM = join(REPO_ROOT, 'scripts', 'sim-cluster.sh');
 export const SIM_DIR = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
@@ -63,17 +63,10 @@ export function raiseControlPlane(nice = -10): () => void {
       // gone already
     }
   }
-  const autogroup = / nice (-?\d+)/.exec(readSmall('/proc/self/autogroup') ?? '')?.[1];
   for (const [tid] of threads) setPriority(tid, nice);
-  if (autogroup !== undefined) writeFileSync('/proc/self/autogroup', `${nice}\n`);
+  const restoreAutogroup = raiseAutogroup('self', nice);
   return () => {
-    if (autogroup !== undefined) {
-      try {
-        writeFileSync('/proc/self/autogroup', `${autogroup}\n`);
-      } catch {
-        // left as it is: the session ends with the process
-      }
-    }
+    restoreAutogroup();
     for (const [tid, before] of threads) {
       try {
         setPriority(tid, before);
