@@ -268,6 +268,10 @@ export class LinuxNodeDriver implements NodeDriver {
     return this.#keepalived.pid(netns);
   }
 
+  handoversInFlight(): number {
+    return this.#keepalived.handoversInFlight;
+  }
+
   vrrpState(netns: string): ObservedVrrpState | undefined {
     return this.#keepalived.vrrpState(netns);
   }

@@ -93,6 +93,11 @@ export interface NodeDriver {
   keepalivedPaths(netns: string): KeepalivedPaths;
   /** The PID of the keepalived running the netns's config, if one does. Reads /proc only. */
   keepalivedPid(netns: string): number | undefined;
+  /**
+   * Planned handovers under way (a leaving MASTER holding new connections off until its VIP has moved): the
+   * periodic resync waits for them. Absent in fakes.
+   */
+  handoversInFlight?(): number;
   /** The last VRRP state keepalived announced, while the keepalived that announced it runs. No process spawned. */
   vrrpState(netns: string): ObservedVrrpState | undefined;
   /** HAProxy's `show peers` for the netns, over its runtime socket (ACTIVE_STANDBY: is the peer node's HAProxy there?). */

@@ -65,6 +65,10 @@ function planEnsure(d: DesiredLoadBalancer, config: string, o: ObservedLoadBalan
   const netnsMissing = o.netns === undefined;
   if (d.ha === undefined) {
     // No longer ACTIVE_STANDBY: keepalived goes (taking the VIPs it holds with it) before the link gets the VIP.
+    // Whatever a handover cut short left in the netns goes first: removing keepalived's files removes its marker,
+    // and with it the only sign that a SYN drop may be left (a handover that let go leaves it for the netns's
+    // deletion, which an undrain after a crash can forestall).
+    if (o.keepalived !== undefined || o.keepalivedConfig !== undefined) actions.push({ kind: 'keepalived.endHandover', netns });
     if (o.keepalived !== undefined) actions.push({ kind: 'keepalived.stop', netns, pid: o.keepalived.pid, removeFiles: true });
     else if (o.keepalivedConfig !== undefined) actions.push({ kind: 'keepalived.removeFiles', netns });
   }

@@ -229,6 +229,8 @@ export class FakeNodeDriver implements NodeDriver {
   failWith: ((a: Action) => Error | undefined) | undefined;
   /** After this many more actions, every apply hangs forever: the agent was killed mid-plan. */
   crashAfter: number | undefined;
+  /** Planned handovers under way, as the real driver counts them (absent: none is ever). */
+  handoversInFlight?: () => number;
 
   constructor(
     readonly node: FakeNode,

@@ -136,6 +136,25 @@ describe('the controller against a fake node', () => {
     expect(resyncLines(a)[before]!.skippedTicks as number).toBeGreaterThanOrEqual(3);
   });
 
+  it('a periodic resync waits while a planned handover is under way (its window is on the same event loop)', async () => {
+    const node = new FakeNode();
+    const a = agent(node);
+    a.controller.setSnapshot(stack('ns1', 11), []);
+    await a.controller.initialSyncDone();
+    let handovers = 1;
+    a.driver.handoversInFlight = () => handovers;
+    let refreshes = 0;
+    a.controller.startPeriodic({ resyncSeconds: 0.01, statusIntervalMs: 60_000 }, async () => {
+      refreshes++;
+    });
+    // Many periods go by: the tick waits, the ones after it are skipped.
+    await waitUntil(() => a.logs.filter((l) => l.msg === 'resync still running; this tick is skipped').length >= 5, { intervalMs: 5, timeoutMs: 5_000 });
+    expect(refreshes).toBe(0);
+    handovers = 0;
+    await waitUntil(() => refreshes > 0, { intervalMs: 5, timeoutMs: 5_000 });
+    a.controller.stopPeriodic();
+  });
+
   it('placement (Kubernetes mode): only what is placed here is served and reported; moved away, it is removed', async () => {
     const node = new FakeNode();
     const a = agent(node);

@@ -3,7 +3,13 @@
 // planner asks of a leaving MASTER, and the VIPs and advert interval read back from a rendered config.
 import { createConnection, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectionsServed, countServed, procNetAddress, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectionsServed, countServed, handOverMarked, procNetAddress, renderSynDrop } from '../../src/drivers/keepalived/handover.js';
+import { keepalivedFiles } from '../../src/desired/state-dir.js';
+import type { Runner } from '../../src/exec/run.js';
 import { configAdvertMs, configVips } from '../../src/drivers/keepalived/keepalived.js';
 import { renderKeepalivedConfig } from '../../src/plan/keepalived-config.js';
 import { planLoadBalancer } from '../../src/plan/plan.js';
@@ -129,5 +135,51 @@ describe('handover helpers', () => {
       planLoadBalancer({ netns: 'nslb-0123456789ab', iface: 'nslb0123456789a', observed: observed(state) as never }).find((a) => a.kind === 'keepalived.stop');
     expect(stop('MASTER')).toEqual({ kind: 'keepalived.stop', netns: 'nslb-0123456789ab', pid: 42, handOver: true });
     expect(stop('BACKUP')).toEqual({ kind: 'keepalived.stop', netns: 'nslb-0123456789ab', pid: 42 });
+  });
+
+  describe('the SYN drop of a load balancer that leaves the node', () => {
+    // A runner that records what would run; this test process stands for HAProxy in the netns (no connection to
+    // the VIP: nothing to wait for).
+    const setup = async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'nslb-handover-'));
+      closers.push(() => void rm(dir, { recursive: true, force: true }));
+      const files = keepalivedFiles(dir, 'nslb-0123456789ab');
+      await mkdir(files.dir, { recursive: true });
+      // `ip netns exec NETNS` left out.
+      const ran: string[] = [];
+      const run: Runner = async (argv) => {
+        ran.push(argv.slice(4).join(' '));
+        return { stdout: '', stderr: '' };
+      };
+      return { files, ran, run };
+    };
+    const options = (fail = false) => ({
+      netns: 'nslb-0123456789ab',
+      vips: ['192.0.2.10'],
+      pidInNetns: process.pid,
+      release: async () => {
+        if (fail) throw new Error('release failed');
+      },
+      released: () => true,
+    });
+
+    it('stays after a handover that let go, with its marker, when the netns is deleted next', async () => {
+      const { files, ran, run } = await setup();
+      await handOverMarked(run, files, { ...options(), dropGoesWithNetns: true });
+      expect(ran).toEqual(['nft -f -']);
+      // The marker stays with the drop: should the netns outlive this (a crash, an undrain), the stale marker
+      // has the drop removed (endHandover).
+      expect(existsSync(files.handover)).toBe(true);
+    });
+
+    it('is removed otherwise, and whenever the handover fails', async () => {
+      const { files, ran, run } = await setup();
+      await handOverMarked(run, files, options());
+      expect(ran).toEqual(['nft -f -', 'nft delete table inet nslb-handover']);
+      expect(existsSync(files.handover)).toBe(false);
+      ran.length = 0;
+      await expect(handOverMarked(run, files, { ...options(true), dropGoesWithNetns: true })).rejects.toThrow('release failed');
+      expect(ran).toEqual(['nft -f -', 'nft delete table inet nslb-handover']);
+    });
   });
 });

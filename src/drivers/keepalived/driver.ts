@@ -28,7 +28,7 @@ import {
   writeCheckedKeepalivedConfig,
 } from './keepalived.js';
 import { readFileSync } from 'node:fs';
-import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted } from './handover.js';
+import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted, writeRelease } from './handover.js';
 import { HaproxyHealthMonitor } from './haproxy-health.js';
 
 export type KeepalivedAction = Extract<Action, { kind: `keepalived.${string}` }>;
@@ -36,6 +36,8 @@ export type KeepalivedAction = Extract<Action, { kind: `keepalived.${string}` }>
 export class KeepalivedDriver {
   /** keepalived processes started and reloads signalled, for /metrics. */
   readonly counters = { starts: 0, reloads: 0, handovers: 0, handoverCut: 0 };
+  /** Handovers under way (`NodeDriver.handoversInFlight`). */
+  handoversInFlight = 0;
   readonly #run: Runner;
   readonly #stateDir: string;
   readonly #notifiers = new NotifierScan();
@@ -127,15 +129,30 @@ export class KeepalivedDriver {
         const { pid } = a;
         if (a.handOver === true) {
           // Its /proc/PID/net tables are the netns's: the connections it still serves there.
-          const result = await handOverMarked(this.#run, files, {
-            netns: a.netns,
-            vips: configVips(readKeepalivedConfig(files) ?? ''),
-            pidInNetns: pid,
-            release: () => stopKeepalived(pid, files),
-            released: () => true,
-          });
-          this.counters.handovers++;
-          this.counters.handoverCut += result.cut;
+          this.handoversInFlight++;
+          try {
+            const result = await handOverMarked(this.#run, files, {
+              netns: a.netns,
+              vips: configVips(readKeepalivedConfig(files) ?? ''),
+              pidInNetns: pid,
+              // FAULT through the release file first: keepalived's VRRP process follows it with inotify and drops
+              // the VIP and sends the priority-0 advert itself, where SIGTERM reaches it only through its parent (on
+              // a busy node, one more process to wait for). Then it is stopped; the file back to 0 for what is next.
+              release: async () => {
+                await writeRelease(files, true);
+                await stopKeepalived(pid, files);
+                await writeRelease(files, false);
+              },
+              released: () => true,
+              // Only a load balancer that leaves this node is handed over when stopped (plan.ts planDelete): its
+              // netns is deleted next.
+              dropGoesWithNetns: true,
+            });
+            this.counters.handovers++;
+            this.counters.handoverCut += result.cut;
+          } finally {
+            this.handoversInFlight--;
+          }
         } else {
           await stopKeepalived(pid, files);
         }

@@ -147,6 +147,12 @@ export interface HandOverOptions {
   /** The VIP has left this node (keepalived no longer MASTER). */
   released: () => boolean;
   drainMs?: number;
+  /**
+   * The netns is deleted next (the load balancer leaves this node): the SYN drop goes with it, so a handover that
+   * went through leaves it there (removing it is a process, seconds on a busy node, that would hold up the
+   * deletion). It is still removed when the handover fails.
+   */
+  dropGoesWithNetns?: boolean;
 }
 
 export interface HandOverResult {
@@ -166,6 +172,7 @@ export async function handOver(run: Runner, o: HandOverOptions): Promise<HandOve
   const vips = o.vips.filter((v) => isIP(v) !== 0);
   const started = Date.now();
   let cut = 0;
+  let done = false;
   // NSLB_TRACE_ACTIONS (src/log/trace.ts): each step's start and end, for where a handover's window goes.
   let at = epochMs();
   const step = (name: string): void => {
@@ -188,9 +195,10 @@ export async function handOver(run: Runner, o: HandOverOptions): Promise<HandOve
     step('release');
     const released = await waitUntil(o.released, { intervalMs: 10, timeoutMs: 5_000 });
     step('released');
+    done = true;
     return { cut, drainedMs, released };
   } finally {
-    if (vips.length > 0 && o.pidInNetns !== undefined) {
+    if (vips.length > 0 && o.pidInNetns !== undefined && !(done && o.dropGoesWithNetns === true)) {
       await removeSynDrop(run, o.netns);
       step('synDropRemoved');
     }
@@ -212,12 +220,14 @@ export function handoverStarted(files: KeepalivedFiles): Date | undefined {
 /**
  * `handOver`, bracketed by a marker in the state dir: written before the SYN drop (and the release file's 1),
  * removed once both are gone, so that what a process killed in between leaves is found and undone
- * (`endHandover`, planned by the agent for a marker older than HANDOVER_STALE_MS).
+ * (`endHandover`, planned by the agent for a marker older than HANDOVER_STALE_MS). With `dropGoesWithNetns` the
+ * marker stays with the drop: the netns and the state dir are deleted next, and should the load balancer be
+ * placed here again before that (a crash, then an undrain), the stale marker has the drop removed.
  */
 export async function handOverMarked(run: Runner, files: KeepalivedFiles, o: HandOverOptions): Promise<HandOverResult> {
   await writeFile(files.handover, `${process.pid}\n`, { mode: 0o600 });
   const result = await handOver(run, o);
-  await rm(files.handover, { force: true });
+  if (o.dropGoesWithNetns !== true) await rm(files.handover, { force: true });
   return result;
 }
 
