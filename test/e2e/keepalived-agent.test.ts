@@ -251,11 +251,18 @@ describe('keepalived under the agent (issue 16 acceptance 6)', () => {
         if (transition === 'create hb') await env.removeWatched('hb.yaml');
         else await env.apply('hb.yaml', pairDocs('hb', 4));
         const settle = startAgent();
-        await waitFor(async () => (await notConverged(transition === 'create hb' ? ['ha'] : ['ha', 'hb'], settle)) === '', {
-          timeoutMs: 30_000,
-          intervalMs: 200,
-          message: `${transition} N=${n}: the state before`,
-        });
+        try {
+          await waitFor(async () => (await notConverged(transition === 'create hb' ? ['ha'] : ['ha', 'hb'], settle)) === '', {
+            timeoutMs: 30_000,
+            intervalMs: 200,
+            message: `${transition} N=${n}: the state before`,
+          });
+        } catch (error) {
+          // Not left running after the test (afterAll knows only the file's main agent): it would rebuild the
+          // load balancers under the state dir that afterAll cleans up.
+          await settle.kill();
+          throw error;
+        }
         expect(await settle.stop()).toBe(0);
         if (transition === 'create hb') await env.apply('hb.yaml', pairDocs('hb', 4));
         else await env.removeWatched('hb.yaml');

@@ -4,7 +4,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isNslbNetnsName } from '../../desired/names.js';
 import { lbPaths, observeScriptPath } from '../../desired/state-dir.js';
-import { Batcher, Coalescer, PartialBatchError } from '../../exec/batcher.js';
+import { Batcher, PartialBatchError } from '../../exec/batcher.js';
+import { Coalescer } from '../../loop/coalescer.js';
 import type { Runner, SpawnCounter } from '../../exec/run.js';
 import { waitUntil } from '../../loop/wait.js';
 import type { Action } from '../../plan/actions.js';

@@ -3,7 +3,8 @@
 // `ovs-vsctl` transaction (exec/batcher.ts). The argv builders and parsers are in ovs.ts.
 import { resolve } from 'node:path';
 import { netnsOfKey } from '../../desired/names.js';
-import { Batcher, Coalescer } from '../../exec/batcher.js';
+import { Batcher } from '../../exec/batcher.js';
+import { Coalescer } from '../../loop/coalescer.js';
 import type { Runner } from '../../exec/run.js';
 import type { Action } from '../../plan/actions.js';
 import { OvsMonitor } from './monitor.js';
