@@ -124,10 +124,9 @@ export class Resync {
    * repairs drift, starts once no handover is under way, or after HANDOVER_QUIET_MAX_MS whatever happens.
    */
   async #handoversEnded(): Promise<void> {
-    const inFlight = this.#opts.node.handoversInFlight;
-    if (inFlight === undefined) return;
+    const { node } = this.#opts;
     const until = Date.now() + HANDOVER_QUIET_MAX_MS;
-    while (inFlight.call(this.#opts.node) > 0 && Date.now() < until) await sleep(100);
+    while ((node.handoversInFlight?.() ?? 0) > 0 && Date.now() < until) await sleep(100);
   }
 
   stop(): void {

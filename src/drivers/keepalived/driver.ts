@@ -137,11 +137,11 @@ export class KeepalivedDriver {
               pidInNetns: pid,
               // FAULT through the release file first: keepalived's VRRP process follows it with inotify and drops
               // the VIP and sends the priority-0 advert itself, where SIGTERM reaches it only through its parent (on
-              // a busy node, one more process to wait for). Then it is stopped; the file back to 0 for what is next.
+              // a busy node, one more process to wait for). Then it is stopped. The file stays at 1: the state dir
+              // is deleted next, and a keepalived started here later resets it (`init_file 0 overwrite`).
               release: async () => {
                 await writeRelease(files, true);
                 await stopKeepalived(pid, files);
-                await writeRelease(files, false);
               },
               released: () => true,
               // Only a load balancer that leaves this node is handed over when stopped (plan.ts planDelete): its
