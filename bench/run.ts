@@ -841,7 +841,10 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
           : ` (wrk: ${socketErrorTotal(w.drainWrk)} socket errors, ${w.drainWrk.non2xx3xx} non-2xx of ${w.drainWrk.requests})`) +
         (w.drainPlaced === undefined || w.drainRedundant === undefined
           ? ''
-          : `; pairs placed off it by ${ms(w.drainPlaced.max)} (p50 ${ms(w.drainPlaced.p50)})` +
+          : (w.drainMasterOff === undefined
+              ? ''
+              : `; the MASTER role off it by ${ms(w.drainMasterOff.max)} (p50 ${ms(w.drainMasterOff.p50)}, ${w.drainMasterOff.n} of ${w.drainMasterOf})`) +
+            `; pairs placed off it by ${ms(w.drainPlaced.max)} (p50 ${ms(w.drainPlaced.p50)})` +
             (w.drainReleased === undefined ? '' : `, the node serving nothing by ${ms(w.drainReleased.max)} (p50 ${ms(w.drainReleased.p50)})`) +
             `, redundant p50 ${ms(w.drainRedundant.p50)}`) +
         control,
@@ -853,7 +856,8 @@ function schedRows(w: SchedResult, sized: (v: Verdict) => Verdict): Row[] {
     rows.push({
       figure: `(w) drain of a node that is MASTER for ${w.drainMasterOf} of ${w.drainN} pairs: label → every pair off it and redundant; failed requests`,
       value:
-        `not within ${ms(t.afterMs)}: of the ${t.on} pairs on it, ${t.placed} placed off it, ${t.redundant} redundant again, ${t.released} let go by it; ` +
+        `not within ${ms(t.afterMs)}: of the ${t.on} pairs on it, ${w.drainMasterOff?.n ?? 0} of the ${w.drainMasterOf} it was MASTER of switched, ` +
+        `${t.placed} placed off it, ${t.redundant} redundant again, ${t.released} let go by it; ` +
         `${w.drainFailed} failed of ${w.drainRequests}${control}`,
       target: '≤ 10 s, 0 failed',
       verdict: 'FAIL',

@@ -43,6 +43,8 @@ export interface SchedResult {
    * when the node serves nothing.
    */
   drainReleased?: { p50: number; max: number };
+  /** When each pair the drained node was MASTER of reported another node MASTER (status.nodes). */
+  drainMasterOff?: { p50: number; max: number; n: number };
   /**
    * A drain that did not end within its timeout: how far it got (pairs placed off the node, redundant again, let
    * go by it, of those on it). The figures of the kills before it stay in the table.
@@ -450,6 +452,8 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   result.drainPlaced = spread(placedAt);
   result.drainRedundant = spread(redundantAt);
   result.drainReleased = spread(releasedAt);
+  const masterOff = new Map([...masterMovedAt].filter(([i]) => mastered.includes(i)));
+  if (masterOff.size > 0) result.drainMasterOff = { ...spread(masterOff), n: masterOff.size };
   const results = probes.flatMap((p) => p.results().filter((r) => r.at >= at - 1_000));
   const wrkFailed = result.drainWrk === undefined ? 0 : socketErrorTotal(result.drainWrk) + result.drainWrk.non2xx3xx;
   result.drainRequests = results.length + (result.drainWrk?.requests ?? 0);

@@ -7,14 +7,11 @@
 // BACKUP); only a failure of the peer moves the VIP back here.
 import type { NodeStatus } from '../api/v1alpha1/types.js';
 import { keepalivedFiles } from '../desired/state-dir.js';
-import { switchOver } from '../drivers/keepalived/handover.js';
+import { switchOver, SWITCHOVERS_AT_ONCE } from '../drivers/keepalived/handover.js';
 import { keepalivedPid, parseVrrpState } from '../drivers/keepalived/keepalived.js';
 import { readSmall } from '../drivers/proc.js';
 import { runCommand } from '../exec/run.js';
 import { readStatusFile, type StatusFile } from '../status/status-file.js';
-
-/** Load balancers switched over at once: each waits about a second, mostly asleep. */
-const AT_ONCE = 16;
 
 export interface DrainFlags {
   node: string;
@@ -67,7 +64,7 @@ export async function drain(flags: DrainFlags): Promise<number> {
       rows.push(await drainPair(p, flags));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(AT_ONCE, pairs.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(SWITCHOVERS_AT_ONCE, pairs.length) }, worker));
 
   rows.sort((a, b) => (a.lb < b.lb ? -1 : 1));
   const width = Math.max(12, ...rows.map((r) => r.lb.length));

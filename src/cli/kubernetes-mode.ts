@@ -117,7 +117,12 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       if (!secrets.synced) return;
       // Served here: what spec.placement.nodes or the scheduler (status.placement.nodes) places on this node.
       placements = source.placements();
-      engine().setSnapshot(s.objects, [], secrets.materials(), (key) => servesHere(placements.get(key), nodeName), scheduledOf(placements));
+      const draining = ownNode.draining;
+      engine().setSnapshot(s.objects, [], secrets.materials(), {
+        served: (key) => servesHere(placements.get(key), nodeName),
+        scheduled: scheduledOf(placements),
+        leaveMaster: (key) => leavesMaster(placements.get(key), nodeName, draining),
+      });
       // A LoadBalancer being deleted whose node side is already gone still needs its finalizer dropped.
       for (const d of source.deleting()) engine().enqueue(`${d.namespace}/${d.name}`);
       source.ensureFinalizers().catch((err: unknown) => logger.warn({ err: String(err) }, 'cannot add finalizers; will retry'));
@@ -156,6 +161,8 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   // Every agent is a candidate; the one holding nslb-scheduler places load balancers (schedule/scheduler.ts).
   // Every agent watches the node Leases from its start, so that a new leader knows who died already.
   let leaseWatch: NodeLeaseWatch | undefined;
+  // Labelled for drain: this node's pairs hand their MASTER role to their peers (the snapshot is built again).
+  let ownNode: { draining: boolean; stop(): Promise<void> } = { draining: false, stop: async () => undefined };
   // Made at the first leadership and kept (paused while not leading): its caches stay warm for the next one.
   let scheduler: Scheduler | undefined;
   let scheduling = false;
@@ -224,9 +231,18 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
     async start() {
       // A member before anything is served: the scheduler places load balancers on live nodes only.
       await nodeLease.start();
-      const { NodeLeaseWatch } = await import('../schedule/scheduler.js');
+      const { NodeLeaseWatch, OwnNodeWatch } = await import('../schedule/scheduler.js');
       leaseWatch = new NodeLeaseWatch(opts.kubeConfig, leaseNamespace, logger);
       await leaseWatch.start();
+      const nodeWatch = new OwnNodeWatch(opts.kubeConfig, nodeName, logger, () => {
+        logger.info(
+          { node: nodeName, draining: nodeWatch.draining },
+          nodeWatch.draining ? 'this node is drained: its pairs hand the MASTER role to their peers' : 'this node is no longer drained',
+        );
+        source.refresh();
+      });
+      ownNode = nodeWatch;
+      await nodeWatch.start();
       elector.start();
       await source.start();
       if (opts.provider === undefined) return;
@@ -265,6 +281,7 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       await elector.stop();
       await scheduler?.stop();
       await leaseWatch?.stop();
+      await ownNode.stop();
       await nodeLease.stop();
       await provider?.stop();
       await secrets.stop();
@@ -310,6 +327,21 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
  */
 export function servesHere(placement: { nodes: readonly string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY' } | undefined, nodeName: string): boolean {
   return placement?.nodes.includes(nodeName) ?? false;
+}
+
+/**
+ * Whether this node gives up the MASTER role of a load balancer: its Node is drained, the load balancer is a pair
+ * placed here (by the scheduler or spec.placement.nodes), and the other node of the pair is reported ready, so that
+ * the VIP has somewhere to go (as `nslb drain` refuses a peer that is not). The scheduler moves this node's slot
+ * once the peer reports itself MASTER (schedule.ts).
+ */
+export function leavesMaster(
+  placement: { nodes: readonly string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY'; ready?: readonly string[] } | undefined,
+  nodeName: string,
+  draining: boolean,
+): boolean {
+  if (!draining || placement?.topology !== 'ACTIVE_STANDBY' || !placement.nodes.includes(nodeName)) return false;
+  return placement.nodes.some((n) => n !== nodeName && (placement.ready ?? []).includes(n));
 }
 
 /**

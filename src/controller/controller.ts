@@ -4,7 +4,6 @@
 // controller knows the node only through plan/node-driver.ts.
 import type { AnyObject, LbKey, ObjectStatus } from '../api/v1alpha1/types.js';
 import type { ObjectProblem } from '../desired/model.js';
-import type { ScheduledPlacements } from '../desired/topology.js';
 import type { Logger } from '../log/logger.js';
 import type { ProcessResult } from '../loop/work-queue.js';
 import type { NodeDriver } from '../plan/node-driver.js';
@@ -15,7 +14,7 @@ import type { KernelLimits } from './kernel-limits.js';
 import { statsViews, type Outcomes } from './outcomes.js';
 import { Reconciler, type LbEvent } from './reconciler.js';
 import { Resync, type Periods } from './resync.js';
-import { DesiredSnapshot } from './snapshot.js';
+import { DesiredSnapshot, type SnapshotPlacement } from './snapshot.js';
 import { StatusPublisher } from './status-publisher.js';
 
 export interface ControllerOptions {
@@ -119,14 +118,8 @@ export class Controller {
   }
 
   /** A new snapshot of the desired objects: queue every load balancer whose desired model changed. */
-  setSnapshot(
-    objects: AnyObject[],
-    issues: FileIssue[],
-    materials: ReadonlyMap<string, string> = new Map(),
-    served?: (key: LbKey) => boolean,
-    scheduled?: ScheduledPlacements,
-  ): void {
-    this.#snapshot.update(objects, issues, materials, served, scheduled);
+  setSnapshot(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string> = new Map(), placement?: SnapshotPlacement): void {
+    this.#snapshot.update(objects, issues, materials, placement);
     // Before anything is queued: a limit raised now is raised before the load balancers that need it exist.
     this.#resync.checkKernelLimits();
     this.#reconciler.queueChanged();

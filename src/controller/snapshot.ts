@@ -10,6 +10,16 @@ import type { FileIssue } from '../sources/parse.js';
 import { placedElsewhere } from './placement.js';
 import type { ScheduledPlacements } from '../desired/topology.js';
 
+/** Kubernetes mode's placements (file mode has none: spec.placement.nodes decides there). */
+export interface SnapshotPlacement {
+  /** The load balancers this node serves (status.placement.nodes, or spec.placement.nodes). */
+  served?: (key: LbKey) => boolean;
+  /** The scheduler's placements, for the load balancers without spec.placement.nodes. */
+  scheduled?: ScheduledPlacements;
+  /** ACTIVE_STANDBY pairs whose MASTER role this node gives up (its Node is drained, the peer is ready). */
+  leaveMaster?: (key: LbKey) => boolean;
+}
+
 const fingerprints = new WeakMap<DesiredLoadBalancer, string>();
 
 /** A hash of the desired model, computed once per model object (a resync compares hundreds of them). */
@@ -49,13 +59,8 @@ export class DesiredSnapshot {
    * Takes a new snapshot of the desired objects, and keeps the load balancers this node serves: `served` (the
    * placements Kubernetes mode reads) decides where given, else spec.placement.nodes.
    */
-  update(
-    objects: AnyObject[],
-    issues: FileIssue[],
-    materials: ReadonlyMap<string, string>,
-    served?: (key: LbKey) => boolean,
-    scheduled?: ScheduledPlacements,
-  ): void {
+  update(objects: AnyObject[], issues: FileIssue[], materials: ReadonlyMap<string, string>, placement: SnapshotPlacement = {}): void {
+    const { served, scheduled, leaveMaster } = placement;
     this.objects = objects.map((o) => this.#stampGeneration(o));
     this.issues = issues;
     this.desired = buildDesired(this.objects, {
@@ -77,6 +82,12 @@ export class DesiredSnapshot {
       this.desired.blocked.delete(key);
     }
     this.elsewhere = elsewhere;
+    // A drained node's pairs: the MASTER role goes to the peer (plan.ts), before the scheduler moves the slot.
+    if (leaveMaster !== undefined) {
+      for (const [key, lb] of this.desired.lbs) {
+        if (lb.ha !== undefined && leaveMaster(key)) this.desired.lbs.set(key, { ...lb, ha: { ...lb.ha, leave: true } });
+      }
+    }
   }
 
   /** The objects whose status this node reports: all but those of load balancers placed elsewhere. */

@@ -221,6 +221,11 @@ export interface DesiredHa {
   peerAddress: string;
   advertIntervalMs: number;
   virtualRouterId: number;
+  /**
+   * This node is drained (Kubernetes mode: its Node labelled nslb.dev/drain=true) and the peer is ready: the
+   * MASTER role goes to the peer before the scheduler moves this node's slot.
+   */
+  leave?: true;
 }
 
 export interface DesiredLoadBalancer {

@@ -244,6 +244,7 @@ export class LinuxNodeDriver implements NodeDriver {
       case 'keepalived.stop':
       case 'keepalived.removeFiles':
       case 'keepalived.endHandover':
+      case 'keepalived.switchOver':
         return this.#keepalived.apply(a);
     }
   }

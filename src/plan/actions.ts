@@ -123,6 +123,12 @@ export type Action =
   | { kind: 'keepalived.removeFiles'; netns: string }
   /** A planned handover that did not finish (its process died): SYN drop removed, release file back to 0. */
   | { kind: 'keepalived.endHandover'; netns: string }
+  /**
+   * This node is being drained and is MASTER: the VIP goes to the peer (new connections held off, open ones
+   * finished, FAULT through the release file, then BACKUP again), keepalived staying up on both nodes, before the
+   * scheduler moves this node's slot (src/drivers/keepalived/handover.ts switchOver, as `nslb drain`).
+   */
+  | { kind: 'keepalived.switchOver'; netns: string }
   | { kind: 'stateDir.delete'; netns: string };
 
 export function formatAction(a: Action): string {
@@ -174,6 +180,8 @@ export function formatAction(a: Action): string {
       return `keepalived stop in ${a.netns} (pid ${a.pid})${a.handOver === true ? ', handing the VIP over' : ''}${a.removeFiles === true ? ', removing its files' : ''}`;
     case 'keepalived.endHandover':
       return `keepalived end the unfinished handover in ${a.netns}`;
+    case 'keepalived.switchOver':
+      return `keepalived hand the MASTER role in ${a.netns} to the peer (this node is drained)`;
     case 'keepalived.removeFiles':
       return `keepalived remove files of ${a.netns}`;
     case 'stateDir.delete':

@@ -29,10 +29,16 @@ export function planLoadBalancer(input: PlanInput): Action[] {
   const networks = planMemberNetworks(d, o, o.netns === undefined);
   const haproxyAt = actions.findIndex((a) => a.kind.startsWith('haproxy.'));
   actions.splice(haproxyAt === -1 ? actions.length : haproxyAt, 0, ...networks);
-  if (d.ha !== undefined) actions.push(...planKeepalived(input.netns, input.keepalivedConfig ?? '', o));
+  const keepalived = d.ha === undefined ? [] : planKeepalived(input.netns, input.keepalivedConfig ?? '', o);
+  actions.push(...keepalived);
   // The kernel's part last: HAProxy runs by then, and its checks decide which members get flows.
   const nft = planNft(d.names.netns, d, o.nft, o.netns?.forwarding);
   if (nft !== undefined) actions.push(nft);
+  // A drained node gives up the MASTER role before the scheduler moves its slot ("switch MASTER first, then
+  // re-place"): only from a keepalived that is right as it is (nothing to start, reload or undo), whose VRRP
+  // process runs and says MASTER. Once BACKUP, nothing more: with nopreempt it stays so while its peer serves.
+  if (d.ha?.leave === true && keepalived.length === 0 && o.keepalived?.vrrpAlive === true && o.keepalived.vrrp?.state === 'MASTER')
+    actions.push({ kind: 'keepalived.switchOver', netns: input.netns });
   return actions;
 }
 

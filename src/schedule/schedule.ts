@@ -15,9 +15,12 @@
 //   node to take it, the dead node stays recorded in its slot, the pair DEGRADED), unless the circuit breaker
 //   is open;
 // - a slot on a draining node moves (SINGLE: at once; ACTIVE_STANDBY: once the other node of the pair is ready
-//   to carry the VIP alone, and with both on draining nodes the one not MASTER first). The draining node's agent
-//   stops its keepalived first when it lets the pair go, so the VIP moves to the other node at once (a planned
-//   switchover) and only then does its HAProxy stop. Only the moves that take a VIP from its node are paced
+//   to carry the VIP alone, and with both on draining nodes the one not MASTER first). A draining MASTER first
+//   hands the role to its peer (its agent, seeing its Node drained: a planned switchover, keepalived staying up),
+//   and its slot moves once the pair reports the peer MASTER, as a BACKUP's; until every pair there has switched,
+//   no pair slot moves off that node, a BACKUP's neither (switchFirstMs). Should that not
+//   happen in time, the slot moves anyway and the draining node's agent hands the VIP over when it lets the pair
+//   go (its keepalived first, then its HAProxy). Only the moves that take a VIP from its node are paced
 //   (maxDrainMoves); a draining BACKUP's slot moves at once;
 // - an empty slot goes to the eligible node (alive, not draining, labels matching the selector, not already
 //   in this load balancer) with the fewest load balancers of the same anti-affinity group, then the fewest
@@ -32,6 +35,8 @@ export interface NodeView {
   alive: boolean;
   /** Labelled nslb.dev/drain=true. */
   draining: boolean;
+  /** When the scheduler first saw the drain label (epoch ms): the MASTER's switch is waited for from then. */
+  drainingSince?: number;
 }
 
 export interface LbView {
@@ -70,7 +75,20 @@ export interface ScheduleOptions {
    * is not paced. Undefined: no bound.
    */
   maxDrainMoves?: number;
+  /**
+   * "Switch MASTER first, then re-place": a pair whose draining node is its MASTER (the other node ready and not
+   * draining) keeps its slot while the draining node's agent hands the MASTER role to the peer (kubernetes-mode.ts
+   * leavesMaster), until the pair reports the other node MASTER; then the slot moves at once, unpaced, as a
+   * BACKUP's. After this long from the label the slot moves anyway, as a handover at deletion (paced). Undefined:
+   * no wait (the slot moves as a handover at once).
+   */
+  switchFirstMs?: number;
+  /** The clock for switchFirstMs (epoch ms). */
+  now?: number;
 }
+
+/** The default of ScheduleOptions.switchFirstMs. */
+export const DRAIN_SWITCH_FIRST_MS = 30_000;
 
 export type ChangeReason = 'new' | 'explicit' | 'node-dead' | 'drain' | 'incomplete';
 
@@ -88,6 +106,8 @@ export interface Schedule {
   changes: PlacementChange[];
   /** Load balancers with a slot no eligible node can take, and why. */
   unschedulable: { key: LbKey; message: string }[];
+  /** The earliest time a slot held for its MASTER's switch moves anyway (epoch ms): schedule again then. */
+  switchDeadline?: number;
   /** The breaker: open, with the dead nodes and how many nodes are known; `held`: what stays on dead nodes. */
   breaker: { open: boolean; dead: string[]; known: number; held: LbKey[] };
 }
@@ -110,6 +130,7 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
   const dead = nodes.filter((n) => !n.alive).map((n) => n.name);
   const open = nodes.length > 0 && dead.length / nodes.length > opts.failoverThreshold;
   const held: LbKey[] = [];
+  const now = opts.now ?? Date.now();
   /**
    * The slots of a placement on draining nodes that may move now: SINGLE's at once; a pair's only while the other
    * node is alive, reported ready and not draining itself (with both draining, the one not MASTER goes first), one
@@ -122,10 +143,32 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
       const n = placed[i];
       const other = placed[1 - i];
       if (!draining(n) || other === undefined || !alive(other) || !(lb.ready ?? []).includes(other)) continue;
+      // Its node still hands MASTER roles over: every pair slot there waits (see `switching`).
+      if (switching.has(n)) continue;
       if (usable(other) || lb.master === other || (lb.master === undefined && i === 1)) return [i];
     }
     return [];
   };
+  // MASTER first, then re-place: the draining nodes whose agents still hand MASTER roles over (a pair whose MASTER
+  // is there, its other node ready and not draining), until switchFirstMs after the label. No slot of a pair moves
+  // off such a node meanwhile, a BACKUP's neither: the re-placement's work (the node's teardowns, the other nodes'
+  // HAProxy reloads and new BACKUPs) would take the CPU the switchovers need (bench (w): a drain's SYN drops took
+  // 4 s to install beside it).
+  const switching = new Set<string>();
+  let switchDeadline: number | undefined;
+  if (opts.switchFirstMs !== undefined) {
+    for (const lb of lbs) {
+      const m = lb.master;
+      const placed = lb.explicit !== undefined && lb.explicit.length > 0 ? lb.explicit : lb.recorded;
+      if (slotsOf(lb.topology) !== 2 || m === undefined || !placed.includes(m) || !alive(m) || usable(m)) continue;
+      const other = placed.find((x) => x !== m);
+      if (other === undefined || !usable(other) || !(lb.ready ?? []).includes(other)) continue;
+      const deadline = (byName.get(m)?.drainingSince ?? now) + opts.switchFirstMs;
+      if (now >= deadline) continue;
+      switching.add(m);
+      switchDeadline = Math.min(switchDeadline ?? deadline, deadline);
+    }
+  }
 
   // Keys in one order, whatever order the caches listed them in: the same inputs give the same schedule.
   const ordered = [...lbs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -235,5 +278,11 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
     placements.set(lb.key, chosen);
     if (!same(chosen, lb.recorded)) changes.push({ key: lb.key, from: lb.recorded, to: chosen, reason: k.reason ?? 'incomplete' });
   }
-  return { placements, changes, unschedulable, breaker: { open, dead, known: nodes.length, held } };
+  return {
+    placements,
+    changes,
+    unschedulable,
+    breaker: { open, dead, known: nodes.length, held },
+    ...(switchDeadline === undefined ? {} : { switchDeadline }),
+  };
 }

@@ -21,7 +21,7 @@ import type { LbKey, Topology } from '../api/v1alpha1/types.js';
 import { describeApiError, statusCode } from '../kube/errors.js';
 import type { Logger } from '../log/logger.js';
 import { Membership, type LeaseView, type Member } from './membership.js';
-import { schedule, type LbView, type NodeView, type Schedule } from './schedule.js';
+import { DRAIN_SWITCH_FIRST_MS, schedule, type LbView, type NodeView, type Schedule } from './schedule.js';
 
 type Raw = KubernetesObject & { spec?: Record<string, unknown>; status?: Record<string, unknown> };
 type Cache = Informer<Raw> & { list(namespace?: string): Raw[] };
@@ -44,6 +44,8 @@ export interface SchedulerOptions {
   failoverThreshold: number;
   /** A drain's bound on handovers at once (schedule.ts); undefined: none. */
   maxDrainMoves?: number;
+  /** How long a draining MASTER's slot waits for its switch (schedule.ts switchFirstMs; default DRAIN_SWITCH_FIRST_MS). */
+  switchFirstMs?: number;
   logger: Logger;
   /** Still the leader? Checked before every write. */
   leading: () => boolean;
@@ -100,6 +102,9 @@ export class Scheduler {
   /** Nodes whose death a read of their Lease from the API server confirmed (forgotten when alive again). */
   readonly #confirmedDead = new Set<string>();
   #steppedDown = false;
+  /** When this scheduler first saw each node's drain label (a new leader starts the wait for the switch again). */
+  readonly #drainingSince = new Map<string, number>();
+  #switchTimer: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -153,6 +158,7 @@ export class Scheduler {
   async pause(): Promise<void> {
     clearTimeout(this.#timer);
     clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#switchTimer);
     await this.#running;
   }
 
@@ -168,6 +174,7 @@ export class Scheduler {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#switchTimer);
     this.#unsubscribe?.();
     await Promise.all([...this.#caches.map((c) => c.stop()), ...(this.#ownLeaseWatch ? [this.#leaseWatch.stop()] : [])]);
     await this.#running;
@@ -220,7 +227,10 @@ export class Scheduler {
       // This agent's own node is alive: it is running this. Its Lease can look expired when this process was
       // starved for longer than a Lease (its renewal and this run wake up late together).
       const alive = m.alive || (m.node === this.#opts.nodeName && this.#opts.leading());
-      return { name: m.node, labels, alive, draining: labels[DRAIN_LABEL] === 'true' };
+      const draining = labels[DRAIN_LABEL] === 'true';
+      if (!draining) this.#drainingSince.delete(m.node);
+      else if (!this.#drainingSince.has(m.node)) this.#drainingSince.set(m.node, now);
+      return { name: m.node, labels, alive, draining, ...(draining ? { drainingSince: this.#drainingSince.get(m.node)! } : {}) };
     });
     const lbs: LbView[] = [];
     for (const o of this.#lbs.list()) {
@@ -299,7 +309,15 @@ export class Scheduler {
     const result = schedule(nodes, lbs, {
       failoverThreshold: this.#opts.failoverThreshold,
       ...(this.#opts.maxDrainMoves === undefined ? {} : { maxDrainMoves: this.#opts.maxDrainMoves }),
+      switchFirstMs: this.#opts.switchFirstMs ?? DRAIN_SWITCH_FIRST_MS,
+      now: Date.now(),
     });
+    clearTimeout(this.#switchTimer);
+    if (result.switchDeadline !== undefined) {
+      // A slot held for its MASTER's switch: nothing in the caches changes when its wait runs out.
+      this.#switchTimer = setTimeout(() => this.kick(), Math.max(0, result.switchDeadline - Date.now()) + 10);
+      this.#switchTimer.unref();
+    }
     this.#report(result);
     await this.#releaseFinalizers(new Set(nodes.filter((n) => n.alive).map((n) => n.name)));
     if (result.changes.length === 0) return;
@@ -442,6 +460,7 @@ function restartingInformer(
   logger: Logger,
   stopped: () => boolean,
   onListed: () => void,
+  selectors: { fieldSelector?: string } = {},
 ): SyncedCache {
   let restarts = 0;
   let everListed = false;
@@ -455,7 +474,7 @@ function restartingInformer(
     }
     return r;
   };
-  const informer = makeInformer<Raw>(kubeConfig, path, listed as never) as Cache;
+  const informer = makeInformer<Raw>(kubeConfig, path, listed as never, selectors) as Cache;
   Object.defineProperty(informer, 'listed', { get: () => everListed });
   informer.on('error', (err: unknown) => {
     if (stopped()) return;
@@ -482,29 +501,45 @@ function restartingInformer(
  * took over waited one more node Lease before it called a silent node dead: when the node that died also held
  * the scheduler, that came on top of the scheduler Lease. Watched all along, a new leader knows at once.
  */
-export class NodeLeaseWatch {
+/** A restarting informer that a watch class owns: started and stopped for good with it. */
+class InformerWatch {
+  protected stopped = false;
+  /** Made by the subclass's constructor. */
+  protected informer!: SyncedCache;
+
+  start(): Promise<void> {
+    this.stopped = false;
+    return this.informer.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.informer.stop();
+  }
+}
+
+export class NodeLeaseWatch extends InformerWatch {
   readonly #membership = new Membership();
-  readonly #informer: SyncedCache;
   readonly #listeners = new Set<() => void>();
-  #stopped = false;
 
   readonly #kubeConfig: KubeConfig;
   readonly #namespace: string;
 
   constructor(kubeConfig: KubeConfig, namespace: string, logger: Logger) {
+    super();
     this.#kubeConfig = kubeConfig;
     this.#namespace = namespace;
     const coord = kubeConfig.makeApiClient(CoordinationV1Api);
-    this.#informer = restartingInformer(
+    this.informer = restartingInformer(
       kubeConfig,
       `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
       () => coord.listNamespacedLease({ namespace }) as never,
       logger.child({ component: 'scheduler' }),
-      () => this.#stopped,
+      () => this.stopped,
       () => this.#changed(),
     );
     for (const verb of ['add', 'update', 'delete'] as const) {
-      this.#informer.on(verb, () => {
+      this.informer.on(verb, () => {
         // Every renewal is counted from the moment it is seen here, whoever leads.
         this.observe();
         this.#changed();
@@ -518,17 +553,7 @@ export class NodeLeaseWatch {
 
   /** The Leases have been listed once. */
   get listed(): boolean {
-    return this.#informer.listed;
-  }
-
-  start(): Promise<void> {
-    this.#stopped = false;
-    return this.#informer.start();
-  }
-
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    await this.#informer.stop();
+    return this.informer.listed;
   }
 
   /** Calls fn on every change of a node Lease; returns the function that stops it. */
@@ -539,7 +564,7 @@ export class NodeLeaseWatch {
 
   /** Which nodes are alive now. */
   observe(now = Date.now()): Member[] {
-    return this.#membership.observe(this.#informer.list().map(leaseView), now);
+    return this.#membership.observe(this.informer.list().map(leaseView), now);
   }
 
   /**
@@ -560,6 +585,47 @@ export class NodeLeaseWatch {
         }
       }),
     );
+  }
+}
+
+/**
+ * This agent's own Node, for the drain label: a drained node gives up the MASTER role of its pairs before the
+ * scheduler moves its slots (kubernetes-mode.ts). One object through a field selector, whatever the cluster's size.
+ * Without Nodes (an API server that serves none, RBAC that grants none) the node is never drained here, and the
+ * scheduler moves its slots as a handover at deletion after its wait (schedule.ts, switchFirstMs).
+ */
+export class OwnNodeWatch extends InformerWatch {
+  readonly #onChange: () => void;
+  #draining = false;
+
+  constructor(kubeConfig: KubeConfig, nodeName: string, logger: Logger, onChange: () => void) {
+    super();
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const fieldSelector = `metadata.name=${nodeName}`;
+    this.#onChange = onChange;
+    this.informer = restartingInformer(
+      kubeConfig,
+      '/api/v1/nodes',
+      () => core.listNode({ fieldSelector }) as never,
+      logger.child({ component: 'node-watch' }),
+      () => this.stopped,
+      () => this.#changed(),
+      { fieldSelector },
+    );
+    for (const verb of ['add', 'update', 'delete'] as const) this.informer.on(verb, () => this.#changed());
+  }
+
+  /** Labelled nslb.dev/drain=true, as last seen. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  #changed(): void {
+    const node = this.informer.list()[0];
+    const draining = node !== undefined && labelsOf(node)[DRAIN_LABEL] === 'true';
+    if (draining === this.#draining) return;
+    this.#draining = draining;
+    this.#onChange();
   }
 }
 

@@ -23,6 +23,14 @@ export interface InvalidObject {
   message: string;
 }
 
+/** Where a LoadBalancer is placed, and which of its nodes status.nodes reports ready. */
+export interface Placement {
+  nodes: string[];
+  topology: 'SINGLE' | 'ACTIVE_STANDBY';
+  explicit: boolean;
+  ready: string[];
+}
+
 export interface KubernetesSnapshot {
   objects: AnyObject[];
   invalid: InvalidObject[];
@@ -34,6 +42,13 @@ type RawObject = KubernetesObject & { spec?: unknown; status?: unknown; metadata
 function placedOn(o: RawObject): string[] {
   const nodes = ((o.status ?? {}) as { placement?: { nodes?: unknown } }).placement?.nodes;
   return Array.isArray(nodes) ? nodes.filter((n): n is string => typeof n === 'string') : [];
+}
+
+/** The nodes status.nodes of a LoadBalancer reports ready (each node writes its own entry). */
+function readyOn(o: RawObject): string[] {
+  const nodes = ((o.status ?? {}) as { nodes?: unknown }).nodes;
+  if (!Array.isArray(nodes)) return [];
+  return (nodes as { name?: unknown; ready?: unknown }[]).filter((n) => n.ready === true && typeof n.name === 'string').map((n) => n.name as string);
 }
 
 /** An informer restarted this long ago without an error since is taken as running. */
@@ -229,8 +244,8 @@ export class KubernetesSource {
    * Where each LoadBalancer is placed (DESIGN §6): spec.placement.nodes, else status.placement.nodes (the
    * scheduler's); a load balancer not placed yet has none.
    */
-  placements(): Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY'; explicit: boolean }> {
-    const result = new Map<string, { nodes: string[]; topology: 'SINGLE' | 'ACTIVE_STANDBY'; explicit: boolean }>();
+  placements(): Map<string, Placement> {
+    const result = new Map<string, Placement>();
     for (const o of this.#informers.get('LoadBalancer')?.list() ?? []) {
       const spec = (o.spec ?? {}) as { placement?: { nodes?: unknown }; topology?: unknown };
       const explicit = Array.isArray(spec.placement?.nodes) ? (spec.placement.nodes as unknown[]).filter((n): n is string => typeof n === 'string') : [];
@@ -238,6 +253,7 @@ export class KubernetesSource {
         nodes: explicit.length > 0 ? explicit : placedOn(o),
         topology: spec.topology === 'ACTIVE_STANDBY' ? 'ACTIVE_STANDBY' : 'SINGLE',
         explicit: explicit.length > 0,
+        ready: readyOn(o),
       });
     }
     return result;

@@ -199,11 +199,22 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
     const at = Date.now();
     setDrain(master, true);
     try {
-      const after = await waitFor(() => redundant() && !placement().includes(master) && placement(), {
-        timeoutMs: 120_000,
-        intervalMs: 100,
-        message: `the pair off ${master} and redundant again`,
-      });
+      // MASTER first, then re-place: the drained node's agent hands the role to the other node (status says so)
+      // before the scheduler moves its slot.
+      let switchedAt: number | undefined;
+      let placedAt: number | undefined;
+      const after = await waitFor(
+        () => {
+          switchedAt ??= masterOf() === other ? Date.now() - at : undefined;
+          placedAt ??= placement().includes(master) ? undefined : Date.now() - at;
+          return redundant() && !placement().includes(master) && placement();
+        },
+        {
+          timeoutMs: 120_000,
+          intervalMs: 100,
+          message: `the pair off ${master} and redundant again`,
+        },
+      );
       const drainedMs = Date.now() - at;
       await waitFor(async () => !(await inNode(master, 'ip', 'netns', 'list')).includes(NETNS), { timeoutMs: 30_000, message: `${NETNS} gone from ${master}` });
       await sleep(2_000);
@@ -218,6 +229,8 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
           before,
           after,
           drainedMs,
+          switchedAt,
+          placedAt,
           requests: results.length,
           failed: failed.length,
           slowestMs: slowest,
@@ -227,6 +240,11 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
       expect(after[before.indexOf(master)]).toBe(third);
       expect(after[before.indexOf(other)]).toBe(other);
       expect(masterOf()).toBe(other);
+      expect(switchedAt).toBeDefined();
+      expect(switchedAt!).toBeLessThanOrEqual(placedAt!);
+      // The drained node's agent switched the pair over itself (keepalived.switchOver), rather than when it let it go.
+      const agentLog = await readFile(join(nodeStateDir(master), '..', 'agent.log'), 'utf8');
+      expect(agentLog).toContain(`keepalived hand the MASTER role in ${NETNS} to the peer`);
       expect(results.length).toBeGreaterThan(100);
       expect(failed).toEqual([]);
     } finally {

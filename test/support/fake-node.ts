@@ -44,6 +44,8 @@ export class FakeNode {
   keepalivedConfigs = new Map<string, string>();
   keepalivedPendingReload = new Set<string>();
   keepalivedReloads = 0;
+  /** keepalived.switchOver actions applied (a drained node giving up the MASTER role). */
+  switchOvers = 0;
   /** What each netns's keepalived says (MASTER, BACKUP…), set by tests. */
   vrrp = new Map<string, { state: 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP'; priority: number }>();
 
@@ -144,6 +146,13 @@ export class FakeNode {
         return;
       case 'keepalived.endHandover':
         return;
+      case 'keepalived.switchOver': {
+        // The peer takes the VIP: this node is BACKUP (the state a real keepalived's notify script reports).
+        const vrrp = this.vrrp.get(a.netns);
+        if (vrrp !== undefined) this.vrrp.set(a.netns, { ...vrrp, state: 'BACKUP' });
+        this.switchOvers++;
+        return;
+      }
       case 'stateDir.delete':
         this.keepalivedConfigs.delete(a.netns);
         this.keepalivedPendingReload.delete(a.netns);

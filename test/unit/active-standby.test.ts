@@ -17,6 +17,7 @@ import { renderKeepalivedFor } from '../../src/plan/keepalived-config.js';
 import { PAIR_STOP_GRACE_MS, planLoadBalancer } from '../../src/plan/plan.js';
 import { nodeStatuses, type OutcomeView } from '../../src/status/compute.js';
 import { formatNodes, formatStatusTable } from '../../src/cli/status.js';
+import { leavesMaster } from '../../src/cli/kubernetes-mode.js';
 import type { StatusFile } from '../../src/status/status-file.js';
 import { FakeNode, FakeNodeDriver } from '../support/fake-node.js';
 import { lb, listener, member, pool } from './fixtures/objects.js';
@@ -257,6 +258,45 @@ describe('planning a pair against a node', () => {
     expect(stale).toEqual([{ kind: 'keepalived.endHandover', netns }]);
   });
 
+  it('a drained node (ha.leave) hands the MASTER role over once, from a keepalived that is right as it is; a BACKUP does nothing', () => {
+    const node = new FakeNode();
+    converge(node);
+    const leaving: DesiredLoadBalancer = { ...d, ha: { ...d.ha!, leave: true } };
+    // BACKUP (or no state reported yet): nothing to hand over.
+    expect(plan(node, leaving)).toEqual([]);
+    node.vrrp.set(netns, { state: 'BACKUP', priority: 100 });
+    expect(plan(node, leaving)).toEqual([]);
+    // MASTER: the switchover, last; applied, this node is BACKUP and the plan is empty.
+    node.vrrp.set(netns, { state: 'MASTER', priority: 100 });
+    expect(plan(node, leaving)).toEqual([{ kind: 'keepalived.switchOver', netns }]);
+    expect(plan(node)).toEqual([]);
+    converge(node, leaving);
+    expect(node.switchOvers).toBe(1);
+    expect(node.vrrp.get(netns)?.state).toBe('BACKUP');
+    // A keepalived that needs something first (here an unfinished handover to undo): that first, no switchover.
+    node.vrrp.set(netns, { state: 'MASTER', priority: 100 });
+    const stale = planLoadBalancer({
+      netns,
+      iface,
+      desired: leaving,
+      config,
+      keepalivedConfig,
+      observed: { ...node.observe(netns, iface), keepalivedHandoverStale: true },
+    });
+    expect(stale).toEqual([{ kind: 'keepalived.endHandover', netns }]);
+    // Its VRRP process dead (keepalived respawns it): nothing speaks VRRP to hand over.
+    const observed = node.observe(netns, iface);
+    const dead = planLoadBalancer({
+      netns,
+      iface,
+      desired: leaving,
+      config,
+      keepalivedConfig,
+      observed: { ...observed, keepalived: { ...observed.keepalived!, vrrpAlive: false } },
+    });
+    expect(dead).toEqual([]);
+  });
+
   it('leaves the VIP keepalived added alone, but removes an address nobody asked for', () => {
     const node = new FakeNode();
     converge(node);
@@ -479,5 +519,40 @@ describe('an agent serves what is placed on its node', () => {
     const removal = one.driver.applied.slice(-5).map((a) => a.kind);
     expect(removal).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
     expect(one.node.netns.has(netns)).toBe(false);
+  });
+
+  it('drained (Kubernetes mode: leaveMaster), a MASTER hands its role over before its slot moves; undrained, nothing more happens', async () => {
+    const objects = [...stack(), ...stack(PAIR, 'other', '192.0.2.20')];
+    const one = agent('node1');
+    one.controller.setSnapshot(objects, []);
+    await one.controller.initialSyncDone();
+    const web = nodeNames('default', 'web').netns;
+    const other = nodeNames('other', 'web').netns;
+    one.node.vrrp.set(web, { state: 'MASTER', priority: 100 });
+    one.node.vrrp.set(other, { state: 'BACKUP', priority: 100 });
+    // Only the pairs leaveMaster names (the peer ready): default/web is MASTER here and switches; other/web is BACKUP.
+    const leaving = new Set(['default/web', 'other/web']);
+    one.controller.setSnapshot(objects, [], new Map(), { leaveMaster: (key) => leaving.has(key) });
+    await one.controller.idle();
+    expect(one.driver.applied.filter((a) => a.kind === 'keepalived.switchOver')).toEqual([{ kind: 'keepalived.switchOver', netns: web }]);
+    expect(one.node.vrrp.get(web)?.state).toBe('BACKUP');
+    // It keeps serving as BACKUP (the scheduler moves the slot); a resync changes nothing, nor does the undrain.
+    await one.controller.resync();
+    one.controller.setSnapshot(objects, []);
+    await one.controller.idle();
+    expect(one.node.switchOvers).toBe(1);
+    expect(one.node.keepalived.has(web)).toBe(true);
+  });
+});
+
+describe('leavesMaster (Kubernetes mode)', () => {
+  const placed = { nodes: ['node1', 'node2'], topology: 'ACTIVE_STANDBY' as const, ready: ['node1', 'node2'] };
+  it('only a pair on the drained node whose other node is reported ready', () => {
+    expect(leavesMaster(placed, 'node1', true)).toBe(true);
+    expect(leavesMaster(placed, 'node1', false)).toBe(false);
+    expect(leavesMaster(placed, 'node3', true)).toBe(false);
+    expect(leavesMaster({ ...placed, ready: ['node1'] }, 'node1', true)).toBe(false);
+    expect(leavesMaster({ nodes: ['node1'], topology: 'SINGLE', ready: ['node1'] }, 'node1', true)).toBe(false);
+    expect(leavesMaster(undefined, 'node1', true)).toBe(false);
   });
 });

@@ -160,7 +160,7 @@ describe('the controller against a fake node', () => {
     const a = agent(node);
     let here = new Set(['ns1/web', 'ns2/web']);
     const objects = [...stack('ns1', 11), ...stack('ns2', 12), ...stack('ns3', 13)];
-    a.controller.setSnapshot(objects, [], new Map(), (key) => here.has(key));
+    a.controller.setSnapshot(objects, [], new Map(), { served: (key) => here.has(key) });
     await a.controller.initialSyncDone();
     await a.controller.idle();
     expect([...node.netns].sort()).toEqual([netnsOf('ns1'), netnsOf('ns2')].sort());
@@ -169,7 +169,7 @@ describe('the controller against a fake node', () => {
     expect(lbStatus(a, 'ns1')?.provisioningStatus).toBe('ACTIVE');
     // ns2 moves away, ns3 comes here.
     here = new Set(['ns1/web', 'ns3/web']);
-    a.controller.setSnapshot(objects, [], new Map(), (key) => here.has(key));
+    a.controller.setSnapshot(objects, [], new Map(), { served: (key) => here.has(key) });
     await waitUntil(() => node.netns.has(netnsOf('ns3')) && !node.netns.has(netnsOf('ns2')), { intervalMs: 10, timeoutMs: 5_000 });
     expect([...node.netns].sort()).toEqual([netnsOf('ns1'), netnsOf('ns3')].sort());
   });

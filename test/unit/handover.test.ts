@@ -165,7 +165,7 @@ describe('handover helpers', () => {
 
     it('stays after a handover that let go, with its marker, when the netns is deleted next', async () => {
       const { files, ran, run } = await setup();
-      await handOverMarked(run, files, { ...options(), dropGoesWithNetns: true });
+      await handOverMarked(run, files, { ...options(), keepDrop: true });
       expect(ran).toEqual(['nft -f -']);
       // The marker stays with the drop: should the netns outlive this (a crash, an undrain), the stale marker
       // has the drop removed (endHandover).
@@ -178,7 +178,7 @@ describe('handover helpers', () => {
       expect(ran).toEqual(['nft -f -', 'nft delete table inet nslb-handover']);
       expect(existsSync(files.handover)).toBe(false);
       ran.length = 0;
-      await expect(handOverMarked(run, files, { ...options(true), dropGoesWithNetns: true })).rejects.toThrow('release failed');
+      await expect(handOverMarked(run, files, { ...options(true), keepDrop: true })).rejects.toThrow('release failed');
       expect(ran).toEqual(['nft -f -', 'nft delete table inet nslb-handover']);
     });
   });

@@ -229,6 +229,54 @@ describe('schedule', () => {
     expect(schedule(nodes, [movedSingle, ...singles.slice(1)], { ...OPTS, maxDrainMoves: 2 }).changes.map((c) => c.key)).toEqual(['ns/s001']);
   });
 
+  it('drain, MASTER first: a draining MASTER keeps its slot until the pair reports the peer MASTER, then moves unpaced; or when the wait runs out', () => {
+    const since = 1_000_000;
+    const nodes = [node('node1', { draining: true, drainingSince: since }), node('node2'), node('node3')];
+    const masters = keys(3, 'ns/m').map((k) => pair(k, { recorded: ['node1', 'node2'], master: 'node1', ready: ['node1', 'node2'] }));
+    const backup = pair('ns/b', { recorded: ['node2', 'node1'], master: 'node2', ready: ['node1', 'node2'] });
+    const opts = { ...OPTS, maxDrainMoves: 1, switchFirstMs: 30_000 };
+    // While node1's agent hands the role over, nothing moves, not even a pair node1 is BACKUP of (its re-placement
+    // would take CPU from the switchovers); the scheduler is told when to look again.
+    const waiting = schedule(nodes, [...masters, backup], { ...opts, now: since + 5_000 });
+    expect(waiting.changes).toEqual([]);
+    expect(waiting.switchDeadline).toBe(since + 30_000);
+    // One switched, two not yet: still nothing.
+    expect(schedule(nodes, [{ ...masters[0]!, master: 'node2' }, ...masters.slice(1), backup], { ...opts, now: since + 5_000 }).changes).toEqual([]);
+    // Other nodes' drains are not held by node1's.
+    expect(
+      schedule(nodes, [...masters, pair('ns/x', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2', 'node3'] })], { ...opts, now: since })
+        .changes,
+    ).toEqual([]);
+    const node3Draining = [
+      node('node1', { draining: true, drainingSince: since }),
+      node('node2'),
+      node('node3', { draining: true, drainingSince: since }),
+      node('node4'),
+    ];
+    const onNode3 = pair('ns/x', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2', 'node3'] });
+    expect(schedule(node3Draining, [...masters, onNode3], { ...opts, now: since }).changes.map((c) => c.key)).toEqual(['ns/x']);
+    // Switched (node2 reports MASTER): every slot moves at once, whatever the budget, and node2 keeps its own.
+    const switched = masters.map((l) => ({ ...l, master: 'node2' }));
+    const moved = schedule(nodes, [...switched, backup], { ...opts, now: since + 6_000 });
+    expect(moved.changes).toEqual([
+      { key: 'ns/b', from: ['node2', 'node1'], to: ['node2', 'node3'], reason: 'drain' },
+      ...keys(3, 'ns/m').map((key) => ({ key, from: ['node1', 'node2'], to: ['node3', 'node2'], reason: 'drain' })),
+    ]);
+    expect(moved.switchDeadline).toBeUndefined();
+    // Not switched in time: moved as before (a handover when node1 lets it go), paced.
+    const late = schedule(nodes, masters, { ...opts, now: since + 30_000 });
+    expect(late.changes.map((c) => c.key)).toEqual(['ns/m000']);
+    // A peer that is draining too, or not ready: no wait for a switch that could not happen (the rules above apply).
+    const bothDraining = [node('node1', { draining: true, drainingSince: since }), node('node2', { draining: true, drainingSince: since }), node('node3')];
+    expect(schedule(bothDraining, masters, { ...opts, now: since }).changes.map((c) => c.to)).toEqual([
+      ['node1', 'node3'],
+      ['node1', 'node3'],
+      ['node1', 'node3'],
+    ]);
+    // Without switchFirstMs (the pure default), no wait at all.
+    expect(schedule(nodes, masters, { ...OPTS, maxDrainMoves: 1, now: since }).changes).toHaveLength(1);
+  });
+
   it('drain: SINGLE moves away at once; nothing new goes to a draining node', () => {
     const nodes = [node('node1', { draining: true }), node('node2'), node('node3')];
     const s = schedule(nodes, [single('a/s', { recorded: ['node1'] })], OPTS);

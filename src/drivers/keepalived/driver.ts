@@ -28,16 +28,23 @@ import {
   writeCheckedKeepalivedConfig,
 } from './keepalived.js';
 import { readFileSync } from 'node:fs';
-import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted, writeRelease } from './handover.js';
+import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted, switchOver, SWITCHOVERS_AT_ONCE, writeRelease } from './handover.js';
+import { Slots } from '../../loop/slots.js';
 import { HaproxyHealthMonitor } from './haproxy-health.js';
 
 export type KeepalivedAction = Extract<Action, { kind: `keepalived.${string}` }>;
+
+/** After a drained node's switchover that the peer did not take, how long before it is tried again. */
+export const SWITCHOVER_RETRY_MS = 60_000;
 
 export class KeepalivedDriver {
   /** keepalived processes started and reloads signalled, for /metrics. */
   readonly counters = { starts: 0, reloads: 0, handovers: 0, handoverCut: 0 };
   /** Handovers under way (`NodeDriver.handoversInFlight`). */
   handoversInFlight = 0;
+  /** Bounds the switchovers' windows (SYN drop → released) at once: many at once on a busy node outlast the clients' SYN retry. */
+  readonly #switchOvers = new Slots(SWITCHOVERS_AT_ONCE);
+  readonly #switchOverFailed = new Map<string, { at: number; message: string }>();
   readonly #run: Runner;
   readonly #stateDir: string;
   readonly #notifiers = new NotifierScan();
@@ -146,7 +153,7 @@ export class KeepalivedDriver {
               released: () => true,
               // Only a load balancer that leaves this node is handed over when stopped (plan.ts planDelete): its
               // netns is deleted next.
-              dropGoesWithNetns: true,
+              keepDrop: true,
             });
             this.counters.handovers++;
             this.counters.handoverCut += result.cut;
@@ -166,6 +173,39 @@ export class KeepalivedDriver {
         return this.#removeFiles(a.netns, files);
       case 'keepalived.endHandover':
         return endHandover(this.#run, a.netns, files);
+      case 'keepalived.switchOver':
+        return this.#switchOver(a.netns, files);
+    }
+  }
+
+  /**
+   * A drained node's MASTER gives the role to its peer (plan.ts). A switchover that ended with this node MASTER
+   * again (the peer did not take the VIP: it was not there after all) is not tried again for SWITCHOVER_RETRY_MS:
+   * each try leaves the VIP unserved for the master-down interval.
+   */
+  async #switchOver(netns: string, files: KeepalivedFiles): Promise<void> {
+    const failed = this.#switchOverFailed.get(netns);
+    if (failed !== undefined && Date.now() - failed.at < SWITCHOVER_RETRY_MS) {
+      throw new Error(`${failed.message} (${Math.round((Date.now() - failed.at) / 1000)} s ago); tried again ${SWITCHOVER_RETRY_MS / 1000} s after that`);
+    }
+    this.handoversInFlight++;
+    try {
+      const r = await switchOver(this.#run, netns, files, { window: (fn) => this.#switchOvers.run(fn) });
+      this.counters.handovers++;
+      this.counters.handoverCut += r.cut;
+      const message = !r.released
+        ? "the drained node's keepalived did not let go of the VIP within 5 s"
+        : r.after === 'MASTER'
+          ? 'the peer did not take the VIP: this drained node is MASTER again'
+          : undefined;
+      if (message === undefined) {
+        this.#switchOverFailed.delete(netns);
+        return;
+      }
+      this.#switchOverFailed.set(netns, { at: Date.now(), message });
+      throw new Error(message);
+    } finally {
+      this.handoversInFlight--;
     }
   }
 

@@ -6,7 +6,7 @@
 // kernel sends them again: after 1 s, by then to the peer), waits until the connections it serves have ended,
 // and only then lets go of the VIP. A SYN that reaches it after that finds no VIP and is dropped the same way.
 // Connections that outlast the wait are cut as in any failover (long-lived ones: see docs/ha.md).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { KeepalivedFiles } from '../../desired/state-dir.js';
@@ -148,11 +148,12 @@ export interface HandOverOptions {
   released: () => boolean;
   drainMs?: number;
   /**
-   * The netns is deleted next (the load balancer leaves this node): the SYN drop goes with it, so a handover that
-   * went through leaves it there (removing it is a process, seconds on a busy node, that would hold up the
-   * deletion). It is still removed when the handover fails.
+   * A handover that went through leaves the SYN drop in place (removing it is a process, seconds on a busy node):
+   * the netns is deleted next (the load balancer leaves this node) and the drop goes with it, or the caller removes
+   * it after steps of its own (switchOver, outside its bound on handovers at once). It is still removed when the
+   * handover fails.
    */
-  dropGoesWithNetns?: boolean;
+  keepDrop?: boolean;
 }
 
 export interface HandOverResult {
@@ -198,7 +199,7 @@ export async function handOver(run: Runner, o: HandOverOptions): Promise<HandOve
     done = true;
     return { cut, drainedMs, released };
   } finally {
-    if (vips.length > 0 && o.pidInNetns !== undefined && !(done && o.dropGoesWithNetns === true)) {
+    if (vips.length > 0 && o.pidInNetns !== undefined && !(done && o.keepDrop === true)) {
       await removeSynDrop(run, o.netns);
       step('synDropRemoved');
     }
@@ -220,14 +221,14 @@ export function handoverStarted(files: KeepalivedFiles): Date | undefined {
 /**
  * `handOver`, bracketed by a marker in the state dir: written before the SYN drop (and the release file's 1),
  * removed once both are gone, so that what a process killed in between leaves is found and undone
- * (`endHandover`, planned by the agent for a marker older than HANDOVER_STALE_MS). With `dropGoesWithNetns` the
+ * (`endHandover`, planned by the agent for a marker older than HANDOVER_STALE_MS). With `keepDrop` the
  * marker stays with the drop: the netns and the state dir are deleted next, and should the load balancer be
  * placed here again before that (a crash, then an undrain), the stale marker has the drop removed.
  */
 export async function handOverMarked(run: Runner, files: KeepalivedFiles, o: HandOverOptions): Promise<HandOverResult> {
   await writeFile(files.handover, `${process.pid}\n`, { mode: 0o600 });
   const result = await handOver(run, o);
-  if (o.dropGoesWithNetns !== true) await rm(files.handover, { force: true });
+  if (o.keepDrop !== true) await rm(files.handover, { force: true });
   return result;
 }
 
@@ -238,9 +239,13 @@ export async function endHandover(run: Runner, netns: string, files: KeepalivedF
   await rm(files.handover, { force: true });
 }
 
-/** keepalived reads the track file when it is modified (inotify): written in place, one number. */
+/**
+ * keepalived reads the track file when it is modified (inotify): written in place, one number. Synchronously: two
+ * bytes, inside a handover's window (new connections held off), where a write through libuv's thread pool waited
+ * 0.6–1.3 s behind the other file work of a busy node (bench (w), 2026-12-06, sixth session).
+ */
 export async function writeRelease(files: KeepalivedFiles, release: boolean): Promise<void> {
-  await writeFile(files.release, release ? '1\n' : '0\n');
+  writeFileSync(files.release, release ? '1\n' : '0\n');
 }
 
 export interface SwitchOverResult extends HandOverResult {
@@ -248,28 +253,46 @@ export interface SwitchOverResult extends HandOverResult {
   after: VrrpState | undefined;
 }
 
+/** Planned switchovers whose window (SYN drop → VIP released) runs at once on a node (`nslb drain`, a drained node's agent). */
+export const SWITCHOVERS_AT_ONCE = 16;
+
 /**
- * Moves the MASTER role of one load balancer to its peer, keepalived staying up on both nodes (`nslb drain`):
- * the handover above, released through the track file (FAULT drops the VIP and sends a priority-0 advert),
- * then, once the peer has had time to take the VIP even if that advert was lost (the master-down interval:
- * 3 adverts and a skew), the release file back to 0: this node is BACKUP again and, with `nopreempt`, stays
- * so while its peer serves. If the peer never took over, this node becomes MASTER again on its own.
+ * Moves the MASTER role of one load balancer to its peer, keepalived staying up on both nodes (`nslb drain`, and
+ * the agent of a drained node before its slots move): the handover above, released through the track file (FAULT
+ * drops the VIP and sends a priority-0 advert), then, once the peer has had time to take the VIP even if that
+ * advert was lost (the master-down interval: 3 adverts and a skew), the release file back to 0: this node is
+ * BACKUP again and, with `nopreempt`, stays so while its peer serves. If the peer never took over, this node
+ * becomes MASTER again on its own.
+ *
+ * `window` runs the part in which new connections are held off (SYN drop to released), so that a caller can bound
+ * how many run at once; the wait for the peer and the drop's removal come after it.
  */
-export async function switchOver(run: Runner, netns: string, files: KeepalivedFiles, o: { drainMs?: number } = {}): Promise<SwitchOverResult> {
+export async function switchOver(
+  run: Runner,
+  netns: string,
+  files: KeepalivedFiles,
+  o: { drainMs?: number; window?: <T>(fn: () => Promise<T>) => Promise<T> } = {},
+): Promise<SwitchOverResult> {
   const config = readFileSync(files.config, 'utf8');
   const pid = keepalivedPid(files);
   const state = (): VrrpState | undefined => (keepalivedPid(files) === undefined ? undefined : parseVrrpState(readSmall(files.stateFile))?.state);
+  const window = o.window ?? (<T>(fn: () => Promise<T>): Promise<T> => fn());
   await writeFile(files.handover, `${process.pid}\n`, { mode: 0o600 });
   try {
-    const result = await handOver(run, {
-      netns,
-      vips: configVips(config),
-      pidInNetns: pid,
-      release: () => writeRelease(files, true),
-      released: () => state() === 'FAULT',
-      ...(o.drainMs === undefined ? {} : { drainMs: o.drainMs }),
-    });
+    const result = await window(() =>
+      handOver(run, {
+        netns,
+        vips: configVips(config),
+        pidInNetns: pid,
+        release: () => writeRelease(files, true),
+        released: () => state() === 'FAULT',
+        keepDrop: true,
+        ...(o.drainMs === undefined ? {} : { drainMs: o.drainMs }),
+      }),
+    );
     await sleep(4 * (configAdvertMs(config) ?? 1000) + 200);
+    // This node may be MASTER again once the file is 0 (the peer gone meanwhile): the drop goes first.
+    await removeSynDrop(run, netns);
     await writeRelease(files, false);
     await waitUntil(() => state() === 'BACKUP' || state() === 'MASTER', { intervalMs: 20, timeoutMs: 5_000 });
     return { ...result, after: state() };
