@@ -28,7 +28,7 @@ import {
   writeCheckedKeepalivedConfig,
 } from './keepalived.js';
 import { readFileSync } from 'node:fs';
-import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted, switchOver, SWITCHOVERS_AT_ONCE, writeRelease } from './handover.js';
+import { endHandover, HANDOVER_STALE_MS, handOverMarked, handoverStarted, beginSwitchOver, SWITCHOVERS_AT_ONCE, writeRelease } from './handover.js';
 import { Slots } from '../../loop/slots.js';
 import { HaproxyHealthMonitor } from './haproxy-health.js';
 
@@ -36,6 +36,9 @@ export type KeepalivedAction = Extract<Action, { kind: `keepalived.${string}` }>
 
 /** After a drained node's switchover that the peer did not take, how long before it is tried again. */
 export const SWITCHOVER_RETRY_MS = 60_000;
+
+/** A drained node's switchover keeps it FAULT this long at least (handover.ts switchOver faultMs). */
+export const DRAIN_FAULT_MS = 10_000;
 
 export class KeepalivedDriver {
   /** keepalived processes started and reloads signalled, for /metrics. */
@@ -45,6 +48,8 @@ export class KeepalivedDriver {
   /** Bounds the switchovers' windows (SYN drop → released) at once: many at once on a busy node outlast the clients' SYN retry. */
   readonly #switchOvers = new Slots(SWITCHOVERS_AT_ONCE);
   readonly #switchOverFailed = new Map<string, { at: number; message: string }>();
+  /** Switchovers whose rest (handover.ts beginSwitchOver `done`) still runs, by netns. */
+  readonly #switchOverRest = new Map<string, Promise<void>>();
   readonly #run: Runner;
   readonly #stateDir: string;
   readonly #notifiers = new NotifierScan();
@@ -188,25 +193,42 @@ export class KeepalivedDriver {
     if (failed !== undefined && Date.now() - failed.at < SWITCHOVER_RETRY_MS) {
       throw new Error(`${failed.message} (${Math.round((Date.now() - failed.at) / 1000)} s ago); tried again ${SWITCHOVER_RETRY_MS / 1000} s after that`);
     }
-    this.handoversInFlight++;
-    try {
-      const r = await switchOver(this.#run, netns, files, { window: (fn) => this.#switchOvers.run(fn) });
-      this.counters.handovers++;
-      this.counters.handoverCut += r.cut;
-      const message = !r.released
-        ? "the drained node's keepalived did not let go of the VIP within 5 s"
-        : r.after === 'MASTER'
-          ? 'the peer did not take the VIP: this drained node is MASTER again'
-          : undefined;
-      if (message === undefined) {
-        this.#switchOverFailed.delete(netns);
-        return;
-      }
-      this.#switchOverFailed.set(netns, { at: Date.now(), message });
-      throw new Error(message);
-    } finally {
-      this.handoversInFlight--;
-    }
+    // In flight for the resync (which waits for handovers) only while new connections are held off.
+    const window = <T>(fn: () => Promise<T>): Promise<T> =>
+      this.#switchOvers.run(async () => {
+        this.handoversInFlight++;
+        try {
+          return await fn();
+        } finally {
+          this.handoversInFlight--;
+        }
+      });
+    // The last switchover's rest still running (FAULT, then BACKUP again): this one after it.
+    await this.#switchOverRest.get(netns);
+    // FAULT for 10 s at least: the node leaves the pair soon anyway, and a BACKUP again before a starved peer took
+    // the VIP would take it back (bench (w), 100 pairs: the peer's takeover 6 s and more after the release).
+    const { handover, done } = await beginSwitchOver(this.#run, netns, files, { window, faultMs: DRAIN_FAULT_MS });
+    this.counters.handovers++;
+    this.counters.handoverCut += handover.cut;
+    // The rest runs on after the action (its teardown, should the pair leave the node now, is not held up by it).
+    // Only a node that is MASTER again at its end failed: the peer did not take the VIP. A FAULT reported late (a
+    // busy node's notify script) or a state not reported yet is not a failure: the next reconcile looks again.
+    const rest = done.then(
+      (r) => {
+        if (r.after !== 'MASTER') this.#switchOverFailed.delete(netns);
+        else {
+          const message = `the peer did not take the VIP: this drained node was MASTER again after its switchover${r.released ? '' : ' (its FAULT was not reported within 5 s)'}`;
+          this.#switchOverFailed.set(netns, { at: Date.now(), message });
+        }
+      },
+      (err: unknown) => {
+        this.#switchOverFailed.set(netns, { at: Date.now(), message: `the switchover failed: ${String(err)}` });
+      },
+    );
+    this.#switchOverRest.set(netns, rest);
+    void rest.finally(() => {
+      if (this.#switchOverRest.get(netns) === rest) this.#switchOverRest.delete(netns);
+    });
   }
 
   /**

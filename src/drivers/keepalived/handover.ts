@@ -267,19 +267,52 @@ export const SWITCHOVERS_AT_ONCE = 16;
  * `window` runs the part in which new connections are held off (SYN drop to released), so that a caller can bound
  * how many run at once; the wait for the peer and the drop's removal come after it.
  */
-export async function switchOver(
+export async function switchOver(run: Runner, netns: string, files: KeepalivedFiles, o: SwitchOverOptions = {}): Promise<SwitchOverResult> {
+  const { done } = await beginSwitchOver(run, netns, files, o);
+  return done;
+}
+
+export interface SwitchOverOptions {
+  drainMs?: number;
+  window?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * How long this node stays FAULT at least (beyond the master-down interval) before it is BACKUP again: a peer
+   * starved of CPU takes the VIP late, and a node BACKUP again before that takes it back (with `nopreempt` a node
+   * that hears no MASTER becomes one), and the VIP flaps between the two.
+   */
+  faultMs?: number;
+}
+
+/**
+ * switchOver in two parts: the handover (awaited: the VIP has left this node, or the release did not show within
+ * 5 s), and `done`, the rest (this node FAULT for the master-down interval or `faultMs`, then the SYN drop removed
+ * and BACKUP again), which a caller may leave running: the agent does, so that a pair leaving a drained node is
+ * not held up by it (its teardown, and so its new BACKUP elsewhere, which waits for the VRRP address it frees).
+ * `done` never rejects for want of the state dir (the load balancer removed meanwhile): its last writes are
+ * best-effort then.
+ */
+export async function beginSwitchOver(
   run: Runner,
   netns: string,
   files: KeepalivedFiles,
-  o: { drainMs?: number; window?: <T>(fn: () => Promise<T>) => Promise<T> } = {},
-): Promise<SwitchOverResult> {
+  o: SwitchOverOptions = {},
+): Promise<{ handover: HandOverResult; done: Promise<SwitchOverResult> }> {
   const config = readFileSync(files.config, 'utf8');
   const pid = keepalivedPid(files);
   const state = (): VrrpState | undefined => (keepalivedPid(files) === undefined ? undefined : parseVrrpState(readSmall(files.stateFile))?.state);
   const window = o.window ?? (<T>(fn: () => Promise<T>): Promise<T> => fn());
+  const end = async (): Promise<void> => {
+    try {
+      await writeRelease(files, false);
+    } catch {
+      // the state dir is gone: so is the load balancer here
+    }
+    await rm(files.handover, { force: true });
+  };
   await writeFile(files.handover, `${process.pid}\n`, { mode: 0o600 });
+  let handover: HandOverResult;
   try {
-    const result = await window(() =>
+    handover = await window(() =>
       handOver(run, {
         netns,
         vips: configVips(config),
@@ -290,14 +323,24 @@ export async function switchOver(
         ...(o.drainMs === undefined ? {} : { drainMs: o.drainMs }),
       }),
     );
-    await sleep(4 * (configAdvertMs(config) ?? 1000) + 200);
-    // This node may be MASTER again once the file is 0 (the peer gone meanwhile): the drop goes first.
-    await removeSynDrop(run, netns);
-    await writeRelease(files, false);
-    await waitUntil(() => state() === 'BACKUP' || state() === 'MASTER', { intervalMs: 20, timeoutMs: 5_000 });
-    return { ...result, after: state() };
-  } finally {
-    await writeRelease(files, false);
-    await rm(files.handover, { force: true });
+  } catch (err) {
+    await end();
+    throw err;
   }
+  // Fresh again for the rest: a reconcile meanwhile must not take a marker older than HANDOVER_STALE_MS (a long
+  // window on a busy node) for a dead process's and undo the release early.
+  await writeFile(files.handover, `${process.pid}\n`, { mode: 0o600 }).catch(() => undefined);
+  const done = (async (): Promise<SwitchOverResult> => {
+    try {
+      await sleep(Math.max(o.faultMs ?? 0, 4 * (configAdvertMs(config) ?? 1000) + 200));
+      // This node may be MASTER again once the file is 0 (the peer gone meanwhile): the drop goes first.
+      await removeSynDrop(run, netns);
+      if (existsSync(files.release)) await writeRelease(files, false);
+      await waitUntil(() => state() === 'BACKUP' || state() === 'MASTER', { intervalMs: 20, timeoutMs: 5_000 });
+      return { ...handover, after: state() };
+    } finally {
+      await end();
+    }
+  })();
+  return { handover, done };
 }
