@@ -118,8 +118,17 @@ export function reconcileEvents(r: ReconcileReport, node: string): AgentEvent[] 
       note: `${words.join(', ')} through HAProxy's runtime API on ${node}, without a reload`,
     });
   }
+  if (kinds.has('keepalived.switchOver')) {
+    events.push({
+      regarding: lb,
+      type: 'Normal',
+      reason: 'SwitchedOver',
+      action: 'Drain',
+      note: `${node} is drained: it handed the MASTER role to the other node of the pair (keepalived stays up here, BACKUP, until the scheduler moves this node's slot)`,
+    });
+  }
   // Anything else (the VIP port or link repaired, a netns made again): the load balancer was updated.
-  const other = r.actions.some((a) => !a.kind.startsWith('haproxy.'));
+  const other = r.actions.some((a) => !a.kind.startsWith('haproxy.') && a.kind !== 'keepalived.switchOver');
   if (other && started === undefined) events.push({ regarding: lb, type: 'Normal', reason: 'Updated', action: 'Reconcile', note: r.message });
   return events;
 }

@@ -321,6 +321,18 @@ describe('what becomes an Event (pure)', () => {
         note: 'HAProxy reloaded on node-1 (configuration changed): m',
       },
     ]);
+    // A drained node's switchover: one Event of its own, not "Updated".
+    const switched = reconcileEvents(
+      { key: `${NS}/web`, type: 'Normal', reason: 'Updated', message: 'm', actions: [{ kind: 'keepalived.switchOver', netns: 'n' }] },
+      'node-1',
+    );
+    expect(switched.map((e) => [e.reason, e.action, e.note])).toEqual([
+      [
+        'SwitchedOver',
+        'Drain',
+        "node-1 is drained: it handed the MASTER role to the other node of the pair (keepalived stays up here, BACKUP, until the scheduler moves this node's slot)",
+      ],
+    ]);
     const failed = reconcileEvents(
       { key: `${NS}/web`, type: 'Warning', reason: 'ReconcileFailed', message: 'Open vSwitch is not running: start ovsdb-server (…)' },
       'node-1',
