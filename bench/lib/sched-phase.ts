@@ -7,7 +7,7 @@
 //   duration (label → every pair off the node and redundant again) and failed requests of clients probing the VIPs
 //   of the pairs it was MASTER of (every 20 ms each, new connection per request). Beside it, label → the node
 //   serves nothing: every pair placed off it and let go by its agent (the pair's state dir gone on that node).
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { execFile, spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -335,8 +335,11 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   const control = startProbe(client, `http://${net.ip(11)}:8080/`, 20, 3_000);
   // NSLB_BENCH_W_PCAP=FILE (development): the client's ARP and TCP SYN/RST frames, with MACs, for the drain.
   const pcapFile = process.env.NSLB_BENCH_W_PCAP;
+  // scripts/setup-node.sh does not install tcpdump (a development aid): say so rather than capture nothing.
+  const tcpdump = pcapFile !== undefined && ['/usr/bin/tcpdump', '/usr/sbin/tcpdump'].some((f) => existsSync(f));
+  if (pcapFile !== undefined && !tcpdump) log('(w): NSLB_BENCH_W_PCAP needs tcpdump (apt-get install tcpdump): no capture');
   const pcap =
-    pcapFile === undefined
+    pcapFile === undefined || !tcpdump
       ? undefined
       : spawn(
           'ip',
