@@ -18,7 +18,8 @@
 //   to carry the VIP alone, and with both on draining nodes the one not MASTER first). A draining MASTER first
 //   hands the role to its peer (its agent, seeing its Node drained: a planned switchover, keepalived staying up),
 //   and its slot moves once the pair reports the peer MASTER, as a BACKUP's; until every pair there has switched,
-//   no pair slot moves off that node, a BACKUP's neither (switchFirstMs). Should that not
+//   no pair slot moves off that node, a BACKUP's neither (switchFirstMs); a pair that reports no MASTER (the
+//   draining node FAULT, the peer not MASTER yet) counts as one still switching. Should that not
 //   happen in time, the slot moves anyway and the draining node's agent hands the VIP over when it lets the pair
 //   go (its keepalived first, then its HAProxy). Only the moves that take a VIP from its node are paced
 //   (maxDrainMoves); a draining BACKUP's slot moves at once;
@@ -158,15 +159,21 @@ export function schedule(nodes: readonly NodeView[], lbs: readonly LbView[], opt
   let switchDeadline: number | undefined;
   if (opts.switchFirstMs !== undefined) {
     for (const lb of lbs) {
-      const m = lb.master;
       const placed = lb.explicit !== undefined && lb.explicit.length > 0 ? lb.explicit : lb.recorded;
-      if (slotsOf(lb.topology) !== 2 || m === undefined || !placed.includes(m) || !alive(m) || usable(m)) continue;
-      const other = placed.find((x) => x !== m);
-      if (other === undefined || !usable(other) || !(lb.ready ?? []).includes(other)) continue;
-      const deadline = (byName.get(m)?.drainingSince ?? now) + opts.switchFirstMs;
-      if (now >= deadline) continue;
-      switching.add(m);
-      switchDeadline = Math.min(switchDeadline ?? deadline, deadline);
+      if (slotsOf(lb.topology) !== 2) continue;
+      // The MASTER, or, while no node reports itself MASTER, either draining node of the pair: a draining node in
+      // the middle of its switchover is FAULT (the VIP released) until the peer announces itself MASTER, a few
+      // adverts later, and moving the slot then would start the re-placement beside the peer's takeover.
+      const candidates = lb.master === undefined ? placed : placed.filter((n) => n === lb.master);
+      for (const m of candidates) {
+        if (!alive(m) || usable(m)) continue;
+        const other = placed.find((x) => x !== m);
+        if (other === undefined || !usable(other) || !(lb.ready ?? []).includes(other)) continue;
+        const deadline = (byName.get(m)?.drainingSince ?? now) + opts.switchFirstMs;
+        if (now >= deadline) continue;
+        switching.add(m);
+        switchDeadline = Math.min(switchDeadline ?? deadline, deadline);
+      }
     }
   }
 

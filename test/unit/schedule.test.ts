@@ -242,6 +242,13 @@ describe('schedule', () => {
     expect(waiting.switchDeadline).toBe(since + 30_000);
     // One switched, two not yet: still nothing.
     expect(schedule(nodes, [{ ...masters[0]!, master: 'node2' }, ...masters.slice(1), backup], { ...opts, now: since + 5_000 }).changes).toEqual([]);
+    // Mid-switch, node1 FAULT and node2 not MASTER yet: no MASTER is reported, and that pair holds node1's slots too
+    // (moving them would start the re-placement beside node2's takeover); the deadline still bounds the wait.
+    const { master: _, ...unknown } = masters[2]!;
+    const midSwitch = [{ ...masters[0]!, master: 'node2' }, { ...masters[1]!, master: 'node2' }, unknown];
+    expect(schedule(nodes, [...midSwitch, backup], { ...opts, now: since + 5_000 }).changes).toEqual([]);
+    expect(schedule(nodes, [...midSwitch, backup], { ...opts, now: since + 5_000 }).switchDeadline).toBe(since + 30_000);
+    expect(schedule(nodes, midSwitch, { ...opts, now: since + 30_000 }).changes.map((c) => c.key)).toContain('ns/m002');
     // Other nodes' drains are not held by node1's.
     expect(
       schedule(nodes, [...masters, pair('ns/x', { recorded: ['node3', 'node2'], master: 'node2', ready: ['node2', 'node3'] })], { ...opts, now: since })
