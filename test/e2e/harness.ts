@@ -408,11 +408,19 @@ export async function deleteHost(name: string): Promise<void> {
       }
     }
   }
-  await runCommand(['ovs-vsctl', '--timeout=10', '--if-exists', 'del-port', `${name}-h`]);
+  // A switch that does not answer (ovs-vswitchd stalled, bench (i)) must not leave the netns behind: the link and
+  // the netns go anyway, and the port's failure is reported after.
+  let portFailed: unknown;
+  try {
+    await runCommand(['ovs-vsctl', '--timeout=10', '--if-exists', 'del-port', `${name}-h`]);
+  } catch (err) {
+    portFailed = err;
+  }
   // A netns whose last process has not been reaped yet outlives `ip netns del` and keeps the veth pair, so
   // the pair is removed explicitly.
   await runCommand(['ip', 'link', 'del', 'dev', `${name}-h`], { allowFailure: true });
   await runCommand(['ip', 'netns', 'del', name], { allowFailure: true });
+  if (portFailed !== undefined) throw portFailed;
 }
 
 // ---------------------------------------------------------------------------------------------------------
