@@ -1,9 +1,10 @@
 // The keepalived driver without a data plane: file layout and argv, the state-file parser, the checked write
 // (a config that fails the check never replaces the live one), pidfiles that are not trusted unless /proc
-// agrees, and the two scripts keepalived runs (the HAProxy check and the notify FIFO reader).
+// agrees, the two scripts keepalived runs (the HAProxy check and the notify FIFO reader), and a drained node's
+// switchover that the peer did not take (not tried again for a while).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,7 @@ import {
   writeCheckedKeepalivedConfig,
 } from '../../src/drivers/keepalived/keepalived.js';
 import { keepalivedFiles } from '../../src/desired/state-dir.js';
+import { KeepalivedDriver, SWITCHOVER_RETRY_MS } from '../../src/drivers/keepalived/driver.js';
 import { CommandError } from '../../src/exec/errors.js';
 import type { Runner } from '../../src/exec/run.js';
 
@@ -269,3 +271,73 @@ describe('scripts/keepalived-notify.sh', () => {
     expect(text).toBe('BACKUP 90 4\n');
   });
 });
+
+describe("a drained node's switchover (keepalived.switchOver)", () => {
+  it('one that ends with this node MASTER again (the peer did not take the VIP) is not tried again for SWITCHOVER_RETRY_MS; one the peer took is', async () => {
+    const stateDir = join(dir, 'switchover');
+    const netns = 'nslb-lb-switch';
+    const files = keepalivedFiles(stateDir, netns);
+    await mkdir(files.dir, { recursive: true });
+    // What configVips and configAdvertMs read of a rendered config: one VIP, adverts every 100 ms.
+    await writeFile(files.config, '    advert_int 0.1\n        10.0.0.1/32 dev eth0\n');
+    await writeFile(files.release, '0\n');
+    await writeFile(files.stateFile, 'MASTER 100 1\n');
+    const keepalived = fakeKeepalived(files.config);
+    await writeFile(files.pidfile, `${keepalived.pid}\n`);
+    await waitForCondition(() => keepalivedPid(files) === keepalived.pid);
+    // keepalived as the release file drives it: FAULT while it says 1; then MASTER again (no peer took the VIP) or
+    // BACKUP (the peer did).
+    let peerTakes = false;
+    const vrrp = setInterval(() => {
+      const release = readFileSync(files.release, 'utf8');
+      writeFileSync(files.stateFile, release === '1\n' ? 'FAULT 0 2\n' : peerTakes ? 'BACKUP 100 3\n' : 'MASTER 100 3\n');
+    }, 5);
+    const commands: string[] = [];
+    const run: Runner = async (argv) => {
+      commands.push(argv.join(' '));
+      return { stdout: '', stderr: '' };
+    };
+    let clock = 1_000_000;
+    const driver = new KeepalivedDriver(run, stateDir, { faultMs: 0, now: () => clock });
+    const switchOver = () => driver.apply({ kind: 'keepalived.switchOver', netns });
+    const synDrops = () => commands.filter((c) => c.endsWith('nft -f -')).length;
+    /** The switchover's rest (FAULT for the master-down interval, BACKUP or MASTER again) has ended. */
+    const restEnded = async () => {
+      await waitForCondition(() => !existsSync(files.handover));
+      await new Promise((r) => setTimeout(r, 50));
+    };
+    try {
+      await switchOver();
+      expect(synDrops()).toBe(1);
+      expect(readFileSync(files.stateFile, 'utf8')).toBe('FAULT 0 2\n');
+      await restEnded();
+      expect(readFileSync(files.stateFile, 'utf8')).toBe('MASTER 100 3\n');
+      // MASTER again: the next reconcile's switchover is refused, says why, and holds nothing off (no SYN drop).
+      await expect(switchOver()).rejects.toThrow(/the peer did not take the VIP.*tried again 60 s after that/);
+      clock += SWITCHOVER_RETRY_MS - 1;
+      await expect(switchOver()).rejects.toThrow(/the peer did not take the VIP/);
+      expect(synDrops()).toBe(1);
+      // After the wait it is tried again; this time the peer takes the VIP, and nothing holds the next one back.
+      clock += 1;
+      peerTakes = true;
+      await switchOver();
+      expect(synDrops()).toBe(2);
+      await restEnded();
+      expect(readFileSync(files.stateFile, 'utf8')).toBe('BACKUP 100 3\n');
+      await switchOver();
+      expect(synDrops()).toBe(3);
+      await restEnded();
+      // Every SYN drop was removed again, and the release file is back to 0.
+      expect(commands.filter((c) => c.includes('nft delete table inet nslb-handover'))).toHaveLength(3);
+      expect(readFileSync(files.release, 'utf8')).toBe('0\n');
+    } finally {
+      clearInterval(vrrp);
+    }
+  }, 30_000);
+});
+
+async function waitForCondition(ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+  for (const until = Date.now() + timeoutMs; !ok(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+  }
+}

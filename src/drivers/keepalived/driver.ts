@@ -56,10 +56,16 @@ export class KeepalivedDriver {
   /** Writes the health track file keepalived follows; started by the agent only (see startWatching). */
   readonly health: HaproxyHealthMonitor;
 
-  constructor(run: Runner, stateDir: string) {
+  readonly #faultMs: number;
+  readonly #now: () => number;
+
+  /** `opts`: for tests, the switchover's FAULT time (DRAIN_FAULT_MS) and the clock of its retry guard. */
+  constructor(run: Runner, stateDir: string, opts: { faultMs?: number; now?: () => number } = {}) {
     this.#run = run;
     this.#stateDir = stateDir;
     this.health = new HaproxyHealthMonitor({ stateDir });
+    this.#faultMs = opts.faultMs ?? DRAIN_FAULT_MS;
+    this.#now = opts.now ?? Date.now;
   }
 
   files(netns: string): KeepalivedFiles {
@@ -190,8 +196,8 @@ export class KeepalivedDriver {
    */
   async #switchOver(netns: string, files: KeepalivedFiles): Promise<void> {
     const failed = this.#switchOverFailed.get(netns);
-    if (failed !== undefined && Date.now() - failed.at < SWITCHOVER_RETRY_MS) {
-      throw new Error(`${failed.message} (${Math.round((Date.now() - failed.at) / 1000)} s ago); tried again ${SWITCHOVER_RETRY_MS / 1000} s after that`);
+    if (failed !== undefined && this.#now() - failed.at < SWITCHOVER_RETRY_MS) {
+      throw new Error(`${failed.message} (${Math.round((this.#now() - failed.at) / 1000)} s ago); tried again ${SWITCHOVER_RETRY_MS / 1000} s after that`);
     }
     // In flight for the resync (which waits for handovers) only while new connections are held off.
     const window = <T>(fn: () => Promise<T>): Promise<T> =>
@@ -207,7 +213,7 @@ export class KeepalivedDriver {
     await this.#switchOverRest.get(netns);
     // FAULT for 10 s at least: the node leaves the pair soon anyway, and a BACKUP again before a starved peer took
     // the VIP would take it back (bench (w), 100 pairs: the peer's takeover 6 s and more after the release).
-    const { handover, done } = await beginSwitchOver(this.#run, netns, files, { window, faultMs: DRAIN_FAULT_MS });
+    const { handover, done } = await beginSwitchOver(this.#run, netns, files, { window, faultMs: this.#faultMs });
     this.counters.handovers++;
     this.counters.handoverCut += handover.cut;
     // The rest runs on after the action (its teardown, should the pair leave the node now, is not held up by it).
@@ -218,11 +224,11 @@ export class KeepalivedDriver {
         if (r.after !== 'MASTER') this.#switchOverFailed.delete(netns);
         else {
           const message = `the peer did not take the VIP: this drained node was MASTER again after its switchover${r.released ? '' : ' (its FAULT was not reported within 5 s)'}`;
-          this.#switchOverFailed.set(netns, { at: Date.now(), message });
+          this.#switchOverFailed.set(netns, { at: this.#now(), message });
         }
       },
       (err: unknown) => {
-        this.#switchOverFailed.set(netns, { at: Date.now(), message: `the switchover failed: ${String(err)}` });
+        this.#switchOverFailed.set(netns, { at: this.#now(), message: `the switchover failed: ${String(err)}` });
       },
     );
     this.#switchOverRest.set(netns, rest);
