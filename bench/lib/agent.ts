@@ -28,6 +28,8 @@ export interface AgentOptions {
   bridge: string;
   resyncS: number;
   concurrency?: number;
+  /** Flags of node itself, before the CLI (e.g. --cpu-prof; NODE_OPTIONS does not take it). */
+  nodeArgs?: string[];
 }
 
 export class BenchAgent {
@@ -50,6 +52,7 @@ export class BenchAgent {
     this.child = spawn(
       process.execPath,
       [
+        ...(opts.nodeArgs ?? []),
         // NSLB_BENCH_CLI measures another build (say, the main branch's dist/cli/main.js) with the same phases.
         process.env.NSLB_BENCH_CLI ?? NSLB_CLI,
         'run',
