@@ -5,10 +5,14 @@
 //
 // The rule: the node that holds the VIP speaks for the pair. An agent sends the status of a pair (the load
 // balancer and every object under it) to the API server when its own node is MASTER, or when it knows of no
-// MASTER at all and has converged (its own provisioning status is not PENDING_*): then nobody else would say
-// that the pair is down, or one node speaks for itself while the other is gone. A BACKUP that talks to its
-// MASTER stays quiet. The MASTER's view includes the BACKUP (ready when their HAProxies hold their `peers`
-// session), so status.nodes still shows both nodes. status.json on each node keeps its own view of everything.
+// MASTER at all, is not BACKUP and has converged (its own provisioning status is not PENDING_*): then nobody else
+// would say that the pair is down, or one node speaks for itself while the other is gone. A BACKUP stays quiet,
+// whether or not it talks to its MASTER: VRRP keeps a node BACKUP only while it hears a MASTER's adverts (or, just
+// after keepalived started, for one master-down interval, after which it is MASTER or still hears one). A BACKUP
+// whose `peers` session is not up yet (a pair just built, a new BACKUP, the peer's HAProxy reloading) sees no
+// MASTER, and writing its view then made status.nodes flap between the two views. The MASTER's view includes the
+// BACKUP (ready when their HAProxies hold their `peers` session), so status.nodes still shows both nodes.
+// status.json on each node keeps its own view of everything.
 //
 // Split brain (both MASTER) makes both write, each its own view: that is what there is to see.
 import type { ObjectStatus } from '../api/v1alpha1/types.js';
@@ -61,6 +65,7 @@ export function speaksFor(status: ObjectStatus, spec: unknown, nodeName: string)
   if (nodes === undefined || nodes.length === 0) return true;
   if (nodes.some((n) => n.name === nodeName && n.role === 'MASTER')) return true;
   if (nodes.some((n) => n.role === 'MASTER')) return false;
+  if (nodes.some((n) => n.name === nodeName && n.role === 'BACKUP')) return false;
   return !status.provisioningStatus.startsWith('PENDING_');
 }
 

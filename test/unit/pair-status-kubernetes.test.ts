@@ -78,10 +78,14 @@ const BACKUP = (name: string, ready = true): PairNode => ({ name, role: 'BACKUP'
 const UNKNOWN = (name: string): PairNode => ({ name, ready: false });
 
 describe('which node speaks for a pair', () => {
-  it('the MASTER; a BACKUP that sees its MASTER does not; with no MASTER known, a node that has converged does', () => {
+  it('the MASTER; a BACKUP does not, whether or not it sees its MASTER; with no MASTER known, a node that is not BACKUP and has converged does', () => {
     expect(speaksFor(status('n1', [MASTER('n1'), BACKUP('n2')]), LB_SPEC, 'n1')).toBe(true);
     expect(speaksFor(status('n2', [MASTER('n1'), BACKUP('n2')]), LB_SPEC, 'n2')).toBe(false);
-    expect(speaksFor(status('n2', [BACKUP('n2'), UNKNOWN('n1')]), LB_SPEC, 'n2')).toBe(true);
+    // A BACKUP whose peers session is not up yet sees no MASTER, but VRRP keeps it BACKUP only while it hears one:
+    // its view (the peer not ready) would overwrite the MASTER's.
+    expect(speaksFor(status('n2', [BACKUP('n2'), UNKNOWN('n1')]), LB_SPEC, 'n2')).toBe(false);
+    // Neither MASTER nor BACKUP (FAULT: its HAProxy down, or keepalived not running) with no MASTER known: it says so.
+    expect(speaksFor(status('n2', [UNKNOWN('n2'), UNKNOWN('n1')]), LB_SPEC, 'n2')).toBe(true);
     expect(speaksFor(status('n2', [UNKNOWN('n2'), UNKNOWN('n1')], 'OFFLINE', 'PENDING_CREATE'), LB_SPEC, 'n2')).toBe(false);
     // SINGLE, or a pair this node builds no side of (an invalid spec): every node says the same, all write.
     expect(speaksFor(status('n1', [{ name: 'n1', role: 'STANDALONE', ready: true }]), { vip: {} }, 'n2')).toBe(true);
