@@ -1,4 +1,5 @@
-// Development only, not a figure of the table: `tsx bench/dev-idle.ts [--n 100] [--seconds 30] [--prof DIR]` (as root,
+// Development only, not a figure of the table: `tsx bench/dev-idle.ts [--n 100] [--seconds 30] [--prof DIR]
+// [--status-interval MS]` (as root,
 // under the data-plane lock). An agent converges N load balancers (phase (c)'s shape), then sits idle: its CPU over
 // `seconds` (utime + stime from /proc, and its children's), so that what a quiet agent costs per load balancer is
 // visible. `--prof DIR`: the agent runs with --cpu-prof into DIR (written when it exits; the idle part is the
@@ -18,6 +19,8 @@ const arg = (name: string, def: string): string => {
 const n = Number(arg('n', '100'));
 const seconds = Number(arg('seconds', '30'));
 const prof = arg('prof', '');
+/** The agent's --status-interval (its default, 1000 ms, when not given): what the stats poll costs, by difference. */
+const statusInterval = arg('status-interval', '');
 
 /** utime and stime of a process, in clock ticks (1/100 s). */
 async function cpuTicks(pid: number): Promise<[user: number, system: number]> {
@@ -31,7 +34,8 @@ try {
   await createBenchNode(BRIDGE, cleanup);
   const fleet = await writeFleet(ROOT, 'idle', n, 90);
   const nodeArgs = prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`];
-  const agent = new BenchAgent({ watch: fleet.watch, stateDir: fleet.stateDir, bridge: BRIDGE, resyncS: 20, nodeArgs });
+  const args = statusInterval === '' ? [] : ['--status-interval', statusInterval];
+  const agent = new BenchAgent({ watch: fleet.watch, stateDir: fleet.stateDir, bridge: BRIDGE, resyncS: 20, nodeArgs, args });
   cleanup.add('fleet', async () => {
     await agent.stop();
     await runCommand(['node', NSLB_CLI, 'cleanup', '--state-dir', fleet.stateDir, '--scope', 'state-dir'], { allowFailure: true });
