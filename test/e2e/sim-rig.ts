@@ -1,7 +1,7 @@
 // Driving scripts/sim-cluster.sh from e2e tests and benchmarks: its commands, node processes and status, and
 // member or client namespaces plugged into the shared provider segment (the Linux bridge sim-provider).
 // No test cases here. Tests that use the rig must run under the data-plane lock like every e2e test.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,6 +25,33 @@ export const nodeStateDir = (node: string) => join(SIM_DIR, node, 'state');
 /** Host PIDs of every process of the node. */
 export async function nodePids(node: string): Promise<number[]> {
   return (await sim('pids', node)).stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** The parent of a process (host PID), from /proc; undefined once it is gone. */
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The node's processes that last: all but the commands its agent runs and waits for (`ip`, `ovs-vsctl`, `nft`… of
+ * a periodic resync, and what they start), which come and go at any moment. Its daemons (OVS, HAProxy, keepalived)
+ * and the agent itself are not children of the agent: HAProxy and keepalived detach. A process gone while it is
+ * looked at was one of those that come and go.
+ */
+export async function lastingPids(node: string): Promise<number[]> {
+  const pids = await nodePids(node);
+  const agents = new Set<number>();
+  for (const pid of pids) if ((await cmdline(pid)).includes('dist/cli/main.js')) agents.add(pid);
+  const inNodeSet = new Set(pids);
+  return pids.filter((pid) => {
+    for (let p = parentPid(pid); p !== undefined && inNodeSet.has(p); p = parentPid(p)) if (agents.has(p)) return false;
+    return alive(pid);
+  });
 }
 
 /**
