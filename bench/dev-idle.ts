@@ -5,6 +5,7 @@
 // visible. `--prof DIR`: the agent runs with --cpu-prof into DIR (written when it exits; the idle part is the
 // profile's samples after the convergence, which this prints as an offset).
 import { readFile, rm } from 'node:fs/promises';
+import { statFields } from '../src/drivers/proc.js';
 import { NSLB_CLI, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent } from './lib/agent.js';
 import { waitActive, writeFleet } from './lib/fleet.js';
@@ -24,8 +25,7 @@ const statusInterval = arg('status-interval', '');
 
 /** utime and stime of a process, in clock ticks (1/100 s). */
 async function cpuTicks(pid: number): Promise<[user: number, system: number]> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const f = statFields(await readFile(`/proc/${pid}/stat`, 'utf8'));
   return [Number(f[11]), Number(f[12])];
 }
 

@@ -1,11 +1,11 @@
 // Driving scripts/sim-cluster.sh from e2e tests and benchmarks: its commands, node processes and status, and
 // member or client namespaces plugged into the shared provider segment (the Linux bridge sim-provider).
 // No test cases here. Tests that use the rig must run under the data-plane lock like every e2e test.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { processAlive } from '../../src/drivers/proc.js';
+import { processAlive, readSmall, statFields } from '../../src/drivers/proc.js';
 import { raiseAutogroup, REPO_ROOT, runCommand, type Host, type TestRun } from './harness.js';
 
 export const SIM = join(REPO_ROOT, 'scripts', 'sim-cluster.sh');
@@ -29,12 +29,8 @@ export async function nodePids(node: string): Promise<number[]> {
 
 /** The parent of a process (host PID), from /proc; undefined once it is gone. */
 function parentPid(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
+  const stat = readSmall(`/proc/${pid}/stat`);
+  return stat === undefined ? undefined : Number(statFields(stat)[1]);
 }
 
 /**
