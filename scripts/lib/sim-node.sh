@@ -302,6 +302,7 @@ wait_agent() {
   until agent_healthy "$node"; do
     if ! agent_alive "$node"; then
       tail -n 20 "$dir/agent.log" >&2 || true
+      say "$node: agent.pid says '$(cat "$dir/agent.pid" 2>/dev/null)' (PID inside the node); no live '$AGENT_MAIN run' has it"
       say "processes of $node:"
       in_node "$node" ps -eo pid,ppid,stat,args >&2 || true
       die "$node: the agent exited (log: $dir/agent.log)"
@@ -382,6 +383,16 @@ internal_spawn() {
   local log="$1" pidfile="$2" cwd="$3" argvfile="$4" argv=()
   mapfile -d '' argv <"$argvfile"
   cd "$cwd" 2>/dev/null || cd /
+  local pid tries=0
   setsid "${argv[@]}" </dev/null >>"$log" 2>&1 &
-  printf '%s\n' "$!" >"$pidfile"
+  pid=$!
+  # Until the forked child has exec'd, its cmdline is this script's, and agent_alive (which checks the cmdline)
+  # would take it for a dead agent: on a loaded machine (CI) that window was long enough for `start` to report
+  # "the agent exited" for an agent that was starting. Return once the exec is done (or the child is gone).
+  while [[ -e /proc/$pid ]] && ! grep '^State:[[:space:]]*Z' "/proc/$pid/status" >/dev/null 2>&1 &&
+    ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -- "$AGENT_MAIN run" >/dev/null; do
+    ((++tries <= 1000)) || break
+    sleep 0.01
+  done
+  printf '%s\n' "$pid" >"$pidfile"
 }
