@@ -4,7 +4,7 @@
 // `seconds` (utime + stime from /proc, and its children's), so that what a quiet agent costs per load balancer is
 // visible. `--prof DIR`: the agent runs with --cpu-prof into DIR (written when it exits; the idle part is the
 // profile's samples after the convergence, which this prints as an offset).
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { statFields } from '../src/drivers/proc.js';
 import { NSLB_CLI, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent } from './lib/agent.js';
@@ -29,6 +29,38 @@ async function cpuTicks(pid: number): Promise<[user: number, system: number]> {
   return [Number(f[11]), Number(f[12])];
 }
 
+/** Each thread's utime + stime in ticks, by thread name (comm) and id: where in the process the CPU goes. */
+async function threadTicks(pid: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    try {
+      const f = statFields(await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      const comm = (await readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8')).trim();
+      out.set(`${comm} (${tid})`, Number(f[11]) + Number(f[12]));
+    } catch {
+      // A thread that ended in between.
+    }
+  }
+  return out;
+}
+
+/** utime + stime in ticks of every process named `name` on the machine (the bench node's HAProxies, keepalived). */
+async function commTicks(name: string): Promise<number> {
+  let sum = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== name) continue;
+      const f = statFields(stat);
+      sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      // Gone in between.
+    }
+  }
+  return sum;
+}
+
 const cleanup = new Cleanup();
 try {
   await createBenchNode(BRIDGE, cleanup);
@@ -45,10 +77,14 @@ try {
   log(`converged ${n} in ${ms} ms; settling 10 s`);
   await new Promise((r) => setTimeout(r, 10_000));
   const t0 = await cpuTicks(agent.pid);
+  const threads0 = await threadTicks(agent.pid);
+  const haproxy0 = await commTicks('haproxy');
   const at = Date.now();
   log(`idle from ${((at - agent.startedAt) / 1000).toFixed(1)} s after the agent started`);
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const t1 = await cpuTicks(agent.pid);
+  const threads1 = await threadTicks(agent.pid);
+  const haproxy1 = await commTicks('haproxy');
   const s = (Date.now() - at) / 1000;
   const user = (t1[0] - t0[0]) / 100 / s;
   const system = (t1[1] - t0[1]) / 100 / s;
@@ -56,6 +92,12 @@ try {
   log(
     `idle agent CPU: ${(cpu * 100).toFixed(1)} % of one core (user ${(user * 100).toFixed(1)} %, system ${(system * 100).toFixed(1)} %) for ${n} load balancers (${((cpu * 1000) / n).toFixed(2)} ms per load balancer per second)`,
   );
+  const byThread = [...threads1]
+    .map(([name, ticks]) => [name, (ticks - (threads0.get(name) ?? 0)) / 100 / s] as const)
+    .filter(([, share]) => share > 0)
+    .sort((a, b) => b[1] - a[1]);
+  log(`the ${n} HAProxies meanwhile: ${(((haproxy1 - haproxy0) / 100 / s) * 100).toFixed(1)} % of one core`);
+  log(`by thread: ${byThread.map(([name, share]) => `${name} ${(share * 100).toFixed(1)} %`).join(', ')}`);
 } finally {
   await cleanup.run();
 }

@@ -65,20 +65,45 @@ function splitCsvLine(line: string): string[] {
   return fields;
 }
 
-function numberAt(fields: string[], i: number): number | undefined {
-  const v = i >= 0 ? fields[i] : undefined;
+/**
+ * The fields of a data line at the given column indexes (distinct, ascending), without
+ * splitting the whole line: a row of `show stat` has about a hundred columns and the engine reads twelve, for every
+ * HAProxy every second (the stats poll). A line with a quote in it (a check description with a comma) takes the
+ * full parse.
+ */
+function pickFields(line: string, wanted: readonly number[]): (string | undefined)[] {
+  if (line.includes('"')) {
+    const all = splitCsvLine(line);
+    return wanted.map((i) => all[i]);
+  }
+  const out: (string | undefined)[] = new Array(wanted.length).fill(undefined);
+  let col = 0;
+  let start = 0;
+  let w = 0;
+  while (w < wanted.length) {
+    const end = line.indexOf(',', start);
+    if (col === wanted[w]) out[w++] = end < 0 ? line.slice(start) : line.slice(start, end);
+    if (end < 0) break;
+    start = end + 1;
+    col++;
+  }
+  return out;
+}
+
+function numberOf(v: string | undefined): number | undefined {
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
 /** Parses the CSV of `show stat`. Throws if the header is missing: the caller asked the wrong thing. */
 export function parseShowStat(csv: string): StatRow[] {
-  const lines = csv.split(/\r?\n/);
+  // CRLF too (a line's last field keeps no \r): split on \n, then trim each line's end below.
+  const lines = csv.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
   const headerLine = lines.find((l) => l.startsWith('# '));
   if (headerLine === undefined) {
     const first = lines.find((l) => l.trim() !== '') ?? '';
     throw new ShowStatError(`show stat: no "# pxname,..." header in output starting ${JSON.stringify(first.slice(0, 80))}`);
   }
-  const header = splitCsvLine(headerLine.slice(2));
+  const header = headerLine.includes('"') ? splitCsvLine(headerLine.slice(2)) : headerLine.slice(2).split(',');
   const col = (name: string): number => header.indexOf(name);
   const iPx = col('pxname');
   const iSv = col('svname');
@@ -97,32 +122,39 @@ export function parseShowStat(csv: string): StatRow[] {
     throw new ShowStatError('show stat: header lacks pxname, svname, status or type');
   }
 
+  // The columns read, in the order of the line (pickFields walks it once).
+  const named = { iPx, iSv, iStatus, iWeight, iCheck, iType, iScur, iSlim, iStot, iBin, iBout, iCheckDesc, iLastChk };
+  const order = Object.values(named)
+    .filter((i) => i >= 0)
+    .sort((a, b) => a - b);
+  const position = new Map(order.map((column, k) => [column, k]));
+  const at = (values: (string | undefined)[], i: number): string | undefined => values[position.get(i) ?? -1];
   const rows: StatRow[] = [];
   for (const line of lines) {
     if (line === '' || line.startsWith('#')) continue;
-    const f = splitCsvLine(line);
-    const type = TYPES[f[iType] ?? ''];
+    const v = pickFields(line, order);
+    const type = TYPES[at(v, iType) ?? ''];
     if (type === undefined) continue;
-    const row: StatRow = { pxname: f[iPx] ?? '', svname: f[iSv] ?? '', status: f[iStatus] ?? '', type };
-    const weight = numberAt(f, iWeight);
+    const row: StatRow = { pxname: at(v, iPx) ?? '', svname: at(v, iSv) ?? '', status: at(v, iStatus) ?? '', type };
+    const weight = numberOf(at(v, iWeight));
     if (weight !== undefined) row.weight = weight;
-    const check = iCheck >= 0 ? f[iCheck] : undefined;
+    const check = at(v, iCheck);
     // "* L7OK" is HAProxy's "a check is running now; the last one gave L7OK": the status is the last result.
     const lastCheck = check?.replace(/^\*\s*/, '');
     if (lastCheck !== undefined && lastCheck !== '') row.checkStatus = lastCheck;
-    const sessions = numberAt(f, iScur);
+    const sessions = numberOf(at(v, iScur));
     if (sessions !== undefined) row.sessions = sessions;
-    const limit = numberAt(f, iSlim);
+    const limit = numberOf(at(v, iSlim));
     if (limit !== undefined) row.sessionLimit = limit;
-    const total = numberAt(f, iStot);
+    const total = numberOf(at(v, iStot));
     if (total !== undefined) row.totalSessions = total;
-    const bytesIn = numberAt(f, iBin);
+    const bytesIn = numberOf(at(v, iBin));
     if (bytesIn !== undefined) row.bytesIn = bytesIn;
-    const bytesOut = numberAt(f, iBout);
+    const bytesOut = numberOf(at(v, iBout));
     if (bytesOut !== undefined) row.bytesOut = bytesOut;
-    const desc = iCheckDesc >= 0 ? f[iCheckDesc] : undefined;
+    const desc = at(v, iCheckDesc);
     if (desc !== undefined && desc !== '') row.checkDescription = desc;
-    const last = iLastChk >= 0 ? f[iLastChk] : undefined;
+    const last = at(v, iLastChk);
     if (last !== undefined && last !== '') row.lastCheck = last;
     rows.push(row);
   }

@@ -85,6 +85,25 @@ describe('parseShowStat edge cases', () => {
     expect(parseShowStat(csv).map((r) => r.checkStatus)).toEqual(['L7OK', 'L4CON']);
   });
 
+  it('a line without quotes (read column by column) and the same line quoted (split whole) read the same', () => {
+    // Every field of every captured data line quoted: the full split's path; as captured: the column picker's.
+    const quoteAll = (line: string): string =>
+      line === '' || line.startsWith('#')
+        ? line
+        : line
+            .split(',')
+            .map((f) => `"${f}"`)
+            .join(',');
+    const quoted = captured.split('\n').map(quoteAll).join('\n');
+    expect(quoted).not.toEqual(captured);
+    expect(parseShowStat(quoted)).toEqual(parseShowStat(captured));
+    // A wanted column last on its line, without a trailing comma; a line shorter than the header.
+    expect(parseShowStat('# pxname,svname,type,status\np,s,2,UP\nq,t,2\n')).toEqual([
+      { pxname: 'p', svname: 's', status: 'UP', type: 'server' },
+      { pxname: 'q', svname: 't', status: '', type: 'server' },
+    ]);
+  });
+
   it('returns no rows for a header alone', () => {
     expect(parseShowStat('# pxname,svname,status,type,\n')).toEqual([]);
   });
