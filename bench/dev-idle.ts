@@ -10,6 +10,7 @@ import { NSLB_CLI, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent } from './lib/agent.js';
 import { waitActive, writeFleet } from './lib/fleet.js';
 import { Cleanup, createBenchNode, log } from './lib/node-env.js';
+import { processTicks, statTicks } from './lib/proc-ticks.js';
 
 const ROOT = '/tmp/nslb-devidle';
 const BRIDGE = 'nslbdevi';
@@ -34,9 +35,9 @@ async function threadTicks(pid: number): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
     try {
-      const f = statFields(await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      const ticks = statTicks(await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
       const comm = (await readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8')).trim();
-      out.set(`${comm} (${tid})`, Number(f[11]) + Number(f[12]));
+      out.set(`${comm} (${tid})`, ticks);
     } catch {
       // A thread that ended in between.
     }
@@ -44,20 +45,10 @@ async function threadTicks(pid: number): Promise<Map<string, number>> {
   return out;
 }
 
-/** utime + stime in ticks of every process named `name` on the machine (the bench node's HAProxies, keepalived). */
+/** utime + stime in ticks of every process named `name` on the machine (the bench node's HAProxies). */
 async function commTicks(name: string): Promise<number> {
   let sum = 0;
-  for (const pid of await readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== name) continue;
-      const f = statFields(stat);
-      sum += Number(f[11]) + Number(f[12]);
-    } catch {
-      // Gone in between.
-    }
-  }
+  for (const p of (await processTicks()).values()) if (p.comm === name) sum += p.ticks;
   return sum;
 }
 

@@ -10,6 +10,7 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStatus } from '../test/e2e/agent.js';
+import { processTicks } from './lib/proc-ticks.js';
 import { lbYaml } from './lib/ha-phase.js';
 import { assertNoRig, nodeStateDir, SIM_DIR, sim, stopAgents } from '../test/e2e/sim-rig.js';
 
@@ -85,26 +86,12 @@ async function procSnapshot() {
   return { top, R: byState.R, D: byState.D, Z: byState.Z, wchans, zparents, stacks };
 }
 
-/** CPU ticks (utime + stime) of every process now, by PID, with its command name. */
-async function cpuTicks(): Promise<Map<number, { comm: string; ticks: number }>> {
-  const out = new Map<number, { comm: string; ticks: number }>();
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
-    const m = /^\d+ \((.*)\) (.*)$/s.exec(stat);
-    if (m === null) continue;
-    const f = m[2]!.split(' ');
-    out.set(Number(e), { comm: m[1]!, ticks: Number(f[11]) + Number(f[12]) });
-  }
-  return out;
-}
-
 /** CPU seconds by command name over `seconds` of the steady state (processes that lived through it, and new ones). */
 async function steady(seconds: number): Promise<string> {
-  const a = await cpuTicks();
+  const a = await processTicks();
   const l0 = (await readFile('/proc/loadavg', 'utf8')).trim();
   await sleep(seconds * 1_000);
-  const b = await cpuTicks();
+  const b = await processTicks();
   const byComm = new Map<string, number>();
   for (const [pid, x] of b) byComm.set(x.comm, (byComm.get(x.comm) ?? 0) + (x.ticks - (a.get(pid)?.ticks ?? 0)) / 100);
   const total = [...byComm.values()].reduce((s, v) => s + v, 0);

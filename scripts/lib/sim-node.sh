@@ -153,6 +153,9 @@ node_pids() {
   return 0
 }
 
+# Whether the process (a PID as the caller's /proc sees it) runs the nslb agent, by its command line.
+is_agent_cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -- "$AGENT_MAIN run" >/dev/null; }
+
 # PID inside the node of its agent (recorded by __spawn), verified to be an nslb agent still.
 agent_alive() {
   local init pidfile nspid p line
@@ -163,7 +166,7 @@ agent_alive() {
   for p in $(node_pids "$1"); do
     while read -r line; do
       if [[ $line == NSpid:* ]]; then
-        if [[ $line =~ [[:space:]]${nspid}$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -- "$AGENT_MAIN run" >/dev/null; then
+        if [[ $line =~ [[:space:]]${nspid}$ ]] && is_agent_cmdline "$p"; then
           grep '^State:[[:space:]]*Z' "/proc/$p/status" >/dev/null 2>&1 && return 1
           return 0
         fi
@@ -390,7 +393,7 @@ internal_spawn() {
   # would take it for a dead agent: on a loaded machine (CI) that window was long enough for `start` to report
   # "the agent exited" for an agent that was starting. Return once the exec is done (or the child is gone).
   while [[ -e /proc/$pid ]] && ! grep '^State:[[:space:]]*Z' "/proc/$pid/status" >/dev/null 2>&1 &&
-    ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -- "$AGENT_MAIN run" >/dev/null; do
+    ! is_agent_cmdline "$pid"; do
     ((++tries <= 1000)) || break
     sleep 0.01
   done

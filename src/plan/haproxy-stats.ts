@@ -66,28 +66,27 @@ function splitCsvLine(line: string): string[] {
 }
 
 /**
- * The fields of a data line at the given column indexes (distinct, ascending), without
- * splitting the whole line: a row of `show stat` has about a hundred columns and the engine reads twelve, for every
- * HAProxy every second (the stats poll). A line with a quote in it (a check description with a comma) takes the
- * full parse.
+ * The fields of a data line, by column index, for the columns wanted (ascending) only: a row of `show stat` has about
+ * a hundred columns and the engine reads twelve, for every HAProxy every second (the stats poll). A line with a
+ * quote in it (a check description with a comma) takes the full parse.
  */
 function pickFields(line: string, wanted: readonly number[]): (string | undefined)[] {
-  if (line.includes('"')) {
-    const all = splitCsvLine(line);
-    return wanted.map((i) => all[i]);
-  }
-  const out: (string | undefined)[] = new Array(wanted.length).fill(undefined);
+  if (line.includes('"')) return splitCsvLine(line);
+  const fields: (string | undefined)[] = [];
   let col = 0;
   let start = 0;
   let w = 0;
   while (w < wanted.length) {
     const end = line.indexOf(',', start);
-    if (col === wanted[w]) out[w++] = end < 0 ? line.slice(start) : line.slice(start, end);
+    if (col === wanted[w]) {
+      fields[col] = end < 0 ? line.slice(start) : line.slice(start, end);
+      w++;
+    }
     if (end < 0) break;
     start = end + 1;
     col++;
   }
-  return out;
+  return fields;
 }
 
 function numberOf(v: string | undefined): number | undefined {
@@ -123,38 +122,35 @@ export function parseShowStat(csv: string): StatRow[] {
   }
 
   // The columns read, in the order of the line (pickFields walks it once).
-  const named = { iPx, iSv, iStatus, iWeight, iCheck, iType, iScur, iSlim, iStot, iBin, iBout, iCheckDesc, iLastChk };
-  const order = Object.values(named)
+  const wanted = [iPx, iSv, iStatus, iWeight, iCheck, iType, iScur, iSlim, iStot, iBin, iBout, iCheckDesc, iLastChk]
     .filter((i) => i >= 0)
     .sort((a, b) => a - b);
-  const position = new Map(order.map((column, k) => [column, k]));
-  const at = (values: (string | undefined)[], i: number): string | undefined => values[position.get(i) ?? -1];
   const rows: StatRow[] = [];
   for (const line of lines) {
     if (line === '' || line.startsWith('#')) continue;
-    const v = pickFields(line, order);
-    const type = TYPES[at(v, iType) ?? ''];
+    const f = pickFields(line, wanted);
+    const type = TYPES[f[iType] ?? ''];
     if (type === undefined) continue;
-    const row: StatRow = { pxname: at(v, iPx) ?? '', svname: at(v, iSv) ?? '', status: at(v, iStatus) ?? '', type };
-    const weight = numberOf(at(v, iWeight));
+    const row: StatRow = { pxname: f[iPx] ?? '', svname: f[iSv] ?? '', status: f[iStatus] ?? '', type };
+    const weight = numberOf(f[iWeight]);
     if (weight !== undefined) row.weight = weight;
-    const check = at(v, iCheck);
+    const check = f[iCheck];
     // "* L7OK" is HAProxy's "a check is running now; the last one gave L7OK": the status is the last result.
     const lastCheck = check?.replace(/^\*\s*/, '');
     if (lastCheck !== undefined && lastCheck !== '') row.checkStatus = lastCheck;
-    const sessions = numberOf(at(v, iScur));
+    const sessions = numberOf(f[iScur]);
     if (sessions !== undefined) row.sessions = sessions;
-    const limit = numberOf(at(v, iSlim));
+    const limit = numberOf(f[iSlim]);
     if (limit !== undefined) row.sessionLimit = limit;
-    const total = numberOf(at(v, iStot));
+    const total = numberOf(f[iStot]);
     if (total !== undefined) row.totalSessions = total;
-    const bytesIn = numberOf(at(v, iBin));
+    const bytesIn = numberOf(f[iBin]);
     if (bytesIn !== undefined) row.bytesIn = bytesIn;
-    const bytesOut = numberOf(at(v, iBout));
+    const bytesOut = numberOf(f[iBout]);
     if (bytesOut !== undefined) row.bytesOut = bytesOut;
-    const desc = at(v, iCheckDesc);
+    const desc = f[iCheckDesc];
     if (desc !== undefined && desc !== '') row.checkDescription = desc;
-    const last = at(v, iLastChk);
+    const last = f[iLastChk];
     if (last !== undefined && last !== '') row.lastCheck = last;
     rows.push(row);
   }

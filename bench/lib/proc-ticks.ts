@@ -1,0 +1,21 @@
+// CPU time of processes from /proc (development scripts): utime + stime in clock ticks (USER_HZ, 1/100 s).
+import { readdir, readFile } from 'node:fs/promises';
+import { statFields } from '../../src/drivers/proc.js';
+
+/** utime + stime of a /proc/PID/stat (or /proc/PID/task/TID/stat) text. */
+export function statTicks(stat: string): number {
+  const f = statFields(stat);
+  return Number(f[11]) + Number(f[12]);
+}
+
+/** CPU ticks of every process now, by PID, with its command name. */
+export async function processTicks(): Promise<Map<number, { comm: string; ticks: number }>> {
+  const out = new Map<number, { comm: string; ticks: number }>();
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
+    if (stat === '') continue;
+    out.set(Number(e), { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: statTicks(stat) });
+  }
+  return out;
+}
