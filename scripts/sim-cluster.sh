@@ -56,8 +56,9 @@ Commands:
   pids NODE
         Host PIDs of every process of NODE, one per line.
 
-N is at most 32. The rig serializes its own changing commands (a lock on ${NSLB_SIM_DIR}.lock) but never
-takes the data-plane lock itself, so a test holding that lock can drive it. More: docs/sim-cluster.md.
+N is at most 32. The rig serializes its own changing commands (a lock on ${NSLB_SIM_DIR}.lock, waited for at
+most NSLB_SIM_LOCK_WAIT_S seconds, default 300, naming its holder) but never takes the data-plane lock itself,
+so a test holding that lock can drive it. More: docs/sim-cluster.md.
 
 Addresses: agent K listens on 198.18.K.2:9910, reached from this machine over a management veth
 (simm-nodeK, 198.18.K.1/24 here; "mgmt" in the node), which `cut` does not touch. Root-namespace devices the
@@ -223,8 +224,15 @@ cmd_up() {
     ensure_relay
   fi
   local node
-  for node in $(all_nodes); do start_node "$node"; done
-  for node in $(all_nodes); do wait_agent "$node"; done
+  # Progress on stderr (a run that is stopped halfway shows how far it got).
+  for node in $(all_nodes); do
+    start_node "$node"
+    say "$node: booted, its agent starting (${SECONDS} s)"
+  done
+  for node in $(all_nodes); do
+    wait_agent "$node"
+    say "$node: agent healthy (${SECONDS} s)"
+  done
   say "$n node(s) up: scripts/sim-cluster.sh status"
 }
 
@@ -340,6 +348,31 @@ cmd_status() {
   return 0
 }
 
+# The processes holding the rig's lock, from /proc/locks (flock(1) holds it for the command it runs).
+lock_holders() {
+  local inode id pid dev ino
+  inode="$(stat -c %i "$LOCK_FILE" 2>/dev/null)" || return 0
+  while read -r id _ _ _ pid dev _; do
+    ino="${dev##*:}"
+    [[ $ino == "$inode" && $pid =~ ^[0-9]+$ ]] || continue
+    ps -o pid=,etime=,args= -p "$pid" 2>/dev/null || printf '%s (gone)\n' "$pid"
+  done </proc/locks
+}
+
+# Runs this command again under the lock. Waiting is said at once, with who holds it, and bounded: a command that
+# waits silently is what a test's timeout kills without a word.
+take_lock() {
+  local wait_s="${NSLB_SIM_LOCK_WAIT_S:-300}" rc=0
+  [[ $wait_s =~ ^[0-9]+$ ]] || die "NSLB_SIM_LOCK_WAIT_S must be a number of seconds (got '$wait_s')"
+  if ! flock -n "$LOCK_FILE" true; then
+    say "waiting up to ${wait_s} s for $LOCK_FILE (another sim-cluster.sh command runs), held by:"
+    lock_holders | sed 's/^/  /' >&2
+  fi
+  NSLB_SIM_LOCKED=1 flock -o -w "$wait_s" -E 75 "$LOCK_FILE" "$SELF" "$@" || rc=$?
+  ((rc != 75)) || die "$LOCK_FILE still held after ${wait_s} s by: $(lock_holders | tr '\n' ';')"
+  exit "$rc"
+}
+
 main() {
   close_inherited_fds
   local cmd="${1:-}"
@@ -358,7 +391,7 @@ main() {
       # One mutating command at a time; flock -o keeps the lock out of the daemons it starts.
       if [[ -z ${NSLB_SIM_LOCKED:-} ]]; then
         mkdir -p "$(dirname "$LOCK_FILE")"
-        NSLB_SIM_LOCKED=1 exec flock -o "$LOCK_FILE" "$SELF" "$@"
+        take_lock "$@"
       fi ;;
   esac
   unset NSLB_SIM_LOCKED
