@@ -8,14 +8,20 @@ export function statTicks(stat: string): number {
   return Number(f[11]) + Number(f[12]);
 }
 
-/** CPU ticks of every process now, by PID, with its command name. */
-export async function processTicks(): Promise<Map<number, { comm: string; ticks: number }>> {
-  const out = new Map<number, { comm: string; ticks: number }>();
+/** cutime + cstime: the CPU of the children it has reaped (a daemon's forked checks, for one). */
+export function childTicks(stat: string): number {
+  const f = statFields(stat);
+  return Number(f[13]) + Number(f[14]);
+}
+
+/** CPU ticks of every process now, by PID, with its command name and its reaped children's ticks. */
+export async function processTicks(): Promise<Map<number, { comm: string; ticks: number; children: number }>> {
+  const out = new Map<number, { comm: string; ticks: number; children: number }>();
   for (const e of await readdir('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
     if (stat === '') continue;
-    out.set(Number(e), { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: statTicks(stat) });
+    out.set(Number(e), { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: statTicks(stat), children: childTicks(stat) });
   }
   return out;
 }

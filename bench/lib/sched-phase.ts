@@ -21,6 +21,7 @@ import { percentile, startProbe, type Probe } from '../../test/e2e/ha-pair.js';
 import { REPO_ROOT, startHttpServer, type Host, type TestRun } from '../../test/e2e/harness.js';
 import { assertNoRig, deleteProviderHost, nodeStateDir, providerHost, SIM_DIR, sim, simStatus, stopAgents, raiseControlPlane } from '../../test/e2e/sim-rig.js';
 import { log, sleep, startWrk, type Cleanup } from './node-env.js';
+import { processTicks } from './proc-ticks.js';
 import { socketErrorTotal, type WrkSummary } from './report.js';
 
 export interface SchedResult {
@@ -132,6 +133,52 @@ async function untilOrRecord<T>(what: string, fn: () => T | Promise<T>, timeoutM
     if (!(err instanceof Error) || !err.message.includes(' not within ')) throw err;
     timedOut(err);
   }
+}
+
+/** The machine's idle share from /proc/stat's first line: [idle + iowait, total] in ticks. */
+async function cpuTotals(): Promise<[number, number]> {
+  const f = ((await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  return [(f[3] ?? 0) + (f[4] ?? 0), f.reduce((a, b) => a + b, 0)];
+}
+
+/** What kind of process a PID is, for settle(): the daemon's name, or for Node which script it runs. */
+async function kindOf(pid: number, comm: string): Promise<string> {
+  if (pid === process.pid) return 'bench (API server, probes)';
+  if (comm !== 'node' && comm !== 'MainThread') return comm;
+  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  if (argv.some((a) => a.endsWith('cli/main.js'))) return 'nslb agent';
+  const script = argv.slice(1).find((a) => !a.startsWith('-')) ?? '';
+  return `node ${script.split('/').at(-1) ?? ''}`.trim();
+}
+
+/** NSLB_BENCH_W_SETTLE_S: wait, then log the CPU (cores) by kind of process and the machine's busy share. */
+async function settle(seconds: number): Promise<void> {
+  const before = await processTicks();
+  const [idle0, total0] = await cpuTotals();
+  const load0 = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0];
+  await sleep(seconds * 1_000);
+  const after = await processTicks();
+  const [idle1, total1] = await cpuTotals();
+  const load1 = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0];
+  // A process's own CPU, and apart the CPU of what it forked and reaped meanwhile (keepalived's check scripts).
+  const byKind = new Map<string, { ticks: number; n: number }>();
+  const add = (kind: string, ticks: number, n: number) => {
+    const e = byKind.get(kind) ?? { ticks: 0, n: 0 };
+    byKind.set(kind, { ticks: e.ticks + ticks, n: e.n + n });
+  };
+  for (const [pid, a] of after) {
+    const b = before.get(pid);
+    const same = b?.comm === a.comm;
+    const kind = await kindOf(pid, a.comm);
+    add(kind, a.ticks - (same ? b.ticks : 0), 1);
+    // A node's init reaps whatever died in it (the nodes' orphans): counted under its own kind too.
+    if (same && a.children > b.children) add(`${kind}: reaped children`, a.children - b.children, 0);
+  }
+  const cores = (t: number) => (t / 100 / seconds).toFixed(3);
+  const rows = [...byKind].sort((x, y) => y[1].ticks - x[1].ticks).slice(0, 12);
+  const busy = total1 - total0 === 0 ? 0 : 1 - (idle1 - idle0) / (total1 - total0);
+  log(`(w): settled ${seconds} s before the drain: load ${load0} → ${load1}, the machine ${(busy * 100).toFixed(0)} % busy; CPU in cores by kind:`);
+  for (const [kind, e] of rows) log(`(w):   ${cores(e.ticks).padStart(6)}  ${kind} (${e.n})`);
 }
 
 /**
@@ -326,6 +373,10 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   const [drained, mastered] = [...masters].sort((a, b) => b[1].length - a[1].length)[0]!;
   result.drainMasterOf = mastered.length;
   const on = ids.filter((i) => placement(i).includes(drained));
+  // NSLB_BENCH_W_SETTLE_S=S (development): wait S seconds before the drain and say where the CPU went meanwhile,
+  // by kind of process: the steady state of N pairs on this machine, against which the drain runs.
+  const settleS = Number(process.env.NSLB_BENCH_W_SETTLE_S ?? 0);
+  if (settleS > 0) await settle(settleS);
   // wrk (1 thread, 4 connections, Connection: close: a new connection per request, as a planned switchover
   // promises to keep) on the first VIP it is MASTER of, and the 20 ms probes on the next four.
   const wrk = startWrk(client, `http://${vip(mastered[0]!)}/`, 3_600, 4, { timeoutS: 3, close: true });
