@@ -6,6 +6,7 @@
 // traffic tests keep exactly one node's wire up at a time.
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -141,6 +142,27 @@ describe('scripts/sim-cluster.sh: simulated nodes on one machine (issue 16)', ()
   it('exec passes the exit status of the command run in the node', async () => {
     expect((await runCommand([SIM, 'exec', 'node2', '--', 'sh', '-c', 'exit 7'], { allowFailure: true })).exitCode).toBe(7);
     expect((await runCommand([SIM, 'exec', 'node9', '--', 'true'], { allowFailure: true })).stderr).toMatch(/unknown node 'node9'/);
+  });
+
+  it("a command that finds the rig's lock taken says who holds it, and gives up after NSLB_SIM_LOCK_WAIT_S", async () => {
+    const lock = `${SIM_DIR}.lock`;
+    const holder = spawn('flock', [lock, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await waitFor(async () => (await runCommand(['flock', '-n', lock, 'true'], { allowFailure: true })).exitCode !== 0, {
+        timeoutMs: 5_000,
+        message: 'the lock held',
+      });
+      const started = Date.now();
+      const r = await runCommand(['env', 'NSLB_SIM_LOCK_WAIT_S=1', SIM, 'cut', 'node2'], { allowFailure: true, timeoutMs: 20_000 });
+      expect(r.exitCode).toBe(1);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(r.stderr).toMatch(/waiting up to 1 s for .*nslb-sim\.lock/);
+      expect(r.stderr).toMatch(new RegExp(`still held after 1 s by: +${holder.pid} .*flock .*sleep 30`));
+      // Nothing was done: node2 is still on the segment.
+      expect(existsSync(join(SIM_DIR, 'node2', 'cut'))).toBe(false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 
   it('each node is separate: network, /run/netns, OVS, processes, hostname', async () => {

@@ -12,9 +12,11 @@ export const SIM = join(REPO_ROOT, 'scripts', 'sim-cluster.sh');
 export const SIM_DIR = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
 export const PROVIDER = 'sim-provider';
 
-/** Runs a rig command; throws (with its stderr) when it fails. */
-// `up` boots every node and waits for each agent (the rig's own bounds: 60 s per agent), so it gets longer than a
-// single-node command; it says each node's progress on stderr, which a timeout's error carries.
+/**
+ * Runs a rig command; throws (with its stderr) when it fails. `up` boots every node and waits for each agent (the
+ * rig's own bounds: 60 s per agent), so it gets longer than a single-node command; it says each node's progress on
+ * stderr, which a timeout's error carries.
+ */
 export const sim = (...args: string[]) => runCommand([SIM, ...args], { timeoutMs: args[0] === 'up' ? 170_000 : 120_000 });
 
 /** A command inside a node; its stdout, trimmed. */
