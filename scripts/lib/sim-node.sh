@@ -386,14 +386,21 @@ internal_spawn() {
   local log="$1" pidfile="$2" cwd="$3" argvfile="$4" argv=()
   mapfile -d '' argv <"$argvfile"
   cd "$cwd" 2>/dev/null || cd /
-  local pid tries=0
+  local pid tries=0 cmdline=()
   setsid "${argv[@]}" </dev/null >>"$log" 2>&1 &
   pid=$!
   # Until the forked child has exec'd, its cmdline is this script's, and agent_alive (which checks the cmdline)
   # would take it for a dead agent: on a loaded machine (CI) that window was long enough for `start` to report
-  # "the agent exited" for an agent that was starting. Return once the exec is done (or the child is gone).
-  while [[ -e /proc/$pid ]] && ! grep '^State:[[:space:]]*Z' "/proc/$pid/status" >/dev/null 2>&1 &&
-    ! is_agent_cmdline "$pid"; do
+  # "the agent exited" for an agent that was starting. Return once the exec is done, whatever the daemon (the
+  # agent or the kubelet helper), or the child is gone (a zombie's cmdline is empty). Builtins only but the
+  # sleep: each try used to start three processes, and waiting for an agent's command line in the kubelet
+  # helper's spawn ran all 1,000 tries every time (10 s on a quiet machine, 40 s and more under load, and
+  # thousands of PIDs in the node).
+  while [[ -e /proc/$pid ]]; do
+    cmdline=()
+    mapfile -d '' -t cmdline <"/proc/$pid/cmdline" 2>/dev/null || break
+    ((${#cmdline[@]} > 0)) || break
+    [[ " ${cmdline[*]} " == *" __spawn "* ]] || break
     ((++tries <= 1000)) || break
     sleep 0.01
   done

@@ -4,10 +4,11 @@
 // each node renews its kubelet-like Lease kube-node-lease/nodeK and stops when the node is killed, and a load
 // balancer applied through the API is placed on one node and serves from inside it.
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleObjects, httpGet, runCommand, uniqueRun, waitFor, type Host } from './harness.js';
 import { KubeSimRig } from './sim-kube-rig.js';
-import { cmdline, inNode, nodePids, sim, simStatus } from './sim-rig.js';
+import { cmdline, inNode, nodePids, SIM_DIR, sim, simStatus } from './sim-rig.js';
 import type { Obj } from '../support/fake-apiserver.js';
 
 const run = uniqueRun(18);
@@ -55,6 +56,13 @@ describe('scripts/sim-cluster.sh up --kubeconfig: agents in Kubernetes mode on s
     const agentPid = (await Promise.all((await nodePids('node1')).map(async (pid) => ((await cmdline(pid)).includes('main.js run') ? pid : 0)))).find(Boolean);
     const environ = (await readFile(`/proc/${agentPid}/environ`, 'utf8')).split('\0');
     expect(environ).toContain('NODE_NAME=node1');
+    // The rig's __spawn returns once its child has exec'd, starting no process while it waits: the kubelet helper's
+    // spawn, just before the agent's, once waited for an agent's command line and so ran all its 1,000 tries, three
+    // processes each (10 s and more per node), and the agent came up with a PID in the thousands inside its node.
+    for (const node of ['node1', 'node2']) {
+      const pidInNode = Number((await readFile(join(SIM_DIR, node, 'agent.pid'), 'utf8')).trim());
+      expect(pidInNode, `${node}'s agent PID inside its node`).toBeLessThan(1000);
+    }
   });
 
   it('each node holds its Lease in kube-node-lease and renews it while it lives', async () => {
