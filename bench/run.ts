@@ -23,7 +23,7 @@ import { nodeNames } from '../src/desired/names.js';
 import { trace } from '../src/log/trace.js';
 import { phaseHa, type HaResult } from './lib/ha-phase.js';
 import { phaseSched, type SchedResult } from './lib/sched-phase.js';
-import { deleteBridge, deleteHost, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
+import { deleteBridge, deleteHost, HarnessCommandError, NSLB_CLI, REPO_ROOT, runCommand } from '../test/e2e/harness.js';
 import { BenchAgent, loadBalancerStatuses, untilInForce, workerPid } from './lib/agent.js';
 import { kubeRows, phaseK, type KubeResult } from './lib/kube-phase.js';
 import { baselineLb, createBaselineLb, deleteBaselineLbs, type BaselineLb } from './lib/baseline.js';
@@ -203,6 +203,8 @@ interface Results {
   d?: { resyncs: { spawned?: number; ms?: number; changed?: number }[] };
   /** Things outside the benchmark that happened during a phase (another session restarting Open vSwitch). */
   disturbances: string[];
+  /** Phases that failed before their end (watched): each a FAIL row. */
+  failed: { what: string; message: string }[];
   f?: { rssMiB: number; peakMiB: number; n: number };
   s?: ServicesResult;
   k?: KubeResult;
@@ -735,10 +737,27 @@ async function vswitchdPid(): Promise<string> {
  * recreates internal ports in the root namespace: the baseline does not notice, nslb repairs it; either way
  * that phase's figures are not comparable, and the table says so.
  */
-async function watched<T>(what: string, results: Results, phase: () => Promise<T>): Promise<T> {
+/**
+ * Runs one phase. A phase that fails (a rig command, a wait that runs out) becomes a FAIL row of the table and the run
+ * goes on with the next phase once what this one set up is undone (the cleanup steps it added): one phase that cannot
+ * finish on this machine no longer takes every later phase's figures with it. An interruption still ends the run.
+ */
+async function watched<T>(what: string, results: Results, cleanup: Cleanup, phase: () => Promise<T>): Promise<T | undefined> {
   const before = await vswitchdPid();
+  const mark = cleanup.mark();
   try {
     return await phase();
+  } catch (err) {
+    if (interruption.signal.aborted) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    log(`${what} failed: ${err instanceof Error ? (err.stack ?? message) : message}`);
+    // The message keeps the last 800 characters of a command's stderr; the rig's say more (the agent's log, the
+    // node's processes) before its last line.
+    if (err instanceof HarnessCommandError && err.stderr.length > 800) log(`the command's whole stderr:\n${err.stderr}`);
+    results.failed.push({ what, message: message.split('\n')[0] ?? '' });
+    log(`undoing what ${what} set up; the run goes on with the next phase`);
+    await cleanup.runSince(mark);
+    return undefined;
   } finally {
     const after = await vswitchdPid();
     if (after !== before) results.disturbances.push(`Open vSwitch was restarted (ovs-vswitchd pid ${before} → ${after}) during ${what}`);
@@ -1111,6 +1130,9 @@ function buildRows(s: Settings, r: Results): Row[] {
       verdict: verdict(v === undefined ? undefined : v <= 1000),
     });
   }
+  // A phase that stopped before its end: its figures are missing above (or partial), and that is a failure.
+  for (const f of r.failed)
+    rows.push({ figure: `${f.what}: the phase did not finish`, value: f.message.slice(0, 400), target: 'runs to its end', verdict: 'FAIL' });
   return rows;
 }
 
@@ -1152,50 +1174,57 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const results: Results = { bulk: new Map(), disturbances: [] };
+  const results: Results = { bulk: new Map(), disturbances: [], failed: [] };
   let aborted: string | undefined;
   try {
     log(`setting up bridge ${BRIDGE}, member hosts and a client`);
     const node = await createBenchNode(BRIDGE, cleanup);
     if (s.phases.has('a') || s.phases.has('b') || s.phases.has('e')) {
-      await watched('(a), (b) and (e)', results, () => mainPhases(s, node, cleanup, results));
+      await watched('(a), (b) and (e)', results, cleanup, () => mainPhases(s, node, cleanup, results));
     }
     if (s.phases.has('k')) {
-      await watched(`Kubernetes mode N=${s.kubeN}`, results, async () => {
+      await watched(`Kubernetes mode N=${s.kubeN}`, results, cleanup, async () => {
         results.k = await phaseK({ n: s.kubeN, node, bridge: BRIDGE, root: ROOT, resyncS: s.bulkResyncS, cleanup, nslbCleanup });
       });
     }
     if (s.phases.has('s')) {
-      results.s = await watched('(s)', results, () => phaseServices(s.sRuns, node, ROOT, cleanup));
+      const sr = await watched('(s)', results, cleanup, () => phaseServices(s.sRuns, node, ROOT, cleanup));
+      if (sr !== undefined) results.s = sr;
       await nslbCleanup(join(ROOT, 'state-services'));
     }
     if (s.phases.has('v')) {
-      results.v = await watched('(v)', results, () => phaseHa({ kills: s.haKills, bulkN: s.haBulk, cleanup }));
+      const vr = await watched('(v)', results, cleanup, () => phaseHa({ kills: s.haKills, bulkN: s.haBulk, cleanup }));
+      if (vr !== undefined) results.v = vr;
     }
     if (s.phases.has('w')) {
-      results.w = await watched('(w)', results, () => phaseSched({ kills: s.schedKills, drainN: s.schedDrainN, cleanup }));
+      const wr = await watched('(w)', results, cleanup, () => phaseSched({ kills: s.schedKills, drainN: s.schedDrainN, cleanup }));
+      if (wr !== undefined) results.w = wr;
     }
     if (s.phases.has('c')) {
       for (const n of s.bulk) {
-        await watched(`nslb N=${n}${n === s.bulk.at(-1) ? ', (d) and (f)' : ''}`, results, () => bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1)));
-        await watched(`baseline N=${n}`, results, () => bulkBaseline(node, n, cleanup, results));
+        await watched(`nslb N=${n}${n === s.bulk.at(-1) ? ', (d) and (f)' : ''}`, results, cleanup, () =>
+          bulkNslb(s, node, n, cleanup, results, n === s.bulk.at(-1)),
+        );
+        await watched(`baseline N=${n}`, results, cleanup, () => bulkBaseline(node, n, cleanup, results));
       }
     }
     if (s.phases.has('g')) {
       // NSLB_BENCH_G_N: another size for the bare loop alone (how far this machine's switch goes without nslb);
       // not for the table's figures, whose (c)+(g) ratio compares the same N.
       const n = Number(process.env.NSLB_BENCH_G_N ?? s.bulk.at(-1)!);
-      await watched(`(g) bare loop N=${n}`, results, () => bulkBare(node, n, cleanup, results));
+      await watched(`(g) bare loop N=${n}`, results, cleanup, () => bulkBare(node, n, cleanup, results));
     }
     if (s.phases.has('h')) {
-      results.h = await watched(`(h) N=${s.teardownN}`, results, () =>
+      const hr = await watched(`(h) N=${s.teardownN}`, results, cleanup, () =>
         phaseH({ n: s.teardownN, root: ROOT, bridge: BRIDGE, resyncS: s.bulkResyncS, cleanup, nslbCleanup }),
       );
+      if (hr !== undefined) results.h = hr;
     }
     if (s.phases.has('i')) {
-      results.i = await watched(`(i) N=${s.densityN}`, results, () =>
+      const ir = await watched(`(i) N=${s.densityN}`, results, cleanup, () =>
         phaseI({ n: s.densityN, root: ROOT, bridge: BRIDGE, node, changes: s.quick ? 3 : 10, resyncS: s.quick ? 5 : 20, cleanup, nslbCleanup }),
       );
+      if (ir !== undefined) results.i = ir;
     }
   } catch (err) {
     if (interruption.signal.aborted) {
@@ -1229,7 +1258,7 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${text}`);
   await writeFile(join(BENCH_DIR, 'last-run.md'), `# Last benchmark run\n\n${text}`);
   log(`table written to ${join('bench', 'last-run.md')}`);
-  return interruption.signal.aborted ? 130 : aborted === undefined ? 0 : 1;
+  return interruption.signal.aborted ? 130 : aborted === undefined && results.failed.length === 0 ? 0 : 1;
 }
 
 main().then(

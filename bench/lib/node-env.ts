@@ -44,6 +44,23 @@ export class Cleanup {
     this.#steps.push({ what, fn });
   }
 
+  /** How many steps there are now: what runSince undoes back to. */
+  mark(): number {
+    return this.#steps.length;
+  }
+
+  /** Runs the steps added since `mark`, newest first (what one phase set up, when it failed), as run() does. */
+  async runSince(mark: number): Promise<void> {
+    while (this.#steps.length > mark) {
+      const step = this.#steps.pop()!;
+      try {
+        await step.fn();
+      } catch (err) {
+        log(`cleanup: ${step.what} failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
   /** Runs every step, newest first, each at most once; a failing step is reported and the rest still run. */
   run(): Promise<void> {
     this.#running ??= (async () => {

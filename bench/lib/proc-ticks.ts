@@ -8,12 +8,6 @@ export function statTicks(stat: string): number {
   return Number(f[11]) + Number(f[12]);
 }
 
-/** cutime + cstime: the CPU of the children it has reaped (a daemon's forked checks, for one). */
-export function childTicks(stat: string): number {
-  const f = statFields(stat);
-  return Number(f[13]) + Number(f[14]);
-}
-
 /** CPU ticks of every process now, by PID, with its command name and its reaped children's ticks. */
 export async function processTicks(): Promise<Map<number, { comm: string; ticks: number; children: number }>> {
   const out = new Map<number, { comm: string; ticks: number; children: number }>();
@@ -21,7 +15,11 @@ export async function processTicks(): Promise<Map<number, { comm: string; ticks:
     if (!/^\d+$/.test(e)) continue;
     const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
     if (stat === '') continue;
-    out.set(Number(e), { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: statTicks(stat), children: childTicks(stat) });
+    // One split per process: utime + stime, and cutime + cstime (the CPU of the children it has reaped: a daemon's
+    // forked checks, for one).
+    const f = statFields(stat);
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    out.set(Number(e), { comm, ticks: Number(f[11]) + Number(f[12]), children: Number(f[13]) + Number(f[14]) });
   }
   return out;
 }

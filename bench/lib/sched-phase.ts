@@ -186,12 +186,12 @@ async function settle(seconds: number): Promise<void> {
  * goes down, with drain.json (each pair's MASTER moved / placed off / redundant, the load average each second, and
  * every API request from 2 s before the label on: method, path, status, arrival and answer time); NSLB_BENCH_W_AGENT_FLAGS='--flag value …' goes to every agent.
  */
-async function keepLogs(timeline: unknown): Promise<void> {
+async function keepLogs(timeline: unknown, file = 'drain.json'): Promise<void> {
   const to = process.env.NSLB_BENCH_W_LOGS;
   if (to === undefined || to === '') return;
   const from = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
   await mkdir(to, { recursive: true });
-  await writeFile(join(to, 'drain.json'), JSON.stringify(timeline));
+  await writeFile(join(to, file), JSON.stringify(timeline));
   for (const d of await readdir(from).catch(() => [] as string[]))
     if (/^node\d+$/.test(d)) {
       await cp(join(from, d, 'agent.log'), join(to, `${d}.log`)).catch(() => undefined);
@@ -213,6 +213,11 @@ export async function phaseSched(opts: { kills: number; drainN: number; cleanup:
   }
   try {
     return await phaseSchedAt(opts);
+  } catch (err) {
+    // The phase stopped before its end (a rig command failed, a wait ran out): the nodes' logs are what tells why,
+    // and the cleanup takes the rig down right after this.
+    await keepLogs({ error: err instanceof Error ? err.message : String(err) }, 'error.json').catch(() => undefined);
+    throw err;
   } finally {
     restore();
   }
@@ -362,11 +367,18 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   const createdAt = Date.now();
   for (let i = 1; i <= opts.drainN; i++) for (const o of pair(i)) api.create(o);
   const ids = Array.from({ length: opts.drainN }, (_, i) => i + 1);
-  await until(
-    `${opts.drainN} pairs redundant`,
-    onePoll(() => ids.every(redundant)),
-    600_000,
-  );
+  try {
+    await until(
+      `${opts.drainN} pairs redundant`,
+      onePoll(() => ids.every(redundant)),
+      600_000,
+    );
+  } catch (err) {
+    // Say which pairs are not redundant and what their status says (phaseSched keeps the agents' logs).
+    const stuck = onePoll(() => ids.filter((i) => !redundant(i)).map((i) => ({ i, placement: placement(i), nodes: reported(i) })))();
+    log(`(w): ${stuck.length} of ${opts.drainN} pairs not redundant; the first ten: ${JSON.stringify(stuck.slice(0, 10))}`);
+    throw err;
+  }
   log(`(w): ${opts.drainN} pairs created → all redundant (MASTER and BACKUP ready) in ${Date.now() - createdAt} ms`);
   const masters = new Map<string, number[]>();
   for (const i of ids) masters.set(masterOf(i)!, [...(masters.get(masterOf(i)!) ?? []), i]);
