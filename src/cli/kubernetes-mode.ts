@@ -11,7 +11,7 @@ import { referencedSecrets } from '../desired/secrets.js';
 import type { Logger } from '../log/logger.js';
 import type { ProviderAgent, ProviderAgentOptions } from '../provider/agent.js';
 import { agentNamespace, LeaderElector } from '../kube/leader.js';
-import { NodeLease } from '../kube/node-lease.js';
+import { nodeLeaseRenewer } from '../kube/node-lease-thread.js';
 import { SCHEDULER_LEASE } from '../api/v1alpha1/crds.js';
 import type { NodeLeaseWatch, Scheduler } from '../schedule/scheduler.js';
 import { SecretWatcher } from '../sources/kubernetes-secrets.js';
@@ -150,7 +150,8 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   let provider: ProviderAgent | undefined;
   let secureMetrics: Server | undefined;
   const leaseNamespace = agentNamespace(opts.kubeConfig);
-  const nodeLease = new NodeLease({
+  // Renewed from a thread of its own where built (node-lease-thread.ts): a busy main thread is not a dead node.
+  const nodeLease = nodeLeaseRenewer({
     kubeConfig: opts.kubeConfig,
     namespace: leaseNamespace,
     node: nodeName,

@@ -27,6 +27,10 @@ export interface NodeLeaseOptions {
   /** The duration the last renewal asks for on a clean stop. */
   restartGraceSeconds: number;
   logger: Logger;
+  /** Asked before each periodic renewal: false skips it (node-lease-thread.ts: the agent's main thread stalled). */
+  mayRenew?: () => boolean;
+  /** Called after each renewal that landed. */
+  onRenewed?: () => void;
 }
 
 /** Renewals waiting for their answers at once, at most (a Lease duration holds four renewal periods). */
@@ -86,7 +90,7 @@ export class NodeLease {
     const due = Date.now() + this.renewMs;
     this.#timer = setTimeout(() => {
       if (this.#stopped) return;
-      if (this.#inFlight.size < MAX_IN_FLIGHT) {
+      if (this.#inFlight.size < MAX_IN_FLIGHT && (this.#opts.mayRenew?.() ?? true)) {
         const renewal: Promise<void> = this.#renewNow(this.#opts.leaseSeconds, Date.now() - due).finally(() => this.#inFlight.delete(renewal));
         this.#inFlight.add(renewal);
       }
@@ -120,6 +124,11 @@ export class NodeLease {
     }
   }
 
+  #renewed(): void {
+    this.renewals++;
+    this.#opts.onRenewed?.();
+  }
+
   async #renew(seconds: number): Promise<void> {
     const { namespace, node } = this.#opts;
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -139,7 +148,7 @@ export class NodeLease {
                 spec: { holderIdentity: node, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
               },
             });
-            this.renewals++;
+            this.#renewed();
             return;
           } catch (e) {
             if (statusCode(e) !== 409) throw e;
@@ -159,7 +168,7 @@ export class NodeLease {
             },
             setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
           );
-          this.renewals++;
+          this.#renewed();
           return;
         } catch (err) {
           // No answer: the patch may have landed or not; the next renewal patches again either way.
@@ -183,7 +192,7 @@ export class NodeLease {
             },
           },
         });
-        this.renewals++;
+        this.#renewed();
         return;
       } catch (err) {
         const code = statusCode(err);
