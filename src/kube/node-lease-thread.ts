@@ -5,11 +5,15 @@
 // apart, 8 false deaths in 5 minutes, the circuit breaker open once). A renewal costs a thread a few milliseconds of
 // CPU, and a thread gets them while the main thread's queue is long.
 //
-// The thread renews only while the main thread answers: its heartbeat every second. A main thread silent for
-// STALL_MS (a wedged agent, not a busy one) lets the Lease run out as a dead agent's does. A thread that dies is
-// replaced by renewals on the main thread, with an error in the log. Where the worker's script is not there (the
-// sources run by vitest or tsx), the renewals run on the main thread (node-lease.ts), as before.
+// The main thread takes (or makes) the Lease, as node-lease.ts does, and the thread renews it with merge patches
+// (node-lease-worker.ts: Node's HTTP client and the kubeconfig's credentials, not client-node). The thread renews
+// only while the main thread answers: its heartbeat every second. A main thread silent for STALL_MS (a wedged
+// agent, not a busy one) lets the Lease run out as a dead agent's does. A Lease deleted meanwhile is made again from
+// the main thread; the clean stop's restart grace is asked from there too. A thread that dies is replaced by
+// renewals on the main thread, with an error in the log. Where the worker's script is not there (the sources run by
+// vitest or tsx), the renewals run on the main thread (node-lease.ts), as before.
 import { existsSync } from 'node:fs';
+import type { RequestOptions } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { NodeLease, type NodeLeaseOptions } from './node-lease.js';
@@ -26,23 +30,36 @@ export interface NodeLeaseRenewer {
 /** A main thread silent this long (no heartbeat) is wedged: the thread stops renewing. */
 export const STALL_MS = 30_000;
 const HEARTBEAT_MS = 1_000;
+/** How often the kubeconfig's credentials are handed to the thread again (a token file that rotates). */
+const AUTH_REFRESH_MS = 60_000;
 
-/** What the worker is started with (structured-cloned: no KubeConfig object, its YAML). */
-export interface NodeLeaseWorkerInit {
-  kubeConfig: string;
-  namespace: string;
-  node: string;
-  leaseSeconds: number;
-  renewSeconds?: number;
-  restartGraceSeconds: number;
-  /** The agent's log level and its logger's bindings, so that the thread's lines read as the agent's. */
-  level: string;
-  bindings: Record<string, unknown>;
-  stallMs: number;
+/** What the thread sends with: the kubeconfig's headers (Authorization) and TLS settings. */
+export interface NodeLeaseAuth {
+  headers: Record<string, string>;
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  rejectUnauthorized?: boolean;
+  servername?: string;
 }
 
-export type ToNodeLeaseWorker = { type: 'alive' } | { type: 'stop' };
-export type FromNodeLeaseWorker = { type: 'started'; error?: string } | { type: 'renewed' } | { type: 'stopped' };
+/** What the worker is started with (structured-cloned). */
+export interface NodeLeaseWorkerInit {
+  /** The Lease's URL on the API server. */
+  url: string;
+  name: string;
+  node: string;
+  leaseSeconds: number;
+  renewMs: number;
+  stallMs: number;
+  auth: NodeLeaseAuth;
+  /** The agent's log level (pino's number) and its logger's bindings, so that the thread's lines read as the agent's. */
+  levelValue: number;
+  bindings: Record<string, unknown>;
+}
+
+export type ToNodeLeaseWorker = { type: 'alive' } | { type: 'auth'; auth: NodeLeaseAuth } | { type: 'stop' };
+export type FromNodeLeaseWorker = { type: 'renewed' } | { type: 'lost' } | { type: 'stopped' };
 
 const WORKER_SCRIPT = new URL('./node-lease-worker.js', import.meta.url);
 
@@ -54,85 +71,112 @@ export function nodeLeaseRenewer(opts: NodeLeaseOptions, script: URL = WORKER_SC
 export class NodeLeaseThread implements NodeLeaseRenewer {
   readonly #opts: NodeLeaseOptions;
   readonly #script: URL;
+  readonly #stallMs: number;
+  /** Takes (or makes) the Lease, makes it again when it is gone, asks for the grace on stop. */
+  readonly #main: NodeLease;
   #worker: Worker | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #authTimer: NodeJS.Timeout | undefined;
   /** Renewals on the main thread, once the thread died. */
   #fallback: NodeLease | undefined;
   #stopping = false;
-  /** Started (its first renewal done), and gone. */
-  #up = false;
   #exited = false;
   #renewals = 0;
-
-  readonly #stallMs: number;
 
   /** `stallMs`: STALL_MS but in tests. */
   constructor(opts: NodeLeaseOptions, script: URL, stallMs = STALL_MS) {
     this.#opts = opts;
     this.#script = script;
     this.#stallMs = stallMs;
+    this.#main = new NodeLease({ ...opts, periodic: false });
   }
 
   get renewals(): number {
-    return this.#renewals + (this.#fallback?.renewals ?? 0);
+    return this.#main.renewals + this.#renewals + (this.#fallback?.renewals ?? 0);
   }
 
   async start(): Promise<void> {
-    const { kubeConfig, logger, mayRenew: _m, onRenewed: _o, ...rest } = this.#opts;
+    // The first renewal from here: the node is a member before the agent serves anything.
+    await this.#main.start();
+    const { kubeConfig, logger, namespace } = this.#opts;
+    const server = kubeConfig.getCurrentCluster()?.server.replace(/\/+$/, '');
+    let auth: NodeLeaseAuth;
+    try {
+      if (server === undefined) throw new Error('the kubeconfig names no cluster');
+      auth = await this.#auth();
+    } catch (err) {
+      this.#runOnMain(err, 'the node Lease thread cannot start');
+      return;
+    }
     const init: NodeLeaseWorkerInit = {
-      ...rest,
-      kubeConfig: kubeConfig.exportConfig(),
-      level: logger.level,
-      // The thread's own logger has the process's pid and hostname already.
-      bindings: Object.fromEntries(Object.entries(logger.bindings()).filter(([k]) => k !== 'pid' && k !== 'hostname')),
+      url: `${server}/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases/${encodeURIComponent(this.#main.name)}`,
+      name: this.#main.name,
+      node: this.#opts.node,
+      leaseSeconds: this.#opts.leaseSeconds,
+      renewMs: this.#main.renewMs,
       stallMs: this.#stallMs,
+      auth,
+      levelValue: logger.levelVal,
+      // The thread's lines carry the process's pid and hostname itself.
+      bindings: Object.fromEntries(Object.entries(logger.bindings()).filter(([k]) => k !== 'pid' && k !== 'hostname')),
     };
     // Not the agent's own Node flags (an --inspect port): a thread that only renews.
     const worker = new Worker(fileURLToPath(this.#script), { workerData: init, execArgv: [] });
     this.#worker = worker;
-    let started: { resolve: () => void; reject: (err: Error) => void } | undefined;
-    const first = new Promise<void>((resolve, reject) => {
-      started = { resolve, reject };
-    });
     worker.on('message', (m: FromNodeLeaseWorker) => {
       if (m.type === 'renewed') this.#renewals++;
-      else if (m.type === 'started') {
-        if (m.error === undefined) started?.resolve();
-        else started?.reject(new Error(m.error));
-      }
+      else if (m.type === 'lost' && !this.#stopping) void this.#main.renewOnce();
     });
-    worker.on('error', (err) => {
-      started?.reject(err);
-      this.#opts.logger.error({ err }, 'the node Lease thread failed');
-    });
+    worker.on('error', (err) => logger.error({ err }, 'the node Lease thread failed'));
     worker.on('exit', (code) => {
       this.#exited = true;
-      clearInterval(this.#heartbeat);
-      started?.reject(new Error(`the node Lease thread exited (${code}) before its first renewal`));
-      if (this.#stopping || !this.#up) return;
-      this.#opts.logger.error({ code }, 'the node Lease thread exited; renewing the node Lease on the main thread');
-      this.#fallback = new NodeLease(this.#opts);
-      void this.#fallback.start();
+      this.#quiet();
+      if (!this.#stopping) this.#runOnMain(new Error(`exit code ${code}`), 'the node Lease thread exited');
     });
-    try {
-      await first;
-    } catch (err) {
-      this.#opts.logger.error({ err }, 'the node Lease thread did not start; renewing the node Lease on the main thread');
-      void worker.terminate();
-      this.#fallback = new NodeLease(this.#opts);
-      await this.#fallback.start();
-      return;
-    }
-    this.#up = true;
     this.#beat();
+    this.#authTimer = setInterval(() => {
+      this.#auth().then(
+        (a) => worker.postMessage({ type: 'auth', auth: a } satisfies ToNodeLeaseWorker),
+        (err: unknown) => logger.warn({ err }, 'cannot read the kubeconfig credentials for the node Lease thread; it keeps the last ones'),
+      );
+    }, AUTH_REFRESH_MS);
+    this.#authTimer.unref();
     // As the main thread's timer was: the agent's life is its own, not this thread's.
     worker.unref();
+  }
+
+  /** The kubeconfig's credentials as Node's HTTP client takes them (client-node resolves tokens, files and plugins). */
+  async #auth(): Promise<NodeLeaseAuth> {
+    const o: RequestOptions = {};
+    await this.#opts.kubeConfig.applyToHTTPSOptions(o);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(o.headers ?? {})) if (typeof v === 'string') headers[k] = v;
+    const one = (v: unknown): string | Buffer | undefined => (typeof v === 'string' || Buffer.isBuffer(v) ? v : undefined);
+    const auth: NodeLeaseAuth = { headers };
+    const [ca, cert, key] = [one(o.ca), one(o.cert), one(o.key)];
+    if (ca !== undefined) auth.ca = ca;
+    if (cert !== undefined) auth.cert = cert;
+    if (key !== undefined) auth.key = key;
+    if (o.rejectUnauthorized !== undefined) auth.rejectUnauthorized = o.rejectUnauthorized;
+    if (typeof o.servername === 'string') auth.servername = o.servername;
+    return auth;
+  }
+
+  #runOnMain(err: unknown, what: string): void {
+    this.#opts.logger.error({ err }, `${what}; renewing the node Lease on the main thread`);
+    this.#fallback = new NodeLease(this.#opts);
+    void this.#fallback.start();
   }
 
   #beat(): void {
     const worker = this.#worker!;
     this.#heartbeat = setInterval(() => worker.postMessage({ type: 'alive' } satisfies ToNodeLeaseWorker), HEARTBEAT_MS);
     this.#heartbeat.unref();
+  }
+
+  #quiet(): void {
+    clearInterval(this.#heartbeat);
+    clearInterval(this.#authTimer);
   }
 
   /** Tests: no heartbeat for `ms`, as from a wedged main thread, while this thread's event loop goes on. */
@@ -145,25 +189,28 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
 
   async stop(): Promise<void> {
     this.#stopping = true;
-    clearInterval(this.#heartbeat);
+    this.#quiet();
     const worker = this.#worker;
     if (this.#fallback !== undefined) await this.#fallback.stop();
-    if (worker === undefined || this.#exited) return;
-    // The thread's last renewal asks for the restart grace; it answers when that is done (or gave up on it).
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, (this.#opts.leaseSeconds + 5) * 1000);
-      worker.ref();
-      worker.on('message', (m: FromNodeLeaseWorker) => {
-        if (m.type !== 'stopped') return;
-        clearTimeout(timer);
-        resolve();
+    if (worker !== undefined && !this.#exited) {
+      // The thread sends nothing new and waits for the renewals it has in flight, so that none lands after the grace.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, (this.#opts.leaseSeconds + 5) * 1000);
+        worker.ref();
+        worker.on('message', (m: FromNodeLeaseWorker) => {
+          if (m.type !== 'stopped') return;
+          clearTimeout(timer);
+          resolve();
+        });
+        worker.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        worker.postMessage({ type: 'stop' } satisfies ToNodeLeaseWorker);
       });
-      worker.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      worker.postMessage({ type: 'stop' } satisfies ToNodeLeaseWorker);
-    });
-    await worker.terminate();
+      await worker.terminate();
+    }
+    // The last renewal asks for the restart grace (from here, where the Lease was taken).
+    if (this.#fallback === undefined) await this.#main.stop();
   }
 }

@@ -1,53 +1,159 @@
-// The node Lease's thread (node-lease-thread.ts): renews the Lease while the agent's main thread sends its heartbeat.
+// The node Lease's thread (node-lease-thread.ts): a merge patch of the renewal every renewal period while the agent's
+// main thread sends its heartbeat. Node's own HTTP client only: a thread that loads client-node costs 80 MiB (its
+// generated API), this one about 9. The main thread took (or made) the Lease and hands over the URL and the
+// credentials its kubeconfig gives (again every minute, for tokens that rotate); a Lease gone (404) goes back to it.
+// Lines are written here, on stderr, as the agent's logger writes them: a stall must be said while the main thread
+// is stalled.
+import { writeSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { hostname } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { KubeConfig } from '@kubernetes/client-node';
-import { createLogger } from '../log/logger.js';
-import { NodeLease } from './node-lease.js';
-import type { FromNodeLeaseWorker, NodeLeaseWorkerInit, ToNodeLeaseWorker } from './node-lease-thread.js';
+import type { FromNodeLeaseWorker, NodeLeaseAuth, NodeLeaseWorkerInit, ToNodeLeaseWorker } from './node-lease-thread.js';
 
 const port = parentPort;
 if (port === null) throw new Error('node-lease-worker.js runs as a worker thread of the agent');
 const init = workerData as NodeLeaseWorkerInit;
 const post = (m: FromNodeLeaseWorker): void => port.postMessage(m);
 
-const kubeConfig = new KubeConfig();
-kubeConfig.loadFromString(init.kubeConfig);
-// JSON lines on stderr, written from this thread, as the agent's (pretty only on a terminal, which a worker's
-// stderr is not: the agent's lines are JSON then too when it runs as a service).
-const logger = createLogger(init.level, false).child(init.bindings);
+/** Renewals waiting for their answers at once, at most (as node-lease.ts). */
+const MAX_IN_FLIGHT = 4;
+const LEVELS = { info: 30, warn: 40, error: 50 } as const;
+const host = hostname();
+
+function log(level: keyof typeof LEVELS, fields: Record<string, unknown>, msg: string): void {
+  if (LEVELS[level] < init.levelValue) return;
+  const line = { level: LEVELS[level], time: Date.now(), pid: process.pid, hostname: host, ...init.bindings, lease: init.name, ...fields, msg };
+  try {
+    writeSync(2, `${JSON.stringify(line)}\n`);
+  } catch {
+    // stderr gone: nothing to say it on
+  }
+}
+
+const https = new URL(init.url).protocol === 'https:';
+let auth: NodeLeaseAuth = init.auth;
+let agent = makeAgent();
+function makeAgent(): HttpAgent {
+  // One connection kept alive, closed after 4 s idle (before a server closing idle ones after 5 s does).
+  const tls = { ca: auth.ca, cert: auth.cert, key: auth.key, rejectUnauthorized: auth.rejectUnauthorized, servername: auth.servername };
+  return https ? new HttpsAgent({ keepAlive: true, timeout: 4_000, ...tls }) : new HttpAgent({ keepAlive: true, timeout: 4_000 });
+}
+
+/** A merge patch of the renewal's fields: its HTTP status, or an error (no answer within one Lease). */
+function patch(body: string): Promise<number> {
+  const send = https ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      init.url,
+      {
+        method: 'PATCH',
+        agent,
+        timeout: init.leaseSeconds * 1000,
+        headers: {
+          ...auth.headers,
+          'Content-Type': 'application/merge-patch+json',
+          Accept: 'application/json',
+          'Content-Length': String(Buffer.byteLength(body)),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${init.leaseSeconds} s`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A Kubernetes MicroTime: RFC 3339 with microseconds. */
+const microTime = (ms: number): string => new Date(ms).toISOString().replace('Z', '000Z');
 
 let aliveAt = Date.now();
 let stalled = false;
-const lease = new NodeLease({
-  kubeConfig,
-  namespace: init.namespace,
-  node: init.node,
-  leaseSeconds: init.leaseSeconds,
-  ...(init.renewSeconds === undefined ? {} : { renewSeconds: init.renewSeconds }),
-  restartGraceSeconds: init.restartGraceSeconds,
-  logger,
-  mayRenew: () => {
-    const silentMs = Date.now() - aliveAt;
-    if (silentMs <= init.stallMs) return true;
-    // Said once per stall: the node goes dead to the scheduler after one Lease duration from here.
-    if (!stalled) logger.error({ silentMs }, "the agent's main thread does not answer: the node Lease is no longer renewed");
-    stalled = true;
-    return false;
-  },
-  onRenewed: () => post({ type: 'renewed' }),
-});
+let failing = false;
+let stopped = false;
+let inFlight = 0;
+const pending = new Set<Promise<void>>();
+/** When the last renewal landed: the main thread's, just before this thread started. */
+let renewedAt = Date.now();
+let timer: NodeJS.Timeout | undefined;
+
+function mayRenew(): boolean {
+  const silentMs = Date.now() - aliveAt;
+  if (silentMs <= init.stallMs) return true;
+  // Said once per stall: the node goes dead to the scheduler one Lease after the last renewal.
+  if (!stalled) log('error', { silentMs }, "the agent's main thread does not answer: the node Lease is no longer renewed");
+  stalled = true;
+  return false;
+}
+
+async function renew(timerLateMs: number): Promise<void> {
+  const started = Date.now();
+  const body = JSON.stringify({ spec: { holderIdentity: init.node, leaseDurationSeconds: init.leaseSeconds, renewTime: microTime(started) } });
+  try {
+    const status = await patch(body);
+    if (status === 404) {
+      // Deleted (or never there for this node): the main thread makes it again.
+      post({ type: 'lost' });
+      return;
+    }
+    if (status < 200 || status > 299) throw new Error(`HTTP ${status}`);
+    const done = Date.now();
+    // Half the Lease gone since the last renewal that landed: the scheduler calls the node dead at the full Lease.
+    if (done - renewedAt > (init.leaseSeconds * 1000) / 2) {
+      log('warn', { sinceLastMs: done - renewedAt, leaseMs: init.leaseSeconds * 1000, timerLateMs, requestMs: done - started }, 'node Lease renewed late');
+    }
+    renewedAt = done;
+    if (failing) log('info', {}, 'node Lease renewed again');
+    failing = false;
+    post({ type: 'renewed' });
+  } catch (err) {
+    // Once per outage, as node-lease.ts.
+    if (!failing) log('warn', { err: err instanceof Error ? err.message : String(err) }, 'cannot renew the node Lease; retrying');
+    failing = true;
+  }
+}
+
+/** A renewal every renewal period, on the clock, whether or not the last one has been answered (as node-lease.ts). */
+function schedule(): void {
+  if (stopped) return;
+  const due = Date.now() + init.renewMs;
+  timer = setTimeout(() => {
+    if (stopped) return;
+    if (inFlight < MAX_IN_FLIGHT && mayRenew()) {
+      inFlight++;
+      const r: Promise<void> = renew(Date.now() - due).finally(() => {
+        inFlight--;
+        pending.delete(r);
+      });
+      pending.add(r);
+    }
+    schedule();
+  }, init.renewMs);
+}
 
 port.on('message', (m: ToNodeLeaseWorker) => {
   if (m.type === 'alive') {
-    if (stalled) logger.warn("the agent's main thread answers again: the node Lease is renewed again");
+    if (stalled) log('warn', {}, "the agent's main thread answers again: the node Lease is renewed again");
     stalled = false;
     aliveAt = Date.now();
-    return;
+  } else if (m.type === 'auth') {
+    auth = m.auth;
+    agent.destroy();
+    agent = makeAgent();
+  } else {
+    // Stop: no new renewal; the main thread's last one (the restart grace) goes after those in flight.
+    stopped = true;
+    clearTimeout(timer);
+    void Promise.all(pending).finally(() => {
+      agent.destroy();
+      post({ type: 'stopped' });
+    });
   }
-  void lease.stop().finally(() => post({ type: 'stopped' }));
 });
 
-lease.start().then(
-  () => post({ type: 'started' }),
-  (err: unknown) => post({ type: 'started', error: err instanceof Error ? err.message : String(err) }),
-);
+schedule();

@@ -31,6 +31,8 @@ export interface NodeLeaseOptions {
   mayRenew?: () => boolean;
   /** Called after each renewal that landed. */
   onRenewed?: () => void;
+  /** false: start() renews once and no more (node-lease-thread.ts renews from a thread; this takes the Lease). */
+  periodic?: boolean;
 }
 
 /** Renewals waiting for their answers at once, at most (a Lease duration holds four renewal periods). */
@@ -67,7 +69,17 @@ export class NodeLease {
   /** Renews once now (the node is a member before the agent serves anything), then every renewal period. */
   async start(): Promise<void> {
     await this.#renewNow(this.#opts.leaseSeconds);
-    this.#schedule();
+    if (this.#opts.periodic !== false) this.#schedule();
+  }
+
+  /** One renewal now, taking (or making) the Lease again if it is gone or held by another. */
+  renewOnce(): Promise<void> {
+    return this.#renewNow(this.#opts.leaseSeconds);
+  }
+
+  /** The Lease's name (`nslb-node-<node>`). */
+  get name(): string {
+    return this.#name;
   }
 
   async stop(): Promise<void> {

@@ -102,4 +102,16 @@ describe('the node Lease renewed from its own thread', () => {
     r.stop();
     await l.stop();
   }, 20_000);
+
+  it('a Lease deleted meanwhile is made again (the thread hands it to the main thread, which takes Leases)', async () => {
+    const l = new NodeLeaseThread(opts('deleted', 'n4'), SCRIPT);
+    await l.start();
+    const lease = () => api.get('coordination.k8s.io/v1', 'leases', 'deleted', 'nslb-node-n4') as Obj | undefined;
+    expect(lease()?.spec.holderIdentity).toBe('n4');
+    api.delete('coordination.k8s.io/v1', 'leases', 'deleted', 'nslb-node-n4');
+    await until(() => lease() !== undefined, 5_000, 'the Lease made again');
+    expect(lease()?.spec).toMatchObject({ holderIdentity: 'n4', leaseDurationSeconds: 2 });
+    await l.stop();
+    expect(lease()?.spec.leaseDurationSeconds).toBe(30);
+  }, 20_000);
 });
