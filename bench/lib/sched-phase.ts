@@ -347,6 +347,7 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
   const allUp = async () => Object.values(await simStatus()).every((s) => s.agent === 'up');
 
   // Redundancy restored after a MASTER node dies.
+  let restartedAt = 0;
   for (const o of pair(0)) api.create(o);
   for (let k = 0; k < opts.kills; k++) {
     await until('all nodes up', allUp, 120_000);
@@ -359,11 +360,25 @@ async function phaseSchedAt(opts: { kills: number; drainN: number; cleanup: Clea
     await until('w0 redundant on live nodes', () => redundant(0) && !placement(0).includes(master), 120_000);
     result.redundancy.push(Date.now() - at);
     log(`(w): MASTER ${master} killed (${before.join(',')} → ${placement(0).join(',')}): redundant again in ${result.redundancy.at(-1)} ms`);
+    restartedAt = Date.now();
     await sim('start', master);
   }
 
   // Drain of a node that is MASTER for some of N pairs.
   await until('all nodes up', allUp, 120_000);
+  // Up is not yet a member: an agent answers /healthz before its first node Lease renewal lands, and the scheduler
+  // sees that renewal through its watch a moment later. Pairs created in between went to the two other nodes, all 100
+  // of them (placement is stable: nothing moves them back), and the drain then moved 100 slots instead of ~67.
+  await until(
+    'every node a member again (its node Lease renewed since the last restart)',
+    () =>
+      ['node1', 'node2', 'node3'].every((n) => {
+        const renewed = (api.peek('coordination.k8s.io/v1', 'leases', 'nslb-system', `nslb-node-${n}`) as Obj | undefined)?.spec?.renewTime;
+        return renewed !== undefined && Date.parse(renewed) > restartedAt;
+      }),
+    60_000,
+  );
+  await sleep(2_000);
   const createdAt = Date.now();
   for (let i = 1; i <= opts.drainN; i++) for (const o of pair(i)) api.create(o);
   const ids = Array.from({ length: opts.drainN }, (_, i) => i + 1);
