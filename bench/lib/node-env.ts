@@ -63,16 +63,7 @@ export class Cleanup {
 
   /** Runs every step, newest first, each at most once; a failing step is reported and the rest still run. */
   run(): Promise<void> {
-    this.#running ??= (async () => {
-      while (this.#steps.length > 0) {
-        const step = this.#steps.pop()!;
-        try {
-          await step.fn();
-        } catch (err) {
-          log(`cleanup: ${step.what} failed: ${(err as Error).message}`);
-        }
-      }
-    })();
+    this.#running ??= this.runSince(0);
     return this.#running;
   }
 }
