@@ -27,10 +27,6 @@ export interface NodeLeaseOptions {
   /** The duration the last renewal asks for on a clean stop. */
   restartGraceSeconds: number;
   logger: Logger;
-  /** Asked before each periodic renewal: false skips it (node-lease-thread.ts: the agent's main thread stalled). */
-  mayRenew?: () => boolean;
-  /** Called after each renewal that landed. */
-  onRenewed?: () => void;
   /** false: start() renews once and no more (node-lease-thread.ts renews from a thread; this takes the Lease). */
   periodic?: boolean;
 }
@@ -102,7 +98,7 @@ export class NodeLease {
     const due = Date.now() + this.renewMs;
     this.#timer = setTimeout(() => {
       if (this.#stopped) return;
-      if (this.#inFlight.size < MAX_IN_FLIGHT && (this.#opts.mayRenew?.() ?? true)) {
+      if (this.#inFlight.size < MAX_IN_FLIGHT) {
         const renewal: Promise<void> = this.#renewNow(this.#opts.leaseSeconds, Date.now() - due).finally(() => this.#inFlight.delete(renewal));
         this.#inFlight.add(renewal);
       }
@@ -136,11 +132,6 @@ export class NodeLease {
     }
   }
 
-  #renewed(): void {
-    this.renewals++;
-    this.#opts.onRenewed?.();
-  }
-
   async #renew(seconds: number): Promise<void> {
     const { namespace, node } = this.#opts;
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -160,7 +151,7 @@ export class NodeLease {
                 spec: { holderIdentity: node, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
               },
             });
-            this.#renewed();
+            this.renewals++;
             return;
           } catch (e) {
             if (statusCode(e) !== 409) throw e;
@@ -180,7 +171,7 @@ export class NodeLease {
             },
             setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
           );
-          this.#renewed();
+          this.renewals++;
           return;
         } catch (err) {
           // No answer: the patch may have landed or not; the next renewal patches again either way.
@@ -204,7 +195,7 @@ export class NodeLease {
             },
           },
         });
-        this.#renewed();
+        this.renewals++;
         return;
       } catch (err) {
         const code = statusCode(err);
