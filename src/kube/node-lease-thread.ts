@@ -99,7 +99,16 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
     // The first renewal from here: the node is a member before the agent serves anything.
     await this.#main.start();
     const { kubeConfig, logger, namespace } = this.#opts;
-    const server = kubeConfig.getCurrentCluster()?.server.replace(/\/+$/, '');
+    const cluster = kubeConfig.getCurrentCluster();
+    if (cluster?.proxyUrl !== undefined) {
+      // The thread speaks to the API server straight, with Node's own client; the main thread's clients go through the
+      // proxy, so the renewals stay with them.
+      logger.info('the kubeconfig names a proxy (proxy-url), which the node Lease thread does not use; renewing the node Lease on the main thread');
+      this.#fallback = new NodeLease(this.#opts);
+      void this.#fallback.start();
+      return;
+    }
+    const server = cluster?.server.replace(/\/+$/, '');
     let auth: NodeLeaseAuth;
     try {
       if (server === undefined) throw new Error('the kubeconfig names no cluster');

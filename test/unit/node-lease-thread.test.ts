@@ -5,8 +5,10 @@
 // in-test one, in this process: it reads the renewals sent during a block once the block ends, each with the
 // renewTime the thread gave it when it sent it.
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type KubeConfig, Watch } from '@kubernetes/client-node';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeLease } from '../../src/kube/node-lease.js';
@@ -113,5 +115,43 @@ describe('the node Lease renewed from its own thread', () => {
     expect(lease()?.spec).toMatchObject({ holderIdentity: 'n4', leaseDurationSeconds: 2 });
     await l.stop();
     expect(lease()?.spec.leaseDurationSeconds).toBe(30);
+  }, 20_000);
+
+  it('with a proxy in the kubeconfig (proxy-url), renewals go through it from the main thread: the thread would go around it', async () => {
+    // A proxy as client-node uses one (hpagent: a CONNECT tunnel, even to a plain-http server), which reads the
+    // request lines going through it.
+    const patches: string[] = [];
+    const proxy = createServer();
+    proxy.on('connect', (req, client: Socket, head: Buffer) => {
+      const [host, p] = (req.url ?? '').split(':');
+      const up = connect(Number(p), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        up.write(head);
+        client.pipe(up).pipe(client);
+      });
+      client.on('data', (d: Buffer) => {
+        for (const m of d.toString('latin1').matchAll(/^PATCH (\S+) HTTP/gm)) patches.push(m[1] ?? '');
+      });
+      up.on('error', () => client.destroy());
+      client.on('error', () => up.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxied = new KubeConfig();
+    proxied.loadFromOptions({
+      clusters: [{ name: 'c', server: api.url, skipTLSVerify: true, proxyUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    const l = nodeLeaseRenewer({ ...opts('proxied', 'n5'), kubeConfig: proxied }, SCRIPT);
+    await l.start();
+    const r = await renewTimes('proxied');
+    await until(() => r.times.length >= 4, 5_000, 'renewals');
+    r.stop();
+    await l.stop();
+    proxy.closeAllConnections();
+    proxy.close();
+    // Every renewal was a PATCH through the proxy (the stop's grace renewal too).
+    expect(patches.filter((p) => p.endsWith('/namespaces/proxied/leases/nslb-node-n5')).length).toBeGreaterThanOrEqual(4);
   }, 20_000);
 });
