@@ -52,7 +52,8 @@ export class BenchAgent {
     this.child = spawn(
       process.execPath,
       [
-        ...(opts.nodeArgs ?? []),
+        // NSLB_BENCH_NODE_ARGS (a development aid, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"): flags of node for every agent.
+        ...(opts.nodeArgs ?? process.env.NSLB_BENCH_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? []),
         // NSLB_BENCH_CLI measures another build (say, the main branch's dist/cli/main.js) with the same phases.
         process.env.NSLB_BENCH_CLI ?? NSLB_CLI,
         'run',

@@ -62,6 +62,20 @@ export async function waitActive(agent: BenchAgent, f: Fleet, what: string, sinc
   }
 }
 
+/**
+ * Until the agent's status.json lists none of the fleet: after a deletion the node can be clean before the status
+ * says so, and a fleet written again meanwhile would look ACTIVE at once to waitActive.
+ */
+export async function waitStatusGone(f: Fleet, what: string, timeoutMs = 60_000): Promise<void> {
+  for (const end = now() + timeoutMs; ; await sleep(100)) {
+    checkInterrupted();
+    const st = await loadBalancerStatuses(f.stateDir, NAMESPACE);
+    const left = f.names.filter((x) => st.has(x)).length;
+    if (left === 0) return;
+    if (now() > end) throw new Error(`${what}: ${left} of ${f.names.length} still in status.json after ${ms(timeoutMs)}`);
+  }
+}
+
 /** What is left of the fleet on the node: netns, OVS ports on the bridge, HAProxy processes of its state dir. */
 export interface Leftovers {
   netns: number;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { NSLB_CLI, runCommand } from '../../test/e2e/harness.js';
 import { BenchAgent } from './agent.js';
 import { type Breakdown, breakdownRows, breakdownSince, readBreakdown } from './density.js';
-import { fleetIfaces, leftovers, type Leftovers, waitActive, waitGone, writeFleet } from './fleet.js';
+import { fleetIfaces, leftovers, type Leftovers, waitActive, waitGone, waitStatusGone, writeFleet } from './fleet.js';
 import { type Cleanup, log, now } from './node-env.js';
 import { ms, type Row, verdict } from './report.js';
 
@@ -22,9 +22,13 @@ export interface TeardownResult {
   cleanupMs?: number;
   cleanupExit?: number;
   cleanupLeft?: Leftovers;
+  /** Why the cleanup was not timed (the fleet was not all there before it). */
+  cleanupNotMeasured?: string;
   /** Where the agent's time went during the deletion. */
   deleteBreakdown?: Breakdown;
 }
+
+const describeLeft = (l: Leftovers) => `${l.netns} netns, ${l.ports} ports, ${l.haproxies} HAProxies left`;
 
 const THIRD = 40;
 const TARGET_MS = 10_000;
@@ -63,10 +67,19 @@ export async function phaseH(opts: {
     return result;
   }
 
+  await waitStatusGone(fleet, '(h) delete');
   await writeFleet(root, 'h', n, THIRD);
   const again = now();
   log(`(h) N=${n}: the same ${n} written again; ACTIVE after ${ms(await waitActive(agent, fleet, '(h) re-create', again))}`);
   await agent.stop();
+  // What the cleanup is timed on: all N of them on the node.
+  const before = await leftovers(fleet, bridge, fleetIfaces(fleet));
+  if (before.netns !== n || before.ports !== n || before.haproxies !== n) {
+    result.cleanupNotMeasured = `before it, ${describeLeft(before).replace(' left', '')} on the node, not ${n} of each`;
+    log(`(h) N=${n}: nslb cleanup not measured: ${result.cleanupNotMeasured}`);
+    await opts.nslbCleanup(fleet.stateDir);
+    return result;
+  }
   log(`(h) N=${n}: agent stopped; nslb cleanup --scope state-dir`);
   const t1 = now();
   const r = await runCommand([process.execPath, process.env.NSLB_BENCH_CLI ?? NSLB_CLI, 'cleanup', '--scope', 'state-dir', '--state-dir', fleet.stateDir], {
@@ -81,8 +94,6 @@ export async function phaseH(opts: {
   if (existsSync(fleet.stateDir)) await opts.nslbCleanup(fleet.stateDir);
   return result;
 }
-
-const describeLeft = (l: Leftovers) => `${l.netns} netns, ${l.ports} ports, ${l.haproxies} HAProxies left`;
 
 export function teardownRows(h: TeardownResult, sized: (v: ReturnType<typeof verdict>) => ReturnType<typeof verdict>): Row[] {
   const nothingLeft = (l: Leftovers | undefined) => l !== undefined && l.netns + l.ports + l.haproxies === 0;
@@ -99,6 +110,14 @@ export function teardownRows(h: TeardownResult, sized: (v: ReturnType<typeof ver
   ];
   if (h.deleteBreakdown !== undefined) {
     rows.push(...breakdownRows(h.deleteBreakdown).map((r) => ({ ...r, figure: r.figure.replace('(j)', '(h)').replace('the convergence', 'the deletion') })));
+  }
+  if (h.cleanupNotMeasured !== undefined) {
+    rows.push({
+      figure: `(h) nslb cleanup of N=${h.n} (agent stopped, load balancers serving): command start → exit, then nothing left`,
+      value: `not measured: ${h.cleanupNotMeasured}`,
+      target: '≤ 10 s, nothing left',
+      verdict: 'FAIL',
+    });
   }
   if (h.cleanupMs !== undefined) {
     const clean = nothingLeft(h.cleanupLeft) && h.cleanupExit === 0;
