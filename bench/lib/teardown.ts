@@ -67,7 +67,9 @@ export async function phaseH(opts: {
     return result;
   }
 
+  const statusFrom = now();
   await waitStatusGone(fleet, '(h) delete');
+  log(`(h) N=${n}: status.json without them ${ms(now() - statusFrom)} after the node was clean`);
   await writeFleet(root, 'h', n, THIRD);
   const again = now();
   log(`(h) N=${n}: the same ${n} written again; ACTIVE after ${ms(await waitActive(agent, fleet, '(h) re-create', again))}`);
