@@ -6,12 +6,13 @@
 // CPU, and a thread gets them while the main thread's queue is long.
 //
 // The main thread takes (or makes) the Lease, as node-lease.ts does, and the thread renews it with merge patches
-// (node-lease-worker.ts: Node's HTTP client and the kubeconfig's credentials, not client-node). The thread renews
+// (node-lease-worker.ts: Node's HTTP client and the kubeconfig's credentials, not client-node; the clock, the late
+// renewals and the outages are renewal-clock.ts's, as on the main thread). The thread renews
 // only while the main thread answers: its heartbeat every second. A main thread silent for STALL_MS (a wedged
 // agent, not a busy one) lets the Lease run out as a dead agent's does. A Lease deleted meanwhile is made again from
 // the main thread; the clean stop's restart grace is asked from there too. A thread that dies is replaced by
 // renewals on the main thread, with an error in the log. Where the worker's script is not there (the sources run by
-// vitest or tsx), the renewals run on the main thread (node-lease.ts), as before.
+// vitest or tsx), or the kubeconfig names a proxy, the renewals run on the main thread (node-lease.ts), as before.
 import { existsSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
 import { fileURLToPath } from 'node:url';

@@ -10,14 +10,13 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { hostname } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { FromNodeLeaseWorker, NodeLeaseAuth, NodeLeaseWorkerInit, ToNodeLeaseWorker } from './node-lease-thread.js';
+import { RenewalClock } from './renewal-clock.js';
 
 const port = parentPort;
 if (port === null) throw new Error('node-lease-worker.js runs as a worker thread of the agent');
 const init = workerData as NodeLeaseWorkerInit;
 const post = (m: FromNodeLeaseWorker): void => port.postMessage(m);
 
-/** Renewals waiting for their answers at once, at most (as node-lease.ts). */
-const MAX_IN_FLIGHT = 4;
 const LEVELS = { info: 30, warn: 40, error: 50 } as const;
 const host = hostname();
 
@@ -74,13 +73,6 @@ const microTime = (ms: number): string => new Date(ms).toISOString().replace('Z'
 
 let aliveAt = Date.now();
 let stalled = false;
-let failing = false;
-let stopped = false;
-let inFlight = 0;
-const pending = new Set<Promise<void>>();
-/** When the last renewal landed: the main thread's, just before this thread started. */
-let renewedAt = Date.now();
-let timer: NodeJS.Timeout | undefined;
 
 function mayRenew(): boolean {
   const silentMs = Date.now() - aliveAt;
@@ -91,50 +83,30 @@ function mayRenew(): boolean {
   return false;
 }
 
-async function renew(timerLateMs: number): Promise<void> {
-  const started = Date.now();
-  const body = JSON.stringify({ spec: { holderIdentity: init.node, leaseDurationSeconds: init.leaseSeconds, renewTime: microTime(started) } });
-  try {
-    const status = await patch(body);
-    if (status === 404) {
-      // Deleted (or never there for this node): the main thread makes it again.
-      post({ type: 'lost' });
-      return;
-    }
-    if (status < 200 || status > 299) throw new Error(`HTTP ${status}`);
-    const done = Date.now();
-    // Half the Lease gone since the last renewal that landed: the scheduler calls the node dead at the full Lease.
-    if (done - renewedAt > (init.leaseSeconds * 1000) / 2) {
-      log('warn', { sinceLastMs: done - renewedAt, leaseMs: init.leaseSeconds * 1000, timerLateMs, requestMs: done - started }, 'node Lease renewed late');
-    }
-    renewedAt = done;
-    if (failing) log('info', {}, 'node Lease renewed again');
-    failing = false;
-    post({ type: 'renewed' });
-  } catch (err) {
-    // Once per outage, as node-lease.ts.
-    if (!failing) log('warn', { err: err instanceof Error ? err.message : String(err) }, 'cannot renew the node Lease; retrying');
-    failing = true;
+async function renew(): Promise<boolean> {
+  const body = JSON.stringify({ spec: { holderIdentity: init.node, leaseDurationSeconds: init.leaseSeconds, renewTime: microTime(Date.now()) } });
+  const status = await patch(body);
+  if (status === 404) {
+    // Deleted (or never there for this node): the main thread makes it again.
+    post({ type: 'lost' });
+    return false;
   }
+  if (status < 200 || status > 299) throw new Error(`HTTP ${status}`);
+  post({ type: 'renewed' });
+  return true;
 }
 
-/** A renewal every renewal period, on the clock, whether or not the last one has been answered (as node-lease.ts). */
-function schedule(): void {
-  if (stopped) return;
-  const due = Date.now() + init.renewMs;
-  timer = setTimeout(() => {
-    if (stopped) return;
-    if (inFlight < MAX_IN_FLIGHT && mayRenew()) {
-      inFlight++;
-      const r: Promise<void> = renew(Date.now() - due).finally(() => {
-        inFlight--;
-        pending.delete(r);
-      });
-      pending.add(r);
-    }
-    schedule();
-  }, init.renewMs);
-}
+const clock = new RenewalClock({
+  renewMs: init.renewMs,
+  leaseMs: init.leaseSeconds * 1000,
+  renew,
+  mayRenew,
+  warn: (fields, msg) => log('warn', fields, msg),
+  info: (fields, msg) => log('info', fields, msg),
+  describe: (err) => (err instanceof Error ? err.message : String(err)),
+  // The main thread's renewal, just before this thread started.
+  renewedAt: Date.now(),
+});
 
 port.on('message', (m: ToNodeLeaseWorker) => {
   if (m.type === 'alive') {
@@ -147,13 +119,11 @@ port.on('message', (m: ToNodeLeaseWorker) => {
     agent = makeAgent();
   } else {
     // Stop: no new renewal; the main thread's last one (the restart grace) goes after those in flight.
-    stopped = true;
-    clearTimeout(timer);
-    void Promise.all(pending).finally(() => {
+    void clock.stop().finally(() => {
       agent.destroy();
       post({ type: 'stopped' });
     });
   }
 });
 
-schedule();
+clock.start();

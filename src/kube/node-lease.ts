@@ -16,6 +16,7 @@ import { nodeLeaseName } from '../api/v1alpha1/crds.js';
 import type { Logger } from '../log/logger.js';
 import { describeApiError, statusCode } from './errors.js';
 import { makeApiClientWithTimeout } from './http.js';
+import { RenewalClock } from './renewal-clock.js';
 
 export interface NodeLeaseOptions {
   kubeConfig: KubeConfig;
@@ -31,21 +32,13 @@ export interface NodeLeaseOptions {
   periodic?: boolean;
 }
 
-/** Renewals waiting for their answers at once, at most (a Lease duration holds four renewal periods). */
-const MAX_IN_FLIGHT = 4;
-
 export class NodeLease {
   readonly #opts: NodeLeaseOptions;
   readonly #api: CoordinationV1Api;
   readonly #name: string;
   #lease: V1Lease | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #stopped = false;
-  /** Renewals sent and not answered yet (at most MAX_IN_FLIGHT). */
-  readonly #inFlight = new Set<Promise<void>>();
-  #failing = false;
-  /** When the last renewal landed (its answer came). */
-  #renewedAt: number | undefined;
+  /** Renewals on the clock, and what they say in the log. */
+  readonly #clock: RenewalClock;
   /** Renewals that worked (tests, /metrics). */
   renewals = 0;
 
@@ -56,6 +49,16 @@ export class NodeLease {
     // the answers took 1-3 s at steady state and up to 10 s in a drain, and a renewal given up after two renewal
     // periods (3 s) failed while it landed, again and again (bench (w), 2026-12-06).
     this.#api = makeApiClientWithTimeout(opts.kubeConfig, CoordinationV1Api, opts.leaseSeconds * 1000);
+    const lease = this.#name;
+    this.#clock = new RenewalClock({
+      renewMs: this.renewMs,
+      leaseMs: opts.leaseSeconds * 1000,
+      renew: () => this.#renew(opts.leaseSeconds).then(() => true),
+      warn: (fields, msg) => opts.logger.warn({ ...fields, lease }, msg),
+      info: (fields, msg) => opts.logger.info({ ...fields, lease }, msg),
+      describe: describeApiError,
+      unref: true,
+    });
   }
 
   get renewMs(): number {
@@ -64,13 +67,13 @@ export class NodeLease {
 
   /** Renews once now (the node is a member before the agent serves anything), then every renewal period. */
   async start(): Promise<void> {
-    await this.#renewNow(this.#opts.leaseSeconds);
-    if (this.#opts.periodic !== false) this.#schedule();
+    await this.#clock.once();
+    if (this.#opts.periodic !== false) this.#clock.start();
   }
 
   /** One renewal now, taking (or making) the Lease again if it is gone or held by another. */
   renewOnce(): Promise<void> {
-    return this.#renewNow(this.#opts.leaseSeconds);
+    return this.#clock.once();
   }
 
   /** The Lease's name (`nslb-node-<node>`). */
@@ -79,57 +82,11 @@ export class NodeLease {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
     // The grace renewal goes last, so that no earlier one (asking for the short duration) lands after it.
-    await Promise.all(this.#inFlight);
+    await this.#clock.stop();
     await this.#renew(this.#opts.restartGraceSeconds).catch((err: unknown) =>
       this.#opts.logger.warn({ err: describeApiError(err), lease: this.#name }, 'cannot extend the node Lease for the restart'),
     );
-  }
-
-  /**
-   * A renewal every renewal period, on the clock, whether or not the last one has been answered (as a kubelet's
-   * do not wait behind a slow one): a slow answer no longer delays the next renewal, and any one that lands within
-   * the Lease keeps the node alive. Each is a merge patch of the renewal time, so their order does not matter.
-   */
-  #schedule(): void {
-    if (this.#stopped) return;
-    const due = Date.now() + this.renewMs;
-    this.#timer = setTimeout(() => {
-      if (this.#stopped) return;
-      if (this.#inFlight.size < MAX_IN_FLIGHT) {
-        const renewal: Promise<void> = this.#renewNow(this.#opts.leaseSeconds, Date.now() - due).finally(() => this.#inFlight.delete(renewal));
-        this.#inFlight.add(renewal);
-      }
-      this.#schedule();
-    }, this.renewMs);
-    this.#timer.unref();
-  }
-
-  /** `timerLateMs`: how late the renewal's timer fired (this process's event loop was busy that long). */
-  async #renewNow(seconds: number, timerLateMs = 0): Promise<void> {
-    const started = Date.now();
-    try {
-      await this.#renew(seconds);
-      const done = Date.now();
-      // Half the Lease gone since the last renewal that landed: the scheduler calls this node dead at the full
-      // Lease. Said with where the time went (this process's timer, or the request), so that a node that nearly
-      // looked dead, or did, can be told from one that died.
-      if (this.#renewedAt !== undefined && done - this.#renewedAt > (this.#opts.leaseSeconds * 1000) / 2) {
-        this.#opts.logger.warn(
-          { lease: this.#name, sinceLastMs: done - this.#renewedAt, leaseMs: this.#opts.leaseSeconds * 1000, timerLateMs, requestMs: done - started },
-          'node Lease renewed late',
-        );
-      }
-      this.#renewedAt = done;
-      if (this.#failing) this.#opts.logger.info({ lease: this.#name }, 'node Lease renewed again');
-      this.#failing = false;
-    } catch (err) {
-      // Once per outage: a partitioned agent keeps trying, as a kubelet does, without filling the log.
-      if (!this.#failing) this.#opts.logger.warn({ err: describeApiError(err), lease: this.#name }, 'cannot renew the node Lease; retrying');
-      this.#failing = true;
-    }
   }
 
   async #renew(seconds: number): Promise<void> {
