@@ -4,10 +4,10 @@
 import type { Logger } from '../log/logger.js';
 import { FileSource } from '../sources/file-source.js';
 import { describeIssue } from '../sources/parse.js';
-import type { StatusFileWriter } from '../status/status-file.js';
+import type { LatestStatusFile } from '../status/status-file.js';
 import type { AgentMode, Engine } from './agent-mode.js';
 
-export function fileMode(watch: string, engine: () => Engine, fileWriter: StatusFileWriter, logger: Logger): AgentMode {
+export function fileMode(watch: string, engine: () => Engine, statusFile: LatestStatusFile, logger: Logger): AgentMode {
   let logged = new Set<string>();
   let settling = new Set<string>();
   const files = new FileSource(watch, {
@@ -40,7 +40,7 @@ export function fileMode(watch: string, engine: () => Engine, fileWriter: Status
     refresh: () => files.refresh(),
     stop: () => files.stop(),
     publish: async (file) => {
-      await fileWriter.write(file);
+      statusFile.write(file);
     },
     onRemoved: async () => {},
     onEvent: () => {},

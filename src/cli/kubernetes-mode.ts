@@ -22,7 +22,7 @@ import { ApiRateLimiter, type RateLimit } from '../status/api-rate-limit.js';
 import { KubernetesEventRecorder } from '../status/kubernetes-events.js';
 import { KubernetesStatusWriter } from '../status/kubernetes-writer.js';
 import { reportedToApi } from '../status/pair-reporter.js';
-import type { StatusFile, StatusFileWriter } from '../status/status-file.js';
+import type { LatestStatusFile } from '../status/status-file.js';
 import type { AgentMode, Engine } from './agent-mode.js';
 import type { RunFlags } from './flags.js';
 import { DEFAULTS } from './options.js';
@@ -35,7 +35,8 @@ export interface KubernetesModeOptions {
   rateLimit: RateLimit;
   engine: () => Engine;
   logger: Logger;
-  fileWriter: StatusFileWriter;
+  /** status.json (in Kubernetes mode too: `nslb status` on the node works the same). */
+  statusFile: LatestStatusFile;
   /** Serve Services of type LoadBalancer too (src/provider): its settings; absent: off. */
   provider?: Pick<ProviderAgentOptions, 'withoutClass' | 'members' | 'leaseSeconds'>;
   /** Membership and scheduling (DESIGN §6): the Leases' durations and the circuit breaker. */
@@ -131,22 +132,6 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
   const statusWriter = new KubernetesStatusWriter(opts.kubeConfig, source, { limiter, logger });
   const events = new KubernetesEventRecorder(opts.kubeConfig, source, { limiter, logger, node: nodeName });
   const memory: StatusMemory = new Map();
-  // status.json, newest only and never in the publish's way: while the node is busy (hundreds of reconciles
-  // queueing their own file work in libuv's pool) one write can take half a second, and the controller spaces its
-  // publishes by ten times what one took, which would hold the API server's Ready statuses back by seconds.
-  let fileWriting: Promise<void> | undefined;
-  let nextFile: StatusFile | undefined;
-  const writeFileLatest = (file: StatusFile): void => {
-    nextFile = file;
-    fileWriting ??= (async () => {
-      while (nextFile !== undefined) {
-        const f = nextFile;
-        nextFile = undefined;
-        await opts.fileWriter.write(f).catch((err: unknown) => logger.error({ err }, 'cannot write status.json'));
-      }
-      fileWriting = undefined;
-    })();
-  };
   let provider: ProviderAgent | undefined;
   let secureMetrics: Server | undefined;
   const leaseNamespace = agentNamespace(opts.kubeConfig);
@@ -287,11 +272,11 @@ export function kubernetesMode(opts: KubernetesModeOptions): KubernetesMode {
       await provider?.stop();
       await secrets.stop();
       await source.stop();
-      await Promise.all([statusWriter.stop(), events.stop(), fileWriting]);
+      await Promise.all([statusWriter.stop(), events.stop(), opts.statusFile.settled()]);
     },
     async publish(file) {
       // status.json is written in Kubernetes mode too: `nslb status` on the node works the same.
-      writeFileLatest(file);
+      opts.statusFile.write(file);
       // A pair's status is written by the node that holds its VIP (status/pair-reporter.ts); status.json keeps this
       // node's own view of everything.
       const reported = reportedToApi(file, nodeName);
@@ -358,7 +343,7 @@ export function scheduledOf(placements: ReadonlyMap<string, { nodes: readonly st
 /** Kubernetes mode as the flags of `nslb run --kubernetes` set it up. */
 export async function kubernetesModeFor(
   flags: RunFlags,
-  wiring: { engine: () => Engine; fileWriter: StatusFileWriter; run: Runner; logger: Logger },
+  wiring: { engine: () => Engine; statusFile: LatestStatusFile; run: Runner; logger: Logger },
 ): Promise<KubernetesMode> {
   return kubernetesMode({
     kubeConfig: await loadKubeConfig(flags.kubeconfig),
@@ -374,7 +359,7 @@ export async function kubernetesModeFor(
     },
     engine: wiring.engine,
     logger: wiring.logger,
-    fileWriter: wiring.fileWriter,
+    statusFile: wiring.statusFile,
     ...(flags.serviceProvider === true
       ? {
           provider: {

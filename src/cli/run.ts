@@ -11,7 +11,7 @@ import { LinuxNodeDriver } from '../drivers/node-driver.js';
 import { daemonsInCgroup } from '../exec/daemon-cgroup.js';
 import { commandRunner, SpawnCounter, useSpawner } from '../exec/run.js';
 import { createLogger } from '../log/logger.js';
-import { StatusFileWriter } from '../status/status-file.js';
+import { LatestStatusFile, StatusFileWriter } from '../status/status-file.js';
 import type { AgentMode } from './agent-mode.js';
 import { checkMode, mergeFlags, readFlagsFile } from './config-file.js';
 import { fileMode } from './file-mode.js';
@@ -52,12 +52,12 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   // What the kernel offers SCTP listeners, once: a kernel does not gain conntrack's SCTP tracker while running.
   const sctp = await probeSctp();
   if (sctp.reason !== undefined) logger.warn({ sctp }, 'SCTP listeners are not supported on this node');
-  const fileWriter = new StatusFileWriter(flags.stateDir);
+  const statusFile = new LatestStatusFile(new StatusFileWriter(flags.stateDir), (err) => logger.error({ err }, 'cannot write status.json'));
   const engine = (): Controller => controller;
   const mode: AgentMode =
     flags.kubernetes === true
-      ? await (await import('./kubernetes-mode.js')).kubernetesModeFor(flags, { engine, fileWriter, run, logger })
-      : fileMode(flags.watch!, engine, fileWriter, logger);
+      ? await (await import('./kubernetes-mode.js')).kubernetesModeFor(flags, { engine, statusFile, run, logger })
+      : fileMode(flags.watch!, engine, statusFile, logger);
   // prom-client is loaded here only: one-shot commands stay quick.
   const { createAgentMetrics } = await import('../metrics/metrics.js');
   const controller: Controller = new Controller({
@@ -124,6 +124,8 @@ export async function runAgent(commandLine: RunFlags, config?: FlagsFileOption):
   server.close();
   await mode.stop();
   await controller.stop();
+  // The last status (published by the stop) on disk before the agent exits.
+  await statusFile.settled();
   await unlock();
   logger.flush();
 }

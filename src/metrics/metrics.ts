@@ -188,7 +188,7 @@ export function createAgentMetrics(source: MetricsSource, options: MetricsOption
   });
   new Counter({
     name: 'nslb_status_publish_seconds_total',
-    help: 'Wall time spent computing and writing status (status.json, and in Kubernetes mode the status subresources).',
+    help: 'Wall time spent computing status and handing it to its writers (status.json and, in Kubernetes mode, the status subresources are written behind it).',
     registers,
     collect() {
       mirror(this, [[{}, counters.publishes?.seconds ?? 0]]);

@@ -115,6 +115,43 @@ export class StatusFileWriter {
   }
 }
 
+/**
+ * status.json written newest-only, never in the publisher's way. The publisher spaces its publishes by ten times
+ * what the last one took (controller/status-publisher.ts); awaited there, a write on a busy node (hundreds of
+ * reconciles queueing their own file work in libuv's pool) took a second or more, so status.json lagged the node by
+ * 10 s and more (bench (h): 11.8 s after 500 load balancers were gone, still listed ACTIVE). Here the text is made at
+ * once (JSON.stringify: the publish's own cost), the write goes on behind it, and a newer file replaces one still
+ * waiting.
+ */
+export class LatestStatusFile {
+  readonly #writer: StatusFileWriter;
+  readonly #onError: (err: unknown) => void;
+  #writing: Promise<void> | undefined;
+  #next: StatusFile | undefined;
+
+  constructor(writer: StatusFileWriter, onError: (err: unknown) => void) {
+    this.#writer = writer;
+    this.#onError = onError;
+  }
+
+  write(file: StatusFile): void {
+    this.#next = file;
+    this.#writing ??= (async () => {
+      while (this.#next !== undefined) {
+        const f = this.#next;
+        this.#next = undefined;
+        await this.#writer.write(f).catch(this.#onError);
+      }
+      this.#writing = undefined;
+    })();
+  }
+
+  /** Until the newest file handed over is on disk. */
+  async settled(): Promise<void> {
+    await this.#writing;
+  }
+}
+
 export async function readStatusFile(stateDir: string): Promise<StatusFile> {
   return JSON.parse(await readFile(statusFilePath(stateDir), 'utf8')) as StatusFile;
 }
