@@ -20,7 +20,7 @@ import { planLoadBalancer, type PlanInput } from '../plan/plan.js';
 import { renderKeepalivedFor } from '../plan/keepalived-config.js';
 import type { ObservedLoadBalancer } from '../plan/observed.js';
 import { crashPoint } from './crash-points.js';
-import { pendingOutcome, pollStats, type LbOutcome, type Outcomes } from './outcomes.js';
+import { logVrrpChange, pendingOutcome, pollStats, type LbOutcome, type Outcomes } from './outcomes.js';
 import { fingerprint, type DesiredSnapshot } from './snapshot.js';
 
 /** Provisioning milestones and failures, for Kubernetes Events; `actions`: what a reconcile did. */
@@ -246,7 +246,8 @@ export class Reconciler {
           actions,
         });
       }
-      await pollStats(node, outcome);
+      const change = await pollStats(node, outcome);
+      if (change !== undefined) logVrrpChange(this.#opts.logger, key, change);
     }
     // Not awaited: at hundreds of load balancers a publish waits its turn for up to a few seconds (see
     // status-publisher.ts), and a reconcile that waited with it would hold its place in the queue, idle.

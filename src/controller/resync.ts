@@ -13,7 +13,7 @@ import type { NodeDriver, ObserveTarget } from '../plan/node-driver.js';
 import type { ObservedNode } from '../plan/observed.js';
 import { planLoadBalancer } from '../plan/plan.js';
 import type { KernelLimits } from './kernel-limits.js';
-import { kernelHealthChanged, pollStats, type Outcomes } from './outcomes.js';
+import { kernelHealthChanged, logVrrpChange, pollStats, type Outcomes } from './outcomes.js';
 import { planInput, type LbEvent, type Reconciler } from './reconciler.js';
 import { fingerprint, type DesiredSnapshot } from './snapshot.js';
 import { sleep } from '../loop/wait.js';
@@ -263,7 +263,12 @@ export class Resync {
 
   async #pollStats(): Promise<void> {
     if (this.#opts.kernelLimits?.pollNeighbours() === true) this.#afterKernelLimits();
-    await Promise.all([...this.#opts.outcomes.values()].map((outcome) => pollStats(this.#opts.node, outcome)));
+    await Promise.all(
+      [...this.#opts.outcomes].map(async ([key, outcome]) => {
+        const change = await pollStats(this.#opts.node, outcome);
+        if (change !== undefined) logVrrpChange(this.#opts.logger, key, change);
+      }),
+    );
     // A UDP or SCTP member that went DOWN or came back changes the kernel's maps: its load balancer is queued,
     // and its reconcile observes the health again and applies the one transaction that follows.
     for (const [key, outcome] of this.#opts.outcomes) {
