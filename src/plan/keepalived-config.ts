@@ -57,15 +57,19 @@ export const RELEASE_FILE_NAME = 'nslb_release';
 // fork and exec per run, per keepalived; one every second in each of a hundred load balancers cost a node a core.
 // What stays a script is the backstop for when the agent is down (a crash, an upgrade) and the file says what it
 // last judged: HAProxy's master alive, with shell builtins (no process but the shell), every 5 s. It fails with
-// the agent's check when HAProxy dies, so it changes nothing while the agent runs; one failure moves the VIP, two
-// successes are needed to leave FAULT, as the agent's PID check. Its timeout stays below its interval.
+// the agent's check when HAProxy dies, so it changes nothing while the agent runs. Two failures in a row move the
+// VIP (Octavia's vrrp_fail_count), two successes leave FAULT. Not one: a run that times out is a failure to
+// keepalived, and on a loaded node runs timed out: in a drain of 100 pairs at load average 20 (bench (w),
+// 2026-12-07) a surviving node put 17 of its VIPs in FAULT within 12 s while its agent judged 2 HAProxies down, and
+// the VIPs went to peers still being built; with two failures needed, the same drain had none. With the agent down,
+// a dead HAProxy moves the VIP within 10 s instead of 5. Its timeout stays below its interval.
 interface TrackScript {
   interval: number;
   timeout: number;
   fall: number;
   rise: number;
 }
-const BACKSTOP: TrackScript = { interval: 5, timeout: 3, fall: 1, rise: 2 };
+const BACKSTOP: TrackScript = { interval: 5, timeout: 3, fall: 2, rise: 2 };
 
 /**
  * A vrrp_script block. `init_fail`: until its first run passes, this node cannot be MASTER, so a node whose HAProxy

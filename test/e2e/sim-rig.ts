@@ -3,7 +3,7 @@
 // No test cases here. Tests that use the rig must run under the data-plane lock like every e2e test.
 import { existsSync, readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
-import { readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { processAlive, readSmall, statFields } from '../../src/drivers/proc.js';
 import { raiseAutogroup, REPO_ROOT, runCommand, type Host, type TestRun } from './harness.js';
@@ -11,6 +11,8 @@ import { raiseAutogroup, REPO_ROOT, runCommand, type Host, type TestRun } from '
 export const SIM = join(REPO_ROOT, 'scripts', 'sim-cluster.sh');
 export const SIM_DIR = process.env.NSLB_SIM_DIR ?? '/var/lib/nslb-sim';
 export const PROVIDER = 'sim-provider';
+/** config/provider-hosts: the namespaces providerHost made while this rig was up, one a line. */
+const PROVIDER_HOSTS = 'provider-hosts';
 
 /**
  * Runs a rig command; throws (with its stderr) when it fails. `up` boots every node and waits for each agent (the
@@ -139,6 +141,10 @@ export async function assertNoRig(): Promise<void> {
   if (!existsSync(join(SIM_DIR, 'config'))) return;
   const owner = Number((await readFile(join(SIM_DIR, 'config', 'owner-pid'), 'utf8').catch(() => '')).trim());
   if (owner > 0 && owner !== process.pid && !alive(owner)) {
+    // Its member and client namespaces first: they are this machine's, not the rig's, and `down` leaves them.
+    for (const name of (await readFile(join(SIM_DIR, 'config', PROVIDER_HOSTS), 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
+      await deleteProviderHost({ netns: name, vethHost: `${name}-h` });
+    }
     await sim('down');
     return;
   }
@@ -158,6 +164,8 @@ export async function providerHost(run: TestRun, suffix: string, hostOctet: numb
     mac: '',
   };
   await deleteProviderHost(host);
+  // Recorded before it exists: a test process that dies leaves it to the next run's assertNoRig.
+  await appendFile(join(SIM_DIR, 'config', PROVIDER_HOSTS), `${name}\n`).catch(() => undefined);
   await runCommand(['ip', 'netns', 'add', name]);
   await runCommand(['ip', 'link', 'add', host.vethHost, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
   await runCommand(['ip', 'link', 'set', 'dev', host.vethHost, 'master', PROVIDER, 'up']);
@@ -167,7 +175,7 @@ export async function providerHost(run: TestRun, suffix: string, hostOctet: numb
   return host;
 }
 
-export async function deleteProviderHost(host: Host): Promise<void> {
+export async function deleteProviderHost(host: Pick<Host, 'netns' | 'vethHost'>): Promise<void> {
   await runCommand(['ip', 'link', 'del', 'dev', host.vethHost], { allowFailure: true });
   await runCommand(['ip', 'netns', 'del', host.netns], { allowFailure: true });
 }

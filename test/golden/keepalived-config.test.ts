@@ -152,7 +152,8 @@ describe('renderKeepalivedConfig', () => {
     expect(backstop.script).toBe(`"${paths.checkScript} ${paths.haproxyPidfile}"`);
     expect(backstop.interval).toBe('5');
     expect(Number(backstop.timeout)).toBeLessThan(Number(backstop.interval));
-    expect(backstop.fall).toBe('1');
+    // Two failures in a row (Octavia's vrrp_fail_count): one run that times out on a loaded node is not a dead HAProxy.
+    expect(backstop.fall).toBe('2');
     expect(backstop.rise).toBe('2');
     expect(backstop.init_fail).toBe('init_fail');
     // The one vrrp_script: nothing asks the runtime socket from keepalived (the agent does).
