@@ -7,6 +7,7 @@
 // Times are printed, never asserted (bench/ measures them).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsOfKey } from '../../src/desired/names.js';
 import type { Obj } from '../support/fake-apiserver.js';
@@ -197,6 +198,26 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
     const probe = startProbe(client, `http://${VIP}/`, 20, 3_000);
     await sleep(2_000);
     const at = Date.now();
+    // Every state the LoadBalancer goes through, in the order the API server stored them (a watch): polling every
+    // 100 ms can miss a status that said the other node was MASTER for less than that (a drained node in FAULT
+    // writes "no MASTER" once, after it), and then sees the slot moved first.
+    const kc = new KubeConfig();
+    kc.loadFromString(api.kubeconfig());
+    let seq = 0;
+    let switchedSeq: number | undefined;
+    let placedSeq: number | undefined;
+    const watch = await new Watch(kc).watch(
+      `/apis/${V}/namespaces/${NS}/loadbalancers`,
+      {},
+      (_type, o: Obj) => {
+        if (o.metadata?.name !== NAME) return;
+        seq++;
+        if (switchedSeq === undefined && (o.status?.nodes ?? []).find((n: { role?: string }) => n.role === 'MASTER')?.name === other) switchedSeq = seq;
+        const placed: string[] = o.status?.placement?.nodes ?? [];
+        if (placedSeq === undefined && placed.length > 0 && !placed.includes(master)) placedSeq = seq;
+      },
+      () => undefined,
+    );
     setDrain(master, true);
     try {
       // MASTER first, then re-place: the drained node's agent hands the role to the other node (status says so)
@@ -231,6 +252,8 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
           drainedMs,
           switchedAt,
           placedAt,
+          switchedSeq,
+          placedSeq,
           requests: results.length,
           failed: failed.length,
           slowestMs: slowest,
@@ -243,7 +266,10 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
       expect(switchedAt).toBeDefined();
       // The scheduler moved the slot only once status said the other node was MASTER (a pair that reports no MASTER,
       // the drained node FAULT and the peer not announced yet, is held too; the wait runs out after 30 s).
-      expect(placedAt).toBeGreaterThanOrEqual(switchedAt!);
+      watch.abort();
+      expect(switchedSeq).toBeDefined();
+      expect(placedSeq).toBeDefined();
+      expect(placedSeq!).toBeGreaterThanOrEqual(switchedSeq!);
       // The drained node's agent switched the pair over itself (keepalived.switchOver) before it let the pair go
       // (keepalived stop, once the slot moved).
       const agentLog = await readFile(join(nodeStateDir(master), '..', 'agent.log'), 'utf8');
@@ -254,6 +280,7 @@ describe('ACTIVE_STANDBY placed by the scheduler (Kubernetes mode, issue 17 acce
       expect(results.length).toBeGreaterThan(100);
       expect(failed).toEqual([]);
     } finally {
+      watch.abort();
       setDrain(master, false);
     }
   }, 300_000);

@@ -56,10 +56,13 @@ export class VipSampler {
     this.#exempt.push([from, to]);
   }
 
-  /** The nodes whose latest sample (at most 2 intervals old) shows `address` in `netns`. */
+  /**
+   * The nodes whose latest sample (at most 2 intervals old) shows `address` in `netns`; not a node no longer sampled
+   * (killed: its last sample, taken while it held the VIP, would stand for it for two more intervals).
+   */
   holders(netns: string, address: string, now = Date.now()): string[] {
     const latest = new Map<string, Sample>();
-    for (const s of this.samples) if (s.netns === netns && s.at <= now) latest.set(s.node, s);
+    for (const s of this.samples) if (s.netns === netns && s.at <= now && this.#loops.has(s.node)) latest.set(s.node, s);
     return [...latest.values()].filter((s) => now - s.at <= 2 * this.intervalMs + 200 && s.addresses.includes(address)).map((s) => s.node);
   }
 
