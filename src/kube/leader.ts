@@ -18,23 +18,27 @@
 // be answered within half the renew deadline, and the leader was fenced again and again while nobody else wanted
 // the Lease (bench (w), issue-17-h). The guard is the same resourceVersion check as the slow path's write, so
 // two candidates still cannot both win, and the fence and the candidates' full lease duration are unchanged.
+//
+// Renewals from a thread (leader-thread.ts, where the agent is built): once leading, the elector hands the Lease it
+// last wrote to a worker thread, which goes on with the same conditional replaces while the main thread is busy, and
+// the fence reads the thread's last renewal from shared memory. A renewal the thread cannot make hands back to the
+// elector (the next try reads the Lease as a candidate does); the fence and the candidates' wait are unchanged.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { statusCode } from '../kube/errors.js';
 import { makeApiClientWithTimeout } from './http.js';
+import { type LeaderLease, LeaderThread } from './leader-thread.js';
 
-export interface LeaderOptions {
-  kubeConfig: KubeConfig;
-  /** What leading means, for the log: `provider`, `scheduler`. */
-  role: string;
-  namespace: string;
-  name: string;
-  identity: string;
-  /** Seconds; renew deadline and retry period follow client-go's proportions (15 / 10 / 2). */
-  leaseSeconds: number;
-  logger: Logger;
+export interface LeaderOptions extends LeaderLease {
   onStartedLeading: () => Promise<void>;
   onStoppedLeading: () => Promise<void>;
+  /**
+   * The renewal thread's script (leader-worker.js): by default the one built beside this module, and none where it
+   * is not there (the sources run by vitest or tsx); false: renew on the main thread.
+   */
+  threadScript?: URL | false;
+  /** Tests: the thread's stall limit (STALL_MS). */
+  threadStallMs?: number;
 }
 
 export class LeaderElector {
@@ -60,6 +64,9 @@ export class LeaderElector {
   #fence: NodeJS.Timeout | undefined;
   /** Leading transitions, one after the other (the fence may fire while a tick starts or stops leading). */
   #transitions: Promise<void> = Promise.resolve();
+  /** The renewal thread, made at the first leadership (undefined: the main thread renews); its start, once. */
+  #thread: LeaderThread | undefined;
+  #threadStart: Promise<LeaderThread | undefined> | undefined;
 
   constructor(opts: LeaderOptions) {
     this.#opts = opts;
@@ -90,8 +97,12 @@ export class LeaderElector {
     clearTimeout(this.#timer);
     await this.#loop;
     await this.#transitions;
-    if (!this.#leading) return;
-    await this.#stopLeading();
+    const thread = await this.#threadStart;
+    const leading = this.#leading;
+    if (leading) await this.#stopLeading();
+    // No renewal from the thread once the Lease is released.
+    await thread?.stop();
+    if (!leading) return;
     await this.#release().catch((err: unknown) => this.#opts.logger.warn({ err: String(err), role: this.#opts.role }, 'cannot release the Lease'));
   }
 
@@ -106,6 +117,7 @@ export class LeaderElector {
     if (!this.#leading) return;
     this.#opts.logger.info({ lease: `${this.#opts.namespace}/${this.#opts.name}`, pauseMs }, `${this.#opts.role}: stepping down`);
     await this.#stopLeading();
+    await this.#thread?.halt();
     // Only once stopped (its writes ended), so that whoever takes the Lease never overlaps with it.
     await this.#release().catch((err: unknown) => this.#opts.logger.warn({ err: String(err), role: this.#opts.role }, 'cannot release the Lease'));
   }
@@ -118,9 +130,9 @@ export class LeaderElector {
     this.#transitions = this.#transitions.then(async () => {
       if (this.#leading || this.#stopped || this.#aside()) return;
       // Queued behind a slow stop, the renewal that won may be past its deadline by now: the next one leads.
-      if (this.#lastRenew + this.#renewDeadlineMs <= Date.now()) return;
+      if (this.#latestRenewal() + this.#renewDeadlineMs <= Date.now()) return;
       this.#leading = true;
-      this.#armFence(this.#lastRenew);
+      this.#armFence();
       this.#opts.logger.info({ lease: `${this.#opts.namespace}/${this.#opts.name}`, identity: this.#opts.identity }, `${this.#opts.role}: leading`);
       await this.#opts.onStartedLeading();
     });
@@ -129,6 +141,9 @@ export class LeaderElector {
 
   #stopLeading(): Promise<void> {
     clearTimeout(this.#fence);
+    // The thread renews no more (not waited for: a renewal still in flight lands or not, and either way the next
+    // renewal is the elector's own, conditional on what it reads).
+    void this.#thread?.halt();
     this.#transitions = this.#transitions.then(async () => {
       if (!this.#leading) return;
       this.#leading = false;
@@ -137,19 +152,29 @@ export class LeaderElector {
     return this.#transitions;
   }
 
-  /** A successful renewal at `at`: leading is safe until the renew deadline from then, and no longer. */
-  #armFence(at: number): void {
+  /** When the last renewal that landed in time was asked for: the elector's own, or the thread's. */
+  #latestRenewal(): number {
+    return Math.max(this.#lastRenew, this.#thread?.renewedAt ?? 0);
+  }
+
+  /** Leading is safe until the renew deadline from the last renewal, and no longer. */
+  #armFence(): void {
     clearTimeout(this.#fence);
     this.#fence = setTimeout(
       () => {
-        if (!this.#leading || this.#lastRenew !== at) return;
+        if (!this.#leading) return;
+        // Renewed since (the thread, whose renewals set no timer here): safe until the deadline from that one.
+        if (this.#latestRenewal() + this.#renewDeadlineMs > Date.now()) {
+          this.#armFence();
+          return;
+        }
         this.#opts.logger.warn(
           { lease: `${this.#opts.namespace}/${this.#opts.name}`, renewDeadlineMs: this.#renewDeadlineMs },
           `${this.#opts.role}: could not renew the Lease in time; stopped leading`,
         );
         void this.#stopLeading();
       },
-      Math.max(0, at + this.#renewDeadlineMs - Date.now()),
+      Math.max(0, this.#latestRenewal() + this.#renewDeadlineMs - Date.now()),
     );
     this.#fence.unref();
   }
@@ -164,6 +189,11 @@ export class LeaderElector {
 
   async #tick(): Promise<void> {
     if (this.#aside()) return;
+    // The thread renews: nothing to send from here (the fence reads its renewals).
+    if (this.#thread?.renewing === true) {
+      this.#lead();
+      return;
+    }
     // Taken before the request: the renewal is as old as the moment it was asked for, not when it came back.
     const asked = Date.now();
     let ok = false;
@@ -176,18 +206,57 @@ export class LeaderElector {
     // A renewal that came back after its own deadline is no ground to lead on: the next tick renews again.
     if (!ok || asked + this.#renewDeadlineMs <= Date.now()) return;
     this.#lastRenew = asked;
-    this.#armFence(asked);
+    if (this.#leading) this.#armFence();
+    this.#handToThread(asked);
+    this.#lead();
+  }
+
+  /** Leads, unless it does or is about to (after a renewal that landed in time). */
+  #lead(): void {
+    if (this.#leading || this.#starting) return;
     // Not awaited: the callbacks (the scheduler starting, or a previous one stopping while its writes finish)
     // can take seconds on a loaded node, and the renewals must go on meanwhile, or the fence fires on a
     // leader that is only busy, and it stops and starts again and again.
-    if (!this.#leading && !this.#starting) {
-      this.#starting = true;
-      void this.#startLeading()
-        .catch((err: unknown) => this.#opts.logger.error({ err: String(err), role: this.#opts.role }, 'cannot start leading'))
-        .finally(() => {
-          this.#starting = false;
-        });
+    this.#starting = true;
+    void this.#startLeading()
+      .catch((err: unknown) => this.#opts.logger.error({ err: String(err), role: this.#opts.role }, 'cannot start leading'))
+      .finally(() => {
+        this.#starting = false;
+      });
+  }
+
+  /**
+   * The Lease this elector just wrote, renewed at `at`, goes to the thread, which renews it from now on (the thread is
+   * started the first time; until it runs, the elector renews).
+   */
+  #handToThread(at: number): void {
+    const written = this.#written;
+    if (written === undefined || this.#opts.threadScript === false) return;
+    if (this.#threadStart === undefined) {
+      const { kubeConfig, role, namespace, name, identity, leaseSeconds, logger, threadScript, threadStallMs } = this.#opts;
+      this.#threadStart = LeaderThread.start({
+        kubeConfig,
+        role,
+        namespace,
+        name,
+        identity,
+        leaseSeconds,
+        retryMs: this.#retryMs,
+        deadlineMs: this.#renewDeadlineMs,
+        logger,
+        ...(threadScript === undefined ? {} : { script: threadScript }),
+        ...(threadStallMs === undefined ? {} : { stallMs: threadStallMs }),
+      }).then((t) => {
+        this.#thread = t;
+        return t;
+      });
+      return;
     }
+    const thread = this.#thread;
+    if (thread?.running !== true || this.#stopped) return;
+    // From here the elector's own base is stale: should the thread hand back, the next try reads the Lease.
+    this.#written = undefined;
+    thread.renewFrom(written, at);
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {

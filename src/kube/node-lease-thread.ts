@@ -14,10 +14,10 @@
 // renewals on the main thread, with an error in the log. Where the worker's script is not there (the sources run by
 // vitest or tsx), or the kubeconfig names a proxy, the renewals run on the main thread (node-lease.ts), as before.
 import { existsSync } from 'node:fs';
-import type { RequestOptions } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { NodeLease, type NodeLeaseOptions } from './node-lease.js';
+import { AUTH_REFRESH_MS, leaseUrl, type ThreadAuth, threadAuth, threadBindings, namesProxy } from './thread-http.js';
 
 export interface NodeLeaseRenewer {
   /** Renews once (the node is a member before the agent serves anything), then keeps renewing. */
@@ -30,19 +30,7 @@ export interface NodeLeaseRenewer {
 
 /** A main thread silent this long (no heartbeat) is wedged: the thread stops renewing. */
 export const STALL_MS = 30_000;
-const HEARTBEAT_MS = 1_000;
-/** How often the kubeconfig's credentials are handed to the thread again (a token file that rotates). */
-const AUTH_REFRESH_MS = 60_000;
-
-/** What the thread sends with: the kubeconfig's headers (Authorization) and TLS settings. */
-export interface NodeLeaseAuth {
-  headers: Record<string, string>;
-  ca?: string | Buffer;
-  cert?: string | Buffer;
-  key?: string | Buffer;
-  rejectUnauthorized?: boolean;
-  servername?: string;
-}
+export const HEARTBEAT_MS = 1_000;
 
 /** What the worker is started with (structured-cloned). */
 export interface NodeLeaseWorkerInit {
@@ -53,13 +41,13 @@ export interface NodeLeaseWorkerInit {
   leaseSeconds: number;
   renewMs: number;
   stallMs: number;
-  auth: NodeLeaseAuth;
+  auth: ThreadAuth;
   /** The agent's log level (pino's number) and its logger's bindings, so that the thread's lines read as the agent's. */
   levelValue: number;
   bindings: Record<string, unknown>;
 }
 
-export type ToNodeLeaseWorker = { type: 'alive' } | { type: 'auth'; auth: NodeLeaseAuth } | { type: 'stop' };
+export type ToNodeLeaseWorker = { type: 'alive' } | { type: 'auth'; auth: ThreadAuth } | { type: 'stop' };
 export type FromNodeLeaseWorker = { type: 'renewed' } | { type: 'lost' } | { type: 'stopped' };
 
 const WORKER_SCRIPT = new URL('./node-lease-worker.js', import.meta.url);
@@ -100,26 +88,23 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
     // The first renewal from here: the node is a member before the agent serves anything.
     await this.#main.start();
     const { kubeConfig, logger, namespace } = this.#opts;
-    const cluster = kubeConfig.getCurrentCluster();
-    if (cluster?.proxyUrl !== undefined) {
-      // The thread speaks to the API server straight, with Node's own client; the main thread's clients go through the
-      // proxy, so the renewals stay with them.
+    if (namesProxy(kubeConfig)) {
       logger.info('the kubeconfig names a proxy (proxy-url), which the node Lease thread does not use; renewing the node Lease on the main thread');
       this.#fallback = new NodeLease(this.#opts);
       void this.#fallback.start();
       return;
     }
-    const server = cluster?.server.replace(/\/+$/, '');
-    let auth: NodeLeaseAuth;
+    let auth: ThreadAuth;
+    let url: string;
     try {
-      if (server === undefined) throw new Error('the kubeconfig names no cluster');
-      auth = await this.#auth();
+      url = leaseUrl(kubeConfig, namespace, this.#main.name);
+      auth = await threadAuth(kubeConfig);
     } catch (err) {
       this.#runOnMain(err, 'the node Lease thread cannot start');
       return;
     }
     const init: NodeLeaseWorkerInit = {
-      url: `${server}/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases/${encodeURIComponent(this.#main.name)}`,
+      url,
       name: this.#main.name,
       node: this.#opts.node,
       leaseSeconds: this.#opts.leaseSeconds,
@@ -127,8 +112,7 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
       stallMs: this.#stallMs,
       auth,
       levelValue: logger.levelVal,
-      // The thread's lines carry the process's pid and hostname itself.
-      bindings: Object.fromEntries(Object.entries(logger.bindings()).filter(([k]) => k !== 'pid' && k !== 'hostname')),
+      bindings: threadBindings(logger.bindings()),
     };
     // Not the agent's own Node flags (an --inspect port): a thread that only renews.
     const worker = new Worker(fileURLToPath(this.#script), { workerData: init, execArgv: [] });
@@ -145,7 +129,7 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
     });
     this.#beat();
     this.#authTimer = setInterval(() => {
-      this.#auth().then(
+      threadAuth(kubeConfig).then(
         (a) => worker.postMessage({ type: 'auth', auth: a } satisfies ToNodeLeaseWorker),
         (err: unknown) => logger.warn({ err }, 'cannot read the kubeconfig credentials for the node Lease thread; it keeps the last ones'),
       );
@@ -153,23 +137,6 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
     this.#authTimer.unref();
     // As the main thread's timer was: the agent's life is its own, not this thread's.
     worker.unref();
-  }
-
-  /** The kubeconfig's credentials as Node's HTTP client takes them (client-node resolves tokens, files and plugins). */
-  async #auth(): Promise<NodeLeaseAuth> {
-    const o: RequestOptions = {};
-    await this.#opts.kubeConfig.applyToHTTPSOptions(o);
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(o.headers ?? {})) if (typeof v === 'string') headers[k] = v;
-    const one = (v: unknown): string | Buffer | undefined => (typeof v === 'string' || Buffer.isBuffer(v) ? v : undefined);
-    const auth: NodeLeaseAuth = { headers };
-    const [ca, cert, key] = [one(o.ca), one(o.cert), one(o.key)];
-    if (ca !== undefined) auth.ca = ca;
-    if (cert !== undefined) auth.cert = cert;
-    if (key !== undefined) auth.key = key;
-    if (o.rejectUnauthorized !== undefined) auth.rejectUnauthorized = o.rejectUnauthorized;
-    if (typeof o.servername === 'string') auth.servername = o.servername;
-    return auth;
   }
 
   #runOnMain(err: unknown, what: string): void {
