@@ -24,7 +24,6 @@
 // the fence reads the thread's last renewal from shared memory. A renewal the thread cannot make hands back to the
 // elector (the next try reads the Lease as a candidate does); the fence and the candidates' wait are unchanged.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
-import type { Logger } from '../log/logger.js';
 import { statusCode } from '../kube/errors.js';
 import { makeApiClientWithTimeout } from './http.js';
 import { type LeaderLease, LeaderThread } from './leader-thread.js';
