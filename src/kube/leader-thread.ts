@@ -182,9 +182,14 @@ export class LeaderThread {
     this.#renewing = false;
     if (this.#exited) return Promise.resolve();
     const id = ++this.#halts;
-    return new Promise((resolve) => {
+    // Held while the answer is awaited: at a clean stop the agent's other handles may be closed already, and an
+    // unreferenced thread would let the process end before the Lease is released.
+    this.#worker.ref();
+    return new Promise<void>((resolve) => {
       this.#waiting.set(id, resolve);
       this.#post({ type: 'halt', id });
+    }).finally(() => {
+      if (this.#waiting.size === 0 && !this.#exited && !this.#stopping) this.#worker.unref();
     });
   }
 
