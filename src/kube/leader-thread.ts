@@ -162,7 +162,7 @@ export class LeaderThread {
 
   /** The thread renews (it was handed the Lease and has not handed it back). */
   get renewing(): boolean {
-    return this.#renewing && !this.#exited;
+    return this.#renewing;
   }
 
   /** When the last renewal the thread made in time was asked for (epoch ms; 0: none). */
@@ -199,15 +199,5 @@ export class LeaderThread {
     this.#quiet();
     await this.halt();
     await this.#worker.terminate();
-  }
-
-  /** Tests: no heartbeat for `ms`, as from a wedged main thread. */
-  silenceHeartbeat(ms: number): void {
-    clearInterval(this.#heartbeat);
-    setTimeout(() => {
-      if (this.#exited) return;
-      this.#heartbeat = setInterval(() => this.#post({ type: 'alive' }), HEARTBEAT_MS);
-      this.#heartbeat.unref();
-    }, ms).unref();
   }
 }
