@@ -17,7 +17,7 @@ import { Worker } from 'node:worker_threads';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { HEARTBEAT_MS, STALL_MS } from './node-lease-thread.js';
-import { AUTH_REFRESH_MS, leaseUrl, namesProxy, type ThreadAuth, threadAuth, threadBindings } from './thread-http.js';
+import { leaseUrl, namesProxy, type ThreadAuth, ThreadFeed, type ThreadFeedMessage, threadAuth, threadBindings } from './thread-http.js';
 
 export interface LeaderWorkerInit {
   url: string;
@@ -37,8 +37,7 @@ export interface LeaderWorkerInit {
 }
 
 export type ToLeaderWorker =
-  | { type: 'alive' }
-  | { type: 'auth'; auth: ThreadAuth }
+  | ThreadFeedMessage
   /** Renew from this Lease (JSON, as the elector's last write left it), renewed at `renewedAt`. */
   | { type: 'renew'; lease: string; renewedAt: number }
   | { type: 'halt'; id: number }
@@ -77,8 +76,7 @@ export class LeaderThread {
   #stopping = false;
   #halts = 0;
   readonly #waiting = new Map<number, () => void>();
-  #heartbeat: NodeJS.Timeout | undefined;
-  #authTimer: NodeJS.Timeout | undefined;
+  #feed: ThreadFeed | undefined;
 
   /** The thread, or undefined where the elector renews on the main thread (no built script, a proxy, no cluster). */
   static async start(opts: LeaderThreadOptions): Promise<LeaderThread | undefined> {
@@ -134,15 +132,12 @@ export class LeaderThread {
       this.#waiting.clear();
       if (!this.#stopping) opts.logger.error({ code }, `the ${opts.role} Lease thread exited; renewing the Lease on the main thread`);
     });
-    this.#heartbeat = setInterval(() => this.#post({ type: 'alive' }), HEARTBEAT_MS);
-    this.#heartbeat.unref();
-    this.#authTimer = setInterval(() => {
-      threadAuth(opts.kubeConfig).then(
-        (a) => this.#post({ type: 'auth', auth: a }),
-        (err: unknown) => opts.logger.warn({ err }, `cannot read the kubeconfig credentials for the ${opts.role} Lease thread; it keeps the last ones`),
-      );
-    }, AUTH_REFRESH_MS);
-    this.#authTimer.unref();
+    this.#feed = new ThreadFeed(
+      (m) => this.#post(m),
+      opts.kubeConfig,
+      HEARTBEAT_MS,
+      (err) => opts.logger.warn({ err }, `cannot read the kubeconfig credentials for the ${opts.role} Lease thread; it keeps the last ones`),
+    );
     worker.unref();
   }
 
@@ -151,8 +146,7 @@ export class LeaderThread {
   }
 
   #quiet(): void {
-    clearInterval(this.#heartbeat);
-    clearInterval(this.#authTimer);
+    this.#feed?.stop();
   }
 
   /** The thread runs (it may be handed the Lease). */

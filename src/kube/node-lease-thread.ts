@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { NodeLease, type NodeLeaseOptions } from './node-lease.js';
-import { AUTH_REFRESH_MS, leaseUrl, type ThreadAuth, threadAuth, threadBindings, namesProxy } from './thread-http.js';
+import { leaseUrl, namesProxy, type ThreadAuth, ThreadFeed, type ThreadFeedMessage, threadAuth, threadBindings } from './thread-http.js';
 
 export interface NodeLeaseRenewer {
   /** Renews once (the node is a member before the agent serves anything), then keeps renewing. */
@@ -47,7 +47,7 @@ export interface NodeLeaseWorkerInit {
   bindings: Record<string, unknown>;
 }
 
-export type ToNodeLeaseWorker = { type: 'alive' } | { type: 'auth'; auth: ThreadAuth } | { type: 'stop' };
+export type ToNodeLeaseWorker = ThreadFeedMessage | { type: 'stop' };
 export type FromNodeLeaseWorker = { type: 'renewed' } | { type: 'lost' } | { type: 'stopped' };
 
 const WORKER_SCRIPT = new URL('./node-lease-worker.js', import.meta.url);
@@ -64,8 +64,7 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
   /** Takes (or makes) the Lease, makes it again when it is gone, asks for the grace on stop. */
   readonly #main: NodeLease;
   #worker: Worker | undefined;
-  #heartbeat: NodeJS.Timeout | undefined;
-  #authTimer: NodeJS.Timeout | undefined;
+  #feed: ThreadFeed | undefined;
   /** Renewals on the main thread, once the thread died. */
   #fallback: NodeLease | undefined;
   #stopping = false;
@@ -127,14 +126,12 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
       this.#quiet();
       if (!this.#stopping) this.#runOnMain(new Error(`exit code ${code}`), 'the node Lease thread exited');
     });
-    this.#beat();
-    this.#authTimer = setInterval(() => {
-      threadAuth(kubeConfig).then(
-        (a) => worker.postMessage({ type: 'auth', auth: a } satisfies ToNodeLeaseWorker),
-        (err: unknown) => logger.warn({ err }, 'cannot read the kubeconfig credentials for the node Lease thread; it keeps the last ones'),
-      );
-    }, AUTH_REFRESH_MS);
-    this.#authTimer.unref();
+    this.#feed = new ThreadFeed(
+      (m) => worker.postMessage(m satisfies ToNodeLeaseWorker),
+      kubeConfig,
+      HEARTBEAT_MS,
+      (err) => logger.warn({ err }, 'cannot read the kubeconfig credentials for the node Lease thread; it keeps the last ones'),
+    );
     // As the main thread's timer was: the agent's life is its own, not this thread's.
     worker.unref();
   }
@@ -145,23 +142,13 @@ export class NodeLeaseThread implements NodeLeaseRenewer {
     void this.#fallback.start();
   }
 
-  #beat(): void {
-    const worker = this.#worker!;
-    this.#heartbeat = setInterval(() => worker.postMessage({ type: 'alive' } satisfies ToNodeLeaseWorker), HEARTBEAT_MS);
-    this.#heartbeat.unref();
-  }
-
   #quiet(): void {
-    clearInterval(this.#heartbeat);
-    clearInterval(this.#authTimer);
+    this.#feed?.stop();
   }
 
   /** Tests: no heartbeat for `ms`, as from a wedged main thread, while this thread's event loop goes on. */
   silenceHeartbeat(ms: number): void {
-    clearInterval(this.#heartbeat);
-    setTimeout(() => {
-      if (!this.#stopping && !this.#exited) this.#beat();
-    }, ms).unref();
+    this.#feed?.silence(ms);
   }
 
   async stop(): Promise<void> {

@@ -142,3 +142,50 @@ export function threadLog(
 export function threadBindings(bindings: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(bindings).filter(([k]) => k !== 'pid' && k !== 'hostname'));
 }
+
+/** What the main thread sends a Lease thread on its own: its heartbeat and the credentials again. */
+export type ThreadFeedMessage = { type: 'alive' } | { type: 'auth'; auth: ThreadAuth };
+
+/**
+ * The main thread's side of a Lease thread (main thread): a heartbeat every `heartbeatMs` (a thread renews only
+ * while it comes, so a wedged main thread lets the Lease run out) and the kubeconfig's credentials every
+ * AUTH_REFRESH_MS. Neither timer holds the process open.
+ */
+export class ThreadFeed {
+  readonly #post: (m: ThreadFeedMessage) => void;
+  readonly #heartbeatMs: number;
+  #heartbeat: NodeJS.Timeout | undefined;
+  readonly #authTimer: NodeJS.Timeout;
+  #stopped = false;
+
+  constructor(post: (m: ThreadFeedMessage) => void, kubeConfig: KubeConfig, heartbeatMs: number, onAuthError: (err: unknown) => void) {
+    this.#post = post;
+    this.#heartbeatMs = heartbeatMs;
+    this.#beat();
+    this.#authTimer = setInterval(() => {
+      threadAuth(kubeConfig).then((auth) => {
+        if (!this.#stopped) post({ type: 'auth', auth });
+      }, onAuthError);
+    }, AUTH_REFRESH_MS);
+    this.#authTimer.unref();
+  }
+
+  #beat(): void {
+    this.#heartbeat = setInterval(() => this.#post({ type: 'alive' }), this.#heartbeatMs);
+    this.#heartbeat.unref();
+  }
+
+  /** Tests: no heartbeat for `ms`, as from a wedged main thread, while this thread's event loop goes on. */
+  silence(ms: number): void {
+    clearInterval(this.#heartbeat);
+    setTimeout(() => {
+      if (!this.#stopped) this.#beat();
+    }, ms).unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#heartbeat);
+    clearInterval(this.#authTimer);
+  }
+}
