@@ -1,6 +1,6 @@
 // `nslb cleanup`: remove every load balancer nslb created on this node, found by its markers only.
 //
-// Each load balancer's steps run in the order the planner gives (HAProxy stopped, port deleted, netns deleted,
+// Each load balancer's steps run in the order the planner gives (HAProxy stopped, netns deleted, port deleted,
 // state dir deleted: the same as a deletion by the agent, so a crash anywhere leaves what the next run finds
 // by its markers), and many load balancers at once, so that the node driver merges their steps: the port
 // deletions into one OVS transaction, the netns deletions into one `ip -batch`. One process per object cost

@@ -57,10 +57,16 @@ function planDelete(netns: string, iface: string, o: ObservedLoadBalancer): Acti
   // (its sockets stay, and a drained node's last requests are not failed requests).
   if (o.haproxy !== undefined)
     actions.push({ kind: 'haproxy.stop', netns, pid: o.haproxy.pid, ...(o.keepalived === undefined ? {} : { graceMs: PAIR_STOP_GRACE_MS }) });
+  // The netns before the OVS ports: the kernel then unregisters its devices together, off ovs-vswitchd's thread.
+  // With the userspace datapath (`netdev`, as with DPDK) a deleted port's device is closed on the thread that
+  // forwards, one after the other, each waiting for the kernel (about 20 ms a port, under the RTNL lock every
+  // switch on the host needs): deleting hundreds at once stopped forwarding for seconds (bench/dev-port-teardown.sh).
+  // The switch reads from a port whose device is gone in vain until its row goes, which comes right after; a
+  // crash between the two leaves the row, which the next reconcile removes (the port is nslb's by its markers).
+  if (o.netns !== undefined) actions.push({ kind: 'netns.delete', netns });
   if (o.port !== undefined || o.ifaceInHost) actions.push({ kind: 'ovs.deletePort', iface });
   // Their devices die with the netns, but their OVS rows would stay behind.
   actions.push(...planDeleteMemberNetworks(o));
-  if (o.netns !== undefined) actions.push({ kind: 'netns.delete', netns });
   if (o.stateDir) actions.push({ kind: 'stateDir.delete', netns });
   return actions;
 }

@@ -353,7 +353,7 @@ describe('planning a pair against a node', () => {
     const node = new FakeNode();
     converge(node);
     const removal = converge(node, null);
-    expect(removal.map((a) => a.kind)).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
+    expect(removal.map((a) => a.kind)).toEqual(['keepalived.stop', 'haproxy.stop', 'netns.delete', 'ovs.deletePort', 'stateDir.delete']);
     expect(node.keepalived.size).toBe(0);
     // HAProxy softly: the requests it was answering when the VIP left get their responses.
     expect(removal.find((a) => a.kind === 'haproxy.stop')).toMatchObject({ graceMs: PAIR_STOP_GRACE_MS });
@@ -517,7 +517,7 @@ describe('an agent serves what is placed on its node', () => {
     one.controller.setSnapshot(moved, []);
     await one.controller.idle();
     const removal = one.driver.applied.slice(-5).map((a) => a.kind);
-    expect(removal).toEqual(['keepalived.stop', 'haproxy.stop', 'ovs.deletePort', 'netns.delete', 'stateDir.delete']);
+    expect(removal).toEqual(['keepalived.stop', 'haproxy.stop', 'netns.delete', 'ovs.deletePort', 'stateDir.delete']);
     expect(one.node.netns.has(netns)).toBe(false);
   });
 
