@@ -70,15 +70,22 @@ const NS = 'bench-sched';
 const V = 'nslb.dev/v1alpha1';
 const vip = (i: number) => `10.234.1.${i + 1}`;
 
+/**
+ * NSLB_BENCH_W_ADVERT_MS=MS (development, not part of the figures): the pairs' spec.vrrp.advertIntervalMs, for
+ * seeing whether a drain's failures are VRRP adverts that miss the master-down interval.
+ */
+const advertMs = process.env.NSLB_BENCH_W_ADVERT_MS === undefined ? undefined : Number(process.env.NSLB_BENCH_W_ADVERT_MS);
+
 function pair(i: number): Obj[] {
   const name = `w${i}`;
   const meta = (n: string) => ({ name: n, namespace: NS });
+  const vrrp = { addresses: [`10.234.2.${i + 1}`, `10.234.3.${i + 1}`], ...(advertMs === undefined ? {} : { advertIntervalMs: advertMs }) };
   return [
     {
       apiVersion: V,
       kind: 'LoadBalancer',
       metadata: meta(name),
-      spec: { vip: { address: vip(i), prefixLength: 16 }, topology: 'ACTIVE_STANDBY', vrrp: { addresses: [`10.234.2.${i + 1}`, `10.234.3.${i + 1}`] } },
+      spec: { vip: { address: vip(i), prefixLength: 16 }, topology: 'ACTIVE_STANDBY', vrrp },
     },
     { apiVersion: V, kind: 'Listener', metadata: meta(`${name}-l`), spec: { loadBalancer: name, protocol: 'HTTP', port: 80, defaultPool: `${name}-p` } },
     { apiVersion: V, kind: 'Pool', metadata: meta(`${name}-p`), spec: { loadBalancer: name, protocol: 'HTTP', lbAlgorithm: 'ROUND_ROBIN' } },
