@@ -74,8 +74,9 @@ export interface VrrpChange {
  */
 export function vrrpChange(before: ObservedVrrpState | undefined, after: ObservedVrrpState | undefined): VrrpChange | undefined {
   if (after === undefined) return undefined;
-  const changes = before?.transitions !== undefined && after.transitions !== undefined ? after.transitions - before.transitions : undefined;
-  if (before === undefined) return after.state === 'BACKUP' ? undefined : { to: after.state, changes: changes ?? 1 };
+  // A keepalived not running at the last poll: its first state, one change.
+  if (before === undefined) return after.state === 'BACKUP' ? undefined : { to: after.state, changes: 1 };
+  const changes = before.transitions !== undefined && after.transitions !== undefined ? after.transitions - before.transitions : undefined;
   if (before.state === after.state && (changes === undefined || changes <= 0)) return undefined;
   // The counter restarts with keepalived: a lower count is a new keepalived, at least one change.
   return { from: before.state, to: after.state, changes: changes !== undefined && changes > 0 ? changes : 1 };
